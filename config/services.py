@@ -1,0 +1,57 @@
+"""Where the platform's backing services live.
+
+Settings import this module, so it must never start anything: it only turns environment
+variables (or the embedded defaults under `.local/`) into connection settings. Starting the
+embedded servers is `config.embedded`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def local_dir() -> Path:
+    """Where embedded services keep their data (`AGENTMARKET_LOCAL_DIR`, default `.local/`)."""
+    return Path(os.environ.get("AGENTMARKET_LOCAL_DIR", BASE_DIR / ".local")).resolve()
+
+
+def embedded_database_url(root: Path) -> str:
+    socket_dir = quote(str(root / "pg"), safe="")
+    return f"postgres://postgres@{socket_dir}/postgres"
+
+
+def embedded_redis_url(root: Path) -> str:
+    return f"unix://{root / 'valkey' / 'valkey.sock'}"
+
+
+def database_url() -> str:
+    return os.environ.get("DATABASE_URL") or embedded_database_url(local_dir())
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or embedded_redis_url(local_dir())
+
+
+def database_config(url: str) -> dict[str, Any]:
+    """Django DATABASES entry for a URL; a percent-encoded host is a unix socket directory."""
+    config: dict[str, Any] = environ.Env.db_url_config(url)
+    config["HOST"] = unquote(str(config.get("HOST") or ""))
+    config["ENGINE"] = "django_tenants.postgresql_backend"
+    config.setdefault("OPTIONS", {})
+    return config
+
+
+def celery_broker_url(url: str) -> str:
+    """Celery spells a redis unix socket `redis+socket://`; redis-py spells it `unix://`."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = f"?{parts.query}" if parts.query else ""
+        return f"redis+socket://{parts.path}{query}"
+    return url

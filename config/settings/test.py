@@ -1,0 +1,21 @@
+"""Test settings: the same real services, isolated by key prefixes and a fast password hasher."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import CACHES, CHANNEL_LAYERS, INSTALLED_APPS, TENANT_APPS
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CACHES["default"]["KEY_PREFIX"] = "test"
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test"
+CELERY_TASK_DEFAULT_QUEUE = "test"
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# A tenant app that exists only in tests: a vector(384) column with an HNSW index, foreign keys,
+# unique and check constraints -- everything a schema clone must reproduce exactly.
+TENANT_APPS = [*TENANT_APPS, "tests.probe"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]

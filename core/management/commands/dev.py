@@ -1,0 +1,90 @@
+"""`manage.py dev`: the whole platform on one machine, stopped by Ctrl-C.
+
+Starts embedded PostgreSQL and Valkey (unless DATABASE_URL / REDIS_URL are set), migrates the
+public schema and every workspace, provisions the workspace template, seeds the demo, then runs
+daphne and a Celery worker until interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connections
+
+from config.embedded import embedded_services
+
+
+class Command(BaseCommand):
+    help = "Run the platform locally: services, migrations, demo seed, ASGI server, worker."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--no-seed", action="store_true", help="skip the demo seed")
+        parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        with embedded_services() as env:
+            os.environ.update(env)
+            self.stdout.write("• Migrating the public schema and all workspaces…")
+            call_command("migrate_schemas", interactive=False, verbosity=0)
+            call_command("provision_template", verbosity=0)
+            if not options["no_seed"]:
+                call_command("seed_demo")
+            connections.close_all()
+            self._serve(env, options)
+
+    def _serve(self, env: dict[str, str], options: dict[str, Any]) -> None:
+        child_env = {**os.environ, **env}
+        python = sys.executable
+        processes = {
+            "daphne": subprocess.Popen(
+                [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
+                 "config.asgi:application"],
+                env=child_env,
+            ),
+            "celery": subprocess.Popen(
+                [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                 "--concurrency", str(options["concurrency"]), "-Q", "default",
+                 "--without-gossip", "--without-mingle"],
+                env=child_env,
+            ),
+        }
+        url = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write(self.style.SUCCESS(f"\n  Agent Market is running at {url}"))
+        self.stdout.write("  Press Ctrl-C to stop everything.\n")
+
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        self.stderr.write(f"{name} exited with code {process.returncode}; stopping.")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            self.stdout.write("\n• Stopping the ASGI server and the worker…")
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for process in processes.values():
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            self.stdout.write("• Stopped. Data is kept in .local/ for the next start.")

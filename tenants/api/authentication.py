@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from core.exceptions import NotFound
+from tenants.models import ApiKey
+from tenants.services import api_key_authenticate
+
+
+class ApiKeyPrincipal:
+    """What `request.user` is for a call made with an API key: authenticated, no person."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+        self.email = f"api-key:{api_key.prefix}"
+
+    def __str__(self) -> str:
+        return self.email
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
+        return False
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer amk_…` (or `X-Api-Key: amk_…`). The key names its workspace."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[ApiKeyPrincipal, ApiKey] | None:
+        header = request.headers.get("Authorization", "")
+        secret = request.headers.get("X-Api-Key", "")
+        if header:
+            parts = header.split()
+            if parts[0].lower() != self.keyword.lower():
+                return None  # another scheme (e.g. Basic): not ours
+            if len(parts) != 2:
+                raise exceptions.AuthenticationFailed(
+                    "Malformed Authorization header: use 'Bearer <api key>'."
+                )
+            secret = parts[1]
+        if not secret:
+            return None
+        try:
+            key = api_key_authenticate(secret=secret)
+        except NotFound as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from exc
+        return ApiKeyPrincipal(key), key
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="api"'

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
+from tenants.permissions import API_KEY_SCOPES
+
+
+class WorkspaceOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "slug", "created_at"]
+
+
+class MembershipWorkspaceOutput(serializers.Serializer):
+    id = serializers.IntegerField(source="workspace.id")
+    name = serializers.CharField(source="workspace.name")
+    slug = serializers.CharField(source="workspace.slug")
+    role = serializers.CharField()
+    created_at = serializers.DateTimeField(source="workspace.created_at")
+
+
+class WorkspaceCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+    slug = serializers.CharField(max_length=40)
+
+
+class WorkspaceUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+
+
+class MemberOutput(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email")
+    name = serializers.CharField(source="user.display_name")
+    joined_at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "name", "role", "joined_at"]
+
+
+class MemberUpdateInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationOutput(serializers.ModelSerializer):
+    invited_by = serializers.EmailField(source="invited_by.email", default=None)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "invited_by", "created_at", "expires_at"]
+
+
+class InvitationInput(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class ApiKeyOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "scopes", "created_at", "last_used_at", "expires_at",
+                  "revoked_at"]
+
+
+class ApiKeyCreatedOutput(ApiKeyOutput):
+    key = serializers.CharField(help_text="The full secret. Shown once; store it now.")
+
+    class Meta(ApiKeyOutput.Meta):
+        fields = [*ApiKeyOutput.Meta.fields, "key"]
+
+
+class ApiKeyInput(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=list(API_KEY_SCOPES)),
+                                   allow_empty=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class AuditEventOutput(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "action", "actor", "target_type", "target_id",
+                  "target_label", "ip_address", "request_id", "metadata"]

@@ -1,0 +1,165 @@
+"""Workspace API. Each view: input serializer → one service/selector → output serializer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.exceptions import PermissionDenied
+from tenants import selectors, services
+from tenants.api import serializers as s
+from tenants.api.base import WORKSPACE_HEADER, WorkspaceAPIView
+from tenants.models import ApiKey
+from tenants.permissions import Perm
+
+WORKSPACE_PARAM = OpenApiParameter(
+    WORKSPACE_HEADER, location=OpenApiParameter.HEADER, required=False,
+    description="Workspace slug; required with session authentication, ignored with an API key.",
+)
+
+
+def _paginated(view: APIView, request: Request, queryset: Any, serializer: type) -> Response:
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class WorkspaceListApi(APIView):
+    @extend_schema(responses=s.MembershipWorkspaceOutput(many=True))
+    def get(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiKey):
+            own = _KeyMembership(request.auth.workspace)
+            return Response(s.MembershipWorkspaceOutput([own], many=True).data)
+        memberships = selectors.workspaces_for_user(user=request.user)  # type: ignore[arg-type]
+        return Response(s.MembershipWorkspaceOutput(memberships, many=True).data)
+
+    @extend_schema(request=s.WorkspaceCreateInput, responses={201: s.WorkspaceOutput})
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiKey):
+            raise PermissionDenied("API keys cannot create workspaces; sign in instead.")
+        data = s.WorkspaceCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        workspace = services.workspace_create(user=request.user, request=request._request,  # type: ignore[arg-type]
+                                              **data.validated_data)
+        return Response(s.WorkspaceOutput(workspace).data, status=status.HTTP_201_CREATED)
+
+
+class _KeyMembership:
+    """An API key's view of its workspace, shaped like a membership (it has no role)."""
+
+    def __init__(self, workspace: Any) -> None:
+        self.workspace = workspace
+        self.role = "api_key"
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class WorkspaceDetailApi(WorkspaceAPIView):
+    @extend_schema(responses=s.WorkspaceOutput)
+    def get(self, request: Request) -> Response:
+        self.access.require(Perm.WORKSPACE_VIEW)
+        return Response(s.WorkspaceOutput(self.access.workspace).data)
+
+    @extend_schema(request=s.WorkspaceUpdateInput, responses=s.WorkspaceOutput)
+    def patch(self, request: Request) -> Response:
+        data = s.WorkspaceUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        workspace = services.workspace_update(access=self.access, request=request._request,
+                                              **data.validated_data)
+        return Response(s.WorkspaceOutput(workspace).data)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class MemberListApi(WorkspaceAPIView):
+    @extend_schema(responses=s.MemberOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return _paginated(self, request, selectors.members_list(access=self.access),
+                          s.MemberOutput)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class MemberDetailApi(WorkspaceAPIView):
+    @extend_schema(responses=s.MemberOutput)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(s.MemberOutput(
+            selectors.member_get(access=self.access, membership_id=pk)).data)
+
+    @extend_schema(request=s.MemberUpdateInput, responses=s.MemberOutput)
+    def patch(self, request: Request, pk: int) -> Response:
+        data = s.MemberUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_change_role(
+            access=self.access, membership_id=pk, role=data.validated_data["role"],
+            request=request._request,
+        )
+        return Response(s.MemberOutput(membership).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.membership_remove(access=self.access, membership_id=pk, request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class InvitationListApi(WorkspaceAPIView):
+    @extend_schema(responses=s.InvitationOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return _paginated(self, request, selectors.invitations_pending(access=self.access),
+                          s.InvitationOutput)
+
+    @extend_schema(request=s.InvitationInput, responses={201: s.InvitationOutput})
+    def post(self, request: Request) -> Response:
+        data = s.InvitationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation, _token = services.invitation_create(access=self.access,
+                                                        request=request._request,
+                                                        **data.validated_data)
+        return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class InvitationDetailApi(WorkspaceAPIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.invitation_revoke(access=self.access, invitation_id=pk, request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class ApiKeyListApi(WorkspaceAPIView):
+    @extend_schema(responses=s.ApiKeyOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return _paginated(self, request, selectors.api_keys_list(access=self.access),
+                          s.ApiKeyOutput)
+
+    @extend_schema(request=s.ApiKeyInput, responses={201: s.ApiKeyCreatedOutput})
+    def post(self, request: Request) -> Response:
+        data = s.ApiKeyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, secret = services.api_key_create(access=self.access, request=request._request,
+                                              **data.validated_data)
+        key.key = secret  # type: ignore[attr-defined]
+        return Response(s.ApiKeyCreatedOutput(key).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class ApiKeyDetailApi(WorkspaceAPIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.api_key_revoke(access=self.access, key_id=pk, request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM,
+                           OpenApiParameter("action", str, description="Only this action")])
+class AuditEventListApi(WorkspaceAPIView):
+    @extend_schema(responses=s.AuditEventOutput(many=True))
+    def get(self, request: Request) -> Response:
+        events = selectors.audit_events(access=self.access,
+                                        action=request.query_params.get("action", ""))
+        return _paginated(self, request, events, s.AuditEventOutput)

@@ -1,0 +1,83 @@
+"""The audit trail: one function writes it, with whatever request context is at hand."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+from django.http import HttpRequest
+
+from core.request_context import request_id_var
+from tenants.models import AuditEvent
+
+if TYPE_CHECKING:
+    from tenants.models import ApiKey, Workspace
+
+logger = logging.getLogger("audit")
+
+
+class Action(models.TextChoices):
+    SIGN_IN = "auth.sign_in", "Signed in"
+    SIGN_OUT = "auth.sign_out", "Signed out"
+    SIGN_IN_FAILED = "auth.sign_in_failed", "Failed sign-in"
+    WORKSPACE_CREATED = "workspace.created", "Workspace created"
+    WORKSPACE_UPDATED = "workspace.updated", "Workspace updated"
+    MEMBER_INVITED = "member.invited", "Member invited"
+    INVITATION_REVOKED = "member.invitation_revoked", "Invitation revoked"
+    MEMBER_JOINED = "member.joined", "Member joined"
+    MEMBER_ROLE_CHANGED = "member.role_changed", "Role changed"
+    MEMBER_REMOVED = "member.removed", "Member removed"
+    API_KEY_CREATED = "api_key.created", "API key created"
+    API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    """The caller's address; `X-Forwarded-For` is trusted only behind NUM_PROXIES proxies."""
+    if request is None:
+        return None
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies and forwarded:
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if len(hops) >= proxies:
+            return hops[-proxies]
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(
+    *,
+    action: str,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+    workspace: Workspace | None = None,
+    api_key: ApiKey | None = None,
+    target: models.Model | None = None,
+    target_label: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> AuditEvent:
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    actor_label = user.email if user is not None else ""
+    if api_key is not None:
+        actor_label = f"API key {api_key.prefix}"
+    event = AuditEvent.objects.create(
+        action=action,
+        actor=user,
+        actor_label=actor_label,
+        api_key=api_key,
+        workspace=workspace,
+        target_type=target._meta.label if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_label=target_label or (str(target) if target is not None else ""),
+        ip_address=client_ip(request),
+        user_agent=(request.headers.get("User-Agent", "")[:255] if request is not None else ""),
+        request_id=request_id_var.get() if request_id_var.get() != "-" else "",
+        metadata=metadata or {},
+    )
+    logger.info(
+        "audit %s", action,
+        extra={"audit_action": action, "actor": actor_label,
+               "workspace": workspace.slug if workspace else None},
+    )
+    return event

@@ -1,0 +1,55 @@
+"""The demo seed: a workspace with an owner and a member, and a staff login. Idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from allauth.account.models import EmailAddress
+from django.db import transaction
+
+from accounts.models import User
+from tenants import services
+from tenants.models import Membership, Role, Workspace
+
+DEMO_SLUG = "demo"
+DEMO_USERS = [
+    ("staff", "admin@demo.local", None),
+    ("owner", "owner@demo.local", Role.OWNER),
+    ("member", "member@demo.local", Role.MEMBER),
+]
+
+
+@dataclass
+class DemoResult:
+    workspace: Workspace
+    logins: list[tuple[str, str]]
+    created: bool
+
+
+def _user(email: str, password: str, *, staff: bool) -> User:
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        if staff:
+            user = User.objects.create_superuser(email=email, password=password)
+        else:
+            user = User.objects.create_user(email=email, password=password)
+    EmailAddress.objects.update_or_create(
+        user=user, email=email, defaults={"verified": True, "primary": True}
+    )
+    return user
+
+
+def seed_demo(*, password: str) -> DemoResult:
+    users = {label: _user(email, password, staff=label == "staff") for label, email, _ in DEMO_USERS}
+    workspace = Workspace.objects.filter(slug=DEMO_SLUG).first()
+    created = workspace is None
+    if workspace is None:
+        workspace = services.workspace_create(user=users["owner"], name="Demo Workspace",
+                                              slug=DEMO_SLUG)
+    with transaction.atomic():
+        for label, _email, role in DEMO_USERS:
+            if role is not None:
+                Membership.objects.get_or_create(user=users[label], workspace=workspace,
+                                                 defaults={"role": role})
+    return DemoResult(workspace=workspace, logins=[(label, email) for label, email, _ in DEMO_USERS],
+                      created=created)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connection
+
+
+def workspace_inventory() -> dict[str, Any]:
+    """The current schema and the row count of each tenant-app model in it."""
+    tenant_labels = {app.rsplit(".", 1)[-1] for app in settings.TENANT_APPS}
+    counts: dict[str, int] = {}
+    for model in apps.get_models():
+        if model._meta.app_label in tenant_labels and model._meta.managed:
+            counts[model._meta.label] = model._default_manager.count()
+    return {"schema": connection.schema_name, "rows": counts}

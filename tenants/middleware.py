@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse
+
+from core.exceptions import NotFound
+from tenants.selectors import access_for_user
+
+
+class WorkspaceMiddleware:
+    """Path-based tenancy: `/w/<slug>/...` runs in that workspace's schema, for its members only.
+
+    Every request starts in the public schema. Workspace URLs carry a `workspace_slug` kwarg;
+    before the view runs, the caller's membership is checked (a non-member gets a 404, the same
+    as for a workspace that does not exist), the schema is switched and `request.access` set.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        connection.set_schema_to_public()
+        request.workspace = None  # type: ignore[attr-defined]
+        request.access = None  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable[..., Any], view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        slug = view_kwargs.pop("workspace_slug", None)
+        if slug is None:
+            return None
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        try:
+            access = access_for_user(user=request.user, slug=slug)  # type: ignore[arg-type]
+        except NotFound as exc:
+            raise Http404(exc.message) from exc
+        request.workspace = access.workspace  # type: ignore[attr-defined]
+        request.access = access  # type: ignore[attr-defined]
+        request.session["last_workspace"] = access.workspace.slug
+        connection.set_tenant(access.workspace)
+        return None

@@ -1,0 +1,85 @@
+"""Reads for workspaces. `access_for_user` is the gate every workspace page passes through."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db.models import Count, QuerySet
+
+from core.exceptions import NotFound
+from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Workspace
+from tenants.permissions import Access, Perm
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+
+def workspaces_for_user(*, user: User) -> QuerySet[Membership]:
+    return (Membership.objects.filter(user=user, workspace__is_template=False)
+            .select_related("workspace").order_by("workspace__name"))
+
+
+def access_for_user(*, user: User, slug: str) -> Access:
+    """The caller's access to workspace `slug`. A workspace the user is not a member of is
+    indistinguishable from one that does not exist (NotFound, never PermissionDenied)."""
+    if not getattr(user, "is_authenticated", False):
+        raise NotFound("Workspace not found.")
+    membership = (Membership.objects.select_related("workspace")
+                  .filter(user=user, workspace__slug=slug, workspace__is_template=False).first())
+    if membership is None:
+        raise NotFound("Workspace not found.")
+    return Access(workspace=membership.workspace, user=user, role=membership.role)
+
+
+def access_for_api_key(*, api_key: ApiKey) -> Access:
+    return Access(workspace=api_key.workspace, api_key=api_key)
+
+
+def members_list(*, access: Access) -> QuerySet[Membership]:
+    access.require(Perm.MEMBERS_VIEW)
+    return (Membership.objects.filter(workspace=access.workspace).select_related("user")
+            .order_by("user__email"))
+
+
+def member_get(*, access: Access, membership_id: int) -> Membership:
+    access.require(Perm.MEMBERS_VIEW)
+    membership = members_list(access=access).filter(pk=membership_id).first()
+    if membership is None:
+        raise NotFound("No member with that id in this workspace.")
+    return membership
+
+
+def invitations_pending(*, access: Access) -> QuerySet[Invitation]:
+    access.require(Perm.MEMBERS_VIEW)
+    return (Invitation.objects.filter(workspace=access.workspace, accepted_at__isnull=True,
+                                      revoked_at__isnull=True)
+            .select_related("invited_by").order_by("-created_at"))
+
+
+def api_keys_list(*, access: Access) -> QuerySet[ApiKey]:
+    access.require(Perm.API_KEYS_MANAGE)
+    return (ApiKey.objects.filter(workspace=access.workspace).select_related("created_by")
+            .order_by("revoked_at", "-created_at"))
+
+
+def audit_events(*, access: Access, action: str = "") -> QuerySet[AuditEvent]:
+    access.require(Perm.AUDIT_VIEW)
+    events = AuditEvent.objects.filter(workspace=access.workspace).select_related("actor")
+    if action:
+        events = events.filter(action=action)
+    return events
+
+
+def workspace_summary(*, access: Access) -> dict[str, int]:
+    counts = Membership.objects.filter(workspace=access.workspace).aggregate(members=Count("id"))
+    counts["pending_invitations"] = Invitation.objects.filter(
+        workspace=access.workspace, accepted_at__isnull=True, revoked_at__isnull=True
+    ).count()
+    counts["active_api_keys"] = ApiKey.objects.filter(
+        workspace=access.workspace, revoked_at__isnull=True
+    ).count()
+    return counts
+
+
+def workspace_for_schema(*, schema_name: str) -> Workspace | None:
+    return Workspace.objects.filter(schema_name=schema_name).first()

@@ -1,0 +1,27 @@
+from django.urls import include, path
+
+from tenants import views
+
+workspace_patterns = [
+    path("", views.workspace_dashboard, name="workspace_dashboard"),
+    path("members/", views.members, name="members"),
+    path("members/invite/", views.member_invite, name="member_invite"),
+    path("members/<int:membership_id>/role/", views.member_role, name="member_role"),
+    path("members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
+    path("invitations/<int:invitation_id>/revoke/", views.invitation_revoke,
+         name="invitation_revoke"),
+    path("api-keys/", views.api_keys, name="api_keys"),
+    path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("audit/", views.audit_log, name="audit_log"),
+    path("settings/", views.workspace_settings, name="workspace_settings"),
+]
+
+urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("go/", views.workspace_home_redirect, name="workspace_home_redirect"),
+    path("workspaces/", views.workspace_list, name="workspace_list"),
+    path("workspaces/new/", views.workspace_create, name="workspace_create"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    # Every workspace page: WorkspaceMiddleware checks membership and switches the schema.
+    path("w/<slug:workspace_slug>/", include(workspace_patterns)),
+]

@@ -1,0 +1,253 @@
+"""Workspace pages. Views parse input, call one service or selector, and render; the
+workspace and the caller's `Access` are set by `WorkspaceMiddleware` before they run."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from core.exceptions import ApplicationError, NotFound
+from core.forms import form_add_application_error
+from tenants import audit, selectors, services
+from tenants.forms import ApiKeyForm, InviteForm, RoleForm, WorkspaceCreateForm, WorkspaceSettingsForm
+from tenants.permissions import Access, Perm
+
+
+def _access(request: HttpRequest) -> Access:
+    access = getattr(request, "access", None)
+    if access is None:  # only reachable if a workspace URL lost its slug
+        raise Http404("Workspace not found.")
+    return access
+
+
+def _require(request: HttpRequest, perm: Perm) -> Access:
+    access = _access(request)
+    if not access.can(perm):
+        # A member sees that the page exists but not its content: 403, with the reason.
+        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot do this.")
+    return access
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("workspace_home_redirect")
+    return render(request, "tenants/landing.html")
+
+
+@login_required
+def workspace_home_redirect(request: HttpRequest) -> HttpResponse:
+    memberships = selectors.workspaces_for_user(user=request.user)  # type: ignore[arg-type]
+    last = request.session.get("last_workspace")
+    slugs = [m.workspace.slug for m in memberships]
+    if last in slugs:
+        return redirect("workspace_dashboard", workspace_slug=last)
+    if slugs:
+        return redirect("workspace_dashboard", workspace_slug=slugs[0])
+    return redirect("workspace_create")
+
+
+@login_required
+def workspace_list(request: HttpRequest) -> HttpResponse:
+    memberships = selectors.workspaces_for_user(user=request.user)  # type: ignore[arg-type]
+    return render(request, "tenants/workspace_list.html", {"memberships": memberships})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workspace_create(request: HttpRequest) -> HttpResponse:
+    form = WorkspaceCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            workspace = services.workspace_create(
+                user=request.user, request=request, **form.cleaned_data  # type: ignore[arg-type]
+            )
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, f"Welcome to {workspace.name}.")
+            return redirect("workspace_dashboard", workspace_slug=workspace.slug)
+    return render(request, "tenants/workspace_create.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        invitation = services.invitation_lookup(token=token)
+    except NotFound as exc:
+        return render(request, "tenants/invitation.html", {"error": exc.message}, status=404)
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect(f"{reverse('account_login')}?next={request.path}")
+        try:
+            membership = services.invitation_accept(
+                token=token, user=request.user, request=request  # type: ignore[arg-type]
+            )
+        except ApplicationError as exc:
+            return render(request, "tenants/invitation.html",
+                          {"invitation": invitation, "error": exc.message}, status=exc.status)
+        messages.success(request, f"You joined {membership.workspace.name} as {membership.role}.")
+        return redirect("workspace_dashboard", workspace_slug=membership.workspace.slug)
+    return render(request, "tenants/invitation.html", {"invitation": invitation})
+
+
+def workspace_dashboard(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    summary = selectors.workspace_summary(access=access)
+    return render(request, "tenants/dashboard.html", {"summary": summary})
+
+
+def _members_context(access: Access, invite_form: InviteForm | None = None) -> dict:
+    return {
+        "members": selectors.members_list(access=access),
+        "invitations": selectors.invitations_pending(access=access),
+        "invite_form": invite_form or InviteForm(actor_role=access.role or ""),
+        "can_invite": access.can(Perm.MEMBERS_INVITE),
+        "can_manage": access.can(Perm.MEMBERS_MANAGE),
+        "role_choices": RoleForm(actor_role=access.role or "").fields["role"].choices,  # type: ignore[attr-defined]
+    }
+
+
+def members(request: HttpRequest) -> HttpResponse:
+    access = _require(request, Perm.MEMBERS_VIEW)
+    return render(request, "tenants/members.html", _members_context(access))
+
+
+@require_POST
+def member_invite(request: HttpRequest) -> HttpResponse:
+    access = _require(request, Perm.MEMBERS_INVITE)
+    form = InviteForm(request.POST, actor_role=access.role or "")
+    if form.is_valid():
+        try:
+            invitation, _token = services.invitation_create(access=access, request=request,
+                                                            **form.cleaned_data)
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, f"Invitation sent to {invitation.email}.")
+            if request.htmx:  # type: ignore[attr-defined]
+                return render(request, "tenants/members.html#members-panel",
+                              _members_context(access))
+            return redirect("members", workspace_slug=access.workspace.slug)
+    context = _members_context(access, invite_form=form)
+    template = "tenants/members.html#members-panel" if request.htmx else "tenants/members.html"  # type: ignore[attr-defined]
+    return render(request, template, context, status=400)
+
+
+@require_POST
+def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    access = _require(request, Perm.MEMBERS_MANAGE)
+    form = RoleForm(request.POST, actor_role=access.role or "")
+    status = 200
+    if form.is_valid():
+        try:
+            services.membership_change_role(access=access, membership_id=membership_id,
+                                            role=form.cleaned_data["role"], request=request)
+            messages.success(request, "Role updated.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            status = exc.status
+    else:
+        messages.error(request, "Choose a role you are allowed to grant.")
+        status = 400
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "tenants/members.html#members-panel", _members_context(access),
+                      status=status)
+    return redirect("members", workspace_slug=access.workspace.slug)
+
+
+@require_POST
+def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+    access = _access(request)
+    leaving = selectors.member_get(access=access, membership_id=membership_id).user_id == request.user.pk
+    try:
+        services.membership_remove(access=access, membership_id=membership_id, request=request)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("members", workspace_slug=access.workspace.slug)
+    if leaving:
+        messages.success(request, f"You left {access.workspace.name}.")
+        request.session.pop("last_workspace", None)
+        return redirect("workspace_list")
+    messages.success(request, "Member removed.")
+    return redirect("members", workspace_slug=access.workspace.slug)
+
+
+@require_POST
+def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    access = _require(request, Perm.MEMBERS_INVITE)
+    try:
+        invitation = services.invitation_revoke(access=access, invitation_id=invitation_id,
+                                                request=request)
+        messages.success(request, f"Invitation for {invitation.email} revoked.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("members", workspace_slug=access.workspace.slug)
+
+
+@require_http_methods(["GET", "POST"])
+def api_keys(request: HttpRequest) -> HttpResponse:
+    access = _require(request, Perm.API_KEYS_MANAGE)
+    form = ApiKeyForm(request.POST or None)
+    new_secret = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                key, new_secret = services.api_key_create(access=access, request=request,
+                                                          **form.cleaned_data)
+            except ApplicationError as exc:
+                form_add_application_error(form, exc)
+                status = 400
+            else:
+                form = ApiKeyForm()
+                messages.success(request, f"API key “{key.name}” created. Copy it now.")
+        else:
+            status = 400
+    return render(request, "tenants/api_keys.html",
+                  {"keys": selectors.api_keys_list(access=access), "form": form,
+                   "new_secret": new_secret}, status=status)
+
+
+@require_POST
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    access = _require(request, Perm.API_KEYS_MANAGE)
+    try:
+        key = services.api_key_revoke(access=access, key_id=key_id, request=request)
+        messages.success(request, f"API key “{key.name}” revoked.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("api_keys", workspace_slug=access.workspace.slug)
+
+
+def audit_log(request: HttpRequest) -> HttpResponse:
+    access = _require(request, Perm.AUDIT_VIEW)
+    action = request.GET.get("action", "")
+    if action not in audit.Action.values:
+        action = ""
+    page = Paginator(selectors.audit_events(access=access, action=action), 50).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "tenants/audit.html",
+                  {"page": page, "action": action, "actions": audit.Action.choices})
+
+
+@require_http_methods(["GET", "POST"])
+def workspace_settings(request: HttpRequest) -> HttpResponse:
+    access = _require(request, Perm.WORKSPACE_UPDATE)
+    form = WorkspaceSettingsForm(request.POST or None, initial={"name": access.workspace.name})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.workspace_update(access=access, name=form.cleaned_data["name"],
+                                      request=request)
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, "Workspace renamed.")
+            return redirect("workspace_settings", workspace_slug=access.workspace.slug)
+    return render(request, "tenants/settings.html", {"form": form})
