@@ -73,7 +73,7 @@ def embedded_services(root: Path | None = None, *, quiet: bool = False) -> Itera
         if valkey is not None:
             valkey.stop()
         if pg is not None:
-            pg.stop()
+            pg.cleanup()  # stops it once (its atexit hook then sees nothing to do)
 
 
 def run(command: list[str], root: Path | None) -> int:
