@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_exists
@@ -68,6 +69,17 @@ def ensure_world() -> World:
     Membership.objects.get_or_create(user=member, workspace=workspace_a,
                                      defaults={"role": Role.MEMBER})
     return World(workspace_a, workspace_b, owner, member, outsider)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on committed data flush the database afterwards. Workspace tables reference
+    public ones (users), so the flush must cascade, which Django does only when
+    `available_apps` is set: give those tests the full app list."""
+    marker = pytest.mark.django_db(transaction=True, available_apps=list(settings.INSTALLED_APPS))
+    for item in items:
+        if "committed_world" in getattr(item, "fixturenames", ()):
+            item.add_marker(marker, append=False)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ CACHES["default"]["KEY_PREFIX"] = "test"
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test"
 CELERY_TASK_DEFAULT_QUEUE = "test"
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -1,0 +1,67 @@
+"""A real Celery worker process, on the real broker, runs each task in its workspace's schema."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django_tenants.utils import schema_context
+
+from tenants.tasks import inventory
+from tests.conftest import World, database_url_for_children
+from tests.probe.models import Folder
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(scope="module")
+def worker_queue(django_db_setup: None) -> Iterator[str]:
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url_for_children(),
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--pool", "solo",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"],
+        env=env,
+    )
+    try:
+        yield queue
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_each_task_sees_only_its_own_workspace(committed_world: World, worker_queue: str) -> None:
+    with schema_context(committed_world.workspace_a.schema_name):
+        Folder.objects.create(name="A's folder")
+        Folder.objects.create(name="A's other folder")
+        seen_from_a = inventory.apply_async(queue=worker_queue).get(timeout=60)
+    with schema_context(committed_world.workspace_b.schema_name):
+        seen_from_b = inventory.apply_async(queue=worker_queue).get(timeout=60)
+
+    assert seen_from_a["schema"] == "ws_alpha"
+    assert seen_from_a["rows"]["probe.Folder"] == 2
+    assert seen_from_b["schema"] == "ws_bravo"
+    assert seen_from_b["rows"]["probe.Folder"] == 0
+
+
+def test_worker_check_command_reports_the_schema(committed_world: World, worker_queue: str) -> None:
+    out = StringIO()
+    call_command("worker_check", workspace="bravo", queue=worker_queue, timeout=60, stdout=out)
+    assert '"schema": "ws_bravo"' in out.getvalue()
+
+
+def test_worker_check_names_an_unknown_workspace(committed_world: World) -> None:
+    with pytest.raises(CommandError, match="--workspace: no workspace with slug 'nope'"):
+        call_command("worker_check", workspace="nope")
