@@ -21,8 +21,15 @@ class MembershipInline(admin.TabularInline):
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("email",)
-    list_display = ("email", "full_name", "workspace_count", "is_staff", "is_active", "last_login",
-                    "date_joined")
+    list_display = (
+        "email",
+        "full_name",
+        "workspace_count",
+        "is_staff",
+        "is_active",
+        "last_login",
+        "date_joined",
+    )
     list_filter = ("is_staff", "is_superuser", "is_active", "date_joined")
     search_fields = ("email", "full_name")
     date_hierarchy = "date_joined"
@@ -30,8 +37,10 @@ class UserAdmin(BaseUserAdmin):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("full_name",)}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups",
-                                    "user_permissions")}),
+        (
+            "Permissions",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
@@ -41,4 +50,4 @@ class UserAdmin(BaseUserAdmin):
 
     @admin.display(description="Workspaces", ordering="_workspaces")
     def workspace_count(self, obj: User) -> int:
-        return obj._workspaces  # type: ignore[attr-defined,no-any-return]
+        return obj._workspaces  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 CLONE_TARGET_S = 2.0
 MIGRATE_50_TARGET_S = 120.0
 
-MIGRATION_TEMPLATE = '''# Written by bench/tenant_provisioning.py into a scratch package.
+MIGRATION_TEMPLATE = """# Written by bench/tenant_provisioning.py into a scratch package.
 from django.db import migrations, models
 
 
@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
             field=models.CharField(max_length=40, null=True, blank=True),
         ),
     ]
-'''
+"""
 
 
 def say(message: str = "") -> None:
@@ -64,8 +64,12 @@ def say(message: str = "") -> None:
 def progress(label: str, done: int, total: int, seconds: float) -> None:
     if sys.stderr.isatty():
         end = "\n" if done == total else ""
-        print(f"\r  {label}: {done}/{total} (last {seconds:.3f} s)", end=end, file=sys.stderr,
-              flush=True)
+        print(
+            f"\r  {label}: {done}/{total} (last {seconds:.3f} s)",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
     elif done == total or done % 10 == 0:
         say(f"  {label}: {done}/{total} (last {seconds:.3f} s)")
 
@@ -108,6 +112,7 @@ class Results:
 
 # --- The throw-away database ---------------------------------------------------------------
 
+
 def _admin_connection() -> Any:
     import psycopg
 
@@ -137,6 +142,7 @@ def drop_database(name: str) -> None:
 
 # --- The temporary copy of probe's migrations ------------------------------------------------
 
+
 class ProbeMigrations:
     """`tests/probe/migrations` copied into a temporary package the bench can add to."""
 
@@ -161,6 +167,7 @@ class ProbeMigrations:
 
 # --- The measurements ------------------------------------------------------------------------
 
+
 def timed(function: Callable[[], Any]) -> float:
     start = time.perf_counter()
     function()
@@ -170,8 +177,11 @@ def timed(function: Callable[[], Any]) -> float:
 def tenant_schemas() -> list[str]:
     from tenants.models import Workspace
 
-    return list(Workspace.objects.exclude(schema_name="public")
-                .order_by("schema_name").values_list("schema_name", flat=True))
+    return list(
+        Workspace.objects.exclude(schema_name="public")
+        .order_by("schema_name")
+        .values_list("schema_name", flat=True)
+    )
 
 
 def schemas_with_column(column: str) -> int:
@@ -221,8 +231,9 @@ def measure_provisioning(args: argparse.Namespace, results: Results) -> None:
         results.server_version = cursor.fetchone()[0]
 
     say("• migrate_schemas --shared")
-    results.shared_migrate_s = timed(lambda: call_command(
-        "migrate_schemas", shared=True, interactive=False, verbosity=0))
+    results.shared_migrate_s = timed(
+        lambda: call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+    )
     say(f"  {results.shared_migrate_s:.2f} s")
     say("• template workspace (migrated once)")
     results.template_s = timed(provisioning.template_workspace)
@@ -233,15 +244,24 @@ def measure_provisioning(args: argparse.Namespace, results: Results) -> None:
     say(f"• (a) workspace_create (clone) x {args.clones}")
     for i in range(args.clones):
         slug = f"bench-clone-{i:03d}"
-        results.clone.append(timed(lambda slug=slug: services.workspace_create(
-            user=user, name=f"Bench {slug}", slug=slug)))
+        results.clone.append(
+            timed(
+                lambda slug=slug: services.workspace_create(
+                    user=user, name=f"Bench {slug}", slug=slug
+                )
+            )
+        )
         progress("clone", i + 1, args.clones, results.clone[-1])
 
     say(f"• (b) create_schema with every tenant migration x {args.migrations}")
 
     def migrate_one(slug: str) -> None:
-        workspace = Workspace(schema_name=services.workspace_schema_name(slug),
-                              name=f"Bench migrated {slug}", slug=slug, created_by=user)
+        workspace = Workspace(
+            schema_name=services.workspace_schema_name(slug),
+            name=f"Bench migrated {slug}",
+            slug=slug,
+            created_by=user,
+        )
         workspace.save(verbosity=0)
         workspace.create_schema(check_if_exists=True, sync_schema=True, verbosity=0)
 
@@ -250,16 +270,24 @@ def measure_provisioning(args: argparse.Namespace, results: Results) -> None:
         progress("migrate", i + 1, args.migrations, results.migrate[-1])
 
     if args.clones and args.migrations:
-        compare_structure(services.workspace_schema_name("bench-clone-000"),
-                          services.workspace_schema_name("bench-migr-000"), results)
+        compare_structure(
+            services.workspace_schema_name("bench-clone-000"),
+            services.workspace_schema_name("bench-migr-000"),
+            results,
+        )
 
     existing = Workspace.objects.filter(is_template=False).count()
     missing = max(0, args.tenants - existing)
     say(f"• (c) {existing} workspaces; cloning {missing} more to reach {args.tenants}")
     for i in range(missing):
         slug = f"bench-fill-{i:03d}"
-        results.top_up.append(timed(lambda slug=slug: services.workspace_create(
-            user=user, name=f"Bench {slug}", slug=slug)))
+        results.top_up.append(
+            timed(
+                lambda slug=slug: services.workspace_create(
+                    user=user, name=f"Bench {slug}", slug=slug
+                )
+            )
+        )
         progress("clone", i + 1, missing, results.top_up[-1])
     results.workspaces = Workspace.objects.filter(is_template=False).count()
 
@@ -273,8 +301,10 @@ def measure_tenant_migration(probe: ProbeMigrations, results: Results) -> None:
         migration = probe.add(number, column)
         run = TenantMigration(executor=executor, migration=migration, schemas=schemas)
         results.tenant_migrations.append(run)
-        say(f"• (c) migrate_schemas --tenant --executor={executor}: {migration} "
-            f"across {schemas} schemas")
+        say(
+            f"• (c) migrate_schemas --tenant --executor={executor}: {migration} "
+            f"across {schemas} schemas"
+        )
         options: dict[str, Any] = {"tenant": True, "interactive": False, "verbosity": 0}
         if executor != "standard":
             options["executor"] = executor
@@ -304,8 +334,7 @@ def profile_one_schema(probe: ProbeMigrations, results: Results) -> None:
     say(f"• profiling migrate_schemas --tenant -s {schema} ({migration})")
     profiler = cProfile.Profile()
     profiler.enable()
-    call_command("migrate_schemas", tenant=True, schema_name=schema, interactive=False,
-                 verbosity=0)
+    call_command("migrate_schemas", tenant=True, schema_name=schema, interactive=False, verbosity=0)
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -314,6 +343,7 @@ def profile_one_schema(probe: ProbeMigrations, results: Results) -> None:
 
 
 # --- The report ------------------------------------------------------------------------------
+
 
 def chosen_tenant_migration(results: Results) -> TenantMigration | None:
     done = [run for run in results.tenant_migrations if run.seconds is not None]
@@ -326,11 +356,15 @@ def report(args: argparse.Namespace, results: Results, database: str) -> None:
     import django
 
     print()
-    print(f"Workspace provisioning benchmark — database {database}, "
-          f"PostgreSQL {results.server_version}, Django {django.get_version()}, "
-          f"django-tenants {version('django-tenants')}, {os.cpu_count()} CPUs")
-    print(f"setup: migrate_schemas --shared {results.shared_migrate_s:.2f} s, "
-          f"template schema {results.template_s:.2f} s")
+    print(
+        f"Workspace provisioning benchmark — database {database}, "
+        f"PostgreSQL {results.server_version}, Django {django.get_version()}, "
+        f"django-tenants {version('django-tenants')}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"setup: migrate_schemas --shared {results.shared_migrate_s:.2f} s, "
+        f"template schema {results.template_s:.2f} s"
+    )
     print()
     baseline = median(results.migrate) if results.migrate else None
     print(f"{'method':<10}{'n':>4}{'median s':>11}{'p95 s':>9}{'ratio':>9}")
@@ -341,9 +375,13 @@ def report(args: argparse.Namespace, results: Results, database: str) -> None:
         ratio = f"{median(values) / baseline:.3f}" if baseline else "-"
         print(f"{label:<10}{len(values):>4}{median(values):>11.3f}{p95(values):>9.3f}{ratio:>9}")
     print("(ratio = median / migrate median)")
+    if results.clone and baseline:
+        print(f"clone is {baseline / median(results.clone):.0f}x faster than migrate (medians)")
     if results.top_up:
-        print(f"top-up clones for (c): n={len(results.top_up)}, median "
-              f"{median(results.top_up):.3f} s, p95 {p95(results.top_up):.3f} s")
+        print(
+            f"top-up clones for (c): n={len(results.top_up)}, median "
+            f"{median(results.top_up):.3f} s, p95 {p95(results.top_up):.3f} s"
+        )
     if args.clones and args.migrations:
         print(f"structure identical: {'yes' if results.structure_identical else 'no'}")
         for line in results.structure_diff[:20]:
@@ -351,25 +389,32 @@ def report(args: argparse.Namespace, results: Results, database: str) -> None:
         print(f"migration records identical: {'yes' if results.records_identical else 'no'}")
     print()
     chosen = chosen_tenant_migration(results)
-    print(f"One new tenant migration across {results.workspaces} workspaces "
-          f"(+ the template schema):")
-    print(f"{'executor':<17}{'migration':<30}{'schemas':>8}{'total s':>10}{'per schema s':>14}"
-          f"{'applied':>9}")
+    print(
+        f"One new tenant migration across {results.workspaces} workspaces (+ the template schema):"
+    )
+    print(
+        f"{'executor':<17}{'migration':<30}{'schemas':>8}{'total s':>10}{'per schema s':>14}"
+        f"{'applied':>9}"
+    )
     for run in results.tenant_migrations:
         if run.seconds is None:
             print(f"{run.executor:<17}{run.migration:<30}{run.schemas:>8}  failed: {run.error}")
             continue
         mark = "  <- migrate_50_tenants_s" if run is chosen else ""
-        print(f"{run.executor:<17}{run.migration:<30}{run.schemas:>8}{run.seconds:>10.3f}"
-              f"{run.seconds / max(run.schemas, 1):>14.3f}{run.applied_to:>9}{mark}")
+        print(
+            f"{run.executor:<17}{run.migration:<30}{run.schemas:>8}{run.seconds:>10.3f}"
+            f"{run.seconds / max(run.schemas, 1):>14.3f}{run.applied_to:>9}{mark}"
+        )
     print()
     if results.clone:
         met = median(results.clone) < CLONE_TARGET_S
         print(f"target clone median < {CLONE_TARGET_S:.0f} s: {'met' if met else 'MISSED'}")
     if chosen is not None and chosen.seconds is not None:
         met = chosen.seconds < MIGRATE_50_TARGET_S
-        print(f"target {results.workspaces}-workspace migration < {MIGRATE_50_TARGET_S:.0f} s: "
-              f"{'met' if met else 'MISSED'} ({chosen.executor})")
+        print(
+            f"target {results.workspaces}-workspace migration < {MIGRATE_50_TARGET_S:.0f} s: "
+            f"{'met' if met else 'MISSED'} ({chosen.executor})"
+        )
     if results.profile:
         print()
         print("cProfile, one schema, one new migration (top 30 by cumulative time):")
@@ -391,16 +436,32 @@ def summary_line(results: Results) -> str:
 
 # --- Entry point -----------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clones", type=int, default=20,
-                        help="workspaces created by cloning the template (default 20)")
-    parser.add_argument("--migrations", type=int, default=5,
-                        help="workspaces created by running every migration (default 5)")
-    parser.add_argument("--tenants", type=int, default=50,
-                        help="workspaces to migrate in (c); topped up by cloning (default 50)")
-    parser.add_argument("--profile", action="store_true",
-                        help="afterwards, cProfile one more migration on a single schema")
+    parser.add_argument(
+        "--clones",
+        type=int,
+        default=20,
+        help="workspaces created by cloning the template (default 20)",
+    )
+    parser.add_argument(
+        "--migrations",
+        type=int,
+        default=5,
+        help="workspaces created by running every migration (default 5)",
+    )
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=50,
+        help="workspaces to migrate in (c); topped up by cloning (default 50)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, cProfile one more migration on a single schema",
+    )
     return parser.parse_args(argv)
 
 
@@ -417,8 +478,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         # Starts PostgreSQL / Valkey only when DATABASE_URL / REDIS_URL are unset.
-        os.environ.update(stack.enter_context(
-            embedded_services(root=ROOT / ".local" / "bench")))
+        os.environ.update(stack.enter_context(embedded_services(root=ROOT / ".local" / "bench")))
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         probe = ProbeMigrations(scratch)
 

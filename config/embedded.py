@@ -39,8 +39,9 @@ def _start_valkey(root: Path) -> Any:
     data.mkdir(parents=True, exist_ok=True)
     socket = data / "valkey.sock"
     socket.unlink(missing_ok=True)
-    server = ValkeyServer(data_dir=data, persist=True, unix_socket_path=socket,
-                          unix_socket_perm="700", port=0)
+    server = ValkeyServer(
+        data_dir=data, persist=True, unix_socket_path=socket, unix_socket_perm="700", port=0
+    )
     server.start()
     return server
 

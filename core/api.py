@@ -49,7 +49,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             error_body("server_error", "Something went wrong on our side."),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
-    assert isinstance(exc, exceptions.APIException)
+    if not isinstance(exc, exceptions.APIException):  # DRF only answers for its own family
+        return response
     if isinstance(exc, exceptions.ValidationError):
         fields = _fields(exc.detail)
         non_field = fields.pop("non_field_errors", [])
@@ -61,7 +62,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code
         message = "; ".join(_flatten(exc.detail))
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            message = f"Too many requests. Try again in {int(exc.wait) + 1} seconds."
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            message = f"Too many requests. Try again in {int(wait) + 1} seconds."
         response.data = error_body(str(code), message)
     return response

@@ -24,7 +24,9 @@ def check_database() -> dict[str, Any]:
 def check_redis() -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
         client.ping()
         client.close()
     except Exception as exc:

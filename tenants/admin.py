@@ -24,8 +24,15 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "schema_name", "member_count", "created_by", "created_at",
-                    "is_template")
+    list_display = (
+        "name",
+        "slug",
+        "schema_name",
+        "member_count",
+        "created_by",
+        "created_at",
+        "is_template",
+    )
     list_filter = ("is_template", "created_at")
     search_fields = ("name", "slug", "schema_name", "created_by__email")
     readonly_fields = ("schema_name", "created_at", "updated_at", "is_template")
@@ -34,12 +41,16 @@ class WorkspaceAdmin(admin.ModelAdmin):
     autocomplete_fields = ("created_by",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workspace]:
-        return (super().get_queryset(request).select_related("created_by")
-                .annotate(_members=Count("memberships")))
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("created_by")
+            .annotate(_members=Count("memberships"))
+        )
 
     @admin.display(description="Members", ordering="_members")
     def member_count(self, obj: Workspace) -> int:
-        return obj._members  # type: ignore[attr-defined,no-any-return]
+        return obj._members
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Workspaces are provisioned (schema clone + owner) by the sign-up flow or the API.
@@ -68,10 +79,21 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
-    list_display = ("email", "workspace", "role", "invited_by", "created_at", "expires_at",
-                    "accepted_at", "revoked_at")
-    list_filter = ("role", ("accepted_at", admin.EmptyFieldListFilter),
-                   ("revoked_at", admin.EmptyFieldListFilter))
+    list_display = (
+        "email",
+        "workspace",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "revoked_at",
+    )
+    list_filter = (
+        "role",
+        ("accepted_at", admin.EmptyFieldListFilter),
+        ("revoked_at", admin.EmptyFieldListFilter),
+    )
     search_fields = ("email", "workspace__name", "workspace__slug")
     list_select_related = ("workspace", "invited_by")
     readonly_fields = ("token_hash", "created_at", "accepted_at", "accepted_by")
@@ -80,8 +102,16 @@ class InvitationAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "workspace", "scopes", "created_by", "created_at",
-                    "last_used_at", "revoked_at")
+    list_display = (
+        "name",
+        "prefix",
+        "workspace",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), "created_at")
     search_fields = ("name", "prefix", "workspace__name", "workspace__slug")
     list_select_related = ("workspace", "created_by")
@@ -94,8 +124,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "action", "actor_label", "workspace_link", "target_label",
-                    "ip_address")
+    list_display = (
+        "created_at",
+        "action",
+        "actor_label",
+        "workspace_link",
+        "target_label",
+        "ip_address",
+    )
     list_filter = ("action", "created_at")
     search_fields = ("actor_label", "target_label", "workspace__slug", "ip_address", "request_id")
     date_hierarchy = "created_at"

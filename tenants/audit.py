@@ -76,8 +76,12 @@ def record(
         metadata=metadata or {},
     )
     logger.info(
-        "audit %s", action,
-        extra={"audit_action": action, "actor": actor_label,
-               "workspace": workspace.slug if workspace else None},
+        "audit %s",
+        action,
+        extra={
+            "audit_action": action,
+            "actor": actor_label,
+            "workspace": workspace.slug if workspace else None,
+        },
     )
     return event

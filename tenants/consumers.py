@@ -15,7 +15,7 @@ PRESENCE_TTL_SECONDS = 3600
 
 
 def _presence_key(access: Access) -> str:
-    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "am")
+    prefix: str = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]  # type: ignore[index]
     return f"{prefix}:presence:{access.workspace.schema_name}"
 
 
@@ -40,17 +40,19 @@ class PresenceConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         key = _presence_key(self.access)
-        await self.redis.hset(key, self.channel_name,
-                              json.dumps({"id": user.pk, "name": user.display_name,
-                                          "email": user.email}))
+        await self.redis.hset(
+            key,
+            self.channel_name,
+            json.dumps({"id": user.pk, "name": user.display_name, "email": user.email}),
+        )
         await self.redis.expire(key, PRESENCE_TTL_SECONDS)
         await self.channel_layer.group_send(self.group, {"type": "presence.changed"})
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "access", None) is None:
+        access = getattr(self, "access", None)
+        if access is None:  # refused at connect: nothing was registered
             return
-        assert self.access is not None
-        await self.redis.hdel(_presence_key(self.access), self.channel_name)
+        await self.redis.hdel(_presence_key(access), self.channel_name)
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await self.channel_layer.group_send(self.group, {"type": "presence.changed"})
         await self.redis.aclose()
@@ -59,7 +61,8 @@ class PresenceConsumer(AsyncWebsocketConsumer):
         """Clients only listen; anything they send is ignored."""
 
     async def presence_changed(self, event: dict[str, Any]) -> None:
-        assert self.access is not None
+        if self.access is None:
+            return
         raw = await self.redis.hvals(_presence_key(self.access))
         people: dict[int, dict[str, Any]] = {}
         for item in raw:

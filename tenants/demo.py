@@ -40,16 +40,23 @@ def _user(email: str, password: str, *, staff: bool) -> User:
 
 
 def seed_demo(*, password: str) -> DemoResult:
-    users = {label: _user(email, password, staff=label == "staff") for label, email, _ in DEMO_USERS}
+    users = {
+        label: _user(email, password, staff=label == "staff") for label, email, _ in DEMO_USERS
+    }
     workspace = Workspace.objects.filter(slug=DEMO_SLUG).first()
     created = workspace is None
     if workspace is None:
-        workspace = services.workspace_create(user=users["owner"], name="Demo Workspace",
-                                              slug=DEMO_SLUG)
+        workspace = services.workspace_create(
+            user=users["owner"], name="Demo Workspace", slug=DEMO_SLUG
+        )
     with transaction.atomic():
         for label, _email, role in DEMO_USERS:
             if role is not None:
-                Membership.objects.get_or_create(user=users[label], workspace=workspace,
-                                                 defaults={"role": role})
-    return DemoResult(workspace=workspace, logins=[(label, email) for label, email, _ in DEMO_USERS],
-                      created=created)
+                Membership.objects.get_or_create(
+                    user=users[label], workspace=workspace, defaults={"role": role}
+                )
+    return DemoResult(
+        workspace=workspace,
+        logins=[(label, email) for label, email, _ in DEMO_USERS],
+        created=created,
+    )

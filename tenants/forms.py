@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -9,14 +9,20 @@ from tenants.permissions import API_KEY_SCOPES, assignable_roles
 
 
 class WorkspaceCreateForm(forms.Form):
-    name = forms.CharField(max_length=80, label="Workspace name",
-                           widget=forms.TextInput(attrs={"placeholder": "Acme Support",
-                                                         "autocomplete": "organization"}))
+    name = forms.CharField(
+        max_length=80,
+        label="Workspace name",
+        widget=forms.TextInput(
+            attrs={"placeholder": "Acme Support", "autocomplete": "organization"}
+        ),
+    )
     slug = forms.CharField(
-        max_length=40, label="Address",
+        max_length=40,
+        label="Address",
         help_text="Lowercase letters, digits and hyphens. Your workspace lives at /w/<address>/.",
-        widget=forms.TextInput(attrs={"placeholder": "acme-support", "autocapitalize": "none",
-                                      "spellcheck": "false"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "acme-support", "autocapitalize": "none", "spellcheck": "false"}
+        ),
     )
 
 
@@ -28,14 +34,15 @@ class _RoleChoiceMixin:
     fields: dict[str, forms.Field]
 
     def _limit_roles(self, actor_role: str) -> None:
-        field = self.fields["role"]
-        assert isinstance(field, forms.ChoiceField)
+        field = cast(forms.ChoiceField, self.fields["role"])
         field.choices = [(r.value, r.label) for r in assignable_roles(actor_role)]
 
 
 class InviteForm(_RoleChoiceMixin, forms.Form):
-    email = forms.EmailField(label="Email address",
-                             widget=forms.EmailInput(attrs={"placeholder": "teammate@example.com"}))
+    email = forms.EmailField(
+        label="Email address",
+        widget=forms.EmailInput(attrs={"placeholder": "teammate@example.com"}),
+    )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
     def __init__(self, *args: Any, actor_role: str, **kwargs: Any) -> None:
@@ -52,9 +59,13 @@ class RoleForm(_RoleChoiceMixin, forms.Form):
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=80, label="Key name",
-                           widget=forms.TextInput(attrs={"placeholder": "CI pipeline"}))
+    name = forms.CharField(
+        max_length=80,
+        label="Key name",
+        widget=forms.TextInput(attrs={"placeholder": "CI pipeline"}),
+    )
     scopes = forms.MultipleChoiceField(
-        choices=list(API_KEY_SCOPES.items()), widget=forms.CheckboxSelectMultiple,
+        choices=list(API_KEY_SCOPES.items()),
+        widget=forms.CheckboxSelectMultiple,
         help_text="What the key may do. Keys never manage keys.",
     )

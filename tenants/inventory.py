@@ -4,7 +4,8 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import connection
+
+from tenants.schemas import current_schema
 
 
 def workspace_inventory() -> dict[str, Any]:
@@ -14,4 +15,4 @@ def workspace_inventory() -> dict[str, Any]:
     for model in apps.get_models():
         if model._meta.app_label in tenant_labels and model._meta.managed:
             counts[model._meta.label] = model._default_manager.count()
-    return {"schema": connection.schema_name, "rows": counts}
+    return {"schema": current_schema(), "rows": counts}

@@ -4,10 +4,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 
 from core.exceptions import NotFound
+from core.http import AppRequest
+from tenants.schemas import activate, activate_public
 from tenants.selectors import access_for_user
 
 
@@ -22,14 +23,17 @@ class WorkspaceMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        connection.set_schema_to_public()
-        request.workspace = None  # type: ignore[attr-defined]
-        request.access = None  # type: ignore[attr-defined]
+    def __call__(self, request: AppRequest) -> HttpResponse:
+        activate_public()
+        request.workspace = None
+        request.access = None
         return self.get_response(request)
 
     def process_view(
-        self, request: HttpRequest, view_func: Callable[..., Any], view_args: tuple[Any, ...],
+        self,
+        request: AppRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> HttpResponse | None:
         slug = view_kwargs.pop("workspace_slug", None)
@@ -38,11 +42,12 @@ class WorkspaceMiddleware:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         try:
-            access = access_for_user(user=request.user, slug=slug)  # type: ignore[arg-type]
+            access = access_for_user(user=request.user, slug=slug)
         except NotFound as exc:
             raise Http404(exc.message) from exc
-        request.workspace = access.workspace  # type: ignore[attr-defined]
-        request.access = access  # type: ignore[attr-defined]
-        request.session["last_workspace"] = access.workspace.slug
-        connection.set_tenant(access.workspace)
+        request.workspace = access.workspace
+        request.access = access
+        if request.session.get("last_workspace") != access.workspace.slug:
+            request.session["last_workspace"] = access.workspace.slug
+        activate(access.workspace)
         return None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet
+from django.utils import timezone
 
 from core.exceptions import NotFound
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Workspace
@@ -15,8 +16,11 @@ if TYPE_CHECKING:
 
 
 def workspaces_for_user(*, user: User) -> QuerySet[Membership]:
-    return (Membership.objects.filter(user=user, workspace__is_template=False)
-            .select_related("workspace").order_by("workspace__name"))
+    return (
+        Membership.objects.filter(user=user, workspace__is_template=False)
+        .select_related("workspace")
+        .order_by("workspace__name")
+    )
 
 
 def access_for_user(*, user: User, slug: str) -> Access:
@@ -24,8 +28,11 @@ def access_for_user(*, user: User, slug: str) -> Access:
     indistinguishable from one that does not exist (NotFound, never PermissionDenied)."""
     if not getattr(user, "is_authenticated", False):
         raise NotFound("Workspace not found.")
-    membership = (Membership.objects.select_related("workspace")
-                  .filter(user=user, workspace__slug=slug, workspace__is_template=False).first())
+    membership = (
+        Membership.objects.select_related("workspace")
+        .filter(user=user, workspace__slug=slug, workspace__is_template=False)
+        .first()
+    )
     if membership is None:
         raise NotFound("Workspace not found.")
     return Access(workspace=membership.workspace, user=user, role=membership.role)
@@ -37,8 +44,11 @@ def access_for_api_key(*, api_key: ApiKey) -> Access:
 
 def members_list(*, access: Access) -> QuerySet[Membership]:
     access.require(Perm.MEMBERS_VIEW)
-    return (Membership.objects.filter(workspace=access.workspace).select_related("user")
-            .order_by("user__email"))
+    return (
+        Membership.objects.filter(workspace=access.workspace)
+        .select_related("user")
+        .order_by("user__email")
+    )
 
 
 def member_get(*, access: Access, membership_id: int) -> Membership:
@@ -49,17 +59,31 @@ def member_get(*, access: Access, membership_id: int) -> Membership:
     return membership
 
 
+def _pending_invitations(workspace: Workspace) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        workspace=workspace,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    )
+
+
 def invitations_pending(*, access: Access) -> QuerySet[Invitation]:
     access.require(Perm.MEMBERS_VIEW)
-    return (Invitation.objects.filter(workspace=access.workspace, accepted_at__isnull=True,
-                                      revoked_at__isnull=True)
-            .select_related("invited_by").order_by("-created_at"))
+    return (
+        _pending_invitations(access.workspace)
+        .select_related("invited_by")
+        .order_by("-created_at")
+    )
 
 
 def api_keys_list(*, access: Access) -> QuerySet[ApiKey]:
     access.require(Perm.API_KEYS_MANAGE)
-    return (ApiKey.objects.filter(workspace=access.workspace).select_related("created_by")
-            .order_by("revoked_at", "-created_at"))
+    return (
+        ApiKey.objects.filter(workspace=access.workspace)
+        .select_related("created_by")
+        .order_by(F("revoked_at").asc(nulls_first=True), "-created_at")
+    )
 
 
 def audit_events(*, access: Access, action: str = "") -> QuerySet[AuditEvent]:
@@ -72,9 +96,7 @@ def audit_events(*, access: Access, action: str = "") -> QuerySet[AuditEvent]:
 
 def workspace_summary(*, access: Access) -> dict[str, int]:
     counts = Membership.objects.filter(workspace=access.workspace).aggregate(members=Count("id"))
-    counts["pending_invitations"] = Invitation.objects.filter(
-        workspace=access.workspace, accepted_at__isnull=True, revoked_at__isnull=True
-    ).count()
+    counts["pending_invitations"] = _pending_invitations(access.workspace).count()
     counts["active_api_keys"] = ApiKey.objects.filter(
         workspace=access.workspace, revoked_at__isnull=True
     ).count()

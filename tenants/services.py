@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -38,8 +38,10 @@ def workspace_slug_validate(slug: str) -> str:
     if not slug:
         problem = "Choose a slug for the workspace's address."
     elif not SLUG_RE.match(slug) or "--" in slug:
-        problem = ("Use 3–40 lowercase letters, digits and single hyphens, starting and ending "
-                   "with a letter or digit.")
+        problem = (
+            "Use 3–40 lowercase letters, digits and single hyphens, starting and ending "
+            "with a letter or digit."
+        )
     elif slug in settings.WORKSPACE_RESERVED_SLUGS:
         problem = f"'{slug}' is reserved. Choose another slug."
     elif Workspace.objects.filter(slug=slug).exists():
@@ -60,7 +62,9 @@ def workspace_create(
     owner. All or nothing: a failure leaves no row and no schema."""
     name = (name or "").strip()
     if not name:
-        raise ValidationFailed("Give the workspace a name.", fields={"name": ["This field is required."]})
+        raise ValidationFailed(
+            "Give the workspace a name.", fields={"name": ["This field is required."]}
+        )
     if len(name) > 80:
         raise ValidationFailed("The name is too long.", fields={"name": ["At most 80 characters."]})
     slug = workspace_slug_validate(slug)
@@ -73,8 +77,13 @@ def workspace_create(
             workspace.save(verbosity=0)
             provisioning.clone_schema(template.schema_name, workspace.schema_name)
             Membership.objects.create(user=user, workspace=workspace, role=Role.OWNER)
-            audit.record(action=audit.Action.WORKSPACE_CREATED, actor=user, request=request,
-                         workspace=workspace, target=workspace)
+            audit.record(
+                action=audit.Action.WORKSPACE_CREATED,
+                actor=user,
+                request=request,
+                workspace=workspace,
+                target=workspace,
+            )
     except IntegrityError as exc:
         message = f"The slug '{slug}' is already taken."
         raise ValidationFailed(message, fields={"slug": [message]}) from exc
@@ -85,22 +94,32 @@ def workspace_update(*, access: Access, name: str, request: HttpRequest | None =
     access.require(Perm.WORKSPACE_UPDATE)
     name = (name or "").strip()
     if not name or len(name) > 80:
-        raise ValidationFailed("Give the workspace a name of 1–80 characters.",
-                               fields={"name": ["Enter 1–80 characters."]})
+        raise ValidationFailed(
+            "Give the workspace a name of 1–80 characters.",
+            fields={"name": ["Enter 1–80 characters."]},
+        )
     workspace = access.workspace
     old = workspace.name
     workspace.name = name
     workspace.save(update_fields=["name", "updated_at"])
-    audit.record(action=audit.Action.WORKSPACE_UPDATED, actor=access.user, api_key=access.api_key,
-                 request=request, workspace=workspace, target=workspace,
-                 metadata={"name": {"from": old, "to": name}})
+    audit.record(
+        action=audit.Action.WORKSPACE_UPDATED,
+        actor=access.user,
+        api_key=access.api_key,
+        request=request,
+        workspace=workspace,
+        target=workspace,
+        metadata={"name": {"from": old, "to": name}},
+    )
     return workspace
 
 
 def _check_role_assignment(access: Access, role: str) -> None:
     if role not in Role.values:
-        raise ValidationFailed(f"'{role}' is not a role.",
-                               fields={"role": [f"Choose one of: {', '.join(Role.values)}."]})
+        raise ValidationFailed(
+            f"'{role}' is not a role.",
+            fields={"role": [f"Choose one of: {', '.join(Role.values)}."]},
+        )
     if access.api_key is None and Role(role) not in assignable_roles(access.role or ""):
         raise PermissionDenied(f"Your role cannot grant the '{role}' role.")
     if access.api_key is not None and role == Role.OWNER:
@@ -114,8 +133,9 @@ def invitation_create(
     access.require(Perm.MEMBERS_INVITE)
     email = (email or "").strip().lower()
     if not email or "@" not in email:
-        raise ValidationFailed("Enter a valid email address.",
-                               fields={"email": ["Enter a valid email address."]})
+        raise ValidationFailed(
+            "Enter a valid email address.", fields={"email": ["Enter a valid email address."]}
+        )
     _check_role_assignment(access, role)
     workspace = access.workspace
     if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
@@ -124,25 +144,45 @@ def invitation_create(
     token = secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
+            # An expired invitation is dead: retire it so the address can be invited afresh.
+            Invitation.objects.filter(
+                workspace=workspace, email__iexact=email, accepted_at__isnull=True,
+                revoked_at__isnull=True, expires_at__lte=timezone.now(),
+            ).update(revoked_at=timezone.now())
             invitation = Invitation.objects.create(
-                workspace=workspace, email=email, role=role, token_hash=_digest(token),
+                workspace=workspace,
+                email=email,
+                role=role,
+                token_hash=_digest(token),
                 invited_by=access.user,
                 expires_at=timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS),
             )
-            audit.record(action=audit.Action.MEMBER_INVITED, actor=access.user,
-                         api_key=access.api_key, request=request, workspace=workspace,
-                         target=invitation, target_label=email, metadata={"role": role})
+            audit.record(
+                action=audit.Action.MEMBER_INVITED,
+                actor=access.user,
+                api_key=access.api_key,
+                request=request,
+                workspace=workspace,
+                target=invitation,
+                target_label=email,
+                metadata={"role": role},
+            )
     except IntegrityError as exc:
         message = f"{email} already has a pending invitation."
         raise Conflict(message, fields={"email": [message]}) from exc
     url = settings.SITE_URL.rstrip("/") + reverse("invitation_accept", args=[token])
-    transaction.on_commit(lambda: send_mail(
-        subject=f"You're invited to {workspace.name}",
-        message=(f"{access.label} invited you to the workspace '{workspace.name}' as {role}.\n\n"
-                 f"Accept the invitation: {url}\n\nThe link expires in "
-                 f"{settings.INVITATION_TTL_DAYS} days."),
-        from_email=None, recipient_list=[email],
-    ))
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=f"You're invited to {workspace.name}",
+            message=(
+                f"{access.label} invited you to the workspace '{workspace.name}' as {role}.\n\n"
+                f"Accept the invitation: {url}\n\nThe link expires in "
+                f"{settings.INVITATION_TTL_DAYS} days."
+            ),
+            from_email=None,
+            recipient_list=[email],
+        )
+    )
     return invitation, token
 
 
@@ -151,22 +191,33 @@ def invitation_revoke(
 ) -> Invitation:
     access.require(Perm.MEMBERS_INVITE)
     invitation = Invitation.objects.filter(
-        workspace=access.workspace, pk=invitation_id, accepted_at__isnull=True,
+        workspace=access.workspace,
+        pk=invitation_id,
+        accepted_at__isnull=True,
         revoked_at__isnull=True,
     ).first()
     if invitation is None:
         raise NotFound("No pending invitation with that id in this workspace.")
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
-    audit.record(action=audit.Action.INVITATION_REVOKED, actor=access.user, api_key=access.api_key,
-                 request=request, workspace=access.workspace, target=invitation,
-                 target_label=invitation.email)
+    audit.record(
+        action=audit.Action.INVITATION_REVOKED,
+        actor=access.user,
+        api_key=access.api_key,
+        request=request,
+        workspace=access.workspace,
+        target=invitation,
+        target_label=invitation.email,
+    )
     return invitation
 
 
 def invitation_lookup(*, token: str) -> Invitation:
-    invitation = (Invitation.objects.select_related("workspace", "invited_by")
-                  .filter(token_hash=_digest(token)).first())
+    invitation = (
+        Invitation.objects.select_related("workspace", "invited_by")
+        .filter(token_hash=_digest(token))
+        .first()
+    )
     if invitation is None or invitation.revoked_at is not None:
         raise NotFound("This invitation link is not valid. Ask for a new one.")
     return invitation
@@ -194,9 +245,15 @@ def invitation_accept(*, token: str, user: User, request: HttpRequest | None = N
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by"])
         if created:
-            audit.record(action=audit.Action.MEMBER_JOINED, actor=user, request=request,
-                         workspace=invitation.workspace, target=membership,
-                         target_label=user.email, metadata={"role": membership.role})
+            audit.record(
+                action=audit.Action.MEMBER_JOINED,
+                actor=user,
+                request=request,
+                workspace=invitation.workspace,
+                target=membership,
+                target_label=user.email,
+                metadata={"role": membership.role},
+            )
     return membership
 
 
@@ -204,17 +261,23 @@ def _locked_membership(access: Access, membership_id: int) -> Membership:
     # Lock the workspace row first, then its memberships: concurrent demotions of the last two
     # owners serialise here instead of both succeeding.
     Workspace.objects.select_for_update().get(pk=access.workspace.pk)
-    membership = (Membership.objects.select_for_update().select_related("user")
-                  .filter(workspace=access.workspace, pk=membership_id).first())
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("user")
+        .filter(workspace=access.workspace, pk=membership_id)
+        .first()
+    )
     if membership is None:
         raise NotFound("No member with that id in this workspace.")
     return membership
 
 
 def _other_owners(membership: Membership) -> int:
-    return Membership.objects.filter(
-        workspace=membership.workspace, role=Role.OWNER
-    ).exclude(pk=membership.pk).count()
+    return (
+        Membership.objects.filter(workspace=membership.workspace, role=Role.OWNER)
+        .exclude(pk=membership.pk)
+        .count()
+    )
 
 
 def _check_may_manage(access: Access, membership: Membership) -> None:
@@ -235,15 +298,23 @@ def membership_change_role(
         if membership.role == role:
             return membership
         if membership.role == Role.OWNER and _other_owners(membership) == 0:
-            raise Conflict("A workspace needs at least one owner. Make someone else an owner first.",
-                           fields={"role": ["The last owner cannot be demoted."]})
+            raise Conflict(
+                "A workspace needs at least one owner. Make someone else an owner first.",
+                fields={"role": ["The last owner cannot be demoted."]},
+            )
         old = membership.role
         membership.role = role
         membership.save(update_fields=["role", "updated_at"])
-        audit.record(action=audit.Action.MEMBER_ROLE_CHANGED, actor=access.user,
-                     api_key=access.api_key, request=request, workspace=access.workspace,
-                     target=membership, target_label=membership.user.email,
-                     metadata={"from": old, "to": role})
+        audit.record(
+            action=audit.Action.MEMBER_ROLE_CHANGED,
+            actor=access.user,
+            api_key=access.api_key,
+            request=request,
+            workspace=access.workspace,
+            target=membership,
+            target_label=membership.user.email,
+            metadata={"from": old, "to": role},
+        )
     return membership
 
 
@@ -258,15 +329,26 @@ def membership_remove(
         if membership.role == Role.OWNER and _other_owners(membership) == 0:
             raise Conflict("The last owner cannot be removed. Make someone else an owner first.")
         label = membership.user.email
-        audit.record(action=audit.Action.MEMBER_REMOVED, actor=access.user, api_key=access.api_key,
-                     request=request, workspace=access.workspace, target=membership,
-                     target_label=label, metadata={"role": membership.role, "left": leaving_self})
+        audit.record(
+            action=audit.Action.MEMBER_REMOVED,
+            actor=access.user,
+            api_key=access.api_key,
+            request=request,
+            workspace=access.workspace,
+            target=membership,
+            target_label=label,
+            metadata={"role": membership.role, "left": leaving_self},
+        )
         membership.delete()
 
 
 def api_key_create(
-    *, access: Access, name: str, scopes: list[str], request: HttpRequest | None = None,
-    expires_at: timezone.datetime | None = None,
+    *,
+    access: Access,
+    name: str,
+    scopes: list[str],
+    request: HttpRequest | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; the full secret is returned once and only its SHA-256 is stored."""
     access.require(Perm.API_KEYS_MANAGE)
@@ -284,17 +366,31 @@ def api_key_create(
     if expires_at is not None and expires_at <= timezone.now():
         errors["expires_at"] = ["The expiry must be in the future."]
     if errors:
-        raise ValidationFailed("The API key could not be created: " + "; ".join(
-            f"{field}: {msgs[0]}" for field, msgs in errors.items()), fields=errors)
+        raise ValidationFailed(
+            "The API key could not be created: "
+            + "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items()),
+            fields=errors,
+        )
     prefix = API_KEY_PREFIX + secrets.token_hex(4)
     secret = f"{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
         key = ApiKey.objects.create(
-            workspace=access.workspace, name=name, prefix=prefix, key_hash=_digest(secret),
-            scopes=sorted(set(scopes)), created_by=access.user, expires_at=expires_at,
+            workspace=access.workspace,
+            name=name,
+            prefix=prefix,
+            key_hash=_digest(secret),
+            scopes=sorted(set(scopes)),
+            created_by=access.user,
+            expires_at=expires_at,
         )
-        audit.record(action=audit.Action.API_KEY_CREATED, actor=access.user, request=request,
-                     workspace=access.workspace, target=key, metadata={"scopes": key.scopes})
+        audit.record(
+            action=audit.Action.API_KEY_CREATED,
+            actor=access.user,
+            request=request,
+            workspace=access.workspace,
+            target=key,
+            metadata={"scopes": key.scopes},
+        )
     return key, secret
 
 
@@ -306,9 +402,14 @@ def api_key_revoke(*, access: Access, key_id: int, request: HttpRequest | None =
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit.record(action=audit.Action.API_KEY_REVOKED, actor=access.user,
-                     api_key=access.api_key, request=request, workspace=access.workspace,
-                     target=key)
+        audit.record(
+            action=audit.Action.API_KEY_REVOKED,
+            actor=access.user,
+            api_key=access.api_key,
+            request=request,
+            workspace=access.workspace,
+            target=key,
+        )
     return key
 
 
@@ -316,8 +417,7 @@ def api_key_authenticate(*, secret: str) -> ApiKey:
     """The active key for a presented secret, or NotFound with a message safe to show."""
     if not secret.startswith(API_KEY_PREFIX) or len(secret) > 128:
         raise NotFound("Malformed API key.")
-    key = (ApiKey.objects.select_related("workspace")
-           .filter(key_hash=_digest(secret)).first())
+    key = ApiKey.objects.select_related("workspace").filter(key_hash=_digest(secret)).first()
     if key is None:
         raise NotFound("Unknown API key.")
     now = timezone.now()
@@ -330,4 +430,3 @@ def api_key_authenticate(*, secret: str) -> ApiKey:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
     return key
-

@@ -7,26 +7,34 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.requests import signed_in_user
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
+from core.http import AppRequest
 from tenants import audit, selectors, services
-from tenants.forms import ApiKeyForm, InviteForm, RoleForm, WorkspaceCreateForm, WorkspaceSettingsForm
-from tenants.permissions import Access, Perm
+from tenants.forms import (
+    ApiKeyForm,
+    InviteForm,
+    RoleForm,
+    WorkspaceCreateForm,
+    WorkspaceSettingsForm,
+)
+from tenants.permissions import Access, Perm, assignable_roles
 
 
-def _access(request: HttpRequest) -> Access:
+def _access(request: AppRequest) -> Access:
     access = getattr(request, "access", None)
     if access is None:  # only reachable if a workspace URL lost its slug
         raise Http404("Workspace not found.")
     return access
 
 
-def _require(request: HttpRequest, perm: Perm) -> Access:
+def _require(request: AppRequest, perm: Perm) -> Access:
     access = _access(request)
     if not access.can(perm):
         # A member sees that the page exists but not its content: 403, with the reason.
@@ -34,15 +42,15 @@ def _require(request: HttpRequest, perm: Perm) -> Access:
     return access
 
 
-def landing(request: HttpRequest) -> HttpResponse:
+def landing(request: AppRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("workspace_home_redirect")
     return render(request, "tenants/landing.html")
 
 
 @login_required
-def workspace_home_redirect(request: HttpRequest) -> HttpResponse:
-    memberships = selectors.workspaces_for_user(user=request.user)  # type: ignore[arg-type]
+def workspace_home_redirect(request: AppRequest) -> HttpResponse:
+    memberships = selectors.workspaces_for_user(user=signed_in_user(request))
     last = request.session.get("last_workspace")
     slugs = [m.workspace.slug for m in memberships]
     if last in slugs:
@@ -53,19 +61,19 @@ def workspace_home_redirect(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def workspace_list(request: HttpRequest) -> HttpResponse:
-    memberships = selectors.workspaces_for_user(user=request.user)  # type: ignore[arg-type]
+def workspace_list(request: AppRequest) -> HttpResponse:
+    memberships = selectors.workspaces_for_user(user=signed_in_user(request))
     return render(request, "tenants/workspace_list.html", {"memberships": memberships})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def workspace_create(request: HttpRequest) -> HttpResponse:
+def workspace_create(request: AppRequest) -> HttpResponse:
     form = WorkspaceCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             workspace = services.workspace_create(
-                user=request.user, request=request, **form.cleaned_data  # type: ignore[arg-type]
+                user=signed_in_user(request), request=request, **form.cleaned_data
             )
         except ApplicationError as exc:
             form_add_application_error(form, exc)
@@ -76,7 +84,7 @@ def workspace_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+def invitation_accept(request: AppRequest, token: str) -> HttpResponse:
     try:
         invitation = services.invitation_lookup(token=token)
     except NotFound as exc:
@@ -86,17 +94,21 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             return redirect(f"{reverse('account_login')}?next={request.path}")
         try:
             membership = services.invitation_accept(
-                token=token, user=request.user, request=request  # type: ignore[arg-type]
+                token=token, user=signed_in_user(request), request=request
             )
         except ApplicationError as exc:
-            return render(request, "tenants/invitation.html",
-                          {"invitation": invitation, "error": exc.message}, status=exc.status)
+            return render(
+                request,
+                "tenants/invitation.html",
+                {"invitation": invitation, "error": exc.message},
+                status=exc.status,
+            )
         messages.success(request, f"You joined {membership.workspace.name} as {membership.role}.")
         return redirect("workspace_dashboard", workspace_slug=membership.workspace.slug)
     return render(request, "tenants/invitation.html", {"invitation": invitation})
 
 
-def workspace_dashboard(request: HttpRequest) -> HttpResponse:
+def workspace_dashboard(request: AppRequest) -> HttpResponse:
     access = _access(request)
     summary = selectors.workspace_summary(access=access)
     return render(request, "tenants/dashboard.html", {"summary": summary})
@@ -109,45 +121,51 @@ def _members_context(access: Access, invite_form: InviteForm | None = None) -> d
         "invite_form": invite_form or InviteForm(actor_role=access.role or ""),
         "can_invite": access.can(Perm.MEMBERS_INVITE),
         "can_manage": access.can(Perm.MEMBERS_MANAGE),
-        "role_choices": RoleForm(actor_role=access.role or "").fields["role"].choices,  # type: ignore[attr-defined]
+        "role_choices": [(r.value, r.label) for r in assignable_roles(access.role or "")],
     }
 
 
-def members(request: HttpRequest) -> HttpResponse:
+def members(request: AppRequest) -> HttpResponse:
     access = _require(request, Perm.MEMBERS_VIEW)
     return render(request, "tenants/members.html", _members_context(access))
 
 
 @require_POST
-def member_invite(request: HttpRequest) -> HttpResponse:
+def member_invite(request: AppRequest) -> HttpResponse:
     access = _require(request, Perm.MEMBERS_INVITE)
     form = InviteForm(request.POST, actor_role=access.role or "")
     if form.is_valid():
         try:
-            invitation, _token = services.invitation_create(access=access, request=request,
-                                                            **form.cleaned_data)
+            invitation, _token = services.invitation_create(
+                access=access, request=request, **form.cleaned_data
+            )
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
-            if request.htmx:  # type: ignore[attr-defined]
-                return render(request, "tenants/members.html#members-panel",
-                              _members_context(access))
+            if request.htmx:
+                return render(
+                    request, "tenants/members.html#members-panel", _members_context(access)
+                )
             return redirect("members", workspace_slug=access.workspace.slug)
     context = _members_context(access, invite_form=form)
-    template = "tenants/members.html#members-panel" if request.htmx else "tenants/members.html"  # type: ignore[attr-defined]
+    template = "tenants/members.html#members-panel" if request.htmx else "tenants/members.html"
     return render(request, template, context, status=400)
 
 
 @require_POST
-def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_role(request: AppRequest, membership_id: int) -> HttpResponse:
     access = _require(request, Perm.MEMBERS_MANAGE)
     form = RoleForm(request.POST, actor_role=access.role or "")
     status = 200
     if form.is_valid():
         try:
-            services.membership_change_role(access=access, membership_id=membership_id,
-                                            role=form.cleaned_data["role"], request=request)
+            services.membership_change_role(
+                access=access,
+                membership_id=membership_id,
+                role=form.cleaned_data["role"],
+                request=request,
+            )
             messages.success(request, "Role updated.")
         except ApplicationError as exc:
             messages.error(request, exc.message)
@@ -155,16 +173,19 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     else:
         messages.error(request, "Choose a role you are allowed to grant.")
         status = 400
-    if request.htmx:  # type: ignore[attr-defined]
-        return render(request, "tenants/members.html#members-panel", _members_context(access),
-                      status=status)
+    if request.htmx:
+        return render(
+            request, "tenants/members.html#members-panel", _members_context(access), status=status
+        )
     return redirect("members", workspace_slug=access.workspace.slug)
 
 
 @require_POST
-def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_remove(request: AppRequest, membership_id: int) -> HttpResponse:
     access = _access(request)
-    leaving = selectors.member_get(access=access, membership_id=membership_id).user_id == request.user.pk
+    leaving = (
+        selectors.member_get(access=access, membership_id=membership_id).user_id == request.user.pk
+    )
     try:
         services.membership_remove(access=access, membership_id=membership_id, request=request)
     except ApplicationError as exc:
@@ -179,11 +200,12 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
 
 
 @require_POST
-def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_revoke(request: AppRequest, invitation_id: int) -> HttpResponse:
     access = _require(request, Perm.MEMBERS_INVITE)
     try:
-        invitation = services.invitation_revoke(access=access, invitation_id=invitation_id,
-                                                request=request)
+        invitation = services.invitation_revoke(
+            access=access, invitation_id=invitation_id, request=request
+        )
         messages.success(request, f"Invitation for {invitation.email} revoked.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -191,7 +213,7 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def api_keys(request: HttpRequest) -> HttpResponse:
+def api_keys(request: AppRequest) -> HttpResponse:
     access = _require(request, Perm.API_KEYS_MANAGE)
     form = ApiKeyForm(request.POST or None)
     new_secret = None
@@ -199,8 +221,9 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                key, new_secret = services.api_key_create(access=access, request=request,
-                                                          **form.cleaned_data)
+                key, new_secret = services.api_key_create(
+                    access=access, request=request, **form.cleaned_data
+                )
             except ApplicationError as exc:
                 form_add_application_error(form, exc)
                 status = 400
@@ -209,13 +232,16 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"API key “{key.name}” created. Copy it now.")
         else:
             status = 400
-    return render(request, "tenants/api_keys.html",
-                  {"keys": selectors.api_keys_list(access=access), "form": form,
-                   "new_secret": new_secret}, status=status)
+    return render(
+        request,
+        "tenants/api_keys.html",
+        {"keys": selectors.api_keys_list(access=access), "form": form, "new_secret": new_secret},
+        status=status,
+    )
 
 
 @require_POST
-def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def api_key_revoke(request: AppRequest, key_id: int) -> HttpResponse:
     access = _require(request, Perm.API_KEYS_MANAGE)
     try:
         key = services.api_key_revoke(access=access, key_id=key_id, request=request)
@@ -225,7 +251,7 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     return redirect("api_keys", workspace_slug=access.workspace.slug)
 
 
-def audit_log(request: HttpRequest) -> HttpResponse:
+def audit_log(request: AppRequest) -> HttpResponse:
     access = _require(request, Perm.AUDIT_VIEW)
     action = request.GET.get("action", "")
     if action not in audit.Action.values:
@@ -233,18 +259,22 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.audit_events(access=access, action=action), 50).get_page(
         request.GET.get("page")
     )
-    return render(request, "tenants/audit.html",
-                  {"page": page, "action": action, "actions": audit.Action.choices})
+    return render(
+        request,
+        "tenants/audit.html",
+        {"page": page, "action": action, "actions": audit.Action.choices},
+    )
 
 
 @require_http_methods(["GET", "POST"])
-def workspace_settings(request: HttpRequest) -> HttpResponse:
+def workspace_settings(request: AppRequest) -> HttpResponse:
     access = _require(request, Perm.WORKSPACE_UPDATE)
     form = WorkspaceSettingsForm(request.POST or None, initial={"name": access.workspace.name})
     if request.method == "POST" and form.is_valid():
         try:
-            services.workspace_update(access=access, name=form.cleaned_data["name"],
-                                      request=request)
+            services.workspace_update(
+                access=access, name=form.cleaned_data["name"], request=request
+            )
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -27,6 +28,7 @@ from accounts.models import User
 from tenants import provisioning, services
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
+from tenants.schemas import activate_public
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -66,8 +68,9 @@ def ensure_world() -> World:
     outsider = make_user("outsider@bravo.test")
     workspace_a = make_workspace(slug="alpha", owner=owner, name="Alpha Inc")
     workspace_b = make_workspace(slug="bravo", owner=outsider, name="Bravo Ltd")
-    Membership.objects.get_or_create(user=member, workspace=workspace_a,
-                                     defaults={"role": Role.MEMBER})
+    Membership.objects.get_or_create(
+        user=member, workspace=workspace_a, defaults={"role": Role.MEMBER}
+    )
     return World(workspace_a, workspace_b, owner, member, outsider)
 
 
@@ -83,15 +86,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> None:
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    with django_db_blocker.unblock():
         ensure_world()
 
 
 @pytest.fixture(autouse=True)
 def _public_schema_after_test() -> Iterator[None]:
     yield
-    connection.set_schema_to_public()
+    activate_public()
 
 
 @pytest.fixture

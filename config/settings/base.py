@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -115,14 +116,14 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = services.redis_url()
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="am"),
     }
 }
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="am")},
@@ -238,9 +239,41 @@ DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
 # --- Platform behaviour
 WORKSPACE_RESERVED_SLUGS = frozenset(
-    """admin api app apps accounts account auth billing dashboard docs help home login logout
-    marketplace media new public settings signup static status support system template
-    templates w www workspace workspaces healthz readyz invitations""".split()
+    [
+        "admin",
+        "api",
+        "app",
+        "apps",
+        "accounts",
+        "account",
+        "auth",
+        "billing",
+        "dashboard",
+        "docs",
+        "help",
+        "home",
+        "login",
+        "logout",
+        "marketplace",
+        "media",
+        "new",
+        "public",
+        "settings",
+        "signup",
+        "static",
+        "status",
+        "support",
+        "system",
+        "template",
+        "templates",
+        "w",
+        "www",
+        "workspace",
+        "workspaces",
+        "healthz",
+        "readyz",
+        "invitations",
+    ]
 )
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=7)
 TRUSTED_PROXY_COUNT = env.int("NUM_PROXIES", default=0)
@@ -248,7 +281,7 @@ TRUSTED_PROXY_COUNT = env.int("NUM_PROXIES", default=0)
 # --- Logging: JSON lines in production (LOG_FORMAT=json), readable text in development.
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "core.logging.RequestIdFilter"}},

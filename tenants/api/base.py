@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts.requests import signed_in_user
 from core.exceptions import ValidationFailed
 from tenants.models import ApiKey
 from tenants.permissions import Access
+from tenants.schemas import activate, activate_public
 from tenants.selectors import access_for_api_key, access_for_user
 
 WORKSPACE_HEADER = "X-Workspace"
@@ -26,8 +27,8 @@ def api_access(request: Request) -> Access:
                 f"Name the workspace with the {WORKSPACE_HEADER} header (its slug).",
                 fields={WORKSPACE_HEADER: ["This header is required with session authentication."]},
             )
-        access = access_for_user(user=request.user, slug=slug)  # type: ignore[arg-type]
-    connection.set_tenant(access.workspace)
+        access = access_for_user(user=signed_in_user(request), slug=slug)
+    activate(access.workspace)
     return access
 
 
@@ -42,8 +43,5 @@ class WorkspaceAPIView(APIView):
         self.access = api_access(request)
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        connection.set_schema_to_public()
+        activate_public()
         return super().finalize_response(request, response, *args, **kwargs)
-
-
-

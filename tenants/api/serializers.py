@@ -59,8 +59,16 @@ class InvitationInput(serializers.Serializer):
 class ApiKeyOutput(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "created_at", "last_used_at", "expires_at",
-                  "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+        ]
 
 
 class ApiKeyCreatedOutput(ApiKeyOutput):
@@ -72,8 +80,9 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
 
 class ApiKeyInput(serializers.Serializer):
     name = serializers.CharField(max_length=80)
-    scopes = serializers.ListField(child=serializers.ChoiceField(choices=list(API_KEY_SCOPES)),
-                                   allow_empty=False)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(API_KEY_SCOPES)), allow_empty=False
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
@@ -82,5 +91,15 @@ class AuditEventOutput(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "created_at", "action", "actor", "target_type", "target_id",
-                  "target_label", "ip_address", "request_id", "metadata"]
+        fields = [
+            "id",
+            "created_at",
+            "action",
+            "actor",
+            "target_type",
+            "target_id",
+            "target_label",
+            "ip_address",
+            "request_id",
+            "metadata",
+        ]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -16,7 +16,8 @@ class _LiveRateThrottle(SimpleRateThrottle):
     """Reads its rate from settings on each request (so configuration changes apply)."""
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # type: ignore[no-any-return]
+        rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
+        return rates.get(self.scope or "")
 
 
 class ApiKeyRateThrottle(_LiveRateThrottle):

@@ -6,12 +6,13 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.requests import signed_in_user
 from core.exceptions import PermissionDenied
+from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
 from tenants import selectors, services
 from tenants.api import serializers as s
 from tenants.api.base import WORKSPACE_HEADER, WorkspaceAPIView
@@ -19,24 +20,20 @@ from tenants.models import ApiKey
 from tenants.permissions import Perm
 
 WORKSPACE_PARAM = OpenApiParameter(
-    WORKSPACE_HEADER, location=OpenApiParameter.HEADER, required=False,
+    WORKSPACE_HEADER,
+    location=OpenApiParameter.HEADER,
+    required=False,
     description="Workspace slug; required with session authentication, ignored with an API key.",
 )
 
 
-def _paginated(view: APIView, request: Request, queryset: Any, serializer: type) -> Response:
-    paginator = LimitOffsetPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
-
-
 class WorkspaceListApi(APIView):
-    @extend_schema(responses=s.MembershipWorkspaceOutput(many=True))
+    @extend_schema(operation_id="workspaces_list", responses=s.MembershipWorkspaceOutput(many=True))
     def get(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
             own = _KeyMembership(request.auth.workspace)
             return Response(s.MembershipWorkspaceOutput([own], many=True).data)
-        memberships = selectors.workspaces_for_user(user=request.user)  # type: ignore[arg-type]
+        memberships = selectors.workspaces_for_user(user=signed_in_user(request))
         return Response(s.MembershipWorkspaceOutput(memberships, many=True).data)
 
     @extend_schema(request=s.WorkspaceCreateInput, responses={201: s.WorkspaceOutput})
@@ -45,8 +42,9 @@ class WorkspaceListApi(APIView):
             raise PermissionDenied("API keys cannot create workspaces; sign in instead.")
         data = s.WorkspaceCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        workspace = services.workspace_create(user=request.user, request=request._request,  # type: ignore[arg-type]
-                                              **data.validated_data)
+        workspace = services.workspace_create(
+            user=signed_in_user(request), request=request._request, **data.validated_data
+        )
         return Response(s.WorkspaceOutput(workspace).data, status=status.HTTP_201_CREATED)
 
 
@@ -69,32 +67,40 @@ class WorkspaceDetailApi(WorkspaceAPIView):
     def patch(self, request: Request) -> Response:
         data = s.WorkspaceUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        workspace = services.workspace_update(access=self.access, request=request._request,
-                                              **data.validated_data)
+        workspace = services.workspace_update(
+            access=self.access, request=request._request, **data.validated_data
+        )
         return Response(s.WorkspaceOutput(workspace).data)
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class MemberListApi(WorkspaceAPIView):
-    @extend_schema(responses=s.MemberOutput(many=True))
+    @extend_schema(operation_id="members_list", responses=paginated(s.MemberOutput), parameters=PAGE_PARAMETERS)
     def get(self, request: Request) -> Response:
-        return _paginated(self, request, selectors.members_list(access=self.access),
-                          s.MemberOutput)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=selectors.members_list(access=self.access),
+            serializer=s.MemberOutput,
+        )
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class MemberDetailApi(WorkspaceAPIView):
     @extend_schema(responses=s.MemberOutput)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(s.MemberOutput(
-            selectors.member_get(access=self.access, membership_id=pk)).data)
+        return Response(
+            s.MemberOutput(selectors.member_get(access=self.access, membership_id=pk)).data
+        )
 
     @extend_schema(request=s.MemberUpdateInput, responses=s.MemberOutput)
     def patch(self, request: Request, pk: int) -> Response:
         data = s.MemberUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         membership = services.membership_change_role(
-            access=self.access, membership_id=pk, role=data.validated_data["role"],
+            access=self.access,
+            membership_id=pk,
+            role=data.validated_data["role"],
             request=request._request,
         )
         return Response(s.MemberOutput(membership).data)
@@ -107,18 +113,22 @@ class MemberDetailApi(WorkspaceAPIView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class InvitationListApi(WorkspaceAPIView):
-    @extend_schema(responses=s.InvitationOutput(many=True))
+    @extend_schema(operation_id="invitations_list", responses=paginated(s.InvitationOutput), parameters=PAGE_PARAMETERS)
     def get(self, request: Request) -> Response:
-        return _paginated(self, request, selectors.invitations_pending(access=self.access),
-                          s.InvitationOutput)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=selectors.invitations_pending(access=self.access),
+            serializer=s.InvitationOutput,
+        )
 
     @extend_schema(request=s.InvitationInput, responses={201: s.InvitationOutput})
     def post(self, request: Request) -> Response:
         data = s.InvitationInput(data=request.data)
         data.is_valid(raise_exception=True)
-        invitation, _token = services.invitation_create(access=self.access,
-                                                        request=request._request,
-                                                        **data.validated_data)
+        invitation, _token = services.invitation_create(
+            access=self.access, request=request._request, **data.validated_data
+        )
         return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
 
 
@@ -132,17 +142,22 @@ class InvitationDetailApi(WorkspaceAPIView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class ApiKeyListApi(WorkspaceAPIView):
-    @extend_schema(responses=s.ApiKeyOutput(many=True))
+    @extend_schema(operation_id="api_keys_list", responses=paginated(s.ApiKeyOutput), parameters=PAGE_PARAMETERS)
     def get(self, request: Request) -> Response:
-        return _paginated(self, request, selectors.api_keys_list(access=self.access),
-                          s.ApiKeyOutput)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=selectors.api_keys_list(access=self.access),
+            serializer=s.ApiKeyOutput,
+        )
 
     @extend_schema(request=s.ApiKeyInput, responses={201: s.ApiKeyCreatedOutput})
     def post(self, request: Request) -> Response:
         data = s.ApiKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        key, secret = services.api_key_create(access=self.access, request=request._request,
-                                              **data.validated_data)
+        key, secret = services.api_key_create(
+            access=self.access, request=request._request, **data.validated_data
+        )
         key.key = secret  # type: ignore[attr-defined]
         return Response(s.ApiKeyCreatedOutput(key).data, status=status.HTTP_201_CREATED)
 
@@ -155,11 +170,15 @@ class ApiKeyDetailApi(WorkspaceAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema(parameters=[WORKSPACE_PARAM,
-                           OpenApiParameter("action", str, description="Only this action")])
+@extend_schema(
+    parameters=[WORKSPACE_PARAM, OpenApiParameter("action", str, description="Only this action")]
+)
 class AuditEventListApi(WorkspaceAPIView):
-    @extend_schema(responses=s.AuditEventOutput(many=True))
+    @extend_schema(operation_id="audit_events_list", responses=paginated(s.AuditEventOutput), parameters=PAGE_PARAMETERS)
     def get(self, request: Request) -> Response:
-        events = selectors.audit_events(access=self.access,
-                                        action=request.query_params.get("action", ""))
-        return _paginated(self, request, events, s.AuditEventOutput)
+        events = selectors.audit_events(
+            access=self.access, action=request.query_params.get("action", "")
+        )
+        return paginated_response(
+            view=self, request=request, queryset=events, serializer=s.AuditEventOutput
+        )

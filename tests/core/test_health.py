@@ -77,7 +77,11 @@ def test_production_settings_pass_the_deploy_checklist() -> None:
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -85,9 +89,17 @@ def test_production_settings_pass_the_deploy_checklist() -> None:
 
 def test_production_settings_refuse_to_start_without_a_secret_key() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_SECRET_KEY")}
-    env.update(DJANGO_SETTINGS_MODULE="config.settings.production",
-               DJANGO_ALLOWED_HOSTS="agents.example.com")
-    result = subprocess.run([sys.executable, "manage.py", "check"], env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_ALLOWED_HOSTS="agents.example.com",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr

@@ -14,6 +14,9 @@ class Folder(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(Lower("name"), name="probe_folder_name_ci")]
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class Document(models.Model):
     folder = models.ForeignKey(Folder, null=True, on_delete=models.CASCADE)
@@ -24,10 +27,18 @@ class Document(models.Model):
 
     class Meta:
         indexes = [
-            HnswIndex(name="probe_doc_embedding_hnsw", fields=["embedding"], m=16,
-                      ef_construction=64, opclasses=["vector_cosine_ops"]),
+            HnswIndex(
+                name="probe_doc_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(score__gte=0), name="probe_score_non_negative"),
             models.UniqueConstraint(fields=["folder", "title"], name="probe_unique_title"),
         ]
+
+    def __str__(self) -> str:
+        return self.title

@@ -4,6 +4,7 @@ owner / member / outsider personas (the outsider must never see anything of "alp
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -213,12 +214,37 @@ def test_members_list_query_count_does_not_grow_with_members(
     with CaptureQueriesContext(connection) as few:
         assert client.get(MEMBERS, HTTP_X_WORKSPACE="alpha").json()["count"] == 2
     for n in range(5):
-        Membership.objects.create(user=make_user(f"extra{n}@alpha.test"), workspace=workspace_a,
-                                  role=Role.VIEWER)
+        Membership.objects.create(
+            user=make_user(f"extra{n}@alpha.test"), workspace=workspace_a, role=Role.VIEWER
+        )
     with CaptureQueriesContext(connection) as many:
         assert client.get(MEMBERS, HTTP_X_WORKSPACE="alpha").json()["count"] == 7
 
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_api_key_hot_path_is_read_only_and_does_not_grow_with_members(
+    owner: User, workspace_a: Workspace
+) -> None:
+    client = key_client(create_key(owner, "alpha", ["members.view"])["key"])
+    client.get(MEMBERS)  # the first use writes last_used_at
+
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(MEMBERS).json()["count"] == 2
+    for n in range(5):
+        Membership.objects.create(
+            user=make_user(f"extra{n}@alpha.test"), workspace=workspace_a, role=Role.VIEWER
+        )
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(MEMBERS).json()["count"] == 7
+
+    assert len(many.captured_queries) == len(few.captured_queries)
+    writes = [
+        q["sql"]
+        for q in few.captured_queries + many.captured_queries
+        if q["sql"].lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
+    ]
+    assert writes == []
 
 
 # --- API keys: creation and storage -------------------------------------------------------
@@ -230,7 +256,9 @@ def test_owner_creates_api_key_and_sees_secret_once(owner: User, workspace_a: Wo
 
     # When they create a key for alpha
     response = client.post(
-        API_KEYS, {"name": "ci", "scopes": ["workspace.view", "members.view"]}, format="json",
+        API_KEYS,
+        {"name": "ci", "scopes": ["workspace.view", "members.view"]},
+        format="json",
         HTTP_X_WORKSPACE="alpha",
     )
 
@@ -264,6 +292,27 @@ def test_owner_creates_api_key_and_sees_secret_once(owner: User, workspace_a: Wo
     assert "key" not in rows[0]
 
 
+def test_api_key_has_the_documented_format(owner: User) -> None:
+    key = create_key(owner, "alpha", ["members.view"])
+
+    assert re.fullmatch(r"amk_[0-9a-f]{8}", key["prefix"])
+    assert re.fullmatch(r"amk_[0-9a-f]{8}_[A-Za-z0-9_-]{43}", key["key"])
+
+
+def test_api_key_list_shows_active_keys_before_revoked_ones(owner: User) -> None:
+    client = session_client(owner)
+    old = create_key(owner, "alpha", ["members.view"], name="old")
+    revoked = create_key(owner, "alpha", ["members.view"], name="revoked")
+    new = create_key(owner, "alpha", ["members.view"], name="new")
+    assert client.delete(f"{API_KEYS}{revoked['id']}/", HTTP_X_WORKSPACE="alpha").status_code == 204
+
+    rows = client.get(API_KEYS, HTTP_X_WORKSPACE="alpha").json()["results"]
+
+    assert [row["name"] for row in rows] == ["new", "old", "revoked"]
+    assert [row["revoked_at"] is None for row in rows] == [True, True, False]
+    assert {rows[0]["id"], rows[1]["id"]} == {new["id"], old["id"]}
+
+
 @pytest.mark.parametrize(
     "scopes", [["members.view", "not.a.scope"], ["api_keys.manage"], ["workspace.delete"], []]
 )
@@ -283,7 +332,9 @@ def test_api_key_expiry_in_the_past_is_rejected(owner: User) -> None:
     past = (timezone.now() - timedelta(days=1)).isoformat()
 
     response = session_client(owner).post(
-        API_KEYS, {"name": "ci", "scopes": ["members.view"], "expires_at": past}, format="json",
+        API_KEYS,
+        {"name": "ci", "scopes": ["members.view"], "expires_at": past},
+        format="json",
         HTTP_X_WORKSPACE="alpha",
     )
 
@@ -294,7 +345,9 @@ def test_api_key_expiry_in_the_past_is_rejected(owner: User) -> None:
 
 def test_member_cannot_create_api_keys(member: User) -> None:
     response = session_client(member).post(
-        API_KEYS, {"name": "mine", "scopes": ["members.view"]}, format="json",
+        API_KEYS,
+        {"name": "mine", "scopes": ["members.view"]},
+        format="json",
         HTTP_X_WORKSPACE="alpha",
     )
 
@@ -431,6 +484,79 @@ def test_api_key_needs_no_csrf_token_but_session_does(owner: User) -> None:
     assert not Invitation.objects.filter(email="s@x.test").exists()
 
 
+def test_last_used_at_is_written_at_most_once_a_minute(owner: User) -> None:
+    key = create_key(owner, "alpha", ["members.view"])
+    client = key_client(key["key"])
+    recent = timezone.now() - timedelta(seconds=30)
+    stale = timezone.now() - timedelta(minutes=2)
+
+    ApiKey.objects.filter(pk=key["id"]).update(last_used_at=recent)
+    assert client.get(MEMBERS).status_code == 200
+    after_recent = ApiKey.objects.get(pk=key["id"]).last_used_at
+    ApiKey.objects.filter(pk=key["id"]).update(last_used_at=stale)
+    assert client.get(MEMBERS).status_code == 200
+    after_stale = ApiKey.objects.get(pk=key["id"]).last_used_at
+
+    assert after_recent == recent
+    assert after_stale is not None
+    assert after_stale > stale + timedelta(minutes=1)
+
+
+def test_api_key_cannot_grant_the_owner_role(
+    owner: User, member: User, workspace_a: Workspace
+) -> None:
+    key = create_key(owner, "alpha", ["members.view", "members.manage", "members.invite"])
+    client = key_client(key["key"])
+    target = membership_id(member, workspace_a)
+
+    promote = client.patch(f"{MEMBERS}{target}/", {"role": "owner"}, format="json")
+    invite = client.post(
+        INVITATIONS, {"email": "boss@example.test", "role": "owner"}, format="json"
+    )
+
+    for response in (promote, invite):
+        assert response.status_code == 403
+        assert error_of(response)["code"] == "permission_denied"
+    assert Membership.objects.get(pk=target).role == Role.MEMBER
+    assert not Invitation.objects.filter(email="boss@example.test").exists()
+
+
+def test_api_key_cannot_change_or_remove_an_owner(owner: User, workspace_a: Workspace) -> None:
+    key = create_key(owner, "alpha", ["members.view", "members.manage"])
+    client = key_client(key["key"])
+    target = membership_id(owner, workspace_a)
+
+    demote = client.patch(f"{MEMBERS}{target}/", {"role": "viewer"}, format="json")
+    remove = client.delete(f"{MEMBERS}{target}/")
+
+    for response in (demote, remove):
+        assert response.status_code == 403
+        assert error_of(response)["code"] == "permission_denied"
+    assert Membership.objects.get(pk=target).role == Role.OWNER
+
+
+def test_api_key_actions_are_audited_under_the_key(
+    owner: User, member: User, workspace_a: Workspace
+) -> None:
+    key = create_key(owner, "alpha", ["members.view", "members.manage"])
+    target = membership_id(member, workspace_a)
+
+    response = key_client(key["key"]).patch(
+        f"{MEMBERS}{target}/", {"role": "viewer"}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["role"] == "viewer"
+    events = (
+        session_client(owner)
+        .get(AUDIT, {"action": "member.role_changed"}, HTTP_X_WORKSPACE="alpha")
+        .json()["results"]
+    )
+    assert [(e["actor"], e["target_id"]) for e in events] == [
+        (f"API key {key['prefix']}", str(target))
+    ]
+
+
 # --- bad keys ------------------------------------------------------------------------------
 
 
@@ -521,11 +647,48 @@ def test_outsider_key_cannot_reach_alpha_members(
 def test_owner_cannot_revoke_another_workspaces_key(owner: User, outsider: User) -> None:
     bravo_key = create_key(outsider, "bravo", ["members.view"])
 
-    response = session_client(owner).delete(f"{API_KEYS}{bravo_key['id']}/",
-                                            HTTP_X_WORKSPACE="alpha")
+    response = session_client(owner).delete(
+        f"{API_KEYS}{bravo_key['id']}/", HTTP_X_WORKSPACE="alpha"
+    )
 
     assert response.status_code == 404
     assert ApiKey.objects.get(pk=bravo_key["id"]).revoked_at is None
+
+
+# --- workspace detail ----------------------------------------------------------------------
+
+
+def test_owner_renames_workspace(owner: User, workspace_a: Workspace) -> None:
+    response = session_client(owner).patch(
+        WORKSPACE, {"name": "Alpha Renamed"}, format="json", HTTP_X_WORKSPACE="alpha"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["name"] == "Alpha Renamed"
+    assert response.json()["slug"] == "alpha"
+    workspace_a.refresh_from_db()
+    assert workspace_a.name == "Alpha Renamed"
+
+
+def test_member_cannot_rename_workspace(member: User, workspace_a: Workspace) -> None:
+    response = session_client(member).patch(
+        WORKSPACE, {"name": "Hijacked"}, format="json", HTTP_X_WORKSPACE="alpha"
+    )
+
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "permission_denied"
+    workspace_a.refresh_from_db()
+    assert workspace_a.name == "Alpha Inc"
+
+
+def test_outsider_cannot_rename_alpha(outsider: User, workspace_a: Workspace) -> None:
+    response = session_client(outsider).patch(
+        WORKSPACE, {"name": "Pwned"}, format="json", HTTP_X_WORKSPACE="alpha"
+    )
+
+    assert response.status_code == 404
+    workspace_a.refresh_from_db()
+    assert workspace_a.name == "Alpha Inc"
 
 
 # --- members -------------------------------------------------------------------------------
@@ -555,8 +718,9 @@ def test_owner_promotes_member_to_admin(owner: User, member: User, workspace_a: 
     assert body["role"] == "admin"
     assert body["email"] == "member@alpha.test"
     assert Membership.objects.get(pk=target).role == Role.ADMIN
-    assert AuditEvent.objects.filter(workspace=workspace_a, action="member.role_changed",
-                                     target_id=str(target)).exists()
+    assert AuditEvent.objects.filter(
+        workspace=workspace_a, action="member.role_changed", target_id=str(target)
+    ).exists()
 
 
 def test_demoting_the_last_owner_is_a_conflict(owner: User, workspace_a: Workspace) -> None:
@@ -576,10 +740,18 @@ def test_demoting_the_last_owner_is_a_conflict(owner: User, workspace_a: Workspa
 def test_member_cannot_change_roles(owner: User, member: User, workspace_a: Workspace) -> None:
     client = session_client(member)
 
-    others = client.patch(f"{MEMBERS}{membership_id(owner, workspace_a)}/", {"role": "viewer"},
-                          format="json", HTTP_X_WORKSPACE="alpha")
-    own = client.patch(f"{MEMBERS}{membership_id(member, workspace_a)}/", {"role": "owner"},
-                       format="json", HTTP_X_WORKSPACE="alpha")
+    others = client.patch(
+        f"{MEMBERS}{membership_id(owner, workspace_a)}/",
+        {"role": "viewer"},
+        format="json",
+        HTTP_X_WORKSPACE="alpha",
+    )
+    own = client.patch(
+        f"{MEMBERS}{membership_id(member, workspace_a)}/",
+        {"role": "owner"},
+        format="json",
+        HTTP_X_WORKSPACE="alpha",
+    )
 
     for response in (others, own):
         assert response.status_code == 403
@@ -588,10 +760,13 @@ def test_member_cannot_change_roles(owner: User, member: User, workspace_a: Work
     assert Membership.objects.get(user=member, workspace=workspace_a).role == Role.MEMBER
 
 
-def test_invalid_role_names_the_role_field(owner: User, member: User,
-                                           workspace_a: Workspace) -> None:
+def test_invalid_role_names_the_role_field(
+    owner: User, member: User, workspace_a: Workspace
+) -> None:
     response = session_client(owner).patch(
-        f"{MEMBERS}{membership_id(member, workspace_a)}/", {"role": "superuser"}, format="json",
+        f"{MEMBERS}{membership_id(member, workspace_a)}/",
+        {"role": "superuser"},
+        format="json",
         HTTP_X_WORKSPACE="alpha",
     )
 
@@ -612,12 +787,35 @@ def test_owner_removes_member(owner: User, member: User, workspace_a: Workspace)
     assert not Membership.objects.filter(pk=target).exists()
     again = client.get(f"{MEMBERS}{target}/", HTTP_X_WORKSPACE="alpha")
     assert again.status_code == 404
-    assert emails_of(client.get(MEMBERS, HTTP_X_WORKSPACE="alpha").json()) == {
-        "owner@alpha.test"
-    }
+    assert emails_of(client.get(MEMBERS, HTTP_X_WORKSPACE="alpha").json()) == {"owner@alpha.test"}
     # The removed member no longer reaches the workspace at all.
     gone = session_client(member).get(MEMBERS, HTTP_X_WORKSPACE="alpha")
     assert gone.status_code == 404
+
+
+def test_admin_cannot_touch_owners_or_grant_owner(
+    owner: User, member: User, workspace_a: Workspace
+) -> None:
+    # Given the member promoted to admin
+    Membership.objects.filter(user=member, workspace=workspace_a).update(role=Role.ADMIN)
+    admin = session_client(member)
+    owner_id = membership_id(owner, workspace_a)
+    self_id = membership_id(member, workspace_a)
+
+    # When the admin tries to demote the owner, or make themselves owner
+    demote = admin.patch(
+        f"{MEMBERS}{owner_id}/", {"role": "admin"}, format="json", HTTP_X_WORKSPACE="alpha"
+    )
+    promote = admin.patch(
+        f"{MEMBERS}{self_id}/", {"role": "owner"}, format="json", HTTP_X_WORKSPACE="alpha"
+    )
+
+    # Then both are refused and nothing changed
+    for response in (demote, promote):
+        assert response.status_code == 403
+        assert error_of(response)["code"] == "permission_denied"
+    assert Membership.objects.get(pk=owner_id).role == Role.OWNER
+    assert Membership.objects.get(pk=self_id).role == Role.ADMIN
 
 
 def test_member_cannot_remove_owner(owner: User, member: User, workspace_a: Workspace) -> None:
@@ -658,8 +856,12 @@ def test_owner_invites_by_email_and_mail_is_sent(
     client = session_client(owner)
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(INVITATIONS, {"email": "New@Example.test", "role": "viewer"},
-                               format="json", HTTP_X_WORKSPACE="alpha")
+        response = client.post(
+            INVITATIONS,
+            {"email": "New@Example.test", "role": "viewer"},
+            format="json",
+            HTTP_X_WORKSPACE="alpha",
+        )
 
     assert response.status_code == 201, response.content
     body = response.json()
@@ -671,10 +873,29 @@ def test_owner_invites_by_email_and_mail_is_sent(
     message = mail.outbox[0]
     assert message.to == ["new@example.test"]
     assert "Alpha Inc" in message.subject
-    assert "/invitations/" in message.body or "http" in message.body
+    assert re.search(r"https?://\S+/invitations/\S+/", message.body)
     pending = client.get(INVITATIONS, HTTP_X_WORKSPACE="alpha")
     assert pending.status_code == 200
     assert [row["email"] for row in pending.json()["results"]] == ["new@example.test"]
+
+
+def test_reinviting_after_the_invitation_expired_sends_a_new_one(
+    owner: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Given an invitation that expired unanswered (accepting it says "Ask for a new one.")
+    client = session_client(owner)
+    payload = {"email": "late@example.test", "role": "viewer"}
+    first = client.post(INVITATIONS, payload, format="json", HTTP_X_WORKSPACE="alpha").json()
+    Invitation.objects.filter(pk=first["id"]).update(expires_at=timezone.now() - timedelta(days=1))
+
+    # When the owner invites the same address again
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(INVITATIONS, payload, format="json", HTTP_X_WORKSPACE="alpha")
+
+    # Then a new invitation is made and mailed
+    assert again.status_code == 201, again.content
+    assert again.json()["id"] != first["id"]
+    assert [m.to for m in mail.outbox] == [["late@example.test"]]
 
 
 def test_inviting_an_existing_member_is_a_conflict(
@@ -682,7 +903,9 @@ def test_inviting_an_existing_member_is_a_conflict(
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = session_client(owner).post(
-            INVITATIONS, {"email": "member@alpha.test", "role": "viewer"}, format="json",
+            INVITATIONS,
+            {"email": "member@alpha.test", "role": "viewer"},
+            format="json",
             HTTP_X_WORKSPACE="alpha",
         )
 
@@ -701,8 +924,12 @@ def test_duplicate_pending_invitation_is_a_conflict(
 
     with django_capture_on_commit_callbacks(execute=True):
         first = client.post(INVITATIONS, payload, format="json", HTTP_X_WORKSPACE="alpha")
-        second = client.post(INVITATIONS, {**payload, "email": "TWICE@example.test"},
-                             format="json", HTTP_X_WORKSPACE="alpha")
+        second = client.post(
+            INVITATIONS,
+            {**payload, "email": "TWICE@example.test"},
+            format="json",
+            HTTP_X_WORKSPACE="alpha",
+        )
 
     assert first.status_code == 201
     assert second.status_code == 409
@@ -714,16 +941,18 @@ def test_duplicate_pending_invitation_is_a_conflict(
 
 
 def test_invalid_invitation_email_names_the_field(owner: User) -> None:
-    response = session_client(owner).post(INVITATIONS, {"email": "not-an-email"}, format="json",
-                                          HTTP_X_WORKSPACE="alpha")
+    response = session_client(owner).post(
+        INVITATIONS, {"email": "not-an-email"}, format="json", HTTP_X_WORKSPACE="alpha"
+    )
 
     assert response.status_code == 400
     assert error_of(response)["fields"]["email"]
 
 
 def test_member_cannot_invite(member: User) -> None:
-    response = session_client(member).post(INVITATIONS, {"email": "x@example.test"},
-                                           format="json", HTTP_X_WORKSPACE="alpha")
+    response = session_client(member).post(
+        INVITATIONS, {"email": "x@example.test"}, format="json", HTTP_X_WORKSPACE="alpha"
+    )
 
     assert response.status_code == 403
     assert error_of(response)["code"] == "permission_denied"
@@ -732,8 +961,12 @@ def test_member_cannot_invite(member: User) -> None:
 
 def test_owner_revokes_invitation(owner: User) -> None:
     client = session_client(owner)
-    invitation = client.post(INVITATIONS, {"email": "bye@example.test", "role": "viewer"},
-                             format="json", HTTP_X_WORKSPACE="alpha").json()
+    invitation = client.post(
+        INVITATIONS,
+        {"email": "bye@example.test", "role": "viewer"},
+        format="json",
+        HTTP_X_WORKSPACE="alpha",
+    ).json()
 
     response = client.delete(f"{INVITATIONS}{invitation['id']}/", HTTP_X_WORKSPACE="alpha")
 
@@ -764,8 +997,9 @@ def test_owner_sees_api_key_created_event(owner: User) -> None:
 def test_audit_events_filter_by_action(owner: User) -> None:
     create_key(owner, "alpha", ["members.view"])
 
-    response = session_client(owner).get(AUDIT, {"action": "api_key.created"},
-                                         HTTP_X_WORKSPACE="alpha")
+    response = session_client(owner).get(
+        AUDIT, {"action": "api_key.created"}, HTTP_X_WORKSPACE="alpha"
+    )
 
     assert response.status_code == 200
     assert {e["action"] for e in response.json()["results"]} == {"api_key.created"}
@@ -869,14 +1103,47 @@ def test_key_usage_does_not_spend_the_session_budget(owner: User, settings: Any)
     assert session_client(owner).get(MEMBERS, HTTP_X_WORKSPACE="alpha").status_code == 200
 
 
+# --- other errors keep the envelope ------------------------------------------------------
+
+
+def test_wrong_method_gets_405_with_envelope(owner: User) -> None:
+    response = session_client(owner).put(MEMBERS, {}, format="json", HTTP_X_WORKSPACE="alpha")
+
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+
+
+def test_malformed_json_gets_400_with_envelope(owner: User) -> None:
+    response = session_client(owner).post(
+        API_KEYS, "{not json", content_type="application/json", HTTP_X_WORKSPACE="alpha"
+    )
+
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "parse_error"
+    assert not ApiKey.objects.exists()
+
+
+def test_unknown_member_id_is_404_with_envelope(owner: User) -> None:
+    response = session_client(owner).get(f"{MEMBERS}999999999/", HTTP_X_WORKSPACE="alpha")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
 # --- anonymous -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("get", WORKSPACES), ("post", WORKSPACES), ("get", WORKSPACE), ("get", MEMBERS),
-        ("get", f"{MEMBERS}1/"), ("get", INVITATIONS), ("post", API_KEYS), ("get", API_KEYS),
+        ("get", WORKSPACES),
+        ("post", WORKSPACES),
+        ("get", WORKSPACE),
+        ("get", MEMBERS),
+        ("get", f"{MEMBERS}1/"),
+        ("get", INVITATIONS),
+        ("post", API_KEYS),
+        ("get", API_KEYS),
         ("get", AUDIT),
     ],
 )

@@ -14,7 +14,13 @@ from tests.conftest import World
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _communicator(headers: list[tuple[bytes, bytes]], slug: str = "alpha") -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, f"/ws/w/{slug}/presence/", headers=headers)
+
+
 def _headers(user: User | None, origin: str = "http://localhost") -> list[tuple[bytes, bytes]]:
+    """Browser-like handshake headers: the Origin and the user's session cookie. Built before
+    the event loop starts (signing in touches the database synchronously)."""
     headers = [(b"origin", origin.encode())]
     if user is not None:
         client = Client()
@@ -23,19 +29,17 @@ def _headers(user: User | None, origin: str = "http://localhost") -> list[tuple[
     return headers
 
 
-def _communicator(user: User | None, slug: str = "alpha", **kwargs: str) -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, f"/ws/w/{slug}/presence/",
-                                 headers=_headers(user, **kwargs))
-
-
 def test_members_see_each_other_come_and_go(committed_world: World) -> None:
+    owner_headers = _headers(committed_world.owner)
+    member_headers = _headers(committed_world.member)
+
     async def scenario() -> tuple[str, str, str]:
-        owner_ws = _communicator(committed_world.owner)
+        owner_ws = _communicator(owner_headers)
         connected, _ = await owner_ws.connect()
         assert connected
         first = await owner_ws.receive_from(timeout=5)
 
-        member_ws = _communicator(committed_world.member)
+        member_ws = _communicator(member_headers)
         assert (await member_ws.connect())[0]
         both = await owner_ws.receive_from(timeout=5)
         await member_ws.receive_from(timeout=5)
@@ -56,9 +60,10 @@ def test_members_see_each_other_come_and_go(committed_world: World) -> None:
 @pytest.mark.parametrize("who", ["outsider", "anonymous"])
 def test_outsiders_and_anonymous_visitors_are_refused(committed_world: World, who: str) -> None:
     user = committed_world.outsider if who == "outsider" else None
+    headers = _headers(user)
 
     async def scenario() -> tuple[bool, int | str | None]:
-        ws = _communicator(user)
+        ws = _communicator(headers)
         connected, code = await ws.connect()
         await ws.disconnect()
         return connected, code
@@ -69,8 +74,10 @@ def test_outsiders_and_anonymous_visitors_are_refused(committed_world: World, wh
 
 
 def test_a_foreign_origin_is_refused(committed_world: World) -> None:
+    evil_headers = _headers(committed_world.owner, origin="http://evil.example")
+
     async def scenario() -> bool:
-        ws = _communicator(committed_world.owner, origin="http://evil.example")
+        ws = _communicator(evil_headers)
         connected, _ = await ws.connect()
         await ws.disconnect()
         return connected
@@ -79,11 +86,14 @@ def test_a_foreign_origin_is_refused(committed_world: World) -> None:
 
 
 def test_presence_groups_are_separate_per_workspace(committed_world: World) -> None:
+    owner_headers = _headers(committed_world.owner)
+    outsider_headers = _headers(committed_world.outsider)
+
     async def scenario() -> str:
-        alpha = _communicator(committed_world.owner)
+        alpha = _communicator(owner_headers)
         await alpha.connect()
         await alpha.receive_from(timeout=5)
-        bravo = _communicator(committed_world.outsider, slug="bravo")
+        bravo = _communicator(outsider_headers, slug="bravo")
         await bravo.connect()
         bravo_view = await bravo.receive_from(timeout=5)
         assert await alpha.receive_nothing(timeout=0.5)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 from django.db import DataError, connection
-from pgvector.django import CosineDistance
 from django_tenants.utils import schema_context
+from pgvector.django import CosineDistance
 
 from accounts.models import User
 from core.exceptions import ValidationFailed
@@ -45,7 +45,7 @@ def test_clone_carries_migration_history_so_migrate_schemas_has_nothing_to_do(
 ) -> None:
     cloned = services.workspace_create(user=owner, name="History", slug="history")
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT app, name FROM {cloned.schema_name}.django_migrations")
+        cursor.execute(f"SELECT app, name FROM {cloned.schema_name}.django_migrations")  # noqa: S608
         cloned_rows = set(cursor.fetchall())
         cursor.execute("SELECT app, name FROM ws_template.django_migrations")
         template_rows = set(cursor.fetchall())
@@ -57,8 +57,9 @@ def test_cloned_schema_works_for_vectors_foreign_keys_and_identity(owner: User) 
     workspace = services.workspace_create(user=owner, name="Vectors", slug="vectors")
     with schema_context(workspace.schema_name):
         folder = Folder.objects.create(name="Inbox")
-        near = Document.objects.create(folder=folder, owner=owner, title="near",
-                                       embedding=[1.0] + [0.0] * 383)
+        near = Document.objects.create(
+            folder=folder, owner=owner, title="near", embedding=[1.0] + [0.0] * 383
+        )
         Document.objects.create(folder=folder, title="far", embedding=[0.0] * 383 + [1.0])
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
@@ -88,13 +89,17 @@ def test_failed_provisioning_leaves_no_workspace_membership_or_audit_row(owner: 
     with pytest.raises(Exception, match="already exists"):
         services.workspace_create(user=owner, name="Orphan", slug="orphan")
 
-    assert (Workspace.objects.count(), Membership.objects.count(),
-            AuditEvent.objects.count()) == before
+    assert (
+        Workspace.objects.count(),
+        Membership.objects.count(),
+        AuditEvent.objects.count(),
+    ) == before
     assert not Workspace.objects.filter(slug="orphan").exists()
 
 
-def test_workspaces_are_isolated_from_each_other(owner: User, workspace_a: Workspace,
-                                                 workspace_b: Workspace) -> None:
+def test_workspaces_are_isolated_from_each_other(
+    owner: User, workspace_a: Workspace, workspace_b: Workspace
+) -> None:
     with schema_context(workspace_a.schema_name):
         Folder.objects.create(name="Only in A")
     with schema_context(workspace_b.schema_name):

@@ -46,14 +46,35 @@ class Command(BaseCommand):
         python = sys.executable
         processes = {
             "daphne": subprocess.Popen(
-                [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
-                 "config.asgi:application"],
+                [
+                    python,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    options["host"],
+                    "-p",
+                    str(options["port"]),
+                    "config.asgi:application",
+                ],
                 env=child_env,
             ),
             "celery": subprocess.Popen(
-                [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-                 "--concurrency", str(options["concurrency"]), "-Q", "default",
-                 "--without-gossip", "--without-mingle"],
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                    "--concurrency",
+                    str(options["concurrency"]),
+                    "-Q",
+                    "default",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
                 env=child_env,
             ),
         }
@@ -73,7 +94,9 @@ class Command(BaseCommand):
             while not stopping:
                 for name, process in processes.items():
                     if process.poll() is not None:
-                        self.stderr.write(f"{name} exited with code {process.returncode}; stopping.")
+                        self.stderr.write(
+                            f"{name} exited with code {process.returncode}; stopping."
+                        )
                         stopping = True
                 time.sleep(0.5)
         finally:

@@ -8,8 +8,10 @@ from tenants.provisioning import template_workspace
 
 
 class Command(BaseCommand):
-    help = ("Create (once) and migrate the template schema new workspaces are cloned from. "
-            "`migrate_schemas` keeps it current afterwards like any workspace.")
+    help = (
+        "Create (once) and migrate the template schema new workspaces are cloned from. "
+        "`migrate_schemas` keeps it current afterwards like any workspace."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         template = template_workspace()

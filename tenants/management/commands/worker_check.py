@@ -11,8 +11,10 @@ from tenants.tasks import inventory
 
 
 class Command(BaseCommand):
-    help = ("Send a task to the Celery workers from a workspace and print what the worker saw: "
-            "the schema it ran in and that workspace's row counts.")
+    help = (
+        "Send a task to the Celery workers from a workspace and print what the worker saw: "
+        "the schema it ran in and that workspace's row counts."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--workspace", required=True, help="workspace slug")
@@ -33,6 +35,7 @@ class Command(BaseCommand):
                 " Is `celery -A config worker` running against the same REDIS_URL?"
             ) from exc
         if report["schema"] != workspace.schema_name:
-            raise CommandError(f"The task ran in schema {report['schema']!r}, "
-                               f"expected {workspace.schema_name!r}.")
+            raise CommandError(
+                f"The task ran in schema {report['schema']!r}, expected {workspace.schema_name!r}."
+            )
         self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
