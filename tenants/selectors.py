@@ -71,9 +71,7 @@ def _pending_invitations(workspace: Workspace) -> QuerySet[Invitation]:
 def invitations_pending(*, access: Access) -> QuerySet[Invitation]:
     access.require(Perm.MEMBERS_VIEW)
     return (
-        _pending_invitations(access.workspace)
-        .select_related("invited_by")
-        .order_by("-created_at")
+        _pending_invitations(access.workspace).select_related("invited_by").order_by("-created_at")
     )
 
 

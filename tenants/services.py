@@ -146,8 +146,11 @@ def invitation_create(
         with transaction.atomic():
             # An expired invitation is dead: retire it so the address can be invited afresh.
             Invitation.objects.filter(
-                workspace=workspace, email__iexact=email, accepted_at__isnull=True,
-                revoked_at__isnull=True, expires_at__lte=timezone.now(),
+                workspace=workspace,
+                email__iexact=email,
+                accepted_at__isnull=True,
+                revoked_at__isnull=True,
+                expires_at__lte=timezone.now(),
             ).update(revoked_at=timezone.now())
             invitation = Invitation.objects.create(
                 workspace=workspace,

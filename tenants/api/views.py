@@ -75,7 +75,9 @@ class WorkspaceDetailApi(WorkspaceAPIView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class MemberListApi(WorkspaceAPIView):
-    @extend_schema(operation_id="members_list", responses=paginated(s.MemberOutput), parameters=PAGE_PARAMETERS)
+    @extend_schema(
+        operation_id="members_list", responses=paginated(s.MemberOutput), parameters=PAGE_PARAMETERS
+    )
     def get(self, request: Request) -> Response:
         return paginated_response(
             view=self,
@@ -113,7 +115,11 @@ class MemberDetailApi(WorkspaceAPIView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class InvitationListApi(WorkspaceAPIView):
-    @extend_schema(operation_id="invitations_list", responses=paginated(s.InvitationOutput), parameters=PAGE_PARAMETERS)
+    @extend_schema(
+        operation_id="invitations_list",
+        responses=paginated(s.InvitationOutput),
+        parameters=PAGE_PARAMETERS,
+    )
     def get(self, request: Request) -> Response:
         return paginated_response(
             view=self,
@@ -142,7 +148,11 @@ class InvitationDetailApi(WorkspaceAPIView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class ApiKeyListApi(WorkspaceAPIView):
-    @extend_schema(operation_id="api_keys_list", responses=paginated(s.ApiKeyOutput), parameters=PAGE_PARAMETERS)
+    @extend_schema(
+        operation_id="api_keys_list",
+        responses=paginated(s.ApiKeyOutput),
+        parameters=PAGE_PARAMETERS,
+    )
     def get(self, request: Request) -> Response:
         return paginated_response(
             view=self,
@@ -174,7 +184,11 @@ class ApiKeyDetailApi(WorkspaceAPIView):
     parameters=[WORKSPACE_PARAM, OpenApiParameter("action", str, description="Only this action")]
 )
 class AuditEventListApi(WorkspaceAPIView):
-    @extend_schema(operation_id="audit_events_list", responses=paginated(s.AuditEventOutput), parameters=PAGE_PARAMETERS)
+    @extend_schema(
+        operation_id="audit_events_list",
+        responses=paginated(s.AuditEventOutput),
+        parameters=PAGE_PARAMETERS,
+    )
     def get(self, request: Request) -> Response:
         events = selectors.audit_events(
             access=self.access, action=request.query_params.get("action", "")
