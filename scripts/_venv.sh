@@ -14,9 +14,9 @@ ensure_venv() {
     echo "• Installing dependencies into $VENV…"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     if [ -n "$extras" ]; then
-      "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+      "$VENV/bin/python" -m pip install -q ".[$extras]"
     else
-      "$VENV/bin/python" -m pip install -q -e .
+      "$VENV/bin/python" -m pip install -q .
     fi
     touch "$stamp"
   fi
