@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
 
@@ -115,8 +116,13 @@ class Invitation(models.Model):
         return f"{self.email} → {self.workspace}"
 
     @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
     def is_pending(self) -> bool:
-        return self.accepted_at is None and self.revoked_at is None
+        """Can still be accepted: not used, not revoked, not expired."""
+        return self.accepted_at is None and self.revoked_at is None and not self.is_expired
 
 
 class ApiKey(models.Model):

@@ -36,16 +36,16 @@ def workspace_slug_validate(slug: str) -> str:
     slug = (slug or "").strip().lower()
     problem = None
     if not slug:
-        problem = "Choose a slug for the workspace's address."
+        problem = "Choose an address for the workspace."
     elif not SLUG_RE.match(slug) or "--" in slug:
         problem = (
             "Use 3–40 lowercase letters, digits and single hyphens, starting and ending "
             "with a letter or digit."
         )
     elif slug in settings.WORKSPACE_RESERVED_SLUGS:
-        problem = f"'{slug}' is reserved. Choose another slug."
+        problem = f"'{slug}' is reserved. Choose another address."
     elif Workspace.objects.filter(slug=slug).exists():
-        problem = f"The slug '{slug}' is already taken."
+        problem = f"The address '{slug}' is already taken."
     if problem:
         raise ValidationFailed(problem, fields={"slug": [problem]})
     return slug
@@ -85,7 +85,7 @@ def workspace_create(
                 target=workspace,
             )
     except IntegrityError as exc:
-        message = f"The slug '{slug}' is already taken."
+        message = f"The address '{slug}' is already taken."
         raise ValidationFailed(message, fields={"slug": [message]}) from exc
     return workspace
 

@@ -111,7 +111,7 @@ def test_workspaces_are_isolated_from_each_other(
 @pytest.mark.parametrize(
     ("slug", "message"),
     [
-        ("", "Choose a slug"),
+        ("", "Choose an address"),
         ("ab", "3–40 lowercase"),
         ("Has Spaces", "3–40 lowercase"),
         ("-leading", "3–40 lowercase"),

@@ -318,3 +318,13 @@ def test_wrong_user_and_bad_token_get_clear_messages(world: World, outsider_clie
     response = outsider_client.get(reverse("invitation_accept", args=["not-a-token"]))
     assert response.status_code == 404
     assert "not valid" in response.content.decode()
+
+
+def test_an_expired_invitation_says_so_before_anyone_tries(world: World, client: Client) -> None:
+    invitation, token = services.invitation_create(
+        access=access_of(world.owner, world.workspace_a), email="late@example.com", role="member"
+    )
+    Invitation.objects.filter(pk=invitation.pk).update(expires_at=invitation.created_at)
+    html = client.get(reverse("invitation_accept", args=[token])).content.decode()
+    assert "expired" in html
+    assert "Sign up to accept" not in html
