@@ -1,0 +1,198 @@
+"""Anthropic's Messages API through the official `anthropic` SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+
+from agents.providers.base import (
+    ChatRequest,
+    ChatResult,
+    Message,
+    Provider,
+    ProviderError,
+    StopReason,
+    StreamDone,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallReady,
+    Usage,
+    parse_tool_arguments,
+    retry_after_seconds,
+)
+
+_STOP_REASONS = {
+    "end_turn": StopReason.END_TURN,
+    "max_tokens": StopReason.MAX_TOKENS,
+    "stop_sequence": StopReason.STOP_SEQUENCE,
+    "tool_use": StopReason.TOOL_USE,
+    "refusal": StopReason.REFUSAL,
+}
+
+
+def translate_error(exc: Exception) -> ProviderError:
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderError("Anthropic did not answer in time.", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderError(f"Cannot reach Anthropic: {exc}", retryable=True)
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        retryable = status == 429 or status >= 500
+        return ProviderError(
+            f"Anthropic answered {status}: {exc.message}",
+            retryable=retryable,
+            status=status,
+            retry_after=retry_after_seconds(exc.response.headers),
+        )
+    return ProviderError(f"Anthropic sent an unusable response: {exc}", retryable=True)
+
+
+def _content(message: Message) -> Any:
+    if message.role == "tool":
+        return [
+            {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}
+        ]
+    if message.role == "assistant" and message.tool_calls:
+        blocks: list[dict[str, Any]] = []
+        if message.content:
+            blocks.append({"type": "text", "text": message.content})
+        blocks.extend(
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
+            for c in message.tool_calls
+        )
+        return blocks
+    return message.content
+
+
+def _as_blocks(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def to_anthropic_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Anthropic wants alternating user/assistant turns; tool results are user turns, and
+    consecutive turns of one role are merged."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = "assistant" if message.role == "assistant" else "user"
+        content = _content(message)
+        if out and out[-1]["role"] == role:
+            out[-1]["content"] = _as_blocks(out[-1]["content"]) + _as_blocks(content)
+        else:
+            out.append({"role": role, "content": content})
+    return out
+
+
+def _usage(usage: Any) -> Usage:
+    return Usage(
+        input_tokens=getattr(usage, "input_tokens", 0) or 0,
+        output_tokens=getattr(usage, "output_tokens", 0) or 0,
+        cached_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
+        cache_write_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
+    )
+
+
+class AnthropicProvider(Provider):
+    kind = "anthropic"
+
+    def _client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(
+            api_key=self.config.api_key,
+            base_url=self.config.base_url,
+            timeout=self.config.timeout,
+            max_retries=0,  # the gateway owns retries
+        )
+
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": to_anthropic_messages(request.messages),
+        }
+        if request.system:
+            params["system"] = request.system
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.tools:
+            params["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
+            ]
+        return params
+
+    def complete(self, request: ChatRequest) -> ChatResult:
+        try:
+            response = self._client().messages.create(**self._params(request))
+        except anthropic.AnthropicError as exc:
+            raise translate_error(exc) from exc
+        texts, calls = [], []
+        for block in response.content:
+            if block.type == "text":
+                texts.append(block.text)
+            elif block.type == "tool_use":
+                calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(block.input)))
+        return ChatResult(
+            text="".join(texts),
+            tool_calls=tuple(calls),
+            model=response.model,
+            stop_reason=_STOP_REASONS.get(response.stop_reason or "", StopReason.OTHER),
+            raw_stop_reason=response.stop_reason,
+            usage=_usage(response.usage),
+        )
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        try:
+            events = self._client().messages.create(stream=True, **self._params(request))
+            yield from self._events(events, request)
+        except anthropic.AnthropicError as exc:
+            raise translate_error(exc) from exc
+
+    def _events(self, events: Any, request: ChatRequest) -> Iterator[StreamEvent]:
+        usage = Usage()
+        model = request.model
+        raw_stop: str | None = None
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        open_tools: dict[int, dict[str, Any]] = {}
+        for event in events:
+            if event.type == "message_start":
+                model = event.message.model
+                usage = _usage(event.message.usage)
+            elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                block = event.content_block
+                open_tools[event.index] = {"id": block.id, "name": block.name, "json": []}
+            elif event.type == "content_block_delta":
+                if event.delta.type == "text_delta":
+                    texts.append(event.delta.text)
+                    yield TextDelta(event.delta.text)
+                elif event.delta.type == "input_json_delta":
+                    open_tools[event.index]["json"].append(event.delta.partial_json)
+            elif event.type == "content_block_stop" and event.index in open_tools:
+                tool = open_tools.pop(event.index)
+                call = ToolCall(
+                    id=tool["id"],
+                    name=tool["name"],
+                    arguments=parse_tool_arguments("".join(tool["json"]), tool=tool["name"]),
+                )
+                calls.append(call)
+                yield ToolCallReady(call)
+            elif event.type == "message_delta":
+                raw_stop = event.delta.stop_reason
+                usage = Usage(
+                    input_tokens=usage.input_tokens,
+                    output_tokens=event.usage.output_tokens or 0,
+                    cached_input_tokens=usage.cached_input_tokens,
+                    cache_write_tokens=usage.cache_write_tokens,
+                )
+        yield StreamDone(
+            ChatResult(
+                text="".join(texts),
+                tool_calls=tuple(calls),
+                model=model,
+                usage=usage,
+                stop_reason=_STOP_REASONS.get(raw_stop or "", StopReason.OTHER),
+                raw_stop_reason=raw_stop,
+            )
+        )
