@@ -14,6 +14,7 @@ from tenants.models import AuditEvent
 
 if TYPE_CHECKING:
     from tenants.models import ApiKey, Workspace
+    from tenants.permissions import Access
 
 logger = logging.getLogger("audit")
 
@@ -85,3 +86,25 @@ def record(
         },
     )
     return event
+
+
+def record_for(
+    access: Access,
+    *,
+    action: str,
+    request: HttpRequest | None = None,
+    target: models.Model | None = None,
+    target_label: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """`record` for an action taken through `access` (a member or an API key) in its workspace."""
+    return record(
+        action=action,
+        actor=access.user,
+        api_key=access.api_key,
+        request=request,
+        workspace=access.workspace,
+        target=target,
+        target_label=target_label,
+        metadata=metadata,
+    )

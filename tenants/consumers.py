@@ -15,7 +15,7 @@ PRESENCE_TTL_SECONDS = 3600
 
 
 def _presence_key(access: Access) -> str:
-    prefix: str = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]  # type: ignore[index]
+    prefix: str = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     return f"{prefix}:presence:{access.workspace.schema_name}"
 
 

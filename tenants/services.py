@@ -102,12 +102,10 @@ def workspace_update(*, access: Access, name: str, request: HttpRequest | None =
     old = workspace.name
     workspace.name = name
     workspace.save(update_fields=["name", "updated_at"])
-    audit.record(
+    audit.record_for(
+        access,
         action=audit.Action.WORKSPACE_UPDATED,
-        actor=access.user,
-        api_key=access.api_key,
         request=request,
-        workspace=workspace,
         target=workspace,
         metadata={"name": {"from": old, "to": name}},
     )
@@ -160,12 +158,10 @@ def invitation_create(
                 invited_by=access.user,
                 expires_at=timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS),
             )
-            audit.record(
+            audit.record_for(
+                access,
                 action=audit.Action.MEMBER_INVITED,
-                actor=access.user,
-                api_key=access.api_key,
                 request=request,
-                workspace=workspace,
                 target=invitation,
                 target_label=email,
                 metadata={"role": role},
@@ -203,12 +199,10 @@ def invitation_revoke(
         raise NotFound("No pending invitation with that id in this workspace.")
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
-    audit.record(
+    audit.record_for(
+        access,
         action=audit.Action.INVITATION_REVOKED,
-        actor=access.user,
-        api_key=access.api_key,
         request=request,
-        workspace=access.workspace,
         target=invitation,
         target_label=invitation.email,
     )
@@ -308,12 +302,10 @@ def membership_change_role(
         old = membership.role
         membership.role = role
         membership.save(update_fields=["role", "updated_at"])
-        audit.record(
+        audit.record_for(
+            access,
             action=audit.Action.MEMBER_ROLE_CHANGED,
-            actor=access.user,
-            api_key=access.api_key,
             request=request,
-            workspace=access.workspace,
             target=membership,
             target_label=membership.user.email,
             metadata={"from": old, "to": role},
@@ -332,12 +324,10 @@ def membership_remove(
         if membership.role == Role.OWNER and _other_owners(membership) == 0:
             raise Conflict("The last owner cannot be removed. Make someone else an owner first.")
         label = membership.user.email
-        audit.record(
+        audit.record_for(
+            access,
             action=audit.Action.MEMBER_REMOVED,
-            actor=access.user,
-            api_key=access.api_key,
             request=request,
-            workspace=access.workspace,
             target=membership,
             target_label=label,
             metadata={"role": membership.role, "left": leaving_self},
@@ -386,11 +376,10 @@ def api_key_create(
             created_by=access.user,
             expires_at=expires_at,
         )
-        audit.record(
+        audit.record_for(
+            access,
             action=audit.Action.API_KEY_CREATED,
-            actor=access.user,
             request=request,
-            workspace=access.workspace,
             target=key,
             metadata={"scopes": key.scopes},
         )
@@ -405,12 +394,10 @@ def api_key_revoke(*, access: Access, key_id: int, request: HttpRequest | None =
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        audit.record(
+        audit.record_for(
+            access,
             action=audit.Action.API_KEY_REVOKED,
-            actor=access.user,
-            api_key=access.api_key,
             request=request,
-            workspace=access.workspace,
             target=key,
         )
     return key
