@@ -237,6 +237,27 @@ DJSTRIPE_WEBHOOK_SECRET = secret("DJSTRIPE_WEBHOOK_SECRET", "") or ""
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
+# Secrets stored encrypted (provider keys, webhook secrets): Fernet keys, first one encrypts.
+FIELD_ENCRYPTION_KEYS = [k for k in (secret("FIELD_ENCRYPTION_KEYS", "") or "").split(",") if k]
+
+# --- LLM gateway (agents/gateway.py)
+GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)  # per target, first included
+GATEWAY_BACKOFF_BASE_SECONDS = env.float("GATEWAY_BACKOFF_BASE_SECONDS", default=0.5)
+GATEWAY_MAX_RETRY_DELAY_SECONDS = env.float("GATEWAY_MAX_RETRY_DELAY_SECONDS", default=8.0)
+GATEWAY_BREAKER_THRESHOLD = env.int("GATEWAY_BREAKER_THRESHOLD", default=5)
+GATEWAY_BREAKER_WINDOW_SECONDS = env.int("GATEWAY_BREAKER_WINDOW_SECONDS", default=60)
+GATEWAY_BREAKER_COOLDOWN_SECONDS = env.int("GATEWAY_BREAKER_COOLDOWN_SECONDS", default=30)
+GATEWAY_TIMEOUT_SECONDS = env.float("GATEWAY_TIMEOUT_SECONDS", default=60.0)
+# Platform-wide provider keys: used by alias targets that name no workspace credential.
+LLM_PLATFORM_KEYS = {
+    "anthropic": secret("ANTHROPIC_API_KEY", "") or "",
+    "openai": secret("OPENAI_API_KEY", "") or "",
+}
+LLM_PLATFORM_BASE_URLS = {
+    "anthropic": env.str("ANTHROPIC_BASE_URL", default="") or None,
+    "openai": env.str("OPENAI_BASE_URL", default="") or None,
+}
+
 # --- Platform behaviour
 WORKSPACE_RESERVED_SLUGS = frozenset(
     [

@@ -20,3 +20,9 @@ STORAGES = {
 # unique and check constraints -- everything a schema clone must reproduce exactly.
 TENANT_APPS = [*TENANT_APPS, "tests.probe"]
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]
+
+# Retries wait milliseconds, not seconds, so the suite stays fast (the arithmetic is the same).
+GATEWAY_BACKOFF_BASE_SECONDS = 0.01
+GATEWAY_MAX_RETRY_DELAY_SECONDS = 0.5
+GATEWAY_TIMEOUT_SECONDS = 2.0
+LLM_PLATFORM_KEYS = {"anthropic": "", "openai": ""}

@@ -1,0 +1,77 @@
+"""A circuit breaker per provider target, with its state in Redis so every worker agrees.
+
+Closed: calls flow; each failure counts within a window. After `threshold` failures in the
+window the circuit opens for `cooldown` seconds: the gateway skips the target (no request is
+sent). When the cooldown ends, one trial call is let through (half-open): success closes the
+circuit, failure opens it again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    threshold: int = 5
+    window_seconds: int = 60
+    cooldown_seconds: int = 30
+
+
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+
+
+class CircuitBreaker:
+    def __init__(self, key: str, policy: BreakerPolicy | None = None) -> None:
+        prefix = settings.CACHES["default"].get("KEY_PREFIX", "am")
+        self.key = f"{prefix}:breaker:{key}"
+        self.policy = policy or BreakerPolicy(
+            threshold=settings.GATEWAY_BREAKER_THRESHOLD,
+            window_seconds=settings.GATEWAY_BREAKER_WINDOW_SECONDS,
+            cooldown_seconds=settings.GATEWAY_BREAKER_COOLDOWN_SECONDS,
+        )
+        self.redis = _client()
+
+    def allows_call(self) -> bool:
+        open_until = self.redis.get(f"{self.key}:open_until")
+        if open_until is None:
+            return True
+        if time.time() < float(open_until):
+            return False
+        # Half-open: exactly one caller wins the trial until it reports back.
+        return bool(
+            self.redis.set(
+                f"{self.key}:trial", "1", nx=True, ex=max(self.policy.cooldown_seconds, 1)
+            )
+        )
+
+    def record_success(self) -> None:
+        self.redis.delete(f"{self.key}:failures", f"{self.key}:open_until", f"{self.key}:trial")
+
+    def record_failure(self) -> bool:
+        """Count a failure; True if this failure opened the circuit."""
+        failures_key = f"{self.key}:failures"
+        pipe = self.redis.pipeline()
+        pipe.incr(failures_key)
+        pipe.expire(failures_key, self.policy.window_seconds, nx=True)
+        count = int(pipe.execute()[0])
+        half_open_trial_failed = self.redis.delete(f"{self.key}:trial") > 0
+        if count >= self.policy.threshold or half_open_trial_failed:
+            open_until = time.time() + self.policy.cooldown_seconds
+            self.redis.set(
+                f"{self.key}:open_until",
+                str(open_until),
+                ex=max(self.policy.cooldown_seconds * 10, 1),
+            )
+            self.redis.delete(failures_key)
+            return True
+        return False
+
+    def is_open(self) -> bool:
+        open_until = self.redis.get(f"{self.key}:open_until")
+        return open_until is not None and time.time() < float(open_until)

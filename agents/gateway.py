@@ -1,0 +1,273 @@
+"""The provider gateway: model aliases → ordered targets, retries with backoff on transient
+failures, a shared circuit breaker per target, fallback to the next target, and a priced
+ledger row for every attempt.
+
+    result = gateway_complete(model="smart", request=ChatRequest(...))
+
+Must run in the workspace's schema (aliases, credentials and the ledger are workspace data).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+
+from agents.breaker import CircuitBreaker
+from agents.models import AliasTarget, ModelAlias, ProviderKind, UsageRecord
+from agents.pricing import usage_cost
+from agents.providers.base import (
+    ChatRequest,
+    ChatResult,
+    ProviderConfig,
+    ProviderError,
+    StreamDone,
+    StreamEvent,
+    TextDelta,
+    ToolCallReady,
+    Usage,
+)
+from agents.providers.registry import get_provider
+from billing.models import ModelPrice
+from core.exceptions import ApplicationError
+from tenants.schemas import current_schema
+
+NO_USAGE = Usage()
+
+
+class GatewayError(ApplicationError):
+    """No target could answer. `attempts` says what was tried, in order."""
+
+    code = "llm_unavailable"
+    status = 502
+
+    def __init__(self, message: str, *, attempts: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts or []
+
+
+class UnknownModel(ApplicationError):
+    code = "unknown_model"
+    status = 400
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    model: str
+    config: ProviderConfig
+    breaker_key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}/{self.model}"
+
+
+@dataclass
+class GatewayResult:
+    result: ChatResult
+    target: Target
+    cost_usd: Decimal
+    fallback: bool
+    attempts: list[str] = field(default_factory=list)
+
+
+def _platform_target(kind: str, model: str) -> Target:
+    config = ProviderConfig(
+        kind=kind,
+        api_key=settings.LLM_PLATFORM_KEYS.get(kind, ""),
+        base_url=settings.LLM_PLATFORM_BASE_URLS.get(kind),
+        timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+    )
+    return Target(kind=kind, model=model, config=config, breaker_key=f"platform:{kind}:{model}")
+
+
+def _alias_target(target: AliasTarget) -> Target:
+    credential = target.credential
+    if credential is None:
+        return _platform_target(target.kind, target.model)
+    config = ProviderConfig(
+        kind=credential.kind,
+        api_key=credential.api_key(),
+        base_url=credential.base_url or None,
+        timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+    )
+    # Workspace credentials fail on their own (a revoked key, a quota): their own breaker.
+    key = f"{current_schema()}:{credential.pk}:{target.model}"
+    return Target(kind=credential.kind, model=target.model, config=config, breaker_key=key)
+
+
+def resolve_targets(name: str) -> list[Target]:
+    """An alias of this workspace, or `kind:model` (e.g. `offline:demo`) with platform keys."""
+    alias = ModelAlias.objects.filter(name=name).prefetch_related("targets__credential").first()
+    if alias is not None:
+        targets = [_alias_target(t) for t in alias.targets.all()]
+        if not targets:
+            raise UnknownModel(f"The model alias '{name}' has no targets yet.")
+        return targets
+    kind, _, model = name.partition(":")
+    if kind in ProviderKind.values and model:
+        return [_platform_target(kind, model)]
+    raise UnknownModel(
+        f"Unknown model '{name}': use a model alias of this workspace or 'provider:model'."
+    )
+
+
+def _price(target: Target, usage: Usage) -> Decimal:
+    price = ModelPrice.objects.filter(provider=target.kind, model=target.model).first()
+    return usage_cost(usage, price.as_price()) if price is not None else Decimal(0)
+
+
+def _retry_delay(attempt: int, error: ProviderError) -> float | None:
+    """Seconds to wait before attempt `attempt + 1` on the same target, or None to move on."""
+    if not error.retryable or attempt >= settings.GATEWAY_MAX_ATTEMPTS:
+        return None
+    backoff = settings.GATEWAY_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)
+    backoff += random.uniform(0, settings.GATEWAY_BACKOFF_BASE_SECONDS)  # noqa: S311 (jitter)
+    delay = max(backoff, error.retry_after or 0)
+    return delay if delay <= settings.GATEWAY_MAX_RETRY_DELAY_SECONDS else None
+
+
+def _record(
+    target: Target,
+    *,
+    alias: str,
+    outcome: str,
+    attempt: int,
+    fallback: bool,
+    usage: Usage = NO_USAGE,
+    cost: Decimal = Decimal(0),
+    latency_ms: int = 0,
+    error: str = "",
+    retry_delay: float | None = None,
+) -> None:
+    UsageRecord.objects.create(
+        alias=alias,
+        kind=target.kind,
+        model=target.model,
+        outcome=outcome,
+        attempt=attempt,
+        fallback=fallback,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cost_usd=cost,
+        latency_ms=latency_ms,
+        error=error[:300],
+        retry_delay_ms=int((retry_delay or 0) * 1000),
+    )
+
+
+def _run(model: str, call: Callable[[Target], ChatResult]) -> GatewayResult:
+    targets = resolve_targets(model)
+    alias = model if ":" not in model else ""
+    attempts: list[str] = []
+    for index, target in enumerate(targets):
+        breaker = CircuitBreaker(target.breaker_key)
+        if not breaker.allows_call():
+            _record(
+                target,
+                alias=alias,
+                outcome=UsageRecord.Outcome.SKIPPED,
+                attempt=0,
+                fallback=index > 0,
+                error="circuit open",
+            )
+            attempts.append(f"{target.label}: skipped (circuit open)")
+            continue
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                result = call(target)
+            except ProviderError as exc:
+                latency = int((time.perf_counter() - started) * 1000)
+                breaker.record_failure()
+                delay = _retry_delay(attempt, exc)
+                _record(
+                    target,
+                    alias=alias,
+                    outcome=UsageRecord.Outcome.ERROR,
+                    attempt=attempt,
+                    fallback=index > 0,
+                    latency_ms=latency,
+                    error=exc.message,
+                    retry_delay=delay,
+                )
+                attempts.append(f"{target.label} attempt {attempt}: {exc.message}")
+                if exc.status == 400:  # our request is wrong: no other target will like it
+                    raise GatewayError(exc.message, attempts=attempts) from exc
+                if delay is None or not breaker.allows_call():
+                    break
+                time.sleep(delay)
+                continue
+            latency = int((time.perf_counter() - started) * 1000)
+            breaker.record_success()
+            cost = _price(target, result.usage)
+            _record(
+                target,
+                alias=alias,
+                outcome=UsageRecord.Outcome.OK,
+                attempt=attempt,
+                fallback=index > 0,
+                usage=result.usage,
+                cost=cost,
+                latency_ms=latency,
+            )
+            return GatewayResult(
+                result=result, target=target, cost_usd=cost, fallback=index > 0, attempts=attempts
+            )
+    raise GatewayError(
+        f"No model could answer for '{model}': " + "; ".join(attempts), attempts=attempts
+    )
+
+
+def gateway_complete(*, model: str, request: ChatRequest) -> GatewayResult:
+    def call(target: Target) -> ChatResult:
+        provider = get_provider(target.config)
+        return provider.complete(_with_model(request, target.model))
+
+    return _run(model, call)
+
+
+def gateway_stream(
+    *, model: str, request: ChatRequest, on_event: Callable[[StreamEvent], None]
+) -> GatewayResult:
+    """Stream through the gateway. A target may be retried or replaced only until its first
+    token reached `on_event`; after that a failure is final (the user saw a partial answer)."""
+
+    def call(target: Target) -> ChatResult:
+        provider = get_provider(target.config)
+        emitted = False
+        events: Iterator[StreamEvent] = provider.stream(_with_model(request, target.model))
+        try:
+            for event in events:
+                if isinstance(event, StreamDone):
+                    return event.result
+                if isinstance(event, TextDelta | ToolCallReady):
+                    emitted = True
+                on_event(event)
+        except ProviderError as exc:
+            if emitted:
+                raise GatewayError(f"The answer broke off: {exc.message}") from exc
+            raise
+        raise ProviderError("The stream ended without a final message.", retryable=True)
+
+    return _run(model, call)
+
+
+def _with_model(request: ChatRequest, model: str) -> ChatRequest:
+    return ChatRequest(
+        model=model,
+        messages=request.messages,
+        system=request.system,
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
+        tools=request.tools,
+    )

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from core import crypto
+
+
+class ProviderKind(models.TextChoices):
+    OFFLINE = "offline", "Offline (no network)"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OPENAI = "openai", "OpenAI"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible (Ollama, vLLM, LM Studio)"
+
+
+class ProviderCredential(models.Model):
+    """A workspace's own key for a provider. The key is encrypted at rest and only its last
+    four characters are ever shown again."""
+
+    name = models.CharField(max_length=60, unique=True)
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    base_url = models.URLField(blank=True, help_text="Only for OpenAI-compatible servers.")
+    api_key_encrypted = models.TextField(blank=True)
+    key_hint = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_api_key(self, api_key: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(api_key) if api_key else ""
+        self.key_hint = crypto.mask(api_key) if api_key else ""
+
+    def api_key(self) -> str:
+        return crypto.decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
+
+
+class ModelAlias(models.Model):
+    """A name agents use (`smart`, `fast`) for an ordered list of provider models to try."""
+
+    name = models.SlugField(max_length=40, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AliasTarget(models.Model):
+    """One step of an alias's fallback order. Without a credential the platform default for
+    the provider kind is used (keys from the environment; the offline provider needs none)."""
+
+    alias = models.ForeignKey(ModelAlias, on_delete=models.CASCADE, related_name="targets")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    credential = models.ForeignKey(
+        ProviderCredential, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    model = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["alias", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["alias", "position"], name="one_target_per_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias.name}#{self.position}: {self.kind}/{self.model}"
+
+
+class UsageRecord(models.Model):
+    """The ledger: one row per provider call attempt, priced when it is made."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Answered"
+        ERROR = "error", "Failed"
+        SKIPPED = "skipped", "Skipped (circuit open)"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    alias = models.CharField(max_length=40, blank=True)
+    kind = models.CharField(max_length=32)
+    model = models.CharField(max_length=128)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    fallback = models.BooleanField(default=False, help_text="A later target of the alias.")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    retry_delay_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(cost_usd__gte=0), name="usage_cost_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.model} {self.outcome} ${self.cost_usd}"

@@ -1,0 +1,180 @@
+"""The gateway against real providers' failure modes on loopback: a closed port (connection
+refused) and the offline provider, with the breaker's state in the real Redis."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import redis
+from django.conf import settings
+from django_tenants.utils import schema_context
+
+from agents.breaker import BreakerPolicy, CircuitBreaker
+from agents.gateway import GatewayError, UnknownModel, gateway_complete, gateway_stream
+from agents.models import AliasTarget, ModelAlias, ProviderCredential, UsageRecord
+from agents.providers.base import ChatRequest, Message, TextDelta
+from billing.models import ModelPrice
+from tenants.models import Workspace
+
+pytestmark = pytest.mark.django_db
+
+CLOSED_PORT_URL = "http://127.0.0.1:9/v1"  # discard port: nothing listens, connect is refused
+
+
+def _request(text: str = "Hello there") -> ChatRequest:
+    return ChatRequest(model="", messages=(Message(role="user", content=text),))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> None:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    prefix = settings.CACHES["default"]["KEY_PREFIX"]
+    for key in client.scan_iter(f"{prefix}:breaker:*"):
+        client.delete(key)
+
+
+def _alias(name: str, *targets: tuple[str, str, ProviderCredential | None]) -> ModelAlias:
+    alias = ModelAlias.objects.create(name=name)
+    for position, (kind, model, credential) in enumerate(targets):
+        AliasTarget.objects.create(
+            alias=alias, position=position, kind=kind, model=model, credential=credential
+        )
+    return alias
+
+
+def _dead_server() -> ProviderCredential:
+    credential = ProviderCredential(
+        name="dead vLLM", kind="openai_compatible", base_url=CLOSED_PORT_URL
+    )
+    credential.set_api_key("sk-test-unused-1234")
+    credential.save()
+    return credential
+
+
+def test_direct_offline_model_answers_and_is_priced_in_the_ledger(
+    workspace_a: Workspace,
+) -> None:
+    ModelPrice.objects.create(
+        provider="offline", model="demo", input_per_mtok=Decimal("1"), output_per_mtok=Decimal("2")
+    )
+    with schema_context(workspace_a.schema_name):
+        outcome = gateway_complete(model="offline:demo", request=_request())
+        row = UsageRecord.objects.get()
+    usage = outcome.result.usage
+    expected = (Decimal(usage.input_tokens) * 1 + Decimal(usage.output_tokens) * 2) / 1_000_000
+    assert outcome.result.text.startswith("[offline model]")
+    assert outcome.cost_usd == expected.quantize(Decimal("0.000001"))
+    assert (row.outcome, row.kind, row.model, row.cost_usd) == (
+        "ok",
+        "offline",
+        "demo",
+        outcome.cost_usd,
+    )
+    assert row.input_tokens == usage.input_tokens and row.output_tokens == usage.output_tokens
+
+
+def test_unreachable_first_target_retries_then_falls_back(workspace_a: Workspace) -> None:
+    with schema_context(workspace_a.schema_name):
+        _alias("smart", ("openai_compatible", "llama3", _dead_server()), ("offline", "demo", None))
+        outcome = gateway_complete(model="smart", request=_request())
+        rows = list(
+            UsageRecord.objects.order_by("id").values_list("kind", "outcome", "attempt", "fallback")
+        )
+    assert outcome.fallback is True
+    assert outcome.target.kind == "offline"
+    assert rows == [
+        ("openai_compatible", "error", 1, False),
+        ("openai_compatible", "error", 2, False),
+        ("openai_compatible", "error", 3, False),
+        ("offline", "ok", 1, True),
+    ]
+    assert all("reach" in a for a in outcome.attempts)
+
+
+def test_repeated_failures_open_the_breaker_and_later_calls_skip_the_target(
+    workspace_a: Workspace, settings
+) -> None:
+    settings.GATEWAY_BREAKER_THRESHOLD = 3
+    with schema_context(workspace_a.schema_name):
+        _alias("smart", ("openai_compatible", "llama3", _dead_server()), ("offline", "demo", None))
+        gateway_complete(model="smart", request=_request())  # 3 failures: the circuit opens
+        UsageRecord.objects.all().delete()
+
+        second = gateway_complete(model="smart", request=_request())
+        rows = list(UsageRecord.objects.order_by("id").values_list("kind", "outcome"))
+    assert second.target.kind == "offline"
+    assert rows == [("openai_compatible", "skipped"), ("offline", "ok")]
+
+
+def test_breakers_are_per_workspace_credential(
+    workspace_a: Workspace, workspace_b: Workspace, settings
+) -> None:
+    settings.GATEWAY_BREAKER_THRESHOLD = 1
+    with schema_context(workspace_a.schema_name):
+        _alias("smart", ("openai_compatible", "llama3", _dead_server()), ("offline", "x", None))
+        gateway_complete(model="smart", request=_request())
+    with schema_context(workspace_b.schema_name):
+        _alias("smart", ("openai_compatible", "llama3", _dead_server()), ("offline", "x", None))
+        gateway_complete(model="smart", request=_request())
+        outcomes = list(UsageRecord.objects.order_by("id").values_list("outcome", flat=True))
+    # B's own credential was tried (and failed) although A's circuit for the same URL is open.
+    assert outcomes[0] == "error"
+
+
+def test_every_target_failing_is_one_clear_error(workspace_a: Workspace) -> None:
+    with schema_context(workspace_a.schema_name):
+        _alias("only-dead", ("openai_compatible", "llama3", _dead_server()))
+        with pytest.raises(GatewayError) as excinfo:
+            gateway_complete(model="only-dead", request=_request())
+    assert "No model could answer for 'only-dead'" in excinfo.value.message
+    assert len(excinfo.value.attempts) == 3
+
+
+@pytest.mark.parametrize("name", ["nonexistent", "gemini:pro", "anthropic:"])
+def test_unknown_models_are_named(workspace_a: Workspace, name: str) -> None:
+    with schema_context(workspace_a.schema_name), pytest.raises(UnknownModel, match=name):
+        gateway_complete(model=name, request=_request())
+
+
+def test_aliases_belong_to_their_workspace(workspace_a: Workspace, workspace_b: Workspace) -> None:
+    with schema_context(workspace_a.schema_name):
+        _alias("a-only", ("offline", "demo", None))
+    with schema_context(workspace_b.schema_name), pytest.raises(UnknownModel):
+        gateway_complete(model="a-only", request=_request())
+
+
+def test_streaming_falls_back_before_the_first_token(workspace_a: Workspace) -> None:
+    seen: list[str] = []
+    with schema_context(workspace_a.schema_name):
+        _alias("smart", ("openai_compatible", "llama3", _dead_server()), ("offline", "demo", None))
+        outcome = gateway_stream(
+            model="smart",
+            request=_request("stream please"),
+            on_event=lambda e: seen.append(e.text) if isinstance(e, TextDelta) else None,
+        )
+    assert "".join(seen) == outcome.result.text
+    assert outcome.fallback is True
+
+
+def test_provider_keys_are_encrypted_at_rest_and_masked(workspace_a: Workspace) -> None:
+    with schema_context(workspace_a.schema_name):
+        credential = ProviderCredential(name="prod", kind="anthropic")
+        credential.set_api_key("sk-ant-api03-SECRETSECRETSECRET-wxyz")
+        credential.save()
+        stored = ProviderCredential.objects.get(pk=credential.pk)
+    assert "SECRET" not in stored.api_key_encrypted
+    assert stored.key_hint == "••••wxyz"
+    assert stored.api_key() == "sk-ant-api03-SECRETSECRETSECRET-wxyz"
+
+
+def test_half_open_breaker_lets_one_trial_through() -> None:
+    breaker = CircuitBreaker(
+        "test:half-open", BreakerPolicy(threshold=1, window_seconds=60, cooldown_seconds=0)
+    )
+    assert breaker.record_failure() is True
+    # Cooldown 0: the circuit is half-open at once; one caller gets the trial, the next waits.
+    assert breaker.allows_call() is True
+    assert breaker.allows_call() is False
+    breaker.record_success()
+    assert breaker.allows_call() is True and not breaker.is_open()
