@@ -1,0 +1,102 @@
+"""The tool-calling loop: ask the model, run the tools it calls, feed results back, repeat.
+
+The set of tools is fixed before the first call. Tool output is untrusted data that goes back
+to the model as text; nothing in it (or in the model's answer) can add a tool, so a prompt
+injection in a web page or a document can at most make the model *ask* for a tool it does not
+have, which is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from agents.gateway import gateway_complete
+from agents.providers.base import ChatRequest, Message, ToolCall, Usage
+from agents.tools.base import Tool, ToolFailed
+from agents.tools.registry import BUILTIN_TOOLS
+from core.exceptions import ValidationFailed
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    call: ToolCall
+    output: str
+    ok: bool
+
+
+@dataclass
+class LoopResult:
+    text: str
+    steps: list[ToolStep] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: Decimal = Decimal(0)
+    model_calls: int = 0
+    stopped_by_guardrail: bool = False
+
+
+def tools_by_name(names: list[str]) -> dict[str, Tool]:
+    unknown = sorted(set(names) - set(BUILTIN_TOOLS))
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown tool(s): {', '.join(unknown)}.",
+            fields={"tools": [f"Choose from: {', '.join(sorted(BUILTIN_TOOLS))}."]},
+        )
+    return {name: BUILTIN_TOOLS[name] for name in names}
+
+
+def _run_tool(tools: dict[str, Tool], call: ToolCall) -> ToolStep:
+    tool = tools.get(call.name)
+    if tool is None:
+        return ToolStep(call, f"Tool '{call.name}' is not available to this agent.", ok=False)
+    try:
+        tool.validate(call.arguments)
+        return ToolStep(call, tool.run(call.arguments), ok=True)
+    except ToolFailed as exc:
+        return ToolStep(call, str(exc), ok=False)
+
+
+def run_tool_loop(
+    *,
+    model: str,
+    messages: list[Message],
+    tool_names: list[str],
+    system: str = "",
+    max_tool_calls: int = 8,
+    temperature: float | None = None,
+    max_tokens: int = 1024,
+) -> LoopResult:
+    tools = tools_by_name(tool_names)
+    specs = tuple(tool.spec() for tool in tools.values())
+    conversation = list(messages)
+    loop = LoopResult(text="")
+    while True:
+        request = ChatRequest(
+            model=model,
+            messages=tuple(conversation),
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            tools=specs,
+        )
+        outcome = gateway_complete(model=model, request=request)
+        loop.model_calls += 1
+        loop.usage = loop.usage + outcome.result.usage
+        loop.cost_usd += outcome.cost_usd
+        calls = outcome.result.tool_calls
+        if not calls:
+            loop.text = outcome.result.text
+            return loop
+        if len(loop.steps) + len(calls) > max_tool_calls:
+            loop.text = (
+                f"Stopped: this agent may make at most {max_tool_calls} tool calls in one turn."
+            )
+            loop.stopped_by_guardrail = True
+            return loop
+        conversation.append(
+            Message(role="assistant", content=outcome.result.text, tool_calls=calls)
+        )
+        for call in calls:
+            step = _run_tool(tools, call)
+            loop.steps.append(step)
+            conversation.append(Message(role="tool", content=step.output, tool_call_id=call.id))
