@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx2
 
 from agents.providers.base import (
     ChatRequest,
@@ -33,14 +35,19 @@ _STOP_REASONS = {
 }
 
 
+# Malformed JSON surfaces as ValueError and a stalled stream as the HTTP client's own errors.
+_FAILURES = (anthropic.AnthropicError, httpx2.HTTPError, json.JSONDecodeError)
+
+
 def translate_error(exc: Exception) -> ProviderError:
-    if isinstance(exc, anthropic.APITimeoutError):
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return ProviderError("Anthropic did not answer in time.", retryable=True)
-    if isinstance(exc, anthropic.APIConnectionError):
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
         return ProviderError(f"Cannot reach Anthropic: {exc}", retryable=True)
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
-        retryable = status == 429 or status >= 500
+        # An error event inside a 200 stream (e.g. overloaded_error) is transient too.
+        retryable = status == 429 or status >= 500 or status < 400
         return ProviderError(
             f"Anthropic answered {status}: {exc.message}",
             retryable=retryable,
@@ -114,7 +121,8 @@ class AnthropicProvider(Provider):
         if request.system:
             params["system"] = request.system
         if request.temperature is not None:
-            params["temperature"] = request.temperature
+            # This SDK version has no `temperature` argument; the API still takes the field.
+            params["extra_body"] = {"temperature": request.temperature}
         if request.tools:
             params["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
@@ -125,7 +133,7 @@ class AnthropicProvider(Provider):
     def complete(self, request: ChatRequest) -> ChatResult:
         try:
             response = self._client().messages.create(**self._params(request))
-        except anthropic.AnthropicError as exc:
+        except _FAILURES as exc:
             raise translate_error(exc) from exc
         texts, calls = [], []
         for block in response.content:
@@ -146,7 +154,7 @@ class AnthropicProvider(Provider):
         try:
             events = self._client().messages.create(stream=True, **self._params(request))
             yield from self._events(events, request)
-        except anthropic.AnthropicError as exc:
+        except _FAILURES as exc:
             raise translate_error(exc) from exc
 
     def _events(self, events: Any, request: ChatRequest) -> Iterator[StreamEvent]:

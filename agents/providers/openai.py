@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import openai
 
 from agents.providers.base import (
@@ -35,10 +36,14 @@ _STOP_REASONS = {
 }
 
 
+# Malformed JSON surfaces as ValueError and a stalled stream as the HTTP client's own errors.
+_FAILURES = (openai.OpenAIError, httpx2.HTTPError, json.JSONDecodeError)
+
+
 def translate_error(exc: Exception) -> ProviderError:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return ProviderError("The model server did not answer in time.", retryable=True)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
         return ProviderError(f"Cannot reach the model server: {exc}", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -122,7 +127,7 @@ class OpenAIProvider(Provider):
     def complete(self, request: ChatRequest) -> ChatResult:
         try:
             response = self._client().chat.completions.create(**self._params(request))
-        except openai.OpenAIError as exc:
+        except _FAILURES as exc:
             raise translate_error(exc) from exc
         if not response.choices:
             raise ProviderError("The model server answered with no choices.", retryable=True)
@@ -151,7 +156,7 @@ class OpenAIProvider(Provider):
                 stream=True, stream_options={"include_usage": True}, **self._params(request)
             )
             yield from self._events(chunks, request)
-        except openai.OpenAIError as exc:
+        except _FAILURES as exc:
             raise translate_error(exc) from exc
 
     def _events(self, chunks: Any, request: ChatRequest) -> Iterator[StreamEvent]:

@@ -178,3 +178,88 @@ def test_half_open_breaker_lets_one_trial_through() -> None:
     assert breaker.allows_call() is False
     breaker.record_success()
     assert breaker.allows_call() is True and not breaker.is_open()
+
+
+def _credential(name: str, kind: str, base_url: str) -> ProviderCredential:
+    credential = ProviderCredential(name=name, kind=kind, base_url=base_url)
+    credential.set_api_key(f"sk-{name}-0000")
+    credential.save()
+    return credential
+
+
+def test_rate_limited_call_waits_for_retry_after_then_succeeds(
+    workspace_a: Workspace, fake_openai, settings
+) -> None:
+    settings.GATEWAY_MAX_RETRY_DELAY_SECONDS = 2.0
+    fake_openai.queue_error(429, retry_after=1)
+    fake_openai.queue(text="second time lucky")
+    with schema_context(workspace_a.schema_name):
+        _alias("fast", ("openai", "gpt-x", _credential("oa", "openai", fake_openai.base_url)))
+        outcome = gateway_complete(model="fast", request=_request())
+        rows = list(UsageRecord.objects.order_by("id").values_list("outcome", "retry_delay_ms"))
+    assert outcome.result.text == "second time lucky"
+    assert rows[0][0] == "error" and rows[0][1] >= 1000  # waited at least Retry-After
+    assert rows[1] == ("ok", 0)
+    assert len(fake_openai.requests) == 2
+
+
+def test_retry_after_longer_than_we_wait_falls_back_at_once(
+    workspace_a: Workspace, fake_anthropic, fake_openai
+) -> None:
+    fake_anthropic.queue_error(429, retry_after=120)
+    fake_openai.queue(text="from the fallback")
+    with schema_context(workspace_a.schema_name):
+        _alias(
+            "smart",
+            ("anthropic", "claude-x", _credential("an", "anthropic", fake_anthropic.base_url)),
+            ("openai", "gpt-x", _credential("oa", "openai", fake_openai.base_url)),
+        )
+        outcome = gateway_complete(model="smart", request=_request())
+    assert outcome.result.text == "from the fallback" and outcome.fallback
+    assert len(fake_anthropic.requests) == 1  # no pointless retries into a 2-minute wait
+
+
+def test_open_circuit_sends_nothing_to_the_failing_provider(
+    workspace_a: Workspace, fake_anthropic, fake_openai, settings
+) -> None:
+    settings.GATEWAY_BREAKER_THRESHOLD = 2
+    for _ in range(2):
+        fake_anthropic.queue_error(500)
+    with schema_context(workspace_a.schema_name):
+        _alias(
+            "smart",
+            ("anthropic", "claude-x", _credential("an", "anthropic", fake_anthropic.base_url)),
+            ("openai", "gpt-x", _credential("oa", "openai", fake_openai.base_url)),
+        )
+        gateway_complete(model="smart", request=_request())
+        requests_while_closed = len(fake_anthropic.requests)
+        gateway_complete(model="smart", request=_request())
+    assert requests_while_closed == 2
+    assert len(fake_anthropic.requests) == 2  # the second call skipped Anthropic entirely
+    assert len(fake_openai.requests) == 2
+
+
+def test_a_bad_request_is_not_retried_or_sent_elsewhere(
+    workspace_a: Workspace, fake_anthropic, fake_openai
+) -> None:
+    fake_anthropic.queue_error(400, message="messages: roles must alternate")
+    with schema_context(workspace_a.schema_name):
+        _alias(
+            "smart",
+            ("anthropic", "claude-x", _credential("an", "anthropic", fake_anthropic.base_url)),
+            ("openai", "gpt-x", _credential("oa", "openai", fake_openai.base_url)),
+        )
+        with pytest.raises(GatewayError, match="roles must alternate"):
+            gateway_complete(model="smart", request=_request())
+    assert len(fake_openai.requests) == 0
+
+
+def test_the_workspace_key_is_decrypted_and_sent(workspace_a: Workspace, fake_anthropic) -> None:
+    with schema_context(workspace_a.schema_name):
+        _alias(
+            "c",
+            ("anthropic", "claude-x", _credential("mine", "anthropic", fake_anthropic.base_url)),
+        )
+        gateway_complete(model="c", request=_request())
+    assert fake_anthropic.last_request.api_key == "sk-mine-0000"
+    assert fake_anthropic.last_request.body["model"] == "claude-x"
