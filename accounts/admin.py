@@ -45,6 +45,11 @@ class UserAdmin(BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # Workspace schemas hold rows that point at users (object permissions, later authored
+        # agents and runs); deleting across every schema is not supported: deactivate instead.
+        return False
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).annotate(_workspaces=Count("memberships"))
 

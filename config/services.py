@@ -54,4 +54,8 @@ def celery_broker_url(url: str) -> str:
     if parts.scheme == "unix":
         query = f"?{parts.query}" if parts.query else ""
         return f"redis+socket://{parts.path}{query}"
+    if parts.scheme == "rediss" and "ssl_cert_reqs" not in parts.query:
+        # Celery refuses TLS URLs without it; this spelling is the one redis-py accepts too.
+        separator = "&" if parts.query else "?"
+        return f"{url}{separator}ssl_cert_reqs=required"
     return url

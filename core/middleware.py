@@ -5,7 +5,9 @@ import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
+from core.exceptions import ApplicationError
 from core.request_context import request_id_var
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -29,3 +31,21 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class ApplicationErrorMiddleware:
+    """HTML views: an ApplicationError a view did not handle becomes its status code with the
+    message on the error page, never a 500 traceback. (The API has its own handler.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, ApplicationError):
+            return None
+        template = {403: "403.html", 404: "404.html"}.get(exception.status, "error.html")
+        context = {"exception": exception.message, "status": exception.status}
+        return render(request, template, context, status=exception.status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,19 @@ def client_ip(request: HttpRequest | None) -> str | None:
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if proxies and forwarded:
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if len(hops) >= proxies:
+        if len(hops) >= proxies and _valid_ip(hops[-proxies]):
             return hops[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
+    remote = request.META.get("REMOTE_ADDR", "")
+    return remote if _valid_ip(remote) else None
+
+
+def _valid_ip(value: str) -> bool:
+    """Only real addresses are stored: a malformed header must never fail the audited action."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def record(

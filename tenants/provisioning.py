@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django_tenants.utils import schema_exists
+from django_tenants.utils import get_public_schema_name, schema_context, schema_exists
 
 from core.exceptions import ApplicationError
 from tenants.models import Workspace
@@ -73,12 +73,27 @@ def _unsupported_objects(source: str) -> list[str]:
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = %s AND NOT t.tgisinternal
         UNION ALL
+        SELECT 'type ' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE n.nspname = %s AND t.typtype IN ('e', 'd', 'r', 'm')
+            OR (n.nspname = %s AND t.typtype = 'c' AND EXISTS (
+                SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+        UNION ALL
+        SELECT 'policy ' || p.polname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s
+        UNION ALL
+        SELECT 'rule ' || r.rulename FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = %s AND c.relkind = 'r'
+        UNION ALL
+        SELECT 'statistics ' || s.stxname FROM pg_statistic_ext s
+          JOIN pg_namespace n ON n.oid = s.stxnamespace WHERE n.nspname = %s
+        UNION ALL
         SELECT 'sequence ' || c.relname
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = %s AND c.relkind = 'S'
            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i')
         """,
-        (source, source, source, source),
+        (source,) * 9,
     )
     return [row[0] for row in rows]
 
@@ -86,6 +101,13 @@ def _unsupported_objects(source: str) -> list[str]:
 def clone_schema(source: str, target: str) -> None:
     """Create schema `target` with the exact structure and the rows of schema `source`."""
     source, target = _ident(source), _ident(target)
+    # The catalogue qualifies names (which the rewrites below rely on) only for schemas that are
+    # not on the search path: read it from the public schema whatever the caller's schema is.
+    with schema_context(get_public_schema_name()):
+        _clone(source, target)
+
+
+def _clone(source: str, target: str) -> None:
     unsupported = _unsupported_objects(source)
     if unsupported:
         raise ProvisioningError(
@@ -140,6 +162,13 @@ def clone_schema(source: str, target: str) -> None:
         (source,),
     )
     columns_of = dict(insertable)
+    table_comments = _fetch(
+        """SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relkind = 'r'
+              AND obj_description(c.oid, 'pg_class') IS NOT NULL""",
+        (source,),
+    )
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"CREATE SCHEMA {target}")
@@ -171,6 +200,8 @@ def clone_schema(source: str, target: str) -> None:
                 f" ON ONLY {source}.", f" ON ONLY {target}."
             )
             cursor.execute(definition)
+        for table, comment in table_comments:
+            cursor.execute(f'COMMENT ON TABLE {target}."{table}" IS %s', (comment,))
 
 
 def describe_schema(schema: str) -> dict[str, Any]:
@@ -202,6 +233,12 @@ def describe_schema(schema: str) -> dict[str, Any]:
             ORDER BY c.relname, con.conname""",
         (schema,),
     )
+    comments = _fetch(
+        """SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname""",
+        (schema,),
+    )
     indexes = _fetch(
         """SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s
             ORDER BY tablename, indexname""",
@@ -215,4 +252,5 @@ def describe_schema(schema: str) -> dict[str, Any]:
         ],
         "constraints": [(t, name, kind, normalise(defn)) for t, name, kind, defn in constraints],
         "indexes": [(t, name, normalise(defn)) for t, name, defn in indexes],
+        "table_comments": comments,
     }

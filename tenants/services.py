@@ -19,7 +19,14 @@ from django.utils import timezone
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants import audit, provisioning
 from tenants.models import ApiKey, Invitation, Membership, Role, Workspace
-from tenants.permissions import API_KEY_SCOPES, Access, Perm, assignable_roles
+from tenants.permissions import (
+    API_KEY_SCOPES,
+    ROLE_PERMISSIONS,
+    Access,
+    Perm,
+    assignable_roles,
+    role_can,
+)
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -90,6 +97,7 @@ def workspace_create(
     return workspace
 
 
+@transaction.atomic
 def workspace_update(*, access: Access, name: str, request: HttpRequest | None = None) -> Workspace:
     access.require(Perm.WORKSPACE_UPDATE)
     name = (name or "").strip()
@@ -120,8 +128,15 @@ def _check_role_assignment(access: Access, role: str) -> None:
         )
     if access.api_key is None and Role(role) not in assignable_roles(access.role or ""):
         raise PermissionDenied(f"Your role cannot grant the '{role}' role.")
-    if access.api_key is not None and role == Role.OWNER:
-        raise PermissionDenied("API keys cannot grant the owner role.")
+    if access.api_key is not None:
+        # A key never hands out more than it holds itself: in practice member or viewer, and
+        # only if the key has every scope of that role. Admins and owners are made by people.
+        missing = ROLE_PERMISSIONS[Role(role)] - {Perm(s) for s in access.api_key.scopes}
+        if missing:
+            raise PermissionDenied(
+                f"This API key cannot grant the '{role}' role: it would need "
+                f"{', '.join(sorted(missing))}."
+            )
 
 
 def invitation_create(
@@ -170,6 +185,7 @@ def invitation_create(
         message = f"{email} already has a pending invitation."
         raise Conflict(message, fields={"email": [message]}) from exc
     url = settings.SITE_URL.rstrip("/") + reverse("invitation_accept", args=[token])
+    # The invitation stands even if the mail server is down: it can be re-sent or revoked.
     transaction.on_commit(
         lambda: send_mail(
             subject=f"You're invited to {workspace.name}",
@@ -180,11 +196,13 @@ def invitation_create(
             ),
             from_email=None,
             recipient_list=[email],
-        )
+        ),
+        robust=True,
     )
     return invitation, token
 
 
+@transaction.atomic
 def invitation_revoke(
     *, access: Access, invitation_id: int, request: HttpRequest | None = None
 ) -> Invitation:
@@ -310,7 +328,29 @@ def membership_change_role(
             target_label=membership.user.email,
             metadata={"from": old, "to": role},
         )
+        if not role_can(role, Perm.API_KEYS_MANAGE):
+            _revoke_keys_created_by(access, membership, request=request)
     return membership
+
+
+def _revoke_keys_created_by(
+    access: Access, membership: Membership, *, request: HttpRequest | None
+) -> None:
+    """Keys outlive nobody's access: when a person can no longer manage keys here (removed or
+    demoted), the keys they created in this workspace are revoked too."""
+    keys = ApiKey.objects.select_for_update().filter(
+        workspace=access.workspace, created_by=membership.user, revoked_at__isnull=True
+    )
+    for key in keys:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit.record_for(
+            access,
+            action=audit.Action.API_KEY_REVOKED,
+            request=request,
+            target=key,
+            metadata={"reason": f"creator {membership.user.email} lost access"},
+        )
 
 
 def membership_remove(
@@ -332,6 +372,7 @@ def membership_remove(
             target_label=label,
             metadata={"role": membership.role, "left": leaving_self},
         )
+        _revoke_keys_created_by(access, membership, request=request)
         membership.delete()
 
 
@@ -386,6 +427,7 @@ def api_key_create(
     return key, secret
 
 
+@transaction.atomic
 def api_key_revoke(*, access: Access, key_id: int, request: HttpRequest | None = None) -> ApiKey:
     access.require(Perm.API_KEYS_MANAGE)
     key = ApiKey.objects.filter(workspace=access.workspace, pk=key_id).first()

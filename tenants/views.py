@@ -10,6 +10,8 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.requests import signed_in_user
@@ -91,7 +93,7 @@ def invitation_accept(request: AppRequest, token: str) -> HttpResponse:
         return render(request, "tenants/invitation.html", {"error": exc.message}, status=404)
     if request.method == "POST":
         if not request.user.is_authenticated:
-            return redirect(f"{reverse('account_login')}?next={request.path}")
+            return redirect(f"{reverse('account_login')}?{urlencode({'next': request.path})}")
         try:
             membership = services.invitation_accept(
                 token=token, user=signed_in_user(request), request=request
@@ -183,12 +185,15 @@ def member_role(request: AppRequest, membership_id: int) -> HttpResponse:
 @require_POST
 def member_remove(request: AppRequest, membership_id: int) -> HttpResponse:
     access = _access(request)
-    leaving = (
-        selectors.member_get(access=access, membership_id=membership_id).user_id == request.user.pk
-    )
     try:
+        leaving = (
+            selectors.member_get(access=access, membership_id=membership_id).user_id
+            == request.user.pk
+        )
         services.membership_remove(access=access, membership_id=membership_id, request=request)
     except ApplicationError as exc:
+        if exc.status == 404:
+            raise Http404(exc.message) from exc
         messages.error(request, exc.message)
         return redirect("members", workspace_slug=access.workspace.slug)
     if leaving:
@@ -213,6 +218,7 @@ def invitation_revoke(request: AppRequest, invitation_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@never_cache  # the one-time secret must not land in a browser or proxy cache
 def api_keys(request: AppRequest) -> HttpResponse:
     access = _require(request, Perm.API_KEYS_MANAGE)
     form = ApiKeyForm(request.POST or None)

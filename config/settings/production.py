@@ -20,5 +20,18 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https"
 
+# Load balancers probe health over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+WHITENOISE_USE_FINDERS = False
+WHITENOISE_AUTOREFRESH = False
+
+# Sign-up needs confirmation emails, and invitation links must not end up in logs.
+if not env.str("EMAIL_URL", default="") and "console" in env.str(
+    "EMAIL_BACKEND", default="console"
+):
+    raise RuntimeError(
+        "Set EMAIL_URL (e.g. smtp+tls://user:pass@smtp.example.com:587) in production"
+    )
+
 STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
 LOGGING["handlers"]["console"]["formatter"] = env.str("LOG_FORMAT", default="json")

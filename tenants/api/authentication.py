@@ -42,7 +42,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         secret = request.headers.get("X-Api-Key", "")
         if header:
             parts = header.split()
-            if parts[0].lower() != self.keyword.lower():
+            if not parts or parts[0].lower() != self.keyword.lower():
                 return None  # another scheme (e.g. Basic): not ours
             if len(parts) != 2:
                 raise exceptions.AuthenticationFailed(

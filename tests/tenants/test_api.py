@@ -469,11 +469,12 @@ def test_api_key_cannot_create_workspaces(owner: User) -> None:
 
 
 def test_api_key_needs_no_csrf_token_but_session_does(owner: User) -> None:
-    key = create_key(owner, "alpha", ["members.invite", "members.view"])
+    # A key may grant only roles within its own scopes: viewer needs both view scopes.
+    key = create_key(owner, "alpha", ["members.invite", "members.view", "workspace.view"])
     csrf_client = APIClient(enforce_csrf_checks=True)
     csrf_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key['key']}")
 
-    by_key = csrf_client.post(INVITATIONS, {"email": "k@x.test"}, format="json")
+    by_key = csrf_client.post(INVITATIONS, {"email": "k@x.test", "role": "viewer"}, format="json")
     by_session = session_client(owner, enforce_csrf_checks=True).post(
         INVITATIONS, {"email": "s@x.test"}, format="json", HTTP_X_WORKSPACE="alpha"
     )
@@ -538,7 +539,7 @@ def test_api_key_cannot_change_or_remove_an_owner(owner: User, workspace_a: Work
 def test_api_key_actions_are_audited_under_the_key(
     owner: User, member: User, workspace_a: Workspace
 ) -> None:
-    key = create_key(owner, "alpha", ["members.view", "members.manage"])
+    key = create_key(owner, "alpha", ["members.view", "members.manage", "workspace.view"])
     target = membership_id(member, workspace_a)
 
     response = key_client(key["key"]).patch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
@@ -12,6 +13,13 @@ from config.asgi import application
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> None:
+    """Each test runs its own event loop; a channel layer keeps connections bound to the loop
+    that opened them, so every test starts with a new one."""
+    channel_layers.backends.clear()
 
 
 def _communicator(headers: list[tuple[bytes, bytes]], slug: str = "alpha") -> WebsocketCommunicator:

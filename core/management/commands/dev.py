@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
@@ -28,16 +29,26 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--no-seed", action="store_true", help="skip the demo seed")
+        parser.add_argument(
+            "--seed",
+            action="store_true",
+            help="seed the demo even into DATABASE_URL (it creates known logins: dev only)",
+        )
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A SIGTERM while migrating must still stop the embedded servers (the `with` exits).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         with embedded_services() as env:
             os.environ.update(env)
             self.stdout.write("• Migrating the public schema and all workspaces…")
             call_command("migrate_schemas", interactive=False, verbosity=0)
             call_command("provision_template", verbosity=0)
-            if not options["no_seed"]:
+            embedded_database = "DATABASE_URL" in env
+            if options["seed"] or (embedded_database and not options["no_seed"]):
                 call_command("seed_demo")
+            elif not options["no_seed"]:
+                self.stdout.write("• Demo seed skipped: DATABASE_URL is set (use --seed to force).")
             connections.close_all()
             self._serve(env, options)
 
@@ -57,6 +68,7 @@ class Command(BaseCommand):
                     "config.asgi:application",
                 ],
                 env=child_env,
+                start_new_session=True,  # we stop them ourselves, whole process groups
             ),
             "celery": subprocess.Popen(
                 [
@@ -71,11 +83,12 @@ class Command(BaseCommand):
                     "--concurrency",
                     str(options["concurrency"]),
                     "-Q",
-                    "default",
+                    settings.CELERY_TASK_DEFAULT_QUEUE,
                     "--without-gossip",
                     "--without-mingle",
                 ],
                 env=child_env,
+                start_new_session=True,  # we stop them ourselves, whole process groups
             ),
         }
         url = f"http://{options['host']}:{options['port']}/"
@@ -109,5 +122,5 @@ class Command(BaseCommand):
                 try:
                     process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    process.kill()
+                    os.killpg(process.pid, signal.SIGKILL)  # Celery's pool children too
             self.stdout.write("• Stopped. Data is kept in .local/ for the next start.")
