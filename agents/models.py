@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
@@ -109,3 +111,104 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.model} {self.outcome} ${self.cost_usd}"
+
+
+class MemoryMode(models.TextChoices):
+    NONE = "none", "No memory"
+    LAST_TURNS = "last_turns", "Last N turns"
+    SUMMARY = "summary", "Running summary"
+
+
+class Agent(models.Model):
+    """A named agent. Its behaviour lives in immutable versions; `current_version` is the one
+    new runs use."""
+
+    name = models.CharField(max_length=80)
+    description = models.CharField(max_length=300, blank=True)
+    category = models.CharField(max_length=40, blank=True)
+    current_version = models.ForeignKey(
+        "AgentVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_by_id = models.BigIntegerField(null=True, blank=True)  # a public-schema user id
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentVersion(models.Model):
+    """One saved configuration of an agent. Never updated: every save makes a new version."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    model = models.CharField(max_length=170, help_text="A model alias or provider:model.")
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(default=1024)
+    tools = models.JSONField(default=list, blank=True)
+    memory_mode = models.CharField(
+        max_length=16, choices=MemoryMode.choices, default=MemoryMode.NONE
+    )
+    memory_turns = models.PositiveSmallIntegerField(default=10)
+    max_tool_calls = models.PositiveSmallIntegerField(default=8)
+    max_cost_per_run_usd = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    blocked_patterns = models.JSONField(default=list, blank=True)
+    output_schema = models.JSONField(null=True, blank=True)
+    created_by_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="agent_version_number"),
+            models.CheckConstraint(
+                condition=Q(temperature__isnull=True)
+                | (Q(temperature__gte=0) & Q(temperature__lte=2)),
+                name="agent_version_temperature_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.name} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("Agent versions are immutable; create a new version instead.")
+        super().save(*args, **kwargs)
+
+
+class AgentRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    input = models.TextField()
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    tool_steps = models.JSONField(default=list, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    created_by_id = models.BigIntegerField(null=True, blank=True)
+    api_key_prefix = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.agent_id} ({self.status})"

@@ -11,6 +11,10 @@ changes.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -178,3 +182,44 @@ def database_url_for_children() -> str:
     host = quote(s["HOST"] or "", safe="")
     port = f":{s['PORT']}" if s.get("PORT") else ""
     return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def worker_queue(django_db_setup: None) -> Iterator[str]:
+    """A real Celery worker process on the real broker, reading the test database. It consumes
+    the default queue (what `.delay()` uses) and a queue of its own; yields the latter."""
+    from config.celery import app
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    app.control.purge()  # nothing left over from an earlier, interrupted session
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url_for_children(),
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            f"{settings.CELERY_TASK_DEFAULT_QUEUE},{queue}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+    )
+    try:
+        yield queue
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -2,59 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django_tenants.utils import schema_context
 
 from tenants.tasks import inventory
-from tests.conftest import World, database_url_for_children
+from tests.conftest import World
 from tests.probe.models import Folder
 
 pytestmark = pytest.mark.worker
-
-
-@pytest.fixture(scope="module")
-def worker_queue(django_db_setup: None) -> Iterator[str]:
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url_for_children(),
-        "REDIS_URL": settings.REDIS_URL,
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queue,
-            "--pool",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        ],
-        env=env,
-    )
-    try:
-        yield queue
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_each_task_sees_only_its_own_workspace(committed_world: World, worker_queue: str) -> None:

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from agents.models import Agent, AgentRun, AgentVersion, MemoryMode
+
+
+class AgentVersionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = AgentVersion
+        fields = [
+            "number",
+            "model",
+            "system_prompt",
+            "temperature",
+            "max_tokens",
+            "tools",
+            "memory_mode",
+            "memory_turns",
+            "max_tool_calls",
+            "max_cost_per_run_usd",
+            "blocked_patterns",
+            "output_schema",
+            "created_at",
+        ]
+
+
+class AgentOutput(serializers.ModelSerializer):
+    current_version = AgentVersionOutput()
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "name",
+            "description",
+            "category",
+            "current_version",
+            "created_at",
+            "updated_at",
+            "archived_at",
+        ]
+
+
+class AgentConfigInput(serializers.Serializer):
+    model = serializers.CharField(max_length=170)
+    system_prompt = serializers.CharField(required=False, allow_blank=True)
+    temperature = serializers.FloatField(required=False, allow_null=True)
+    max_tokens = serializers.IntegerField(required=False)
+    tools = serializers.ListField(child=serializers.CharField(), required=False)
+    memory_mode = serializers.ChoiceField(choices=MemoryMode.choices, required=False)
+    memory_turns = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    max_tool_calls = serializers.IntegerField(required=False, min_value=0, max_value=50)
+    max_cost_per_run_usd = serializers.DecimalField(
+        max_digits=10, decimal_places=4, required=False, allow_null=True
+    )
+    blocked_patterns = serializers.ListField(child=serializers.CharField(), required=False)
+    output_schema = serializers.JSONField(required=False, allow_null=True)
+
+
+class AgentCreateInput(AgentConfigInput):
+    name = serializers.CharField(max_length=80)
+    description = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    category = serializers.CharField(max_length=40, required=False, allow_blank=True)
+
+
+class AgentUpdateInput(AgentCreateInput):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        for field in self.fields.values():
+            field.required = False
+
+
+class RunInput(serializers.Serializer):
+    input = serializers.CharField(max_length=100_000)
+
+
+class RunOutput(serializers.ModelSerializer):
+    agent_version = serializers.IntegerField(source="version.number")
+
+    class Meta:
+        model = AgentRun
+        fields = [
+            "id",
+            "agent",
+            "agent_version",
+            "status",
+            "input",
+            "output",
+            "error",
+            "tool_steps",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]

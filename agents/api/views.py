@@ -1,0 +1,70 @@
+"""Agent API: list/create/update agents and run them (202 + poll)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents import selectors, services
+from agents.api import serializers as s
+from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
+from tenants.api.base import WorkspaceAPIView
+from tenants.api.views import WORKSPACE_PARAM
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class AgentListApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="agents_list", responses=paginated(s.AgentOutput), parameters=PAGE_PARAMETERS
+    )
+    def get(self, request: Request) -> Response:
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=selectors.agents_list(access=self.access),
+            serializer=s.AgentOutput,
+        )
+
+    @extend_schema(request=s.AgentCreateInput, responses={201: s.AgentOutput})
+    def post(self, request: Request) -> Response:
+        data = s.AgentCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        agent = services.agent_create(access=self.access, **data.validated_data)
+        return Response(s.AgentOutput(agent).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class AgentDetailApi(WorkspaceAPIView):
+    @extend_schema(responses=s.AgentOutput)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(s.AgentOutput(selectors.agent_get(access=self.access, agent_id=pk)).data)
+
+    @extend_schema(request=s.AgentUpdateInput, responses=s.AgentOutput)
+    def patch(self, request: Request, pk: int) -> Response:
+        data = s.AgentUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        selectors.agent_get(access=self.access, agent_id=pk)
+        agent = services.agent_update(access=self.access, agent_id=pk, **data.validated_data)
+        return Response(s.AgentOutput(agent).data)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class AgentRunListApi(WorkspaceAPIView):
+    @extend_schema(request=s.RunInput, responses={202: s.RunOutput})
+    def post(self, request: Request, pk: int) -> Response:
+        data = s.RunInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.agent_run_start(
+            access=self.access, agent_id=pk, input=data.validated_data["input"]
+        )
+        return Response(s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class AgentRunDetailApi(WorkspaceAPIView):
+    @extend_schema(responses=s.RunOutput)
+    def get(self, request: Request, pk: int, run_id: int) -> Response:
+        run = selectors.agent_run_get(access=self.access, agent_id=pk, run_id=run_id)
+        return Response(s.RunOutput(run).data)

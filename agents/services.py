@@ -1,0 +1,182 @@
+"""Writes for agents: immutable versions, archive/duplicate/restore, and starting runs."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from agents.models import Agent, AgentRun, AgentVersion, MemoryMode
+from agents.tasks import execute_agent_run
+from agents.toolloop import tools_by_name
+from core.exceptions import Conflict, NotFound, ValidationFailed
+from tenants.permissions import Access, Perm
+
+VERSION_FIELDS = (
+    "model",
+    "system_prompt",
+    "temperature",
+    "max_tokens",
+    "tools",
+    "memory_mode",
+    "memory_turns",
+    "max_tool_calls",
+    "max_cost_per_run_usd",
+    "blocked_patterns",
+    "output_schema",
+)
+MAX_INPUT_CHARS = 100_000
+
+
+def _validated_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check a version's settings; errors name the field."""
+    errors: dict[str, list[str]] = {}
+    if not str(config.get("model") or "").strip():
+        errors["model"] = ["Choose a model alias or provider:model."]
+    temperature = config.get("temperature")
+    if temperature is not None and not 0 <= float(temperature) <= 2:
+        errors["temperature"] = ["Use a temperature between 0 and 2."]
+    max_tokens = int(config.get("max_tokens") or 1024)
+    if not 1 <= max_tokens <= 200_000:
+        errors["max_tokens"] = ["Use between 1 and 200000 tokens."]
+    try:
+        tools_by_name(list(config.get("tools") or []))
+    except ValidationFailed as exc:
+        errors["tools"] = exc.fields["tools"]
+    if config.get("memory_mode", MemoryMode.NONE) not in MemoryMode.values:
+        errors["memory_mode"] = [f"Choose one of: {', '.join(MemoryMode.values)}."]
+    for pattern in config.get("blocked_patterns") or []:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            errors.setdefault("blocked_patterns", []).append(f"'{pattern}': {exc}.")
+    cap = config.get("max_cost_per_run_usd")
+    if cap is not None and Decimal(str(cap)) <= 0:
+        errors["max_cost_per_run_usd"] = ["The cap must be more than zero."]
+    if errors:
+        raise ValidationFailed(
+            "The agent's settings are invalid: " + ", ".join(errors), fields=errors
+        )
+    return {field: config[field] for field in VERSION_FIELDS if field in config}
+
+
+def _new_version(agent: Agent, config: dict[str, Any], *, by: int | None) -> AgentVersion:
+    number = (agent.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = AgentVersion(agent=agent, number=number, created_by_id=by, **config)
+    version.save()
+    agent.current_version = version
+    agent.save(update_fields=["current_version", "updated_at"])
+    return version
+
+
+def _actor_id(access: Access) -> int | None:
+    return access.user.pk if access.user is not None else None
+
+
+@transaction.atomic
+def agent_create(
+    *, access: Access, name: str, description: str = "", category: str = "", **config: Any
+) -> Agent:
+    access.require(Perm.BUILD)
+    name = (name or "").strip()
+    if not name or len(name) > 80:
+        raise ValidationFailed(
+            "Give the agent a name of 1–80 characters.", fields={"name": ["Enter 1–80 characters."]}
+        )
+    settings = _validated_config(config)
+    agent = Agent.objects.create(
+        name=name, description=description, category=category, created_by_id=_actor_id(access)
+    )
+    _new_version(agent, settings, by=_actor_id(access))
+    return agent
+
+
+def _locked_agent(agent_id: int) -> Agent:
+    agent = Agent.objects.select_for_update().filter(pk=agent_id).first()
+    if agent is None:
+        raise NotFound("No agent with that id in this workspace.")
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, access: Access, agent_id: int, **changes: Any) -> Agent:
+    """Change an agent: descriptive fields in place, behaviour as a new immutable version."""
+    access.require(Perm.BUILD)
+    agent = _locked_agent(agent_id)
+    if agent.archived_at is not None:
+        raise Conflict("This agent is archived; restore it before editing.")
+    for field in ("name", "description", "category"):
+        if field in changes:
+            setattr(agent, field, changes.pop(field))
+    agent.save(update_fields=["name", "description", "category", "updated_at"])
+    if changes:
+        current = agent.current_version
+        base = {f: getattr(current, f) for f in VERSION_FIELDS} if current else {}
+        _new_version(agent, _validated_config({**base, **changes}), by=_actor_id(access))
+    return agent
+
+
+@transaction.atomic
+def agent_restore_version(*, access: Access, agent_id: int, number: int) -> AgentVersion:
+    """Make an old version current again, as a new version (history stays linear)."""
+    access.require(Perm.BUILD)
+    agent = _locked_agent(agent_id)
+    old = agent.versions.filter(number=number).first()
+    if old is None:
+        raise NotFound(f"Agent {agent_id} has no version {number}.")
+    return _new_version(agent, {f: getattr(old, f) for f in VERSION_FIELDS}, by=_actor_id(access))
+
+
+@transaction.atomic
+def agent_archive(*, access: Access, agent_id: int) -> Agent:
+    access.require(Perm.BUILD)
+    agent = _locked_agent(agent_id)
+    if agent.archived_at is None:
+        agent.archived_at = timezone.now()
+        agent.save(update_fields=["archived_at", "updated_at"])
+    return agent
+
+
+@transaction.atomic
+def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
+    access.require(Perm.BUILD)
+    source = _locked_agent(agent_id)
+    current = source.current_version
+    config = {f: getattr(current, f) for f in VERSION_FIELDS} if current else {}
+    copy = Agent.objects.create(
+        name=f"{source.name} (copy)"[:80],
+        description=source.description,
+        category=source.category,
+        created_by_id=_actor_id(access),
+    )
+    _new_version(copy, config, by=_actor_id(access))
+    return copy
+
+
+def agent_run_start(*, access: Access, agent_id: int, input: str) -> AgentRun:
+    """Queue a run of the agent's current version; the worker picks it up after commit."""
+    access.require(Perm.RUN)
+    text = (input or "").strip()
+    if not text:
+        raise ValidationFailed("Give the agent some input.", fields={"input": ["Required."]})
+    if len(text) > MAX_INPUT_CHARS:
+        raise ValidationFailed(
+            "The input is too long.", fields={"input": [f"At most {MAX_INPUT_CHARS} characters."]}
+        )
+    with transaction.atomic():
+        agent = Agent.objects.filter(pk=agent_id, archived_at__isnull=True).first()
+        if agent is None or agent.current_version is None:
+            raise NotFound("No active agent with that id in this workspace.")
+        run = AgentRun.objects.create(
+            agent=agent,
+            version=agent.current_version,
+            input=text,
+            created_by_id=_actor_id(access),
+            api_key_prefix=access.api_key.prefix if access.api_key else "",
+        )
+        transaction.on_commit(lambda: execute_agent_run.delay(run.pk))
+    return run
