@@ -3,26 +3,13 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, AgentVersion, MemoryMode
+from agents.services import VERSION_FIELDS
 
 
 class AgentVersionOutput(serializers.ModelSerializer):
     class Meta:
         model = AgentVersion
-        fields = [
-            "number",
-            "model",
-            "system_prompt",
-            "temperature",
-            "max_tokens",
-            "tools",
-            "memory_mode",
-            "memory_turns",
-            "max_tool_calls",
-            "max_cost_per_run_usd",
-            "blocked_patterns",
-            "output_schema",
-            "created_at",
-        ]
+        fields = ["number", *VERSION_FIELDS, "created_at"]
 
 
 class AgentOutput(serializers.ModelSerializer):

@@ -23,7 +23,7 @@ from agents.providers.base import (
     ToolCallReady,
     Usage,
     parse_tool_arguments,
-    retry_after_seconds,
+    translate_sdk_error,
 )
 
 _STOP_REASONS = {
@@ -35,26 +35,12 @@ _STOP_REASONS = {
 }
 
 
-# Malformed JSON surfaces as ValueError and a stalled stream as the HTTP client's own errors.
+# Malformed JSON surfaces as JSONDecodeError and a stalled stream as the HTTP client's own errors.
 _FAILURES = (anthropic.AnthropicError, httpx2.HTTPError, json.JSONDecodeError)
 
 
 def translate_error(exc: Exception) -> ProviderError:
-    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return ProviderError("Anthropic did not answer in time.", retryable=True)
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-        return ProviderError(f"Cannot reach Anthropic: {exc}", retryable=True)
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        # An error event inside a 200 stream (e.g. overloaded_error) is transient too.
-        retryable = status == 429 or status >= 500 or status < 400
-        return ProviderError(
-            f"Anthropic answered {status}: {exc.message}",
-            retryable=retryable,
-            status=status,
-            retry_after=retry_after_seconds(exc.response.headers),
-        )
-    return ProviderError(f"Anthropic sent an unusable response: {exc}", retryable=True)
+    return translate_sdk_error(exc, sdk=anthropic, who="Anthropic")
 
 
 def _content(message: Message) -> Any:

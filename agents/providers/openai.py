@@ -24,7 +24,7 @@ from agents.providers.base import (
     ToolCallReady,
     Usage,
     parse_tool_arguments,
-    retry_after_seconds,
+    translate_sdk_error,
 )
 
 _STOP_REASONS = {
@@ -36,25 +36,12 @@ _STOP_REASONS = {
 }
 
 
-# Malformed JSON surfaces as ValueError and a stalled stream as the HTTP client's own errors.
+# Malformed JSON surfaces as JSONDecodeError and a stalled stream as the HTTP client's own errors.
 _FAILURES = (openai.OpenAIError, httpx2.HTTPError, json.JSONDecodeError)
 
 
 def translate_error(exc: Exception) -> ProviderError:
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        return ProviderError("The model server did not answer in time.", retryable=True)
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        return ProviderError(f"Cannot reach the model server: {exc}", retryable=True)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        retry_after = retry_after_seconds(exc.response.headers)
-        return ProviderError(
-            f"The model server answered {status}: {exc.message}",
-            retryable=status == 429 or status >= 500,
-            status=status,
-            retry_after=retry_after,
-        )
-    return ProviderError(f"The model server sent an unusable response: {exc}", retryable=True)
+    return translate_sdk_error(exc, sdk=openai, who="The model server")
 
 
 def _message(message: Message) -> dict[str, Any]:
