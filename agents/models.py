@@ -203,6 +203,7 @@ class AgentRun(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     created_by_id = models.BigIntegerField(null=True, blank=True)
     api_key_prefix = models.CharField(max_length=16, blank=True)
+    callback_url = models.URLField(max_length=2000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -212,3 +213,36 @@ class AgentRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.agent_id} ({self.status})"
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or being sent) to a callback URL, with every attempt's outcome."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(
+        AgentRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_deliveries",
+    )
+    event = models.CharField(max_length=40)
+    url = models.URLField(max_length=2000)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.url} ({self.status})"

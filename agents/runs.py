@@ -11,6 +11,7 @@ from agents.gateway import GatewayError
 from agents.models import AgentRun
 from agents.providers.base import Message
 from agents.toolloop import run_tool_loop
+from agents.webhooks import webhook_enqueue
 from core.exceptions import ApplicationError
 
 
@@ -73,15 +74,17 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
     run.output = output
     run.error = error
     run.finished_at = timezone.now()
-    run.save(
-        update_fields=[
-            "status",
-            "output",
-            "error",
-            "tool_steps",
-            "input_tokens",
-            "output_tokens",
-            "cost_usd",
-            "finished_at",
-        ]
-    )
+    fields = [
+        "status",
+        "output",
+        "error",
+        "tool_steps",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "finished_at",
+    ]
+    with transaction.atomic():
+        run.save(update_fields=fields)
+        if run.callback_url:
+            webhook_enqueue(run=run)

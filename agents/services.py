@@ -11,6 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from agents.models import Agent, AgentRun, AgentVersion, MemoryMode
+from agents.netguard import check_public_url
 from agents.tasks import execute_agent_run
 from agents.toolloop import tools_by_name
 from core.exceptions import Conflict, NotFound, ValidationFailed
@@ -157,7 +158,13 @@ def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
     return copy
 
 
-def agent_run_start(*, access: Access, agent_id: int, input: str) -> AgentRun:
+def agent_run_start(
+    *,
+    access: Access,
+    agent_id: int,
+    input: str,
+    callback_url: str = "",
+) -> AgentRun:
     """Queue a run of the agent's current version; the worker picks it up after commit."""
     access.require(Perm.RUN)
     text = (input or "").strip()
@@ -167,6 +174,8 @@ def agent_run_start(*, access: Access, agent_id: int, input: str) -> AgentRun:
         raise ValidationFailed(
             "The input is too long.", fields={"input": [f"At most {MAX_INPUT_CHARS} characters."]}
         )
+    if callback_url:
+        check_public_url(callback_url, field="callback_url")
     with transaction.atomic():
         agent = Agent.objects.filter(pk=agent_id, archived_at__isnull=True).first()
         if agent is None or agent.current_version is None:
@@ -177,6 +186,7 @@ def agent_run_start(*, access: Access, agent_id: int, input: str) -> AgentRun:
             input=text,
             created_by_id=_actor_id(access),
             api_key_prefix=access.api_key.prefix if access.api_key else "",
+            callback_url=callback_url,
         )
         transaction.on_commit(lambda: execute_agent_run.delay(run.pk))
     return run

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 from agents.runs import execute_run
@@ -9,3 +11,12 @@ from agents.runs import execute_run
 def execute_agent_run(run_id: int) -> str | None:
     """Runs in the schema of the workspace that queued it (tenant-schemas-celery)."""
     return execute_run(run_id)
+
+
+@shared_task(bind=True, name="agents.deliver_webhook", acks_late=True, max_retries=None)
+def deliver_webhook(self: Any, delivery_id: int) -> None:
+    from agents.webhooks import webhook_attempt
+
+    wait = webhook_attempt(delivery_id)
+    if wait is not None:
+        raise self.retry(countdown=wait)

@@ -36,6 +36,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
     list_filter = ("is_template", "created_at")
     search_fields = ("name", "slug", "schema_name", "created_by__email")
     readonly_fields = ("schema_name", "created_at", "updated_at", "is_template")
+    exclude = ("webhook_secret_encrypted",)
     date_hierarchy = "created_at"
     inlines = (MembershipInline, DomainInline)
     autocomplete_fields = ("created_by",)

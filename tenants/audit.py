@@ -33,6 +33,7 @@ class Action(models.TextChoices):
     MEMBER_REMOVED = "member.removed", "Member removed"
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

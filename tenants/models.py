@@ -27,6 +27,9 @@ class Workspace(TenantMixin):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    webhook_secret_encrypted = models.TextField(
+        blank=True, help_text="Signs outbound webhooks. Encrypted; shown once when rotated."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -60,6 +60,12 @@ class AgentUpdateInput(AgentCreateInput):
 
 class RunInput(serializers.Serializer):
     input = serializers.CharField(max_length=100_000)
+    callback_url = serializers.URLField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="Gets a signed POST when the run ends (see docs/api.md, Webhooks).",
+    )
 
 
 class RunOutput(serializers.ModelSerializer):
@@ -73,6 +79,7 @@ class RunOutput(serializers.ModelSerializer):
             "agent_version",
             "status",
             "input",
+            "callback_url",
             "output",
             "error",
             "tool_steps",

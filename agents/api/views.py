@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import selectors, services
 from agents.api import serializers as s
+from agents.webhooks import webhook_secret_rotate
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
 from tenants.api.base import WorkspaceAPIView
 from tenants.api.views import WORKSPACE_PARAM
@@ -56,9 +57,7 @@ class AgentRunListApi(WorkspaceAPIView):
     def post(self, request: Request, pk: int) -> Response:
         data = s.RunInput(data=request.data)
         data.is_valid(raise_exception=True)
-        run = services.agent_run_start(
-            access=self.access, agent_id=pk, input=data.validated_data["input"]
-        )
+        run = services.agent_run_start(access=self.access, agent_id=pk, **data.validated_data)
         return Response(s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -68,3 +67,16 @@ class AgentRunDetailApi(WorkspaceAPIView):
     def get(self, request: Request, pk: int, run_id: int) -> Response:
         run = selectors.agent_run_get(access=self.access, agent_id=pk, run_id=run_id)
         return Response(s.RunOutput(run).data)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class WebhookSecretApi(WorkspaceAPIView):
+    @extend_schema(
+        request=None,
+        responses={201: inline_serializer("WebhookSecret", {"secret": serializers.CharField()})},
+        description="Rotate the workspace's webhook signing secret. The new secret is shown "
+        "once; deliveries are signed with it from now on.",
+    )
+    def post(self, request: Request) -> Response:
+        secret = webhook_secret_rotate(access=self.access)
+        return Response({"secret": secret}, status=status.HTTP_201_CREATED)

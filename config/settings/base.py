@@ -259,6 +259,12 @@ LLM_PLATFORM_BASE_URLS = {
     "openai": env.str("OPENAI_BASE_URL", default="") or None,
 }
 
+# Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.
+OUTBOUND_ALLOW_PRIVATE_NETWORKS = env.bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", default=False)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+
 # --- Platform behaviour
 WORKSPACE_RESERVED_SLUGS = frozenset(
     [

@@ -1,0 +1,161 @@
+"""Signed outbound webhooks: when a run ends, its callback URL gets a POST.
+
+Signature: `X-AgentMarket-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` where the HMAC key
+is the workspace's webhook secret and the message is `"<t>.<raw body>"`. Receivers recompute
+it, compare in constant time and reject old timestamps (replays). Failed deliveries are retried
+with exponential backoff; every attempt is recorded on the `WebhookDelivery` row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import AgentRun, WebhookDelivery
+from agents.netguard import check_public_url
+from core import crypto
+from core.exceptions import ValidationFailed
+from tenants import audit
+from tenants.models import Workspace
+from tenants.permissions import Access, Perm
+from tenants.schemas import current_schema
+
+SIGNATURE_HEADER = "X-AgentMarket-Signature"
+EVENT_HEADER = "X-AgentMarket-Event"
+RUN_FINISHED = "agent_run.finished"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance_seconds: int = 300) -> bool:
+    """What a receiver does (and what our tests do): recompute, compare, check freshness."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        timestamp = int(fields["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - timestamp) > tolerance_seconds:
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, fields.get("v1", ""))
+
+
+@transaction.atomic
+def webhook_secret_rotate(*, access: Access) -> str:
+    """A new signing secret for the workspace, returned once; the old one stops at once."""
+    access.require(Perm.API_KEYS_MANAGE)
+    if access.api_key is not None:
+        raise ValidationFailed("Rotate the webhook secret from a signed-in session.")
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    workspace = Workspace.objects.select_for_update().get(pk=access.workspace.pk)
+    workspace.webhook_secret_encrypted = crypto.encrypt(secret)
+    workspace.save(update_fields=["webhook_secret_encrypted", "updated_at"])
+    audit.record_for(access, action=audit.Action.WEBHOOK_SECRET_ROTATED, target=workspace)
+    return secret
+
+
+def _signing_secret() -> str:
+    """The current workspace's secret (created on first use, so deliveries are always signed;
+    its owner rotates it to learn a value)."""
+    with transaction.atomic():
+        workspace = Workspace.objects.select_for_update().get(schema_name=current_schema())
+        if not workspace.webhook_secret_encrypted:
+            workspace.webhook_secret_encrypted = crypto.encrypt(
+                "whsec_" + secrets.token_urlsafe(32)
+            )
+            workspace.save(update_fields=["webhook_secret_encrypted", "updated_at"])
+    return crypto.decrypt(workspace.webhook_secret_encrypted)
+
+
+def run_payload(run: AgentRun) -> dict[str, Any]:
+    return {
+        "event": RUN_FINISHED,
+        "run": {
+            "id": run.pk,
+            "agent": run.agent_id,
+            "status": run.status,
+            "output": run.output,
+            "error": run.error,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cost_usd": str(run.cost_usd),
+            "created_at": run.created_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        },
+    }
+
+
+def webhook_enqueue(*, run: AgentRun) -> WebhookDelivery:
+    from agents.tasks import deliver_webhook
+
+    delivery = WebhookDelivery.objects.create(
+        run=run, event=RUN_FINISHED, url=run.callback_url, payload=run_payload(run)
+    )
+    transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
+    return delivery
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect could point inside our network: treat it as the answer
+
+
+def webhook_attempt(delivery_id: int) -> float | None:
+    """Try one delivery. Returns seconds to wait before the next try, or None when done."""
+    delivery = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=WebhookDelivery.Status.PENDING
+    ).first()
+    if delivery is None:
+        return None
+    body = json.dumps(delivery.payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    delivery.attempts += 1
+    status_code, error = None, ""
+    try:
+        check_public_url(delivery.url, field="callback_url")  # again: DNS may have changed
+        request = urllib.request.Request(  # noqa: S310 (scheme checked just above)
+            delivery.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                EVENT_HEADER: delivery.event,
+                SIGNATURE_HEADER: sign(_signing_secret(), int(time.time()), body),
+                "User-Agent": "AgentMarket-Webhooks/1",
+            },
+        )
+        opener = urllib.request.build_opener(_NoRedirects)
+        with opener.open(request, timeout=settings.WEBHOOK_TIMEOUT_SECONDS) as response:
+            status_code = response.status
+    except urllib.error.HTTPError as exc:
+        status_code, error = exc.code, f"HTTP {exc.code}"
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        error = f"{exc.__class__.__name__}: {exc}"[:300]
+    except ValidationFailed as exc:
+        error = exc.message[:300]
+        delivery.attempts = settings.WEBHOOK_MAX_ATTEMPTS  # an unsafe target never becomes safe
+    delivery.last_status_code = status_code
+    delivery.last_error = error
+    if status_code is not None and 200 <= status_code < 300:
+        delivery.status = WebhookDelivery.Status.DELIVERED
+        delivery.delivered_at = timezone.now()
+        delivery.last_error = ""
+    elif delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+        delivery.status = WebhookDelivery.Status.FAILED
+    delivery.save()
+    if delivery.status != WebhookDelivery.Status.PENDING:
+        return None
+    return float(settings.WEBHOOK_BACKOFF_BASE_SECONDS * 2 ** (delivery.attempts - 1))
