@@ -8,8 +8,10 @@ from allauth.account.models import EmailAddress
 from django.db import transaction
 
 from accounts.models import User
+from agents.demo import seed_demo_agents
 from tenants import services
 from tenants.models import Membership, Role, Workspace
+from tenants.permissions import Access
 
 DEMO_SLUG = "demo"
 DEMO_USERS = [
@@ -55,6 +57,8 @@ def seed_demo(*, password: str) -> DemoResult:
                 Membership.objects.get_or_create(
                     user=users[label], workspace=workspace, defaults={"role": role}
                 )
+    owner_access = Access(workspace=workspace, user=users["owner"], role=Role.OWNER)
+    seed_demo_agents(access=owner_access, workspace=workspace)
     return DemoResult(
         workspace=workspace,
         logins=[(label, email) for label, email, _ in DEMO_USERS],

@@ -44,3 +44,29 @@ def test_demo_users_can_sign_in_with_the_printed_password(client) -> None:
     )
     assert response.status_code == 302
     assert client.get("/go/")["Location"] == "/w/demo/"
+
+
+def test_demo_workspace_has_runnable_agents_once() -> None:
+    from django_tenants.utils import schema_context
+
+    from agents.models import Agent
+    from agents.runs import execute_run
+    from agents.services import agent_run_start
+    from tenants.permissions import Access
+
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())
+    demo = Workspace.objects.get(slug="demo")
+    owner = User.objects.get(email="owner@demo.local")
+    with schema_context(demo.schema_name):
+        names = sorted(Agent.objects.values_list("name", flat=True))
+        calculator = Agent.objects.get(name="Finance calculator")
+        run = agent_run_start(
+            access=Access(workspace=demo, user=owner, role="owner"),
+            agent_id=calculator.pk,
+            input="What is 1200 * 0.2?",
+        )
+        execute_run(run.pk)
+        run.refresh_from_db()
+    assert names == ["Finance calculator", "Meeting scheduler", "Support triage"]
+    assert run.status == "succeeded" and "240" in run.output
