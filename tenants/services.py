@@ -272,10 +272,20 @@ def invitation_accept(*, token: str, user: User, request: HttpRequest | None = N
     return membership
 
 
-def _locked_membership(access: Access, membership_id: int) -> Membership:
-    # Lock the workspace row first, then its memberships: concurrent demotions of the last two
-    # owners serialise here instead of both succeeding.
+def _locked_membership(access: Access, membership_id: int) -> tuple[Access, Membership]:
+    """Lock the workspace row first, then its memberships: concurrent demotions of the last two
+    owners serialise here instead of both succeeding. Returns the caller's access as it is now
+    (re-read under the lock: a caller demoted a moment ago acts with the new role)."""
     Workspace.objects.select_for_update().get(pk=access.workspace.pk)
+    if access.user is not None:
+        role = (
+            Membership.objects.filter(workspace=access.workspace, user=access.user)
+            .values_list("role", flat=True)
+            .first()
+        )
+        if role is None:
+            raise NotFound("No member with that id in this workspace.")
+        access = Access(workspace=access.workspace, user=access.user, role=role)
     membership = (
         Membership.objects.select_for_update()
         .select_related("user")
@@ -284,7 +294,7 @@ def _locked_membership(access: Access, membership_id: int) -> Membership:
     )
     if membership is None:
         raise NotFound("No member with that id in this workspace.")
-    return membership
+    return access, membership
 
 
 def _other_owners(membership: Membership) -> int:
@@ -307,7 +317,7 @@ def membership_change_role(
     *, access: Access, membership_id: int, role: str, request: HttpRequest | None = None
 ) -> Membership:
     with transaction.atomic():
-        membership = _locked_membership(access, membership_id)
+        access, membership = _locked_membership(access, membership_id)
         _check_may_manage(access, membership)
         _check_role_assignment(access, role)
         if membership.role == role:
@@ -357,7 +367,7 @@ def membership_remove(
     *, access: Access, membership_id: int, request: HttpRequest | None = None
 ) -> None:
     with transaction.atomic():
-        membership = _locked_membership(access, membership_id)
+        access, membership = _locked_membership(access, membership_id)
         leaving_self = access.user is not None and membership.user_id == access.user.pk
         if not leaving_self:
             _check_may_manage(access, membership)

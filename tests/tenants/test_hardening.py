@@ -110,3 +110,18 @@ def test_a_malformed_forwarded_address_never_fails_the_sign_in(
 def test_the_api_key_page_is_never_cached(owner_client: Client) -> None:
     response = owner_client.get(reverse("api_keys", kwargs={"workspace_slug": "alpha"}))
     assert "no-store" in response["Cache-Control"] or "no-cache" in response["Cache-Control"]
+
+
+def test_a_caller_demoted_a_moment_ago_acts_with_the_new_role(world: World, owner: User) -> None:
+    admin = make_user("admin@alpha.test")
+    admin_membership = Membership.objects.create(
+        user=admin, workspace=world.workspace_a, role=Role.ADMIN
+    )
+    stale_admin_access = access_of(admin, world.workspace_a)  # read before the demotion
+    Membership.objects.filter(pk=admin_membership.pk).update(role=Role.VIEWER)
+    target = Membership.objects.get(user=world.member, workspace=world.workspace_a)
+    with pytest.raises(PermissionDenied):
+        services.membership_change_role(
+            access=stale_admin_access, membership_id=target.pk, role=Role.VIEWER
+        )
+    assert Membership.objects.get(pk=target.pk).role == Role.MEMBER
