@@ -15,6 +15,7 @@ workspace_patterns = [
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("audit/", views.audit_log, name="audit_log"),
     path("settings/", views.workspace_settings, name="workspace_settings"),
+    path("agents/", include("agents.urls")),
 ]
 
 urlpatterns = [

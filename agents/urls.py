@@ -1,0 +1,14 @@
+from django.urls import path
+
+from agents import views
+
+urlpatterns = [
+    path("", views.agent_list, name="agent_list"),
+    path("new/", views.agent_create, name="agent_create"),
+    path("<int:agent_id>/", views.agent_detail, name="agent_detail"),
+    path(
+        "<int:agent_id>/versions/<int:number>/restore/", views.agent_restore, name="agent_restore"
+    ),
+    path("<int:agent_id>/run/", views.agent_run, name="agent_run"),
+    path("<int:agent_id>/runs/<int:run_id>/", views.agent_run_status, name="agent_run_status"),
+]

@@ -1,0 +1,149 @@
+"""Agent pages: list, create, edit (a new version per save), restore, run and watch a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from agents import selectors, services
+from agents.forms import AgentForm, RunForm
+from core.exceptions import ApplicationError, NotFound
+from core.forms import form_add_application_error
+from core.http import AppRequest
+from tenants.permissions import Access, Perm
+
+
+def _access(request: AppRequest, perm: Perm = Perm.WORKSPACE_VIEW) -> Access:
+    access = request.access
+    if access is None:
+        raise Http404("Workspace not found.")
+    if not access.can(perm):
+        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot do this.")
+    return access
+
+
+def _agent(access: Access, agent_id: int) -> Any:
+    try:
+        return selectors.agent_get(access=access, agent_id=agent_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+def agent_list(request: AppRequest) -> HttpResponse:
+    access = _access(request)
+    return render(
+        request,
+        "agents/list.html",
+        {
+            "agents": selectors.agents_list(access=access),
+            "can_build": access.can(Perm.BUILD),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def agent_create(request: AppRequest) -> HttpResponse:
+    access = _access(request, Perm.BUILD)
+    form = AgentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+        try:
+            agent = services.agent_create(access=access, **data)
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, f"Agent “{agent.name}” created (version 1).")
+            return redirect("agent_detail", workspace_slug=access.workspace.slug, agent_id=agent.pk)
+    return render(
+        request,
+        "agents/form.html",
+        {"form": form, "agent": None},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def agent_detail(request: AppRequest, agent_id: int) -> HttpResponse:
+    access = _access(request)
+    agent = _agent(access, agent_id)
+    form = AgentForm(
+        request.POST or None, initial=AgentForm.initial_from(agent, agent.current_version)
+    )
+    if request.method == "POST":
+        if not access.can(Perm.BUILD):
+            raise DjangoPermissionDenied(f"Your role ({access.role}) cannot edit agents.")
+        if form.is_valid():
+            try:
+                services.agent_update(access=access, agent_id=agent.pk, **form.cleaned_data)
+            except ApplicationError as exc:
+                form_add_application_error(form, exc)
+            else:
+                messages.success(request, "Saved.")
+                return redirect(
+                    "agent_detail", workspace_slug=access.workspace.slug, agent_id=agent.pk
+                )
+    return render(
+        request,
+        "agents/detail.html",
+        {
+            "agent": agent,
+            "form": form,
+            "run_form": RunForm(),
+            "versions": agent.versions.all()[:20],
+            "runs": agent.runs.select_related("version")[:10],
+            "can_build": access.can(Perm.BUILD),
+            "can_run": access.can(Perm.RUN),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def agent_restore(request: AppRequest, agent_id: int, number: int) -> HttpResponse:
+    access = _access(request, Perm.BUILD)
+    agent = _agent(access, agent_id)
+    try:
+        version = services.agent_restore_version(access=access, agent_id=agent.pk, number=number)
+        messages.success(request, f"Version {number} restored as version {version.number}.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("agent_detail", workspace_slug=access.workspace.slug, agent_id=agent.pk)
+
+
+@require_POST
+def agent_run(request: AppRequest, agent_id: int) -> HttpResponse:
+    access = _access(request, Perm.RUN)
+    agent = _agent(access, agent_id)
+    form = RunForm(request.POST)
+    run = None
+    if form.is_valid():
+        try:
+            run = services.agent_run_start(
+                access=access, agent_id=agent.pk, input=form.cleaned_data["input"]
+            )
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+    if run is None:
+        return render(request, "agents/_run.html", {"agent": agent, "run_form": form}, status=400)
+    if not request.htmx:
+        return redirect("agent_detail", workspace_slug=access.workspace.slug, agent_id=agent.pk)
+    return render(request, "agents/_run.html", {"agent": agent, "run": run, "run_form": RunForm()})
+
+
+def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpResponse:
+    """The run card, polled by the page every second until the run has finished."""
+    access = _access(request)
+    try:
+        run = selectors.agent_run_get(access=access, agent_id=agent_id, run_id=run_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return render(
+        request,
+        "agents/_run.html",
+        {"agent": run.agent, "run": run, "run_form": RunForm(), "polled": True},
+    )
