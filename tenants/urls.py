@@ -1,8 +1,8 @@
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from tenants import views
 
-workspace_patterns = [
+workspace_patterns: list[URLPattern | URLResolver] = [
     path("", views.workspace_dashboard, name="workspace_dashboard"),
     path("members/", views.members, name="members"),
     path("members/invite/", views.member_invite, name="member_invite"),
