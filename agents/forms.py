@@ -70,3 +70,32 @@ class RunForm(forms.Form):
     input = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}), max_length=100_000, label="Input"
     )
+
+
+class CredentialForm(forms.Form):
+    name = forms.CharField(
+        max_length=60, widget=forms.TextInput(attrs={"placeholder": "Production Anthropic"})
+    )
+    kind = forms.ChoiceField(
+        label="Provider",
+        choices=[
+            ("anthropic", "Anthropic"),
+            ("openai", "OpenAI"),
+            ("openai_compatible", "OpenAI-compatible (Ollama, vLLM, LM Studio)"),
+        ],
+    )
+    base_url = forms.URLField(
+        required=False,
+        label="Base URL",
+        help_text="OpenAI-compatible servers (required), or a proxy in front of a provider.",
+    )
+    api_key = forms.CharField(
+        required=False,
+        label="API key",
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted; only its last four characters are shown.",
+    )
+
+
+class CheckForm(forms.Form):
+    model = forms.CharField(max_length=128)

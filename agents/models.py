@@ -21,7 +21,10 @@ class ProviderCredential(models.Model):
 
     name = models.CharField(max_length=60, unique=True)
     kind = models.CharField(max_length=32, choices=ProviderKind.choices)
-    base_url = models.URLField(blank=True, help_text="Only for OpenAI-compatible servers.")
+    base_url = models.URLField(
+        blank=True,
+        help_text="OpenAI-compatible servers (required), or a proxy in front of a provider.",
+    )
     api_key_encrypted = models.TextField(blank=True)
     key_hint = models.CharField(max_length=8, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -10,8 +10,8 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import selectors, services
-from agents.forms import AgentForm, RunForm
+from agents import providers_admin, selectors, services
+from agents.forms import AgentForm, CheckForm, CredentialForm, RunForm
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
@@ -146,4 +146,60 @@ def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpRes
         request,
         "agents/_run.html",
         {"agent": run.agent, "run": run, "run_form": RunForm(), "polled": True},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def providers(request: AppRequest) -> HttpResponse:
+    access = _access(request, Perm.WORKSPACE_UPDATE)
+    form = CredentialForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            credential = providers_admin.credential_create(access=access, **form.cleaned_data)
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, f"Credential “{credential.name}” saved.")
+            return redirect("providers", workspace_slug=access.workspace.slug)
+    return render(
+        request,
+        "agents/providers.html",
+        {
+            "credentials": providers_admin.credentials_list(access=access),
+            "form": form,
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def provider_delete(request: AppRequest, credential_id: int) -> HttpResponse:
+    access = _access(request, Perm.WORKSPACE_UPDATE)
+    try:
+        providers_admin.credential_delete(access=access, credential_id=credential_id)
+        messages.success(request, "Credential removed.")
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("providers", workspace_slug=access.workspace.slug)
+
+
+@require_POST
+def provider_check(request: AppRequest, credential_id: int) -> HttpResponse:
+    access = _access(request, Perm.WORKSPACE_UPDATE)
+    form = CheckForm(request.POST)
+    result = None
+    if form.is_valid():
+        try:
+            result = providers_admin.credential_check(
+                access=access, credential_id=credential_id, model=form.cleaned_data["model"]
+            )
+        except NotFound as exc:
+            raise Http404(exc.message) from exc
+    return render(
+        request,
+        "agents/_check.html",
+        {"result": result, "form": form},
+        status=200 if result is not None else 400,
     )

@@ -1,5 +1,6 @@
 from django.urls import URLPattern, URLResolver, include, path
 
+from agents import views as agent_views
 from tenants import views
 
 workspace_patterns: list[URLPattern | URLResolver] = [
@@ -16,6 +17,11 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("audit/", views.audit_log, name="audit_log"),
     path("settings/", views.workspace_settings, name="workspace_settings"),
     path("agents/", include("agents.urls")),
+    path("providers/", agent_views.providers, name="providers"),
+    path(
+        "providers/<int:credential_id>/delete/", agent_views.provider_delete, name="provider_delete"
+    ),
+    path("providers/<int:credential_id>/check/", agent_views.provider_check, name="provider_check"),
 ]
 
 urlpatterns = [

@@ -187,17 +187,18 @@ def retry_after_seconds(headers: Any) -> float | None:
 def translate_sdk_error(exc: Exception, *, sdk: Any, who: str) -> ProviderError:
     """Map an exception of the anthropic or openai SDK (they share class names) to a
     ProviderError that says whether retrying could help."""
+    subject = who[:1].upper() + who[1:]
     if isinstance(exc, sdk.APITimeoutError | httpx2.TimeoutException):
-        return ProviderError(f"{who} did not answer in time.", retryable=True)
+        return ProviderError(f"{subject} did not answer in time.", retryable=True)
     if isinstance(exc, sdk.APIConnectionError | httpx2.TransportError):
         return ProviderError(f"Cannot reach {who}: {exc}", retryable=True)
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         # An error event inside a 200 stream (e.g. overloaded_error) is transient too.
         return ProviderError(
-            f"{who} answered {status}: {exc.message}",
+            f"{subject} answered {status}: {exc.message}",
             retryable=status == 429 or status >= 500 or status < 400,
             status=status,
             retry_after=retry_after_seconds(exc.response.headers),
         )
-    return ProviderError(f"{who} sent an unusable response: {exc}", retryable=True)
+    return ProviderError(f"{subject} sent an unusable response: {exc}", retryable=True)

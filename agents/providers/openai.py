@@ -41,7 +41,7 @@ _FAILURES = (openai.OpenAIError, httpx2.HTTPError, json.JSONDecodeError)
 
 
 def translate_error(exc: Exception) -> ProviderError:
-    return translate_sdk_error(exc, sdk=openai, who="The model server")
+    return translate_sdk_error(exc, sdk=openai, who="the model server")
 
 
 def _message(message: Message) -> dict[str, Any]:
