@@ -56,6 +56,17 @@ class UnknownModel(ApplicationError):
 
 
 @dataclass(frozen=True)
+class UsageContext:
+    """What the ledger rows of a call belong to."""
+
+    agent_id: int | None = None
+    run_id: int | None = None
+
+
+NO_CONTEXT = UsageContext()
+
+
+@dataclass(frozen=True)
 class Target:
     kind: str
     model: str
@@ -135,6 +146,7 @@ def _retry_delay(attempt: int, error: ProviderError) -> float | None:
 def _record(
     target: Target,
     *,
+    context: UsageContext,
     alias: str,
     outcome: str,
     attempt: int,
@@ -146,6 +158,8 @@ def _record(
     retry_delay: float | None = None,
 ) -> None:
     UsageRecord.objects.create(
+        agent_id=context.agent_id,
+        run_id=context.run_id,
         alias=alias,
         kind=target.kind,
         model=target.model,
@@ -163,7 +177,7 @@ def _record(
     )
 
 
-def _run(model: str, call: Callable[[Target], ChatResult]) -> GatewayResult:
+def _run(model: str, call: Callable[[Target], ChatResult], context: UsageContext) -> GatewayResult:
     targets = resolve_targets(model)
     alias = model if ":" not in model else ""
     attempts: list[str] = []
@@ -172,6 +186,7 @@ def _run(model: str, call: Callable[[Target], ChatResult]) -> GatewayResult:
         if not breaker.allows_call():
             _record(
                 target,
+                context=context,
                 alias=alias,
                 outcome=UsageRecord.Outcome.SKIPPED,
                 attempt=0,
@@ -192,6 +207,7 @@ def _run(model: str, call: Callable[[Target], ChatResult]) -> GatewayResult:
                 delay = _retry_delay(attempt, exc)
                 _record(
                     target,
+                    context=context,
                     alias=alias,
                     outcome=UsageRecord.Outcome.ERROR,
                     attempt=attempt,
@@ -212,6 +228,7 @@ def _run(model: str, call: Callable[[Target], ChatResult]) -> GatewayResult:
             cost = _price(target, result.usage)
             _record(
                 target,
+                context=context,
                 alias=alias,
                 outcome=UsageRecord.Outcome.OK,
                 attempt=attempt,
@@ -228,16 +245,22 @@ def _run(model: str, call: Callable[[Target], ChatResult]) -> GatewayResult:
     )
 
 
-def gateway_complete(*, model: str, request: ChatRequest) -> GatewayResult:
+def gateway_complete(
+    *, model: str, request: ChatRequest, context: UsageContext = NO_CONTEXT
+) -> GatewayResult:
     def call(target: Target) -> ChatResult:
         provider = get_provider(target.config)
         return provider.complete(_with_model(request, target.model))
 
-    return _run(model, call)
+    return _run(model, call, context)
 
 
 def gateway_stream(
-    *, model: str, request: ChatRequest, on_event: Callable[[StreamEvent], None]
+    *,
+    model: str,
+    request: ChatRequest,
+    on_event: Callable[[StreamEvent], None],
+    context: UsageContext = NO_CONTEXT,
 ) -> GatewayResult:
     """Stream through the gateway. A target may be retried or replaced only until its first
     token reached `on_event`; after that a failure is final (the user saw a partial answer)."""
@@ -259,7 +282,7 @@ def gateway_stream(
             raise
         raise ProviderError("The stream ended without a final message.", retryable=True)
 
-    return _run(model, call)
+    return _run(model, call, context)
 
 
 def _with_model(request: ChatRequest, model: str) -> ChatRequest:

@@ -91,6 +91,8 @@ class UsageRecord(models.Model):
         SKIPPED = "skipped", "Skipped (circuit open)"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    run_id = models.BigIntegerField(null=True, blank=True)
     alias = models.CharField(max_length=40, blank=True)
     kind = models.CharField(max_length=32)
     model = models.CharField(max_length=128)

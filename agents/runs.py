@@ -7,7 +7,7 @@ import re
 from django.db import transaction
 from django.utils import timezone
 
-from agents.gateway import GatewayError
+from agents.gateway import GatewayError, UsageContext
 from agents.models import AgentRun
 from agents.providers.base import Message
 from agents.toolloop import run_tool_loop
@@ -43,6 +43,7 @@ def execute_run(run_id: int) -> str | None:
             max_tool_calls=version.max_tool_calls,
             temperature=version.temperature,
             max_tokens=version.max_tokens,
+            context=UsageContext(agent_id=run.agent_id, run_id=run.pk),
         )
     except (GatewayError, ApplicationError) as exc:
         _finish(run, status=AgentRun.Status.FAILED, error=exc.message)

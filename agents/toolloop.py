@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from agents.gateway import gateway_complete
+from agents.gateway import NO_CONTEXT, UsageContext, gateway_complete
 from agents.providers.base import ChatRequest, Message, ToolCall, Usage
 from agents.tools.base import Tool, ToolFailed
 from agents.tools.registry import BUILTIN_TOOLS
@@ -65,6 +65,7 @@ def run_tool_loop(
     max_tool_calls: int = 8,
     temperature: float | None = None,
     max_tokens: int = 1024,
+    context: UsageContext = NO_CONTEXT,
 ) -> LoopResult:
     tools = tools_by_name(tool_names)
     specs = tuple(tool.spec() for tool in tools.values())
@@ -79,7 +80,7 @@ def run_tool_loop(
             max_tokens=max_tokens,
             tools=specs,
         )
-        outcome = gateway_complete(model=model, request=request)
+        outcome = gateway_complete(model=model, request=request, context=context)
         loop.model_calls += 1
         loop.usage = loop.usage + outcome.result.usage
         loop.cost_usd += outcome.cost_usd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
 from django.contrib import messages
@@ -11,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from agents import providers_admin, selectors, services
+from agents import usage as usage_reports
 from agents.forms import AgentForm, CheckForm, CredentialForm, RunForm
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
@@ -202,4 +204,34 @@ def provider_check(request: AppRequest, credential_id: int) -> HttpResponse:
         "agents/_check.html",
         {"result": result, "form": form},
         status=200 if result is not None else 400,
+    )
+
+
+def usage(request: AppRequest) -> HttpResponse:
+    access = _access(request)
+    days = 30
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = (
+            f'attachment; filename="usage-{access.workspace.slug}-last-{days}-days.csv"'
+        )
+        writer = csv.writer(response)
+        writer.writerow(usage_reports.CSV_HEADER)
+        writer.writerows(usage_reports.usage_csv_rows(access=access, days=days))
+        return response
+    report = usage_reports.usage_report(access=access, days=days)
+    peak = report.max_day_cost
+    bars = []
+    for index, day in enumerate(report.days):
+        height = max(int(day["cost"] / peak * 100), 1) if peak and day["cost"] else 0
+        bars.append({**day, "x": index * 10 + 1, "y": 105 - height, "height": height})
+    return render(
+        request,
+        "agents/usage.html",
+        {
+            "report": report,
+            "bars": bars,
+            "days": days,
+            "chart_width": days * 10,
+        },
     )

@@ -17,6 +17,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("audit/", views.audit_log, name="audit_log"),
     path("settings/", views.workspace_settings, name="workspace_settings"),
     path("agents/", include("agents.urls")),
+    path("usage/", agent_views.usage, name="usage"),
     path("providers/", agent_views.providers, name="providers"),
     path(
         "providers/<int:credential_id>/delete/", agent_views.provider_delete, name="provider_delete"
