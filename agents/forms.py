@@ -99,3 +99,14 @@ class CredentialForm(forms.Form):
 
 class CheckForm(forms.Form):
     model = forms.CharField(max_length=128)
+
+
+class BudgetForm(forms.Form):
+    monthly_cap_usd = forms.DecimalField(
+        label="Monthly budget (USD)",
+        required=False,
+        min_value=Decimal("0.01"),
+        max_digits=12,
+        decimal_places=2,
+        help_text="Empty: no cap. Calls that could exceed it are refused.",
+    )

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from agents import budgets
 from agents.breaker import CircuitBreaker
 from agents.models import AliasTarget, ModelAlias, ProviderKind, UsageRecord
 from agents.pricing import usage_cost
@@ -61,6 +62,8 @@ class UsageContext:
 
     agent_id: int | None = None
     run_id: int | None = None
+    run_cap_usd: Decimal | None = None  # the run's cost cap, checked before each call
+    run_spent_usd: Decimal = Decimal(0)  # what the run has spent before this call
 
 
 NO_CONTEXT = UsageContext()
@@ -177,7 +180,9 @@ def _record(
     )
 
 
-def _run(model: str, call: Callable[[Target], ChatResult], context: UsageContext) -> GatewayResult:
+def _run(
+    model: str, call: Callable[[Target], ChatResult], context: UsageContext, request: ChatRequest
+) -> GatewayResult:
     targets = resolve_targets(model)
     alias = model if ":" not in model else ""
     attempts: list[str] = []
@@ -198,6 +203,13 @@ def _run(model: str, call: Callable[[Target], ChatResult], context: UsageContext
         attempt = 0
         while True:
             attempt += 1
+            budgets.check_before_call(
+                kind=target.kind,
+                model=target.model,
+                request=request,
+                run_cap=context.run_cap_usd,
+                run_spent=context.run_spent_usd,
+            )
             started = time.perf_counter()
             try:
                 result = call(target)
@@ -237,6 +249,8 @@ def _run(model: str, call: Callable[[Target], ChatResult], context: UsageContext
                 cost=cost,
                 latency_ms=latency,
             )
+            if cost:
+                budgets.warn_if_near_cap()
             return GatewayResult(
                 result=result, target=target, cost_usd=cost, fallback=index > 0, attempts=attempts
             )
@@ -252,7 +266,7 @@ def gateway_complete(
         provider = get_provider(target.config)
         return provider.complete(_with_model(request, target.model))
 
-    return _run(model, call, context)
+    return _run(model, call, context, request)
 
 
 def gateway_stream(
@@ -282,7 +296,7 @@ def gateway_stream(
             raise
         raise ProviderError("The stream ended without a final message.", retryable=True)
 
-    return _run(model, call, context)
+    return _run(model, call, context, request)
 
 
 def _with_model(request: ChatRequest, model: str) -> ChatRequest:

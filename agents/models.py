@@ -251,3 +251,23 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.url} ({self.status})"
+
+
+class WorkspaceBudget(models.Model):
+    """The workspace's monthly spending cap (one row). Calls that could exceed it are refused
+    before they are made; owners and admins are mailed once a month at 80 %."""
+
+    monthly_cap_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    warned_for_month = models.CharField(max_length=7, blank=True)  # "2026-11"
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(monthly_cap_usd__isnull=True) | Q(monthly_cap_usd__gt=0),
+                name="budget_cap_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"${self.monthly_cap_usd}/month" if self.monthly_cap_usd else "no budget"

@@ -43,7 +43,9 @@ def execute_run(run_id: int) -> str | None:
             max_tool_calls=version.max_tool_calls,
             temperature=version.temperature,
             max_tokens=version.max_tokens,
-            context=UsageContext(agent_id=run.agent_id, run_id=run.pk),
+            context=UsageContext(
+                agent_id=run.agent_id, run_id=run.pk, run_cap_usd=version.max_cost_per_run_usd
+            ),
         )
     except (GatewayError, ApplicationError) as exc:
         _finish(run, status=AgentRun.Status.FAILED, error=exc.message)

@@ -8,7 +8,7 @@ have, which is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from agents.gateway import NO_CONTEXT, UsageContext, gateway_complete
@@ -80,7 +80,8 @@ def run_tool_loop(
             max_tokens=max_tokens,
             tools=specs,
         )
-        outcome = gateway_complete(model=model, request=request, context=context)
+        spent_so_far = replace(context, run_spent_usd=context.run_spent_usd + loop.cost_usd)
+        outcome = gateway_complete(model=model, request=request, context=spent_so_far)
         loop.model_calls += 1
         loop.usage = loop.usage + outcome.result.usage
         loop.cost_usd += outcome.cost_usd

@@ -11,9 +11,10 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import providers_admin, selectors, services
+from agents import budgets, providers_admin, selectors, services
 from agents import usage as usage_reports
-from agents.forms import AgentForm, CheckForm, CredentialForm, RunForm
+from agents.forms import AgentForm, BudgetForm, CheckForm, CredentialForm, RunForm
+from agents.models import WorkspaceBudget
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
@@ -225,6 +226,8 @@ def usage(request: AppRequest) -> HttpResponse:
     for index, day in enumerate(report.days):
         height = max(int(day["cost"] / peak * 100), 1) if peak and day["cost"] else 0
         bars.append({**day, "x": index * 10 + 1, "y": 105 - height, "height": height})
+    budget = WorkspaceBudget.objects.first()
+    cap = budget.monthly_cap_usd if budget else None
     return render(
         request,
         "agents/usage.html",
@@ -233,5 +236,22 @@ def usage(request: AppRequest) -> HttpResponse:
             "bars": bars,
             "days": days,
             "chart_width": days * 10,
+            "cap": cap,
+            "month_spend": budgets.month_spend(),
+            "can_set_budget": access.can(Perm.WORKSPACE_UPDATE),
+            "budget_form": BudgetForm(initial={"monthly_cap_usd": cap}),
         },
     )
+
+
+@require_POST
+def usage_budget(request: AppRequest) -> HttpResponse:
+    access = _access(request, Perm.WORKSPACE_UPDATE)
+    form = BudgetForm(request.POST)
+    if form.is_valid():
+        cap = form.cleaned_data["monthly_cap_usd"]
+        budgets.budget_set(access=access, monthly_cap_usd=cap)
+        messages.success(request, f"Monthly budget set to ${cap}." if cap else "Budget removed.")
+    else:
+        messages.error(request, f"Monthly budget: {form.errors['monthly_cap_usd'][0]}")
+    return redirect("usage", workspace_slug=access.workspace.slug)

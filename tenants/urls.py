@@ -18,6 +18,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("settings/", views.workspace_settings, name="workspace_settings"),
     path("agents/", include("agents.urls")),
     path("usage/", agent_views.usage, name="usage"),
+    path("usage/budget/", agent_views.usage_budget, name="usage_budget"),
     path("providers/", agent_views.providers, name="providers"),
     path(
         "providers/<int:credential_id>/delete/", agent_views.provider_delete, name="provider_delete"

@@ -9,7 +9,7 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from agents import services
-from agents.models import Agent, AgentRun, AgentVersion
+from agents.models import Agent, AgentRun, AgentVersion, UsageRecord
 from agents.runs import execute_run
 from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from tenants.models import Membership, Role, Workspace
@@ -146,7 +146,11 @@ def test_run_over_its_cost_cap_fails(owner_access: Access, workspace_a: Workspac
         run = services.agent_run_start(access=owner_access, agent_id=agent.pk, input="hello")
         execute_run(run.pk)
         run.refresh_from_db()
-    assert run.status == AgentRun.Status.FAILED and "over its cap" in run.error
+    # Refused before the call: nothing was sent and nothing was paid.
+    assert run.status == AgentRun.Status.FAILED and "Refused before calling" in run.error
+    assert "left of its $0.0001 cap" in run.error
+    with _in(workspace_a):
+        assert not UsageRecord.objects.exists()
 
 
 # --- API

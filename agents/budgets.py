@@ -1,0 +1,119 @@
+"""Budgets: a per-run cap (on the agent version) and a monthly workspace cap. Both are checked
+*before* a provider call, against the most the call could cost (its input estimated from the
+text, its output at `max_tokens`), so a call that could overrun is never paid for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from agents.models import UsageRecord, WorkspaceBudget
+from agents.pricing import usage_cost
+from agents.providers.base import ChatRequest, Usage
+from billing.models import ModelPrice
+from core.exceptions import ApplicationError, ValidationFailed
+from tenants.models import Membership, Role, Workspace
+from tenants.permissions import Access, Perm
+from tenants.schemas import current_schema
+
+WARN_AT = Decimal("0.8")
+
+
+class BudgetExceeded(ApplicationError):
+    code = "budget_exceeded"
+    status = 402
+
+
+def month_start() -> datetime:
+    now = timezone.now()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_spend() -> Decimal:
+    total = UsageRecord.objects.filter(created_at__gte=month_start()).aggregate(s=Sum("cost_usd"))
+    return total["s"] or Decimal(0)
+
+
+def max_cost(kind: str, model: str, request: ChatRequest) -> Decimal:
+    """The most this call could cost: ~4 characters a token for the input, all of max_tokens
+    for the output. Unpriced models cost nothing."""
+    price = ModelPrice.objects.filter(provider=kind, model=model).first()
+    if price is None:
+        return Decimal(0)
+    text = request.system + "".join(m.content for m in request.messages)
+    estimate = Usage(input_tokens=len(text) // 4 + 1, output_tokens=request.max_tokens)
+    return usage_cost(estimate, price.as_price())
+
+
+def check_before_call(
+    *, kind: str, model: str, request: ChatRequest, run_cap: Decimal | None, run_spent: Decimal
+) -> None:
+    worst = max_cost(kind, model, request)
+    if run_cap is not None and run_spent + worst > run_cap:
+        raise BudgetExceeded(
+            f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and this run "
+            f"has ${max(run_cap - run_spent, Decimal(0))} left of its ${run_cap} cap."
+        )
+    budget = WorkspaceBudget.objects.first()
+    if budget is None or budget.monthly_cap_usd is None:
+        return
+    spent = month_spend()
+    if spent + worst > budget.monthly_cap_usd:
+        raise BudgetExceeded(
+            f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and the "
+            f"workspace has ${max(budget.monthly_cap_usd - spent, Decimal(0))} left of its "
+            f"${budget.monthly_cap_usd} monthly budget. An owner can raise it on the Usage page."
+        )
+
+
+def warn_if_near_cap() -> None:
+    """After a priced call: mail owners and admins once a month when spend passes 80 %."""
+    month = timezone.now().strftime("%Y-%m")
+    with transaction.atomic():
+        budget = WorkspaceBudget.objects.select_for_update().first()
+        if budget is None or budget.monthly_cap_usd is None or budget.warned_for_month == month:
+            return
+        spent = month_spend()
+        if spent < budget.monthly_cap_usd * WARN_AT:
+            return
+        budget.warned_for_month = month
+        budget.save(update_fields=["warned_for_month", "updated_at"])
+        workspace = Workspace.objects.get(schema_name=current_schema())
+        recipients = list(
+            Membership.objects.filter(
+                workspace=workspace, role__in=[Role.OWNER, Role.ADMIN]
+            ).values_list("user__email", flat=True)
+        )
+        cap = budget.monthly_cap_usd
+        transaction.on_commit(
+            lambda: send_mail(
+                subject=f"{workspace.name} has used 80% of its monthly AI budget",
+                message=(
+                    f"Spend this month: ${spent} of ${cap}. Calls that could exceed the "
+                    "budget will be refused. Raise it on the workspace's Usage page."
+                ),
+                from_email=None,
+                recipient_list=recipients,
+            ),
+            robust=True,
+        )
+
+
+@transaction.atomic
+def budget_set(*, access: Access, monthly_cap_usd: Decimal | None) -> WorkspaceBudget:
+    access.require(Perm.WORKSPACE_UPDATE)
+    if monthly_cap_usd is not None and monthly_cap_usd < Decimal("0.01"):
+        raise ValidationFailed(
+            "A budget must be at least $0.01 (or empty for none).",
+            fields={"monthly_cap_usd": ["At least 0.01."]},
+        )
+    budget, _ = WorkspaceBudget.objects.select_for_update().get_or_create(pk=1)
+    budget.monthly_cap_usd = monthly_cap_usd
+    budget.warned_for_month = ""
+    budget.save()
+    return budget
