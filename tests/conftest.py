@@ -197,6 +197,8 @@ def worker_queue(django_db_setup: None) -> Iterator[str]:
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": database_url_for_children(),
         "REDIS_URL": settings.REDIS_URL,
+        # Webhook tests call back to receivers on 127.0.0.1.
+        "OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
     }
     process = subprocess.Popen(
         [

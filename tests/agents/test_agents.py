@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import time
+import json
 from decimal import Decimal
 
 import pytest
@@ -15,6 +15,7 @@ from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
 from tests.conftest import World, access_of, make_user
+from tests.fakes.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.django_db
 
@@ -209,27 +210,30 @@ def test_outsiders_get_404_for_agents_and_runs(world: World) -> None:
 
 @pytest.mark.worker
 def test_api_run_is_accepted_then_finished_by_a_real_worker(
-    committed_world: World, worker_queue: str
+    committed_world: World, worker_queue: str, settings
 ) -> None:
+    settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True  # the callback receiver is on loopback
     secret = _key(committed_world, ["build", "run", "workspace.view"])
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     agent_id = client.post("/api/v1/agents/", SUPPORT, format="json").json()["id"]
 
-    accepted = client.post(
-        f"/api/v1/agents/{agent_id}/runs/", {"input": "What is 6 * 7?"}, format="json"
-    )
-    assert accepted.status_code == 202
-    assert accepted.json()["status"] == "queued"
-    poll_url = f"/api/v1/agents/{agent_id}/runs/{accepted.json()['id']}/"
+    with WebhookReceiver() as receiver:
+        accepted = client.post(
+            f"/api/v1/agents/{agent_id}/runs/",
+            {"input": "What is 6 * 7?", "callback_url": receiver.url},
+            format="json",
+        )
+        assert accepted.status_code == 202
+        assert accepted.json()["status"] == "queued"
+        # The worker runs the agent, then its webhook task calls back: wait for that.
+        assert receiver.arrived.wait(timeout=60), "no webhook within 60 s"
 
-    deadline = time.monotonic() + 60
-    body = client.get(poll_url).json()
-    while body["status"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.2)
-        body = client.get(poll_url).json()
+    body = client.get(f"/api/v1/agents/{agent_id}/runs/{accepted.json()['id']}/").json()
     assert body["status"] == "succeeded", body
     assert "42" in body["output"]
     assert body["tool_steps"][0]["output"] == "42"
+    delivered = json.loads(receiver.received[0]["body"])
+    assert delivered["run"]["id"] == body["id"] and delivered["run"]["status"] == "succeeded"
     with _in(committed_world.workspace_a):
         assert Agent.objects.get(pk=agent_id).runs.count() == 1

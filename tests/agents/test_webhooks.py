@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from django_tenants.utils import schema_context
@@ -22,50 +19,15 @@ from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.services import api_key_create
 from tests.conftest import World, access_of
+from tests.fakes.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.django_db
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 answering scripted status codes, recording requests."""
-
-    def __init__(self) -> None:
-        self.statuses: list[int] = []
-        self.received: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append(
-                    {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-                )
-                code = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(code)
-                if code in (301, 302):
-                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/runs"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def receiver(settings) -> Iterator[Receiver]:
+def receiver(settings) -> Iterator[WebhookReceiver]:
     settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True  # the receiver lives on loopback
-    with Receiver() as r:
+    with WebhookReceiver() as r:
         yield r
 
 
@@ -81,7 +43,7 @@ def _finished_run_with_callback(access: Access, workspace: Workspace, url: str) 
 
 
 def test_a_finished_run_is_posted_signed_and_retried_until_delivered(
-    world: World, owner_access: Access, receiver: Receiver
+    world: World, owner_access: Access, receiver: WebhookReceiver
 ) -> None:
     secret = webhook_secret_rotate(access=owner_access)
     receiver.statuses = [503]
@@ -125,7 +87,9 @@ def test_a_tampered_body_or_stale_timestamp_fails_verification() -> None:
     assert not verify("whsec_k", fresh, b'{"a":2}')
 
 
-def test_redirects_are_not_followed(world: World, owner_access: Access, receiver: Receiver) -> None:
+def test_redirects_are_not_followed(
+    world: World, owner_access: Access, receiver: WebhookReceiver
+) -> None:
     receiver.statuses = [302]
     run = _finished_run_with_callback(owner_access, world.workspace_a, receiver.url)
     with schema_context(world.workspace_a.schema_name):
@@ -137,7 +101,7 @@ def test_redirects_are_not_followed(world: World, owner_access: Access, receiver
 
 
 def test_delivery_gives_up_after_the_last_attempt(
-    world: World, owner_access: Access, receiver: Receiver, settings
+    world: World, owner_access: Access, receiver: WebhookReceiver, settings
 ) -> None:
     settings.WEBHOOK_MAX_ATTEMPTS = 2
     receiver.statuses = [500, 500]
