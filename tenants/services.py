@@ -352,14 +352,8 @@ def _revoke_keys_created_by(
         workspace=access.workspace, created_by=membership.user, revoked_at__isnull=True
     )
     for key in keys:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
-        audit.record_for(
-            access,
-            action=audit.Action.API_KEY_REVOKED,
-            request=request,
-            target=key,
-            metadata={"reason": f"creator {membership.user.email} lost access"},
+        _revoke_key(
+            access, key, request=request, reason=f"creator {membership.user.email} lost access"
         )
 
 
@@ -444,15 +438,22 @@ def api_key_revoke(*, access: Access, key_id: int, request: HttpRequest | None =
     if key is None:
         raise NotFound("No API key with that id in this workspace.")
     if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
-        audit.record_for(
-            access,
-            action=audit.Action.API_KEY_REVOKED,
-            request=request,
-            target=key,
-        )
+        _revoke_key(access, key, request=request)
     return key
+
+
+def _revoke_key(
+    access: Access, key: ApiKey, *, request: HttpRequest | None, reason: str = ""
+) -> None:
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    audit.record_for(
+        access,
+        action=audit.Action.API_KEY_REVOKED,
+        request=request,
+        target=key,
+        metadata={"reason": reason} if reason else None,
+    )
 
 
 def api_key_authenticate(*, secret: str) -> ApiKey:
