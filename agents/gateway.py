@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -300,11 +300,4 @@ def gateway_stream(
 
 
 def _with_model(request: ChatRequest, model: str) -> ChatRequest:
-    return ChatRequest(
-        model=model,
-        messages=request.messages,
-        system=request.system,
-        temperature=request.temperature,
-        max_tokens=request.max_tokens,
-        tools=request.tools,
-    )
+    return replace(request, model=model)

@@ -4,8 +4,11 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
 
 from core import crypto
+
+EMBEDDING_DIMENSIONS = 384
 
 
 class ProviderKind(models.TextChoices):
@@ -89,6 +92,7 @@ class UsageRecord(models.Model):
         OK = "ok", "Answered"
         ERROR = "error", "Failed"
         SKIPPED = "skipped", "Skipped (circuit open)"
+        CACHED = "cached", "Answered from cache"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
@@ -107,6 +111,9 @@ class UsageRecord(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=300, blank=True)
     retry_delay_ms = models.PositiveIntegerField(default=0)
+    saved_usd = models.DecimalField(
+        max_digits=14, decimal_places=6, default=0, help_text="What a cache hit did not spend."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -166,6 +173,12 @@ class AgentVersion(models.Model):
     )
     blocked_patterns = models.JSONField(default=list, blank=True)
     output_schema = models.JSONField(null=True, blank=True)
+    knowledge_base_ids = models.JSONField(
+        default=list, blank=True, help_text="Knowledge bases the knowledge_search tool reads."
+    )
+    cache_enabled = models.BooleanField(
+        default=False, help_text="Answer near-duplicate prompts from the semantic cache."
+    )
     created_by_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -202,10 +215,16 @@ class AgentRun(models.Model):
     input = models.TextField()
     output = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    output_data = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The answer parsed as JSON, when the version has an output schema.",
+    )
     tool_steps = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    cache_hit = models.BooleanField(default=False)
     created_by_id = models.BigIntegerField(null=True, blank=True)
     api_key_prefix = models.CharField(max_length=16, blank=True)
     callback_url = models.URLField(max_length=2000, blank=True)
@@ -271,3 +290,187 @@ class WorkspaceBudget(models.Model):
 
     def __str__(self) -> str:
         return f"${self.monthly_cap_usd}/month" if self.monthly_cap_usd else "no budget"
+
+
+class AllowedHost(models.Model):
+    """A host the HTTP request tool may reach in this workspace (`api.example.com`, or
+    `*.example.com` for its subdomains). With no entries the tool refuses every URL."""
+
+    host = models.CharField(max_length=253, unique=True)
+    created_by_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["host"]
+
+    def __str__(self) -> str:
+        return self.host
+
+
+class Conversation(models.Model):
+    """A chat with one agent. Turns remember the version that answered them."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=120, blank=True)
+    summary = models.TextField(blank=True, help_text="The running summary (summary memory).")
+    summary_turns = models.PositiveIntegerField(
+        default=0, help_text="How many turns the summary covers."
+    )
+    created_by_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class ConversationTurn(models.Model):
+    """One question and its answer, with what answering it cost."""
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming", "Answering"
+        DONE = "done", "Answered"
+        FAILED = "failed", "Failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="+")
+    question = models.TextField()
+    answer = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STREAMING)
+    error = models.TextField(blank=True)
+    tool_steps = models.JSONField(default=list, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    cache_hit = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"turn {self.pk} of conversation {self.conversation_id}"
+
+
+class KnowledgeBase(models.Model):
+    """A searchable set of documents; agents read it through the knowledge_search tool."""
+
+    name = models.CharField(max_length=80, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    embedder = models.CharField(
+        max_length=40, blank=True, help_text="The embedder its chunks were embedded with."
+    )
+    created_by_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class KnowledgeDocument(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    knowledge_base = models.ForeignKey(
+        KnowledgeBase, on_delete=models.CASCADE, related_name="documents"
+    )
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size_bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content = models.BinaryField(help_text="The uploaded file, kept so it can be re-embedded.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["knowledge_base", "sha256"], name="knowledge_document_once_per_base"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class KnowledgeChunk(models.Model):
+    document = models.ForeignKey(KnowledgeDocument, on_delete=models.CASCADE, related_name="chunks")
+    knowledge_base = models.ForeignKey(
+        KnowledgeBase, on_delete=models.CASCADE, related_name="chunks"
+    )
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    location = models.CharField(max_length=80, blank=True, help_text="e.g. 'page 3', 'row 12'.")
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
+
+    class Meta:
+        ordering = ["document", "position"]
+        indexes = [
+            HnswIndex(
+                name="knowledge_chunk_embedding",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "position"], name="one_chunk_per_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document.filename} #{self.position}"
+
+
+class CachedResponse(models.Model):
+    """The semantic response cache: an answer of one agent version (or one model, outside
+    agents) to a prompt, found again for near-duplicate prompts by embedding distance."""
+
+    version = models.ForeignKey(
+        AgentVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    model = models.CharField(max_length=170)
+    prompt = models.TextField()
+    prompt_sha256 = models.CharField(max_length=64)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    answer = models.TextField()
+    tool_steps = models.JSONField(default=list, blank=True)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_hit_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            HnswIndex(
+                name="cached_response_embedding",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["version", "model"], name="cached_response_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"cache {self.pk} ({self.model})"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from django.db import transaction
 from django.utils import timezone
 
+from agents.execution import answer_with_version
 from agents.gateway import GatewayError, UsageContext
 from agents.models import AgentRun
 from agents.providers.base import Message
-from agents.toolloop import run_tool_loop
 from agents.webhooks import webhook_enqueue
 from core.exceptions import ApplicationError
 
@@ -35,14 +33,9 @@ def execute_run(run_id: int) -> str | None:
         return None
     version = run.version
     try:
-        loop = run_tool_loop(
-            model=version.model,
+        answer = answer_with_version(
+            version,
             messages=[Message(role="user", content=run.input)],
-            tool_names=list(version.tools),
-            system=version.system_prompt,
-            max_tool_calls=version.max_tool_calls,
-            temperature=version.temperature,
-            max_tokens=version.max_tokens,
             context=UsageContext(
                 agent_id=run.agent_id, run_id=run.pk, run_cap_usd=version.max_cost_per_run_usd
             ),
@@ -50,25 +43,14 @@ def execute_run(run_id: int) -> str | None:
     except (GatewayError, ApplicationError) as exc:
         _finish(run, status=AgentRun.Status.FAILED, error=exc.message)
         return run.status
-    output, error = loop.text, ""
-    status = AgentRun.Status.SUCCEEDED
-    for pattern in version.blocked_patterns:
-        if re.search(pattern, output, flags=re.IGNORECASE):
-            output, error = "", f"The answer matched a blocked pattern ({pattern!r})."
-            status = AgentRun.Status.FAILED
-            break
-    cap = version.max_cost_per_run_usd
-    if status == AgentRun.Status.SUCCEEDED and cap is not None and loop.cost_usd > cap:
-        error = f"The run cost ${loop.cost_usd} which is over its cap of ${cap}."
-        status = AgentRun.Status.FAILED
-    run.tool_steps = [
-        {"tool": s.call.name, "arguments": s.call.arguments, "output": s.output, "ok": s.ok}
-        for s in loop.steps
-    ]
-    run.input_tokens = loop.usage.input_tokens + loop.usage.cached_input_tokens
-    run.output_tokens = loop.usage.output_tokens
-    run.cost_usd = loop.cost_usd
-    _finish(run, status=status, output=output, error=error)
+    run.tool_steps = answer.tool_steps
+    run.input_tokens = answer.usage.input_tokens + answer.usage.cached_input_tokens
+    run.output_tokens = answer.usage.output_tokens
+    run.cost_usd = answer.cost_usd
+    run.cache_hit = answer.cache_hit
+    run.output_data = answer.data
+    status = AgentRun.Status.SUCCEEDED if answer.ok else AgentRun.Status.FAILED
+    _finish(run, status=status, output=answer.text if answer.ok else "", error=answer.error)
     return run.status
 
 
@@ -80,11 +62,13 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
     fields = [
         "status",
         "output",
+        "output_data",
         "error",
         "tool_steps",
         "input_tokens",
         "output_tokens",
         "cost_usd",
+        "cache_hit",
         "finished_at",
     ]
     with transaction.atomic():

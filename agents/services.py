@@ -6,11 +6,13 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import jsonschema
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from agents.models import Agent, AgentRun, AgentVersion, MemoryMode
+from agents import cache
+from agents.models import Agent, AgentRun, AgentVersion, KnowledgeBase, MemoryMode
 from agents.netguard import check_public_url
 from agents.tasks import execute_agent_run
 from agents.toolloop import tools_by_name
@@ -29,6 +31,8 @@ VERSION_FIELDS = (
     "max_cost_per_run_usd",
     "blocked_patterns",
     "output_schema",
+    "knowledge_base_ids",
+    "cache_enabled",
 )
 MAX_INPUT_CHARS = 100_000
 
@@ -55,6 +59,22 @@ def _validated_config(config: dict[str, Any]) -> dict[str, Any]:
             re.compile(pattern)
         except re.error as exc:
             errors.setdefault("blocked_patterns", []).append(f"'{pattern}': {exc}.")
+    schema = config.get("output_schema")
+    if schema is not None:
+        problem = output_schema_problem(schema)
+        if problem:
+            errors["output_schema"] = [problem]
+    base_ids = config.get("knowledge_base_ids") or []
+    if not all(isinstance(i, int) for i in base_ids):
+        errors["knowledge_base_ids"] = ["Use knowledge base ids (numbers)."]
+    else:
+        missing = set(base_ids) - set(
+            KnowledgeBase.objects.filter(pk__in=base_ids).values_list("pk", flat=True)
+        )
+        if missing:
+            errors["knowledge_base_ids"] = [
+                f"No knowledge base with id {', '.join(map(str, sorted(missing)))} here."
+            ]
     cap = config.get("max_cost_per_run_usd")
     if cap is not None and Decimal(str(cap)) <= 0:
         errors["max_cost_per_run_usd"] = ["The cap must be more than zero."]
@@ -65,12 +85,25 @@ def _validated_config(config: dict[str, Any]) -> dict[str, Any]:
     return {field: config[field] for field in VERSION_FIELDS if field in config}
 
 
+def output_schema_problem(schema: Any) -> str:
+    """What is wrong with an output JSON schema, or "" when it is usable."""
+    if not isinstance(schema, dict):
+        return "The output format must be a JSON object (a JSON schema)."
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "the schema"
+        return f"Not a valid JSON schema at {where}: {exc.message}"
+    return ""
+
+
 def _new_version(agent: Agent, config: dict[str, Any], *, by: int | None) -> AgentVersion:
     number = (agent.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     version = AgentVersion(agent=agent, number=number, created_by_id=by, **config)
     version.save()
     agent.current_version = version
     agent.save(update_fields=["current_version", "updated_at"])
+    cache.invalidate_agent(agent.pk)  # answers of earlier versions must not be served
     return version
 
 

@@ -4,16 +4,29 @@ The set of tools is fixed before the first call. Tool output is untrusted data t
 to the model as text; nothing in it (or in the model's answer) can add a tool, so a prompt
 injection in a web page or a document can at most make the model *ask* for a tool it does not
 have, which is refused.
+
+With `on_event` the loop streams: text deltas and finished tool calls of every model call, and
+a `ToolStepDone` after each tool ran.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
-from agents.gateway import NO_CONTEXT, UsageContext, gateway_complete
-from agents.providers.base import ChatRequest, Message, ToolCall, Usage
-from agents.tools.base import Tool, ToolFailed
+from agents.gateway import NO_CONTEXT, GatewayResult, UsageContext, gateway_complete, gateway_stream
+from agents.providers.base import (
+    ChatRequest,
+    Message,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallReady,
+    Usage,
+)
+from agents.tools.base import NO_TOOL_CONTEXT, Tool, ToolContext, ToolFailed
 from agents.tools.registry import BUILTIN_TOOLS
 from core.exceptions import ValidationFailed
 
@@ -23,6 +36,23 @@ class ToolStep:
     call: ToolCall
     output: str
     ok: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tool": self.call.name,
+            "arguments": self.call.arguments,
+            "output": self.output,
+            "ok": self.ok,
+        }
+
+
+@dataclass(frozen=True)
+class ToolStepDone:
+    step: ToolStep
+
+
+LoopEvent = TextDelta | ToolCallReady | ToolStepDone
+OnEvent = Callable[[LoopEvent], None]
 
 
 @dataclass
@@ -45,15 +75,28 @@ def tools_by_name(names: list[str]) -> dict[str, Tool]:
     return {name: BUILTIN_TOOLS[name] for name in names}
 
 
-def _run_tool(tools: dict[str, Tool], call: ToolCall) -> ToolStep:
+def _run_tool(tools: dict[str, Tool], call: ToolCall, context: ToolContext) -> ToolStep:
     tool = tools.get(call.name)
     if tool is None:
         return ToolStep(call, f"Tool '{call.name}' is not available to this agent.", ok=False)
     try:
         tool.validate(call.arguments)
-        return ToolStep(call, tool.run(call.arguments), ok=True)
+        return ToolStep(call, tool.run(call.arguments, context), ok=True)
     except ToolFailed as exc:
         return ToolStep(call, str(exc), ok=False)
+
+
+def _ask(
+    model: str, request: ChatRequest, context: UsageContext, on_event: OnEvent | None
+) -> GatewayResult:
+    if on_event is None:
+        return gateway_complete(model=model, request=request, context=context)
+
+    def forward(event: StreamEvent) -> None:
+        if isinstance(event, TextDelta | ToolCallReady):
+            on_event(event)
+
+    return gateway_stream(model=model, request=request, on_event=forward, context=context)
 
 
 def run_tool_loop(
@@ -65,7 +108,10 @@ def run_tool_loop(
     max_tool_calls: int = 8,
     temperature: float | None = None,
     max_tokens: int = 1024,
+    output_schema: dict[str, Any] | None = None,
     context: UsageContext = NO_CONTEXT,
+    tool_context: ToolContext = NO_TOOL_CONTEXT,
+    on_event: OnEvent | None = None,
 ) -> LoopResult:
     tools = tools_by_name(tool_names)
     specs = tuple(tool.spec() for tool in tools.values())
@@ -79,9 +125,10 @@ def run_tool_loop(
             temperature=temperature,
             max_tokens=max_tokens,
             tools=specs,
+            output_schema=output_schema,
         )
         spent_so_far = replace(context, run_spent_usd=context.run_spent_usd + loop.cost_usd)
-        outcome = gateway_complete(model=model, request=request, context=spent_so_far)
+        outcome = _ask(model, request, spent_so_far, on_event)
         loop.model_calls += 1
         loop.usage = loop.usage + outcome.result.usage
         loop.cost_usd += outcome.cost_usd
@@ -99,6 +146,8 @@ def run_tool_loop(
             Message(role="assistant", content=outcome.result.text, tool_calls=calls)
         )
         for call in calls:
-            step = _run_tool(tools, call)
+            step = _run_tool(tools, call, tool_context)
             loop.steps.append(step)
+            if on_event is not None:
+                on_event(ToolStepDone(step))
             conversation.append(Message(role="tool", content=step.output, tool_call_id=call.id))

@@ -81,6 +81,9 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int = 1024
     tools: tuple[ToolSpec, ...] = ()
+    # A JSON schema the answer must match. Real providers get it as an instruction in the
+    # system prompt (added by the caller); the offline provider answers with an instance.
+    output_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@ work with no API keys. Its answers say they come from the offline model."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from agents.providers.base import (
     ChatRequest,
@@ -26,6 +28,35 @@ _ARITHMETIC = re.compile(r"([\d(][\d\s.+\-*/()%^]*[+\-*/%^][\d\s.+\-*/()%^]*[\d)
 def _tokens(text: str) -> int:
     """A stable stand-in for a tokenizer: about one token per word or symbol."""
     return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+def schema_instance(schema: dict[str, Any], text: str) -> Any:
+    """A small value that satisfies a JSON schema (types, enums, consts, required properties,
+    minimums), so agents with an output format work offline."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return schema_instance(schema[key][0], text)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: schema_instance(sub, text) for name, sub in properties.items()}
+    if kind == "array":
+        count = schema.get("minItems", 1)
+        return [schema_instance(schema.get("items", {}), text) for _ in range(count)]
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    value = text[: schema.get("maxLength", len(text))]
+    return value.ljust(schema.get("minLength", 0), ".")
 
 
 class OfflineProvider(Provider):
@@ -55,6 +86,9 @@ class OfflineProvider(Provider):
             )
         words = question.split()
         gist = " ".join(words[:24]) + ("…" if len(words) > 24 else "")
+        if request.output_schema is not None:
+            text = json.dumps(schema_instance(request.output_schema, gist or "example"))
+            return self._result(request, text, prompt_tokens)
         text = (
             (
                 f"{LABEL} No LLM provider is configured, so this is a deterministic reply. "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
@@ -10,6 +11,18 @@ from agents.providers.base import ToolSpec
 
 class ToolFailed(Exception):
     """The tool could not do what was asked; the message goes back to the model."""
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool knows about the call. Fixed from the agent version before the first model
+    call; nothing a tool returns or a model says can change it."""
+
+    agent_id: int | None = None
+    knowledge_base_ids: tuple[int, ...] = ()
+
+
+NO_TOOL_CONTEXT = ToolContext()
 
 
 class Tool(abc.ABC):
@@ -32,5 +45,5 @@ class Tool(abc.ABC):
             raise ToolFailed(f"Invalid arguments for {self.name}: {where}: {first.message}")
 
     @abc.abstractmethod
-    def run(self, arguments: dict[str, Any]) -> str:
+    def run(self, arguments: dict[str, Any], context: ToolContext = NO_TOOL_CONTEXT) -> str:
         """Do the work; the returned text is what the model sees."""

@@ -9,7 +9,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from agents.tools.base import Tool, ToolFailed
+from agents.tools.base import NO_TOOL_CONTEXT, Tool, ToolContext, ToolFailed
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -106,7 +106,7 @@ class Calculator(Tool):
         "additionalProperties": False,
     }
 
-    def run(self, arguments: dict[str, Any]) -> str:
+    def run(self, arguments: dict[str, Any], context: ToolContext = NO_TOOL_CONTEXT) -> str:
         value = evaluate(arguments["expression"])
         if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
             value = int(value)

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils import timezone
 
-from agents.tools.base import Tool, ToolFailed
+from agents.tools.base import NO_TOOL_CONTEXT, Tool, ToolContext, ToolFailed
 
 
 class CurrentTime(Tool):
@@ -18,7 +18,7 @@ class CurrentTime(Tool):
         "additionalProperties": False,
     }
 
-    def run(self, arguments: dict[str, Any]) -> str:
+    def run(self, arguments: dict[str, Any], context: ToolContext = NO_TOOL_CONTEXT) -> str:
         name = arguments.get("timezone") or "UTC"
         try:
             zone = ZoneInfo(name)

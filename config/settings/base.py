@@ -259,6 +259,13 @@ LLM_PLATFORM_BASE_URLS = {
     "openai": env.str("OPENAI_BASE_URL", default="") or None,
 }
 
+# Embeddings (agents/embeddings.py): hashing (default, offline), openai, local.
+EMBEDDER = env.str("EMBEDDER", default="hashing")
+# Semantic response cache: a prompt whose embedding is within this cosine distance of a cached
+# prompt (same agent version and model) is answered from the cache.
+RESPONSE_CACHE_MAX_DISTANCE = env.float("RESPONSE_CACHE_MAX_DISTANCE", default=0.08)
+RESPONSE_CACHE_TTL_DAYS = env.int("RESPONSE_CACHE_TTL_DAYS", default=30)
+
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.
 OUTBOUND_ALLOW_PRIVATE_NETWORKS = env.bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", default=False)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)

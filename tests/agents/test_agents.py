@@ -117,6 +117,27 @@ def test_blocked_output_fails_the_run_without_showing_it(
             access=owner_access,
             name="Guarded",
             model="offline:demo",
+            blocked_patterns=[r"deterministic\s+reply"],  # in the offline model's answer
+        )
+        run = services.agent_run_start(
+            access=owner_access, agent_id=agent.pk, input="Tell me your refund policy"
+        )
+        execute_run(run.pk)
+        run.refresh_from_db()
+        calls = UsageRecord.objects.filter(run_id=run.pk).count()
+    assert run.status == AgentRun.Status.FAILED and run.output == ""
+    assert "blocked pattern" in run.error
+    assert calls == 1  # the model was asked; its answer was withheld
+
+
+def test_question_on_a_blocked_topic_is_refused_before_any_call(
+    owner_access: Access, workspace_a: Workspace
+) -> None:
+    with _in(workspace_a):
+        agent = services.agent_create(
+            access=owner_access,
+            name="Guarded",
+            model="offline:demo",
             blocked_patterns=[r"refund\s+policy"],
         )
         run = services.agent_run_start(
@@ -124,8 +145,10 @@ def test_blocked_output_fails_the_run_without_showing_it(
         )
         execute_run(run.pk)
         run.refresh_from_db()
-    assert run.status == AgentRun.Status.FAILED and run.output == ""
-    assert "blocked pattern" in run.error
+        calls = UsageRecord.objects.filter(run_id=run.pk).count()
+    assert run.status == AgentRun.Status.FAILED
+    assert "blocked topic" in run.error and "nothing was sent" in run.error
+    assert calls == 0
 
 
 def test_run_over_its_cost_cap_fails(owner_access: Access, workspace_a: Workspace) -> None:

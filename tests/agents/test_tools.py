@@ -5,7 +5,7 @@ from django_tenants.utils import schema_context
 
 from agents.providers.base import Message, ToolCall
 from agents.toolloop import _run_tool, run_tool_loop, tools_by_name
-from agents.tools.base import ToolFailed
+from agents.tools.base import NO_TOOL_CONTEXT, ToolFailed
 from agents.tools.calculator import Calculator, evaluate
 from agents.tools.clock import CurrentTime
 from core.exceptions import ValidationFailed
@@ -65,7 +65,9 @@ def test_current_time_knows_time_zones_and_names_a_bad_one() -> None:
 
 def test_a_tool_the_agent_was_not_given_is_refused_not_run() -> None:
     tools = tools_by_name(["current_time"])
-    step = _run_tool(tools, ToolCall(id="c1", name="calculator", arguments={"expression": "1"}))
+    step = _run_tool(
+        tools, ToolCall(id="c1", name="calculator", arguments={"expression": "1"}), NO_TOOL_CONTEXT
+    )
     assert step.ok is False
     assert "not available" in step.output
 

@@ -1,0 +1,1 @@
+"""Conversations with agents, streamed over the websocket."""

