@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
-from agents.models import AgentVersion
+from agents.aliases import MAX_TARGETS
+from agents.models import AgentVersion, KnowledgeBase, MemoryMode, ProviderKind
+from agents.services import output_schema_problem
 from agents.tools.registry import BUILTIN_TOOLS
 
 
@@ -42,12 +45,71 @@ class AgentForm(forms.Form):
     blocked_patterns = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
-        help_text="One regular expression per line; an answer that matches is withheld.",
+        label="Blocked topics and output patterns",
+        help_text="One regular expression per line. A question that matches is refused before "
+        "any call; an answer that matches is withheld.",
     )
+    memory_mode = forms.ChoiceField(
+        choices=MemoryMode.choices,
+        initial=MemoryMode.NONE,
+        required=False,
+        label="Memory in conversations",
+        help_text="Last N turns resends recent turns; a running summary keeps long chats cheap.",
+    )
+    memory_turns = forms.IntegerField(
+        min_value=1, max_value=50, initial=10, required=False, label="N (turns)"
+    )
+    knowledge_base_ids = forms.TypedMultipleChoiceField(
+        coerce=int,
+        choices=[],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Knowledge bases",
+        help_text="What the knowledge_search tool may read.",
+    )
+    cache_enabled = forms.BooleanField(
+        required=False,
+        label="Answer near-duplicate questions from the semantic cache",
+        help_text="Cached answers cost nothing; the cache empties when you save a new version "
+        "or a knowledge base it reads changes.",
+    )
+    output_schema = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "mono"}),
+        required=False,
+        label="Output format (JSON schema)",
+        help_text='Optional. e.g. {"type": "object", "properties": {"urgency": {"enum": '
+        '["low", "high"]}}, "required": ["urgency"]}. Answers are checked against it.',
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast(forms.TypedMultipleChoiceField, self.fields["knowledge_base_ids"])
+        field.choices = [(kb.pk, kb.name) for kb in KnowledgeBase.objects.all()]
+
+    def clean_memory_mode(self) -> str:
+        return str(self.cleaned_data["memory_mode"] or MemoryMode.NONE)
+
+    def clean_memory_turns(self) -> int:
+        return int(self.cleaned_data["memory_turns"] or 10)
 
     def clean_blocked_patterns(self) -> list[str]:
         text: str = self.cleaned_data["blocked_patterns"]
         return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def clean_output_schema(self) -> dict[str, Any] | None:
+        text: str = self.cleaned_data["output_schema"].strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(
+                f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+            ) from exc
+        problem = output_schema_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return cast(dict[str, Any], value)
 
     @classmethod
     def initial_from(cls, agent: Any, version: AgentVersion | None) -> dict[str, Any]:
@@ -62,6 +124,13 @@ class AgentForm(forms.Form):
                 max_tool_calls=version.max_tool_calls,
                 max_cost_per_run_usd=version.max_cost_per_run_usd,
                 blocked_patterns="\n".join(version.blocked_patterns),
+                memory_mode=version.memory_mode,
+                memory_turns=version.memory_turns,
+                knowledge_base_ids=version.knowledge_base_ids,
+                cache_enabled=version.cache_enabled,
+                output_schema=json.dumps(version.output_schema, indent=2)
+                if version.output_schema
+                else "",
             )
         return initial
 
@@ -110,3 +179,40 @@ class BudgetForm(forms.Form):
         decimal_places=2,
         help_text="Empty: no cap. Calls that could exceed it are refused.",
     )
+
+
+class AliasForm(forms.Form):
+    name = forms.CharField(
+        max_length=40,
+        help_text="What agents write as their model, e.g. smart or fast-cheap.",
+        widget=forms.TextInput(attrs={"placeholder": "smart"}),
+    )
+    description = forms.CharField(max_length=200, required=False)
+
+
+class AliasTargetForm(forms.Form):
+    """One row of an alias's fallback order."""
+
+    kind = forms.ChoiceField(label="Provider", choices=ProviderKind.choices)
+    credential = forms.TypedChoiceField(
+        label="Key",
+        coerce=int,
+        empty_value=None,
+        required=False,
+        help_text="Empty: the platform's key for that provider.",
+    )
+    model = forms.CharField(
+        max_length=128,
+        required=False,  # an empty row is skipped
+        widget=forms.TextInput(attrs={"placeholder": "claude-sonnet-4-5"}),
+    )
+
+    def __init__(self, *args: Any, credentials: list[tuple[int, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast(forms.TypedChoiceField, self.fields["credential"])
+        field.choices = [("", "Platform default"), *credentials]
+
+
+AliasTargetFormSet = forms.formset_factory(
+    AliasTargetForm, extra=2, can_delete=True, max_num=MAX_TARGETS, validate_max=True
+)

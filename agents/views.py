@@ -11,9 +11,17 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import budgets, providers_admin, selectors, services
+from agents import aliases, budgets, providers_admin, selectors, services
 from agents import usage as usage_reports
-from agents.forms import AgentForm, BudgetForm, CheckForm, CredentialForm, RunForm
+from agents.forms import (
+    AgentForm,
+    AliasForm,
+    AliasTargetFormSet,
+    BudgetForm,
+    CheckForm,
+    CredentialForm,
+    RunForm,
+)
 from agents.models import WorkspaceBudget
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
@@ -255,3 +263,112 @@ def usage_budget(request: AppRequest) -> HttpResponse:
     else:
         messages.error(request, f"Monthly budget: {form.errors['monthly_cap_usd'][0]}")
     return redirect("usage", workspace_slug=access.workspace.slug)
+
+
+def model_aliases(request: AppRequest) -> HttpResponse:
+    access = _access(request)
+    return render(
+        request,
+        "agents/aliases.html",
+        {
+            "aliases": aliases.aliases_list(access=access),
+            "can_edit": access.can(Perm.WORKSPACE_UPDATE),
+        },
+    )
+
+
+def _target_specs(formset: Any) -> tuple[list[aliases.TargetSpec], list[Any]]:
+    """The filled, undeleted rows in order, and the forms they came from (for errors)."""
+    specs, forms_used = [], []
+    for form in formset.forms:
+        data = form.cleaned_data
+        if not data or data.get("DELETE") or not data.get("model", "").strip():
+            continue
+        specs.append(
+            aliases.TargetSpec(
+                kind=data["kind"], model=data["model"], credential_id=data.get("credential")
+            )
+        )
+        forms_used.append(form)
+    return specs, forms_used
+
+
+def _place_alias_errors(exc: ApplicationError, form: AliasForm, rows: list[Any]) -> None:
+    """`targets.2.model` errors go beside that row's field; the rest above the form."""
+    if not exc.fields:
+        form.add_error(None, exc.message)
+    for key, problems in exc.fields.items():
+        parts = key.split(".")
+        for problem in problems:
+            if len(parts) == 3 and parts[0] == "targets" and parts[1].isdigit():
+                rows[int(parts[1]) - 1].add_error(parts[2], problem)
+            else:
+                form.add_error(key if key in form.fields else None, problem)
+
+
+@require_http_methods(["GET", "POST"])
+def model_alias_edit(request: AppRequest, alias_id: int | None = None) -> HttpResponse:
+    access = _access(request, Perm.WORKSPACE_UPDATE)
+    alias = None
+    if alias_id is not None:
+        try:
+            alias = aliases.alias_get(access=access, alias_id=alias_id)
+        except NotFound as exc:
+            raise Http404(exc.message) from exc
+    credentials = [
+        (c.pk, f"{c.name} ({c.get_kind_display()})")
+        for c in providers_admin.credentials_list(access=access)
+    ]
+    initial_targets = (
+        [
+            {"kind": t.kind, "model": t.model, "credential": t.credential_id}
+            for t in alias.targets.all()
+        ]
+        if alias
+        else [{"kind": "offline", "model": "demo"}]
+    )
+    form = AliasForm(
+        request.POST or None,
+        initial={"name": alias.name, "description": alias.description} if alias else None,
+    )
+    formset = AliasTargetFormSet(
+        request.POST or None,
+        # Bound rows are judged on what was posted, not on how they differ from the initial.
+        initial=None if request.method == "POST" else initial_targets,
+        prefix="targets",
+        form_kwargs={"credentials": credentials},
+    )
+    if request.method == "POST" and form.is_valid() and formset.is_valid():
+        specs, forms_used = _target_specs(formset)
+        try:
+            saved = aliases.alias_save(
+                access=access,
+                alias_id=alias.pk if alias else None,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                targets=specs,
+            )
+        except ApplicationError as exc:
+            _place_alias_errors(exc, form, forms_used)
+        else:
+            messages.success(request, f"Model alias “{saved.name}” saved.")
+            return redirect("model_aliases", workspace_slug=access.workspace.slug)
+    return render(
+        request,
+        "agents/alias_form.html",
+        {"alias": alias, "form": form, "formset": formset},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@require_POST
+def model_alias_delete(request: AppRequest, alias_id: int) -> HttpResponse:
+    access = _access(request, Perm.WORKSPACE_UPDATE)
+    try:
+        aliases.alias_delete(access=access, alias_id=alias_id)
+        messages.success(request, "Model alias removed.")
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("model_aliases", workspace_slug=access.workspace.slug)

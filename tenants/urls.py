@@ -23,6 +23,12 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("usage/", agent_views.usage, name="usage"),
     path("usage/budget/", agent_views.usage_budget, name="usage_budget"),
     path("providers/", agent_views.providers, name="providers"),
+    path("models/", agent_views.model_aliases, name="model_aliases"),
+    path("models/new/", agent_views.model_alias_edit, name="model_alias_create"),
+    path("models/<int:alias_id>/", agent_views.model_alias_edit, name="model_alias_edit"),
+    path(
+        "models/<int:alias_id>/delete/", agent_views.model_alias_delete, name="model_alias_delete"
+    ),
     path(
         "providers/<int:credential_id>/delete/", agent_views.provider_delete, name="provider_delete"
     ),

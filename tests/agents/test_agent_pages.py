@@ -128,3 +128,51 @@ def test_agent_list_query_count_does_not_grow(
     with django_assert_max_num_queries(14):
         response = owner_client.get(_url("agent_list"))
     assert response.content.decode().count("offline:demo") == 12
+
+
+def test_agent_form_saves_memory_knowledge_cache_and_output_format(
+    world: World, owner_client: Client
+) -> None:
+    from agents.models import KnowledgeBase
+
+    with schema_context(world.workspace_a.schema_name):
+        base = KnowledgeBase.objects.create(name="Help center")
+    schema = '{"type": "object", "properties": {"urgency": {"enum": ["low", "high"]}}}'
+    form = owner_client.get(_url("agent_create")).content.decode()
+    assert "Help center" in form and "Output format (JSON schema)" in form
+    response = owner_client.post(
+        _url("agent_create"),
+        {
+            **FORM,
+            "memory_mode": "last_turns",
+            "memory_turns": 4,
+            "knowledge_base_ids": [str(base.pk)],
+            "cache_enabled": "on",
+            "output_schema": schema,
+        },
+    )
+    assert response.status_code == 302
+    with schema_context(world.workspace_a.schema_name):
+        version = Agent.objects.get(name="Pricing helper").current_version
+    assert version is not None
+    assert (version.memory_mode, version.memory_turns) == ("last_turns", 4)
+    assert version.knowledge_base_ids == [base.pk] and version.cache_enabled is True
+    assert version.output_schema["properties"]["urgency"]["enum"] == ["low", "high"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ("{not json", "Not valid JSON"),
+        ('{"type": 12}', "Not a valid JSON schema"),
+        ("[1, 2]", "must be a JSON object"),
+    ],
+)
+def test_a_broken_output_format_is_shown_beside_its_field(
+    world: World, owner_client: Client, schema: str, message: str
+) -> None:
+    response = owner_client.post(_url("agent_create"), {**FORM, "output_schema": schema})
+    assert response.status_code == 400
+    assert message in str(response.context["form"].errors["output_schema"])
+    with schema_context(world.workspace_a.schema_name):
+        assert not Agent.objects.filter(name="Pricing helper").exists()
