@@ -43,6 +43,8 @@ class AgentConfigInput(serializers.Serializer):
     )
     blocked_patterns = serializers.ListField(child=serializers.CharField(), required=False)
     output_schema = serializers.JSONField(required=False, allow_null=True)
+    knowledge_base_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    cache_enabled = serializers.BooleanField(required=False)
 
 
 class AgentCreateInput(AgentConfigInput):
@@ -81,6 +83,8 @@ class RunOutput(serializers.ModelSerializer):
             "input",
             "callback_url",
             "output",
+            "output_data",
+            "cache_hit",
             "error",
             "tool_steps",
             "input_tokens",

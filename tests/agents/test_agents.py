@@ -207,6 +207,38 @@ def test_api_validation_errors_name_fields(world: World) -> None:
     assert "tools" in response.json()["error"]["fields"]
 
 
+def test_api_agent_with_an_output_format_returns_parsed_data(world: World) -> None:
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {_key(world, ['build', 'run', 'workspace.view'])}"
+    )
+    schema = {
+        "type": "object",
+        "properties": {"urgency": {"enum": ["low", "high"]}, "reply": {"type": "string"}},
+        "required": ["urgency", "reply"],
+    }
+    created = client.post(
+        "/api/v1/agents/",
+        {**SUPPORT, "model": "offline:demo", "output_schema": schema, "cache_enabled": True},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["current_version"]["cache_enabled"] is True
+    bad = client.post("/api/v1/agents/", {**SUPPORT, "output_schema": {"type": 3}}, format="json")
+    assert "output_schema" in bad.json()["error"]["fields"]
+    with _in(world.workspace_a):
+        run = services.agent_run_start(
+            access=access_of(world.owner, world.workspace_a),
+            agent_id=created.json()["id"],
+            input="The app crashes on login",
+        )
+        execute_run(run.pk)
+    body = client.get(f"/api/v1/agents/{created.json()['id']}/runs/{run.pk}/").json()
+    assert body["status"] == "succeeded"
+    assert body["output_data"] == {"urgency": "low", "reply": "The app crashes on login"}
+    assert body["cache_hit"] is False
+
+
 def test_outsiders_get_404_for_agents_and_runs(world: World) -> None:
     with _in(world.workspace_a):
         agent = services.agent_create(access=access_of(world.owner, world.workspace_a), **SUPPORT)
