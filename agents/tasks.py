@@ -4,6 +4,8 @@ from typing import Any
 
 from celery import shared_task
 
+from agents.chat import tasks as _chat_tasks  # noqa: F401 — registers its tasks
+from agents.knowledge import tasks as _knowledge_tasks  # noqa: F401 — registers its tasks
 from agents.runs import execute_run
 
 

@@ -1,3 +1,11 @@
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from agents.chat import views
+
+urlpatterns: list[URLPattern] = [
+    path("", views.conversation_list, name="conversation_list"),
+    path("new/", views.conversation_new, name="conversation_new"),
+    path("<int:conversation_id>/", views.conversation_detail, name="conversation_detail"),
+    path("<int:conversation_id>/send/", views.conversation_send, name="conversation_send"),
+    path("<int:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
+]

@@ -1,3 +1,10 @@
-from django.urls import URLPattern, path  # noqa: F401
+"""Outbound HTTP from agents: the workspace allowlist of hosts."""
 
-urlpatterns: list[URLPattern] = []
+from django.urls import URLPattern, path
+
+from agents.outbound import views
+
+urlpatterns: list[URLPattern] = [
+    path("", views.hosts, name="outbound_hosts"),
+    path("<int:host_id>/remove/", views.host_remove, name="outbound_host_remove"),
+]

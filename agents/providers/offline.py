@@ -59,6 +59,57 @@ def schema_instance(schema: dict[str, Any], text: str) -> Any:
     return value.ljust(schema.get("minLength", 0), ".")
 
 
+_URL = re.compile(r"https?://[^\s<>\"'`]+")
+_PASSAGE = re.compile(r"^\[(\d+)\] (.+?): (.*)$")
+
+
+def _called_tool(request: ChatRequest, call_id: str | None) -> str | None:
+    """The name of the tool whose result has this call id."""
+    for message in reversed(request.messages):
+        for call in message.tool_calls:
+            if call.id == call_id:
+                return call.name
+    return None
+
+
+def _cited_answer(tool_output: str) -> str:
+    """Quote the best passage of a knowledge_search result and list the sources, keeping the
+    [n] markers, so offline answers show their citations."""
+    passages = [m.groups() for m in map(_PASSAGE.match, tool_output.splitlines()) if m]
+    if not passages:
+        return f"{LABEL} The tool returned: {tool_output}"
+    number, _, text = passages[0]
+    words = text.split()
+    quote = " ".join(words[:60]) + ("…" if len(words) > 60 else "")
+    sources = "; ".join(f"[{n}] {citation}" for n, citation, _ in passages)
+    return f"{LABEL} The tool returned: {quote} [{number}]\n\nSources: {sources}"
+
+
+def _url_in(text: str) -> str | None:
+    """The first URL in the text, without the sentence's punctuation after it (a closing
+    parenthesis stays when the URL opened one, as in Wikipedia titles)."""
+    match = _URL.search(text)
+    if match is None:
+        return None
+    url = match.group(0)
+    while url and (url[-1] in ".,;:!?]" or (url[-1] == ")" and url.count("(") < url.count(")"))):
+        url = url[:-1]
+    return url
+
+
+def _tool_call(
+    request: ChatRequest, prompt_tokens: int, name: str, arguments: dict[str, Any]
+) -> ChatResult:
+    call = ToolCall(id=f"call_offline_{len(request.messages)}", name=name, arguments=arguments)
+    return ChatResult(
+        text="",
+        stop_reason=StopReason.TOOL_USE,
+        usage=Usage(input_tokens=prompt_tokens, output_tokens=8),
+        model=request.model,
+        tool_calls=(call,),
+    )
+
+
 class OfflineProvider(Provider):
     kind = "offline"
 
@@ -67,22 +118,26 @@ class OfflineProvider(Provider):
         prompt_tokens = _tokens(request.system) + sum(_tokens(m.content) for m in request.messages)
         tools = {tool.name for tool in request.tools}
         if last is not None and last.role == "tool":
+            if _called_tool(request, last.tool_call_id) == "knowledge_search":
+                text = _cited_answer(last.content)
+                if request.output_schema is not None:
+                    text = json.dumps(schema_instance(request.output_schema, text))
+                return self._result(request, text, prompt_tokens)
             text = f"{LABEL} The tool returned: {last.content}"
             return self._result(request, text, prompt_tokens)
         question = last.content if last is not None else ""
         match = _ARITHMETIC.search(question)
+        url = _url_in(question)
+        if "http_request" in tools and url:
+            return _tool_call(request, prompt_tokens, "http_request", {"url": url})
         if "calculator" in tools and match:
-            call = ToolCall(
-                id=f"call_offline_{len(request.messages)}",
-                name="calculator",
-                arguments={"expression": match.group(1).strip()},
+            return _tool_call(
+                request, prompt_tokens, "calculator", {"expression": match.group(1).strip()}
             )
-            return ChatResult(
-                text="",
-                stop_reason=StopReason.TOOL_USE,
-                usage=Usage(input_tokens=prompt_tokens, output_tokens=8),
-                model=request.model,
-                tool_calls=(call,),
+        searchable = last is not None and last.role == "user" and question.strip()
+        if "knowledge_search" in tools and searchable:
+            return _tool_call(
+                request, prompt_tokens, "knowledge_search", {"query": question.strip()[:1000]}
             )
         words = question.split()
         gist = " ".join(words[:24]) + ("…" if len(words) > 24 else "")

@@ -265,12 +265,17 @@ EMBEDDER = env.str("EMBEDDER", default="hashing")
 # prompt (same agent version and model) is answered from the cache.
 RESPONSE_CACHE_MAX_DISTANCE = env.float("RESPONSE_CACHE_MAX_DISTANCE", default=0.08)
 RESPONSE_CACHE_TTL_DAYS = env.int("RESPONSE_CACHE_TTL_DAYS", default=30)
+KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.
 OUTBOUND_ALLOW_PRIVATE_NETWORKS = env.bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", default=False)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# The http_request tool (agents/tools/http.py): whole-request deadline, body cap, redirect hops.
+HTTP_TOOL_TIMEOUT_SECONDS = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
+HTTP_TOOL_MAX_BYTES = env.int("HTTP_TOOL_MAX_BYTES", default=200_000)
+HTTP_TOOL_MAX_REDIRECTS = env.int("HTTP_TOOL_MAX_REDIRECTS", default=3)
 
 # --- Platform behaviour
 WORKSPACE_RESERVED_SLUGS = frozenset(

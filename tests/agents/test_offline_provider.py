@@ -92,3 +92,19 @@ def test_max_tokens_cuts_the_answer_and_says_why() -> None:
 def test_unknown_provider_kind_is_named_in_the_error() -> None:
     with pytest.raises(ValueError, match="Unknown provider kind 'gemini'"):
         get_provider(ProviderConfig(kind="gemini"))
+
+
+def test_offline_fetches_a_url_in_the_question_only_when_it_has_the_http_tool() -> None:
+    http = ToolSpec(name="http_request", description="Fetch", parameters={"type": "object"})
+    provider = get_provider(ProviderConfig(kind="offline"))
+    question = "Summarise https://en.wikipedia.org/wiki/Django_(web_framework)."
+    with_tool = provider.complete(_ask(question, tools=(http, CALCULATOR)))
+    without = provider.complete(_ask(question, tools=(CALCULATOR,)))
+    assert with_tool.stop_reason is StopReason.TOOL_USE
+    assert with_tool.tool_calls[0].name == "http_request"
+    assert with_tool.tool_calls[0].arguments == {
+        "url": "https://en.wikipedia.org/wiki/Django_(web_framework)"
+    }
+    bracketed = provider.complete(_ask("See (https://docs.python.org/3/)!", tools=(http,)))
+    assert bracketed.tool_calls[0].arguments == {"url": "https://docs.python.org/3/"}
+    assert without.tool_calls == () and without.text.startswith(LABEL)

@@ -68,5 +68,47 @@ def test_demo_workspace_has_runnable_agents_once() -> None:
         )
         execute_run(run.pk)
         run.refresh_from_db()
-    assert names == ["Finance calculator", "Meeting scheduler", "Support triage"]
+    assert names == [
+        "Finance calculator",
+        "Meeting scheduler",
+        "Research assistant",
+        "SQL explainer",
+        "Support triage",
+    ]
     assert run.status == "succeeded" and "240" in run.output
+
+
+def test_demo_support_agent_cites_the_help_center_and_sql_explainer_answers_in_format() -> None:
+    from django_tenants.utils import schema_context
+
+    from agents.models import Agent, AllowedHost, KnowledgeBase
+    from agents.runs import execute_run
+    from agents.services import agent_run_start
+    from tenants.permissions import Access
+
+    call_command("seed_demo", stdout=StringIO())
+    demo = Workspace.objects.get(slug="demo")
+    access = Access(workspace=demo, user=User.objects.get(email="owner@demo.local"), role="owner")
+    with schema_context(demo.schema_name):
+        assert (
+            KnowledgeBase.objects.get(name="Help center").documents.filter(status="ready").exists()
+        )
+        assert AllowedHost.objects.filter(host="en.wikipedia.org").exists()
+        support = agent_run_start(
+            access=access,
+            agent_id=Agent.objects.get(name="Support triage").pk,
+            input="How long does a refund take?",
+        )
+        execute_run(support.pk)
+        sql = agent_run_start(
+            access=access,
+            agent_id=Agent.objects.get(name="SQL explainer").pk,
+            input="SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id",
+        )
+        execute_run(sql.pk)
+        support.refresh_from_db()
+        sql.refresh_from_db()
+    assert support.status == "succeeded" and "[1]" in support.output
+    assert support.tool_steps[0]["tool"] == "knowledge_search"
+    assert sql.status == "succeeded", sql.error
+    assert set(sql.output_data) == {"summary", "tables", "risks"}
