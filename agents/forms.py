@@ -28,7 +28,10 @@ class AgentForm(forms.Form):
     )
     max_tokens = forms.IntegerField(min_value=1, max_value=200_000, initial=1024)
     tools = forms.MultipleChoiceField(
-        choices=[(name, tool.description) for name, tool in BUILTIN_TOOLS.items()],
+        choices=[
+            (name, f"{name} — {tool.description.split('. ')[0].rstrip('.')}")
+            for name, tool in BUILTIN_TOOLS.items()
+        ],
         widget=forms.CheckboxSelectMultiple,
         required=False,
     )
