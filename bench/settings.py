@@ -21,3 +21,5 @@ if os.environ.get("BENCH_PROBE_MIGRATIONS"):
 
 # One audit line per created workspace would bury the progress output.
 LOGGING["loggers"]["audit"] = {"level": "WARNING"}
+# …and one line per HTTP request would bury the gateway bench's.
+LOGGING["loggers"]["httpx2"] = {"level": "WARNING"}

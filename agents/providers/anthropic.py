@@ -23,6 +23,7 @@ from agents.providers.base import (
     ToolCallReady,
     Usage,
     parse_tool_arguments,
+    sdk_client,
     translate_sdk_error,
 )
 
@@ -91,12 +92,10 @@ class AnthropicProvider(Provider):
     kind = "anthropic"
 
     def _client(self) -> anthropic.Anthropic:
-        return anthropic.Anthropic(
-            api_key=self.config.api_key,
-            base_url=self.config.base_url,
-            timeout=self.config.timeout,
-            max_retries=0,  # the gateway owns retries
+        client: anthropic.Anthropic = sdk_client(
+            anthropic.Anthropic, self.config, api_key=self.config.api_key
         )
+        return client
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -8,8 +8,10 @@ whether a retry or a fallback could help.
 from __future__ import annotations
 
 import abc
+import functools
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -144,6 +146,23 @@ class ProviderConfig:
     base_url: str | None = None
     timeout: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=64)
+def _client(
+    factory: Callable[..., Any], pid: int, api_key: str, base_url: str | None, timeout: float
+) -> Any:
+    return factory(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+
+
+def sdk_client(factory: Callable[..., Any], config: ProviderConfig, *, api_key: str) -> Any:
+    """One SDK client per (SDK, key, base URL, timeout) per process, reused across calls.
+
+    Building a client costs tens of milliseconds (an HTTP client with a TLS context) and a new
+    client cannot reuse pooled connections; both dwarfed the gateway's own work. The process id
+    is part of the key so a forked worker never shares its parent's sockets. The gateway owns
+    retries, so the SDK's are off."""
+    return _client(factory, os.getpid(), api_key, config.base_url, config.timeout)
 
 
 class Provider(abc.ABC):

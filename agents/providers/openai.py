@@ -24,6 +24,7 @@ from agents.providers.base import (
     ToolCallReady,
     Usage,
     parse_tool_arguments,
+    sdk_client,
     translate_sdk_error,
 )
 
@@ -81,12 +82,10 @@ class OpenAIProvider(Provider):
     kind = "openai"
 
     def _client(self) -> openai.OpenAI:
-        return openai.OpenAI(
-            api_key=self.config.api_key or "not-needed",
-            base_url=self.config.base_url,
-            timeout=self.config.timeout,
-            max_retries=0,  # the gateway owns retries
+        client: openai.OpenAI = sdk_client(
+            openai.OpenAI, self.config, api_key=self.config.api_key or "not-needed"
         )
+        return client
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []

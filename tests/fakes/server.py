@@ -190,6 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "FakeAPI/1.0"
     sys_version = ""
     timeout = 30  # an idle keep-alive connection is dropped after this many seconds
+    # Real API servers send small responses at once; with Nagle on, headers and body written
+    # separately wait for the client's delayed ACK (~40 ms), which would swamp any timing.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
