@@ -1,4 +1,11 @@
-"""Reads for the usage page: spend and tokens by day, model and agent over a period."""
+"""Reads for the usage page: spend and tokens by day, model and agent over a period, and what
+the semantic cache answered and saved.
+
+Cache hits are ledger rows too (`outcome="cached"`, `kind="cache"`, cost 0, `saved_usd` = what
+the hit did not spend). They never count as model calls; wherever rows are grouped by provider
+(the By model table, the CSV) they appear as provider `cache`, with their count in
+`cached`/`cached_answers` and their savings in `saved`/`saved_usd`.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,10 @@ _SUMS = {
     "output_tokens": Sum("output_tokens"),
     "calls": Count("id", filter=Q(outcome=UsageRecord.Outcome.OK)),
     "errors": Count("id", filter=Q(outcome=UsageRecord.Outcome.ERROR)),
+    "cached": Count("id", filter=Q(outcome=UsageRecord.Outcome.CACHED)),
+    "saved": Sum("saved_usd"),
 }
+_MONEY = ("cost", "saved")
 
 
 @dataclass
@@ -37,10 +47,26 @@ class UsageReport:
     def max_day_cost(self) -> Decimal:
         return max((d["cost"] for d in self.days), default=Decimal(0)) or Decimal(0)
 
+    @property
+    def cache_answers(self) -> int:
+        """Answers in the period: model answers plus cache hits."""
+        return int(self.totals["calls"]) + int(self.totals["cached"])
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        """Cached answers / (cached + answered by a model); None when nothing was answered."""
+        answers = self.cache_answers
+        return int(self.totals["cached"]) / answers if answers else None
+
+    @property
+    def cache_hit_percent(self) -> str:
+        rate = self.cache_hit_rate
+        return "—" if rate is None else f"{rate * 100:.1f} %"
+
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     """Sums over no rows are None: make them zero (grouping keys stay as they are)."""
-    zero = {key: (Decimal(0) if key == "cost" else 0) for key in _SUMS}
+    zero = {key: (Decimal(0) if key in _MONEY else 0) for key in _SUMS}
     return {k: (zero[k] if v is None and k in zero else v) for k, v in row.items()}
 
 
@@ -90,6 +116,8 @@ CSV_HEADER = [
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",
+    "cached_answers",
+    "saved_usd",
     "cost_usd",
 ]
 
@@ -115,6 +143,8 @@ def usage_csv_rows(*, access: Access, days: int = 30) -> list[list[Any]]:
             r["input_tokens"] or 0,
             r["cached_tokens"] or 0,
             r["output_tokens"] or 0,
+            r["cached"],
+            r["saved"] or Decimal(0),
             r["cost"] or Decimal(0),
         ]
         for r in rows

@@ -144,13 +144,23 @@ def _outbound_page() -> str:
         return "Outbound access"
 
 
-def resolve_public(host: str, port: int) -> str:
+def _shown(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and any(address in net for net in _NAT64):
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            return f"{address} ({inner})"
+    return str(address)
+
+
+def resolve_public(host: str, port: int, *, via: str = "") -> str:
     """Resolve once; every address must be public (unless private networks are allowed).
     Returns the address to connect to."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise ToolFailed(f"The host '{host}' does not resolve.") from exc
+        raise ToolFailed(f"The host '{host}'{via} does not resolve.") from exc
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     if not addresses:
         raise ToolFailed(f"The host '{host}' does not resolve.")
@@ -158,8 +168,9 @@ def resolve_public(host: str, port: int) -> str:
         for address in addresses:
             if not is_public(address):
                 raise ToolFailed(
-                    f"Refused: '{host}' resolves to {address}, a private, loopback, link-local "
-                    "or reserved address. The http_request tool only reaches the public internet."
+                    f"Refused: '{host}'{via} resolves to {_shown(address)}, a private, loopback, "
+                    "link-local or reserved address. The http_request tool only reaches the "
+                    "public internet."
                 )
     return str(addresses[0])
 
@@ -191,7 +202,7 @@ def check_target(url: str, entries: list[str], *, redirected_from: str | None = 
             f"admin can add it on the Outbound access page ({_outbound_page()})."
         )
     default_port = 443 if parts.scheme == "https" else 80
-    address = resolve_public(host, port or default_port)
+    address = resolve_public(host, port or default_port, via=via)
     return Target(url=url, scheme=parts.scheme, host=host, port=port, address=address)
 
 
@@ -252,8 +263,6 @@ class _Readable(HTMLParser):
             "pre",
             "section",
             "table",
-            "td",
-            "th",
             "tr",
             "ul",
         }
