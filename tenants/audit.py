@@ -34,6 +34,8 @@ class Action(models.TextChoices):
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
     WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
+    HOST_ADDED = "outbound.host_added", "Outbound host allowed"
+    HOST_REMOVED = "outbound.host_removed", "Outbound host removed"
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

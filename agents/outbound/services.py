@@ -18,8 +18,8 @@ from tenants import audit
 from tenants.permissions import Access, Perm
 
 MAX_HOSTS = 500
-HOST_ADDED = "outbound.host_added"
-HOST_REMOVED = "outbound.host_removed"
+HOST_ADDED = audit.Action.HOST_ADDED
+HOST_REMOVED = audit.Action.HOST_REMOVED
 
 
 def _invalid(message: str) -> ValidationFailed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,7 @@ class Site:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.errors: list[BaseException | None] = []
         self.release = threading.Event()
         site = self
 
@@ -112,8 +114,15 @@ class Site:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                error = sys.exc_info()[1]
+                if not isinstance(error, ConnectionError):  # the tool hanging up is expected
+                    site.errors.append(error)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -137,6 +146,7 @@ class Site:
 def site() -> Iterator[Site]:
     with Site() as running:
         yield running
+    assert running.errors == []
 
 
 @pytest.fixture
