@@ -254,6 +254,9 @@ class WebhookDelivery(models.Model):
         on_delete=models.SET_NULL,
         related_name="webhook_deliveries",
     )
+    workflow_run_id = models.BigIntegerField(
+        null=True, blank=True, db_index=True, help_text="Set for a workflow run's webhook."
+    )
     event = models.CharField(max_length=40)
     url = models.URLField(max_length=2000)
     payload = models.JSONField()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from agents import replay
 from agents.gateway import NO_CONTEXT, GatewayResult, UsageContext, gateway_complete, gateway_stream
 from agents.providers.base import (
     ChatRequest,
@@ -79,6 +80,19 @@ def _run_tool(tools: dict[str, Tool], call: ToolCall, context: ToolContext) -> T
     tool = tools.get(call.name)
     if tool is None:
         return ToolStep(call, f"Tool '{call.name}' is not available to this agent.", ok=False)
+    recorder = replay.current()
+    if recorder is None:
+        return _call_tool(tool, call, context)
+    key = replay.tool_fingerprint(call.name, call.arguments)
+    recorded = recorder.replay(replay.TOOL, key)
+    if recorded is not None:  # a redelivered workflow step: the side effect already happened
+        return ToolStep(call, recorded["output"], ok=recorded["ok"])
+    step = _call_tool(tool, call, context)
+    recorder.record(replay.TOOL, key, {"output": step.output, "ok": step.ok}, Decimal(0))
+    return step
+
+
+def _call_tool(tool: Tool, call: ToolCall, context: ToolContext) -> ToolStep:
     try:
         tool.validate(call.arguments)
         return ToolStep(call, tool.run(call.arguments, context), ok=True)

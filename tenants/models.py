@@ -30,6 +30,10 @@ class Workspace(TenantMixin):
     webhook_secret_encrypted = models.TextField(
         blank=True, help_text="Signs outbound webhooks. Encrypted; shown once when rotated."
     )
+    run_retention_days = models.PositiveIntegerField(
+        default=90,
+        help_text="Finished workflow runs older than this are deleted daily; 0 keeps them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

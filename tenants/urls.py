@@ -17,6 +17,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("audit/", views.audit_log, name="audit_log"),
     path("settings/", views.workspace_settings, name="workspace_settings"),
     path("agents/", include("agents.urls")),
+    path("workflows/", include("workflows.urls")),
     path("knowledge/", include("agents.knowledge.urls")),
     path("conversations/", include("agents.chat.urls")),
     path("outbound/", include("agents.outbound.urls")),
