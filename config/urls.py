@@ -15,6 +15,9 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("workflows.api.urls")),
+    # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.
+    path("hooks/workflows/", include("workflows.hook_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("tenants.urls")),
