@@ -8,6 +8,8 @@ circuit, failure opens it again.
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from dataclasses import dataclass
 
@@ -23,7 +25,14 @@ class BreakerPolicy:
 
 
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    return _process_client(settings.REDIS_URL, os.getpid())
+
+
+@functools.cache
+def _process_client(url: str, pid: int) -> redis.Redis:
+    """One connection pool per process (a fork gets its own): a new connection per call cost
+    more than the breaker's two commands."""
+    return redis.Redis.from_url(url, socket_timeout=2)
 
 
 class CircuitBreaker:

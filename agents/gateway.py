@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 
-from agents import budgets
+from agents import budgets, replay
 from agents.breaker import CircuitBreaker
 from agents.models import AliasTarget, ModelAlias, ProviderKind, UsageRecord
 from agents.pricing import usage_cost
@@ -181,7 +182,13 @@ def _record(
 
 
 def _run(
-    model: str, call: Callable[[Target], ChatResult], context: UsageContext, request: ChatRequest
+    model: str,
+    call: Callable[[Target], ChatResult],
+    context: UsageContext,
+    request: ChatRequest,
+    *,
+    recorder: replay.CallRecorder | None = None,
+    fingerprint: str = "",
 ) -> GatewayResult:
     targets = resolve_targets(model)
     alias = model if ":" not in model else ""
@@ -238,17 +245,25 @@ def _run(
             latency = int((time.perf_counter() - started) * 1000)
             breaker.record_success()
             cost = _price(target, result.usage)
-            _record(
-                target,
-                context=context,
-                alias=alias,
-                outcome=UsageRecord.Outcome.OK,
-                attempt=attempt,
-                fallback=index > 0,
-                usage=result.usage,
-                cost=cost,
-                latency_ms=latency,
-            )
+            with transaction.atomic():  # a recorded call and its ledger row exist together
+                _record(
+                    target,
+                    context=context,
+                    alias=alias,
+                    outcome=UsageRecord.Outcome.OK,
+                    attempt=attempt,
+                    fallback=index > 0,
+                    usage=result.usage,
+                    cost=cost,
+                    latency_ms=latency,
+                )
+                if recorder is not None:
+                    recorder.record(
+                        replay.LLM,
+                        fingerprint,
+                        {"result": replay.result_to_json(result), "kind": target.kind},
+                        cost,
+                    )
             if cost:
                 budgets.warn_if_near_cap()
             return GatewayResult(
@@ -259,14 +274,36 @@ def _run(
     )
 
 
+def _replayed(model: str, request: ChatRequest) -> tuple[GatewayResult | None, str]:
+    """Inside a workflow step (`agents.replay.recording`): the recorded answer of this call if
+    the step already made it (a redelivered attempt), else None and the request's fingerprint.
+    A replayed call is not made again, not paid again and writes no ledger row."""
+    recorder = replay.current()
+    if recorder is None:
+        return None, ""
+    fingerprint = replay.request_fingerprint(model, request)
+    recorded = recorder.replay(replay.LLM, fingerprint)
+    if recorded is None:
+        return None, fingerprint
+    result = replay.result_from_json(recorded["result"])
+    config = ProviderConfig(kind=recorded["kind"], api_key="", base_url=None, timeout=0)
+    target = Target(kind=recorded["kind"], model=result.model, config=config, breaker_key="")
+    cost = Decimal(str(recorded.get("cost_usd", "0")))
+    return GatewayResult(result=result, target=target, cost_usd=cost, fallback=False), fingerprint
+
+
 def gateway_complete(
     *, model: str, request: ChatRequest, context: UsageContext = NO_CONTEXT
 ) -> GatewayResult:
+    done, fingerprint = _replayed(model, request)
+    if done is not None:
+        return done
+
     def call(target: Target) -> ChatResult:
         provider = get_provider(target.config)
         return provider.complete(_with_model(request, target.model))
 
-    return _run(model, call, context, request)
+    return _run(model, call, context, request, recorder=replay.current(), fingerprint=fingerprint)
 
 
 def gateway_stream(
@@ -278,6 +315,14 @@ def gateway_stream(
 ) -> GatewayResult:
     """Stream through the gateway. A target may be retried or replaced only until its first
     token reached `on_event`; after that a failure is final (the user saw a partial answer)."""
+
+    done, fingerprint = _replayed(model, request)
+    if done is not None:
+        if done.result.text:
+            on_event(TextDelta(done.result.text))
+        for tool_call in done.result.tool_calls:
+            on_event(ToolCallReady(tool_call))
+        return done
 
     def call(target: Target) -> ChatResult:
         provider = get_provider(target.config)
@@ -296,7 +341,7 @@ def gateway_stream(
             raise
         raise ProviderError("The stream ended without a final message.", retryable=True)
 
-    return _run(model, call, context, request)
+    return _run(model, call, context, request, recorder=replay.current(), fingerprint=fingerprint)
 
 
 def _with_model(request: ChatRequest, model: str) -> ChatRequest:
