@@ -1,0 +1,1298 @@
+"""The run engine. A run is a state machine kept in PostgreSQL; Celery only carries "look at step
+run N now" messages, which may arrive late, twice, or again after a worker died.
+
+One step, `step_execute(step_id)` (the `workflows.execute_step` task):
+
+1. **claim** — a session advisory lock on the step (held by whoever executes it, released by
+   PostgreSQL when that worker's connection dies), then in one transaction with the step row
+   locked: return at once if the step finished or the run ended; mark it running (a queued step
+   starts attempt + 1; a running step whose executor died continues the *same* attempt, so its
+   recorded calls replay) with `lease_until = now + timeout`;
+2. **run the node** outside any transaction, inside `agents.replay.recording(...)` and a
+   deadline (nodes.py);
+3. **complete** — one transaction that locks the run row (every write to a run's steps happens
+   under that lock, except the claim of a queued step, which the advisory lock covers),
+   re-checks the step is still running the same attempt (idempotent completion), stores the
+   outcome, schedules successors (branches, skip propagation, joins, map items), aggregates the
+   run's tokens and cost, finishes the run when nothing is left, and after commit enqueues what
+   became ready and tells live pages (`workflows.live.events.run_changed`).
+
+Lock order is always run row, then step rows; the claim locks only its step row and never waits
+for the run row while holding it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.db import OperationalError, connection, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from agents import replay
+from agents.providers.base import Usage
+from core.exceptions import ValidationFailed
+from tenants.schemas import current_schema
+from workflows import nodes
+from workflows.definition import Definition, Edge
+from workflows.expressions import ExpressionError, references, render, template_references
+from workflows.live import events
+from workflows.models import (
+    RUN_FINISHED,
+    STEP_FINISHED,
+    RunStatus,
+    StepRun,
+    StepStatus,
+    WorkflowRun,
+    WorkflowVersion,
+)
+from workflows.recorder import StepRecorder
+
+logger = logging.getLogger(__name__)
+
+LEASE_GRACE_SECONDS = 30  # a running step's lease: its timeout plus this
+BUSY_WAIT_SECONDS = 5.0  # how long a second delivery waits for a dead executor's lock to go
+DEFAULT_MAP_CONCURRENCY = 4
+MAX_SUBWORKFLOW_DEPTH = 5
+STALLED_AFTER = timedelta(minutes=5)
+RECOVER_BATCH = 500
+
+ACTIVE = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.WAITING)
+HUMAN_WAITS = ("approval", "webhook_wait")
+# The columns the scheduler reads; loaded without outputs, which can be large.
+STATE_FIELDS = (
+    "id",
+    "run_id",
+    "node_id",
+    "node_type",
+    "parent_id",
+    "item_index",
+    "status",
+    "attempt",
+    "branch",
+    "error",
+)
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _coerce(kind: str, value: Any) -> tuple[bool, Any]:
+    actual = _json_type(value)
+    if kind == actual:
+        return True, value
+    if kind == "number" and actual == "integer":
+        return True, value
+    if kind == "integer" and actual == "number" and float(value).is_integer():
+        return True, int(value)
+    return False, value
+
+
+def inputs_check(definition: Mapping[str, Any], inputs: Any) -> dict[str, Any]:
+    """A run's inputs checked against `definition["inputs"]`, with defaults applied. Undeclared
+    names pass through (a webhook body may carry more than the workflow reads).
+
+    ValidationFailed(fields={"inputs": ["<name>: <problem>", ...]}) names every bad input."""
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        raise ValidationFailed(
+            "The run's inputs must be a JSON object.",
+            fields={"inputs": ["Send an object of input name → value."]},
+        )
+    declared: Mapping[str, Any] = definition.get("inputs") or {}
+    checked = dict(inputs)
+    problems: list[str] = []
+    for name, spec in declared.items():
+        kind = spec.get("type", "string")
+        if inputs.get(name) is None:
+            if "default" in spec:
+                checked[name] = copy.deepcopy(spec["default"])
+            elif spec.get("required"):
+                problems.append(f"{name}: required (a {kind})")
+            continue
+        ok, value = _coerce(kind, inputs[name])
+        if not ok:
+            problems.append(f"{name}: must be a {kind}, not a {_json_type(inputs[name])}")
+        checked[name] = value
+    if problems:
+        raise ValidationFailed(
+            "The run's inputs are not valid: " + "; ".join(problems) + ".",
+            fields={"inputs": problems},
+        )
+    return checked
+
+
+# --- plans: a version's definition, parsed once per process --------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    version_id: int
+    number: int
+    workflow_id: int
+    definition: Definition
+    order: tuple[str, ...]  # topological, ties in definition order
+    incoming: dict[str, tuple[Edge, ...]]
+    reads: dict[str, frozenset[str]]  # node id → the step ids its config reads ("*": any)
+    output_reads: frozenset[str]
+    has_rejected_edge: frozenset[str]  # approval nodes with a "rejected" edge
+
+    def spec(self, node_id: str, *, item: bool) -> nodes.NodeSpec:
+        step = self.definition.step(node_id)
+        if item:
+            body = step.config.get("node") or {}
+            return nodes.NodeSpec(node_id, body.get("type", ""), body.get("config") or {})
+        return nodes.NodeSpec(node_id, step.type, step.config)
+
+
+def _reads(config: Mapping[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for key, value in config.items():
+        if key in ("expression", "items") and isinstance(value, str):
+            found |= references(value)
+        elif key == "node" and isinstance(value, dict):
+            found |= _reads(value.get("config") or {})
+        elif key != "output_schema":
+            found |= template_references(value)
+    return found
+
+
+def _topological(definition: Definition) -> tuple[str, ...]:
+    position = {s.id: i for i, s in enumerate(definition.steps)}
+    indegree = {s.id: 0 for s in definition.steps}
+    for edge in definition.edges:
+        indegree[edge.target] += 1
+    ready = sorted((i for i, d in indegree.items() if d == 0), key=position.__getitem__)
+    order: list[str] = []
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for edge in definition.successors(current):
+            indegree[edge.target] -= 1
+            if indegree[edge.target] == 0:
+                ready.append(edge.target)
+                ready.sort(key=position.__getitem__)
+    order += [s.id for s in definition.steps if s.id not in order]  # validators forbid cycles
+    return tuple(order)
+
+
+def build_plan(version_id: int, number: int, workflow_id: int, document: Any) -> Plan:
+    definition = Definition.parse(document)
+    reads: dict[str, frozenset[str]] = {}
+    for step in definition.steps:
+        try:
+            reads[step.id] = frozenset(_reads(step.config))
+        except ExpressionError:
+            reads[step.id] = frozenset({"*"})
+    try:
+        output_reads = frozenset(template_references(definition.output or {}))
+    except ExpressionError:
+        output_reads = frozenset({"*"})
+    return Plan(
+        version_id=version_id,
+        number=number,
+        workflow_id=workflow_id,
+        definition=definition,
+        order=_topological(definition),
+        incoming={s.id: tuple(definition.predecessors(s.id)) for s in definition.steps},
+        reads=reads,
+        output_reads=output_reads,
+        has_rejected_edge=frozenset(e.source for e in definition.edges if e.branch == "rejected"),
+    )
+
+
+_plans: dict[tuple[str, int, Any], Plan] = {}
+
+
+def plan_for(version: WorkflowVersion) -> Plan:
+    """The parsed plan of a version. Versions are immutable, so it is cached per process, keyed
+    by schema, id and creation time (ids start again in a workspace re-created under the same
+    schema name). `version` may have its definition deferred: it is read only on a miss."""
+    key = (current_schema(), version.pk, version.created_at)
+    plan = _plans.get(key)
+    if plan is None:
+        if "definition" in version.get_deferred_fields():
+            document = (
+                WorkflowVersion.objects.filter(pk=version.pk)
+                .values_list("definition", flat=True)
+                .get()
+            )
+        else:
+            document = version.definition
+        plan = build_plan(version.pk, version.number, version.workflow_id, document)
+        if len(_plans) > 500:
+            _plans.clear()
+        _plans[key] = plan
+    return plan
+
+
+# --- enqueueing and events -------------------------------------------------------------------
+
+
+def _send(step_id: int, countdown: float = 0.0) -> None:
+    from workflows.tasks import execute_step
+
+    if countdown > 0:
+        execute_step.apply_async((step_id,), countdown=countdown)
+    else:
+        execute_step.apply_async((step_id,))
+
+
+def _after_commit(function: Callable[[], None]) -> None:
+    """Side effects after commit; a broker or Redis failure is logged, never raised (the
+    state is committed, and recovery re-sends what was not sent)."""
+    transaction.on_commit(function, robust=True)
+
+
+# --- creating runs -----------------------------------------------------------------------------
+
+
+def run_create(
+    *,
+    version: WorkflowVersion,
+    inputs: dict[str, Any],
+    trigger: str,
+    created_by_id: int | None = None,
+    api_key_prefix: str = "",
+    callback_url: str = "",
+    trigger_ref_id: int | None = None,
+    parent_step_id: int | None = None,
+    rerun_of_id: int | None = None,
+) -> tuple[WorkflowRun, list[int]]:
+    """Write the run and a step run per node (entry steps queued, the rest pending). Must be
+    called inside a transaction; returns the run and the step ids to enqueue after commit."""
+    plan = plan_for(version)
+    now = timezone.now()
+    run = WorkflowRun.objects.create(
+        workflow_id=version.workflow_id,
+        version=version,
+        status=RunStatus.QUEUED,
+        trigger=trigger,
+        trigger_ref_id=trigger_ref_id,
+        inputs=inputs,
+        parent_step_id=parent_step_id,
+        rerun_of_id=rerun_of_id,
+        created_by_id=created_by_id,
+        api_key_prefix=api_key_prefix,
+        callback_url=callback_url,
+    )
+    entry = set(plan.definition.entry_ids)
+    steps = StepRun.objects.bulk_create(
+        StepRun(
+            run=run,
+            node_id=step.id,
+            node_type=step.type,
+            status=StepStatus.QUEUED if step.id in entry else StepStatus.PENDING,
+            queued_at=now if step.id in entry else None,
+        )
+        for step in plan.definition.steps
+    )
+    return run, [s.pk for s in steps if s.status == StepStatus.QUEUED]
+
+
+def run_start_internal(**kwargs: Any) -> WorkflowRun:
+    """`run_create` plus the enqueue and the event after commit."""
+    with transaction.atomic():
+        run, ready = run_create(**kwargs)
+        run_id = run.pk
+
+        def after() -> None:
+            for step_id in ready:
+                _send(step_id)
+            events.run_changed(run_id, ready)
+
+        _after_commit(after)
+    return run
+
+
+# --- the per-transaction view of one run ----------------------------------------------------
+
+
+@dataclass
+class Spend:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+
+    @classmethod
+    def of(cls, usage: Usage, cost: Decimal) -> Spend:
+        return cls(usage.input_tokens + usage.cached_input_tokens, usage.output_tokens, cost)
+
+    def minus(self, other: Spend) -> Spend:
+        return Spend(
+            max(0, self.input_tokens - other.input_tokens),
+            max(0, self.output_tokens - other.output_tokens),
+            max(Decimal(0), self.cost_usd - other.cost_usd),
+        )
+
+
+class RunTxn:
+    """The changes to one run inside one transaction that holds the run's row lock.
+
+    Collects changed step ids, steps to enqueue and run fields; `commit()` saves the run and
+    registers the after-commit work (enqueue, child/parent notifications, the live event)."""
+
+    def __init__(self, run: WorkflowRun) -> None:
+        self.run = run
+        self.plan = plan_for(run.version)
+        self.now = timezone.now()
+        self.changed: set[int] = set()
+        self.enqueue: list[tuple[int, float]] = []
+        self.run_fields: set[str] = set()
+        self.after: list[Callable[[], None]] = []
+        self._steps: dict[str, StepRun] | None = None
+
+    @classmethod
+    def lock(cls, run_id: int) -> RunTxn | None:
+        run = (
+            WorkflowRun.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("version")
+            .defer("version__definition")
+            .filter(pk=run_id)
+            .first()
+        )
+        return cls(run) if run is not None else None
+
+    @property
+    def finished(self) -> bool:
+        return self.run.status in RUN_FINISHED
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def steps(self) -> dict[str, StepRun]:
+        """The run's top-level step runs by node id (state columns only)."""
+        if self._steps is None:
+            rows = StepRun.objects.filter(run_id=self.run.pk, parent__isnull=True).only(
+                *STATE_FIELDS
+            )
+            self._steps = {s.node_id: s for s in rows}
+        return self._steps
+
+    def outputs(self, ids: frozenset[str] | set[str]) -> dict[str, Any]:
+        return step_outputs(self.run.pk, ids)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def save_step(self, step: StepRun, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(step, name, value)
+        StepRun.objects.filter(pk=step.pk).update(**fields, revision=F("revision") + 1)
+        self.changed.add(step.pk)
+
+    def set_steps(self, steps: list[StepRun], **fields: Any) -> None:
+        if not steps:
+            return
+        for step in steps:
+            for name, value in fields.items():
+                setattr(step, name, value)
+        StepRun.objects.filter(pk__in=[s.pk for s in steps]).update(
+            **fields, revision=F("revision") + 1
+        )
+        self.changed.update(s.pk for s in steps)
+
+    def queue(self, steps: list[StepRun]) -> None:
+        self.set_steps(steps, status=StepStatus.QUEUED, queued_at=self.now, next_attempt_at=None)
+        self.enqueue.extend((s.pk, 0.0) for s in steps)
+
+    def set_run(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+        self.run_fields.update(fields)
+
+    def add_spend(self, spend: Spend) -> None:
+        if spend.input_tokens or spend.output_tokens or spend.cost_usd:
+            self.set_run(
+                input_tokens=self.run.input_tokens + spend.input_tokens,
+                output_tokens=self.run.output_tokens + spend.output_tokens,
+                cost_usd=self.run.cost_usd + spend.cost_usd,
+            )
+
+    def commit(self) -> None:
+        run = self.run
+        if self.run_fields:
+            run.revision += 1
+            run.save(update_fields=sorted({*self.run_fields, "revision"}))
+            if self.finished and "status" in self.run_fields and run.callback_url:
+                from workflows.notify import run_finished_webhook
+
+                run_finished_webhook(run)
+        if not (self.run_fields or self.changed or self.enqueue or self.after):
+            return
+        run_id, enqueue, after = run.pk, list(self.enqueue), list(self.after)
+        changed = sorted(self.changed)
+        parent_step = run.parent_step_id if self.finished and "status" in self.run_fields else None
+
+        def publish() -> None:
+            for step_id, countdown in enqueue:
+                _send(step_id, countdown)
+            if parent_step is not None:
+                _send(parent_step)  # the sub-workflow step reads this run's result
+            for function in after:
+                function()
+            events.run_changed(run_id, changed)
+
+        _after_commit(publish)
+
+    # -- step outcomes ----------------------------------------------------------------------
+
+    def step_succeeded(self, step: StepRun, **fields: Any) -> None:
+        self.save_step(
+            step,
+            status=StepStatus.SUCCEEDED,
+            error="",
+            finished_at=self.now,
+            lease_until=None,
+            next_attempt_at=None,
+            **fields,
+        )
+        self.step_finished(step)
+
+    def step_failed(self, step: StepRun, error: str, **fields: Any) -> None:
+        self.save_step(
+            step,
+            status=StepStatus.FAILED,
+            error=error,
+            finished_at=self.now,
+            lease_until=None,
+            next_attempt_at=None,
+            **fields,
+        )
+        self.step_finished(step)
+
+    def step_finished(self, step: StepRun) -> None:
+        if self.finished:
+            return  # a map item that outlived its failed run: kept, nothing follows
+        if step.parent_id is not None:
+            self.map_progress(self.steps()[step.node_id])
+            return
+        self.schedule()
+        self.settle()
+
+    def attempt_failed(self, step: StepRun, error: str, **fields: Any) -> None:
+        """Retry with backoff while attempts remain, else fail the step."""
+        node = self.plan.definition.step(step.node_id)
+        if step.attempt < node.max_attempts:
+            delay = node.backoff_seconds * 2 ** (step.attempt - 1)
+            delay += random.uniform(0, min(1.0, delay * 0.1))  # noqa: S311 (jitter)
+            self.save_step(
+                step,
+                status=StepStatus.QUEUED,
+                error=error,
+                queued_at=self.now,
+                next_attempt_at=self.now + timedelta(seconds=delay),
+                lease_until=None,
+                **fields,
+            )
+            self.enqueue.append((step.pk, delay))
+            return
+        self.step_failed(step, error, **fields)
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _verdict(self, node_id: str, steps: dict[str, StepRun]) -> tuple[str, list[str]]:
+        """ "ready" (with the predecessors it joins), "skip" or "wait" for a pending step."""
+        edges = self.plan.incoming[node_id]
+        if not edges:
+            return "ready", []
+        live: list[str] = []
+        dead = unresolved = 0
+        for edge in edges:
+            source = steps[edge.source]
+            if source.status == StepStatus.SUCCEEDED:
+                if edge.branch and source.branch != edge.branch:
+                    dead += 1
+                elif edge.source not in live:
+                    live.append(edge.source)
+            elif source.status == StepStatus.SKIPPED:
+                dead += 1
+            else:
+                unresolved += 1  # running, queued, waiting, pending, failed or cancelled
+        node = self.plan.definition.step(node_id)
+        mode = node.config.get("mode", "all") if node.type == "join" else "all"
+        if not live and not unresolved:
+            return "skip", []
+        if mode == "first" and live:
+            return "ready", live[:1]
+        if mode == "n" and live:
+            wanted = int(node.config.get("n") or 1)
+            if len(live) >= wanted or not unresolved:
+                return "ready", live[:wanted]
+            return "wait", []
+        if not unresolved:
+            return "ready", live
+        return "wait", []
+
+    def schedule(self) -> None:
+        """Queue every pending step whose predecessors allow it and skip those on branches not
+        taken (transitively). After a failure nothing new is queued (skips still propagate)."""
+        steps = self.steps()
+        failed = any(s.status == StepStatus.FAILED for s in steps.values())
+        ready: list[StepRun] = []
+        joins: list[tuple[StepRun, list[str]]] = []
+        skipped: list[StepRun] = []
+        for node_id in self.plan.order:
+            step = steps[node_id]
+            if step.status != StepStatus.PENDING:
+                continue
+            verdict, joined = self._verdict(node_id, steps)
+            if verdict == "skip":
+                step.status = StepStatus.SKIPPED  # later nodes in this pass see it
+                skipped.append(step)
+            elif verdict == "ready" and not failed:
+                step.status = StepStatus.QUEUED
+                if step.node_type in ("join", "parallel"):
+                    joins.append((step, joined))
+                else:
+                    ready.append(step)
+        self.set_steps(skipped, status=StepStatus.SKIPPED, finished_at=self.now)
+        self.queue(ready)
+        for step, joined in joins:
+            self.save_step(
+                step,
+                status=StepStatus.QUEUED,
+                queued_at=self.now,
+                input={"joined": joined},
+            )
+            self.enqueue.append((step.pk, 0.0))
+
+    def settle(self) -> None:
+        """The run's status from its top-level steps: finished when nothing is active."""
+        steps = self.steps()
+        failed = [s for s in steps.values() if s.status == StepStatus.FAILED]
+        if failed:
+            stop = [
+                s for s in steps.values() if s.status in (StepStatus.QUEUED, StepStatus.WAITING)
+            ]
+            self.cancel_steps(stop)
+        active = [s for s in steps.values() if s.status in ACTIVE]
+        if not active:
+            if failed:
+                first = min(failed, key=lambda s: self.plan.order.index(s.node_id))
+                label = self.plan.definition.step(first.node_id).label
+                self.finish(RunStatus.FAILED, error=f"{label}: {first.error}")
+                return
+            leftover = [s for s in steps.values() if s.status == StepStatus.PENDING]
+            self.set_steps(leftover, status=StepStatus.SKIPPED, finished_at=self.now)
+            output, problem = self.run_output()
+            if problem:
+                self.finish(RunStatus.FAILED, error=problem)
+            else:
+                self.finish(RunStatus.SUCCEEDED, output=output)
+            return
+        human = all(s.status == StepStatus.WAITING and s.node_type in HUMAN_WAITS for s in active)
+        status = RunStatus.WAITING if human else RunStatus.RUNNING
+        if self.run.status != status:
+            self.set_run(status=status)
+        if self.run.started_at is None:
+            self.set_run(started_at=self.now)
+
+    def run_output(self) -> tuple[Any, str]:
+        definition = self.plan.definition
+        if definition.output:
+            scope = {
+                "input": self.run.inputs,
+                "steps": self.outputs(self.plan.output_reads),
+                "run": self.run_scope(),
+            }
+            try:
+                return render(definition.output, scope), ""
+            except ExpressionError as exc:
+                return None, f"output: {exc}"
+        steps = self.steps()
+        sinks = {i for i in definition.sink_ids if steps[i].status == StepStatus.SUCCEEDED}
+        return (self.outputs(sinks) if sinks else {}), ""
+
+    def run_scope(self) -> dict[str, Any]:
+        return {"id": self.run.pk, "workflow": self.run.workflow_id, "version": self.plan.number}
+
+    def finish(self, status: str, *, error: str = "", output: Any = None) -> None:
+        self.set_run(status=status, error=error, output=output, finished_at=self.now)
+        if self.run.started_at is None:
+            self.set_run(started_at=self.now)
+
+    def cancel_steps(self, steps: list[StepRun]) -> None:
+        """Stop queued and waiting steps (and the pending/queued items of their maps, and the
+        runs of their sub-workflows). Running steps are left to finish."""
+        if not steps:
+            return
+        ids = [s.pk for s in steps]
+        self.set_steps(steps, status=StepStatus.CANCELLED, finished_at=self.now, lease_until=None)
+        self.cancel_items(ids)
+        self.cancel_children(ids)
+
+    def cancel_items(self, parent_ids: list[int]) -> None:
+        items = StepRun.objects.filter(
+            parent_id__in=parent_ids,
+            status__in=(StepStatus.PENDING, StepStatus.QUEUED, StepStatus.WAITING),
+        )
+        item_ids = list(items.values_list("pk", flat=True))
+        if item_ids:
+            StepRun.objects.filter(pk__in=item_ids).update(
+                status=StepStatus.CANCELLED,
+                finished_at=self.now,
+                lease_until=None,
+                revision=F("revision") + 1,
+            )
+            self.changed.update(item_ids)
+            self.cancel_children(item_ids)
+
+    def cancel_children(self, step_ids: list[int]) -> None:
+        children = list(
+            WorkflowRun.objects.filter(parent_step_id__in=step_ids)
+            .exclude(status__in=RUN_FINISHED)
+            .values_list("pk", flat=True)
+        )
+        for child in children:
+            self.after.append(partial(_cancel_quietly, child, "The parent run stopped."))
+
+    # -- waits ---------------------------------------------------------------------------------
+
+    def start_wait(self, step: StepRun, outcome: nodes.Outcome, spend: Spend) -> None:
+        totals = {
+            "input_tokens": spend.input_tokens,
+            "output_tokens": spend.output_tokens,
+            "cost_usd": spend.cost_usd,
+        }
+        if outcome.wait == nodes.WAIT_ITEMS:
+            self.start_map(step, outcome.items or [], outcome.input)
+            return
+        if outcome.wait == nodes.WAIT_CHILD and outcome.child is not None:
+            if self.depth() >= MAX_SUBWORKFLOW_DEPTH:
+                self.attempt_failed(
+                    step, f"Sub-workflows nest more than {MAX_SUBWORKFLOW_DEPTH} levels deep."
+                )
+                return
+            version = WorkflowVersion.objects.get(pk=outcome.child.version_id)
+            child, ready = run_create(
+                version=version,
+                inputs=outcome.child.inputs,
+                trigger=WorkflowRun.TriggerKind.SUBWORKFLOW,
+                created_by_id=self.run.created_by_id,
+                parent_step_id=step.pk,
+            )
+            child_id = child.pk
+            self.enqueue.extend((i, 0.0) for i in ready)
+            self.after.append(lambda: events.run_changed(child_id, ready))
+        lease = None
+        if outcome.wait == nodes.WAIT_WEBHOOK and outcome.wait_seconds:
+            lease = self.now + timedelta(seconds=outcome.wait_seconds)
+        token = secrets.token_urlsafe(24) if outcome.wait in HUMAN_WAITS_OUTCOMES else ""
+        self.save_step(
+            step,
+            status=StepStatus.WAITING,
+            input=outcome.input,
+            resume_token=token,
+            lease_until=lease,
+            decided_by_id=None,
+            decision_comment="",
+            **totals,
+        )
+        if step.parent_id is None:
+            self.settle()
+
+    def depth(self) -> int:
+        depth, parent = 0, self.run.parent_step_id
+        while parent is not None and depth <= MAX_SUBWORKFLOW_DEPTH:
+            depth += 1
+            parent = (
+                WorkflowRun.objects.filter(steps__pk=parent)
+                .values_list("parent_step_id", flat=True)
+                .first()
+            )
+        return depth
+
+    def start_map(self, step: StepRun, values: list[Any], shown: Any) -> None:
+        if not values:
+            self.step_succeeded(step, output=[], input=shown)
+            return
+        existing = {
+            i.item_index: i for i in StepRun.objects.filter(parent_id=step.pk).only(*STATE_FIELDS)
+        }
+        body_type = str(
+            (self.plan.definition.step(step.node_id).config.get("node") or {}).get("type")
+        )
+        created = StepRun.objects.bulk_create(
+            StepRun(
+                run_id=self.run.pk,
+                node_id=step.node_id,
+                node_type=body_type,
+                parent_id=step.pk,
+                item_index=index,
+                input=value,
+                status=StepStatus.PENDING,
+            )
+            for index, value in enumerate(values)
+            if index not in existing
+        )
+        self.changed.update(i.pk for i in created)
+        stale = [i.pk for index, i in existing.items() if index is None or index >= len(values)]
+        if stale:
+            StepRun.objects.filter(pk__in=stale).delete()
+        # Resumed: items that succeeded are kept; the others run again.
+        for index, item in existing.items():
+            if index is not None and index < len(values) and item.status != StepStatus.SUCCEEDED:
+                self.save_step(
+                    item, status=StepStatus.PENDING, input=values[index], finished_at=None
+                )
+        self.save_step(step, status=StepStatus.WAITING, input=shown, lease_until=None)
+        self.map_progress(step)
+
+    def map_progress(self, map_step: StepRun) -> None:
+        """After an item changed: fail the map on a failed item, finish it when every item
+        succeeded, else start pending items up to the concurrency limit."""
+        if map_step.status != StepStatus.WAITING:
+            return
+        items = list(
+            StepRun.objects.filter(parent_id=map_step.pk).only(*STATE_FIELDS).order_by("item_index")
+        )
+        failed = next((i for i in items if i.status == StepStatus.FAILED), None)
+        if failed is not None:
+            self.cancel_items([map_step.pk])
+            self.step_failed(map_step, f"item {failed.item_index} failed: {failed.error}")
+            return
+        if all(i.status == StepStatus.SUCCEEDED for i in items):
+            rows = StepRun.objects.filter(parent_id=map_step.pk).order_by("item_index")
+            totals = rows.aggregate(
+                i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd")
+            )
+            self.step_succeeded(
+                map_step,
+                output=list(rows.values_list("output", flat=True)),
+                input_tokens=totals["i"] or 0,
+                output_tokens=totals["o"] or 0,
+                cost_usd=totals["c"] or Decimal(0),
+            )
+            return
+        config = self.plan.definition.step(map_step.node_id).config
+        limit = int(config.get("concurrency") or DEFAULT_MAP_CONCURRENCY)
+        active = sum(1 for i in items if i.status in ACTIVE)
+        pending = [i for i in items if i.status == StepStatus.PENDING]
+        self.queue(pending[: max(0, limit - active)])
+
+
+HUMAN_WAITS_OUTCOMES = (nodes.WAIT_APPROVAL, nodes.WAIT_WEBHOOK)
+
+
+def step_outputs(run_id: int, ids: frozenset[str] | set[str]) -> dict[str, Any]:
+    """{node id: output} of the run's succeeded top-level steps among `ids` ("*": all)."""
+    if not ids:
+        return {}
+    rows = StepRun.objects.filter(run_id=run_id, parent__isnull=True, status=StepStatus.SUCCEEDED)
+    if "*" not in ids:
+        rows = rows.filter(node_id__in=ids)
+    return dict(rows.values_list("node_id", "output"))
+
+
+# --- executing one step ------------------------------------------------------------------------
+
+
+def _advisory_key(step_id: int) -> int:
+    digest = hashlib.blake2b(f"{current_schema()}:{step_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_executor(key: int) -> bool:
+    """Become the step's only executor. A second delivery waits a little: if the holder died,
+    PostgreSQL ends its session and frees the lock; if it is alive, it will finish the step."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        if cursor.fetchone()[0]:
+            return True
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, true)", [f"{int(BUSY_WAIT_SECONDS * 1000)}"]
+            )
+            cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+        return True
+    except OperationalError:
+        return False
+
+
+def _unlock_executor(key: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    except Exception:  # the connection went away, and the lock with it
+        logger.debug("advisory unlock failed", exc_info=True)
+
+
+@dataclass
+class Claim:
+    step_id: int
+    run_id: int
+    node_id: str
+    parent_id: int | None
+    item_index: int | None
+    attempt: int
+    fresh: bool  # a new attempt (not a redelivery of a running one)
+    status: str  # the status before the claim
+    input: Any
+    run_inputs: dict[str, Any]
+    plan: Plan
+
+
+def _claim(step_id: int) -> Claim | None:
+    now = timezone.now()
+    with transaction.atomic():
+        step = (
+            StepRun.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("run__version")
+            .defer("run__version__definition")
+            .filter(pk=step_id)
+            .first()
+        )
+        if step is None:
+            return None
+        run = step.run
+        if run.status in RUN_FINISHED or step.status not in ACTIVE:
+            return None
+        plan = plan_for(run.version)
+        claim = Claim(
+            step_id=step.pk,
+            run_id=run.pk,
+            node_id=step.node_id,
+            parent_id=step.parent_id,
+            item_index=step.item_index,
+            attempt=step.attempt,
+            fresh=step.status == StepStatus.QUEUED,
+            status=step.status,
+            input=step.input,
+            run_inputs=run.inputs,
+            plan=plan,
+        )
+        if step.status == StepStatus.WAITING:
+            return claim
+        node = plan.definition.step(step.node_id)
+        fields: dict[str, Any] = {
+            "status": StepStatus.RUNNING,
+            "lease_until": now + timedelta(seconds=node.timeout_seconds + LEASE_GRACE_SECONDS),
+        }
+        if claim.fresh:
+            claim.attempt += 1
+            fields.update(
+                attempt=claim.attempt, started_at=now, finished_at=None, next_attempt_at=None
+            )
+        StepRun.objects.filter(pk=step.pk).update(**fields, revision=F("revision") + 1)
+        run_id, queued = run.pk, run.status == RunStatus.QUEUED
+        _after_commit(lambda: events.run_changed(run_id, [step_id]))
+    if queued:  # the run's first step: outside the step lock (lock order is run, then step)
+        WorkflowRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, revision=F("revision") + 1
+        )
+    return claim
+
+
+@dataclass
+class Result:
+    outcome: nodes.Outcome | None = None
+    failure: nodes.StepFailed | None = None
+    spend: Spend = field(default_factory=Spend)  # what this attempt newly spent
+
+
+def _scope(claim: Claim) -> tuple[dict[str, Any], Any]:
+    plan = claim.plan
+    node = plan.definition.step(claim.node_id)
+    reads = set(plan.reads[claim.node_id])
+    joined_ids: list[str] = []
+    if claim.parent_id is None and node.type in ("join", "parallel"):
+        joined_ids = list((claim.input or {}).get("joined") or [])
+        reads |= set(joined_ids)
+    outputs = step_outputs(claim.run_id, frozenset(reads))
+    scope: dict[str, Any] = {
+        "input": claim.run_inputs,
+        "steps": outputs,
+        "run": {"id": claim.run_id, "workflow": plan.workflow_id, "version": plan.number},
+    }
+    if claim.parent_id is not None:
+        scope["item"] = claim.input
+        scope["index"] = claim.item_index
+    joined: Any = None
+    if node.type == "join":
+        joined = {i: outputs.get(i) for i in joined_ids}
+    elif node.type == "parallel":
+        joined = (
+            outputs.get(joined_ids[0])
+            if len(joined_ids) == 1
+            else ({i: outputs.get(i) for i in joined_ids} if joined_ids else claim.run_inputs)
+        )
+    return scope, joined
+
+
+def _run_node(claim: Claim) -> Result:
+    plan = claim.plan
+    timeout = plan.definition.step(claim.node_id).timeout_seconds
+    spec = plan.spec(claim.node_id, item=claim.parent_id is not None)
+    recorder = StepRecorder(step_id=claim.step_id, attempt=claim.attempt, fresh=claim.fresh)
+    started = time.monotonic()
+    result = Result()
+    try:
+        scope, joined = _scope(claim)
+        with replay.recording(recorder), nodes.deadline(timeout):
+            result.outcome = nodes.execute(spec, scope, joined)
+        if time.monotonic() - started > timeout:  # where the deadline could not interrupt
+            raise nodes.StepTimedOut(timeout)
+    except nodes.StepTimedOut as exc:
+        result.outcome = None
+        result.failure = nodes.StepFailed(str(exc))
+        idle = not connection.in_atomic_block and connection.connection is not None
+        if idle and not connection.is_usable():  # interrupted mid-query
+            connection.close()
+    except nodes.StepFailed as exc:
+        result.failure = exc
+    except Exception as exc:
+        logger.exception("step run %s (%s) raised", claim.step_id, spec.type)
+        result.failure = nodes.StepFailed(f"Internal error ({type(exc).__name__}); see the logs.")
+    earlier = Spend.of(recorder.earlier_usage, recorder.earlier_cost)
+    if result.outcome is not None:
+        result.spend = Spend.of(result.outcome.usage, result.outcome.cost_usd).minus(earlier)
+    elif result.failure is not None:
+        result.spend = Spend.of(result.failure.usage, result.failure.cost_usd).minus(earlier)
+    return result
+
+
+def _complete(claim: Claim, result: Result) -> None:
+    with transaction.atomic():
+        txn = RunTxn.lock(claim.run_id)
+        if txn is None:
+            return
+        if claim.parent_id is None:
+            step = txn.steps().get(claim.node_id)
+        else:
+            step = StepRun.objects.only(*STATE_FIELDS).filter(pk=claim.step_id).first()
+        if (
+            step is None
+            or step.pk != claim.step_id
+            or step.status != StepStatus.RUNNING
+            or step.attempt != claim.attempt
+        ):
+            return  # completed already (a duplicate delivery), or cancelled and reset
+        spend = result.spend
+        txn.add_spend(spend)
+        totals = {
+            "input_tokens": spend.input_tokens,
+            "output_tokens": spend.output_tokens,
+            "cost_usd": spend.cost_usd,
+        }
+        if result.outcome is not None:
+            # The step's own figures are its final attempt's (replayed calls included).
+            own = Spend.of(result.outcome.usage, result.outcome.cost_usd)
+            totals = {
+                "input_tokens": own.input_tokens,
+                "output_tokens": own.output_tokens,
+                "cost_usd": own.cost_usd,
+            }
+        if txn.run.status == RunStatus.CANCELLED:
+            # Cancelled while it ran: the result is discarded, its spend counted.
+            txn.save_step(
+                step, status=StepStatus.CANCELLED, finished_at=txn.now, lease_until=None, **totals
+            )
+        elif result.failure is not None:
+            failure = result.failure
+            if not failure.replayable:
+                step.recorded_calls.filter(attempt=claim.attempt).delete()
+            shown = {"input": failure.input} if failure.input is not None else {}
+            txn.attempt_failed(step, failure.message, **shown, **totals)
+        elif result.outcome is not None and result.outcome.wait:
+            txn.start_wait(step, result.outcome, spend)
+        elif result.outcome is not None:
+            outcome = result.outcome
+            fields: dict[str, Any] = {"output": outcome.output, "branch": outcome.branch}
+            if outcome.input is not None:
+                fields["input"] = outcome.input
+            txn.step_succeeded(step, **fields, **totals)
+        txn.commit()
+
+
+def _resume_child(claim: Claim) -> None:
+    """A waiting sub-workflow step (or map item): take the child run's result once it ended."""
+    with transaction.atomic():
+        txn = RunTxn.lock(claim.run_id)
+        if txn is None or txn.finished:
+            return
+        step = StepRun.objects.only(*STATE_FIELDS).filter(pk=claim.step_id).first()
+        if step is None or step.status != StepStatus.WAITING or step.node_type != "sub_workflow":
+            return
+        child = WorkflowRun.objects.filter(parent_step_id=step.pk).order_by("-pk").first()
+        if child is None or child.status not in RUN_FINISHED:
+            return
+        spend = Spend(child.input_tokens, child.output_tokens, child.cost_usd)
+        txn.add_spend(spend)
+        totals = {
+            "input_tokens": spend.input_tokens,
+            "output_tokens": spend.output_tokens,
+            "cost_usd": spend.cost_usd,
+        }
+        if child.status == RunStatus.SUCCEEDED:
+            txn.step_succeeded(step, output=child.output, **totals)
+        else:
+            reason = child.error or child.get_status_display().lower()
+            txn.attempt_failed(
+                step, f"Sub-workflow run #{child.pk} {child.status}: {reason}", **totals
+            )
+        txn.commit()
+
+
+def step_execute(step_id: int) -> str:
+    """Execute (or resume, or ignore) one step run in the current workspace's schema. Returns
+    what happened, for logs and tests: "done", "waiting", "ignored" or "busy"."""
+    key = _advisory_key(step_id)
+    if not _lock_executor(key):
+        return "busy"
+    try:
+        claim = _claim(step_id)
+        if claim is None:
+            return "ignored"
+        if claim.status == StepStatus.WAITING:
+            _resume_child(claim)
+            return "waiting"
+        _complete(claim, _run_node(claim))
+        return "done"
+    finally:
+        _unlock_executor(key)
+
+
+# --- transitions started by people or by time -------------------------------------------------
+
+
+def _cancel_quietly(run_id: int, reason: str) -> None:
+    run_cancel_internal(run_id, reason)
+
+
+def run_cancel_internal(run_id: int, reason: str) -> bool:
+    """Cancel a run that has not ended: every pending, queued or waiting step is cancelled; a
+    running step finishes but its result is discarded. False when it had ended already."""
+    with transaction.atomic():
+        txn = RunTxn.lock(run_id)
+        if txn is None or txn.finished:
+            return False
+        stopped = list(
+            StepRun.objects.filter(
+                run_id=run_id,
+                status__in=(StepStatus.PENDING, StepStatus.QUEUED, StepStatus.WAITING),
+            ).values_list("pk", flat=True)
+        )
+        if stopped:
+            StepRun.objects.filter(pk__in=stopped).update(
+                status=StepStatus.CANCELLED,
+                finished_at=txn.now,
+                lease_until=None,
+                revision=F("revision") + 1,
+            )
+            txn.changed.update(stopped)
+            txn.cancel_children(stopped)
+        txn.finish(RunStatus.CANCELLED, error=reason)
+        txn.commit()
+    return True
+
+
+def step_decide(
+    *, step_id: int, run_id: int, approved: bool, comment: str, by_id: int | None, by_label: str
+) -> None:
+    """Record a decision on a waiting approval step (the caller checked the permission)."""
+    with transaction.atomic():
+        txn = RunTxn.lock(run_id)
+        step = StepRun.objects.only(*STATE_FIELDS).filter(pk=step_id).first()
+        if (
+            txn is None
+            or txn.finished
+            or step is None
+            or step.node_type != "approval"
+            or step.status != StepStatus.WAITING
+        ):
+            raise ValidationFailed(
+                "This step is not waiting for a decision (it was decided, or the run ended).",
+                fields={"step": ["Not waiting for a decision."]},
+            )
+        if step.parent_id is None:
+            step = txn.steps()[step.node_id]
+        output = {"approved": approved, "comment": comment, "decided_by": by_label}
+        fields: dict[str, Any] = {
+            "output": output,
+            "branch": "approved" if approved else "rejected",
+            "decided_by_id": by_id,
+            "decision_comment": comment,
+        }
+        if not approved and step.node_id not in txn.plan.has_rejected_edge:
+            reason = f"Rejected by {by_label}" + (f": {comment}" if comment else ".")
+            txn.step_failed(step, reason, **fields)
+        else:
+            txn.step_succeeded(step, **fields)
+        txn.commit()
+
+
+def webhook_resume(*, token: str, payload: Any) -> StepRun | None:
+    """Complete the waiting webhook step with this token; None when there is none."""
+    found = (
+        StepRun.objects.filter(
+            resume_token=token, node_type="webhook_wait", status=StepStatus.WAITING
+        )
+        .values_list("pk", "run_id")
+        .first()
+        if token
+        else None
+    )
+    if found is None:
+        return None
+    step_id, run_id = found
+    with transaction.atomic():
+        txn = RunTxn.lock(run_id)
+        if txn is None or txn.finished:
+            return None
+        step = txn.steps().get(
+            StepRun.objects.filter(pk=step_id).values_list("node_id", flat=True).get()
+        )
+        if step is None or step.pk != step_id or step.status != StepStatus.WAITING:
+            return None
+        txn.step_succeeded(step, output=payload)
+        txn.commit()
+    return StepRun.objects.get(pk=step_id)
+
+
+def steps_retry(*, run_id: int, step_ids: Iterable[int] | None) -> int:
+    """Give failed (and, after a failure, cancelled) top-level steps a new attempt and reopen
+    the run. `step_ids` None: every failed step of the run (resume). Returns how many steps
+    were retried; succeeded steps are never re-run."""
+    with transaction.atomic():
+        txn = RunTxn.lock(run_id)
+        if txn is None:
+            return 0
+        if txn.run.status == RunStatus.CANCELLED:
+            raise ValidationFailed(
+                "A cancelled run cannot be resumed; re-run it instead.",
+                fields={"run": ["Cancelled runs are final."]},
+            )
+        steps = txn.steps()
+        wanted = set(step_ids) if step_ids is not None else None
+        failed = [
+            s
+            for s in steps.values()
+            if s.status == StepStatus.FAILED and (wanted is None or s.pk in wanted)
+        ]
+        if not failed:
+            raise ValidationFailed(
+                "There is no failed step to retry.", fields={"step": ["Nothing failed."]}
+            )
+        # Steps the failure stopped come back too; their predecessors decide when they run.
+        stopped = [s for s in steps.values() if s.status == StepStatus.CANCELLED]
+        txn.set_steps(
+            [*failed, *stopped],
+            status=StepStatus.PENDING,
+            finished_at=None,
+            error="",
+            next_attempt_at=None,
+        )
+        if txn.finished:
+            txn.set_run(status=RunStatus.RUNNING, finished_at=None, error="", output=None)
+        txn.schedule()
+        txn.settle()
+        txn.commit()
+        return len(failed)
+
+
+def webhook_expire(step_id: int) -> bool:
+    """Fail a webhook wait whose time ran out (the recovery task calls this)."""
+    run_id = StepRun.objects.filter(pk=step_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return False
+    with transaction.atomic():
+        txn = RunTxn.lock(run_id)
+        step = StepRun.objects.only(*STATE_FIELDS, "lease_until").filter(pk=step_id).first()
+        if (
+            txn is None
+            or txn.finished
+            or step is None
+            or step.status != StepStatus.WAITING
+            or step.lease_until is None
+            or step.lease_until > txn.now
+        ):
+            return False
+        if step.parent_id is None:
+            step = txn.steps()[step.node_id]
+        seconds = txn.plan.definition.step(step.node_id).config.get("timeout_seconds")
+        txn.step_failed(step, f"No webhook arrived within {seconds} s.")
+        txn.commit()
+    return True
+
+
+def stalled_recover(*, now: Any = None, stalled_after: timedelta = STALLED_AFTER) -> int:
+    """In the current workspace: re-send steps whose message was lost or whose worker died
+    (running past their lease, queued long past when they were due, waiting on a sub-workflow
+    that has ended) and fail webhook waits that timed out. Duplicates are harmless: a second
+    delivery of a step finds it claimed or finished. Returns how many steps it touched."""
+    now = now or timezone.now()
+    old = now - stalled_after
+    live_runs = ~Q(run__status__in=RUN_FINISHED)
+    running = StepRun.objects.filter(live_runs, status=StepStatus.RUNNING, lease_until__lt=now)
+    queued = StepRun.objects.filter(live_runs, status=StepStatus.QUEUED).filter(
+        Q(next_attempt_at__isnull=True, queued_at__lt=old) | Q(next_attempt_at__lt=old)
+    )
+    children_ended = StepRun.objects.filter(
+        live_runs,
+        status=StepStatus.WAITING,
+        node_type="sub_workflow",
+        child_runs__status__in=RUN_FINISHED,
+    )
+    resend = set(running.values_list("pk", flat=True)[:RECOVER_BATCH])
+    resend |= set(queued.values_list("pk", flat=True)[:RECOVER_BATCH])
+    resend |= set(children_ended.values_list("pk", flat=True)[:RECOVER_BATCH])
+    for step_id in sorted(resend):
+        _send(step_id)
+    expired = StepRun.objects.filter(
+        live_runs, status=StepStatus.WAITING, node_type="webhook_wait", lease_until__lt=now
+    ).values_list("pk", flat=True)[:RECOVER_BATCH]
+    failed = sum(1 for step_id in list(expired) if webhook_expire(step_id))
+    if resend or failed:
+        logger.warning(
+            "recovered %s stalled step(s) and expired %s webhook wait(s) in %s",
+            len(resend),
+            failed,
+            current_schema(),
+        )
+    return len(resend) + failed
+
+
+__all__ = [
+    "STEP_FINISHED",
+    "Plan",
+    "inputs_check",
+    "plan_for",
+    "run_cancel_internal",
+    "run_create",
+    "run_start_internal",
+    "stalled_recover",
+    "step_decide",
+    "step_execute",
+    "steps_retry",
+    "webhook_resume",
+]
