@@ -1,4 +1,4 @@
-"""Signed outbound webhooks: when a run ends, its callback URL gets a POST.
+"""Signed outbound webhooks: when an agent run or a workflow run ends, its callback URL gets a POST.
 
 Signature: `X-AgentMarket-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` where the HMAC key
 is the workspace's webhook secret and the message is `"<t>.<raw body>"`. Receivers recompute
@@ -41,17 +41,32 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest.hexdigest()}"
 
 
-def verify(secret: str, header: str, body: bytes, *, tolerance_seconds: int = 300) -> bool:
-    """What a receiver does (and what our tests do): recompute, compare, check freshness."""
+def signature_problem(
+    secret: str, header: str, body: bytes, *, tolerance_seconds: int = 300
+) -> str | None:
+    """Why `header` does not sign `body` with `secret` (None when it does). Our inbound hooks
+    use it to tell a sender what is wrong; the reasons never reveal the expected value."""
+    if not header.strip():
+        return f"The {SIGNATURE_HEADER} header is missing."
     try:
-        fields = dict(part.split("=", 1) for part in header.split(","))
+        fields = dict(part.strip().split("=", 1) for part in header.split(","))
         timestamp = int(fields["t"])
     except (ValueError, KeyError):
-        return False
+        return f"The {SIGNATURE_HEADER} header must look like t=<unix seconds>,v1=<hex>."
     if abs(time.time() - timestamp) > tolerance_seconds:
-        return False
+        return (
+            f"The signature timestamp is more than {tolerance_seconds} seconds away from our "
+            "clock (a replay, or the sender's clock is wrong)."
+        )
     expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
+    if not hmac.compare_digest(expected, fields.get("v1", "")):
+        return "The signature does not match the body (wrong secret, or the body was changed)."
+    return None
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance_seconds: int = 300) -> bool:
+    """What a receiver does (and what our tests do): recompute, compare, check freshness."""
+    return signature_problem(secret, header, body, tolerance_seconds=tolerance_seconds) is None
 
 
 @transaction.atomic
@@ -99,14 +114,37 @@ def run_payload(run: AgentRun) -> dict[str, Any]:
     }
 
 
-def webhook_enqueue(*, run: AgentRun) -> WebhookDelivery:
+def workspace_signing_secret(workspace: Workspace) -> str | None:
+    """The workspace's current secret, or None before one was ever made (inbound hooks signed
+    with it are refused until an owner rotates one)."""
+    if not workspace.webhook_secret_encrypted:
+        return None
+    return crypto.decrypt(workspace.webhook_secret_encrypted)
+
+
+def delivery_enqueue(
+    *,
+    event: str,
+    url: str,
+    payload: dict[str, Any],
+    run: AgentRun | None = None,
+    workflow_run_id: int | None = None,
+) -> WebhookDelivery:
+    """Record a delivery and send it once the caller's transaction commits (then retried with
+    backoff by `agents.deliver_webhook`). Call inside the transaction that finished the run."""
     from agents.tasks import deliver_webhook
 
     delivery = WebhookDelivery.objects.create(
-        run=run, event=RUN_FINISHED, url=run.callback_url, payload=run_payload(run)
+        run=run, workflow_run_id=workflow_run_id, event=event, url=url, payload=payload
     )
     transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
     return delivery
+
+
+def webhook_enqueue(*, run: AgentRun) -> WebhookDelivery:
+    return delivery_enqueue(
+        event=RUN_FINISHED, url=run.callback_url, payload=run_payload(run), run=run
+    )
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

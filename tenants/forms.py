@@ -28,6 +28,15 @@ class WorkspaceCreateForm(forms.Form):
 
 class WorkspaceSettingsForm(forms.Form):
     name = forms.CharField(max_length=80, label="Workspace name")
+    run_retention_days = forms.IntegerField(
+        min_value=0,
+        max_value=3650,
+        required=False,  # left out: unchanged
+        label="Keep finished workflow runs for (days)",
+        help_text="Finished runs older than this are deleted every night, with their steps. "
+        "0 keeps them forever. Runs still going are never deleted.",
+        widget=forms.NumberInput(attrs={"inputmode": "numeric", "style": "max-width:10rem"}),
+    )
 
 
 class _RoleChoiceMixin:

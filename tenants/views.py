@@ -27,6 +27,7 @@ from tenants.forms import (
     WorkspaceSettingsForm,
 )
 from tenants.permissions import Access, Perm, assignable_roles
+from workflows.retention import workspace_retention_update
 
 
 def _access(request: AppRequest) -> Access:
@@ -275,15 +276,25 @@ def audit_log(request: AppRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def workspace_settings(request: AppRequest) -> HttpResponse:
     access = _require(request, Perm.WORKSPACE_UPDATE)
-    form = WorkspaceSettingsForm(request.POST or None, initial={"name": access.workspace.name})
+    workspace = access.workspace
+    form = WorkspaceSettingsForm(
+        request.POST or None,
+        initial={"name": workspace.name, "run_retention_days": workspace.run_retention_days},
+    )
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
         try:
-            services.workspace_update(
-                access=access, name=form.cleaned_data["name"], request=request
-            )
+            if data["name"] != workspace.name:
+                services.workspace_update(access=access, name=data["name"], request=request)
+            if data["run_retention_days"] is not None:
+                workspace_retention_update(
+                    access=access, days=data["run_retention_days"], request=request
+                )
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
-            messages.success(request, "Workspace renamed.")
+            messages.success(request, "Settings saved.")
             return redirect("workspace_settings", workspace_slug=access.workspace.slug)
-    return render(request, "tenants/settings.html", {"form": form})
+    return render(
+        request, "tenants/settings.html", {"form": form}, status=400 if form.errors else 200
+    )

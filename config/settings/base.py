@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from celery.schedules import crontab
 
 from config import services
 
@@ -141,6 +142,26 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_DEFAULT_QUEUE", default="default")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_EXPIRES = 3600
+# Task modules outside `<app>/tasks.py` (which autodiscovery finds by itself).
+CELERY_IMPORTS = ["workflows.periodic"]
+# Celery beat (started by `manage.py dev`, or `celery -A config beat` in production: run
+# exactly one). Every-minute ticks expire rather than pile up while workers are busy.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "workflows-fire-schedules": {
+        "task": "workflows.fire_schedules",
+        "schedule": crontab(),  # every minute, on the minute
+        "options": {"expires": 55},
+    },
+    "workflows-recover-stalled": {
+        "task": "workflows.recover_stalled",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "workflows-apply-retention": {
+        "task": "workflows.apply_retention",
+        "schedule": crontab(hour=3, minute=17),  # daily, off the busy hour marks
+    },
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -276,6 +297,14 @@ WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 HTTP_TOOL_TIMEOUT_SECONDS = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
 HTTP_TOOL_MAX_BYTES = env.int("HTTP_TOOL_MAX_BYTES", default=200_000)
 HTTP_TOOL_MAX_REDIRECTS = env.int("HTTP_TOOL_MAX_REDIRECTS", default=3)
+
+# --- Workflows: plan bounds the validators enforce (workflows/limits.py).
+WORKFLOW_LIMITS = {
+    "max_steps": 100,
+    "max_fan_out": 20,
+    "max_map_concurrency": 10,
+    "max_map_items": 1000,
+}
 
 # --- Platform behaviour
 WORKSPACE_RESERVED_SLUGS = frozenset(

@@ -2,7 +2,8 @@
 
 Starts embedded PostgreSQL and Valkey (unless DATABASE_URL / REDIS_URL are set), migrates the
 public schema and every workspace, provisions the workspace template, seeds the demo, then runs
-daphne and a Celery worker until interrupted.
+daphne, a Celery worker and Celery beat (workflow schedules, stalled-run recovery, run
+retention) until interrupted.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
+from config import services
 from config.embedded import embedded_services
 
 
 class Command(BaseCommand):
-    help = "Run the platform locally: services, migrations, demo seed, ASGI server, worker."
+    help = "Run the platform locally: services, migrations, demo seed, ASGI server, worker, beat."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -90,6 +92,24 @@ class Command(BaseCommand):
                 env=child_env,
                 start_new_session=True,  # we stop them ourselves, whole process groups
             ),
+            # One beat for the periodic tasks (CELERY_BEAT_SCHEDULE); its state file lives with
+            # the rest of the local data.
+            "beat": subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "beat",
+                    "--loglevel",
+                    "WARNING",
+                    "--schedule",
+                    str(services.local_dir() / "celerybeat-schedule"),
+                ],
+                env=child_env,
+                start_new_session=True,
+            ),
         }
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(self.style.SUCCESS(f"\n  Agent Market is running at {url}"))
@@ -113,7 +133,7 @@ class Command(BaseCommand):
                         stopping = True
                 time.sleep(0.5)
         finally:
-            self.stdout.write("\n• Stopping the ASGI server and the worker…")
+            self.stdout.write("\n• Stopping the ASGI server, the worker and beat…")
             for process in processes.values():
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
