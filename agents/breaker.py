@@ -24,14 +24,14 @@ class BreakerPolicy:
     cooldown_seconds: int = 30
 
 
-def _client() -> redis.Redis:
+def redis_client() -> redis.Redis:
+    """This process's client for REDIS_URL (a fork gets its own pool): a new connection per
+    call cost more than the commands the gateway sends on it."""
     return _process_client(settings.REDIS_URL, os.getpid())
 
 
 @functools.cache
 def _process_client(url: str, pid: int) -> redis.Redis:
-    """One connection pool per process (a fork gets its own): a new connection per call cost
-    more than the breaker's two commands."""
     return redis.Redis.from_url(url, socket_timeout=2)
 
 
@@ -44,10 +44,12 @@ class CircuitBreaker:
             window_seconds=settings.GATEWAY_BREAKER_WINDOW_SECONDS,
             cooldown_seconds=settings.GATEWAY_BREAKER_COOLDOWN_SECONDS,
         )
-        self.redis = _client()
+        self.redis = redis_client()
+        self._clean = False  # the last allows_call saw no failures and no open circuit
 
     def allows_call(self) -> bool:
-        open_until = self.redis.get(f"{self.key}:open_until")
+        open_until, failures = self.redis.mget(f"{self.key}:open_until", f"{self.key}:failures")
+        self._clean = open_until is None and failures is None
         if open_until is None:
             return True
         if time.time() < float(open_until):
@@ -60,6 +62,11 @@ class CircuitBreaker:
         )
 
     def record_success(self) -> None:
+        """Reset the failure count and close the circuit. Skipped when the check before this
+        call saw nothing to reset (the common case: one round trip fewer per call); a failure
+        another worker counted meanwhile then expires with its window instead."""
+        if self._clean:
+            return
         self.redis.delete(f"{self.key}:failures", f"{self.key}:open_until", f"{self.key}:trial")
 
     def record_failure(self) -> bool:

@@ -12,10 +12,10 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from agents import config_cache
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.pricing import usage_cost
 from agents.providers.base import ChatRequest, Usage
-from billing.models import ModelPrice
 from core.exceptions import ApplicationError, ValidationFailed
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access, Perm
@@ -42,12 +42,12 @@ def month_spend() -> Decimal:
 def max_cost(kind: str, model: str, request: ChatRequest) -> Decimal:
     """The most this call could cost: ~4 characters a token for the input, all of max_tokens
     for the output. Unpriced models cost nothing."""
-    price = ModelPrice.objects.filter(provider=kind, model=model).first()
+    price = config_cache.price_for(kind, model)
     if price is None:
         return Decimal(0)
     text = request.system + "".join(m.content for m in request.messages)
     estimate = Usage(input_tokens=len(text) // 4 + 1, output_tokens=request.max_tokens)
-    return usage_cost(estimate, price.as_price())
+    return usage_cost(estimate, price)
 
 
 def check_before_call(
@@ -59,20 +59,22 @@ def check_before_call(
             f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and this run "
             f"has ${max(run_cap - run_spent, Decimal(0))} left of its ${run_cap} cap."
         )
-    budget = WorkspaceBudget.objects.first()
-    if budget is None or budget.monthly_cap_usd is None:
+    cap = config_cache.monthly_cap()
+    if cap is None:
         return
     spent = month_spend()
-    if spent + worst > budget.monthly_cap_usd:
+    if spent + worst > cap:
         raise BudgetExceeded(
             f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and the "
-            f"workspace has ${max(budget.monthly_cap_usd - spent, Decimal(0))} left of its "
-            f"${budget.monthly_cap_usd} monthly budget. An owner can raise it on the Usage page."
+            f"workspace has ${max(cap - spent, Decimal(0))} left of its "
+            f"${cap} monthly budget. An owner can raise it on the Usage page."
         )
 
 
 def warn_if_near_cap() -> None:
     """After a priced call: mail owners and admins once a month when spend passes 80 %."""
+    if config_cache.monthly_cap() is None:
+        return
     month = timezone.now().strftime("%Y-%m")
     with transaction.atomic():
         budget = WorkspaceBudget.objects.select_for_update().first()

@@ -9,6 +9,7 @@ Must run in the workspace's schema (aliases, credentials and the ledger are work
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from agents import budgets, replay
+from agents import budgets, config_cache, replay
 from agents.breaker import CircuitBreaker
 from agents.models import AliasTarget, ModelAlias, ProviderKind, UsageRecord
 from agents.pricing import usage_cost
@@ -34,7 +35,6 @@ from agents.providers.base import (
     Usage,
 )
 from agents.providers.registry import get_provider
-from billing.models import ModelPrice
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema
 
@@ -117,7 +117,12 @@ def _alias_target(target: AliasTarget) -> Target:
 
 
 def resolve_targets(name: str) -> list[Target]:
-    """An alias of this workspace, or `kind:model` (e.g. `offline:demo`) with platform keys."""
+    """An alias of this workspace, or `kind:model` (e.g. `offline:demo`) with platform keys.
+    Cached per process until the workspace's aliases or credentials change."""
+    return config_cache.cached(("targets", name), lambda: _load_targets(name))
+
+
+def _load_targets(name: str) -> list[Target]:
     alias = ModelAlias.objects.filter(name=name).prefetch_related("targets__credential").first()
     if alias is not None:
         targets = [_alias_target(t) for t in alias.targets.all()]
@@ -133,8 +138,8 @@ def resolve_targets(name: str) -> list[Target]:
 
 
 def _price(target: Target, usage: Usage) -> Decimal:
-    price = ModelPrice.objects.filter(provider=target.kind, model=target.model).first()
-    return usage_cost(usage, price.as_price()) if price is not None else Decimal(0)
+    price = config_cache.price_for(target.kind, target.model)
+    return usage_cost(usage, price) if price is not None else Decimal(0)
 
 
 def _retry_delay(attempt: int, error: ProviderError) -> float | None:
@@ -189,6 +194,18 @@ def _run(
     *,
     recorder: replay.CallRecorder | None = None,
     fingerprint: str = "",
+) -> GatewayResult:
+    with config_cache.one_read():  # one look at the config counters for the whole call
+        return _call_targets(model, call, context, request, recorder, fingerprint)
+
+
+def _call_targets(
+    model: str,
+    call: Callable[[Target], ChatResult],
+    context: UsageContext,
+    request: ChatRequest,
+    recorder: replay.CallRecorder | None,
+    fingerprint: str,
 ) -> GatewayResult:
     targets = resolve_targets(model)
     alias = model if ":" not in model else ""
@@ -245,7 +262,8 @@ def _run(
             latency = int((time.perf_counter() - started) * 1000)
             breaker.record_success()
             cost = _price(target, result.usage)
-            with transaction.atomic():  # a recorded call and its ledger row exist together
+            # A recorded call and its ledger row exist together (or neither does).
+            with transaction.atomic() if recorder is not None else contextlib.nullcontext():
                 _record(
                     target,
                     context=context,
