@@ -36,6 +36,17 @@ class Action(models.TextChoices):
     WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
     HOST_ADDED = "outbound.host_added", "Outbound host allowed"
     HOST_REMOVED = "outbound.host_removed", "Outbound host removed"
+    WORKFLOW_CREATED = "workflow.created", "Workflow created"
+    WORKFLOW_UPDATED = "workflow.updated", "Workflow updated"
+    WORKFLOW_ARCHIVED = "workflow.archived", "Workflow archived"
+    WORKFLOW_RESTORED = "workflow.restored", "Workflow restored"
+    WORKFLOW_VERSION_SAVED = "workflow.version_saved", "Workflow version saved"
+    WORKFLOW_VERSION_PUBLISHED = "workflow.version_published", "Workflow version published"
+    WORKFLOW_VERSION_ROLLED_BACK = "workflow.version_rolled_back", "Workflow rolled back"
+    TRIGGER_CREATED = "workflow.trigger_created", "Trigger created"
+    TRIGGER_UPDATED = "workflow.trigger_updated", "Trigger updated"
+    TRIGGER_DELETED = "workflow.trigger_deleted", "Trigger deleted"
+    TRIGGER_SECRET_ROTATED = "workflow.trigger_secret_rotated", "Trigger secret rotated"
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

@@ -304,9 +304,11 @@ def render(template: Any, scope: Mapping[str, Any]) -> Any:
         return [render(v, scope) for v in template]
     if not isinstance(template, str) or "{{" not in template:
         return template
-    whole = TEMPLATE_PART.fullmatch(template.strip())
-    if whole is not None:
-        return evaluate(whole.group(1).strip(), scope)
+    parts = TEMPLATE_PART.findall(template)
+    # `{{ a }}: {{ b }}` also "fullmatches" a non-greedy part spanning both; only a string that
+    # is exactly one part keeps the value's type.
+    if len(parts) == 1 and TEMPLATE_PART.fullmatch(template.strip()):
+        return evaluate(parts[0].strip(), scope)
     return TEMPLATE_PART.sub(lambda m: _text(evaluate(m.group(1).strip(), scope)), template)
 
 

@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_BODY_BYTES = 1_000_000
 
-TRIGGER_CREATED = "workflow.trigger_created"
-TRIGGER_UPDATED = "workflow.trigger_updated"
-TRIGGER_DELETED = "workflow.trigger_deleted"
-TRIGGER_SECRET_ROTATED = "workflow.trigger_secret_rotated"  # noqa: S105 (an action name)
+TRIGGER_CREATED = audit.Action.TRIGGER_CREATED
+TRIGGER_UPDATED = audit.Action.TRIGGER_UPDATED
+TRIGGER_DELETED = audit.Action.TRIGGER_DELETED
+TRIGGER_SECRET_ROTATED = audit.Action.TRIGGER_SECRET_ROTATED
 
 
 # --- Cron expressions ---------------------------------------------------------------------
