@@ -12,6 +12,7 @@ from agents.demo import seed_demo_agents
 from tenants import services
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
+from workflows.demo import seed_demo_workflows
 
 DEMO_SLUG = "demo"
 DEMO_USERS = [
@@ -59,6 +60,7 @@ def seed_demo(*, password: str) -> DemoResult:
                 )
     owner_access = Access(workspace=workspace, user=users["owner"], role=Role.OWNER)
     seed_demo_agents(access=owner_access, workspace=workspace)
+    seed_demo_workflows(access=owner_access, workspace=workspace)
     return DemoResult(
         workspace=workspace,
         logins=[(label, email) for label, email, _ in DEMO_USERS],
