@@ -4,7 +4,15 @@ it in a header and switches to it before the task body runs)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
@@ -12,3 +20,38 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 app = CeleryApp("agentmarket")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# tenant-schemas-celery switches the connection back to `public` after every task, so the next
+# task of the same workspace switches again and django-tenants sends `SET search_path` again: a
+# round trip per workflow step. Its switch before each task already handles a task of another
+# workspace, or of none (public), so the switch back is not needed.
+task_postrun.disconnect(dispatch_uid="tenant_schemas_restore_schema")
+
+
+@worker_init.connect
+def _persistent_db_connections(**_: Any) -> None:
+    """Workers keep their database connections between tasks (settings: CELERY_DB_REUSE_MAX,
+    WORKER_DB_CONN_MAX_AGE). Prefork children inherit this from the main process."""
+    from django.conf import settings
+
+    for database in settings.DATABASES.values():
+        database["CONN_MAX_AGE"] = settings.WORKER_DB_CONN_MAX_AGE
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**_: Any) -> None:
+    """What Django does around each request: close a connection that errored or got too old."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _flush_live_events(**_: Any) -> None:
+    """Live run events are sent in the background (workflows/live/events.py); send what is left
+    before the process exits (a prefork child exits without running atexit handlers)."""
+    from workflows.live import events
+
+    events.flush()

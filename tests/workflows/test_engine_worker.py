@@ -154,8 +154,9 @@ def test_cancel_while_a_step_runs_discards_its_result_but_counts_its_spend(
     settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
     with FakeOpenAI() as fake, in_schema(committed_world.workspace_a):
         model = register_fake_model(fake.base_url)
+        # Long enough to cancel during it, shorter than the test gateway timeout (2 s).
         fake.queue_delay(
-            2, text="Late answer", usage={"prompt_tokens": 100, "completion_tokens": 10}
+            1.2, text="Late answer", usage={"prompt_tokens": 100, "completion_tokens": 10}
         )
         workflow = make_workflow(
             {
@@ -204,6 +205,7 @@ def test_recovery_resends_lost_messages_and_steps_whose_worker_died(
             }
         )
         version = workflow.active_version
+        assert version is not None
         long_ago = timezone.now() - timezone.timedelta(hours=1)
         # A run whose entry step's message was lost (never sent):
         lost = WorkflowRun.objects.create(workflow=workflow, version=version, trigger="api")
