@@ -1,0 +1,330 @@
+"""Workflow API shapes: inputs are validated here (400 naming the field), outputs documented
+for the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
+from rest_framework import serializers
+
+from workflows.models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowVersion
+
+# --- Workflows and versions
+
+
+class WorkflowOutput(serializers.ModelSerializer):
+    active_version = serializers.IntegerField(
+        source="active_version.number",
+        allow_null=True,
+        read_only=True,
+        help_text="Number of the published version runs use unless they pin another.",
+    )
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "id",
+            "name",
+            "description",
+            "category",
+            "active_version",
+            "template_key",
+            "created_at",
+            "updated_at",
+            "archived_at",
+        ]
+
+
+class WorkflowCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=80)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    category = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    definition = serializers.JSONField(
+        help_text="The workflow definition (docs/workflows.md). Version 1 is published."
+    )
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class WorkflowUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=80, required=False)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    category = serializers.CharField(max_length=40, required=False, allow_blank=True)
+
+
+class WorkflowVersionOutput(serializers.ModelSerializer):
+    is_active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WorkflowVersion
+        fields = ["number", "note", "source", "is_active", "created_by_id", "created_at"]
+
+    def get_is_active(self, version: WorkflowVersion) -> bool:
+        return bool(version.workflow.active_version_id == version.pk)
+
+
+class WorkflowVersionDetailOutput(WorkflowVersionOutput):
+    class Meta(WorkflowVersionOutput.Meta):
+        fields = [*WorkflowVersionOutput.Meta.fields, "definition"]
+
+
+class WorkflowVersionCreateInput(serializers.Serializer):
+    definition = serializers.JSONField()
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    publish = serializers.BooleanField(
+        default=False, help_text="Also make the new version the active one."
+    )
+
+
+class WorkflowDiffInput(serializers.Serializer):
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `from` is a keyword, so the fields cannot be class attributes.
+        return {
+            "from": serializers.IntegerField(min_value=1),
+            "to": serializers.IntegerField(min_value=1),
+        }
+
+
+class WorkflowFieldChangeOutput(serializers.Serializer):
+    field = serializers.CharField()
+    old = serializers.JSONField(allow_null=True)
+    new = serializers.JSONField(allow_null=True)
+
+
+class WorkflowStepChangeOutput(serializers.Serializer):
+    step = serializers.CharField()
+    changes = WorkflowFieldChangeOutput(many=True)
+
+
+class WorkflowEdgeOutput(serializers.Serializer):
+    """An edge as the definition writes it: `from`, `to`, `branch`."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `from` is a keyword, so the fields cannot be class attributes.
+        return {
+            "from": serializers.CharField(source="source"),
+            "to": serializers.CharField(source="target"),
+            "branch": serializers.CharField(allow_blank=True),
+        }
+
+
+class WorkflowDiffOutput(serializers.Serializer):
+    from_version = serializers.IntegerField()
+    to_version = serializers.IntegerField()
+    steps_added = serializers.ListField(child=serializers.CharField())
+    steps_removed = serializers.ListField(child=serializers.CharField())
+    steps_changed = WorkflowStepChangeOutput(many=True)
+    edges_added = WorkflowEdgeOutput(many=True)
+    edges_removed = WorkflowEdgeOutput(many=True)
+    inputs_changed = WorkflowFieldChangeOutput(
+        many=True, help_text="Run inputs added, removed or changed (`field` is the input name)."
+    )
+    output_changed = serializers.BooleanField(help_text="Whether the run output mapping changed.")
+    text = serializers.CharField(help_text="Unified diff of the two definitions (pretty JSON).")
+
+
+# --- Runs and steps
+
+
+class WorkflowRunStartInput(serializers.Serializer):
+    inputs = serializers.DictField(
+        required=False, default=dict, help_text="Checked against the definition's `inputs`."
+    )
+    version = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="Pin a version number; empty runs the active version.",
+    )
+    callback_url = serializers.URLField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="Gets a signed POST (event `workflow_run.finished`) when the run ends.",
+    )
+
+
+RUN_FILTER_PARAMETERS = [
+    OpenApiParameter("status", str, enum=RunStatus.values, description="Only runs in this state."),
+    OpenApiParameter("version", int, description="Only runs of this version number."),
+    OpenApiParameter(
+        "trigger", str, enum=WorkflowRun.TriggerKind.values, description="How runs started."
+    ),
+    OpenApiParameter("date_from", OpenApiTypes.DATE, description="Created on or after (UTC)."),
+    OpenApiParameter("date_to", OpenApiTypes.DATE, description="Created on or before (UTC)."),
+]
+
+
+class WorkflowFilterInput(serializers.Serializer):
+    workflow = serializers.IntegerField(min_value=1)
+
+
+class WorkflowRunFilterInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+    version = serializers.IntegerField(min_value=1, required=False)
+    trigger = serializers.ChoiceField(choices=WorkflowRun.TriggerKind.choices, required=False)
+    date_from = serializers.DateField(required=False, help_text="Runs created on or after.")
+    date_to = serializers.DateField(required=False, help_text="Runs created on or before.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        start, end = attrs.get("date_from"), attrs.get("date_to")
+        if start and end and start > end:
+            raise serializers.ValidationError({"date_to": "Must not be before date_from."})
+        return attrs
+
+
+class WorkflowStepItemOutput(serializers.ModelSerializer):
+    duration_ms = serializers.IntegerField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "id",
+            "node_id",
+            "node_type",
+            "item_index",
+            "status",
+            "attempt",
+            "input",
+            "output",
+            "error",
+            "branch",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+        ]
+
+
+class WorkflowStepOutput(WorkflowStepItemOutput):
+    run = serializers.IntegerField(source="run_id", read_only=True)
+    items = serializers.SerializerMethodField(help_text="A map step's per-item runs, in order.")
+    decided_by_id = serializers.IntegerField(allow_null=True, read_only=True)
+    resume_url = serializers.SerializerMethodField(
+        help_text="A waiting webhook-wait step resumes when a signed JSON body is posted here."
+    )
+
+    class Meta(WorkflowStepItemOutput.Meta):
+        fields = [
+            "run",
+            *WorkflowStepItemOutput.Meta.fields,
+            "next_attempt_at",
+            "decided_by_id",
+            "decision_comment",
+            "resume_url",
+            "items",
+        ]
+
+    @extend_schema_field(WorkflowStepItemOutput(many=True))
+    def get_items(self, step: StepRun) -> list[dict[str, Any]]:
+        items = getattr(step, "map_items", None)
+        if items is None:
+            if step.node_type != "map":
+                return []
+            items = sorted(step.items.all(), key=lambda s: s.item_index or 0)
+        return list(WorkflowStepItemOutput(items, many=True).data)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_resume_url(self, step: StepRun) -> str | None:
+        from workflows.triggers import resume_url
+
+        if step.node_type != "webhook_wait" or step.status != "waiting" or not step.resume_token:
+            return None
+        workspace = self.context.get("workspace")
+        if workspace is None:
+            return None
+        return resume_url(workspace=workspace, resume_token=step.resume_token)
+
+
+class WorkflowRunOutput(serializers.ModelSerializer):
+    workflow_name = serializers.CharField(source="workflow.name", read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+
+    class Meta:
+        model = WorkflowRun
+        fields = [
+            "id",
+            "workflow",
+            "workflow_name",
+            "version",
+            "status",
+            "trigger",
+            "inputs",
+            "output",
+            "error",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "rerun_of",
+            "callback_url",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class WorkflowRunDetailOutput(WorkflowRunOutput):
+    steps = serializers.SerializerMethodField(
+        help_text="Top-level steps in definition order (map steps carry their items)."
+    )
+
+    class Meta(WorkflowRunOutput.Meta):
+        fields = [*WorkflowRunOutput.Meta.fields, "steps"]
+
+    @extend_schema_field(WorkflowStepOutput(many=True))
+    def get_steps(self, run: WorkflowRun) -> list[dict[str, Any]]:
+        steps = self.context.get("steps")
+        if steps is None:
+            from workflows.run_selectors import run_steps
+
+            steps = run_steps(run)
+        return list(WorkflowStepOutput(steps, many=True, context=self.context).data)
+
+
+class WorkflowApprovalInput(serializers.Serializer):
+    approved = serializers.BooleanField()
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+# --- Templates, export and import
+
+
+class WorkflowTemplateOutput(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    category = serializers.CharField()
+    description = serializers.CharField()
+    example_inputs = serializers.JSONField()
+
+
+class WorkflowTemplateDetailOutput(WorkflowTemplateOutput):
+    definition = serializers.JSONField()
+
+
+class WorkflowTemplateInstantiateInput(serializers.Serializer):
+    name = serializers.CharField(
+        max_length=80, required=False, allow_blank=True, help_text="Default: the template's name."
+    )
+
+
+class WorkflowExportInput(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["json", "yaml"], required=False)
+    version = serializers.IntegerField(min_value=1, required=False)
+
+
+class WorkflowImportInput(serializers.Serializer):
+    document = serializers.CharField(
+        max_length=2_000_000, help_text="A workflow exported as JSON or YAML."
+    )
+    format = serializers.ChoiceField(
+        choices=["json", "yaml"],
+        required=False,
+        allow_null=True,
+        help_text="Default: detected from the document.",
+    )
+    name = serializers.CharField(
+        max_length=80, required=False, allow_blank=True, help_text="Default: the document's name."
+    )
