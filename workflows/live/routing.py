@@ -1,3 +1,7 @@
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from workflows.live.consumers import RunConsumer
+
+websocket_urlpatterns = [
+    path("ws/w/<slug:workspace_slug>/workflows/runs/<int:run_id>/", RunConsumer.as_asgi()),
+]

@@ -1,0 +1,40 @@
+"""Reads the builder pages need on top of workflows.selectors (the list's run counts, the
+latest version, the dashboard card). Every query runs in the current workspace schema."""
+
+from __future__ import annotations
+
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+
+from workflows import selectors
+from workflows.models import Workflow, WorkflowRun
+
+
+def workflow_rows(*, include_archived: bool = False) -> QuerySet[Workflow]:
+    """Workflows with their active version, how many runs, and the last run's status and time
+    (one query)."""
+    last_run = WorkflowRun.objects.filter(workflow=OuterRef("pk")).order_by("-created_at", "-id")
+    return (
+        selectors.workflow_list(include_archived=include_archived)
+        .select_related("active_version")
+        .annotate(
+            runs_count=Count("runs", distinct=True),
+            last_run_status=Subquery(last_run.values("status")[:1]),
+            last_run_at=Subquery(last_run.values("created_at")[:1]),
+            versions_count=Count("versions", distinct=True),
+        )
+    )
+
+
+def recent_workflows(limit: int = 5) -> list[Workflow]:
+    return list(
+        selectors.workflow_list()
+        .select_related("active_version")
+        .annotate(runs_count=Count("runs"))
+        .order_by("-updated_at", "-id")[:limit]
+    )
+
+
+def recent_runs(limit: int = 5) -> list[WorkflowRun]:
+    from workflows import run_selectors
+
+    return list(run_selectors.run_list().select_related("workflow", "version")[:limit])
