@@ -15,7 +15,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db import transaction
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
@@ -48,30 +49,39 @@ def _fresh() -> QuerySet[CachedResponse]:
 
 def lookup(version: AgentVersion, prompt: str) -> CacheHit | None:
     """The cached answer for this prompt or a near-duplicate, if any; counts the hit and
-    writes a `cached` ledger row with the money it saved."""
-    entries = _fresh().filter(version=version, model=version.model)
-    entry = entries.filter(prompt_sha256=_sha(prompt)).first()
-    distance = 0.0
-    if entry is None:
-        nearest = (
-            entries.annotate(distance=CosineDistance("embedding", embed_one(prompt)))
-            .order_by("distance")
-            .first()
+    writes a `cached` ledger row with the money it saved.
+
+    One read (the nearest entry; among equally near ones, the exact prompt) and one
+    transaction for the two writes: on the hit path every round trip and WAL flush shows."""
+    sha = _sha(prompt)
+    nearest = (
+        _fresh()
+        .filter(version=version, model=version.model)
+        .defer("embedding", "prompt")
+        .annotate(
+            distance=CosineDistance("embedding", embed_one(prompt)),
+            exact=Case(When(prompt_sha256=sha, then=Value(0)), default=Value(1)),
         )
-        if nearest is None or nearest.distance > settings.RESPONSE_CACHE_MAX_DISTANCE:
-            return None
-        entry, distance = nearest, float(nearest.distance)
-    now = timezone.now()
-    CachedResponse.objects.filter(pk=entry.pk).update(hits=F("hits") + 1, last_hit_at=now)
-    UsageRecord.objects.create(
-        agent_id=version.agent_id,
-        alias=version.model if ":" not in version.model else "",
-        kind="cache",
-        model=version.model,
-        outcome=UsageRecord.Outcome.CACHED,
-        saved_usd=entry.cost_usd,
+        .order_by("distance", "exact")
+        .first()
     )
-    return CacheHit(entry=entry, distance=distance)
+    if nearest is None:
+        return None
+    exact = nearest.prompt_sha256 == sha
+    if not exact and nearest.distance > settings.RESPONSE_CACHE_MAX_DISTANCE:
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        CachedResponse.objects.filter(pk=nearest.pk).update(hits=F("hits") + 1, last_hit_at=now)
+        UsageRecord.objects.create(
+            agent_id=version.agent_id,
+            alias=version.model if ":" not in version.model else "",
+            kind="cache",
+            model=version.model,
+            outcome=UsageRecord.Outcome.CACHED,
+            saved_usd=nearest.cost_usd,
+        )
+    return CacheHit(entry=nearest, distance=0.0 if exact else float(nearest.distance))
 
 
 def store(

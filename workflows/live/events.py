@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.1
 MAX_IN_FLIGHT = 1000  # sends started and unfinished (Redis down or slow): beyond, new ones drop
+# Sends talking to Redis at once. The channel layer's pool holds 100 connections and raises
+# (it does not wait) when they are all busy: 50 concurrent runs once lost events that way.
+MAX_CONCURRENT_SENDS = 16
 
 
 def run_group(schema_name: str, run_id: int) -> str:
@@ -70,6 +73,7 @@ class _Publisher:
         self.lock = threading.Lock()
         self.noted: dict[str, tuple[int, set[int]]] = {}  # group → (run id, step ids)
         self.in_flight: set[asyncio.Task[None]] = set()
+        self.sending = asyncio.Semaphore(MAX_CONCURRENT_SENDS)  # binds to self.loop on first use
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="workflow-live-events", daemon=True
         )
@@ -100,7 +104,8 @@ class _Publisher:
 
     async def _group_send(self, group: str, message: dict[str, Any]) -> None:
         try:
-            await get_channel_layer().group_send(group, message)
+            async with self.sending:
+                await get_channel_layer().group_send(group, message)
         except Exception:  # see run_changed
             logger.warning(
                 "could not publish a change of workflow run %s", message["run"], exc_info=True
