@@ -8,7 +8,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,8 +22,9 @@ from core.http import AppRequest
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, activate_public
-from workflows import selectors, triggers
+from workflows import triggers
 from workflows.models import Trigger, Workflow
+from workflows.web import page_access, workflow_or_404
 
 # --- Forms --------------------------------------------------------------------------------
 
@@ -102,22 +102,6 @@ class ScheduleForm(forms.Form):
 # --- Pages --------------------------------------------------------------------------------
 
 
-def _access(request: AppRequest) -> Access:
-    access = request.access
-    if access is None:
-        raise Http404("Workspace not found.")
-    if not access.can(Perm.BUILD):
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot manage triggers.")
-    return access
-
-
-def _workflow(workflow_id: int) -> Workflow:
-    try:
-        return selectors.workflow_get(workflow_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 def _trigger(access: Access, workflow: Workflow, trigger_id: int) -> Trigger:
     try:
         return triggers.trigger_get(access=access, workflow=workflow, trigger_id=trigger_id)
@@ -167,14 +151,14 @@ def _list_page(
 
 @require_GET
 def trigger_list(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request)
-    return _list_page(request, access, _workflow(workflow_id))
+    access = page_access(request, Perm.BUILD)
+    return _list_page(request, access, workflow_or_404(workflow_id))
 
 
 @require_POST
 def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     form = WebhookTriggerForm(request.POST)
     if form.is_valid():
         try:
@@ -204,8 +188,8 @@ def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def webhook_rotate(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         secret = triggers.webhook_trigger_rotate_secret(access=access, trigger=trigger)
@@ -272,14 +256,14 @@ def _schedule_page(
 
 @require_http_methods(["GET", "POST"])
 def schedule_create(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request)
-    return _schedule_page(request, access, _workflow(workflow_id), None)
+    access = page_access(request, Perm.BUILD)
+    return _schedule_page(request, access, workflow_or_404(workflow_id), None)
 
 
 @require_http_methods(["GET", "POST"])
 def schedule_edit(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     if trigger.kind != Trigger.Kind.SCHEDULE:
         raise Http404("That trigger is not a schedule.")
@@ -302,8 +286,8 @@ def _preview(cron: str, tz_name: str) -> dict[str, Any]:
 @require_GET
 def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
     """The HTMX fragment under the cron field: the next three fire times, or what is wrong."""
-    _access(request)
-    _workflow(workflow_id)
+    page_access(request, Perm.BUILD)
+    workflow_or_404(workflow_id)
     return render(
         request,
         "workflows/triggers/_preview.html",
@@ -313,8 +297,8 @@ def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     enabled = not trigger.enabled
     try:
@@ -328,8 +312,8 @@ def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> Ht
 
 @require_POST
 def trigger_delete(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         triggers.trigger_delete(access=access, trigger=trigger)

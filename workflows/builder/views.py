@@ -52,6 +52,7 @@ from workflows.builder.issues import issue_texts, split_issue
 from workflows.builder.layout import layout
 from workflows.definition import NODE_TYPES
 from workflows.models import Workflow, WorkflowVersion
+from workflows.web import int_or_none, page_access, workflow_or_404
 
 BLANK_DEFINITION: dict[str, Any] = {
     "schema_version": 1,
@@ -69,22 +70,6 @@ BLANK_DEFINITION: dict[str, Any] = {
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _access(request: AppRequest, perm: Perm = Perm.WORKSPACE_VIEW) -> Access:
-    access = request.access
-    if access is None:
-        raise Http404("Workspace not found.")
-    if not access.can(perm):
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot change workflows.")
-    return access
-
-
-def _workflow(workflow_id: int) -> Workflow:
-    try:
-        return selectors.workflow_get(workflow_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
 
 
 def _version(workflow: Workflow, number: int) -> WorkflowVersion:
@@ -108,13 +93,6 @@ def _detail_url(access: Access, workflow: Workflow, **params: str) -> str:
     )
     query = "&".join(f"{k}={v}" for k, v in params.items() if v)
     return f"{url}?{query}" if query else url
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
 
 
 def _workflow_links(access: Access, workflow: Workflow) -> dict[str, str]:
@@ -331,9 +309,9 @@ def _builder(
 
 @require_GET
 def workflow_detail(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
-    number = _int(request.GET.get("version"))
+    access = page_access(request)
+    workflow = workflow_or_404(workflow_id)
+    number = int_or_none(request.GET.get("version"))
     shown = _version(workflow, number) if number else None
     if "add" in request.GET:
         panel, selected = "add", ""
@@ -359,8 +337,8 @@ def _place_step_issues(form: StepForm, texts: list[str], step_id: str) -> list[s
 
 @require_POST
 def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     latest = _latest(workflow)
     step = edits.step_get(latest.definition, step_id)
     if step is None or str(step.get("type")) not in NODE_TYPES:
@@ -409,8 +387,8 @@ def _after_edit(
 
 @require_POST
 def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     latest = _latest(workflow)
     node_type = request.POST.get("type", "")
     if node_type not in NODE_TYPES:
@@ -449,8 +427,8 @@ def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_step_delete(request: AppRequest, workflow_id: int, step_id: str) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     form = DeleteStepForm(request.POST)
     issues: list[str] = []
     if form.is_valid():
@@ -488,8 +466,8 @@ def _return_panel(request: AppRequest) -> tuple[str, str]:
 
 @require_POST
 def workflow_edge_add(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     definition = _latest(workflow).definition
     form = ConnectForm(
         request.POST,
@@ -531,8 +509,8 @@ def workflow_edge_add(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_edge_delete(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     form = EdgeForm(request.POST)
     panel, selected = _return_panel(request)
     issues: list[str] = []
@@ -562,10 +540,10 @@ def workflow_edge_delete(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_inputs_save(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     formset = InputsFormSet(request.POST, prefix="inputs")
-    base = _int(request.POST.get("base"))
+    base = int_or_none(request.POST.get("base"))
     issues: list[str] = []
     if formset.is_valid():
         inputs = inputs_from(formset)
@@ -589,8 +567,8 @@ def workflow_inputs_save(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_settings(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     form = WorkflowForm(request.POST)
     if form.is_valid():
         try:
@@ -607,8 +585,8 @@ def workflow_settings(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_archive(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     try:
         services.workflow_archive(access=access, workflow=workflow)
     except ApplicationError as exc:
@@ -620,8 +598,8 @@ def workflow_archive(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_restore(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     try:
         services.workflow_restore(access=access, workflow=workflow)
     except ApplicationError as exc:
@@ -636,7 +614,7 @@ def workflow_restore(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_GET
 def workflow_list(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     archived = request.GET.get("archived") == "1"
     rows = list(queries.workflow_rows(include_archived=archived))
     if archived:
@@ -650,7 +628,7 @@ def workflow_list(request: AppRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def workflow_create(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
+    access = page_access(request, Perm.BUILD)
     form = WorkflowForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -695,7 +673,7 @@ def _template_cards(template_list: list[Any]) -> list[dict[str, Any]]:
 
 @require_GET
 def workflow_templates(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     return render(
         request,
         "workflows/builder/gallery.html",
@@ -708,7 +686,7 @@ def workflow_templates(request: AppRequest) -> HttpResponse:
 
 @require_POST
 def workflow_template_use(request: AppRequest, key: str) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
+    access = page_access(request, Perm.BUILD)
     try:
         workflow = services.workflow_from_template(access=access, key=key)
     except NotFound as exc:
@@ -744,7 +722,7 @@ def _draft_context(
 
 @require_http_methods(["GET", "POST"])
 def workflow_describe(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
+    access = page_access(request, Perm.BUILD)
     form = DescribeForm(request.POST or None)
     context: dict[str, Any] = {"form": form}
     status = 200
@@ -782,7 +760,7 @@ def workflow_describe(request: AppRequest) -> HttpResponse:
 
 @require_POST
 def workflow_describe_create(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
+    access = page_access(request, Perm.BUILD)
     form = DescribeCreateForm(request.POST)
     if form.is_valid():
         try:
@@ -821,8 +799,8 @@ def _format(value: str | None) -> str:
 
 @require_http_methods(["GET", "POST"])
 def workflow_source(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
+    access = page_access(request)
+    workflow = workflow_or_404(workflow_id)
     latest = _latest(workflow)
     editable = access.can(Perm.BUILD) and workflow.archived_at is None
     issues: list[str] = []
@@ -890,14 +868,14 @@ def _authors(versions: list[WorkflowVersion]) -> dict[int, str]:
 
 @require_GET
 def workflow_versions(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request)
-    workflow = _workflow(workflow_id)
+    access = page_access(request)
+    workflow = workflow_or_404(workflow_id)
     versions = list(selectors.version_list(workflow))
     authors = _authors(versions)
     rows = [{"version": v, "author": authors.get(v.created_by_id or 0, "")} for v in versions]
     diff = None
-    old_number = _int(request.GET.get("old"))
-    new_number = _int(request.GET.get("new"))
+    old_number = int_or_none(request.GET.get("old"))
+    new_number = int_or_none(request.GET.get("new"))
     if old_number is None and new_number is None and len(versions) > 1:
         new_number, old_number = versions[0].number, versions[1].number
     if old_number is not None and new_number is not None:
@@ -948,8 +926,8 @@ def _versions_url(access: Access, workflow: Workflow) -> str:
 
 @require_POST
 def workflow_version_publish(request: AppRequest, workflow_id: int, number: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     version = _version(workflow, number)
     try:
         services.version_publish(access=access, version=version)
@@ -964,8 +942,8 @@ def workflow_version_publish(request: AppRequest, workflow_id: int, number: int)
 
 @require_POST
 def workflow_version_rollback(request: AppRequest, workflow_id: int, number: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     version = _version(workflow, number)
     try:
         new = services.version_rollback(access=access, version=version)
@@ -983,9 +961,9 @@ def workflow_version_rollback(request: AppRequest, workflow_id: int, number: int
 
 @require_GET
 def workflow_export(request: AppRequest, workflow_id: int) -> HttpResponse:
-    _access(request)
-    workflow = _workflow(workflow_id)
-    number = _int(request.GET.get("version"))
+    page_access(request)
+    workflow = workflow_or_404(workflow_id)
+    number = int_or_none(request.GET.get("version"))
     version = _version(workflow, number) if number else _latest(workflow)
     fmt = _format(request.GET.get("format"))
     text = io.export_definition(version, fmt)
@@ -999,7 +977,7 @@ def workflow_export(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def workflow_import(request: AppRequest) -> HttpResponse:
     """A new workflow from a JSON/YAML file or pasted text."""
-    access = _access(request, Perm.BUILD)
+    access = page_access(request, Perm.BUILD)
     form = ImportForm(request.POST or None, request.FILES or None)
     issues: list[str] = []
     if request.method == "POST" and form.is_valid():
@@ -1030,8 +1008,8 @@ def workflow_import(request: AppRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def workflow_import_version(request: AppRequest, workflow_id: int) -> HttpResponse:
     """A new version of this workflow from a JSON/YAML file or pasted text."""
-    access = _access(request, Perm.BUILD)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.BUILD)
+    workflow = workflow_or_404(workflow_id)
     form = ImportForm(request.POST or None, request.FILES or None)
     issues: list[str] = []
     if request.method == "POST" and form.is_valid():
@@ -1074,7 +1052,7 @@ def workflow_import_version(request: AppRequest, workflow_id: int) -> HttpRespon
 @require_GET
 def workflow_dashboard_card(request: AppRequest) -> HttpResponse:
     """The overview page's workflows card (loaded into the dashboard by htmx)."""
-    access = _access(request)
+    access = page_access(request)
     return render(
         request,
         "workflows/builder/_dashboard_card.html",

@@ -24,29 +24,13 @@ from tenants.permissions import Access, Perm
 from workflows import run_selectors, runs, selectors
 from workflows.live import render as run_render
 from workflows.live.forms import DecisionForm, RunFilterForm, RunStartForm
-from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
+from workflows.models import StepRun, WorkflowRun, WorkflowVersion
+from workflows.web import int_or_none, page_access, workflow_or_404
 
 PAGE_SIZE = 25
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _access(request: AppRequest, perm: Perm = Perm.WORKSPACE_VIEW) -> Access:
-    access = request.access
-    if access is None:
-        raise Http404("Workspace not found.")
-    if not access.can(perm):
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot do this.")
-    return access
-
-
-def _workflow(workflow_id: int) -> Workflow:
-
-    try:
-        return selectors.workflow_get(workflow_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
 
 
 def _run(run_id: int) -> WorkflowRun:
@@ -64,13 +48,6 @@ def _step(run: WorkflowRun, step_id: int) -> StepRun:
     if step.run_id != run.pk:
         raise Http404("No such step in this run.")
     return step
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _answer(
@@ -107,15 +84,15 @@ def _refused(
 
 @require_http_methods(["GET", "POST"])
 def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
-    access = _access(request, Perm.RUN)
-    workflow = _workflow(workflow_id)
+    access = page_access(request, Perm.RUN)
+    workflow = workflow_or_404(workflow_id)
     versions = list(
         WorkflowVersion.objects.filter(workflow=workflow).defer("definition").order_by("-number")
     )
     if not versions:
         raise Http404("This workflow has no version.")
     posted = request.method == "POST"
-    number = _int(request.POST.get("version") if posted else request.GET.get("version"))
+    number = int_or_none(request.POST.get("version") if posted else request.GET.get("version"))
     selected = (
         next((v for v in versions if v.number == number), None)
         or next((v for v in versions if v.pk == workflow.active_version_id), None)
@@ -173,9 +150,9 @@ def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 @require_GET
 def workflow_run_list(request: AppRequest, workflow_id: int | None = None) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     slug = access.workspace.slug
-    workflow = _workflow(workflow_id) if workflow_id is not None else None
+    workflow = workflow_or_404(workflow_id) if workflow_id is not None else None
     choices = None if workflow is not None else list(selectors.workflow_list(include_archived=True))
     form = RunFilterForm(request.GET or None, workflows=choices)
     filters = form.filters()
@@ -217,7 +194,7 @@ def workflow_run_list(request: AppRequest, workflow_id: int | None = None) -> Ht
 
 @require_GET
 def workflow_run_detail(request: AppRequest, run_id: int) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     try:
         view = run_render.run_view(access=access, run_id=run_id)
     except NotFound as exc:
@@ -227,7 +204,7 @@ def workflow_run_detail(request: AppRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     run = _run(run_id)
     try:
         runs.run_cancel(access=access, run=run)
@@ -238,7 +215,7 @@ def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     run = _run(run_id)
     try:
         runs.run_resume(access=access, run=run)
@@ -255,7 +232,7 @@ def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     run = _run(run_id)
     try:
         new = runs.run_rerun(access=access, run=run)
@@ -272,7 +249,7 @@ def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
 
 @require_POST
 def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     run = _run(run_id)
     step = _step(run, step_id)
     try:
@@ -285,7 +262,7 @@ def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpR
 @require_POST
 def workflow_step_decide(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
     """Approve or reject a waiting approval step (the submit button says which)."""
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     run = _run(run_id)
     step = _step(run, step_id)
     form = DecisionForm(request.POST)
