@@ -141,6 +141,8 @@ class Agent(models.Model):
     current_version = models.ForeignKey(
         "AgentVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Installed from the marketplace: the public ListingVersion id it is a pinned copy of.
+    listing_version_id = models.BigIntegerField(null=True, blank=True)
     created_by_id = models.BigIntegerField(null=True, blank=True)  # a public-schema user id
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

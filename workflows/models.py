@@ -27,6 +27,8 @@ class Workflow(models.Model):
     template_key = models.CharField(
         max_length=60, blank=True, help_text="The library template it was created from."
     )
+    # Installed from the marketplace: the public ListingVersion id it is a pinned copy of.
+    listing_version_id = models.BigIntegerField(null=True, blank=True)
     created_by_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

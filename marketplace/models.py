@@ -1,0 +1,303 @@
+"""The marketplace, in the public schema: publishers, listings and their immutable versions,
+categories, moderation, reviews, flags, installs and run statistics.
+
+Installed copies (an agent, or a workflow with its agents) live in the installing workspace's
+schema and remember the listing version they came from (`listing_version_id` on the tenant
+models); `Install` here is the public record of who installed what. Statistics are numbers only
+(`RunSample`: success, latency, cost): never a workspace's inputs or outputs.
+
+Prices fit without a rewrite: a listing has a pricing model and a price; free is the default.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+EMBEDDING_DIMENSIONS = 384
+
+
+class Category(models.Model):
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=80, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    icon = models.CharField(max_length=16, blank=True, help_text="An emoji or short mark.")
+    position = models.PositiveSmallIntegerField(default=100)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Publisher(models.Model):
+    """A creator's public profile: one per publishing workspace. The platform's own catalogue
+    (`manage.py import_catalog`) has a publisher without a workspace."""
+
+    workspace = models.OneToOneField(
+        "tenants.Workspace",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="publisher",
+    )
+    slug = models.SlugField(max_length=60, unique=True)
+    display_name = models.CharField(max_length=80)
+    bio = models.CharField(max_length=500, blank=True)
+    website = models.URLField(blank=True)
+    verified = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class Listing(models.Model):
+    class Kind(models.TextChoices):
+        AGENT = "agent", "Agent"
+        WORKFLOW = "workflow", "Workflow template"
+
+    class Pricing(models.TextChoices):
+        FREE = "free", "Free"
+        ONE_TIME = "one_time", "One-time purchase"
+        PER_RUN = "per_run", "Per run"
+
+    publisher = models.ForeignKey(Publisher, on_delete=models.PROTECT, related_name="listings")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    slug = models.SlugField(max_length=80, unique=True)
+    title = models.CharField(max_length=100)
+    summary = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="Markdown, rendered safely.")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="listings")
+    tags = ArrayField(models.CharField(max_length=30), default=list, blank=True)
+    icon = models.CharField(max_length=16, blank=True)
+    # The version installs get; set when a version is approved.
+    current_version = models.ForeignKey(
+        "ListingVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    featured = models.BooleanField(default=False)
+    unlisted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set by staff: hidden from browsing and installs."
+    )
+    unlisted_reason = models.CharField(max_length=300, blank=True)
+    pricing = models.CharField(max_length=16, choices=Pricing.choices, default=Pricing.FREE)
+    price_cents = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    # Denormalised for browsing (kept by marketplace services, never by signals).
+    providers = ArrayField(models.CharField(max_length=30), default=list, blank=True)
+    install_count = models.PositiveIntegerField(default=0)
+    review_count = models.PositiveIntegerField(default=0)
+    rating_avg = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    run_count = models.PositiveIntegerField(default=0)
+    success_rate = models.FloatField(null=True, blank=True)
+    p95_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    median_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    search_vector = SearchVectorField(null=True, editable=False)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True, help_text="First approval.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title", "id"]
+        indexes = [
+            GinIndex(fields=["search_vector"], name="listing_search_vector"),
+            HnswIndex(
+                name="listing_embedding",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["category", "kind"], name="listing_category_kind"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(pricing="free", price_cents=0) | ~Q(pricing="free"),
+                name="listing_free_has_no_price",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_public(self) -> bool:
+        return self.current_version_id is not None and self.unlisted_at is None
+
+
+class ListingVersion(models.Model):
+    """One submitted snapshot: the definition as published, without secrets or knowledge-base
+    contents. Never changes after submission; moderation fields record the decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        CHANGES_REQUESTED = "changes_requested", "Changes requested"
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    changelog = models.TextField(blank=True)
+    definition = models.JSONField(help_text="The agent or workflow snapshot, secrets removed.")
+    required_tools = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+    required_providers = ArrayField(models.CharField(max_length=30), default=list, blank=True)
+    example_inputs = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    moderation_reason = models.TextField(blank=True)
+    moderated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    moderated_at = models.DateTimeField(null=True, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    source_kind = models.CharField(max_length=16, blank=True, help_text="agent or workflow")
+    source_id = models.BigIntegerField(
+        null=True, blank=True, help_text="In the publisher's schema."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["listing", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["listing", "number"], name="listing_version_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.listing.title} v{self.number}"
+
+
+class Install(models.Model):
+    """A workspace's installed copy of a listing version. One active install per listing and
+    workspace; an upgrade moves `version`, an uninstall sets `uninstalled_at`."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="installs")
+    version = models.ForeignKey(ListingVersion, on_delete=models.PROTECT, related_name="installs")
+    workspace = models.ForeignKey(
+        "tenants.Workspace", on_delete=models.CASCADE, related_name="installs"
+    )
+    installed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    object_kind = models.CharField(max_length=16, help_text="agent or workflow")
+    object_id = models.BigIntegerField(help_text="The copy's id in the workspace's schema.")
+    runs_completed = models.PositiveIntegerField(default=0)
+    installed_at = models.DateTimeField(auto_now_add=True)
+    upgraded_at = models.DateTimeField(null=True, blank=True)
+    uninstalled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-installed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["listing", "workspace"],
+                condition=Q(uninstalled_at__isnull=True),
+                name="one_active_install_per_workspace",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.listing} in {self.workspace_id}"
+
+
+class Review(models.Model):
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="reviews")
+    workspace = models.ForeignKey(
+        "tenants.Workspace", on_delete=models.CASCADE, related_name="reviews"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rating = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    text = models.TextField(blank=True)
+    reply = models.TextField(blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["listing", "workspace"], name="one_review_per_workspace"
+            ),
+            models.CheckConstraint(
+                condition=Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rating}★ {self.listing}"
+
+
+class Flag(models.Model):
+    class Reason(models.TextChoices):
+        SPAM = "spam", "Spam or misleading"
+        HARMFUL = "harmful", "Harmful or abusive"
+        BROKEN = "broken", "Does not work"
+        COPYRIGHT = "copyright", "Copyright or trademark"
+        OTHER = "other", "Other"
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="flags")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    details = models.TextField(blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    resolution = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()}: {self.listing}"
+
+
+class RunSample(models.Model):
+    """One finished run of an installed copy: numbers only, for the listing's statistics."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="run_samples")
+    version = models.ForeignKey(
+        ListingVersion, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    succeeded = models.BooleanField()
+    latency_ms = models.PositiveIntegerField()
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["listing", "-created_at"], name="run_sample_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.listing_id}: {'ok' if self.succeeded else 'failed'} {self.latency_ms} ms"
