@@ -1,0 +1,296 @@
+"""Marketplace reads: search, the browse page, a listing's page and a publisher's page.
+
+Every function here shows public listings only (an approved current version, not unlisted),
+and loads what a card shows (category, publisher) with the listing, so the number of queries
+does not depend on the number of listings.
+
+`listing_search` is the one search used by the pages and the API:
+
+- keyword: `websearch_to_tsquery('english', q)` against `search_vector` (GIN), ranked by
+  `ts_rank`;
+- semantic: cosine distance to the query's embedding through the HNSW index, with pgvector's
+  iterative scan so filters applied during the scan still fill the page;
+- combined (the default when `q` is given): reciprocal rank fusion of the top `FUSION_DEPTH`
+  of each, with the filters inside both candidate queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import connection, transaction
+from django.db.models import Count, F, Prefetch, Q, QuerySet
+from pgvector.django import CosineDistance
+
+from agents.embeddings import embed_one
+from core.exceptions import NotFound, ValidationFailed
+from marketplace.models import Category, Listing, Publisher, Review
+from marketplace.search_index import SEARCH_CONFIG
+
+Sort = Literal["relevance", "rating", "installs", "new"]
+Mode = Literal["combined", "keyword", "semantic"]
+
+FUSION_DEPTH = 100  # candidates taken from each of keyword and semantic search
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
+LIMIT_MAX = 100
+HNSW_EF_SEARCH = 100
+# How many index tuples an iterative scan may visit before giving up on a selective filter.
+HNSW_MAX_SCAN_TUPLES = 20000
+# Nearest is not the same as near: beyond this cosine distance a listing shares (almost)
+# nothing with the query, and would only pad the fused list with noise.
+SEMANTIC_MAX_DISTANCE = 0.97
+HOME_SECTION_SIZE = 8
+RECENT_REVIEWS = 10
+
+PUBLIC = Q(current_version__isnull=False, unlisted_at__isnull=True)
+# Columns a card never shows and that are large (the embedding is 384 floats).
+_CARD_DEFERRED = ("search_vector", "embedding", "description")
+
+_ORDERINGS: dict[str, tuple[Any, ...]] = {
+    "rating": (F("rating_avg").desc(nulls_last=True), "-review_count", "id"),
+    "installs": ("-install_count", "id"),
+    "new": (F("published_at").desc(nulls_last=True), "-id"),
+    "relevance": ("-featured", "-install_count", "id"),  # no query: popular first
+}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    listings: list[Listing]
+    has_more: bool
+    mode: str  # "browse", "keyword", "semantic" or "combined"
+    # Combined and semantic search only look at the best candidates: their total is a bound.
+    total_estimate: int | None = None
+
+
+@dataclass(frozen=True)
+class Home:
+    featured: list[Listing]
+    newest: list[Listing]
+    top_rated: list[Listing]
+    most_installed: list[Listing]
+    categories: list[Category] = field(default_factory=list)  # each with `listing_count`
+
+
+@dataclass(frozen=True)
+class PublisherListings:
+    publisher: Publisher
+    listings: list[Listing]
+
+
+def public_listings() -> QuerySet[Listing]:
+    return Listing.objects.filter(PUBLIC)
+
+
+def _cards(queryset: QuerySet[Listing]) -> QuerySet[Listing]:
+    return queryset.select_related("category", "publisher").defer(*_CARD_DEFERRED)
+
+
+def _filtered(
+    *,
+    category: Category | str | None,
+    kind: str | None,
+    provider: str | None,
+    pricing: str | None,
+    min_rating: float | Decimal | None,
+) -> QuerySet[Listing]:
+    queryset = public_listings()
+    if category is not None:
+        if isinstance(category, Category):
+            queryset = queryset.filter(category=category)
+        else:
+            queryset = queryset.filter(category__slug=category)
+    if kind:
+        queryset = queryset.filter(kind=kind)
+    if provider:
+        queryset = queryset.filter(providers__contains=[provider])
+    if pricing == "free":
+        queryset = queryset.filter(pricing=Listing.Pricing.FREE)
+    elif pricing == "paid":
+        queryset = queryset.exclude(pricing=Listing.Pricing.FREE)
+    elif pricing:
+        raise ValidationFailed("Pricing is 'free' or 'paid'.", fields={"pricing": ["invalid"]})
+    if min_rating is not None:
+        queryset = queryset.filter(rating_avg__gte=min_rating)
+    return queryset
+
+
+def _keyword_ids(queryset: QuerySet[Listing], q: str, count: int) -> list[int]:
+    query = SearchQuery(q, search_type="websearch", config=SEARCH_CONFIG)
+    return list(
+        queryset.filter(search_vector=query)
+        .annotate(rank=SearchRank(F("search_vector"), query))
+        .order_by("-rank", "id")
+        .values_list("id", flat=True)[:count]
+    )
+
+
+def _semantic_ids(queryset: QuerySet[Listing], vector: list[float], count: int) -> list[int]:
+    """The ids of the `count` nearest listings, nearest first, through the HNSW index.
+
+    The filters are applied while the index is scanned; the iterative scan (pgvector ≥ 0.8)
+    keeps reading until `count` rows pass them or `HNSW_MAX_SCAN_TUPLES` were visited.
+    Relaxed order returns rows slightly out of order, so they are sorted again here."""
+    ef_search = max(HNSW_EF_SEARCH, count)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('hnsw.ef_search', %s, true),"
+            " set_config('hnsw.max_scan_tuples', %s, true)",
+            [str(ef_search), str(HNSW_MAX_SCAN_TUPLES)],
+        )
+        rows = list(
+            queryset.filter(embedding__isnull=False)
+            .annotate(distance=CosineDistance("embedding", vector))
+            .order_by("distance")
+            .values_list("id", "distance")[:count]
+        )
+    rows.sort(key=lambda row: (row[1], row[0]))
+    return [listing_id for listing_id, distance in rows if distance <= SEMANTIC_MAX_DISTANCE]
+
+
+def _query_vector(q: str) -> list[float] | None:
+    vector = embed_one(q)
+    # A query of stop words only embeds to zeros, which has no cosine distance to anything.
+    return vector if any(vector) else None
+
+
+def _fuse(*rankings: list[int]) -> list[int]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for position, listing_id in enumerate(ranking, start=1):
+            scores[listing_id] = scores.get(listing_id, 0.0) + 1.0 / (RRF_K + position)
+    return sorted(scores, key=lambda listing_id: (-scores[listing_id], listing_id))
+
+
+def _load_in_order(ids: list[int]) -> list[Listing]:
+    by_id = {listing.pk: listing for listing in _cards(Listing.objects.filter(pk__in=ids))}
+    return [by_id[listing_id] for listing_id in ids if listing_id in by_id]
+
+
+def listing_search(
+    *,
+    q: str = "",
+    category: Category | str | None = None,
+    kind: str | None = None,
+    provider: str | None = None,
+    pricing: str | None = None,
+    min_rating: float | Decimal | None = None,
+    sort: Sort = "relevance",
+    mode: Mode = "combined",
+    limit: int = 24,
+    offset: int = 0,
+) -> SearchResult:
+    """Public listings matching `q` and the filters, one page of them.
+
+    With `q`, relevance comes from `mode`; another `sort` reorders the matching candidates.
+    Without `q`, all matching listings in `sort` order. `category` is a Category or its slug.
+    Raises ValidationFailed for an unknown sort, mode or pricing."""
+    if sort not in _ORDERINGS:
+        raise ValidationFailed("Unknown sort order.", fields={"sort": ["invalid"]})
+    if mode not in ("combined", "keyword", "semantic"):
+        raise ValidationFailed("Unknown search mode.", fields={"mode": ["invalid"]})
+    limit = max(1, min(limit, LIMIT_MAX))
+    offset = max(0, offset)
+    queryset = _filtered(
+        category=category, kind=kind, provider=provider, pricing=pricing, min_rating=min_rating
+    )
+    q = q.strip()
+    if not q:
+        page = list(_cards(queryset).order_by(*_ORDERINGS[sort])[offset : offset + limit + 1])
+        return SearchResult(listings=page[:limit], has_more=len(page) > limit, mode="browse")
+
+    wanted = offset + limit + 1
+    if mode == "keyword" and sort == "relevance":
+        ids = _keyword_ids(queryset, q, wanted)
+        return _page(ids, offset, limit, mode, total_estimate=None)
+    depth = max(FUSION_DEPTH, wanted)
+    vector = _query_vector(q) if mode != "keyword" else None
+    if mode == "keyword":
+        ids = _keyword_ids(queryset, q, depth)
+    elif mode == "semantic":
+        count = wanted if sort == "relevance" else depth
+        ids = _semantic_ids(queryset, vector, count) if vector else []
+    else:
+        keyword = _keyword_ids(queryset, q, depth)
+        semantic = _semantic_ids(queryset, vector, depth) if vector else []
+        ids = _fuse(keyword, semantic)
+    if sort != "relevance":
+        ordered = _cards(Listing.objects.filter(pk__in=ids)).order_by(*_ORDERINGS[sort])
+        page = list(ordered[offset : offset + limit + 1])
+        return SearchResult(
+            listings=page[:limit], has_more=len(page) > limit, mode=mode, total_estimate=len(ids)
+        )
+    return _page(ids, offset, limit, mode, total_estimate=len(ids))
+
+
+def _page(
+    ids: list[int], offset: int, limit: int, mode: str, *, total_estimate: int | None
+) -> SearchResult:
+    return SearchResult(
+        listings=_load_in_order(ids[offset : offset + limit]),
+        has_more=len(ids) > offset + limit,
+        mode=mode,
+        total_estimate=total_estimate,
+    )
+
+
+def browse_home() -> Home:
+    """The marketplace front page in five queries: four sections and the category counts."""
+    cards = _cards(public_listings())
+    return Home(
+        featured=list(
+            cards.filter(featured=True).order_by(*_ORDERINGS["installs"])[:HOME_SECTION_SIZE]
+        ),
+        newest=list(cards.order_by(*_ORDERINGS["new"])[:HOME_SECTION_SIZE]),
+        top_rated=list(
+            cards.filter(rating_avg__isnull=False).order_by(*_ORDERINGS["rating"])[
+                :HOME_SECTION_SIZE
+            ]
+        ),
+        most_installed=list(cards.order_by(*_ORDERINGS["installs"])[:HOME_SECTION_SIZE]),
+        categories=list(
+            Category.objects.annotate(
+                listing_count=Count(
+                    "listings",
+                    filter=Q(
+                        listings__current_version__isnull=False,
+                        listings__unlisted_at__isnull=True,
+                    ),
+                )
+            )
+        ),
+    )
+
+
+def listing_detail(slug: str) -> Listing:
+    """A public listing with its publisher, category, current version and latest reviews
+    (`listing.recent_reviews`, newest first). Raises NotFound otherwise."""
+    recent = Review.objects.select_related("author").order_by("-created_at", "-id")
+    listing = (
+        public_listings()
+        .select_related("publisher", "category", "current_version")
+        .defer("search_vector", "embedding")
+        .prefetch_related(
+            Prefetch("reviews", queryset=recent[:RECENT_REVIEWS], to_attr="recent_reviews")
+        )
+        .filter(slug=slug)
+        .first()
+    )
+    if listing is None:
+        raise NotFound("No such listing.")
+    return listing
+
+
+def publisher_listings(slug: str) -> PublisherListings:
+    """A publisher and their public listings, most installed first. Raises NotFound."""
+    publisher = Publisher.objects.filter(slug=slug).first()
+    if publisher is None:
+        raise NotFound("No such publisher.")
+    listings = list(
+        _cards(public_listings().filter(publisher=publisher)).order_by(*_ORDERINGS["installs"])
+    )
+    return PublisherListings(publisher=publisher, listings=listings)

@@ -1,0 +1,147 @@
+"""The public marketplace pages: browsing and searching without an account (htmx results and
+plain GET), a listing page with safe Markdown and its measured figures, a publisher page, and
+hidden listings that stay hidden."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from marketplace.models import Category, Publisher, Review
+from tests.conftest import World
+from tests.marketplace.test_search import categories, make_listing, publisher  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "market-results"}
+
+
+@pytest.fixture
+def support(publisher: Publisher, categories: dict[str, Category]) -> Any:  # noqa: F811
+    return make_listing(
+        publisher=publisher,
+        category=categories["support"],
+        title="Inbox Concierge",
+        summary="Answers customer emails from your help center, with citations.",
+        description="## How it works\n\n**Reads** the email.\n\n<script>alert(1)</script>",
+        tags=["email", "support"],
+        slug="inbox-concierge",
+        featured=True,
+        install_count=12,
+        rating_avg=Decimal("4.50"),
+        review_count=2,
+        run_count=40,
+        success_rate=0.95,
+        p95_latency_ms=1800,
+        median_cost_usd=Decimal("0.0021"),
+    )
+
+
+def test_anyone_can_browse_the_front_page(
+    client: Client,
+    support: Any,
+    publisher: Publisher,  # noqa: F811
+    categories: dict[str, Category],  # noqa: F811
+    django_assert_max_num_queries: Any,
+) -> None:
+    for index in range(8):  # more listings must not mean more queries
+        make_listing(publisher=publisher, category=categories["finance"], title=f"Ledger {index}")
+    with django_assert_max_num_queries(8):
+        response = client.get(reverse("marketplace"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Featured" in html and "Inbox Concierge" in html
+    assert "Customer support" in html and "Finance" in html  # categories with listings
+    assert "★ 4.5" in html and "Ledger 7" in html
+
+
+def test_search_works_without_javascript_and_as_you_type(client: Client, support: Any) -> None:
+    plain = client.get(reverse("marketplace"), {"q": "answers customer emails"})
+    assert plain.status_code == 200 and "Inbox Concierge" in plain.content.decode()
+    assert "<!DOCTYPE html>" in plain.content.decode()
+    partial = client.get(reverse("marketplace"), {"q": "concierge"}, **HX)
+    html = partial.content.decode()
+    assert 'id="market-results"' in html and "Inbox Concierge" in html
+    assert "<!DOCTYPE html>" not in html  # only the results are swapped
+    nothing = client.get(reverse("marketplace"), {"q": "quantum chromodynamics"}, **HX)
+    assert "Nothing matches" in nothing.content.decode()
+
+
+def test_filters_narrow_and_bad_values_are_named(
+    client: Client,
+    support: Any,
+    publisher: Publisher,  # noqa: F811
+    categories: dict[str, Category],  # noqa: F811
+) -> None:
+    make_listing(publisher=publisher, category=categories["finance"], title="Invoice Checker")
+    finance = client.get(reverse("marketplace"), {"category": "finance"}).content.decode()
+    assert "Invoice Checker" in finance and "Inbox Concierge" not in finance
+    bad = client.get(reverse("marketplace"), {"sort": "cheapest", "category": "nope"})
+    html = bad.content.decode()
+    assert bad.status_code == 200
+    assert "Select a valid choice" in html and 'id="id_sort_error"' in html
+    assert "Inbox Concierge" in html  # the invalid filters are ignored, results still shown
+
+
+def test_listing_page_renders_safe_markdown_and_measured_figures(
+    client: Client, support: Any, world: World
+) -> None:
+    Review.objects.create(
+        listing=support,
+        workspace=world.workspace_a,
+        author=world.owner,
+        rating=5,
+        text="Saved us hours.",
+        reply="Thank you!",
+        replied_at=timezone.now(),
+    )
+    response = client.get(reverse("marketplace_listing", kwargs={"slug": "inbox-concierge"}))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<h2>How it works</h2>" in html and "<strong>Reads</strong>" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert "95%" in html and "1,800 ms" in html and "$0.0021" in html
+    assert "Saved us hours." in html and "Thank you!" in html
+    assert "Sign in to install" in html  # anonymous visitor
+
+
+def test_publisher_page_lists_public_listings(
+    client: Client,
+    support: Any,
+    publisher: Publisher,  # noqa: F811
+    categories: dict[str, Category],  # noqa: F811
+) -> None:
+    make_listing(
+        publisher=publisher, category=categories["support"], title="Secret draft", approved=False
+    )
+    html = client.get(reverse("marketplace_publisher", kwargs={"slug": "acme"})).content.decode()
+    assert "Acme Labs" in html and "Inbox Concierge" in html and "Secret draft" not in html
+
+
+def test_hidden_listings_are_not_found(
+    client: Client,
+    publisher: Publisher,  # noqa: F811
+    categories: dict[str, Category],  # noqa: F811
+) -> None:
+    draft = make_listing(
+        publisher=publisher, category=categories["support"], title="Draft", approved=False
+    )
+    gone = make_listing(
+        publisher=publisher,
+        category=categories["support"],
+        title="Gone",
+        unlisted_at=timezone.now(),
+    )
+    for listing in (draft, gone):
+        url = reverse("marketplace_listing", kwargs={"slug": listing.slug})
+        assert client.get(url).status_code == 404
+    assert (
+        client.get(reverse("marketplace_publisher", kwargs={"slug": "nobody"})).status_code == 404
+    )
+    home = client.get(reverse("marketplace"), {"q": "Draft Gone"}).content.decode()
+    assert "Nothing matches" in home

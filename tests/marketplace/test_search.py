@@ -1,0 +1,372 @@
+"""Marketplace search and browsing reads: keyword, semantic and fused search over public
+listings only, filters and sorting, full pages under filters, constant query counts."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from core.exceptions import NotFound, ValidationFailed
+from marketplace import selectors
+from marketplace.models import Category, Listing, ListingVersion, Publisher, Review
+from marketplace.search_index import index_all, index_listing
+from marketplace.selectors import browse_home, listing_detail, listing_search, publisher_listings
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def categories() -> dict[str, Category]:
+    return {
+        slug: Category.objects.create(slug=slug, name=name, position=i)
+        for i, (slug, name) in enumerate(
+            [("support", "Customer support"), ("finance", "Finance"), ("marketing", "Marketing")]
+        )
+    }
+
+
+@pytest.fixture
+def publisher() -> Publisher:
+    return Publisher.objects.create(slug="acme", display_name="Acme Labs", verified=True)
+
+
+def make_listing(
+    *,
+    publisher: Publisher,
+    category: Category,
+    title: str,
+    summary: str = "",
+    description: str = "",
+    tags: list[str] | None = None,
+    approved: bool = True,
+    index: bool = True,
+    **fields: Any,
+) -> Listing:
+    number = next(_counter)
+    listing = Listing.objects.create(
+        publisher=publisher,
+        category=category,
+        kind=fields.pop("kind", Listing.Kind.AGENT),
+        slug=fields.pop("slug", f"listing-{number}"),
+        title=title,
+        summary=summary or title,
+        description=description,
+        tags=tags or [],
+        published_at=fields.pop("published_at", timezone.now()),
+        **fields,
+    )
+    if approved:
+        version = ListingVersion.objects.create(
+            listing=listing, number=1, definition={}, status=ListingVersion.Status.APPROVED
+        )
+        listing.current_version = version
+        listing.save(update_fields=["current_version"])
+    if index:
+        index_listing(listing)
+    return listing
+
+
+@pytest.fixture
+def catalogue(categories: dict[str, Category], publisher: Publisher) -> dict[str, Listing]:
+    now = timezone.now()
+    made = {
+        "inbox": make_listing(
+            publisher=publisher,
+            category=categories["support"],
+            title="Inbox Concierge",
+            summary="Drafts replies to customer emails and answers support questions.",
+            description="Reads the support inbox and answers each customer email with a reply.",
+            tags=["support", "email"],
+            rating_avg=Decimal("4.60"),
+            install_count=50,
+            published_at=now - timedelta(days=3),
+        ),
+        "invoices": make_listing(
+            publisher=publisher,
+            category=categories["finance"],
+            kind=Listing.Kind.WORKFLOW,
+            title="Invoice Reconciler",
+            summary="Matches invoices to bank transactions every night.",
+            description="Flags mismatches for review and exports a ledger report.",
+            tags=["invoices", "accounting"],
+            pricing=Listing.Pricing.PER_RUN,
+            price_cents=5,
+            rating_avg=Decimal("3.90"),
+            install_count=200,
+            providers=["openai"],
+            published_at=now - timedelta(days=10),
+        ),
+        "campaigns": make_listing(
+            publisher=publisher,
+            category=categories["marketing"],
+            title="Campaign Planner",
+            summary="Plans social media campaigns and writes the posts.",
+            tags=["social", "marketing"],
+            pricing=Listing.Pricing.ONE_TIME,
+            price_cents=900,
+            rating_avg=Decimal("4.20"),
+            install_count=10,
+            providers=["anthropic"],
+            featured=True,
+            published_at=now - timedelta(days=1),
+        ),
+        "refunds": make_listing(
+            publisher=publisher,
+            category=categories["support"],
+            kind=Listing.Kind.WORKFLOW,
+            title="Refund Helper",
+            summary="Processes refund requests for orders.",
+            tags=["refunds", "orders"],
+            install_count=5,
+            published_at=now - timedelta(days=20),
+        ),
+        # Never public: text that would match the email searches.
+        "unlisted": make_listing(
+            publisher=publisher,
+            category=categories["support"],
+            title="Hidden Email Responder",
+            summary="Answers customer emails and support questions in the inbox.",
+            tags=["support", "email"],
+            unlisted_at=now,
+            unlisted_reason="spam",
+            install_count=1000,
+            featured=True,
+        ),
+        "pending": make_listing(
+            publisher=publisher,
+            category=categories["support"],
+            title="Draft Email Answerer",
+            summary="Answers customer emails and support questions in the inbox.",
+            tags=["support", "email"],
+            approved=False,
+            install_count=1000,
+            featured=True,
+        ),
+    }
+    return made
+
+
+def titles(listings: list[Listing]) -> list[str]:
+    return [listing.title for listing in listings]
+
+
+def test_keyword_finds_by_title_and_by_tag(catalogue: dict[str, Listing]) -> None:
+    by_title = listing_search(q="reconciler", mode="keyword")
+    assert titles(by_title.listings) == ["Invoice Reconciler"]
+    by_tag = listing_search(q="accounting", mode="keyword")  # only in the tags
+    assert titles(by_tag.listings) == ["Invoice Reconciler"]
+    # websearch syntax: a quoted phrase and an exclusion
+    assert titles(listing_search(q='"social media" -email', mode="keyword").listings) == [
+        "Campaign Planner"
+    ]
+
+
+def test_semantic_finds_a_listing_without_the_query_words(catalogue: dict[str, Listing]) -> None:
+    # The hashing embedder matches shared vocabulary (with crude stemming), not meaning:
+    # "answers", "customer" and "emails" are shared; "bot" appears in no listing.
+    query = "bot that answers customer emails"
+    assert "bot" not in Listing.objects.get(title="Inbox Concierge").description.lower()
+    assert listing_search(q=query, mode="keyword").listings == []  # every word must match
+    semantic = listing_search(q=query, mode="semantic")
+    assert semantic.listings[0].title == "Inbox Concierge"
+
+
+def test_combined_fuses_keyword_and_semantic(catalogue: dict[str, Listing]) -> None:
+    # Keyword finds nothing (no listing says "bot"); the fused list still has the match.
+    fused = listing_search(q="bot that answers customer emails")
+    assert fused.mode == "combined"
+    assert fused.listings[0].title == "Inbox Concierge"
+    # Both agree on the refund workflow: it comes first.
+    assert listing_search(q="refund requests").listings[0].title == "Refund Helper"
+    # Reciprocal rank fusion: in both lists beats first in one only.
+    assert selectors._fuse([1, 2, 3], [3, 1]) == [1, 3, 2]
+
+
+def test_stop_word_query_does_not_fail(catalogue: dict[str, Listing]) -> None:
+    assert listing_search(q="the and of", mode="semantic").listings == []
+    listing_search(q="the and of")  # no cosine distance to a zero vector; no error
+
+
+def test_filters(catalogue: dict[str, Listing], categories: dict[str, Category]) -> None:
+    support = listing_search(category="support")
+    assert set(titles(support.listings)) == {"Inbox Concierge", "Refund Helper"}
+    assert titles(listing_search(category=categories["finance"]).listings) == ["Invoice Reconciler"]
+    workflows = listing_search(kind="workflow")
+    assert set(titles(workflows.listings)) == {"Invoice Reconciler", "Refund Helper"}
+    free = listing_search(pricing="free")
+    assert set(titles(free.listings)) == {"Inbox Concierge", "Refund Helper"}
+    paid = listing_search(pricing="paid")
+    assert set(titles(paid.listings)) == {"Invoice Reconciler", "Campaign Planner"}
+    rated = listing_search(min_rating=Decimal("4.0"))
+    assert set(titles(rated.listings)) == {"Inbox Concierge", "Campaign Planner"}
+    assert titles(listing_search(provider="anthropic").listings) == ["Campaign Planner"]
+    # Filters apply to searches too.
+    assert listing_search(q="customer emails support", category="finance").listings == []
+    with pytest.raises(ValidationFailed):
+        listing_search(pricing="cheap")
+    with pytest.raises(ValidationFailed):
+        listing_search(sort="price")
+
+
+def test_sorting(catalogue: dict[str, Listing]) -> None:
+    assert titles(listing_search(sort="installs").listings) == [
+        "Invoice Reconciler",
+        "Inbox Concierge",
+        "Campaign Planner",
+        "Refund Helper",
+    ]
+    # Unrated listings come last.
+    assert titles(listing_search(sort="rating").listings) == [
+        "Inbox Concierge",
+        "Campaign Planner",
+        "Invoice Reconciler",
+        "Refund Helper",
+    ]
+    assert titles(listing_search(sort="new").listings)[0] == "Campaign Planner"
+    # A search reordered by installs keeps only the matches.
+    matched = listing_search(q="support customer emails", sort="installs", mode="keyword")
+    assert titles(matched.listings) == ["Inbox Concierge"]
+
+
+def test_pagination(catalogue: dict[str, Listing]) -> None:
+    first = listing_search(sort="installs", limit=3)
+    assert len(first.listings) == 3 and first.has_more
+    second = listing_search(sort="installs", limit=3, offset=3)
+    assert titles(second.listings) == ["Refund Helper"] and not second.has_more
+
+
+def test_unlisted_and_unapproved_never_appear(catalogue: dict[str, Listing]) -> None:
+    hidden = {"Hidden Email Responder", "Draft Email Answerer"}
+    results = [
+        listing_search(),
+        listing_search(sort="installs"),
+        listing_search(q="email", mode="keyword"),
+        listing_search(q="answers customer emails", mode="semantic"),
+        listing_search(q="answers customer emails"),
+        listing_search(category="support"),
+    ]
+    for result in results:
+        assert not hidden & set(titles(result.listings)), result
+    home = browse_home()
+    for section in (home.featured, home.newest, home.top_rated, home.most_installed):
+        assert not hidden & set(titles(section))
+    for key in ("unlisted", "pending"):
+        with pytest.raises(NotFound):
+            listing_detail(catalogue[key].slug)
+    assert not hidden & set(titles(publisher_listings("acme").listings))
+    counts = {category.slug: category.listing_count for category in home.categories}
+    assert counts == {"support": 2, "finance": 1, "marketing": 1}
+
+
+def test_browse_home_sections(catalogue: dict[str, Listing]) -> None:
+    home = browse_home()
+    assert titles(home.featured) == ["Campaign Planner"]
+    assert titles(home.newest)[0] == "Campaign Planner"
+    assert titles(home.top_rated) == ["Inbox Concierge", "Campaign Planner", "Invoice Reconciler"]
+    assert titles(home.most_installed)[0] == "Invoice Reconciler"
+
+
+def test_listing_detail_and_publisher(world: World, catalogue: dict[str, Listing]) -> None:
+    inbox = catalogue["inbox"]
+    Review.objects.create(listing=inbox, workspace=world.workspace_a, rating=5, text="Great")
+    Review.objects.create(listing=inbox, workspace=world.workspace_b, rating=4, text="Good")
+    listing = listing_detail(inbox.slug)
+    assert listing.publisher.display_name == "Acme Labs"
+    assert listing.category.slug == "support"
+    assert listing.current_version is not None and listing.current_version.number == 1
+    assert [review.text for review in listing.recent_reviews] == ["Good", "Great"]
+    with pytest.raises(NotFound):
+        listing_detail("no-such-listing")
+    page = publisher_listings("acme")
+    assert page.publisher.slug == "acme" and len(page.listings) == 4
+    with pytest.raises(NotFound):
+        publisher_listings("nobody")
+
+
+def test_filtered_search_fills_a_page(
+    categories: dict[str, Category], publisher: Publisher
+) -> None:
+    # Given 120 similar listings of which half are support agents…
+    for i in range(60):
+        for category, kind in (
+            (categories["support"], Listing.Kind.AGENT),
+            (categories["marketing"], Listing.Kind.WORKFLOW),
+        ):
+            make_listing(
+                publisher=publisher,
+                category=category,
+                kind=kind,
+                title=f"Email assistant {i} for {category.slug}",
+                summary="Answers customer emails and drafts replies.",
+                tags=["email"],
+                index=False,
+            )
+    assert index_all(batch=50) == 120
+    # …every search mode, filtered, still returns a full page of only matching rows.
+    for mode in ("combined", "semantic", "keyword"):
+        result = listing_search(
+            q="answer customer email", category="support", kind="agent", mode=mode, limit=24
+        )
+        assert len(result.listings) == 24, mode
+        assert result.has_more, mode
+        assert {(x.category_id, x.kind) for x in result.listings} == {
+            (categories["support"].pk, "agent")
+        }
+
+
+def _count_queries(function: Callable[[], object]) -> int:
+    with CaptureQueriesContext(connection) as context:
+        function()
+    return len(context.captured_queries)
+
+
+def test_query_counts_do_not_grow_with_listings(
+    world: World, categories: dict[str, Category], publisher: Publisher
+) -> None:
+    other = Publisher.objects.create(slug="other", display_name="Other")
+
+    def add(count: int) -> None:
+        for i in range(count):
+            make_listing(
+                publisher=publisher if i % 2 else other,
+                category=list(categories.values())[i % 3],
+                title=f"Support email helper {next(_counter)}",
+                summary="Answers customer emails.",
+                tags=["email", "support"],
+                rating_avg=Decimal("4.0"),
+                featured=i % 4 == 0,
+                index=False,
+            )
+        index_all()
+
+    calls: dict[str, Callable[[], object]] = {
+        "browse": lambda: listing_search(category="support", sort="rating"),
+        "keyword": lambda: listing_search(q="email", mode="keyword"),
+        "semantic": lambda: listing_search(q="email helper", mode="semantic"),
+        "combined": lambda: listing_search(q="email helper", kind="agent"),
+        "combined_sorted": lambda: listing_search(q="email helper", sort="installs"),
+        "home": browse_home,
+        "publisher": lambda: publisher_listings("acme"),
+    }
+    add(5)
+    first = Listing.objects.filter(current_version__isnull=False).first()
+    assert first is not None
+    for workspace in (world.workspace_a, world.workspace_b):
+        Review.objects.create(listing=first, workspace=workspace, rating=5)
+    calls["detail"] = lambda: listing_detail(first.slug)
+    small = {name: _count_queries(call) for name, call in calls.items()}
+    add(35)
+    large = {name: _count_queries(call) for name, call in calls.items()}
+    assert small == large
+    assert large["home"] <= 5 and large["detail"] <= 3 and large["browse"] == 1
