@@ -3,7 +3,7 @@ Bad values are reported beside their field and ignored (the page still shows res
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -46,8 +46,7 @@ class SearchForm(forms.Form):
 
     def __init__(self, *args: Any, categories: list[Category], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        category = self.fields["category"]
-        assert isinstance(category, forms.ChoiceField)
+        category = cast(forms.ChoiceField, self.fields["category"])
         category.choices = [("", "All categories")] + [(c.slug, c.name) for c in categories]
 
     def filters(self) -> dict[str, Any]:

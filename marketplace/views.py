@@ -5,9 +5,9 @@ and the same form works without JavaScript."""
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse
-from django_htmx.middleware import HtmxDetails
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from django_htmx.middleware import HtmxDetails
 
 from core.exceptions import NotFound
 from marketplace import selectors
