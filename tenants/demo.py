@@ -9,6 +9,7 @@ from django.db import transaction
 
 from accounts.models import User
 from agents.demo import seed_demo_agents
+from marketplace.catalog_import import import_catalog
 from tenants import services
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
@@ -61,6 +62,10 @@ def seed_demo(*, password: str) -> DemoResult:
     owner_access = Access(workspace=workspace, user=users["owner"], role=Role.OWNER)
     seed_demo_agents(access=owner_access, workspace=workspace)
     seed_demo_workflows(access=owner_access, workspace=workspace)
+    # The marketplace catalogue (public schema; unchanged listings are skipped).
+    report = import_catalog()
+    if report.errors:
+        raise RuntimeError(f"The shipped catalogue did not import: {report.errors[0]}")
     return DemoResult(
         workspace=workspace,
         logins=[(label, email) for label, email, _ in DEMO_USERS],

@@ -31,6 +31,12 @@ def test_demo_seed_is_idempotent_and_prints_the_logins() -> None:
     roles = dict(Membership.objects.filter(workspace=demo).values_list("user__email", "role"))
     assert roles == {"owner@demo.local": "owner", "member@demo.local": "member"}
     assert User.objects.get(email="admin@demo.local").is_staff
+    # The marketplace catalogue is loaded once and browsable.
+    from marketplace.models import Listing
+
+    public = Listing.objects.filter(current_version__isnull=False, unlisted_at__isnull=True)
+    assert public.count() >= 60 and public.values("category").distinct().count() >= 15
+    assert Listing.objects.filter(versions__number=2).count() == 0  # re-seeding made no versions
 
 
 def test_demo_users_can_sign_in_with_the_printed_password(client) -> None:
