@@ -11,6 +11,7 @@ from agents.models import AgentRun
 from agents.providers.base import Message
 from agents.webhooks import webhook_enqueue
 from core.exceptions import ApplicationError
+from marketplace import telemetry
 
 
 def _claim(run_id: int) -> AgentRun | None:
@@ -75,3 +76,4 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
         run.save(update_fields=fields)
         if run.callback_url:
             webhook_enqueue(run=run)
+    telemetry.agent_run_finished(run.pk)  # an installed listing's statistics; never raises

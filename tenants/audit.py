@@ -47,6 +47,10 @@ class Action(models.TextChoices):
     TRIGGER_UPDATED = "workflow.trigger_updated", "Trigger updated"
     TRIGGER_DELETED = "workflow.trigger_deleted", "Trigger deleted"
     TRIGGER_SECRET_ROTATED = "workflow.trigger_secret_rotated", "Trigger secret rotated"
+    LISTING_SUBMITTED = "marketplace.version_submitted", "Listing version submitted"
+    LISTING_INSTALLED = "marketplace.installed", "Listing installed"
+    LISTING_UPGRADED = "marketplace.upgraded", "Listing upgraded"
+    LISTING_UNINSTALLED = "marketplace.uninstalled", "Listing uninstalled"
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

@@ -613,6 +613,10 @@ class RunTxn:
 
                 self.flush()
                 run_finished_webhook(run)
+            if self.finished and "status" in self.run_fields:
+                from marketplace import telemetry
+
+                self.after.append(partial(telemetry.workflow_run_finished, run.pk))
         self.flush()
         if not (self.run_fields or self.changed or self.enqueue or self.after):
             return

@@ -1,0 +1,596 @@
+"""Writes for the marketplace: publishing, moderation, flags, installs and upgrades, run
+statistics and reviews.
+
+Listings live in the public schema; a snapshot is taken in the publisher's schema and an
+installed copy is created in the installer's. Moderation is for staff (`user.is_staff`);
+everything a workspace does goes through its `Access`. Statistics are numbers only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Avg, Count, F, Max
+from django.utils import timezone
+from django.utils.text import slugify
+from django_tenants.utils import schema_context
+
+from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from marketplace import snapshot
+from marketplace.models import (
+    Category,
+    Flag,
+    Install,
+    Listing,
+    ListingVersion,
+    Publisher,
+    Review,
+    RunSample,
+)
+from tenants import audit
+from tenants.models import Workspace
+from tenants.permissions import Access, Perm
+
+STATS_WINDOW = 1000
+MAX_REASON = 2000
+
+
+def _actor_id(access: Access) -> int | None:
+    return access.user.pk if access.user is not None else None
+
+
+def _unique_slug(model: Any, base: str, *, max_length: int) -> str:
+    base = slugify(base)[:max_length].strip("-") or "listing"
+    if not model.objects.filter(slug=base).exists():
+        return base
+    for number in range(2, 10_000):
+        suffix = f"-{number}"
+        candidate = base[: max_length - len(suffix)] + suffix
+        if not model.objects.filter(slug=candidate).exists():
+            return candidate
+    raise Conflict("No free slug left for this name.")
+
+
+def _require_staff(user: Any) -> None:
+    if user is None or not getattr(user, "is_staff", False):
+        raise PermissionDenied("Only platform staff may moderate the marketplace.")
+
+
+def _reason(reason: str, field: str = "reason") -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("Give a reason.", fields={field: ["A reason is required."]})
+    return reason[:MAX_REASON]
+
+
+# --- publishing ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def publisher_get_or_create(*, access: Access) -> Publisher:
+    access.require(Perm.BUILD)
+    workspace = access.workspace
+    publisher = Publisher.objects.filter(workspace=workspace).first()
+    if publisher is not None:
+        return publisher
+    return Publisher.objects.create(
+        workspace=workspace,
+        slug=_unique_slug(Publisher, workspace.slug, max_length=60),
+        display_name=workspace.name[:80],
+    )
+
+
+def _take_snapshot(
+    workspace: Workspace, kind: str, source_id: int
+) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
+    """(definition, required tools, required providers, notes), read in `workspace`'s schema."""
+    from agents.models import Agent
+    from workflows.models import Workflow
+
+    notes: list[str] = []
+    with schema_context(workspace.schema_name):
+        if kind == Listing.Kind.AGENT:
+            agent = Agent.objects.filter(pk=source_id, archived_at__isnull=True).first()
+            if agent is None:
+                raise NotFound("No active agent with that id in this workspace.")
+            definition = snapshot.agent_snapshot(agent, notes=notes)
+        else:
+            workflow = Workflow.objects.filter(pk=source_id, archived_at__isnull=True).first()
+            if workflow is None:
+                raise NotFound("No active workflow with that id in this workspace.")
+            definition = snapshot.workflow_snapshot(workflow, notes=notes)
+        providers = snapshot.providers_of(snapshot.models_named(kind, definition))
+    return definition, snapshot.required_tools(kind, definition), providers, notes
+
+
+def _listing_fields(
+    title: str, summary: str, description: str, category_slug: str, tags: Any, icon: str
+) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    title, summary = (title or "").strip(), " ".join((summary or "").split())
+    if not title or len(title) > 100:
+        errors["title"] = ["Give the listing a title of 1–100 characters."]
+    if not summary or len(summary) > 200:
+        errors["summary"] = ["Give a summary of 1–200 characters."]
+    category = Category.objects.filter(slug=category_slug or "").first()
+    if category is None:
+        errors["category_slug"] = [f"No category “{category_slug}”."]
+    tags = [str(t).strip().lower() for t in (tags or []) if str(t).strip()]
+    if len(tags) > 10 or any(len(t) > 30 for t in tags):
+        errors["tags"] = ["Use at most 10 tags of up to 30 characters."]
+    if len(icon or "") > 16:
+        errors["icon"] = ["Use an emoji or a mark of at most 16 characters."]
+    if errors:
+        raise ValidationFailed(
+            "The listing is not valid: " + ", ".join(errors) + ".", fields=errors
+        )
+    return {
+        "title": title,
+        "summary": summary,
+        "description": (description or "").strip(),
+        "category": category,
+        "tags": list(dict.fromkeys(tags)),
+        "icon": icon or "",
+    }
+
+
+@transaction.atomic
+def listing_publish(
+    *,
+    access: Access,
+    kind: str,
+    source_id: int,
+    title: str,
+    summary: str,
+    description: str = "",
+    category_slug: str,
+    tags: list[str] | None = None,
+    icon: str = "",
+    changelog: str = "",
+    example_inputs: list[Any] | None = None,
+    slug: str | None = None,
+) -> ListingVersion:
+    """Submit an agent or workflow of this workspace for review: a new listing the first time,
+    then a new version (number + 1) of the listing. The version waits for moderation; the
+    listing's text changes only while it has never been approved (afterwards it is public)."""
+    access.require(Perm.BUILD)
+    if kind not in Listing.Kind.values:
+        raise ValidationFailed(
+            "Choose what to publish.", fields={"kind": [f"One of: {', '.join(Listing.Kind)}."]}
+        )
+    fields = _listing_fields(title, summary, description, category_slug, tags, icon)
+    publisher = publisher_get_or_create(access=access)
+    listing: Listing | None
+    if slug:
+        listing = Listing.objects.select_for_update().filter(slug=slug).first()
+        if listing is None:
+            raise NotFound(f"No listing “{slug}”.")
+        if listing.publisher_id != publisher.pk:
+            raise PermissionDenied("This listing belongs to another publisher.")
+        if listing.kind != kind:
+            raise ValidationFailed(
+                f"This listing is a {listing.get_kind_display().lower()}.",
+                fields={"kind": [f"Publish a {listing.kind} to this listing."]},
+            )
+    else:
+        earlier = ListingVersion.objects.filter(
+            listing__publisher=publisher, source_kind=kind, source_id=source_id
+        ).values("listing_id")
+        listing = Listing.objects.select_for_update().filter(pk__in=earlier).first()
+    definition, tools, providers, notes = _take_snapshot(access.workspace, kind, source_id)
+    if listing is None:
+        listing = Listing.objects.create(
+            publisher=publisher,
+            kind=kind,
+            slug=_unique_slug(Listing, fields["title"], max_length=80),
+            **fields,
+        )
+    elif listing.published_at is None:
+        for name, value in fields.items():
+            setattr(listing, name, value)
+        listing.save(update_fields=[*fields, "updated_at"])
+    number = (listing.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = ListingVersion.objects.create(
+        listing=listing,
+        number=number,
+        changelog=(changelog or "").strip(),
+        definition=definition,
+        required_tools=tools,
+        required_providers=providers,
+        example_inputs=list(example_inputs or []),
+        submitted_by_id=_actor_id(access),
+        source_kind=kind,
+        source_id=source_id,
+    )
+    audit.record_for(
+        access,
+        action=audit.Action.LISTING_SUBMITTED,
+        target=listing,
+        metadata={"version": number, "notes": notes},
+    )
+    return version
+
+
+# --- moderation ------------------------------------------------------------------------------
+
+
+def _locked_version(version: ListingVersion) -> ListingVersion:
+    locked = ListingVersion.objects.select_for_update().select_related("listing").get(pk=version.pk)
+    if locked.status != ListingVersion.Status.PENDING:
+        raise Conflict(f"Version {locked.number} was already {locked.get_status_display()}.")
+    return locked
+
+
+def _decide(version: ListingVersion, user: Any, status: str, reason: str) -> ListingVersion:
+    version.status = status
+    version.moderation_reason = reason
+    version.moderated_by = user
+    version.moderated_at = timezone.now()
+    version.save(update_fields=["status", "moderation_reason", "moderated_by", "moderated_at"])
+    return version
+
+
+@transaction.atomic
+def version_approve(*, user: Any, version: ListingVersion) -> ListingVersion:
+    """Approve a pending version; it becomes the one installs get (if newer than the current)."""
+    _require_staff(user)
+    locked = _locked_version(version)
+    listing = Listing.objects.select_for_update().get(pk=locked.listing_id)
+    _decide(locked, user, ListingVersion.Status.APPROVED, "")
+    current = listing.current_version
+    if current is None or current.number < locked.number:
+        listing.current_version = locked
+        listing.providers = list(locked.required_providers)
+        if listing.published_at is None:
+            listing.published_at = timezone.now()
+        listing.save(update_fields=["current_version", "providers", "published_at", "updated_at"])
+    from marketplace.search_index import index_listing
+
+    index_listing(listing)
+    return locked
+
+
+@transaction.atomic
+def version_reject(*, user: Any, version: ListingVersion, reason: str) -> ListingVersion:
+    _require_staff(user)
+    reason = _reason(reason)
+    return _decide(_locked_version(version), user, ListingVersion.Status.REJECTED, reason)
+
+
+@transaction.atomic
+def version_request_changes(*, user: Any, version: ListingVersion, reason: str) -> ListingVersion:
+    _require_staff(user)
+    reason = _reason(reason)
+    return _decide(_locked_version(version), user, ListingVersion.Status.CHANGES_REQUESTED, reason)
+
+
+@transaction.atomic
+def listing_unlist(*, user: Any, listing: Listing, reason: str) -> Listing:
+    _require_staff(user)
+    reason = _reason(reason)
+    Listing.objects.filter(pk=listing.pk).update(
+        unlisted_at=timezone.now(), unlisted_reason=reason[:300], updated_at=timezone.now()
+    )
+    listing.refresh_from_db()
+    return listing
+
+
+@transaction.atomic
+def listing_relist(*, user: Any, listing: Listing) -> Listing:
+    _require_staff(user)
+    Listing.objects.filter(pk=listing.pk).update(
+        unlisted_at=None, unlisted_reason="", updated_at=timezone.now()
+    )
+    listing.refresh_from_db()
+    return listing
+
+
+# --- flags -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def flag_create(*, user: Any, listing: Listing, reason: str, details: str = "") -> Flag:
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise PermissionDenied("Sign in to report a listing.")
+    if reason not in Flag.Reason.values:
+        raise ValidationFailed(
+            "Choose why you report this listing.",
+            fields={"reason": [f"One of: {', '.join(Flag.Reason.values)}."]},
+        )
+    details = (details or "").strip()
+    if reason == Flag.Reason.OTHER and not details:
+        raise ValidationFailed(
+            "Tell us what is wrong.", fields={"details": ["Required when the reason is Other."]}
+        )
+    return Flag.objects.create(listing=listing, reporter=user, reason=reason, details=details)
+
+
+@transaction.atomic
+def flag_resolve(*, user: Any, flag: Flag, resolution: str = "") -> Flag:
+    _require_staff(user)
+    if flag.resolved_at is None:
+        flag.resolved_at = timezone.now()
+        flag.resolved_by = user
+        flag.resolution = (resolution or "").strip()[:300]
+        flag.save(update_fields=["resolved_at", "resolved_by", "resolution"])
+    return flag
+
+
+# --- installs --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def install(*, access: Access, listing: Listing) -> Install:
+    """Copy the listing's current version into the workspace, pinned to that version."""
+    access.require(Perm.BUILD)
+    listing = Listing.objects.select_for_update().get(pk=listing.pk)
+    if not listing.is_public or listing.current_version is None:
+        raise NotFound("This listing is not available.")
+    if Install.objects.filter(
+        listing=listing, workspace=access.workspace, uninstalled_at__isnull=True
+    ).exists():
+        raise Conflict(f"“{listing.title}” is already installed in this workspace.")
+    version = listing.current_version
+    with schema_context(access.workspace.schema_name):
+        object_kind, object_id = snapshot.install_snapshot(
+            access, version.definition, listing.kind, version.pk, name=listing.title
+        )
+    created = Install.objects.create(
+        listing=listing,
+        version=version,
+        workspace=access.workspace,
+        installed_by_id=_actor_id(access),
+        object_kind=object_kind,
+        object_id=object_id,
+    )
+    Listing.objects.filter(pk=listing.pk).update(install_count=F("install_count") + 1)
+    audit.record_for(
+        access,
+        action=audit.Action.LISTING_INSTALLED,
+        target=created,
+        metadata={"listing": listing.slug, "version": version.number},
+    )
+    return created
+
+
+def _locked_install(access: Access, install: Install) -> Install:
+    locked = (
+        Install.objects.select_for_update()
+        .select_related("listing", "version")
+        .filter(pk=install.pk, workspace=access.workspace, uninstalled_at__isnull=True)
+        .first()
+    )
+    if locked is None:
+        raise NotFound("No active install with that id in this workspace.")
+    return locked
+
+
+def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> None:
+    from agents.models import Agent
+    from agents.services import agent_update
+    from workflows.models import Workflow, WorkflowVersion
+    from workflows.services import version_save
+
+    workflow = Workflow.objects.filter(pk=install.object_id).first()
+    if workflow is None or workflow.active_version is None:
+        raise NotFound("The installed workflow no longer exists in this workspace.")
+    # The copy's agent steps name the copies; pair them with the originals step by step.
+    old_doc = install.version.definition["workflow"]
+    pairs = zip(
+        snapshot.step_bodies(old_doc),
+        snapshot.step_bodies(workflow.active_version.definition),
+        strict=False,
+    )
+    copies = {
+        old.get("agent"): mine.get("agent")
+        for (old_type, old), (_, mine) in pairs
+        if old_type == "agent"
+    }
+    names: dict[str, str] = {}
+    for spec in new.definition.get("agents", []):
+        copy_name = copies.get(spec["name"])
+        agent = Agent.objects.filter(name=copy_name, archived_at__isnull=True).first()
+        if agent is None:
+            names[spec["name"]] = snapshot._create_agent(access, spec, new.pk).name
+            continue
+        config, _ = snapshot.agent_config(access, spec)
+        agent_update(access=access, agent_id=agent.pk, **config)
+        Agent.objects.filter(pk=agent.pk).update(listing_version_id=new.pk)
+        names[spec["name"]] = agent.name
+    document = snapshot.workflow_models(
+        access, snapshot.rename_agents(new.definition["workflow"], names)
+    )
+    if document != workflow.active_version.definition:
+        version_save(
+            access=access,
+            workflow=workflow,
+            definition=document,
+            note=f"Upgraded to marketplace version {new.number}.",
+            source=WorkflowVersion.Source.IMPORT,
+            publish=True,
+        )
+    Workflow.objects.filter(pk=workflow.pk).update(listing_version_id=new.pk)
+
+
+@transaction.atomic
+def upgrade(*, access: Access, install: Install) -> Install:
+    """Move an install to the listing's current version: a new version of the copy."""
+    from agents.models import Agent
+    from agents.services import agent_update
+
+    access.require(Perm.BUILD)
+    locked = _locked_install(access, install)
+    new = locked.listing.current_version
+    if new is None or not locked.listing.is_public:
+        raise NotFound("This listing is not available.")
+    if new.pk == locked.version_id:
+        raise Conflict(f"Already on the latest version ({new.number}).")
+    with schema_context(access.workspace.schema_name):
+        if locked.object_kind == Listing.Kind.AGENT:
+            spec = new.definition["agent"]
+            config, _ = snapshot.agent_config(access, spec)
+            agent_update(
+                access=access,
+                agent_id=locked.object_id,
+                description=spec.get("description") or "",
+                category=spec.get("category") or "",
+                **config,
+            )
+            Agent.objects.filter(pk=locked.object_id).update(listing_version_id=new.pk)
+        else:
+            _upgrade_workflow(access, locked, new)
+    previous = locked.version.number
+    locked.version = new
+    locked.upgraded_at = timezone.now()
+    locked.save(update_fields=["version", "upgraded_at"])
+    audit.record_for(
+        access,
+        action=audit.Action.LISTING_UPGRADED,
+        target=locked,
+        metadata={"listing": locked.listing.slug, "from": previous, "to": new.number},
+    )
+    return locked
+
+
+@transaction.atomic
+def uninstall(*, access: Access, install: Install) -> Install:
+    """End the install and archive the copy (its runs and versions stay)."""
+    from agents.services import agent_archive
+    from workflows.models import Workflow
+    from workflows.services import workflow_archive
+
+    access.require(Perm.BUILD)
+    locked = _locked_install(access, install)
+    with schema_context(access.workspace.schema_name):
+        if locked.object_kind == Listing.Kind.AGENT:
+            with contextlib.suppress(NotFound):  # deleted by hand: nothing left to archive
+                agent_archive(access=access, agent_id=locked.object_id)
+        else:
+            workflow = Workflow.objects.filter(pk=locked.object_id).first()
+            if workflow is not None:
+                workflow_archive(access=access, workflow=workflow)
+    locked.uninstalled_at = timezone.now()
+    locked.save(update_fields=["uninstalled_at"])
+    Listing.objects.filter(pk=locked.listing_id, install_count__gt=0).update(
+        install_count=F("install_count") - 1
+    )
+    audit.record_for(
+        access,
+        action=audit.Action.LISTING_UNINSTALLED,
+        target=locked,
+        metadata={"listing": locked.listing.slug},
+    )
+    return locked
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+# Table names and the window are constants; the listing id is a parameter.
+_REFRESH_STATS_SQL = f"""
+UPDATE {Listing._meta.db_table} AS l SET
+    run_count = (SELECT count(*) FROM {RunSample._meta.db_table} WHERE listing_id = %(id)s),
+    success_rate = s.rate,
+    p95_latency_ms = round(s.p95)::integer,
+    median_cost_usd = round(s.median::numeric, 6)
+FROM (
+    SELECT avg(CASE WHEN succeeded THEN 1.0 ELSE 0.0 END)::double precision AS rate,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY cost_usd) AS median
+    FROM (
+        SELECT succeeded, latency_ms, cost_usd FROM {RunSample._meta.db_table}
+        WHERE listing_id = %(id)s ORDER BY created_at DESC, id DESC LIMIT {STATS_WINDOW}
+    ) AS recent
+) AS s
+WHERE l.id = %(id)s
+"""  # noqa: S608
+
+
+@transaction.atomic
+def record_run(
+    *,
+    listing_version_id: int,
+    succeeded: bool,
+    latency_ms: int,
+    cost_usd: Any,
+    workspace: Workspace,
+) -> RunSample | None:
+    """A finished run of an installed copy: a sample (numbers only), the install's run count,
+    and the listing's figures over its last 1000 samples. None for an unknown version."""
+    version = ListingVersion.objects.filter(pk=listing_version_id).first()
+    if version is None:
+        return None
+    sample = RunSample.objects.create(
+        listing_id=version.listing_id,
+        version=version,
+        succeeded=bool(succeeded),
+        latency_ms=max(0, int(latency_ms)),
+        cost_usd=cost_usd or 0,
+    )
+    Install.objects.filter(
+        listing_id=version.listing_id, workspace=workspace, uninstalled_at__isnull=True
+    ).update(runs_completed=F("runs_completed") + 1)
+    with connection.cursor() as cursor:
+        cursor.execute(_REFRESH_STATS_SQL, {"id": version.listing_id})
+    return sample
+
+
+# --- reviews ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def review_save(*, access: Access, listing: Listing, rating: int, text: str = "") -> Review:
+    """A workspace's review (one per workspace; saving again edits it). Only a workspace that
+    installed the listing and ran it at least once may review it."""
+    access.require(Perm.RUN)
+    if not Install.objects.filter(
+        listing=listing, workspace=access.workspace, runs_completed__gte=1
+    ).exists():
+        raise PermissionDenied(
+            "Only workspaces that installed this listing and ran it at least once may review it."
+        )
+    try:
+        rating = int(rating)
+    except (TypeError, ValueError):
+        rating = 0
+    if not 1 <= rating <= 5:
+        raise ValidationFailed(
+            "Rate from 1 to 5 stars.", fields={"rating": ["Choose 1 to 5 stars."]}
+        )
+    text = (text or "").strip()
+    if len(text) > 5000:
+        raise ValidationFailed("The review is too long.", fields={"text": ["At most 5000."]})
+    review, _ = Review.objects.update_or_create(
+        listing=listing,
+        workspace=access.workspace,
+        defaults={"rating": rating, "text": text, "author_id": _actor_id(access)},
+    )
+    figures = Review.objects.filter(listing=listing).aggregate(n=Count("id"), avg=Avg("rating"))
+    Listing.objects.filter(pk=listing.pk).update(
+        review_count=figures["n"],
+        rating_avg=round(figures["avg"], 2) if figures["avg"] is not None else None,
+    )
+    return review
+
+
+@transaction.atomic
+def review_reply(*, access: Access, review: Review, text: str) -> Review:
+    """The publisher's one public reply to a review."""
+    access.require(Perm.BUILD)
+    locked = (
+        Review.objects.select_for_update().select_related("listing__publisher").get(pk=review.pk)
+    )
+    if locked.listing.publisher.workspace_id != access.workspace.pk:
+        raise PermissionDenied("Only the listing's publisher may reply to its reviews.")
+    if locked.reply:
+        raise Conflict("This review already has a reply.")
+    text = (text or "").strip()
+    if not text or len(text) > 5000:
+        raise ValidationFailed(
+            "Write a reply of 1–5000 characters.", fields={"text": ["1–5000 characters."]}
+        )
+    locked.reply = text
+    locked.replied_at = timezone.now()
+    locked.save(update_fields=["reply", "replied_at", "updated_at"])
+    return locked
