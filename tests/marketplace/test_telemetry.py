@@ -58,6 +58,7 @@ def test_an_installed_agent_run_updates_the_listing_and_allows_a_review(
     bravo = access_of(world.outsider, world.workspace_b)
     with schema_context(world.workspace_b.schema_name):
         copy = Agent.objects.get(pk=installed.object_id)
+        assert copy.current_version is not None
         run = AgentRun.objects.create(agent=copy, version=copy.current_version, input="Hi there")
         assert execute_run(run.pk) == AgentRun.Status.SUCCEEDED
 
@@ -100,6 +101,7 @@ def test_runs_of_workspace_made_agents_report_nothing(world: World) -> None:
         agent = agent_create(
             access=access_of(world.owner, world.workspace_a), name="Own", model="offline:demo"
         )
+        assert agent.current_version is not None
         run = AgentRun.objects.create(agent=agent, version=agent.current_version, input="Hi")
         execute_run(run.pk)
     assert RunSample.objects.count() == 0
