@@ -4,15 +4,25 @@ and the same form works without JavaScript."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from core.exceptions import NotFound
-from marketplace import selectors
+from core.exceptions import ApplicationError, NotFound
+from core.forms import form_add_application_error
+from core.http import AppRequest
+from marketplace import selectors, services
 from marketplace.forms import SearchForm
-from marketplace.models import Category
+from marketplace.models import Category, Install, Listing
+from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm
+from tenants.models import Membership
+from tenants.permissions import Access, Perm, role_can
 
 PAGE_SIZE = 24
 
@@ -45,13 +55,56 @@ def marketplace_home(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@require_GET
-def listing_page(request: HttpRequest, slug: str) -> HttpResponse:
+def _listing_response(
+    request: HttpRequest,
+    listing: Listing,
+    *,
+    review_form: ReviewForm | None = None,
+    flag_form: FlagForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     try:
-        listing = selectors.listing_detail(slug)
+        detail = selectors.listing_detail(listing.slug)
     except NotFound as exc:
         raise Http404(exc.message) from exc
-    return render(request, "marketplace/listing.html", {"listing": listing})
+    context: dict[str, Any] = {"listing": detail}
+    if request.user.is_authenticated:
+        builders = _memberships(request.user, Perm.BUILD)
+        runners = _memberships(request.user, Perm.RUN)
+        installed = {
+            i.workspace_id: i
+            for i in Install.objects.filter(
+                listing=detail,
+                workspace__in=[m.workspace for m in runners],
+                uninstalled_at__isnull=True,
+            )
+        }
+        choices = [
+            (m.workspace.slug, m.workspace.name)
+            for m in builders
+            if m.workspace_id not in installed
+        ]
+        context.update(
+            install_form=InstallForm(workspaces=choices) if choices else None,
+            installed_in=[m.workspace for m in runners if m.workspace_id in installed],
+            review_form=review_form
+            or ReviewForm(
+                workspaces=[
+                    (m.workspace.slug, m.workspace.name)
+                    for m in runners
+                    if m.workspace_id in installed
+                ]
+            )
+            if installed or review_form
+            else None,
+            flag_form=flag_form or FlagForm(),
+        )
+    return render(request, "marketplace/listing.html", context, status=status)
+
+
+@require_GET
+def listing_page(request: HttpRequest, slug: str) -> HttpResponse:
+    return _listing_response(request, _public_listing(slug))
 
 
 @require_GET
@@ -65,3 +118,101 @@ def publisher_page(request: HttpRequest, slug: str) -> HttpResponse:
         "marketplace/publisher.html",
         {"publisher": found.publisher, "listings": found.listings},
     )
+
+
+# ------------------------------------------------------------------ actions from a listing page
+
+
+def _memberships(user: Any, perm: Perm) -> list[Membership]:
+    """The user's workspaces where their role allows `perm`."""
+    return [
+        m
+        for m in Membership.objects.filter(user=user).select_related("workspace")
+        if role_can(m.role, perm)
+    ]
+
+
+def _access_for(user: Any, memberships: list[Membership], slug: str) -> Access | None:
+    membership = next((m for m in memberships if m.workspace.slug == slug), None)
+    if membership is None:
+        return None
+    return Access(workspace=membership.workspace, user=user, role=membership.role)
+
+
+def _public_listing(slug: str) -> Listing:
+    listing = selectors.public_listings().filter(slug=slug).first()
+    if listing is None:
+        raise Http404("No such listing.")
+    return listing
+
+
+def _listing_url(listing: Listing) -> str:
+    return reverse("marketplace_listing", kwargs={"slug": listing.slug})
+
+
+@login_required
+@require_POST
+def listing_install(request: AppRequest, slug: str) -> HttpResponse:
+    listing = _public_listing(slug)
+    memberships = _memberships(request.user, Perm.BUILD)
+    form = InstallForm(
+        request.POST, workspaces=[(m.workspace.slug, m.workspace.name) for m in memberships]
+    )
+    access = _access_for(request.user, memberships, request.POST.get("workspace", ""))
+    if not form.is_valid() or access is None:
+        messages.error(request, "Choose a workspace where you can build.")
+        return redirect(_listing_url(listing))
+    try:
+        services.install(access=access, listing=listing)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(_listing_url(listing))
+    messages.success(request, f"“{listing.title}” installed in {access.workspace.name}.")
+    return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+
+
+@login_required
+@require_POST
+def listing_review(request: AppRequest, slug: str) -> HttpResponse:
+    listing = _public_listing(slug)
+    memberships = _memberships(request.user, Perm.RUN)
+    form = ReviewForm(
+        request.POST, workspaces=[(m.workspace.slug, m.workspace.name) for m in memberships]
+    )
+    if form.is_valid():
+        access = _access_for(request.user, memberships, form.cleaned_data["workspace"])
+        assert access is not None  # noqa: S101 (the form's choices are these memberships)
+        try:
+            services.review_save(
+                access=access,
+                listing=listing,
+                rating=form.cleaned_data["rating"],
+                text=form.cleaned_data["text"],
+            )
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, "Thank you: your review is published.")
+            return redirect(_listing_url(listing))
+    return _listing_response(request, listing, review_form=form, status=400)
+
+
+@login_required
+@require_POST
+def listing_flag(request: AppRequest, slug: str) -> HttpResponse:
+    listing = _public_listing(slug)
+    form = FlagForm(request.POST)
+    if form.is_valid():
+        try:
+            services.flag_create(
+                user=request.user,
+                listing=listing,
+                reason=form.cleaned_data["reason"],
+                details=form.cleaned_data["details"],
+            )
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, "Thank you: staff will look at this listing.")
+            return redirect(_listing_url(listing))
+    return _listing_response(request, listing, flag_form=form, status=400)

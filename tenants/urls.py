@@ -21,6 +21,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("knowledge/", include("agents.knowledge.urls")),
     path("conversations/", include("agents.chat.urls")),
     path("outbound/", include("agents.outbound.urls")),
+    path("marketplace/", include("marketplace.workspace_urls")),
     path("usage/", agent_views.usage, name="usage"),
     path("usage/budget/", agent_views.usage_budget, name="usage_budget"),
     path("providers/", agent_views.providers, name="providers"),

@@ -1,0 +1,117 @@
+"""Forms of the marketplace actions: install, review and flag (from a listing page, for one of
+the user's workspaces), and publish (from a workspace)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from marketplace.models import Category, Flag
+
+
+class WorkspaceChoiceForm(forms.Form):
+    workspace = forms.ChoiceField(label="Workspace")
+
+    def __init__(self, *args: Any, workspaces: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["workspace"]
+        assert isinstance(field, forms.ChoiceField)  # noqa: S101 (declared above)
+        field.choices = workspaces
+
+
+class InstallForm(WorkspaceChoiceForm):
+    pass
+
+
+class ReviewForm(WorkspaceChoiceForm):
+    rating = forms.TypedChoiceField(
+        label="Rating",
+        coerce=int,
+        choices=[
+            (5, "★★★★★ Excellent"),
+            (4, "★★★★ Good"),
+            (3, "★★★ Fair"),
+            (2, "★★ Poor"),
+            (1, "★ Bad"),
+        ],
+    )
+    text = forms.CharField(
+        label="Your review",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class FlagForm(forms.Form):
+    reason = forms.ChoiceField(
+        label="Reason", choices=[("", "Choose a reason"), *Flag.Reason.choices]
+    )
+    details = forms.CharField(
+        label="Details",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when the reason is “Other”.",
+    )
+
+
+class ReplyForm(forms.Form):
+    text = forms.CharField(label="Reply", max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class PublishForm(forms.Form):
+    source = forms.ChoiceField(label="What to publish")
+    title = forms.CharField(label="Title", max_length=100)
+    summary = forms.CharField(
+        label="Summary", max_length=200, help_text="One sentence, shown on cards."
+    )
+    description = forms.CharField(
+        label="Description",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="Markdown. Say what it does, what it needs, and an example.",
+    )
+    category = forms.ChoiceField(label="Category")
+    tags = forms.CharField(
+        label="Tags", required=False, help_text="Comma-separated, e.g. email, support"
+    )
+    icon = forms.CharField(label="Icon", required=False, max_length=16, help_text="An emoji.")
+    changelog = forms.CharField(
+        label="What's new", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    example_inputs = forms.CharField(
+        label="Example inputs",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One per line.",
+    )
+
+    def __init__(self, *args: Any, sources: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        source = self.fields["source"]
+        category = self.fields["category"]
+        assert isinstance(source, forms.ChoiceField) and isinstance(category, forms.ChoiceField)  # noqa: S101
+        source.choices = [("", "Choose an agent or workflow"), *sources]
+        category.choices = [("", "Choose a category")] + [
+            (c.slug, c.name) for c in Category.objects.all()
+        ]
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        kind, _, source_id = data["source"].partition(":")
+        return {
+            "kind": kind,
+            "source_id": int(source_id),
+            "title": data["title"],
+            "summary": data["summary"],
+            "description": data["description"],
+            "category_slug": data["category"],
+            "tags": [t.strip() for t in data["tags"].split(",") if t.strip()],
+            "icon": data["icon"],
+            "changelog": data["changelog"],
+            "example_inputs": [
+                line.strip() for line in data["example_inputs"].splitlines() if line.strip()
+            ],
+        }

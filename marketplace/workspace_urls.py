@@ -1,0 +1,17 @@
+"""A workspace's marketplace pages under /w/<slug>/marketplace/."""
+
+from django.urls import path
+
+from marketplace import workspace_views as views
+
+urlpatterns = [
+    path("", views.marketplace_workspace, name="marketplace_workspace"),
+    path("publish/", views.marketplace_publish, name="marketplace_publish"),
+    path("installs/<int:install_id>/upgrade/", views.install_upgrade, name="marketplace_upgrade"),
+    path(
+        "installs/<int:install_id>/uninstall/",
+        views.install_uninstall,
+        name="marketplace_uninstall",
+    ),
+    path("reviews/<int:review_id>/reply/", views.review_reply, name="marketplace_reply"),
+]

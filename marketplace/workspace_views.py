@@ -1,0 +1,179 @@
+"""A workspace's marketplace page (/w/<slug>/marketplace/): what it installed (with "update
+available", the changelog and the diff, upgrade or stay pinned, uninstall), what it published
+(each version's moderation state and the reason staff gave, reviews to reply to), and the
+publish form."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from agents.models import Agent
+from core.exceptions import ApplicationError
+from core.forms import form_add_application_error
+from core.http import AppRequest
+from marketplace import services
+from marketplace.models import Install, Listing, ListingVersion, Review
+from marketplace.workspace_forms import PublishForm, ReplyForm
+from tenants.permissions import Perm
+from workflows.models import Workflow
+from workflows.web import page_access
+
+
+def _diff(old: ListingVersion, new: ListingVersion) -> list[str]:
+    def lines(version: ListingVersion) -> list[str]:
+        return json.dumps(version.definition, indent=2, sort_keys=True).splitlines()
+
+    return list(
+        difflib.unified_diff(
+            lines(old), lines(new), f"version {old.number}", f"version {new.number}", lineterm=""
+        )
+    )
+
+
+def _installed_rows(workspace_id: int) -> list[dict[str, Any]]:
+    installs = (
+        Install.objects.filter(workspace_id=workspace_id, uninstalled_at__isnull=True)
+        .select_related("listing", "listing__current_version", "version")
+        .order_by("listing__title")
+    )
+    rows = []
+    for install in installs:
+        current = install.listing.current_version
+        newer = current is not None and current.number > install.version.number
+        rows.append(
+            {
+                "install": install,
+                "update": current if newer else None,
+                "diff": _diff(install.version, current) if newer and current else [],
+            }
+        )
+    return rows
+
+
+@require_http_methods(["GET"])
+def marketplace_workspace(request: AppRequest) -> HttpResponse:
+    access = page_access(request)
+    publisher = getattr(access.workspace, "publisher", None)
+    published = (
+        Listing.objects.filter(publisher=publisher)
+        .prefetch_related("versions")
+        .select_related("category")
+        .order_by("title")
+        if publisher is not None
+        else Listing.objects.none()
+    )
+    reviews = (
+        Review.objects.filter(listing__publisher=publisher, reply="")
+        .select_related("listing")
+        .order_by("-created_at")[:20]
+        if publisher is not None
+        else []
+    )
+    return render(
+        request,
+        "marketplace/workspace.html",
+        {
+            "installed": _installed_rows(access.workspace.pk),
+            "published": list(published),
+            "reviews": reviews,
+            "reply_form": ReplyForm(),
+            "can_build": access.can(Perm.BUILD),
+        },
+    )
+
+
+def _sources() -> list[tuple[str, str]]:
+    agents = Agent.objects.filter(archived_at__isnull=True, listing_version_id__isnull=True)
+    workflows = Workflow.objects.filter(
+        archived_at__isnull=True, listing_version_id__isnull=True, active_version__isnull=False
+    )
+    return [(f"agent:{a.pk}", f"Agent · {a.name}") for a in agents.order_by("name")] + [
+        (f"workflow:{w.pk}", f"Workflow · {w.name}") for w in workflows.order_by("name")
+    ]
+
+
+@require_http_methods(["GET", "POST"])
+def marketplace_publish(request: AppRequest) -> HttpResponse:
+    access = page_access(request, Perm.BUILD)
+    form = PublishForm(request.POST or None, sources=_sources())
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = services.listing_publish(access=access, **form.service_arguments())
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(
+                request,
+                f"Version {version.number} of “{version.listing.title}” was sent for review. "
+                "You will see the decision here.",
+            )
+            return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+    return render(
+        request,
+        "marketplace/publish.html",
+        {"form": form},
+        status=400 if form.errors else 200,
+    )
+
+
+def _install(access: Any, install_id: int) -> Install:
+    install = Install.objects.filter(
+        pk=install_id, workspace=access.workspace, uninstalled_at__isnull=True
+    ).first()
+    if install is None:
+        raise Http404("No such install in this workspace.")
+    return install
+
+
+@require_POST
+def install_upgrade(request: AppRequest, install_id: int) -> HttpResponse:
+    access = page_access(request, Perm.BUILD)
+    install = _install(access, install_id)
+    try:
+        upgraded = services.upgrade(access=access, install=install)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"“{upgraded.listing.title}” upgraded to version {upgraded.version.number}."
+        )
+    return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+
+
+@require_POST
+def install_uninstall(request: AppRequest, install_id: int) -> HttpResponse:
+    access = page_access(request, Perm.BUILD)
+    install = _install(access, install_id)
+    try:
+        services.uninstall(access=access, install=install)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"“{install.listing.title}” uninstalled; its copy is archived.")
+    return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+
+
+@require_POST
+def review_reply(request: AppRequest, review_id: int) -> HttpResponse:
+    access = page_access(request, Perm.BUILD)
+    review = Review.objects.filter(pk=review_id).select_related("listing").first()
+    if review is None:
+        raise Http404("No such review.")
+    form = ReplyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Write a reply first.")
+    else:
+        try:
+            services.review_reply(access=access, review=review, text=form.cleaned_data["text"])
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Your reply is published.")
+    return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)

@@ -1,0 +1,223 @@
+"""Marketplace actions in the browser without JavaScript: install from a listing page, see an
+update and upgrade or stay pinned, uninstall, review after a run, flag, publish, reply — and
+what another workspace's member or an anonymous visitor may not do."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django_tenants.utils import schema_context
+
+from accounts.models import User
+from agents.models import Agent
+from agents.services import agent_create, agent_update
+from marketplace import services
+from marketplace.models import Category, Flag, Install, Listing, ListingVersion, Review
+from tests.conftest import World, access_of, logged_in
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(world: World) -> User:
+    Category.objects.create(slug="support", name="Support")
+    return User.objects.create_superuser(email="mod@platform.test", password="x")
+
+
+@pytest.fixture
+def listing(world: World, staff: User) -> Listing:
+    """An agent of alpha, published and approved."""
+    with schema_context(world.workspace_a.schema_name):
+        agent_id = agent_create(
+            access=access_of(world.owner, world.workspace_a),
+            name="Greeter",
+            model="offline:demo",
+            system_prompt="Say hello.",
+        ).pk
+    version = services.listing_publish(
+        access=access_of(world.owner, world.workspace_a),
+        kind="agent",
+        source_id=agent_id,
+        title="Friendly greeter",
+        summary="Greets people.",
+        category_slug="support",
+    )
+    services.version_approve(user=staff, version=version)
+    return Listing.objects.get(pk=version.listing_id)
+
+
+def _url(name: str, **kwargs: object) -> str:
+    return reverse(name, kwargs=kwargs)
+
+
+def test_install_from_the_listing_page_then_upgrade_when_a_new_version_is_approved(
+    world: World, listing: Listing, staff: User
+) -> None:
+    bravo = logged_in(world.outsider)
+    page = bravo.get(_url("marketplace_listing", slug=listing.slug)).content.decode()
+    assert "Install in Bravo Ltd" in page
+    response = bravo.post(_url("marketplace_install", slug=listing.slug), {"workspace": "bravo"})
+    assert response.status_code == 302
+    install = Install.objects.get(workspace=world.workspace_b)
+    assert (
+        "Installed in Bravo Ltd"
+        in bravo.get(_url("marketplace_listing", slug=listing.slug)).content.decode()
+    )
+
+    # alpha publishes version 2, staff approve it: bravo's copy stays pinned until it upgrades
+    with schema_context(world.workspace_a.schema_name):
+        agent = Agent.objects.get(name="Greeter")
+        agent_update(
+            access=access_of(world.owner, world.workspace_a),
+            agent_id=agent.pk,
+            system_prompt="Say hello warmly.",
+        )
+    v2 = services.listing_publish(
+        access=access_of(world.owner, world.workspace_a),
+        kind="agent",
+        source_id=agent.pk,
+        title="Friendly greeter",
+        summary="Greets people.",
+        category_slug="support",
+        changelog="Warmer greetings.",
+    )
+    services.version_approve(user=staff, version=v2)
+    mine = bravo.get(_url("marketplace_workspace", workspace_slug="bravo")).content.decode()
+    assert "Update available" in mine and "Warmer greetings." in mine
+    assert "Say hello warmly." in mine  # the diff of the definitions
+    with schema_context(world.workspace_b.schema_name):
+        copy = Agent.objects.select_related("current_version").get(pk=install.object_id)
+        assert copy.current_version is not None
+        assert copy.current_version.system_prompt == "Say hello."  # pinned
+    bravo.post(_url("marketplace_upgrade", workspace_slug="bravo", install_id=install.pk))
+    with schema_context(world.workspace_b.schema_name):
+        copy = Agent.objects.select_related("current_version").get(pk=install.object_id)
+        assert copy.current_version is not None
+        assert copy.current_version.system_prompt == "Say hello warmly."
+    assert Install.objects.get(pk=install.pk).version_id == v2.pk
+
+    bravo.post(_url("marketplace_uninstall", workspace_slug="bravo", install_id=install.pk))
+    assert Install.objects.get(pk=install.pk).uninstalled_at is not None
+    with schema_context(world.workspace_b.schema_name):
+        assert Agent.objects.get(pk=install.object_id).archived_at is not None
+
+
+def test_review_needs_a_completed_run_and_errors_are_shown_beside_the_field(
+    world: World, listing: Listing
+) -> None:
+    bravo = logged_in(world.outsider)
+    bravo.post(_url("marketplace_install", slug=listing.slug), {"workspace": "bravo"})
+    url = _url("marketplace_review", slug=listing.slug)
+    refused = bravo.post(url, {"workspace": "bravo", "rating": "5", "text": "Great"})
+    assert refused.status_code == 400 and not Review.objects.exists()
+    assert "run" in refused.content.decode().lower()
+    services.record_run(
+        listing_version_id=listing.current_version_id or 0,
+        succeeded=True,
+        latency_ms=120,
+        cost_usd=Decimal("0"),
+        workspace=world.workspace_b,
+    )
+    bad = bravo.post(url, {"workspace": "bravo", "rating": "9"})
+    assert bad.status_code == 400 and "Select a valid choice" in bad.content.decode()
+    ok = bravo.post(url, {"workspace": "bravo", "rating": "5", "text": "Great"})
+    assert ok.status_code == 302 and Review.objects.get().rating == 5
+
+    # the publisher replies from its workspace page
+    alpha = logged_in(world.owner)
+    page = alpha.get(_url("marketplace_workspace", workspace_slug="alpha")).content.decode()
+    assert "Reviews waiting for your reply" in page and "Great" in page
+    review = Review.objects.get()
+    alpha.post(
+        _url("marketplace_reply", workspace_slug="alpha", review_id=review.pk), {"text": "Thanks!"}
+    )
+    assert Review.objects.get().reply == "Thanks!"
+
+
+def test_flag_requires_a_reason(world: World, listing: Listing) -> None:
+    client = logged_in(world.outsider)
+    url = _url("marketplace_flag", slug=listing.slug)
+    missing = client.post(url, {"reason": ""})
+    assert missing.status_code == 400 and not Flag.objects.exists()
+    assert "This field is required" in missing.content.decode()
+    client.post(url, {"reason": "broken", "details": "Says nothing."})
+    assert Flag.objects.get().reason == "broken"
+
+
+def test_publish_from_the_workspace_and_see_the_decision(world: World, staff: User) -> None:
+    with schema_context(world.workspace_a.schema_name):
+        agent = agent_create(
+            access=access_of(world.owner, world.workspace_a),
+            name="Summariser",
+            model="offline:demo",
+        )
+    alpha = logged_in(world.owner)
+    url = _url("marketplace_publish", workspace_slug="alpha")
+    form = alpha.get(url).content.decode()
+    assert f"agent:{agent.pk}" in form
+    bad = alpha.post(
+        url, {"source": f"agent:{agent.pk}", "title": "", "summary": "x", "category": "support"}
+    )
+    assert bad.status_code == 400 and "This field is required" in bad.content.decode()
+    ok = alpha.post(
+        url,
+        {
+            "source": f"agent:{agent.pk}",
+            "title": "Summariser",
+            "summary": "Summarises text.",
+            "category": "support",
+            "tags": "writing, summary",
+            "example_inputs": "Summarise this memo\nShorten this email",
+        },
+    )
+    assert ok.status_code == 302
+    version = ListingVersion.objects.get(listing__title="Summariser")
+    assert version.example_inputs == ["Summarise this memo", "Shorten this email"]
+    services.version_reject(user=staff, version=version, reason="Add a description, please.")
+    page = alpha.get(_url("marketplace_workspace", workspace_slug="alpha")).content.decode()
+    assert "Rejected" in page and "Add a description, please." in page
+
+
+def test_outsiders_and_anonymous_visitors(world: World, listing: Listing) -> None:
+    bravo = logged_in(world.outsider)
+    bravo.post(_url("marketplace_install", slug=listing.slug), {"workspace": "bravo"})
+    install = Install.objects.get()
+    alpha = logged_in(world.owner)
+    # alpha's members cannot act on bravo's install, and cannot install into bravo
+    assert (
+        alpha.post(
+            _url("marketplace_upgrade", workspace_slug="alpha", install_id=install.pk)
+        ).status_code
+        == 404
+    )
+    assert (
+        alpha.post(
+            _url("marketplace_uninstall", workspace_slug="alpha", install_id=install.pk)
+        ).status_code
+        == 404
+    )
+    assert (
+        alpha.post(
+            _url("marketplace_uninstall", workspace_slug="bravo", install_id=install.pk)
+        ).status_code
+        == 404
+    )
+    alpha.post(_url("marketplace_install", slug=listing.slug), {"workspace": "bravo"})
+    assert Install.objects.count() == 1
+    assert alpha.get(_url("marketplace_workspace", workspace_slug="bravo")).status_code == 404
+    # bravo cannot reply to reviews of alpha's listing
+    review = Review.objects.create(listing=listing, workspace=world.workspace_b, rating=3)
+    bravo.post(
+        _url("marketplace_reply", workspace_slug="bravo", review_id=review.pk), {"text": "Me"}
+    )
+    assert Review.objects.get().reply == ""
+    # anonymous visitors can read but not act
+    anonymous = Client()
+    assert anonymous.get(_url("marketplace_listing", slug=listing.slug)).status_code == 200
+    for name in ("marketplace_install", "marketplace_review", "marketplace_flag"):
+        response = anonymous.post(_url(name, slug=listing.slug), {"workspace": "bravo"})
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert anonymous.get(_url("marketplace_workspace", workspace_slug="alpha")).status_code == 302
