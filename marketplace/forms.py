@@ -10,7 +10,7 @@ from django import forms
 from marketplace.models import Category, Listing
 
 SORTS = [
-    ("relevance", "Best match"),
+    ("", "Best match"),
     ("rating", "Top rated"),
     ("installs", "Most installed"),
     ("new", "Newest"),

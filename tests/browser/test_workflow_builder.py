@@ -3,31 +3,20 @@ from the diagram, edit it, add a step through the type picker, and use it on a p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django_tenants.utils import schema_context
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.browser.conftest import signed_in
 from tests.conftest import World, access_of
 from workflows import services
 from workflows.models import Workflow, WorkflowVersion
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 DEFINITION: dict[str, Any] = {
     "schema_version": 1,
@@ -44,35 +33,6 @@ DEFINITION: dict[str, Any] = {
         {"from": "is_urgent", "to": "reply", "branch": "false"},
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API keeps an asyncio loop in this thread; the test's own ORM calls are
-    # still plain synchronous code, which Django refuses next to a running loop unless told.
-    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def _signed_in(browser: Browser, world: World, base: str, width: int) -> BrowserContext:
-    client = Client()
-    client.force_login(world.owner)
-    context = browser.new_context(
-        viewport={"width": width, "height": 900 if width > 500 else 844}, base_url=base
-    )
-    context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": base,
-            }
-        ]
-    )
-    return context
 
 
 @pytest.fixture
@@ -93,7 +53,7 @@ def _versions(world: World, workflow: Workflow) -> list[WorkflowVersion]:
 def test_edit_a_step_and_add_one_from_the_diagram(
     committed_world: World, live_server: Any, browser: Browser, workflow: Workflow, tmp_path: Path
 ) -> None:
-    context = _signed_in(browser, committed_world, live_server.url, 1280)
+    context = signed_in(browser, committed_world.owner, live_server.url, 1280)
     page: Page = context.new_page()
     page.set_default_timeout(15_000)
     errors: list[str] = []
@@ -151,7 +111,7 @@ def test_edit_a_step_and_add_one_from_the_diagram(
 def test_builder_on_a_phone_scrolls_the_diagram_not_the_page(
     committed_world: World, live_server: Any, browser: Browser, workflow: Workflow
 ) -> None:
-    context = _signed_in(browser, committed_world, live_server.url, 390)
+    context = signed_in(browser, committed_world.owner, live_server.url, 390)
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.goto(f"/w/alpha/workflows/{workflow.pk}/?step=reply")
