@@ -25,3 +25,19 @@ def test_javascript_links_are_dropped() -> None:
     html = render_markdown("[click](javascript:alert(1)) [data](data:text/html,hi)")
     assert "<a" not in html and "href" not in html  # left as plain text, never a link
     assert "click" in html
+
+
+def test_prices_read_as_money() -> None:
+    from marketplace.models import Listing
+    from marketplace.templatetags.marketplace import price_filter
+
+    assert price_filter(Listing(pricing="free")) == "Free"
+    assert price_filter(Listing(pricing="one_time", price_cents=1900)) == "$19.00"
+    assert price_filter(Listing(pricing="per_run", price_cents=25)) == "$0.25 per run"
+
+
+def test_example_inputs_read_as_text() -> None:
+    from marketplace.templatetags.marketplace import example_text
+
+    assert example_text({"message": "Where is my order?"}) == "Where is my order?"
+    assert example_text({"ticket": "x", "customer": "y"}) == '{"ticket": "x", "customer": "y"}'
