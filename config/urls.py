@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
     path("api/v1/", include("workflows.api.urls")),
+    path("api/v1/", include("marketplace.api.urls")),
     # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.
     path("hooks/workflows/", include("workflows.hook_urls")),
     path("marketplace/", include("marketplace.urls")),

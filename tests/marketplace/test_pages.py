@@ -8,12 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from marketplace.models import Category, Publisher, Review
-from tests.conftest import World
+from tests.conftest import World, logged_in
 from tests.marketplace.test_search import categories, make_listing, publisher  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -108,6 +110,44 @@ def test_listing_page_renders_safe_markdown_and_measured_figures(
     assert "95%" in html and "1,800 ms" in html and "$0.0021" in html
     assert "Saved us hours." in html and "Thank you!" in html
     assert "Sign in to install" in html  # anonymous visitor
+
+
+def _queries(client: Client, url: str, **params: Any) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url, params).status_code == 200
+    return len(captured.captured_queries)
+
+
+def test_search_results_and_listing_page_run_the_same_queries_for_more_listings(
+    client: Client,
+    support: Any,
+    publisher: Publisher,  # noqa: F811
+    categories: dict[str, Category],  # noqa: F811
+    world: World,
+) -> None:
+    member = logged_in(world.owner)  # signed in: the page also looks up installs and reviews
+    listing_url = reverse("marketplace_listing", kwargs={"slug": "inbox-concierge"})
+    before = {
+        "search": _queries(client, reverse("marketplace"), q="customer emails"),
+        "partial": _queries(client, reverse("marketplace"), q="emails", category="support"),
+        "listing": _queries(member, listing_url),
+    }
+    for index in range(12):
+        make_listing(
+            publisher=publisher,
+            category=categories["support"],
+            title=f"Email triage {index}",
+            summary="Sorts customer emails by urgency.",
+        )
+    after = {
+        "search": _queries(client, reverse("marketplace"), q="customer emails"),
+        "partial": _queries(client, reverse("marketplace"), q="emails", category="support"),
+        "listing": _queries(member, listing_url),
+    }
+    assert after == before
+    assert max(after.values()) <= 12
+    html = client.get(reverse("marketplace"), {"q": "customer emails"}).content.decode()
+    assert "Email triage 11" in html
 
 
 def test_publisher_page_lists_public_listings(

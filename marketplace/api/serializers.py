@@ -1,0 +1,282 @@
+"""Marketplace API shapes: inputs are validated here (400 naming the field), outputs documented
+for the OpenAPI schema.
+
+Public outputs never carry another workspace's data: a review shows no author, and a version's
+definition (the publisher's published snapshot, secrets removed) appears only in the versions
+endpoint."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from marketplace.models import Flag, Install, Listing, ListingVersion, Review
+
+SORTS = ["relevance", "rating", "installs", "new"]
+MODES = ["combined", "keyword", "semantic"]
+
+# --- Listings
+
+
+class ListingSearchInput(serializers.Serializer):
+    q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    category = serializers.SlugField(max_length=60, required=False, help_text="Category slug.")
+    kind = serializers.ChoiceField(choices=Listing.Kind.choices, required=False)
+    provider = serializers.CharField(max_length=30, required=False, help_text="e.g. anthropic.")
+    price = serializers.ChoiceField(choices=["free", "paid"], required=False)
+    min_rating = serializers.DecimalField(
+        max_digits=3, decimal_places=2, min_value=0, max_value=5, required=False
+    )
+    sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
+    mode = serializers.ChoiceField(
+        choices=MODES, required=False, default="combined", help_text="How `q` matches."
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=100, required=False, default=24)
+    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+
+
+class PublisherOutput(serializers.Serializer):
+    slug = serializers.SlugField()
+    display_name = serializers.CharField()
+    verified = serializers.BooleanField()
+
+
+class ListingOutput(serializers.ModelSerializer):
+    """A card: what browsing shows (no description, no definition)."""
+
+    category = serializers.SlugField(source="category.slug", read_only=True)
+    category_name = serializers.CharField(source="category.name", read_only=True)
+    publisher = PublisherOutput(read_only=True)
+    rating = serializers.DecimalField(
+        source="rating_avg", max_digits=3, decimal_places=2, allow_null=True, read_only=True
+    )
+    reviews = serializers.IntegerField(source="review_count", read_only=True)
+    installs = serializers.IntegerField(source="install_count", read_only=True)
+
+    class Meta:
+        model = Listing
+        fields = [
+            "slug",
+            "kind",
+            "title",
+            "summary",
+            "category",
+            "category_name",
+            "publisher",
+            "tags",
+            "icon",
+            "featured",
+            "pricing",
+            "price_cents",
+            "currency",
+            "providers",
+            "rating",
+            "reviews",
+            "installs",
+            "run_count",
+            "success_rate",
+            "p95_latency_ms",
+            "median_cost_usd",
+            "published_at",
+        ]
+
+
+class ListingSearchOutput(serializers.Serializer):
+    results = ListingOutput(many=True)
+    has_more = serializers.BooleanField(help_text="Whether a next page (offset + limit) exists.")
+    mode = serializers.ChoiceField(choices=["browse", *MODES])
+    total_estimate = serializers.IntegerField(
+        allow_null=True,
+        help_text="Semantic and combined search rank only the best candidates: a bound.",
+    )
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+
+
+class CurrentVersionOutput(serializers.ModelSerializer):
+    approved_at = serializers.DateTimeField(source="moderated_at", read_only=True)
+
+    class Meta:
+        model = ListingVersion
+        fields = [
+            "number",
+            "changelog",
+            "required_tools",
+            "required_providers",
+            "example_inputs",
+            "approved_at",
+        ]
+
+
+class ListingDetailOutput(ListingOutput):
+    current_version = CurrentVersionOutput(read_only=True)
+
+    class Meta(ListingOutput.Meta):
+        fields = [*ListingOutput.Meta.fields, "description", "current_version"]
+
+
+class ListingVersionOutput(CurrentVersionOutput):
+    class Meta(CurrentVersionOutput.Meta):
+        fields = [*CurrentVersionOutput.Meta.fields, "definition"]
+
+
+# --- Publishing
+
+
+class ListingPublishInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Listing.Kind.choices)
+    source_id = serializers.IntegerField(
+        min_value=1, help_text="The agent's or workflow's id in this workspace."
+    )
+    title = serializers.CharField(max_length=100)
+    summary = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    category = serializers.SlugField(max_length=60, help_text="Category slug.")
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=30), max_length=10, required=False, default=list
+    )
+    icon = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
+    changelog = serializers.CharField(required=False, allow_blank=True, default="")
+    example_inputs = serializers.ListField(
+        child=serializers.JSONField(), required=False, default=list
+    )
+    slug = serializers.SlugField(
+        max_length=80,
+        required=False,
+        allow_blank=True,
+        help_text="Publish a new version of this listing of yours. Default: the listing this "
+        "agent or workflow was published to before, or a new one.",
+    )
+
+
+class VersionStatusOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ListingVersion
+        fields = [
+            "number",
+            "status",
+            "moderation_reason",
+            "changelog",
+            "created_at",
+            "moderated_at",
+        ]
+
+
+class PublishedVersionOutput(VersionStatusOutput):
+    listing = serializers.SlugField(source="listing.slug", read_only=True)
+
+    class Meta(VersionStatusOutput.Meta):
+        fields = ["listing", *VersionStatusOutput.Meta.fields]
+
+
+class MyListingOutput(serializers.ModelSerializer):
+    is_public = serializers.BooleanField(read_only=True)
+    current_version = serializers.IntegerField(
+        source="current_version.number", allow_null=True, read_only=True
+    )
+    versions = VersionStatusOutput(many=True, read_only=True, help_text="Newest first.")
+
+    class Meta:
+        model = Listing
+        fields = [
+            "slug",
+            "kind",
+            "title",
+            "is_public",
+            "current_version",
+            "unlisted_at",
+            "unlisted_reason",
+            "install_count",
+            "review_count",
+            "versions",
+        ]
+
+
+# --- Installs
+
+
+class InstallOutput(serializers.ModelSerializer):
+    listing = serializers.SlugField(source="listing.slug", read_only=True)
+    listing_title = serializers.CharField(source="listing.title", read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+
+    class Meta:
+        model = Install
+        fields = [
+            "id",
+            "listing",
+            "listing_title",
+            "version",
+            "object_kind",
+            "object_id",
+            "runs_completed",
+            "installed_at",
+            "upgraded_at",
+            "uninstalled_at",
+        ]
+
+
+class InstallStateOutput(InstallOutput):
+    update_available = serializers.SerializerMethodField(
+        help_text="The listing has a newer approved version than this install's."
+    )
+    latest_version = serializers.IntegerField(
+        source="listing.current_version.number", allow_null=True, read_only=True
+    )
+    latest_changelog = serializers.SerializerMethodField(
+        help_text="The newer version's changelog when an update is available, else empty."
+    )
+
+    class Meta(InstallOutput.Meta):
+        fields = [
+            *InstallOutput.Meta.fields,
+            "update_available",
+            "latest_version",
+            "latest_changelog",
+        ]
+
+    def get_update_available(self, install: Install) -> bool:
+        current = install.listing.current_version
+        return current is not None and current.number > install.version.number
+
+    def get_latest_changelog(self, install: Install) -> str:
+        if not self.get_update_available(install):
+            return ""
+        current = install.listing.current_version
+        return current.changelog if current is not None else ""
+
+
+# --- Reviews and flags
+
+
+class ReviewOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Review
+        fields = ["id", "rating", "text", "reply", "replied_at", "created_at", "updated_at"]
+
+
+class ReviewInput(serializers.Serializer):
+    rating = serializers.IntegerField(min_value=1, max_value=5)
+    text = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+class ReplyInput(serializers.Serializer):
+    text = serializers.CharField(max_length=5000)
+
+
+class FlagInput(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=Flag.Reason.choices)
+    details = serializers.CharField(
+        max_length=5000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Required when the reason is `other`.",
+    )
+
+
+class FlagOutput(serializers.ModelSerializer):
+    listing = serializers.SlugField(source="listing.slug", read_only=True)
+
+    class Meta:
+        model = Flag
+        fields = ["id", "listing", "reason", "details", "created_at"]

@@ -1,0 +1,367 @@
+"""Marketplace API. Each view: input serializer → one service or selector → output serializer.
+
+Browsing (search, a listing, its approved versions and reviews) is public: no sign-in. Installs,
+reviews, replies and publishing act for one workspace (API key, or session + `X-Workspace`) and
+the services check the permission; flags need any signed-in user or API key. A listing that is
+not public, or an install of another workspace, is a 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.permissions import SAFE_METHODS, AllowAny, BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from core.exceptions import NotFound, PermissionDenied, ValidationFailed
+from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
+from marketplace import selectors, services
+from marketplace.api import serializers as s
+from marketplace.models import Install, Listing, ListingVersion, Publisher, Review
+from tenants.api.base import WorkspaceAPIView, api_access
+from tenants.api.views import WORKSPACE_PARAM
+from tenants.models import ApiKey
+from tenants.permissions import Access, Perm
+from tenants.schemas import activate_public
+
+# --- Lookups (public schema; the workspace's own rows only)
+
+
+def _public_listing(slug: str) -> Listing:
+    listing = (
+        selectors.public_listings()
+        .select_related("current_version")
+        .defer("search_vector", "embedding")
+        .filter(slug=slug)
+        .first()
+    )
+    if listing is None:
+        raise NotFound("No such listing.")
+    return listing
+
+
+def _installs(access: Access) -> QuerySet[Install]:
+    return (
+        Install.objects.filter(workspace=access.workspace, uninstalled_at__isnull=True)
+        .select_related("listing__current_version", "version")
+        .defer("listing__search_vector", "listing__embedding")
+        .order_by("-installed_at", "-id")
+    )
+
+
+def _install(access: Access, install_id: int) -> Install:
+    install = _installs(access).filter(pk=install_id).first()
+    if install is None:
+        raise NotFound("No active install with that id in this workspace.")
+    return install
+
+
+def _my_listings(access: Access) -> QuerySet[Listing]:
+    publisher = Publisher.objects.filter(workspace=access.workspace).first()
+    if publisher is None:
+        return Listing.objects.none()
+    versions = ListingVersion.objects.order_by("-number").defer("definition")
+    return (
+        Listing.objects.filter(publisher=publisher)
+        .select_related("current_version")
+        .defer("search_vector", "embedding", "current_version__definition")
+        .prefetch_related(Prefetch("versions", queryset=versions))
+        .order_by("title", "id")
+    )
+
+
+# --- Bases
+
+
+class PublicApiView(APIView):
+    """Readable by anyone; still authenticates, so a bad API key is a 401, not anonymous."""
+
+    permission_classes = [AllowAny]
+
+
+class _ReadPublicWritePrivate(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.method in SAFE_METHODS or bool(
+            request.user and request.user.is_authenticated
+        )
+
+
+class MixedApiView(APIView):
+    """GET is public; other methods act for a workspace (`self.workspace_access(request)`),
+    like WorkspaceAPIView but only once a handler asks for it."""
+
+    permission_classes = [_ReadPublicWritePrivate]
+
+    def workspace_access(self, request: Request) -> Access:
+        return api_access(request)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        activate_public()
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+SEARCH_PARAMETERS = [
+    OpenApiParameter("q", str, description="Words to search for; empty browses."),
+    OpenApiParameter("category", str, description="Category slug."),
+    OpenApiParameter("kind", str, enum=Listing.Kind.values),
+    OpenApiParameter("provider", str, description="Only listings that use this provider."),
+    OpenApiParameter("price", str, enum=["free", "paid"]),
+    OpenApiParameter("min_rating", float, description="0–5."),
+    OpenApiParameter("sort", str, enum=s.SORTS, description="Default relevance."),
+    OpenApiParameter("mode", str, enum=s.MODES, description="How `q` matches; default combined."),
+    OpenApiParameter("limit", int, description="1–100, default 24."),
+    OpenApiParameter("offset", int, description="Index of the first result."),
+]
+
+# --- Listings
+
+
+class ListingListApi(MixedApiView):
+    @extend_schema(
+        operation_id="marketplace_listings_search",
+        parameters=SEARCH_PARAMETERS,
+        responses=s.ListingSearchOutput,
+        description="Search and browse public listings (no sign-in). Keyword and semantic "
+        "search are fused unless `mode` says otherwise. A bad parameter is a 400 naming it.",
+    )
+    def get(self, request: Request) -> Response:
+        data = s.ListingSearchInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        params = dict(data.validated_data)
+        result = selectors.listing_search(
+            q=params["q"],
+            category=params.get("category"),
+            kind=params.get("kind"),
+            provider=params.get("provider"),
+            pricing=params.get("price"),
+            min_rating=params.get("min_rating"),
+            sort=params["sort"],
+            mode=params["mode"],
+            limit=params["limit"],
+            offset=params["offset"],
+        )
+        output = {
+            "results": result.listings,
+            "has_more": result.has_more,
+            "mode": result.mode,
+            "total_estimate": result.total_estimate,
+            "limit": params["limit"],
+            "offset": params["offset"],
+        }
+        return Response(s.ListingSearchOutput(output).data)
+
+    @extend_schema(
+        operation_id="marketplace_listings_publish",
+        parameters=[WORKSPACE_PARAM],
+        request=s.ListingPublishInput,
+        responses={201: s.PublishedVersionOutput},
+        description="Submit an agent or workflow of this workspace for review (needs `build`): "
+        "a new listing, or a new version of it. The version is `pending` until moderated.",
+    )
+    def post(self, request: Request) -> Response:
+        access = self.workspace_access(request)
+        data = s.ListingPublishInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        category = fields.pop("category")
+        slug = fields.pop("slug", "") or None
+        try:
+            version = services.listing_publish(
+                access=access, category_slug=category, slug=slug, **fields
+            )
+        except ValidationFailed as exc:
+            # The service names its argument; the API calls the field `category`.
+            if "category_slug" in exc.fields:
+                exc.fields["category"] = exc.fields.pop("category_slug")
+            raise
+        return Response(s.PublishedVersionOutput(version).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class MyListingsApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_listings_mine",
+        parameters=PAGE_PARAMETERS,
+        responses=paginated(s.MyListingOutput),
+        description="This workspace's listings as a publisher, public or not, with every "
+        "version's moderation status and reason.",
+    )
+    def get(self, request: Request) -> Response:
+        self.access.require(Perm.WORKSPACE_VIEW)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=_my_listings(self.access),
+            serializer=s.MyListingOutput,
+        )
+
+
+class ListingDetailApi(PublicApiView):
+    @extend_schema(
+        operation_id="marketplace_listings_retrieve",
+        responses=s.ListingDetailOutput,
+        description="A public listing with its figures and current version (no definition: "
+        "see the versions endpoint).",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(s.ListingDetailOutput(selectors.listing_detail(slug)).data)
+
+
+class ListingVersionsApi(PublicApiView):
+    @extend_schema(
+        operation_id="marketplace_listing_versions_list",
+        parameters=PAGE_PARAMETERS,
+        responses=paginated(s.ListingVersionOutput),
+        description="Approved versions, newest first, with changelog and definition.",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        listing = _public_listing(slug)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=listing.versions.filter(status=ListingVersion.Status.APPROVED).order_by(
+                "-number"
+            ),
+            serializer=s.ListingVersionOutput,
+        )
+
+
+class ListingReviewsApi(MixedApiView):
+    @extend_schema(
+        operation_id="marketplace_listing_reviews_list",
+        parameters=PAGE_PARAMETERS,
+        responses=paginated(s.ReviewOutput),
+        description="A public listing's reviews, newest first.",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        listing = _public_listing(slug)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=Review.objects.filter(listing=listing).order_by("-created_at", "-id"),
+            serializer=s.ReviewOutput,
+        )
+
+    @extend_schema(
+        operation_id="marketplace_listing_reviews_save",
+        parameters=[WORKSPACE_PARAM],
+        request=s.ReviewInput,
+        responses={201: s.ReviewOutput},
+        description="This workspace's review (one per workspace; saving again edits it). "
+        "Only a workspace that installed the listing and ran it may review: else 403.",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        access = self.workspace_access(request)
+        data = s.ReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = services.review_save(
+            access=access, listing=_public_listing(slug), **data.validated_data
+        )
+        return Response(s.ReviewOutput(review).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class ReviewReplyApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_reviews_reply",
+        request=s.ReplyInput,
+        responses=s.ReviewOutput,
+        description="The publisher's one public reply to a review of its listing.",
+    )
+    def post(self, request: Request, review_id: int) -> Response:
+        data = s.ReplyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = Review.objects.filter(pk=review_id).first()
+        if review is None:
+            raise NotFound("No such review.")
+        review = services.review_reply(access=self.access, review=review, **data.validated_data)
+        return Response(s.ReviewOutput(review).data)
+
+
+class ListingFlagApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="marketplace_listing_flags_create",
+        request=s.FlagInput,
+        responses={201: s.FlagOutput},
+        description="Report a listing to the moderators (any signed-in user or API key; a "
+        "key reports as the person who created it).",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        data = s.FlagInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user: object = request.user
+        if isinstance(request.auth, ApiKey):
+            user = request.auth.created_by
+        if not isinstance(user, User):
+            raise PermissionDenied("This API key has no person to report as.")
+        flag = services.flag_create(user=user, listing=_public_listing(slug), **data.validated_data)
+        return Response(s.FlagOutput(flag).data, status=status.HTTP_201_CREATED)
+
+
+# --- Installs
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class ListingInstallApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_listings_install",
+        request=None,
+        responses={201: s.InstallOutput},
+        description="Copy the listing's current version into this workspace (needs `build`). "
+        "409 when it is already installed.",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        install = services.install(access=self.access, listing=_public_listing(slug))
+        return Response(s.InstallOutput(install).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class InstallListApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_installs_list",
+        parameters=PAGE_PARAMETERS,
+        responses=paginated(s.InstallStateOutput),
+        description="This workspace's active installs, with whether a newer version exists.",
+    )
+    def get(self, request: Request) -> Response:
+        self.access.require(Perm.WORKSPACE_VIEW)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=_installs(self.access),
+            serializer=s.InstallStateOutput,
+        )
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class InstallUpgradeApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_installs_upgrade",
+        request=None,
+        responses=s.InstallStateOutput,
+        description="Move the install to the listing's current version (409 when already there).",
+    )
+    def post(self, request: Request, install_id: int) -> Response:
+        services.upgrade(access=self.access, install=_install(self.access, install_id))
+        return Response(s.InstallStateOutput(_install(self.access, install_id)).data)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class InstallUninstallApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_installs_uninstall",
+        request=None,
+        responses=s.InstallOutput,
+        description="End the install and archive the copy (its runs stay).",
+    )
+    def post(self, request: Request, install_id: int) -> Response:
+        install = services.uninstall(access=self.access, install=_install(self.access, install_id))
+        return Response(s.InstallOutput(install).data)
