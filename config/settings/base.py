@@ -272,6 +272,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WorkflowRunStatusEnum": "workflows.models.RunStatus",
         "WorkflowStepStatusEnum": "workflows.models.StepStatus",
+        "ListingVersionStatusEnum": "marketplace.models.ListingVersion.Status",
+        "ListingKindEnum": "marketplace.models.Listing.Kind",
+        "FlagReasonEnum": "marketplace.models.Flag.Reason",
     },
 }
 
