@@ -9,12 +9,16 @@ embedded PostgreSQL and Valkey in .local/bench/, works in a fresh database
 1. **generate**: `--listings` synthetic listings (categories × topics × verbs × audiences, plus
    a few rare words each so texts differ) are COPYed in; 3 % are unlisted or never approved.
    Both search indexes are dropped, `marketplace.search_index.index_all` fills
-   `search_vector` and `embedding` (hashing embedder, batches, progress), then the GIN and HNSW
-   indexes are built again (same definitions as the migration) and the table analysed.
+   `search_vector` and `embedding` (hashing embedder, batches, progress), the table is
+   compacted (`VACUUM FULL`: the fill updated every row once), then the GIN and HNSW indexes
+   are built again (same definitions as the migration) and the table analysed.
 2. **queries**: `--queries` of each kind through `listing_search(limit=10)`: keyword
    (`mode="keyword"`), semantic (`mode="semantic"`), and combined (the default, RRF) with a
    category and a kind filter; each combined page must be full (10 results). The baseline is a
    primary-key lookup of one card (`select_related` category and publisher) in the same run.
+   Two passes over the same queries, both timed: the first right after the index build
+   (printed as extra rows; cold when shared_buffers cannot hold the table), the second is the
+   steady state the figures and targets are about.
 3. **recall@10**: the HNSW top-10 (the selector's settings: iterative scan, ef_search) against
    the exact top-10 (`enable_indexscan = off`, a sequential scan) for the semantic queries; a
    result tied in distance with the exact 10th counts as a hit.
@@ -263,6 +267,10 @@ def build_indexes() -> None:
     seconds, total = timed(lambda: index_all(batch=1000, progress=progress_bar("index")))
     say(f"  {total} listings in {seconds:.1f} s")
     with connection.cursor() as cursor:
+        # Filling every row once left the table half dead tuples, which a marketplace that
+        # grew listing by listing would not have: compact it like a restore from a dump.
+        seconds, _ = timed(lambda: cursor.execute("VACUUM FULL marketplace_listing"))
+        say(f"• VACUUM FULL in {seconds:.1f} s")
         cursor.execute("SET maintenance_work_mem = '2GB'")
         cursor.execute("SET max_parallel_maintenance_workers = 2")
         for name, definition in definitions.items():
@@ -327,7 +335,9 @@ def row(name: str, values: list[float], baseline: list[float]) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], float, int]:
+def run(
+    args: argparse.Namespace,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], float, int]:
     from django.core.management import call_command
 
     from agents.embeddings import embed_one
@@ -364,19 +374,24 @@ def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], float, int]:
             for q, c, k in work["combined"]
         ],
     }
-    for batch in calls.values():  # warm plans and caches
-        for call in batch[:20]:
-            call()
-    timings: dict[str, list[float]] = {name: [] for name in calls}
+    # Two timed passes over the same queries. The first follows the index build: with
+    # shared_buffers smaller than the table and indexes it meets a cold cache (each (category,
+    # kind) pair's rows are read in by its first query). The second is the steady state of a
+    # marketplace in use, and gives the figures the targets are about.
+    passes: list[dict[str, list[float]]] = []
     short_pages = 0
-    for index in range(args.queries):
-        for name, batch in calls.items():  # interleaved: every kind sees the same load
-            seconds, result = timed(batch[index])
-            timings[name].append(seconds)
-            if name == "combined" and len(result.listings) < PAGE:
-                short_pages += 1
-            if name == "keyword" and not result.listings:
-                raise RuntimeError(f"keyword query found nothing: {work['keyword'][index]}")
+    for number in (1, 2):
+        say(f"• pass {number} of 2: {args.queries} queries of each kind, interleaved")
+        timings: dict[str, list[float]] = {name: [] for name in calls}
+        for index in range(args.queries):
+            for name, batch in calls.items():  # interleaved: every kind sees the same load
+                seconds, result = timed(batch[index])
+                timings[name].append(seconds)
+                if name == "combined" and len(result.listings) < PAGE:
+                    short_pages += 1
+                if name == "keyword" and not result.listings:
+                    raise RuntimeError(f"keyword query found nothing: {work['keyword'][index]}")
+        passes.append(timings)
     say(f"• recall@10 over {args.queries} semantic queries (exact: sequential scan)")
     hits = total = 0
     for text in work["semantic"]:
@@ -385,7 +400,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], float, int]:
         exact_ids = {pk for pk, _ in exact}
         hits += sum(1 for pk, d in approximate if pk in exact_ids or d <= tenth + 1e-9)
         total += len(exact)
-    return timings, hits / total, short_pages
+    return passes[0], passes[1], hits / total, short_pages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         django.setup()
         try:
             started = time.perf_counter()
-            timings, recall, short_pages = run(args)
+            cold, timings, recall, short_pages = run(args)
             say(f"• total {time.perf_counter() - started:.0f} s")
         except BaseException:
             failed = True
@@ -420,7 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         return 1
     baseline = timings["baseline"]
-    print(f"{args.listings} listings, {args.queries} queries of each kind, page of {PAGE}")
+    print(
+        f"{args.listings} listings, {args.queries} queries of each kind, page of {PAGE}; "
+        "figures from the second pass (steady state), the first pass shown below them"
+    )
     print()
     print("| query (baseline: primary-key card lookup) | median ms |    p95 ms |    ratio |")
     print("| ---------------------------------------- | --------: | --------: | -------: |")
@@ -428,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     print(row("keyword (websearch_to_tsquery, ts_rank)", timings["keyword"], baseline))
     print(row("semantic (HNSW, iterative scan)", timings["semantic"], baseline))
     print(row("combined RRF + category + kind filter", timings["combined"], baseline))
+    print(row("first pass: keyword", cold["keyword"], baseline))
+    print(row("first pass: semantic", cold["semantic"], baseline))
+    print(row("first pass: combined", cold["combined"], baseline))
     print()
     figures = {name: ms(p95(timings[name])) for name in ("keyword", "semantic", "combined")}
     for name, value in figures.items():

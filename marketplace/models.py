@@ -116,8 +116,8 @@ class Listing(models.Model):
             HnswIndex(
                 name="listing_embedding",
                 fields=["embedding"],
-                m=16,
-                ef_construction=64,
+                m=24,
+                ef_construction=128,
                 opclasses=["vector_cosine_ops"],
             ),
             models.Index(fields=["category", "kind"], name="listing_category_kind"),

@@ -8,9 +8,9 @@ from marketplace.api import views
 urlpatterns = [
     path("marketplace/listings/", views.ListingListApi.as_view(), name="api-market-listings"),
     path(
-        "marketplace/listings/mine/",
+        "marketplace/published/",
         views.MyListingsApi.as_view(),
-        name="api-market-listings-mine",
+        name="api-market-published",
     ),
     path(
         "marketplace/listings/<slug:slug>/",

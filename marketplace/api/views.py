@@ -186,7 +186,7 @@ class ListingListApi(MixedApiView):
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class MyListingsApi(WorkspaceAPIView):
     @extend_schema(
-        operation_id="marketplace_listings_mine",
+        operation_id="marketplace_published_list",
         parameters=PAGE_PARAMETERS,
         responses=paginated(s.MyListingOutput),
         description="This workspace's listings as a publisher, public or not, with every "

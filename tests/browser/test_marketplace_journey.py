@@ -67,7 +67,8 @@ def test_publish_moderate_install_run_review(
     # (the front page's sections list it too: wait for the results to replace them)
     expect(shop.locator(".mk-count")).to_contain_text("answer customer emails")
     expect(shop.locator("#market-results .mk-card")).to_have_count(1)
-    expect(shop).to_have_url(re.compile(r"/marketplace/\?q=answer%20customer%20emails"))  # shareable
+    # the URL follows the search, so it can be shared
+    expect(shop).to_have_url(re.compile(r"/marketplace/\?q=answer%20customer%20emails"))
     shop.get_by_role("link", name="Email reply drafter").click()
     shop.get_by_role("button", name="Install in Bravo Ltd").click()
     expect(shop.locator(".toast")).to_contain_text("installed in Bravo Ltd")

@@ -204,7 +204,7 @@ def test_publish_shows_the_decision_and_reason_to_the_creator(
     version = ListingVersion.objects.get(listing__slug=submitted["listing"])
     services.version_request_changes(user=staff, version=version, reason="Add example inputs.")
 
-    mine = alpha.get(API + "listings/mine/").json()["results"]
+    mine = alpha.get(API + "published/").json()["results"]
     assert len(mine) == 1
     assert mine[0]["is_public"] is False
     assert mine[0]["versions"][0]["status"] == "changes_requested"
@@ -288,7 +288,7 @@ def test_publish_needs_build_and_a_workspace(
     }
     assert reader.post(API + "listings/", body, format="json").status_code == 403
     assert APIClient().post(API + "listings/", body, format="json").status_code in (401, 403)
-    assert APIClient().get(API + "listings/mine/").status_code in (401, 403)
+    assert APIClient().get(API + "published/").status_code in (401, 403)
 
     # a browser session must name its workspace; an outsider's session cannot act in alpha
     session = APIClient()

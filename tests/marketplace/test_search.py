@@ -7,9 +7,11 @@ import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -20,6 +22,7 @@ from marketplace.models import Category, Listing, ListingVersion, Publisher, Rev
 from marketplace.search_index import index_all, index_listing
 from marketplace.selectors import browse_home, listing_detail, listing_search, publisher_listings
 from tests.conftest import World
+from tests.fakes import FakeOpenAI
 
 pytestmark = pytest.mark.django_db
 
@@ -370,3 +373,36 @@ def test_query_counts_do_not_grow_with_listings(
     large = {name: _count_queries(call) for name, call in calls.items()}
     assert small == large
     assert large["home"] <= 5 and large["detail"] <= 3 and large["browse"] == 1
+
+
+def test_reembed_moves_the_listings_to_the_configured_embedder(
+    catalogue: dict[str, Listing], settings: Any
+) -> None:
+    before = list(Listing.objects.get(title="Inbox Concierge").embedding)
+    with FakeOpenAI() as fake:
+        settings.LLM_PLATFORM_KEYS = {**settings.LLM_PLATFORM_KEYS, "openai": "sk-test"}
+        settings.LLM_PLATFORM_BASE_URLS = {
+            **settings.LLM_PLATFORM_BASE_URLS,
+            "openai": fake.base_url,
+        }
+        # Another embedder than the configured one: listings stay as they are.
+        out = StringIO()
+        call_command("reembed", embedder="openai", stdout=out, stderr=StringIO())
+        assert "listings keep the configured embedder (hashing)" in out.getvalue()
+        assert list(Listing.objects.get(title="Inbox Concierge").embedding) == before
+
+        settings.EMBEDDER = "openai"
+        out, err = StringIO(), StringIO()
+        call_command("reembed", stdout=out, stderr=err)
+        total = Listing.objects.count()
+        assert f"marketplace: {total} listing(s) embedded with openai." in out.getvalue()
+        assert f"{total}/{total}" in err.getvalue()  # the progress bar reached the end
+        sent = [text for r in fake.requests_to("embeddings") for text in r.body["input"]]
+        assert any(text.startswith("Inbox Concierge") for text in sent)
+        assert list(Listing.objects.get(title="Inbox Concierge").embedding) != before
+
+        # Search embeds its query with the same embedder and still finds the listing.
+        semantic = listing_search(q="answers customer emails", mode="semantic")
+        assert semantic.listings[0].title == "Inbox Concierge"
+        assert fake.requests_to("embeddings")[-1].body["input"] == ["answers customer emails"]
+        assert fake.server_errors == []
