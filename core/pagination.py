@@ -12,10 +12,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 
+class Pagination(LimitOffsetPagination):
+    max_limit = 100  # a bigger `limit` answers 100
+
+
 def paginated_response(
     *, view: APIView, request: Request, queryset: Any, serializer: type[serializers.Serializer]
 ) -> Response:
-    paginator = LimitOffsetPagination()
+    paginator = Pagination()
     page: list[Any] | None = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
@@ -34,6 +38,8 @@ def paginated(serializer: type[serializers.Serializer]) -> serializers.Serialize
 
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description="Number of results to return (default 50)."),
+    OpenApiParameter(
+        "limit", int, description="Number of results to return (default 50, at most 100)."
+    ),
     OpenApiParameter("offset", int, description="Index of the first result to return."),
 ]

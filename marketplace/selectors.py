@@ -38,6 +38,8 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant
 LIMIT_MAX = 100
 # recall@10 0.98 against exact search at 100k listings (bench/marketplace_search.py).
 HNSW_EF_SEARCH = 400
+HNSW_EF_SEARCH_MAX = 1000  # pgvector refuses more; the iterative scan goes on past it
+OFFSET_MAX = 10_000
 # How many index tuples an iterative scan may visit before giving up on a selective filter.
 HNSW_MAX_SCAN_TUPLES = 20000
 # Nearest is not the same as near: beyond this cosine distance a listing shares (almost)
@@ -135,7 +137,7 @@ def _semantic_ids(queryset: QuerySet[Listing], vector: list[float], count: int) 
     The filters are applied while the index is scanned; the iterative scan (pgvector ≥ 0.8)
     keeps reading until `count` rows pass them or `HNSW_MAX_SCAN_TUPLES` were visited.
     Relaxed order returns rows slightly out of order, so they are sorted again here."""
-    ef_search = max(HNSW_EF_SEARCH, count)
+    ef_search = min(HNSW_EF_SEARCH_MAX, max(HNSW_EF_SEARCH, count))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
@@ -195,7 +197,7 @@ def listing_search(
     if mode not in ("combined", "keyword", "semantic"):
         raise ValidationFailed("Unknown search mode.", fields={"mode": ["invalid"]})
     limit = max(1, min(limit, LIMIT_MAX))
-    offset = max(0, offset)
+    offset = max(0, min(offset, OFFSET_MAX))
     queryset = _filtered(
         category=category, kind=kind, provider=provider, pricing=pricing, min_rating=min_rating
     )

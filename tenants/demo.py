@@ -10,6 +10,7 @@ from django.db import transaction
 from accounts.models import User
 from agents.demo import seed_demo_agents
 from marketplace.catalog_import import import_catalog
+from marketplace.demo import seed_demo_marketplace
 from tenants import services
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
@@ -66,6 +67,7 @@ def seed_demo(*, password: str) -> DemoResult:
     report = import_catalog()
     if report.errors:
         raise RuntimeError(f"The shipped catalogue did not import: {report.errors[0]}")
+    seed_demo_marketplace(access=owner_access)
     return DemoResult(
         workspace=workspace,
         logins=[(label, email) for label, email, _ in DEMO_USERS],

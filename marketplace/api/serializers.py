@@ -31,7 +31,7 @@ class ListingSearchInput(serializers.Serializer):
         choices=MODES, required=False, default="combined", help_text="How `q` matches."
     )
     limit = serializers.IntegerField(min_value=1, max_value=100, required=False, default=24)
-    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=10_000, required=False, default=0)
 
 
 class PublisherOutput(serializers.Serializer):
@@ -137,7 +137,11 @@ class ListingPublishInput(serializers.Serializer):
     icon = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
     changelog = serializers.CharField(required=False, allow_blank=True, default="")
     example_inputs = serializers.ListField(
-        child=serializers.JSONField(), required=False, default=list
+        child=serializers.CharField(max_length=2000),
+        max_length=10,
+        required=False,
+        default=list,
+        help_text="Inputs a buyer can try, as text.",
     )
     slug = serializers.SlugField(
         max_length=80,

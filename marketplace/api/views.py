@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.permissions import SAFE_METHODS, AllowAny, BasePermission, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -50,7 +50,13 @@ def _installs(access: Access) -> QuerySet[Install]:
     return (
         Install.objects.filter(workspace=access.workspace, uninstalled_at__isnull=True)
         .select_related("listing__current_version", "version")
-        .defer("listing__search_vector", "listing__embedding")
+        .defer(
+            "listing__search_vector",
+            "listing__embedding",
+            "listing__description",
+            "version__definition",
+            "listing__current_version__definition",
+        )
         .order_by("-installed_at", "-id")
     )
 
@@ -85,18 +91,11 @@ class PublicApiView(APIView):
     permission_classes = [AllowAny]
 
 
-class _ReadPublicWritePrivate(BasePermission):
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return request.method in SAFE_METHODS or bool(
-            request.user and request.user.is_authenticated
-        )
-
-
 class MixedApiView(APIView):
     """GET is public; other methods act for a workspace (`self.workspace_access(request)`),
     like WorkspaceAPIView but only once a handler asks for it."""
 
-    permission_classes = [_ReadPublicWritePrivate]
+    permission_classes = [IsAuthenticatedOrReadOnly]
 
     def workspace_access(self, request: Request) -> Access:
         return api_access(request)
@@ -252,18 +251,20 @@ class ListingReviewsApi(MixedApiView):
         operation_id="marketplace_listing_reviews_save",
         parameters=[WORKSPACE_PARAM],
         request=s.ReviewInput,
-        responses={201: s.ReviewOutput},
-        description="This workspace's review (one per workspace; saving again edits it). "
-        "Only a workspace that installed the listing and ran it may review: else 403.",
+        responses={201: s.ReviewOutput, 200: s.ReviewOutput},
+        description="This workspace's review (one per workspace): 201 when it is new, 200 when "
+        "saving again edited it. Only a workspace that installed the listing and ran it may "
+        "review: else 403.",
     )
     def post(self, request: Request, slug: str) -> Response:
         access = self.workspace_access(request)
         data = s.ReviewInput(data=request.data)
         data.is_valid(raise_exception=True)
-        review = services.review_save(
-            access=access, listing=_public_listing(slug), **data.validated_data
-        )
-        return Response(s.ReviewOutput(review).data, status=status.HTTP_201_CREATED)
+        listing = _public_listing(slug)
+        edits = Review.objects.filter(listing=listing, workspace=access.workspace).exists()
+        review = services.review_save(access=access, listing=listing, **data.validated_data)
+        code = status.HTTP_200_OK if edits else status.HTTP_201_CREATED
+        return Response(s.ReviewOutput(review).data, status=code)
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])

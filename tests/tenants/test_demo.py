@@ -37,6 +37,19 @@ def test_demo_seed_is_idempotent_and_prints_the_logins() -> None:
     public = Listing.objects.filter(current_version__isnull=False, unlisted_at__isnull=True)
     assert public.count() >= 60 and public.values("category").distinct().count() >= 15
     assert Listing.objects.filter(versions__number=2).count() == 0  # re-seeding made no versions
+    # The demo installed, ran and reviewed a few agents: real figures, made once.
+    from marketplace.demo import DEMO_REVIEWS
+    from marketplace.models import Install, Review
+
+    slugs = [slug for slug, _stars, _text in DEMO_REVIEWS]
+    installs = Install.objects.filter(workspace=demo, listing__slug__in=slugs)
+    assert installs.count() == len(slugs)
+    assert all(install.runs_completed == 1 for install in installs)
+    assert Review.objects.filter(workspace=demo).count() == len(slugs)
+    drafter = Listing.objects.get(slug="support-reply-drafter")
+    assert drafter.install_count == 1 and drafter.rating_avg == 5
+    assert drafter.run_count == 1 and drafter.success_rate == 1.0
+    assert drafter.p95_latency_ms is not None
 
 
 def test_demo_users_can_sign_in_with_the_printed_password(client) -> None:
@@ -58,6 +71,7 @@ def test_demo_workspace_has_runnable_agents_once() -> None:
     from agents.models import Agent
     from agents.runs import execute_run
     from agents.services import agent_run_start
+    from marketplace.demo import DEMO_REVIEWS
     from tenants.permissions import Access
 
     call_command("seed_demo", stdout=StringIO())
@@ -65,7 +79,10 @@ def test_demo_workspace_has_runnable_agents_once() -> None:
     demo = Workspace.objects.get(slug="demo")
     owner = User.objects.get(email="owner@demo.local")
     with schema_context(demo.schema_name):
-        names = sorted(Agent.objects.values_list("name", flat=True))
+        names = sorted(
+            Agent.objects.filter(listing_version_id__isnull=True).values_list("name", flat=True)
+        )
+        installed = Agent.objects.filter(listing_version_id__isnull=False).count()
         calculator = Agent.objects.get(name="Finance calculator")
         run = agent_run_start(
             access=Access(workspace=demo, user=owner, role="owner"),
@@ -81,6 +98,7 @@ def test_demo_workspace_has_runnable_agents_once() -> None:
         "SQL explainer",
         "Support triage",
     ]
+    assert installed == len(DEMO_REVIEWS)  # the marketplace installs, once
     assert run.status == "succeeded" and "240" in run.output
 
 
@@ -90,6 +108,7 @@ def test_demo_support_agent_cites_the_help_center_and_sql_explainer_answers_in_f
     from agents.models import Agent, AllowedHost, KnowledgeBase
     from agents.runs import execute_run
     from agents.services import agent_run_start
+    from marketplace.demo import DEMO_REVIEWS
     from tenants.permissions import Access
 
     call_command("seed_demo", stdout=StringIO())
