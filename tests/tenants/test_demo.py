@@ -108,7 +108,6 @@ def test_demo_support_agent_cites_the_help_center_and_sql_explainer_answers_in_f
     from agents.models import Agent, AllowedHost, KnowledgeBase
     from agents.runs import execute_run
     from agents.services import agent_run_start
-    from marketplace.demo import DEMO_REVIEWS
     from tenants.permissions import Access
 
     call_command("seed_demo", stdout=StringIO())
