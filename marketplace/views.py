@@ -19,12 +19,20 @@ from core.forms import form_add_application_error
 from core.http import AppRequest
 from marketplace import selectors, services
 from marketplace.forms import SearchForm
-from marketplace.models import Category, Install, Listing
+from marketplace.models import Category, Install, Listing, Review
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm
-from tenants.models import Membership
+from tenants.models import Membership, Workspace
 from tenants.permissions import Access, Perm, role_can
 
 PAGE_SIZE = 24
+
+
+def _own_review_initial(listing: Listing, workspace: Workspace) -> dict[str, Any]:
+    """The first eligible workspace's review, to edit in place (one review per workspace)."""
+    review = Review.objects.filter(listing=listing, workspace=workspace).first()
+    if review is None:
+        return {"workspace": workspace.slug}
+    return {"workspace": workspace.slug, "rating": review.rating, "text": review.text}
 
 
 @require_GET
@@ -84,19 +92,17 @@ def _listing_response(
             for m in builders
             if m.workspace_id not in installed
         ]
+        reviewers = [m.workspace for m in runners if m.workspace_id in installed]
+        if review_form is None and reviewers:
+            review_form = ReviewForm(
+                workspaces=[(w.slug, w.name) for w in reviewers],
+                initial=_own_review_initial(detail, reviewers[0]),
+            )
         context.update(
             install_form=InstallForm(workspaces=choices) if choices else None,
-            installed_in=[m.workspace for m in runners if m.workspace_id in installed],
-            review_form=review_form
-            or ReviewForm(
-                workspaces=[
-                    (m.workspace.slug, m.workspace.name)
-                    for m in runners
-                    if m.workspace_id in installed
-                ]
-            )
-            if installed or review_form
-            else None,
+            installed_in=reviewers,
+            review_form=review_form,
+            editing_review=bool(review_form is not None and review_form.initial.get("rating")),
             flag_form=flag_form or FlagForm(),
         )
     return render(request, "marketplace/listing.html", context, status=status)

@@ -125,6 +125,10 @@ def test_review_needs_a_completed_run_and_errors_are_shown_beside_the_field(
     assert bad.status_code == 400 and "Select a valid choice" in bad.content.decode()
     ok = bravo.post(url, {"workspace": "bravo", "rating": "5", "text": "Great"})
     assert ok.status_code == 302 and Review.objects.get().rating == 5
+    # the listing page now offers to edit that review, filled in
+    page = bravo.get(_url("marketplace_listing", slug=listing.slug)).content.decode()
+    assert "Edit your review" in page and ">\nGreat</textarea>" in page
+    assert '<option value="5" selected>' in page
 
     # the publisher replies from its workspace page
     alpha = logged_in(world.owner)
