@@ -147,6 +147,19 @@ def owner_access(world: World) -> Access:
     return access_of(world.owner, world.workspace_a)
 
 
+def key_client(world: World, scopes: list[str], *, workspace: Workspace | None = None) -> APIClient:
+    """A client authenticated with a new API key of `workspace` (default alpha) and `scopes`,
+    created by that workspace's owner."""
+    workspace = workspace or world.workspace_a
+    owner = world.owner if workspace == world.workspace_a else world.outsider
+    _, secret = services.api_key_create(
+        access=access_of(owner, workspace), name="ci", scopes=scopes
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
 def logged_in(user: User) -> Client:
     client = Client()
     client.force_login(user)

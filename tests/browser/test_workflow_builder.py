@@ -87,6 +87,9 @@ def test_edit_a_step_and_add_one_from_the_diagram(
 
     # Add a step: the type picker swaps the form for that type's fields.
     page.get_by_role("link", name="Add step").click()
+    # wait until htmx has swapped in the add form and settled (its change listener attached)
+    expect(panel.get_by_role("button", name="Add", exact=True)).to_be_visible()
+    expect(page.locator(".htmx-added, .htmx-swapping, .htmx-settling")).to_have_count(0)
     panel.locator("select[name=type]").select_option("condition")
     expect(panel.locator("input[name=cfg_expression]")).to_be_visible()
     panel.locator("select[name=type]").select_option("transform")

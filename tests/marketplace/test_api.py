@@ -23,9 +23,7 @@ from agents.services import agent_create
 from marketplace import services
 from marketplace.api import urls as api_urls
 from marketplace.models import Category, Flag, Listing, ListingVersion
-from tenants.models import Workspace
-from tenants.services import api_key_create
-from tests.conftest import World, access_of, logged_in
+from tests.conftest import World, access_of, key_client, logged_in
 from tests.marketplace.test_search import make_listing
 
 pytestmark = pytest.mark.django_db
@@ -33,15 +31,6 @@ pytestmark = pytest.mark.django_db
 API = "/api/v1/marketplace/"
 EVERYTHING = ["workspace.view", "build", "run"]
 SECRET = "sk-live-never-publish-me-9876"
-
-
-def key_client(world: World, scopes: list[str], *, workspace: Workspace | None = None) -> APIClient:
-    workspace = workspace or world.workspace_a
-    owner = world.owner if workspace == world.workspace_a else world.outsider
-    _, secret = api_key_create(access=access_of(owner, workspace), name="ci", scopes=scopes)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
 
 
 @pytest.fixture

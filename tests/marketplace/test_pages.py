@@ -60,6 +60,9 @@ def test_anyone_can_browse_the_front_page(
     assert "Featured" in html and "Inbox Concierge" in html
     assert "Customer support" in html and "Finance" in html  # categories with listings
     assert "★ 4.5" in html and "Ledger 7" in html
+    # cards carry the measured run figures, or say there are none yet
+    assert "95% success · p95 1,800 ms · $0.0021/run" in html and "(40 runs)" in html
+    assert "No runs measured yet" in html
 
 
 def test_search_works_without_javascript_and_as_you_type(client: Client, support: Any) -> None:

@@ -16,9 +16,7 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from agents.webhooks import EVENT_HEADER, SIGNATURE_HEADER, verify, webhook_secret_rotate
-from tenants.models import Workspace
-from tenants.services import api_key_create
-from tests.conftest import World, access_of
+from tests.conftest import World, access_of, key_client
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.workflows.conftest import drain
 from workflows import library
@@ -55,16 +53,6 @@ REVIEWED = {
     ],
     "output": {"text": "{{ steps.publish }}"},
 }
-
-
-def key_client(world: World, scopes: list[str], *, workspace: Workspace | None = None) -> APIClient:
-    """A client authenticated with a new API key of `workspace` (default A) and `scopes`."""
-    workspace = workspace or world.workspace_a
-    owner = world.owner if workspace == world.workspace_a else world.outsider
-    _, secret = api_key_create(access=access_of(owner, workspace), name="ci", scopes=scopes)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return client
 
 
 @pytest.fixture
