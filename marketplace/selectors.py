@@ -27,8 +27,9 @@ from pgvector.django import CosineDistance
 
 from agents.embeddings import embed_one
 from core.exceptions import NotFound, ValidationFailed
-from marketplace.models import Category, Listing, Publisher, Review
+from marketplace.models import Category, Install, Listing, ListingVersion, Publisher, Review
 from marketplace.search_index import SEARCH_CONFIG
+from tenants.models import Workspace
 
 Sort = Literal["relevance", "rating", "installs", "new"]
 Mode = Literal["combined", "keyword", "semantic"]
@@ -297,3 +298,65 @@ def publisher_listings(slug: str) -> PublisherListings:
         _cards(public_listings().filter(publisher=publisher)).order_by(*_ORDERINGS["installs"])
     )
     return PublisherListings(publisher=publisher, listings=listings)
+
+
+# --- a workspace's side: what it installed and what it publishes (pages and API)
+
+
+def public_listing(slug: str) -> Listing:
+    """A public listing with its current version, for acting on it (install, review, flag).
+    Raises NotFound for anything not public."""
+    listing = (
+        public_listings()
+        .select_related("current_version")
+        .defer("search_vector", "embedding")
+        .filter(slug=slug)
+        .first()
+    )
+    if listing is None:
+        raise NotFound("No such listing.")
+    return listing
+
+
+def workspace_installs(workspace: Workspace, *, definitions: bool = False) -> QuerySet[Install]:
+    """The workspace's active installs by listing title, with the listing, its current version
+    and the pinned version. Their definitions load only with `definitions=True` (for diffs)."""
+    installs = (
+        Install.objects.filter(workspace=workspace, uninstalled_at__isnull=True)
+        .select_related("listing__current_version", "version")
+        .defer("listing__search_vector", "listing__embedding", "listing__description")
+        .order_by("listing__title", "id")
+    )
+    if not definitions:
+        installs = installs.defer("version__definition", "listing__current_version__definition")
+    return installs
+
+
+def workspace_install(workspace: Workspace, install_id: int) -> Install:
+    """One active install of the workspace. Raises NotFound (another workspace's included)."""
+    install = workspace_installs(workspace).filter(pk=install_id).first()
+    if install is None:
+        raise NotFound("No active install with that id in this workspace.")
+    return install
+
+
+def workspace_listings(workspace: Workspace) -> QuerySet[Listing]:
+    """The workspace's listings as a publisher, public or not, by title, with the category,
+    the current version and every version newest first (definitions not loaded)."""
+    versions = ListingVersion.objects.order_by("-number").defer("definition")
+    return (
+        Listing.objects.filter(publisher__workspace=workspace)
+        .select_related("category", "current_version")
+        .defer("search_vector", "embedding", "current_version__definition")
+        .prefetch_related(Prefetch("versions", queryset=versions))
+        .order_by("title", "id")
+    )
+
+
+def reviews_awaiting_reply(workspace: Workspace, limit: int = 20) -> list[Review]:
+    """The newest reviews of the workspace's listings that it has not replied to."""
+    return list(
+        Review.objects.filter(listing__publisher__workspace=workspace, reply="")
+        .select_related("listing")
+        .order_by("-created_at")[:limit]
+    )

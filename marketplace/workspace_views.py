@@ -15,13 +15,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from agents.models import Agent
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
-from marketplace import services
-from marketplace.models import Install, Listing, ListingVersion, Review
+from marketplace import selectors, services
+from marketplace.models import Install, ListingVersion, Review
 from marketplace.workspace_forms import PublishForm, ReplyForm
-from tenants.permissions import Perm
+from tenants.models import Workspace
+from tenants.permissions import Access, Perm
 from workflows.models import Workflow
 from workflows.web import page_access
 
@@ -37,14 +38,9 @@ def _diff(old: ListingVersion, new: ListingVersion) -> list[str]:
     )
 
 
-def _installed_rows(workspace_id: int) -> list[dict[str, Any]]:
-    installs = (
-        Install.objects.filter(workspace_id=workspace_id, uninstalled_at__isnull=True)
-        .select_related("listing", "listing__current_version", "version")
-        .order_by("listing__title")
-    )
+def _installed_rows(workspace: Workspace) -> list[dict[str, Any]]:
     rows = []
-    for install in installs:
+    for install in selectors.workspace_installs(workspace, definitions=True):
         current = install.listing.current_version
         newer = current is not None and current.number > install.version.number
         rows.append(
@@ -60,29 +56,13 @@ def _installed_rows(workspace_id: int) -> list[dict[str, Any]]:
 @require_http_methods(["GET"])
 def marketplace_workspace(request: AppRequest) -> HttpResponse:
     access = page_access(request)
-    publisher = getattr(access.workspace, "publisher", None)
-    published = (
-        Listing.objects.filter(publisher=publisher)
-        .prefetch_related("versions")
-        .select_related("category")
-        .order_by("title")
-        if publisher is not None
-        else Listing.objects.none()
-    )
-    reviews = (
-        Review.objects.filter(listing__publisher=publisher, reply="")
-        .select_related("listing")
-        .order_by("-created_at")[:20]
-        if publisher is not None
-        else []
-    )
     return render(
         request,
         "marketplace/workspace.html",
         {
-            "installed": _installed_rows(access.workspace.pk),
-            "published": list(published),
-            "reviews": reviews,
+            "installed": _installed_rows(access.workspace),
+            "published": list(selectors.workspace_listings(access.workspace)),
+            "reviews": selectors.reviews_awaiting_reply(access.workspace),
             "reply_form": ReplyForm(),
             "can_build": access.can(Perm.BUILD),
         },
@@ -123,13 +103,11 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
     )
 
 
-def _install(access: Any, install_id: int) -> Install:
-    install = Install.objects.filter(
-        pk=install_id, workspace=access.workspace, uninstalled_at__isnull=True
-    ).first()
-    if install is None:
-        raise Http404("No such install in this workspace.")
-    return install
+def _install(access: Access, install_id: int) -> Install:
+    try:
+        return selectors.workspace_install(access.workspace, install_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
 
 
 @require_POST

@@ -30,6 +30,25 @@ class NodeType:
     map_body: bool = False  # may be the per-item body of a map node
 
 
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a parsed JSON value ("integer", "array", …)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 def _config(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     return {
         "type": "object",

@@ -52,7 +52,7 @@ from agents.providers.base import Usage
 from core.exceptions import ValidationFailed
 from tenants.schemas import current_schema
 from workflows import nodes
-from workflows.definition import Definition, Edge
+from workflows.definition import Definition, Edge, json_type
 from workflows.expressions import ExpressionError, references, render, template_references
 from workflows.live import events
 from workflows.models import (
@@ -96,26 +96,8 @@ STATE_FIELDS = (
 # --- inputs ------------------------------------------------------------------------------------
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _coerce(kind: str, value: Any) -> tuple[bool, Any]:
-    actual = _json_type(value)
+    actual = json_type(value)
     if kind == actual:
         return True, value
     if kind == "number" and actual == "integer":
@@ -150,7 +132,7 @@ def inputs_check(definition: Mapping[str, Any], inputs: Any) -> dict[str, Any]:
             continue
         ok, value = _coerce(kind, inputs[name])
         if not ok:
-            problems.append(f"{name}: must be a {kind}, not a {_json_type(inputs[name])}")
+            problems.append(f"{name}: must be a {kind}, not a {json_type(inputs[name])}")
         checked[name] = value
     if problems:
         raise ValidationFailed(

@@ -28,7 +28,7 @@ import jsonschema
 
 from core.exceptions import ValidationFailed
 from workflows import expressions
-from workflows.definition import DEFINITION_SCHEMA, NODE_TYPES, STEP_ID_PATTERN
+from workflows.definition import DEFINITION_SCHEMA, NODE_TYPES, STEP_ID_PATTERN, json_type
 from workflows.expressions import ExpressionError
 from workflows.limits import plan_limits
 
@@ -202,21 +202,9 @@ _JSON_TYPES = {
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int):
-        return "a whole number"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    """A value's type as a message says it: "a list", "a whole number", "true/false"."""
+    name = json_type(value)
+    return "true/false" if name == "boolean" else _JSON_TYPES.get(name, name)
 
 
 def _format_path(parts: list[Any], steps: list[Any]) -> str:

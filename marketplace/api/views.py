@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated, IsAuthenticatedOrReadOnly
@@ -23,64 +22,12 @@ from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
 from marketplace import selectors, services
 from marketplace.api import serializers as s
-from marketplace.models import Install, Listing, ListingVersion, Publisher, Review
+from marketplace.models import Listing, ListingVersion, Review
 from tenants.api.base import WorkspaceAPIView, api_access
 from tenants.api.views import WORKSPACE_PARAM
 from tenants.models import ApiKey
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate_public
-
-# --- Lookups (public schema; the workspace's own rows only)
-
-
-def _public_listing(slug: str) -> Listing:
-    listing = (
-        selectors.public_listings()
-        .select_related("current_version")
-        .defer("search_vector", "embedding")
-        .filter(slug=slug)
-        .first()
-    )
-    if listing is None:
-        raise NotFound("No such listing.")
-    return listing
-
-
-def _installs(access: Access) -> QuerySet[Install]:
-    return (
-        Install.objects.filter(workspace=access.workspace, uninstalled_at__isnull=True)
-        .select_related("listing__current_version", "version")
-        .defer(
-            "listing__search_vector",
-            "listing__embedding",
-            "listing__description",
-            "version__definition",
-            "listing__current_version__definition",
-        )
-        .order_by("-installed_at", "-id")
-    )
-
-
-def _install(access: Access, install_id: int) -> Install:
-    install = _installs(access).filter(pk=install_id).first()
-    if install is None:
-        raise NotFound("No active install with that id in this workspace.")
-    return install
-
-
-def _my_listings(access: Access) -> QuerySet[Listing]:
-    publisher = Publisher.objects.filter(workspace=access.workspace).first()
-    if publisher is None:
-        return Listing.objects.none()
-    versions = ListingVersion.objects.order_by("-number").defer("definition")
-    return (
-        Listing.objects.filter(publisher=publisher)
-        .select_related("current_version")
-        .defer("search_vector", "embedding", "current_version__definition")
-        .prefetch_related(Prefetch("versions", queryset=versions))
-        .order_by("title", "id")
-    )
-
 
 # --- Bases
 
@@ -196,7 +143,7 @@ class MyListingsApi(WorkspaceAPIView):
         return paginated_response(
             view=self,
             request=request,
-            queryset=_my_listings(self.access),
+            queryset=selectors.workspace_listings(self.access.workspace),
             serializer=s.MyListingOutput,
         )
 
@@ -220,7 +167,7 @@ class ListingVersionsApi(PublicApiView):
         description="Approved versions, newest first, with changelog and definition.",
     )
     def get(self, request: Request, slug: str) -> Response:
-        listing = _public_listing(slug)
+        listing = selectors.public_listing(slug)
         return paginated_response(
             view=self,
             request=request,
@@ -239,7 +186,7 @@ class ListingReviewsApi(MixedApiView):
         description="A public listing's reviews, newest first.",
     )
     def get(self, request: Request, slug: str) -> Response:
-        listing = _public_listing(slug)
+        listing = selectors.public_listing(slug)
         return paginated_response(
             view=self,
             request=request,
@@ -260,7 +207,7 @@ class ListingReviewsApi(MixedApiView):
         access = self.workspace_access(request)
         data = s.ReviewInput(data=request.data)
         data.is_valid(raise_exception=True)
-        listing = _public_listing(slug)
+        listing = selectors.public_listing(slug)
         edits = Review.objects.filter(listing=listing, workspace=access.workspace).exists()
         review = services.review_save(access=access, listing=listing, **data.validated_data)
         code = status.HTTP_200_OK if edits else status.HTTP_201_CREATED
@@ -303,7 +250,9 @@ class ListingFlagApi(APIView):
             user = request.auth.created_by
         if not isinstance(user, User):
             raise PermissionDenied("This API key has no person to report as.")
-        flag = services.flag_create(user=user, listing=_public_listing(slug), **data.validated_data)
+        flag = services.flag_create(
+            user=user, listing=selectors.public_listing(slug), **data.validated_data
+        )
         return Response(s.FlagOutput(flag).data, status=status.HTTP_201_CREATED)
 
 
@@ -320,7 +269,7 @@ class ListingInstallApi(WorkspaceAPIView):
         "409 when it is already installed.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        install = services.install(access=self.access, listing=_public_listing(slug))
+        install = services.install(access=self.access, listing=selectors.public_listing(slug))
         return Response(s.InstallOutput(install).data, status=status.HTTP_201_CREATED)
 
 
@@ -337,7 +286,7 @@ class InstallListApi(WorkspaceAPIView):
         return paginated_response(
             view=self,
             request=request,
-            queryset=_installs(self.access),
+            queryset=selectors.workspace_installs(self.access.workspace),
             serializer=s.InstallStateOutput,
         )
 
@@ -351,8 +300,12 @@ class InstallUpgradeApi(WorkspaceAPIView):
         description="Move the install to the listing's current version (409 when already there).",
     )
     def post(self, request: Request, install_id: int) -> Response:
-        services.upgrade(access=self.access, install=_install(self.access, install_id))
-        return Response(s.InstallStateOutput(_install(self.access, install_id)).data)
+        workspace = self.access.workspace
+        services.upgrade(
+            access=self.access, install=selectors.workspace_install(workspace, install_id)
+        )
+        upgraded = selectors.workspace_install(workspace, install_id)  # its new pinned version
+        return Response(s.InstallStateOutput(upgraded).data)
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
@@ -364,5 +317,8 @@ class InstallUninstallApi(WorkspaceAPIView):
         description="End the install and archive the copy (its runs stay).",
     )
     def post(self, request: Request, install_id: int) -> Response:
-        install = services.uninstall(access=self.access, install=_install(self.access, install_id))
+        install = services.uninstall(
+            access=self.access,
+            install=selectors.workspace_install(self.access.workspace, install_id),
+        )
         return Response(s.InstallOutput(install).data)
