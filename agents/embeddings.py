@@ -30,10 +30,12 @@ from django.conf import settings
 
 DIMENSIONS = 384
 _WORD = re.compile(r"[a-z0-9]+")
+# Words that carry no meaning of their own. Words that change what is asked (to, from, not,
+# no, when, why, how, can, should, before, after, numbers) are kept: dropping them gave
+# "ship to Canada" and "ship from Canada" the same vector (hashing-v1).
 _STOP_WORD_LIST = (
-    "a an and are as at be by can could do does for from has have how i in is it its me my "
-    "of on or our please should so that the this to was we what when where which who why "
-    "will with would you your"
+    "a an and are as at be by do does for has have i in is it its me my of on or our please "
+    "so that the this was we what which who will with would you your"
 )
 _STOP_WORDS = frozenset(_STOP_WORD_LIST.split())
 
@@ -44,6 +46,7 @@ class EmbeddingError(Exception):
 
 class Embedder(abc.ABC):
     name: str
+    legacy_names: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def embed(self, texts: list[str]) -> list[list[float]]:
@@ -64,7 +67,10 @@ def _stem(word: str) -> str:
 
 
 class HashingEmbedder(Embedder):
-    name = "hashing-v1"
+    name = "hashing-v2"
+    # Vectors of an earlier version of this embedder are close enough to query (the same
+    # hashing, fewer stop words); `manage.py reembed` brings them up to date.
+    legacy_names: tuple[str, ...] = ("hashing-v1",)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return [self._one(text) for text in texts]

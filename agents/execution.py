@@ -2,10 +2,11 @@
 
     answer = answer_with_version(version, messages=[...], context=UsageContext(...))
 
-In order: blocked topics in the question are refused before any call; the semantic cache is
-asked (opt-in per version); the tool loop runs (streaming when `on_event` is given); an output
-schema is enforced with one repair round; blocked output patterns and the run's cost cap are
-checked; a clean answer is cached.
+In order: blocked topics in the question are refused before any call; the response cache is
+asked (agents/cache.py: exact tier on by default, semantic tier opt-in); the tool loop runs
+(streaming when `on_event` is given); an output schema is enforced with one repair round;
+blocked output patterns and the run's cost cap are checked; a complete answer that used no
+side-effect or time-dependent tool is cached.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class AgentAnswer:
     usage: Usage = field(default_factory=Usage)
     cost_usd: Decimal = Decimal(0)
     cache_hit: bool = False
+    cache_entry_id: int | None = None  # the entry that answered, on a hit
     latency_ms: int = 0
 
 
@@ -94,9 +96,8 @@ def answer_with_version(
             ok=False,
             error=f"The question touches a blocked topic ({blocked!r}); nothing was sent.",
         )
-    prompt = cache.prompt_text(messages)
     if version.cache_enabled:
-        hit = cache.lookup(version, prompt)
+        hit = cache.lookup(version, messages, context=context)
         if hit is not None:
             entry = hit.entry
             if on_event is not None:
@@ -112,6 +113,7 @@ def answer_with_version(
                 data=data,
                 tool_steps=list(entry.tool_steps),
                 cache_hit=True,
+                cache_entry_id=entry.pk,
                 latency_ms=int((time.perf_counter() - started) * 1000),
             )
 
@@ -176,10 +178,13 @@ def answer_with_version(
             f"The run cost ${context.run_spent_usd + cost} which is over its cap of ${cap}."
         )
     answer.tool_steps, answer.usage, answer.cost_usd = _steps_json(steps), usage, cost
-    if answer.ok and version.cache_enabled:
+    if version.cache_enabled and cache.cacheable(
+        ok=answer.ok, text=answer.text, stop_reason=result.stop_reason, tool_steps=answer.tool_steps
+    ):
         cache.store(
             version,
-            prompt,
+            messages,
+            context=context,
             answer=answer.text,
             tool_steps=answer.tool_steps,
             cost_usd=cost,

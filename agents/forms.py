@@ -7,6 +7,7 @@ from typing import Any, cast
 from django import forms
 
 from agents.aliases import MAX_TARGETS
+from agents.cache_calibration import semantic_accuracy_statement
 from agents.models import AgentVersion, KnowledgeBase, MemoryMode, ProviderKind
 from agents.services import output_schema_problem
 from agents.tools.registry import BUILTIN_TOOLS
@@ -72,9 +73,26 @@ class AgentForm(forms.Form):
     )
     cache_enabled = forms.BooleanField(
         required=False,
-        label="Answer near-duplicate questions from the semantic cache",
-        help_text="Cached answers cost nothing; the cache empties when you save a new version "
-        "or a knowledge base it reads changes.",
+        initial=True,
+        label="Answer a question asked again from the cache",
+        help_text="Only the same question (ignoring case, spacing and punctuation) in the same "
+        "conversation context, version and knowledge gets a cached answer, at no cost. Answers "
+        "that used http_request or current_time, and failed answers, are never cached.",
+    )
+    cache_semantic = forms.BooleanField(
+        required=False,
+        label="Also answer rephrased questions from the cache (semantic tier)",
+    )
+    cache_verify = forms.BooleanField(
+        required=False,
+        label="Check each rephrased hit with the agent's model before serving it",
+        help_text="A short paid call per semantic hit, booked in the usage ledger; savings are "
+        "reported net of it.",
+    )
+    cache_per_user = forms.BooleanField(
+        required=False,
+        label="Answers depend on who asks",
+        help_text="Each person's cached answers are served only to them.",
     )
     output_schema = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "mono"}),
@@ -88,6 +106,10 @@ class AgentForm(forms.Form):
         super().__init__(*args, **kwargs)
         field = cast(forms.TypedMultipleChoiceField, self.fields["knowledge_base_ids"])
         field.choices = [(kb.pk, kb.name) for kb in KnowledgeBase.objects.all()]
+        self.fields["cache_semantic"].help_text = (
+            "Off by default: a rephrased question can ask something else. "
+            + semantic_accuracy_statement()
+        )
 
     def clean_memory_mode(self) -> str:
         return str(self.cleaned_data["memory_mode"] or MemoryMode.NONE)
@@ -131,6 +153,9 @@ class AgentForm(forms.Form):
                 memory_turns=version.memory_turns,
                 knowledge_base_ids=version.knowledge_base_ids,
                 cache_enabled=version.cache_enabled,
+                cache_semantic=version.cache_semantic,
+                cache_verify=version.cache_verify,
+                cache_per_user=version.cache_per_user,
                 output_schema=json.dumps(version.output_schema, indent=2)
                 if version.output_schema
                 else "",

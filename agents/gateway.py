@@ -65,6 +65,8 @@ class UsageContext:
     run_id: int | None = None
     run_cap_usd: Decimal | None = None  # the run's cost cap, checked before each call
     run_spent_usd: Decimal = Decimal(0)  # what the run has spent before this call
+    user_id: int | None = None  # who asked (the response cache keys per-user answers by it)
+    purpose: str = ""  # UsageRecord.Purpose: why the call was made, when not to answer
 
 
 NO_CONTEXT = UsageContext()
@@ -183,6 +185,7 @@ def _record(
         latency_ms=latency_ms,
         error=error[:300],
         retry_delay_ms=int((retry_delay or 0) * 1000),
+        purpose=context.purpose,
     )
 
 

@@ -94,6 +94,12 @@ class UsageRecord(models.Model):
         SKIPPED = "skipped", "Skipped (circuit open)"
         CACHED = "cached", "Answered from cache"
 
+    class Purpose(models.TextChoices):
+        ANSWER = "", "Answer"
+        CACHE_EXACT = "cache_exact", "Cache hit (exact)"
+        CACHE_SEMANTIC = "cache_semantic", "Cache hit (semantic)"
+        CACHE_CHECK = "cache_check", "Check of a semantic cache hit"
+
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     run_id = models.BigIntegerField(null=True, blank=True)
@@ -113,6 +119,13 @@ class UsageRecord(models.Model):
     retry_delay_ms = models.PositiveIntegerField(default=0)
     saved_usd = models.DecimalField(
         max_digits=14, decimal_places=6, default=0, help_text="What a cache hit did not spend."
+    )
+    purpose = models.CharField(
+        max_length=16,
+        choices=Purpose.choices,
+        blank=True,
+        default=Purpose.ANSWER,
+        help_text="Why the row exists: an answer, a cache hit of a tier, or a cache check.",
     )
 
     class Meta:
@@ -179,7 +192,22 @@ class AgentVersion(models.Model):
         default=list, blank=True, help_text="Knowledge bases the knowledge_search tool reads."
     )
     cache_enabled = models.BooleanField(
-        default=False, help_text="Answer near-duplicate prompts from the semantic cache."
+        default=True,
+        help_text="Answer a question asked again (same words, same context) from the cache.",
+    )
+    cache_semantic = models.BooleanField(
+        default=False,
+        help_text="Also answer rephrased questions from the cache (embedding distance plus "
+        "the near-miss guard).",
+    )
+    cache_verify = models.BooleanField(
+        default=False,
+        help_text="Ask the agent's model whether a semantic hit answers the new question "
+        "before serving it (the check is paid for and booked in the ledger).",
+    )
+    cache_per_user = models.BooleanField(
+        default=False,
+        help_text="Answers depend on who asks: keep each person's cached answers to them.",
     )
     created_by_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -227,6 +255,12 @@ class AgentRun(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     cache_hit = models.BooleanField(default=False)
+    cache_entry_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The cache entry that answered (while it exists)."
+    )
+    cache_reported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When someone marked the cached answer as wrong."
+    )
     created_by_id = models.BigIntegerField(null=True, blank=True)
     api_key_prefix = models.CharField(max_length=16, blank=True)
     callback_url = models.URLField(max_length=2000, blank=True)
@@ -352,6 +386,12 @@ class ConversationTurn(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     cache_hit = models.BooleanField(default=False)
+    cache_entry_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The cache entry that answered (while it exists)."
+    )
+    cache_reported_at = models.DateTimeField(
+        null=True, blank=True, help_text="When someone marked the cached answer as wrong."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -368,6 +408,9 @@ class KnowledgeBase(models.Model):
     description = models.CharField(max_length=300, blank=True)
     embedder = models.CharField(
         max_length=40, blank=True, help_text="The embedder its chunks were embedded with."
+    )
+    contents_version = models.PositiveIntegerField(
+        default=1, help_text="Goes up whenever its documents change (part of cache keys)."
     )
     created_by_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -445,15 +488,22 @@ class KnowledgeChunk(models.Model):
 
 
 class CachedResponse(models.Model):
-    """The semantic response cache: an answer of one agent version (or one model, outside
-    agents) to a prompt, found again for near-duplicate prompts by embedding distance."""
+    """One cached answer (agents/cache.py): found again by its exact key, or, for versions
+    with the semantic tier, by the embedding of its question among entries of the same
+    context key."""
 
     version = models.ForeignKey(
         AgentVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     model = models.CharField(max_length=170)
-    prompt = models.TextField()
-    prompt_sha256 = models.CharField(max_length=64)
+    prompt = models.TextField(help_text="The whole prompt, for people reading the cache.")
+    question = models.TextField(help_text="The question as it was asked.")
+    key_sha256 = models.CharField(max_length=64, help_text="Everything that changes the answer.")
+    context_sha256 = models.CharField(
+        max_length=64, help_text="The key without the question (semantic candidates share it)."
+    )
+    user_id = models.BigIntegerField(null=True, blank=True)
+    embedder = models.CharField(max_length=40)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     answer = models.TextField()
     tool_steps = models.JSONField(default=list, blank=True)
@@ -474,8 +524,35 @@ class CachedResponse(models.Model):
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
             ),
-            models.Index(fields=["version", "model"], name="cached_response_key"),
+            models.Index(fields=["key_sha256"], name="cached_response_exact"),
+            models.Index(fields=["context_sha256", "embedder"], name="cached_response_context"),
+            models.Index(fields=["version"], name="cached_response_version"),
         ]
 
     def __str__(self) -> str:
         return f"cache {self.pk} ({self.model})"
+
+
+class CacheReport(models.Model):
+    """Someone marked an answer served from the cache as wrong; the entry was evicted."""
+
+    class Tier(models.TextChoices):
+        EXACT = "exact", "Exact"
+        SEMANTIC = "semantic", "Semantic"
+
+    agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    version_id = models.BigIntegerField(null=True, blank=True)
+    tier = models.CharField(max_length=16, choices=Tier.choices, blank=True)
+    question = models.TextField(help_text="The question the cached answer was served for.")
+    cached_question = models.TextField(blank=True, help_text="The question it was cached for.")
+    answer = models.TextField(blank=True)
+    run_id = models.BigIntegerField(null=True, blank=True)
+    turn_id = models.BigIntegerField(null=True, blank=True)
+    reported_by_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"wrong cache answer reported {self.created_at:%Y-%m-%d}"

@@ -38,7 +38,10 @@ def execute_run(run_id: int) -> str | None:
             version,
             messages=[Message(role="user", content=run.input)],
             context=UsageContext(
-                agent_id=run.agent_id, run_id=run.pk, run_cap_usd=version.max_cost_per_run_usd
+                agent_id=run.agent_id,
+                run_id=run.pk,
+                run_cap_usd=version.max_cost_per_run_usd,
+                user_id=run.created_by_id,
             ),
         )
     except (GatewayError, ApplicationError) as exc:
@@ -49,6 +52,7 @@ def execute_run(run_id: int) -> str | None:
     run.output_tokens = answer.usage.output_tokens
     run.cost_usd = answer.cost_usd
     run.cache_hit = answer.cache_hit
+    run.cache_entry_id = answer.cache_entry_id
     run.output_data = answer.data
     status = AgentRun.Status.SUCCEEDED if answer.ok else AgentRun.Status.FAILED
     _finish(run, status=status, output=answer.text if answer.ok else "", error=answer.error)
@@ -70,6 +74,7 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
         "output_tokens",
         "cost_usd",
         "cache_hit",
+        "cache_entry_id",
         "finished_at",
     ]
     with transaction.atomic():

@@ -33,6 +33,9 @@ VERSION_FIELDS = (
     "output_schema",
     "knowledge_base_ids",
     "cache_enabled",
+    "cache_semantic",
+    "cache_verify",
+    "cache_per_user",
 )
 MAX_INPUT_CHARS = 100_000
 

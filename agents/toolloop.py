@@ -21,6 +21,7 @@ from agents.gateway import NO_CONTEXT, GatewayResult, UsageContext, gateway_comp
 from agents.providers.base import (
     ChatRequest,
     Message,
+    StopReason,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -64,6 +65,7 @@ class LoopResult:
     cost_usd: Decimal = Decimal(0)
     model_calls: int = 0
     stopped_by_guardrail: bool = False
+    stop_reason: StopReason | None = None  # of the last model call
 
 
 def tools_by_name(names: list[str]) -> dict[str, Tool]:
@@ -147,6 +149,7 @@ def run_tool_loop(
         loop.usage = loop.usage + outcome.result.usage
         loop.cost_usd += outcome.cost_usd
         calls = outcome.result.tool_calls
+        loop.stop_reason = outcome.result.stop_reason
         if not calls:
             loop.text = outcome.result.text
             return loop

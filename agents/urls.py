@@ -11,4 +11,9 @@ urlpatterns = [
     ),
     path("<int:agent_id>/run/", views.agent_run, name="agent_run"),
     path("<int:agent_id>/runs/<int:run_id>/", views.agent_run_status, name="agent_run_status"),
+    path(
+        "<int:agent_id>/runs/<int:run_id>/cache-wrong/",
+        views.agent_run_cache_wrong,
+        name="agent_run_cache_wrong",
+    ),
 ]

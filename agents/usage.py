@@ -18,7 +18,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from agents.models import Agent, UsageRecord
+from agents.models import Agent, CacheReport, UsageRecord
 from tenants.permissions import Access, Perm
 
 _SUMS = {
@@ -30,8 +30,13 @@ _SUMS = {
     "errors": Count("id", filter=Q(outcome=UsageRecord.Outcome.ERROR)),
     "cached": Count("id", filter=Q(outcome=UsageRecord.Outcome.CACHED)),
     "saved": Sum("saved_usd"),
+    "checks": Count(
+        "id",
+        filter=Q(outcome=UsageRecord.Outcome.OK, purpose=UsageRecord.Purpose.CACHE_CHECK),
+    ),
+    "checks_cost": Sum("cost_usd", filter=Q(purpose=UsageRecord.Purpose.CACHE_CHECK)),
 }
-_MONEY = ("cost", "saved")
+_MONEY = ("cost", "saved", "checks_cost")
 
 
 @dataclass
@@ -42,6 +47,7 @@ class UsageReport:
     days: list[dict[str, Any]]
     by_model: list[dict[str, Any]]
     by_agent: list[dict[str, Any]]
+    cache_reports: int = 0  # cached answers people marked as wrong in the period
 
     @property
     def max_day_cost(self) -> Decimal:
@@ -49,8 +55,14 @@ class UsageReport:
 
     @property
     def cache_answers(self) -> int:
-        """Answers in the period: model answers plus cache hits."""
-        return int(self.totals["calls"]) + int(self.totals["cached"])
+        """Answers in the period: model answers plus cache hits (a model's check of a
+        semantic hit is a call, not an answer)."""
+        return int(self.totals["calls"]) - int(self.totals["checks"]) + int(self.totals["cached"])
+
+    @property
+    def cache_net_saved(self) -> Decimal:
+        """What cache hits did not spend, less what checking semantic hits cost."""
+        return Decimal(self.totals["saved"]) - Decimal(self.totals["checks_cost"])
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -102,7 +114,13 @@ def usage_report(*, access: Access, days: int = 30) -> UsageReport:
             "Direct API calls" if row["agent_id"] is None else f"Deleted agent #{row['agent_id']}",
         )
     return UsageReport(
-        start=start, end=end, totals=totals, days=day_rows, by_model=by_model, by_agent=agent_rows
+        start=start,
+        end=end,
+        totals=totals,
+        days=day_rows,
+        by_model=by_model,
+        by_agent=agent_rows,
+        cache_reports=CacheReport.objects.filter(created_at__date__gte=start).count(),
     )
 
 

@@ -11,8 +11,9 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import aliases, budgets, providers_admin, selectors, services
+from agents import aliases, budgets, cache, providers_admin, selectors, services
 from agents import usage as usage_reports
+from agents.cache_calibration import semantic_accuracy_statement
 from agents.forms import (
     AgentForm,
     AliasForm,
@@ -23,7 +24,7 @@ from agents.forms import (
     RunForm,
 )
 from agents.models import WorkspaceBudget
-from core.exceptions import ApplicationError, NotFound
+from core.exceptions import ApplicationError, Conflict, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
 from tenants.permissions import Access, Perm
@@ -57,6 +58,12 @@ def agent_list(request: AppRequest) -> HttpResponse:
     )
 
 
+def _tell_semantic_accuracy(request: AppRequest, *, was_on: bool, now_on: Any) -> None:
+    """Whoever turns the semantic tier on is told how accurate it was measured to be."""
+    if now_on and not was_on:
+        messages.info(request, "Semantic cache on. " + semantic_accuracy_statement())
+
+
 @require_http_methods(["GET", "POST"])
 def agent_create(request: AppRequest) -> HttpResponse:
     access = _access(request, Perm.BUILD)
@@ -69,6 +76,7 @@ def agent_create(request: AppRequest) -> HttpResponse:
             form_add_application_error(form, exc)
         else:
             messages.success(request, f"Agent “{agent.name}” created (version 1).")
+            _tell_semantic_accuracy(request, was_on=False, now_on=data.get("cache_semantic"))
             return redirect("agent_detail", workspace_slug=access.workspace.slug, agent_id=agent.pk)
     return render(
         request,
@@ -95,6 +103,10 @@ def agent_detail(request: AppRequest, agent_id: int) -> HttpResponse:
                 form_add_application_error(form, exc)
             else:
                 messages.success(request, "Saved.")
+                was_on = bool(agent.current_version and agent.current_version.cache_semantic)
+                _tell_semantic_accuracy(
+                    request, was_on=was_on, now_on=form.cleaned_data.get("cache_semantic")
+                )
                 return redirect(
                     "agent_detail", workspace_slug=access.workspace.slug, agent_id=agent.pk
                 )
@@ -158,6 +170,23 @@ def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpRes
         "agents/_run.html",
         {"agent": run.agent, "run": run, "run_form": RunForm(), "polled": True},
     )
+
+
+@require_POST
+def agent_run_cache_wrong(request: AppRequest, agent_id: int, run_id: int) -> HttpResponse:
+    """ "Wrong answer" on a run served from the cache: the entry is evicted and counted."""
+    access = _access(request, Perm.RUN)
+    try:
+        run = cache.run_cache_report(access=access, agent_id=agent_id, run_id=run_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except Conflict as exc:
+        return HttpResponse(exc.message, status=409)
+    if request.htmx:
+        context = {"agent": run.agent, "run": run, "run_form": RunForm()}
+        return render(request, "agents/_run.html", context)
+    messages.success(request, "Thanks: that answer will not be served from the cache again.")
+    return redirect("agent_detail", workspace_slug=access.workspace.slug, agent_id=agent_id)
 
 
 @require_http_methods(["GET", "POST"])

@@ -11,9 +11,10 @@ its own embedded PostgreSQL and Valkey in .local/bench/, works in a fresh databa
    to the same server (alias resolution, breaker state in Redis, budget check, the provider's
    SDK client, pricing and the ledger row). Calls alternate direct/gateway so both see the same
    machine load. Overhead = gateway − direct (medians; p95s).
-2. **cache hit**: `agents.cache.lookup` of near-duplicate prompts against an agent version with
-   `--entries` cached answers (embedding the prompt, the HNSW/exact query, the hit counter and
-   the `cached` ledger row), and the whole answer path (`answer_with_version`) on a hit.
+2. **cache hit**: `agents.cache.lookup` of questions asked again (other case, spacing and
+   punctuation: exact-tier hits) against an agent version with `--entries` cached answers (the
+   key, the indexed key query, the hit counter and the `cached` ledger row), and the whole
+   answer path (`answer_with_version`) on a hit.
 
 The last line of stdout is machine-readable:
     gateway_overhead_median_ms=<x> gateway_overhead_p95_ms=<x> cache_hit_p95_ms=<x>
@@ -167,7 +168,7 @@ def profile_gateway() -> None:
 def measure_cache(entries: int, lookups: int, user: Any, workspace: Any) -> tuple[list, list]:
     from decimal import Decimal
 
-    from agents import cache, services
+    from agents import cache, cache_guard, services
     from agents.embeddings import get_embedder
     from agents.execution import answer_with_version
     from agents.gateway import UsageContext
@@ -182,33 +183,47 @@ def measure_cache(entries: int, lookups: int, user: Any, workspace: Any) -> tupl
     version = agent.current_version
     assert version is not None
     say(f"• filling the cache with {entries} answers")
-    prompts = [
-        f"user: Customer {i} asks: how do I {TOPICS[i % len(TOPICS)]} (ticket {i})?"
+    asked = [
+        f"Customer {i} asks: how do I {TOPICS[i % len(TOPICS)]} (ticket {i})?"
         for i in range(entries)
     ]
-    vectors = get_embedder().embed(prompts)
-    CachedResponse.objects.bulk_create(
-        CachedResponse(
-            version=version,
-            model=version.model,
-            prompt=prompt,
-            prompt_sha256=f"{i:064d}",
-            embedding=vector,
-            answer=f"Answer {i}.",
-            cost_usd=Decimal("0.002"),
+    embedder = get_embedder()
+    vectors = embedder.embed([cache_guard.normalise(q) for q in asked])
+    entries_made = []
+    for i, (question, vector) in enumerate(zip(asked, vectors, strict=True)):
+        key = cache.cache_key(version, [Message(role="user", content=question)], user_id=None)
+        entries_made.append(
+            CachedResponse(
+                version=version,
+                model=version.model,
+                prompt=f"user: {question}",
+                question=question,
+                key_sha256=key.key_sha256,
+                context_sha256=key.context_sha256,
+                embedder=embedder.name,
+                embedding=vector,
+                answer=f"Answer {i}.",
+                cost_usd=Decimal("0.002"),
+            )
         )
-        for i, (prompt, vector) in enumerate(zip(prompts, vectors, strict=True))
-    )
-    # Near-duplicates: the same question rephrased (stop words and case differ).
+    CachedResponse.objects.bulk_create(entries_made)
+    # The same questions asked again in other case, spacing and punctuation (exact-tier hits).
     questions = [
-        f"Customer {i} asks: how can I {TOPICS[i % len(TOPICS)].upper()} (ticket {i})"
+        f"customer {i} asks:  how do I {TOPICS[i % len(TOPICS)].upper()} (ticket {i})"
         for i in range(lookups)
     ]
+    context = UsageContext(agent_id=agent.pk)
+
+    def ask(question: str) -> Any:
+        return cache.lookup(version, [Message(role="user", content=question)], context=context)
+
     for question in questions[:20]:
-        assert cache.lookup(version, f"user: {question}") is not None, question
+        assert ask(question) is not None, question
     lookup_s: list[float] = []
     for question in questions:
-        lookup_s.append(timed(lambda q=question: cache.lookup(version, f"user: {q}")))
+        started = time.perf_counter()
+        ask(question)
+        lookup_s.append(time.perf_counter() - started)
     answer_s: list[float] = []
     misses = 0
     for question in questions:
@@ -221,7 +236,7 @@ def measure_cache(entries: int, lookups: int, user: Any, workspace: Any) -> tupl
         answer_s.append(time.perf_counter() - started)
         misses += not answer.cache_hit
     if misses:
-        raise RuntimeError(f"{misses} of {lookups} near-duplicates missed the cache")
+        raise RuntimeError(f"{misses} of {lookups} repeated questions missed the cache")
     return lookup_s, answer_s
 
 

@@ -84,6 +84,8 @@ AGENT_FIELDS = (
     "output_schema",
     "cache_enabled",
 )
+# Settings newer than the catalogue format: taken when present.
+OPTIONAL_AGENT_FIELDS = ("cache_semantic", "cache_verify", "cache_per_user")
 MEMORY_MODES = ("none", "last_turns", "summary")
 # The listing fields the importer owns; a difference in any of them is an update.
 METADATA_FIELDS = (
@@ -322,7 +324,7 @@ def validate_agent_spec(spec: Any, where: str, problems: _Problems) -> None:
         problems.add(where, "must be a mapping of agent settings")
         return
     missing = [f for f in AGENT_FIELDS if f not in spec]
-    unknown = sorted(set(spec) - set(AGENT_FIELDS))
+    unknown = sorted(set(spec) - set(AGENT_FIELDS) - set(OPTIONAL_AGENT_FIELDS))
     if missing:
         problems.add(where, f"missing {', '.join(missing)}")
     if unknown:
@@ -390,8 +392,9 @@ def validate_agent_spec(spec: Any, where: str, problems: _Problems) -> None:
         problem = output_schema_problem(schema)
         if problem:
             problems.add(f"{where}.output_schema", problem)
-    if "cache_enabled" in spec and not isinstance(spec["cache_enabled"], bool):
-        problems.add(f"{where}.cache_enabled", "must be true or false")
+    for flag in ("cache_enabled", *OPTIONAL_AGENT_FIELDS):
+        if flag in spec and not isinstance(spec[flag], bool):
+            problems.add(f"{where}.{flag}", "must be true or false")
 
 
 def workflow_structure_issues(document: Any) -> list[str]:

@@ -44,6 +44,9 @@ AGENT_SPEC_FIELDS = (
     "blocked_patterns",
     "output_schema",
     "cache_enabled",
+    "cache_semantic",
+    "cache_verify",
+    "cache_per_user",
 )
 
 
@@ -86,6 +89,9 @@ def agent_spec(agent: Agent, *, notes: list[str] | None = None) -> dict[str, Any
         "blocked_patterns": list(version.blocked_patterns or []),
         "output_schema": copy.deepcopy(version.output_schema),
         "cache_enabled": version.cache_enabled,
+        "cache_semantic": version.cache_semantic,
+        "cache_verify": version.cache_verify,
+        "cache_per_user": version.cache_per_user,
     }
 
 

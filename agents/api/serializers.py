@@ -44,7 +44,18 @@ class AgentConfigInput(serializers.Serializer):
     blocked_patterns = serializers.ListField(child=serializers.CharField(), required=False)
     output_schema = serializers.JSONField(required=False, allow_null=True)
     knowledge_base_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
-    cache_enabled = serializers.BooleanField(required=False)
+    cache_enabled = serializers.BooleanField(
+        required=False, help_text="The exact tier: a question asked again in the same context."
+    )
+    cache_semantic = serializers.BooleanField(
+        required=False, help_text="The semantic tier: rephrased questions (off by default)."
+    )
+    cache_verify = serializers.BooleanField(
+        required=False, help_text="Ask the model to confirm each semantic hit (paid)."
+    )
+    cache_per_user = serializers.BooleanField(
+        required=False, help_text="Keep each person's cached answers to them."
+    )
 
 
 class AgentCreateInput(AgentConfigInput):
@@ -85,6 +96,7 @@ class RunOutput(serializers.ModelSerializer):
             "output",
             "output_data",
             "cache_hit",
+            "cache_reported_at",
             "error",
             "tool_steps",
             "input_tokens",

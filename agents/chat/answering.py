@@ -40,7 +40,9 @@ def turn_answer(turn_id: int) -> str | None:
                 version,
                 messages=memory.messages_for_turn(turn),
                 context=UsageContext(
-                    agent_id=version.agent_id, run_cap_usd=version.max_cost_per_run_usd
+                    agent_id=version.agent_id,
+                    run_cap_usd=version.max_cost_per_run_usd,
+                    user_id=turn.conversation.created_by_id,
                 ),
                 on_event=publisher.on_event,
             )
@@ -62,6 +64,7 @@ def turn_answer(turn_id: int) -> str | None:
                 output_tokens=answer.usage.output_tokens,
                 cost_usd=answer.cost_usd,
                 cache_hit=answer.cache_hit,
+                cache_entry_id=answer.cache_entry_id,
             )
         publisher.finished(turn)
     if turn.status == ConversationTurn.Status.DONE and version.memory_mode == MemoryMode.SUMMARY:

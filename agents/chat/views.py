@@ -13,10 +13,11 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from agents import cache
 from agents.chat import live, selectors, services
 from agents.chat.forms import ConversationStartForm, QuestionForm
 from agents.models import Conversation
-from core.exceptions import ApplicationError, NotFound
+from core.exceptions import ApplicationError, Conflict, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
 from tenants.permissions import Access, Perm
@@ -150,3 +151,23 @@ def conversation_delete(request: AppRequest, conversation_id: int) -> HttpRespon
     services.conversation_delete(access=access, conversation_id=conversation.pk)
     messages.success(request, f"Conversation “{conversation}” deleted.")
     return redirect("conversation_list", workspace_slug=access.workspace.slug)
+
+
+@require_POST
+def turn_cache_wrong(request: AppRequest, conversation_id: int, turn_id: int) -> HttpResponse:
+    """ "Wrong answer" on a turn served from the cache: the entry is evicted and counted."""
+    access = _access(request, Perm.RUN)
+    try:
+        turn = cache.turn_cache_report(
+            access=access, conversation_id=conversation_id, turn_id=turn_id
+        )
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    except Conflict as exc:
+        return HttpResponse(exc.message, status=409)
+    if request.htmx:
+        return HttpResponse(live.render_turn(turn))
+    messages.success(request, "Thanks: that answer will not be served from the cache again.")
+    return redirect(
+        "conversation_detail", workspace_slug=access.workspace.slug, conversation_id=conversation_id
+    )

@@ -69,7 +69,7 @@ def ingestion_in_progress(documents: Iterable[KnowledgeDocument]) -> bool:
 def embedder_kind(name: str) -> str:
     """The EMBEDDER setting value ("hashing") of an embedder's recorded name ("hashing-v1")."""
     for kind, embedder_class in EMBEDDERS.items():
-        if embedder_class.name == name:
+        if name == embedder_class.name or name in embedder_class.legacy_names:
             return kind
     raise EmbeddingError(
         f"The knowledge base was embedded with '{name}', which this installation does not "

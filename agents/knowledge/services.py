@@ -105,7 +105,7 @@ def knowledge_base_delete(*, access: Access, knowledge_base_id: int) -> str:
             f"“{base.name}” is read by {', '.join(sorted(readers))}. Remove it from "
             f"{'that agent' if len(readers) == 1 else 'those agents'} first."
         )
-    cache.invalidate_knowledge_base(base.pk)
+    cache.knowledge_base_changed(base.pk)
     name = base.name
     base.delete()
     return name
@@ -224,7 +224,7 @@ def document_delete(*, access: Access, knowledge_base_id: int, document_id: int)
     document = _document(knowledge_base_id, document_id)
     filename = document.filename
     document.delete()
-    cache.invalidate_knowledge_base(knowledge_base_id)
+    cache.knowledge_base_changed(knowledge_base_id)
     return filename
 
 
@@ -249,7 +249,7 @@ def _fail(document_id: int, knowledge_base_id: int, error: str) -> str:
             chunks_done=0,
             updated_at=timezone.now(),
         )
-        cache.invalidate_knowledge_base(knowledge_base_id)
+        cache.knowledge_base_changed(knowledge_base_id)
     return KnowledgeDocument.Status.FAILED
 
 
@@ -340,7 +340,7 @@ def _ingest(document_id: int) -> str | None:
             status=KnowledgeDocument.Status.READY, updated_at=timezone.now()
         )
         KnowledgeBase.objects.filter(pk=base.pk, embedder="").update(embedder=embedder.name)
-        cache.invalidate_knowledge_base(base.pk)
+        cache.knowledge_base_changed(base.pk)
     return KnowledgeDocument.Status.READY
 
 
@@ -383,5 +383,5 @@ def knowledge_base_reembed(
         embedder=embedder.name, updated_at=timezone.now()
     )
     knowledge_base.embedder = embedder.name
-    cache.invalidate_knowledge_base(knowledge_base.pk)
+    cache.knowledge_base_changed(knowledge_base.pk)
     return len(chunk_ids)

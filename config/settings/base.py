@@ -309,9 +309,9 @@ LLM_PLATFORM_BASE_URLS = {
 
 # Embeddings (agents/embeddings.py): hashing (default, offline), openai, local.
 EMBEDDER = env.str("EMBEDDER", default="hashing")
-# Semantic response cache: a prompt whose embedding is within this cosine distance of a cached
-# prompt (same agent version and model) is answered from the cache.
-RESPONSE_CACHE_MAX_DISTANCE = env.float("RESPONSE_CACHE_MAX_DISTANCE", default=0.08)
+# The response cache's semantic tier uses the distance calibrated for the embedder
+# (agents/cache_calibration.json); setting this overrides it, and then no accuracy is claimed.
+RESPONSE_CACHE_MAX_DISTANCE: float | None = env.float("RESPONSE_CACHE_MAX_DISTANCE", default=None)
 RESPONSE_CACHE_TTL_DAYS = env.int("RESPONSE_CACHE_TTL_DAYS", default=30)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 

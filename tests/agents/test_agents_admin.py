@@ -80,8 +80,11 @@ def _cached_answer(workspace: Workspace, answer: str) -> int:
     with schema_context(workspace.schema_name):
         entry = CachedResponse.objects.create(
             model="offline:demo",
-            prompt="q",
-            prompt_sha256="0" * 64,
+            prompt="user: q",
+            question="q",
+            key_sha256="0" * 64,
+            context_sha256="1" * 64,
+            embedder="hashing-v2",
             embedding=[0.1] * 384,
             answer=answer,
         )

@@ -5,18 +5,14 @@ version). The model is the real `openai` SDK against the loopback FakeOpenAI."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from django_tenants.utils import schema_context
 
 from agents import services
-from agents.models import Agent, AgentRun, CachedResponse, ProviderCredential, UsageRecord
-from agents.runs import execute_run
-from billing.models import ModelPrice
-from tenants.models import Workspace
+from agents.models import Agent, AgentRun, CachedResponse, UsageRecord
 from tenants.permissions import Access
+from tests.agents.conftest import run_now
 from tests.fakes import FakeOpenAI
 
 pytestmark = pytest.mark.django_db
@@ -32,41 +28,8 @@ TRIAGE_SCHEMA = {
 }
 
 
-@pytest.fixture
-def in_alpha(workspace_a: Workspace) -> Iterator[None]:
-    with schema_context(workspace_a.schema_name):
-        yield
-
-
-@pytest.fixture
-def fake_model(settings, fake_openai: FakeOpenAI, in_alpha: None) -> str:
-    """`vllm:…` names a model on the fake server (an OpenAI-compatible credential)."""
-    settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
-    credential = ProviderCredential(
-        name="fake", kind="openai_compatible", base_url=fake_openai.base_url
-    )
-    credential.set_api_key("sk-test-key")
-    credential.save()
-    from agents.models import AliasTarget, ModelAlias
-
-    alias = ModelAlias.objects.create(name="fake")
-    AliasTarget.objects.create(
-        alias=alias, position=0, kind="openai_compatible", model="m1", credential=credential
-    )
-    ModelPrice.objects.create(
-        provider="openai_compatible",
-        model="m1",
-        input_per_mtok=Decimal("3"),
-        output_per_mtok=Decimal("15"),
-    )
-    return "fake"
-
-
 def _run(access: Access, agent: Agent, text: str) -> AgentRun:
-    run = services.agent_run_start(access=access, agent_id=agent.pk, input=text)
-    execute_run(run.pk)
-    run.refresh_from_db()
-    return run
+    return run_now(access, agent, text)
 
 
 def test_offline_agent_answers_in_its_output_format(owner_access: Access, in_alpha: None) -> None:
@@ -124,18 +87,18 @@ def test_an_invalid_output_schema_is_refused_naming_the_field(
     assert "output_schema" in refused.value.fields
 
 
-def test_a_near_duplicate_question_is_answered_from_the_cache_without_calling_the_model(
+def test_a_question_asked_again_is_answered_from_the_cache_without_calling_the_model(
     owner_access: Access, fake_openai: FakeOpenAI, fake_model: str
 ) -> None:
-    agent = services.agent_create(
-        access=owner_access, name="FAQ", model=fake_model, cache_enabled=True
-    )
+    # Given a new agent: the exact tier is on without opting in
+    agent = services.agent_create(access=owner_access, name="FAQ", model=fake_model)
     fake_openai.queue(
         "Refunds take 5 days.", usage={"prompt_tokens": 1000, "completion_tokens": 100}
     )
     first = _run(owner_access, agent, "How do I get a refund for my order?")
     calls = len(fake_openai.requests)
-    second = _run(owner_access, agent, "how can I get a refund for my order")
+    # When the same question comes again in other case, spacing and punctuation
+    second = _run(owner_access, agent, "  how do I get a REFUND for my order")
 
     assert (first.cache_hit, second.cache_hit) == (False, True)
     assert len(fake_openai.requests) == calls == 1  # no upstream call for the hit
@@ -176,8 +139,10 @@ def test_a_new_agent_version_empties_its_cache(
     assert again.cache_hit is False and again.output == "New answer."
 
 
-def test_without_opting_in_nothing_is_cached(owner_access: Access, in_alpha: None) -> None:
-    plain = services.agent_create(access=owner_access, name="Plain", model="offline:demo")
+def test_with_the_cache_turned_off_nothing_is_cached(owner_access: Access, in_alpha: None) -> None:
+    plain = services.agent_create(
+        access=owner_access, name="Plain", model="offline:demo", cache_enabled=False
+    )
     _run(owner_access, plain, "Hello")
     second = _run(owner_access, plain, "Hello")
     assert second.cache_hit is False
