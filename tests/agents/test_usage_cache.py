@@ -1,4 +1,4 @@
-"""The usage page's cache figures, from real ledger rows: an agent with the semantic cache on
+"""The usage page's cache figures, from real ledger rows: an agent with the response cache on
 answers the same question twice (the second time from the cache), and the page shows the hit
 rate and the money saved without the cache hit counting as a model call or as spend."""
 
@@ -81,7 +81,8 @@ def test_usage_page_shows_hit_rate_and_money_saved(
     assert report.totals["saved"] == first.cost_usd
     assert report.cache_hit_rate == 0.5
     assert "Cache hit rate" in html and "50.0 %" in html
-    assert f"1 of 2 answers from the semantic cache · ${first.cost_usd:.4f} saved" in html
+    assert f"1 of 2 answers from the cache · ${first.cost_usd:.4f} saved" in html
+    assert "none reported as wrong" in html
 
 
 def test_cache_rows_appear_as_provider_cache_and_never_as_spend(
@@ -124,7 +125,7 @@ def test_without_cache_hits_the_page_says_so_and_adds_no_columns(owner_client: C
     response = owner_client.get(_url())
     html = response.content.decode()
     assert response.context["report"].cache_hit_rate is None
-    assert "No answers from the semantic cache" in html
+    assert "No answers from the cache yet" in html
     assert "From cache" not in html
 
 
