@@ -71,7 +71,6 @@ class CacheKey:
 class CacheHit:
     entry: CachedResponse
     tier: str  # CacheReport.Tier
-    distance: float
 
 
 def _sha(value: Any) -> str:
@@ -126,10 +125,12 @@ def _exact(key: CacheKey) -> CachedResponse | None:
     return _fresh().filter(key_sha256=key.key_sha256).defer("embedding").first()
 
 
-def _semantic_candidates(key: CacheKey, vector: list[float], limit: float) -> list[Any]:
+def _semantic_candidates(
+    key: CacheKey, embedder: str, vector: list[float], limit: float
+) -> list[CachedResponse]:
     return list(
         _fresh()
-        .filter(context_sha256=key.context_sha256, embedder=get_embedder().name)
+        .filter(context_sha256=key.context_sha256, embedder=embedder)
         .defer("embedding")
         .annotate(distance=CosineDistance("embedding", vector))
         .filter(distance__lte=limit)
@@ -167,18 +168,13 @@ def _model_says_same(
     return result.result.text.strip().upper().startswith("YES")
 
 
-def lookup(
-    version: AgentVersion, messages: list[Message], *, context: UsageContext
-) -> CacheHit | None:
+def lookup(version: AgentVersion, key: CacheKey, *, context: UsageContext) -> CacheHit | None:
     """The cached answer for this question in this context, if any; counts the hit and
     writes a `cached` ledger row with the money it saved."""
-    if not version.cache_enabled:
-        return None
-    key = cache_key(version, messages, user_id=context.user_id)
     hit: CacheHit | None = None
     entry = _exact(key)
     if entry is not None:
-        hit = CacheHit(entry=entry, tier=CacheReport.Tier.EXACT, distance=0.0)
+        hit = CacheHit(entry=entry, tier=CacheReport.Tier.EXACT)
     elif version.cache_semantic:
         hit = _semantic(version, key, context)
     if hit is None:
@@ -211,14 +207,12 @@ def _semantic(version: AgentVersion, key: CacheKey, context: UsageContext) -> Ca
     if limit is None:
         return None
     vector = embedder.embed([cache_guard.normalise(key.question)])[0]
-    for candidate in _semantic_candidates(key, vector, limit):
+    for candidate in _semantic_candidates(key, embedder.name, vector, limit):
         if cache_guard.near_miss(candidate.question, key.question) is not None:
             continue
         if version.cache_verify and not _model_says_same(version, key.question, candidate, context):
             continue
-        return CacheHit(
-            entry=candidate, tier=CacheReport.Tier.SEMANTIC, distance=float(candidate.distance)
-        )
+        return CacheHit(entry=candidate, tier=CacheReport.Tier.SEMANTIC)
     return None
 
 
@@ -237,17 +231,17 @@ def cacheable(
 
 def store(
     version: AgentVersion,
+    key: CacheKey,
     messages: list[Message],
     *,
-    context: UsageContext,
     answer: str,
     tool_steps: list[dict[str, Any]],
     cost_usd: Decimal,
     input_tokens: int,
     output_tokens: int,
 ) -> CachedResponse:
-    """Call only for an answer `cacheable` accepted."""
-    key = cache_key(version, messages, user_id=context.user_id)
+    """Call only for an answer `cacheable` accepted, with the key its lookup used (the
+    knowledge it answered from is the one that key names)."""
     embedder = get_embedder()
     return CachedResponse.objects.create(
         version=version,

@@ -96,8 +96,13 @@ def answer_with_version(
             ok=False,
             error=f"The question touches a blocked topic ({blocked!r}); nothing was sent.",
         )
-    if version.cache_enabled:
-        hit = cache.lookup(version, messages, context=context)
+    key = (
+        cache.cache_key(version, messages, user_id=context.user_id)
+        if version.cache_enabled
+        else None
+    )
+    if key is not None:
+        hit = cache.lookup(version, key, context=context)
         if hit is not None:
             entry = hit.entry
             if on_event is not None:
@@ -178,13 +183,13 @@ def answer_with_version(
             f"The run cost ${context.run_spent_usd + cost} which is over its cap of ${cap}."
         )
     answer.tool_steps, answer.usage, answer.cost_usd = _steps_json(steps), usage, cost
-    if version.cache_enabled and cache.cacheable(
+    if key is not None and cache.cacheable(
         ok=answer.ok, text=answer.text, stop_reason=result.stop_reason, tool_steps=answer.tool_steps
     ):
         cache.store(
             version,
+            key,
             messages,
-            context=context,
             answer=answer.text,
             tool_steps=answer.tool_steps,
             cost_usd=cost,

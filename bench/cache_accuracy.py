@@ -98,16 +98,16 @@ def run_pairs(
         asked = [Message(role="user", content=pair["b"])]
         cache.store(
             version,
+            cache.cache_key(version, cached, user_id=None),
             cached,
-            context=context,
             answer=f"The answer to: {pair['a']}",
             tool_steps=[],
             cost_usd=Decimal("0.002"),
             input_tokens=100,
             output_tokens=50,
         )
-        started = time.perf_counter()
-        hit = cache.lookup(version, asked, context=context)
+        started = time.perf_counter()  # the answer path's work: the key, then the lookup
+        hit = cache.lookup(version, cache.cache_key(version, asked, user_id=None), context=context)
         elapsed = time.perf_counter() - started
         CachedResponse.objects.all().delete()
         a, b = model.embed([cache_guard.normalise(pair["a"]), cache_guard.normalise(pair["b"])])

@@ -215,7 +215,9 @@ def measure_cache(entries: int, lookups: int, user: Any, workspace: Any) -> tupl
     context = UsageContext(agent_id=agent.pk)
 
     def ask(question: str) -> Any:
-        return cache.lookup(version, [Message(role="user", content=question)], context=context)
+        messages = [Message(role="user", content=question)]
+        key = cache.cache_key(version, messages, user_id=None)
+        return cache.lookup(version, key, context=context)
 
     for question in questions[:20]:
         assert ask(question) is not None, question

@@ -7,7 +7,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from agents import services
-from agents.models import Agent, AgentRun, ProviderCredential
+from agents.models import Agent, AgentRun, AliasTarget, ModelAlias, ProviderCredential
 from agents.runs import execute_run
 from billing.models import ModelPrice
 from tenants.models import Workspace
@@ -52,8 +52,6 @@ def fake_model(settings, fake_openai: FakeOpenAI, in_alpha: None) -> str:
     )
     credential.set_api_key("sk-test-key")
     credential.save()
-    from agents.models import AliasTarget, ModelAlias
-
     alias = ModelAlias.objects.create(name="fake")
     AliasTarget.objects.create(
         alias=alias, position=0, kind="openai_compatible", model="m1", credential=credential

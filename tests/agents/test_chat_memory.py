@@ -5,14 +5,12 @@ Celery worker calls."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
-from django_tenants.utils import schema_context
 
 from agents import services as agent_services
 from agents.chat import services
@@ -29,19 +27,12 @@ from agents.models import (
     WorkspaceBudget,
 )
 from billing.models import ModelPrice
-from tenants.models import Workspace
 from tenants.permissions import Access
 from tests.fakes import FakeOpenAI
 
 pytestmark = pytest.mark.django_db
 
 SYSTEM = "Be brief."
-
-
-@pytest.fixture
-def in_alpha(workspace_a: Workspace) -> Iterator[None]:
-    with schema_context(workspace_a.schema_name):
-        yield
 
 
 def _alias(name: str, base_url: str) -> str:

@@ -150,12 +150,6 @@ def site() -> Iterator[Site]:
 
 
 @pytest.fixture
-def in_alpha(workspace_a: Workspace) -> Iterator[None]:
-    with schema_context(workspace_a.schema_name):
-        yield
-
-
-@pytest.fixture
 def loopback_ok(settings, in_alpha: None) -> None:
     """The success paths: the site lives on 127.0.0.1, which only an operator may allow."""
     settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True

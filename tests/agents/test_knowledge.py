@@ -5,8 +5,6 @@ openai SDK, cache invalidation, re-embedding, and the optional local embedder.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -26,19 +24,15 @@ from agents.knowledge.tasks import ingest_document
 from agents.models import (
     Agent,
     AgentRun,
-    AliasTarget,
     CachedResponse,
     KnowledgeBase,
     KnowledgeChunk,
     KnowledgeDocument,
-    ModelAlias,
-    ProviderCredential,
 )
 from agents.providers.offline import LABEL
 from agents.runs import execute_run
 from agents.tools.base import ToolContext, ToolFailed
 from agents.tools.knowledge import KnowledgeSearch
-from billing.models import ModelPrice
 from tenants.models import Workspace
 from tenants.permissions import Access
 from tests.conftest import World, access_of
@@ -145,12 +139,6 @@ def test_embedding_progress_is_counted_per_batch_and_a_failed_document_can_be_re
 
 
 # -- the knowledge_search tool ----------------------------------------------------------------
-
-
-@pytest.fixture
-def in_alpha(workspace_a: Workspace) -> Iterator[None]:
-    with schema_context(workspace_a.schema_name):
-        yield
 
 
 @pytest.fixture
@@ -301,27 +289,6 @@ def test_arithmetic_still_goes_to_the_calculator_when_both_tools_are_offered(
     )
     run = _run(owner_access, agent, "What is 29 * 12?")
     assert run.tool_steps[0]["tool"] == "calculator" and "348" in run.output
-
-
-@pytest.fixture
-def fake_model(settings, fake_openai: FakeOpenAI, in_alpha: None) -> str:
-    settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
-    credential = ProviderCredential(
-        name="fake", kind="openai_compatible", base_url=fake_openai.base_url
-    )
-    credential.set_api_key("sk-test-key")
-    credential.save()
-    alias = ModelAlias.objects.create(name="fake")
-    AliasTarget.objects.create(
-        alias=alias, position=0, kind="openai_compatible", model="m1", credential=credential
-    )
-    ModelPrice.objects.create(
-        provider="openai_compatible",
-        model="m1",
-        input_per_mtok=Decimal("3"),
-        output_per_mtok=Decimal("15"),
-    )
-    return "fake"
 
 
 def test_a_model_searches_then_answers_citing_through_the_openai_sdk(

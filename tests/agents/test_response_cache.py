@@ -20,6 +20,7 @@ from agents.knowledge.services import knowledge_base_create
 from agents.models import (
     Agent,
     AgentRun,
+    AgentVersion,
     CachedResponse,
     CacheReport,
     ConversationTurn,
@@ -40,6 +41,24 @@ QUESTION = "How do I reset my password?"
 
 def _faq(access: Access, model: str, **settings: object) -> Agent:
     return services.agent_create(access=access, name="FAQ", model=model, **settings)
+
+
+def _store(version: AgentVersion, messages: list[Message], answer: str) -> None:
+    cache.store(
+        version,
+        cache.cache_key(version, messages, user_id=None),
+        messages,
+        answer=answer,
+        tool_steps=[],
+        cost_usd=Decimal("0.01"),
+        input_tokens=10,
+        output_tokens=5,
+    )
+
+
+def _lookup(version: AgentVersion, messages: list[Message]) -> cache.CacheHit | None:
+    key = cache.cache_key(version, messages, user_id=None)
+    return cache.lookup(version, key, context=UsageContext(agent_id=version.agent_id))
 
 
 # --- the exact tier's normal form ---------------------------------------------------------
@@ -172,30 +191,20 @@ def test_a_follow_up_is_never_served_another_conversations_answer(
     agent = _faq(owner_access, fake_model)
     version = agent.current_version
     assert version is not None
-    context = UsageContext(agent_id=agent.pk)
     follow_up = Message(role="user", content="And the second one?")
     first_chat = [
         Message(role="user", content="List our plans"),
         Message(role="assistant", content="Free and Pro."),
         follow_up,
     ]
-    cache.store(
-        version,
-        first_chat,
-        context=context,
-        answer="Pro costs $20.",
-        tool_steps=[],
-        cost_usd=Decimal("0.01"),
-        input_tokens=10,
-        output_tokens=5,
-    )
+    _store(version, first_chat, "Pro costs $20.")
     other_chat = [
         Message(role="user", content="List our offices"),
         Message(role="assistant", content="Paris and Lima."),
         follow_up,
     ]
-    assert cache.lookup(version, other_chat, context=context) is None
-    assert cache.lookup(version, first_chat, context=context) is not None
+    assert _lookup(version, other_chat) is None
+    assert _lookup(version, first_chat) is not None
 
 
 def test_a_knowledge_base_change_means_a_miss(
@@ -205,22 +214,12 @@ def test_a_knowledge_base_change_means_a_miss(
     agent = _faq(owner_access, fake_model, knowledge_base_ids=[base.pk])
     version = agent.current_version
     assert version is not None
-    context = UsageContext(agent_id=agent.pk)
     asked = [Message(role="user", content="How many holidays do I get?")]
     before = cache.cache_key(version, asked, user_id=None)
-    cache.store(
-        version,
-        asked,
-        context=context,
-        answer="25 days.",
-        tool_steps=[],
-        cost_usd=Decimal("0.01"),
-        input_tokens=10,
-        output_tokens=5,
-    )
+    _store(version, asked, "25 days.")
     cache.knowledge_base_changed(base.pk)
     assert cache.cache_key(version, asked, user_id=None) != before
-    assert cache.lookup(version, asked, context=context) is None
+    assert _lookup(version, asked) is None
 
 
 def test_per_user_answers_are_served_only_to_the_person_who_asked(
