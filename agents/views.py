@@ -159,7 +159,8 @@ def agent_run(request: AppRequest, agent_id: int) -> HttpResponse:
 
 
 def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpResponse:
-    """The run card, polled by the page every second until the run has finished."""
+    """The run card, polled by the page every second until the run has finished (then with
+    the Run form again, so the next input can be tried without a reload)."""
     access = _access(request)
     try:
         run = selectors.agent_run_get(access=access, agent_id=agent_id, run_id=run_id)
