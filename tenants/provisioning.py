@@ -11,6 +11,7 @@ runs in the caller's transaction: a failure leaves no half-made schema behind.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -204,15 +205,20 @@ def _clone(source: str, target: str) -> None:
             cursor.execute(f'COMMENT ON TABLE {target}."{table}" IS %s', (comment,))
 
 
-def describe_schema(schema: str) -> dict[str, Any]:
+Fetch = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def describe_schema(schema: str, fetch: Fetch | None = None) -> dict[str, Any]:
     """The structure of a schema with its own name taken out, so two schemas compare equal
-    when their tables, column types, defaults, constraints and indexes are the same."""
+    when their tables, column types, defaults, constraints and indexes are the same. `fetch`
+    runs the catalogue queries (default: Django's connection, which must be on `public`)."""
     schema = _ident(schema)
+    query = fetch or _fetch
 
     def normalise(text: str | None) -> str | None:
         return None if text is None else text.replace(f"{schema}.", "<schema>.")
 
-    columns = _fetch(
+    columns = query(
         """
         SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
                pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated
@@ -225,7 +231,7 @@ def describe_schema(schema: str) -> dict[str, Any]:
         """,
         (schema,),
     )
-    constraints = _fetch(
+    constraints = query(
         """SELECT c.relname, con.conname, con.contype, pg_get_constraintdef(con.oid)
              FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = con.connamespace
@@ -233,13 +239,13 @@ def describe_schema(schema: str) -> dict[str, Any]:
             ORDER BY c.relname, con.conname""",
         (schema,),
     )
-    comments = _fetch(
+    comments = query(
         """SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname""",
         (schema,),
     )
-    indexes = _fetch(
+    indexes = query(
         """SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s
             ORDER BY tablename, indexname""",
         (schema,),

@@ -44,8 +44,8 @@ class Command(BaseCommand):
         with embedded_services() as env:
             os.environ.update(env)
             self.stdout.write("• Migrating the public schema and all workspaces…")
-            call_command("migrate_schemas", interactive=False, verbosity=0)
-            call_command("provision_template", verbosity=0)
+            call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+            call_command("migrate_workspaces", verbosity=0)  # the template first, then the rest
             embedded_database = "DATABASE_URL" in env
             if options["seed"] or (embedded_database and not options["no_seed"]):
                 call_command("seed_demo")
