@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -108,7 +109,49 @@ def clone_schema(source: str, target: str) -> None:
         _clone(source, target)
 
 
-def _clone(source: str, target: str) -> None:
+@dataclass(frozen=True)
+class _ClonePlan:
+    """What the clone reads from the catalogue about the template: its structure."""
+
+    tables: list[str]
+    constraints: list[tuple[Any, ...]]
+    standalone_indexes: list[tuple[Any, ...]]
+    identity_columns: list[tuple[Any, ...]]
+    columns_of: dict[str, str]
+    table_comments: list[tuple[Any, ...]]
+
+
+# The template's structure changes only through migrations, so its catalogue reads are kept
+# per process, keyed by a digest of the migrations it has: at thousands of workspaces each read
+# scans a large pg_class, and provisioning would slow down with every workspace made.
+_plans: dict[tuple[str, str], _ClonePlan] = {}
+
+
+def _migrations_digest(schema: str) -> str | None:
+    """A digest of the schema's applied migrations; None for a schema Django does not manage."""
+    if _fetch("SELECT to_regclass(%s)", (f'{schema}."django_migrations"',))[0][0] is None:
+        return None
+    rows = _fetch(
+        f"SELECT md5(string_agg(app || '.' || name, ',' ORDER BY app, name)) "  # noqa: S608
+        f'FROM {schema}."django_migrations"'
+    )
+    return str(rows[0][0])
+
+
+def _clone_plan(source: str) -> _ClonePlan:
+    digest = _migrations_digest(source)
+    if digest is None:
+        return _read_clone_plan(source)
+    key = (source, digest)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _read_clone_plan(source)
+        _plans.clear()
+        _plans[key] = plan
+    return plan
+
+
+def _read_clone_plan(source: str) -> _ClonePlan:
     unsupported = _unsupported_objects(source)
     if unsupported:
         raise ProvisioningError(
@@ -170,22 +213,33 @@ def _clone(source: str, target: str) -> None:
               AND obj_description(c.oid, 'pg_class') IS NOT NULL""",
         (source,),
     )
+    return _ClonePlan(
+        tables=tables,
+        constraints=constraints,
+        standalone_indexes=standalone_indexes,
+        identity_columns=identity_columns,
+        columns_of=columns_of,
+        table_comments=table_comments,
+    )
 
+
+def _clone(source: str, target: str) -> None:
+    plan = _clone_plan(source)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"CREATE SCHEMA {target}")
-        for table in tables:
+        for table in plan.tables:
             cursor.execute(
                 f'CREATE TABLE {target}."{table}" (LIKE {source}."{table}" '
                 "INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING STORAGE "
                 "INCLUDING COMMENTS INCLUDING COMPRESSION)"
             )
-            columns = columns_of[table]
+            columns = plan.columns_of[table]
             # Identifiers come from the catalogue and _ident(); nothing here is user input.
             cursor.execute(
                 f'INSERT INTO {target}."{table}" ({columns}) OVERRIDING SYSTEM VALUE '  # noqa: S608
                 f'SELECT {columns} FROM {source}."{table}"'
             )
-        for table, column in identity_columns:
+        for table, column in plan.identity_columns:
             table_ref = f'{target}."{table}"'
             cursor.execute(
                 "SELECT setval(pg_get_serial_sequence(%s, %s), "  # noqa: S608
@@ -193,15 +247,15 @@ def _clone(source: str, target: str) -> None:
                 f"(SELECT count(*) > 0 FROM {table_ref}))",
                 (table_ref, column),
             )
-        for table, name, definition in constraints:
+        for table, name, definition in plan.constraints:
             definition = definition.replace(f"REFERENCES {source}.", f"REFERENCES {target}.")
             cursor.execute(f'ALTER TABLE {target}."{table}" ADD CONSTRAINT "{name}" {definition}')
-        for (definition,) in standalone_indexes:
+        for (definition,) in plan.standalone_indexes:
             definition = definition.replace(f" ON {source}.", f" ON {target}.").replace(
                 f" ON ONLY {source}.", f" ON ONLY {target}."
             )
             cursor.execute(definition)
-        for table, comment in table_comments:
+        for table, comment in plan.table_comments:
             cursor.execute(f'COMMENT ON TABLE {target}."{table}" IS %s', (comment,))
 
 

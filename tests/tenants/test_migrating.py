@@ -109,7 +109,7 @@ def schemas(committed_world: World) -> Iterator[list[str]]:
                     sql.Identifier(schema, "django_migrations")
                 )
             )
-        for slug in ("mig-0", "mig-1", "mig-2"):
+        for slug in ("mig-0", "mig-1", "mig-2", "mig-new"):
             conn.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
                     sql.Identifier(services.workspace_schema_name(slug))
@@ -135,7 +135,7 @@ def test_with_nothing_to_apply_no_workspace_schema_is_touched(schemas: list[str]
 
 
 def test_a_new_migration_reaches_every_workspace_with_the_templates_structure(
-    schemas: list[str], probe: Probe
+    committed_world: World, schemas: list[str], probe: Probe
 ) -> None:
     probe.add("0002_note", ADD_FIELD)
     seen: list[tuple[int, int]] = []
@@ -151,8 +151,11 @@ def test_a_new_migration_reaches_every_workspace_with_the_templates_structure(
         for schema in schemas:
             assert _has_note(schema) == (True, True), schema
             assert provisioning.describe_schema(schema) == reference, schema
-    # …and a second deploy has nothing left to do.
+    # …a second deploy has nothing left to do, and a new workspace is cloned with the change
+    # (the clone's cached view of the template follows the template's migrations).
     assert migrate_workspaces().migrated == 0
+    fresh = make_workspace(slug="mig-new", owner=committed_world.owner)
+    assert _has_note(fresh.schema_name) == (True, True)
 
 
 def test_a_failure_midway_keeps_what_was_done_and_a_rerun_continues(
