@@ -41,10 +41,14 @@ def _persistent_db_connections(**_: Any) -> None:
 @task_prerun.connect
 @task_postrun.connect
 def _close_old_connections(**_: Any) -> None:
-    """What Django does around each request: close a connection that errored or got too old."""
+    """What Django does around each request: close a connection that errored or got too old,
+    or that has served many workspaces (tenants/connections.py)."""
     from django.db import close_old_connections
 
+    from tenants.connections import recycle_spread_connections
+
     close_old_connections()
+    recycle_spread_connections()
 
 
 @worker_process_shutdown.connect

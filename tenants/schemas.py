@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 def activate(workspace: Workspace) -> None:
     """Run this thread's next queries in `workspace`'s schema (then `public`)."""
+    from tenants.connections import note_schema
+
     cast(Any, connection).set_tenant(workspace)
+    note_schema()
 
 
 def activate_public() -> None:
