@@ -30,19 +30,29 @@ def database_for(workspace: Workspace) -> str:
     return DEFAULT_DB_ALIAS
 
 
+def _served(wrapper: Any) -> set[str] | None:
+    """The schemas the wrapper's current database connection has served (a new connection
+    starts with none)."""
+    served = getattr(wrapper, _SERVED, None)
+    if wrapper.connection is None:
+        return None
+    if served is None or served[0] is not wrapper.connection:
+        served = (wrapper.connection, set())
+        setattr(wrapper, _SERVED, served)
+    return served[1]
+
+
 def note_schema(alias: str = DEFAULT_DB_ALIAS) -> None:
     """Count the schema the connection is on now among those it has served."""
     wrapper: Any = connections[alias]
     schema = getattr(wrapper, "schema_name", None)
-    if not schema:
-        return
-    served: set[str] = getattr(wrapper, _SERVED, set())
-    served.add(schema)
-    setattr(wrapper, _SERVED, served)
+    served = _served(wrapper)
+    if schema and served is not None:
+        served.add(schema)
 
 
 def schemas_served(alias: str = DEFAULT_DB_ALIAS) -> int:
-    return len(getattr(connections[alias], _SERVED, ()))
+    return len(_served(connections[alias]) or ())
 
 
 def recycle_spread_connections(**_: Any) -> None:
@@ -53,4 +63,3 @@ def recycle_spread_connections(**_: Any) -> None:
         note_schema(wrapper.alias)
         if limit and schemas_served(wrapper.alias) >= limit:
             wrapper.close()
-            setattr(wrapper, _SERVED, set())

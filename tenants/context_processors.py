@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from tenants.selectors import workspaces_for_user
+from tenants.selectors import switcher_for_user
 
 
 def workspace(request: HttpRequest) -> dict[str, Any]:
@@ -14,5 +14,5 @@ def workspace(request: HttpRequest) -> dict[str, Any]:
     return {
         "current_workspace": getattr(request, "workspace", None),
         "access": getattr(request, "access", None),
-        "my_memberships": workspaces_for_user(user=user),
+        "switcher": switcher_for_user(user=user),
     }

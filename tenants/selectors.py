@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from core.exceptions import NotFound
@@ -15,12 +16,45 @@ if TYPE_CHECKING:
     from accounts.models import User
 
 
-def workspaces_for_user(*, user: User) -> QuerySet[Membership]:
-    return (
-        Membership.objects.filter(user=user, workspace__is_template=False)
-        .select_related("workspace")
-        .order_by("workspace__name")
-    )
+SWITCHER_SIZE = 8  # workspaces the top bar's switcher lists; the rest are on "All workspaces"
+
+
+def workspaces_for_user(*, user: User, query: str = "") -> QuerySet[Membership]:
+    """The user's memberships by workspace name, optionally those whose name or address
+    contains `query`. Callers page it: a user may belong to thousands of workspaces."""
+    memberships = Membership.objects.filter(user=user, workspace__is_template=False)
+    if query:
+        memberships = memberships.filter(
+            Q(workspace__name__icontains=query) | Q(workspace__slug__icontains=query)
+        )
+    return memberships.select_related("workspace").order_by("workspace__name", "workspace_id")
+
+
+@dataclass(frozen=True)
+class Switcher:
+    memberships: list[Membership]  # at most SWITCHER_SIZE
+    total: int
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.memberships)
+
+
+def switcher_for_user(*, user: User) -> Switcher:
+    """The top bar's workspace switcher: two queries whatever the number of workspaces."""
+    memberships = workspaces_for_user(user=user)
+    first = list(memberships[: SWITCHER_SIZE + 1])
+    total = len(first) if len(first) <= SWITCHER_SIZE else memberships.count()
+    return Switcher(memberships=first[:SWITCHER_SIZE], total=total)
+
+
+def home_workspace_slug(*, user: User, last: str | None) -> str | None:
+    """Where signing in lands: the last workspace used if still a member, else the first."""
+    memberships = workspaces_for_user(user=user)
+    if last and memberships.filter(workspace__slug=last).exists():
+        return last
+    first = memberships.first()
+    return first.workspace.slug if first else None
 
 
 def access_for_user(*, user: User, slug: str) -> Access:

@@ -29,6 +29,8 @@ from tenants.forms import (
 from tenants.permissions import Access, Perm, assignable_roles
 from workflows.retention import workspace_retention_update
 
+WORKSPACES_PER_PAGE = 24
+
 
 def _access(request: AppRequest) -> Access:
     access = getattr(request, "access", None)
@@ -53,20 +55,20 @@ def landing(request: AppRequest) -> HttpResponse:
 
 @login_required
 def workspace_home_redirect(request: AppRequest) -> HttpResponse:
-    memberships = selectors.workspaces_for_user(user=signed_in_user(request))
-    last = request.session.get("last_workspace")
-    slugs = [m.workspace.slug for m in memberships]
-    if last in slugs:
-        return redirect("workspace_dashboard", workspace_slug=last)
-    if slugs:
-        return redirect("workspace_dashboard", workspace_slug=slugs[0])
+    slug = selectors.home_workspace_slug(
+        user=signed_in_user(request), last=request.session.get("last_workspace")
+    )
+    if slug is not None:
+        return redirect("workspace_dashboard", workspace_slug=slug)
     return redirect("workspace_create")
 
 
 @login_required
 def workspace_list(request: AppRequest) -> HttpResponse:
-    memberships = selectors.workspaces_for_user(user=signed_in_user(request))
-    return render(request, "tenants/workspace_list.html", {"memberships": memberships})
+    query = request.GET.get("q", "").strip()[:100]
+    memberships = selectors.workspaces_for_user(user=signed_in_user(request), query=query)
+    page = Paginator(memberships, WORKSPACES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "tenants/workspace_list.html", {"page": page, "query": query})
 
 
 @login_required

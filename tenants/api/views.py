@@ -28,13 +28,24 @@ WORKSPACE_PARAM = OpenApiParameter(
 
 
 class WorkspaceListApi(APIView):
-    @extend_schema(operation_id="workspaces_list", responses=s.MembershipWorkspaceOutput(many=True))
+    @extend_schema(
+        operation_id="workspaces_list",
+        responses=paginated(s.MembershipWorkspaceOutput),
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("q", str, description="Only workspaces whose name or slug has it."),
+        ],
+    )
     def get(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
-            own = _KeyMembership(request.auth.workspace)
-            return Response(s.MembershipWorkspaceOutput([own], many=True).data)
-        memberships = selectors.workspaces_for_user(user=signed_in_user(request))
-        return Response(s.MembershipWorkspaceOutput(memberships, many=True).data)
+            memberships: Any = [_KeyMembership(request.auth.workspace)]
+        else:
+            memberships = selectors.workspaces_for_user(
+                user=signed_in_user(request), query=request.query_params.get("q", "")[:100]
+            )
+        return paginated_response(
+            view=self, request=request, queryset=memberships, serializer=s.MembershipWorkspaceOutput
+        )
 
     @extend_schema(request=s.WorkspaceCreateInput, responses={201: s.WorkspaceOutput})
     def post(self, request: Request) -> Response:

@@ -82,7 +82,7 @@ def test_owner_lists_own_workspaces_with_role(owner: User) -> None:
     response = session_client(owner).get(WORKSPACES)
 
     assert response.status_code == 200
-    rows = response.json()
+    rows = response.json()["results"]
     assert [(row["slug"], row["role"]) for row in rows] == [("alpha", "owner")]
     assert rows[0]["name"] == "Alpha Inc"
 
@@ -91,7 +91,9 @@ def test_outsider_workspace_list_does_not_show_alpha(outsider: User) -> None:
     response = session_client(outsider).get(WORKSPACES)
 
     assert response.status_code == 200
-    assert [(row["slug"], row["role"]) for row in response.json()] == [("bravo", "owner")]
+    assert [(row["slug"], row["role"]) for row in response.json()["results"]] == [
+        ("bravo", "owner")
+    ]
 
 
 def test_owner_creates_workspace_and_becomes_its_owner(owner: User) -> None:
@@ -106,7 +108,7 @@ def test_owner_creates_workspace_and_becomes_its_owner(owner: User) -> None:
     workspace = Workspace.objects.get(slug="new-team")
     assert body["id"] == workspace.pk
     assert Membership.objects.get(workspace=workspace, user=owner).role == Role.OWNER
-    listed = {row["slug"]: row["role"] for row in client.get(WORKSPACES).json()}
+    listed = {row["slug"]: row["role"] for row in client.get(WORKSPACES).json()["results"]}
     assert listed == {"alpha": "owner", "new-team": "owner"}
     # The new workspace is usable at once through the header.
     members = client.get(MEMBERS, HTTP_X_WORKSPACE="new-team")
@@ -401,7 +403,7 @@ def test_api_key_lists_only_its_own_workspace(owner: User) -> None:
     response = key_client(key["key"]).get(WORKSPACES)
 
     assert response.status_code == 200
-    assert [row["slug"] for row in response.json()] == ["alpha"]
+    assert [row["slug"] for row in response.json()["results"]] == ["alpha"]
 
 
 def test_api_key_also_accepted_in_x_api_key_header(owner: User) -> None:

@@ -148,7 +148,7 @@ def test_a_user_in_two_workspaces_can_switch(world: World, owner: User) -> None:
 
 def test_switcher_lists_only_my_workspaces(owner_client: Client) -> None:
     response = owner_client.get(_url("workspace_dashboard"))
-    names = [m.workspace.name for m in response.context["my_memberships"]]
+    names = [m.workspace.name for m in response.context["switcher"].memberships]
     assert names == ["Alpha Inc"]
 
 
