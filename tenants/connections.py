@@ -1,7 +1,7 @@
 """Which database connection serves a workspace, and how long one is kept.
 
 Every schema a PostgreSQL backend reads leaves its tables, indexes and constraints in that
-backend's catalogue caches (about 0.75 MB per workspace measured here), and nothing evicts
+backend's catalogue caches (0.75 to 1.5 MB per workspace measured here), and nothing evicts
 them: a long-lived connection that serves every workspace grows with their number (748 MB at
 1,000). So a connection is closed once it has served `DB_CONN_MAX_SCHEMAS` different schemas,
 at the end of the request or task that reached the limit (on top of `CONN_MAX_AGE`). The cost
