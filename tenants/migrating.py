@@ -341,7 +341,11 @@ def migrate_workspaces(*, workers: int = 2, progress: Progress | None = None) ->
             if unknown
             else _not_sql(members[0], migrations)
         )
-        report.applied += [f"{app}.{name}" for app, name in missing]
+        report.applied += [
+            label
+            for label in (f"{app}.{name}" for app, name in missing)
+            if label not in report.applied
+        ]
         if not reason:
             statements = plan_sql(members[0], applied, missing)
             if not canary(members[0], template, statements, missing):
