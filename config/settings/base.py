@@ -120,7 +120,7 @@ TEMPLATES = [
 DATABASES = {"default": services.database_config(services.database_url())}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 # A kept connection is closed after serving this many different workspace schemas: each one
-# leaves 0.75-1.5 MB of catalogue cache in the PostgreSQL backend (tenants/connections.py; 0: never).
+# leaves catalogue cache in the PostgreSQL backend (tenants/connections.py; 0: never).
 DB_CONN_MAX_SCHEMAS = env.int("DB_CONN_MAX_SCHEMAS", default=50)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
