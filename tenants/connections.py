@@ -1,15 +1,17 @@
 """Which database connection serves a workspace, and how long one is kept.
 
 Every schema a PostgreSQL backend reads leaves its tables, indexes and constraints in that
-backend's catalogue caches (0.75 to 1.5 MB per workspace measured here), and nothing evicts
-them: a long-lived connection that serves every workspace grows with their number (748 MB at
-1,000). So a connection is closed once it has served `DB_CONN_MAX_SCHEMAS` different schemas,
-at the end of the request or task that reached the limit (on top of `CONN_MAX_AGE`). The cost
-is one reconnect (a few ms) per that many workspaces.
+backend's catalogue caches, and nothing evicts them: a long-lived connection that serves every
+workspace grows with their number (216–294 MB of private memory after touching 200 or 1,000
+workspaces in bench/tenant_scale.py; 748 MB in issue 20's measurement). So a connection is
+closed once it has served `DB_CONN_MAX_SCHEMAS` different schemas, at the end of the request or
+task that reached the limit (on top of `CONN_MAX_AGE`). The cost is one reconnect (a few ms)
+per that many workspaces.
 
-`database_for` is the one place a workspace's database is chosen. Today every workspace lives
-in the default database; sharding workspaces across servers (docs/operations.md) changes this
-function and adds a router that sends workspace models to it, nothing else.
+`database_for` is the one place a workspace's database is chosen (`tenants.schemas.activate`
+asks it). Today every workspace lives in the default database; sharding workspaces across
+servers (docs/operations.md) changes this function and adds a router that sends workspace
+models to the same alias.
 """
 
 from __future__ import annotations

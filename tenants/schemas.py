@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from django.db import connection
+from django.db import connection, connections
+
+from tenants.connections import database_for, note_schema
 
 if TYPE_CHECKING:
     from tenants.models import Workspace
 
 
 def activate(workspace: Workspace) -> None:
-    """Run this thread's next queries in `workspace`'s schema (then `public`)."""
-    from tenants.connections import note_schema
-
-    cast(Any, connection).set_tenant(workspace)
-    note_schema()
+    """Run this thread's next queries in `workspace`'s schema (then `public`), on the
+    database that holds it."""
+    alias = database_for(workspace)
+    cast(Any, connections[alias]).set_tenant(workspace)
+    note_schema(alias)
 
 
 def activate_public() -> None:
