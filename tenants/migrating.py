@@ -44,6 +44,7 @@ from tenants import provisioning
 from tenants.models import Workspace
 
 STATE_CHUNK = 500  # schemas per digest query (one UNION ALL statement each)
+DEADLOCK_RETRIES = 3  # attempts per schema when PostgreSQL breaks a deadlock by rolling it back
 Key = tuple[str, str]
 
 
@@ -253,11 +254,18 @@ def apply_everywhere(
             local.conn = psycopg.connect(**_conninfo(), autocommit=True)
             with lock:
                 opened.append(local.conn)
-        try:
-            apply_to_schema(local.conn, schema, statements, keys)
-        except psycopg.Error as exc:
-            stop.set()
-            raise MigrationFailed(schema, str(exc).strip(), done) from exc
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                apply_to_schema(local.conn, schema, statements, keys)
+                break
+            except psycopg.Error as exc:
+                # Schemas migrated at once can lock the same public tables (a foreign key into
+                # public, say); when PostgreSQL breaks a deadlock by rolling one back, retry it.
+                if isinstance(exc, psycopg.errors.DeadlockDetected) and attempt < DEADLOCK_RETRIES:
+                    time.sleep(0.05 * attempt)
+                    continue
+                stop.set()
+                raise MigrationFailed(schema, str(exc).strip(), done) from exc
         with lock:
             done += 1
             if tick is not None:

@@ -200,3 +200,18 @@ def test_a_plan_with_python_steps_falls_back_to_djangos_migrate(
     assert "RunPython" in report.fallback
     assert report.migrated == len(schemas)
     assert all(_has_note(s) == (True, True) for s in schemas)
+
+
+def test_workspace_tables_hold_no_foreign_keys_into_public(committed_world: World) -> None:
+    # Each one would add triggers to a public table, once per workspace (decisions.md §38).
+    with psycopg.connect(**_conninfo(), autocommit=True) as conn:
+        rows = conn.execute(
+            """SELECT cl.relname, ref.relname FROM pg_constraint con
+                 JOIN pg_class cl ON cl.oid = con.conrelid
+                 JOIN pg_class ref ON ref.oid = con.confrelid
+                WHERE con.contype = 'f' AND cl.relname LIKE 'guardian%%'
+                  AND cl.relnamespace = %s::regnamespace
+                  AND ref.relnamespace <> cl.relnamespace""",
+            (committed_world.workspace_a.schema_name,),
+        ).fetchall()
+    assert rows == []
