@@ -319,6 +319,12 @@ EMBEDDER = env.str("EMBEDDER", default="hashing")
 # (agents/cache_calibration.json); setting this overrides it, and then no accuracy is claimed.
 RESPONSE_CACHE_MAX_DISTANCE: float | None = env.float("RESPONSE_CACHE_MAX_DISTANCE", default=None)
 RESPONSE_CACHE_TTL_DAYS = env.int("RESPONSE_CACHE_TTL_DAYS", default=30)
+# Marketplace search keeps a semantic hit only within the distance calibrated for the embedder
+# (marketplace/search_calibration.json, bench/search_relevance.py); setting this overrides it.
+# An embedder without a calibration adds no semantic hits unless this is set.
+MARKETPLACE_SEMANTIC_MAX_DISTANCE: float | None = env.float(
+    "MARKETPLACE_SEMANTIC_MAX_DISTANCE", default=None
+)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.
