@@ -10,6 +10,7 @@ from django.db.models import Prefetch, QuerySet
 
 from agents.models import Agent, AliasTarget, ModelAlias, ProviderCredential, ProviderKind
 from core.exceptions import Conflict, NotFound, ValidationFailed
+from tenants import audit
 from tenants.permissions import Access, Perm
 
 MAX_TARGETS = 6
@@ -95,7 +96,9 @@ def alias_save(
         errors["name"] = [f"An alias named '{name}' already exists."]
     if errors:
         raise ValidationFailed("The model alias could not be saved.", fields=errors)
+    action = audit.Action.MODEL_ALIAS_UPDATED
     if alias is None:
+        action = audit.Action.MODEL_ALIAS_CREATED
         alias = ModelAlias.objects.create(name=name, description=description.strip())
     else:
         renamed_from = alias.name
@@ -117,6 +120,12 @@ def alias_save(
         )
         for position, target in enumerate(targets)
     )
+    audit.record_for(
+        access,
+        action=action,
+        target=alias,
+        metadata={"targets": [f"{t.kind}:{t.model.strip()}" for t in targets]},
+    )
     return alias
 
 
@@ -137,4 +146,5 @@ def alias_delete(*, access: Access, alias_id: int) -> None:
     users = _agents_using(alias.name)
     if users:
         raise Conflict(f"'{alias.name}' is used by {', '.join(users)}; point them elsewhere first.")
+    audit.record_for(access, action=audit.Action.MODEL_ALIAS_DELETED, target=alias)
     alias.delete()

@@ -14,6 +14,7 @@ from agents.netguard import check_public_url
 from agents.providers.base import ChatRequest, Message, ProviderConfig, ProviderError
 from agents.providers.registry import get_provider
 from core.exceptions import Conflict, NotFound, ValidationFailed
+from tenants import audit
 from tenants.permissions import Access, Perm
 
 NEEDS_KEY = {ProviderKind.ANTHROPIC, ProviderKind.OPENAI}
@@ -51,6 +52,12 @@ def credential_create(
     credential = ProviderCredential(name=name, kind=kind, base_url=base_url)
     credential.set_api_key(api_key)
     credential.save()
+    audit.record_for(
+        access,
+        action=audit.Action.PROVIDER_KEY_ADDED,
+        target=credential,
+        metadata={"kind": kind, "base_url": base_url},
+    )
     return credential
 
 
@@ -64,12 +71,14 @@ def _get(credential_id: int) -> ProviderCredential:
 def credential_delete(*, access: Access, credential_id: int) -> None:
     access.require(Perm.WORKSPACE_UPDATE)
     credential = _get(credential_id)
-    try:
-        credential.delete()
-    except ProtectedError as exc:
-        raise Conflict(
-            f"'{credential.name}' is used by a model alias; change the alias first."
-        ) from exc
+    with transaction.atomic():  # the audit row goes when the delete is refused
+        audit.record_for(access, action=audit.Action.PROVIDER_KEY_REMOVED, target=credential)
+        try:
+            credential.delete()
+        except ProtectedError as exc:
+            raise Conflict(
+                f"'{credential.name}' is used by a model alias; change the alias first."
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,14 @@ def credential_check(*, access: Access, credential_id: int, model: str) -> Check
             )
         )
     except ProviderError as exc:
-        return CheckResult(False, exc.message, int((time.perf_counter() - started) * 1000))
-    latency = int((time.perf_counter() - started) * 1000)
-    return CheckResult(True, f"Connected: {model.strip()} answered in {latency} ms.", latency)
+        result = CheckResult(False, exc.message, int((time.perf_counter() - started) * 1000))
+    else:
+        latency = int((time.perf_counter() - started) * 1000)
+        result = CheckResult(True, f"Connected: {model.strip()} answered in {latency} ms.", latency)
+    audit.record_for(
+        access,
+        action=audit.Action.PROVIDER_KEY_CHECKED,
+        target=credential,
+        metadata={"model": model.strip(), "ok": result.ok, "message": result.message[:200]},
+    )
+    return result

@@ -17,6 +17,7 @@ from agents.netguard import check_public_url
 from agents.tasks import execute_agent_run
 from agents.toolloop import tools_by_name
 from core.exceptions import Conflict, NotFound, ValidationFailed
+from tenants import audit
 from tenants.permissions import Access, Perm
 
 VERSION_FIELDS = (
@@ -128,7 +129,13 @@ def agent_create(
     agent = Agent.objects.create(
         name=name, description=description, category=category, created_by_id=_actor_id(access)
     )
-    _new_version(agent, settings, by=_actor_id(access))
+    version = _new_version(agent, settings, by=_actor_id(access))
+    audit.record_for(
+        access,
+        action=audit.Action.AGENT_CREATED,
+        target=agent,
+        metadata={"version": version.number},
+    )
     return agent
 
 
@@ -150,10 +157,13 @@ def agent_update(*, access: Access, agent_id: int, **changes: Any) -> Agent:
         if field in changes:
             setattr(agent, field, changes.pop(field))
     agent.save(update_fields=["name", "description", "category", "updated_at"])
+    metadata: dict[str, Any] = {}
     if changes:
         current = agent.current_version
         base = {f: getattr(current, f) for f in VERSION_FIELDS} if current else {}
-        _new_version(agent, _validated_config({**base, **changes}), by=_actor_id(access))
+        version = _new_version(agent, _validated_config({**base, **changes}), by=_actor_id(access))
+        metadata["version"] = version.number
+    audit.record_for(access, action=audit.Action.AGENT_UPDATED, target=agent, metadata=metadata)
     return agent
 
 
@@ -165,7 +175,16 @@ def agent_restore_version(*, access: Access, agent_id: int, number: int) -> Agen
     old = agent.versions.filter(number=number).first()
     if old is None:
         raise NotFound(f"Agent {agent_id} has no version {number}.")
-    return _new_version(agent, {f: getattr(old, f) for f in VERSION_FIELDS}, by=_actor_id(access))
+    version = _new_version(
+        agent, {f: getattr(old, f) for f in VERSION_FIELDS}, by=_actor_id(access)
+    )
+    audit.record_for(
+        access,
+        action=audit.Action.AGENT_VERSION_RESTORED,
+        target=agent,
+        metadata={"from": number, "version": version.number},
+    )
+    return version
 
 
 @transaction.atomic
@@ -175,6 +194,7 @@ def agent_archive(*, access: Access, agent_id: int) -> Agent:
     if agent.archived_at is None:
         agent.archived_at = timezone.now()
         agent.save(update_fields=["archived_at", "updated_at"])
+        audit.record_for(access, action=audit.Action.AGENT_ARCHIVED, target=agent)
     return agent
 
 
@@ -191,6 +211,9 @@ def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
         created_by_id=_actor_id(access),
     )
     _new_version(copy, config, by=_actor_id(access))
+    audit.record_for(
+        access, action=audit.Action.AGENT_CREATED, target=copy, metadata={"copied_from": source.pk}
+    )
     return copy
 
 

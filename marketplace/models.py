@@ -217,7 +217,7 @@ class Install(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.listing} in {self.workspace_id}"
+        return f"{self.listing} in {self.workspace.name}"
 
 
 class Review(models.Model):

@@ -51,6 +51,24 @@ class Action(models.TextChoices):
     LISTING_INSTALLED = "marketplace.installed", "Listing installed"
     LISTING_UPGRADED = "marketplace.upgraded", "Listing upgraded"
     LISTING_UNINSTALLED = "marketplace.uninstalled", "Listing uninstalled"
+    AGENT_CREATED = "agent.created", "Agent created"
+    AGENT_UPDATED = "agent.updated", "Agent updated"
+    AGENT_VERSION_RESTORED = "agent.version_restored", "Agent version restored"
+    AGENT_ARCHIVED = "agent.archived", "Agent archived"
+    PROVIDER_KEY_ADDED = "provider_key.added", "Provider key added"
+    PROVIDER_KEY_REMOVED = "provider_key.removed", "Provider key removed"
+    PROVIDER_KEY_CHECKED = "provider_key.checked", "Provider key checked"
+    MODEL_ALIAS_CREATED = "model_alias.created", "Model alias created"
+    MODEL_ALIAS_UPDATED = "model_alias.updated", "Model alias updated"
+    MODEL_ALIAS_DELETED = "model_alias.deleted", "Model alias deleted"
+    KNOWLEDGE_BASE_CREATED = "knowledge_base.created", "Knowledge base created"
+    KNOWLEDGE_BASE_DELETED = "knowledge_base.deleted", "Knowledge base deleted"
+    DOCUMENT_ADDED = "knowledge_base.document_added", "Document added"
+    DOCUMENT_DELETED = "knowledge_base.document_deleted", "Document deleted"
+
+
+# Account events belong to no workspace; each workspace's log shows those of its members.
+ACCOUNT_ACTIONS = (Action.SIGN_IN, Action.SIGN_OUT, Action.SIGN_IN_FAILED)
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

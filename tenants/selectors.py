@@ -9,6 +9,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from core.exceptions import NotFound
+from tenants.audit import ACCOUNT_ACTIONS, Action
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Workspace
 from tenants.permissions import Access, Perm
 
@@ -119,8 +120,24 @@ def api_keys_list(*, access: Access) -> QuerySet[ApiKey]:
 
 
 def audit_events(*, access: Access, action: str = "") -> QuerySet[AuditEvent]:
+    """The workspace's events, plus the account events (sign-in, sign-out, failed sign-in) of
+    its current members: those happen outside any workspace, so they carry none."""
     access.require(Perm.AUDIT_VIEW)
-    events = AuditEvent.objects.filter(workspace=access.workspace).select_related("actor")
+    members = Membership.objects.filter(workspace=access.workspace)
+    events = AuditEvent.objects.filter(
+        Q(workspace=access.workspace)
+        | Q(
+            workspace__isnull=True,
+            action__in=ACCOUNT_ACTIONS,
+            actor_id__in=members.values("user_id"),
+        )
+        | Q(
+            workspace__isnull=True,
+            action=Action.SIGN_IN_FAILED,
+            actor__isnull=True,
+            target_label__in=members.values("user__email"),
+        )
+    ).select_related("actor")
     if action:
         events = events.filter(action=action)
     return events

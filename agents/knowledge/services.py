@@ -31,6 +31,7 @@ from agents.knowledge.selectors import embedder_for_base
 from agents.knowledge.tasks import ingest_document
 from agents.models import Agent, KnowledgeBase, KnowledgeChunk, KnowledgeDocument
 from core.exceptions import Conflict, NotFound, ValidationFailed
+from tenants import audit
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 
@@ -81,9 +82,11 @@ def knowledge_base_create(*, access: Access, name: str, description: str = "") -
         errors["description"] = ["At most 300 characters."]
     if errors:
         raise ValidationFailed("The knowledge base is invalid: " + ", ".join(errors), fields=errors)
-    return KnowledgeBase.objects.create(
+    base = KnowledgeBase.objects.create(
         name=name, description=description, created_by_id=_actor_id(access)
     )
+    audit.record_for(access, action=audit.Action.KNOWLEDGE_BASE_CREATED, target=base)
+    return base
 
 
 @transaction.atomic
@@ -107,6 +110,7 @@ def knowledge_base_delete(*, access: Access, knowledge_base_id: int) -> str:
         )
     cache.knowledge_base_changed(base.pk)
     name = base.name
+    audit.record_for(access, action=audit.Action.KNOWLEDGE_BASE_DELETED, target=base)
     base.delete()
     return name
 
@@ -185,6 +189,12 @@ def document_upload(
         document = document_create(
             knowledge_base=base, filename=filename, data=data, created_by_id=_actor_id(access)
         )
+        audit.record_for(
+            access,
+            action=audit.Action.DOCUMENT_ADDED,
+            target=document,
+            target_label=f"{document.filename} in {base.name}",
+        )
         transaction.on_commit(lambda: ingest_document.delay(document.pk))
     return document
 
@@ -223,6 +233,12 @@ def document_delete(*, access: Access, knowledge_base_id: int, document_id: int)
     access.require(Perm.BUILD)
     document = _document(knowledge_base_id, document_id)
     filename = document.filename
+    audit.record_for(
+        access,
+        action=audit.Action.DOCUMENT_DELETED,
+        target=document,
+        target_label=f"{filename} in {document.knowledge_base.name}",
+    )
     document.delete()
     cache.knowledge_base_changed(knowledge_base_id)
     return filename
