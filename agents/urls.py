@@ -1,10 +1,12 @@
 from django.urls import path
 
-from agents import views
+from agents import run_views, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent_list"),
     path("new/", views.agent_create, name="agent_create"),
+    path("runs/", run_views.agent_run_list, name="agent_run_list"),
+    path("runs/<int:run_id>/", run_views.agent_run_detail, name="agent_run_detail"),
     path("<int:agent_id>/", views.agent_detail, name="agent_detail"),
     path(
         "<int:agent_id>/versions/<int:number>/restore/", views.agent_restore, name="agent_restore"

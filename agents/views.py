@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import aliases, budgets, cache, providers_admin, selectors, services
+from agents import aliases, budgets, cache, providers_admin, run_selectors, selectors, services
 from agents import usage as usage_reports
 from agents.cache_calibration import semantic_accuracy_statement
 from agents.forms import (
@@ -169,7 +169,13 @@ def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpRes
     return render(
         request,
         "agents/_run.html",
-        {"agent": run.agent, "run": run, "run_form": RunForm(), "polled": True},
+        {
+            "agent": run.agent,
+            "run": run,
+            "run_form": RunForm(),
+            "polled": True,
+            "answered": run_selectors.answered_by_runs([run.pk]).get(run.pk),
+        },
     )
 
 
