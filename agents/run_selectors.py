@@ -58,7 +58,7 @@ def answered_by_runs(run_ids: list[int]) -> dict[int, AnsweredBy]:
         .distinct("run_id")
         .values_list("run_id", "kind", "model")
     )
-    return {run_id: AnsweredBy(kind, model) for run_id, kind, model in rows}
+    return {run_id: AnsweredBy(kind, model) for run_id, kind, model in rows if run_id is not None}
 
 
 def cost_text(cost: Decimal | int | None) -> str:
