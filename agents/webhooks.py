@@ -13,17 +13,16 @@ import hmac
 import json
 import secrets
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
+import httpx2
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
 from agents.models import AgentRun, WebhookDelivery
-from agents.netguard import check_public_url
+from agents.netguard import guarded_client, refusal_in
 from core import crypto
 from core.exceptions import ValidationFailed
 from tenants import audit
@@ -147,11 +146,6 @@ def webhook_enqueue(*, run: AgentRun) -> WebhookDelivery:
     )
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect could point inside our network: treat it as the answer
-
-
 def webhook_attempt(delivery_id: int) -> float | None:
     """Try one delivery. Returns seconds to wait before the next try, or None when done."""
     delivery = WebhookDelivery.objects.filter(
@@ -162,29 +156,29 @@ def webhook_attempt(delivery_id: int) -> float | None:
     body = json.dumps(delivery.payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
     delivery.attempts += 1
     status_code, error = None, ""
+    headers = {
+        "Content-Type": "application/json",
+        EVENT_HEADER: delivery.event,
+        SIGNATURE_HEADER: sign(_signing_secret(), int(time.time()), body),
+        "User-Agent": "AgentMarket-Webhooks/1",
+    }
+    # The guarded client resolves the host once, checks every address and connects to a
+    # checked one (no DNS rebinding between check and send). A redirect is the answer, not
+    # followed: it could point inside our network.
     try:
-        check_public_url(delivery.url, field="callback_url")  # again: DNS may have changed
-        request = urllib.request.Request(  # noqa: S310 (scheme checked just above)
-            delivery.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                EVENT_HEADER: delivery.event,
-                SIGNATURE_HEADER: sign(_signing_secret(), int(time.time()), body),
-                "User-Agent": "AgentMarket-Webhooks/1",
-            },
-        )
-        opener = urllib.request.build_opener(_NoRedirects)
-        with opener.open(request, timeout=settings.WEBHOOK_TIMEOUT_SECONDS) as response:
-            status_code = response.status
-    except urllib.error.HTTPError as exc:
-        status_code, error = exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        error = f"{exc.__class__.__name__}: {exc}"[:300]
-    except ValidationFailed as exc:
-        error = exc.message[:300]
-        delivery.attempts = settings.WEBHOOK_MAX_ATTEMPTS  # an unsafe target never becomes safe
+        with guarded_client(
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False
+        ) as client:
+            status_code = client.post(delivery.url, content=body, headers=headers).status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
+        refusal = refusal_in(exc)
+        if refusal is not None:
+            error = refusal.message[:300]
+            delivery.attempts = settings.WEBHOOK_MAX_ATTEMPTS  # an unsafe target stays unsafe
+        else:
+            error = f"{exc.__class__.__name__}: {exc}"[:300]
     delivery.last_status_code = status_code
     delivery.last_error = error
     if status_code is not None and 200 <= status_code < 300:

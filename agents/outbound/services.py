@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 
 from agents.models import AllowedHost
+from agents.netguard import address_refusal, shown
 from agents.outbound.selectors import canonical_host
 from core.exceptions import NotFound, ValidationFailed
 from tenants import audit
@@ -56,9 +57,9 @@ def host_validate(raw: str) -> str:
     if address is not None:
         if wildcard:
             raise _invalid("A wildcard needs a domain name, not an IP address.")
-        if not private_ok and (not address.is_global or address.is_multicast):
+        if address_refusal(address, allow_private=private_ok) is not None:
             raise _invalid(
-                f"{address} is a private, loopback or reserved address; "
+                f"{shown(address)} is a private, loopback or reserved address; "
                 "agents may only reach the public internet."
             )
         return host

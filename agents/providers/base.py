@@ -17,6 +17,9 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import httpx2
+from django.conf import settings
+
+from agents.netguard import guarded_client, refusal_in
 
 
 class StopReason(StrEnum):
@@ -150,9 +153,21 @@ class ProviderConfig:
 
 @functools.lru_cache(maxsize=64)
 def _client(
-    factory: Callable[..., Any], pid: int, api_key: str, base_url: str | None, timeout: float
+    factory: Callable[..., Any],
+    pid: int,
+    api_key: str,
+    base_url: str | None,
+    timeout: float,
+    guarded: bool,
 ) -> Any:
-    return factory(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+    http_client = guarded_client(timeout=timeout, follow_redirects=True) if guarded else None
+    return factory(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=0,
+        http_client=http_client,
+    )
 
 
 def sdk_client(factory: Callable[..., Any], config: ProviderConfig, *, api_key: str) -> Any:
@@ -161,8 +176,13 @@ def sdk_client(factory: Callable[..., Any], config: ProviderConfig, *, api_key: 
     Building a client costs tens of milliseconds (an HTTP client with a TLS context) and a new
     client cannot reuse pooled connections; both dwarfed the gateway's own work. The process id
     is part of the key so a forked worker never shares its parent's sockets. The gateway owns
-    retries, so the SDK's are off."""
-    return _client(factory, os.getpid(), api_key, config.base_url, config.timeout)
+    retries, so the SDK's are off.
+
+    A base URL other than the operator's own (LLM_PLATFORM_BASE_URLS) was chosen by a
+    workspace: its client connects only through the outbound guard (`agents.netguard`), so the
+    URL is checked on every connection and every redirect hop, not only when it was saved."""
+    trusted = config.base_url is None or config.base_url in settings.LLM_PLATFORM_BASE_URLS.values()
+    return _client(factory, os.getpid(), api_key, config.base_url, config.timeout, not trusted)
 
 
 class Provider(abc.ABC):
@@ -210,6 +230,9 @@ def translate_sdk_error(exc: Exception, *, sdk: Any, who: str) -> ProviderError:
     """Map an exception of the anthropic or openai SDK (they share class names) to a
     ProviderError that says whether retrying could help."""
     subject = who[:1].upper() + who[1:]
+    refused = refusal_in(exc)
+    if refused is not None:  # the address will not become safe by retrying
+        return ProviderError(f"Refused to connect to {who}: {refused.message}", retryable=False)
     if isinstance(exc, sdk.APITimeoutError | httpx2.TimeoutException):
         return ProviderError(f"{subject} did not answer in time.", retryable=True)
     if isinstance(exc, sdk.APIConnectionError | httpx2.TransportError):

@@ -4,9 +4,10 @@ Every hop (the first request and each redirect) is checked the same way, in this
 
 1. http or https only, no user info in the URL;
 2. the host is on the workspace allowlist (`agents.outbound.selectors.host_matches`);
-3. the name is resolved once, and every address it resolves to must be public (no loopback,
-   private, link-local incl. 169.254.169.254, multicast, reserved; IPv4 hidden in IPv6
-   mapped/NAT64/6to4 addresses is checked too) unless OUTBOUND_ALLOW_PRIVATE_NETWORKS;
+3. the name is resolved once, and every address it resolves to must pass the outbound guard
+   (`agents.netguard`: no loopback or private addresses unless OUTBOUND_ALLOW_PRIVATE_NETWORKS;
+   never link-local incl. 169.254.169.254, metadata, multicast or reserved; IPv4 hidden in
+   IPv6 mapped/NAT64/6to4 addresses is checked too);
 4. the connection goes to that checked address (the URL is rewritten to the IP, the `Host`
    header and TLS SNI/certificate check use the name), so a second DNS answer can never send
    the request elsewhere (no DNS-rebinding window). No proxy from the environment is used.
@@ -27,10 +28,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import ipaddress
 import json
 import re
-import socket
 import time
 import zlib
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import httpx2
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
+from agents.netguard import AddressRefused, resolve_checked
 from agents.outbound.selectors import allowed_host_entries, canonical_host, host_matches
 from agents.tools.base import NO_TOOL_CONTEXT, Tool, ToolContext, ToolFailed
 from tenants.models import Workspace
@@ -97,24 +97,9 @@ TEXT_TYPES = frozenset(
 )
 USER_AGENT = "AgentMarket-HTTPTool/1 (+agents; the workspace allowlisted this host)"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 # --- Where a request may go ------------------------------------------------------------------
-
-
-def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """A globally reachable unicast address, including what an IPv6 address wraps."""
-    if address.is_multicast or not address.is_global:
-        return False
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return is_public(address.ipv4_mapped)
-        if address.sixtofour is not None:
-            return is_public(address.sixtofour)
-        if any(address in net for net in _NAT64):
-            return is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-    return True
 
 
 @dataclass(frozen=True)
@@ -144,35 +129,20 @@ def _outbound_page() -> str:
         return "Outbound access"
 
 
-def _shown(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    if isinstance(address, ipaddress.IPv6Address):
-        inner = address.ipv4_mapped or address.sixtofour
-        if inner is None and any(address in net for net in _NAT64):
-            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if inner is not None:
-            return f"{address} ({inner})"
-    return str(address)
-
-
 def resolve_public(host: str, port: int, *, via: str = "") -> str:
-    """Resolve once; every address must be public (unless private networks are allowed).
-    Returns the address to connect to."""
+    """Resolve once through the outbound guard (`agents.netguard`); returns the checked
+    address to connect to."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = resolve_checked(host, port)
+    except AddressRefused as exc:
+        raise ToolFailed(
+            f"Refused: '{host}'{via} resolves to {exc.address}, a private, loopback, "
+            "link-local or reserved address. The http_request tool only reaches the "
+            "public internet."
+        ) from exc
     except (OSError, UnicodeError) as exc:
         raise ToolFailed(f"The host '{host}'{via} does not resolve.") from exc
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-    if not addresses:
-        raise ToolFailed(f"The host '{host}' does not resolve.")
-    if not settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS:
-        for address in addresses:
-            if not is_public(address):
-                raise ToolFailed(
-                    f"Refused: '{host}'{via} resolves to {_shown(address)}, a private, loopback, "
-                    "link-local or reserved address. The http_request tool only reaches the "
-                    "public internet."
-                )
-    return str(addresses[0])
+    return addresses[0]
 
 
 def check_target(url: str, entries: list[str], *, redirected_from: str | None = None) -> Target:

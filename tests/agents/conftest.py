@@ -24,14 +24,18 @@ def run_now(access: Access, agent: Agent, text: str) -> AgentRun:
 
 
 @pytest.fixture
-def fake_anthropic() -> Iterator[FakeAnthropic]:
+def fake_anthropic(settings) -> Iterator[FakeAnthropic]:
+    # A workspace credential pointing at a server on loopback is a model server on the
+    # operator's own network: the outbound guard lets it through only when that is allowed.
+    settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
     with FakeAnthropic() as fake:
         yield fake
     assert fake.server_errors == []
 
 
 @pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
+def fake_openai(settings) -> Iterator[FakeOpenAI]:
+    settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True  # as for fake_anthropic
     with FakeOpenAI() as fake:
         yield fake
     assert fake.server_errors == []

@@ -43,6 +43,13 @@ def _alias(name: str, *targets: tuple[str, str, ProviderCredential | None]) -> M
     return alias
 
 
+@pytest.fixture(autouse=True)
+def _model_servers_on_loopback(settings) -> None:
+    """The fake and dead model servers live on loopback: a private network to the outbound
+    guard, which a self-hoster allows for their own model servers."""
+    settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
+
+
 def _dead_server() -> ProviderCredential:
     credential = ProviderCredential(
         name="dead vLLM", kind="openai_compatible", base_url=CLOSED_PORT_URL
