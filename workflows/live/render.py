@@ -26,12 +26,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from accounts.models import User
+from agents.run_selectors import AnsweredBy
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 from workflows import run_selectors
 from workflows.builder.layout import Diagram, NodeBox, layout
 from workflows.definition import NODE_TYPES
-from workflows.models import RunStatus, StepRun, StepStatus, WorkflowRun
+from workflows.models import RecordedCall, RunStatus, StepRun, StepStatus, WorkflowRun
 
 JSON_LIMIT = 20_000  # characters of pretty JSON shown per value; the API has the rest
 DIAGRAM_CACHE_SIZE = 128
@@ -127,6 +128,7 @@ class StepView:
     can_retry: bool = False
     can_decide: bool = False
     approvers: str = ""
+    answered_by: AnsweredBy | None = None  # the provider and model of its last model call
 
     @property
     def status(self) -> str:
@@ -199,6 +201,22 @@ def _approvers(definition: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def _answered_by(steps: Sequence[StepRun]) -> dict[int, AnsweredBy]:
+    """Which provider and model answered each step's last model call, from the step's recorded
+    calls (the gateway stores the answering target's kind with each). One query, and none
+    when no step has spent tokens."""
+    spent = [s.pk for s in steps if s.input_tokens or s.output_tokens or s.cost_usd]
+    if not spent:
+        return {}
+    rows = (
+        RecordedCall.objects.filter(step_id__in=spent, kind=RecordedCall.Kind.LLM)
+        .order_by("step_id", "-attempt", "-index")
+        .distinct("step_id")
+        .values_list("step_id", "response__kind", "response__result__model")
+    )
+    return {step_id: AnsweredBy(str(kind), str(model)) for step_id, kind, model in rows if kind}
+
+
 def _step_views(
     run: WorkflowRun, steps: Sequence[StepRun], access: Access | None
 ) -> list[StepView]:
@@ -215,6 +233,7 @@ def _step_views(
             "id", "status", "parent_step_id", "created_at"
         ):
             children.setdefault(child.parent_step_id or 0, []).append(child)
+    answered = _answered_by([*steps, *(i for s in steps for i in getattr(s, "map_items", []))])
     views = []
     for step in steps:
         name, type_label = names.get(step.node_id, (step.node_id, step.node_type))
@@ -232,9 +251,15 @@ def _step_views(
             and not run.finished
             and (can_admin if needs == "admins" else can_run),
             approvers=needs if step.node_type == "approval" else "",
+            answered_by=answered.get(step.pk),
         )
         view.items = [
-            StepView(step=item, name=f"Item {item.item_index}", type_label=type_label)
+            StepView(
+                step=item,
+                name=f"Item {item.item_index}",
+                type_label=type_label,
+                answered_by=answered.get(item.pk),
+            )
             for item in getattr(step, "map_items", [])
         ]
         views.append(view)
