@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import views as core_views
 
+handler500 = "core.views.server_error"  # a database or Redis outage answers 503
+
 admin.site.site_header = "Agent Market back-office"
 admin.site.site_title = "Agent Market admin"
 admin.site.index_title = "Operations"

@@ -31,3 +31,35 @@ class NotFound(ApplicationError):
 class Conflict(ApplicationError):
     code = "conflict"
     status = 409
+
+
+class ServiceUnavailable(ApplicationError):
+    """A service the platform needs (the database, or Redis: task queue, cache, throttles) did
+    not answer. Answered as 503 with `Retry-After`; nothing the caller sent was wrong."""
+
+    code = "service_unavailable"
+    status = 503
+    retry_after_seconds = 5
+
+
+QUEUE_UNAVAILABLE = "The task queue is unavailable; try again shortly."
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
+
+
+def outage_of(exc: BaseException) -> ServiceUnavailable | None:
+    """The ServiceUnavailable an exception means, if it is a lost connection to PostgreSQL or
+    Redis (the broker, cache and throttles live there); None for anything else. One mapping
+    for the API's exception handler and the HTML error pages."""
+    from django.db import InterfaceError as DbInterfaceError
+    from django.db import OperationalError as DbOperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    if isinstance(exc, ServiceUnavailable):
+        return exc
+    if isinstance(exc, BrokerError | RedisConnectionError | RedisTimeoutError):
+        return ServiceUnavailable(QUEUE_UNAVAILABLE)
+    if isinstance(exc, DbOperationalError | DbInterfaceError):
+        return ServiceUnavailable(DATABASE_UNAVAILABLE)
+    return None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from core.exceptions import ApplicationError
+from core.exceptions import ApplicationError, outage_of
 from core.request_context import request_id_var
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -44,6 +44,8 @@ class ApplicationErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if outage_of(exception) is not None:
+            return None  # core.views.server_error answers 503 (this page would need the DB)
         if not isinstance(exception, ApplicationError):
             return None
         template = {403: "403.html", 404: "404.html"}.get(exception.status, "error.html")

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import logging
+import sys
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.html import escape
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from core.exceptions import ServiceUnavailable, outage_of
 from core.health import readiness
+
+logger = logging.getLogger(__name__)
 
 
 @never_cache
@@ -18,3 +26,35 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     result = readiness()
     return JsonResponse(result, status=200 if result["status"] == "ok" else 503)
+
+
+def _outage_response(request: HttpRequest, outage: ServiceUnavailable) -> HttpResponse:
+    """503 with `Retry-After`: the API's error envelope for API paths, else a page that
+    needs neither the database nor Redis (base.html would read the session and the user)."""
+    response: HttpResponse
+    if request.path.startswith("/api/") or request.path.startswith("/hooks/"):
+        response = JsonResponse(
+            {"error": {"code": outage.code, "message": outage.message, "fields": {}}},
+            status=outage.status,
+        )
+    else:
+        page = (
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<title>Temporarily unavailable</title></head><body>"
+            f"<h1>Temporarily unavailable</h1><p>{escape(outage.message)}</p></body></html>"
+        )
+        response = HttpResponse(page, status=outage.status)
+    response["Retry-After"] = str(outage.retry_after_seconds)
+    return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """`handler500`: Django calls it inside the `except` of whatever escaped a view or a
+    middleware. A lost connection to PostgreSQL or Redis answers 503 (it is not a bug, and the
+    client should retry); anything else gets the usual 500 page."""
+    outage = outage_of(sys.exc_info()[1] or Exception())
+    if outage is not None:
+        logger.warning("answered 503 for %s: %s", request.path, outage.message)
+        return _outage_response(request, outage)
+    return defaults.server_error(request)
+
