@@ -12,10 +12,16 @@ does not depend on the number of listings.
   iterative scan so filters applied during the scan still fill the page;
 - combined (the default when `q` is given): reciprocal rank fusion of the top `FUSION_DEPTH`
   of each, with the filters inside both candidate queries.
+
+A semantic candidate counts only within the floor calibrated for the embedder in use
+(`marketplace.search_calibration`): the nearest listings to gibberish are not near it. Each
+result of a query says why it matched (`SearchResult.matches`): the fields holding a query word,
+or "similar in meaning" for a semantic-only hit.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -25,9 +31,10 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from pgvector.django import CosineDistance
 
-from agents.embeddings import embed_one
+from agents.embeddings import get_embedder
 from core.exceptions import NotFound, ValidationFailed
 from marketplace.models import Category, Install, Listing, ListingVersion, Publisher, Review
+from marketplace.search_calibration import semantic_max_distance
 from marketplace.search_index import SEARCH_CONFIG
 from tenants.models import Workspace
 
@@ -43,9 +50,6 @@ HNSW_EF_SEARCH_MAX = 1000  # pgvector refuses more; the iterative scan goes on p
 OFFSET_MAX = 10_000
 # How many index tuples an iterative scan may visit before giving up on a selective filter.
 HNSW_MAX_SCAN_TUPLES = 20000
-# Nearest is not the same as near: beyond this cosine distance a listing shares (almost)
-# nothing with the query, and would only pad the fused list with noise.
-SEMANTIC_MAX_DISTANCE = 0.97
 HOME_SECTION_SIZE = 8
 RECENT_REVIEWS = 10
 
@@ -61,6 +65,36 @@ _ORDERINGS: dict[str, tuple[Any, ...]] = {
 }
 
 
+# The fields a query word can be found in, in the order a match reason names them.
+MATCH_FIELDS = ("title", "tags", "summary", "description")
+# ts_headline's marks around a matched word: control characters no listing text contains.
+_MARK_START, _MARK_END = "\x02", "\x03"
+
+Segments = list[tuple[str, bool]]  # (text, is a matched word)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Why a listing is in the results of a query."""
+
+    fields: tuple[str, ...]  # of MATCH_FIELDS, those holding a word of the query
+    semantic: bool  # found by the semantic side (within the floor)
+    title: Segments  # the title, cut where query words are
+    summary: Segments
+
+    @property
+    def reason(self) -> str:
+        if self.fields:
+            return "Matched: " + ", ".join(self.fields)
+        return "Similar in meaning" if self.semantic else "Matched"
+
+
+@dataclass(frozen=True)
+class Hit:
+    listing: Listing
+    match: Match | None
+
+
 @dataclass(frozen=True)
 class SearchResult:
     listings: list[Listing]
@@ -68,6 +102,11 @@ class SearchResult:
     mode: str  # "browse", "keyword", "semantic" or "combined"
     # Combined and semantic search only look at the best candidates: their total is a bound.
     total_estimate: int | None = None
+    matches: dict[int, Match] = field(default_factory=dict)  # by listing id, when `q` is given
+
+    @property
+    def hits(self) -> list[Hit]:
+        return [Hit(listing, self.matches.get(listing.pk)) for listing in self.listings]
 
 
 @dataclass(frozen=True)
@@ -132,8 +171,11 @@ def _keyword_ids(queryset: QuerySet[Listing], q: str, count: int) -> list[int]:
     )
 
 
-def _semantic_ids(queryset: QuerySet[Listing], vector: list[float], count: int) -> list[int]:
-    """The ids of the `count` nearest listings, nearest first, through the HNSW index.
+def _semantic_ids(
+    queryset: QuerySet[Listing], vector: list[float], count: int, max_distance: float
+) -> list[int]:
+    """The ids of the `count` nearest listings within `max_distance`, nearest first, through
+    the HNSW index.
 
     The filters are applied while the index is scanned; the iterative scan (pgvector ≥ 0.8)
     keeps reading until `count` rows pass them or `HNSW_MAX_SCAN_TUPLES` were visited.
@@ -153,13 +195,83 @@ def _semantic_ids(queryset: QuerySet[Listing], vector: list[float], count: int) 
             .values_list("id", "distance")[:count]
         )
     rows.sort(key=lambda row: (row[1], row[0]))
-    return [listing_id for listing_id, distance in rows if distance <= SEMANTIC_MAX_DISTANCE]
+    return [listing_id for listing_id, distance in rows if distance <= max_distance]
 
 
-def _query_vector(q: str) -> list[float] | None:
-    vector = embed_one(q)
-    # A query of stop words only embeds to zeros, which has no cosine distance to anything.
-    return vector if any(vector) else None
+def _query_vector(q: str) -> tuple[list[float], float] | None:
+    """The query's embedding and the floor of the embedder that made it; None when semantic
+    search cannot help (no calibrated floor, or a query of stop words only, which embeds to
+    zeros and has no cosine distance to anything)."""
+    embedder = get_embedder()
+    max_distance = semantic_max_distance(embedder.name)
+    if max_distance is None:
+        return None
+    vector = embedder.embed([q])[0]
+    return (vector, max_distance) if any(vector) else None
+
+
+def _semantic(queryset: QuerySet[Listing], q: str, count: int) -> list[int]:
+    found = _query_vector(q)
+    return _semantic_ids(queryset, found[0], count, found[1]) if found else []
+
+
+def _any_word_query(q: str) -> str:
+    """The query's words joined by OR (websearch syntax), without excluded (`-word`) ones:
+    what a field must contain to be named in a match reason or highlighted."""
+    kept = " ".join(token for token in q.split() if not token.startswith("-"))
+    words = [w for w in re.findall(r"\w+", kept) if w.lower() != "or"]
+    return " or ".join(words)
+
+
+def _segments(marked: str) -> Segments:
+    segments: Segments = []
+    for i, part in enumerate(marked.split(_MARK_START)):
+        if i == 0:
+            if part:
+                segments.append((part, False))
+            continue
+        word, _, rest = part.partition(_MARK_END)
+        segments.append((word, True))
+        if rest:
+            segments.append((rest, False))
+    return segments
+
+
+def _matches(ids: list[int], q: str, semantic: set[int]) -> dict[int, Match]:
+    """Why each of `ids` matched `q`: one query for the page, whatever its size."""
+    words = _any_word_query(q)
+    if not ids:
+        return {}
+    if not words:
+        return {i: Match(fields=(), semantic=i in semantic, title=[], summary=[]) for i in ids}
+    headline = f"HighlightAll=true, StartSel={_MARK_START}, StopSel={_MARK_END}"
+    table = Listing._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT l.id,
+                   to_tsvector(%(config)s::regconfig, l.title) @@ q.q,
+                   to_tsvector(%(config)s::regconfig, array_to_string(l.tags, ' ')) @@ q.q,
+                   to_tsvector(%(config)s::regconfig, l.summary) @@ q.q,
+                   to_tsvector(%(config)s::regconfig, l.description) @@ q.q,
+                   ts_headline(%(config)s::regconfig, l.title, q.q, %(headline)s),
+                   ts_headline(%(config)s::regconfig, l.summary, q.q, %(headline)s)
+            FROM {table} AS l,
+                 websearch_to_tsquery(%(config)s::regconfig, %(words)s) AS q(q)
+            WHERE l.id = ANY(%(ids)s)
+            """,  # noqa: S608 (a model's table)
+            {"config": SEARCH_CONFIG, "words": words, "ids": ids, "headline": headline},
+        )
+        rows = cursor.fetchall()
+    return {
+        row[0]: Match(
+            fields=tuple(name for name, hit in zip(MATCH_FIELDS, row[1:5], strict=True) if hit),
+            semantic=row[0] in semantic,
+            title=_segments(row[5]),
+            summary=_segments(row[6]),
+        )
+        for row in rows
+    }
 
 
 def _fuse(*rankings: list[int]) -> list[int]:
@@ -210,35 +322,47 @@ def listing_search(
     wanted = offset + limit + 1
     if mode == "keyword" and sort == "relevance":
         ids = _keyword_ids(queryset, q, wanted)
-        return _page(ids, offset, limit, mode, total_estimate=None)
+        return _page(ids, offset, limit, mode, q=q, semantic=set(), total_estimate=None)
     depth = max(FUSION_DEPTH, wanted)
-    vector = _query_vector(q) if mode != "keyword" else None
+    semantic: list[int] = []
     if mode == "keyword":
         ids = _keyword_ids(queryset, q, depth)
     elif mode == "semantic":
-        count = wanted if sort == "relevance" else depth
-        ids = _semantic_ids(queryset, vector, count) if vector else []
+        ids = semantic = _semantic(queryset, q, wanted if sort == "relevance" else depth)
     else:
         keyword = _keyword_ids(queryset, q, depth)
-        semantic = _semantic_ids(queryset, vector, depth) if vector else []
+        semantic = _semantic(queryset, q, depth)
         ids = _fuse(keyword, semantic)
     if sort != "relevance":
         ordered = _cards(Listing.objects.filter(pk__in=ids)).order_by(*_ORDERINGS[sort])
         page = list(ordered[offset : offset + limit + 1])
         return SearchResult(
-            listings=page[:limit], has_more=len(page) > limit, mode=mode, total_estimate=len(ids)
+            listings=page[:limit],
+            has_more=len(page) > limit,
+            mode=mode,
+            total_estimate=len(ids),
+            matches=_matches([listing.pk for listing in page[:limit]], q, set(semantic)),
         )
-    return _page(ids, offset, limit, mode, total_estimate=len(ids))
+    return _page(ids, offset, limit, mode, q=q, semantic=set(semantic), total_estimate=len(ids))
 
 
 def _page(
-    ids: list[int], offset: int, limit: int, mode: str, *, total_estimate: int | None
+    ids: list[int],
+    offset: int,
+    limit: int,
+    mode: str,
+    *,
+    q: str,
+    semantic: set[int],
+    total_estimate: int | None,
 ) -> SearchResult:
+    listings = _load_in_order(ids[offset : offset + limit])
     return SearchResult(
-        listings=_load_in_order(ids[offset : offset + limit]),
+        listings=listings,
         has_more=len(ids) > offset + limit,
         mode=mode,
         total_estimate=total_estimate,
+        matches=_matches([listing.pk for listing in listings], q, semantic),
     )
 
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from core.exceptions import ApplicationError, NotFound
+from core.exceptions import ApplicationError, Conflict, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
 from marketplace import selectors, services
@@ -53,7 +53,15 @@ def marketplace_home(request: HttpRequest) -> HttpResponse:
         )
         params = request.GET.copy()
         params.pop("page", None)
-        context.update(result=result, page=page, query_string=params.urlencode())
+        context.update(
+            result=result,
+            page=page,
+            query_string=params.urlencode(),
+            categories=categories,
+            filtered=any(
+                request.GET.get(k) for k in ("category", "kind", "provider", "price", "rating")
+            ),
+        )
     else:
         context["home"] = selectors.browse_home()
     template = "marketplace/home.html"
@@ -216,6 +224,9 @@ def listing_flag(request: AppRequest, slug: str) -> HttpResponse:
                 reason=form.cleaned_data["reason"],
                 details=form.cleaned_data["details"],
             )
+        except Conflict as exc:  # already flagged: not an error for the person reporting
+            messages.info(request, exc.message)
+            return redirect(_listing_url(listing))
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:

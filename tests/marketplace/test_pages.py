@@ -74,7 +74,33 @@ def test_search_works_without_javascript_and_as_you_type(client: Client, support
     assert 'id="market-results"' in html and "Inbox Concierge" in html
     assert "<!DOCTYPE html>" not in html  # only the results are swapped
     nothing = client.get(reverse("marketplace"), {"q": "quantum chromodynamics"}, **HX)
-    assert "Nothing matches" in nothing.content.decode()
+    assert "No listings match “quantum chromodynamics”" in nothing.content.decode()
+
+
+def test_search_results_say_why_they_matched_and_gibberish_finds_nothing(
+    client: Client,
+    support: Any,
+    publisher: Publisher,  # noqa: F811
+    categories: dict[str, Category],  # noqa: F811
+) -> None:
+    make_listing(
+        publisher=publisher,
+        category=categories["finance"],
+        title="Invoice Checker",
+        summary="Checks each invoice against the purchase order.",
+        tags=["finance"],
+    )
+    html = client.get(reverse("marketplace"), {"q": "invoice"}).content.decode()
+    assert "1 match for “invoice”" in html
+    assert "Inbox Concierge" not in html  # the nearest of the rest is not a match
+    assert "Matched: title, summary" in html
+    assert "<mark>Invoice</mark> Checker" in html and "each <mark>invoice</mark>" in html
+
+    gibberish = client.get(reverse("marketplace"), {"q": "xyzzyqq"}).content.decode()
+    assert "No listings match “xyzzyqq”" in gibberish
+    assert "match for" not in gibberish and "matches for" not in gibberish
+    assert "Check the spelling" in gibberish
+    assert 'href="?category=support"' in gibberish  # somewhere to go from here
 
 
 def test_filters_narrow_and_bad_values_are_named(
@@ -187,4 +213,4 @@ def test_hidden_listings_are_not_found(
         client.get(reverse("marketplace_publisher", kwargs={"slug": "nobody"})).status_code == 404
     )
     home = client.get(reverse("marketplace"), {"q": "Draft Gone"}).content.decode()
-    assert "Nothing matches" in home
+    assert "No listings match “Draft Gone”" in home

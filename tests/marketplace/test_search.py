@@ -401,8 +401,89 @@ def test_reembed_moves_the_listings_to_the_configured_embedder(
         assert any(text.startswith("Inbox Concierge") for text in sent)
         assert list(Listing.objects.get(title="Inbox Concierge").embedding) != before
 
+        # No floor is calibrated for openai: its semantic side adds nothing until an operator
+        # sets one (nearest is not near).
+        assert listing_search(q="answers customer emails", mode="semantic").listings == []
+        settings.MARKETPLACE_SEMANTIC_MAX_DISTANCE = 0.97
         # Search embeds its query with the same embedder and still finds the listing.
         semantic = listing_search(q="answers customer emails", mode="semantic")
         assert semantic.listings[0].title == "Inbox Concierge"
         assert fake.requests_to("embeddings")[-1].body["input"] == ["answers customer emails"]
         assert fake.server_errors == []
+
+
+# --- relevance: a calibrated semantic floor, and why each result matched -----------------------
+
+
+@pytest.fixture
+def shipped_catalogue() -> None:
+    from marketplace.catalog_import import CATALOG_DIR, import_catalog
+
+    assert import_catalog(CATALOG_DIR).errors == []
+
+
+@pytest.mark.parametrize("mode", ["combined", "semantic", "keyword"])
+def test_gibberish_finds_nothing(shipped_catalogue: None, mode: str) -> None:
+    # Before the floor, the nearest listings to any string were results: 14 "matches" here.
+    for query in ("xyzzyqq", "qwertyuiop", "blorptang zxcvb"):
+        result = listing_search(q=query, mode=mode)  # type: ignore[arg-type]
+        assert result.listings == [], (query, titles(result.listings))
+        assert not result.total_estimate
+
+
+def test_invoice_finds_the_invoice_listing_first_and_says_why(shipped_catalogue: None) -> None:
+    result = listing_search(q="invoice")
+    assert result.listings[0].slug == "invoice-data-extractor"
+    first = result.hits[0].match
+    assert first is not None
+    assert first.reason == "Matched: title, tags, summary, description"
+    assert ("Invoice", True) in first.title  # the word is highlighted in the title
+    # Everything else contains the word (its description quotes an invoice): each says where,
+    # and nothing is there only for being the nearest of an unrelated lot.
+    for hit in result.hits:
+        assert hit.match is not None and hit.match.fields, hit.listing.slug
+        assert "invoice" in (hit.listing.title + hit.listing.summary).lower() or (
+            hit.match.reason == "Matched: description"
+        )
+    assert {listing.slug for listing in result.listings[1:]} == {
+        # They quote an invoice in their examples.
+        "api-doc-writer",
+        "support-reply-drafter",
+        "crm-notes-cleaner",
+        "seo-brief-builder",
+    }
+    assert result.total_estimate == 5
+
+
+def test_a_semantic_only_hit_says_similar_in_meaning(
+    catalogue: dict[str, Listing], settings: Any
+) -> None:
+    # Found by both sides: the reason names the fields holding a query word ("bot" is in none,
+    # the title holds none of them).
+    result = listing_search(q="bot that answers customer emails")
+    assert result.listings[0].title == "Inbox Concierge"
+    match = result.hits[0].match
+    assert match is not None and match.semantic
+    assert match.reason == "Matched: tags, summary, description"
+    # A misspelling no field holds, within a wider floor an operator set: found by meaning
+    # (shared letters, for the hashing embedder) only, and it says so.
+    assert listing_search(q="reconsiler").listings == []  # 0.88 from the reconciler
+    settings.MARKETPLACE_SEMANTIC_MAX_DISTANCE = 0.9
+    typo = listing_search(q="reconsiler")
+    assert titles(typo.listings)[0] == "Invoice Reconciler"
+    hit = typo.hits[0]
+    assert hit.match is not None
+    assert hit.match.fields == () and hit.match.reason == "Similar in meaning"
+    assert hit.match.title == [("Invoice Reconciler", False)]  # nothing to highlight
+
+
+def test_an_embedder_without_a_calibrated_floor_adds_no_semantic_hits(
+    catalogue: dict[str, Listing], settings: Any
+) -> None:
+    from marketplace.search_calibration import semantic_max_distance
+
+    assert semantic_max_distance("hashing-v2") == 0.59  # bench/search_relevance.py
+    assert semantic_max_distance("some-new-embedder") is None
+    settings.MARKETPLACE_SEMANTIC_MAX_DISTANCE = 2.0  # the operator's override: anything goes
+    assert semantic_max_distance("some-new-embedder") == 2.0
+    assert len(listing_search(q="xyzzyqq", mode="semantic").listings) == 4
