@@ -279,6 +279,15 @@ class Flag(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # One open report per person and listing; after staff resolve it, they may
+            # report the listing again.
+            models.UniqueConstraint(
+                fields=["listing", "reporter"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="marketplace_flag_one_open_per_reporter",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_reason_display()}: {self.listing}"

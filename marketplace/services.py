@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Avg, Count, F, Max
 from django.utils import timezone
 from django.utils.text import slugify
@@ -292,6 +292,8 @@ def listing_relist(*, user: Any, listing: Listing) -> Listing:
 
 @transaction.atomic
 def flag_create(*, user: Any, listing: Listing, reason: str, details: str = "") -> Flag:
+    """Report a listing to staff. One open report per person and listing (Conflict when they
+    already have one); once staff resolve it they may report the listing again."""
     if user is None or not getattr(user, "is_authenticated", False):
         raise PermissionDenied("Sign in to report a listing.")
     if reason not in Flag.Reason.values:
@@ -304,7 +306,16 @@ def flag_create(*, user: Any, listing: Listing, reason: str, details: str = "") 
         raise ValidationFailed(
             "Tell us what is wrong.", fields={"details": ["Required when the reason is Other."]}
         )
-    return Flag.objects.create(listing=listing, reporter=user, reason=reason, details=details)
+    already = Conflict("You already flagged this listing; staff will look at it.")
+    if Flag.objects.filter(listing=listing, reporter=user, resolved_at__isnull=True).exists():
+        raise already
+    try:
+        with transaction.atomic():  # a second click racing the first meets the constraint
+            return Flag.objects.create(
+                listing=listing, reporter=user, reason=reason, details=details
+            )
+    except IntegrityError as exc:
+        raise already from exc
 
 
 @transaction.atomic
