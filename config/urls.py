@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core import views as core_views
 
 handler500 = "core.views.server_error"  # a database or Redis outage answers 503
+handler400 = "core.views.bad_request"  # a body over the size limit answers 413
 
 admin.site.site_header = "Agent Market back-office"
 admin.site.site_title = "Agent Market admin"

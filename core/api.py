@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.exceptions import ApplicationError, ServiceUnavailable, outage_of
+from core.exceptions import ApplicationError, PayloadTooLarge, ServiceUnavailable, outage_of
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def error_body(code: str, message: str, fields: dict[str, list[str]] | None = No
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     exc = outage_of(exc) or exc  # the database or Redis (queue, throttles) is down: 503
+    if isinstance(exc, RequestDataTooBig):  # Django raises it when the view first reads the body
+        exc = PayloadTooLarge()
     if isinstance(exc, ApplicationError):
         answer = Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
         if isinstance(exc, ServiceUnavailable):

@@ -33,6 +33,19 @@ class Conflict(ApplicationError):
     status = 409
 
 
+class PayloadTooLarge(ApplicationError):
+    """The request body is over `DATA_UPLOAD_MAX_MEMORY_SIZE`. Django raises RequestDataTooBig
+    lazily, when something first reads the body; the API and the pages both answer 413."""
+
+    code = "request_too_large"
+    status = 413
+
+    def __init__(
+        self, message: str = "The request body is larger than this server accepts."
+    ) -> None:
+        super().__init__(message)
+
+
 class ServiceUnavailable(ApplicationError):
     """A service the platform needs (the database, or Redis: task queue, cache, throttles) did
     not answer. Answered as 503 with `Retry-After`; nothing the caller sent was wrong."""

@@ -3,13 +3,15 @@ from __future__ import annotations
 import logging
 import sys
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils.html import escape
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from core.exceptions import ServiceUnavailable, outage_of
+from core.exceptions import PayloadTooLarge, ServiceUnavailable, outage_of
 from core.health import readiness
 
 logger = logging.getLogger(__name__)
@@ -58,3 +60,19 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return _outage_response(request, outage)
     return defaults.server_error(request)
 
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """`handler400`. A body over `DATA_UPLOAD_MAX_MEMORY_SIZE` surfaces here (Django raises
+    RequestDataTooBig from whatever reads the form first, often the CSRF check) and answers
+    413 with a page that says so; any other bad request gets Django's 400 page."""
+    if isinstance(exception, RequestDataTooBig):
+        too_large = PayloadTooLarge(
+            "What you sent is larger than this server accepts. Go back: the form still holds "
+            "what you typed, so you can shorten it and submit again."
+        )
+        if request.path.startswith("/api/") or request.path.startswith("/hooks/"):
+            body = {"error": {"code": too_large.code, "message": too_large.message, "fields": {}}}
+            return JsonResponse(body, status=too_large.status)
+        context = {"exception": too_large.message, "status": too_large.status}
+        return render(request, "error.html", context, status=too_large.status)
+    return defaults.bad_request(request, exception or Exception())

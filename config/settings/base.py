@@ -249,6 +249,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only (docs/api.md): no browsable API, no form bodies; `Accept: text/html` is a 406.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_THROTTLE_CLASSES": [
         "tenants.api.throttling.ApiKeyRateThrottle",
         "tenants.api.throttling.SessionUserRateThrottle",
@@ -256,6 +260,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env.str("API_KEY_RATE", default="600/min"),
         "user": env.str("API_USER_RATE", default="300/min"),
+        # Failed API-key authentications per client address (tenants/api/throttling.py).
+        "auth_failure": env.str("API_AUTH_FAILURE_RATE", default="20/min"),
     },
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

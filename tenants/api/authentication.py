@@ -7,6 +7,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from core.exceptions import NotFound
+from tenants.api.throttling import AuthFailureThrottle
 from tenants.models import ApiKey
 from tenants.services import api_key_authenticate
 
@@ -40,20 +41,28 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiKeyPrincipal, ApiKey] | None:
         header = request.headers.get("Authorization", "")
         secret = request.headers.get("X-Api-Key", "")
+        problem = ""
         if header:
             parts = header.split()
             if not parts or parts[0].lower() != self.keyword.lower():
                 return None  # another scheme (e.g. Basic): not ours
-            if len(parts) != 2:
-                raise exceptions.AuthenticationFailed(
-                    "Malformed Authorization header: use 'Bearer <api key>'."
-                )
-            secret = parts[1]
-        if not secret:
+            if len(parts) == 2:
+                secret = parts[1]
+            else:
+                problem = "Malformed Authorization header: use 'Bearer <api key>'."
+        if not secret and not problem:
             return None
+        # Every failure below counts against the caller's address (finding 8).
+        failures = AuthFailureThrottle()
+        wait = failures.wait_if_blocked(request)
+        if wait is not None:
+            raise exceptions.Throttled(wait, detail="Too many failed API-key attempts.")
         try:
+            if problem:
+                raise NotFound(problem)
             key = api_key_authenticate(secret=secret)
         except NotFound as exc:
+            failures.record_failure(request)
             raise exceptions.AuthenticationFailed(exc.message) from exc
         return ApiKeyPrincipal(key), key
 

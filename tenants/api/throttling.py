@@ -44,3 +44,47 @@ class SessionUserRateThrottle(_LiveRateThrottle):
         else:
             ident = self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class AuthFailureThrottle(_LiveRateThrottle):
+    """Failed API-key authentications per client address (`API_AUTH_FAILURE_RATE`): once an
+    address used up its failures in the window, every key it presents is refused with 429
+    until the oldest failure leaves the window, so keys cannot be guessed at speed.
+
+    Only failures are counted (a working key costs nothing here). The history lives in the
+    default cache (Redis) like the other throttles; this class is the only code that touches
+    it, and a Redis outage propagates as redis' ConnectionError, which the API's exception
+    handler answers as 503, never 500.
+    """
+
+    scope = "auth_failure"
+    num_requests: int | None  # set by SimpleRateThrottle from the rate
+    duration: int | None
+
+    def get_cache_key(self, request: Request, view: APIView | None) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def _window(self, request: Request) -> int:
+        """Load this address's failures still inside the window; the window's length in
+        seconds, 0 when failures are not limited."""
+        if self.rate is None or not self.duration:
+            return 0
+        self.key = self.get_cache_key(request, None)
+        self.now = self.timer()
+        self.history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
+        return self.duration
+
+    def wait_if_blocked(self, request: Request) -> float | None:
+        """Seconds until this address may try a key again, or None when it may now."""
+        window = self._window(request)
+        limit = self.num_requests or 0
+        if not window or limit <= 0 or len(self.history) < limit:
+            return None
+        # Free again when the failure that filled the window (newest first) leaves it.
+        return max(window - (self.now - self.history[limit - 1]), 1.0)
+
+    def record_failure(self, request: Request) -> None:
+        window = self._window(request)
+        if window:
+            self.history.insert(0, self.now)
+            self.cache.set(self.key, self.history, window)
