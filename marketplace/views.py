@@ -20,6 +20,7 @@ from core.http import AppRequest
 from marketplace import selectors, services
 from marketplace.forms import SearchForm
 from marketplace.models import Category, Install, Listing, Review
+from marketplace.pricing import billing_notice
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm
 from tenants.models import Membership, Workspace
 from tenants.permissions import Access, Perm, role_can
@@ -181,7 +182,8 @@ def listing_install(request: AppRequest, slug: str) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect(_listing_url(listing))
-    messages.success(request, f"“{listing.title}” installed in {access.workspace.name}.")
+    installed = f"“{listing.title}” installed in {access.workspace.name}."
+    messages.success(request, " ".join(filter(None, [installed, billing_notice(listing)])))
     return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
 
 

@@ -4,8 +4,10 @@ from typing import Any
 from django import template
 from django.utils.safestring import SafeString
 
+from marketplace import pricing
 from marketplace.markdown import render_markdown
-from marketplace.models import Listing
+from marketplace.models import Listing, ListingVersion
+from marketplace.pricing import price_label
 
 register = template.Library()
 
@@ -19,10 +21,23 @@ def markdown_filter(text: str) -> SafeString:
 @register.filter(name="price")
 def price_filter(listing: Listing) -> str:
     """ "Free", "$19.00" or "$0.25 per run"."""
-    if listing.pricing == Listing.Pricing.FREE:
-        return "Free"
-    amount = f"${listing.price_cents / 100:,.2f}"
-    return f"{amount} per run" if listing.pricing == Listing.Pricing.PER_RUN else amount
+    return price_label(listing)
+
+
+@register.inclusion_tag("marketplace/_billing_notice.html")
+def billing_notice(listing: Listing | None) -> dict[str, str]:
+    """{% billing_notice listing %}: the "not charged yet" notice of a paid listing."""
+    return {"notice": pricing.billing_notice(listing) if listing is not None else ""}
+
+
+@register.inclusion_tag("marketplace/_billing_notice.html")
+def installed_billing_notice(listing_version_id: int | None) -> dict[str, str]:
+    """{% installed_billing_notice agent.listing_version_id %}: the same notice on the pages
+    that run an installed copy (one query, only for a copy of a listing)."""
+    if not listing_version_id:
+        return {"notice": ""}
+    version = ListingVersion.objects.select_related("listing").filter(pk=listing_version_id).first()
+    return {"notice": pricing.billing_notice(version.listing) if version else ""}
 
 
 @register.filter(name="example_text")

@@ -17,6 +17,7 @@ from agents.services import agent_create, agent_update
 from marketplace import services
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion, Review
 from tests.conftest import World, access_of, logged_in
+from workflows.services import workflow_create
 
 pytestmark = pytest.mark.django_db
 
@@ -225,3 +226,68 @@ def test_outsiders_and_anonymous_visitors(world: World, listing: Listing) -> Non
         response = anonymous.post(_url(name, slug=listing.slug), {"workspace": "bravo"})
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert anonymous.get(_url("marketplace_workspace", workspace_slug="alpha")).status_code == 302
+
+
+NOT_CHARGED = "Billing is not active yet: this listing&#x27;s price ($0.25 per run) is not charged."
+
+
+def test_a_priced_listing_says_it_is_not_charged_wherever_it_is_offered_or_run(
+    world: World, listing: Listing, staff: User
+) -> None:
+    # given a per-run price on the agent listing and a priced workflow template
+    Listing.objects.filter(pk=listing.pk).update(pricing="per_run", price_cents=25)
+    definition = {
+        "schema_version": 1,
+        "inputs": {"name": {"type": "string", "required": True}},
+        "steps": [{"id": "greet", "type": "transform", "config": {"value": "Hi {{ input.name }}"}}],
+        "output": {"text": "{{ steps.greet }}"},
+    }
+    with schema_context(world.workspace_a.schema_name):
+        workflow = workflow_create(
+            access=access_of(world.owner, world.workspace_a), name="Hello", definition=definition
+        )
+    flow_version = services.listing_publish(
+        access=access_of(world.owner, world.workspace_a),
+        kind="workflow",
+        source_id=workflow.pk,
+        title="Hello flow",
+        summary="Says hello.",
+        category_slug="support",
+    )
+    services.version_approve(user=staff, version=flow_version)
+    Listing.objects.filter(pk=flow_version.listing_id).update(pricing="one_time", price_cents=1900)
+    bravo = logged_in(world.outsider)
+
+    # the listing page, before installing
+    page = bravo.get(_url("marketplace_listing", slug=listing.slug)).content.decode()
+    assert NOT_CHARGED in page
+    # the install itself
+    response = bravo.post(
+        _url("marketplace_install", slug=listing.slug), {"workspace": "bravo"}, follow=True
+    )
+    assert "installed in Bravo Ltd. " + NOT_CHARGED in response.content.decode()
+    # the workspace's installed list and the installed agent's page, where it runs
+    mine = bravo.get(_url("marketplace_workspace", workspace_slug="bravo")).content.decode()
+    assert NOT_CHARGED in mine
+    install = Install.objects.get(workspace=world.workspace_b, listing=listing)
+    agent_page = bravo.get(
+        _url("agent_detail", workspace_slug="bravo", agent_id=install.object_id)
+    ).content.decode()
+    assert "Try it" in agent_page and NOT_CHARGED in agent_page
+    # the installed workflow's run page
+    flow = services.install(
+        access=access_of(world.outsider, world.workspace_b),
+        listing=Listing.objects.get(pk=flow_version.listing_id),
+    )
+    run_page = bravo.get(
+        _url("workflow_run_start", workspace_slug="bravo", workflow_id=flow.object_id)
+    ).content.decode()
+    assert "this listing&#x27;s price ($19.00 one-time) is not charged" in run_page
+
+    # a free listing and the workspace's own agents say nothing about billing
+    Listing.objects.filter(pk=listing.pk).update(pricing="free", price_cents=0)
+    for url in (
+        _url("marketplace_listing", slug=listing.slug),
+        _url("agent_detail", workspace_slug="bravo", agent_id=install.object_id),
+    ):
+        assert "Billing is not active" not in bravo.get(url).content.decode()
