@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -16,6 +15,7 @@ from agents import config_cache
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.pricing import usage_cost
 from agents.providers.base import ChatRequest, Usage
+from core import mail
 from core.exceptions import ApplicationError, ValidationFailed
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access, Perm
@@ -93,14 +93,13 @@ def warn_if_near_cap() -> None:
         )
         cap = budget.monthly_cap_usd
         transaction.on_commit(
-            lambda: send_mail(
-                subject=f"{workspace.name} has used 80% of its monthly AI budget",
-                message=(
+            lambda: mail.notify(
+                subject_text=f"{workspace.name} has used 80% of its monthly AI budget",
+                body=(
                     f"Spend this month: ${spent} of ${cap}. Calls that could exceed the "
                     "budget will be refused. Raise it on the workspace's Usage page."
                 ),
-                from_email=None,
-                recipient_list=recipients,
+                recipients=recipients,
             ),
             robust=True,
         )

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+from core import mail
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants import audit, provisioning
 from tenants.models import ApiKey, Invitation, Membership, Role, Workspace
@@ -187,15 +187,14 @@ def invitation_create(
     url = settings.SITE_URL.rstrip("/") + reverse("invitation_accept", args=[token])
     # The invitation stands even if the mail server is down: it can be re-sent or revoked.
     transaction.on_commit(
-        lambda: send_mail(
-            subject=f"You're invited to {workspace.name}",
-            message=(
+        lambda: mail.notify(
+            subject_text=f"You're invited to {workspace.name}",
+            body=(
                 f"{access.label} invited you to the workspace '{workspace.name}' as {role}.\n\n"
                 f"Accept the invitation: {url}\n\nThe link expires in "
                 f"{settings.INVITATION_TTL_DAYS} days."
             ),
-            from_email=None,
-            recipient_list=[email],
+            recipients=[email],
         ),
         robust=True,
     )

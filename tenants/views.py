@@ -60,6 +60,8 @@ def workspace_home_redirect(request: AppRequest) -> HttpResponse:
     )
     if slug is not None:
         return redirect("workspace_dashboard", workspace_slug=slug)
+    if request.user.is_staff:  # an operator with no workspace of their own: the back-office
+        return redirect("admin:index")
     return redirect("workspace_create")
 
 

@@ -30,6 +30,8 @@ SECRET_KEY = secret("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-012345
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
+# How emails and pages name the product (email subjects and signatures; core/mail.py).
+PRODUCT_NAME = env.str("PRODUCT_NAME", default="Agent Market")
 
 # --- Apps: django-tenants splits them between the public schema and each workspace schema.
 SHARED_APPS = [
@@ -216,9 +218,11 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = env.str("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "workspace_home_redirect"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"  # emails signed with PRODUCT_NAME
+ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{PRODUCT_NAME}] "
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Agent Market <noreply@localhost>")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=f"{PRODUCT_NAME} <noreply@localhost>")
 if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
 

@@ -24,6 +24,20 @@ from config import services
 from config.embedded import embedded_services
 
 
+def site_url(host: str, port: int) -> str:
+    """The address the dev server answers on, as links in emails and webhooks must spell it."""
+    name = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1") else host  # noqa: S104
+    return f"http://{name}:{port}"
+
+
+def child_environment(env: dict[str, str], *, host: str, port: int) -> dict[str, str]:
+    """The server's and worker's environment: the embedded services' URLs, and SITE_URL for
+    the port actually served (invitation links, trigger URLs), unless SITE_URL is set."""
+    child = {**os.environ, **env}
+    child.setdefault("SITE_URL", site_url(host, port))
+    return child
+
+
 class Command(BaseCommand):
     help = "Run the platform locally: services, migrations, demo seed, ASGI server, worker, beat."
 
@@ -55,7 +69,7 @@ class Command(BaseCommand):
             self._serve(env, options)
 
     def _serve(self, env: dict[str, str], options: dict[str, Any]) -> None:
-        child_env = {**os.environ, **env}
+        child_env = child_environment(env, host=options["host"], port=options["port"])
         python = sys.executable
         processes = {
             "daphne": subprocess.Popen(
@@ -111,7 +125,7 @@ class Command(BaseCommand):
                 start_new_session=True,
             ),
         }
-        url = f"http://{options['host']}:{options['port']}/"
+        url = site_url(options["host"], options["port"]) + "/"
         self.stdout.write(self.style.SUCCESS(f"\n  Agent Market is running at {url}"))
         self.stdout.write("  Press Ctrl-C to stop everything.\n")
 
