@@ -38,6 +38,7 @@ import yaml
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.icons import is_single_icon
 from marketplace.models import Category, Listing, ListingVersion, Publisher
 
 logger = logging.getLogger(__name__)
@@ -492,8 +493,8 @@ def validate_item(item: CatalogItem, *, category_slugs: set[str]) -> list[ItemEr
         if name in data:
             _check_string_list(data[name], name, 30, problems)
     icon = data.get("icon", "")
-    if not isinstance(icon, str) or len(icon) > 16:
-        problems.add("icon", "must be an emoji or a mark of at most 16 characters")
+    if not isinstance(icon, str) or (icon and not is_single_icon(icon)):
+        problems.add("icon", "must be a single emoji")
     if not isinstance(data.get("changelog", ""), str):
         problems.add("changelog", "must be text")
     pricing = data.get("pricing", Listing.Pricing.FREE)

@@ -19,6 +19,7 @@ from django_tenants.utils import schema_context
 
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from marketplace import snapshot
+from marketplace.icons import ICON_ERROR, is_single_icon
 from marketplace.models import (
     Category,
     Flag,
@@ -120,8 +121,9 @@ def _listing_fields(
     tags = [str(t).strip().lower() for t in (tags or []) if str(t).strip()]
     if len(tags) > 10 or any(len(t) > 30 for t in tags):
         errors["tags"] = ["Use at most 10 tags of up to 30 characters."]
-    if len(icon or "") > 16:
-        errors["icon"] = ["Use an emoji or a mark of at most 16 characters."]
+    icon = (icon or "").strip()
+    if icon and not is_single_icon(icon):
+        errors["icon"] = [ICON_ERROR]
     if errors:
         raise ValidationFailed(
             "The listing is not valid: " + ", ".join(errors) + ".", fields=errors

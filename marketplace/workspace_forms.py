@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 
+from marketplace.icons import ICON_ERROR, is_single_icon
 from marketplace.models import Category, Flag
 
 
@@ -25,10 +26,14 @@ class InstallForm(WorkspaceChoiceForm):
 
 
 class ReviewForm(WorkspaceChoiceForm):
+    # No rating is chosen for the reviewer: a preselected five stars got published by default.
     rating = forms.TypedChoiceField(
         label="Rating",
         coerce=int,
+        empty_value=None,
+        error_messages={"required": "Choose a rating from one to five stars."},
         choices=[
+            ("", "Choose a rating"),
             (5, "★★★★★ Excellent"),
             (4, "★★★★ Good"),
             (3, "★★★ Fair"),
@@ -77,7 +82,12 @@ class PublishForm(forms.Form):
     tags = forms.CharField(
         label="Tags", required=False, help_text="Comma-separated, e.g. email, support"
     )
-    icon = forms.CharField(label="Icon", required=False, max_length=16, help_text="An emoji.")
+    icon = forms.CharField(
+        label="Icon",
+        required=False,
+        max_length=16,
+        help_text="One emoji, such as 🧾. Left empty, cards show ✦.",
+    )
     changelog = forms.CharField(
         label="What's new", required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
@@ -115,3 +125,9 @@ class PublishForm(forms.Form):
                 line.strip() for line in data["example_inputs"].splitlines() if line.strip()
             ],
         }
+
+    def clean_icon(self) -> str:
+        icon: str = self.cleaned_data["icon"]
+        if icon and not is_single_icon(icon):
+            raise forms.ValidationError(ICON_ERROR)
+        return icon

@@ -14,7 +14,9 @@ from django_tenants.utils import schema_context
 from accounts.models import User
 from agents.models import Agent
 from agents.services import agent_create, agent_update
+from core.exceptions import ValidationFailed
 from marketplace import services
+from marketplace.icons import ICON_ERROR
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion, Review
 from tests.conftest import World, access_of, logged_in
 from workflows.services import workflow_create
@@ -291,3 +293,64 @@ def test_a_priced_listing_says_it_is_not_charged_wherever_it_is_offered_or_run(
         _url("agent_detail", workspace_slug="bravo", agent_id=install.object_id),
     ):
         assert "Billing is not active" not in bravo.get(url).content.decode()
+
+
+def test_the_review_form_preselects_no_rating_and_asks_for_one(
+    world: World, listing: Listing
+) -> None:
+    bravo = logged_in(world.outsider)
+    bravo.post(_url("marketplace_install", slug=listing.slug), {"workspace": "bravo"})
+    services.record_run(
+        listing_version_id=listing.current_version_id or 0,
+        succeeded=True,
+        latency_ms=120,
+        cost_usd=Decimal("0"),
+        workspace=world.workspace_b,
+    )
+    page = bravo.get(_url("marketplace_listing", slug=listing.slug)).content.decode()
+    assert '<option value="" selected>Choose a rating</option>' in page
+    assert "selected>★★★★★" not in page
+    url = _url("marketplace_review", slug=listing.slug)
+    missing = bravo.post(url, {"workspace": "bravo", "rating": "", "text": "Fine"})
+    html = missing.content.decode()
+    assert missing.status_code == 400 and not Review.objects.exists()
+    beside_the_field = '<ul class="errorlist" id="id_rating_error"><li>Choose a rating from one'
+    assert beside_the_field in html
+    assert 'aria-invalid="true"' in html and ">\nFine</textarea>" in html  # the text is kept
+    assert bravo.post(url, {"workspace": "bravo", "rating": "3"}).status_code == 302
+    assert Review.objects.get().rating == 3
+
+
+def test_the_publish_form_accepts_one_emoji_as_icon(world: World, staff: User) -> None:
+    with schema_context(world.workspace_a.schema_name):
+        agent = agent_create(
+            access=access_of(world.owner, world.workspace_a), name="Iconic", model="offline:demo"
+        )
+    alpha = logged_in(world.owner)
+    url = _url("marketplace_publish", workspace_slug="alpha")
+    fields = {
+        "source": f"agent:{agent.pk}",
+        "title": "Iconic",
+        "summary": "Has an icon.",
+        "category": "support",
+    }
+    for text in ("hello", "🙂🙂", "A"):
+        refused = alpha.post(url, {**fields, "icon": text})
+        html = refused.content.decode()
+        assert refused.status_code == 400, text
+        assert '<ul class="errorlist" id="id_icon_error"><li>Use a single emoji, such as 🧾' in html
+    assert not ListingVersion.objects.exists()
+    assert alpha.post(url, {**fields, "icon": "🧑‍💻"}).status_code == 302
+    assert Listing.objects.get(title="Iconic").icon == "🧑‍💻"
+    # The service refuses it too (the API and the catalogue importer go through it).
+    with pytest.raises(ValidationFailed) as refused_by_service:
+        services.listing_publish(
+            access=access_of(world.owner, world.workspace_a),
+            kind="agent",
+            source_id=agent.pk,
+            title="Iconic",
+            summary="Has an icon.",
+            category_slug="support",
+            icon="<b>",
+        )
+    assert refused_by_service.value.fields == {"icon": [ICON_ERROR]}
