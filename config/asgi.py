@@ -5,7 +5,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+# Unset means production, which refuses to start without its variables: a deployment that
+# forgets DJANGO_SETTINGS_MODULE fails closed instead of running with development defaults
+# (DEBUG on). manage.py (and so scripts/dev) and scripts/test choose their settings themselves.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

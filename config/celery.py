@@ -15,7 +15,10 @@ from celery.signals import (
 )
 from tenant_schemas_celery.app import CeleryApp
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+# Unset means production, which refuses to start without its variables: a deployment that
+# forgets DJANGO_SETTINGS_MODULE fails closed instead of running with development defaults
+# (DEBUG on). manage.py (and so scripts/dev) and scripts/test choose their settings themselves.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 app = CeleryApp("agentmarket")
 app.config_from_object("django.conf:settings", namespace="CELERY")
