@@ -42,13 +42,21 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import F, Field, Model, Q, Sum
 from django.db.models.base import ModelState
 from django.utils import timezone
 
 from agents import replay
 from agents.providers.base import Usage
+from core import recovery
 from core.exceptions import ValidationFailed
 from tenants.schemas import current_schema
 from workflows import nodes
@@ -73,7 +81,10 @@ LEASE_GRACE_SECONDS = 30  # a running step's lease: its timeout plus this
 BUSY_WAIT_SECONDS = 5.0  # how long a second delivery waits for a dead executor's lock to go
 DEFAULT_MAP_CONCURRENCY = 4
 MAX_SUBWORKFLOW_DEPTH = 5
-STALLED_AFTER = timedelta(minutes=5)
+# A queued step not started this long after it was due is re-sent (its message was lost: sent
+# while the broker was down, or prefetched by a worker that died). Duplicates are harmless.
+STALLED_AFTER = timedelta(seconds=15)
+RESEND_EVERY = 30  # seconds: the same step is re-sent at most this often
 RECOVER_BATCH = 500
 
 ACTIVE = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.WAITING)
@@ -271,6 +282,7 @@ def _send_many(messages: Iterable[tuple[int, float]]) -> None:
     messages = list(messages)
     if not messages:
         return
+    recovery.mark_active(current_schema())
     with execute_step.app.producer_or_acquire() as producer:
         for step_id, countdown in messages:
             if countdown > 0:
@@ -1219,6 +1231,13 @@ def _run_node(claim: Claim) -> Result:
             connection.close()
     except nodes.StepFailed as exc:
         result.failure = exc
+    except (OperationalError, InterfaceError):
+        if connection.connection is None or not connection.is_usable():
+            # The database went away (not this step's fault): the task retries, and the next
+            # claim continues this attempt, replaying the calls it recorded.
+            raise
+        logger.exception("step run %s raised", claim.step_id)
+        result.failure = nodes.StepFailed("Internal error (OperationalError); see the logs.")
     except Exception as exc:
         logger.exception("step run %s (%s) raised", claim.step_id, spec.type)
         result.failure = nodes.StepFailed(f"Internal error ({type(exc).__name__}); see the logs.")
@@ -1505,41 +1524,64 @@ def webhook_expire(step_id: int) -> bool:
     return True
 
 
-def stalled_recover(*, now: Any = None, stalled_after: timedelta = STALLED_AFTER) -> int:
-    """In the current workspace: re-send steps whose message was lost or whose worker died
-    (running past their lease, queued long past when they were due, waiting on a sub-workflow
-    that has ended) and fail webhook waits that timed out. Duplicates are harmless: a second
-    delivery of a step finds it claimed or finished. Returns how many steps it touched."""
+def stalled_recover(
+    *,
+    now: Any = None,
+    stalled_after: timedelta = STALLED_AFTER,
+    queue_backlog: int | None = None,
+) -> int:
+    """In the current workspace: re-send steps whose executor is gone (running, but nobody
+    holds their advisory lock: the worker died or lost its database session; or running past
+    their lease), queued steps whose message was lost (queued for longer than `stalled_after`,
+    e.g. sent while the broker was down or prefetched by a worker that died), and sub-workflow
+    steps whose child ended; fail webhook waits that timed out. Each step is re-sent at most
+    once per RESEND_EVERY; queued steps are left alone while the broker's queue holds more
+    than RECOVER_BATCH messages (`queue_backlog`: they are most likely still in it). A
+    duplicate message is harmless: it finds the step claimed or finished. Returns how many
+    steps it touched."""
     now = now or timezone.now()
     old = now - stalled_after
     live_runs = ~Q(run__status__in=RUN_FINISHED)
-    running = StepRun.objects.filter(live_runs, status=StepStatus.RUNNING, lease_until__lt=now)
-    queued = StepRun.objects.filter(live_runs, status=StepStatus.QUEUED).filter(
-        Q(next_attempt_at__isnull=True, queued_at__lt=old) | Q(next_attempt_at__lt=old)
+    running = dict(
+        StepRun.objects.filter(live_runs, status=StepStatus.RUNNING).values_list(
+            "pk", "lease_until"
+        )[:RECOVER_BATCH]
     )
+    schema = current_schema()
+    orphaned = set(recovery.unheld({pk: _advisory_key(pk) for pk in running}))
+    orphaned |= {pk for pk, lease in running.items() if lease is not None and lease < now}
+    resend = set(orphaned)
+    if queue_backlog is None or queue_backlog <= RECOVER_BATCH:
+        queued = StepRun.objects.filter(live_runs, status=StepStatus.QUEUED).filter(
+            Q(next_attempt_at__isnull=True, queued_at__lt=old) | Q(next_attempt_at__lt=old)
+        )
+        resend |= set(queued.values_list("pk", flat=True)[:RECOVER_BATCH])
     children_ended = StepRun.objects.filter(
         live_runs,
         status=StepStatus.WAITING,
         node_type="sub_workflow",
         child_runs__status__in=RUN_FINISHED,
     )
-    resend = set(running.values_list("pk", flat=True)[:RECOVER_BATCH])
-    resend |= set(queued.values_list("pk", flat=True)[:RECOVER_BATCH])
     resend |= set(children_ended.values_list("pk", flat=True)[:RECOVER_BATCH])
-    for step_id in sorted(resend):
-        _send(step_id)
+    due = recovery.resend_due("step", schema, sorted(resend), every_seconds=RESEND_EVERY)
+    if due:
+        _send_many((step_id, 0.0) for step_id in due)
     expired = StepRun.objects.filter(
         live_runs, status=StepStatus.WAITING, node_type="webhook_wait", lease_until__lt=now
     ).values_list("pk", flat=True)[:RECOVER_BATCH]
     failed = sum(1 for step_id in list(expired) if webhook_expire(step_id))
-    if resend or failed:
+    if due or failed:
+        lost = sorted(set(due) & orphaned)
         logger.warning(
-            "recovered %s stalled step(s) and expired %s webhook wait(s) in %s",
-            len(resend),
+            "recovered %s stalled step(s) (%s whose worker was lost: %s) and expired %s "
+            "webhook wait(s) in %s",
+            len(due),
+            len(lost),
+            lost[:20],
             failed,
-            current_schema(),
+            schema,
         )
-    return len(resend) + failed
+    return len(due) + failed
 
 
 __all__ = [

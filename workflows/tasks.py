@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from django_tenants.utils import get_public_schema_name, schema_context
 
+from core import recovery
 from tenants.models import Workspace
 from workflows import engine
 
@@ -18,30 +19,39 @@ logger = logging.getLogger(__name__)
     name="workflows.execute_step",
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=0,
     ignore_result=True,
     # tenant-schemas-celery looks the workspace up by schema for every task; a workspace row
     # barely changes, so keep it for a while instead of one query per step.
     tenant_cache_seconds=30,
+    bind=True,
+    **recovery.DATABASE_RETRY,
 )
-def execute_step(step_run_id: int) -> str:
+def execute_step(self: Task, step_run_id: int) -> str:
     """Runs in the schema of the workspace that queued it (tenant-schemas-celery). At-least-once:
-    a late, duplicate or redelivered message is harmless (see workflows/engine.py)."""
+    a late, duplicate or redelivered message is harmless (see workflows/engine.py); losing the
+    database retries it (core.recovery.DATABASE_RETRY)."""
+    recovery.require_task_schema(self)
     return engine.step_execute(step_run_id)
 
 
 @shared_task(name="workflows.recover_stalled", max_retries=0, ignore_result=True)
-def recover_stalled() -> int:
-    """Beat task: in every workspace, re-send steps that lost their message or their worker,
-    and fail webhook waits whose time ran out. One workspace's failure does not stop the rest."""
+def recover_stalled(active_only: bool = False) -> int:
+    """Beat task (every few seconds with `active_only`, for the workspaces that sent work in
+    the last hour; every minute for all): in each workspace, re-send workflow steps that lost
+    their message or their worker, and fail webhook waits whose time ran out.
+    One workspace's failure does not stop the rest."""
+    schemas = recovery.active_schemas() if active_only else None
+    if schemas is None:
+        workspaces = Workspace.objects.filter(is_template=False).exclude(
+            schema_name=get_public_schema_name()
+        )
+        schemas = list(workspaces.order_by("pk").values_list("schema_name", flat=True))
+    backlog = recovery.queue_backlog()
     touched = 0
-    workspaces = Workspace.objects.filter(is_template=False).exclude(
-        schema_name=get_public_schema_name()
-    )
-    for schema_name in workspaces.order_by("pk").values_list("schema_name", flat=True):
+    for schema_name in schemas:
         try:
             with schema_context(schema_name):
-                touched += engine.stalled_recover()
+                touched += engine.stalled_recover(queue_backlog=backlog)
         except Exception:  # see docstring
-            logger.exception("recovering stalled workflow steps failed in schema %s", schema_name)
+            logger.exception("recovering stalled work failed in schema %s", schema_name)
     return touched

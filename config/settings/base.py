@@ -180,6 +180,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(),  # every minute, on the minute
         "options": {"expires": 55},
     },
+    # Recovery (core/recovery.py, docs/operations.md "Recovery"): every few seconds in the
+    # workspaces that sent work in the last hour, every minute in all of them.
+    "workflows-recover-active": {
+        "task": "workflows.recover_stalled",
+        "schedule": env.float("RECOVERY_SWEEP_SECONDS", default=5.0),
+        "kwargs": {"active_only": True},
+        "options": {"expires": 20},
+    },
     "workflows-recover-stalled": {
         "task": "workflows.recover_stalled",
         "schedule": 60.0,
