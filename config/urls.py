@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import views as accounts_views
 from core import views as core_views
 
 handler500 = "core.views.server_error"  # a database or Redis outage answers 503
@@ -14,6 +15,9 @@ admin.site.index_title = "Operations"
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    # Before admin's own: its login view checks passwords with no rate limit; this one sends
+    # everyone to allauth's sign-in (rate-limited, audited).
+    path("admin/login/", accounts_views.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("tenants.api.urls")),
