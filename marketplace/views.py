@@ -21,7 +21,7 @@ from marketplace import selectors, services
 from marketplace.forms import SearchForm
 from marketplace.models import Category, Install, Listing, Review
 from marketplace.pricing import billing_notice
-from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm
+from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm, workspace_labels
 from tenants.models import Membership, Workspace
 from tenants.permissions import Access, Perm, role_can
 
@@ -96,20 +96,19 @@ def _listing_response(
                 uninstalled_at__isnull=True,
             )
         }
-        choices = [
-            (m.workspace.slug, m.workspace.name)
-            for m in builders
-            if m.workspace_id not in installed
-        ]
+        # Labels tell apart the user's workspaces of the same name, in every picker.
+        mine = _user_workspaces(request.user)
+        choices = [m.workspace for m in builders if m.workspace_id not in installed]
         reviewers = [m.workspace for m in runners if m.workspace_id in installed]
         if review_form is None and reviewers:
             review_form = ReviewForm(
-                workspaces=[(w.slug, w.name) for w in reviewers],
+                workspaces=reviewers,
+                among=mine,
                 initial=_own_review_initial(detail, reviewers[0]),
             )
         context.update(
-            install_form=InstallForm(workspaces=choices) if choices else None,
-            installed_in=reviewers,
+            install_form=InstallForm(workspaces=choices, among=mine) if choices else None,
+            installed_in=[label for _, label in workspace_labels(reviewers, mine)],
             review_form=review_form,
             editing_review=bool(review_form is not None and review_form.initial.get("rating")),
             flag_form=flag_form or FlagForm(),
@@ -147,6 +146,10 @@ def _memberships(user: Any, perm: Perm) -> list[Membership]:
     ]
 
 
+def _user_workspaces(user: Any) -> list[Workspace]:
+    return [m.workspace for m in Membership.objects.filter(user=user).select_related("workspace")]
+
+
 def _access_for(user: Any, memberships: list[Membership], slug: str) -> Access | None:
     membership = next((m for m in memberships if m.workspace.slug == slug), None)
     if membership is None:
@@ -171,7 +174,9 @@ def listing_install(request: AppRequest, slug: str) -> HttpResponse:
     listing = _public_listing(slug)
     memberships = _memberships(request.user, Perm.BUILD)
     form = InstallForm(
-        request.POST, workspaces=[(m.workspace.slug, m.workspace.name) for m in memberships]
+        request.POST,
+        workspaces=[m.workspace for m in memberships],
+        among=_user_workspaces(request.user),
     )
     access = _access_for(request.user, memberships, request.POST.get("workspace", ""))
     if not form.is_valid() or access is None:
@@ -193,7 +198,9 @@ def listing_review(request: AppRequest, slug: str) -> HttpResponse:
     listing = _public_listing(slug)
     memberships = _memberships(request.user, Perm.RUN)
     form = ReviewForm(
-        request.POST, workspaces=[(m.workspace.slug, m.workspace.name) for m in memberships]
+        request.POST,
+        workspaces=[m.workspace for m in memberships],
+        among=_user_workspaces(request.user),
     )
     if form.is_valid():
         access = _access_for(request.user, memberships, form.cleaned_data["workspace"])

@@ -3,22 +3,45 @@ the user's workspaces), and publish (from a workspace)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 
 from marketplace.icons import ICON_ERROR, is_single_icon
 from marketplace.models import Category, Flag
+from tenants.models import Workspace
+
+
+def workspace_labels(
+    workspaces: Iterable[Workspace], among: Iterable[Workspace] | None = None
+) -> list[tuple[str, str]]:
+    """(slug, label) per workspace: its name, with its address when another workspace of
+    `among` (default: the same list; pass all of the user's) has the same name, so two "Acme"
+    workspaces can be told apart in a picker."""
+    workspaces = list(workspaces)
+    names = Counter(w.name.casefold() for w in (workspaces if among is None else among))
+    return [
+        (w.slug, f"{w.name} (/w/{w.slug}/)" if names[w.name.casefold()] > 1 else w.name)
+        for w in workspaces
+    ]
 
 
 class WorkspaceChoiceForm(forms.Form):
     workspace = forms.ChoiceField(label="Workspace")
 
-    def __init__(self, *args: Any, workspaces: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        workspaces: Iterable[Workspace],
+        among: Iterable[Workspace] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["workspace"]
         assert isinstance(field, forms.ChoiceField)  # noqa: S101 (declared above)
-        field.choices = workspaces
+        field.choices = workspace_labels(workspaces, among)
 
 
 class InstallForm(WorkspaceChoiceForm):

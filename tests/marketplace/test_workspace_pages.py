@@ -18,6 +18,7 @@ from core.exceptions import ValidationFailed
 from marketplace import services
 from marketplace.icons import ICON_ERROR
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion, Review
+from tenants.models import Membership, Role, Workspace
 from tests.conftest import World, access_of, logged_in
 from workflows.services import workflow_create
 
@@ -354,3 +355,24 @@ def test_the_publish_form_accepts_one_emoji_as_icon(world: World, staff: User) -
             icon="<b>",
         )
     assert refused_by_service.value.fields == {"icon": [ICON_ERROR]}
+
+
+def test_workspaces_of_the_same_name_can_be_told_apart_in_pickers(
+    world: World, listing: Listing
+) -> None:
+    # given a second workspace of the owner's, named like the first ("Alpha Inc")
+    (twin,) = Workspace.objects.bulk_create(
+        [Workspace(schema_name="ws_alpha_twin", name="Alpha Inc", slug="alpha-twin")]
+    )
+    Membership.objects.create(user=world.owner, workspace=twin, role=Role.OWNER)
+    alpha = logged_in(world.owner)
+    page = alpha.get(_url("marketplace_listing", slug=listing.slug)).content.decode()
+    # the install picker names each with its address
+    assert '<option value="alpha">Alpha Inc (/w/alpha/)</option>' in page
+    assert '<option value="alpha-twin">Alpha Inc (/w/alpha-twin/)</option>' in page
+    # and so does the workspace switcher of every page
+    assert '<span class="dropdown__item-sub">/w/alpha-twin/</span>' in page
+    assert '<span class="dropdown__item-sub">/w/alpha/</span>' in page
+    # a name used once stays as it is
+    bravo_page = logged_in(world.outsider).get(_url("marketplace_listing", slug=listing.slug))
+    assert "Install in Bravo Ltd</button>" in bravo_page.content.decode()
