@@ -229,17 +229,21 @@ class UsageRecordAdmin(ReadOnlyScopedAdmin):
         "kind",
         "model",
         "outcome",
+        "purpose",
         "attempt",
         "fallback",
         "input_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
         "output_tokens",
+        "estimated",
         "cost_usd",
         "saved_usd",
         "latency_ms",
         "agent_id",
         "run_id",
     )
-    list_filter = ("outcome", "kind", "fallback", "created_at")
+    list_filter = ("outcome", "purpose", "estimated", "kind", "fallback", "created_at")
     search_fields = ("model", "alias", "error")
     date_hierarchy = "created_at"
 

@@ -13,6 +13,14 @@ marketplace later share the column type).
   (the optional `local-embeddings` extra).
 
 Vectors are L2-normalised, so cosine distance ranks them.
+
+Every embedding request sent to a provider (`openai`) is a ledger row (`UsageRecord`, purpose
+`embedding`) of the workspace being served, with the tokens the provider reported, priced
+from the price table: knowledge ingestion and re-embedding, cache lookups and stores,
+knowledge search. The `hashing` and `local` embedders make no provider call and cost nothing;
+they write no row (a row per cache lookup would be a database write per chat turn, for
+$0). Embeddings made in the public schema (marketplace indexing and search) are the platform's
+own cost, not a workspace's, and are in no workspace's ledger.
 """
 
 from __future__ import annotations
@@ -23,10 +31,20 @@ import itertools
 import math
 import os
 import re
+import time
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django_tenants.utils import get_public_schema_name
+
+from agents import config_cache
+from agents.models import UsageRecord
+from agents.pricing import usage_cost
+from agents.providers.base import Usage
+from agents.tokens import estimate_text_tokens
+from tenants.schemas import current_schema
 
 DIMENSIONS = 384
 _WORD = re.compile(r"[a-z0-9]+")
@@ -95,6 +113,7 @@ class OpenAIEmbedder(Embedder):
     name = "openai-text-embedding-3-small-384"
     model = "text-embedding-3-small"
     batch_size = 96
+    attempts = 3
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         import openai
@@ -103,17 +122,13 @@ class OpenAIEmbedder(Embedder):
             api_key=settings.LLM_PLATFORM_KEYS.get("openai") or "missing",
             base_url=settings.LLM_PLATFORM_BASE_URLS.get("openai"),
             timeout=settings.GATEWAY_TIMEOUT_SECONDS,
-            max_retries=2,
+            # Each attempt is a ledger row, so we retry, not the SDK behind our back.
+            max_retries=0,
         )
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
-            try:
-                response = client.embeddings.create(
-                    model=self.model, input=batch, dimensions=DIMENSIONS
-                )
-            except openai.OpenAIError as exc:
-                raise EmbeddingError(f"OpenAI embeddings failed: {exc}") from exc
+            response = self._embed_batch(client, batch)
             ordered = sorted(response.data, key=lambda item: item.index)
             for item in ordered:
                 if len(item.embedding) != DIMENSIONS:
@@ -122,6 +137,74 @@ class OpenAIEmbedder(Embedder):
                     )
                 vectors.append(_normalised(list(item.embedding)))
         return vectors
+
+    def _embed_batch(self, client: Any, batch: list[str]) -> Any:
+        """One batch, tried up to `attempts` times on a transient failure (429, 5xx, timeout,
+        connection); every attempt is a ledger row."""
+        import openai
+
+        attempt = 0
+        while True:
+            attempt += 1
+            ledger = _EmbeddingLedger("openai", self.model, attempt=attempt)
+            try:
+                response = client.embeddings.create(
+                    model=self.model, input=batch, dimensions=DIMENSIONS
+                )
+            except openai.OpenAIError as exc:
+                ledger.failed(str(exc))
+                status = getattr(exc, "status_code", None)
+                transient = status is None or status == 429 or status >= 500
+                if not transient or attempt >= self.attempts:
+                    raise EmbeddingError(f"OpenAI embeddings failed: {exc}") from exc
+                time.sleep(settings.GATEWAY_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+                continue
+            usage = getattr(response, "usage", None)
+            ledger.answered(int(getattr(usage, "prompt_tokens", 0) or 0), batch)
+            return response
+
+
+class _EmbeddingLedger:
+    """The ledger row of one embedding request: written `pending` before it is sent (like
+    the gateway's model calls) and completed with the tokens the provider reported, or an
+    estimate marked `estimated` when it reported none. Nothing outside a workspace schema."""
+
+    def __init__(self, kind: str, model: str, *, attempt: int = 1) -> None:
+        self.kind, self.model = kind, model
+        self.started = time.perf_counter()
+        self.row_id: int | None = None
+        if current_schema() != get_public_schema_name():
+            self.row_id = UsageRecord.objects.create(
+                kind=kind,
+                model=model,
+                outcome=UsageRecord.Outcome.PENDING,
+                purpose=UsageRecord.Purpose.EMBEDDING,
+                attempt=attempt,
+            ).pk
+
+    def answered(self, tokens: int, texts: list[str]) -> None:
+        if self.row_id is None:
+            return
+        usage = Usage(input_tokens=tokens)
+        if not tokens:
+            usage = Usage(input_tokens=sum(estimate_text_tokens(t) for t in texts), estimated=True)
+        price = config_cache.price_for(self.kind, self.model)
+        self._close(
+            outcome=UsageRecord.Outcome.OK,
+            input_tokens=usage.input_tokens,
+            estimated=usage.estimated,
+            cost_usd=usage_cost(usage, price) if price is not None else Decimal(0),
+        )
+
+    def failed(self, error: str) -> None:
+        if self.row_id is not None:
+            self._close(outcome=UsageRecord.Outcome.ERROR, error=error[:300])
+
+    def _close(self, **fields: Any) -> None:
+        if self.row_id is None:
+            return
+        latency = int((time.perf_counter() - self.started) * 1000)
+        UsageRecord.objects.filter(pk=self.row_id).update(latency_ms=latency, **fields)
 
 
 LOCAL_EXTRA_HINT = (

@@ -193,7 +193,7 @@ def answer_with_version(
             answer=answer.text,
             tool_steps=answer.tool_steps,
             cost_usd=cost,
-            input_tokens=usage.input_tokens + usage.cached_input_tokens,
+            input_tokens=usage.tokens_in,
             output_tokens=usage.output_tokens,
         )
     answer.latency_ms = int((time.perf_counter() - started) * 1000)

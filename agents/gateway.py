@@ -35,6 +35,7 @@ from agents.providers.base import (
     Usage,
 )
 from agents.providers.registry import get_provider
+from agents.tokens import estimate_request_tokens, estimate_text_tokens
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema
 
@@ -154,39 +155,101 @@ def _retry_delay(attempt: int, error: ProviderError) -> float | None:
     return delay if delay <= settings.GATEWAY_MAX_RETRY_DELAY_SECONDS else None
 
 
-def _record(
-    target: Target,
-    *,
-    context: UsageContext,
-    alias: str,
-    outcome: str,
-    attempt: int,
-    fallback: bool,
-    usage: Usage = NO_USAGE,
-    cost: Decimal = Decimal(0),
-    latency_ms: int = 0,
-    error: str = "",
-    retry_delay: float | None = None,
-) -> None:
+def _skipped(target: Target, *, context: UsageContext, alias: str, fallback: bool) -> None:
     UsageRecord.objects.create(
         agent_id=context.agent_id,
         run_id=context.run_id,
         alias=alias,
         kind=target.kind,
         model=target.model,
-        outcome=outcome,
+        outcome=UsageRecord.Outcome.SKIPPED,
+        attempt=0,
+        fallback=fallback,
+        error="circuit open",
+        purpose=context.purpose,
+    )
+
+
+def _open_attempt(
+    target: Target, *, context: UsageContext, alias: str, attempt: int, fallback: bool
+) -> int:
+    """The attempt's ledger row, written (and committed, outside a transaction) before the
+    request is sent. A worker killed while waiting for the answer leaves it `pending`: the
+    provider may have charged for a call whose outcome nobody recorded, and a redelivered task
+    that pays again shows as a second row beside it."""
+    row = UsageRecord.objects.create(
+        agent_id=context.agent_id,
+        run_id=context.run_id,
+        alias=alias,
+        kind=target.kind,
+        model=target.model,
+        outcome=UsageRecord.Outcome.PENDING,
         attempt=attempt,
         fallback=fallback,
+        purpose=context.purpose,
+    )
+    return row.pk
+
+
+def _close_attempt(
+    row_id: int,
+    *,
+    outcome: str,
+    usage: Usage = NO_USAGE,
+    cost: Decimal = Decimal(0),
+    latency_ms: int = 0,
+    error: str = "",
+    retry_delay: float | None = None,
+) -> None:
+    UsageRecord.objects.filter(pk=row_id).update(
+        outcome=outcome,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cached_input_tokens=usage.cached_input_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+        estimated=usage.estimated,
         cost_usd=cost,
         latency_ms=latency_ms,
         error=error[:300],
         retry_delay_ms=int((retry_delay or 0) * 1000),
-        purpose=context.purpose,
     )
+
+
+def billed_usage(request: ChatRequest, usage: Usage | None, *, output: str) -> Usage:
+    """What one attempt used, for the ledger: the provider's own counts, and a local estimate
+    (`agents/tokens.py`, row marked `estimated`) of what it did not report. `usage` None: the
+    provider never began answering, nothing was used. `output`: the text and tool-argument
+    text that came back."""
+    if usage is None:
+        return NO_USAGE
+    estimated = usage.estimated
+    if usage.tokens_in == 0:
+        usage = replace(usage, input_tokens=estimate_request_tokens(request))
+        estimated = True
+    if usage.output_tokens == 0 and output:
+        usage = replace(usage, output_tokens=estimate_text_tokens(output))
+        estimated = True
+    return replace(usage, estimated=estimated)
+
+
+def _output_of(result: ChatResult) -> str:
+    return result.text + "".join(f"{c.name}{c.arguments}" for c in result.tool_calls)
+
+
+class StreamBrokeOff(ProviderError):
+    """A streamed answer failed after its first token reached the caller. The attempt is
+    recorded and counts against the target's breaker like any failure, but it is neither
+    retried nor sent to another target: the user already saw part of this answer, and a
+    second answer appended to it (or replacing it) would be paid twice and read as one."""
+
+    def __init__(self, cause: ProviderError) -> None:
+        super().__init__(
+            cause.message,
+            retryable=False,
+            status=cause.status,
+            usage=cause.usage,
+            received=cause.received,
+        )
 
 
 def _run(
@@ -216,15 +279,7 @@ def _call_targets(
     for index, target in enumerate(targets):
         breaker = CircuitBreaker(target.breaker_key)
         if not breaker.allows_call():
-            _record(
-                target,
-                context=context,
-                alias=alias,
-                outcome=UsageRecord.Outcome.SKIPPED,
-                attempt=0,
-                fallback=index > 0,
-                error="circuit open",
-            )
+            _skipped(target, context=context, alias=alias, fallback=index > 0)
             attempts.append(f"{target.label}: skipped (circuit open)")
             continue
         attempt = 0
@@ -237,6 +292,9 @@ def _call_targets(
                 run_cap=context.run_cap_usd,
                 run_spent=context.run_spent_usd,
             )
+            row_id = _open_attempt(
+                target, context=context, alias=alias, attempt=attempt, fallback=index > 0
+            )
             started = time.perf_counter()
             try:
                 result = call(target)
@@ -244,36 +302,49 @@ def _call_targets(
                 latency = int((time.perf_counter() - started) * 1000)
                 breaker.record_failure()
                 delay = _retry_delay(attempt, exc)
-                _record(
-                    target,
-                    context=context,
-                    alias=alias,
+                usage = billed_usage(request, exc.usage, output=exc.received)
+                cost = _price(target, usage)
+                _close_attempt(
+                    row_id,
                     outcome=UsageRecord.Outcome.ERROR,
-                    attempt=attempt,
-                    fallback=index > 0,
+                    usage=usage,
+                    cost=cost,
                     latency_ms=latency,
                     error=exc.message,
                     retry_delay=delay,
                 )
+                if cost:
+                    budgets.warn_if_near_cap()
                 attempts.append(f"{target.label} attempt {attempt}: {exc.message}")
+                if isinstance(exc, StreamBrokeOff):
+                    raise GatewayError(
+                        f"The answer stopped part-way: {exc.message}", attempts=attempts
+                    ) from exc
                 if exc.status == 400:  # our request is wrong: no other target will like it
                     raise GatewayError(exc.message, attempts=attempts) from exc
                 if delay is None or not breaker.allows_call():
                     break
                 time.sleep(delay)
                 continue
+            except Exception as exc:  # not the provider's failure: ours, or a time limit
+                _close_attempt(
+                    row_id,
+                    outcome=UsageRecord.Outcome.ERROR,
+                    latency_ms=int((time.perf_counter() - started) * 1000),
+                    error=f"Interrupted on our side ({type(exc).__name__}); cost unknown.",
+                )
+                raise
             latency = int((time.perf_counter() - started) * 1000)
             breaker.record_success()
+            result = replace(
+                result, usage=billed_usage(request, result.usage, output=_output_of(result))
+            )
             cost = _price(target, result.usage)
             # A recorded call and its ledger row exist together (or neither does).
             with transaction.atomic() if recorder is not None else contextlib.nullcontext():
-                _record(
-                    target,
-                    context=context,
-                    alias=alias,
+                _close_attempt(
+                    row_id,
                     outcome=UsageRecord.Outcome.OK,
-                    attempt=attempt,
-                    fallback=index > 0,
                     usage=result.usage,
                     cost=cost,
                     latency_ms=latency,
@@ -335,7 +406,9 @@ def gateway_stream(
     context: UsageContext = NO_CONTEXT,
 ) -> GatewayResult:
     """Stream through the gateway. A target may be retried or replaced only until its first
-    token reached `on_event`; after that a failure is final (the user saw a partial answer)."""
+    token reached `on_event`; after that a failure is final (`StreamBrokeOff`: the user saw a
+    partial answer), still recorded in the ledger with what it used and counted by the
+    breaker."""
 
     done, fingerprint = _replayed(model, request)
     if done is not None:
@@ -358,9 +431,10 @@ def gateway_stream(
                 on_event(event)
         except ProviderError as exc:
             if emitted:
-                raise GatewayError(f"The answer broke off: {exc.message}") from exc
+                raise StreamBrokeOff(exc) from exc
             raise
-        raise ProviderError("The stream ended without a final message.", retryable=True)
+        error = ProviderError("The stream ended without a final message.", retryable=True)
+        raise StreamBrokeOff(error) if emitted else error
 
     return _run(model, call, context, request, recorder=replay.current(), fingerprint=fingerprint)
 

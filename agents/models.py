@@ -86,19 +86,24 @@ class AliasTarget(models.Model):
 
 
 class UsageRecord(models.Model):
-    """The ledger: one row per provider call attempt, priced when it is made."""
+    """The ledger: one row per provider call attempt (model or embedding), priced when it is
+    made. The row is written `pending` before the request is sent and completed when the
+    attempt ends, so an attempt whose worker died stays visible. Token columns are split the
+    way they are priced; "tokens in" is their sum (`Usage.tokens_in`, docs/gateway.md)."""
 
     class Outcome(models.TextChoices):
         OK = "ok", "Answered"
         ERROR = "error", "Failed"
         SKIPPED = "skipped", "Skipped (circuit open)"
         CACHED = "cached", "Answered from cache"
+        PENDING = "pending", "Sent, no outcome recorded (in progress or interrupted)"
 
     class Purpose(models.TextChoices):
         ANSWER = "", "Answer"
         CACHE_EXACT = "cache_exact", "Cache hit (exact)"
         CACHE_SEMANTIC = "cache_semantic", "Cache hit (semantic)"
         CACHE_CHECK = "cache_check", "Check of a semantic cache hit"
+        EMBEDDING = "embedding", "Embedding"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
@@ -113,6 +118,10 @@ class UsageRecord(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cached_input_tokens = models.PositiveIntegerField(default=0)
     cache_write_tokens = models.PositiveIntegerField(default=0)
+    estimated = models.BooleanField(
+        default=False,
+        help_text="The provider did not report every count; the missing ones were estimated.",
+    )
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=300, blank=True)
@@ -125,7 +134,8 @@ class UsageRecord(models.Model):
         choices=Purpose.choices,
         blank=True,
         default=Purpose.ANSWER,
-        help_text="Why the row exists: an answer, a cache hit of a tier, or a cache check.",
+        help_text="Why the row exists: an answer, a cache hit of a tier, a cache check or an "
+        "embedding.",
     )
 
     class Meta:

@@ -48,7 +48,7 @@ def execute_run(run_id: int) -> str | None:
         _finish(run, status=AgentRun.Status.FAILED, error=exc.message)
         return run.status
     run.tool_steps = answer.tool_steps
-    run.input_tokens = answer.usage.input_tokens + answer.usage.cached_input_tokens
+    run.input_tokens = answer.usage.tokens_in
     run.output_tokens = answer.usage.output_tokens
     run.cost_usd = answer.cost_usd
     run.cache_hit = answer.cache_hit

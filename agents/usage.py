@@ -1,6 +1,16 @@
 """Reads for the usage page: spend and tokens by day, model and agent over a period, and what
 the semantic cache answered and saved.
 
+"Tokens in" is every input token a model read: uncached, read from the provider's prompt cache
+and written to it (`Usage.tokens_in`; the run and chat pages use the same sum). The parts read
+from and written to the cache are shown apart, since they are priced apart.
+
+Rows whose provider did not report every count carry estimated tokens and are counted in
+`estimated` (shown as "≈"). Rows still `pending` are attempts sent with no outcome recorded:
+in progress, or interrupted (a worker died while waiting; the provider may have charged).
+Embedding requests are rows with purpose `embedding`: they count in spend and tokens, not in
+"calls" (which are model calls that answered) nor in the cache hit rate.
+
 Cache hits are ledger rows too (`outcome="cached"`, `kind="cache"`, cost 0, `saved_usd` = what
 the hit did not spend). They never count as model calls; wherever rows are grouped by provider
 (the By model table, the CSV) they appear as provider `cache`, with their count in
@@ -14,20 +24,25 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import BooleanField, Case, Count, F, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from agents.models import Agent, CacheReport, UsageRecord
 from tenants.permissions import Access, Perm
 
+_EMBEDDING = Q(purpose=UsageRecord.Purpose.EMBEDDING)
 _SUMS = {
     "cost": Sum("cost_usd"),
-    "input_tokens": Sum("input_tokens"),
+    "input_tokens": Sum(F("input_tokens") + F("cached_input_tokens") + F("cache_write_tokens")),
     "cached_tokens": Sum("cached_input_tokens"),
+    "cache_write_tokens": Sum("cache_write_tokens"),
     "output_tokens": Sum("output_tokens"),
-    "calls": Count("id", filter=Q(outcome=UsageRecord.Outcome.OK)),
+    "calls": Count("id", filter=Q(outcome=UsageRecord.Outcome.OK) & ~_EMBEDDING),
+    "embeddings": Count("id", filter=Q(outcome=UsageRecord.Outcome.OK) & _EMBEDDING),
     "errors": Count("id", filter=Q(outcome=UsageRecord.Outcome.ERROR)),
+    "pending": Count("id", filter=Q(outcome=UsageRecord.Outcome.PENDING)),
+    "estimated": Count("id", filter=Q(estimated=True)),
     "cached": Count("id", filter=Q(outcome=UsageRecord.Outcome.CACHED)),
     "saved": Sum("saved_usd"),
     "checks": Count(
@@ -104,11 +119,26 @@ def usage_report(*, access: Access, days: int = 30) -> UsageReport:
         .annotate(**_SUMS)
         .order_by("-cost", "kind", "model")
     ]
-    agent_rows = [_clean(r) for r in records.values("agent_id").annotate(**_SUMS).order_by("-cost")]
+    agent_rows = [
+        _clean(r)
+        for r in records.annotate(
+            embedding=Case(
+                When(_EMBEDDING, then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            )
+        )
+        .values("agent_id", "embedding")
+        .annotate(**_SUMS)
+        .order_by("-cost", "embedding")
+    ]
     names = dict(
         Agent.objects.filter(pk__in=[r["agent_id"] for r in agent_rows]).values_list("id", "name")
     )
     for row in agent_rows:
+        if row["embedding"] and row["agent_id"] is None:
+            row["agent"] = "Embeddings (knowledge bases, cache, search)"
+            continue
         row["agent"] = names.get(
             row["agent_id"],
             "Direct API calls" if row["agent_id"] is None else f"Deleted agent #{row['agent_id']}",
@@ -131,9 +161,13 @@ CSV_HEADER = [
     "agent_id",
     "calls",
     "errors",
-    "input_tokens",
-    "cached_input_tokens",
+    "input_tokens",  # tokens in: uncached + cache reads + cache writes
+    "cached_input_tokens",  # of which read from the prompt cache
+    "cache_write_tokens",  # of which written to it
     "output_tokens",
+    "estimated_rows",  # attempts whose provider did not report every count (estimated)
+    "pending_rows",  # attempts sent with no outcome recorded (in progress or interrupted)
+    "embedding_calls",
     "cached_answers",
     "saved_usd",
     "cost_usd",
@@ -160,7 +194,11 @@ def usage_csv_rows(*, access: Access, days: int = 30) -> list[list[Any]]:
             r["errors"],
             r["input_tokens"] or 0,
             r["cached_tokens"] or 0,
+            r["cache_write_tokens"] or 0,
             r["output_tokens"] or 0,
+            r["estimated"],
+            r["pending"],
+            r["embeddings"],
             r["cached"],
             r["saved"] or Decimal(0),
             r["cost"] or Decimal(0),

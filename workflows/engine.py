@@ -466,7 +466,7 @@ class Spend:
 
     @classmethod
     def of(cls, usage: Usage, cost: Decimal) -> Spend:
-        return cls(usage.input_tokens + usage.cached_input_tokens, usage.output_tokens, cost)
+        return cls(usage.tokens_in, usage.output_tokens, cost)
 
     def minus(self, other: Spend) -> Spend:
         return Spend(

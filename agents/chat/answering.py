@@ -60,7 +60,7 @@ def turn_answer(turn_id: int) -> str | None:
                 answer=answer.text if answer.ok else "",
                 error=answer.error,
                 tool_steps=answer.tool_steps,
-                input_tokens=answer.usage.input_tokens + answer.usage.cached_input_tokens,
+                input_tokens=answer.usage.tokens_in,
                 output_tokens=answer.usage.output_tokens,
                 cost_usd=answer.cost_usd,
                 cache_hit=answer.cache_hit,

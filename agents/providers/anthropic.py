@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import anthropic
@@ -18,6 +19,7 @@ from agents.providers.base import (
     StopReason,
     StreamDone,
     StreamEvent,
+    StreamProgress,
     TextDelta,
     ToolCall,
     ToolCallReady,
@@ -136,13 +138,18 @@ class AnthropicProvider(Provider):
         )
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        progress = StreamProgress()
         try:
             events = self._client().messages.create(stream=True, **self._params(request))
-            yield from self._events(events, request)
+            yield from self._events(events, request, progress)
         except _FAILURES as exc:
-            raise translate_error(exc) from exc
+            raise progress.attach(translate_error(exc)) from exc
+        except ProviderError as exc:
+            raise progress.attach(exc) from None
 
-    def _events(self, events: Any, request: ChatRequest) -> Iterator[StreamEvent]:
+    def _events(
+        self, events: Any, request: ChatRequest, progress: StreamProgress
+    ) -> Iterator[StreamEvent]:
         usage = Usage()
         model = request.model
         raw_stop: str | None = None
@@ -153,15 +160,21 @@ class AnthropicProvider(Provider):
             if event.type == "message_start":
                 model = event.message.model
                 usage = _usage(event.message.usage)
+                # Input and cache counts are final here; output_tokens is a placeholder that
+                # message_delta replaces. If the stream breaks first, it is estimated instead.
+                progress.started = True
+                progress.usage = replace(usage, output_tokens=0)
             elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                 block = event.content_block
                 open_tools[event.index] = {"id": block.id, "name": block.name, "json": []}
             elif event.type == "content_block_delta":
                 if event.delta.type == "text_delta":
                     texts.append(event.delta.text)
+                    progress.received.append(event.delta.text)
                     yield TextDelta(event.delta.text)
                 elif event.delta.type == "input_json_delta":
                     open_tools[event.index]["json"].append(event.delta.partial_json)
+                    progress.received.append(event.delta.partial_json)
             elif event.type == "content_block_stop" and event.index in open_tools:
                 tool = open_tools.pop(event.index)
                 call = ToolCall(
@@ -173,12 +186,12 @@ class AnthropicProvider(Provider):
                 yield ToolCallReady(call)
             elif event.type == "message_delta":
                 raw_stop = event.delta.stop_reason
-                usage = Usage(
-                    input_tokens=usage.input_tokens,
-                    output_tokens=event.usage.output_tokens or 0,
-                    cached_input_tokens=usage.cached_input_tokens,
-                    cache_write_tokens=usage.cache_write_tokens,
-                )
+                usage = replace(usage, output_tokens=event.usage.output_tokens or 0)
+                progress.usage = usage
+        if raw_stop is None:  # the connection closed mid-answer with no error and no end
+            raise ProviderError(
+                "Anthropic's stream ended before the answer was complete.", retryable=True
+            )
         yield StreamDone(
             ChatResult(
                 text="".join(texts),

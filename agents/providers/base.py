@@ -35,13 +35,26 @@ class StopReason(StrEnum):
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens of one call. `input_tokens` excludes cached input; `cached_input_tokens` are
-    input tokens served from the provider's prompt cache (billed at the cached price)."""
+    """Tokens of one call, split the way they are priced: `input_tokens` is uncached input,
+    `cached_input_tokens` input read from the provider's prompt cache (the cached price),
+    `cache_write_tokens` input written to it (the cache-write price). `estimated`: some count
+    was not reported by the provider and was estimated locally (`agents/tokens.py`)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def tokens_in(self) -> int:
+        """ "Tokens in" everywhere (run, chat and usage pages, CSV, API): every input token the
+        model read, whether uncached, read from the cache or written to it."""
+        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
+
+    @property
+    def reported_nothing(self) -> bool:
+        return not (self.tokens_in or self.output_tokens)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -49,6 +62,7 @@ class Usage:
             output_tokens=self.output_tokens + other.output_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            estimated=self.estimated or other.estimated,
         )
 
 
@@ -123,7 +137,12 @@ StreamEvent = TextDelta | ToolCallReady | StreamDone
 
 class ProviderError(Exception):
     """A failed call. `retryable`: the same target may succeed later (429, 5xx, timeouts,
-    connection errors); otherwise a retry is pointless (bad key, bad request)."""
+    connection errors); otherwise a retry is pointless (bad key, bad request).
+
+    `usage` is None when the provider never began answering (an HTTP error, a refused
+    connection: nothing to pay). A stream that broke off after the provider accepted it
+    carries what the provider reported so far (`Usage()` if nothing) and `received`, the
+    text and tool-argument text that had arrived, so the ledger can estimate the rest."""
 
     def __init__(
         self,
@@ -132,12 +151,31 @@ class ProviderError(Exception):
         retryable: bool,
         status: int | None = None,
         retry_after: float | None = None,
+        usage: Usage | None = None,
+        received: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+        self.usage = usage
+        self.received = received
+
+
+@dataclass
+class StreamProgress:
+    """What a provider's stream has delivered so far, attached to the error if it breaks."""
+
+    started: bool = False  # the provider accepted the request and began answering
+    usage: Usage = field(default_factory=Usage)  # counts the provider reported so far
+    received: list[str] = field(default_factory=list)
+
+    def attach(self, error: ProviderError) -> ProviderError:
+        if self.started and error.usage is None:
+            error.usage = self.usage
+            error.received = "".join(self.received)
+        return error
 
 
 @dataclass(frozen=True)
@@ -239,11 +277,36 @@ def translate_sdk_error(exc: Exception, *, sdk: Any, who: str) -> ProviderError:
         return ProviderError(f"Cannot reach {who}: {exc}", retryable=True)
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
+        error_type, detail = _error_detail(exc)
+        if error_type == "overloaded_error" or status in (503, 529):
+            message = f"{subject} is overloaded; try again in a moment."
+        elif status == 429:
+            message = f"{subject} is rate-limiting us; try again in a moment."
+        elif status < 400:  # an error event inside a 200 stream
+            message = f"{subject} stopped with an error: {detail}"
+        else:
+            message = f"{subject} answered {status}: {detail}"
         # An error event inside a 200 stream (e.g. overloaded_error) is transient too.
         return ProviderError(
-            f"{subject} answered {status}: {exc.message}",
+            message,
             retryable=status == 429 or status >= 500 or status < 400,
             status=status,
             retry_after=retry_after_seconds(exc.response.headers),
         )
+    if isinstance(exc, sdk.APIError):  # openai: an error chunk inside a stream, no status
+        error_type, detail = _error_detail(exc)
+        if error_type == "overloaded_error":
+            return ProviderError(f"{subject} is overloaded; try again in a moment.", retryable=True)
+        return ProviderError(f"{subject} stopped with an error: {detail}", retryable=True)
     return ProviderError(f"{subject} sent an unusable response: {exc}", retryable=True)
+
+
+def _error_detail(exc: Any) -> tuple[str, str]:
+    """The error's type and human message from the API's error body (`{"error": {"type",
+    "message"}}` or the inner object itself), never the body's repr."""
+    body = getattr(exc, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(inner, dict):
+        message = inner.get("message")
+        return str(inner.get("type") or ""), str(message) if message else "unknown error"
+    return str(getattr(exc, "type", "") or ""), str(getattr(exc, "message", "") or exc)

@@ -19,6 +19,7 @@ from agents.providers.base import (
     StopReason,
     StreamDone,
     StreamEvent,
+    StreamProgress,
     TextDelta,
     ToolCall,
     ToolCallReady,
@@ -137,15 +138,24 @@ class OpenAIProvider(Provider):
         )
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        progress = StreamProgress()
         try:
             chunks = self._client().chat.completions.create(
                 stream=True, stream_options={"include_usage": True}, **self._params(request)
             )
-            yield from self._events(chunks, request)
+            # The response headers came back 200: the server accepted the request.
+            progress.started = True
+            yield from self._events(chunks, request, progress)
         except _FAILURES as exc:
-            raise translate_error(exc) from exc
+            raise progress.attach(translate_error(exc)) from exc
+        except ProviderError as exc:
+            raise progress.attach(exc) from None
 
-    def _events(self, chunks: Any, request: ChatRequest) -> Iterator[StreamEvent]:
+    def _events(
+        self, chunks: Any, request: ChatRequest, progress: StreamProgress
+    ) -> Iterator[StreamEvent]:
+        """Servers that ignore `include_usage` (many local ones) send no usage chunk: the
+        result's usage stays empty and the gateway estimates it."""
         texts: list[str] = []
         calls: list[ToolCall] = []
         pending: dict[int, dict[str, Any]] = {}
@@ -155,11 +165,12 @@ class OpenAIProvider(Provider):
         for chunk in chunks:
             model = chunk.model or model
             if chunk.usage is not None:
-                usage = _usage(chunk.usage)
+                usage = progress.usage = _usage(chunk.usage)
             for choice in chunk.choices:
                 delta = choice.delta
                 if delta.content:
                     texts.append(delta.content)
+                    progress.received.append(delta.content)
                     yield TextDelta(delta.content)
                 for part in delta.tool_calls or []:
                     slot = pending.setdefault(part.index, {"id": "", "name": "", "args": []})
@@ -168,6 +179,7 @@ class OpenAIProvider(Provider):
                     if part.function is not None:
                         slot["name"] = part.function.name or slot["name"]
                         slot["args"].append(part.function.arguments or "")
+                        progress.received.append(part.function.arguments or "")
                 if choice.finish_reason:
                     raw_stop = choice.finish_reason
                     for index in sorted(pending):
@@ -181,6 +193,10 @@ class OpenAIProvider(Provider):
                         )
                         calls.append(call)
                         yield ToolCallReady(call)
+        if raw_stop is None:  # the connection closed mid-answer with no error and no end
+            raise ProviderError(
+                "The model server's stream ended before the answer was complete.", retryable=True
+            )
         yield StreamDone(
             ChatResult(
                 text="".join(texts),

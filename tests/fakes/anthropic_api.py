@@ -160,7 +160,8 @@ class FakeAnthropic(FakeServer):
                 status = _STATUS_OF_TYPE.get(error_type, 500)
                 self.send_error(out, status, message=message, error_type=error_type)
                 return
-            self._stream(body, Reply(text=item.text), out, error=(error_type, message))
+            reply = Reply(text=item.text, usage=item.usage)
+            self._stream(body, reply, out, error=(error_type, message), cut=item.cut)
             return
         reply = item if isinstance(item, Reply) else Reply(text=self.default_text)
         if streaming:
@@ -252,10 +253,12 @@ class FakeAnthropic(FakeServer):
         out: Exchange,
         *,
         error: tuple[str, str] | None = None,
+        cut: bool = False,
     ) -> None:
         """The real event sequence: message_start, ping, then per block content_block_start,
         content_block_delta..., content_block_stop, then message_delta and message_stop. With
-        `error`, an `error` event follows the last delta and the stream ends there."""
+        `error`, an `error` event follows the last delta and the stream ends there; with
+        `cut`, the stream ends after the last delta with nothing more."""
         pause = reply.chunk_delay
         out.start_stream(headers=self._headers())
         out.stream(_sse("message_start", self._start_event(body, reply)))
@@ -290,6 +293,8 @@ class FakeAnthropic(FakeServer):
                     ),
                     pause=pause,
                 )
+            if cut:
+                return
             if error is not None:
                 error_type, message = error
                 out.stream(

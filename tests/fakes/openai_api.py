@@ -79,9 +79,12 @@ class FakeOpenAI(FakeServer):
         strict: bool = True,
         default_text: str = DEFAULT_TEXT,
         embedding_dimensions: int = DEFAULT_DIMENSIONS,
+        stream_usage: bool = True,
     ) -> None:
         """`default_text`: the answer when nothing is queued. `embedding_dimensions`: the
-        vector size when the request has no `dimensions`.
+        vector size when the request has no `dimensions`. `stream_usage=False`: ignore
+        `stream_options.include_usage` and never send a usage chunk, as many
+        OpenAI-compatible servers (older Ollama, LM Studio, llama.cpp builds) do.
 
         `strict` rejects with a 400 what the real API rejects: missing model / messages, an
         unknown role, temperature outside [0, 2], tools that are not functions with a name,
@@ -91,6 +94,7 @@ class FakeOpenAI(FakeServer):
         super().__init__(api_key=api_key, strict=strict)
         self.default_text = default_text
         self.embedding_dimensions = embedding_dimensions
+        self.stream_usage = stream_usage
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -177,7 +181,9 @@ class FakeOpenAI(FakeServer):
             if not streaming:
                 self.send_error(out, 500, message=message, error_type=item.error_type)
                 return
-            self._stream(body, Reply(text=item.text), out, error=(item.error_type, message))
+            self._stream(
+                body, Reply(text=item.text), out, error=(item.error_type, message), cut=item.cut
+            )
             return
         reply = item if isinstance(item, Reply) else Reply(text=self.default_text)
         if streaming:
@@ -297,7 +303,7 @@ class FakeOpenAI(FakeServer):
                 }
             ],
         }
-        if _include_usage(body):
+        if self.stream_usage and _include_usage(body):
             chunk["usage"] = usage  # null on every chunk but the last, like the real API
         return chunk
 
@@ -308,11 +314,13 @@ class FakeOpenAI(FakeServer):
         out: Exchange,
         *,
         error: tuple[str | None, str] | None = None,
+        cut: bool = False,
     ) -> None:
         """The real chunk sequence: a first chunk with the role, content deltas, tool call
         deltas (the first per call carries index/id/type/name and empty arguments, the rest
         only index and an argument fragment), a chunk with `finish_reason`, a usage chunk with
-        empty `choices` when `stream_options.include_usage`, then `data: [DONE]`."""
+        empty `choices` when `stream_options.include_usage`, then `data: [DONE]`. With
+        `error` an error chunk follows the content; with `cut` the stream ends there."""
         pause = reply.chunk_delay
         ids = _CompletionIds(self)
         model = reply.model
@@ -329,6 +337,8 @@ class FakeOpenAI(FakeServer):
         send(first)
         for piece in split_text(text, reply.chunk_size):
             send({"content": piece})
+        if cut:
+            return
         if error is not None:
             error_type, message = error
             out.stream(
@@ -360,7 +370,7 @@ class FakeOpenAI(FakeServer):
             for fragment in split_json(arguments):
                 send({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
         send({}, finish_reason=self._finish_reason(reply))
-        if _include_usage(body):
+        if self.stream_usage and _include_usage(body):
             send(None, usage=self._usage(body, reply))
         out.stream(b"data: [DONE]\n\n")
 

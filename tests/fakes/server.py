@@ -74,11 +74,15 @@ class Malformed:
 @dataclass(frozen=True)
 class StreamError:
     """A stream that starts fine (200, some text deltas) and then reports an error inside
-    the stream. Answered to a non-streaming request as the corresponding HTTP error."""
+    the stream, or (`cut`) simply ends there, the connection closed with no error and no
+    final event. Answered to a non-streaming request as the corresponding HTTP error.
+    `usage`: the counts the stream's start reports (Anthropic's `message_start`)."""
 
     text: str = ""
     error_type: str | None = None
     message: str | None = None
+    usage: Mapping[str, int] | None = None
+    cut: bool = False
     delay: float = 0.0
     endpoint: str | None = None
 
@@ -420,6 +424,7 @@ class FakeServer:
         *,
         error_type: str | None = None,
         message: str | None = None,
+        usage: Mapping[str, int] | None = None,
         endpoint: str | None = None,
     ) -> None:
         """Script a stream that sends `text` as deltas and then an in-stream error event
@@ -429,8 +434,23 @@ class FakeServer:
                 text=text,
                 error_type=error_type,
                 message=message,
+                usage=usage,
                 endpoint=endpoint or self.chat_endpoint,
             )
+        )
+
+    def queue_stream_cut(
+        self,
+        text: str = "",
+        *,
+        usage: Mapping[str, int] | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """Script a stream that sends `text` as deltas and then stops: the connection closes
+        with no error event, no stop reason and no final usage (a proxy or server that died
+        mid-answer)."""
+        self._push(
+            StreamError(text=text, usage=usage, cut=True, endpoint=endpoint or self.chat_endpoint)
         )
 
     @property
