@@ -390,6 +390,7 @@ def _webhook_wait(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outc
 def _sub_workflow(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
     from workflows.engine import inputs_check
     from workflows.models import Workflow
+    from workflows.runs import version_require_runnable
 
     name = node.config["workflow"]
     workflow = (
@@ -405,6 +406,10 @@ def _sub_workflow(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outc
     if version is None:
         which = f"version {number}" if number else "a published version"
         raise StepFailed(f"The workflow '{name}' has no {which}.")
+    try:  # a pinned version may be a draft saved incomplete
+        version_require_runnable(workflow=workflow, version=version)
+    except ApplicationError as exc:
+        raise StepFailed(f"The workflow '{name}': {exc.message}") from exc
     inputs = _render(node.config.get("inputs") or {}, scope, "config.inputs")
     try:
         checked = inputs_check(version.definition, inputs)

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants.permissions import Access, Perm
-from workflows import engine
+from workflows import engine, validators
 from workflows.engine import inputs_check
 from workflows.models import (
     RunStatus,
@@ -30,6 +30,7 @@ __all__ = [
     "run_resume",
     "run_start",
     "step_retry",
+    "version_require_runnable",
     "webhook_wait_resume",
 ]
 
@@ -69,6 +70,7 @@ def run_start(
         raise ValidationFailed(
             "That version belongs to another workflow.", fields={"version": ["Unknown version."]}
         )
+    version_require_runnable(workflow=workflow, version=target)
     checked = inputs_check(target.definition, inputs)
     return engine.run_start_internal(
         version=target,
@@ -79,6 +81,21 @@ def run_start(
         callback_url=callback_url,
         trigger_ref_id=trigger_ref.pk if trigger_ref is not None else None,
     )
+
+
+def version_require_runnable(*, workflow: Workflow, version: WorkflowVersion) -> None:
+    """ValidationFailed(fields={"definition": [...]}) with the validators' messages when
+    `version` cannot run. The active version was checked when it was published; any other may
+    be a draft the builder saved incomplete (services.version_save, `allow_incomplete`)."""
+    if version.pk == workflow.active_version_id:
+        return
+    try:
+        validators.validate_or_raise(version.definition)
+    except ValidationFailed as exc:
+        message = exc.message[:1].lower() + exc.message[1:]
+        raise ValidationFailed(
+            f"Version {version.number} cannot run until it is fixed: {message}", fields=exc.fields
+        ) from exc
 
 
 def run_cancel(*, access: Access, run: WorkflowRun) -> None:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from django.db.models import QuerySet
 
 from core.exceptions import NotFound
+from workflows import validators
 from workflows.definition import Edge
 from workflows.io import pretty_json
 from workflows.models import Workflow, WorkflowVersion
@@ -50,6 +51,13 @@ def version_get(workflow: Workflow, number: int) -> WorkflowVersion:
         raise NotFound(f"“{workflow.name}” has no version {number}.")
     version.workflow = workflow
     return version
+
+
+def version_problems(version: WorkflowVersion) -> list[str]:
+    """What stops `version` from being published or run, as the validators word it (`[]` when
+    nothing does). Only a draft saved from the builder can have any when it is saved; any
+    version can gain some later (an agent it names was deleted). Reads the workspace schema."""
+    return [str(issue) for issue in validators.validate(version.definition)]
 
 
 def version_latest(workflow: Workflow) -> WorkflowVersion:

@@ -2,7 +2,9 @@
 restore, and immutable versions (save, publish, roll back).
 
 Every write checks `Perm.BUILD`, runs in one transaction, validates the definition with
-`workflows.validators` (nothing invalid is ever stored) and leaves an audit event. Version
+`workflows.validators` and leaves an audit event. Nothing invalid is ever published: the only
+versions that may fail the checks are drafts the builder saved on purpose (`allow_incomplete`),
+and publishing or running one of those is refused with the validators' messages. Version
 numbers are assigned while holding the workflow row's lock, so concurrent saves get 2 and 3,
 never 2 twice. Workflow names are unique (ignoring case) among a workspace's non-archived
 workflows; a transaction-scoped advisory lock on the name serialises the check.
@@ -276,11 +278,18 @@ def version_save(
     note: str = "",
     source: str = WorkflowVersion.Source.EDITOR,
     publish: bool = False,
+    allow_incomplete: bool = False,
 ) -> WorkflowVersion:
     """A new version with `definition` (validated first), published if asked. A definition
-    equal to the latest version's is refused: there is nothing to save."""
+    equal to the latest version's is refused: there is nothing to save.
+
+    With `allow_incomplete` (the builder's step-by-step edits) a draft is saved even when the
+    checks find problems — a step not connected yet, a prompt not written yet — so that a user
+    can get from one valid workflow to the next one edit at a time. A version to publish is
+    always checked."""
     access.require(Perm.BUILD)
-    validators.validate_or_raise(definition)
+    if publish or not allow_incomplete:
+        validators.validate_or_raise(definition)
     locked = _locked(workflow.pk)
     _require_active(locked)
     latest = locked.versions.order_by("-number").first()

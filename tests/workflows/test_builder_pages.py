@@ -14,10 +14,11 @@ from django.test import Client
 from django.urls import reverse
 from django_tenants.utils import schema_context
 
+from core.exceptions import ValidationFailed
 from tenants.models import Membership, Role
 from tests.conftest import World, access_of, logged_in, make_user
 from workflows import library, runs, services
-from workflows.models import Workflow, WorkflowVersion
+from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -250,17 +251,65 @@ def test_renaming_a_step_carries_its_edges(
     assert {"from": "is_urgent", "to": "answer", "branch": "false"} in edges
 
 
-def test_a_validation_error_is_shown_beside_its_field_and_nothing_is_saved(
+def test_a_problem_is_saved_as_a_draft_and_shown_beside_its_field(
     world: World, owner_client: Client, workflow: Workflow
 ) -> None:
     url = _url("workflow_step_save", workflow_id=workflow.pk, step_id="is_urgent")
     step = {"id": "is_urgent", "config": {"expression": "steps.notify.done"}}  # downstream
     response = owner_client.post(url, _step_post(step, base=1), **HX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Saved as version 2 (draft" in html
+    assert "Version 2 cannot be published or run until this problem is fixed" in html
+    assert _latest(world, workflow).number == 2 and _active_number(world, workflow) == 1
+
+    # Opening the step shows the validators' message beside its field, and marks the node.
+    page = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk) + "?step=is_urgent")
+    errors = page.context["forms"]["step"].errors
+    assert "notify" in " ".join(errors["cfg_expression"])
+    assert 'has-problem" href' in page.content.decode()
+
+
+def test_save_and_publish_with_a_problem_saves_nothing_and_says_why(
+    world: World, owner_client: Client, workflow: Workflow
+) -> None:
+    url = _url("workflow_step_save", workflow_id=workflow.pk, step_id="is_urgent")
+    step = {"id": "is_urgent", "config": {"expression": "steps.notify.done"}}
+    response = owner_client.post(url, _step_post(step, base=1, action="publish"), **HX)
     assert response.status_code == 400
+    assert "Nothing was saved" in response.content.decode()
     errors = response.context["forms"]["step"].errors
-    assert "cfg_expression" in errors and "notify" in " ".join(errors["cfg_expression"])
-    assert "Nothing was saved" in response.content.decode() or errors
+    assert "notify" in " ".join(errors["cfg_expression"])
     assert len(_versions(world, workflow)) == 1
+
+
+def test_a_required_setting_may_be_left_empty_in_a_draft(
+    world: World, owner_client: Client, workflow: Workflow
+) -> None:
+    url = _url("workflow_step_save", workflow_id=workflow.pk, step_id="reply")
+    response = owner_client.post(url, _step_post({"id": "reply", "config": {"value": ""}}, base=1))
+    assert response.status_code == 302
+    latest = _latest(world, workflow)
+    assert latest.number == 2 and latest.definition["steps"][4]["config"] == {}
+    page = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk) + "?step=reply")
+    assert page.context["forms"]["step"].errors["cfg_value"] == ["is required"]
+    label = page.content.decode().split('for="id_cfg_value">', 1)[1].split("</label>", 1)[0]
+    assert "(optional)" not in label  # still asked for: only a draft may lack it
+
+
+def test_publishing_a_draft_with_problems_is_refused_with_the_validators_message(
+    world: World, owner_client: Client, workflow: Workflow
+) -> None:
+    owner_client.post(
+        _url("workflow_edge_delete", workflow_id=workflow.pk),
+        {"base": 1, "source": "is_urgent", "target": "reply", "branch": "false"},
+    )
+    response = owner_client.post(
+        _url("workflow_version_publish", workflow_id=workflow.pk, number=2), {"next": "builder"}
+    )
+    page = owner_client.get(response["Location"]).content.decode()
+    assert "The workflow definition is not valid: steps[4] (reply): has no incoming edge" in page
+    assert _active_number(world, workflow) == 1
 
 
 def test_an_edit_made_on_an_old_version_is_refused(
@@ -311,6 +360,57 @@ def test_add_step_inserted_after_a_branch(
     assert not any(e["from"] == "is_urgent" and e["to"] == "page" for e in definition["edges"])
 
 
+APPROVAL_LAST: dict[str, Any] = {
+    "schema_version": 1,
+    "inputs": {"text": {"type": "string", "required": True}},
+    "steps": [
+        {"id": "draft", "type": "transform", "config": {"value": "{{ input.text }}"}},
+        {"id": "review", "type": "approval", "config": {"message": "{{ steps.draft }}"}},
+    ],
+    "edges": [{"from": "draft", "to": "review"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        ({"id": "review", "type": "approval", "config": {"message": "ok?"}}, "review|approved"),
+        ({"id": "check", "type": "condition", "config": {"expression": "True"}}, "check|true"),
+    ],
+)
+def test_a_step_added_after_a_branching_step_goes_on_its_natural_branch(
+    world: World, owner_client: Client, last: dict[str, Any], expected: str
+) -> None:
+    definition = {**APPROVAL_LAST, "steps": [APPROVAL_LAST["steps"][0], last]}
+    definition["edges"] = [{"from": "draft", "to": last["id"]}]
+    with schema_context(world.workspace_a.schema_name):
+        workflow = services.workflow_create(
+            access=access_of(world.owner, world.workspace_a), name="Review", definition=definition
+        )
+    page = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk) + "?add=1")
+    assert page.context["forms"]["add"]["after"].value() == expected
+    assert f'<option value="{expected}" selected>' in page.content.decode()
+
+    # Adding with what the form offers wires the new step to that branch.
+    form = page.context["forms"]["add"]
+    owner_client.post(
+        _url("workflow_step_add", workflow_id=workflow.pk),
+        {
+            "type": "llm",
+            "base": 1,
+            "id": "publish_it",
+            "cfg_model": "default",
+            "cfg_prompt": "Publish {{ input.text }}",
+            "after": form["after"].value(),
+            "insert": "on",
+            "action": "save",
+        },
+    )
+    source, branch = expected.split("|")
+    edges = _latest(world, workflow).definition["edges"]
+    assert {"from": source, "to": "publish_it", "branch": branch} in edges
+
+
 def test_delete_step_reconnects_its_neighbours(
     world: World, owner_client: Client, workflow: Workflow
 ) -> None:
@@ -330,7 +430,7 @@ def test_delete_step_reconnects_its_neighbours(
     assert {"from": "is_urgent", "to": "notify", "branch": "true"} in definition["edges"]
 
 
-def test_delete_step_that_others_read_is_refused_naming_the_reader(
+def test_deleting_a_step_that_others_read_leaves_a_draft_naming_the_reader(
     world: World, owner_client: Client, workflow: Workflow
 ) -> None:
     response = owner_client.post(
@@ -338,10 +438,12 @@ def test_delete_step_that_others_read_is_refused_naming_the_reader(
         {"base": 1, "reconnect": "on"},
         **HX,
     )
-    assert response.status_code == 400
-    html = response.content.decode()
-    assert "Nothing was saved" in html and "notify" in html
-    assert len(_versions(world, workflow)) == 1
+    assert response.status_code == 200
+    assert "cannot be published or run" in response.content.decode()
+    assert 'data-step="notify"' in response.content.decode()
+    problems = " ".join(i.text for i in response.context["problems"])
+    assert "notify" in problems and "page" in problems
+    assert _latest(world, workflow).number == 2 and _active_number(world, workflow) == 1
 
 
 def test_connect_and_remove_an_edge(world: World, owner_client: Client, workflow: Workflow) -> None:
@@ -359,16 +461,34 @@ def test_connect_and_remove_an_edge(world: World, owner_client: Client, workflow
     assert len(_versions(world, workflow)) == 3
 
 
-def test_removing_the_only_edge_to_a_step_is_refused(
+def test_a_wrong_edge_can_be_removed_before_the_right_one_exists(
     world: World, owner_client: Client, workflow: Workflow
 ) -> None:
-    response = owner_client.post(
+    # reply hangs off is_urgent's false branch; the user wants it after notify instead.
+    # Removing the edge first leaves reply as a second entry step: saved as a draft that
+    # says so, not refused.
+    removed = owner_client.post(
         _url("workflow_edge_delete", workflow_id=workflow.pk),
-        {"base": 1, "source": "page", "target": "notify", "branch": ""},
+        {"base": 1, "source": "is_urgent", "target": "reply", "branch": "false"},
         **HX,
     )
-    assert response.status_code == 400 and "notify" in response.content.decode()
-    assert len(_versions(world, workflow)) == 1
+    assert removed.status_code == 200
+    html = removed.content.decode()
+    assert "Version 2 cannot be published or run until this problem is fixed" in html
+    assert "entry steps now: classify, reply" in html
+    assert '<a class="wf-node wf-node--transform has-problem"' in html
+    edges = _latest(world, workflow).definition["edges"]
+    assert not any(e["to"] == "reply" for e in edges)
+
+    connected = owner_client.post(
+        _url("workflow_edge_add", workflow_id=workflow.pk),
+        {"base": 2, "source": "notify", "target": "reply", "action": "publish"},
+        **HX,
+    )
+    assert connected.status_code == 200
+    assert "cannot be published" not in connected.content.decode()
+    assert "has-problem" not in connected.content.decode()
+    assert _active_number(world, workflow) == 3
 
 
 def test_run_inputs_are_edited_with_a_form(
@@ -404,6 +524,76 @@ def test_details_are_saved_without_a_new_version(
         workflow.refresh_from_db()
     assert (workflow.name, workflow.category) == ("Triage v2", "Support")
     assert len(_versions(world, workflow)) == 1
+
+
+# ------------------------------------------------------------------ Run and the header
+
+
+def test_run_from_the_builder_runs_the_version_on_screen(
+    world: World, owner_client: Client, workflow: Workflow
+) -> None:
+    url = _url("workflow_step_save", workflow_id=workflow.pk, step_id="reply")
+    owner_client.post(url, _step_post({"id": "reply", "config": {"value": "second"}}, base=1))
+    detail = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk))
+    run_url = detail.context["links"]["run"]
+    assert run_url == _url("workflow_run_start", workflow_id=workflow.pk) + "?version=2"
+    assert f'href="{run_url}"' in detail.content.decode()
+    # An older version on screen runs that one.
+    old = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk) + "?version=1")
+    assert old.context["links"]["run"].endswith("?version=1")
+
+    # The run form opens on that version, and starting it runs v2 (v1 is still the active one).
+    form = owner_client.get(run_url)
+    assert form.context["selected"].number == 2
+    started = owner_client.post(run_url, {"version": "2", "input_ticket": "site down"})
+    assert started.status_code == 302
+    with schema_context(world.workspace_a.schema_name):
+        run = WorkflowRun.objects.get()
+        assert run.version.number == 2
+    assert _active_number(world, workflow) == 1
+
+
+def test_a_draft_with_problems_cannot_run_and_the_run_form_says_why(
+    world: World, owner_client: Client, workflow: Workflow
+) -> None:
+    owner_client.post(
+        _url("workflow_edge_delete", workflow_id=workflow.pk),
+        {"base": 1, "source": "is_urgent", "target": "reply", "branch": "false"},
+    )
+    run_url = _url("workflow_run_start", workflow_id=workflow.pk) + "?version=2"
+    form = owner_client.get(run_url)
+    html = form.content.decode()
+    assert "Version 2 cannot run until this problem is fixed" in html
+    assert "entry steps now: classify, reply" in html
+    assert 'class="btn btn--primary" disabled>' in html  # Start run
+
+    refused = owner_client.post(run_url, {"version": "2", "input_ticket": "site down"})
+    assert refused.status_code == 400
+    assert "Version 2 cannot run until it is fixed" in refused.content.decode()
+    with schema_context(world.workspace_a.schema_name):
+        assert not WorkflowRun.objects.exists()
+        with pytest.raises(ValidationFailed) as raised:
+            runs.run_start(
+                workflow=Workflow.objects.get(pk=workflow.pk),
+                inputs={"ticket": "x"},
+                trigger="api",
+                version=WorkflowVersion.objects.get(workflow=workflow, number=2),
+            )
+    assert any("reply" in text for text in raised.value.fields["definition"])
+
+
+def test_the_header_follows_an_htmx_save(
+    world: World, owner_client: Client, workflow: Workflow
+) -> None:
+    url = _url("workflow_step_save", workflow_id=workflow.pk, step_id="reply")
+    response = owner_client.post(
+        url, _step_post({"id": "reply", "config": {"value": "second"}}, base=1), **HX
+    )
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="builder"')
+    header = html.split('id="wf-header" hx-swap-oob="true"', 1)[1]  # swapped out of band
+    assert "active v1" in header and "draft v2" in header and "Run v2" in header
+    assert 'class="wf-tabs"' not in html  # only the badges and actions ride along
 
 
 # ------------------------------------------------------------------ JSON / YAML view

@@ -218,6 +218,23 @@ class StepForm(forms.Form):
                 name, spec, name in required, choices.get(name)
             )
             self.config_names.append(name)
+        # What the schema requires may stay empty in a draft: saving then names it beside its
+        # field.
+        self.draft_optional = [
+            f"cfg_{name}"
+            for name in schema.get("required", [])
+            if name in self.config_names
+        ]
+
+    def full_clean(self) -> None:
+        """Clean with the `draft_optional` fields not required; they still show as required."""
+        for name in self.draft_optional:
+            self.fields[name].required = False
+        try:
+            super().full_clean()
+        finally:
+            for name in self.draft_optional:
+                self.fields[name].required = True
 
     @property
     def config_fields(self) -> list[forms.BoundField]:

@@ -69,6 +69,15 @@ class NodeBox:
         return self.y + 42
 
     @property
+    def mark_x(self) -> float:
+        """The centre of the "has problems" mark, in the box's top-right corner."""
+        return self.x + self.width - 12
+
+    @property
+    def mark_y(self) -> float:
+        return self.y + 12
+
+    @property
     def meta(self) -> str:
         return _shorten(f"{self.type_label} · {self.id}", 28)
 

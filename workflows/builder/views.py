@@ -69,6 +69,12 @@ BLANK_DEFINITION: dict[str, Any] = {
 }
 
 
+# When every problem of a refused save went beside its field (only publishing refuses them).
+BESIDE_FIELDS = (
+    "The problems are shown beside their fields. Save keeps the edit as a draft; publishing "
+    "needs them fixed."
+)
+
 # ------------------------------------------------------------------ helpers
 
 
@@ -95,12 +101,19 @@ def _detail_url(access: Access, workflow: Workflow, **params: str) -> str:
     return f"{url}?{query}" if query else url
 
 
-def _workflow_links(access: Access, workflow: Workflow) -> dict[str, str]:
+def _workflow_links(
+    access: Access, workflow: Workflow, *, shown: WorkflowVersion | None = None
+) -> dict[str, Any]:
     """The workflow's pages beyond the builder: start a run (empty for roles that cannot run),
-    its runs, its triggers."""
+    its runs, its triggers. With `shown` (the version on screen), *Run* runs that version, not
+    the active one: what a builder just built is what they mean to try."""
     kwargs = {"workspace_slug": access.workspace.slug, "workflow_id": workflow.pk}
+    run = reverse("workflow_run_start", kwargs=kwargs) if access.can(Perm.RUN) else ""
+    if run and shown is not None:
+        run += f"?version={shown.number}"
     return {
-        "run": reverse("workflow_run_start", kwargs=kwargs) if access.can(Perm.RUN) else "",
+        "run": run,
+        "run_version": shown.number if shown is not None else None,
         "runs": reverse("workflow_run_list", kwargs=kwargs),
         "triggers": reverse("workflow_triggers", kwargs=kwargs),
     }
@@ -131,12 +144,16 @@ def _suggest_id(definition: dict[str, Any], node_type: str) -> str:
 
 
 def _default_after(definition: dict[str, Any]) -> str:
-    """Where "Add step" attaches by default: the last step nothing leaves from."""
+    """Where "Add step" attaches by default: the last step nothing leaves from, on its first
+    branch (`approved`, `true`, a router's first route): the way the flow goes on."""
     sources = {e.get("from") for e in definition.get("edges") or []}
-    for value, _label in reversed(edits.branch_choices(definition)):
-        source, _branch = edits.split_branch(value)
-        if source not in sources:
-            return value
+    choices = edits.branch_choices(definition)
+    for step_id in reversed(edits.step_ids(definition)):
+        if step_id in sources:
+            continue
+        for value, _label in choices:  # a step's branches in their declared order
+            if edits.split_branch(value)[0] == step_id:
+                return value
     return ""
 
 
@@ -149,7 +166,11 @@ def _save(
     note: str,
     publish: bool,
     source: str = WorkflowVersion.Source.EDITOR,
+    allow_incomplete: bool = True,
 ) -> WorkflowVersion:
+    """Save `change(latest definition)` as the next version. The builder's edits may leave a
+    draft incomplete (its problems are then shown on the diagram and beside the fields); the
+    JSON view and imports pass `allow_incomplete=False`, and publishing always checks."""
     latest = _latest(workflow)
     if base is not None and base != latest.number:
         raise Conflict(
@@ -163,6 +184,7 @@ def _save(
         note=note[:200],
         source=source,
         publish=publish,
+        allow_incomplete=allow_incomplete,
     )
 
 
@@ -191,6 +213,11 @@ def _builder(
     definition = shown.definition
     editable = access.can(Perm.BUILD) and shown.pk == latest.pk and workflow.archived_at is None
     forms = dict(forms or {})
+    # What keeps the version on screen from being published or run (a draft may be saved
+    # incomplete); the builder marks the steps and fields concerned.
+    problems = selectors.version_problems(shown)
+    problem_steps = {i.step_id for i in map(split_issue, problems) if i.step_id}
+    problem_count = len(problems)
     step = edits.step_get(definition, selected) if selected else None
     if panel == "step" and step is None:
         panel, selected = "overview", ""
@@ -223,15 +250,16 @@ def _builder(
             )
         elif panel == "step" and step is not None:
             node_type = str(step.get("type"))
-            if node_type in NODE_TYPES:
-                forms.setdefault(
-                    "step",
-                    StepForm(
-                        initial=StepForm.initial_for(step, base),
-                        node_type=node_type,
-                        choices=_step_choices(access, definition),
-                    ),
+            if node_type in NODE_TYPES and "step" not in forms:
+                form = StepForm(
+                    initial=StepForm.initial_for(step, base),
+                    node_type=node_type,
+                    choices=_step_choices(access, definition),
                 )
+                # A draft's problems with this step go beside their fields.
+                placed = set(problems) - set(_place_step_issues(form, problems, selected))
+                problems = [p for p in problems if p not in placed]
+                forms["step"] = form
             forms.setdefault("delete", DeleteStepForm(initial={"base": base}))
             own = [
                 (v, label) for v, label in branch_choices if edits.split_branch(v)[0] == selected
@@ -290,15 +318,20 @@ def _builder(
         "forms": forms,
         "issues": shown_issues,
         "step_issues": [i for i in shown_issues if i.step_id and i.step_id == selected],
+        # Shown when nothing was refused: the refusal's own list says more.
+        "problems": [] if shown_issues else [split_issue(text) for text in problems],
+        "problem_count": problem_count,
+        "problem_steps": problem_steps,
         "editable": editable,
         "can_build": access.can(Perm.BUILD),
-        "links": _workflow_links(access, workflow),
+        "links": _workflow_links(access, workflow, shown=shown),
         "node_types": NODE_TYPES,
         "tab": "diagram",
     }
     template = "workflows/builder/detail.html"
     if request.htmx and not request.htmx.boosted:
         template += "#builder"
+        context["header_oob"] = True  # the header's badges and Run follow the saved version
     response = render(request, template, context, status=status)
     if request.method == "POST" and status == 200 and request.htmx:
         response["HX-Push-Url"] = _detail_url(
@@ -323,7 +356,10 @@ def workflow_detail(request: AppRequest, workflow_id: int) -> HttpResponse:
 
 
 def _place_step_issues(form: StepForm, texts: list[str], step_id: str) -> list[str]:
-    """Put each message about this step beside its field; return the ones left for the list."""
+    """Put each message about this step beside its field; return the ones left for the list.
+    The form may be unbound (a saved draft's problems, shown when its step is opened)."""
+    if not form.is_bound:
+        form.cleaned_data = {}  # what add_error tidies up; an unbound form has none yet
     left = []
     for text in texts:
         issue = split_issue(text)
@@ -360,7 +396,7 @@ def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> H
                 publish=publish,
             )
         except ApplicationError as exc:
-            issues = _place_step_issues(form, issue_texts(exc), new_step["id"])
+            issues = _place_step_issues(form, issue_texts(exc), new_step["id"]) or [BESIDE_FIELDS]
         else:
             _saved_message(request, version, publish)
             return _after_edit(request, access, workflow, panel="step", selected=new_step["id"])
@@ -416,7 +452,7 @@ def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
                 publish=publish,
             )
         except ApplicationError as exc:
-            issues = _place_step_issues(form, issue_texts(exc), new_step["id"])
+            issues = _place_step_issues(form, issue_texts(exc), new_step["id"]) or [BESIDE_FIELDS]
         else:
             _saved_message(request, version, publish)
             return _after_edit(request, access, workflow, panel="step", selected=new_step["id"])
@@ -820,6 +856,7 @@ def workflow_source(request: AppRequest, workflow_id: int) -> HttpResponse:
                     lambda _d: document,
                     note=data["note"] or f"Edited as {data['format'].upper()}",
                     publish=publish,
+                    allow_incomplete=False,
                 )
             except ApplicationError as exc:
                 issues = issue_texts(exc)
@@ -851,7 +888,7 @@ def workflow_source(request: AppRequest, workflow_id: int) -> HttpResponse:
             "issues": [split_issue(t) for t in issues],
             "editable": editable,
             "can_build": access.can(Perm.BUILD),
-            "links": _workflow_links(access, workflow),
+            "links": _workflow_links(access, workflow, shown=latest),
             "tab": "source",
         },
         status=400 if issues or form.errors else 200,
@@ -1026,6 +1063,7 @@ def workflow_import_version(request: AppRequest, workflow_id: int) -> HttpRespon
                 note="Imported",
                 publish=publish,
                 source=WorkflowVersion.Source.IMPORT,
+                allow_incomplete=False,
             )
         except ApplicationError as exc:
             issues = issue_texts(exc)

@@ -101,6 +101,11 @@ def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
 
     selected = selectors.version_get(workflow, selected.number)
     definition = selected.definition if isinstance(selected.definition, dict) else {}
+    problems: list[str] = []  # a draft saved incomplete cannot run: say why before the form
+    try:
+        runs.version_require_runnable(workflow=workflow, version=selected)
+    except ValidationFailed as exc:
+        problems = exc.fields.get("definition") or [exc.message]
     # "load" is the no-JavaScript way to switch versions: show that version's inputs.
     data = request.POST if posted and "load" not in request.POST else None
     form = RunStartForm(
@@ -136,6 +141,7 @@ def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
         "form": form,
         "workflow": workflow,
         "selected": selected,
+        "problems": problems,
         "slug": access.workspace.slug,
         "workflow_url": run_render.workflow_url(access.workspace.slug, workflow.pk),
     }
