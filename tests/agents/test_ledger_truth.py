@@ -175,22 +175,31 @@ def test_a_retried_call_has_a_row_per_attempt_and_bills_the_one_that_answered(
     assert sum(r.cost_usd for r in rows) == outcome.cost_usd == _priced(expected)
 
 
+@pytest.mark.parametrize("first", ["anthropic", "openai"])
 def test_a_fallen_back_call_bills_the_second_target(
-    workspace_a: Any, fake_anthropic: FakeAnthropic, fake_openai: FakeOpenAI, settings: Any
+    workspace_a: Any,
+    fake_anthropic: FakeAnthropic,
+    fake_openai: FakeOpenAI,
+    settings: Any,
+    first: str,
 ) -> None:
     settings.GATEWAY_MAX_ATTEMPTS = 1
-    fake_anthropic.queue_error(529)
-    fake_openai.queue(text="From the fallback.", usage=OPENAI_USAGE)
+    fakes = {"anthropic": fake_anthropic, "openai": fake_openai}
+    second = "openai" if first == "anthropic" else "anthropic"
+    reported = {"anthropic": ANTHROPIC_USAGE, "openai": OPENAI_USAGE}[second]
+    expected = {"anthropic": ANTHROPIC_LEDGER, "openai": OPENAI_LEDGER}[second]
+    fakes[first].queue_error(529 if first == "anthropic" else 503)
+    fakes[second].queue(text="From the fallback.", usage=reported)
     with schema_context(workspace_a.schema_name):
-        model = _alias(("anthropic", fake_anthropic.base_url), ("openai", fake_openai.base_url))
+        model = _alias((first, fakes[first].base_url), (second, fakes[second].base_url))
         outcome = gateway_complete(model=model, request=_request())
         rows = _rows()
     assert [(r.kind, r.outcome, r.fallback) for r in rows] == [
-        ("anthropic", "error", False),
-        ("openai", "ok", True),
+        (first, "error", False),
+        (second, "ok", True),
     ]
-    assert _usage_of(rows[0]) == Usage() and _usage_of(rows[1]) == OPENAI_LEDGER
-    assert outcome.fallback and outcome.cost_usd == rows[1].cost_usd == _priced(OPENAI_LEDGER)
+    assert _usage_of(rows[0]) == Usage() and _usage_of(rows[1]) == expected
+    assert outcome.fallback and outcome.cost_usd == rows[1].cost_usd == _priced(expected)
 
 
 # --- a stream that fails after its first token
@@ -311,7 +320,7 @@ def test_a_stream_without_usage_is_estimated_and_marked_on_the_usage_page_and_cs
 
     url = reverse("usage", kwargs={"workspace_slug": "alpha"})
     page = owner_client.get(url).content.decode()
-    assert "1 calls estimated" in page and "estimated</span>" in page
+    assert "1 call with estimated counts" in page and "estimated</span>" in page
     export = list(
         csv.DictReader(io.StringIO(owner_client.get(url, {"format": "csv"}).content.decode()))
     )
