@@ -274,6 +274,11 @@ class AgentRun(models.Model):
     created_by_id = models.BigIntegerField(null=True, blank=True)
     api_key_prefix = models.CharField(max_length=16, blank=True)
     callback_url = models.URLField(max_length=2000, blank=True)
+    attempt = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Attempts started; more than one means a worker was lost mid-run and the run "
+        "was started again (agents/runs.py).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,8 +1,20 @@
-"""Executing an agent run (called by the Celery task, in the workspace's schema)."""
+"""Executing an agent run (called by the Celery task, in the workspace's schema).
+
+Delivery is at least once, and liveness is the executor's database session: whoever executes a
+run holds a session advisory lock on it until it has finished (core/recovery.py). A message for
+a run whose lock is held is a duplicate and does nothing; a run marked running whose lock nobody
+holds lost its worker (killed, or its database session ended) and is started again as a new
+attempt (`attempt` counts them; the earlier attempt's model calls stay in the ledger as
+`pending` rows). `runs_recover` (the recovery sweep) re-sends such runs at once, and queued
+runs whose message was lost (sent while the broker was down, or prefetched by a dead worker).
+"""
 
 from __future__ import annotations
 
-from django.db import transaction
+import logging
+from datetime import timedelta
+
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.execution import answer_with_version
@@ -10,28 +22,76 @@ from agents.gateway import GatewayError, UsageContext
 from agents.models import AgentRun
 from agents.providers.base import Message
 from agents.webhooks import webhook_enqueue
+from core import recovery
 from core.exceptions import ApplicationError
 from marketplace import telemetry
+from tenants.schemas import current_schema
+
+logger = logging.getLogger(__name__)
+
+QUEUED_GRACE = timedelta(seconds=15)  # a queued run not started by then is re-sent
+RESEND_EVERY = 30  # seconds: the same run is re-sent at most this often
+RECOVER_BATCH = 500
+LOST_WORKER_NOTE = "retried after a worker was lost"
+
+
+def run_lock_key(run_id: int) -> int:
+    return recovery.advisory_key(current_schema(), "agent-run", run_id)
+
+
+def _try_lock(key: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock(key: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    except Exception:  # the connection went away, and the lock with it
+        logger.debug("advisory unlock failed", exc_info=True)
 
 
 def _claim(run_id: int) -> AgentRun | None:
-    """Move a queued run to running. A redelivered task finds it claimed and does nothing."""
+    """Become the run's executor (its advisory lock) and mark it running as a new attempt.
+    None when someone alive executes it already, or it finished. Called holding the lock;
+    a running run found here had an executor that is gone."""
     with transaction.atomic():
         run = (
             AgentRun.objects.select_for_update().select_related("version").filter(pk=run_id).first()
         )
-        if run is None or run.status != AgentRun.Status.QUEUED:
+        if run is None or run.status not in (AgentRun.Status.QUEUED, AgentRun.Status.RUNNING):
             return None
+        if run.status == AgentRun.Status.RUNNING:
+            logger.warning(
+                "agent run %s in %s: attempt %s lost its worker; %s",
+                run.pk,
+                current_schema(),
+                run.attempt,
+                LOST_WORKER_NOTE,
+            )
         run.status = AgentRun.Status.RUNNING
-        run.started_at = timezone.now()
-        run.save(update_fields=["status", "started_at"])
+        run.started_at = run.started_at or timezone.now()
+        run.attempt += 1
+        run.save(update_fields=["status", "started_at", "attempt"])
         return run
 
 
 def execute_run(run_id: int) -> str | None:
-    run = _claim(run_id)
-    if run is None:
-        return None
+    key = run_lock_key(run_id)
+    if not _try_lock(key):
+        return None  # a live executor has it: this message is a duplicate
+    try:
+        run = _claim(run_id)
+        if run is None:
+            return None
+        return _execute(run)
+    finally:
+        _unlock(key)
+
+
+def _execute(run: AgentRun) -> str:
     version = run.version
     try:
         answer = answer_with_version(
@@ -82,3 +142,37 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
         if run.callback_url:
             webhook_enqueue(run=run)
     telemetry.agent_run_finished(run.pk)  # an installed listing's statistics; never raises
+
+
+def runs_recover(*, queue_backlog: int | None = None) -> int:
+    """In the current workspace, re-send agent runs that lost their worker (running, but nobody
+    holds their advisory lock) and queued runs not started within QUEUED_GRACE (left alone
+    while the broker's queue holds more than RECOVER_BATCH messages: they are most likely
+    still in it). Each run is re-sent at most once per RESEND_EVERY; a duplicate does
+    nothing. Returns how many runs were re-sent."""
+    from agents.tasks import execute_agent_run
+
+    running = AgentRun.objects.filter(status=AgentRun.Status.RUNNING).values_list("pk", flat=True)[
+        :RECOVER_BATCH
+    ]
+    lost = recovery.unheld({pk: run_lock_key(pk) for pk in running})
+    resend = set(lost)
+    if queue_backlog is None or queue_backlog <= RECOVER_BATCH:
+        old = timezone.now() - QUEUED_GRACE
+        queued = AgentRun.objects.filter(status=AgentRun.Status.QUEUED, created_at__lt=old)
+        resend |= set(queued.values_list("pk", flat=True)[:RECOVER_BATCH])
+    schema = current_schema()
+    due = recovery.resend_due("agent-run", schema, sorted(resend), every_seconds=RESEND_EVERY)
+    if due:
+        recovery.mark_active(schema)
+        with execute_agent_run.app.producer_or_acquire() as producer:
+            for run_id in due:
+                execute_agent_run.apply_async((run_id,), producer=producer)
+        logger.warning(
+            "re-sent %s agent run(s) in %s (%s whose worker was lost: %s)",
+            len(due),
+            schema,
+            len(set(due) & set(lost)),
+            sorted(set(due) & set(lost))[:20],
+        )
+    return len(due)

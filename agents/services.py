@@ -16,9 +16,11 @@ from agents.models import Agent, AgentRun, AgentVersion, KnowledgeBase, MemoryMo
 from agents.netguard import check_public_url
 from agents.tasks import execute_agent_run
 from agents.toolloop import tools_by_name
+from core import recovery
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants import audit
 from tenants.permissions import Access, Perm
+from tenants.schemas import current_schema
 
 VERSION_FIELDS = (
     "model",
@@ -247,5 +249,12 @@ def agent_run_start(
             api_key_prefix=access.api_key.prefix if access.api_key else "",
             callback_url=callback_url,
         )
-        transaction.on_commit(lambda: execute_agent_run.delay(run.pk))
+        # robust: a broker outage must not fail a request whose run is committed; the
+        # recovery sweep sends runs still queued (agents/runs.py, runs_recover).
+        transaction.on_commit(lambda: _enqueue_run(run.pk), robust=True)
     return run
+
+
+def _enqueue_run(run_id: int) -> None:
+    recovery.mark_active(current_schema())
+    execute_agent_run.delay(run_id)

@@ -7,11 +7,21 @@ from celery import shared_task
 from agents.chat import tasks as _chat_tasks  # noqa: F401 — registers its tasks
 from agents.knowledge import tasks as _knowledge_tasks  # noqa: F401 — registers its tasks
 from agents.runs import execute_run
+from core import recovery
 
 
-@shared_task(name="agents.execute_run", acks_late=True, reject_on_worker_lost=True, max_retries=0)
-def execute_agent_run(run_id: int) -> str | None:
-    """Runs in the schema of the workspace that queued it (tenant-schemas-celery)."""
+@shared_task(
+    bind=True,
+    name="agents.execute_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    **recovery.DATABASE_RETRY,
+)
+def execute_agent_run(self: Any, run_id: int) -> str | None:
+    """Runs in the schema of the workspace that queued it (tenant-schemas-celery). At least
+    once: a duplicate does nothing, a run whose worker was lost starts again (agents/runs.py);
+    losing the database retries it (core.recovery.DATABASE_RETRY)."""
+    recovery.require_task_schema(self)
     return execute_run(run_id)
 
 

@@ -37,9 +37,11 @@ def execute_step(self: Task, step_run_id: int) -> str:
 @shared_task(name="workflows.recover_stalled", max_retries=0, ignore_result=True)
 def recover_stalled(active_only: bool = False) -> int:
     """Beat task (every few seconds with `active_only`, for the workspaces that sent work in
-    the last hour; every minute for all): in each workspace, re-send workflow steps that lost
-    their message or their worker, and fail webhook waits whose time ran out.
+    the last hour; every minute for all): in each workspace, re-send workflow steps and agent
+    runs that lost their message or their worker, and fail webhook waits whose time ran out.
     One workspace's failure does not stop the rest."""
+    from agents.runs import runs_recover
+
     schemas = recovery.active_schemas() if active_only else None
     if schemas is None:
         workspaces = Workspace.objects.filter(is_template=False).exclude(
@@ -52,6 +54,7 @@ def recover_stalled(active_only: bool = False) -> int:
         try:
             with schema_context(schema_name):
                 touched += engine.stalled_recover(queue_backlog=backlog)
+                touched += runs_recover(queue_backlog=backlog)
         except Exception:  # see docstring
             logger.exception("recovering stalled work failed in schema %s", schema_name)
     return touched
