@@ -130,3 +130,58 @@ def test_builder_on_a_phone_scrolls_the_diagram_not_the_page(
     assert panel_box["y"] >= diagram_box["y"] + diagram_box["height"]  # stacked under it
     expect(page.locator("#builder-panel textarea[name=cfg_value]")).to_be_visible()
     context.close()
+
+
+def test_the_header_and_run_follow_what_was_just_saved(
+    committed_world: World, live_server: Any, browser: Browser, workflow: Workflow, tmp_path: Path
+) -> None:
+    context = signed_in(browser, committed_world.owner, live_server.url, 1280)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_navigation_timeout(60_000)  # the first page of a cold server, under load
+    page.goto(f"/w/alpha/workflows/{workflow.pk}/?step=reply")
+    header = page.locator("#wf-header")
+    expect(header).to_contain_text("active v1")
+    run = header.get_by_role("link", name="Run v1")
+
+    # An htmx save: the header's badges and Run follow without a reload.
+    panel = page.locator("#builder-panel")
+    panel.locator("textarea[name=cfg_value]").fill("we are looking into it")
+    panel.get_by_role("button", name="Save", exact=True).click()
+    expect(panel).to_contain_text("Saved as version 2")
+    expect(header).to_contain_text("draft v2")
+    run = header.get_by_role("link", name="Run v2")
+    expect(run).to_have_attribute("href", f"/w/alpha/workflows/{workflow.pk}/run/?version=2")
+    expect(page.locator(".wf-tabs")).to_have_count(1)
+
+    # Removing the only edge into reply is saved as a draft that says what is missing.
+    panel.get_by_role("button", name="Remove the edge is_urgent to reply").click()
+    expect(panel.locator(".wf-issues--draft")).to_contain_text(
+        "Version 3 cannot be published or run until this problem is fixed"
+    )
+    expect(page.locator('.wf-node[data-step="reply"]')).to_have_class(
+        "wf-node wf-node--transform is-selected has-problem"
+    )
+    expect(header).to_contain_text("draft v3")
+    page.screenshot(path=str(tmp_path / "draft.png"), full_page=True)
+
+    # Run goes to that version, which cannot run yet: the form says why.
+    header.get_by_role("link", name="Run v3").click()
+    expect(page.locator("#run-start-title")).to_contain_text("Inputs of version 3")
+    expect(page.locator("#run-start .alert")).to_contain_text("Version 3 cannot run until this problem")
+    expect(page.get_by_role("button", name="Start run")).to_be_disabled()
+    page.screenshot(path=str(tmp_path / "run-start.png"), full_page=True)
+    assert errors == []
+    context.close()
+
+    # On a phone: the marked draft and its problem box.
+    phone = signed_in(browser, committed_world.owner, live_server.url, 390)
+    small = phone.new_page()
+    small.set_default_timeout(15_000)
+    small.goto(f"/w/alpha/workflows/{workflow.pk}/")
+    expect(small.locator(".wf-issues--draft")).to_be_visible()
+    assert small.evaluate("document.documentElement.scrollWidth") <= 390
+    small.screenshot(path=str(tmp_path / "draft-phone.png"), full_page=True)
+    phone.close()
