@@ -170,7 +170,9 @@ def test_the_header_and_run_follow_what_was_just_saved(
     # Run goes to that version, which cannot run yet: the form says why.
     header.get_by_role("link", name="Run v3").click()
     expect(page.locator("#run-start-title")).to_contain_text("Inputs of version 3")
-    expect(page.locator("#run-start .alert")).to_contain_text("Version 3 cannot run until this problem")
+    expect(page.locator("#run-start .alert")).to_contain_text(
+        "Version 3 cannot run until this problem"
+    )
     expect(page.get_by_role("button", name="Start run")).to_be_disabled()
     page.screenshot(path=str(tmp_path / "run-start.png"), full_page=True)
     assert errors == []
