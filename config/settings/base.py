@@ -86,6 +86,7 @@ AUTH_USER_MODEL = "accounts.User"
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.security_headers.SecurityHeadersMiddleware",  # CSP + Permissions-Policy, every mode
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -348,6 +349,9 @@ KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 
 
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.
 OUTBOUND_ALLOW_PRIVATE_NETWORKS = env.bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", default=False)
+# Origins added to the Content-Security-Policy's script/style/img/font sources (a CDN serving
+# our static files), space-separated; empty: our own origin only (core/security_headers.py).
+CSP_EXTRA_SOURCES = env.str("CSP_EXTRA_SOURCES", default="")
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
