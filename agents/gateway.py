@@ -43,14 +43,33 @@ NO_USAGE = Usage()
 
 
 class GatewayError(ApplicationError):
-    """No target could answer. `attempts` says what was tried, in order."""
+    """No target could answer. `attempts` says what was tried, in order; `usage` and
+    `cost_usd` are what the failed attempts used (their ledger rows' sum), so a failed run or
+    chat turn shows what it cost."""
 
     code = "llm_unavailable"
     status = 502
 
-    def __init__(self, message: str, *, attempts: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: list[str] | None = None,
+        usage: Usage | None = None,
+        cost_usd: Decimal = Decimal(0),
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts or []
+        self.usage = usage or Usage()
+        self.cost_usd = cost_usd
+
+
+def spent_before_failing(exc: Exception) -> tuple[Usage, Decimal]:
+    """What a failed call used and cost: a GatewayError's attempts, nothing for the other
+    refusals (a budget or an unknown model refuses before anything is sent)."""
+    if isinstance(exc, GatewayError):
+        return exc.usage, exc.cost_usd
+    return Usage(), Decimal(0)
 
 
 class UnknownModel(ApplicationError):
@@ -276,6 +295,8 @@ def _call_targets(
     targets = resolve_targets(model)
     alias = model if ":" not in model else ""
     attempts: list[str] = []
+    # What the failed attempts used: part of this call's usage and cost, like their rows.
+    spent, spent_cost = NO_USAGE, Decimal(0)
     for index, target in enumerate(targets):
         breaker = CircuitBreaker(target.breaker_key)
         if not breaker.allows_call():
@@ -315,13 +336,19 @@ def _call_targets(
                 )
                 if cost:
                     budgets.warn_if_near_cap()
+                spent, spent_cost = spent + usage, spent_cost + cost
                 attempts.append(f"{target.label} attempt {attempt}: {exc.message}")
                 if isinstance(exc, StreamBrokeOff):
                     raise GatewayError(
-                        f"The answer stopped part-way: {exc.message}", attempts=attempts
+                        f"The answer stopped part-way: {exc.message}",
+                        attempts=attempts,
+                        usage=spent,
+                        cost_usd=spent_cost,
                     ) from exc
                 if exc.status == 400:  # our request is wrong: no other target will like it
-                    raise GatewayError(exc.message, attempts=attempts) from exc
+                    raise GatewayError(
+                        exc.message, attempts=attempts, usage=spent, cost_usd=spent_cost
+                    ) from exc
                 if delay is None or not breaker.allows_call():
                     break
                 time.sleep(delay)
@@ -336,19 +363,20 @@ def _call_targets(
                 raise
             latency = int((time.perf_counter() - started) * 1000)
             breaker.record_success()
-            result = replace(
-                result, usage=billed_usage(request, result.usage, output=_output_of(result))
-            )
-            cost = _price(target, result.usage)
+            usage = billed_usage(request, result.usage, output=_output_of(result))
+            cost = _price(target, usage)
+            # The call's usage and cost include its failed attempts (their rows are apart).
+            result = replace(result, usage=usage + spent)
             # A recorded call and its ledger row exist together (or neither does).
             with transaction.atomic() if recorder is not None else contextlib.nullcontext():
                 _close_attempt(
                     row_id,
                     outcome=UsageRecord.Outcome.OK,
-                    usage=result.usage,
+                    usage=usage,
                     cost=cost,
                     latency_ms=latency,
                 )
+                cost += spent_cost
                 if recorder is not None:
                     recorder.record(
                         replay.LLM,
@@ -362,7 +390,10 @@ def _call_targets(
                 result=result, target=target, cost_usd=cost, fallback=index > 0, attempts=attempts
             )
     raise GatewayError(
-        f"No model could answer for '{model}': " + "; ".join(attempts), attempts=attempts
+        f"No model could answer for '{model}': " + "; ".join(attempts),
+        attempts=attempts,
+        usage=spent,
+        cost_usd=spent_cost,
     )
 
 

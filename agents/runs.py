@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.execution import answer_with_version
-from agents.gateway import GatewayError, UsageContext
+from agents.gateway import GatewayError, UsageContext, spent_before_failing
 from agents.models import AgentRun
 from agents.providers.base import Message
 from agents.webhooks import webhook_enqueue
@@ -105,6 +105,8 @@ def _execute(run: AgentRun) -> str:
             ),
         )
     except (GatewayError, ApplicationError) as exc:
+        usage, run.cost_usd = spent_before_failing(exc)
+        run.input_tokens, run.output_tokens = usage.tokens_in, usage.output_tokens
         _finish(run, status=AgentRun.Status.FAILED, error=exc.message)
         return run.status
     run.tool_steps = answer.tool_steps

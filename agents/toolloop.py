@@ -17,7 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 from agents import replay
-from agents.gateway import NO_CONTEXT, GatewayResult, UsageContext, gateway_complete, gateway_stream
+from agents.gateway import (
+    NO_CONTEXT,
+    GatewayError,
+    GatewayResult,
+    UsageContext,
+    gateway_complete,
+    gateway_stream,
+)
 from agents.providers.base import (
     ChatRequest,
     Message,
@@ -144,7 +151,11 @@ def run_tool_loop(
             output_schema=output_schema,
         )
         spent_so_far = replace(context, run_spent_usd=context.run_spent_usd + loop.cost_usd)
-        outcome = _ask(model, request, spent_so_far, on_event)
+        try:
+            outcome = _ask(model, request, spent_so_far, on_event)
+        except GatewayError as exc:  # what the turn spent before failing stays on it
+            exc.usage, exc.cost_usd = loop.usage + exc.usage, loop.cost_usd + exc.cost_usd
+            raise
         loop.model_calls += 1
         loop.usage = loop.usage + outcome.result.usage
         loop.cost_usd += outcome.cost_usd

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.chat import live, memory
 from agents.execution import answer_with_version
-from agents.gateway import UsageContext
+from agents.gateway import UsageContext, spent_before_failing
 from agents.models import Conversation, ConversationTurn, MemoryMode
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema
@@ -47,7 +47,16 @@ def turn_answer(turn_id: int) -> str | None:
                 on_event=publisher.on_event,
             )
         except ApplicationError as exc:  # budget refusals, no model could answer, …
-            _finish(turn, started, status=ConversationTurn.Status.FAILED, error=exc.message)
+            usage, cost = spent_before_failing(exc)
+            _finish(
+                turn,
+                started,
+                status=ConversationTurn.Status.FAILED,
+                error=exc.message,
+                input_tokens=usage.tokens_in,
+                output_tokens=usage.output_tokens,
+                cost_usd=cost,
+            )
         except Exception:
             logger.exception("chat: turn %s failed unexpectedly", turn.pk)
             _finish(turn, started, status=ConversationTurn.Status.FAILED, error=UNEXPECTED)

@@ -250,12 +250,15 @@ def test_anthropic_overloaded_before_the_first_token_is_retried(
     fake_anthropic.queue_stream_error("", usage={"input_tokens": 55})
     fake_anthropic.queue(text="Fine now.", usage=ANTHROPIC_USAGE)
     with schema_context(workspace_a.schema_name):
-        seen, _outcome = _stream(_alias(("anthropic", fake_anthropic.base_url)))
+        seen, outcome = _stream(_alias(("anthropic", fake_anthropic.base_url)))
         rows = _rows()
     assert "".join(seen) == "Fine now."
     assert [(r.outcome, r.attempt) for r in rows] == [("error", 1), ("ok", 2)]
     assert _usage_of(rows[0]) == Usage(input_tokens=55)  # what message_start reported
     assert _usage_of(rows[1]) == ANTHROPIC_LEDGER
+    # The call's usage and cost are its rows' sum: the failed attempt's input is in both.
+    assert outcome.result.usage.tokens_in == rows[0].input_tokens + ANTHROPIC_LEDGER.tokens_in
+    assert outcome.cost_usd == rows[0].cost_usd + rows[1].cost_usd
 
 
 @pytest.mark.parametrize("how", ["error chunk", "cut"])
@@ -291,6 +294,7 @@ def test_a_chat_turn_cut_off_by_an_overloaded_provider_says_so_in_words(
         )
         turn = conversation.turns.get()
         assert turn_answer(turn.pk) == ConversationTurn.Status.FAILED
+        turn.refresh_from_db()
         rows = _rows()
     url = reverse(
         "conversation_detail",
@@ -300,6 +304,43 @@ def test_a_chat_turn_cut_off_by_an_overloaded_provider_says_so_in_words(
     assert "Anthropic is overloaded; try again in a moment." in page
     assert "overloaded_error" not in page and "{&#x27;type&#x27;" not in page
     assert [(r.outcome, r.input_tokens, r.agent_id) for r in rows] == [("error", 20, agent.pk)]
+    # The failed turn shows what it cost, as the ledger does, not 0 tokens and $0.
+    assert (turn.input_tokens, turn.output_tokens, turn.cost_usd) == (
+        20,
+        rows[0].output_tokens,
+        rows[0].cost_usd,
+    )
+    assert rows[0].cost_usd > 0 and 'title="Input tokens">20 in' in page
+
+
+def test_a_run_that_fails_after_a_paid_call_shows_what_it_cost(
+    world: World, owner_client: Client, fake_openai: FakeOpenAI, settings: Any
+) -> None:
+    settings.GATEWAY_MAX_ATTEMPTS = 1
+    fake_openai.queue(
+        tool_calls=[("calculator", {"expression": "6*7"})],
+        usage={"prompt_tokens": 90, "completion_tokens": 12, "cached_tokens": 30},
+    )
+    fake_openai.queue_error(500)
+    with schema_context(world.workspace_a.schema_name):
+        access = access_of(world.owner, world.workspace_a)
+        model = _alias(("openai", fake_openai.base_url))
+        agent = services.agent_create(access=access, name="Calc", model=model, tools=["calculator"])
+        run = services.agent_run_start(access=access, agent_id=agent.pk, input="6 times 7?")
+        execute_run(run.pk)
+        run.refresh_from_db()
+        rows = _rows()
+    assert run.status == "failed"
+    assert [r.outcome for r in rows] == ["ok", "error"]
+    assert (run.input_tokens, run.output_tokens) == (90, 12)  # 60 uncached + 30 cached
+    assert run.cost_usd == sum(r.cost_usd for r in rows) > 0
+    page = owner_client.get(
+        reverse(
+            "agent_run_status",
+            kwargs={"workspace_slug": "alpha", "agent_id": agent.pk, "run_id": run.pk},
+        )
+    ).content.decode()
+    assert "90 tokens in" in page
 
 
 # --- a provider that reports no usage
