@@ -172,7 +172,7 @@ def test_delete_and_retry_documents_and_delete_the_base(
 ) -> None:
     refunds = _document(world, base, "refunds.md")
     page = owner_client.get(_url("knowledge_detail", knowledge_base_id=base.pk)).content.decode()
-    assert "return confirm('Delete refunds.md?" in page  # asks before deleting
+    assert 'data-confirm="Delete refunds.md?' in page  # asks before deleting (static/js/app.js)
 
     owner_client.post(
         _url("knowledge_document_delete", knowledge_base_id=base.pk, document_id=refunds.pk)
