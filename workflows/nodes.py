@@ -24,7 +24,7 @@ import jsonschema
 
 from agents import replay
 from agents.execution import answer_with_version, schema_instruction
-from agents.gateway import UsageContext
+from agents.gateway import UsageContext, spent_before_failing
 from agents.models import Agent
 from agents.providers.base import Message, Usage
 from agents.toolloop import run_tool_loop
@@ -203,7 +203,8 @@ def ask_model(
             context=UsageContext(),
         )
     except ApplicationError as exc:  # GatewayError, UnknownModel, budget refusals
-        raise StepFailed(exc.message) from exc
+        usage, cost = spent_before_failing(exc)  # a failed call's attempts may have cost
+        raise StepFailed(exc.message, usage=usage, cost_usd=cost) from exc
     data = None
     if output_schema:
         data, problem = parse_json_answer(loop.text, output_schema)
@@ -345,7 +346,8 @@ def _agent(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
             context=UsageContext(agent_id=agent.pk, run_cap_usd=version.max_cost_per_run_usd),
         )
     except ApplicationError as exc:
-        raise StepFailed(exc.message, input={"prompt": prompt}) from exc
+        usage, cost = spent_before_failing(exc)
+        raise StepFailed(exc.message, usage=usage, cost_usd=cost, input={"prompt": prompt}) from exc
     if not answer.ok:
         raise StepFailed(
             answer.error or "The agent did not answer.",

@@ -493,3 +493,40 @@ def test_run_chat_and_usage_pages_show_the_same_tokens_in_for_the_same_call(
     assert [int(r["input_tokens"]) for r in export] == [2 * expected]
     assert [int(r["cache_write_tokens"]) for r in export] == [20]
     assert "20 written to it" in usage.content.decode()
+
+
+def test_a_workflow_agent_step_that_fails_after_a_paid_call_charges_the_run(
+    world: World, fake_openai: FakeOpenAI, settings: Any
+) -> None:
+    from tests.workflows.conftest import drain, make_workflow
+    from workflows import runs as workflow_runs
+    from workflows.models import WorkflowRun
+
+    settings.GATEWAY_MAX_ATTEMPTS = 1
+    fake_openai.queue(
+        tool_calls=[("calculator", {"expression": "6*7"})],
+        usage={"prompt_tokens": 90, "completion_tokens": 12},
+    )
+    fake_openai.queue_error(500)
+    with schema_context(world.workspace_a.schema_name):
+        access = access_of(world.owner, world.workspace_a)
+        model = _alias(("openai", fake_openai.base_url))
+        agent = services.agent_create(access=access, name="Calc", model=model, tools=["calculator"])
+        step = {"agent_id": agent.pk, "agent": "Calc", "prompt": "6 times 7?"}
+        workflow = make_workflow(
+            {
+                "schema_version": 1,
+                "steps": [{"id": "calc", "type": "agent", "config": step}],
+                "edges": [],
+            }
+        )
+        run = workflow_runs.run_start(
+            workflow=workflow, inputs={}, trigger=WorkflowRun.TriggerKind.MANUAL
+        )
+        drain()
+        run.refresh_from_db()
+        rows = _rows()
+    assert run.status == "failed"
+    assert [r.outcome for r in rows] == ["ok", "error"]
+    assert (run.input_tokens, run.output_tokens) == (90, 12)
+    assert run.cost_usd == sum(r.cost_usd for r in rows) > 0
