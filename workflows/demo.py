@@ -27,7 +27,7 @@ MAX_STEPS_PER_RUN = 200
 
 def _run_inline(run: WorkflowRun, access: Access) -> None:
     """Execute the run's steps here until it ends; approvals are approved as the seed's
-    owner. Messages the engine also sent to the broker find the steps done and do nothing."""
+    owner. Call it inside `engine.executing_inline()`: no broker message is sent for them."""
     mine = StepRun.objects.filter(Q(run=run) | Q(run__parent_step__run=run)).exclude(
         run__status__in=RUN_FINISHED
     )
@@ -61,11 +61,12 @@ def seed_demo_workflows(*, access: Access, workspace: Workspace) -> int:
                 workflow = services.workflow_from_template(access=access, key=key)
                 created += 1
             if workflow.archived_at is None and not workflow.runs.exists():
-                run = runs.run_start(
-                    workflow=workflow,
-                    inputs=template.example_inputs,
-                    trigger=WorkflowRun.TriggerKind.MANUAL,
-                    access=access,
-                )
-                _run_inline(run, access)
+                with engine.executing_inline():
+                    run = runs.run_start(
+                        workflow=workflow,
+                        inputs=template.example_inputs,
+                        trigger=WorkflowRun.TriggerKind.MANUAL,
+                        access=access,
+                    )
+                    _run_inline(run, access)
     return created

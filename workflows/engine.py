@@ -28,6 +28,7 @@ for the run row while holding it.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import hashlib
 import json
@@ -35,7 +36,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -271,6 +273,23 @@ def _plan(
 # --- enqueueing and events -------------------------------------------------------------------
 
 
+_executing_inline: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "engine_executing_inline", default=False
+)
+
+
+@contextmanager
+def executing_inline() -> Iterator[None]:
+    """Inside: the caller executes the steps itself (the demo seed, before any worker runs),
+    so no `execute_step` message is sent. Otherwise each would reach the worker later, find
+    its step finished and log it as "ignored". A step left queued is re-sent by recovery."""
+    token = _executing_inline.set(True)
+    try:
+        yield
+    finally:
+        _executing_inline.reset(token)
+
+
 def _send(step_id: int, countdown: float = 0.0) -> None:
     _send_many([(step_id, countdown)])
 
@@ -280,7 +299,7 @@ def _send_many(messages: Iterable[tuple[int, float]]) -> None:
     from workflows.tasks import execute_step
 
     messages = list(messages)
-    if not messages:
+    if not messages or _executing_inline.get():
         return
     recovery.mark_active(current_schema())
     with execute_step.app.producer_or_acquire() as producer:
@@ -293,8 +312,9 @@ def _send_many(messages: Iterable[tuple[int, float]]) -> None:
 
 def _after_commit(function: Callable[[], None]) -> None:
     """Side effects after commit; a broker or Redis failure is logged, never raised (the
-    state is committed, and recovery re-sends what was not sent)."""
-    transaction.on_commit(function, robust=True)
+    state is committed, and recovery re-sends what was not sent). The work runs in the
+    context it was registered in (`executing_inline`, the request id), whenever the commit."""
+    transaction.on_commit(partial(contextvars.copy_context().run, function), robust=True)
 
 
 # --- hand-written SQL for the per-step path -----------------------------------------------------
