@@ -1,15 +1,18 @@
 """The pages work under the Content-Security-Policy: chromium loads each one and reports no
 CSP violation and no script error (anonymous pages, a workspace owner's pages, the admin and
-the API docs), and the behaviour moved out of inline handlers still works."""
+the API docs, the workflow builder), and the behaviour moved out of inline handlers still works."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from tests.browser.conftest import signed_in
-from tests.conftest import World
+from tests.conftest import World, access_of
+from workflows.library import templates
+from workflows.services import workflow_from_template
 
 ANONYMOUS = ["/", "/accounts/login/", "/accounts/signup/", "/marketplace/", "/api/docs/"]
 OWNER = [
@@ -22,6 +25,9 @@ OWNER = [
     "/w/alpha/agents/new/",
     "/w/alpha/agents/runs/",
     "/w/alpha/workflows/",
+    "/w/alpha/workflows/new/",
+    "/w/alpha/workflows/templates/",
+    "/w/alpha/workflows/import/",
     "/w/alpha/knowledge/",
     "/w/alpha/conversations/",
     "/w/alpha/outbound/",
@@ -72,10 +78,15 @@ def test_pages_load_without_csp_violations(
     owner = committed_world.owner
     owner.is_staff = owner.is_superuser = True
     owner.save(update_fields=["is_staff", "is_superuser"])
+    with schema_context(committed_world.workspace_a.schema_name):
+        workflow = workflow_from_template(
+            access=access_of(owner, committed_world.workspace_a), key=templates()[0].key
+        )
+    builder = f"/w/alpha/workflows/{workflow.pk}/"
     context = signed_in(browser, owner, live_server.url)
     page = context.new_page()
     page.set_default_timeout(60_000)
-    problems += _visit(page, Watch(page), OWNER)
+    problems += _visit(page, Watch(page), [*OWNER, builder])
     context.close()
     assert problems == []
 
