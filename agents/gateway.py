@@ -311,7 +311,7 @@ def _call_targets(
                 model=target.model,
                 request=request,
                 run_cap=context.run_cap_usd,
-                run_spent=context.run_spent_usd,
+                run_spent=context.run_spent_usd + spent_cost,
             )
             row_id = _open_attempt(
                 target, context=context, alias=alias, attempt=attempt, fallback=index > 0

@@ -817,3 +817,46 @@ def _is_json(text: str) -> bool:
 
 def _cosine(a: list[float], b: list[float]) -> float:
     return math.fsum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_openai_compatible_server_that_ignores_include_usage() -> None:
+    with (
+        FakeOpenAI(stream_usage=False) as fake,
+        openai.OpenAI(api_key=KEY, base_url=fake.base_url, max_retries=0) as client,
+    ):
+        fake.queue(text="No counts here.")
+        chunks = list(
+            client.chat.completions.create(
+                model="m", messages=USER, stream=True, stream_options={"include_usage": True}
+            )
+        )
+    assert all(chunk.usage is None for chunk in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_a_cut_stream_ends_after_its_text_with_no_stop_reason(kind: str) -> None:
+    if kind == "anthropic":
+        with (
+            FakeAnthropic() as fake,
+            anthropic.Anthropic(api_key=KEY, base_url=fake.base_url, max_retries=0) as claude,
+        ):
+            fake.queue_stream_cut("Half an", usage={"input_tokens": 12})
+            events = list(
+                claude.messages.create(model="m", max_tokens=10, messages=USER, stream=True)
+            )
+        types = [e.type for e in events]
+        assert types[0] == "message_start" and events[0].message.usage.input_tokens == 12
+        assert "message_delta" not in types and "message_stop" not in types
+        assert "".join(e.delta.text for e in events if e.type == "content_block_delta") == (
+            "Half an"
+        )
+        return
+    with (
+        FakeOpenAI() as fake_openai,
+        openai.OpenAI(api_key=KEY, base_url=fake_openai.base_url, max_retries=0) as gpt,
+    ):
+        fake_openai.queue_stream_cut("Half an")
+        chunks = list(gpt.chat.completions.create(model="m", messages=USER, stream=True))
+    assert all(c.choices[0].finish_reason is None for c in chunks if c.choices)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Half an"
