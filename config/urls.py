@@ -7,6 +7,7 @@ from core import views as core_views
 
 handler500 = "core.views.server_error"  # a database or Redis outage answers 503
 handler400 = "core.views.bad_request"  # a body over the size limit answers 413
+handler404 = "core.views.not_found"  # the API's envelope under /api/
 
 admin.site.site_header = "Agent Market back-office"
 admin.site.site_title = "Agent Market admin"

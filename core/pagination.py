@@ -1,26 +1,63 @@
-"""List endpoints: one paginator, and the matching OpenAPI description of its envelope."""
+"""List endpoints: one paginator, one envelope `{count, next, previous, results}`, and the
+matching OpenAPI description. `limit` and `offset` are validated like any input: a value that
+is not a whole number in range (an empty one included) is a 400 naming the parameter, never
+silently replaced by the default.
+
+Query serializers get `query_params.dict()`, not the QueryDict: DRF reads a QueryDict like an
+HTML form, where an empty value means "not given", which the OpenAPI document cannot say."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+MAX_OFFSET = 1_000_000_000
+
+
+class PageInput(serializers.Serializer):
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_LIMIT,
+        required=False,
+        help_text=f"Number of results to return (default {DEFAULT_LIMIT}).",
+    )
+    offset = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_OFFSET,
+        required=False,
+        help_text="Index of the first result to return (default 0).",
+    )
+
 
 class Pagination(LimitOffsetPagination):
-    max_limit = 100  # a bigger `limit` answers 100
+    default_limit = DEFAULT_LIMIT
+    max_limit = MAX_LIMIT
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> list[Any]:
+        page = PageInput(data=request.query_params.dict())
+        page.is_valid(raise_exception=True)
+        self.request = request
+        self.limit = page.validated_data.get("limit", self.default_limit)
+        self.offset = page.validated_data.get("offset", 0)
+        self.count = self.get_count(queryset)
+        if self.count == 0 or self.offset > self.count:
+            return []
+        return list(queryset[self.offset : self.offset + self.limit])
 
 
 def paginated_response(
     *, view: APIView, request: Request, queryset: Any, serializer: type[serializers.Serializer]
 ) -> Response:
     paginator = Pagination()
-    page: list[Any] | None = paginator.paginate_queryset(queryset, request, view=view)
+    page: list[Any] = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
@@ -37,9 +74,6 @@ def paginated(serializer: type[serializers.Serializer]) -> serializers.Serialize
     )
 
 
-PAGE_PARAMETERS = [
-    OpenApiParameter(
-        "limit", int, description="Number of results to return (default 50, at most 100)."
-    ),
-    OpenApiParameter("offset", int, description="Index of the first result to return."),
-]
+# `extend_schema(parameters=...)` turns a serializer's fields into query parameters, with
+# their bounds: the document and the validation are the same object.
+PAGE_PARAMETERS: list[Any] = [PageInput]

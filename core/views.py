@@ -76,3 +76,12 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
         context = {"exception": too_large.message, "status": too_large.status}
         return render(request, "error.html", context, status=too_large.status)
     return defaults.bad_request(request, exception or Exception())
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """`handler404`. An API path that matches no route (`/api/v1/agents/abc/`) answers the
+    API's JSON envelope like every other API error; pages get the 404 page."""
+    if request.path.startswith("/api/"):
+        body = {"error": {"code": "not_found", "message": "Not found.", "fields": {}}}
+        return JsonResponse(body, status=404)
+    return defaults.page_not_found(request, exception or Exception())

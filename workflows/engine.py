@@ -59,7 +59,7 @@ from django.utils import timezone
 from agents import replay
 from agents.providers.base import Usage
 from core import recovery
-from core.exceptions import ValidationFailed
+from core.exceptions import Conflict, ValidationFailed
 from tenants.schemas import current_schema
 from workflows import nodes
 from workflows.definition import Definition, Edge, json_type
@@ -1429,7 +1429,7 @@ def step_decide(
             or step.node_type != "approval"
             or step.status != StepStatus.WAITING
         ):
-            raise ValidationFailed(
+            raise Conflict(  # the request is fine; the step's state does not allow it
                 "This step is not waiting for a decision (it was decided, or the run ended).",
                 fields={"step": ["Not waiting for a decision."]},
             )

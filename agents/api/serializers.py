@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, AgentVersion, MemoryMode
 from agents.services import VERSION_FIELDS
+from core.serializers import InputSerializer
 
 
 class AgentVersionOutput(serializers.ModelSerializer):
@@ -29,7 +30,7 @@ class AgentOutput(serializers.ModelSerializer):
         ]
 
 
-class AgentConfigInput(serializers.Serializer):
+class AgentConfigInput(InputSerializer):
     model = serializers.CharField(max_length=170)
     system_prompt = serializers.CharField(required=False, allow_blank=True)
     temperature = serializers.FloatField(required=False, allow_null=True)
@@ -71,7 +72,7 @@ class AgentUpdateInput(AgentCreateInput):
             field.required = False
 
 
-class RunInput(serializers.Serializer):
+class RunInput(InputSerializer):
     input = serializers.CharField(max_length=100_000)
     callback_url = serializers.URLField(
         max_length=2000,

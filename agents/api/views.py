@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -58,7 +59,10 @@ class AgentRunListApi(WorkspaceAPIView):
         data = s.RunInput(data=request.data)
         data.is_valid(raise_exception=True)
         run = services.agent_run_start(access=self.access, agent_id=pk, **data.validated_data)
-        return Response(s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED)
+        location = reverse("api-agent-run", kwargs={"pk": pk, "run_id": run.pk})
+        return Response(
+            s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
+        )
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])

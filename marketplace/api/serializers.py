@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from core.serializers import InputSerializer
 from marketplace.models import Flag, Install, Listing, ListingVersion, Review
 
 SORTS = ["relevance", "rating", "installs", "new"]
@@ -23,9 +24,7 @@ class ListingSearchInput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Listing.Kind.choices, required=False)
     provider = serializers.CharField(max_length=30, required=False, help_text="e.g. anthropic.")
     price = serializers.ChoiceField(choices=["free", "paid"], required=False)
-    min_rating = serializers.DecimalField(
-        max_digits=3, decimal_places=2, min_value=0, max_value=5, required=False
-    )
+    min_rating = serializers.FloatField(min_value=0, max_value=5, required=False)
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
     mode = serializers.ChoiceField(
         choices=MODES, required=False, default="combined", help_text="How `q` matches."
@@ -81,15 +80,17 @@ class ListingOutput(serializers.ModelSerializer):
 
 
 class ListingSearchOutput(serializers.Serializer):
-    results = ListingOutput(many=True)
-    has_more = serializers.BooleanField(help_text="Whether a next page (offset + limit) exists.")
-    mode = serializers.ChoiceField(choices=["browse", *MODES])
-    total_estimate = serializers.IntegerField(
+    """The list envelope of every API list, plus how `q` matched."""
+
+    count = serializers.IntegerField(
         allow_null=True,
-        help_text="Semantic and combined search rank only the best candidates: a bound.",
+        help_text="Matches ranked: a bound for semantic and combined search (they rank only the "
+        "best candidates); null when browsing or for keyword search (not counted).",
     )
-    limit = serializers.IntegerField()
-    offset = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True, help_text="The next page, if there is one.")
+    previous = serializers.URLField(allow_null=True)
+    results = ListingOutput(many=True)
+    mode = serializers.ChoiceField(choices=["browse", *MODES])
 
 
 class CurrentVersionOutput(serializers.ModelSerializer):
@@ -122,7 +123,7 @@ class ListingVersionOutput(CurrentVersionOutput):
 # --- Publishing
 
 
-class ListingPublishInput(serializers.Serializer):
+class ListingPublishInput(InputSerializer):
     kind = serializers.ChoiceField(choices=Listing.Kind.choices)
     source_id = serializers.IntegerField(
         min_value=1, help_text="The agent's or workflow's id in this workspace."
@@ -258,16 +259,16 @@ class ReviewOutput(serializers.ModelSerializer):
         fields = ["id", "rating", "text", "reply", "replied_at", "created_at", "updated_at"]
 
 
-class ReviewInput(serializers.Serializer):
+class ReviewInput(InputSerializer):
     rating = serializers.IntegerField(min_value=1, max_value=5)
     text = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
 
 
-class ReplyInput(serializers.Serializer):
+class ReplyInput(InputSerializer):
     text = serializers.CharField(max_length=5000)
 
 
-class FlagInput(serializers.Serializer):
+class FlagInput(InputSerializer):
     reason = serializers.ChoiceField(choices=Flag.Reason.choices)
     details = serializers.CharField(
         max_length=5000,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from accounts.models import User
@@ -22,7 +23,7 @@ from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
 from marketplace import selectors, services
 from marketplace.api import serializers as s
-from marketplace.models import Listing, ListingVersion, Review
+from marketplace.models import ListingVersion, Review
 from tenants.api.base import WorkspaceAPIView, api_access
 from tenants.api.views import WORKSPACE_PARAM
 from tenants.models import ApiKey
@@ -52,18 +53,12 @@ class MixedApiView(APIView):
         return super().finalize_response(request, response, *args, **kwargs)
 
 
-SEARCH_PARAMETERS = [
-    OpenApiParameter("q", str, description="Words to search for; empty browses."),
-    OpenApiParameter("category", str, description="Category slug."),
-    OpenApiParameter("kind", str, enum=Listing.Kind.values),
-    OpenApiParameter("provider", str, description="Only listings that use this provider."),
-    OpenApiParameter("price", str, enum=["free", "paid"]),
-    OpenApiParameter("min_rating", float, description="0–5."),
-    OpenApiParameter("sort", str, enum=s.SORTS, description="Default relevance."),
-    OpenApiParameter("mode", str, enum=s.MODES, description="How `q` matches; default combined."),
-    OpenApiParameter("limit", int, description="1–100, default 24."),
-    OpenApiParameter("offset", int, description="Index of the first result."),
-]
+SEARCH_PARAMETERS = [s.ListingSearchInput]  # its fields, with their bounds, are the parameters
+
+
+def _page_url(url: str, limit: int, offset: int) -> str:
+    return replace_query_param(replace_query_param(url, "limit", limit), "offset", offset)
+
 
 # --- Listings
 
@@ -77,7 +72,7 @@ class ListingListApi(MixedApiView):
         "search are fused unless `mode` says otherwise. A bad parameter is a 400 naming it.",
     )
     def get(self, request: Request) -> Response:
-        data = s.ListingSearchInput(data=request.query_params)
+        data = s.ListingSearchInput(data=request.query_params.dict())
         data.is_valid(raise_exception=True)
         params = dict(data.validated_data)
         result = selectors.listing_search(
@@ -92,13 +87,14 @@ class ListingListApi(MixedApiView):
             limit=params["limit"],
             offset=params["offset"],
         )
+        limit, offset = params["limit"], params["offset"]
+        url = request.build_absolute_uri()
         output = {
+            "count": result.total_estimate,
+            "next": _page_url(url, limit, offset + limit) if result.has_more else None,
+            "previous": _page_url(url, limit, max(offset - limit, 0)) if offset else None,
             "results": result.listings,
-            "has_more": result.has_more,
             "mode": result.mode,
-            "total_estimate": result.total_estimate,
-            "limit": params["limit"],
-            "offset": params["offset"],
         }
         return Response(s.ListingSearchOutput(output).data)
 

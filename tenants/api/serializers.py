@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from core.serializers import InputSerializer
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import API_KEY_SCOPES
 
@@ -20,12 +21,12 @@ class MembershipWorkspaceOutput(serializers.Serializer):
     created_at = serializers.DateTimeField(source="workspace.created_at")
 
 
-class WorkspaceCreateInput(serializers.Serializer):
+class WorkspaceCreateInput(InputSerializer):
     name = serializers.CharField(max_length=80)
     slug = serializers.CharField(max_length=40)
 
 
-class WorkspaceUpdateInput(serializers.Serializer):
+class WorkspaceUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=80)
 
 
@@ -39,19 +40,24 @@ class MemberOutput(serializers.ModelSerializer):
         fields = ["id", "email", "name", "role", "joined_at"]
 
 
-class MemberUpdateInput(serializers.Serializer):
+class MemberUpdateInput(InputSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
 class InvitationOutput(serializers.ModelSerializer):
-    invited_by = serializers.EmailField(source="invited_by.email", default=None)
+    invited_by = serializers.EmailField(
+        source="invited_by.email",
+        default=None,
+        allow_null=True,
+        help_text="Null when the inviter's account no longer exists.",
+    )
 
     class Meta:
         model = Invitation
         fields = ["id", "email", "role", "invited_by", "created_at", "expires_at"]
 
 
-class InvitationInput(serializers.Serializer):
+class InvitationInput(InputSerializer):
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 
@@ -78,10 +84,10 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
         fields = [*ApiKeyOutput.Meta.fields, "key"]
 
 
-class ApiKeyInput(serializers.Serializer):
+class ApiKeyInput(InputSerializer):
     name = serializers.CharField(max_length=80)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=list(API_KEY_SCOPES)), allow_empty=False
+        child=serializers.ChoiceField(choices=list(API_KEY_SCOPES)), allow_empty=False, min_length=1
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 

@@ -117,3 +117,90 @@ def test_a_form_over_the_limit_gets_a_friendly_413_page(owner: User) -> None:
     page = response.content.decode()
     assert "larger than this server accepts" in page
     assert "Go back" in page
+
+
+# --- the contract the OpenAPI document states
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"offset": "null"}, "offset"),
+        ({"offset": "-1"}, "offset"),
+        ({"offset": ""}, "offset"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+    ],
+)
+def test_an_invalid_page_parameter_is_a_400_naming_it(
+    world: World, query: dict, parameter: str
+) -> None:
+    client = key_client(world, ["members.view"])
+
+    response = client.get("/api/v1/members/", query)
+
+    assert response.status_code == 400
+    assert parameter in error_of(response)["fields"]
+
+
+def test_every_list_answers_the_same_envelope(world: World) -> None:
+    client = key_client(world, ["workspace.view"])
+
+    for path in ["/api/v1/workflows/templates/", "/api/v1/marketplace/listings/"]:
+        body = client.get(path, {"limit": 1}).json()
+        assert {"count", "next", "previous", "results"} <= set(body), path
+        assert len(body["results"]) <= 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": -489, "model": "offline:demo"},
+        {"name": "typed", "model": "offline:demo", "max_tokens": "5"},
+        {"name": "typed", "model": "offline:demo", "cache_enabled": "yes"},
+        {"name": "typed", "model": "offline:demo", "tools": [1]},
+    ],
+)
+def test_a_value_of_the_wrong_json_type_is_a_400_not_coerced(world: World, body: dict) -> None:
+    client = key_client(world, ["build"])
+
+    response = client.post("/api/v1/agents/", body, format="json")
+
+    assert response.status_code == 400
+    wrong = {name for name in body if name not in ("name", "model") or body[name] == -489}
+    assert wrong <= set(error_of(response)["fields"])
+
+
+def test_starting_an_agent_run_answers_202_with_a_location_to_poll(world: World) -> None:
+    client = key_client(world, ["build", "run", "workspace.view"])
+    agent = client.post("/api/v1/agents/", {"name": "Poller", "model": "offline:demo"}).json()
+
+    accepted = client.post(f"/api/v1/agents/{agent['id']}/runs/", {"input": "hello"})
+
+    assert accepted.status_code == 202
+    assert accepted["Location"] == f"/api/v1/agents/{agent['id']}/runs/{accepted.json()['id']}/"
+    assert client.get(accepted["Location"]).json()["id"] == accepted.json()["id"]
+
+
+def test_the_document_states_errors_nullable_fields_and_the_export_body(world: World) -> None:
+    document = APIClient().get("/api/schema/", {"format": "json"}).json()
+    components = document["components"]["schemas"]
+
+    members = document["paths"]["/api/v1/members/{id}/"]["patch"]["responses"]
+    assert {"400", "401", "403", "404", "406", "409", "413", "415", "429", "503"} <= set(members)
+    envelope = members["404"]["content"]["application/json"]["schema"]["$ref"]
+    assert envelope.endswith("/ErrorOutput")
+    assert components["InvitationOutput"]["properties"]["invited_by"]["nullable"] is True
+    assert components["WorkflowStepOutput"]["properties"]["resume_url"]["nullable"] is True
+    export = document["paths"]["/api/v1/workflows/{id}/export/"]["get"]["responses"]["200"]
+    assert export["content"]["application/json"]["schema"]["type"] == "object"
+    assert export["content"]["application/yaml"]["schema"]["type"] == "string"
+    accepted = document["paths"]["/api/v1/agents/{id}/runs/"]["post"]["responses"]["202"]
+    assert "Location" in accepted["headers"]
+    limit = next(
+        p
+        for p in document["paths"]["/api/v1/members/"]["get"]["parameters"]
+        if p["name"] == "limit"
+    )
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)

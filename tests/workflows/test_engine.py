@@ -640,7 +640,7 @@ def test_approval_waits_then_approve_continues_the_approved_branch(world, in_alp
     }
     assert review.decided_by_id == world.member.pk and review.branch == "approved"
     assert statuses(run)["archive"] == "skipped"
-    with pytest.raises(ValidationFailed, match="not waiting for a decision"):
+    with pytest.raises(Conflict, match="not waiting for a decision"):
         runs.approval_decide(access=member, step=review, approved=False, comment="")
 
 

@@ -698,7 +698,7 @@ def test_a_rejection_with_htmx_fails_the_run_with_the_comment(
         {"decision": "approve"},
         **HX,
     )
-    assert late.status_code == 400 and "not waiting for a decision" in late.content.decode()
+    assert late.status_code == 409 and "not waiting for a decision" in late.content.decode()
 
 
 def test_a_decision_must_say_approve_or_reject(world: World, owner_client: Client) -> None:

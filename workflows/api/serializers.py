@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema_field
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.serializers import InputSerializer
 from workflows.models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowVersion
 
 # --- Workflows and versions
@@ -37,7 +37,7 @@ class WorkflowOutput(serializers.ModelSerializer):
         ]
 
 
-class WorkflowCreateInput(serializers.Serializer):
+class WorkflowCreateInput(InputSerializer):
     name = serializers.CharField(max_length=80)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     category = serializers.CharField(max_length=40, required=False, allow_blank=True)
@@ -47,7 +47,7 @@ class WorkflowCreateInput(serializers.Serializer):
     note = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
 
-class WorkflowUpdateInput(serializers.Serializer):
+class WorkflowUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=80, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     category = serializers.CharField(max_length=40, required=False, allow_blank=True)
@@ -69,7 +69,7 @@ class WorkflowVersionDetailOutput(WorkflowVersionOutput):
         fields = [*WorkflowVersionOutput.Meta.fields, "definition"]
 
 
-class WorkflowVersionCreateInput(serializers.Serializer):
+class WorkflowVersionCreateInput(InputSerializer):
     definition = serializers.JSONField()
     note = serializers.CharField(max_length=200, required=False, allow_blank=True)
     publish = serializers.BooleanField(
@@ -127,7 +127,7 @@ class WorkflowDiffOutput(serializers.Serializer):
 # --- Runs and steps
 
 
-class WorkflowRunStartInput(serializers.Serializer):
+class WorkflowRunStartInput(InputSerializer):
     inputs = serializers.DictField(
         required=False, default=dict, help_text="Checked against the definition's `inputs`."
     )
@@ -145,27 +145,32 @@ class WorkflowRunStartInput(serializers.Serializer):
     )
 
 
-RUN_FILTER_PARAMETERS = [
-    OpenApiParameter("status", str, enum=RunStatus.values, description="Only runs in this state."),
-    OpenApiParameter("version", int, description="Only runs of this version number."),
-    OpenApiParameter(
-        "trigger", str, enum=WorkflowRun.TriggerKind.values, description="How runs started."
-    ),
-    OpenApiParameter("date_from", OpenApiTypes.DATE, description="Created on or after (UTC)."),
-    OpenApiParameter("date_to", OpenApiTypes.DATE, description="Created on or before (UTC)."),
-]
+class WorkflowListFilterInput(serializers.Serializer):
+    include_archived = serializers.BooleanField(
+        required=False, default=False, help_text="Also list archived ones."
+    )
 
 
 class WorkflowFilterInput(serializers.Serializer):
-    workflow = serializers.IntegerField(min_value=1)
+    workflow = serializers.IntegerField(
+        min_value=1, required=False, help_text="Only runs of this workflow."
+    )
 
 
 class WorkflowRunFilterInput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
-    version = serializers.IntegerField(min_value=1, required=False)
-    trigger = serializers.ChoiceField(choices=WorkflowRun.TriggerKind.choices, required=False)
-    date_from = serializers.DateField(required=False, help_text="Runs created on or after.")
-    date_to = serializers.DateField(required=False, help_text="Runs created on or before.")
+    status = serializers.ChoiceField(
+        choices=RunStatus.choices, required=False, help_text="Only runs in this state."
+    )
+    version = serializers.IntegerField(
+        min_value=1, required=False, help_text="Only runs of this version number."
+    )
+    trigger = serializers.ChoiceField(
+        choices=WorkflowRun.TriggerKind.choices, required=False, help_text="How runs started."
+    )
+    date_from = serializers.DateField(required=False, help_text="Runs created on or after (UTC).")
+    date_to = serializers.DateField(
+        required=False, help_text="Runs created on or before (UTC); not before `date_from`."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         start, end = attrs.get("date_from"), attrs.get("date_to")
@@ -227,7 +232,7 @@ class WorkflowStepOutput(WorkflowStepItemOutput):
             items = sorted(step.items.all(), key=lambda s: s.item_index or 0)
         return list(WorkflowStepItemOutput(items, many=True).data)
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_resume_url(self, step: StepRun) -> str | None:
         from workflows.triggers import resume_url
 
@@ -284,7 +289,7 @@ class WorkflowRunDetailOutput(WorkflowRunOutput):
         return list(WorkflowStepOutput(steps, many=True, context=self.context).data)
 
 
-class WorkflowApprovalInput(serializers.Serializer):
+class WorkflowApprovalInput(InputSerializer):
     approved = serializers.BooleanField()
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
@@ -304,18 +309,22 @@ class WorkflowTemplateDetailOutput(WorkflowTemplateOutput):
     definition = serializers.JSONField()
 
 
-class WorkflowTemplateInstantiateInput(serializers.Serializer):
+class WorkflowTemplateInstantiateInput(InputSerializer):
     name = serializers.CharField(
         max_length=80, required=False, allow_blank=True, help_text="Default: the template's name."
     )
 
 
 class WorkflowExportInput(serializers.Serializer):
-    format = serializers.ChoiceField(choices=["json", "yaml"], required=False)
-    version = serializers.IntegerField(min_value=1, required=False)
+    format = serializers.ChoiceField(
+        choices=["json", "yaml"], required=False, help_text="Default json."
+    )
+    version = serializers.IntegerField(
+        min_value=1, required=False, help_text="Default: the active version."
+    )
 
 
-class WorkflowImportInput(serializers.Serializer):
+class WorkflowImportInput(InputSerializer):
     document = serializers.CharField(
         max_length=2_000_000, help_text="A workflow exported as JSON or YAML."
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import negotiation, renderers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -63,18 +63,18 @@ class WorkflowListApi(WorkflowApiView):
     @extend_schema(
         operation_id="workflows_list",
         responses=paginated(s.WorkflowOutput),
-        parameters=[
-            *PAGE_PARAMETERS,
-            OpenApiParameter("include_archived", bool, description="Also list archived ones."),
-        ],
+        parameters=[*PAGE_PARAMETERS, s.WorkflowListFilterInput],
     )
     def get(self, request: Request) -> Response:
         self.access.require(Perm.WORKSPACE_VIEW)
-        archived = request.query_params.get("include_archived", "") in ("1", "true", "yes")
+        filters = s.WorkflowListFilterInput(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
         return paginated_response(
             view=self,
             request=request,
-            queryset=selectors.workflow_list(include_archived=archived),
+            queryset=selectors.workflow_list(
+                include_archived=filters.validated_data["include_archived"]
+            ),
             serializer=s.WorkflowOutput,
         )
 
@@ -221,14 +221,11 @@ class VersionRollbackApi(WorkflowApiView):
 class VersionDiffApi(WorkflowApiView):
     @extend_schema(
         operation_id="workflow_versions_diff",
-        parameters=[
-            OpenApiParameter("from", int, required=True, description="Older version number"),
-            OpenApiParameter("to", int, required=True, description="Newer version number"),
-        ],
+        parameters=[s.WorkflowDiffInput],
         responses=s.WorkflowDiffOutput,
     )
     def get(self, request: Request, pk: int) -> Response:
-        data = s.WorkflowDiffInput(data=request.query_params)
+        data = s.WorkflowDiffInput(data=request.query_params.dict())
         data.is_valid(raise_exception=True)
         old = self.version(pk, data.validated_data["from"])
         new = self.version(pk, data.validated_data["to"])
@@ -270,7 +267,7 @@ class WorkflowRunListApi(WorkflowApiView):
 
     @extend_schema(
         operation_id="workflow_runs_list",
-        parameters=[*PAGE_PARAMETERS, *s.RUN_FILTER_PARAMETERS],
+        parameters=[*PAGE_PARAMETERS, s.WorkflowRunFilterInput],
         responses=RUN_PAGE,
     )
     def get(self, request: Request, pk: int) -> Response:
@@ -281,26 +278,20 @@ class WorkflowRunListApi(WorkflowApiView):
 class RunListApi(WorkflowApiView):
     @extend_schema(
         operation_id="runs_list_all",
-        parameters=[
-            *PAGE_PARAMETERS,
-            OpenApiParameter("workflow", int, description="Only runs of this workflow."),
-            *s.RUN_FILTER_PARAMETERS,
-        ],
+        parameters=[*PAGE_PARAMETERS, s.WorkflowFilterInput, s.WorkflowRunFilterInput],
         responses=RUN_PAGE,
     )
     def get(self, request: Request) -> Response:
         self.access.require(Perm.WORKSPACE_VIEW)
-        workflow_id = request.query_params.get("workflow")
-        workflow = None
-        if workflow_id:
-            data = s.WorkflowFilterInput(data={"workflow": workflow_id})
-            data.is_valid(raise_exception=True)
-            workflow = self.workflow(data.validated_data["workflow"])
+        data = s.WorkflowFilterInput(data=request.query_params.dict())
+        data.is_valid(raise_exception=True)
+        workflow_id = data.validated_data.get("workflow")
+        workflow = self.workflow(workflow_id) if workflow_id else None
         return _run_list(self, request, workflow=workflow)
 
 
 def _run_list(view: WorkflowApiView, request: Request, *, workflow: Workflow | None) -> Response:
-    filters = s.WorkflowRunFilterInput(data=request.query_params)
+    filters = s.WorkflowRunFilterInput(data=request.query_params.dict())
     filters.is_valid(raise_exception=True)
     f: dict[str, Any] = filters.validated_data
     queryset = run_selectors.run_list(
@@ -388,7 +379,8 @@ class StepRetryApi(WorkflowApiView):
     def post(self, request: Request, step_id: int) -> Response:
         runs.step_retry(access=self.access, step=self.step(step_id))
         data = self.step_data(self.step(step_id))
-        return Response(data, status=status.HTTP_202_ACCEPTED)
+        location = reverse("api-workflow-step", kwargs={"step_id": step_id})
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
@@ -397,7 +389,8 @@ class StepApprovalApi(WorkflowApiView):
         operation_id="workflow_steps_approval",
         request=s.WorkflowApprovalInput,
         responses=s.WorkflowStepOutput,
-        description="Approve or reject a waiting approval step, with a comment.",
+        description="Approve or reject a waiting approval step, with a comment. 409 when the "
+        "step is not waiting for a decision (already decided, or the run ended).",
     )
     def post(self, request: Request, step_id: int) -> Response:
         step = self.step(step_id)
@@ -413,11 +406,18 @@ class StepApprovalApi(WorkflowApiView):
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class TemplateListApi(WorkflowApiView):
     @extend_schema(
-        operation_id="workflow_templates_list", responses=s.WorkflowTemplateOutput(many=True)
+        operation_id="workflow_templates_list",
+        parameters=PAGE_PARAMETERS,
+        responses=paginated(s.WorkflowTemplateOutput),
     )
     def get(self, request: Request) -> Response:
         self.access.require(Perm.WORKSPACE_VIEW)
-        return Response(s.WorkflowTemplateOutput(library.templates(), many=True).data)
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=list(library.templates()),
+            serializer=s.WorkflowTemplateOutput,
+        )
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
@@ -499,21 +499,28 @@ class WorkflowExportApi(WorkflowApiView):
     renderer_classes = [JsonDocumentRenderer, YamlDocumentRenderer]
     content_negotiation_class = _FormatNegotiation
 
+    def handle_exception(self, exc: Exception) -> Response:
+        # An error is the JSON envelope whatever `format` asked for the document.
+        self.request.accepted_renderer = JsonDocumentRenderer()
+        self.request.accepted_media_type = JsonDocumentRenderer.media_type
+        return super().handle_exception(exc)
+
     @extend_schema(
         operation_id="workflows_export",
-        parameters=[
-            OpenApiParameter("format", str, enum=["json", "yaml"], description="Default json."),
-            OpenApiParameter("version", int, description="Default: the active version."),
-        ],
+        parameters=[s.WorkflowExportInput],
         responses={
-            (200, "application/json"): OpenApiResponse(OpenApiTypes.STR),
-            (200, "application/yaml"): OpenApiResponse(OpenApiTypes.STR),
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="The document as JSON (the default)."
+            ),
+            (200, "application/yaml"): OpenApiResponse(
+                OpenApiTypes.STR, description="The document as YAML text (`format=yaml`)."
+            ),
         },
         description="The workflow as a document that imports back unchanged.",
     )
     def get(self, request: Request, pk: int) -> Response:
         workflow = self.workflow(pk)
-        data = s.WorkflowExportInput(data=request.query_params)
+        data = s.WorkflowExportInput(data=request.query_params.dict())
         data.is_valid(raise_exception=True)
         number = data.validated_data.get("version")
         source: Workflow | WorkflowVersion = (

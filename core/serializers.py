@@ -1,0 +1,70 @@
+"""Input serializers take JSON as typed: a number where the schema says string, a string where
+it says integer or boolean, is a 400 naming the field.
+
+DRF coerces on its own (`-489` becomes the name "-489", `"5"` the integer 5, `"yes"` True),
+so a request the OpenAPI document calls invalid would be accepted. Every API input serializer
+derives from `InputSerializer`, which checks each supplied value's JSON type against its field
+first, lists and dicts item by item; what DRF then validates (lengths, ranges, choices) is
+unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+_NUMBER = (int, float)
+
+
+def _type_error(field: serializers.Field, value: Any) -> str | None:
+    """Why `value` is not the JSON type `field` documents, or None when it is."""
+    if value is None:
+        return None  # allow_null decides
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(value, bool) and not isinstance(field, serializers.JSONField):
+        return "Must not be true or false."
+    if isinstance(field, serializers.IntegerField):
+        return None if isinstance(value, int) else "Must be a whole number."
+    if isinstance(field, serializers.FloatField):
+        return None if isinstance(value, _NUMBER) else "Must be a number."
+    if isinstance(field, serializers.DecimalField):
+        as_string = getattr(field, "coerce_to_string", None)
+        if as_string is None:
+            as_string = api_settings.COERCE_DECIMAL_TO_STRING
+        if as_string:
+            return None if isinstance(value, str) else "Must be a decimal number in a string."
+        return None if isinstance(value, _NUMBER) else "Must be a number."
+    if isinstance(field, serializers.CharField | serializers.ChoiceField):
+        if isinstance(field, serializers.MultipleChoiceField):
+            return None
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _type_error(field.child, item)
+            if problem:
+                return f"Item {index}: {problem}"
+    if isinstance(field, serializers.DictField) and isinstance(value, dict):
+        for key, item in value.items():
+            problem = _type_error(field.child, item)
+            if problem:
+                return f"{key}: {problem}"
+    return None
+
+
+class InputSerializer(serializers.Serializer):
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            errors = {
+                name: [problem]
+                for name, field in self.fields.items()
+                if not field.read_only
+                and field.source_attrs  # skip `source="*"`
+                and name in data
+                and (problem := _type_error(field, data[name]))
+            }
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
