@@ -299,11 +299,13 @@ def listing_search(
     mode: Mode = "combined",
     limit: int = 24,
     offset: int = 0,
+    explain: bool = False,
 ) -> SearchResult:
     """Public listings matching `q` and the filters, one page of them.
 
     With `q`, relevance comes from `mode`; another `sort` reorders the matching candidates.
     Without `q`, all matching listings in `sort` order. `category` is a Category or its slug.
+    `explain` adds why each listing of the page matched (`matches`, one more query).
     Raises ValidationFailed for an unknown sort, mode or pricing."""
     if sort not in _ORDERINGS:
         raise ValidationFailed("Unknown sort order.", fields={"sort": ["invalid"]})
@@ -322,7 +324,9 @@ def listing_search(
     wanted = offset + limit + 1
     if mode == "keyword" and sort == "relevance":
         ids = _keyword_ids(queryset, q, wanted)
-        return _page(ids, offset, limit, mode, q=q, semantic=set(), total_estimate=None)
+        return _page(
+            ids, offset, limit, mode, q=q if explain else "", semantic=set(), total_estimate=None
+        )
     depth = max(FUSION_DEPTH, wanted)
     semantic: list[int] = []
     if mode == "keyword":
@@ -341,9 +345,19 @@ def listing_search(
             has_more=len(page) > limit,
             mode=mode,
             total_estimate=len(ids),
-            matches=_matches([listing.pk for listing in page[:limit]], q, set(semantic)),
+            matches=_matches([listing.pk for listing in page[:limit]], q, set(semantic))
+            if explain
+            else {},
         )
-    return _page(ids, offset, limit, mode, q=q, semantic=set(semantic), total_estimate=len(ids))
+    return _page(
+        ids,
+        offset,
+        limit,
+        mode,
+        q=q if explain else "",
+        semantic=set(semantic),
+        total_estimate=len(ids),
+    )
 
 
 def _page(
@@ -356,13 +370,14 @@ def _page(
     semantic: set[int],
     total_estimate: int | None,
 ) -> SearchResult:
+    """One page of `ids`; with `q`, each listing's match reason too."""
     listings = _load_in_order(ids[offset : offset + limit])
     return SearchResult(
         listings=listings,
         has_more=len(ids) > offset + limit,
         mode=mode,
         total_estimate=total_estimate,
-        matches=_matches([listing.pk for listing in listings], q, semantic),
+        matches=_matches([listing.pk for listing in listings], q, semantic) if q else {},
     )
 
 

@@ -50,7 +50,7 @@ def marketplace_home(request: HttpRequest) -> HttpResponse:
         form.is_valid()
         page = form.page_number()
         result = selectors.listing_search(
-            **form.filters(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+            **form.filters(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, explain=True
         )
         params = request.GET.copy()
         params.pop("page", None)

@@ -432,7 +432,7 @@ def test_gibberish_finds_nothing(shipped_catalogue: None, mode: str) -> None:
 
 
 def test_invoice_finds_the_invoice_listing_first_and_says_why(shipped_catalogue: None) -> None:
-    result = listing_search(q="invoice")
+    result = listing_search(q="invoice", explain=True)
     assert result.listings[0].slug == "invoice-data-extractor"
     first = result.hits[0].match
     assert first is not None
@@ -460,7 +460,7 @@ def test_a_semantic_only_hit_says_similar_in_meaning(
 ) -> None:
     # Found by both sides: the reason names the fields holding a query word ("bot" is in none,
     # the title holds none of them).
-    result = listing_search(q="bot that answers customer emails")
+    result = listing_search(q="bot that answers customer emails", explain=True)
     assert result.listings[0].title == "Inbox Concierge"
     match = result.hits[0].match
     assert match is not None and match.semantic
@@ -469,7 +469,7 @@ def test_a_semantic_only_hit_says_similar_in_meaning(
     # (shared letters, for the hashing embedder) only, and it says so.
     assert listing_search(q="reconsiler").listings == []  # 0.88 from the reconciler
     settings.MARKETPLACE_SEMANTIC_MAX_DISTANCE = 0.9
-    typo = listing_search(q="reconsiler")
+    typo = listing_search(q="reconsiler", explain=True)
     assert titles(typo.listings)[0] == "Invoice Reconciler"
     hit = typo.hits[0]
     assert hit.match is not None
