@@ -423,10 +423,10 @@ def shipped_catalogue() -> None:
 
 
 @pytest.mark.parametrize("mode", ["combined", "semantic", "keyword"])
-def test_gibberish_finds_nothing(shipped_catalogue: None, mode: str) -> None:
+def test_gibberish_finds_nothing(shipped_catalogue: None, mode: selectors.Mode) -> None:
     # Before the floor, the nearest listings to any string were results: 14 "matches" here.
     for query in ("xyzzyqq", "qwertyuiop", "blorptang zxcvb"):
-        result = listing_search(q=query, mode=mode)  # type: ignore[arg-type]
+        result = listing_search(q=query, mode=mode)
         assert result.listings == [], (query, titles(result.listings))
         assert not result.total_estimate
 
