@@ -41,7 +41,8 @@ class Edge:
 
 @pytest.fixture
 def edge(monkeypatch: pytest.MonkeyPatch) -> Edge:
-    """`edge.answers[name]`: one answer per lookup of `name` (the last one repeats)."""
+    """`edge.answers[name]`: one answer per lookup of `name` (the last one repeats). A
+    connection to a name resolves it through the same script, like the real one."""
     scripted = Edge()
     real_getaddrinfo = socket.getaddrinfo
     real_create_connection = socket.create_connection
@@ -57,10 +58,15 @@ def edge(monkeypatch: pytest.MonkeyPatch) -> Edge:
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
     def create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
-        scripted.connects.append(str(address[0]))
-        if address[0] not in ("127.0.0.1", "::1"):
-            raise ConnectionRefusedError(f"test edge: no connections to {address[0]}")
-        return real_create_connection(address, *args, **kwargs)
+        host, port = str(address[0]), address[1]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:  # a name: resolved here, as the real create_connection does
+            host = str(getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][4][0])
+        scripted.connects.append(host)
+        if host not in ("127.0.0.1", "::1"):
+            raise ConnectionRefusedError(f"test edge: no connections to {host}")
+        return real_create_connection((host, port), *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket, "create_connection", create_connection)
@@ -185,9 +191,9 @@ def test_dns_rebinding_cannot_send_a_webhook_to_loopback(
 
     # Then the name was resolved once, the connection went to the checked public address
     # (refused by the test's edge), and nothing reached loopback
+    assert receiver.received == []
     assert edge.lookups == ["rebind.test"]
     assert edge.connects == ["93.184.216.34"]
-    assert receiver.received == []
     assert delivery.status == WebhookDelivery.Status.PENDING
     assert delivery.last_status_code is None
 
