@@ -97,7 +97,7 @@ def seed_demo_agents(*, access: Access, workspace: Workspace) -> int:
             AllowedHost.objects.get_or_create(host=host)
         help_center = seed_demo_knowledge()
         for spec in DEMO_AGENTS:
-            if Agent.objects.filter(name=spec["name"]).exists():
+            if Agent.objects.filter(name__iexact=spec["name"]).exists():  # names ignore case
                 continue
             config = {k: v for k, v in spec.items() if k != "knowledge"}
             if spec.get("knowledge"):

@@ -8,6 +8,7 @@ from django import forms
 
 from agents.aliases import MAX_TARGETS
 from agents.cache_calibration import semantic_accuracy_statement
+from agents.model_names import default_model, model_choices, model_problem
 from agents.models import AgentVersion, KnowledgeBase, MemoryMode, ProviderKind
 from agents.services import output_schema_problem
 from agents.tools.registry import BUILTIN_TOOLS
@@ -19,9 +20,11 @@ class AgentForm(forms.Form):
     category = forms.CharField(max_length=40, required=False)
     model = forms.CharField(
         max_length=170,
-        initial="default",
-        help_text="A model alias of this workspace (e.g. default) or provider:model, e.g. "
-        "anthropic:claude-sonnet-4-5 or offline:demo.",
+        # A picker of the names saving accepts (agents/model_names.py), grouped: this
+        # workspace's aliases, each provider's priced models, the offline model.
+        widget=forms.Select(),
+        help_text="A model alias of this workspace, or a provider's model from the platform's "
+        "price list. Aliases are set up under Models.",
     )
     system_prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False)
     temperature = forms.FloatField(
@@ -104,12 +107,27 @@ class AgentForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        current = str(
+            (self.data.get("model") if self.is_bound else self.initial.get("model")) or ""
+        )
+        if not current and not self.is_bound:
+            current = default_model()
+            self.initial["model"] = current
+        model_widget = cast(forms.Select, self.fields["model"].widget)
+        model_widget.choices = model_choices(current)
         field = cast(forms.TypedMultipleChoiceField, self.fields["knowledge_base_ids"])
         field.choices = [(kb.pk, kb.name) for kb in KnowledgeBase.objects.all()]
         self.fields["cache_semantic"].help_text = (
             "Off by default: a rephrased question can ask something else. "
             + semantic_accuracy_statement()
         )
+
+    def clean_model(self) -> str:
+        model = str(self.cleaned_data["model"]).strip()
+        problem = model_problem(model)
+        if problem:
+            raise forms.ValidationError(problem)
+        return model
 
     def clean_memory_mode(self) -> str:
         return str(self.cleaned_data["memory_mode"] or MemoryMode.NONE)

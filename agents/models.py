@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from pgvector.django import HnswIndex, VectorField
 
 from core import crypto
@@ -173,6 +174,16 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+        constraints = [
+            # Workflows hold agents by id; the name is what people choose by, so two active
+            # agents never share one (an archived agent's name is free again). Decision 39.
+            models.UniqueConstraint(
+                Lower("name"),
+                condition=Q(archived_at__isnull=True),
+                name="agent_name_unique_ci",
+                violation_error_message="An agent with this name already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

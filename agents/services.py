@@ -7,11 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import jsonschema
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from agents import cache
+from agents.model_names import model_problem
 from agents.models import Agent, AgentRun, AgentVersion, KnowledgeBase, MemoryMode
 from agents.netguard import check_public_url
 from agents.tasks import execute_agent_run
@@ -41,13 +42,15 @@ VERSION_FIELDS = (
     "cache_per_user",
 )
 MAX_INPUT_CHARS = 100_000
+MAX_NAME = 80
 
 
 def _validated_config(config: dict[str, Any]) -> dict[str, Any]:
     """Check a version's settings; errors name the field."""
     errors: dict[str, list[str]] = {}
-    if not str(config.get("model") or "").strip():
-        errors["model"] = ["Choose a model alias or provider:model."]
+    problem = model_problem(str(config.get("model") or ""))
+    if problem:
+        errors["model"] = [problem]
     temperature = config.get("temperature")
     if temperature is not None and not 0 <= float(temperature) <= 2:
         errors["temperature"] = ["Use a temperature between 0 and 2."]
@@ -117,17 +120,73 @@ def _actor_id(access: Access) -> int | None:
     return access.user.pk if access.user is not None else None
 
 
+def _checked_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME:
+        raise ValidationFailed(
+            f"Give the agent a name of 1–{MAX_NAME} characters.",
+            fields={"name": [f"Enter 1–{MAX_NAME} characters."]},
+        )
+    return name
+
+
+def _name_holder(name: str, *, exclude: int | None = None) -> Agent | None:
+    others = Agent.objects.filter(name__iexact=name, archived_at__isnull=True)
+    if exclude is not None:
+        others = others.exclude(pk=exclude)
+    return others.first()
+
+
+def _require_free_name(name: str, *, exclude: int | None = None) -> None:
+    """Names are unique among active agents, ignoring case (the `agent_name_unique_ci`
+    constraint); a transaction-scoped advisory lock on the name serialises the check, so two
+    concurrent creates get a form error, not an IntegrityError."""
+    key = f"agent-name:{current_schema()}:{name.lower()}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
+    holder = _name_holder(name, exclude=exclude)
+    if holder is not None:
+        message = (
+            f"Another agent is already named “{holder.name}” (names are unique in a "
+            "workspace, ignoring case). Choose another name."
+        )
+        raise ValidationFailed(message, fields={"name": [message]})
+
+
+def agent_free_name(base: str, *, suffix: str = " (copy)") -> str:
+    """`base`, else `base` + suffix, else `base` + suffix + " (2)", " (3)"…: the first name no
+    active agent has (ignoring case), within the length limit."""
+    base = base.strip()[:MAX_NAME] or "Agent"
+    candidates = [base, base[: MAX_NAME - len(suffix)] + suffix]
+    candidates += [
+        base[: MAX_NAME - len(f"{suffix} ({n})")] + f"{suffix} ({n})" for n in range(2, 1000)
+    ]
+    for candidate in candidates:
+        if _name_holder(candidate) is None:
+            return candidate
+    raise ValidationFailed("No free agent name left.", fields={"name": ["All names are taken."]})
+
+
 @transaction.atomic
 def agent_create(
     *, access: Access, name: str, description: str = "", category: str = "", **config: Any
 ) -> Agent:
     access.require(Perm.BUILD)
-    name = (name or "").strip()
-    if not name or len(name) > 80:
-        raise ValidationFailed(
-            "Give the agent a name of 1–80 characters.", fields={"name": ["Enter 1–80 characters."]}
-        )
-    settings = _validated_config(config)
+    name = _checked_name(name)
+    errors: dict[str, list[str]] = {}
+    messages: list[str] = []
+    try:  # a taken name and bad settings are reported together
+        _require_free_name(name)
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+        messages.append(exc.message)
+    try:
+        settings = _validated_config(config)
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+        messages.append(exc.message)
+    if errors:
+        raise ValidationFailed(" ".join(messages), fields=errors)
     agent = Agent.objects.create(
         name=name, description=description, category=category, created_by_id=_actor_id(access)
     )
@@ -155,6 +214,10 @@ def agent_update(*, access: Access, agent_id: int, **changes: Any) -> Agent:
     agent = _locked_agent(agent_id)
     if agent.archived_at is not None:
         raise Conflict("This agent is archived; restore it before editing.")
+    if "name" in changes:
+        changes["name"] = _checked_name(changes["name"])
+        if changes["name"].lower() != agent.name.lower():
+            _require_free_name(changes["name"], exclude=agent.pk)
     for field in ("name", "description", "category"):
         if field in changes:
             setattr(agent, field, changes.pop(field))
@@ -206,8 +269,10 @@ def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
     source = _locked_agent(agent_id)
     current = source.current_version
     config = {f: getattr(current, f) for f in VERSION_FIELDS} if current else {}
+    name = agent_free_name(f"{source.name[: MAX_NAME - len(' (copy)')]} (copy)", suffix="")
+    _require_free_name(name)
     copy = Agent.objects.create(
-        name=f"{source.name} (copy)"[:80],
+        name=name,
         description=source.description,
         category=source.category,
         created_by_id=_actor_id(access),

@@ -8,6 +8,7 @@ urlpatterns = [
     path("runs/", run_views.agent_run_list, name="agent_run_list"),
     path("runs/<int:run_id>/", run_views.agent_run_detail, name="agent_run_detail"),
     path("<int:agent_id>/", views.agent_detail, name="agent_detail"),
+    path("<int:agent_id>/archive/", views.agent_archive, name="agent_archive"),
     path(
         "<int:agent_id>/versions/<int:number>/restore/", views.agent_restore, name="agent_restore"
     ),

@@ -11,7 +11,16 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import aliases, budgets, cache, providers_admin, run_selectors, selectors, services
+from agents import (
+    aliases,
+    budgets,
+    cache,
+    providers_admin,
+    references,
+    run_selectors,
+    selectors,
+    services,
+)
 from agents import usage as usage_reports
 from agents.cache_calibration import semantic_accuracy_statement
 from agents.forms import (
@@ -121,8 +130,33 @@ def agent_detail(request: AppRequest, agent_id: int) -> HttpResponse:
             "runs": agent.runs.select_related("version")[:10],
             "can_build": access.can(Perm.BUILD),
             "can_run": access.can(Perm.RUN),
+            "uses": references.uses_of(agent.pk, workspace_slug=access.workspace.slug),
         },
         status=400 if form.errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def agent_archive(request: AppRequest, agent_id: int) -> HttpResponse:
+    """GET: the confirmation, listing the workflows that use the agent (their agent steps fail
+    once it is archived); POST: archive it."""
+    access = _access(request, Perm.BUILD)
+    agent = _agent(access, agent_id)
+    if request.method == "POST":
+        try:
+            services.agent_archive(access=access, agent_id=agent.pk)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Agent “{agent.name}” archived.")
+            return redirect("agent_list", workspace_slug=access.workspace.slug)
+    return render(
+        request,
+        "agents/archive.html",
+        {
+            "agent": agent,
+            "uses": references.uses_of(agent.pk, workspace_slug=access.workspace.slug),
+        },
     )
 
 

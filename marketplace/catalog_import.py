@@ -451,7 +451,12 @@ def _validate_workflow(definition: dict[str, Any], problems: _Problems) -> None:
         return
     names = {spec.get("name") for spec in agents if isinstance(spec, dict)}
     for path, node_type, config in _step_bodies(document):
-        if node_type == "agent" and config.get("agent") not in names:
+        if node_type == "agent" and "agent_id" in config:
+            problems.add(
+                f"definition.workflow.{path}.config.agent_id",
+                "is a workspace's own id; a snapshot names its agents (config.agent) only",
+            )
+        elif node_type == "agent" and config.get("agent") not in names:
             problems.add(
                 f"definition.workflow.{path}.config.agent",
                 f"names {config.get('agent')!r}, which definition.agents does not define",

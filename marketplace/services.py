@@ -383,13 +383,14 @@ def _locked_install(access: Access, install: Install) -> Install:
 def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> None:
     from agents.models import Agent
     from agents.services import agent_update
+    from workflows import agent_refs
     from workflows.models import Workflow, WorkflowVersion
     from workflows.services import version_save
 
     workflow = Workflow.objects.filter(pk=install.object_id).first()
     if workflow is None or workflow.active_version is None:
         raise NotFound("The installed workflow no longer exists in this workspace.")
-    # The copy's agent steps name the copies; pair them with the originals step by step.
+    # The copy's agent steps hold the copies' ids; pair them with the originals step by step.
     old_doc = install.version.definition["workflow"]
     pairs = zip(
         snapshot.step_bodies(old_doc),
@@ -397,14 +398,18 @@ def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> 
         strict=False,
     )
     copies = {
-        old.get("agent"): mine.get("agent")
+        old.get("agent"): agent_refs.agent_id_of(mine)
         for (old_type, old), (_, mine) in pairs
         if old_type == "agent"
     }
     names: dict[str, str] = {}
     for spec in new.definition.get("agents", []):
-        copy_name = copies.get(spec["name"])
-        agent = Agent.objects.filter(name=copy_name, archived_at__isnull=True).first()
+        copy_id = copies.get(spec["name"])
+        agent = (
+            Agent.objects.filter(pk=copy_id, archived_at__isnull=True).first()
+            if copy_id is not None
+            else None
+        )
         if agent is None:
             names[spec["name"]] = snapshot._create_agent(access, spec, new.pk).name
             continue
@@ -412,8 +417,8 @@ def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> 
         agent_update(access=access, agent_id=agent.pk, **config)
         Agent.objects.filter(pk=agent.pk).update(listing_version_id=new.pk)
         names[spec["name"]] = agent.name
-    document = snapshot.workflow_models(
-        access, snapshot.rename_agents(new.definition["workflow"], names)
+    document = agent_refs.bind(
+        snapshot.workflow_models(access, snapshot.rename_agents(new.definition["workflow"], names))
     )
     if document != workflow.active_version.definition:
         version_save(

@@ -21,6 +21,7 @@ from typing import Any
 from agents.models import Agent, ModelAlias
 from core.exceptions import NotFound, ValidationFailed
 from tenants.permissions import Access
+from workflows import agent_refs
 
 DEFAULT_MODEL = "default"
 KNOWLEDGE_TOOL = "knowledge_search"
@@ -117,7 +118,9 @@ def workflow_snapshot(workflow: Any, *, notes: list[str] | None = None) -> dict[
             f"The workflow “{workflow.name}” has no published version.",
             fields={"source_id": ["Publish a version of this workflow first."]},
         )
-    document = copy.deepcopy(workflow.active_version.definition)
+    # Ids mean nothing in the installing workspace: the snapshot names the agents (their
+    # current names), and an install binds those names to the copies it creates.
+    document = agent_refs.for_export(workflow.active_version.definition)
     agent_names: list[str] = []
     for node_type, config in step_bodies(document):
         if node_type == "sub_workflow":
@@ -132,10 +135,11 @@ def workflow_snapshot(workflow: Any, *, notes: list[str] | None = None) -> dict[
             config["model"] = _public_model(model, notes)
     specs = []
     for name in dict.fromkeys(agent_names):
-        agent = Agent.objects.filter(name=name, archived_at__isnull=True).first()
+        agent = Agent.objects.filter(name__iexact=name, archived_at__isnull=True).first()
         if agent is None:
             raise ValidationFailed(
-                f"The workflow asks the agent “{name}”, which this workspace does not have.",
+                f"The workflow asks the agent “{name}”, which this workspace does not have "
+                "(or has archived).",
                 fields={"source_id": [f"No active agent named “{name}”."]},
             )
         specs.append(agent_spec(agent, notes=notes))
@@ -173,21 +177,11 @@ def providers_of(model_names: list[str]) -> list[str]:
 
 
 def _free_agent_name(name: str) -> str:
-    def taken(candidate: str) -> bool:
-        return Agent.objects.filter(name=candidate).exists()
+    """The name, or "<name> (from marketplace)", "… (2)": free among active agents, ignoring
+    case (agent names are unique that way)."""
+    from agents.services import agent_free_name
 
-    name = name.strip()[:AGENT_NAME_MAX] or "Agent"
-    if not taken(name):
-        return name
-    base = name[: AGENT_NAME_MAX - len(COPY_SUFFIX)] + COPY_SUFFIX
-    if not taken(base):
-        return base
-    for number in range(2, 1000):
-        suffix = f"{COPY_SUFFIX} ({number})"
-        candidate = name[: AGENT_NAME_MAX - len(suffix)] + suffix
-        if not taken(candidate):
-            return candidate
-    raise ValidationFailed("No free agent name left.", fields={"name": ["All names are taken."]})
+    return agent_free_name(name, suffix=COPY_SUFFIX)
 
 
 def _free_workflow_name(name: str) -> str:
@@ -220,7 +214,12 @@ def ensure_model(access: Access, model: str) -> tuple[str, list[str]]:
 
 def agent_config(access: Access, spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The settings `agent_create` / `agent_update` take for a spec, in the current schema."""
+    from agents.model_names import OFFLINE_EXAMPLE, model_problem
+
     model, notes = ensure_model(access, spec.get("model") or DEFAULT_MODEL)
+    if model_problem(model):  # `default` is missing and this member may not add it
+        model = OFFLINE_EXAMPLE
+        notes.append(f"Uses {OFFLINE_EXAMPLE} until a model is picked on the agent's page.")
     cap = spec.get("max_cost_per_run_usd")
     config = {
         field: copy.deepcopy(spec[field])
@@ -250,10 +249,15 @@ def _create_agent(access: Access, spec: dict[str, Any], listing_version_id: int)
 
 
 def rename_agents(document: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """A copy of the workflow document whose agent steps ask the renamed agents."""
+    """A copy of the workflow document whose agent steps name the renamed agents (saving it
+    binds each name to that agent's id). An `agent_id` is dropped: it would be another
+    workspace's."""
     document = copy.deepcopy(document)
     for node_type, config in step_bodies(document):
-        if node_type == "agent" and config.get("agent") in names:
+        if node_type != "agent":
+            continue
+        config.pop("agent_id", None)
+        if config.get("agent") in names:
             config["agent"] = names[config["agent"]]
     return document
 

@@ -74,9 +74,15 @@ NODE_TYPES: dict[str, NodeType] = {
             "agent",
             "Agent",
             "Ask one of the workspace's agents (its model, prompt, tools and guardrails).",
+            # `agent_id` is the reference; `agent` (the name) is a label the platform rewrites
+            # on save, and what imports, templates and exports use (workflows/agent_refs.py).
             _config(
-                {"agent": {"type": "string", "minLength": 1, "maxLength": 80}, "prompt": _TEMPLATE},
-                ["agent", "prompt"],
+                {
+                    "agent_id": {"type": "integer", "minimum": 1},
+                    "agent": {"type": "string", "minLength": 1, "maxLength": 80},
+                    "prompt": _TEMPLATE,
+                },
+                ["prompt"],
             ),
             map_body=True,
         ),

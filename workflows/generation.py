@@ -156,7 +156,8 @@ Node types:
 
 This workspace:
 - llm steps and llm routers use the model "{step_model}".
-- agents (for agent steps): {", ".join(agents) or "none: do not use agent steps"}.
+- agents (for agent steps, named in config.agent; leave config.agent_id out, saving adds it):
+  {", ".join(agents) or "none: do not use agent steps"}.
 - tools (for tool steps): {tools}.
 - workflows (for sub_workflow steps): {", ".join(workflows) or "none: do not use sub_workflow"}.
 """

@@ -6,10 +6,12 @@ An exported document is the definition with the workflow's details in front:
      "category": "Support", "schema_version": 1, "inputs": {…}, "steps": […], "edges": […]}
 
 Being the definition itself (plus four keys), it can be edited as a whole in the builder's
-JSON/YAML view. `parse_document` gives back the definition alone and also accepts a bare
-definition or the definition nested under "definition"; export → parse returns the definition
-unchanged. Syntax errors name the line and column; documents over MAX_BYTES are refused
-before parsing. YAML is read with the safe loader, without aliases (no "billion laughs").
+JSON/YAML view. Agent steps name their agent (`agent`) without the workspace's id
+(`agent_id`): saving or importing binds the name again (workflows/agent_refs.py).
+`parse_document` gives back the definition alone and also accepts a bare definition or the
+definition nested under "definition"; export → parse → bind returns the definition
+unchanged. Syntax errors name the line and column; documents over MAX_BYTES are refused before
+parsing. YAML is read with the safe loader, without aliases (no "billion laughs").
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import yaml
 
 from core.exceptions import NotFound, ValidationFailed
 from tenants.permissions import Access, Perm
-from workflows import services
+from workflows import agent_refs, services
 from workflows.models import Workflow, WorkflowVersion
 
 FORMAT = "agentmarket.workflow/v1"
@@ -125,7 +127,9 @@ def export_definition(workflow_or_version: Workflow | WorkflowVersion, fmt: str)
         "description": workflow.description,
         "category": workflow.category,
     }
-    definition = canonical(version.definition)
+    # Ids mean nothing outside this workspace: a document names its agents (an import binds
+    # the names to that workspace's agents again).
+    definition = canonical(agent_refs.for_export(version.definition))
     if isinstance(definition, dict):
         document.update(definition)
     if fmt == "yaml":

@@ -328,16 +328,24 @@ def _llm(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
 
 
 def _agent(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
-    name = node.config["agent"]
+    # By id only: a rename, or another agent taking the name, never changes what runs
+    # (workflows/agent_refs.py). Saving binds a name to its id; workflows.0003 bound old ones.
+    agent_id = node.config.get("agent_id")
+    label = node.config.get("agent") or f"#{agent_id}"
     prompt = _text(_render(node.config.get("prompt", ""), scope, "config.prompt"))
-    agent = (
-        Agent.objects.select_related("current_version")
-        .filter(name=name, archived_at__isnull=True)
-        .order_by("pk")
-        .first()
-    )
-    if agent is None or agent.current_version is None:
-        raise StepFailed(f"There is no active agent named '{name}' in this workspace.")
+    if not isinstance(agent_id, int) or isinstance(agent_id, bool):
+        raise StepFailed(
+            f"The step names the agent '{label}' but does not hold its id: choose the agent "
+            "in the step again and save the workflow."
+        )
+    agent = Agent.objects.select_related("current_version").filter(pk=agent_id).first()
+    if agent is None:
+        raise StepFailed(f"The agent '{label}' (id {agent_id}) no longer exists in this workspace.")
+    if agent.archived_at is not None:
+        raise StepFailed(f"The agent '{agent.name}' is archived.")
+    if agent.current_version is None:
+        raise StepFailed(f"The agent '{agent.name}' has no saved version yet.")
+    name = agent.name
     version = agent.current_version
     try:
         answer = answer_with_version(

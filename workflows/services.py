@@ -23,7 +23,7 @@ from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants import audit
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
-from workflows import validators
+from workflows import agent_refs, validators
 from workflows.models import Workflow, WorkflowVersion
 
 WORKFLOW_CREATED = audit.Action.WORKFLOW_CREATED
@@ -171,6 +171,7 @@ def workflow_create(
     except ValidationFailed as exc:
         errors.update(exc.fields)
         messages.append(exc.message)
+    definition = agent_refs.bind(definition)  # agent steps hold ids from now on
     try:
         validators.validate_or_raise(definition)
     except ValidationFailed as exc:
@@ -288,6 +289,7 @@ def version_save(
     can get from one valid workflow to the next one edit at a time. A version to publish is
     always checked."""
     access.require(Perm.BUILD)
+    definition = agent_refs.bind(definition)  # agent steps hold ids from now on
     if publish or not allow_incomplete:
         validators.validate_or_raise(definition)
     locked = _locked(workflow.pk)
@@ -331,12 +333,13 @@ def version_publish(*, access: Access, version: WorkflowVersion) -> None:
 def version_rollback(*, access: Access, version: WorkflowVersion) -> WorkflowVersion:
     """A new version copying `version`, published (history stays linear)."""
     access.require(Perm.BUILD)
-    validators.validate_or_raise(version.definition)
+    definition = agent_refs.bind(version.definition)  # labels: the agents' current names
+    validators.validate_or_raise(definition)
     locked = _locked(version.workflow_id)
     _require_active(locked)
     new = _new_version(
         locked,
-        version.definition,
+        definition,
         access=access,
         note=f"Rolled back to version {version.number}",
         source=WorkflowVersion.Source.ROLLBACK,

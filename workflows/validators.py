@@ -767,25 +767,74 @@ def check_tools(document: dict[str, Any]) -> list[Issue]:
 
 
 def check_agents(document: dict[str, Any]) -> list[Issue]:
-    """(9b) Agent steps name an agent of this workspace that is not archived."""
+    """(9b) Agent steps hold an agent of this workspace that is not archived: by
+    `config.agent_id`, or (a definition not yet saved: an import, a template, the API) by the
+    name in `config.agent`, which saving binds to the id (workflows/agent_refs.py)."""
+    from django.db.models.functions import Lower
+
     from agents.models import Agent
+    from workflows.agent_refs import active_by_name, agent_id_of
 
     doc = _Document(document)
-    uses = _named(doc, "agent", "agent")
+    uses = [
+        (f"{doc.label(i)}.{where}", config)
+        for i, node_type, where, config, _ in doc.bodies()
+        if node_type == "agent"
+    ]
     if not uses:
         return []
-    names = {name for _, name, _ in uses}
-    found = list(Agent.objects.filter(name__in=names).values_list("name", "archived_at"))
-    active = {name for name, archived in found if archived is None}
-    archived = {name for name, archived in found if archived is not None} - active
+    ids = {pk for _, c in uses if (pk := agent_id_of(c)) is not None}
+    by_id = {a.pk: a for a in Agent.objects.filter(pk__in=ids)} if ids else {}
+    names = [
+        c["agent"] for _, c in uses if agent_id_of(c) is None and isinstance(c.get("agent"), str)
+    ]
+    active = active_by_name(names)
+    lowered = {n.strip().lower() for n in names}
+    archived = (
+        set(
+            Agent.objects.filter(archived_at__isnull=False)
+            .annotate(lowered=Lower("name"))
+            .filter(lowered__in=lowered)
+            .values_list("lowered", flat=True)
+        )
+        if names
+        else set()
+    )
     issues = []
-    for path, name, _ in uses:
-        if name in archived:
-            issues.append(
-                Issue(path, f"the agent {name!r} is archived; restore it or pick another")
-            )
-        elif name not in active:
-            issues.append(Issue(path, f"there is no agent named {name!r} in this workspace"))
+    for base, config in uses:
+        pk = agent_id_of(config)
+        name = config.get("agent")
+        if pk is not None:
+            agent = by_id.get(pk)
+            if agent is None:
+                was = f" (it was “{name}”)" if isinstance(name, str) and name else ""
+                issues.append(
+                    Issue(
+                        f"{base}.agent_id",
+                        f"there is no agent with id {pk} in this workspace{was}; choose the "
+                        "agent again",
+                    )
+                )
+            elif agent.archived_at is not None:
+                issues.append(
+                    Issue(
+                        f"{base}.agent_id",
+                        f"the agent {agent.name!r} is archived; choose another agent",
+                    )
+                )
+        elif isinstance(name, str) and name:
+            if name.strip().lower() in active:
+                continue
+            if name.strip().lower() in archived:
+                issues.append(
+                    Issue(f"{base}.agent", f"the agent {name!r} is archived; choose another agent")
+                )
+            else:
+                issues.append(
+                    Issue(f"{base}.agent", f"there is no agent named {name!r} in this workspace")
+                )
+        elif "agent_id" not in config and "agent" not in config:
+            issues.append(Issue(f"{base}.agent_id", "is required: choose the agent this step asks"))
     return issues
 
 

@@ -30,8 +30,26 @@ class AgentOutput(serializers.ModelSerializer):
         ]
 
 
+class AgentDetailOutput(AgentOutput):
+    used_by_workflows = serializers.SerializerMethodField(
+        help_text="How many workflows (not archived) have an agent step holding this agent, in "
+        "their published or latest version. Renaming keeps them running it; archiving stops "
+        "them."
+    )
+
+    class Meta(AgentOutput.Meta):
+        fields = [*AgentOutput.Meta.fields, "used_by_workflows"]
+
+    def get_used_by_workflows(self, agent: Agent) -> int:
+        return len(self.context.get("uses", {}).get(agent.pk, []))
+
+
 class AgentConfigInput(InputSerializer):
-    model = serializers.CharField(max_length=170)
+    model = serializers.CharField(
+        max_length=170,
+        help_text="A model alias of this workspace, provider:model from the platform's price "
+        "table, or offline:<name>. Anything else is refused (400, field `model`).",
+    )
     system_prompt = serializers.CharField(required=False, allow_blank=True)
     temperature = serializers.FloatField(required=False, allow_null=True)
     max_tokens = serializers.IntegerField(required=False)
@@ -60,7 +78,10 @@ class AgentConfigInput(InputSerializer):
 
 
 class AgentCreateInput(AgentConfigInput):
-    name = serializers.CharField(max_length=80)
+    name = serializers.CharField(
+        max_length=80,
+        help_text="Unique among the workspace's active agents, ignoring case (400, field `name`).",
+    )
     description = serializers.CharField(max_length=300, required=False, allow_blank=True)
     category = serializers.CharField(max_length=40, required=False, allow_blank=True)
 

@@ -8,8 +8,9 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import selectors, services
+from agents import references, selectors, services
 from agents.api import serializers as s
+from agents.models import Agent
 from agents.webhooks import webhook_secret_rotate
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
 from tenants.api.base import WorkspaceAPIView
@@ -39,17 +40,21 @@ class AgentListApi(WorkspaceAPIView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class AgentDetailApi(WorkspaceAPIView):
-    @extend_schema(responses=s.AgentOutput)
-    def get(self, request: Request, pk: int) -> Response:
-        return Response(s.AgentOutput(selectors.agent_get(access=self.access, agent_id=pk)).data)
+    def _output(self, agent: Agent) -> Response:
+        uses = references.agent_uses([agent.pk], workspace_slug=self.access.workspace.slug)
+        return Response(s.AgentDetailOutput(agent, context={"uses": uses}).data)
 
-    @extend_schema(request=s.AgentUpdateInput, responses=s.AgentOutput)
+    @extend_schema(responses=s.AgentDetailOutput)
+    def get(self, request: Request, pk: int) -> Response:
+        return self._output(selectors.agent_get(access=self.access, agent_id=pk))
+
+    @extend_schema(request=s.AgentUpdateInput, responses=s.AgentDetailOutput)
     def patch(self, request: Request, pk: int) -> Response:
         data = s.AgentUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         selectors.agent_get(access=self.access, agent_id=pk)
         agent = services.agent_update(access=self.access, agent_id=pk, **data.validated_data)
-        return Response(s.AgentOutput(agent).data)
+        return self._output(agent)
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])

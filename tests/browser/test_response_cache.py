@@ -57,7 +57,7 @@ def test_semantic_accuracy_cached_run_and_wrong_answer(
     expect(page.get_by_text(semantic_accuracy_statement()[:60])).to_be_visible()
     page.screenshot(path=str(tmp_path / "agent-form-1280.png"), full_page=True)
     page.get_by_label("Name").fill("Password helper")
-    page.get_by_label("Model", exact=True).fill("offline:demo")
+    page.get_by_label("Model", exact=True).select_option("offline:demo")  # a picker
     semantic.check()
     page.get_by_role("button", name="Create agent").click()
     expect(page.locator(".toast").filter(has_text="Semantic cache on.")).to_be_visible()

@@ -14,6 +14,7 @@ from accounts.models import User
 from agents import aliases
 from agents.models import Agent, KnowledgeBase, ProviderCredential
 from agents.services import agent_create
+from billing.models import ModelPrice
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from marketplace import services
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion
@@ -154,6 +155,13 @@ def test_snapshot_never_contains_secrets_or_knowledge(world: World, category: Ca
             ],
         )
         base = KnowledgeBase.objects.create(name="Confidential handbook", description="payroll")
+        # A priced model (an agent may only name models the platform knows).
+        ModelPrice.objects.create(
+            provider="openai_compatible",
+            model="10.1.2.3-llama",
+            input_per_mtok=0,
+            output_per_mtok=0,
+        )
     kb_agent = _agent(
         world,
         "Knower",

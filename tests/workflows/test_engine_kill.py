@@ -97,7 +97,7 @@ def test_a_worker_killed_mid_step_completes_the_run_without_repeating_anything(
         model = register_fake_model(fake.base_url)
         AllowedHost.objects.create(host="127.0.0.1")
         owner = access_of(committed_world.owner, committed_world.workspace_a)
-        agent_services.agent_create(
+        poster = agent_services.agent_create(
             access=owner, name="Poster", model=model, tools=["http_request"]
         )
         # 1st model call: post the ticket; the tool call reaches `side_effects`.
@@ -121,7 +121,11 @@ def test_a_worker_killed_mid_step_completes_the_run_without_repeating_anything(
                     {
                         "id": "post",
                         "type": "agent",
-                        "config": {"agent": "Poster", "prompt": "Post ticket 7"},
+                        "config": {
+                            "agent_id": poster.pk,
+                            "agent": "Poster",
+                            "prompt": "Post ticket 7",
+                        },
                     },
                     {
                         "id": "done",

@@ -382,17 +382,23 @@ def test_agents_exist_in_this_workspace_and_are_not_archived(
     agent_services.agent_create(access=owner_access, name="Support triage", model="offline:demo")
     old = agent_services.agent_create(access=owner_access, name="Old bot", model="offline:demo")
     agent_services.agent_archive(access=owner_access, agent_id=old.pk)
-    good = flow(step("reply", "agent", agent="Support triage", prompt="hi"))
+    good = flow(step("reply", "agent", agent="support TRIAGE", prompt="hi"))  # saving binds it
     assert validators.check_agents(good) == []
     bad = flow(
         step("reply", "agent", agent="Old bot", prompt="hi"),
         step("other", "agent", agent="Nobody", prompt="hi"),
-        edges=[("reply", "other")],
+        step("held", "agent", agent_id=old.pk, agent="Old bot", prompt="hi"),
+        step("gone", "agent", agent_id=987654, agent="Deleted bot", prompt="hi"),
+        step("blank", "agent", prompt="hi"),
+        edges=[("reply", "other"), ("other", "held"), ("held", "gone"), ("gone", "blank")],
     )
     assert texts(validators.check_agents(bad)) == [
-        "steps[0] (reply).config.agent: the agent 'Old bot' is archived; restore it or pick "
-        "another",
+        "steps[0] (reply).config.agent: the agent 'Old bot' is archived; choose another agent",
         "steps[1] (other).config.agent: there is no agent named 'Nobody' in this workspace",
+        "steps[2] (held).config.agent_id: the agent 'Old bot' is archived; choose another agent",
+        "steps[3] (gone).config.agent_id: there is no agent with id 987654 in this workspace "
+        "(it was “Deleted bot”); choose the agent again",
+        "steps[4] (blank).config.agent_id: is required: choose the agent this step asks",
     ]
 
 

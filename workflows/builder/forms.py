@@ -40,7 +40,13 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "webhook_wait": {"timeout_seconds": 86400},
 }
 
+# Config fields a form does not show: `agent` is the label saving writes from `agent_id`.
+HIDDEN_CONFIG: dict[str, frozenset[str]] = {"agent": frozenset({"agent"})}
+# Fields a form asks for although the schema lets a draft lack them.
+FORM_REQUIRED: dict[str, frozenset[str]] = {"agent": frozenset({"agent_id"})}
+
 HELP: dict[str, str] = {
+    "agent_id": "An agent of this workspace. The step keeps it when the agent is renamed.",
     "prompt": "A template: text with {{ expressions }}, e.g. {{ input.ticket }} or "
     "{{ steps.classify.text }}.",
     "system": "Optional template for the system message.",
@@ -55,7 +61,8 @@ HELP: dict[str, str] = {
     "routes": 'A JSON list, e.g. [{"name": "billing", "description": "Invoices"}, '
     '{"name": "other"}].',
     "node": 'The per-item step: {"type": "llm", "config": {"model": "default", '
-    '"prompt": "{{ item }}"}} (agent, llm, tool, transform or sub_workflow).',
+    '"prompt": "{{ item }}"}} (agent, llm, tool, transform or sub_workflow). An agent body '
+    'names its agent: {"agent": "Support triage", …}; saving adds its id.',
     "value": "A template (text with {{ expressions }}) or a JSON object of templates.",
     "concurrency": "How many items run at once.",
     "n": "With mode n: how many branches to wait for.",
@@ -112,11 +119,20 @@ class JSONTextField(forms.CharField):
 
 
 def _schema_field(
-    name: str, spec: dict[str, Any], required: bool, choices: list[tuple[str, str]] | None
+    name: str, spec: dict[str, Any], required: bool, choices: list[tuple[Any, str]] | None
 ) -> forms.Field:
-    label = name.replace("_", " ").capitalize()
+    label = "Agent" if name == "agent_id" else name.replace("_", " ").capitalize()
     help_text = HELP.get(name, "")
     kind = spec.get("type")
+    if choices is not None and kind == "integer":
+        return forms.TypedChoiceField(
+            label=label,
+            required=required,
+            help_text=help_text,
+            coerce=int,
+            empty_value=None,
+            choices=[("", "—"), *choices],
+        )
     if choices is not None:
         return forms.ChoiceField(
             label=label, required=required, help_text=help_text, choices=[("", "—"), *choices]
@@ -204,26 +220,29 @@ class StepForm(forms.Form):
         self,
         *args: Any,
         node_type: str,
-        choices: dict[str, list[tuple[str, str]]] | None = None,
+        choices: dict[str, list[tuple[Any, str]]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.node_type = NODE_TYPES[node_type]
         schema = self.node_type.config_schema
-        required = set(schema.get("required", []))
+        required = set(schema.get("required", [])) | FORM_REQUIRED.get(node_type, frozenset())
+        hidden = HIDDEN_CONFIG.get(node_type, frozenset())
         choices = choices or {}
         self.config_names: list[str] = []
         for name, spec in schema.get("properties", {}).items():
+            if name in hidden:
+                continue
             self.fields[f"cfg_{name}"] = _schema_field(
                 name, spec, name in required, choices.get(name)
             )
             self.config_names.append(name)
         # What the schema requires may stay empty in a draft: saving then names it beside its
-        # field.
+        # field. What only the form asks for (FORM_REQUIRED) is still required here.
         self.draft_optional = [
             f"cfg_{name}"
             for name in schema.get("required", [])
-            if name in self.config_names
+            if name in self.config_names and name not in FORM_REQUIRED.get(node_type, ())
         ]
 
     def full_clean(self) -> None:
@@ -289,6 +308,8 @@ class StepForm(forms.Form):
         parts = head.split(".")
         if parts[0] == "config" and len(parts) > 1 and parts[1] in self.config_names:
             return f"cfg_{parts[1]}"
+        if parts[:2] == ["config", "agent"] and "agent_id" in self.config_names:
+            return "cfg_agent_id"  # the name is the picker's label
         if parts[0] == "retry" and len(parts) > 1 and f"retry_{parts[1]}" in self.fields:
             return f"retry_{parts[1]}"
         if parts[0] in ("id", "name", "timeout_seconds"):

@@ -29,7 +29,7 @@ from core.exceptions import ApplicationError, Conflict, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
 from tenants.permissions import Access, Perm
-from workflows import generation, io, library, selectors, services, validators
+from workflows import agent_refs, generation, io, library, selectors, services, validators
 from workflows.builder import edits, queries
 from workflows.builder.forms import (
     DEFAULT_CONFIG,
@@ -119,16 +119,24 @@ def _workflow_links(
     }
 
 
-def _step_choices(access: Access, definition: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+def _step_choices(access: Access, definition: dict[str, Any]) -> dict[str, list[tuple[Any, str]]]:
     """Pickers for the fields that name something in the workspace (plus what the steps
-    already name, so an edit never drops a value the picker does not know)."""
-    agents = [(a.name, a.name) for a in agent_selectors.agents_list(access=access)]
+    already name, so an edit never drops a value the picker does not know). Agents are picked
+    by id, labelled with a detail that tells agents of one name apart."""
+    held = agent_refs.agent_ids(definition)
+    agents: list[tuple[Any, str]] = list(agent_selectors.agent_choices(access=access, keep=held))
+    for missing in sorted(held - {pk for pk, _ in agents}):
+        agents.append((missing, f"#{missing} (no longer exists)"))
     tools = [(name, name) for name in BUILTIN_TOOLS]
     workflows = [(w.name, w.name) for w in selectors.workflow_list()]
-    choices = {"agent": agents, "tool": tools, "workflow": workflows}
+    choices: dict[str, list[tuple[Any, str]]] = {
+        "agent_id": agents,
+        "tool": tools,
+        "workflow": workflows,
+    }
     for step in definition.get("steps") or []:
         config = step.get("config") or {}
-        for key in choices:
+        for key in ("tool", "workflow"):
             value = config.get(key)
             if isinstance(value, str) and value and (value, value) not in choices[key]:
                 choices[key].append((value, value))

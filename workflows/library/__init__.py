@@ -194,21 +194,25 @@ def _ensure_default_model(access: Access) -> list[str]:
 
 
 def _ensure_agents(access: Access, names: tuple[str, ...]) -> list[str]:
-    from agents.models import Agent
+    """Create the agents the template names that no active agent of the workspace has
+    (ignoring case, as agent names are unique); saving the workflow binds each name to its id."""
+    from agents.model_names import OFFLINE_EXAMPLE
+    from agents.models import Agent, ModelAlias
     from agents.services import agent_create
 
     notes: list[str] = []
     for name in names:
-        existing = Agent.objects.filter(name=name).order_by("archived_at").first()
-        if existing is not None:
-            if existing.archived_at is not None:
-                notes.append(f"The agent “{name}” is archived: restore it to run this workflow.")
+        if Agent.objects.filter(name__iexact=name, archived_at__isnull=True).exists():
             continue
         spec = _agent_spec(name)
         if spec is None:
             notes.append(f"Create an agent named “{name}”: this workflow asks it.")
             continue
-        agent_create(access=access, model=DEFAULT_MODEL, **spec)
+        model = DEFAULT_MODEL
+        if not ModelAlias.objects.filter(name=DEFAULT_MODEL).exists():
+            model = OFFLINE_EXAMPLE  # what `default` would point at; a member cannot add it
+            notes.append(f"The agent “{name}” uses {OFFLINE_EXAMPLE}: pick a model on its page.")
+        agent_create(access=access, model=model, **spec)
         notes.append(f"Created the agent “{name}”.")
     return notes
 
