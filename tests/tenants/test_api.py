@@ -1030,6 +1030,10 @@ def test_outsider_key_never_sees_alpha_events(
     seen = {e["id"] for e in response.json()["results"]}
     alpha_ids = set(AuditEvent.objects.filter(workspace=workspace_a).values_list("id", flat=True))
     bravo_ids = set(AuditEvent.objects.filter(workspace=workspace_b).values_list("id", flat=True))
+    # plus the account events (sign-ins) of bravo's own member, which carry no workspace
+    bravo_ids |= set(
+        AuditEvent.objects.filter(workspace=None, actor=outsider).values_list("id", flat=True)
+    )
     assert seen == bravo_ids
     assert not seen & alpha_ids
     text = response.content.decode()
