@@ -215,6 +215,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
 BY_ROUTE: dict[str, dict[str, Callable[[Ids], Any]]] = {
     "agent_restore": {"number": lambda i: i["agent_version"]},
     "agent_run_status": {"run_id": lambda i: i["agent_run_id"]},
+    "agent_run_detail": {"run_id": lambda i: i["agent_run_id"]},
     "agent_run_cache_wrong": {"run_id": lambda i: i["agent_run_id"]},
     "workflow_step_save": {"step_id": lambda i: "a"},
     "workflow_step_delete": {"step_id": lambda i: "a"},
