@@ -159,11 +159,13 @@ def runs_recover(*, queue_backlog: int | None = None) -> int:
     ]
     lost = recovery.unheld({pk: run_lock_key(pk) for pk in running})
     resend = set(lost)
+    schema = current_schema()
+    if running or AgentRun.objects.filter(status=AgentRun.Status.QUEUED).exists():
+        recovery.mark_active(schema)  # swept often while it has work (after Redis lost the list)
     if queue_backlog is None or queue_backlog <= RECOVER_BATCH:
         old = timezone.now() - QUEUED_GRACE
         queued = AgentRun.objects.filter(status=AgentRun.Status.QUEUED, created_at__lt=old)
         resend |= set(queued.values_list("pk", flat=True)[:RECOVER_BATCH])
-    schema = current_schema()
     due = recovery.resend_due("agent-run", schema, sorted(resend), every_seconds=RESEND_EVERY)
     if due:
         recovery.mark_active(schema)

