@@ -40,4 +40,3 @@ def test_the_demo_seed_runs_its_workflows_without_queueing_messages(
         statuses = set(WorkflowRun.objects.values_list("status", flat=True))
     assert statuses and statuses <= set(RUN_FINISHED), statuses
     assert _queued() == before
-
