@@ -207,7 +207,9 @@ class CredentialForm(forms.Form):
     api_key = forms.CharField(
         required=False,
         label="API key",
-        widget=forms.PasswordInput(render_value=False),
+        # A refused submission keeps the key typed (the answer to that POST goes only to the
+        # person who typed it, and is never cached); a saved key is never shown again.
+        widget=forms.PasswordInput(render_value=True),
         help_text="Stored encrypted; only its last four characters are shown.",
     )
 

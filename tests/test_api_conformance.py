@@ -30,9 +30,15 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
+from agents import services as agents_services
 from tenants import services as tenant_services
+from tenants.models import Membership, Role
 from tenants.permissions import API_KEY_SCOPES
+from tenants.schemas import activate, activate_public
 from tests.conftest import World, access_of
+from workflows import library, runs
+from workflows import services as workflows_services
+from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
@@ -76,7 +82,87 @@ def _is_ip(host: Any) -> bool:
 
 
 @pytest.fixture
-def api_key(world: World, settings: Any) -> str:
+def real_objects(world: World) -> Iterator[None]:
+    """Objects of alpha whose ids replace half of the generated ids (`_real_ids` below)."""
+    access = access_of(world.owner, world.workspace_a)
+    activate(world.workspace_a)
+    try:
+        agent = agents_services.agent_create(access=access, name="Conformance", model="offline:x")
+        agent_run = agents_services.agent_run_start(access=access, agent_id=agent.pk, input="hi")
+        template = library.templates()[0]
+        workflow = workflows_services.workflow_from_template(access=access, key=template.key)
+        run = runs.run_start(
+            workflow=workflow,
+            inputs=dict(template.example_inputs or {}),
+            trigger=WorkflowRun.TriggerKind.API,
+            access=access,
+        )
+        invitation, _ = tenant_services.invitation_create(
+            access=access, email="invitee@conformance.test", role=Role.MEMBER
+        )
+        REAL_IDS.update(
+            {
+                "agent": [agent.pk],
+                "agent_run": [agent_run.pk],
+                "workflow": [workflow.pk],
+                "workflow_run": [run.pk],
+                "step": list(run.steps.values_list("pk", flat=True)),
+                "member": list(
+                    Membership.objects.filter(workspace=world.workspace_a).values_list(
+                        "pk", flat=True
+                    )
+                ),
+                "invitation": [invitation.pk],
+                "template": [t.key for t in library.templates()],
+            }
+        )
+    finally:
+        activate_public()
+    yield
+    REAL_IDS.clear()
+
+
+def _kind(path: str, name: str) -> str | None:
+    """Which objects a path parameter names (api-keys stay random: revoking the caller's own
+    key would end the run)."""
+    if name == "key":
+        return "template"
+    if name == "step_id":
+        return "step"
+    if name == "run_id":
+        return "agent_run" if path.startswith("/api/v1/agents/") else "workflow_run"
+    if name == "id":
+        for prefix, kind in (
+            ("/api/v1/agents/", "agent"),
+            ("/api/v1/workflows/", "workflow"),
+            ("/api/v1/members/", "member"),
+            ("/api/v1/invitations/", "invitation"),
+        ):
+            if path.startswith(prefix):
+                return kind
+    return None
+
+
+def map_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> Any:
+    """Half of the valid generated ids (even numbers, even-length keys) become ids of real
+    objects, deterministically. An invalid value is left alone: a negative case stays one."""
+    if not REAL_IDS or context.operation is None or not path_parameters:
+        return path_parameters
+    mapped = dict(path_parameters)
+    for name, value in path_parameters.items():
+        real = REAL_IDS.get(_kind(context.operation.path, name) or "")
+        if not real:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            if value % 2 == 0:
+                mapped[name] = real[value % len(real)]
+        elif isinstance(value, str) and name == "key" and value and len(value) % 2 == 0:
+            mapped[name] = real[len(value) % len(real)]
+    return mapped
+
+
+@pytest.fixture
+def api_key(world: World, settings: Any, real_objects: None) -> str:
     # Every call of a run comes from one address: failed-auth counting is not under test here
     # (ignored_auth sends wrong keys on purpose), so its window is widened for this test.
     rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
@@ -121,6 +207,7 @@ CONFIG = SchemathesisConfig.from_dict(
 
 # Loaded from the app itself, as a client would (no database needed for it).
 schema = schemathesis.openapi.from_wsgi(SCHEMA_PATH, WSGIHandler(), config=CONFIG)
+schema.hook(map_path_parameters)
 
 
 @schema.parametrize()

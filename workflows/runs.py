@@ -110,7 +110,7 @@ def approval_decide(*, access: Access, step: StepRun, approved: bool, comment: s
     """Approve or reject a waiting approval step. Approvers "admins" need `workspace.update`,
     "members" need `run`. A rejection with no "rejected" edge fails the run with the comment."""
     if step.node_type != "approval":
-        raise ValidationFailed(
+        raise Conflict(  # the request is fine; this step is not one that takes a decision
             "This step is not an approval step.", fields={"step": ["Not an approval."]}
         )
     plan = engine.plan_for(WorkflowVersion.objects.defer("definition").get(runs__steps__pk=step.pk))
@@ -139,12 +139,12 @@ def step_retry(*, access: Access, step: StepRun) -> None:
     """Give a failed step a new attempt; its run goes back to running."""
     access.require(Perm.RUN)
     if step.parent_id is not None:
-        raise ValidationFailed(
+        raise Conflict(
             "Retry the map step: its failed items run again and succeeded ones are kept.",
             fields={"step": ["This is an item of a map step."]},
         )
     if step.status != StepStatus.FAILED:
-        raise ValidationFailed(
+        raise Conflict(  # the step's state, not the request, is what is wrong
             "Only a failed step can be retried.", fields={"step": ["This step did not fail."]}
         )
     engine.steps_retry(run_id=step.run_id, step_ids=[step.pk])
@@ -155,7 +155,7 @@ def run_resume(*, access: Access, run: WorkflowRun) -> None:
     failure stopped follow, and steps that succeeded are never run (or paid for) again."""
     access.require(Perm.RUN)
     if run.status != RunStatus.FAILED:
-        raise ValidationFailed(
+        raise Conflict(
             "Only a failed run can be resumed.", fields={"run": [f"This run is {run.status}."]}
         )
     engine.steps_retry(run_id=run.pk, step_ids=None)

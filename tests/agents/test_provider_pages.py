@@ -69,6 +69,24 @@ def test_bad_input_names_the_field(owner_client: Client) -> None:
     assert "base_url" in response.context["form"].errors
 
 
+def test_a_refused_form_keeps_everything_typed_including_the_key(owner_client: Client) -> None:
+    response = owner_client.post(
+        _url("providers"),
+        {
+            "name": "Typed",
+            "kind": "openai_compatible",
+            "base_url": "http://169.254.169.254/v1",
+            "api_key": KEY,
+        },
+    )
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'value="Typed"' in page and 'value="http://169.254.169.254/v1"' in page
+    assert f'value="{KEY}"' in page
+    assert "base_url" in response.context["form"].errors
+
+
 def test_internal_base_urls_are_refused_unless_the_operator_allows_them(
     owner_client: Client,
 ) -> None:

@@ -355,10 +355,11 @@ def test_a_rejected_step_is_retried_and_a_failed_run_resumed(api: APIClient, wor
     steps = {s["node_id"]: s for s in done["steps"]}
     assert steps["draft"]["attempt"] == 1 and steps["review"]["attempt"] == 3
 
+    # A state that does not allow it is a conflict, not a bad request.
     not_failed = api.post(f"{API}runs/{run['id']}/resume/")
-    assert not_failed.status_code == 400 and "run" in error(not_failed)["fields"]
+    assert not_failed.status_code == 409 and "run" in error(not_failed)["fields"]
     not_failed_step = api.post(f"{API}steps/{review_id}/retry/")
-    assert not_failed_step.status_code == 400 and "step" in error(not_failed_step)["fields"]
+    assert not_failed_step.status_code == 409 and "step" in error(not_failed_step)["fields"]
 
 
 # --- templates ------------------------------------------------------------------------------

@@ -833,7 +833,7 @@ def test_resume_retries_failed_steps_without_rerunning_or_repaying_succeeded_one
     assert fake_openai.last_request.body["messages"][-1]["content"] == "Draft Outline"
     assert UsageRecord.objects.filter(outcome="ok").count() == 2
     assert step(run, "outline").attempt == 1 and step(run, "draft").attempt == 2
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(Conflict):  # it succeeded: nothing to resume
         runs.run_resume(access=owner_access, run=run)
 
 
@@ -851,7 +851,7 @@ def test_step_retry_gives_a_failed_step_one_more_attempt(
     drain()
     pick = step(run, "pick")
     assert pick.status == "failed"
-    with pytest.raises(ValidationFailed, match="Only a failed step"):
+    with pytest.raises(Conflict, match="Only a failed step"):
         runs.step_retry(access=owner_access, step=step(ok, "a"))
     runs.step_retry(access=owner_access, step=pick)
     assert step(run, "pick").status == "queued"

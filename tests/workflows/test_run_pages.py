@@ -762,7 +762,7 @@ def test_retry_gives_a_failed_step_a_new_attempt(
 
     # Only a failed step can be retried; a step of another run is not found.
     refused = owner_client.post(url, **HX)
-    assert refused.status_code == 400 and "Only a failed step can be retried." in (
+    assert refused.status_code == 409 and "Only a failed step can be retried." in (
         refused.content.decode()
     )
     other = _start(world, _workflow(world, CHAIN), {"q": "x"})
