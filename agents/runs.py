@@ -146,9 +146,11 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
     telemetry.agent_run_finished(run.pk)  # an installed listing's statistics; never raises
 
 
-def runs_recover(*, queue_backlog: int | None = None) -> int:
+def runs_recover(
+    *, queue_backlog: int | None = None, queued_after: timedelta = QUEUED_GRACE
+) -> int:
     """In the current workspace, re-send agent runs that lost their worker (running, but nobody
-    holds their advisory lock) and queued runs not started within QUEUED_GRACE (left alone
+    holds their advisory lock) and queued runs not started within `queued_after` (left alone
     while the broker's queue holds more than RECOVER_BATCH messages: they are most likely
     still in it). Each run is re-sent at most once per RESEND_EVERY; a duplicate does
     nothing. Returns how many runs were re-sent."""
@@ -163,7 +165,7 @@ def runs_recover(*, queue_backlog: int | None = None) -> int:
     if running or AgentRun.objects.filter(status=AgentRun.Status.QUEUED).exists():
         recovery.mark_active(schema)  # swept often while it has work (after Redis lost the list)
     if queue_backlog is None or queue_backlog <= RECOVER_BATCH:
-        old = timezone.now() - QUEUED_GRACE
+        old = timezone.now() - queued_after
         queued = AgentRun.objects.filter(status=AgentRun.Status.QUEUED, created_at__lt=old)
         resend |= set(queued.values_list("pk", flat=True)[:RECOVER_BATCH])
     due = recovery.resend_due("agent-run", schema, sorted(resend), every_seconds=RESEND_EVERY)

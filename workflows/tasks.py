@@ -4,8 +4,10 @@ workflows/periodic.py)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import Task, shared_task
+from django.conf import settings
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from core import recovery
@@ -49,12 +51,13 @@ def recover_stalled(active_only: bool = False) -> int:
         )
         schemas = list(workspaces.order_by("pk").values_list("schema_name", flat=True))
     backlog = recovery.queue_backlog()
+    overdue = timedelta(seconds=settings.RECOVERY_QUEUED_AFTER_SECONDS)
     touched = 0
     for schema_name in schemas:
         try:
             with schema_context(schema_name):
-                touched += engine.stalled_recover(queue_backlog=backlog)
-                touched += runs_recover(queue_backlog=backlog)
+                touched += engine.stalled_recover(queue_backlog=backlog, stalled_after=overdue)
+                touched += runs_recover(queue_backlog=backlog, queued_after=overdue)
         except Exception:  # see docstring
             logger.exception("recovering stalled work failed in schema %s", schema_name)
     return touched

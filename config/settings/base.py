@@ -175,6 +175,9 @@ WORKER_DB_CONN_MAX_AGE = env.int("WORKER_DB_CONN_MAX_AGE", default=300)
 CELERY_IMPORTS = ["workflows.periodic"]
 # Celery beat (started by `manage.py dev`, or `celery -A config beat` in production: run
 # exactly one). Every-minute ticks expire rather than pile up while workers are busy.
+# Recovery (docs/operations.md): queued work not started this many seconds after it was due
+# is re-sent (its message was lost with a dead worker or a broker outage).
+RECOVERY_QUEUED_AFTER_SECONDS = env.int("RECOVERY_QUEUED_AFTER_SECONDS", default=15)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "workflows-fire-schedules": {
         "task": "workflows.fire_schedules",
