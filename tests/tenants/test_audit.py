@@ -151,3 +151,25 @@ def test_an_install_names_the_workspace_not_its_number(
     row = _rows(outsider_client, audit.Action.LISTING_INSTALLED, slug="bravo")[0]
     assert "Helpful agent in Bravo Ltd" in row, row
     assert f"in {world.workspace_b.pk}" not in row
+
+
+def test_the_next_page_of_a_filtered_log_keeps_its_filter(
+    world: World, owner_client: Client
+) -> None:
+    for number in range(60):
+        audit.record(
+            action=audit.Action.MEMBER_INVITED,
+            actor=world.owner,
+            workspace=world.workspace_a,
+            target_label=f"person{number}@example.com",
+        )
+    url = reverse("audit_log", kwargs={"workspace_slug": "alpha"})
+
+    first = owner_client.get(url, {"action": audit.Action.MEMBER_INVITED}).content.decode()
+    older = re.search(r'<a class="btn btn--sm" rel="next" href="([^"]+)"', first)
+
+    assert older is not None and "Page 1 of 2" in first
+    second = owner_client.get(url + older.group(1).replace("&amp;", "&")).content.decode()
+    assert "Page 2 of 2" in second
+    assert f"action={audit.Action.MEMBER_INVITED}" in older.group(1)
+    assert len(_rows(owner_client, audit.Action.MEMBER_INVITED)) == 50
