@@ -95,10 +95,10 @@ def _seed(world: World, viewer: User) -> Ids:
             system_prompt=f"Never reveal {MARKER}.",
         )
         ids["agent_id"] = agent.pk
-        ids["agent_version"] = agent.current_version.number
-        run = AgentRun.objects.create(
-            agent=agent, version=agent.current_version, input=f"question {MARKER}"
-        )
+        version = agent.current_version
+        assert version is not None
+        ids["agent_version"] = version.number
+        run = AgentRun.objects.create(agent=agent, version=version, input=f"question {MARKER}")
         ids["agent_run_id"] = run.pk
         workflow = workflow_create(
             access=owner, name=f"Flow {MARKER}", definition=FLOW, description=MARKER
@@ -138,7 +138,7 @@ def _seed(world: World, viewer: User) -> Ids:
         ids["conversation_id"] = conversation.pk
         turn = ConversationTurn.objects.create(
             conversation=conversation,
-            version=agent.current_version,
+            version=version,
             question=f"Q {MARKER}",
             answer=f"A {MARKER}",
             status=ConversationTurn.Status.DONE,
@@ -164,7 +164,7 @@ def _seed(world: World, viewer: User) -> Ids:
 
     Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
     staff = User.objects.create_superuser(email="moderator@platform.test", password="x")
-    version = market.listing_publish(
+    submitted = market.listing_publish(
         access=owner,
         kind="agent",
         source_id=published_agent.pk,
@@ -173,8 +173,8 @@ def _seed(world: World, viewer: User) -> Ids:
         category_slug="support",
         tags=["Support"],
     )
-    market.version_approve(user=staff, version=version)
-    listing = Listing.objects.get(pk=version.listing_id)
+    market.version_approve(user=staff, version=submitted)
+    listing = Listing.objects.get(pk=submitted.listing_id)
     ids["listing_slug"] = listing.slug
     ids["publisher_slug"] = listing.publisher.slug
     install = market.install(access=owner, listing=listing)
