@@ -3,7 +3,8 @@
 Starts embedded PostgreSQL and Valkey (unless DATABASE_URL / REDIS_URL are set), migrates the
 public schema and every workspace, provisions the workspace template, seeds the demo, then runs
 daphne, a Celery worker and Celery beat (workflow schedules, stalled-run recovery, run
-retention) until interrupted.
+retention) until interrupted. A worker or beat that exits is restarted (core/supervise.py); the
+server's exit stops everything.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.db import connections
 
 from config import services
 from config.embedded import embedded_services
+from core.supervise import Child, Supervisor
 
 
 def site_url(host: str, port: int) -> str:
@@ -71,60 +73,65 @@ class Command(BaseCommand):
     def _serve(self, env: dict[str, str], options: dict[str, Any]) -> None:
         child_env = child_environment(env, host=options["host"], port=options["port"])
         python = sys.executable
-        processes = {
-            "daphne": subprocess.Popen(
-                [
-                    python,
-                    "-m",
+
+        def launcher(*arguments: str) -> Any:
+            # Own process groups: we stop them ourselves, Celery's pool children included.
+            return lambda: subprocess.Popen(
+                [python, "-m", *arguments], env=child_env, start_new_session=True
+            )
+
+        supervisor = Supervisor(
+            [
+                Child(
                     "daphne",
-                    "-b",
-                    options["host"],
-                    "-p",
-                    str(options["port"]),
-                    "config.asgi:application",
-                ],
-                env=child_env,
-                start_new_session=True,  # we stop them ourselves, whole process groups
-            ),
-            "celery": subprocess.Popen(
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--loglevel",
-                    "INFO",
-                    "--concurrency",
-                    str(options["concurrency"]),
-                    "-Q",
-                    settings.CELERY_TASK_DEFAULT_QUEUE,
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                env=child_env,
-                start_new_session=True,  # we stop them ourselves, whole process groups
-            ),
-            # One beat for the periodic tasks (CELERY_BEAT_SCHEDULE); its state file lives with
-            # the rest of the local data.
-            "beat": subprocess.Popen(
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "beat",
-                    "--loglevel",
-                    "WARNING",
-                    "--schedule",
-                    str(services.local_dir() / "celerybeat-schedule"),
-                ],
-                env=child_env,
-                start_new_session=True,
-            ),
-        }
+                    launcher(
+                        "daphne",
+                        "-b",
+                        options["host"],
+                        "-p",
+                        str(options["port"]),
+                        "config.asgi:application",
+                    ),
+                    restart=False,
+                ),
+                Child(
+                    "celery worker",
+                    launcher(
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        "--loglevel",
+                        "INFO",
+                        "--concurrency",
+                        str(options["concurrency"]),
+                        "-Q",
+                        settings.CELERY_TASK_DEFAULT_QUEUE,
+                        "--without-gossip",
+                        "--without-mingle",
+                    ),
+                    restart=True,
+                ),
+                # One beat for the periodic tasks (CELERY_BEAT_SCHEDULE); its state file lives
+                # with the rest of the local data.
+                Child(
+                    "celery beat",
+                    launcher(
+                        "celery",
+                        "-A",
+                        "config",
+                        "beat",
+                        "--loglevel",
+                        "WARNING",
+                        "--schedule",
+                        str(services.local_dir() / "celerybeat-schedule"),
+                    ),
+                    restart=True,
+                ),
+            ],
+            say=self.stderr.write,
+        )
+        supervisor.start()
         url = site_url(options["host"], options["port"]) + "/"
         self.stdout.write(self.style.SUCCESS(f"\n  Agent Market is running at {url}"))
         self.stdout.write("  Press Ctrl-C to stop everything.\n")
@@ -138,21 +145,16 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         try:
-            while not stopping:
-                for name, process in processes.items():
-                    if process.poll() is not None:
-                        self.stderr.write(
-                            f"{name} exited with code {process.returncode}; stopping."
-                        )
-                        stopping = True
+            while not stopping and supervisor.check():
                 time.sleep(0.5)
         finally:
             self.stdout.write("\n• Stopping the ASGI server, the worker and beat…")
-            for process in processes.values():
+            processes = supervisor.processes()
+            for process in processes:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 15
-            for process in processes.values():
+            for process in processes:
                 try:
                     process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
