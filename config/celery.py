@@ -3,6 +3,7 @@ it in a header and switches to it before the task body runs)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -23,6 +24,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 app = CeleryApp("agentmarket")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Beat's housekeeping runs every few seconds; its "received" and "succeeded" lines would be most
+# of the worker's log. What it actually recovers is logged as a warning by the sweep itself.
+HOUSEKEEPING_TASKS = frozenset({"workflows.recover_stalled", "workflows.fire_schedules"})
+
+
+class _QuietHousekeeping(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        return not (
+            record.levelno <= logging.INFO
+            and isinstance(data, dict)
+            and data.get("name") in HOUSEKEEPING_TASKS
+        )
+
+
+for _logger in ("celery.app.trace", "celery.worker.strategy"):
+    logging.getLogger(_logger).addFilter(_QuietHousekeeping())
 
 # tenant-schemas-celery switches the connection back to `public` after every task, so the next
 # task of the same workspace switches again and django-tenants sends `SET search_path` again: a
