@@ -8,7 +8,8 @@ Self-contained like bench/engine.py: embedded PostgreSQL in .local/bench/ (or DA
 fresh database `bench_recovery_<pid>` (dropped at the end), one workspace, and a Valkey of its
 own on a TCP port without persistence (broker, cache, throttles; restarting it loses every
 queued message). A prefork worker (`--concurrency` processes) and Celery beat (which runs the
-recovery sweep, core/recovery.py) run as subprocesses, each in its own process group.
+recovery sweep, core/recovery.py) run as subprocesses, each in its own process group; one that
+exits is started again, as systemd, Kubernetes or `scripts/dev` would (said in the log).
 
 Each phase starts `--runs` runs of a 20-step transform chain, lets them get going (1.5 s),
 starts `--agent-runs` agent runs (offline model), then:
@@ -132,6 +133,16 @@ class Cluster:
             "--without-heartbeat",
         )
 
+    def supervise(self) -> None:
+        """What systemd, Kubernetes or `scripts/dev` do: start a worker or beat that exited
+        again (Celery 5.7's main process can exit when the broker goes away)."""
+        if self.worker is not None and self.worker.poll() is not None:
+            say(f"  the worker exited (code {self.worker.returncode}); the supervisor restarts it")
+            self.start_worker()
+        if self.beat is not None and self.beat.poll() is not None:
+            say(f"  beat exited (code {self.beat.returncode}); the supervisor restarts it")
+            self.start_beat()
+
     def kill_worker(self) -> None:
         assert self.worker is not None
         os.killpg(self.worker.pid, signal.SIGKILL)
@@ -197,6 +208,7 @@ def phase(
     runs: int,
     agent_runs: int,
     fault: Callable[[], None],
+    supervise: Callable[[], None],
 ) -> Outcome:
     from agents import services as agent_services
     from agents.models import AgentRun
@@ -229,6 +241,7 @@ def phase(
     stalls: dict[tuple[str, int], float] = {}
     deadline = back + LOST_AFTER
     while time.time() < deadline:
+        supervise()
         waiting = open_runs - {i for kind, i in stalls if kind == "w"}
         if waiting:
             progressed = StepRun.objects.filter(
@@ -357,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                         runs=args.runs,
                         agent_runs=args.agent_runs,
                         fault=faults[name],
+                        supervise=cluster.supervise,
                     )
         except BaseException:
             failed = True
