@@ -33,6 +33,9 @@ QUEUED_GRACE = timedelta(seconds=15)  # a queued run not started by then is re-s
 RESEND_EVERY = 30  # seconds: the same run is re-sent at most this often
 RECOVER_BATCH = 500
 LOST_WORKER_NOTE = "retried after a worker was lost"
+# A run whose worker died this many times is failed instead of started again: something in it
+# (memory, a hard time limit) kills workers, and every attempt may pay the provider again.
+MAX_ATTEMPTS = 3
 
 
 def run_lock_key(run_id: int) -> int:
@@ -64,6 +67,22 @@ def _claim(run_id: int) -> AgentRun | None:
         if run is None or run.status not in (AgentRun.Status.QUEUED, AgentRun.Status.RUNNING):
             return None
         if run.status == AgentRun.Status.RUNNING:
+            if run.attempt >= MAX_ATTEMPTS:
+                logger.error(
+                    "agent run %s in %s lost its worker %s times; failed",
+                    run.pk,
+                    current_schema(),
+                    run.attempt,
+                )
+                _finish(
+                    run,
+                    status=AgentRun.Status.FAILED,
+                    error=(
+                        f"The run's worker was lost {run.attempt} times, so it was stopped "
+                        "rather than started again (each attempt may be paid for)."
+                    ),
+                )
+                return None
             logger.warning(
                 "agent run %s in %s: attempt %s lost its worker; %s",
                 run.pk,

@@ -51,7 +51,6 @@ def database_config(url: str) -> dict[str, Any]:
 # channels_redis waits for messages with BZPOPMIN for up to 5 s at a time; redis-py (8) gives
 # every connection a 5 s socket timeout by default, so an idle websocket's blocking read raced
 # it and failed with "Timeout reading from ...", dropping the connection every few seconds.
-CHANNEL_LAYER_BLOCKING_READ_SECONDS = 5
 CHANNEL_LAYER_SOCKET_TIMEOUT_SECONDS = 30
 
 

@@ -4,6 +4,7 @@ workflows/periodic.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery import Task, shared_task
@@ -54,10 +55,15 @@ def recover_stalled(active_only: bool = False) -> int:
     overdue = timedelta(seconds=settings.RECOVERY_QUEUED_AFTER_SECONDS)
     touched = 0
     for schema_name in schemas:
-        try:
-            with schema_context(schema_name):
-                touched += engine.stalled_recover(queue_backlog=backlog, stalled_after=overdue)
-                touched += runs_recover(queue_backlog=backlog, queued_after=overdue)
-        except Exception:  # see docstring
-            logger.exception("recovering stalled work failed in schema %s", schema_name)
+        # Workflow steps and agent runs independently: one failing does not skip the other.
+        sweeps: list[Callable[[], int]] = [
+            lambda: engine.stalled_recover(queue_backlog=backlog, stalled_after=overdue),
+            lambda: runs_recover(queue_backlog=backlog, queued_after=overdue),
+        ]
+        for sweep in sweeps:
+            try:
+                with schema_context(schema_name):
+                    touched += sweep()
+            except Exception:  # see docstring
+                logger.exception("recovering stalled work failed in schema %s", schema_name)
     return touched
