@@ -25,8 +25,14 @@ WARN_AT = Decimal("0.8")
 
 
 class BudgetExceeded(ApplicationError):
+    """A call refused before it was sent. `usage` and `cost_usd` are what the run or turn had
+    already spent (earlier attempts and tool-loop turns), set on the way up, so it shows what
+    it cost, like a GatewayError."""
+
     code = "budget_exceeded"
     status = 402
+    usage: Usage = Usage()
+    cost_usd: Decimal = Decimal(0)
 
 
 def month_start() -> datetime:

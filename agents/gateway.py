@@ -65,9 +65,10 @@ class GatewayError(ApplicationError):
 
 
 def spent_before_failing(exc: Exception) -> tuple[Usage, Decimal]:
-    """What a failed call used and cost: a GatewayError's attempts, nothing for the other
-    refusals (a budget or an unknown model refuses before anything is sent)."""
-    if isinstance(exc, GatewayError):
+    """What a failed call used and cost: a GatewayError's attempts, or what was spent before a
+    budget refused the next call; nothing for the other refusals (an unknown model refuses
+    before anything is sent)."""
+    if isinstance(exc, GatewayError | budgets.BudgetExceeded):
         return exc.usage, exc.cost_usd
     return Usage(), Decimal(0)
 
@@ -306,13 +307,17 @@ def _call_targets(
         attempt = 0
         while True:
             attempt += 1
-            budgets.check_before_call(
-                kind=target.kind,
-                model=target.model,
-                request=request,
-                run_cap=context.run_cap_usd,
-                run_spent=context.run_spent_usd + spent_cost,
-            )
+            try:
+                budgets.check_before_call(
+                    kind=target.kind,
+                    model=target.model,
+                    request=request,
+                    run_cap=context.run_cap_usd,
+                    run_spent=context.run_spent_usd + spent_cost,
+                )
+            except budgets.BudgetExceeded as exc:  # the failed attempts before it stay on it
+                exc.usage, exc.cost_usd = spent, spent_cost
+                raise
             row_id = _open_attempt(
                 target, context=context, alias=alias, attempt=attempt, fallback=index > 0
             )

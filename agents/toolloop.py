@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from agents import replay
+from agents.budgets import BudgetExceeded
 from agents.gateway import (
     NO_CONTEXT,
     GatewayError,
@@ -153,7 +154,7 @@ def run_tool_loop(
         spent_so_far = replace(context, run_spent_usd=context.run_spent_usd + loop.cost_usd)
         try:
             outcome = _ask(model, request, spent_so_far, on_event)
-        except GatewayError as exc:  # what the turn spent before failing stays on it
+        except (GatewayError, BudgetExceeded) as exc:  # what the turn spent stays on it
             exc.usage, exc.cost_usd = loop.usage + exc.usage, loop.cost_usd + exc.cost_usd
             raise
         loop.model_calls += 1

@@ -530,3 +530,33 @@ def test_a_workflow_agent_step_that_fails_after_a_paid_call_charges_the_run(
     assert [r.outcome for r in rows] == ["ok", "error"]
     assert (run.input_tokens, run.output_tokens) == (90, 12)
     assert run.cost_usd == sum(r.cost_usd for r in rows) > 0
+
+
+def test_a_run_refused_by_its_cost_cap_after_a_paid_call_shows_what_it_cost(
+    world: World, fake_openai: FakeOpenAI
+) -> None:
+    # The first call is cheap at worst (100 output tokens) but reports a long prompt: after it,
+    # the run's cap refuses the next turn of the tool loop before anything is sent.
+    fake_openai.queue(
+        tool_calls=[("calculator", {"expression": "6*7"})],
+        usage={"prompt_tokens": 10_000, "completion_tokens": 12},
+    )
+    with schema_context(world.workspace_a.schema_name):
+        access = access_of(world.owner, world.workspace_a)
+        model = _alias(("openai", fake_openai.base_url))
+        agent = services.agent_create(
+            access=access,
+            name="Calc",
+            model=model,
+            tools=["calculator"],
+            max_tokens=100,
+            max_cost_per_run_usd=Decimal("0.01"),
+        )
+        run = services.agent_run_start(access=access, agent_id=agent.pk, input="6 times 7?")
+        execute_run(run.pk)
+        run.refresh_from_db()
+        rows = _rows()
+    assert run.status == "failed" and "cost" in run.error.lower()
+    assert [r.outcome for r in rows] == ["ok"]  # the refused call was never sent
+    assert (run.input_tokens, run.output_tokens) == (10_000, 12)
+    assert run.cost_usd == rows[0].cost_usd > Decimal("0.01")
