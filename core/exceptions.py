@@ -73,6 +73,20 @@ def outage_of(exc: BaseException) -> ServiceUnavailable | None:
         return exc
     if isinstance(exc, BrokerError | RedisConnectionError | RedisTimeoutError):
         return ServiceUnavailable(QUEUE_UNAVAILABLE)
-    if isinstance(exc, DbOperationalError | DbInterfaceError):
+    if isinstance(exc, DbInterfaceError) or (
+        isinstance(exc, DbOperationalError) and _connection_lost(exc)
+    ):
         return ServiceUnavailable(DATABASE_UNAVAILABLE)
     return None
+
+
+# SQLSTATEs of a server that went away: its shutdown, crash or start-up refusals. Class 08 is
+# every connection exception.
+_SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """An OperationalError that is a lost or refused connection, not one a live server raised
+    (a statement timeout, a deadlock, a lock not granted): those are errors, not outages."""
+    state = getattr(exc.__cause__, "sqlstate", None)
+    return state is None or state.startswith("08") or state in _SERVER_GONE

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import redis
-from django.db import OperationalError
+from django.db import OperationalError, connection, transaction
 from django.test import RequestFactory
 from kombu.exceptions import OperationalError as BrokerError
 
+from core.exceptions import outage_of
 from core.views import server_error
 from tests.conftest import World, key_client
 
@@ -72,3 +73,17 @@ def test_other_errors_still_answer_500() -> None:
     except Exception:
         response = server_error(request)
     assert response.status_code == 500
+
+
+def test_an_error_a_live_database_raises_is_not_an_outage(world: World) -> None:
+    """A statement timeout (like a deadlock or a lock not granted) comes from a server that is
+    up: it is a failure to fix, logged as a 500, not a 503 that says to come back later."""
+    with (
+        pytest.raises(OperationalError) as timed_out,
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL statement_timeout = 1")
+        cursor.execute("SELECT pg_sleep(1)")
+    assert outage_of(timed_out.value) is None
+    assert outage_of(OperationalError("server closed the connection")) is not None
