@@ -4,17 +4,26 @@ Closed: calls flow; each failure counts within a window. After `threshold` failu
 window the circuit opens for `cooldown` seconds: the gateway skips the target (no request is
 sent). When the cooldown ends, one trial call is let through (half-open): success closes the
 circuit, failure opens it again.
+
+Without Redis the breaker is open-minded: every call is let through and nothing is counted. It
+protects providers and budgets from a flapping target; it must not fail a run because the
+broker's Redis is restarting (the step would fail instead of finishing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import time
 from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
+REDIS_DOWN = (redis.RedisError, OSError)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,14 @@ class CircuitBreaker:
         self._clean = False  # the last allows_call saw no failures and no open circuit
 
     def allows_call(self) -> bool:
+        try:
+            return self._allows_call()
+        except REDIS_DOWN:
+            logger.warning("circuit breaker %s: Redis unavailable; call let through", self.key)
+            self._clean = True  # nothing to record afterwards
+            return True
+
+    def _allows_call(self) -> bool:
         open_until, failures = self.redis.mget(f"{self.key}:open_until", f"{self.key}:failures")
         self._clean = open_until is None and failures is None
         if open_until is None:
@@ -67,10 +84,18 @@ class CircuitBreaker:
         another worker counted meanwhile then expires with its window instead."""
         if self._clean:
             return
-        self.redis.delete(f"{self.key}:failures", f"{self.key}:open_until", f"{self.key}:trial")
+        with contextlib.suppress(*REDIS_DOWN):
+            self.redis.delete(f"{self.key}:failures", f"{self.key}:open_until", f"{self.key}:trial")
 
     def record_failure(self) -> bool:
-        """Count a failure; True if this failure opened the circuit."""
+        """Count a failure; True if this failure opened the circuit (never without Redis)."""
+        try:
+            return self._record_failure()
+        except REDIS_DOWN:
+            logger.warning("circuit breaker %s: Redis unavailable; failure not counted", self.key)
+            return False
+
+    def _record_failure(self) -> bool:
         failures_key = f"{self.key}:failures"
         pipe = self.redis.pipeline()
         pipe.incr(failures_key)

@@ -3,7 +3,9 @@ refused) and the offline provider, with the breaker's state in the real Redis.""
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import redis
@@ -185,6 +187,21 @@ def test_half_open_breaker_lets_one_trial_through() -> None:
     assert breaker.allows_call() is False
     breaker.record_success()
     assert breaker.allows_call() is True and not breaker.is_open()
+
+
+def test_without_redis_the_breaker_lets_calls_through_instead_of_failing_them(
+    settings: Any,
+) -> None:
+    """The broker's Redis restarting must not fail the model steps running meanwhile: seen as
+    a workflow run failed in the fault-injection test of a broker restart."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    breaker = CircuitBreaker("test:no-redis", BreakerPolicy(threshold=1))
+    assert breaker.allows_call() is True
+    assert breaker.record_failure() is False  # not counted, and not raised
+    breaker.record_success()
 
 
 def _credential(name: str, kind: str, base_url: str) -> ProviderCredential:
