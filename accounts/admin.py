@@ -2,29 +2,20 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from accounts.models import User
-from tenants.models import Membership
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    fk_name = "user"
-    extra = 0
-    fields = ("workspace", "role", "created_at")
-    readonly_fields = ("created_at",)
-    autocomplete_fields = ("workspace",)
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    """Users. tenants/admin.py extends it with each user's workspaces (accounts is below
+    tenants and does not know them)."""
+
     ordering = ("email",)
-    list_display = (
+    list_display: tuple[str, ...] = (
         "email",
         "full_name",
-        "workspace_count",
         "is_staff",
         "is_active",
         "last_login",
@@ -33,7 +24,6 @@ class UserAdmin(BaseUserAdmin):
     list_filter = ("is_staff", "is_superuser", "is_active", "date_joined")
     search_fields = ("email", "full_name")
     date_hierarchy = "date_joined"
-    inlines = (MembershipInline,)
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("full_name",)}),
@@ -49,10 +39,3 @@ class UserAdmin(BaseUserAdmin):
         # Workspace schemas hold rows that point at users (object permissions, later authored
         # agents and runs); deleting across every schema is not supported: deactivate instead.
         return False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).annotate(_workspaces=Count("memberships"))
-
-    @admin.display(description="Workspaces", ordering="_workspaces")
-    def workspace_count(self, obj: User) -> int:
-        return obj._workspaces  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """The back-office view of workspace data: agents, runs, conversations, knowledge, the cache,
 outbound hosts, the ledger and webhook deliveries. One workspace at a time (chosen in the
-admin, see `core.tenant_admin`); read-only except cached answers (deletable) and allowed
+admin, see `tenants.scoped_admin`); read-only except cached answers (deletable) and allowed
 hosts (add and remove, audited like the workspace page)."""
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from agents.models import (
 )
 from agents.outbound.services import HOST_ADDED, HOST_REMOVED, host_validate
 from core.exceptions import ValidationFailed
-from core.tenant_admin import (
+from tenants import audit
+from tenants.scoped_admin import (
     ReadOnlyInline,
     ReadOnlyScopedAdmin,
     WorkspaceScopedAdmin,
     request_workspace,
 )
-from tenants import audit
 
 
 def _preview(text: str, length: int = 80) -> str:

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from agents import config_cache
 from agents.models import UsageRecord, WorkspaceBudget
-from agents.pricing import usage_cost
 from agents.providers.base import ChatRequest, Usage
+from billing.pricing import usage_cost
 from core import mail
 from core.exceptions import ApplicationError, ValidationFailed
 from tenants.models import Membership, Role, Workspace

@@ -36,7 +36,6 @@ from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from agents import cache_calibration, cache_guard
-from agents.chat.selectors import conversation_get
 from agents.embeddings import get_embedder
 from agents.gateway import GatewayError, UsageContext, gateway_complete
 from agents.models import (
@@ -279,7 +278,7 @@ def knowledge_base_changed(knowledge_base_id: int) -> int:
     return deleted
 
 
-def _report(
+def answer_report(
     *,
     access: Access,
     answered: AgentRun | ConversationTurn,
@@ -288,6 +287,8 @@ def _report(
     run_id: int | None = None,
     turn_id: int | None = None,
 ) -> CacheReport:
+    """Record that a cached answer (of a run or a chat turn, locked by the caller) was wrong and
+    evict its entry. Call inside the caller's transaction."""
     if not answered.cache_hit:
         raise Conflict("This answer did not come from the cache.")
     if answered.cache_reported_at is not None:
@@ -338,28 +339,7 @@ def run_cache_report(*, access: Access, agent_id: int, run_id: int) -> AgentRun:
     )
     if run is None:
         raise NotFound("No run with that id in this workspace.")
-    _report(access=access, answered=run, question=run.input, agent_id=run.agent_id, run_id=run.pk)
+    answer_report(
+        access=access, answered=run, question=run.input, agent_id=run.agent_id, run_id=run.pk
+    )
     return run
-
-
-@transaction.atomic
-def turn_cache_report(*, access: Access, conversation_id: int, turn_id: int) -> ConversationTurn:
-    """The same for a chat turn of a conversation the person may read."""
-    access.require(Perm.RUN)
-    conversation_get(access=access, conversation_id=conversation_id)
-    turn = (
-        ConversationTurn.objects.select_for_update(of=("self",))
-        .select_related("conversation", "version")
-        .filter(pk=turn_id, conversation_id=conversation_id)
-        .first()
-    )
-    if turn is None:
-        raise NotFound("No answer with that id in this conversation.")
-    _report(
-        access=access,
-        answered=turn,
-        question=turn.question,
-        agent_id=turn.conversation.agent_id,
-        turn_id=turn.pk,
-    )
-    return turn

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from agents.embeddings import EMBEDDERS
+
 CALIBRATION_FILE = Path(__file__).with_name("cache_calibration.json")
 REFERENCE_FILE = Path(__file__).with_name("cache_reference.jsonl")
 
@@ -63,7 +65,6 @@ def max_distance(embedder_name: str) -> float | None:
 
 def configured_embedder_name() -> str:
     """The name the EMBEDDER setting's embedder records, without loading it."""
-    from agents.embeddings import EMBEDDERS
 
     embedder = EMBEDDERS.get(settings.EMBEDDER)
     return embedder.name if embedder else settings.EMBEDDER

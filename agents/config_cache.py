@@ -33,7 +33,9 @@ from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
 from agents.breaker import redis_client
-from agents.pricing import Price
+from agents.models import AliasTarget, ModelAlias, ProviderCredential, WorkspaceBudget
+from billing.models import ModelPrice
+from billing.pricing import Price
 from tenants.schemas import current_schema
 
 logger = logging.getLogger(__name__)
@@ -117,8 +119,6 @@ def changed(scope: str) -> None:
 
 
 def price_for(kind: str, model: str) -> Price | None:
-    from billing.models import ModelPrice
-
     def load() -> Price | None:
         row = ModelPrice.objects.filter(provider=kind, model=model).first()
         return row.as_price() if row is not None else None
@@ -127,8 +127,6 @@ def price_for(kind: str, model: str) -> Price | None:
 
 
 def monthly_cap() -> Decimal | None:
-    from agents.models import WorkspaceBudget
-
     def load() -> Decimal | None:
         budget = WorkspaceBudget.objects.first()
         return budget.monthly_cap_usd if budget is not None else None
@@ -146,9 +144,6 @@ def _prices_changed(sender: type[Model], **kwargs: Any) -> None:
 
 def connect_signals() -> None:
     """Called from AgentsConfig.ready: the models whose rows `cached` values come from."""
-    from agents.models import AliasTarget, ModelAlias, ProviderCredential, WorkspaceBudget
-    from billing.models import ModelPrice
-
     for model in (ModelAlias, AliasTarget, ProviderCredential, WorkspaceBudget):
         post_save.connect(_workspace_changed, sender=model, dispatch_uid=f"gw-{model.__name__}")
         post_delete.connect(_workspace_changed, sender=model, dispatch_uid=f"gw-d-{model.__name__}")

@@ -7,6 +7,7 @@ from typing import Any
 from django_tenants.utils import schema_context
 
 from agents import services
+from agents.knowledge.demo import seed_demo_knowledge
 from agents.models import Agent, AliasTarget, AllowedHost, ModelAlias
 from tenants.models import Workspace
 from tenants.permissions import Access
@@ -84,7 +85,6 @@ DEMO_AGENTS: list[dict[str, Any]] = [
 
 def seed_demo_agents(*, access: Access, workspace: Workspace) -> int:
     """Create what is missing (matched by name); returns how many agents were created."""
-    from agents.knowledge.demo import seed_demo_knowledge
 
     created = 0
     with schema_context(workspace.schema_name):

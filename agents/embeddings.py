@@ -41,9 +41,9 @@ from django_tenants.utils import get_public_schema_name
 
 from agents import config_cache
 from agents.models import UsageRecord
-from agents.pricing import usage_cost
 from agents.providers.base import Usage
 from agents.tokens import estimate_text_tokens
+from billing.pricing import usage_cost
 from tenants.schemas import current_schema
 
 DIMENSIONS = 384

@@ -22,7 +22,6 @@ from django.db import transaction
 from agents import budgets, config_cache, replay
 from agents.breaker import CircuitBreaker
 from agents.models import AliasTarget, ModelAlias, ProviderKind, UsageRecord
-from agents.pricing import usage_cost
 from agents.providers.base import (
     ChatRequest,
     ChatResult,
@@ -36,6 +35,7 @@ from agents.providers.base import (
 )
 from agents.providers.registry import get_provider
 from agents.tokens import estimate_request_tokens, estimate_text_tokens
+from billing.pricing import usage_cost
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema
 

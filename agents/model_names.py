@@ -17,6 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from agents.models import ModelAlias, ProviderKind
+from billing.models import ModelPrice
 
 OFFLINE_EXAMPLE = "offline:demo"
 _PRICED_KINDS = [k for k in ProviderKind.values if k != ProviderKind.OFFLINE]
@@ -27,8 +28,6 @@ def _dollars(amount: Decimal) -> str:
 
 
 def _priced(kind: str, model: str) -> bool:
-    from billing.models import ModelPrice
-
     return ModelPrice.objects.filter(provider=kind, model=model).exists()
 
 
@@ -63,8 +62,6 @@ def model_choices(current: str = "") -> list[tuple[str, list[tuple[str, str]]]]:
     """The picker's groups: this workspace's aliases, then each provider's priced models, then
     the offline model; `current` is kept (in its own group) when it is none of those, so an
     edit never silently changes an agent's model."""
-    from billing.models import ModelPrice
-
     groups: list[tuple[str, list[tuple[str, str]]]] = []
     aliases = [
         (a.name, f"{a.name} — {a.description}" if a.description else a.name)

@@ -24,7 +24,8 @@ from agents.providers.base import Message
 from agents.webhooks import webhook_enqueue
 from core import recovery
 from core.exceptions import ApplicationError
-from marketplace import telemetry
+from core.hooks import RunFinished, run_finished
+from core.queue import enqueue_many
 from tenants.schemas import current_schema
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 QUEUED_GRACE = timedelta(seconds=15)  # a queued run not started by then is re-sent
 RESEND_EVERY = 30  # seconds: the same run is re-sent at most this often
 RECOVER_BATCH = 500
+# The task that executes a run (agents/tasks.py declares it under this name).
+EXECUTE_RUN_TASK = "agents.execute_run"
 LOST_WORKER_NOTE = "retried after a worker was lost"
 # A run whose worker died this many times is failed instead of started again: something in it
 # (memory, a hard time limit) kills workers, and every attempt may pay the provider again.
@@ -62,7 +65,10 @@ def _claim(run_id: int) -> AgentRun | None:
     a running run found here had an executor that is gone."""
     with transaction.atomic():
         run = (
-            AgentRun.objects.select_for_update().select_related("version").filter(pk=run_id).first()
+            AgentRun.objects.select_for_update(of=("self",))
+            .select_related("version", "agent")
+            .filter(pk=run_id)
+            .first()
         )
         if run is None or run.status not in (AgentRun.Status.QUEUED, AgentRun.Status.RUNNING):
             return None
@@ -162,7 +168,20 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
         run.save(update_fields=fields)
         if run.callback_url:
             webhook_enqueue(run=run)
-    telemetry.agent_run_finished(run.pk)  # an installed listing's statistics; never raises
+    run_finished.fire(_finished_event(run))  # committed: the executor runs outside a transaction
+
+
+def _finished_event(run: AgentRun) -> RunFinished:
+    finished, started = run.finished_at or timezone.now(), run.started_at or run.created_at
+    return RunFinished(
+        kind="agent",
+        run_id=run.pk,
+        schema_name=current_schema(),
+        status=run.status,
+        listing_version_id=run.agent.listing_version_id,
+        latency_ms=max(int((finished - started).total_seconds() * 1000), 0),
+        cost_usd=run.cost_usd,
+    )
 
 
 def runs_recover(
@@ -173,8 +192,6 @@ def runs_recover(
     while the broker's queue holds more than RECOVER_BATCH messages: they are most likely
     still in it). Each run is re-sent at most once per RESEND_EVERY; a duplicate does
     nothing. Returns how many runs were re-sent."""
-    from agents.tasks import execute_agent_run
-
     running = AgentRun.objects.filter(status=AgentRun.Status.RUNNING).values_list("pk", flat=True)[
         :RECOVER_BATCH
     ]
@@ -190,9 +207,7 @@ def runs_recover(
     due = recovery.resend_due("agent-run", schema, sorted(resend), every_seconds=RESEND_EVERY)
     if due:
         recovery.mark_active(schema)
-        with execute_agent_run.app.producer_or_acquire() as producer:
-            for run_id in due:
-                execute_agent_run.apply_async((run_id,), producer=producer)
+        enqueue_many(EXECUTE_RUN_TASK, [((run_id,), 0.0) for run_id in due])
         logger.warning(
             "re-sent %s agent run(s) in %s (%s whose worker was lost: %s)",
             len(due),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from agents.models import Agent, AgentRun
+from agents.models import Agent, AgentRun, Conversation
 from core.exceptions import NotFound
 from tenants.permissions import Access, Perm
 
@@ -49,3 +49,12 @@ def agent_choices(*, access: Access, keep: set[int] | None = None) -> list[tuple
             .order_by("name", "pk")
         )
     return [(a.pk, agent_choice_label(a)) for a in agents]
+
+
+def agent_summary(*, access: Access) -> dict[str, int]:
+    """The dashboard's agents card: active agents and conversations in this workspace."""
+    access.require(Perm.WORKSPACE_VIEW)
+    return {
+        "agents": Agent.objects.filter(archived_at__isnull=True).count(),
+        "conversations": Conversation.objects.count(),
+    }

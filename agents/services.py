@@ -15,10 +15,11 @@ from agents import cache
 from agents.model_names import model_problem
 from agents.models import Agent, AgentRun, AgentVersion, KnowledgeBase, MemoryMode
 from agents.netguard import check_public_url
-from agents.tasks import execute_agent_run
+from agents.runs import EXECUTE_RUN_TASK
 from agents.toolloop import tools_by_name
 from core import recovery
 from core.exceptions import Conflict, NotFound, ValidationFailed
+from core.queue import enqueue
 from tenants import audit
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
@@ -322,4 +323,4 @@ def agent_run_start(
 
 def _enqueue_run(run_id: int) -> None:
     recovery.mark_active(current_schema())
-    execute_agent_run.delay(run_id)
+    enqueue(EXECUTE_RUN_TASK, run_id)

@@ -6,13 +6,14 @@ from celery import shared_task
 
 from agents.chat import tasks as _chat_tasks  # noqa: F401 — registers its tasks
 from agents.knowledge import tasks as _knowledge_tasks  # noqa: F401 — registers its tasks
-from agents.runs import execute_run
+from agents.runs import EXECUTE_RUN_TASK, execute_run
+from agents.webhooks import DELIVER_WEBHOOK_TASK, webhook_attempt
 from core import recovery
 
 
 @shared_task(
     bind=True,
-    name="agents.execute_run",
+    name=EXECUTE_RUN_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     **recovery.DATABASE_RETRY,
@@ -25,10 +26,8 @@ def execute_agent_run(self: Any, run_id: int) -> str | None:
     return execute_run(run_id)
 
 
-@shared_task(bind=True, name="agents.deliver_webhook", acks_late=True, max_retries=None)
+@shared_task(bind=True, name=DELIVER_WEBHOOK_TASK, acks_late=True, max_retries=None)
 def deliver_webhook(self: Any, delivery_id: int) -> None:
-    from agents.webhooks import webhook_attempt
-
     wait = webhook_attempt(delivery_id)
     if wait is not None:
         raise self.retry(countdown=wait)

@@ -4,6 +4,7 @@ from agents import run_views, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent_list"),
+    path("card/", views.agent_dashboard_card, name="agent_dashboard_card"),
     path("new/", views.agent_create, name="agent_create"),
     path("runs/", run_views.agent_run_list, name="agent_run_list"),
     path("runs/<int:run_id>/", run_views.agent_run_detail, name="agent_run_detail"),

@@ -442,3 +442,13 @@ def model_alias_delete(request: AppRequest, alias_id: int) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
     return redirect("model_aliases", workspace_slug=access.workspace.slug)
+
+
+def agent_dashboard_card(request: AppRequest) -> HttpResponse:
+    """The overview page's agents card (loaded into the dashboard by htmx)."""
+    access = _access(request)
+    return render(
+        request,
+        "agents/_dashboard_card.html",
+        {"summary": selectors.agent_summary(access=access)},
+    )

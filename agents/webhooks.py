@@ -13,6 +13,7 @@ import hmac
 import json
 import secrets
 import time
+from functools import partial
 from typing import Any
 
 import httpx2
@@ -25,6 +26,7 @@ from agents.models import AgentRun, WebhookDelivery
 from agents.netguard import guarded_client, refusal_in
 from core import crypto
 from core.exceptions import ValidationFailed
+from core.queue import enqueue
 from tenants import audit
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
@@ -33,6 +35,8 @@ from tenants.schemas import current_schema
 SIGNATURE_HEADER = "X-AgentMarket-Signature"
 EVENT_HEADER = "X-AgentMarket-Event"
 RUN_FINISHED = "agent_run.finished"
+# The task that delivers a webhook (agents/tasks.py declares it under this name).
+DELIVER_WEBHOOK_TASK = "agents.deliver_webhook"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -131,12 +135,10 @@ def delivery_enqueue(
 ) -> WebhookDelivery:
     """Record a delivery and send it once the caller's transaction commits (then retried with
     backoff by `agents.deliver_webhook`). Call inside the transaction that finished the run."""
-    from agents.tasks import deliver_webhook
-
     delivery = WebhookDelivery.objects.create(
         run=run, workflow_run_id=workflow_run_id, event=event, url=url, payload=payload
     )
-    transaction.on_commit(lambda: deliver_webhook.delay(delivery.pk))
+    transaction.on_commit(partial(enqueue, DELIVER_WEBHOOK_TASK, delivery.pk))
     return delivery
 
 

@@ -7,7 +7,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from agents.pricing import Price
+from billing.pricing import Price
 
 _PRICE: dict[str, Any] = {
     "max_digits": 12,

@@ -15,8 +15,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from config.routing import websocket_urlpatterns  # noqa: E402
 from tenants.channels import WorkspaceScopeMiddleware  # noqa: E402
-from tenants.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -1,9 +1,13 @@
+"""The composition root's URL tree: the only URLconf that names every app (docs/decisions.md,
+"Layers"). Each app owns its patterns; this file decides where they are mounted."""
+
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as accounts_views
 from core import views as core_views
+from tenants import urls as tenants_urls
 
 handler500 = "core.views.server_error"  # a database or Redis outage answers 503
 handler400 = "core.views.bad_request"  # a body over the size limit answers 413
@@ -12,6 +16,18 @@ handler404 = "core.views.not_found"  # the API's envelope under /api/
 admin.site.site_header = "Agent Market back-office"
 admin.site.site_title = "Agent Market admin"
 admin.site.index_title = "Operations"
+
+# /w/<slug>/: the workspace's own pages, then each app's.
+workspace_patterns: list[URLPattern | URLResolver] = [
+    *tenants_urls.workspace_patterns,
+    path("agents/", include("agents.urls")),
+    path("workflows/", include("workflows.urls")),
+    path("knowledge/", include("agents.knowledge.urls")),
+    path("conversations/", include("agents.chat.urls")),
+    path("outbound/", include("agents.outbound.urls")),
+    path("marketplace/", include("marketplace.workspace_urls")),
+    path("", include("agents.workspace_urls")),
+]
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
@@ -32,4 +48,6 @@ urlpatterns = [
     # The split view serves Swagger's start-up script as a file (no inline script, for the CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("tenants.urls")),
+    # Every workspace page: WorkspaceMiddleware checks membership and switches the schema.
+    path("w/<slug:workspace_slug>/", include(workspace_patterns)),
 ]

@@ -31,26 +31,38 @@ def _type_error(field: serializers.Field, value: Any) -> str | None:
     if isinstance(field, serializers.FloatField):
         return None if isinstance(value, _NUMBER) else "Must be a number."
     if isinstance(field, serializers.DecimalField):
-        as_string = getattr(field, "coerce_to_string", None)
-        if as_string is None:
-            as_string = api_settings.COERCE_DECIMAL_TO_STRING
-        if as_string:
-            return None if isinstance(value, str) else "Must be a decimal number in a string."
-        return None if isinstance(value, _NUMBER) else "Must be a number."
+        return _decimal_error(field, value)
     if isinstance(field, serializers.CharField | serializers.ChoiceField):
         if isinstance(field, serializers.MultipleChoiceField):
             return None
         return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, serializers.ListField | serializers.DictField):
+        return _item_error(field, value)
+    return None
+
+
+def _decimal_error(field: serializers.DecimalField, value: Any) -> str | None:
+    as_string = getattr(field, "coerce_to_string", None)
+    if as_string is None:
+        as_string = api_settings.COERCE_DECIMAL_TO_STRING
+    if as_string:
+        return None if isinstance(value, str) else "Must be a decimal number in a string."
+    return None if isinstance(value, _NUMBER) else "Must be a number."
+
+
+def _item_error(field: serializers.ListField | serializers.DictField, value: Any) -> str | None:
+    """The first item of a list or dict whose type is wrong, named by its index or key."""
     if isinstance(field, serializers.ListField) and isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _type_error(field.child, item)
-            if problem:
-                return f"Item {index}: {problem}"
-    if isinstance(field, serializers.DictField) and isinstance(value, dict):
-        for key, item in value.items():
-            problem = _type_error(field.child, item)
-            if problem:
-                return f"{key}: {problem}"
+        items: Any = enumerate(value)
+        label = "Item {}: {}"
+    elif isinstance(field, serializers.DictField) and isinstance(value, dict):
+        items, label = value.items(), "{}: {}"
+    else:
+        return None
+    for key, item in items:
+        problem = _type_error(field.child, item)
+        if problem:
+            return label.format(key, problem)
     return None
 
 

@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django_tenants.utils import schema_context
 
+from agents.models import Agent
+from agents.services import agent_archive, agent_update
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from marketplace import snapshot
 from marketplace.icons import ICON_ERROR, is_single_icon
@@ -30,9 +32,13 @@ from marketplace.models import (
     Review,
     RunSample,
 )
+from marketplace.search_index import index_listing
 from tenants import audit
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
+from workflows import agent_refs
+from workflows.models import Workflow, WorkflowVersion
+from workflows.services import version_save, workflow_archive
 
 STATS_WINDOW = 1000
 MAX_REASON = 2000
@@ -87,8 +93,6 @@ def _take_snapshot(
     workspace: Workspace, kind: str, source_id: int
 ) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
     """(definition, required tools, required providers, notes), read in `workspace`'s schema."""
-    from agents.models import Agent
-    from workflows.models import Workflow
 
     notes: list[str] = []
     with schema_context(workspace.schema_name):
@@ -248,7 +252,6 @@ def version_approve(*, user: Any, version: ListingVersion) -> ListingVersion:
         if listing.published_at is None:
             listing.published_at = timezone.now()
         listing.save(update_fields=["current_version", "providers", "published_at", "updated_at"])
-    from marketplace.search_index import index_listing
 
     index_listing(listing)
     return locked
@@ -381,11 +384,6 @@ def _locked_install(access: Access, install: Install) -> Install:
 
 
 def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> None:
-    from agents.models import Agent
-    from agents.services import agent_update
-    from workflows import agent_refs
-    from workflows.models import Workflow, WorkflowVersion
-    from workflows.services import version_save
 
     workflow = Workflow.objects.filter(pk=install.object_id).first()
     if workflow is None or workflow.active_version is None:
@@ -435,8 +433,6 @@ def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> 
 @transaction.atomic
 def upgrade(*, access: Access, install: Install) -> Install:
     """Move an install to the listing's current version: a new version of the copy."""
-    from agents.models import Agent
-    from agents.services import agent_update
 
     access.require(Perm.BUILD)
     locked = _locked_install(access, install)
@@ -475,9 +471,6 @@ def upgrade(*, access: Access, install: Install) -> Install:
 @transaction.atomic
 def uninstall(*, access: Access, install: Install) -> Install:
     """End the install and archive the copy (its runs and versions stay)."""
-    from agents.services import agent_archive
-    from workflows.models import Workflow
-    from workflows.services import workflow_archive
 
     access.require(Perm.BUILD)
     locked = _locked_install(access, install)

@@ -18,10 +18,15 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from agents.model_names import OFFLINE_EXAMPLE, model_problem
 from agents.models import Agent, ModelAlias
+from agents.services import agent_create, agent_free_name
 from core.exceptions import NotFound, ValidationFailed
 from tenants.permissions import Access
 from workflows import agent_refs
+from workflows.library.prepare import ensure_default_model
+from workflows.models import Workflow, WorkflowVersion
+from workflows.services import workflow_create
 
 DEFAULT_MODEL = "default"
 KNOWLEDGE_TOOL = "knowledge_search"
@@ -179,13 +184,11 @@ def providers_of(model_names: list[str]) -> list[str]:
 def _free_agent_name(name: str) -> str:
     """The name, or "<name> (from marketplace)", "… (2)": free among active agents, ignoring
     case (agent names are unique that way)."""
-    from agents.services import agent_free_name
 
     return agent_free_name(name, suffix=COPY_SUFFIX)
 
 
 def _free_workflow_name(name: str) -> str:
-    from workflows.models import Workflow
 
     def taken(candidate: str) -> bool:
         return Workflow.objects.filter(name__iexact=candidate, archived_at__isnull=True).exists()
@@ -204,17 +207,14 @@ def _free_workflow_name(name: str) -> str:
 def ensure_model(access: Access, model: str) -> tuple[str, list[str]]:
     """The alias the copy uses: `model` if this workspace has it, else `default` (created the
     way the template library creates it, when the actor may)."""
-    from workflows.library import _ensure_default_model
-
     if model != DEFAULT_MODEL and ModelAlias.objects.filter(name=model).exists():
         return model, []
     notes = [] if model == DEFAULT_MODEL else [f"Uses “{DEFAULT_MODEL}” instead of “{model}”."]
-    return DEFAULT_MODEL, notes + _ensure_default_model(access)
+    return DEFAULT_MODEL, notes + ensure_default_model(access)
 
 
 def agent_config(access: Access, spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The settings `agent_create` / `agent_update` take for a spec, in the current schema."""
-    from agents.model_names import OFFLINE_EXAMPLE, model_problem
 
     model, notes = ensure_model(access, spec.get("model") or DEFAULT_MODEL)
     if model_problem(model):  # `default` is missing and this member may not add it
@@ -234,7 +234,6 @@ def agent_config(access: Access, spec: dict[str, Any]) -> tuple[dict[str, Any], 
 
 
 def _create_agent(access: Access, spec: dict[str, Any], listing_version_id: int) -> Agent:
-    from agents.services import agent_create
 
     config, _ = agent_config(access, spec)
     agent = agent_create(
@@ -280,8 +279,6 @@ def install_snapshot(
 ) -> tuple[str, int]:
     """Create the pinned copy in the current (installing) schema; returns (kind, id). Agents
     are always new copies (named "<name> (from marketplace)" when the name is taken)."""
-    from workflows.models import Workflow, WorkflowVersion
-    from workflows.services import workflow_create
 
     if kind == "agent":
         agent = _create_agent(access, definition["agent"], listing_version_id)

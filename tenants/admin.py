@@ -6,6 +6,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.admin import UserAdmin
+from accounts.models import User
 from tenants.models import ApiKey, AuditEvent, Domain, Invitation, Membership, Workspace
 
 
@@ -153,3 +155,30 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+
+class UserMembershipInline(admin.TabularInline):
+    model = Membership
+    fk_name = "user"
+    extra = 0
+    fields = ("workspace", "role", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("workspace",)
+
+
+class UserWithWorkspacesAdmin(UserAdmin):
+    """accounts' user admin with the user's workspaces (their memberships) added."""
+
+    list_display = (*UserAdmin.list_display[:2], "workspace_count", *UserAdmin.list_display[2:])
+    inlines = (UserMembershipInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).annotate(_workspaces=Count("memberships"))
+
+    @admin.display(description="Workspaces", ordering="_workspaces")
+    def workspace_count(self, obj: User) -> int:
+        return obj._workspaces  # type: ignore[attr-defined]
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserWithWorkspacesAdmin)

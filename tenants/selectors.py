@@ -149,11 +149,6 @@ def workspace_summary(*, access: Access) -> dict[str, int]:
     counts["active_api_keys"] = ApiKey.objects.filter(
         workspace=access.workspace, revoked_at__isnull=True
     ).count()
-    # Tenant tables: the request already runs in this workspace's schema.
-    from agents.models import Agent, Conversation
-
-    counts["agents"] = Agent.objects.filter(archived_at__isnull=True).count()
-    counts["conversations"] = Conversation.objects.count()
     return counts
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")
 API_KEY_PREFIX = "amk_"
+MAX_RETENTION_DAYS = 3650  # how long a workspace may keep finished runs (0 keeps them)
 
 
 def _digest(secret: str) -> str:
@@ -116,6 +117,34 @@ def workspace_update(*, access: Access, name: str, request: HttpRequest | None =
         request=request,
         target=workspace,
         metadata={"name": {"from": old, "to": name}},
+    )
+    return workspace
+
+
+@transaction.atomic
+def workspace_retention_update(
+    *, access: Access, days: int, request: HttpRequest | None = None
+) -> Workspace:
+    """Set how long finished runs are kept (0 keeps them); audited like a rename."""
+    access.require(Perm.WORKSPACE_UPDATE)
+    if not isinstance(days, int) or not 0 <= days <= MAX_RETENTION_DAYS:
+        raise ValidationFailed(
+            f"Keep runs for 0–{MAX_RETENTION_DAYS} days.",
+            fields={"run_retention_days": [f"Enter a number from 0 to {MAX_RETENTION_DAYS}."]},
+        )
+    workspace = Workspace.objects.select_for_update().get(pk=access.workspace.pk)
+    old = workspace.run_retention_days
+    if old == days:
+        return workspace
+    workspace.run_retention_days = days
+    workspace.save(update_fields=["run_retention_days", "updated_at"])
+    access.workspace.run_retention_days = days
+    audit.record_for(
+        access,
+        action=audit.Action.WORKSPACE_UPDATED,
+        request=request,
+        target=workspace,
+        metadata={"run_retention_days": {"from": old, "to": days}},
     )
     return workspace
 

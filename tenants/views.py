@@ -27,7 +27,6 @@ from tenants.forms import (
     WorkspaceSettingsForm,
 )
 from tenants.permissions import Access, Perm, assignable_roles
-from workflows.retention import workspace_retention_update
 
 WORKSPACES_PER_PAGE = 24
 
@@ -291,7 +290,7 @@ def workspace_settings(request: AppRequest) -> HttpResponse:
             if data["name"] != workspace.name:
                 services.workspace_update(access=access, name=data["name"], request=request)
             if data["run_retention_days"] is not None:
-                workspace_retention_update(
+                services.workspace_retention_update(
                     access=access, days=data["run_retention_days"], request=request
                 )
         except ApplicationError as exc:

@@ -37,7 +37,7 @@ from tenants.permissions import API_KEY_SCOPES
 from tenants.schemas import activate, activate_public
 from tests.conftest import World, access_of
 from workflows import library, runs
-from workflows import services as workflows_services
+from workflows.library import prepare
 from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +90,7 @@ def real_objects(world: World) -> Iterator[None]:
         agent = agents_services.agent_create(access=access, name="Conformance", model="offline:x")
         agent_run = agents_services.agent_run_start(access=access, agent_id=agent.pk, input="hi")
         template = library.templates()[0]
-        workflow = workflows_services.workflow_from_template(access=access, key=template.key)
+        workflow = prepare.workflow_from_template(access=access, key=template.key)
         run = runs.run_start(
             workflow=workflow,
             inputs=dict(template.example_inputs or {}),

@@ -26,6 +26,7 @@ from django.urls import reverse
 
 from agents.models import Agent
 from agents.references import Use
+from workflows.models import Workflow, WorkflowVersion
 
 
 def agent_configs(definition: Any) -> Iterator[dict[str, Any]]:
@@ -127,7 +128,6 @@ def _holding(agent_id: int) -> Q:
 def workflow_uses_of_agents(wanted: list[int], workspace_slug: str) -> dict[int, list[Use]]:
     """For `agents.references`: the workflows (not archived) whose published version or latest
     saved version has an agent step holding one of these agents."""
-    from workflows.models import Workflow, WorkflowVersion
 
     if not wanted:
         return {}

@@ -307,6 +307,25 @@ def _step(draft: WorkflowDraft, number: int, record: dict[str, str]) -> None:
         draft.errors.append(
             RowError(number, "type", f"is empty (one of {', '.join(sorted(NODE_TYPES))})")
         )
+    config, used = _step_config(draft, number, record, node_type)
+    step: dict[str, Any] = {"id": step_id, "type": node_type}
+    if record.get("name", "").strip():
+        step["name"] = record["name"].strip()
+    step["config"] = config
+    step.update(_step_limits(draft, number, record))
+    draft.steps.append(step)
+    draft.step_rows.append(number)
+    draft.step_columns.append(used)
+    for edge in _edges_cell(record.get("next", ""), step_id):
+        draft.edges.append(edge)
+        draft.edge_rows.append(number)
+
+
+def _step_config(
+    draft: WorkflowDraft, number: int, record: dict[str, str], node_type: str
+) -> tuple[dict[str, Any], set[str]]:
+    """The step's config: the `config` column's JSON object plus the config columns (each
+    given once, and only where the step type has that setting). Also the columns used."""
     config: dict[str, Any] = {}
     raw_config = record.get("config", "").strip()
     if raw_config:
@@ -332,10 +351,12 @@ def _step(draft: WorkflowDraft, number: int, record: dict[str, str]) -> None:
         else:
             config[column] = value.strip() if column in ("model", "agent", "tool") else value
             used.add(column)
-    step: dict[str, Any] = {"id": step_id, "type": node_type}
-    if record.get("name", "").strip():
-        step["name"] = record["name"].strip()
-    step["config"] = config
+    return config, used
+
+
+def _step_limits(draft: WorkflowDraft, number: int, record: dict[str, str]) -> dict[str, Any]:
+    """The step's `retry` and `timeout_seconds`, from their columns (problems go to the draft)."""
+    limits: dict[str, Any] = {}
     retry: dict[str, Any] = {}
     for column, parse in (("max_attempts", _int_cell), ("backoff_seconds", _number_cell)):
         if record.get(column, "").strip():
@@ -345,19 +366,14 @@ def _step(draft: WorkflowDraft, number: int, record: dict[str, str]) -> None:
             else:
                 retry[column] = number_value
     if retry:
-        step["retry"] = retry
+        limits["retry"] = retry
     if record.get("timeout_seconds", "").strip():
         timeout, problem = _int_cell(record["timeout_seconds"])
         if problem:
             draft.errors.append(RowError(number, "timeout_seconds", problem))
         else:
-            step["timeout_seconds"] = timeout
-    draft.steps.append(step)
-    draft.step_rows.append(number)
-    draft.step_columns.append(used)
-    for edge in _edges_cell(record.get("next", ""), step_id):
-        draft.edges.append(edge)
-        draft.edge_rows.append(number)
+            limits["timeout_seconds"] = timeout
+    return limits
 
 
 def csv_parse(data: bytes | str) -> ParsedCsv:

@@ -13,7 +13,8 @@ from django_tenants.utils import schema_context
 
 from tenants.models import Workspace
 from tenants.permissions import Access
-from workflows import engine, library, runs, services
+from workflows import engine, library, runs
+from workflows.library import prepare
 from workflows.models import RUN_FINISHED, StepRun, StepStatus, Workflow, WorkflowRun
 
 DEMO_TEMPLATES = (
@@ -58,7 +59,7 @@ def seed_demo_workflows(*, access: Access, workspace: Workspace) -> int:
             template = library.template_get(key)
             workflow = Workflow.objects.filter(template_key=key).order_by("pk").first()
             if workflow is None:
-                workflow = services.workflow_from_template(access=access, key=key)
+                workflow = prepare.workflow_from_template(access=access, key=key)
                 created += 1
             if workflow.archived_at is None and not workflow.runs.exists():
                 with engine.executing_inline():

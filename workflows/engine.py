@@ -60,6 +60,7 @@ from agents import replay
 from agents.providers.base import Usage
 from core import recovery
 from core.exceptions import Conflict, ValidationFailed
+from core.hooks import RunFinished, run_finished
 from tenants.schemas import current_schema
 from workflows import nodes
 from workflows.definition import Definition, Edge, json_type
@@ -72,6 +73,7 @@ from workflows.models import (
     RunStatus,
     StepRun,
     StepStatus,
+    Workflow,
     WorkflowRun,
     WorkflowVersion,
 )
@@ -638,9 +640,7 @@ class RunTxn:
                 self.flush()
                 run_finished_webhook(run)
             if self.finished and "status" in self.run_fields:
-                from marketplace import telemetry
-
-                self.after.append(partial(telemetry.workflow_run_finished, run.pk))
+                self.after.append(partial(run_finished.fire, self.finished_event()))
         self.flush()
         if not (self.run_fields or self.changed or self.enqueue or self.after):
             return
@@ -656,6 +656,24 @@ class RunTxn:
             events.run_changed(run_id, changed)
 
         _after_commit(publish)
+
+    def finished_event(self) -> RunFinished:
+        run = self.run
+        listing_version_id = (
+            Workflow.objects.filter(pk=run.workflow_id)
+            .values_list("listing_version_id", flat=True)
+            .first()
+        )
+        finished = run.finished_at or self.now
+        return RunFinished(
+            kind="workflow",
+            run_id=run.pk,
+            schema_name=current_schema(),
+            status=run.status,
+            listing_version_id=listing_version_id,
+            latency_ms=max(int((finished - run.created_at).total_seconds() * 1000), 0),
+            cost_usd=run.cost_usd,
+        )
 
     # -- step outcomes ----------------------------------------------------------------------
 

@@ -192,66 +192,97 @@ def evaluate(expression: str, scope: Mapping[str, Any]) -> Any:
 
 
 def _eval(node: ast.expr, scope: Mapping[str, Any]) -> Any:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        if node.id in scope:
-            return scope[node.id]
-        if node.id in ROOT_NAMES:
-            return None
-        raise ExpressionError(f"{node.id}() is a function; call it")
-    if isinstance(node, ast.Attribute):
-        return _lookup(_eval(node.value, scope), node.attr)
-    if isinstance(node, ast.Subscript):
-        container = _eval(node.value, scope)
-        if isinstance(node.slice, ast.Slice):
-            parts = [
-                None if p is None else _eval(p, scope)
-                for p in (node.slice.lower, node.slice.upper, node.slice.step)
-            ]
-            return container[slice(*parts)] if container is not None else None
-        return _lookup(container, _eval(node.slice, scope))
-    if isinstance(node, ast.List | ast.Tuple):
-        return [_eval(e, scope) for e in node.elts]
-    if isinstance(node, ast.Dict):
-        return {
-            _eval(k, scope) if k is not None else None: _eval(v, scope)
-            for k, v in zip(node.keys, node.values, strict=True)
-        }
-    if isinstance(node, ast.BoolOp):
-        value: Any = None
-        for operand in node.values:
-            value = _eval(operand, scope)
-            if isinstance(node.op, ast.And) and not value:
-                return value
-            if isinstance(node.op, ast.Or) and value:
-                return value
-        return value
-    if isinstance(node, ast.UnaryOp):
-        operand = _eval(node.operand, scope)
-        if isinstance(node.op, ast.Not):
-            return not operand
-        return -operand if isinstance(node.op, ast.USub) else +operand
-    if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, scope), _eval(node.right, scope)
-        if isinstance(node.op, ast.Mult) and _repeat_too_long(left, right):
-            raise ExpressionError(f"repeats a value more than {MAX_SEQUENCE} times")
-        return _bounded(_BINARY[type(node.op)](left, right))
-    if isinstance(node, ast.Compare):
-        left = _eval(node.left, scope)
-        for op, right_node in zip(node.ops, node.comparators, strict=True):
-            right = _eval(right_node, scope)
-            if not _COMPARE[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if isinstance(node, ast.IfExp):
-        return _eval(node.body if _eval(node.test, scope) else node.orelse, scope)
-    if isinstance(node, ast.Call):
-        func = cast(ast.Name, node.func)  # the checker allows calls of names only
-        args = [_eval(a, scope) for a in node.args]
-        return _bounded(FUNCTIONS[func.id](*args))
-    raise ExpressionError(f"uses {type(node).__name__}, which is not allowed")
+    evaluator = _EVALUATORS.get(type(node))
+    if evaluator is None:
+        raise ExpressionError(f"uses {type(node).__name__}, which is not allowed")
+    return evaluator(node, scope)
+
+
+def _eval_name(node: ast.Name, scope: Mapping[str, Any]) -> Any:
+    if node.id in scope:
+        return scope[node.id]
+    if node.id in ROOT_NAMES:
+        return None
+    raise ExpressionError(f"{node.id}() is a function; call it")
+
+
+def _eval_subscript(node: ast.Subscript, scope: Mapping[str, Any]) -> Any:
+    container = _eval(node.value, scope)
+    if isinstance(node.slice, ast.Slice):
+        parts = [
+            None if p is None else _eval(p, scope)
+            for p in (node.slice.lower, node.slice.upper, node.slice.step)
+        ]
+        return container[slice(*parts)] if container is not None else None
+    return _lookup(container, _eval(node.slice, scope))
+
+
+def _eval_dict(node: ast.Dict, scope: Mapping[str, Any]) -> Any:
+    return {
+        _eval(k, scope) if k is not None else None: _eval(v, scope)
+        for k, v in zip(node.keys, node.values, strict=True)
+    }
+
+
+def _eval_bool(node: ast.BoolOp, scope: Mapping[str, Any]) -> Any:
+    value: Any = None
+    for operand in node.values:
+        value = _eval(operand, scope)
+        if isinstance(node.op, ast.And) and not value:
+            return value
+        if isinstance(node.op, ast.Or) and value:
+            return value
+    return value
+
+
+def _eval_unary(node: ast.UnaryOp, scope: Mapping[str, Any]) -> Any:
+    operand = _eval(node.operand, scope)
+    if isinstance(node.op, ast.Not):
+        return not operand
+    return -operand if isinstance(node.op, ast.USub) else +operand
+
+
+def _eval_binary(node: ast.BinOp, scope: Mapping[str, Any]) -> Any:
+    left, right = _eval(node.left, scope), _eval(node.right, scope)
+    if isinstance(node.op, ast.Mult) and _repeat_too_long(left, right):
+        raise ExpressionError(f"repeats a value more than {MAX_SEQUENCE} times")
+    return _bounded(_BINARY[type(node.op)](left, right))
+
+
+def _eval_compare(node: ast.Compare, scope: Mapping[str, Any]) -> Any:
+    left = _eval(node.left, scope)
+    for op, right_node in zip(node.ops, node.comparators, strict=True):
+        right = _eval(right_node, scope)
+        if not _COMPARE[type(op)](left, right):
+            return False
+        left = right
+    return True
+
+
+def _eval_call(node: ast.Call, scope: Mapping[str, Any]) -> Any:
+    func = cast(ast.Name, node.func)  # the checker allows calls of names only
+    args = [_eval(a, scope) for a in node.args]
+    return _bounded(FUNCTIONS[func.id](*args))
+
+
+# One evaluator per node type the checker allows; anything else is refused.
+_EVALUATORS: dict[type[ast.expr], Callable[[Any, Mapping[str, Any]], Any]] = {
+    ast.Constant: lambda node, scope: node.value,
+    ast.Name: _eval_name,
+    ast.Attribute: lambda node, scope: _lookup(_eval(node.value, scope), node.attr),
+    ast.Subscript: _eval_subscript,
+    ast.List: lambda node, scope: [_eval(e, scope) for e in node.elts],
+    ast.Tuple: lambda node, scope: [_eval(e, scope) for e in node.elts],
+    ast.Dict: _eval_dict,
+    ast.BoolOp: _eval_bool,
+    ast.UnaryOp: _eval_unary,
+    ast.BinOp: _eval_binary,
+    ast.Compare: _eval_compare,
+    ast.IfExp: lambda node, scope: _eval(
+        node.body if _eval(node.test, scope) else node.orelse, scope
+    ),
+    ast.Call: _eval_call,
+}
 
 
 def _lookup(container: Any, key: Any) -> Any:

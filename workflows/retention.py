@@ -14,20 +14,16 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from agents.models import WebhookDelivery
 from core.exceptions import ValidationFailed
-from tenants import audit
 from tenants.models import Workspace
-from tenants.permissions import Access, Perm
 from workflows.models import RUN_FINISHED, WorkflowRun
 
 logger = logging.getLogger(__name__)
 
-MAX_RETENTION_DAYS = 3650
 BATCH_SIZE = 500
 _AGE = re.compile(r"^\s*(\d{1,6})\s*([dh])\s*$", re.IGNORECASE)
 
@@ -107,31 +103,3 @@ def retention_apply_all(*, now: datetime | None = None) -> dict[str, int]:
         except Exception:  # see docstring
             logger.exception("run retention failed for workspace %s", workspace.slug)
     return results
-
-
-@transaction.atomic
-def workspace_retention_update(
-    *, access: Access, days: int, request: HttpRequest | None = None
-) -> Workspace:
-    """Set how long finished runs are kept (0 keeps them); audited like a rename."""
-    access.require(Perm.WORKSPACE_UPDATE)
-    if not isinstance(days, int) or not 0 <= days <= MAX_RETENTION_DAYS:
-        raise ValidationFailed(
-            f"Keep runs for 0–{MAX_RETENTION_DAYS} days.",
-            fields={"run_retention_days": [f"Enter a number from 0 to {MAX_RETENTION_DAYS}."]},
-        )
-    workspace = Workspace.objects.select_for_update().get(pk=access.workspace.pk)
-    old = workspace.run_retention_days
-    if old == days:
-        return workspace
-    workspace.run_retention_days = days
-    workspace.save(update_fields=["run_retention_days", "updated_at"])
-    access.workspace.run_retention_days = days
-    audit.record_for(
-        access,
-        action=audit.Action.WORKSPACE_UPDATED,
-        request=request,
-        target=workspace,
-        metadata={"run_retention_days": {"from": old, "to": days}},
-    )
-    return workspace

@@ -86,7 +86,7 @@ def _require_free_name(name: str, *, exclude: int | None = None, hint: str = "")
         raise ValidationFailed(message, fields={"name": [message]})
 
 
-def _free_name(base: str) -> str:
+def workflow_free_name(base: str) -> str:
     """`base`, or `base (2)`, `base (3)`… whichever is not taken."""
     base = base.strip()[:MAX_NAME] or "Workflow"
     if not _name_taken(base):
@@ -192,29 +192,6 @@ def workflow_create(
     )
     _audit(access, WORKFLOW_CREATED, workflow, {"version": version.number, "source": source})
     return workflow
-
-
-def workflow_from_template(*, access: Access, key: str, name: str | None = None) -> Workflow:
-    """A new workflow from a library template. Without `name` it takes the template's (with a
-    number added if that name is taken); a given name must be free."""
-    from workflows import library
-
-    access.require(Perm.BUILD)
-    template = library.template_get(key)
-    with transaction.atomic():
-        # What the steps name (the `default` alias, agents, sub-workflows) is created first,
-        # in the same transaction: a template that then fails validation leaves nothing behind.
-        notes = library.template_prepare(access=access, template=template)
-        return workflow_create(
-            access=access,
-            name=name if name else _free_name(template.name),
-            description=template.description,
-            category=template.category,
-            definition=copy.deepcopy(template.definition),
-            source=WorkflowVersion.Source.TEMPLATE,
-            note=" ".join([f"From the template “{template.name}”.", *notes])[:200],
-            template_key=template.key,
-        )
 
 
 @transaction.atomic

@@ -26,11 +26,15 @@ from typing import Any
 
 import jsonschema
 
+from agents.models import Agent, ModelAlias, ProviderKind
+from agents.tools.registry import BUILTIN_TOOLS
 from core.exceptions import ValidationFailed
 from workflows import expressions
+from workflows.agent_refs import active_by_name, agent_id_of
 from workflows.definition import DEFINITION_SCHEMA, NODE_TYPES, STEP_ID_PATTERN, json_type
 from workflows.expressions import ExpressionError
 from workflows.limits import plan_limits
+from workflows.models import Workflow, WorkflowVersion
 
 # Config fields holding `{{ … }}` templates (strings, or objects/lists of them), and fields
 # holding bare expressions, per node type (the engine reads the same ones).
@@ -742,7 +746,6 @@ def _named(doc: _Document, node_type: str, field: str) -> list[tuple[str, str, d
 
 def check_tools(document: dict[str, Any]) -> list[Issue]:
     """(9a) Tool steps name a built-in tool and give the arguments it requires."""
-    from agents.tools.registry import BUILTIN_TOOLS
 
     doc = _Document(document)
     issues: list[Issue] = []
@@ -771,9 +774,6 @@ def check_agents(document: dict[str, Any]) -> list[Issue]:
     `config.agent_id`, or (a definition not yet saved: an import, a template, the API) by the
     name in `config.agent`, which saving binds to the id (workflows/agent_refs.py)."""
     from django.db.models.functions import Lower
-
-    from agents.models import Agent
-    from workflows.agent_refs import active_by_name, agent_id_of
 
     doc = _Document(document)
     uses = [
@@ -841,7 +841,6 @@ def check_agents(document: dict[str, Any]) -> list[Issue]:
 def check_models(document: dict[str, Any]) -> list[Issue]:
     """(9c) A model written as `provider:model` names a provider we support (unless it is an
     alias of this workspace). Plain names are aliases, resolved when the step runs."""
-    from agents.models import ModelAlias, ProviderKind
 
     doc = _Document(document)
     uses = [u for t in ("llm", "router") for u in _named(doc, t, "model") if ":" in u[1]]
@@ -868,7 +867,6 @@ def check_models(document: dict[str, Any]) -> list[Issue]:
 def check_sub_workflows(document: dict[str, Any]) -> list[Issue]:
     """(10) Sub-workflow steps name a workflow of this workspace that is not archived, and the
     pinned version exists (or, unpinned, the workflow has a published version)."""
-    from workflows.models import Workflow, WorkflowVersion
 
     doc = _Document(document)
     uses = _named(doc, "sub_workflow", "workflow")

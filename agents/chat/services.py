@@ -5,19 +5,23 @@ the Celery task that `turn_start` queues."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
+from agents import cache
 from agents.chat import live
 from agents.chat.selectors import conversation_get
-from agents.chat.tasks import answer_turn
 from agents.models import Agent, AgentVersion, Conversation, ConversationTurn
 from agents.services import MAX_INPUT_CHARS
 from core.exceptions import Conflict, NotFound, ValidationFailed
+from core.queue import enqueue
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 
+# The task that answers a turn (agents/chat/tasks.py declares it under this name).
+ANSWER_TURN_TASK = "agents.chat.answer_turn"
 TITLE_CHARS = 80
 INTERRUPTED = "This answer was interrupted before it finished. Ask again to retry."
 
@@ -57,7 +61,7 @@ def _new_turn(conversation: Conversation, version: AgentVersion, question: str) 
     )
     schema = current_schema()
     transaction.on_commit(lambda: live.publish_started(schema, turn), robust=True)
-    transaction.on_commit(lambda: answer_turn.delay(turn.pk))
+    transaction.on_commit(partial(enqueue, ANSWER_TURN_TASK, turn.pk))
     return turn
 
 
@@ -135,3 +139,26 @@ def conversation_delete(*, access: Access, conversation_id: int) -> None:
     """Delete one's own conversation; owners and admins may delete anyone's."""
     conversation = conversation_get(access=access, conversation_id=conversation_id)
     conversation.delete()
+
+
+@transaction.atomic
+def turn_cache_report(*, access: Access, conversation_id: int, turn_id: int) -> ConversationTurn:
+    """The same for a chat turn of a conversation the person may read."""
+    access.require(Perm.RUN)
+    conversation_get(access=access, conversation_id=conversation_id)
+    turn = (
+        ConversationTurn.objects.select_for_update(of=("self",))
+        .select_related("conversation", "version")
+        .filter(pk=turn_id, conversation_id=conversation_id)
+        .first()
+    )
+    if turn is None:
+        raise NotFound("No answer with that id in this conversation.")
+    cache.answer_report(
+        access=access,
+        answered=turn,
+        question=turn.question,
+        agent_id=turn.conversation.agent_id,
+        turn_id=turn.pk,
+    )
+    return turn

@@ -13,7 +13,6 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import cache
 from agents.chat import live, selectors, services
 from agents.chat.forms import ConversationStartForm, QuestionForm
 from agents.models import Conversation
@@ -158,7 +157,7 @@ def turn_cache_wrong(request: AppRequest, conversation_id: int, turn_id: int) ->
     """ "Wrong answer" on a turn served from the cache: the entry is evicted and counted."""
     access = _access(request, Perm.RUN)
     try:
-        turn = cache.turn_cache_report(
+        turn = services.turn_cache_report(
             access=access, conversation_id=conversation_id, turn_id=turn_id
         )
     except NotFound as exc:

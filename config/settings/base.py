@@ -57,6 +57,7 @@ SHARED_APPS = [
     "djstripe",
     "billing",
     "marketplace",
+    "config",  # the composition root (config/apps.py): the dev and seed_demo commands
 ]
 TENANT_APPS = [
     "guardian",

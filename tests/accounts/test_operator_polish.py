@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from core.management.commands.dev import child_environment
+from config.management.commands.dev import child_environment
 from tests.conftest import PASSWORD, World
 
 pytestmark = pytest.mark.django_db

@@ -22,6 +22,7 @@ from billing.models import ModelPrice
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
 from tests.conftest import World, access_of, key_client
+from workflows.library import prepare
 
 pytestmark = pytest.mark.django_db
 
@@ -222,11 +223,10 @@ def test_the_api_refuses_an_unknown_model_naming_the_model_field(world: World) -
 def test_a_member_installing_a_template_without_the_default_alias_gets_the_offline_model(
     world: World,
 ) -> None:
-    from workflows import services as workflow_services
 
     with schema_context(world.workspace_a.schema_name):
         access = access_of(world.member, world.workspace_a)
-        workflow = workflow_services.workflow_from_template(access=access, key="support-triage")
+        workflow = prepare.workflow_from_template(access=access, key="support-triage")
         agent = Agent.objects.get(name="Support triage")
         assert agent.current_version is not None
         assert agent.current_version.model == "offline:demo"

@@ -31,10 +31,10 @@ from agents.models import (
     ProviderCredential,
     UsageRecord,
 )
-from agents.pricing import usage_cost
 from agents.providers.base import ChatRequest, Message, StreamEvent, TextDelta, Usage
 from agents.runs import execute_run
 from billing.models import ModelPrice
+from billing.pricing import usage_cost
 from tests.conftest import World, access_of
 from tests.fakes import FakeAnthropic, FakeOpenAI
 

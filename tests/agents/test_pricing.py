@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from agents.pricing import Price, usage_cost
 from agents.providers.base import Usage
+from billing.pricing import Price, usage_cost
 
 SONNET_LIKE = Price(
     input_per_mtok=Decimal("3"),

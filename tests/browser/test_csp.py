@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from tests.browser.conftest import signed_in
 from tests.conftest import World, access_of
 from workflows.library import templates
-from workflows.services import workflow_from_template
+from workflows.library.prepare import workflow_from_template
 
 ANONYMOUS = ["/", "/accounts/login/", "/accounts/signup/", "/marketplace/", "/api/docs/"]
 OWNER = [

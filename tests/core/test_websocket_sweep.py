@@ -18,7 +18,7 @@ from accounts.models import User
 from agents.models import Conversation
 from agents.services import agent_create
 from config.asgi import application
-from tenants.routing import websocket_urlpatterns
+from config.routing import websocket_urlpatterns
 from tests.conftest import World, access_of
 from workflows import runs
 from workflows.models import WorkflowRun

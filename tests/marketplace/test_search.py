@@ -375,7 +375,7 @@ def test_query_counts_do_not_grow_with_listings(
     assert large["home"] <= 5 and large["detail"] <= 3 and large["browse"] == 1
 
 
-def test_reembed_moves_the_listings_to_the_configured_embedder(
+def test_reindex_listings_moves_the_listings_to_the_configured_embedder(
     catalogue: dict[str, Listing], settings: Any
 ) -> None:
     before = list(Listing.objects.get(title="Inbox Concierge").embedding)
@@ -385,15 +385,13 @@ def test_reembed_moves_the_listings_to_the_configured_embedder(
             **settings.LLM_PLATFORM_BASE_URLS,
             "openai": fake.base_url,
         }
-        # Another embedder than the configured one: listings stay as they are.
-        out = StringIO()
-        call_command("reembed", embedder="openai", stdout=out, stderr=StringIO())
-        assert "listings keep the configured embedder (hashing)" in out.getvalue()
+        # Re-embedding the workspaces' knowledge leaves the listings as they are.
+        call_command("reembed", embedder="openai", stdout=StringIO(), stderr=StringIO())
         assert list(Listing.objects.get(title="Inbox Concierge").embedding) == before
 
         settings.EMBEDDER = "openai"
         out, err = StringIO(), StringIO()
-        call_command("reembed", stdout=out, stderr=err)
+        call_command("reindex_listings", stdout=out, stderr=err)
         total = Listing.objects.count()
         assert f"marketplace: {total} listing(s) embedded with openai." in out.getvalue()
         assert f"{total}/{total}" in err.getvalue()  # the progress bar reached the end

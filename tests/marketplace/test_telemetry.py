@@ -13,6 +13,7 @@ from accounts.models import User
 from agents.models import Agent, AgentRun
 from agents.runs import execute_run
 from agents.services import agent_create
+from core.hooks import RunFinished, run_finished
 from marketplace import services
 from marketplace.models import Category, Install, Listing, RunSample
 from tests.conftest import World, access_of
@@ -105,3 +106,38 @@ def test_runs_of_workspace_made_agents_report_nothing(world: World) -> None:
         run = AgentRun.objects.create(agent=agent, version=agent.current_version, input="Hi")
         execute_run(run.pk)
     assert RunSample.objects.count() == 0
+
+
+def test_a_failing_subscriber_never_fails_the_run_and_is_logged(
+    world: World, staff: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run-finished hook: every subscriber gets the typed event after commit; one that
+    raises is logged, the others still run, and the run keeps its own outcome."""
+    events: list[RunFinished] = []
+
+    def broken(event: RunFinished) -> None:
+        raise RuntimeError("statistics store is down")
+
+    run_finished.subscribe(broken)
+    run_finished.subscribe(events.append)
+    try:
+        with schema_context(world.workspace_a.schema_name):
+            agent = agent_create(
+                access=access_of(world.owner, world.workspace_a), name="Own", model="offline:demo"
+            )
+            assert agent.current_version is not None
+            run = AgentRun.objects.create(agent=agent, version=agent.current_version, input="Hi")
+            assert execute_run(run.pk) == AgentRun.Status.SUCCEEDED
+            run.refresh_from_db()
+    finally:
+        run_finished.unsubscribe(broken)
+        run_finished.unsubscribe(events.append)
+
+    assert run.status == AgentRun.Status.SUCCEEDED and run.output
+    [event] = events
+    assert (event.kind, event.run_id, event.status) == ("agent", run.pk, "succeeded")
+    assert event.schema_name == world.workspace_a.schema_name
+    assert event.listing_version_id is None and event.latency_ms >= 0
+    assert any(
+        "hook run_finished" in r.getMessage() and "broken" in r.getMessage() for r in caplog.records
+    )

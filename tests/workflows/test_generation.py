@@ -16,6 +16,7 @@ from tenants.permissions import Access
 from tests.fakes import FakeOpenAI
 from workflows import library, validators
 from workflows.generation import generate_definition, generation_model
+from workflows.library import prepare
 
 pytestmark = pytest.mark.django_db
 
@@ -149,7 +150,7 @@ def test_a_template_needing_a_missing_agent_is_passed_over(
     assert any("“Support ticket triage” (needs Support triage)" in n for n in generated.notes)
     assert validators.validate(generated.definition) == []
 
-    library.template_prepare(access=owner_access, template=library.template_get("support-triage"))
+    prepare.template_prepare(access=owner_access, template=library.template_get("support-triage"))
     assert generate_definition(description, access=owner_access).template_key == "support-triage"
 
 

@@ -18,10 +18,10 @@ from tenants.models import Workspace
 from tenants.permissions import Access
 from tests.conftest import access_of
 from tests.workflows.conftest import drain
-from workflows import library, runs, services, validators
+from workflows import library, runs, validators
 from workflows.definition import NODE_TYPES
 from workflows.demo import DEMO_TEMPLATES
-from workflows.library import Template, TemplateFileError
+from workflows.library import Template, TemplateFileError, prepare
 from workflows.models import RUN_FINISHED, StepRun, StepStatus, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +68,7 @@ def test_sub_workflows_and_agents_named_by_templates_can_be_provided() -> None:
         for name in template.workflows:
             assert library.template_named(name) is not None, (template.key, name)
         for name in template.agents:
-            assert library._agent_spec(name) is not None, (template.key, name)
+            assert prepare.demo_agent_spec(name) is not None, (template.key, name)
 
 
 def test_template_get_returns_a_copy_and_refuses_unknown_keys() -> None:
@@ -114,17 +114,17 @@ def test_a_malformed_template_file_is_refused_with_its_name(
 def test_every_template_validates_once_prepared(
     template: Template, owner_access: Access, in_alpha: None
 ) -> None:
-    library.template_prepare(access=owner_access, template=template)
+    prepare.template_prepare(access=owner_access, template=template)
     assert validators.validate(template.definition) == []
-    assert library.template_prepare(access=owner_access, template=template) == []
+    assert prepare.template_prepare(access=owner_access, template=template) == []
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.key)
 def test_every_template_runs_to_success_on_the_offline_model(
     template: Template, owner_access: Access, in_alpha: None
 ) -> None:
-    library.template_prepare(access=owner_access, template=template)
-    workflow = services.workflow_from_template(access=owner_access, key=template.key)
+    prepare.template_prepare(access=owner_access, template=template)
+    workflow = prepare.workflow_from_template(access=owner_access, key=template.key)
     run = runs.run_start(
         workflow=workflow,
         inputs=template.example_inputs,
@@ -142,7 +142,7 @@ def test_every_template_runs_to_success_on_the_offline_model(
 def test_prepare_creates_the_model_alias_the_agents_and_the_sub_workflow(
     owner_access: Access, in_alpha: None
 ) -> None:
-    notes = library.template_prepare(
+    notes = prepare.template_prepare(
         access=owner_access, template=library.template_get("support-triage")
     )
     assert ModelAlias.objects.get(name="default").targets.get().kind == "offline"
@@ -151,7 +151,7 @@ def test_prepare_creates_the_model_alias_the_agents_and_the_sub_workflow(
     assert "knowledge_search" not in agent.current_version.tools
     assert any("Created the agent “Support triage”" in n for n in notes)
 
-    notes = library.template_prepare(
+    notes = prepare.template_prepare(
         access=owner_access, template=library.template_get("release-notes")
     )
     child = Workflow.objects.get(name="Translation QA")
@@ -161,7 +161,7 @@ def test_prepare_creates_the_model_alias_the_agents_and_the_sub_workflow(
 
 def test_a_member_gets_a_note_instead_of_a_new_model_alias(world, in_alpha: None) -> None:
     member = access_of(world.member, world.workspace_a)
-    notes = library.template_prepare(
+    notes = prepare.template_prepare(
         access=member, template=library.template_get("meeting-action-items")
     )
     assert not ModelAlias.objects.filter(name="default").exists()

@@ -17,6 +17,7 @@ from tenants.models import AuditEvent, Membership, Role, Workspace
 from tenants.permissions import Access
 from tests.conftest import World, access_of, make_user
 from workflows import selectors, services
+from workflows.library import prepare
 from workflows.models import Workflow, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
@@ -350,17 +351,17 @@ def test_a_template_becomes_a_workflow_with_a_free_name(
     from workflows import library
 
     template = library.templates()[0]
-    first = services.workflow_from_template(access=owner_access, key=template.key)
-    second = services.workflow_from_template(access=owner_access, key=template.key)
+    first = prepare.workflow_from_template(access=owner_access, key=template.key)
+    second = prepare.workflow_from_template(access=owner_access, key=template.key)
     assert (first.name, second.name) == (template.name, f"{template.name} (2)")
     assert first.template_key == template.key and first.category == template.category
     version = first.versions.get()
     assert version.source == WorkflowVersion.Source.TEMPLATE
     assert version.definition == template.definition
     with pytest.raises(ValidationFailed) as excinfo:
-        services.workflow_from_template(access=owner_access, key=template.key, name=template.name)
+        prepare.workflow_from_template(access=owner_access, key=template.key, name=template.name)
     assert "name" in excinfo.value.fields
     with pytest.raises(NotFound):
-        services.workflow_from_template(access=owner_access, key="no-such-template")
+        prepare.workflow_from_template(access=owner_access, key="no-such-template")
     with pytest.raises(PermissionDenied):
-        services.workflow_from_template(access=viewer_access, key=template.key)
+        prepare.workflow_from_template(access=viewer_access, key=template.key)

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from core.serializers import InputSerializer
 from workflows.models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowVersion
+from workflows.triggers import resume_url
 
 # --- Workflows and versions
 
@@ -234,7 +235,6 @@ class WorkflowStepOutput(WorkflowStepItemOutput):
 
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_resume_url(self, step: StepRun) -> str | None:
-        from workflows.triggers import resume_url
 
         if step.node_type != "webhook_wait" or step.status != "waiting" or not step.resume_token:
             return None

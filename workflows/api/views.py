@@ -23,6 +23,7 @@ from tenants.api.views import WORKSPACE_PARAM
 from tenants.permissions import Perm
 from workflows import io, library, run_selectors, runs, selectors, services
 from workflows.api import serializers as s
+from workflows.library import prepare
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 
 
@@ -441,7 +442,7 @@ class TemplateInstantiateApi(WorkflowApiView):
     def post(self, request: Request, key: str) -> Response:
         data = s.WorkflowTemplateInstantiateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        workflow = services.workflow_from_template(
+        workflow = prepare.workflow_from_template(
             access=self.access, key=key, name=data.validated_data.get("name") or None
         )
         return Response(s.WorkflowOutput(workflow).data, status=status.HTTP_201_CREATED)

@@ -51,6 +51,7 @@ from workflows.builder.forms import (
 from workflows.builder.issues import issue_texts, split_issue
 from workflows.builder.layout import layout
 from workflows.definition import NODE_TYPES
+from workflows.library import prepare
 from workflows.models import Workflow, WorkflowVersion
 from workflows.web import int_or_none, page_access, workflow_or_404
 
@@ -732,7 +733,7 @@ def workflow_templates(request: AppRequest) -> HttpResponse:
 def workflow_template_use(request: AppRequest, key: str) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     try:
-        workflow = services.workflow_from_template(access=access, key=key)
+        workflow = prepare.workflow_from_template(access=access, key=key)
     except NotFound as exc:
         raise Http404(exc.message) from exc
     except ApplicationError as exc:

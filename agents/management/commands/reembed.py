@@ -5,8 +5,8 @@
 
 Each base records the embedder it now uses (searches embed queries with it), and each
 workspace's semantic response cache is emptied: its prompt vectors came from the old embedder.
-Without --workspace, the marketplace listings are embedded again too, with the configured
-EMBEDDER (marketplace search embeds its queries with that one).
+The marketplace's listings are re-indexed by `manage.py reindex_listings` (with the configured
+EMBEDDER, which marketplace search embeds its queries with).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from tqdm import tqdm
 from agents.embeddings import EMBEDDERS, EmbeddingError, get_embedder
 from agents.knowledge.services import knowledge_base_reembed
 from agents.models import CachedResponse, KnowledgeBase, KnowledgeChunk
-from marketplace.models import Listing
-from marketplace.search_index import index_all
 from tenants.models import Workspace
 
 
@@ -63,29 +61,6 @@ class Command(BaseCommand):
         for workspace in workspaces.order_by("slug"):
             with schema_context(workspace.schema_name):
                 self._reembed_workspace(workspace, embedder, base_id)
-        if not slug:
-            self._reindex_marketplace(kind)
-
-    def _reindex_marketplace(self, kind: str) -> None:
-        if kind != settings.EMBEDDER:
-            self.stdout.write(
-                f"marketplace: listings keep the configured embedder ({settings.EMBEDDER}); "
-                f"set EMBEDDER={kind} and run reembed again to move them."
-            )
-            return
-        total = Listing.objects.count()
-        with tqdm(
-            total=total, desc="marketplace", unit="listing", file=self.stderr, disable=total == 0
-        ) as bar:
-
-            def progress(done: int, _total: int) -> None:
-                bar.update(done - bar.n)
-
-            try:
-                indexed = index_all(progress=progress)
-            except EmbeddingError as exc:
-                raise CommandError(f"Embedding failed for the marketplace listings: {exc}") from exc
-        self.stdout.write(f"marketplace: {indexed} listing(s) embedded with {kind}.")
 
     def _reembed_workspace(self, workspace: Workspace, embedder: Any, base_id: int | None) -> None:
         bases = KnowledgeBase.objects.order_by("pk")

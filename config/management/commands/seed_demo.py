@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from tenants.demo import seed_demo
+from config.demo import seed_demo
 
 
 class Command(BaseCommand):

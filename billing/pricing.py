@@ -1,15 +1,28 @@
-"""What a call cost. Prices are US dollars per million tokens; arithmetic is exact (Decimal)
-and rounded once, at the end, to a millionth of a dollar."""
+"""What a model call cost. Prices are US dollars per million tokens; arithmetic is exact
+(Decimal) and rounded once, at the end, to a millionth of a dollar. Billing owns prices (the
+`ModelPrice` table); the gateway in agents asks it what a call's usage cost."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-
-from agents.providers.base import Usage
+from typing import Protocol
 
 MILLION = Decimal(1_000_000)
 MICRO_DOLLAR = Decimal("0.000001")
+
+
+class TokenUsage(Protocol):
+    """The token counts of one call (agents.providers.base.Usage has them)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cached_input_tokens(self) -> int: ...
+    @property
+    def cache_write_tokens(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -20,7 +33,7 @@ class Price:
     cache_write_per_mtok: Decimal | None = None  # None: cache writes cost full input price
 
 
-def usage_cost(usage: Usage, price: Price) -> Decimal:
+def usage_cost(usage: TokenUsage, price: Price) -> Decimal:
     cached = price.cached_input_per_mtok
     writes = price.cache_write_per_mtok
     total = (

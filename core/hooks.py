@@ -1,0 +1,82 @@
+"""Typed hooks: how a lower app tells a higher one that something happened without importing it.
+
+Apps are layered (docs/decisions.md, "Layers"); an app imports only from the layers below it.
+When a lower app's event matters to a higher one (a run finished → the marketplace's listing
+statistics), the lower app fires a hook defined here and the higher app subscribes to it in its
+`AppConfig.ready()`. Unlike model signals, a hook carries one explicit, typed event, is fired
+deliberately (after the work has committed), and a subscriber's failure is logged and never
+raised into the code that fired it: the run's own state is the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Generic, Literal, TypeVar
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E")
+
+
+class Hook(Generic[E]):
+    """A named event with subscribers. `fire` calls each in subscription order."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._receivers: list[Callable[[E], None]] = []
+
+    def subscribe(self, receiver: Callable[[E], None]) -> None:
+        """Idempotent: `AppConfig.ready()` may run more than once in a process."""
+        if receiver not in self._receivers:
+            self._receivers.append(receiver)
+
+    def unsubscribe(self, receiver: Callable[[E], None]) -> None:
+        if receiver in self._receivers:
+            self._receivers.remove(receiver)
+
+    @property
+    def receivers(self) -> tuple[Callable[[E], None], ...]:
+        return tuple(self._receivers)
+
+    def fire(self, event: E) -> None:
+        """Deliver `event` to every subscriber. Never raises: a failing subscriber is logged with
+        the event and the others still run."""
+        for receiver in self._receivers:
+            try:
+                receiver(event)
+            except Exception:
+                logger.warning(
+                    "hook %s: subscriber %s failed on %r",
+                    self.name,
+                    getattr(receiver, "__qualname__", receiver),
+                    event,
+                    exc_info=True,
+                )
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """An agent or workflow run reached a final state and that state has committed. Fired in
+    the run's workspace schema (`schema_name`), once per run."""
+
+    kind: Literal["agent", "workflow"]
+    run_id: int
+    schema_name: str
+    status: str  # the run's final status value: succeeded, failed or cancelled
+    listing_version_id: int | None  # set when the agent or workflow is an installed listing
+    latency_ms: int
+    cost_usd: Decimal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+
+run_finished: Hook[RunFinished] = Hook("run_finished")
