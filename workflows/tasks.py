@@ -19,7 +19,9 @@ from workflows import engine
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
+# Celery has no type hints: `mypy --strict` reports its decorators as untyped, the project's
+# `mypy .` does not (hence `unused-ignore`).
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
     name="workflows.execute_step",
     acks_late=True,
     reject_on_worker_lost=True,
@@ -38,7 +40,9 @@ def execute_step(self: Task, step_run_id: int) -> str:
     return engine.step_execute(step_run_id)
 
 
-@shared_task(name="workflows.recover_stalled", max_retries=0, ignore_result=True)
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name="workflows.recover_stalled", max_retries=0, ignore_result=True
+)
 def recover_stalled(active_only: bool = False) -> int:
     """Beat task (every few seconds with `active_only`, for the workspaces that sent work in
     the last hour; every minute for all): in each workspace, re-send workflow steps and agent
