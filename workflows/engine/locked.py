@@ -34,6 +34,8 @@ from workflows.notify import run_finished_webhook
 
 @dataclass
 class Spend:
+    """Tokens and cost: what an attempt spent, or what it adds to its run's totals."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
