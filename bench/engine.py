@@ -269,7 +269,7 @@ def measure_gateway(samples: int) -> list[float]:
 
 
 def measure_publish(samples: int) -> list[float]:
-    from workflows.live.events import run_changed
+    from workflows.events import run_changed
 
     values = []
     for i in range(samples):

@@ -76,8 +76,8 @@ def _close_old_connections(**_: Any) -> None:
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _flush_live_events(**_: Any) -> None:
-    """Live run events are sent in the background (workflows/live/events.py); send what is left
+    """Live run events are sent in the background (workflows/events.py); send what is left
     before the process exits (a prefork child exits without running atexit handlers)."""
-    from workflows.live import events
+    from workflows import events
 
     events.flush()

@@ -32,6 +32,9 @@ from agents.tools.base import ToolContext, ToolFailed
 from agents.tools.registry import BUILTIN_TOOLS
 from core.exceptions import ApplicationError
 from workflows.expressions import ExpressionError, evaluate, render
+from workflows.limits import plan_limits
+from workflows.models import Workflow
+from workflows.runnable import inputs_check, version_require_runnable
 
 WAIT_APPROVAL = "approval"
 WAIT_WEBHOOK = "webhook"
@@ -398,10 +401,6 @@ def _webhook_wait(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outc
 
 
 def _sub_workflow(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
-    from workflows.engine import inputs_check
-    from workflows.models import Workflow
-    from workflows.runs import version_require_runnable
-
     name = node.config["workflow"]
     workflow = (
         Workflow.objects.filter(name=name, archived_at__isnull=True)
@@ -434,8 +433,6 @@ def _sub_workflow(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outc
 
 
 def _map(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
-    from workflows.limits import plan_limits
-
     items = _evaluate(node.config["items"], scope, "config.items")
     if not isinstance(items, list):
         raise StepFailed(

@@ -1,6 +1,6 @@
 """Writes on workflow runs: start, cancel, decide an approval, resume a webhook wait, retry a
 step, resume a failed run, re-run. Each checks access and the transition, then hands the state
-change to the engine (workflows/engine.py), which holds the run's row lock while it changes
+change to the engine (workflows/engine/), which holds the run's row lock while it changes
 anything and enqueues what became ready after commit.
 """
 
@@ -10,8 +10,7 @@ from typing import Any
 
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants.permissions import Access, Perm
-from workflows import engine, validators
-from workflows.engine import inputs_check
+from workflows import engine
 from workflows.models import (
     RunStatus,
     StepRun,
@@ -21,6 +20,7 @@ from workflows.models import (
     WorkflowRun,
     WorkflowVersion,
 )
+from workflows.runnable import inputs_check, version_require_runnable
 
 __all__ = [
     "approval_decide",
@@ -81,21 +81,6 @@ def run_start(
         callback_url=callback_url,
         trigger_ref_id=trigger_ref.pk if trigger_ref is not None else None,
     )
-
-
-def version_require_runnable(*, workflow: Workflow, version: WorkflowVersion) -> None:
-    """ValidationFailed(fields={"definition": [...]}) with the validators' messages when
-    `version` cannot run. The active version was checked when it was published; any other may
-    be a draft the builder saved incomplete (services.version_save, `allow_incomplete`)."""
-    if version.pk == workflow.active_version_id:
-        return
-    try:
-        validators.validate_or_raise(version.definition)
-    except ValidationFailed as exc:
-        message = exc.message[:1].lower() + exc.message[1:]
-        raise ValidationFailed(
-            f"Version {version.number} cannot run until it is fixed: {message}", fields=exc.fields
-        ) from exc
 
 
 def run_cancel(*, access: Access, run: WorkflowRun) -> None:

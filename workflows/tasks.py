@@ -11,6 +11,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django_tenants.utils import get_public_schema_name, schema_context
 
+from agents.runs import runs_recover
 from core import recovery
 from tenants.models import Workspace
 from workflows import engine
@@ -18,7 +19,9 @@ from workflows import engine
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
+# Celery has no type hints: `mypy --strict` reports its decorators as untyped, the project's
+# `mypy .` does not (hence `unused-ignore`).
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
     name="workflows.execute_step",
     acks_late=True,
     reject_on_worker_lost=True,
@@ -31,20 +34,20 @@ logger = logging.getLogger(__name__)
 )
 def execute_step(self: Task, step_run_id: int) -> str:
     """Runs in the schema of the workspace that queued it (tenant-schemas-celery). At-least-once:
-    a late, duplicate or redelivered message is harmless (see workflows/engine.py); losing the
+    a late, duplicate or redelivered message is harmless (see workflows/engine/); losing the
     database retries it (core.recovery.DATABASE_RETRY)."""
     recovery.require_task_schema(self)
     return engine.step_execute(step_run_id)
 
 
-@shared_task(name="workflows.recover_stalled", max_retries=0, ignore_result=True)
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name="workflows.recover_stalled", max_retries=0, ignore_result=True
+)
 def recover_stalled(active_only: bool = False) -> int:
     """Beat task (every few seconds with `active_only`, for the workspaces that sent work in
     the last hour; every minute for all): in each workspace, re-send workflow steps and agent
     runs that lost their message or their worker, and fail webhook waits whose time ran out.
     One workspace's failure does not stop the rest."""
-    from agents.runs import runs_recover
-
     schemas = recovery.active_schemas() if active_only else None
     if schemas is None:
         workspaces = Workspace.objects.filter(is_template=False).exclude(

@@ -21,6 +21,7 @@ from tests.conftest import access_of
 from tests.fakes import FakeOpenAI
 from tests.workflows.conftest import drain, make_workflow
 from workflows import engine, runs
+from workflows.engine.execute import _advisory_key
 from workflows.models import RecordedCall, StepRun, StepStatus, WorkflowRun
 
 pytestmark = pytest.mark.django_db
@@ -898,10 +899,10 @@ def test_the_same_step_delivered_twice_gives_one_result_and_one_ledger_row(
 def test_a_delivery_while_another_worker_executes_the_step_does_nothing(
     in_alpha: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "BUSY_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr("workflows.engine.execute.BUSY_WAIT_SECONDS", 0.2)
     run = start(flow([transform("a", 1)], []))
     a = step(run, "a")
-    key = engine._advisory_key(a.pk)
+    key = _advisory_key(a.pk)
     held, release = threading.Event(), threading.Event()
 
     def other_worker() -> None:

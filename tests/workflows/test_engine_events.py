@@ -1,5 +1,5 @@
 """What the engine tells live run pages: `run.changed` messages on the run's channel group,
-sent in the background after commit and coalesced per run (workflows/live/events.py)."""
+sent in the background after commit and coalesced per run (workflows/events.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from channels.layers import get_channel_layer
 
 from tenants.schemas import current_schema
 from tests.workflows.test_engine import flow, start, step, transform
-from workflows import engine
-from workflows.live import events
+from workflows import engine, events
 from workflows.models import StepRun, WorkflowRun
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """The run page's websocket, end to end: the real ASGI stack (session cookie, workspace
 middleware, consumer), the engine executing steps inline, its `run.changed` events published
-after commit (workflows/live/events.py) through the channel layer in the real Redis, and the
+after commit (workflows/events.py) through the channel layer in the real Redis, and the
 fragments the page receives as htmx out-of-band swaps."""
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from tests.conftest import World, access_of, logged_in, make_user
 from tests.fakes import FakeOpenAI
 from tests.workflows.conftest import drain, make_workflow, register_fake_model
 from workflows import engine, runs
+from workflows.engine.execute import _claim, _read
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
@@ -508,7 +509,7 @@ def test_a_run_opened_midway_shows_each_step_as_it_is(
     _execute(world, run, "draft", "check", "fanout", "review")
     with in_a(world):  # a worker has just claimed "summarise" and is executing it
         summarise = StepRun.objects.get(run=run, node_id="summarise")
-        assert engine._claim(engine._read(summarise.pk)) is not None
+        assert _claim(_read(summarise.pk)) is not None
     steps = _steps(world, run)
 
     html = owner_client.get(_detail(run)).content.decode()

@@ -9,8 +9,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from core.exceptions import NotFound
 from tenants.channels import tenant_db
 from tenants.permissions import Access
-from workflows import run_selectors
-from workflows.live import events
+from workflows import events, run_selectors
 from workflows.live import render as run_render
 
 
