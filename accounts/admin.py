@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Count, QuerySet
@@ -51,8 +53,9 @@ class UserAdmin(BaseUserAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).annotate(_workspaces=Count("memberships"))
+        users: QuerySet[User] = super().get_queryset(request)
+        return users.annotate(_workspaces=Count("memberships"))
 
     @admin.display(description="Workspaces", ordering="_workspaces")
     def workspace_count(self, obj: User) -> int:
-        return obj._workspaces  # type: ignore[attr-defined]
+        return cast(int, obj._workspaces)  # type: ignore[attr-defined]

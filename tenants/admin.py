@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
@@ -42,16 +44,17 @@ class WorkspaceAdmin(admin.ModelAdmin):
     autocomplete_fields = ("created_by",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workspace]:
-        return (
+        workspaces: QuerySet[Workspace] = (
             super()
             .get_queryset(request)
             .select_related("created_by")
             .annotate(_members=Count("memberships"))
         )
+        return workspaces
 
     @admin.display(description="Members", ordering="_members")
     def member_count(self, obj: Workspace) -> int:
-        return obj._members
+        return cast(int, obj._members)  # annotated by get_queryset
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Workspaces are provisioned (schema clone + owner) by the sign-up flow or the API.
