@@ -94,7 +94,8 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
     inlines = (ConversationTurnInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
-        return super().get_queryset(request).annotate(_turns=Count("turns"))
+        conversations: QuerySet[Conversation] = super().get_queryset(request)
+        return conversations.annotate(_turns=Count("turns"))
 
     @admin.display(description="Turns", ordering="_turns")
     def turn_count(self, obj: Any) -> int:
@@ -117,7 +118,8 @@ class KnowledgeBaseAdmin(ReadOnlyScopedAdmin):
     inlines = (KnowledgeDocumentInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[KnowledgeBase]:
-        return super().get_queryset(request).annotate(_documents=Count("documents"))
+        bases: QuerySet[KnowledgeBase] = super().get_queryset(request)
+        return bases.annotate(_documents=Count("documents"))
 
     @admin.display(description="Documents", ordering="_documents")
     def document_count(self, obj: Any) -> int:

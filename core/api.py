@@ -31,7 +31,9 @@ def _fields(detail: Any) -> dict[str, list[str]]:
     return {str(key): _flatten(value) for key, value in detail.items()}
 
 
-def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
+def error_body(
+    code: str, message: str, fields: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 

@@ -22,7 +22,7 @@ MAX_LIMIT = 100
 MAX_OFFSET = 1_000_000_000
 
 
-class PageInput(serializers.Serializer):
+class PageInput(serializers.Serializer[Any]):
     limit = serializers.IntegerField(
         min_value=1,
         max_value=MAX_LIMIT,
@@ -54,14 +54,14 @@ class Pagination(LimitOffsetPagination):
 
 
 def paginated_response(
-    *, view: APIView, request: Request, queryset: Any, serializer: type[serializers.Serializer]
+    *, view: APIView, request: Request, queryset: Any, serializer: type[serializers.Serializer[Any]]
 ) -> Response:
     paginator = Pagination()
     page: list[Any] = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
-def paginated(serializer: type[serializers.Serializer]) -> serializers.Serializer:
+def paginated(serializer: type[serializers.Serializer[Any]]) -> serializers.Serializer[Any]:
     """The schema of `paginated_response(...)` for `extend_schema(responses=...)`."""
     return inline_serializer(
         name=f"Paginated{serializer.__name__.removesuffix('Output')}List",

@@ -13,8 +13,8 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import permissions, serializers
 
 
-class ErrorDetailOutput(serializers.Serializer):
-    def get_fields(self) -> dict[str, serializers.Field]:
+class ErrorDetailOutput(serializers.Serializer[Any]):
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         # `fields` would shadow Serializer.fields as a class attribute.
         return {
             "code": serializers.CharField(help_text="Machine-readable: `invalid`, `not_found`, …"),
@@ -26,7 +26,7 @@ class ErrorDetailOutput(serializers.Serializer):
         }
 
 
-class ErrorOutput(serializers.Serializer):
+class ErrorOutput(serializers.Serializer[Any]):
     error = ErrorDetailOutput()
 
 

@@ -18,7 +18,7 @@ from rest_framework.settings import api_settings
 _NUMBER = (int, float)
 
 
-def _type_error(field: serializers.Field, value: Any) -> str | None:
+def _type_error(field: serializers.Field[Any, Any, Any, Any], value: Any) -> str | None:
     """Why `value` is not the JSON type `field` documents, or None when it is."""
     if value is None:
         return None  # allow_null decides
@@ -66,7 +66,7 @@ def _item_error(field: serializers.ListField | serializers.DictField, value: Any
     return None
 
 
-class InputSerializer(serializers.Serializer):
+class InputSerializer(serializers.Serializer[Any]):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             errors = {

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
@@ -44,16 +46,17 @@ class WorkspaceAdmin(admin.ModelAdmin):
     autocomplete_fields = ("created_by",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workspace]:
-        return (
+        workspaces: QuerySet[Workspace] = (
             super()
             .get_queryset(request)
             .select_related("created_by")
             .annotate(_members=Count("memberships"))
         )
+        return workspaces
 
     @admin.display(description="Members", ordering="_members")
     def member_count(self, obj: Workspace) -> int:
-        return obj._members
+        return cast(int, obj._members)  # annotated by get_queryset
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Workspaces are provisioned (schema clone + owner) by the sign-up flow or the API.
@@ -173,11 +176,12 @@ class UserWithWorkspacesAdmin(UserAdmin):
     inlines = (UserMembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).annotate(_workspaces=Count("memberships"))
+        users: QuerySet[User] = super().get_queryset(request)
+        return users.annotate(_workspaces=Count("memberships"))
 
     @admin.display(description="Workspaces", ordering="_workspaces")
     def workspace_count(self, obj: User) -> int:
-        return obj._workspaces  # type: ignore[attr-defined]
+        return cast(int, obj._workspaces)  # type: ignore[attr-defined]
 
 
 admin.site.unregister(User)

@@ -75,8 +75,8 @@ def client_ip(request: HttpRequest | None) -> str | None:
     """The caller's address; `X-Forwarded-For` is trusted only behind NUM_PROXIES proxies."""
     if request is None:
         return None
-    proxies = settings.TRUSTED_PROXY_COUNT
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    proxies: int = settings.TRUSTED_PROXY_COUNT
+    forwarded: str = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if proxies and forwarded:
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         if len(hops) >= proxies and _valid_ip(hops[-proxies]):

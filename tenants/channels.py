@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
 from django_tenants.utils import schema_context
@@ -53,7 +53,7 @@ def tenant_db(access: Access, fn: Callable[..., T]) -> Callable[..., Awaitable[T
         with schema_context(access.workspace.schema_name):
             return fn(*args, **kwargs)
 
-    return database_sync_to_async(run)
+    return cast(Callable[..., Awaitable[T]], database_sync_to_async(run))
 
 
 def group_name(access: Access, topic: str) -> str:

@@ -299,7 +299,8 @@ def _migrate_template() -> str:
         interactive=False,
         verbosity=0,
     )
-    return template.schema_name
+    schema_name: str = template.schema_name
+    return schema_name
 
 
 def _django_migrate(schemas: Sequence[str], tick: Tick) -> int:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -39,6 +41,9 @@ class Workspace(TenantMixin):
 
     auto_create_schema = False
     auto_drop_schema = True
+
+    # TenantMixin comes from untyped django-tenants, which leaves the default manager untyped.
+    objects: ClassVar[models.Manager[Workspace]]
 
     class Meta:
         ordering = ["name"]

@@ -3,6 +3,8 @@ workspace and the caller's `Access` are set by `WorkspaceMiddleware` before they
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -32,7 +34,7 @@ WORKSPACES_PER_PAGE = 24
 
 
 def _access(request: AppRequest) -> Access:
-    access = getattr(request, "access", None)
+    access: Access | None = getattr(request, "access", None)
     if access is None:  # only reachable if a workspace URL lost its slug
         raise Http404("Workspace not found.")
     return access
@@ -120,7 +122,7 @@ def workspace_dashboard(request: AppRequest) -> HttpResponse:
     return render(request, "tenants/dashboard.html", {"summary": summary})
 
 
-def _members_context(access: Access, invite_form: InviteForm | None = None) -> dict:
+def _members_context(access: Access, invite_form: InviteForm | None = None) -> dict[str, Any]:
     return {
         "members": selectors.members_list(access=access),
         "invitations": selectors.invitations_pending(access=access),

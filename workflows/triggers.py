@@ -266,7 +266,8 @@ def webhook_url(*, workspace: Workspace, trigger: Trigger) -> str:
     path = reverse(
         "workflow_hook_trigger", kwargs={"workspace": workspace.slug, "token": trigger.token}
     )
-    return settings.SITE_URL.rstrip("/") + path
+    site_url: str = settings.SITE_URL
+    return site_url.rstrip("/") + path
 
 
 def resume_url(*, workspace: Workspace, resume_token: str) -> str:
@@ -275,7 +276,8 @@ def resume_url(*, workspace: Workspace, resume_token: str) -> str:
         "workflow_hook_resume",
         kwargs={"workspace": workspace.slug, "resume_token": resume_token},
     )
-    return settings.SITE_URL.rstrip("/") + path
+    site_url: str = settings.SITE_URL
+    return site_url.rstrip("/") + path
 
 
 # --- Writes -------------------------------------------------------------------------------

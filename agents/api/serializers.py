@@ -7,13 +7,13 @@ from agents.services import VERSION_FIELDS
 from core.serializers import InputSerializer
 
 
-class AgentVersionOutput(serializers.ModelSerializer):
+class AgentVersionOutput(serializers.ModelSerializer[AgentVersion]):
     class Meta:
         model = AgentVersion
         fields = ["number", *VERSION_FIELDS, "created_at"]
 
 
-class AgentOutput(serializers.ModelSerializer):
+class AgentOutput(serializers.ModelSerializer[Agent]):
     current_version = AgentVersionOutput()
 
     class Meta:
@@ -103,7 +103,7 @@ class RunInput(InputSerializer):
     )
 
 
-class RunOutput(serializers.ModelSerializer):
+class RunOutput(serializers.ModelSerializer[AgentRun]):
     agent_version = serializers.IntegerField(source="version.number")
 
     class Meta:

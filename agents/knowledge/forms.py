@@ -35,7 +35,7 @@ class MultipleFileField(forms.FileField):
         kwargs.setdefault("allow_empty_file", True)
         super().__init__(*args, **kwargs)
 
-    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
+    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile[bytes]]:
         single = super().clean
         if isinstance(data, list | tuple):
             return [single(item, initial) for item in data] or [single(None, initial)]

@@ -176,7 +176,7 @@ def document_create(
 
 
 def document_upload(
-    *, access: Access, knowledge_base_id: int, file: UploadedFile
+    *, access: Access, knowledge_base_id: int, file: UploadedFile[bytes]
 ) -> KnowledgeDocument:
     """Store one uploaded file and queue its ingestion on the worker."""
     access.require(Perm.BUILD)

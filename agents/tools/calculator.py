@@ -49,7 +49,7 @@ def evaluate(expression: str) -> float | int:
         tree = ast.parse(expression.replace("^", "**"), mode="eval")
     except SyntaxError as exc:
         raise ToolFailed(f"Not an arithmetic expression: {expression!r}.") from exc
-    value = _eval(tree.body)
+    value: float | int = _eval(tree.body)
     if isinstance(value, float) and not math.isfinite(value):
         raise ToolFailed("The result is not a finite number.")
     return value

@@ -22,7 +22,8 @@ def secret(name: str, default: str | None = None) -> str | None:
     file_path = env.str(f"{name}_FILE", default="")
     if file_path:
         return Path(file_path).read_text().strip()
-    return env.str(name, default=default)
+    value: str | None = env.str(name, default=default)
+    return value
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)

@@ -7,6 +7,8 @@ endpoint."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from core.serializers import InputSerializer
@@ -18,7 +20,7 @@ MODES = ["combined", "keyword", "semantic"]
 # --- Listings
 
 
-class ListingSearchInput(serializers.Serializer):
+class ListingSearchInput(serializers.Serializer[Any]):
     q = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     category = serializers.SlugField(max_length=60, required=False, help_text="Category slug.")
     kind = serializers.ChoiceField(choices=Listing.Kind.choices, required=False)
@@ -33,13 +35,13 @@ class ListingSearchInput(serializers.Serializer):
     offset = serializers.IntegerField(min_value=0, max_value=10_000, required=False, default=0)
 
 
-class PublisherOutput(serializers.Serializer):
+class PublisherOutput(serializers.Serializer[Any]):
     slug = serializers.SlugField()
     display_name = serializers.CharField()
     verified = serializers.BooleanField()
 
 
-class ListingOutput(serializers.ModelSerializer):
+class ListingOutput(serializers.ModelSerializer[Listing]):
     """A card: what browsing shows (no description, no definition)."""
 
     category = serializers.SlugField(source="category.slug", read_only=True)
@@ -79,7 +81,7 @@ class ListingOutput(serializers.ModelSerializer):
         ]
 
 
-class ListingSearchOutput(serializers.Serializer):
+class ListingSearchOutput(serializers.Serializer[Any]):
     """The list envelope of every API list, plus how `q` matched."""
 
     count = serializers.IntegerField(
@@ -93,7 +95,7 @@ class ListingSearchOutput(serializers.Serializer):
     mode = serializers.ChoiceField(choices=["browse", *MODES])
 
 
-class CurrentVersionOutput(serializers.ModelSerializer):
+class CurrentVersionOutput(serializers.ModelSerializer[ListingVersion]):
     approved_at = serializers.DateTimeField(source="moderated_at", read_only=True)
 
     class Meta:
@@ -153,7 +155,7 @@ class ListingPublishInput(InputSerializer):
     )
 
 
-class VersionStatusOutput(serializers.ModelSerializer):
+class VersionStatusOutput(serializers.ModelSerializer[ListingVersion]):
     class Meta:
         model = ListingVersion
         fields = [
@@ -173,7 +175,7 @@ class PublishedVersionOutput(VersionStatusOutput):
         fields = ["listing", *VersionStatusOutput.Meta.fields]
 
 
-class MyListingOutput(serializers.ModelSerializer):
+class MyListingOutput(serializers.ModelSerializer[Listing]):
     is_public = serializers.BooleanField(read_only=True)
     current_version = serializers.IntegerField(
         source="current_version.number", allow_null=True, read_only=True
@@ -199,7 +201,7 @@ class MyListingOutput(serializers.ModelSerializer):
 # --- Installs
 
 
-class InstallOutput(serializers.ModelSerializer):
+class InstallOutput(serializers.ModelSerializer[Install]):
     listing = serializers.SlugField(source="listing.slug", read_only=True)
     listing_title = serializers.CharField(source="listing.title", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
@@ -253,7 +255,7 @@ class InstallStateOutput(InstallOutput):
 # --- Reviews and flags
 
 
-class ReviewOutput(serializers.ModelSerializer):
+class ReviewOutput(serializers.ModelSerializer[Review]):
     class Meta:
         model = Review
         fields = ["id", "rating", "text", "reply", "replied_at", "created_at", "updated_at"]
@@ -279,7 +281,7 @@ class FlagInput(InputSerializer):
     )
 
 
-class FlagOutput(serializers.ModelSerializer):
+class FlagOutput(serializers.ModelSerializer[Flag]):
     listing = serializers.SlugField(source="listing.slug", read_only=True)
 
     class Meta:

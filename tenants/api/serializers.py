@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from core.serializers import InputSerializer
@@ -7,13 +9,13 @@ from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Wor
 from tenants.permissions import API_KEY_SCOPES
 
 
-class WorkspaceOutput(serializers.ModelSerializer):
+class WorkspaceOutput(serializers.ModelSerializer[Workspace]):
     class Meta:
         model = Workspace
         fields = ["id", "name", "slug", "created_at"]
 
 
-class MembershipWorkspaceOutput(serializers.Serializer):
+class MembershipWorkspaceOutput(serializers.Serializer[Any]):
     id = serializers.IntegerField(source="workspace.id")
     name = serializers.CharField(source="workspace.name")
     slug = serializers.CharField(source="workspace.slug")
@@ -30,7 +32,7 @@ class WorkspaceUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=80)
 
 
-class MemberOutput(serializers.ModelSerializer):
+class MemberOutput(serializers.ModelSerializer[Membership]):
     email = serializers.EmailField(source="user.email")
     name = serializers.CharField(source="user.display_name")
     joined_at = serializers.DateTimeField(source="created_at")
@@ -44,7 +46,7 @@ class MemberUpdateInput(InputSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class InvitationOutput(serializers.ModelSerializer):
+class InvitationOutput(serializers.ModelSerializer[Invitation]):
     invited_by = serializers.EmailField(
         source="invited_by.email",
         default=None,
@@ -62,7 +64,7 @@ class InvitationInput(InputSerializer):
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 
 
-class ApiKeyOutput(serializers.ModelSerializer):
+class ApiKeyOutput(serializers.ModelSerializer[ApiKey]):
     class Meta:
         model = ApiKey
         fields = [
@@ -92,7 +94,7 @@ class ApiKeyInput(InputSerializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
-class AuditEventOutput(serializers.ModelSerializer):
+class AuditEventOutput(serializers.ModelSerializer[AuditEvent]):
     actor = serializers.CharField(source="actor_label")
 
     class Meta:

@@ -81,7 +81,8 @@ class AuthFailureThrottle(_LiveRateThrottle):
         if not window or limit <= 0 or len(self.history) < limit:
             return None
         # Free again when the failure that filled the window (newest first) leaves it.
-        return max(window - (self.now - self.history[limit - 1]), 1.0)
+        oldest: float = self.history[limit - 1]
+        return max(window - (self.now - oldest), 1.0)
 
     def record_failure(self, request: Request) -> None:
         window = self._window(request)

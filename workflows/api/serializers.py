@@ -15,7 +15,7 @@ from workflows.triggers import resume_url
 # --- Workflows and versions
 
 
-class WorkflowOutput(serializers.ModelSerializer):
+class WorkflowOutput(serializers.ModelSerializer[Workflow]):
     active_version = serializers.IntegerField(
         source="active_version.number",
         allow_null=True,
@@ -54,7 +54,7 @@ class WorkflowUpdateInput(InputSerializer):
     category = serializers.CharField(max_length=40, required=False, allow_blank=True)
 
 
-class WorkflowVersionOutput(serializers.ModelSerializer):
+class WorkflowVersionOutput(serializers.ModelSerializer[WorkflowVersion]):
     is_active = serializers.SerializerMethodField()
 
     class Meta:
@@ -78,8 +78,8 @@ class WorkflowVersionCreateInput(InputSerializer):
     )
 
 
-class WorkflowDiffInput(serializers.Serializer):
-    def get_fields(self) -> dict[str, serializers.Field]:
+class WorkflowDiffInput(serializers.Serializer[Any]):
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         # `from` is a keyword, so the fields cannot be class attributes.
         return {
             "from": serializers.IntegerField(min_value=1),
@@ -87,21 +87,21 @@ class WorkflowDiffInput(serializers.Serializer):
         }
 
 
-class WorkflowFieldChangeOutput(serializers.Serializer):
+class WorkflowFieldChangeOutput(serializers.Serializer[Any]):
     field = serializers.CharField()
     old = serializers.JSONField(allow_null=True)
     new = serializers.JSONField(allow_null=True)
 
 
-class WorkflowStepChangeOutput(serializers.Serializer):
+class WorkflowStepChangeOutput(serializers.Serializer[Any]):
     step = serializers.CharField()
     changes = WorkflowFieldChangeOutput(many=True)
 
 
-class WorkflowEdgeOutput(serializers.Serializer):
+class WorkflowEdgeOutput(serializers.Serializer[Any]):
     """An edge as the definition writes it: `from`, `to`, `branch`."""
 
-    def get_fields(self) -> dict[str, serializers.Field]:
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         # `from` is a keyword, so the fields cannot be class attributes.
         return {
             "from": serializers.CharField(source="source"),
@@ -110,7 +110,7 @@ class WorkflowEdgeOutput(serializers.Serializer):
         }
 
 
-class WorkflowDiffOutput(serializers.Serializer):
+class WorkflowDiffOutput(serializers.Serializer[Any]):
     from_version = serializers.IntegerField()
     to_version = serializers.IntegerField()
     steps_added = serializers.ListField(child=serializers.CharField())
@@ -146,19 +146,19 @@ class WorkflowRunStartInput(InputSerializer):
     )
 
 
-class WorkflowListFilterInput(serializers.Serializer):
+class WorkflowListFilterInput(serializers.Serializer[Any]):
     include_archived = serializers.BooleanField(
         required=False, default=False, help_text="Also list archived ones."
     )
 
 
-class WorkflowFilterInput(serializers.Serializer):
+class WorkflowFilterInput(serializers.Serializer[Any]):
     workflow = serializers.IntegerField(
         min_value=1, required=False, help_text="Only runs of this workflow."
     )
 
 
-class WorkflowRunFilterInput(serializers.Serializer):
+class WorkflowRunFilterInput(serializers.Serializer[Any]):
     status = serializers.ChoiceField(
         choices=RunStatus.choices, required=False, help_text="Only runs in this state."
     )
@@ -180,7 +180,7 @@ class WorkflowRunFilterInput(serializers.Serializer):
         return attrs
 
 
-class WorkflowStepItemOutput(serializers.ModelSerializer):
+class WorkflowStepItemOutput(serializers.ModelSerializer[StepRun]):
     duration_ms = serializers.IntegerField(allow_null=True, read_only=True)
 
     class Meta:
@@ -244,7 +244,7 @@ class WorkflowStepOutput(WorkflowStepItemOutput):
         return resume_url(workspace=workspace, resume_token=step.resume_token)
 
 
-class WorkflowRunOutput(serializers.ModelSerializer):
+class WorkflowRunOutput(serializers.ModelSerializer[WorkflowRun]):
     workflow_name = serializers.CharField(source="workflow.name", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
 
@@ -297,7 +297,7 @@ class WorkflowApprovalInput(InputSerializer):
 # --- Templates, export and import
 
 
-class WorkflowTemplateOutput(serializers.Serializer):
+class WorkflowTemplateOutput(serializers.Serializer[Any]):
     key = serializers.CharField()
     name = serializers.CharField()
     category = serializers.CharField()
@@ -315,7 +315,7 @@ class WorkflowTemplateInstantiateInput(InputSerializer):
     )
 
 
-class WorkflowExportInput(serializers.Serializer):
+class WorkflowExportInput(serializers.Serializer[Any]):
     format = serializers.ChoiceField(
         choices=["json", "yaml"], required=False, help_text="Default json."
     )
