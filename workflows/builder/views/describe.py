@@ -14,15 +14,10 @@ from core.forms import form_add_application_error
 from core.http import AppRequest
 from tenants.permissions import Perm
 from workflows import generation, services, validators
-from workflows.builder.forms import (
-    DescribeCreateForm,
-    DescribeForm,
-)
+from workflows.builder.forms import DescribeCreateForm, DescribeForm
 from workflows.builder.issues import split_issue
 from workflows.builder.layout import layout
-from workflows.builder.views.common import (
-    detail_url,
-)
+from workflows.builder.views.common import detail_url
 from workflows.models import WorkflowVersion
 from workflows.web import page_access
 

@@ -32,16 +32,8 @@ from workflows.builder.forms import (
     inputs_from,
 )
 from workflows.builder.issues import issue_texts
-from workflows.builder.views.common import (
-    latest_version,
-    saved_message,
-)
-from workflows.builder.views.page import (
-    after_edit,
-    builder_page,
-    place_step_issues,
-    step_choices,
-)
+from workflows.builder.views.common import latest_version, saved_message
+from workflows.builder.views.page import after_edit, builder_page, place_step_issues, step_choices
 from workflows.definition import NODE_TYPES
 from workflows.models import Workflow, WorkflowVersion
 from workflows.web import int_or_none, page_access, workflow_or_404

@@ -12,9 +12,7 @@ from core.exceptions import ApplicationError
 from core.http import AppRequest
 from tenants.permissions import Perm
 from workflows import io, services
-from workflows.builder.forms import (
-    ImportForm,
-)
+from workflows.builder.forms import ImportForm
 from workflows.builder.issues import issue_texts, split_issue
 from workflows.builder.views.common import (
     detail_url,

@@ -15,13 +15,9 @@ from core.http import AppRequest
 from tenants.permissions import Perm
 from workflows import library, services
 from workflows.builder import queries
-from workflows.builder.forms import (
-    WorkflowForm,
-)
+from workflows.builder.forms import WorkflowForm
 from workflows.builder.layout import layout
-from workflows.builder.views.common import (
-    detail_url,
-)
+from workflows.builder.views.common import detail_url
 from workflows.definition import NODE_TYPES
 from workflows.web import page_access
 

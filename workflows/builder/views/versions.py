@@ -13,11 +13,7 @@ from core.exceptions import ApplicationError
 from core.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import selectors, services
-from workflows.builder.views.common import (
-    detail_url,
-    version_or_404,
-    workflow_links,
-)
+from workflows.builder.views.common import detail_url, version_or_404, workflow_links
 from workflows.models import Workflow, WorkflowVersion
 from workflows.web import int_or_none, page_access, workflow_or_404
 
