@@ -6,13 +6,16 @@ Every write checks `Perm.BUILD`, runs in one transaction, validates the definiti
 versions that may fail the checks are drafts the builder saved on purpose (`allow_incomplete`),
 and publishing or running one of those is refused with the validators' messages. Version
 numbers are assigned while holding the workflow row's lock, so concurrent saves get 2 and 3,
-never 2 twice. Workflow names are unique (ignoring case) among a workspace's non-archived
-workflows; a transaction-scoped advisory lock on the name serialises the check.
+never 2 twice; a save that names the version it was made on (`based_on`) is refused with
+Conflict once a newer one exists. Workflow names are unique (ignoring case) among a
+workspace's non-archived workflows; a transaction-scoped advisory lock on the name serialises
+the check.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connection, transaction
@@ -257,6 +260,7 @@ def version_save(
     source: str = WorkflowVersion.Source.EDITOR,
     publish: bool = False,
     allow_incomplete: bool = False,
+    based_on: int | None = None,
 ) -> WorkflowVersion:
     """A new version with `definition` (validated first), published if asked. A definition
     equal to the latest version's is refused: there is nothing to save.
@@ -264,14 +268,47 @@ def version_save(
     With `allow_incomplete` (the builder's step-by-step edits) a draft is saved even when the
     checks find problems — a step not connected yet, a prompt not written yet — so that a user
     can get from one valid workflow to the next one edit at a time. A version to publish is
-    always checked."""
+    always checked.
+
+    `based_on` is the number of the version the caller edited. When someone saved a newer one
+    since, nothing is saved and Conflict names it: a change is never silently overwritten.
+    Without it the definition is saved whatever the latest version is."""
+    return version_edit(
+        access=access,
+        workflow=workflow,
+        edit=lambda _latest: definition,
+        note=note,
+        source=source,
+        publish=publish,
+        allow_incomplete=allow_incomplete,
+        based_on=based_on,
+    )
+
+
+@transaction.atomic
+def version_edit(
+    *,
+    access: Access,
+    workflow: Workflow,
+    edit: Callable[[Any], Any],
+    note: str = "",
+    source: str = WorkflowVersion.Source.EDITOR,
+    publish: bool = False,
+    allow_incomplete: bool = False,
+    based_on: int | None = None,
+) -> WorkflowVersion:
+    """`version_save` of `edit(latest definition)`. The edit is applied while holding the
+    workflow row's lock, so the version it changes is the one it replaces; a refused
+    `based_on` is reported before whatever the edit or the checks would say about it."""
     access.require(Perm.BUILD)
-    definition = agent_refs.bind(definition)  # agent steps hold ids from now on
+    locked = _locked(workflow.pk)
+    latest = locked.versions.order_by("-number").first()
+    _require_based_on_latest(latest, based_on)
+    edited = edit(latest.definition if latest is not None else {})
+    definition = agent_refs.bind(edited)  # agent steps hold ids from now on
     if publish or not allow_incomplete:
         validators.validate_or_raise(definition)
-    locked = _locked(workflow.pk)
     _require_active(locked)
-    latest = locked.versions.order_by("-number").first()
     if latest is not None and latest.definition == definition:
         message = f"Nothing changed since version {latest.number}; nothing was saved."
         raise ValidationFailed(message, fields={"definition": [message]})
@@ -287,6 +324,22 @@ def version_save(
         {"version": version.number, "source": source, "published": publish},
     )
     return version
+
+
+def _require_based_on_latest(latest: WorkflowVersion | None, based_on: int | None) -> None:
+    """The edit-conflict rule: a change made on version `based_on` is refused once another
+    version is the latest."""
+    if based_on is None or latest is None or based_on == latest.number:
+        return
+    if based_on > latest.number:
+        raise Conflict(
+            f"There is no version {based_on}: version {latest.number} is the latest; "
+            "nothing was saved."
+        )
+    raise Conflict(
+        f"Someone saved version {latest.number} since you opened version {based_on}; nothing "
+        "was saved. Reload to see their change, then make yours again."
+    )
 
 
 @transaction.atomic

@@ -208,6 +208,56 @@ def test_versions_save_publish_diff_and_roll_back(api: APIClient, world: World) 
     assert body["output"] == {"text": "HI ANN"}
 
 
+def test_a_version_saved_on_a_stale_version_is_refused_with_409_naming_the_newer_one(
+    api: APIClient,
+) -> None:
+    # Given a workflow whose version 2 someone saved after we loaded version 1
+    pk = create(api)["id"]
+    theirs = json.loads(json.dumps(GREETING))
+    theirs["steps"][0]["config"]["value"] = "Hi {{ input.name }}"
+    assert (
+        api.post(f"{API}{pk}/versions/", {"definition": theirs}, format="json").status_code == 201
+    )
+    ours = json.loads(json.dumps(GREETING))
+    ours["steps"][1]["config"]["value"] = "{{ lower(steps.greet) }}"
+
+    # When we save our edit of version 1, saying so
+    stale = api.post(
+        f"{API}{pk}/versions/", {"definition": ours, "based_on_version": 1}, format="json"
+    )
+
+    # Then nothing is saved and the error names version 2
+    assert stale.status_code == 409, stale.content
+    error = stale.json()["error"]
+    assert error["code"] == "conflict"
+    assert "Someone saved version 2 since you opened version 1" in error["message"]
+    assert [v["number"] for v in api.get(f"{API}{pk}/versions/").json()["results"]] == [2, 1]
+
+    # On the latest version, or without saying which, it is saved
+    fresh = api.post(
+        f"{API}{pk}/versions/", {"definition": ours, "based_on_version": 2}, format="json"
+    )
+    assert fresh.status_code == 201 and fresh.json()["number"] == 3
+    ours["steps"][1]["config"]["value"] = "{{ steps.greet }}!"
+    blind = api.post(f"{API}{pk}/versions/", {"definition": ours}, format="json")
+    assert blind.status_code == 201 and blind.json()["number"] == 4
+
+
+def test_a_based_on_version_that_does_not_exist_yet_is_refused(api: APIClient) -> None:
+    pk = create(api)["id"]
+    changed = json.loads(json.dumps(GREETING))
+    changed["steps"][0]["config"]["value"] = "Hi {{ input.name }}"
+    ahead = api.post(
+        f"{API}{pk}/versions/", {"definition": changed, "based_on_version": 5}, format="json"
+    )
+    assert ahead.status_code == 409
+    assert ahead.json()["error"]["message"].startswith("There is no version 5: version 1 is")
+    bad = api.post(
+        f"{API}{pk}/versions/", {"definition": changed, "based_on_version": 0}, format="json"
+    )
+    assert bad.status_code == 400 and "based_on_version" in bad.json()["error"]["fields"]
+
+
 def test_export_and_import_round_trip_in_json_and_yaml(api: APIClient) -> None:
     pk = create(api, description="Says hello")["id"]
 
@@ -585,3 +635,9 @@ def test_every_workflow_endpoint_is_in_the_openapi_schema(world: World) -> None:
     assert "202" in start["responses"]
     export = paths["/api/v1/workflows/{id}/export/"]["get"]["responses"]["200"]["content"]
     assert {"application/json", "application/yaml"} <= set(export)
+    save = paths["/api/v1/workflows/{id}/versions/"]["post"]
+    assert "409" in save["responses"]
+    body = save["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    based_on = document["components"]["schemas"][body]["properties"]["based_on_version"]
+    assert "409" in based_on["description"]
+    assert "based_on_version" not in document["components"]["schemas"][body].get("required", [])

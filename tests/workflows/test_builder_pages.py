@@ -325,6 +325,18 @@ def test_an_edit_made_on_an_old_version_is_refused(
     assert len(_versions(world, workflow)) == 2
 
 
+def test_deleting_a_step_someone_already_deleted_says_they_saved_first(
+    world: World, owner_client: Client, workflow: Workflow
+) -> None:
+    url = _url("workflow_step_delete", workflow_id=workflow.pk, step_id="page")
+    assert owner_client.post(url, {"base": 1, "reconnect": "on"}).status_code == 302
+    stale = owner_client.post(url, {"base": 1, "reconnect": "on"}, **HX)
+    assert stale.status_code == 400
+    # The conflict, not "there is no step" from the edit applied to version 2.
+    assert "Someone saved version 2 since you opened version 1" in stale.content.decode()
+    assert len(_versions(world, workflow)) == 2
+
+
 def test_add_step_inserted_after_a_branch(
     world: World, owner_client: Client, workflow: Workflow
 ) -> None:

@@ -179,6 +179,32 @@ def test_an_unchanged_or_invalid_definition_saves_nothing(
     assert workflow.versions.count() == 1
 
 
+def test_a_save_based_on_an_older_version_is_refused_before_the_edit_and_the_checks(
+    workflow: Workflow, owner_access: Access
+) -> None:
+    services.version_save(access=owner_access, workflow=workflow, definition=edited("two"))
+    invalid = edited("{{ steps.reply }}")
+    with pytest.raises(Conflict, match="Someone saved version 2 since you opened version 1"):
+        services.version_save(
+            access=owner_access, workflow=workflow, definition=invalid, based_on=1
+        )
+    seen: list[dict[str, Any]] = []
+
+    def edit(definition: dict[str, Any]) -> dict[str, Any]:
+        seen.append(definition)
+        changed = copy.deepcopy(definition)
+        changed["steps"][0]["config"]["value"] = "{{ upper(input.ticket) }}"
+        return changed
+
+    with pytest.raises(Conflict, match="Someone saved version 2"):
+        services.version_edit(access=owner_access, workflow=workflow, edit=edit, based_on=1)
+    assert seen == [] and workflow.versions.count() == 2
+
+    v3 = services.version_edit(access=owner_access, workflow=workflow, edit=edit, based_on=2)
+    assert seen == [edited("two")]  # the edit is applied to the latest version
+    assert v3.number == 3 and v3.definition["steps"][1]["config"]["value"] == "two"
+
+
 def test_publish_and_rollback(workflow: Workflow, owner_access: Access, world: World) -> None:
     services.version_save(access=owner_access, workflow=workflow, definition=edited("two"))
     v2 = selectors.version_get(workflow, 2)

@@ -76,6 +76,14 @@ class WorkflowVersionCreateInput(InputSerializer):
     publish = serializers.BooleanField(
         default=False, help_text="Also make the new version the active one."
     )
+    based_on_version = serializers.IntegerField(
+        source="based_on",
+        min_value=1,
+        required=False,
+        help_text="Number of the version this definition was edited from. If another version "
+        "is the latest by now, nothing is saved and the answer is 409 naming it. Omitted: "
+        "saved whatever the latest version is.",
+    )
 
 
 class WorkflowDiffInput(serializers.Serializer[Any]):

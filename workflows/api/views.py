@@ -165,7 +165,8 @@ class VersionListApi(WorkflowApiView):
         request=s.WorkflowVersionCreateInput,
         responses={201: s.WorkflowVersionDetailOutput},
         description="Save a new immutable version. Invalid definitions get a 400 whose "
-        "`fields.definition` names each problem by step and field.",
+        "`fields.definition` names each problem by step and field. With `based_on_version`, "
+        "a save made after someone else saved a newer version gets a 409 naming it.",
     )
     def post(self, request: Request, pk: int) -> Response:
         workflow = self.workflow(pk)

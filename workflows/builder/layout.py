@@ -314,19 +314,19 @@ def _spread(count: int, centre: float, width: float) -> list[float]:
     return [centre - span / 2 + span * i / (count - 1) for i in range(count)]
 
 
-def layout(document: Any) -> Diagram:
-    steps, edges = _graph(document)
-    if not steps:
-        return Diagram(nodes=(), edges=(), width=0.0, height=0.0, crossings=0)
-    ids = [s["id"] for s in steps]
-    flipped = _acyclic(ids, edges)
-    arcs = [(t, s) if index in flipped else (s, t) for index, (s, t, _b) in enumerate(edges)]
-    level = _longest_path_layers(ids, arcs)
+def _top(layer: int) -> float:
+    return MARGIN + layer * (NODE_HEIGHT + LAYER_GAP)
 
+
+def _chains(
+    ids: list[str], arcs: list[tuple[str, str]], level: dict[str, int]
+) -> tuple[dict[str, _Vertex], dict[str, list[str]], dict[str, list[str]], list[list[str]]]:
+    """The vertices (real nodes, plus a dummy per layer an edge crosses), the links down and
+    up between them, and per edge the vertex keys from its upper to its lower end."""
     vertices = {i: _Vertex(i, True, NODE_WIDTH, level[i]) for i in ids}
     down: dict[str, list[str]] = {i: [] for i in ids}
     up: dict[str, list[str]] = {i: [] for i in ids}
-    chains: list[list[str]] = []  # per edge: the vertex keys from its upper to its lower end
+    chains: list[list[str]] = []
     for index, (source, target) in enumerate(arcs):
         chain = [source]
         for step_layer in range(level[source] + 1, level[target]):
@@ -339,33 +339,31 @@ def layout(document: Any) -> Diagram:
             down[upper].append(lower)
             up[lower].append(upper)
         chains.append(chain)
+    return vertices, down, up, chains
 
+
+def _initial_layers(
+    ids: list[str], vertices: dict[str, _Vertex], chains: list[list[str]]
+) -> list[list[str]]:
+    """Definition order for real nodes, dummies after their upper neighbour."""
     depth = max(v.layer for v in vertices.values()) + 1
     layers: list[list[str]] = [[] for _ in range(depth)]
-    # Initial order: definition order for real nodes, dummies after their upper neighbour.
     for key in ids:
         layers[vertices[key].layer].append(key)
     for chain in chains:
         for key in chain[1:-1]:
             layers[vertices[key].layer].append(key)
-    layers, crossings = _order(layers, down, up)
-    _coordinates(layers, vertices, down, up)
+    return layers
 
-    left = min(v.x - v.width / 2 for v in vertices.values())
-    shift = MARGIN - left
-    for vertex in vertices.values():
-        vertex.x += shift
-    width = max(v.x + v.width / 2 for v in vertices.values()) + MARGIN
 
-    def top(layer: int) -> float:
-        return MARGIN + layer * (NODE_HEIGHT + LAYER_GAP)
-
-    by_id = {s["id"]: s for s in steps}
+def _node_boxes(
+    steps: list[dict[str, Any]], vertices: dict[str, _Vertex], layers: list[list[str]]
+) -> list[NodeBox]:
     order = {key: index for layer in layers for index, key in enumerate(layer)}
     nodes = []
-    for key in ids:
+    for step in steps:
+        key = step["id"]
         vertex = vertices[key]
-        step = by_id[key]
         node_type = str(step.get("type", ""))
         known = NODE_TYPES.get(node_type)
         name = step.get("name") if isinstance(step.get("name"), str) else ""
@@ -378,16 +376,23 @@ def layout(document: Any) -> Diagram:
                 label=_shorten(full),
                 full_label=full,
                 x=vertex.x - NODE_WIDTH / 2,
-                y=top(vertex.layer),
+                y=_top(vertex.layer),
                 width=NODE_WIDTH,
                 height=NODE_HEIGHT,
                 layer=vertex.layer,
                 order=order[key],
             )
         )
+    return nodes
 
-    # Ports: several edges leaving (or entering) one node spread along its border, in the
-    # left-to-right order of where they go, so that they do not start on top of each other.
+
+def _ports(
+    chains: list[list[str]], vertices: dict[str, _Vertex]
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Per edge, the x where it leaves its upper node and where it enters its lower one.
+    Several edges leaving (or entering) one node spread along its border, in the
+    left-to-right order of where they go, so that they do not start on top of each other."""
+
     def next_x(chain: list[str], end: int) -> float:
         return vertices[chain[end]].x
 
@@ -406,15 +411,24 @@ def layout(document: Any) -> Diagram:
         indexes.sort(key=lambda i: next_x(chains[i], -2))
         for i, x in zip(indexes, _spread(len(indexes), vertices[key].x, NODE_WIDTH), strict=True):
             end_x[i] = x
+    return start_x, end_x
 
+
+def _edge_paths(
+    edges: list[tuple[str, str, str]],
+    flipped: set[int],
+    chains: list[list[str]],
+    vertices: dict[str, _Vertex],
+) -> list[EdgePath]:
+    start_x, end_x = _ports(chains, vertices)
     paths = []
     for index, chain in enumerate(chains):
-        points = [(start_x[index], top(vertices[chain[0]].layer) + NODE_HEIGHT)]
+        points = [(start_x[index], _top(vertices[chain[0]].layer) + NODE_HEIGHT)]
         for key in chain[1:-1]:
             vertex = vertices[key]
-            points.append((vertex.x, top(vertex.layer)))
-            points.append((vertex.x, top(vertex.layer) + NODE_HEIGHT))
-        points.append((end_x[index], top(vertices[chain[-1]].layer)))
+            points.append((vertex.x, _top(vertex.layer)))
+            points.append((vertex.x, _top(vertex.layer) + NODE_HEIGHT))
+        points.append((end_x[index], _top(vertices[chain[-1]].layer)))
         source, target, branch = edges[index]
         if index in flipped:  # drawn in its real direction: from `source` to `target`
             points.reverse()
@@ -430,12 +444,30 @@ def layout(document: Any) -> Diagram:
                 label_y=label_y,
             )
         )
+    return paths
 
-    height = top(depth - 1) + NODE_HEIGHT + MARGIN
+
+def layout(document: Any) -> Diagram:
+    steps, edges = _graph(document)
+    if not steps:
+        return Diagram(nodes=(), edges=(), width=0.0, height=0.0, crossings=0)
+    ids = [s["id"] for s in steps]
+    flipped = _acyclic(ids, edges)
+    arcs = [(t, s) if index in flipped else (s, t) for index, (s, t, _b) in enumerate(edges)]
+    vertices, down, up, chains = _chains(ids, arcs, _longest_path_layers(ids, arcs))
+    layers, crossings = _order(_initial_layers(ids, vertices, chains), down, up)
+    _coordinates(layers, vertices, down, up)
+
+    left = min(v.x - v.width / 2 for v in vertices.values())
+    shift = MARGIN - left
+    for vertex in vertices.values():
+        vertex.x += shift
+    width = max(v.x + v.width / 2 for v in vertices.values()) + MARGIN
+    height = _top(len(layers) - 1) + NODE_HEIGHT + MARGIN
     real_layers = tuple(tuple(k for k in layer if vertices[k].real) for layer in layers)
     return Diagram(
-        nodes=tuple(nodes),
-        edges=tuple(paths),
+        nodes=tuple(_node_boxes(steps, vertices, layers)),
+        edges=tuple(_edge_paths(edges, flipped, chains, vertices)),
         width=round(width, 1),
         height=round(height, 1),
         crossings=crossings,

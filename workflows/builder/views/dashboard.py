@@ -1,0 +1,27 @@
+"""The overview page's workflows card."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from core.http import AppRequest
+from tenants.permissions import Perm
+from workflows.builder import queries
+from workflows.web import page_access
+
+
+@require_GET
+def workflow_dashboard_card(request: AppRequest) -> HttpResponse:
+    """The overview page's workflows card (loaded into the dashboard by htmx)."""
+    access = page_access(request)
+    return render(
+        request,
+        "workflows/builder/_dashboard_card.html",
+        {
+            "workflows": queries.recent_workflows(),
+            "runs": queries.recent_runs(),
+            "can_build": access.can(Perm.BUILD),
+        },
+    )
