@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from tests.conftest import make_user
+from tests.helpers.personas import make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from core.management.commands.dev import child_environment
-from tests.conftest import PASSWORD, World
+from tests.helpers.personas import PASSWORD, World
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.test import Client
 from accounts.models import User
 from tenants import audit
 from tenants.models import AuditEvent
-from tests.conftest import PASSWORD
+from tests.helpers.personas import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from agents.models import Agent, AliasTarget, ModelAlias
 from billing.models import ModelPrice
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.conftest import World, access_of, key_client
+from tests.helpers.personas import World, access_of, key_client
 
 pytestmark = pytest.mark.django_db
 

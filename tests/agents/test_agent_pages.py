@@ -9,7 +9,7 @@ from agents import services
 from agents.models import Agent, AgentRun, AgentVersion
 from agents.runs import execute_run
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from agents.models import AgentRun
 from agents.run_selectors import PLACEHOLDER_NOTE
 from agents.runs import execute_run
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, key_client, logged_in, make_user
+from tests.helpers.personas import World, access_of, key_client, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from agents.runs import execute_run
 from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
-from tests.conftest import World, access_of, make_user
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World, access_of, make_user
 
 pytestmark = pytest.mark.django_db
 

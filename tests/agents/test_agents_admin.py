@@ -27,7 +27,7 @@ from agents.models import (
 from agents.outbound.services import HOST_ADDED
 from agents.runs import execute_run
 from tenants.models import AuditEvent, Workspace
-from tests.conftest import World, access_of, logged_in
+from tests.helpers.personas import World, access_of, logged_in
 
 pytestmark = pytest.mark.django_db
 

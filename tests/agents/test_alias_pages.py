@@ -11,7 +11,7 @@ from django_tenants.utils import schema_context
 
 from agents import services
 from agents.models import AliasTarget, ModelAlias, ProviderCredential
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from agents.gateway import gateway_complete
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.providers.base import ChatRequest, Message
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from agents.models import Agent, Conversation, ConversationTurn
 from agents.services import MAX_INPUT_CHARS
 from billing.models import ModelPrice
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 

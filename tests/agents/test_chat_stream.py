@@ -33,8 +33,8 @@ from agents.models import (
 )
 from billing.models import ModelPrice
 from config.asgi import application
-from tests.conftest import World, access_of
 from tests.fakes import FakeAnthropic
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,8 @@ import pytest
 from agents import services
 from agents.models import Agent, AgentRun, CachedResponse, UsageRecord
 from tenants.permissions import Access
-from tests.agents.conftest import run_now
 from tests.fakes import FakeOpenAI
+from tests.helpers.agents import run_now
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,8 @@ from agents.gateway import UnknownModel, gateway_complete
 from agents.models import ProviderCredential, UsageRecord
 from agents.providers.base import ChatRequest, Message
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
+from tests.helpers.personas import World, access_of
 
 REQUEST = ChatRequest(model="", messages=(Message(role="user", content="Hello"),), max_tokens=50)
 

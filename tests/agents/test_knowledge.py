@@ -35,8 +35,8 @@ from agents.tools.base import ToolContext, ToolFailed
 from agents.tools.knowledge import KnowledgeSearch
 from tenants.models import Workspace
 from tenants.permissions import Access
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
+from tests.helpers.personas import World, access_of
 
 REFUND_QUESTION = "How long do refunds take?"
 SEARCH = KnowledgeSearch()

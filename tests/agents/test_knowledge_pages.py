@@ -17,7 +17,7 @@ from agents.knowledge import services
 from agents.knowledge.demo import seed_demo_knowledge
 from agents.models import KnowledgeBase, KnowledgeDocument
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -35,8 +35,8 @@ from agents.pricing import usage_cost
 from agents.providers.base import ChatRequest, Message, StreamEvent, TextDelta, Usage
 from agents.runs import execute_run
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
 from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -498,7 +498,7 @@ def test_run_chat_and_usage_pages_show_the_same_tokens_in_for_the_same_call(
 def test_a_workflow_agent_step_that_fails_after_a_paid_call_charges_the_run(
     world: World, fake_openai: FakeOpenAI, settings: Any
 ) -> None:
-    from tests.workflows.conftest import drain, make_workflow
+    from tests.helpers.workflows import drain, make_workflow
     from workflows import runs as workflow_runs
     from workflows.models import WorkflowRun
 

@@ -26,10 +26,10 @@ from agents.tools.base import ToolFailed
 from agents.tools.http import resolve_public
 from agents.webhooks import webhook_attempt
 from core.exceptions import ValidationFailed
-from tests.conftest import World
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.fakes.redirector import Redirector
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World
 
 
 @dataclass

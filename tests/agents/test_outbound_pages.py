@@ -12,7 +12,7 @@ from django_tenants.utils import schema_context
 from agents.models import AllowedHost
 from agents.outbound.services import HOST_ADDED, HOST_REMOVED
 from tenants.models import AuditEvent
-from tests.conftest import World
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db
 

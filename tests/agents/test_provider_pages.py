@@ -6,8 +6,8 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from agents.models import AliasTarget, ModelAlias, ProviderCredential
-from tests.conftest import World
 from tests.fakes import FakeAnthropic
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db
 KEY = "sk-ant-api03-VERYSECRETVALUE-9xQz"

@@ -30,9 +30,9 @@ from agents.providers.base import Message
 from agents.usage import usage_report
 from tenants.models import Workspace
 from tenants.permissions import Access
-from tests.agents.conftest import run_now
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
+from tests.helpers.agents import run_now
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -402,7 +402,7 @@ def test_outsiders_and_viewers_cannot_report_a_cached_answer(
     Membership.objects.filter(user=world.member, workspace=world.workspace_a).update(
         role=Role.VIEWER
     )
-    from tests.conftest import logged_in
+    from tests.helpers.personas import logged_in
 
     assert logged_in(world.member).post(url).status_code == 403
     with schema_context(world.workspace_a.schema_name):

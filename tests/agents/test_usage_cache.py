@@ -17,7 +17,7 @@ from agents import services
 from agents.models import AgentRun, UsageRecord
 from agents.runs import execute_run
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from core.exceptions import PermissionDenied, ValidationFailed
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.services import api_key_create
-from tests.conftest import World, access_of
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 

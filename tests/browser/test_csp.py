@@ -9,8 +9,8 @@ from typing import Any
 from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 from workflows.library import templates
 from workflows.services import workflow_from_template
 

@@ -19,8 +19,8 @@ from agents.services import agent_create, agent_run_start
 from marketplace import services
 from marketplace.models import Category, Listing, Publisher
 from tenants.models import Workspace
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 from workflows.services import workflow_create
 
 pytestmark = pytest.mark.browser

@@ -10,8 +10,8 @@ import pytest
 from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 from workflows import services
 from workflows.models import Workflow, WorkflowVersion
 

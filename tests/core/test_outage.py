@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from core.exceptions import outage_of
 from core.views import server_error
-from tests.conftest import World, key_client
+from tests.helpers.personas import World, key_client
 
 pytestmark = pytest.mark.django_db
 

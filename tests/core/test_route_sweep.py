@@ -46,7 +46,7 @@ from marketplace.models import Category, Listing, Review
 from tenants import services as tenant_services
 from tenants.models import Membership, Role
 from tenants.permissions import API_KEY_SCOPES, Perm
-from tests.conftest import World, access_of, make_user
+from tests.helpers.personas import World, access_of, make_user
 from workflows import engine, runs, triggers
 from workflows.models import StepRun
 from workflows.services import workflow_create

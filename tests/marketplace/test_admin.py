@@ -14,7 +14,7 @@ from accounts.models import User
 from agents.services import agent_create, agent_update
 from marketplace import services
 from marketplace.models import Category, Listing, ListingVersion
-from tests.conftest import World, access_of, logged_in
+from tests.helpers.personas import World, access_of, logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -23,8 +23,8 @@ from agents.services import agent_create
 from marketplace import services
 from marketplace.api import urls as api_urls
 from marketplace.models import Category, Flag, Listing, ListingVersion
-from tests.conftest import World, access_of, key_client, logged_in
-from tests.marketplace.test_search import make_listing
+from tests.helpers.marketplace import make_listing
+from tests.helpers.personas import World, access_of, key_client, logged_in
 
 pytestmark = pytest.mark.django_db
 

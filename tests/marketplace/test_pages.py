@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from marketplace.models import Category, Publisher, Review
-from tests.conftest import World, logged_in
-from tests.marketplace.test_search import categories, make_listing, publisher  # noqa: F401
+from tests.helpers.marketplace import make_listing
+from tests.helpers.personas import World, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "market-results"}
 
 
 @pytest.fixture
-def support(publisher: Publisher, categories: dict[str, Category]) -> Any:  # noqa: F811
+def support(publisher: Publisher, categories: dict[str, Category]) -> Any:
     return make_listing(
         publisher=publisher,
         category=categories["support"],
@@ -47,8 +47,8 @@ def support(publisher: Publisher, categories: dict[str, Category]) -> Any:  # no
 def test_anyone_can_browse_the_front_page(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
     django_assert_max_num_queries: Any,
 ) -> None:
     for index in range(8):  # more listings must not mean more queries
@@ -80,8 +80,8 @@ def test_search_works_without_javascript_and_as_you_type(client: Client, support
 def test_search_results_say_why_they_matched_and_gibberish_finds_nothing(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     make_listing(
         publisher=publisher,
@@ -106,8 +106,8 @@ def test_search_results_say_why_they_matched_and_gibberish_finds_nothing(
 def test_filters_narrow_and_bad_values_are_named(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     make_listing(publisher=publisher, category=categories["finance"], title="Invoice Checker")
     finance = client.get(reverse("marketplace"), {"category": "finance"}).content.decode()
@@ -150,8 +150,8 @@ def _queries(client: Client, url: str, **params: Any) -> int:
 def test_search_results_and_listing_page_run_the_same_queries_for_more_listings(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
     world: World,
 ) -> None:
     member = logged_in(world.owner)  # signed in: the page also looks up installs and reviews
@@ -182,8 +182,8 @@ def test_search_results_and_listing_page_run_the_same_queries_for_more_listings(
 def test_publisher_page_lists_public_listings(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     make_listing(
         publisher=publisher, category=categories["support"], title="Secret draft", approved=False
@@ -194,8 +194,8 @@ def test_publisher_page_lists_public_listings(
 
 def test_hidden_listings_are_not_found(
     client: Client,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     draft = make_listing(
         publisher=publisher, category=categories["support"], title="Draft", approved=False

@@ -18,66 +18,14 @@ from django.utils import timezone
 
 from core.exceptions import NotFound, ValidationFailed
 from marketplace import selectors
-from marketplace.models import Category, Listing, ListingVersion, Publisher, Review
-from marketplace.search_index import index_all, index_listing
+from marketplace.models import Category, Listing, Publisher, Review
+from marketplace.search_index import index_all
 from marketplace.selectors import browse_home, listing_detail, listing_search, publisher_listings
-from tests.conftest import World
 from tests.fakes import FakeOpenAI
+from tests.helpers.marketplace import make_listing
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db
-
-_counter = itertools.count()
-
-
-@pytest.fixture
-def categories() -> dict[str, Category]:
-    return {
-        slug: Category.objects.create(slug=slug, name=name, position=i)
-        for i, (slug, name) in enumerate(
-            [("support", "Customer support"), ("finance", "Finance"), ("marketing", "Marketing")]
-        )
-    }
-
-
-@pytest.fixture
-def publisher() -> Publisher:
-    return Publisher.objects.create(slug="acme", display_name="Acme Labs", verified=True)
-
-
-def make_listing(
-    *,
-    publisher: Publisher,
-    category: Category,
-    title: str,
-    summary: str = "",
-    description: str = "",
-    tags: list[str] | None = None,
-    approved: bool = True,
-    index: bool = True,
-    **fields: Any,
-) -> Listing:
-    number = next(_counter)
-    listing = Listing.objects.create(
-        publisher=publisher,
-        category=category,
-        kind=fields.pop("kind", Listing.Kind.AGENT),
-        slug=fields.pop("slug", f"listing-{number}"),
-        title=title,
-        summary=summary or title,
-        description=description,
-        tags=tags or [],
-        published_at=fields.pop("published_at", timezone.now()),
-        **fields,
-    )
-    if approved:
-        version = ListingVersion.objects.create(
-            listing=listing, number=1, definition={}, status=ListingVersion.Status.APPROVED
-        )
-        listing.current_version = version
-        listing.save(update_fields=["current_version"])
-    if index:
-        index_listing(listing)
-    return listing
 
 
 @pytest.fixture
@@ -338,13 +286,14 @@ def test_query_counts_do_not_grow_with_listings(
     world: World, categories: dict[str, Category], publisher: Publisher
 ) -> None:
     other = Publisher.objects.create(slug="other", display_name="Other")
+    titles = itertools.count()
 
     def add(count: int) -> None:
         for i in range(count):
             make_listing(
                 publisher=publisher if i % 2 else other,
                 category=list(categories.values())[i % 3],
-                title=f"Support email helper {next(_counter)}",
+                title=f"Support email helper {next(titles)}",
                 summary="Answers customer emails.",
                 tags=["email", "support"],
                 rating_avg=Decimal("4.0"),

@@ -18,7 +18,7 @@ from billing.models import ModelPrice
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from marketplace import services
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 from workflows.models import Workflow
 from workflows.services import workflow_create
 

@@ -15,8 +15,8 @@ from agents.runs import execute_run
 from agents.services import agent_create
 from marketplace import services
 from marketplace.models import Category, Install, Listing, RunSample
-from tests.conftest import World, access_of
-from tests.workflows.conftest import drain
+from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import drain
 from workflows import runs
 from workflows.models import Workflow, WorkflowRun
 from workflows.services import workflow_create

@@ -19,7 +19,7 @@ from marketplace import services
 from marketplace.icons import ICON_ERROR
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion, Review
 from tenants.models import Membership, Role, Workspace
-from tests.conftest import World, access_of, logged_in
+from tests.helpers.personas import World, access_of, logged_in
 from workflows.services import workflow_create
 
 pytestmark = pytest.mark.django_db

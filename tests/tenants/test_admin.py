@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from tenants.models import Workspace
-from tests.conftest import logged_in
+from tests.helpers.personas import logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
-from tests.conftest import World, make_user
+from tests.helpers.personas import World, make_user
 
 pytestmark = pytest.mark.django_db
 

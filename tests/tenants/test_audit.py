@@ -18,7 +18,7 @@ from agents.knowledge import services as knowledge
 from marketplace import services as marketplace
 from marketplace.models import Category, Listing
 from tenants import audit
-from tests.conftest import PASSWORD, World, access_of
+from tests.helpers.personas import PASSWORD, World, access_of
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.db import connection
 from agents.models import Agent
 from tenants import schemas
 from tenants.connections import database_for, schemas_served
-from tests.conftest import World
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,8 +13,8 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from agents.models import ProviderCredential
-from tests.conftest import World
 from tests.fakes import FakeOpenAI
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db
 BANNER = 'data-banner="no-provider"'

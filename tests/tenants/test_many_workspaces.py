@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from tenants.models import Membership, Role, Workspace
 from tenants.selectors import SWITCHER_SIZE
-from tests.conftest import World, logged_in
+from tests.helpers.personas import World, logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from psycopg import sql
 from tenants import provisioning, services
 from tenants.migrating import MigrationFailed, _conninfo, migrate_workspaces, workspace_schemas
 from tenants.models import Workspace
-from tests.conftest import World, make_workspace
+from tests.helpers.personas import World, make_workspace
 
 PROBE_MIGRATIONS = Path(__file__).resolve().parents[1] / "probe" / "migrations"
 ADD_FIELD = """from django.db import migrations, models

@@ -10,7 +10,7 @@ from django.test import Client
 
 from accounts.models import User
 from config.asgi import application
-from tests.conftest import World
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,7 @@ from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFail
 from tenants import audit, services
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import ROLE_PERMISSIONS, Access, Perm
-from tests.conftest import access_of, make_user
+from tests.helpers.personas import access_of, make_user
 
 pytestmark = pytest.mark.django_db
 

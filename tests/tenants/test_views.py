@@ -10,7 +10,7 @@ from accounts.models import User
 from tenants import audit, services
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import Perm
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,8 @@ from agents import services as agent_services
 from agents.models import Agent, UsageRecord
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.conftest import World, access_of, key_client
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.personas import World, access_of, key_client
+from tests.helpers.workflows import drain, make_workflow
 from workflows import agent_refs, io, runs, services
 from workflows.models import RunStatus, StepRun, Workflow, WorkflowRun
 

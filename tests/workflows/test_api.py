@@ -16,9 +16,9 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from agents.webhooks import EVENT_HEADER, SIGNATURE_HEADER, verify, webhook_secret_rotate
-from tests.conftest import World, access_of, key_client
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.workflows.conftest import drain
+from tests.helpers.personas import World, access_of, key_client
+from tests.helpers.workflows import drain
 from workflows import library
 from workflows.api import urls as api_urls
 from workflows.models import StepRun, Workflow, WorkflowRun

@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context
 
 from core.exceptions import ValidationFailed
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 from workflows import library, runs, services
 from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 

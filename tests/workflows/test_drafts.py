@@ -9,7 +9,7 @@ import pytest
 
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.workflows import drain, make_workflow
 from workflows import runs, services
 from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 

@@ -17,48 +17,17 @@ from agents import replay
 from agents.models import UsageRecord
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants.permissions import Access
-from tests.conftest import access_of
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.personas import access_of
+from tests.helpers.workflows import drain, flow, make_workflow, start, step, transform
 from workflows import engine, runs
 from workflows.models import RecordedCall, StepRun, StepStatus, WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
 
-def flow(steps: list[dict[str, Any]], edges: list[tuple[str, ...]], **extra: Any) -> dict:
-    return {
-        "schema_version": 1,
-        "steps": steps,
-        "edges": [
-            {"from": e[0], "to": e[1], **({"branch": e[2]} if len(e) > 2 else {})} for e in edges
-        ],
-        **extra,
-    }
-
-
-def transform(step_id: str, value: Any, **extra: Any) -> dict[str, Any]:
-    return {"id": step_id, "type": "transform", "config": {"value": value}, **extra}
-
-
-def start(
-    definition: dict, inputs: dict | None = None, *, access: Access | None = None
-) -> WorkflowRun:
-    workflow = make_workflow(definition)
-    return runs.run_start(
-        workflow=workflow,
-        inputs=inputs or {},
-        trigger=WorkflowRun.TriggerKind.MANUAL,
-        access=access,
-    )
-
-
 def statuses(run: WorkflowRun) -> dict[str, str]:
     return {s.node_id: s.status for s in run.steps.filter(parent__isnull=True)}
-
-
-def step(run: WorkflowRun, node_id: str) -> StepRun:
-    return run.steps.get(node_id=node_id, parent__isnull=True)
 
 
 # --- starting -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from tenants.schemas import current_schema
-from tests.workflows.test_engine import flow, start, step, transform
+from tests.helpers.workflows import flow, start, step, transform
 from workflows import engine
 from workflows.live import events
 from workflows.models import StepRun, WorkflowRun

@@ -16,9 +16,10 @@ from django_tenants.utils import schema_context
 from agents.models import UsageRecord
 from tenants.models import Workspace
 from tenants.tasks import inventory
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import make_workflow
 from workflows import runs
 from workflows.models import StepRun, WorkflowRun
 from workflows.tasks import execute_step, recover_stalled

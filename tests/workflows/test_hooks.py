@@ -18,8 +18,8 @@ from agents.webhooks import SIGNATURE_HEADER, sign, webhook_secret_rotate
 from tenants.models import Workspace
 from tenants.permissions import Access
 from tenants.services import api_key_create
-from tests.conftest import World
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.personas import World
+from tests.helpers.workflows import drain, make_workflow
 from workflows import triggers
 from workflows.models import StepRun, Trigger, Workflow, WorkflowRun, WorkflowVersion
 from workflows.runs import run_start

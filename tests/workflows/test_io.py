@@ -12,7 +12,7 @@ import yaml
 from core.exceptions import PermissionDenied, ValidationFailed
 from tenants.models import Membership, Role
 from tenants.permissions import Access
-from tests.conftest import World, access_of, make_user
+from tests.helpers.personas import World, access_of, make_user
 from workflows import io, services
 from workflows.models import Workflow, WorkflowVersion
 

@@ -16,8 +16,8 @@ from agents.models import Agent, ModelAlias
 from core.exceptions import NotFound
 from tenants.models import Workspace
 from tenants.permissions import Access
-from tests.conftest import access_of
-from tests.workflows.conftest import drain
+from tests.helpers.personas import access_of
+from tests.helpers.workflows import drain
 from workflows import library, runs, services, validators
 from workflows.definition import NODE_TYPES
 from workflows.demo import DEMO_TEMPLATES

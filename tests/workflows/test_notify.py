@@ -23,8 +23,8 @@ from agents.webhooks import (
     webhook_secret_rotate,
 )
 from tenants.permissions import Access
-from tests.conftest import World
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World
 from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 from workflows.notify import run_finished_webhook
 

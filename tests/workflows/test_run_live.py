@@ -23,8 +23,8 @@ from accounts.models import User
 from config import services
 from config.asgi import application
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, make_user
-from tests.workflows.conftest import make_workflow
+from tests.helpers.personas import World, access_of, make_user
+from tests.helpers.workflows import make_workflow
 from workflows import engine, runs
 from workflows.models import StepRun, WorkflowRun
 

@@ -23,9 +23,10 @@ from django_tenants.utils import schema_context
 
 from accounts.models import User
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import drain, make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of, logged_in, make_user
+from tests.helpers.workflows import drain, make_workflow
 from workflows import engine, runs
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 

@@ -11,9 +11,10 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from agents.run_selectors import PLACEHOLDER_NOTE
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import drain, make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import drain, make_workflow
 from workflows import runs
 
 pytestmark = pytest.mark.django_db

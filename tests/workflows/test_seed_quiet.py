@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django_tenants.utils import schema_context
 
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 from workflows import demo
 from workflows.models import RUN_FINISHED, WorkflowRun
 

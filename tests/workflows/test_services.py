@@ -15,7 +15,7 @@ from django_tenants.utils import schema_context
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants.models import AuditEvent, Membership, Role, Workspace
 from tenants.permissions import Access
-from tests.conftest import World, access_of, make_user
+from tests.helpers.personas import World, access_of, make_user
 from workflows import selectors, services
 from workflows.models import Workflow, WorkflowVersion
 

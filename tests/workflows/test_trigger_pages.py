@@ -16,8 +16,8 @@ from django_tenants.utils import schema_context
 
 from agents.webhooks import SIGNATURE_HEADER, sign
 from tenants.models import Membership, Role
-from tests.conftest import World, logged_in, make_user
-from tests.workflows.conftest import make_workflow
+from tests.helpers.personas import World, logged_in, make_user
+from tests.helpers.workflows import make_workflow
 from workflows.models import Trigger, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ import pytest
 from agents import services as agent_services
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.workflows.conftest import make_workflow
+from tests.helpers.workflows import make_workflow
 from workflows import validators
 from workflows.validators import Issue
 
