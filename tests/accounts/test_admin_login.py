@@ -77,7 +77,8 @@ def test_staff_reach_the_admin_after_signing_in_through_allauth(staff: User) -> 
         reverse("account_login") + "?next=/admin/",
         {"login": staff.email, "password": "right-horse-42"},
     )
-    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/login/?next=/admin/").headers["Location"] == "/admin/"
 

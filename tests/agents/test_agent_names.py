@@ -112,7 +112,8 @@ def test_the_api_answers_400_naming_the_name_field(world: World) -> None:
     assert "already named" in response.json()["error"]["fields"]["name"][0]
     agent_id = api.post(API, {**FORM, "name": "Billing"}, format="json").json()["id"]
     renamed = api.patch(f"{API}{agent_id}/", {"name": "Support Triage"}, format="json")
-    assert renamed.status_code == 400 and "name" in renamed.json()["error"]["fields"]
+    assert renamed.status_code == 400
+    assert "name" in renamed.json()["error"]["fields"]
 
 
 # --- the migration that makes names unique ---------------------------------------------------

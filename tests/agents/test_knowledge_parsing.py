@@ -51,7 +51,8 @@ def test_markdown_is_cited_by_its_nearest_heading() -> None:
     assert chunks[0] == ("Refunds", "We want you happy.")
     assert chunks[1] == ("Refund window", "Ask within 30 days.")
     assert chunks[2][0] == "Setext heading"
-    assert "A link to the form." in chunks[2][1] and "https://" not in chunks[2][1]
+    assert "A link to the form." in chunks[2][1]
+    assert "https://" not in chunks[2][1]
     assert "not a heading inside code" in chunks[2][1]
 
 
@@ -69,7 +70,9 @@ def test_html_drops_scripts_styles_and_navigation() -> None:
         ("Costs", "Standard: free over 150 USD\n\nExpress: 25 USD"),
     ]
     text = " ".join(t for _, t in chunks)
-    assert "track" not in text and "Pricing" not in text and "color" not in text
+    assert "track" not in text
+    assert "Pricing" not in text
+    assert "color" not in text
 
 
 def test_csv_rows_are_rendered_with_their_header_and_cited_by_row_range() -> None:
@@ -163,7 +166,8 @@ def test_the_same_file_twice_in_one_base_is_refused_but_another_base_may_hold_it
 ) -> None:
     first = _upload(owner_access, base, "refunds.md", b"# Refunds\n\nWithin 30 days.")
     assert first.status == KnowledgeDocument.Status.QUEUED
-    assert first.content_type == "text/markdown" and first.size_bytes == 26
+    assert first.content_type == "text/markdown"
+    assert first.size_bytes == 26
     with pytest.raises(ValidationFailed) as caught:
         _upload(owner_access, base, "copy-of-refunds.md", b"# Refunds\n\nWithin 30 days.")
     assert caught.value.fields["file"] == [
@@ -182,4 +186,5 @@ def test_a_real_pdf_and_a_utf8_text_with_bom_are_accepted(
     assert (pdf.content_type, txt.content_type) == ("application/pdf", "text/plain")
     services.document_ingest(document_id=pdf.pk)
     chunk = KnowledgeChunk.objects.get(document=pdf)
-    assert chunk.location == "page 1" and "Refunds within 30 days." in chunk.text
+    assert chunk.location == "page 1"
+    assert "Refunds within 30 days." in chunk.text

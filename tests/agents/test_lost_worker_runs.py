@@ -45,6 +45,7 @@ def test_a_run_that_keeps_losing_its_worker_is_failed_not_retried(world: World) 
         run = _orphan(world, attempt=MAX_ATTEMPTS)
         execute_run(run.pk)
         run.refresh_from_db()
-    assert run.status == AgentRun.Status.FAILED and run.attempt == MAX_ATTEMPTS
+    assert run.status == AgentRun.Status.FAILED
+    assert run.attempt == MAX_ATTEMPTS
     assert f"worker was lost {MAX_ATTEMPTS} times" in run.error
     assert run.finished_at is not None

@@ -59,7 +59,8 @@ def _visit(page: Page, watch: Watch, urls: list[str]) -> list[str]:
     seen = []
     for url in urls:
         response = page.goto(url, wait_until="load")
-        assert response is not None and response.status < 400, (url, response and response.status)
+        assert response is not None, url
+        assert response.status < 400, (url, response.status)
         seen += [f"{url}: {problem}" for problem in watch.problems]
         watch.problems.clear()
     return seen

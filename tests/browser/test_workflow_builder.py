@@ -126,7 +126,8 @@ def test_builder_on_a_phone_scrolls_the_diagram_not_the_page(
     assert sizes[0] > sizes[1]  # two branches side by side are wider than a phone
     diagram_box = canvas.bounding_box()
     panel_box = page.locator("#builder-panel").bounding_box()
-    assert diagram_box is not None and panel_box is not None
+    assert diagram_box is not None
+    assert panel_box is not None
     assert panel_box["y"] >= diagram_box["y"] + diagram_box["height"]  # stacked under it
     expect(page.locator("#builder-panel textarea[name=cfg_value]")).to_be_visible()
     context.close()

@@ -57,21 +57,27 @@ def test_anyone_can_browse_the_front_page(
         response = client.get(reverse("marketplace"))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Featured" in html and "Inbox Concierge" in html
-    assert "Customer support" in html and "Finance" in html  # categories with listings
-    assert "★ 4.5" in html and "Ledger 7" in html
+    assert "Featured" in html
+    assert "Inbox Concierge" in html
+    assert "Customer support" in html  # categories with listings
+    assert "Finance" in html
+    assert "★ 4.5" in html
+    assert "Ledger 7" in html
     # cards carry the measured run figures, or say there are none yet
-    assert "95% success · p95 1,800 ms · $0.0021/run" in html and "(40 runs)" in html
+    assert "95% success · p95 1,800 ms · $0.0021/run" in html
+    assert "(40 runs)" in html
     assert "No runs measured yet" in html
 
 
 def test_search_works_without_javascript_and_as_you_type(client: Client, support: Any) -> None:
     plain = client.get(reverse("marketplace"), {"q": "answers customer emails"})
-    assert plain.status_code == 200 and "Inbox Concierge" in plain.content.decode()
+    assert plain.status_code == 200
+    assert "Inbox Concierge" in plain.content.decode()
     assert "<!DOCTYPE html>" in plain.content.decode()
     partial = client.get(reverse("marketplace"), {"q": "concierge"}, **HX)
     html = partial.content.decode()
-    assert 'id="market-results"' in html and "Inbox Concierge" in html
+    assert 'id="market-results"' in html
+    assert "Inbox Concierge" in html
     assert "<!DOCTYPE html>" not in html  # only the results are swapped
     nothing = client.get(reverse("marketplace"), {"q": "quantum chromodynamics"}, **HX)
     assert "No listings match “quantum chromodynamics”" in nothing.content.decode()
@@ -94,11 +100,13 @@ def test_search_results_say_why_they_matched_and_gibberish_finds_nothing(
     assert "1 match for “invoice”" in html
     assert "Inbox Concierge" not in html  # the nearest of the rest is not a match
     assert "Matched: title, summary" in html
-    assert "<mark>Invoice</mark> Checker" in html and "each <mark>invoice</mark>" in html
+    assert "<mark>Invoice</mark> Checker" in html
+    assert "each <mark>invoice</mark>" in html
 
     gibberish = client.get(reverse("marketplace"), {"q": "xyzzyqq"}).content.decode()
     assert "No listings match “xyzzyqq”" in gibberish
-    assert "match for" not in gibberish and "matches for" not in gibberish
+    assert "match for" not in gibberish
+    assert "matches for" not in gibberish
     assert "Check the spelling" in gibberish
     assert 'href="?category=support"' in gibberish  # somewhere to go from here
 
@@ -111,11 +119,13 @@ def test_filters_narrow_and_bad_values_are_named(
 ) -> None:
     make_listing(publisher=publisher, category=categories["finance"], title="Invoice Checker")
     finance = client.get(reverse("marketplace"), {"category": "finance"}).content.decode()
-    assert "Invoice Checker" in finance and "Inbox Concierge" not in finance
+    assert "Invoice Checker" in finance
+    assert "Inbox Concierge" not in finance
     bad = client.get(reverse("marketplace"), {"sort": "cheapest", "category": "nope"})
     html = bad.content.decode()
     assert bad.status_code == 200
-    assert "Select a valid choice" in html and 'id="id_sort_error"' in html
+    assert "Select a valid choice" in html
+    assert 'id="id_sort_error"' in html
     assert "Inbox Concierge" in html  # the invalid filters are ignored, results still shown
 
 
@@ -134,10 +144,15 @@ def test_listing_page_renders_safe_markdown_and_measured_figures(
     response = client.get(reverse("marketplace_listing", kwargs={"slug": "inbox-concierge"}))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "<h2>How it works</h2>" in html and "<strong>Reads</strong>" in html
-    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
-    assert "95%" in html and "1,800 ms" in html and "$0.0021" in html
-    assert "Saved us hours." in html and "Thank you!" in html
+    assert "<h2>How it works</h2>" in html
+    assert "<strong>Reads</strong>" in html
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "95%" in html
+    assert "1,800 ms" in html
+    assert "$0.0021" in html
+    assert "Saved us hours." in html
+    assert "Thank you!" in html
     assert "Sign in to install" in html  # anonymous visitor
 
 
@@ -189,7 +204,9 @@ def test_publisher_page_lists_public_listings(
         publisher=publisher, category=categories["support"], title="Secret draft", approved=False
     )
     html = client.get(reverse("marketplace_publisher", kwargs={"slug": "acme"})).content.decode()
-    assert "Acme Labs" in html and "Inbox Concierge" in html and "Secret draft" not in html
+    assert "Acme Labs" in html
+    assert "Inbox Concierge" in html
+    assert "Secret draft" not in html
 
 
 def test_hidden_listings_are_not_found(

@@ -63,10 +63,13 @@ def test_an_installed_agent_run_updates_the_listing_and_allows_a_review(
         assert execute_run(run.pk) == AgentRun.Status.SUCCEEDED
 
     listing = Listing.objects.get(pk=installed.listing_id)
-    assert listing.run_count == 1 and listing.success_rate == pytest.approx(1.0)
-    assert listing.p95_latency_ms is not None and listing.median_cost_usd is not None
+    assert listing.run_count == 1
+    assert listing.success_rate == pytest.approx(1.0)
+    assert listing.p95_latency_ms is not None
+    assert listing.median_cost_usd is not None
     sample = RunSample.objects.get()
-    assert sample.succeeded and sample.listing_id == listing.pk
+    assert sample.succeeded
+    assert sample.listing_id == listing.pk
     assert Install.objects.get(pk=installed.pk).runs_completed == 1
     review = services.review_save(access=bravo, listing=listing, rating=5, text="Works")
     assert review.rating == 5
@@ -93,7 +96,8 @@ def test_an_installed_workflow_run_is_recorded_after_commit(
         run.refresh_from_db()
         assert run.status == "succeeded"
     listing = Listing.objects.get(pk=installed.listing_id)
-    assert listing.run_count == 1 and listing.success_rate == pytest.approx(1.0)
+    assert listing.run_count == 1
+    assert listing.success_rate == pytest.approx(1.0)
 
 
 def test_runs_of_workspace_made_agents_report_nothing(world: World) -> None:

@@ -85,4 +85,5 @@ def test_a_run_goes_on_when_live_events_cannot_be_sent(
         assert engine.step_execute(step(run, "a").pk) == "done"
 
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.output == {"a": 1}
+    assert run.status == "succeeded"
+    assert run.output == {"a": 1}

@@ -73,10 +73,11 @@ def _point_celery_at(url: str) -> None:
     through REDIS_URL). The result backend stays on the session's Redis: nothing here reads
     results, and other tests' workers need it."""
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
+    # Celery has no public way to drop the connection and producer pools it made.
+    if app._pool is not None:  # noqa: SLF001
+        app._pool.force_close_all()  # noqa: SLF001
+        app._pool = None  # noqa: SLF001
+    app.amqp._producer_pool = None  # noqa: SLF001
     # kombu keeps producer pools in a process-wide registry keyed by the broker: without a
     # reset, going back to the session's broker found the pool closed above ("Acquire on
     # closed pool"), and later tests' after-commit sends failed.

@@ -55,7 +55,8 @@ def test_offline_step_shows_provider_model_and_placeholder_label(
 ) -> None:
     html = _run_page(world, owner_client, "offline:demo")
     ask = _step(html, "ask")
-    assert 'data-provider="offline"' in ask and "<code>demo</code>" in ask
+    assert 'data-provider="offline"' in ask
+    assert "<code>demo</code>" in ask
     assert PLACEHOLDER_NOTE in ask
     assert "data-provider" not in _step(html, "done")  # no model call, nothing claimed
 
@@ -68,5 +69,6 @@ def test_a_real_provider_step_names_it_without_the_placeholder_label(
         register_fake_model(fake_openai.base_url)
     fake_openai.queue(text="Refunds take five days.")
     ask = _step(_run_page(world, owner_client, "fake"), "ask")
-    assert 'data-provider="openai_compatible"' in ask and "<code>m1</code>" in ask
+    assert 'data-provider="openai_compatible"' in ask
+    assert "<code>m1</code>" in ask
     assert PLACEHOLDER_NOTE not in ask
