@@ -35,7 +35,7 @@ from tenants import services as tenant_services
 from tenants.models import Membership, Role
 from tenants.permissions import API_KEY_SCOPES
 from tenants.schemas import activate, activate_public
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 from workflows import library, runs
 from workflows.library import prepare
 from workflows.models import WorkflowRun

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from tests.conftest import make_user
+from tests.helpers.personas import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,8 @@ def test_staff_reach_the_admin_after_signing_in_through_allauth(staff: User) -> 
         reverse("account_login") + "?next=/admin/",
         {"login": staff.email, "password": "right-horse-42"},
     )
-    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/login/?next=/admin/").headers["Location"] == "/admin/"
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from config.management.commands.dev import child_environment
-from tests.conftest import PASSWORD, World
+from tests.helpers.personas import PASSWORD, World
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +61,8 @@ def test_account_emails_are_signed_with_the_product_name_not_the_host(
     assert message.subject.startswith("[Agent Market] ")
     assert "Hello from Agent Market!" in message.body
     assert "Thank you for using Agent Market!" in message.body
-    assert "testserver" not in message.subject and "Hello from testserver" not in message.body
+    assert "testserver" not in message.subject
+    assert "Hello from testserver" not in message.body
 
 
 def test_staff_without_a_workspace_land_in_the_back_office(world: World) -> None:

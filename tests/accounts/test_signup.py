@@ -9,7 +9,7 @@ from django.test import Client
 from accounts.models import User
 from tenants import audit
 from tenants.models import AuditEvent
-from tests.conftest import PASSWORD
+from tests.helpers.personas import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -112,7 +112,8 @@ def test_sign_in_and_failed_sign_in_are_audited_with_the_ip(client: Client, owne
 
     failed = AuditEvent.objects.get(action=audit.Action.SIGN_IN_FAILED)
     signed_in = AuditEvent.objects.get(action=audit.Action.SIGN_IN)
-    assert failed.target_label == "owner@alpha.test" and failed.actor is None
+    assert failed.target_label == "owner@alpha.test"
+    assert failed.actor is None
     assert signed_in.actor == owner
     assert signed_in.ip_address == "203.0.113.9"
     assert signed_in.request_id  # ties the event to the request's log lines
@@ -137,4 +138,5 @@ def test_forwarded_for_is_trusted_only_behind_configured_proxies(
         HTTP_X_FORWARDED_FOR="198.51.100.7",
     )
     latest = AuditEvent.objects.filter(action=audit.Action.SIGN_IN).first()
-    assert latest is not None and latest.ip_address == "198.51.100.7"
+    assert latest is not None
+    assert latest.ip_address == "198.51.100.7"

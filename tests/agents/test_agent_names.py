@@ -21,7 +21,7 @@ from agents.models import Agent, AliasTarget, ModelAlias
 from billing.models import ModelPrice
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.conftest import World, access_of, key_client
+from tests.helpers.personas import World, access_of, key_client
 from workflows.library import prepare
 
 pytestmark = pytest.mark.django_db
@@ -113,7 +113,8 @@ def test_the_api_answers_400_naming_the_name_field(world: World) -> None:
     assert "already named" in response.json()["error"]["fields"]["name"][0]
     agent_id = api.post(API, {**FORM, "name": "Billing"}, format="json").json()["id"]
     renamed = api.patch(f"{API}{agent_id}/", {"name": "Support Triage"}, format="json")
-    assert renamed.status_code == 400 and "name" in renamed.json()["error"]["fields"]
+    assert renamed.status_code == 400
+    assert "name" in renamed.json()["error"]["fields"]
 
 
 # --- the migration that makes names unique ---------------------------------------------------

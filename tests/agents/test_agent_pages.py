@@ -9,7 +9,7 @@ from agents import services
 from agents.models import Agent, AgentRun, AgentVersion
 from agents.runs import execute_run
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -53,14 +53,16 @@ def test_owner_creates_edits_and_restores_an_agent_from_the_pages(
             .values_list("number", "max_tokens")
         )
     assert versions == [(1, 512), (2, 2048), (3, 512)]
-    assert "v3" in page and "Restore" in page
+    assert "v3" in page
+    assert "Restore" in page
 
 
 def test_form_errors_are_shown_beside_their_fields(owner_client: Client) -> None:
     response = owner_client.post(_url("agent_create"), {**FORM, "model": "", "temperature": 9})
     assert response.status_code == 400
     errors = response.context["form"].errors
-    assert "model" in errors and "temperature" in errors
+    assert "model" in errors
+    assert "temperature" in errors
 
 
 def test_running_from_the_page_shows_the_result_when_done(
@@ -70,7 +72,8 @@ def test_running_from_the_page_shows_the_result_when_done(
         _url("agent_run", agent_id=agent.pk), {"input": "hello there"}, HTTP_HX_REQUEST="true"
     )
     html = response.content.decode()
-    assert response.status_code == 200 and 'hx-trigger="every 1s"' in html  # polls while queued
+    assert response.status_code == 200
+    assert 'hx-trigger="every 1s"' in html  # polls while queued
     with schema_context(world.workspace_a.schema_name):
         run = AgentRun.objects.get(agent=agent)
         execute_run(run.pk)  # what the worker does
@@ -139,7 +142,8 @@ def test_agent_form_saves_memory_knowledge_cache_and_output_format(
         base = KnowledgeBase.objects.create(name="Help center")
     schema = '{"type": "object", "properties": {"urgency": {"enum": ["low", "high"]}}}'
     form = owner_client.get(_url("agent_create")).content.decode()
-    assert "Help center" in form and "Output format (JSON schema)" in form
+    assert "Help center" in form
+    assert "Output format (JSON schema)" in form
     response = owner_client.post(
         _url("agent_create"),
         {
@@ -156,7 +160,8 @@ def test_agent_form_saves_memory_knowledge_cache_and_output_format(
         version = Agent.objects.get(name="Pricing helper").current_version
     assert version is not None
     assert (version.memory_mode, version.memory_turns) == ("last_turns", 4)
-    assert version.knowledge_base_ids == [base.pk] and version.cache_enabled is True
+    assert version.knowledge_base_ids == [base.pk]
+    assert version.cache_enabled is True
     assert version.output_schema["properties"]["urgency"]["enum"] == ["low", "high"]
 
 

@@ -15,7 +15,7 @@ from agents.models import AgentRun
 from agents.run_selectors import PLACEHOLDER_NOTE
 from agents.runs import execute_run
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, key_client, logged_in, make_user
+from tests.helpers.personas import World, access_of, key_client, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -84,10 +84,15 @@ def test_api_and_try_it_runs_are_listed_with_steps_tokens_cost_and_model(
     assert len(rows) == 2
     by_run = {r.split('data-run="', 1)[1].split('"', 1)[0]: r for r in rows}
     api_row, try_row = by_run[str(api_run.pk)], by_run[str(try_run.pk)]
-    assert "API key" in api_row and "Try it" in try_row and world.owner.email in try_row
+    assert "API key" in api_row
+    assert "Try it" in try_row
+    assert world.owner.email in try_row
     for row in (api_row, try_row):
-        assert "Succeeded" in row and "Arithmetic" in row
-        assert "Offline" in row and "demo" in row and PLACEHOLDER_NOTE in row
+        assert "Succeeded" in row
+        assert "Arithmetic" in row
+        assert "Offline" in row
+        assert "demo" in row
+        assert PLACEHOLDER_NOTE in row
     api_run.refresh_from_db()
     assert api_run.input_tokens + api_run.output_tokens > 0
     assert f">{api_run.input_tokens + api_run.output_tokens}<" in api_row
@@ -95,8 +100,10 @@ def test_api_and_try_it_runs_are_listed_with_steps_tokens_cost_and_model(
 
     # and the run's page shows its tool step with arguments and output
     detail = client.get(_url("agent_run_detail", run_id=api_run.pk)).content.decode()
-    assert 'data-tool="calculator"' in detail and "42" in detail
-    assert "6 * 7" in detail and PLACEHOLDER_NOTE in detail
+    assert 'data-tool="calculator"' in detail
+    assert "42" in detail
+    assert "6 * 7" in detail
+    assert PLACEHOLDER_NOTE in detail
     assert f"{api_run.input_tokens} in" in detail
 
 
@@ -112,7 +119,9 @@ def test_try_it_panel_says_which_model_answered(
     panel = owner_client.get(
         _url("agent_run_status", agent_id=calculator_agent, run_id=run.pk)
     ).content.decode()
-    assert "Answered by" in panel and "Offline" in panel and PLACEHOLDER_NOTE in panel
+    assert "Answered by" in panel
+    assert "Offline" in panel
+    assert PLACEHOLDER_NOTE in panel
     assert _url("agent_run_detail", run_id=run.pk) in panel
 
 
@@ -142,6 +151,7 @@ def test_runs_list_is_paginated_without_a_query_per_run(
             services.agent_run_start(access=access, agent_id=calculator_agent, input=f"{i} + 1")
     with django_assert_max_num_queries(25):
         first = owner_client.get(_url("agent_run_list")).content.decode()
-    assert "55 runs" in first and "Page 1 of 2" in first
+    assert "55 runs" in first
+    assert "Page 1 of 2" in first
     second = owner_client.get(_url("agent_run_list"), {"page": 2}).content.decode()
     assert second.count("data-run=") == 5

@@ -14,8 +14,8 @@ from agents.runs import execute_run
 from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
-from tests.conftest import World, access_of, make_user
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World, access_of, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,8 @@ def test_every_save_makes_an_immutable_version_and_old_ones_can_be_restored(
         agent.refresh_from_db()
     # Descriptive edits do not make versions; behaviour edits and restores do.
     assert versions == [(1, None), (2, 0.7), (3, None)]
-    assert restored.number == 3 and agent.current_version_id == restored.pk
+    assert restored.number == 3
+    assert agent.current_version_id == restored.pk
     assert agent.description == "only text"
 
 
@@ -106,7 +107,9 @@ def test_a_run_executes_tools_and_records_tokens_and_steps(
     assert run.tool_steps == [
         {"tool": "calculator", "arguments": {"expression": "19 * 3"}, "output": "57", "ok": True}
     ]
-    assert run.input_tokens > 0 and run.output_tokens > 0 and run.finished_at is not None
+    assert run.input_tokens > 0
+    assert run.output_tokens > 0
+    assert run.finished_at is not None
 
 
 def test_blocked_output_fails_the_run_without_showing_it(
@@ -125,7 +128,8 @@ def test_blocked_output_fails_the_run_without_showing_it(
         execute_run(run.pk)
         run.refresh_from_db()
         calls = UsageRecord.objects.filter(run_id=run.pk).count()
-    assert run.status == AgentRun.Status.FAILED and run.output == ""
+    assert run.status == AgentRun.Status.FAILED
+    assert run.output == ""
     assert "blocked pattern" in run.error
     assert calls == 1  # the model was asked; its answer was withheld
 
@@ -147,7 +151,8 @@ def test_question_on_a_blocked_topic_is_refused_before_any_call(
         run.refresh_from_db()
         calls = UsageRecord.objects.filter(run_id=run.pk).count()
     assert run.status == AgentRun.Status.FAILED
-    assert "blocked topic" in run.error and "nothing was sent" in run.error
+    assert "blocked topic" in run.error
+    assert "nothing was sent" in run.error
     assert calls == 0
 
 
@@ -171,7 +176,8 @@ def test_run_over_its_cost_cap_fails(owner_access: Access, workspace_a: Workspac
         execute_run(run.pk)
         run.refresh_from_db()
     # Refused before the call: nothing was sent and nothing was paid.
-    assert run.status == AgentRun.Status.FAILED and "Refused before calling" in run.error
+    assert run.status == AgentRun.Status.FAILED
+    assert "Refused before calling" in run.error
     assert "left of its $0.0001 cap" in run.error
     with _in(workspace_a):
         assert not UsageRecord.objects.exists()
@@ -289,6 +295,7 @@ def test_api_run_is_accepted_then_finished_by_a_real_worker(
     assert "42" in body["output"]
     assert body["tool_steps"][0]["output"] == "42"
     delivered = json.loads(receiver.received[0]["body"])
-    assert delivered["run"]["id"] == body["id"] and delivered["run"]["status"] == "succeeded"
+    assert delivered["run"]["id"] == body["id"]
+    assert delivered["run"]["status"] == "succeeded"
     with _in(committed_world.workspace_a):
         assert Agent.objects.get(pk=agent_id).runs.count() == 1

@@ -27,7 +27,7 @@ from agents.models import (
 from agents.outbound.services import HOST_ADDED
 from agents.runs import execute_run
 from tenants.models import AuditEvent, Workspace
-from tests.conftest import World, access_of, logged_in
+from tests.helpers.personas import World, access_of, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -98,25 +98,30 @@ def test_without_a_chosen_workspace_staff_are_sent_to_the_chooser(
     assert response.status_code == 302
     assert response["Location"].startswith(_admin("agent", "workspace") + "?next=")
     chooser = staff_client.get(response["Location"]).content.decode()
-    assert "Alpha Inc" in chooser and "Bravo Ltd" in chooser
+    assert "Alpha Inc" in chooser
+    assert "Bravo Ltd" in chooser
     assert "ws_template" not in chooser  # the template schema is not a workspace
     found = staff_client.get(_admin("agent", "workspace"), {"q": "brav"}).content.decode()
-    assert "Bravo Ltd" in found and "Alpha Inc" not in found
+    assert "Bravo Ltd" in found
+    assert "Alpha Inc" not in found
 
 
 def test_staff_see_only_the_chosen_workspaces_agents(
     world: World, staff_client: Client, agents_in_both: dict[str, int]
 ) -> None:
     page = _choose(staff_client, world.workspace_a, next_url=_admin("agent")).content.decode()
-    assert "Alpha helper" in page and "Bravo helper" not in page
+    assert "Alpha helper" in page
+    assert "Bravo helper" not in page
     assert "Workspace: <strong>Alpha Inc</strong>" in page
 
     page = _choose(staff_client, world.workspace_b).content.decode()  # lands on the list
-    assert "Bravo helper" in page and "Alpha helper" not in page
+    assert "Bravo helper" in page
+    assert "Alpha helper" not in page
     assert "Workspace: <strong>Bravo Ltd</strong>" in page
 
     runs = staff_client.get(_admin("agentrun")).content.decode()
-    assert "Bravo helper" in runs and "Alpha helper" not in runs
+    assert "Bravo helper" in runs
+    assert "Alpha helper" not in runs
 
 
 def test_every_workspace_list_renders_in_the_chosen_workspace(
@@ -141,8 +146,10 @@ def test_agent_page_is_read_only_with_its_versions(
     page = staff_client.get(_admin("agent", "change", agent_id))
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Alpha helper" in html and "offline:demo" in html  # the version inline
-    assert 'name="_save"' not in html and "History" not in html
+    assert "Alpha helper" in html
+    assert "offline:demo" in html  # the version inline
+    assert 'name="_save"' not in html
+    assert "History" not in html
     here = {"_workspace": world.workspace_a.schema_name}
     change = staff_client.post(_admin("agent", "change", agent_id), {**here, "name": "x"})
     assert change.status_code == 403
@@ -174,7 +181,8 @@ def test_document_contents_are_never_rendered(world: World, staff_client: Client
         _admin("knowledgebase", "change", base.pk),
     ):
         html = staff_client.get(url).content.decode()
-        assert "salaries.txt" in html and "SECRET-SALARIES" not in html, url
+        assert "salaries.txt" in html, url
+        assert "SECRET-SALARIES" not in html, url
 
 
 def test_cached_answers_can_be_deleted_in_the_chosen_workspace_only(
@@ -236,7 +244,8 @@ def test_bulk_delete_of_cached_answers_works_with_the_workspace_field(
         "_workspace": world.workspace_b.schema_name,
     }
     confirm = staff_client.post(_admin("cachedresponse"), form).content.decode()
-    assert "Are you sure" in confirm and "Workspace: <strong>Bravo Ltd</strong>" in confirm
+    assert "Are you sure" in confirm
+    assert "Workspace: <strong>Bravo Ltd</strong>" in confirm
     staff_client.post(_admin("cachedresponse"), {**form, "post": "yes"})
     with schema_context(world.workspace_b.schema_name):
         assert not CachedResponse.objects.filter(pk=entry).exists()
@@ -250,7 +259,8 @@ def test_staff_add_allowed_hosts_with_the_same_validation_and_an_audit_event(
         _admin("allowedhost", "add"),
         {"host": "http://169.254.169.254/", "_workspace": world.workspace_b.schema_name},
     )
-    assert bad.status_code == 200 and "no http://" in str(bad.context["adminform"].form.errors)
+    assert bad.status_code == 200
+    assert "no http://" in str(bad.context["adminform"].form.errors)
     good = staff_client.post(
         _admin("allowedhost", "add"),
         {"host": "API.Example.com", "_workspace": world.workspace_b.schema_name},
@@ -273,7 +283,8 @@ def test_people_who_are_not_staff_cannot_get_in(
 ) -> None:
     for url in (_admin("agent"), _admin("agent", "workspace"), _admin("usagerecord")):
         response = owner_client.get(url)
-        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+        assert response.status_code == 302, url
+        assert "/admin/login/" in response["Location"], url
     response = owner_client.post(_admin("agent", "workspace"), {"workspace": world.workspace_a.pk})
     assert "/admin/login/" in response["Location"]
 
@@ -305,11 +316,13 @@ def test_the_query_runs_against_the_chosen_schema_even_with_equal_ids(
     assert "alpha-model" in staff_client.get(_admin("usagerecord", "change", a.pk)).content.decode()
     _choose(staff_client, world.workspace_b, model="usagerecord")
     html = staff_client.get(_admin("usagerecord", "change", b.pk)).content.decode()
-    assert "bravo-model" in html and "alpha-model" not in html
+    assert "bravo-model" in html
+    assert "alpha-model" not in html
 
 
 def test_the_admin_index_links_to_workspace_data(staff_client: Client) -> None:
     html = staff_client.get(reverse("admin:index")).content.decode()
-    assert f'href="{_admin("agent")}"' in html and f'href="{_admin("usagerecord")}"' in html
+    assert f'href="{_admin("agent")}"' in html
+    assert f'href="{_admin("usagerecord")}"' in html
     assert "Not available for global schema" not in html
     assert f'href="{_admin("agent")}"' in staff_client.get("/admin/agents/").content.decode()

@@ -11,7 +11,7 @@ from django_tenants.utils import schema_context
 
 from agents import services
 from agents.models import AliasTarget, ModelAlias, ProviderCredential
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,9 @@ def test_owner_creates_an_alias_with_an_ordered_fallback_list(
         (1, "openai", "gpt-4.1", None),
     ]
     page = owner_client.get(_url("model_aliases")).content.decode()
-    assert "claude-sonnet-4-5" in page and "Team Anthropic" in page and "platform key" in page
+    assert "claude-sonnet-4-5" in page
+    assert "Team Anthropic" in page
+    assert "platform key" in page
 
 
 def test_editing_reorders_the_targets(world: World, owner_client: Client) -> None:
@@ -142,7 +144,8 @@ def test_an_alias_in_use_cannot_be_deleted_or_renamed(world: World, owner_client
         _url("model_alias_edit", alias_id=alias.pk),
         _post([{"kind": "offline", "model": "demo"}], name="clever"),
     )
-    assert renamed.status_code == 400 and "rename is not possible" in renamed.content.decode()
+    assert renamed.status_code == 400
+    assert "rename is not possible" in renamed.content.decode()
     with schema_context(world.workspace_a.schema_name):
         assert ModelAlias.objects.filter(name="smart").exists()
 

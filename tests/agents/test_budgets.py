@@ -13,7 +13,7 @@ from agents.gateway import gateway_complete
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.providers.base import ChatRequest, Message
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,8 @@ def test_a_call_that_could_overrun_the_monthly_budget_is_refused_unpaid(
             gateway_complete(model="offline:metered", request=_ask())
         assert UsageRecord.objects.count() == 1  # no new call was made
     assert excinfo.value.status == 402
-    assert "monthly budget" in excinfo.value.message and "$0.01" in excinfo.value.message
+    assert "monthly budget" in excinfo.value.message
+    assert "$0.01" in excinfo.value.message
 
 
 def test_owners_and_admins_are_mailed_once_at_80_percent(

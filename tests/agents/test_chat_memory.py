@@ -168,7 +168,8 @@ def test_summary_memory_works_offline(owner_access: Access, in_alpha: None) -> N
     agent = _agent(owner_access, "offline:demo", memory_mode="summary")
     conversation, statuses = _chat(owner_access, agent, "Remember the number 42.")
     assert statuses == ["done"]
-    assert conversation.summary.startswith("[offline model]") and conversation.summary_turns == 1
+    assert conversation.summary.startswith("[offline model]")
+    assert conversation.summary_turns == 1
 
 
 def test_when_a_summary_call_fails_the_turns_it_missed_are_sent_verbatim(
@@ -201,7 +202,8 @@ def test_a_budget_refusal_fails_the_turn_with_the_message_on_the_page(
     conversation, statuses = _chat(owner_access, agent, "Hello?")
 
     turn = conversation.turns.get()
-    assert statuses == ["failed"] and turn.answer == ""
+    assert statuses == ["failed"]
+    assert turn.answer == ""
     assert turn.error.startswith("Refused before calling offline/demo")
     assert not UsageRecord.objects.exists()  # nothing was called, nothing spent
     page = owner_client.get(
@@ -210,7 +212,8 @@ def test_a_budget_refusal_fails_the_turn_with_the_message_on_the_page(
             kwargs={"workspace_slug": "alpha", "conversation_id": conversation.pk},
         )
     ).content.decode()
-    assert "Refused before calling offline/demo" in page and "Failed" in page
+    assert "Refused before calling offline/demo" in page
+    assert "Failed" in page
 
 
 def test_a_failing_provider_fails_the_turn_with_the_message(
@@ -222,13 +225,15 @@ def test_a_failing_provider_fails_the_turn_with_the_message(
     turn = conversation.turns.get()
     assert statuses == ["failed"]
     assert turn.error.startswith("No model could answer for 'dead'")
-    assert turn.latency_ms >= 0 and turn.status == ConversationTurn.Status.FAILED
+    assert turn.latency_ms >= 0
+    assert turn.status == ConversationTurn.Status.FAILED
 
 
 def test_an_answer_a_guardrail_withholds_is_not_kept(owner_access: Access, in_alpha: None) -> None:
     agent = _agent(owner_access, "offline:demo", blocked_patterns=["deterministic"])
     conversation, statuses = _chat(owner_access, agent, "Say something")
     turn = conversation.turns.get()
-    assert statuses == ["failed"] and turn.answer == ""
+    assert statuses == ["failed"]
+    assert turn.answer == ""
     assert "matched a blocked pattern" in turn.error
     assert turn.output_tokens > 0  # the call was made and is accounted for

@@ -21,7 +21,7 @@ from agents.models import Agent, Conversation, ConversationTurn
 from agents.services import MAX_INPUT_CHARS
 from billing.models import ModelPrice
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -86,17 +86,18 @@ def test_starting_a_conversation_titles_it_and_the_answer_shows_on_the_page(
         turn = conversation.turns.get()
     assert response.status_code == 302
     assert response["Location"] == _url("conversation_detail", conversation_id=conversation.pk)
-    assert (
-        conversation.title.startswith("Hello there, what can you do")
-        and len(conversation.title) <= 80
-    )
-    assert conversation.title.endswith("…") and conversation.created_by_id == world.owner.pk
+    assert conversation.title.startswith("Hello there, what can you do")
+    assert len(conversation.title) <= 80
+    assert conversation.title.endswith("…")
+    assert conversation.created_by_id == world.owner.pk
     assert turn.status == ConversationTurn.Status.STREAMING
 
     waiting = owner_client.get(response["Location"]).content.decode()
-    assert "Answering…" in waiting and 'aria-busy="true"' in waiting
+    assert "Answering…" in waiting
+    assert 'aria-busy="true"' in waiting
     assert f'ws-connect="/ws/w/alpha/conversations/{conversation.pk}/"' in waiting
-    assert 'hx-ext="ws"' in waiting and "ws-send" in waiting
+    assert 'hx-ext="ws"' in waiting
+    assert "ws-send" in waiting
 
     _answer_latest(world, conversation.pk)
     page = owner_client.get(response["Location"]).content.decode()
@@ -118,16 +119,22 @@ def test_a_turn_shows_its_tool_steps_tokens_cost_latency_and_cache_badge(
         conversation = Conversation.objects.get()
     turn = _answer_latest(world, conversation.pk)
     assert turn.status == ConversationTurn.Status.DONE, turn.error
-    assert turn.tool_steps[0]["tool"] == "calculator" and turn.tool_steps[0]["output"] == "84"
-    assert turn.input_tokens > 0 and turn.output_tokens > 0 and turn.cost_usd > 0
+    assert turn.tool_steps[0]["tool"] == "calculator"
+    assert turn.tool_steps[0]["output"] == "84"
+    assert turn.input_tokens > 0
+    assert turn.output_tokens > 0
+    assert turn.cost_usd > 0
 
     page = owner_client.get(_url("conversation_detail", conversation_id=conversation.pk))
     html = page.content.decode()
     assert '<details class="chat-step"' in html
-    assert "calculator" in html and "&quot;expression&quot;: &quot;12*7&quot;" in html
+    assert "calculator" in html
+    assert "&quot;expression&quot;: &quot;12*7&quot;" in html
     assert '<pre class="chat-step__data">84</pre>' in html
-    assert f"{turn.input_tokens} in" in html and f"{turn.output_tokens} out" in html
-    assert f"${turn.cost_usd.normalize():f}" in html and " ms<" in html
+    assert f"{turn.input_tokens} in" in html
+    assert f"{turn.output_tokens} out" in html
+    assert f"${turn.cost_usd.normalize():f}" in html
+    assert " ms<" in html
     assert "From cache" not in html
 
 
@@ -147,7 +154,8 @@ def test_a_cached_answer_is_badged_and_costs_nothing(world: World, owner_client:
         first, second = Conversation.objects.order_by("id")
     _answer_latest(world, first.pk)
     cached = _answer_latest(world, second.pk)
-    assert cached.cache_hit and cached.cost_usd == 0
+    assert cached.cache_hit
+    assert cached.cost_usd == 0
     html = owner_client.get(_url("conversation_detail", conversation_id=second.pk)).content
     assert "From cache" in html.decode()
 
@@ -191,7 +199,8 @@ def test_archived_agents_cannot_be_chatted_with(
         )
 
     new = owner_client.post(_url("conversation_new"), {"agent": agent.pk, "question": "Hi"})
-    assert new.status_code == 400 and "agent" in new.context["form"].errors
+    assert new.status_code == 400
+    assert "agent" in new.context["form"].errors
     assert "Finance helper" not in new.content.decode()  # not offered either
 
     send = owner_client.post(
@@ -219,9 +228,11 @@ def test_the_list_is_newest_first_and_search_finds_answer_text(
 
     found = owner_client.get(_url("conversation_list") + "?q=refund").content.decode()
     assert "Order question" in found  # "refund" matches "Refunds" in the answer
-    assert "Shipping question" not in found and "Member&#x27;s refund" not in found
+    assert "Shipping question" not in found
+    assert "Member&#x27;s refund" not in found
     by_substring = owner_client.get(_url("conversation_list") + "?q=worldw").content.decode()
-    assert "Shipping question" in by_substring and "Order question" not in by_substring
+    assert "Shipping question" in by_substring
+    assert "Order question" not in by_substring
     nothing = owner_client.get(_url("conversation_list") + "?q=pineapple").content.decode()
     assert "Nothing matches “pineapple”" in nothing
 
@@ -233,7 +244,8 @@ def test_members_see_their_own_and_owners_may_see_everyones(
     theirs = _conversation(world, agent, world.owner, ("Owner question", "Answer"))
 
     member_list = member_client.get(_url("conversation_list") + "?who=all").content.decode()
-    assert "Member question" in member_list and "Owner question" not in member_list
+    assert "Member question" in member_list
+    assert "Owner question" not in member_list
     assert (
         member_client.get(_url("conversation_detail", conversation_id=theirs.pk)).status_code == 404
     )
@@ -242,14 +254,18 @@ def test_members_see_their_own_and_owners_may_see_everyones(
     )
 
     own_only = owner_client.get(_url("conversation_list")).content.decode()
-    assert "Owner question" in own_only and "Member question" not in own_only
+    assert "Owner question" in own_only
+    assert "Member question" not in own_only
     everyone = owner_client.get(_url("conversation_list") + "?who=all").content.decode()
-    assert "Owner question" in everyone and "Member question" in everyone
-    assert "Started by" in everyone and world.member.display_name in everyone
+    assert "Owner question" in everyone
+    assert "Member question" in everyone
+    assert "Started by" in everyone
+    assert world.member.display_name in everyone
 
     read_only = owner_client.get(_url("conversation_detail", conversation_id=mine.pk))
     html = read_only.content.decode()
-    assert read_only.status_code == 200 and "Only they can continue it" in html
+    assert read_only.status_code == 200
+    assert "Only they can continue it" in html
     assert 'id="chat-form"' not in html
     refused = owner_client.post(
         _url("conversation_send", conversation_id=mine.pk), {"question": "Hijack"}
@@ -337,7 +353,8 @@ def test_the_agent_page_links_to_a_new_conversation_with_it(
     owner_client: Client, agent: Agent
 ) -> None:
     html = owner_client.get(_url("agent_detail", agent_id=agent.pk)).content.decode()
-    assert f'href="{_url("conversation_new")}?agent={agent.pk}"' in html and "Chat</a>" in html
+    assert f'href="{_url("conversation_new")}?agent={agent.pk}"' in html
+    assert "Chat</a>" in html
 
 
 def test_the_list_query_count_does_not_grow(

@@ -33,8 +33,8 @@ from agents.models import (
 )
 from billing.models import ModelPrice
 from config.asgi import application
-from tests.conftest import World, access_of
 from tests.fakes import FakeAnthropic
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,20 +134,32 @@ def test_an_answer_streams_piece_by_piece_then_the_final_footer(
     with schema_context(committed_world.workspace_a.schema_name):
         turn = ConversationTurn.objects.get()
     # On connect the page is brought up to date (no turns yet).
-    assert 'id="turns"' in first and 'hx-swap-oob="true"' in first and "No questions yet" in first
+    assert 'id="turns"' in first
+    assert 'hx-swap-oob="true"' in first
+    assert "No questions yet" in first
     # The sender's form comes back empty and focused; then the new turn, then the pieces.
     form, started, *pieces, final = messages
-    assert 'id="chat-form"' in form and "autofocus" in form and "field--invalid" not in form
-    assert 'hx-swap-oob="beforeend:#turns"' in started and f'id="turn-{turn.pk}"' in started
-    assert "Answering…" in started and "How long do refunds take" in started
-    assert len(pieces) >= 10 and all(DELTA.fullmatch(p) for p in pieces)  # one word each
+    assert 'id="chat-form"' in form
+    assert "autofocus" in form
+    assert "field--invalid" not in form
+    assert 'hx-swap-oob="beforeend:#turns"' in started
+    assert f'id="turn-{turn.pk}"' in started
+    assert "Answering…" in started
+    assert "How long do refunds take" in started
+    assert len(pieces) >= 10
+    assert all(DELTA.fullmatch(p) for p in pieces)  # one word each
     assert _text(pieces) == turn.answer  # in order, nothing lost, nothing doubled
     # The saved turn has the whole answer and what it cost; the final fragment shows it.
     assert turn.status == ConversationTurn.Status.DONE
-    assert turn.answer.startswith("[offline model]") and "How long do refunds take" in turn.answer
-    assert turn.input_tokens > 0 and turn.output_tokens > 0 and turn.cost_usd > 0
-    assert f'id="turn-{turn.pk}-footer"' in final and "Answering…" not in final
-    assert f"{turn.input_tokens} in" in final and f"{turn.output_tokens} out" in final
+    assert turn.answer.startswith("[offline model]")
+    assert "How long do refunds take" in turn.answer
+    assert turn.input_tokens > 0
+    assert turn.output_tokens > 0
+    assert turn.cost_usd > 0
+    assert f'id="turn-{turn.pk}-footer"' in final
+    assert "Answering…" not in final
+    assert f"{turn.input_tokens} in" in final
+    assert f"{turn.output_tokens} out" in final
     assert f"${turn.cost_usd.normalize():f}" in final
     with schema_context(committed_world.workspace_a.schema_name):
         assert Conversation.objects.get().title == "Chat"  # kept: it already had one
@@ -177,15 +189,19 @@ def test_a_calculator_question_shows_the_tool_step_with_arguments_and_result(
     running = next(m for m in messages if "chat-step--running" in m)
     done = next(m for m in messages if f'id="turn-{turn.pk}-step-0" hx-swap-oob="true"' in m)
     assert f'hx-swap-oob="beforeend:#turn-{turn.pk}-steps"' in running
-    assert "calculator" in running and "&quot;expression&quot;: &quot;12*7&quot;" in running
-    assert "running…" in running and "Result" not in running
-    assert '<pre class="chat-step__data">84</pre>' in done and "badge--success" in done
+    assert "calculator" in running
+    assert "&quot;expression&quot;: &quot;12*7&quot;" in running
+    assert "running…" in running
+    assert "Result" not in running
+    assert '<pre class="chat-step__data">84</pre>' in done
+    assert "badge--success" in done
     assert messages.index(running) < messages.index(done) < len(messages) - 1
     assert _text(messages) == turn.answer == "[offline model] The tool returned: 84"
     assert turn.tool_steps == [
         {"tool": "calculator", "arguments": {"expression": "12*7"}, "output": "84", "ok": True}
     ]
-    assert '<details class="chat-step"' in messages[-1] and "84" in messages[-1]
+    assert '<details class="chat-step"' in messages[-1]
+    assert "84" in messages[-1]
 
 
 def test_streaming_through_the_anthropic_sdk_and_a_page_opened_mid_answer_catches_up(
@@ -242,19 +258,25 @@ def test_streaming_through_the_anthropic_sdk_and_a_page_opened_mid_answer_catche
 
     with schema_context(committed_world.workspace_a.schema_name):
         turn = ConversationTurn.objects.get()
-    assert request.body["stream"] is True and request.api_key == "sk-ant-test-1234"
+    assert request.body["stream"] is True
+    assert request.api_key == "sk-ant-test-1234"
     assert _text(first_tab) == answer
-    assert "Answering…" in reloaded and 'aria-busy="true"' in reloaded
-    assert 'data-status="streaming"' in caught_up and 'id="turns"' in caught_up
+    assert "Answering…" in reloaded
+    assert 'aria-busy="true"' in reloaded
+    assert 'data-status="streaming"' in caught_up
+    assert 'id="turns"' in caught_up
     partial = re.search(r'id="turn-\d+-answer">(.*?)</div>', caught_up, re.DOTALL)
     assert partial is not None
     so_far = html.unescape(partial.group(1))
-    assert so_far and answer.startswith(so_far)
+    assert so_far
+    assert answer.startswith(so_far)
     assert so_far + _text(followed) == answer  # the late page misses nothing, doubles nothing
     assert (turn.input_tokens, turn.output_tokens) == (1200, 40)
     assert turn.cost_usd == Decimal("0.004200")  # 1200 × $3 + 40 × $15 per million
     saved = page_client.get(url).content.decode()
-    assert "Answering…" not in saved and answer in saved and "$0.0042" in saved
+    assert "Answering…" not in saved
+    assert answer in saved
+    assert "$0.0042" in saved
 
 
 def test_an_invalid_question_is_refused_beside_the_input(
@@ -279,7 +301,8 @@ def test_an_invalid_question_is_refused_beside_the_input(
         return empty, too_long, quiet
 
     empty, too_long, quiet = async_to_sync(scenario)()
-    assert 'id="chat-form"' in empty and "field--invalid" in empty
+    assert 'id="chat-form"' in empty
+    assert "field--invalid" in empty
     assert "Write a question first." in empty
     assert f"A question can be at most {MAX_INPUT_CHARS} characters" in too_long
     assert quiet  # no turn started
@@ -308,8 +331,10 @@ def test_a_refused_turn_ends_as_failed_with_the_message_shown(
         return messages
 
     final = async_to_sync(scenario)()[-1]
-    assert 'data-status="failed"' in final and "Answering…" not in final
-    assert "Refused before calling offline/demo" in final and 'role="alert"' in final
+    assert 'data-status="failed"' in final
+    assert "Answering…" not in final
+    assert "Refused before calling offline/demo" in final
+    assert 'role="alert"' in final
     with schema_context(committed_world.workspace_a.schema_name):
         assert ConversationTurn.objects.get().status == ConversationTurn.Status.FAILED
 

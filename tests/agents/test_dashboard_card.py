@@ -10,7 +10,7 @@ from django_tenants.utils import schema_context
 
 from agents.models import Conversation
 from agents.services import agent_create
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -27,7 +27,8 @@ def test_the_dashboard_loads_the_agents_card_which_counts_this_workspace_only(
     assert _url("agent_dashboard_card") in dashboard
 
     empty = owner_client.get(_url("agent_dashboard_card"), **HX).content.decode()
-    assert "No agents yet" in empty and "Build an agent" in empty
+    assert "No agents yet" in empty
+    assert "Build an agent" in empty
 
     with schema_context(world.workspace_a.schema_name):
         agent = agent_create(
@@ -41,7 +42,8 @@ def test_the_dashboard_loads_the_agents_card_which_counts_this_workspace_only(
             )
 
     card = owner_client.get(_url("agent_dashboard_card"), **HX).content.decode()
-    assert "1 agent · 1 conversation" in card and "No agents yet" not in card
+    assert "1 agent · 1 conversation" in card
+    assert "No agents yet" not in card
 
 
 def test_outsiders_get_no_agents_card(world: World, outsider_client: Client) -> None:

@@ -12,8 +12,8 @@ import pytest
 from agents import services
 from agents.models import Agent, AgentRun, CachedResponse, UsageRecord
 from tenants.permissions import Access
-from tests.agents.conftest import run_now
 from tests.fakes import FakeOpenAI
+from tests.helpers.agents import run_now
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +56,8 @@ def test_an_answer_off_format_gets_one_repair_round_naming_the_problem(
     first, repair = (r.body for r in fake_openai.requests)
     assert "JSON schema" in first["messages"][0]["content"]  # the instruction in the system
     assert "at $.urgency" in repair["messages"][-1]["content"]
-    assert run.input_tokens > 0 and UsageRecord.objects.filter(run_id=run.pk).count() == 2
+    assert run.input_tokens > 0
+    assert UsageRecord.objects.filter(run_id=run.pk).count() == 2
 
 
 def test_an_answer_still_off_format_after_the_repair_fails_the_run(
@@ -69,10 +70,10 @@ def test_an_answer_still_off_format_after_the_repair_fails_the_run(
     fake_openai.queue('{"area": "billing"}')
     run = _run(owner_access, agent, "I was charged twice")
     assert run.status == AgentRun.Status.FAILED
-    assert (
-        "does not match the output schema" in run.error and "'urgency' is a required" in run.error
-    )
-    assert run.output == "" and run.output_data is None
+    assert "does not match the output schema" in run.error
+    assert "'urgency' is a required" in run.error
+    assert run.output == ""
+    assert run.output_data is None
 
 
 def test_an_invalid_output_schema_is_refused_naming_the_field(
@@ -102,7 +103,8 @@ def test_a_question_asked_again_is_answered_from_the_cache_without_calling_the_m
 
     assert (first.cache_hit, second.cache_hit) == (False, True)
     assert len(fake_openai.requests) == calls == 1  # no upstream call for the hit
-    assert second.output == "Refunds take 5 days." and second.cost_usd == 0
+    assert second.output == "Refunds take 5 days."
+    assert second.cost_usd == 0
     saved = UsageRecord.objects.get(outcome=UsageRecord.Outcome.CACHED)
     assert saved.saved_usd == first.cost_usd == Decimal("0.004500")  # 1000×$3 + 100×$15 per M
     assert CachedResponse.objects.get().hits == 1
@@ -118,7 +120,8 @@ def test_a_different_question_misses_the_cache(
     fake_openai.queue("We ship worldwide.")
     _run(owner_access, agent, "How do I get a refund for my order?")
     other = _run(owner_access, agent, "Do you ship to Canada?")
-    assert other.cache_hit is False and other.output == "We ship worldwide."
+    assert other.cache_hit is False
+    assert other.output == "We ship worldwide."
     assert len(fake_openai.requests) == 2
 
 
@@ -136,7 +139,8 @@ def test_a_new_agent_version_empties_its_cache(
     )
     assert CachedResponse.objects.count() == 0
     again = _run(owner_access, agent, "What are your opening hours?")
-    assert again.cache_hit is False and again.output == "New answer."
+    assert again.cache_hit is False
+    assert again.output == "New answer."
 
 
 def test_with_the_cache_turned_off_nothing_is_cached(owner_access: Access, in_alpha: None) -> None:
@@ -163,5 +167,6 @@ def test_an_answer_that_read_the_clock_is_not_cached(
     fake_openai.queue(tool_calls=[("current_time", {"timezone": "UTC"})])
     fake_openai.queue("It is noon.")
     run = _run(owner_access, agent, "What time is it?")
-    assert run.status == AgentRun.Status.SUCCEEDED and run.tool_steps[0]["tool"] == "current_time"
+    assert run.status == AgentRun.Status.SUCCEEDED
+    assert run.tool_steps[0]["tool"] == "current_time"
     assert CachedResponse.objects.count() == 0

@@ -80,7 +80,8 @@ def test_direct_offline_model_answers_and_is_priced_in_the_ledger(
         "demo",
         outcome.cost_usd,
     )
-    assert row.input_tokens == usage.input_tokens and row.output_tokens == usage.output_tokens
+    assert row.input_tokens == usage.input_tokens
+    assert row.output_tokens == usage.output_tokens
 
 
 def test_unreachable_first_target_retries_then_falls_back(workspace_a: Workspace) -> None:
@@ -186,7 +187,8 @@ def test_half_open_breaker_lets_one_trial_through() -> None:
     assert breaker.allows_call() is True
     assert breaker.allows_call() is False
     breaker.record_success()
-    assert breaker.allows_call() is True and not breaker.is_open()
+    assert breaker.allows_call() is True
+    assert not breaker.is_open()
 
 
 def test_without_redis_the_breaker_lets_calls_through_instead_of_failing_them(
@@ -222,7 +224,8 @@ def test_rate_limited_call_waits_for_retry_after_then_succeeds(
         outcome = gateway_complete(model="fast", request=_request())
         rows = list(UsageRecord.objects.order_by("id").values_list("outcome", "retry_delay_ms"))
     assert outcome.result.text == "second time lucky"
-    assert rows[0][0] == "error" and rows[0][1] >= 1000  # waited at least Retry-After
+    assert rows[0][0] == "error"
+    assert rows[0][1] >= 1000  # waited at least Retry-After
     assert rows[1] == ("ok", 0)
     assert len(fake_openai.requests) == 2
 
@@ -239,7 +242,8 @@ def test_retry_after_longer_than_we_wait_falls_back_at_once(
             ("openai", "gpt-x", _credential("oa", "openai", fake_openai.base_url)),
         )
         outcome = gateway_complete(model="smart", request=_request())
-    assert outcome.result.text == "from the fallback" and outcome.fallback
+    assert outcome.result.text == "from the fallback"
+    assert outcome.fallback
     assert len(fake_anthropic.requests) == 1  # no pointless retries into a 2-minute wait
 
 

@@ -19,8 +19,8 @@ from agents.gateway import UnknownModel, gateway_complete
 from agents.models import ProviderCredential, UsageRecord
 from agents.providers.base import ChatRequest, Message
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
+from tests.helpers.personas import World, access_of
 
 REQUEST = ChatRequest(model="", messages=(Message(role="user", content="Hello"),), max_tokens=50)
 
@@ -56,7 +56,8 @@ def test_an_alias_edit_applies_to_the_next_call(
         with CaptureQueriesContext(connection) as queries:
             gateway_complete(model="smart", request=REQUEST)
         read = " ".join(q["sql"] for q in queries.captured_queries)
-        assert "agents_modelalias" not in read and "billing_modelprice" not in read
+        assert "agents_modelalias" not in read
+        assert "billing_modelprice" not in read
         assert "agents_usagerecord" in read  # the ledger row is still written every time
 
         aliases.alias_save(
@@ -70,7 +71,8 @@ def test_an_alias_edit_applies_to_the_next_call(
         aliases.alias_delete(access=access, alias_id=alias.pk)
         with pytest.raises(UnknownModel):
             gateway_complete(model="smart", request=REQUEST)
-    assert len(first.requests) == 2 and len(second.requests) == 1
+    assert len(first.requests) == 2
+    assert len(second.requests) == 1
 
 
 def test_a_price_edit_and_a_new_budget_apply_to_the_next_call(

@@ -64,7 +64,8 @@ def test_anthropic_complete_normalises_text_usage_and_sends_the_right_request(
     )
     sent = fake_anthropic.last_request
     assert sent.api_key == "sk-test-key"
-    assert sent.body["system"] == "Be brief" and sent.body["max_tokens"] == 50
+    assert sent.body["system"] == "Be brief"
+    assert sent.body["max_tokens"] == 50
     assert sent.body["temperature"] == 0.2
     assert sent.body["tools"][0]["input_schema"]["required"] == ["city"]
 
@@ -165,7 +166,8 @@ def test_openai_stream_reassembles_split_tool_arguments_and_usage(
 def test_openai_length_stop_is_max_tokens(fake_openai: FakeOpenAI) -> None:
     fake_openai.queue(text="cut", stop_reason="length")
     result = _provider("openai", fake_openai.base_url).complete(_ask())
-    assert result.stop_reason is StopReason.MAX_TOKENS and result.raw_stop_reason == "length"
+    assert result.stop_reason is StopReason.MAX_TOKENS
+    assert result.raw_stop_reason == "length"
 
 
 # --- errors, both providers

@@ -35,6 +35,90 @@ PAGE = """<!doctype html><html><head><title>Opening hours</title>
 <p>See <a href="/contact">contact</a>.</p></body></html>"""
 
 
+class SiteHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SiteServer
+
+    def _record(self, body: bytes = b"") -> dict[str, Any]:
+        parts = urlsplit(self.path)
+        entry = {
+            "method": self.command,
+            "path": parts.path,
+            "query": parse_qs(parts.query),
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body.decode(),
+        }
+        self.server.site.requests.append(entry)
+        return entry
+
+    def _send(self, status: int, body: bytes, content_type: str | None, **headers: str):
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self._answer(self._record(self.rfile.read(length)))
+
+    def do_GET(self) -> None:
+        self._answer(self._record())
+
+    def _answer(self, request: dict[str, Any]) -> None:
+        path, query = request["path"], request["query"]
+        if path == "/page.html":
+            self._send(200, PAGE.encode(), "text/html; charset=utf-8", ETag='"v1"')
+        elif path == "/data.json":
+            self._send(200, b'{"open":true,"days":["mon","fri"]}', "application/json")
+        elif path == "/echo":
+            echo = {k: request[k] for k in ("method", "headers", "body")}
+            self._send(200, json.dumps(echo).encode(), "application/json")
+        elif path == "/big":
+            self._send(200, b"a" * 500_000, "text/plain")
+        elif path == "/bomb":
+            body = gzip.compress(b"0" * 5_000_000)
+            self._send(200, body, "text/plain", Content_Encoding="gzip")
+        elif path == "/logo.png":
+            self._send(200, b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")
+        elif path == "/blob":
+            self._send(200, b"\x00\x01\x02binary\x00", None)
+        elif path == "/redirect":
+            status = int(query.get("status", ["302"])[0])
+            self._send(status, b"", "text/plain", Location=query["to"][0])
+        elif path == "/loop":
+            hop = int(query.get("n", ["0"])[0])
+            self._send(302, b"", "text/plain", Location=f"/loop?n={hop + 1}")
+        elif path == "/slow":
+            self.server.site.release.wait(10)
+            self._send(200, b"late", "text/plain")
+        else:
+            self._send(404, b"not here", "text/plain")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class SiteServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, site: Site) -> None:
+        super().__init__(("127.0.0.1", 0), SiteHandler)
+        self.site = site
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError):  # the tool hanging up is expected
+            self.site.errors.append(error)
+
+
 class Site:
     """A small website on 127.0.0.1 for the tool to fetch. Records every request; `/slow`
     answers only when the test ends (or `release` is set)."""
@@ -43,86 +127,7 @@ class Site:
         self.requests: list[dict[str, Any]] = []
         self.errors: list[BaseException | None] = []
         self.release = threading.Event()
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _record(self, body: bytes = b"") -> dict[str, Any]:
-                parts = urlsplit(self.path)
-                entry = {
-                    "method": self.command,
-                    "path": parts.path,
-                    "query": parse_qs(parts.query),
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": body.decode(),
-                }
-                site.requests.append(entry)
-                return entry
-
-            def _send(self, status: int, body: bytes, content_type: str | None, **headers: str):
-                self.send_response(status)
-                if content_type:
-                    self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name.replace("_", "-"), value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def do_HEAD(self) -> None:
-                self.do_GET()
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self._answer(self._record(self.rfile.read(length)))
-
-            def do_GET(self) -> None:
-                self._answer(self._record())
-
-            def _answer(self, request: dict[str, Any]) -> None:
-                path, query = request["path"], request["query"]
-                if path == "/page.html":
-                    self._send(200, PAGE.encode(), "text/html; charset=utf-8", ETag='"v1"')
-                elif path == "/data.json":
-                    self._send(200, b'{"open":true,"days":["mon","fri"]}', "application/json")
-                elif path == "/echo":
-                    echo = {k: request[k] for k in ("method", "headers", "body")}
-                    self._send(200, json.dumps(echo).encode(), "application/json")
-                elif path == "/big":
-                    self._send(200, b"a" * 500_000, "text/plain")
-                elif path == "/bomb":
-                    body = gzip.compress(b"0" * 5_000_000)
-                    self._send(200, body, "text/plain", Content_Encoding="gzip")
-                elif path == "/logo.png":
-                    self._send(200, b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")
-                elif path == "/blob":
-                    self._send(200, b"\x00\x01\x02binary\x00", None)
-                elif path == "/redirect":
-                    status = int(query.get("status", ["302"])[0])
-                    self._send(status, b"", "text/plain", Location=query["to"][0])
-                elif path == "/loop":
-                    hop = int(query.get("n", ["0"])[0])
-                    self._send(302, b"", "text/plain", Location=f"/loop?n={hop + 1}")
-                elif path == "/slow":
-                    site.release.wait(10)
-                    self._send(200, b"late", "text/plain")
-                else:
-                    self._send(404, b"not here", "text/plain")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                error = sys.exc_info()[1]
-                if not isinstance(error, ConnectionError):  # the tool hanging up is expected
-                    site.errors.append(error)
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = SiteServer(self)
         self.port = self.server.server_port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -284,9 +289,12 @@ def test_html_comes_back_as_readable_text_with_status_and_headers(
     assert 'ETag: "v1"' in output
     assert "Title: Opening hours" in output
     assert "We are open 9–17 on weekdays." in output
-    assert "- Monday" in output and "- Friday" in output
+    assert "- Monday" in output
+    assert "- Friday" in output
     assert f"contact ({site.url('/contact')})" in output
-    assert "alert" not in output and "color:red" not in output and "<p>" not in output
+    assert "alert" not in output
+    assert "color:red" not in output
+    assert "<p>" not in output
 
 
 def test_json_is_pretty_printed(loopback_ok: None, site: Site) -> None:
@@ -297,7 +305,8 @@ def test_json_is_pretty_printed(loopback_ok: None, site: Site) -> None:
 
 def test_head_returns_status_and_headers_only(loopback_ok: None, site: Site) -> None:
     output = fetch(site.url("/page.html"), method="HEAD")
-    assert output.startswith("HTTP 200 text/html") and "Opening hours" not in output
+    assert output.startswith("HTTP 200 text/html")
+    assert "Opening hours" not in output
     assert site.requests[-1]["method"] == "HEAD"
 
 
@@ -380,9 +389,8 @@ def test_redirects_are_followed_within_the_allowlist(loopback_ok: None, site: Si
 def test_a_redirect_to_a_host_off_the_allowlist_is_refused(loopback_ok: None, site: Site) -> None:
     elsewhere = site.url("/data.json", host="localhost")  # same server, a name not allowed
     message = refused(site.url(f"/redirect?to={elsewhere}"))
-    assert (
-        "'localhost' (a redirect from" in message and "not on this workspace's allowlist" in message
-    )
+    assert "'localhost' (a redirect from" in message
+    assert "not on this workspace's allowlist" in message
     assert site.paths() == ["/redirect"]
 
 
@@ -401,14 +409,17 @@ def test_credentials_are_not_carried_to_another_host(loopback_ok: None, site: Si
     )
     first, second = site.requests
     assert first["headers"]["authorization"] == "Bearer secret"
-    assert "authorization" not in second["headers"] and "cookie" not in second["headers"]
+    assert "authorization" not in second["headers"]
+    assert "cookie" not in second["headers"]
     assert second["headers"]["x-trace"] == "t"
     assert second["headers"]["host"] == f"localhost:{site.port}"
 
 
 def test_html_to_text_keeps_the_words_and_drops_the_markup() -> None:
     text = html_to_text("<p>a&amp;b<br>c</p><script>x()</script><table><tr><td>1<td>2</table>")
-    assert "a&b\nc" in text and "x()" not in text and "| 1 | 2" in text
+    assert "a&b\nc" in text
+    assert "x()" not in text
+    assert "| 1 | 2" in text
 
 
 # --- Inside agent runs ----------------------------------------------------------------------------
@@ -443,7 +454,8 @@ def test_an_agent_fetches_a_page_through_the_real_openai_sdk(
     assert run.status == AgentRun.Status.SUCCEEDED, run.error
     assert run.output == "They open 9–17 on weekdays."
     [step] = run.tool_steps
-    assert step["tool"] == "http_request" and step["ok"] is True
+    assert step["tool"] == "http_request"
+    assert step["ok"] is True
     assert "We are open 9–17 on weekdays." in step["output"]
     assert site.paths() == ["/page.html"]
     # The model saw the page as a tool result, and was offered the tool with its schema.
@@ -471,8 +483,10 @@ def test_an_agent_without_the_tool_cannot_use_it_even_when_a_tool_result_asks(
     run.refresh_from_db()
 
     calc, fetch_step = run.tool_steps
-    assert calc["ok"] is True and calc["output"] == "42"
-    assert fetch_step["tool"] == "http_request" and fetch_step["ok"] is False
+    assert calc["ok"] is True
+    assert calc["output"] == "42"
+    assert fetch_step["tool"] == "http_request"
+    assert fetch_step["ok"] is False
     assert "not available to this agent" in fetch_step["output"]
     assert site.requests == []
     offered = [t["function"]["name"] for t in fake_openai.requests[1].body["tools"]]

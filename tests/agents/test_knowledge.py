@@ -35,8 +35,8 @@ from agents.tools.base import ToolContext, ToolFailed
 from agents.tools.knowledge import KnowledgeSearch
 from tenants.models import Workspace
 from tenants.permissions import Access
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
+from tests.helpers.personas import World, access_of
 
 REFUND_QUESTION = "How long do refunds take?"
 SEARCH = KnowledgeSearch()
@@ -88,7 +88,8 @@ def test_an_upload_is_ingested_by_a_real_worker_and_a_redelivery_yields_the_same
         assert second.get(timeout=90) == KnowledgeDocument.Status.READY
 
         document.refresh_from_db()
-        assert document.status == KnowledgeDocument.Status.READY and document.error == ""
+        assert document.status == KnowledgeDocument.Status.READY
+        assert document.error == ""
         assert document.chunks_total == document.chunks_done == len(expected)
         chunks = list(KnowledgeChunk.objects.filter(document=document).order_by("position"))
         assert [(c.position, c.location, c.text) for c in chunks] == [
@@ -129,7 +130,8 @@ def test_embedding_progress_is_counted_per_batch_and_a_failed_document_can_be_re
         retried = services.document_retry(
             access=owner_access, knowledge_base_id=base.pk, document_id=document.pk
         )
-        assert retried.status == KnowledgeDocument.Status.QUEUED and retried.error == ""
+        assert retried.status == KnowledgeDocument.Status.QUEUED
+        assert retried.error == ""
         assert services.document_ingest(document_id=document.pk) == "ready"
         document.refresh_from_db()
         assert document.chunks_done == document.chunks_total == total
@@ -148,7 +150,8 @@ def help_center(db: None, in_alpha: None) -> KnowledgeBase:
 
 def test_the_demo_help_center_is_seeded_once(help_center: KnowledgeBase) -> None:
     again = seed_demo_knowledge()
-    assert again.pk == help_center.pk and again.name == DEMO_BASE_NAME
+    assert again.pk == help_center.pk
+    assert again.name == DEMO_BASE_NAME
     documents = KnowledgeDocument.objects.filter(knowledge_base=help_center)
     assert sorted(d.filename for d in documents) == [
         "billing.md",
@@ -173,7 +176,8 @@ def test_search_returns_numbered_cited_passages_with_the_right_one_first(
     assert lines[1].startswith("[1] refunds.md, How long refunds take: Once approved, refunds")
     assert "5 business days" in lines[1]
     assert [line[:3] for line in lines[1:6]] == ["[1]", "[2]", "[3]", "[4]", "[5]"]
-    assert "cite each one you use" in lines[-1] and "[1]" in lines[-1]
+    assert "cite each one you use" in lines[-1]
+    assert "[1]" in lines[-1]
 
     password = SEARCH.run(
         {"query": "I forgot my password and the reset email never arrived", "top_k": 2},
@@ -195,7 +199,8 @@ def test_search_reads_only_the_agents_own_bases(help_center: KnowledgeBase) -> N
     own = SEARCH.run(
         {"query": REFUND_QUESTION, "top_k": 10}, ToolContext(knowledge_base_ids=(help_center.pk,))
     )
-    assert "othercorp.md" not in own and "45 weeks" not in own
+    assert "othercorp.md" not in own
+    assert "45 weeks" not in own
     assert len([line for line in own.splitlines() if line.startswith("[")]) == 10
     # The same passage is the best match once its base is one the agent reads.
     both = SEARCH.run(
@@ -251,7 +256,8 @@ def test_a_filtered_index_scan_still_returns_full_results(help_center: Knowledge
     found = selectors.knowledge_search(
         knowledge_base_ids=[small.pk], query=REFUND_QUESTION, top_k=5
     )
-    assert len(found) == 3 and {p.filename for p in found} == {"small.md"}
+    assert len(found) == 3
+    assert {p.filename for p in found} == {"small.md"}
     assert [p.distance for p in found] == sorted(p.distance for p in found)
 
 
@@ -271,9 +277,11 @@ def test_an_offline_agent_run_answers_with_a_citation(
     run = _run(owner_access, agent, REFUND_QUESTION)
     assert run.status == AgentRun.Status.SUCCEEDED, run.error
     assert run.output.startswith(f"{LABEL} The tool returned: Once approved, refunds")
-    assert "5 business days" in run.output and "[1]" in run.output
+    assert "5 business days" in run.output
+    assert "[1]" in run.output
     assert "Sources: [1] refunds.md, How long refunds take" in run.output
-    assert run.tool_steps[0]["tool"] == "knowledge_search" and run.tool_steps[0]["ok"]
+    assert run.tool_steps[0]["tool"] == "knowledge_search"
+    assert run.tool_steps[0]["ok"]
     assert run.tool_steps[0]["arguments"] == {"query": REFUND_QUESTION}
 
 
@@ -288,7 +296,8 @@ def test_arithmetic_still_goes_to_the_calculator_when_both_tools_are_offered(
         knowledge_base_ids=[help_center.pk],
     )
     run = _run(owner_access, agent, "What is 29 * 12?")
-    assert run.tool_steps[0]["tool"] == "calculator" and "348" in run.output
+    assert run.tool_steps[0]["tool"] == "calculator"
+    assert "348" in run.output
 
 
 def test_a_model_searches_then_answers_citing_through_the_openai_sdk(
@@ -311,7 +320,8 @@ def test_a_model_searches_then_answers_citing_through_the_openai_sdk(
     assert first["tools"][0]["function"]["name"] == "knowledge_search"
     tool_message = second["messages"][-1]
     assert tool_message["role"] == "tool"
-    assert "[1] refunds.md, " in tool_message["content"] and "[4]" not in tool_message["content"]
+    assert "[1] refunds.md, " in tool_message["content"]
+    assert "[4]" not in tool_message["content"]
     assert run.tool_steps[0]["output"] == tool_message["content"]
 
 

@@ -5,37 +5,16 @@ reloading (HTMX polling), then try a search and see cited passages. Also at phon
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from agents.knowledge.demo import DEMO_DOCS
-from tests.agents.test_knowledge_parsing import make_pdf
-from tests.conftest import PASSWORD, World
+from tests.helpers.documents import make_pdf
+from tests.helpers.personas import PASSWORD, World
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 def _page(browser: Browser, width: int) -> Page:

@@ -17,7 +17,7 @@ from agents.knowledge import services
 from agents.knowledge.demo import seed_demo_knowledge
 from agents.models import KnowledgeBase, KnowledgeDocument
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +64,8 @@ def test_owner_creates_a_base_and_a_duplicate_name_is_refused_beside_the_field(
     assert 'id="id_name_error"' in page  # the error is tied to the name field
 
     listing = owner_client.get(_url("knowledge_list")).content.decode()
-    assert "Returns policy" in listing and "For the shop." in listing
+    assert "Returns policy" in listing
+    assert "For the shop." in listing
 
 
 def test_uploads_show_progress_live_then_stop_polling(
@@ -93,14 +94,16 @@ def test_uploads_show_progress_live_then_stop_polling(
     partial = owner_client.get(_url("knowledge_documents", knowledge_base_id=base.pk))
     panel = partial.content.decode()
     assert panel.lstrip().startswith('<section class="card" id="documents"')  # only the panel
-    assert '<progress max="8" value="3"' in panel and "3 of 8 passages embedded" in panel
+    assert '<progress max="8" value="3"' in panel
+    assert "3 of 8 passages embedded" in panel
 
     with schema_context(world.workspace_a.schema_name):
         for document in KnowledgeDocument.objects.filter(status__in=["queued", "processing"]):
             services.document_ingest(document_id=document.pk)
     done = owner_client.get(_url("knowledge_documents", knowledge_base_id=base.pk)).content.decode()
     assert "hx-trigger" not in done  # finished: the page stops polling
-    assert "Queued" not in done and "Processing" not in done
+    assert "Queued" not in done
+    assert "Processing" not in done
     assert done.count("badge--success") == 7  # the five help articles and the two uploads
 
 
@@ -150,7 +153,8 @@ def test_try_a_search_shows_cited_passages_and_htmx_gets_only_the_results(
     url = _url("knowledge_detail", knowledge_base_id=base.pk)
     page = owner_client.get(url, {"q": "How long do refunds take?", "top_k": 3}).content.decode()
     assert "[1] refunds.md, How long refunds take" in page
-    assert "[3]" in page and "[4]" not in page
+    assert "[3]" in page
+    assert "[4]" not in page
     assert "distance 0." in page
 
     partial = owner_client.get(
@@ -160,7 +164,8 @@ def test_try_a_search_shows_cited_passages_and_htmx_gets_only_the_results(
         HTTP_HX_TARGET="search-results",
     ).content.decode()
     assert partial.lstrip().startswith('<div id="search-results"')
-    assert "[1] password-reset.md" in partial and "<html" not in partial
+    assert "[1] password-reset.md" in partial
+    assert "<html" not in partial
 
     empty = owner_client.get(url, {"q": ""})
     assert empty.status_code == 400
@@ -182,14 +187,16 @@ def test_delete_and_retry_documents_and_delete_the_base(
         plans = KnowledgeDocument.objects.get(filename="plans.md")
         KnowledgeDocument.objects.filter(pk=plans.pk).update(status="failed", error="Boom.")
     detail = owner_client.get(_url("knowledge_detail", knowledge_base_id=base.pk)).content.decode()
-    assert "Boom." in detail and "Retry" in detail
+    assert "Boom." in detail
+    assert "Retry" in detail
 
     owner_client.post(
         _url("knowledge_document_retry", knowledge_base_id=base.pk, document_id=plans.pk)
     )
     with schema_context(world.workspace_a.schema_name):
         plans.refresh_from_db()
-        assert plans.status == "queued" and plans.error == ""
+        assert plans.status == "queued"
+        assert plans.error == ""
 
         agent_services.agent_create(
             access=access_of(world.owner, world.workspace_a),
@@ -253,7 +260,8 @@ def test_viewers_may_read_and_search_but_not_change(world: World, base: Knowledg
         expected = 200 if method == "get" and not url.endswith("/new/") else 403
         assert response.status_code == expected, (method, url)
     page = client.get(_url("knowledge_detail", knowledge_base_id=base.pk)).content.decode()
-    assert "Upload documents" not in page and "Delete knowledge base" not in page
+    assert "Upload documents" not in page
+    assert "Delete knowledge base" not in page
     searched = client.get(
         _url("knowledge_detail", knowledge_base_id=base.pk), {"q": "refund"}
     ).content.decode()

@@ -17,45 +17,9 @@ from agents.models import KnowledgeBase, KnowledgeChunk, KnowledgeDocument
 from core.exceptions import ValidationFailed
 from tenants.models import Workspace
 from tenants.permissions import Access
+from tests.helpers.documents import make_pdf
 
 pytestmark = pytest.mark.django_db
-
-
-def _pdf_string(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    """A small real PDF (Helvetica text, one content stream per page) with a correct xref."""
-    objects: dict[int, str] = {
-        1: "<< /Type /Catalog /Pages 2 0 R >>",
-        3: "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    }
-    kids = []
-    number = 4
-    for text in pages:
-        lines = " ".join(f"({_pdf_string(line)}) Tj T*" for line in text.split("\n"))
-        stream = f"BT /F1 11 Tf 14 TL 72 740 Td {lines} ET"
-        objects[number] = (
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {number + 1} 0 R >>"
-        )
-        objects[number + 1] = f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream"
-        kids.append(f"{number} 0 R")
-        number += 2
-    objects[2] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>"
-    out = b"%PDF-1.4\n"
-    offsets = {}
-    for key in sorted(objects):
-        offsets[key] = len(out)
-        out += f"{key} 0 obj\n{objects[key]}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offsets[key]:010d} 00000 n \n".encode() for key in sorted(objects))
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return out
 
 
 def _chunks(content_type: str, data: bytes) -> list[tuple[str, str]]:
@@ -87,7 +51,8 @@ def test_markdown_is_cited_by_its_nearest_heading() -> None:
     assert chunks[0] == ("Refunds", "We want you happy.")
     assert chunks[1] == ("Refund window", "Ask within 30 days.")
     assert chunks[2][0] == "Setext heading"
-    assert "A link to the form." in chunks[2][1] and "https://" not in chunks[2][1]
+    assert "A link to the form." in chunks[2][1]
+    assert "https://" not in chunks[2][1]
     assert "not a heading inside code" in chunks[2][1]
 
 
@@ -105,7 +70,9 @@ def test_html_drops_scripts_styles_and_navigation() -> None:
         ("Costs", "Standard: free over 150 USD\n\nExpress: 25 USD"),
     ]
     text = " ".join(t for _, t in chunks)
-    assert "track" not in text and "Pricing" not in text and "color" not in text
+    assert "track" not in text
+    assert "Pricing" not in text
+    assert "color" not in text
 
 
 def test_csv_rows_are_rendered_with_their_header_and_cited_by_row_range() -> None:
@@ -199,7 +166,8 @@ def test_the_same_file_twice_in_one_base_is_refused_but_another_base_may_hold_it
 ) -> None:
     first = _upload(owner_access, base, "refunds.md", b"# Refunds\n\nWithin 30 days.")
     assert first.status == KnowledgeDocument.Status.QUEUED
-    assert first.content_type == "text/markdown" and first.size_bytes == 26
+    assert first.content_type == "text/markdown"
+    assert first.size_bytes == 26
     with pytest.raises(ValidationFailed) as caught:
         _upload(owner_access, base, "copy-of-refunds.md", b"# Refunds\n\nWithin 30 days.")
     assert caught.value.fields["file"] == [
@@ -218,4 +186,5 @@ def test_a_real_pdf_and_a_utf8_text_with_bom_are_accepted(
     assert (pdf.content_type, txt.content_type) == ("application/pdf", "text/plain")
     services.document_ingest(document_id=pdf.pk)
     chunk = KnowledgeChunk.objects.get(document=pdf)
-    assert chunk.location == "page 1" and "Refunds within 30 days." in chunk.text
+    assert chunk.location == "page 1"
+    assert "Refunds within 30 days." in chunk.text

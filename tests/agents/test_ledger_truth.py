@@ -35,8 +35,8 @@ from agents.providers.base import ChatRequest, Message, StreamEvent, TextDelta, 
 from agents.runs import execute_run
 from billing.models import ModelPrice
 from billing.pricing import usage_cost
-from tests.conftest import World, access_of
 from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -171,7 +171,8 @@ def test_a_retried_call_has_a_row_per_attempt_and_bills_the_one_that_answered(
         _seen, outcome = _stream(_alias((kind, fake.base_url)))
         rows = _rows()
     assert [(r.outcome, r.attempt) for r in rows] == [("error", 1), ("ok", 2)]
-    assert _usage_of(rows[0]) == Usage() and _usage_of(rows[1]) == expected
+    assert _usage_of(rows[0]) == Usage()
+    assert _usage_of(rows[1]) == expected
     assert sum(r.cost_usd for r in rows) == outcome.cost_usd == _priced(expected)
 
 
@@ -198,8 +199,10 @@ def test_a_fallen_back_call_bills_the_second_target(
         (first, "error", False),
         (second, "ok", True),
     ]
-    assert _usage_of(rows[0]) == Usage() and _usage_of(rows[1]) == expected
-    assert outcome.fallback and outcome.cost_usd == rows[1].cost_usd == _priced(expected)
+    assert _usage_of(rows[0]) == Usage()
+    assert _usage_of(rows[1]) == expected
+    assert outcome.fallback
+    assert outcome.cost_usd == rows[1].cost_usd == _priced(expected)
 
 
 # --- a stream that fails after its first token
@@ -233,12 +236,15 @@ def test_anthropic_overloaded_mid_stream_is_a_priced_row_a_breaker_failure_and_f
     )
     assert "{" not in excinfo.value.message
     # One attempt, recorded with the counts Anthropic reported and the output it streamed.
-    assert len(rows) == 1 and rows[0].outcome == "error"
+    assert len(rows) == 1
+    assert rows[0].outcome == "error"
     assert (rows[0].input_tokens, rows[0].cached_input_tokens) == (55, 5)
-    assert rows[0].output_tokens > 0 and rows[0].estimated
+    assert rows[0].output_tokens > 0
+    assert rows[0].estimated
     assert rows[0].cost_usd == _priced(_usage_of(rows[0])) > 0
     # Not retried, not sent to the fallback: the user saw half of this answer.
-    assert len(fake_anthropic.requests) == 1 and len(fake_openai.requests) == 0
+    assert len(fake_anthropic.requests) == 1
+    assert len(fake_openai.requests) == 0
     # And it counts against the target's breaker like any failure.
     assert not CircuitBreaker(breaker_key).allows_call()
 
@@ -275,7 +281,9 @@ def test_an_openai_stream_that_breaks_after_text_is_a_row_with_estimated_tokens(
         rows = _rows()
     assert "{" not in excinfo.value.message
     assert [(r.outcome, r.estimated) for r in rows] == [("error", True)]
-    assert rows[0].input_tokens > 0 and rows[0].output_tokens > 0 and rows[0].cost_usd > 0
+    assert rows[0].input_tokens > 0
+    assert rows[0].output_tokens > 0
+    assert rows[0].cost_usd > 0
     assert len(fake_openai.requests) == 1
 
 
@@ -302,7 +310,8 @@ def test_a_chat_turn_cut_off_by_an_overloaded_provider_says_so_in_words(
     )
     page = member_client.get(url).content.decode()
     assert "Anthropic is overloaded; try again in a moment." in page
-    assert "overloaded_error" not in page and "{&#x27;type&#x27;" not in page
+    assert "overloaded_error" not in page
+    assert "{&#x27;type&#x27;" not in page
     assert [(r.outcome, r.input_tokens, r.agent_id) for r in rows] == [("error", 20, agent.pk)]
     # The failed turn shows what it cost, as the ledger does, not 0 tokens and $0.
     assert (turn.input_tokens, turn.output_tokens, turn.cost_usd) == (
@@ -310,7 +319,8 @@ def test_a_chat_turn_cut_off_by_an_overloaded_provider_says_so_in_words(
         rows[0].output_tokens,
         rows[0].cost_usd,
     )
-    assert rows[0].cost_usd > 0 and 'title="Input tokens">20 in' in page
+    assert rows[0].cost_usd > 0
+    assert 'title="Input tokens">20 in' in page
 
 
 def test_a_run_that_fails_after_a_paid_call_shows_what_it_cost(
@@ -356,12 +366,15 @@ def test_a_stream_without_usage_is_estimated_and_marked_on_the_usage_page_and_cs
             rows = _rows()
     assert fake.last_request.body["stream_options"] == {"include_usage": True}  # asked anyway
     assert [(r.outcome, r.estimated) for r in rows] == [("ok", True)]
-    assert rows[0].input_tokens > 0 and rows[0].output_tokens > 0
-    assert outcome.result.usage.estimated and outcome.cost_usd == rows[0].cost_usd > 0
+    assert rows[0].input_tokens > 0
+    assert rows[0].output_tokens > 0
+    assert outcome.result.usage.estimated
+    assert outcome.cost_usd == rows[0].cost_usd > 0
 
     url = reverse("usage", kwargs={"workspace_slug": "alpha"})
     page = owner_client.get(url).content.decode()
-    assert "1 call with estimated counts" in page and "estimated</span>" in page
+    assert "1 call with estimated counts" in page
+    assert "estimated</span>" in page
     export = list(
         csv.DictReader(io.StringIO(owner_client.get(url, {"format": "csv"}).content.decode()))
     )
@@ -431,7 +444,8 @@ def test_knowledge_ingestion_with_provider_embeddings_writes_ledger_rows(
         ("openai", "text-embedding-3-small", "ok", 2),
     ]
     assert (rows[0].input_tokens, rows[0].cost_usd) == (0, 0)
-    assert rows[1].input_tokens == reported > 0 and not rows[1].estimated
+    assert rows[1].input_tokens == reported > 0
+    assert not rows[1].estimated
     assert rows[1].cost_usd > 0
     report = owner_client.get(reverse("usage", kwargs={"workspace_slug": "alpha"}))
     assert report.context["report"].totals["embeddings"] == 1
@@ -498,7 +512,7 @@ def test_run_chat_and_usage_pages_show_the_same_tokens_in_for_the_same_call(
 def test_a_workflow_agent_step_that_fails_after_a_paid_call_charges_the_run(
     world: World, fake_openai: FakeOpenAI, settings: Any
 ) -> None:
-    from tests.workflows.conftest import drain, make_workflow
+    from tests.helpers.workflows import drain, make_workflow
     from workflows import runs as workflow_runs
     from workflows.models import WorkflowRun
 
@@ -556,7 +570,8 @@ def test_a_run_refused_by_its_cost_cap_after_a_paid_call_shows_what_it_cost(
         execute_run(run.pk)
         run.refresh_from_db()
         rows = _rows()
-    assert run.status == "failed" and "cost" in run.error.lower()
+    assert run.status == "failed"
+    assert "cost" in run.error.lower()
     assert [r.outcome for r in rows] == ["ok"]  # the refused call was never sent
     assert (run.input_tokens, run.output_tokens) == (10_000, 12)
     assert run.cost_usd == rows[0].cost_usd > Decimal("0.01")

@@ -9,7 +9,7 @@ from django_tenants.utils import schema_context
 from agents import services
 from agents.models import AgentRun
 from agents.runs import MAX_ATTEMPTS, execute_run
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +45,7 @@ def test_a_run_that_keeps_losing_its_worker_is_failed_not_retried(world: World) 
         run = _orphan(world, attempt=MAX_ATTEMPTS)
         execute_run(run.pk)
         run.refresh_from_db()
-    assert run.status == AgentRun.Status.FAILED and run.attempt == MAX_ATTEMPTS
+    assert run.status == AgentRun.Status.FAILED
+    assert run.attempt == MAX_ATTEMPTS
     assert f"worker was lost {MAX_ATTEMPTS} times" in run.error
     assert run.finished_at is not None

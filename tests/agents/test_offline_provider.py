@@ -34,7 +34,8 @@ def test_offline_answers_deterministically_and_says_so() -> None:
     assert first.text.startswith(LABEL)
     assert "refund policy" in first.text
     assert first.stop_reason is StopReason.END_TURN
-    assert first.usage.input_tokens > 0 and first.usage.output_tokens > 0
+    assert first.usage.input_tokens > 0
+    assert first.usage.output_tokens > 0
 
 
 def test_offline_uses_the_calculator_when_it_may_and_then_answers_with_the_result() -> None:
@@ -107,4 +108,5 @@ def test_offline_fetches_a_url_in_the_question_only_when_it_has_the_http_tool() 
     }
     bracketed = provider.complete(_ask("See (https://docs.python.org/3/)!", tools=(http,)))
     assert bracketed.tool_calls[0].arguments == {"url": "https://docs.python.org/3/"}
-    assert without.tool_calls == () and without.text.startswith(LABEL)
+    assert without.tool_calls == ()
+    assert without.text.startswith(LABEL)

@@ -26,10 +26,10 @@ from agents.tools.base import ToolFailed
 from agents.tools.http import resolve_public
 from agents.webhooks import webhook_attempt
 from core.exceptions import ValidationFailed
-from tests.conftest import World
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.fakes.redirector import Redirector
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World
 
 
 @dataclass
@@ -110,21 +110,25 @@ def _expect_refused(kind: str, allow_private: bool) -> bool:
 
 
 def _refused_by_url_check(name: str) -> bool:
+    refusal: ValidationFailed | None = None
     try:
         check_public_url(f"http://{name}/hook", field="callback_url")
     except ValidationFailed as exc:
-        assert "callback_url" in exc.fields
-        return True
-    return False
+        refusal = exc
+    if refusal is not None:
+        assert "callback_url" in refusal.fields
+    return refusal is not None
 
 
 def _refused_by_http_tool(name: str) -> bool:
+    refusal: ToolFailed | None = None
     try:
         resolve_public(name, 80)
     except ToolFailed as exc:
-        assert "private, loopback, link-local or reserved" in str(exc)
-        return True
-    return False
+        refusal = exc
+    if refusal is not None:
+        assert "private, loopback, link-local or reserved" in str(refusal)
+    return refusal is not None
 
 
 def _refused_by_connection(name: str, edge: Edge, address: str) -> bool:

@@ -6,8 +6,8 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from agents.models import AliasTarget, ModelAlias, ProviderCredential
-from tests.conftest import World
 from tests.fakes import FakeAnthropic
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db
 KEY = "sk-ant-api03-VERYSECRETVALUE-9xQz"
@@ -33,7 +33,8 @@ def test_key_is_saved_encrypted_and_only_its_last_four_are_shown(
     page = owner_client.get(_url("providers")).content.decode()
     with schema_context(world.workspace_a.schema_name):
         stored = ProviderCredential.objects.get(name="Prod")
-    assert "VERYSECRET" not in page and "••••9xQz" in page
+    assert "VERYSECRET" not in page
+    assert "••••9xQz" in page
     assert "VERYSECRET" not in stored.api_key_encrypted
     assert stored.api_key() == KEY
 
@@ -58,7 +59,8 @@ def test_check_connection_reports_success_and_failure(
     bad = owner_client.post(
         _url("provider_check", credential_id=credential.pk), {"model": "claude-haiku-4-5"}
     )
-    assert "401" in bad.content.decode() and "invalid x-api-key" in bad.content.decode()
+    assert "401" in bad.content.decode()
+    assert "invalid x-api-key" in bad.content.decode()
 
 
 def test_bad_input_names_the_field(owner_client: Client) -> None:
@@ -82,7 +84,8 @@ def test_a_refused_form_keeps_everything_typed_including_the_key(owner_client: C
 
     assert response.status_code == 400
     page = response.content.decode()
-    assert 'value="Typed"' in page and 'value="http://169.254.169.254/v1"' in page
+    assert 'value="Typed"' in page
+    assert 'value="http://169.254.169.254/v1"' in page
     assert f'value="{KEY}"' in page
     assert "base_url" in response.context["form"].errors
 

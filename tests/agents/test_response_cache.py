@@ -30,9 +30,9 @@ from agents.providers.base import Message
 from agents.usage import usage_report
 from tenants.models import Workspace
 from tenants.permissions import Access
-from tests.agents.conftest import run_now
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
+from tests.helpers.agents import run_now
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -234,7 +234,8 @@ def test_per_user_answers_are_served_only_to_the_person_who_asked(
     theirs = run_now(member_access, agent, "Who is my manager?")
     again = run_now(owner_access, agent, "Who is my manager?")
     assert (mine.cache_hit, theirs.cache_hit, again.cache_hit) == (False, False, True)
-    assert theirs.output == "Your manager is Grace." and again.output == "Your manager is Ada."
+    assert theirs.output == "Your manager is Grace."
+    assert again.output == "Your manager is Ada."
 
 
 # --- the semantic tier --------------------------------------------------------------------
@@ -257,7 +258,8 @@ def test_the_semantic_tier_is_off_by_default_and_serves_a_rewording_when_on(
     reworded = "I forgot my password, how can I change it?"
     assert run_now(owner_access, exact_only, reworded).cache_hit is False
     served = run_now(owner_access, semantic, reworded)
-    assert served.cache_hit is True and served.output.startswith("Use the reset link")
+    assert served.cache_hit is True
+    assert served.output.startswith("Use the reset link")
     hit = UsageRecord.objects.get(outcome=UsageRecord.Outcome.CACHED)
     assert hit.purpose == UsageRecord.Purpose.CACHE_SEMANTIC
     # A near-miss as close as the rewording is refused by the guard.
@@ -346,7 +348,8 @@ def _cached_run(access: Access, fake_openai: FakeOpenAI, model: str) -> tuple[Ag
     fake_openai.queue("Use the reset link.", usage={"prompt_tokens": 10, "completion_tokens": 5})
     run_now(access, agent, QUESTION)
     hit = run_now(access, agent, QUESTION)
-    assert hit.cache_hit and hit.cache_entry_id is not None
+    assert hit.cache_hit
+    assert hit.cache_entry_id is not None
     return agent, hit
 
 
@@ -372,7 +375,8 @@ def test_wrong_answer_on_a_run_evicts_the_entry_and_is_counted(
 
     response = owner_client.post(_wrong_url(world.workspace_a, agent, hit), HTTP_HX_REQUEST="true")
 
-    assert response.status_code == 200 and "Reported as wrong" in response.content.decode()
+    assert response.status_code == 200
+    assert "Reported as wrong" in response.content.decode()
     with schema_context(world.workspace_a.schema_name):
         assert not CachedResponse.objects.filter(pk=hit.cache_entry_id or 0).exists()
         report = CacheReport.objects.get()
@@ -402,7 +406,7 @@ def test_outsiders_and_viewers_cannot_report_a_cached_answer(
     Membership.objects.filter(user=world.member, workspace=world.workspace_a).update(
         role=Role.VIEWER
     )
-    from tests.conftest import logged_in
+    from tests.helpers.personas import logged_in
 
     assert logged_in(world.member).post(url).status_code == 403
     with schema_context(world.workspace_a.schema_name):
@@ -437,7 +441,8 @@ def test_wrong_answer_on_a_chat_turn_evicts_the_entry(
     )
     response = owner_client.post(url, HTTP_HX_REQUEST="true")
 
-    assert response.status_code == 200 and "Reported as wrong" in response.content.decode()
+    assert response.status_code == 200
+    assert "Reported as wrong" in response.content.decode()
     assert CachedResponse.objects.count() == 0
     assert CacheReport.objects.get().turn_id == turns[1].pk
 
@@ -449,7 +454,8 @@ def test_the_agent_form_states_the_semantic_tiers_measured_accuracy(
 
     page = owner_client.get(reverse("agent_create", kwargs={"workspace_slug": "alpha"}))
     body = page.content.decode()
-    assert "semantic tier" in body and semantic_accuracy_statement()[:60] in body
+    assert "semantic tier" in body
+    assert semantic_accuracy_statement()[:60] in body
     created = owner_client.post(
         reverse("agent_create", kwargs={"workspace_slug": "alpha"}),
         {

@@ -75,7 +75,8 @@ def test_a_tool_the_agent_was_not_given_is_refused_not_run() -> None:
 def test_unknown_tool_names_are_a_field_error() -> None:
     with pytest.raises(ValidationFailed) as excinfo:
         tools_by_name(["calculator", "shell"])
-    assert "shell" in excinfo.value.message and "tools" in excinfo.value.fields
+    assert "shell" in excinfo.value.message
+    assert "tools" in excinfo.value.fields
 
 
 @pytest.mark.django_db
@@ -100,7 +101,8 @@ def test_loop_without_tools_never_runs_one(workspace_a: Workspace) -> None:
             tool_names=[],
             messages=[Message(role="user", content="What is 2 + 2?")],
         )
-    assert result.steps == [] and result.model_calls == 1
+    assert result.steps == []
+    assert result.model_calls == 1
 
 
 @pytest.mark.django_db

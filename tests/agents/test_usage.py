@@ -13,7 +13,7 @@ from agents import services
 from agents.models import AgentRun, UsageRecord
 from agents.runs import execute_run
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -54,11 +54,14 @@ def test_usage_page_shows_totals_by_model_and_agent(
     html = response.content.decode()
     report = response.context["report"]
     assert response.status_code == 200
-    assert report.totals["calls"] == 2 and report.totals["cost"] == spent.cost_usd
+    assert report.totals["calls"] == 2
+    assert report.totals["cost"] == spent.cost_usd
     assert [r["agent"] for r in report.by_agent] == ["Summariser"]
     assert report.by_model[0]["model"] == "priced"
-    assert len(response.context["bars"]) == 30 and response.context["bars"][-1]["height"] == 100
-    assert "Summariser" in html and "<svg" in html
+    assert len(response.context["bars"]) == 30
+    assert response.context["bars"][-1]["height"] == 100
+    assert "Summariser" in html
+    assert "<svg" in html
 
 
 def test_usage_csv_export_has_a_row_per_day_model_and_agent(

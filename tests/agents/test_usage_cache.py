@@ -17,7 +17,7 @@ from agents import services
 from agents.models import AgentRun, UsageRecord
 from agents.runs import execute_run
 from billing.models import ModelPrice
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,8 @@ def test_the_second_run_is_a_cache_hit_in_the_ledger(
 ) -> None:
     first, second = two_runs
     assert (first.cache_hit, second.cache_hit) == (False, True)
-    assert first.cost_usd > 0 and second.cost_usd == 0
+    assert first.cost_usd > 0
+    assert second.cost_usd == 0
     assert second.output == first.output
     with schema_context(world.workspace_a.schema_name):
         rows = list(
@@ -80,7 +81,8 @@ def test_usage_page_shows_hit_rate_and_money_saved(
     assert report.totals["cost"] == first.cost_usd  # spend is what was paid, once
     assert report.totals["saved"] == first.cost_usd
     assert report.cache_hit_rate == 0.5
-    assert "Cache hit rate" in html and "50.0 %" in html
+    assert "Cache hit rate" in html
+    assert "50.0 %" in html
     assert f"1 of 2 answers from the cache · ${first.cost_usd:.4f} saved" in html
     assert "none reported as wrong" in html
 
@@ -134,4 +136,5 @@ def test_cache_figures_are_per_workspace(
 ) -> None:
     assert outsider_client.get(_url()).status_code == 404
     report = outsider_client.get(_url("bravo")).context["report"]
-    assert report.totals["cached"] == 0 and report.totals["saved"] == 0
+    assert report.totals["cached"] == 0
+    assert report.totals["saved"] == 0

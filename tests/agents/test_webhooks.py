@@ -18,8 +18,8 @@ from core.exceptions import PermissionDenied, ValidationFailed
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.services import api_key_create
-from tests.conftest import World, access_of
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,8 @@ def test_a_finished_run_is_posted_signed_and_retried_until_delivered(
     assert not verify("whsec_wrong", request["headers"][SIGNATURE_HEADER.lower()], request["body"])
     payload = json.loads(request["body"])
     assert payload["event"] == "agent_run.finished"
-    assert payload["run"]["id"] == run.pk and payload["run"]["status"] == "succeeded"
+    assert payload["run"]["id"] == run.pk
+    assert payload["run"]["status"] == "succeeded"
 
 
 def test_a_tampered_body_or_stale_timestamp_fails_verification() -> None:
@@ -96,7 +97,8 @@ def test_redirects_are_not_followed(
         delivery = WebhookDelivery.objects.get(run=run)
         webhook_attempt(delivery.pk)
         delivery.refresh_from_db()
-    assert delivery.status == "pending" and delivery.last_status_code == 302
+    assert delivery.status == "pending"
+    assert delivery.last_status_code == 302
     assert len(receiver.received) == 1  # nothing went to the metadata address
 
 
@@ -158,7 +160,8 @@ def test_the_webhook_secret_is_encrypted_shown_once_and_owner_only(world: World)
     response = client.post("/api/v1/webhook-secret/", HTTP_X_WORKSPACE="alpha")
     secret = response.json()["secret"]
     stored = Workspace.objects.get(slug="alpha").webhook_secret_encrypted
-    assert response.status_code == 201 and secret.startswith("whsec_")
+    assert response.status_code == 201
+    assert secret.startswith("whsec_")
     assert secret not in stored
     with pytest.raises(PermissionDenied):
         webhook_secret_rotate(access=access_of(world.member, world.workspace_a))

@@ -6,8 +6,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import signed_in
-from tests.conftest import World
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World
 
 
 def test_copy_button_puts_the_new_key_on_the_clipboard(

@@ -9,8 +9,8 @@ from typing import Any
 from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 from workflows.library import templates
 from workflows.library.prepare import workflow_from_template
 
@@ -59,7 +59,8 @@ def _visit(page: Page, watch: Watch, urls: list[str]) -> list[str]:
     seen = []
     for url in urls:
         response = page.goto(url, wait_until="load")
-        assert response is not None and response.status < 400, (url, response and response.status)
+        assert response is not None, url
+        assert response.status < 400, (url, response.status)
         seen += [f"{url}: {problem}" for problem in watch.problems]
         watch.problems.clear()
     return seen

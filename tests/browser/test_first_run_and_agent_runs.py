@@ -12,8 +12,8 @@ from playwright.sync_api import Browser, expect
 
 from agents import services
 from agents.runs import execute_run
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.browser
 

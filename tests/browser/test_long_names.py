@@ -19,8 +19,8 @@ from agents.services import agent_create, agent_run_start
 from marketplace import services
 from marketplace.models import Category, Listing, Publisher
 from tenants.models import Workspace
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 from workflows.services import workflow_create
 
 pytestmark = pytest.mark.browser
@@ -141,7 +141,8 @@ def test_long_unbroken_names_do_not_widen_the_main_pages(
         page = context.new_page()
         for name, url in pages.items():
             response = page.goto(url)
-            assert response is not None and response.status == 200, (name, url)
+            assert response is not None, (name, url)
+            assert response.status == 200, (name, url)
             page.wait_for_load_state("networkidle")  # htmx fills some cards after load
             page.screenshot(path=str(tmp_path / f"{name}-{width}.png"), full_page=True)
             if problem := overflow(page):

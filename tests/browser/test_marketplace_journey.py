@@ -16,8 +16,8 @@ from agents.models import Agent, AgentRun
 from agents.runs import execute_run
 from agents.services import agent_create
 from marketplace.models import Category, Install, Listing, Review
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.browser
 

@@ -16,8 +16,8 @@ from playwright.sync_api import Browser, Page, expect
 from agents.cache_calibration import semantic_accuracy_statement
 from agents.chat import services as chat_services
 from agents.models import Agent, CachedResponse, CacheReport, ConversationTurn
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ from django.core import mail
 from playwright.sync_api import Browser, Page, expect
 
 from tenants.models import Invitation, Membership, Role
-from tests.conftest import PASSWORD, World
+from tests.helpers.personas import PASSWORD, World
 
 pytestmark = pytest.mark.browser
 

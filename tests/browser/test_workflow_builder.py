@@ -10,8 +10,8 @@ import pytest
 from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import signed_in
-from tests.conftest import World, access_of
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World, access_of
 from workflows import services
 from workflows.models import Workflow, WorkflowVersion
 
@@ -126,7 +126,8 @@ def test_builder_on_a_phone_scrolls_the_diagram_not_the_page(
     assert sizes[0] > sizes[1]  # two branches side by side are wider than a phone
     diagram_box = canvas.bounding_box()
     panel_box = page.locator("#builder-panel").bounding_box()
-    assert diagram_box is not None and panel_box is not None
+    assert diagram_box is not None
+    assert panel_box is not None
     assert panel_box["y"] >= diagram_box["y"] + diagram_box["height"]  # stacked under it
     expect(page.locator("#builder-panel textarea[name=cfg_value]")).to_be_visible()
     context.close()

@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tenants.models import Membership, Role, Workspace
-from tests.browser.conftest import signed_in
-from tests.conftest import World
+from tests.helpers.browser import signed_in
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.browser
 

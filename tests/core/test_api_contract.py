@@ -11,7 +11,7 @@ from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from tests.conftest import World, key_client
+from tests.helpers.personas import World, key_client
 
 pytestmark = pytest.mark.django_db
 

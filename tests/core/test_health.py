@@ -28,7 +28,8 @@ def test_readyz_reports_database_and_redis(client: Client) -> None:
     body = response.json()
     assert response.status_code == 200
     assert body["status"] == "ok"
-    assert body["checks"]["database"]["ok"] and body["checks"]["redis"]["ok"]
+    assert body["checks"]["database"]["ok"]
+    assert body["checks"]["redis"]["ok"]
 
 
 def test_readyz_fails_with_503_when_redis_is_unreachable(client: Client, settings) -> None:

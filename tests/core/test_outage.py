@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from core.exceptions import outage_of
 from core.views import server_error
-from tests.conftest import World, key_client
+from tests.helpers.personas import World, key_client
 
 pytestmark = pytest.mark.django_db
 
@@ -75,15 +75,16 @@ def test_other_errors_still_answer_500() -> None:
     assert response.status_code == 500
 
 
+def _sleep_past_a_statement_timeout() -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL statement_timeout = 1")
+        cursor.execute("SELECT pg_sleep(1)")
+
+
 def test_an_error_a_live_database_raises_is_not_an_outage(world: World) -> None:
     """A statement timeout (like a deadlock or a lock not granted) comes from a server that is
     up: it is a failure to fix, logged as a 500, not a 503 that says to come back later."""
-    with (
-        pytest.raises(OperationalError) as timed_out,
-        transaction.atomic(),
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("SET LOCAL statement_timeout = 1")
-        cursor.execute("SELECT pg_sleep(1)")
+    with pytest.raises(OperationalError) as timed_out:
+        _sleep_past_a_statement_timeout()
     assert outage_of(timed_out.value) is None
     assert outage_of(OperationalError("server closed the connection")) is not None

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import Client
 
 from core.security_headers import content_security_policy
-from tests.conftest import World, logged_in
+from tests.helpers.personas import World, logged_in
 
 pytestmark = pytest.mark.django_db
 

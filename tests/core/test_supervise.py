@@ -38,7 +38,8 @@ def test_a_worker_that_exits_is_started_again_and_the_server_keeps_running() -> 
     try:
         _until_exited(crashing)
         assert supervisor.check()
-        assert len(starts) == 2 and crashing.process is not None
+        assert len(starts) == 2
+        assert crashing.process is not None
         assert crashing.process.poll() is None  # the new worker runs
         assert said == ["celery worker exited with code 1; restarting it."]
     finally:

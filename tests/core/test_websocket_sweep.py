@@ -19,7 +19,7 @@ from agents.models import Conversation
 from agents.services import agent_create
 from config.asgi import application
 from config.routing import websocket_urlpatterns
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 from workflows import runs
 from workflows.models import WorkflowRun
 from workflows.services import workflow_create

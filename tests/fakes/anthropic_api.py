@@ -366,65 +366,73 @@ class FakeAnthropic(FakeServer):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "messages: at least one message is required"
-        for number, tool in enumerate(body.get("tools") or []):
-            if not isinstance(tool, dict):
-                return f"tools.{number}: Input should be an object"
-            if "type" in tool and tool["type"] != "custom":
-                continue  # a server tool (web_search, …): not checked
-            if not _TOOL_NAME.match(str(tool.get("name", ""))):
-                return f"tools.{number}.name: String should match '{_TOOL_NAME.pattern}'"
-            schema = tool.get("input_schema")
-            if not isinstance(schema, dict) or schema.get("type") != "object":
-                return f"tools.{number}.input_schema: type must be 'object'"
-        open_calls: set[str] = set()
-        for number, message in enumerate(messages):
-            if not isinstance(message, dict):
-                return f"messages.{number}: Input should be an object"
-            role = message.get("role")
-            if role not in ("user", "assistant"):
-                return f"messages.{number}.role: Input should be 'user' or 'assistant'" + (
-                    " (use the top-level `system` parameter)" if role == "system" else ""
-                )
-            content = message.get("content")
-            if isinstance(content, str):
-                blocks: list[Any] = [{"type": "text", "text": content}]
-            elif isinstance(content, list):
-                blocks = content
-            else:
-                return f"messages.{number}.content: Input should be a string or a list of blocks"
-            results = {
-                b.get("tool_use_id")
-                for b in blocks
-                if isinstance(b, dict) and b.get("type") == "tool_result"
-            }
-            if open_calls and not open_calls <= results:
-                return (
-                    f"messages.{number}: `tool_use` ids were found without `tool_result` blocks "
-                    f"immediately after: {', '.join(sorted(open_calls - results))}. Each "
-                    "`tool_use` block must have a corresponding `tool_result` block in the "
-                    "next message."
-                )
-            stray = results - open_calls
-            if stray:
-                return (
-                    f"messages.{number}.content: unexpected `tool_use_id` found in "
-                    f"`tool_result` blocks: {', '.join(sorted(map(str, stray)))}. Each "
-                    "`tool_result` block must have a corresponding `tool_use` block in the "
-                    "previous message."
-                )
-            for block in blocks:
-                if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-                    return f"messages.{number}.content: each block needs a `type`"
-            open_calls = (
-                {
-                    str(b.get("id"))
-                    for b in blocks
-                    if isinstance(b, dict) and b.get("type") == "tool_use"
-                }
-                if role == "assistant"
-                else set()
+        return _invalid_tools(body.get("tools") or []) or _invalid_messages(messages)
+
+
+def _invalid_tools(tools: list[Any]) -> str | None:
+    for number, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            return f"tools.{number}: Input should be an object"
+        if "type" in tool and tool["type"] != "custom":
+            continue  # a server tool (web_search, …): not checked
+        if not _TOOL_NAME.match(str(tool.get("name", ""))):
+            return f"tools.{number}.name: String should match '{_TOOL_NAME.pattern}'"
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"tools.{number}.input_schema: type must be 'object'"
+    return None
+
+
+def _invalid_messages(messages: list[Any]) -> str | None:
+    open_calls: set[str] = set()
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages.{number}: Input should be an object"
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            return f"messages.{number}.role: Input should be 'user' or 'assistant'" + (
+                " (use the top-level `system` parameter)" if role == "system" else ""
             )
-        return None
+        content = message.get("content")
+        if isinstance(content, str):
+            blocks: list[Any] = [{"type": "text", "text": content}]
+        elif isinstance(content, list):
+            blocks = content
+        else:
+            return f"messages.{number}.content: Input should be a string or a list of blocks"
+        results = {
+            b.get("tool_use_id")
+            for b in blocks
+            if isinstance(b, dict) and b.get("type") == "tool_result"
+        }
+        if open_calls and not open_calls <= results:
+            return (
+                f"messages.{number}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(sorted(open_calls - results))}. Each "
+                "`tool_use` block must have a corresponding `tool_result` block in the "
+                "next message."
+            )
+        stray = results - open_calls
+        if stray:
+            return (
+                f"messages.{number}.content: unexpected `tool_use_id` found in "
+                f"`tool_result` blocks: {', '.join(sorted(map(str, stray)))}. Each "
+                "`tool_result` block must have a corresponding `tool_use` block in the "
+                "previous message."
+            )
+        for block in blocks:
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                return f"messages.{number}.content: each block needs a `type`"
+        open_calls = (
+            {
+                str(b.get("id"))
+                for b in blocks
+                if isinstance(b, dict) and b.get("type") == "tool_use"
+            }
+            if role == "assistant"
+            else set()
+        )
+    return None
 
 
 def _bearer(value: str | None) -> str | None:

@@ -436,46 +436,7 @@ class FakeOpenAI(FakeServer):
         temperature = body.get("temperature")
         if temperature is not None and not (0 <= temperature <= 2):
             return f"{temperature} is greater than the maximum of 2 - 'temperature'"
-        for number, tool in enumerate(body.get("tools") or []):
-            function = tool.get("function") if isinstance(tool, dict) else None
-            if not isinstance(tool, dict) or tool.get("type") != "function":
-                return f"Invalid value for 'tools[{number}].type': expected 'function'."
-            if not isinstance(function, dict) or not re.match(
-                r"^[a-zA-Z0-9_-]{1,64}$", str(function.get("name", ""))
-            ):
-                return f"Invalid 'tools[{number}].function.name'."
-        open_calls: set[str] = set()
-        for number, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in _ROLES:
-                return f"Invalid value for 'messages[{number}].role'."
-            role = message["role"]
-            if role == "tool":
-                call_id = message.get("tool_call_id")
-                if call_id not in open_calls:
-                    return (
-                        f"Invalid parameter: messages with role 'tool' must be a response to a "
-                        f"preceeding message with 'tool_calls' ('messages[{number}]')."
-                    )
-                open_calls.discard(call_id)
-                continue
-            if open_calls:
-                return (
-                    "An assistant message with 'tool_calls' must be followed by tool messages "
-                    "responding to each 'tool_call_id'. The following tool_call_ids did not "
-                    f"have response messages: {', '.join(sorted(open_calls))}"
-                )
-            if role == "assistant":
-                for call in message.get("tool_calls") or []:
-                    if not isinstance(call, dict) or not call.get("id"):
-                        return f"Missing 'messages[{number}].tool_calls[].id'."
-                    open_calls.add(str(call["id"]))
-        if open_calls:
-            return (
-                "An assistant message with 'tool_calls' must be followed by tool messages "
-                "responding to each 'tool_call_id'. The following tool_call_ids did not "
-                f"have response messages: {', '.join(sorted(open_calls))}"
-            )
-        return None
+        return _invalid_tools(body.get("tools") or []) or _invalid_messages(messages)
 
 
 class _CompletionIds:
@@ -484,6 +445,53 @@ class _CompletionIds:
     def __init__(self, fake: FakeOpenAI) -> None:
         self.completion_id = f"chatcmpl-fake{fake.next_id():020d}"
         self.created = int(time.time())
+
+
+def _invalid_tools(tools: list[Any]) -> str | None:
+    for number, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            return f"Invalid value for 'tools[{number}].type': expected 'function'."
+        if not isinstance(function, dict) or not re.match(
+            r"^[a-zA-Z0-9_-]{1,64}$", str(function.get("name", ""))
+        ):
+            return f"Invalid 'tools[{number}].function.name'."
+    return None
+
+
+def _invalid_messages(messages: list[Any]) -> str | None:
+    open_calls: set[str] = set()
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            return f"Invalid value for 'messages[{number}].role'."
+        role = message["role"]
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in open_calls:
+                return (
+                    f"Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceeding message with 'tool_calls' ('messages[{number}]')."
+                )
+            open_calls.discard(call_id)
+            continue
+        if open_calls:
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not "
+                f"have response messages: {', '.join(sorted(open_calls))}"
+            )
+        if role == "assistant":
+            for call in message.get("tool_calls") or []:
+                if not isinstance(call, dict) or not call.get("id"):
+                    return f"Missing 'messages[{number}].tool_calls[].id'."
+                open_calls.add(str(call["id"]))
+    if open_calls:
+        return (
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not "
+            f"have response messages: {', '.join(sorted(open_calls))}"
+        )
+    return None
 
 
 def embedding_for(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:

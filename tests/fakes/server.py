@@ -201,12 +201,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.fake._track(self.connection, add=True)
+        self.server.fake.track_connection(self.connection, add=True)
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
-        self.server.fake._track(self.connection, add=False)
+        self.server.fake.track_connection(self.connection, add=False)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output quiet
@@ -214,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        self.server.fake._dispatch(self, raw)
+        self.server.fake.dispatch(self, raw)
 
     do_POST = _serve
     do_GET = _serve
@@ -528,14 +528,16 @@ class FakeServer:
                     return item
         return None
 
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
+    # -- called by the server's handler threads -------------------------------------------
+
+    def track_connection(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
             if add:
                 self._connections[conn] = threading.current_thread()
             else:
                 self._connections.pop(conn, None)
 
-    def _dispatch(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+    def dispatch(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
         split = urlsplit(handler.path)
         endpoint = self.routes.get(split.path)
         body: Any = None

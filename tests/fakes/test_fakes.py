@@ -141,7 +141,8 @@ def test_anthropic_default_answer_when_nothing_is_queued(claude: anthropic.Anthr
     first = claude.messages.create(model="m", max_tokens=50, messages=USER)
     second = claude.messages.create(model="m", max_tokens=50, messages=USER)
     assert first.content[0].text == second.content[0].text == FakeAnthropic().default_text
-    assert first.usage.input_tokens > 0 and first.usage.output_tokens > 0
+    assert first.usage.input_tokens > 0
+    assert first.usage.output_tokens > 0
 
 
 def test_anthropic_stream_helper_assembles_text_and_usage(
@@ -199,8 +200,10 @@ def test_anthropic_raw_stream_has_the_real_event_sequence(
     assert "ping" not in kinds  # sent by the fake, dropped by the SDK's SSE reader
 
     start = events[0].message
-    assert start.usage.input_tokens == 40 and start.usage.cache_read_input_tokens == 8
-    assert start.content == [] and start.stop_reason is None
+    assert start.usage.input_tokens == 40
+    assert start.usage.cache_read_input_tokens == 8
+    assert start.content == []
+    assert start.stop_reason is None
 
     text = "".join(
         e.delta.text
@@ -298,7 +301,8 @@ def test_anthropic_rate_limit(fake_anthropic: FakeAnthropic, claude: anthropic.A
     assert error.response.headers["retry-after"] == "7"
     assert error.type == "rate_limit_error"
     assert error.body["type"] == "error"
-    assert error.request_id and error.request_id.startswith("req_")
+    assert error.request_id
+    assert error.request_id.startswith("req_")
     # the next call is fine again
     assert claude.messages.create(model="m", max_tokens=10, messages=USER).content[0].text
 
@@ -499,10 +503,12 @@ def test_openai_stream_with_usage_and_split_tool_arguments(
     for delta in deltas:
         for call in delta.tool_calls or []:
             if call.id is not None:  # the first chunk of a call carries id, type and name
-                assert call.type == "function" and call.function.name == "calculator"
+                assert call.type == "function"
+                assert call.function.name == "calculator"
                 calls[call.index] = {"id": call.id, "arguments": call.function.arguments or ""}
             else:  # later chunks: only the index and an argument fragment
-                assert call.function.name is None and call.type is None
+                assert call.function.name is None
+                assert call.type is None
                 calls[call.index]["arguments"] += call.function.arguments
                 fragments.append(call.function.arguments)
     assert sorted(calls) == [0, 1]
@@ -547,7 +553,8 @@ def test_openai_stream_helper_reassembles_tool_calls(
     (call,) = final.choices[0].message.tool_calls or []
     assert json.loads(call.function.arguments) == ARGS
     assert final.choices[0].finish_reason == "tool_calls"
-    assert final.usage is not None and final.usage.completion_tokens > 0
+    assert final.usage is not None
+    assert final.usage.completion_tokens > 0
 
 
 def test_openai_tool_call_and_cached_usage_non_streaming(
@@ -589,7 +596,8 @@ def test_openai_rate_limit(fake_openai: FakeOpenAI, gpt: openai.OpenAI) -> None:
     assert error.response.headers["retry-after"] == "2.5"
     assert error.code == "rate_limit_exceeded"
     assert error.body["message"]  # the SDK keeps the inner `error` object as `body`
-    assert error.request_id and error.request_id.startswith("req_")
+    assert error.request_id
+    assert error.request_id.startswith("req_")
 
 
 def test_openai_server_error(fake_openai: FakeOpenAI, gpt: openai.OpenAI) -> None:
@@ -685,7 +693,8 @@ def test_embeddings_default_sdk_path_is_base64_and_decodes_to_floats(
     assert result.model == "text-embedding-3-small"
     assert [item.index for item in result.data] == [0, 1]
     vector = result.data[0].embedding
-    assert len(vector) == 384 and all(isinstance(v, float) for v in vector)
+    assert len(vector) == 384
+    assert all(isinstance(v, float) for v in vector)
     assert math.isclose(math.fsum(v * v for v in vector), 1.0, rel_tol=1e-5)
     assert vector == pytest.approx(embedding_for("refund policy", 384), abs=1e-6)
     assert result.usage.prompt_tokens == result.usage.total_tokens > 0
@@ -786,7 +795,8 @@ def test_fake_stops_cleanly_even_with_a_request_still_sleeping() -> None:
     fake = FakeOpenAI()
     with fake, openai.OpenAI(api_key=KEY, base_url=fake.base_url, max_retries=0) as client:
         base_url = fake.base_url
-        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        assert base_url.startswith("http://127.0.0.1:")
+        assert base_url.endswith("/v1")
         fake.queue_delay(60)
         with pytest.raises(openai.APITimeoutError):
             client.with_options(timeout=0.2).chat.completions.create(model="m", messages=USER)
@@ -846,8 +856,10 @@ def test_a_cut_stream_ends_after_its_text_with_no_stop_reason(kind: str) -> None
                 claude.messages.create(model="m", max_tokens=10, messages=USER, stream=True)
             )
         types = [e.type for e in events]
-        assert types[0] == "message_start" and events[0].message.usage.input_tokens == 12
-        assert "message_delta" not in types and "message_stop" not in types
+        assert types[0] == "message_start"
+        assert events[0].message.usage.input_tokens == 12
+        assert "message_delta" not in types
+        assert "message_stop" not in types
         assert "".join(e.delta.text for e in events if e.type == "content_block_delta") == (
             "Half an"
         )

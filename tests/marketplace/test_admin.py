@@ -14,7 +14,7 @@ from accounts.models import User
 from agents.services import agent_create, agent_update
 from marketplace import services
 from marketplace.models import Category, Listing, ListingVersion
-from tests.conftest import World, access_of, logged_in
+from tests.helpers.personas import World, access_of, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -62,13 +62,15 @@ def test_queue_lists_pending_and_change_page_shows_diff(
     _, v2 = two_versions
     queue = staff_client.get(_url("changelist"), follow=True)
     assert queue.status_code == 200
-    assert "Helper v2" in queue.content.decode() and "Helper v1" not in queue.content.decode()
+    assert "Helper v2" in queue.content.decode()
+    assert "Helper v1" not in queue.content.decode()
 
     page = staff_client.get(_url("change", v2.pk)).content.decode()
     assert "definition-diff" in page
     assert "-    &quot;system_prompt&quot;: &quot;Be brief.&quot;" in page
     assert "+    &quot;system_prompt&quot;: &quot;Be long.&quot;" in page
-    assert 'name="reason"' in page and 'name="decision"' in page
+    assert 'name="reason"' in page
+    assert 'name="decision"' in page
 
 
 def test_staff_approves_in_the_admin(
@@ -79,7 +81,8 @@ def test_staff_approves_in_the_admin(
     assert response.status_code == 302
     v2.refresh_from_db()
     assert v2.status == ListingVersion.Status.APPROVED
-    assert v2.moderated_by is not None and v2.moderated_by.email == "staff@platform.test"
+    assert v2.moderated_by is not None
+    assert v2.moderated_by.email == "staff@platform.test"
     assert Listing.objects.get(pk=v2.listing_id).current_version_id == v2.pk
 
 

@@ -23,8 +23,8 @@ from agents.services import agent_create
 from marketplace import services
 from marketplace.api import urls as api_urls
 from marketplace.models import Category, Flag, Listing, ListingVersion
-from tests.conftest import World, access_of, key_client, logged_in
-from tests.marketplace.test_search import make_listing
+from tests.helpers.marketplace import make_listing
+from tests.helpers.personas import World, access_of, key_client, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -124,8 +124,10 @@ def test_anyone_searches_and_reads_a_listing_without_an_account(listing: str) ->
     body = found.json()
     assert [card["slug"] for card in body["results"]] == [listing]
     card = body["results"][0]
-    assert card["category"] == "support" and card["kind"] == "agent"
-    assert card["publisher"]["display_name"] and "description" not in card
+    assert card["category"] == "support"
+    assert card["kind"] == "agent"
+    assert card["publisher"]["display_name"]
+    assert "description" not in card
 
     detail = anonymous.get(API + f"listings/{listing}/").json()
     assert detail["title"] == "Inbox Concierge"
@@ -146,12 +148,14 @@ def test_search_filters_and_bad_parameters_name_the_field(listing: str) -> None:
     assert anonymous.get(API + "listings/", {"kind": "workflow"}).json()["results"] == []
     assert anonymous.get(API + "listings/", {"category": "finance"}).json()["results"] == []
     browse = anonymous.get(API + "listings/", {"sort": "new", "price": "free"}).json()
-    assert browse["mode"] == "browse" and len(browse["results"]) == 1
+    assert browse["mode"] == "browse"
+    assert len(browse["results"]) == 1
 
     bad = anonymous.get(API + "listings/", {"sort": "loudest", "limit": "0"})
     assert bad.status_code == 400
     fields = bad.json()["error"]["fields"]
-    assert "sort" in fields and "limit" in fields
+    assert "sort" in fields
+    assert "limit" in fields
 
 
 def test_search_and_detail_run_a_bounded_number_of_queries(
@@ -198,7 +202,8 @@ def test_an_unlisted_listing_disappears_but_installs_keep_working(
     other = key_client(world, EVERYTHING)  # alpha cannot install it any more
     assert other.post(API + f"listings/{listing}/install/").status_code == 404
     [state] = bravo.get(API + "installs/").json()["results"]  # bravo's copy stays
-    assert state["id"] == install_id and state["update_available"] is False
+    assert state["id"] == install_id
+    assert state["update_available"] is False
 
 
 # --- Publishing
@@ -208,7 +213,8 @@ def test_publish_shows_the_decision_and_reason_to_the_creator(
     alpha: APIClient, agent_id: int, category: Category, staff: User
 ) -> None:
     submitted = publish(alpha, agent_id)
-    assert submitted["status"] == "pending" and submitted["number"] == 1
+    assert submitted["status"] == "pending"
+    assert submitted["number"] == 1
     version = ListingVersion.objects.get(listing__slug=submitted["listing"])
     services.version_request_changes(user=staff, version=version, reason="Add example inputs.")
 
@@ -220,7 +226,8 @@ def test_publish_shows_the_decision_and_reason_to_the_creator(
 
     # a new version of the same listing goes through the same flow
     again = publish(alpha, agent_id, changelog="Examples added.")
-    assert again["listing"] == submitted["listing"] and again["number"] == 2
+    assert again["listing"] == submitted["listing"]
+    assert again["number"] == 2
 
 
 def test_publish_snapshot_carries_no_secrets(
@@ -247,7 +254,8 @@ def test_publish_snapshot_carries_no_secrets(
     versions = APIClient().get(API + f"listings/{slug}/versions/")
     assert versions.status_code == 200
     text = versions.content.decode()
-    assert SECRET not in text and "10.9.8.7" not in text
+    assert SECRET not in text
+    assert "10.9.8.7" not in text
     assert versions.json()["results"][0]["definition"]["agent"]["model"] == "smart"
 
 
@@ -302,7 +310,8 @@ def test_publish_needs_build_and_a_workspace(
     session = APIClient()
     session.force_authenticate(world.owner)
     no_header = session.post(API + "listings/", body, format="json")
-    assert no_header.status_code == 400 and "X-Workspace" in no_header.json()["error"]["fields"]
+    assert no_header.status_code == 400
+    assert "X-Workspace" in no_header.json()["error"]["fields"]
     outsider = APIClient()
     outsider.force_authenticate(world.outsider)
     wrong = outsider.post(API + "listings/", body, format="json", HTTP_X_WORKSPACE="alpha")
@@ -319,23 +328,28 @@ def test_install_stays_pinned_until_upgraded_then_uninstalls_cleanly(
     installed = bravo.post(API + f"listings/{listing}/install/")
     assert installed.status_code == 201, installed.content
     install = installed.json()
-    assert install["version"] == 1 and install["object_kind"] == "agent"
+    assert install["version"] == 1
+    assert install["object_kind"] == "agent"
     assert bravo.post(API + f"listings/{listing}/install/").status_code == 409
 
     # a newer approved version: bravo sees the update but stays on 1
     publish(alpha, agent_id, changelog="Handles refunds.")
     approve(staff, listing)
     [state] = bravo.get(API + "installs/").json()["results"]
-    assert state["version"] == 1 and state["update_available"] is True
-    assert state["latest_version"] == 2 and state["latest_changelog"] == "Handles refunds."
+    assert state["version"] == 1
+    assert state["update_available"] is True
+    assert state["latest_version"] == 2
+    assert state["latest_changelog"] == "Handles refunds."
 
     upgraded = bravo.post(API + f"installs/{install['id']}/upgrade/")
     assert upgraded.status_code == 200, upgraded.content
-    assert upgraded.json()["version"] == 2 and upgraded.json()["update_available"] is False
+    assert upgraded.json()["version"] == 2
+    assert upgraded.json()["update_available"] is False
     assert bravo.post(API + f"installs/{install['id']}/upgrade/").status_code == 409
 
     gone = bravo.post(API + f"installs/{install['id']}/uninstall/")
-    assert gone.status_code == 200 and gone.json()["uninstalled_at"]
+    assert gone.status_code == 200
+    assert gone.json()["uninstalled_at"]
     assert bravo.get(API + "installs/").json()["results"] == []
     with schema_context(world.workspace_b.schema_name):
         assert Agent.objects.get(pk=install["object_id"]).archived_at is not None
@@ -393,22 +407,27 @@ def test_only_a_workspace_that_ran_it_may_review_once_and_the_creator_replies_on
     assert never_installed.status_code == 403
     bravo.post(API + f"listings/{listing}/install/")
     never_ran = bravo.post(API + f"listings/{listing}/reviews/", review, format="json")
-    assert never_ran.status_code == 403 and "ran it" in never_ran.json()["error"]["message"]
+    assert never_ran.status_code == 403
+    assert "ran it" in never_ran.json()["error"]["message"]
 
     ran(world, listing)
     bad = bravo.post(API + f"listings/{listing}/reviews/", {"rating": 9}, format="json")
-    assert bad.status_code == 400 and "rating" in bad.json()["error"]["fields"]
+    assert bad.status_code == 400
+    assert "rating" in bad.json()["error"]["fields"]
     first = bravo.post(API + f"listings/{listing}/reviews/", review, format="json")
     assert first.status_code == 201, first.content
     edited = bravo.post(API + f"listings/{listing}/reviews/", {"rating": 4}, format="json")
     assert edited.status_code == 200  # an edit, not a new review
-    assert edited.json()["id"] == first.json()["id"] and edited.json()["rating"] == 4
+    assert edited.json()["id"] == first.json()["id"]
+    assert edited.json()["rating"] == 4
 
     public = APIClient().get(API + f"listings/{listing}/reviews/").json()["results"]
     assert [(r["rating"], r["text"]) for r in public] == [(4, "")]
-    assert "workspace" not in public[0] and "author" not in public[0]
+    assert "workspace" not in public[0]
+    assert "author" not in public[0]
     detail = APIClient().get(API + f"listings/{listing}/").json()
-    assert detail["reviews"] == 1 and detail["rating"] == "4.00"
+    assert detail["reviews"] == 1
+    assert detail["rating"] == "4.00"
 
     review_id = first.json()["id"]
     assert (
@@ -417,7 +436,8 @@ def test_only_a_workspace_that_ran_it_may_review_once_and_the_creator_replies_on
     )
     assert alpha.post(API + f"reviews/{review_id}/reply/", {}, format="json").status_code == 400
     replied = alpha.post(API + f"reviews/{review_id}/reply/", {"text": "Thanks!"}, format="json")
-    assert replied.status_code == 200 and replied.json()["reply"] == "Thanks!"
+    assert replied.status_code == 200
+    assert replied.json()["reply"] == "Thanks!"
     twice = alpha.post(API + f"reviews/{review_id}/reply/", {"text": "Again"}, format="json")
     assert twice.status_code == 409
     assert (
@@ -433,9 +453,11 @@ def test_flags_need_an_account_and_a_reason(world: World, listing: str, bravo: A
         == 401
     )
     other = bravo.post(API + f"listings/{listing}/flags/", {"reason": "other"}, format="json")
-    assert other.status_code == 400 and "details" in other.json()["error"]["fields"]
+    assert other.status_code == 400
+    assert "details" in other.json()["error"]["fields"]
     bad = bravo.post(API + f"listings/{listing}/flags/", {"reason": "ugly"}, format="json")
-    assert bad.status_code == 400 and "reason" in bad.json()["error"]["fields"]
+    assert bad.status_code == 400
+    assert "reason" in bad.json()["error"]["fields"]
 
     made = bravo.post(
         API + f"listings/{listing}/flags/",
@@ -444,7 +466,8 @@ def test_flags_need_an_account_and_a_reason(world: World, listing: str, bravo: A
     )
     assert made.status_code == 201, made.content
     flag = Flag.objects.get()
-    assert flag.details == "Asks for passwords." and flag.reporter == world.outsider
+    assert flag.details == "Asks for passwords."
+    assert flag.reporter == world.outsider
 
 
 def test_a_session_user_reads_and_acts_with_the_workspace_header(
@@ -493,4 +516,5 @@ def test_every_marketplace_endpoint_is_in_the_openapi_schema(world: World) -> No
         assert {} in paths["/api/v1/marketplace/" + route]["get"]["security"], route
     assert {} not in paths["/api/v1/marketplace/listings/"]["post"]["security"]
     review = paths["/api/v1/marketplace/listings/{slug}/reviews/"]
-    assert {} in review["get"]["security"] and {"200", "201"} <= set(review["post"]["responses"])
+    assert {} in review["get"]["security"]
+    assert {"200", "201"} <= set(review["post"]["responses"])

@@ -96,17 +96,20 @@ def test_shipped_catalogue_imports_cleanly() -> None:
     assert len(report.created) >= 60
     assert Category.objects.count() >= 15
     publisher = Publisher.objects.get(slug="agent-market")
-    assert publisher.verified and publisher.workspace_id is None
+    assert publisher.verified
+    assert publisher.workspace_id is None
     listings = Listing.objects.select_related("current_version")
     assert listings.filter(publisher=publisher).count() == len(report.created)
     kinds = {kind: listings.filter(kind=kind).count() for kind in Listing.Kind.values}
-    assert kinds["agent"] >= 40 and kinds["workflow"] >= 15
+    assert kinds["agent"] >= 40
+    assert kinds["workflow"] >= 15
     assert listings.values("category").distinct().count() >= 15
     assert listings.exclude(pricing="free").exists()
     tools = catalog_tools()
     for listing in listings:
         version = listing.current_version
-        assert version is not None and version.number == 1
+        assert version is not None
+        assert version.number == 1
         assert version.status == ListingVersion.Status.APPROVED
         assert len(listing.summary) <= 200
         definition = version.definition
@@ -127,7 +130,9 @@ def test_shipped_catalogue_reimport_is_idempotent() -> None:
 
     report = import_catalog(CATALOG_DIR)
 
-    assert report.errors == [] and report.created == [] and report.updated == []
+    assert report.errors == []
+    assert report.created == []
+    assert report.updated == []
     assert len(report.unchanged) >= 60
     assert ListingVersion.objects.count() == versions
 
@@ -143,7 +148,8 @@ def test_changed_definition_creates_version_2_and_leaves_others_alone(folder: Pa
 
     report = import_catalog(folder)
 
-    assert report.updated == ["alpha-agent"] and report.unchanged == ["beta-agent"]
+    assert report.updated == ["alpha-agent"]
+    assert report.unchanged == ["beta-agent"]
     alpha = Listing.objects.get(slug="alpha-agent")
     assert alpha.current_version is not None
     assert alpha.current_version.number == 2
@@ -160,13 +166,15 @@ def test_metadata_change_updates_in_place(folder: Path) -> None:
 
     assert report.updated == ["beta-agent"]
     beta = Listing.objects.get(slug="beta-agent")
-    assert beta.title == "Beta, renamed" and beta.versions.count() == 1
+    assert beta.title == "Beta, renamed"
+    assert beta.versions.count() == 1
 
 
 def test_dry_run_writes_nothing(folder: Path) -> None:
     report = import_catalog(folder, dry_run=True)
 
-    assert report.dry_run and sorted(report.created) == ["alpha-agent", "beta-agent"]
+    assert report.dry_run
+    assert sorted(report.created) == ["alpha-agent", "beta-agent"]
     assert not Listing.objects.exists()
     assert not Publisher.objects.filter(slug="agent-market").exists()
     assert not Category.objects.filter(slug="writing").exists()
@@ -275,7 +283,8 @@ def test_csv_import(tmp_path: Path) -> None:
     assert report.created == ["csv-agent"]
     assert _errors(report) == {("listings.csv row 3", "category")}
     listing = Listing.objects.get(slug="csv-agent")
-    assert listing.pricing == "one_time" and listing.price_cents == 900
+    assert listing.pricing == "one_time"
+    assert listing.price_cents == 900
     assert listing.tags == ["test"]
     assert listing.current_version is not None
     assert listing.current_version.required_tools == ["calculator"]

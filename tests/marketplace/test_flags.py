@@ -13,14 +13,14 @@ from rest_framework.test import APIClient
 from core.exceptions import Conflict
 from marketplace import services
 from marketplace.models import Category, Flag, Listing, Publisher
-from tests.conftest import World, logged_in
-from tests.marketplace.test_search import categories, make_listing, publisher  # noqa: F401
+from tests.helpers.marketplace import make_listing
+from tests.helpers.personas import World, logged_in
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def listing(publisher: Publisher, categories: dict[str, Category]) -> Listing:  # noqa: F811
+def listing(publisher: Publisher, categories: dict[str, Category]) -> Listing:
     return make_listing(
         publisher=publisher,
         category=categories["support"],

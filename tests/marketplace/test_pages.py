@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from marketplace.models import Category, Publisher, Review
-from tests.conftest import World, logged_in
-from tests.marketplace.test_search import categories, make_listing, publisher  # noqa: F401
+from tests.helpers.marketplace import make_listing
+from tests.helpers.personas import World, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ HX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "market-results"}
 
 
 @pytest.fixture
-def support(publisher: Publisher, categories: dict[str, Category]) -> Any:  # noqa: F811
+def support(publisher: Publisher, categories: dict[str, Category]) -> Any:
     return make_listing(
         publisher=publisher,
         category=categories["support"],
@@ -47,8 +47,8 @@ def support(publisher: Publisher, categories: dict[str, Category]) -> Any:  # no
 def test_anyone_can_browse_the_front_page(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
     django_assert_max_num_queries: Any,
 ) -> None:
     for index in range(8):  # more listings must not mean more queries
@@ -57,21 +57,27 @@ def test_anyone_can_browse_the_front_page(
         response = client.get(reverse("marketplace"))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Featured" in html and "Inbox Concierge" in html
-    assert "Customer support" in html and "Finance" in html  # categories with listings
-    assert "★ 4.5" in html and "Ledger 7" in html
+    assert "Featured" in html
+    assert "Inbox Concierge" in html
+    assert "Customer support" in html  # categories with listings
+    assert "Finance" in html
+    assert "★ 4.5" in html
+    assert "Ledger 7" in html
     # cards carry the measured run figures, or say there are none yet
-    assert "95% success · p95 1,800 ms · $0.0021/run" in html and "(40 runs)" in html
+    assert "95% success · p95 1,800 ms · $0.0021/run" in html
+    assert "(40 runs)" in html
     assert "No runs measured yet" in html
 
 
 def test_search_works_without_javascript_and_as_you_type(client: Client, support: Any) -> None:
     plain = client.get(reverse("marketplace"), {"q": "answers customer emails"})
-    assert plain.status_code == 200 and "Inbox Concierge" in plain.content.decode()
+    assert plain.status_code == 200
+    assert "Inbox Concierge" in plain.content.decode()
     assert "<!DOCTYPE html>" in plain.content.decode()
     partial = client.get(reverse("marketplace"), {"q": "concierge"}, **HX)
     html = partial.content.decode()
-    assert 'id="market-results"' in html and "Inbox Concierge" in html
+    assert 'id="market-results"' in html
+    assert "Inbox Concierge" in html
     assert "<!DOCTYPE html>" not in html  # only the results are swapped
     nothing = client.get(reverse("marketplace"), {"q": "quantum chromodynamics"}, **HX)
     assert "No listings match “quantum chromodynamics”" in nothing.content.decode()
@@ -80,8 +86,8 @@ def test_search_works_without_javascript_and_as_you_type(client: Client, support
 def test_search_results_say_why_they_matched_and_gibberish_finds_nothing(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     make_listing(
         publisher=publisher,
@@ -94,11 +100,13 @@ def test_search_results_say_why_they_matched_and_gibberish_finds_nothing(
     assert "1 match for “invoice”" in html
     assert "Inbox Concierge" not in html  # the nearest of the rest is not a match
     assert "Matched: title, summary" in html
-    assert "<mark>Invoice</mark> Checker" in html and "each <mark>invoice</mark>" in html
+    assert "<mark>Invoice</mark> Checker" in html
+    assert "each <mark>invoice</mark>" in html
 
     gibberish = client.get(reverse("marketplace"), {"q": "xyzzyqq"}).content.decode()
     assert "No listings match “xyzzyqq”" in gibberish
-    assert "match for" not in gibberish and "matches for" not in gibberish
+    assert "match for" not in gibberish
+    assert "matches for" not in gibberish
     assert "Check the spelling" in gibberish
     assert 'href="?category=support"' in gibberish  # somewhere to go from here
 
@@ -106,16 +114,18 @@ def test_search_results_say_why_they_matched_and_gibberish_finds_nothing(
 def test_filters_narrow_and_bad_values_are_named(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     make_listing(publisher=publisher, category=categories["finance"], title="Invoice Checker")
     finance = client.get(reverse("marketplace"), {"category": "finance"}).content.decode()
-    assert "Invoice Checker" in finance and "Inbox Concierge" not in finance
+    assert "Invoice Checker" in finance
+    assert "Inbox Concierge" not in finance
     bad = client.get(reverse("marketplace"), {"sort": "cheapest", "category": "nope"})
     html = bad.content.decode()
     assert bad.status_code == 200
-    assert "Select a valid choice" in html and 'id="id_sort_error"' in html
+    assert "Select a valid choice" in html
+    assert 'id="id_sort_error"' in html
     assert "Inbox Concierge" in html  # the invalid filters are ignored, results still shown
 
 
@@ -134,10 +144,15 @@ def test_listing_page_renders_safe_markdown_and_measured_figures(
     response = client.get(reverse("marketplace_listing", kwargs={"slug": "inbox-concierge"}))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "<h2>How it works</h2>" in html and "<strong>Reads</strong>" in html
-    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
-    assert "95%" in html and "1,800 ms" in html and "$0.0021" in html
-    assert "Saved us hours." in html and "Thank you!" in html
+    assert "<h2>How it works</h2>" in html
+    assert "<strong>Reads</strong>" in html
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "95%" in html
+    assert "1,800 ms" in html
+    assert "$0.0021" in html
+    assert "Saved us hours." in html
+    assert "Thank you!" in html
     assert "Sign in to install" in html  # anonymous visitor
 
 
@@ -150,8 +165,8 @@ def _queries(client: Client, url: str, **params: Any) -> int:
 def test_search_results_and_listing_page_run_the_same_queries_for_more_listings(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
     world: World,
 ) -> None:
     member = logged_in(world.owner)  # signed in: the page also looks up installs and reviews
@@ -182,20 +197,22 @@ def test_search_results_and_listing_page_run_the_same_queries_for_more_listings(
 def test_publisher_page_lists_public_listings(
     client: Client,
     support: Any,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     make_listing(
         publisher=publisher, category=categories["support"], title="Secret draft", approved=False
     )
     html = client.get(reverse("marketplace_publisher", kwargs={"slug": "acme"})).content.decode()
-    assert "Acme Labs" in html and "Inbox Concierge" in html and "Secret draft" not in html
+    assert "Acme Labs" in html
+    assert "Inbox Concierge" in html
+    assert "Secret draft" not in html
 
 
 def test_hidden_listings_are_not_found(
     client: Client,
-    publisher: Publisher,  # noqa: F811
-    categories: dict[str, Category],  # noqa: F811
+    publisher: Publisher,
+    categories: dict[str, Category],
 ) -> None:
     draft = make_listing(
         publisher=publisher, category=categories["support"], title="Draft", approved=False

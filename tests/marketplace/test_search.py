@@ -18,66 +18,14 @@ from django.utils import timezone
 
 from core.exceptions import NotFound, ValidationFailed
 from marketplace import selectors
-from marketplace.models import Category, Listing, ListingVersion, Publisher, Review
-from marketplace.search_index import index_all, index_listing
+from marketplace.models import Category, Listing, Publisher, Review
+from marketplace.search_index import index_all
 from marketplace.selectors import browse_home, listing_detail, listing_search, publisher_listings
-from tests.conftest import World
 from tests.fakes import FakeOpenAI
+from tests.helpers.marketplace import make_listing
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db
-
-_counter = itertools.count()
-
-
-@pytest.fixture
-def categories() -> dict[str, Category]:
-    return {
-        slug: Category.objects.create(slug=slug, name=name, position=i)
-        for i, (slug, name) in enumerate(
-            [("support", "Customer support"), ("finance", "Finance"), ("marketing", "Marketing")]
-        )
-    }
-
-
-@pytest.fixture
-def publisher() -> Publisher:
-    return Publisher.objects.create(slug="acme", display_name="Acme Labs", verified=True)
-
-
-def make_listing(
-    *,
-    publisher: Publisher,
-    category: Category,
-    title: str,
-    summary: str = "",
-    description: str = "",
-    tags: list[str] | None = None,
-    approved: bool = True,
-    index: bool = True,
-    **fields: Any,
-) -> Listing:
-    number = next(_counter)
-    listing = Listing.objects.create(
-        publisher=publisher,
-        category=category,
-        kind=fields.pop("kind", Listing.Kind.AGENT),
-        slug=fields.pop("slug", f"listing-{number}"),
-        title=title,
-        summary=summary or title,
-        description=description,
-        tags=tags or [],
-        published_at=fields.pop("published_at", timezone.now()),
-        **fields,
-    )
-    if approved:
-        version = ListingVersion.objects.create(
-            listing=listing, number=1, definition={}, status=ListingVersion.Status.APPROVED
-        )
-        listing.current_version = version
-        listing.save(update_fields=["current_version"])
-    if index:
-        index_listing(listing)
-    return listing
 
 
 @pytest.fixture
@@ -193,7 +141,7 @@ def test_combined_fuses_keyword_and_semantic(catalogue: dict[str, Listing]) -> N
     # Both agree on the refund workflow: it comes first.
     assert listing_search(q="refund requests").listings[0].title == "Refund Helper"
     # Reciprocal rank fusion: in both lists beats first in one only.
-    assert selectors._fuse([1, 2, 3], [3, 1]) == [1, 3, 2]
+    assert selectors._fuse([1, 2, 3], [3, 1]) == [1, 3, 2]  # noqa: SLF001 (no public way to rank bare ids)
 
 
 def test_stop_word_query_does_not_fail(catalogue: dict[str, Listing]) -> None:
@@ -244,9 +192,11 @@ def test_sorting(catalogue: dict[str, Listing]) -> None:
 
 def test_pagination(catalogue: dict[str, Listing]) -> None:
     first = listing_search(sort="installs", limit=3)
-    assert len(first.listings) == 3 and first.has_more
+    assert len(first.listings) == 3
+    assert first.has_more
     second = listing_search(sort="installs", limit=3, offset=3)
-    assert titles(second.listings) == ["Refund Helper"] and not second.has_more
+    assert titles(second.listings) == ["Refund Helper"]
+    assert not second.has_more
 
 
 def test_unlisted_and_unapproved_never_appear(catalogue: dict[str, Listing]) -> None:
@@ -287,12 +237,14 @@ def test_listing_detail_and_publisher(world: World, catalogue: dict[str, Listing
     listing = listing_detail(inbox.slug)
     assert listing.publisher.display_name == "Acme Labs"
     assert listing.category.slug == "support"
-    assert listing.current_version is not None and listing.current_version.number == 1
+    assert listing.current_version is not None
+    assert listing.current_version.number == 1
     assert [review.text for review in listing.recent_reviews] == ["Good", "Great"]
     with pytest.raises(NotFound):
         listing_detail("no-such-listing")
     page = publisher_listings("acme")
-    assert page.publisher.slug == "acme" and len(page.listings) == 4
+    assert page.publisher.slug == "acme"
+    assert len(page.listings) == 4
     with pytest.raises(NotFound):
         publisher_listings("nobody")
 
@@ -338,13 +290,14 @@ def test_query_counts_do_not_grow_with_listings(
     world: World, categories: dict[str, Category], publisher: Publisher
 ) -> None:
     other = Publisher.objects.create(slug="other", display_name="Other")
+    titles = itertools.count()
 
     def add(count: int) -> None:
         for i in range(count):
             make_listing(
                 publisher=publisher if i % 2 else other,
                 category=list(categories.values())[i % 3],
-                title=f"Support email helper {next(_counter)}",
+                title=f"Support email helper {next(titles)}",
                 summary="Answers customer emails.",
                 tags=["email", "support"],
                 rating_avg=Decimal("4.0"),
@@ -372,7 +325,9 @@ def test_query_counts_do_not_grow_with_listings(
     add(35)
     large = {name: _count_queries(call) for name, call in calls.items()}
     assert small == large
-    assert large["home"] <= 5 and large["detail"] <= 3 and large["browse"] == 1
+    assert large["home"] <= 5
+    assert large["detail"] <= 3
+    assert large["browse"] == 1
 
 
 def test_reindex_listings_moves_the_listings_to_the_configured_embedder(
@@ -439,7 +394,8 @@ def test_invoice_finds_the_invoice_listing_first_and_says_why(shipped_catalogue:
     # Everything else contains the word (its description quotes an invoice): each says where,
     # and nothing is there only for being the nearest of an unrelated lot.
     for hit in result.hits:
-        assert hit.match is not None and hit.match.fields, hit.listing.slug
+        assert hit.match is not None, hit.listing.slug
+        assert hit.match.fields, hit.listing.slug
         assert "invoice" in (hit.listing.title + hit.listing.summary).lower() or (
             hit.match.reason == "Matched: description"
         )
@@ -461,7 +417,8 @@ def test_a_semantic_only_hit_says_similar_in_meaning(
     result = listing_search(q="bot that answers customer emails", explain=True)
     assert result.listings[0].title == "Inbox Concierge"
     match = result.hits[0].match
-    assert match is not None and match.semantic
+    assert match is not None
+    assert match.semantic
     assert match.reason == "Matched: tags, summary, description"
     # A misspelling no field holds, within a wider floor an operator set: found by meaning
     # (shared letters, for the hashing embedder) only, and it says so.
@@ -471,7 +428,8 @@ def test_a_semantic_only_hit_says_similar_in_meaning(
     assert titles(typo.listings)[0] == "Invoice Reconciler"
     hit = typo.hits[0]
     assert hit.match is not None
-    assert hit.match.fields == () and hit.match.reason == "Similar in meaning"
+    assert hit.match.fields == ()
+    assert hit.match.reason == "Similar in meaning"
     assert hit.match.title == [("Invoice Reconciler", False)]  # nothing to highlight
 
 

@@ -18,7 +18,7 @@ from billing.models import ModelPrice
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from marketplace import services
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion
-from tests.conftest import World, access_of
+from tests.helpers.personas import World, access_of
 from workflows.models import Workflow
 from workflows.services import workflow_create
 
@@ -60,11 +60,13 @@ def _publish(world: World, source_id: int, kind: str = "agent", **extra: Any) ->
 def test_publish_approve_install_run_review(world: World, category: Category, staff: User) -> None:
     # given an agent of alpha published and approved
     version = _publish(world, _agent(world))
-    assert version.number == 1 and version.status == ListingVersion.Status.PENDING
+    assert version.number == 1
+    assert version.status == ListingVersion.Status.PENDING
     assert not version.listing.is_public
     services.version_approve(user=staff, version=version)
     listing = Listing.objects.get(pk=version.listing_id)
-    assert listing.is_public and listing.published_at is not None
+    assert listing.is_public
+    assert listing.published_at is not None
     assert listing.current_version_id == version.pk
 
     # when bravo installs it
@@ -106,7 +108,8 @@ def test_publish_approve_install_run_review(world: World, category: Category, st
     again = services.review_save(access=bravo, listing=listing, rating=2, text="Meh")
     assert again.pk == review.pk
     listing.refresh_from_db()
-    assert listing.review_count == 1 and listing.rating_avg == Decimal("2.00")
+    assert listing.review_count == 1
+    assert listing.rating_avg == Decimal("2.00")
     with pytest.raises(ValidationFailed) as bad:
         services.review_save(access=bravo, listing=listing, rating=6)
     assert "rating" in bad.value.fields
@@ -174,9 +177,12 @@ def test_snapshot_never_contains_secrets_or_knowledge(world: World, category: Ca
     version = _publish(world, kb_agent)
     text = json.dumps(version.definition)
     spec = version.definition["agent"]
-    assert SECRET_KEY not in text and "10.1.2.3" not in text
-    assert "Confidential" not in text and "knowledge_base_ids" not in text
-    assert spec["tools"] == ["calculator"] and spec["model"] == "smart"
+    assert SECRET_KEY not in text
+    assert "10.1.2.3" not in text
+    assert "Confidential" not in text
+    assert "knowledge_base_ids" not in text
+    assert spec["tools"] == ["calculator"]
+    assert spec["model"] == "smart"
     assert version.required_tools == ["calculator"]
     assert version.required_providers == ["openai_compatible"]
 
@@ -221,7 +227,8 @@ def test_installed_copy_stays_pinned_until_upgrade(
     with schema_context(world.workspace_a.schema_name):
         agent_update(access=alpha, agent_id=agent_id, system_prompt="Be long.")
     v2 = _publish(world, workflow.pk, kind="workflow", title="Writing flow")
-    assert v2.listing_id == v1.listing_id and v2.number == 2
+    assert v2.listing_id == v1.listing_id
+    assert v2.number == 2
     services.version_approve(user=staff, version=v2)
 
     # then bravo's copy is unchanged until it upgrades
@@ -275,7 +282,8 @@ def test_rejected_listing_is_not_public(world: World, category: Category, staff:
     services.version_reject(user=staff, version=version, reason="Misleading title")
     version.refresh_from_db()
     assert version.status == ListingVersion.Status.REJECTED
-    assert version.moderated_by == staff and version.moderated_at is not None
+    assert version.moderated_by == staff
+    assert version.moderated_at is not None
     listing = Listing.objects.get(pk=version.listing_id)
     assert not listing.is_public
     with pytest.raises(NotFound):

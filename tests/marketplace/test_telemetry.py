@@ -16,8 +16,8 @@ from agents.services import agent_create
 from core.hooks import RunFinished, run_finished
 from marketplace import services
 from marketplace.models import Category, Install, Listing, RunSample
-from tests.conftest import World, access_of
-from tests.workflows.conftest import drain
+from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import drain
 from workflows import runs
 from workflows.models import Workflow, WorkflowRun
 from workflows.services import workflow_create
@@ -64,10 +64,13 @@ def test_an_installed_agent_run_updates_the_listing_and_allows_a_review(
         assert execute_run(run.pk) == AgentRun.Status.SUCCEEDED
 
     listing = Listing.objects.get(pk=installed.listing_id)
-    assert listing.run_count == 1 and listing.success_rate == pytest.approx(1.0)
-    assert listing.p95_latency_ms is not None and listing.median_cost_usd is not None
+    assert listing.run_count == 1
+    assert listing.success_rate == pytest.approx(1.0)
+    assert listing.p95_latency_ms is not None
+    assert listing.median_cost_usd is not None
     sample = RunSample.objects.get()
-    assert sample.succeeded and sample.listing_id == listing.pk
+    assert sample.succeeded
+    assert sample.listing_id == listing.pk
     assert Install.objects.get(pk=installed.pk).runs_completed == 1
     review = services.review_save(access=bravo, listing=listing, rating=5, text="Works")
     assert review.rating == 5
@@ -94,7 +97,8 @@ def test_an_installed_workflow_run_is_recorded_after_commit(
         run.refresh_from_db()
         assert run.status == "succeeded"
     listing = Listing.objects.get(pk=installed.listing_id)
-    assert listing.run_count == 1 and listing.success_rate == pytest.approx(1.0)
+    assert listing.run_count == 1
+    assert listing.success_rate == pytest.approx(1.0)
 
 
 def test_runs_of_workspace_made_agents_report_nothing(world: World) -> None:
@@ -133,11 +137,13 @@ def test_a_failing_subscriber_never_fails_the_run_and_is_logged(
         run_finished.unsubscribe(broken)
         run_finished.unsubscribe(events.append)
 
-    assert run.status == AgentRun.Status.SUCCEEDED and run.output
+    assert run.status == AgentRun.Status.SUCCEEDED
+    assert run.output
     [event] = events
     assert (event.kind, event.run_id, event.status) == ("agent", run.pk, "succeeded")
     assert event.schema_name == world.workspace_a.schema_name
-    assert event.listing_version_id is None and event.latency_ms >= 0
+    assert event.listing_version_id is None
+    assert event.latency_ms >= 0
     assert any(
         "hook run_finished" in r.getMessage() and "broken" in r.getMessage() for r in caplog.records
     )

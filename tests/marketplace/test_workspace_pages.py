@@ -19,7 +19,7 @@ from marketplace import services
 from marketplace.icons import ICON_ERROR
 from marketplace.models import Category, Flag, Install, Listing, ListingVersion, Review
 from tenants.models import Membership, Role, Workspace
-from tests.conftest import World, access_of, logged_in
+from tests.helpers.personas import World, access_of, logged_in
 from workflows.services import workflow_create
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +90,8 @@ def test_install_from_the_listing_page_then_upgrade_when_a_new_version_is_approv
     )
     services.version_approve(user=staff, version=v2)
     mine = bravo.get(_url("marketplace_workspace", workspace_slug="bravo")).content.decode()
-    assert "Update available" in mine and "Warmer greetings." in mine
+    assert "Update available" in mine
+    assert "Warmer greetings." in mine
     assert "Say hello warmly." in mine  # the diff of the definitions
     with schema_context(world.workspace_b.schema_name):
         copy = Agent.objects.select_related("current_version").get(pk=install.object_id)
@@ -116,7 +117,8 @@ def test_review_needs_a_completed_run_and_errors_are_shown_beside_the_field(
     bravo.post(_url("marketplace_install", slug=listing.slug), {"workspace": "bravo"})
     url = _url("marketplace_review", slug=listing.slug)
     refused = bravo.post(url, {"workspace": "bravo", "rating": "5", "text": "Great"})
-    assert refused.status_code == 400 and not Review.objects.exists()
+    assert refused.status_code == 400
+    assert not Review.objects.exists()
     assert "run" in refused.content.decode().lower()
     services.record_run(
         listing_version_id=listing.current_version_id or 0,
@@ -126,18 +128,22 @@ def test_review_needs_a_completed_run_and_errors_are_shown_beside_the_field(
         workspace=world.workspace_b,
     )
     bad = bravo.post(url, {"workspace": "bravo", "rating": "9"})
-    assert bad.status_code == 400 and "Select a valid choice" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "Select a valid choice" in bad.content.decode()
     ok = bravo.post(url, {"workspace": "bravo", "rating": "5", "text": "Great"})
-    assert ok.status_code == 302 and Review.objects.get().rating == 5
+    assert ok.status_code == 302
+    assert Review.objects.get().rating == 5
     # the listing page now offers to edit that review, filled in
     page = bravo.get(_url("marketplace_listing", slug=listing.slug)).content.decode()
-    assert "Edit your review" in page and ">\nGreat</textarea>" in page
+    assert "Edit your review" in page
+    assert ">\nGreat</textarea>" in page
     assert '<option value="5" selected>' in page
 
     # the publisher replies from its workspace page
     alpha = logged_in(world.owner)
     page = alpha.get(_url("marketplace_workspace", workspace_slug="alpha")).content.decode()
-    assert "Reviews waiting for your reply" in page and "Great" in page
+    assert "Reviews waiting for your reply" in page
+    assert "Great" in page
     review = Review.objects.get()
     alpha.post(
         _url("marketplace_reply", workspace_slug="alpha", review_id=review.pk), {"text": "Thanks!"}
@@ -149,7 +155,8 @@ def test_flag_requires_a_reason(world: World, listing: Listing) -> None:
     client = logged_in(world.outsider)
     url = _url("marketplace_flag", slug=listing.slug)
     missing = client.post(url, {"reason": ""})
-    assert missing.status_code == 400 and not Flag.objects.exists()
+    assert missing.status_code == 400
+    assert not Flag.objects.exists()
     assert "This field is required" in missing.content.decode()
     client.post(url, {"reason": "broken", "details": "Says nothing."})
     assert Flag.objects.get().reason == "broken"
@@ -169,7 +176,8 @@ def test_publish_from_the_workspace_and_see_the_decision(world: World, staff: Us
     bad = alpha.post(
         url, {"source": f"agent:{agent.pk}", "title": "", "summary": "x", "category": "support"}
     )
-    assert bad.status_code == 400 and "This field is required" in bad.content.decode()
+    assert bad.status_code == 400
+    assert "This field is required" in bad.content.decode()
     ok = alpha.post(
         url,
         {
@@ -186,7 +194,8 @@ def test_publish_from_the_workspace_and_see_the_decision(world: World, staff: Us
     assert version.example_inputs == ["Summarise this memo", "Shorten this email"]
     services.version_reject(user=staff, version=version, reason="Add a description, please.")
     page = alpha.get(_url("marketplace_workspace", workspace_slug="alpha")).content.decode()
-    assert "Rejected" in page and "Add a description, please." in page
+    assert "Rejected" in page
+    assert "Add a description, please." in page
 
 
 def test_outsiders_and_anonymous_visitors(world: World, listing: Listing) -> None:
@@ -227,7 +236,8 @@ def test_outsiders_and_anonymous_visitors(world: World, listing: Listing) -> Non
     assert anonymous.get(_url("marketplace_listing", slug=listing.slug)).status_code == 200
     for name in ("marketplace_install", "marketplace_review", "marketplace_flag"):
         response = anonymous.post(_url(name, slug=listing.slug), {"workspace": "bravo"})
-        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+        assert response.status_code == 302
+        assert "/accounts/login/" in response["Location"]
     assert anonymous.get(_url("marketplace_workspace", workspace_slug="alpha")).status_code == 302
 
 
@@ -276,7 +286,8 @@ def test_a_priced_listing_says_it_is_not_charged_wherever_it_is_offered_or_run(
     agent_page = bravo.get(
         _url("agent_detail", workspace_slug="bravo", agent_id=install.object_id)
     ).content.decode()
-    assert "Try it" in agent_page and NOT_CHARGED in agent_page
+    assert "Try it" in agent_page
+    assert NOT_CHARGED in agent_page
     # the installed workflow's run page
     flow = services.install(
         access=access_of(world.outsider, world.workspace_b),
@@ -314,10 +325,12 @@ def test_the_review_form_preselects_no_rating_and_asks_for_one(
     url = _url("marketplace_review", slug=listing.slug)
     missing = bravo.post(url, {"workspace": "bravo", "rating": "", "text": "Fine"})
     html = missing.content.decode()
-    assert missing.status_code == 400 and not Review.objects.exists()
+    assert missing.status_code == 400
+    assert not Review.objects.exists()
     beside_the_field = '<ul class="errorlist" id="id_rating_error"><li>Choose a rating from one'
     assert beside_the_field in html
-    assert 'aria-invalid="true"' in html and ">\nFine</textarea>" in html  # the text is kept
+    assert 'aria-invalid="true"' in html
+    assert ">\nFine</textarea>" in html  # the text is kept
     assert bravo.post(url, {"workspace": "bravo", "rating": "3"}).status_code == 302
     assert Review.objects.get().rating == 3
 

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
-from tests.conftest import World, make_user
+from tests.helpers.personas import World, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -53,8 +53,10 @@ def error_of(response: Any) -> dict[str, Any]:
     assert set(body) == {"error"}, body
     error = body["error"]
     assert set(error) == {"code", "message", "fields"}, body
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["code"], str)
+    assert error["code"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     assert isinstance(error["fields"], dict)
     return error
 

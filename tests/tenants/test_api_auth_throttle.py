@@ -8,7 +8,7 @@ import itertools
 import pytest
 from rest_framework.test import APIClient
 
-from tests.conftest import World, key_client
+from tests.helpers.personas import World, key_client
 
 pytestmark = pytest.mark.django_db
 

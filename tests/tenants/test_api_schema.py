@@ -11,7 +11,7 @@ from django.contrib.staticfiles import finders
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from tests.conftest import World
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db
 

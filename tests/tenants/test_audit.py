@@ -18,7 +18,7 @@ from agents.knowledge import services as knowledge
 from marketplace import services as marketplace
 from marketplace.models import Category, Listing
 from tenants import audit
-from tests.conftest import PASSWORD, World, access_of
+from tests.helpers.personas import PASSWORD, World, access_of
 
 pytestmark = pytest.mark.django_db
 
@@ -112,7 +112,9 @@ def test_agent_provider_alias_and_knowledge_changes_are_audited_by_name(
         ("Agent created", "Invoice checker"),
     ]
     for (label, target), row in zip(expected, rows, strict=False):
-        assert label in row and target in row and world.owner.email in row, (label, row)
+        assert label in row, (label, row)
+        assert target in row, (label, row)
+        assert world.owner.email in row, (label, row)
     assert (
         "sk-ant-secret"
         not in owner_client.get(
@@ -168,7 +170,8 @@ def test_the_next_page_of_a_filtered_log_keeps_its_filter(
     first = owner_client.get(url, {"action": audit.Action.MEMBER_INVITED}).content.decode()
     older = re.search(r'<a class="btn btn--sm" rel="next" href="([^"]+)"', first)
 
-    assert older is not None and "Page 1 of 2" in first
+    assert older is not None
+    assert "Page 1 of 2" in first
     second = owner_client.get(url + older.group(1).replace("&amp;", "&")).content.decode()
     assert "Page 2 of 2" in second
     assert f"action={audit.Action.MEMBER_INVITED}" in older.group(1)

@@ -13,7 +13,7 @@ from django.db import connection
 from agents.models import Agent
 from tenants import schemas
 from tenants.connections import database_for, schemas_served
-from tests.conftest import World
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,13 +44,15 @@ def test_a_connection_is_recycled_after_serving_the_limit_of_workspaces(
     Agent.objects.count()
     first = _backend_pid()
     request_finished.send(sender=None)  # the end of a request in alpha: one schema served
-    assert schemas_served() == 1 and _backend_pid() == first
+    assert schemas_served() == 1
+    assert _backend_pid() == first
 
     schemas.activate(world.workspace_b)
     Agent.objects.count()
     request_finished.send(sender=None)  # the second workspace reaches the limit: closed
 
-    assert connection.connection is None and schemas_served() == 0
+    assert connection.connection is None
+    assert schemas_served() == 0
     schemas.activate(world.workspace_a)
     assert Agent.objects.count() == 0  # the next query just opens a new connection
     assert _backend_pid() != first

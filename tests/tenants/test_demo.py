@@ -35,7 +35,8 @@ def test_demo_seed_is_idempotent_and_prints_the_logins() -> None:
     from marketplace.models import Listing
 
     public = Listing.objects.filter(current_version__isnull=False, unlisted_at__isnull=True)
-    assert public.count() >= 60 and public.values("category").distinct().count() >= 15
+    assert public.count() >= 60
+    assert public.values("category").distinct().count() >= 15
     assert Listing.objects.filter(versions__number=2).count() == 0  # re-seeding made no versions
     # The demo installed, ran and reviewed a few agents: real figures, made once.
     from marketplace.demo import DEMO_REVIEWS
@@ -47,8 +48,10 @@ def test_demo_seed_is_idempotent_and_prints_the_logins() -> None:
     assert all(install.runs_completed == 1 for install in installs)
     assert Review.objects.filter(workspace=demo).count() == len(slugs)
     drafter = Listing.objects.get(slug="support-reply-drafter")
-    assert drafter.install_count == 1 and drafter.rating_avg == 5
-    assert drafter.run_count == 1 and drafter.success_rate == 1.0
+    assert drafter.install_count == 1
+    assert drafter.rating_avg == 5
+    assert drafter.run_count == 1
+    assert drafter.success_rate == 1.0
     assert drafter.p95_latency_ms is not None
 
 
@@ -99,7 +102,8 @@ def test_demo_workspace_has_runnable_agents_once() -> None:
         "Support triage",
     ]
     assert installed == len(DEMO_REVIEWS)  # the marketplace installs, once
-    assert run.status == "succeeded" and "240" in run.output
+    assert run.status == "succeeded"
+    assert "240" in run.output
 
 
 def test_demo_support_agent_cites_the_help_center_and_sql_explainer_answers_in_format() -> None:
@@ -132,7 +136,8 @@ def test_demo_support_agent_cites_the_help_center_and_sql_explainer_answers_in_f
         execute_run(sql.pk)
         support.refresh_from_db()
         sql.refresh_from_db()
-    assert support.status == "succeeded" and "[1]" in support.output
+    assert support.status == "succeeded"
+    assert "[1]" in support.output
     assert support.tool_steps[0]["tool"] == "knowledge_search"
     assert sql.status == "succeeded", sql.error
     assert set(sql.output_data) == {"summary", "tables", "risks"}

@@ -12,7 +12,7 @@ from core.exceptions import PermissionDenied
 from tenants import audit, services
 from tenants.models import ApiKey, AuditEvent, Membership, Role
 from tenants.permissions import Access, Perm
-from tests.conftest import PASSWORD, World, access_of, make_user
+from tests.helpers.personas import PASSWORD, World, access_of, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from tenants.models import Membership, Role, Workspace
 from tenants.selectors import SWITCHER_SIZE
-from tests.conftest import World, logged_in
+from tests.helpers.personas import World, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,8 @@ def test_a_workspace_page_costs_the_same_with_300_or_600_workspaces(world: World
     _join(world.owner, 2)
     client.get("/w/alpha/")  # per-process caches warm up on the first page
     few, html = _queries(client, "/w/alpha/")
-    assert "All workspaces" in html and "All 3 workspaces" not in html
+    assert "All workspaces" in html
+    assert "All 3 workspaces" not in html
     _join(world.owner, 297)
     many, html = _queries(client, "/w/alpha/")
     assert many <= few + 1  # past SWITCHER_SIZE, one count query
@@ -60,11 +61,14 @@ def test_the_workspace_list_is_paged_and_searchable(world: World) -> None:
     _join(world.owner, 60)
     client = logged_in(world.owner)
     first, html = _queries(client, "/workspaces/")
-    assert "Page 1 of 3 · 61 workspaces" in html and html.count("workspace-card__name") == 24
+    assert "Page 1 of 3 · 61 workspaces" in html
+    assert html.count("workspace-card__name") == 24
     last, html = _queries(client, "/workspaces/?page=3")
-    assert last == first and html.count("workspace-card__name") == 13
+    assert last == first
+    assert html.count("workspace-card__name") == 13
     _, html = _queries(client, "/workspaces/?q=team-0042")
-    assert html.count("workspace-card__name") == 1 and "Team 0042" in html
+    assert html.count("workspace-card__name") == 1
+    assert "Team 0042" in html
     _, html = _queries(client, "/workspaces/?q=nothing-like-it")
     assert "No workspace matches" in html
 
@@ -77,7 +81,8 @@ def test_signing_in_lands_on_the_last_workspace_without_listing_them_all(world: 
     session.save()
     with CaptureQueriesContext(connection) as captured:
         response = client.get("/go/")
-    assert response.status_code == 302 and response["Location"] == "/w/alpha/"
+    assert response.status_code == 302
+    assert response["Location"] == "/w/alpha/"
     assert len(captured) < 10
 
 
@@ -86,6 +91,8 @@ def test_the_api_pages_and_searches_workspaces(world: World) -> None:
     api = APIClient()
     api.force_login(world.owner)
     body = api.get("/api/v1/workspaces/?limit=50").json()
-    assert body["count"] == 121 and len(body["results"]) == 50 and body["next"]
+    assert body["count"] == 121
+    assert len(body["results"]) == 50
+    assert body["next"]
     found = api.get("/api/v1/workspaces/?q=Team 0100").json()
     assert [row["slug"] for row in found["results"]] == ["team-0100"]

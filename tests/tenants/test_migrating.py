@@ -25,7 +25,7 @@ from psycopg import sql
 from tenants import provisioning, services
 from tenants.migrating import MigrationFailed, _conninfo, migrate_workspaces, workspace_schemas
 from tenants.models import Workspace
-from tests.conftest import World, make_workspace
+from tests.helpers.personas import World, make_workspace
 
 PROBE_MIGRATIONS = Path(__file__).resolve().parents[1] / "probe" / "migrations"
 ADD_FIELD = """from django.db import migrations, models
@@ -128,7 +128,8 @@ def test_with_nothing_to_apply_no_workspace_schema_is_touched(schemas: list[str]
     seen: list[tuple[int, int]] = []
     report = migrate_workspaces(progress=lambda done, total: seen.append((done, total)))
     assert (report.schemas, report.up_to_date, report.migrated) == (len(schemas), len(schemas), 0)
-    assert seen == [] and report.applied == []
+    assert seen == []
+    assert report.applied == []
     out = StringIO()
     call_command("migrate_workspaces", stdout=out, stderr=StringIO())
     assert f"All {len(schemas)} workspace schemas are up to date" in out.getvalue()
@@ -169,7 +170,8 @@ def test_a_failure_midway_keeps_what_was_done_and_a_rerun_continues(
     with pytest.raises(MigrationFailed) as failed:
         migrate_workspaces(workers=1)
 
-    assert failed.value.schema == broken and "note" in failed.value.error
+    assert failed.value.schema == broken
+    assert "note" in failed.value.error
     assert [_has_note(s)[1] for s in schemas] == [True, True, False, False, False]
     # Fix the cause; the re-run migrates only the three still behind.
     _run(sql.SQL("ALTER TABLE {table} DROP COLUMN note"), broken)
@@ -186,7 +188,8 @@ def test_the_command_names_the_failing_schema_and_how_to_continue(
     with pytest.raises(CommandError) as failed:
         call_command("migrate_workspaces", "--workers", "1", stdout=StringIO(), stderr=StringIO())
     message = str(failed.value)
-    assert schemas[1] in message and "run migrate_workspaces again" in message
+    assert schemas[1] in message
+    assert "run migrate_workspaces again" in message
     with pytest.raises(CommandError, match="--workers: use at least 1"):
         call_command("migrate_workspaces", "--workers", "0", stdout=StringIO())
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from accounts.models import User
 from config.asgi import application
-from tests.conftest import World
+from tests.helpers.personas import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,9 +59,11 @@ def test_members_see_each_other_come_and_go(committed_world: World) -> None:
 
     first, both, after_leave = async_to_sync(scenario)()
 
-    assert 'id="presence"' in first and "owner@alpha.test" in first
+    assert 'id="presence"' in first
+    assert "owner@alpha.test" in first
     assert "member@alpha.test" not in first
-    assert "owner@alpha.test" in both and "member@alpha.test" in both
+    assert "owner@alpha.test" in both
+    assert "member@alpha.test" in both
     assert "member@alpha.test" not in after_leave
 
 
@@ -110,4 +112,5 @@ def test_presence_groups_are_separate_per_workspace(committed_world: World) -> N
         return bravo_view
 
     bravo_view = async_to_sync(scenario)()
-    assert "outsider@bravo.test" in bravo_view and "owner@alpha.test" not in bravo_view
+    assert "outsider@bravo.test" in bravo_view
+    assert "owner@alpha.test" not in bravo_view

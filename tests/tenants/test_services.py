@@ -12,7 +12,7 @@ from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFail
 from tenants import audit, services
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import ROLE_PERMISSIONS, Access, Perm
-from tests.conftest import access_of, make_user
+from tests.helpers.personas import access_of, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -29,9 +29,12 @@ def test_role_powers_are_nested_from_viewer_to_owner() -> None:
         ROLE_PERMISSIONS[r] for r in (Role.VIEWER, Role.MEMBER, Role.ADMIN, Role.OWNER)
     )
     assert viewer < member < admin < owner
-    assert Perm.WORKSPACE_DELETE in owner and Perm.WORKSPACE_DELETE not in admin
-    assert Perm.API_KEYS_MANAGE in admin and Perm.API_KEYS_MANAGE not in member
-    assert Perm.RUN in member and Perm.RUN not in viewer
+    assert Perm.WORKSPACE_DELETE in owner
+    assert Perm.WORKSPACE_DELETE not in admin
+    assert Perm.API_KEYS_MANAGE in admin
+    assert Perm.API_KEYS_MANAGE not in member
+    assert Perm.RUN in member
+    assert Perm.RUN not in viewer
 
 
 def test_member_cannot_invite_and_viewer_cannot_build(world, member: User) -> None:
@@ -78,7 +81,8 @@ def test_with_a_second_owner_the_first_may_step_down(world, owner: User, member:
     services.membership_change_role(access=access, membership_id=own.pk, role=Role.MEMBER)
     assert Membership.objects.get(pk=own.pk).role == Role.MEMBER
     event = AuditEvent.objects.filter(action=audit.Action.MEMBER_ROLE_CHANGED).first()
-    assert event is not None and event.metadata == {"from": "owner", "to": "member"}
+    assert event is not None
+    assert event.metadata == {"from": "owner", "to": "member"}
 
 
 def test_an_admin_cannot_grant_owner_or_touch_owners(world, owner: User, member: User) -> None:
@@ -129,12 +133,14 @@ def test_invitation_is_mailed_and_accepted_by_the_invited_address(
         )
     assert invitation.email == "new.person@example.com"
     assert invitation.token_hash != token
-    assert len(mail.outbox) == 1 and token in mail.outbox[0].body
+    assert len(mail.outbox) == 1
+    assert token in mail.outbox[0].body
     newcomer = make_user("new.person@example.com")
 
     membership = services.invitation_accept(token=token, user=newcomer)
 
-    assert membership.role == Role.VIEWER and membership.workspace == world.workspace_a
+    assert membership.role == Role.VIEWER
+    assert membership.workspace == world.workspace_a
     assert AuditEvent.objects.filter(action=audit.Action.MEMBER_JOINED, actor=newcomer).exists()
     # The link works once: accepting again returns the same membership, nothing new.
     assert services.invitation_accept(token=token, user=newcomer) == membership

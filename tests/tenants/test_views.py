@@ -10,7 +10,7 @@ from accounts.models import User
 from tenants import audit, services
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import Perm
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -138,7 +138,8 @@ def test_a_user_in_two_workspaces_can_switch(world: World, owner: User) -> None:
     Membership.objects.create(user=owner, workspace=world.workspace_b, role=Role.VIEWER)
     client = logged_in(owner)
     listing = client.get(reverse("workspace_list"))
-    assert b"Alpha Inc" in listing.content and b"Bravo Ltd" in listing.content
+    assert b"Alpha Inc" in listing.content
+    assert b"Bravo Ltd" in listing.content
     assert client.get(_url("workspace_dashboard", slug="bravo")).status_code == 200
     # The home redirect returns to the workspace used last.
     assert client.get(reverse("workspace_home_redirect"))["Location"] == "/w/bravo/"
@@ -163,7 +164,8 @@ def test_htmx_invite_swaps_the_members_panel(owner_client: Client) -> None:
     )
     assert response.status_code == 200
     html = response.content.decode()
-    assert "<html" not in html and 'id="members-panel"' in html
+    assert "<html" not in html
+    assert 'id="members-panel"' in html
     assert "teammate@example.com" in html
     assert Invitation.objects.get(email="teammate@example.com").role == Role.VIEWER
 
@@ -232,7 +234,8 @@ def test_api_key_secret_is_shown_once(owner_client: Client) -> None:
     response = owner_client.post(_url("api_keys"), {"name": "Zapier", "scopes": ["run"]})
     assert response.status_code == 200
     secret = response.context["new_secret"]
-    assert secret.startswith("amk_") and secret in response.content.decode()
+    assert secret.startswith("amk_")
+    assert secret in response.content.decode()
     again = owner_client.get(_url("api_keys"))
     assert secret not in again.content.decode()
     assert ApiKey.objects.get(name="Zapier").prefix in again.content.decode()
@@ -266,9 +269,11 @@ def test_audit_log_lists_and_filters_this_workspace_only(
     )
     response = owner_client.get(_url("audit_log"), {"action": audit.Action.API_KEY_CREATED})
     html = response.content.decode()
-    assert "alpha-key" in html and "bravo-key" not in html
+    assert "alpha-key" in html
+    assert "bravo-key" not in html
     events = list(response.context["page"])
-    assert events and all(e.action == audit.Action.API_KEY_CREATED for e in events)
+    assert events
+    assert all(e.action == audit.Action.API_KEY_CREATED for e in events)
 
 
 def test_rename_workspace(owner_client: Client) -> None:
@@ -291,7 +296,8 @@ def test_invitation_page_for_anonymous_offers_sign_in(world: World, client: Clie
     response = client.get(reverse("invitation_accept", args=[token]))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Alpha Inc" in html and "/accounts/login/" in html
+    assert "Alpha Inc" in html
+    assert "/accounts/login/" in html
 
 
 def test_invited_user_accepts_from_the_page(world: World) -> None:

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django_tenants.utils import schema_context
 
 from tenants.tasks import inventory
-from tests.conftest import World
+from tests.helpers.personas import World
 from tests.probe.models import Folder
 
 pytestmark = pytest.mark.worker

@@ -20,8 +20,8 @@ from agents import services as agent_services
 from agents.models import Agent, UsageRecord
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.conftest import World, access_of, key_client
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.personas import World, access_of, key_client
+from tests.helpers.workflows import drain, make_workflow
 from workflows import agent_refs, io, runs, services
 from workflows.models import RunStatus, StepRun, Workflow, WorkflowRun
 
@@ -93,7 +93,8 @@ def test_saving_binds_names_to_ids_and_a_rename_keeps_the_workflow_on_its_agent(
     asked = set(
         UsageRecord.objects.filter(agent_id__isnull=False).values_list("agent_id", flat=True)
     )
-    assert asked == {triage.pk} and newcomer.pk not in asked
+    assert asked == {triage.pk}
+    assert newcomer.pk not in asked
 
 
 def test_an_id_wins_over_a_stale_label_which_saving_refreshes(
@@ -170,7 +171,8 @@ def test_export_names_agents_and_import_binds_them_in_another_workspace(world: W
         text = io.export_definition(workflow, "json")
         yaml_text = io.export_definition(workflow, "yaml")
     exported = json.loads(text)
-    assert "agent_id" not in text and "agent_id" not in yaml_text
+    assert "agent_id" not in text
+    assert "agent_id" not in yaml_text
     assert [c["agent"] for c in configs(exported)] == ["Helpdesk", "Helpdesk"]
 
     with schema_context(world.workspace_b.schema_name):
@@ -290,7 +292,8 @@ def test_the_agent_page_says_which_workflows_use_it(
     for name in ("Drafting", "Triage"):
         assert f'<a href="{_url("workflow_detail", workflow_id=ids[name])}">{name}</a>' in page
     assert "renaming it keeps them running it" in page
-    assert '"Old"' not in page and ">Old<" not in page
+    assert '"Old"' not in page
+    assert ">Old<" not in page
 
 
 def test_archiving_asks_first_and_names_the_workflows_it_stops(
@@ -298,7 +301,8 @@ def test_archiving_asks_first_and_names_the_workflows_it_stops(
 ) -> None:
     url = _url("agent_archive", agent_id=used.pk)
     page = owner_client.get(url).content.decode()
-    assert "Used by 2 workflows" in page and "their agent steps fail" in page
+    assert "Used by 2 workflows" in page
+    assert "their agent steps fail" in page
     assert "Archive it anyway" in page
     with schema_context(world.workspace_a.schema_name):
         assert Agent.objects.get(pk=used.pk).archived_at is None
@@ -324,7 +328,8 @@ def test_the_api_counts_the_workflows_using_an_agent(world: World, used: Agent) 
     api = key_client(world, ["workspace.view", "build"])
     assert api.get(f"/api/v1/agents/{used.pk}/").json()["used_by_workflows"] == 2
     renamed = api.patch(f"/api/v1/agents/{used.pk}/", {"name": "Helpdesk"}, format="json")
-    assert renamed.status_code == 200 and renamed.json()["used_by_workflows"] == 2
+    assert renamed.status_code == 200
+    assert renamed.json()["used_by_workflows"] == 2
 
 
 # --- the builder's picker ----------------------------------------------------------------------

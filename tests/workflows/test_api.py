@@ -16,9 +16,9 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from agents.webhooks import EVENT_HEADER, SIGNATURE_HEADER, verify, webhook_secret_rotate
-from tests.conftest import World, access_of, key_client
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.workflows.conftest import drain
+from tests.helpers.personas import World, access_of, key_client
+from tests.helpers.workflows import drain
 from workflows import library
 from workflows.api import urls as api_urls
 from workflows.models import StepRun, Workflow, WorkflowRun
@@ -86,7 +86,8 @@ def test_create_list_read_update_archive_and_restore(api: APIClient) -> None:
     pk = created["id"]
 
     listing = api.get(API).json()
-    assert listing["count"] == 1 and listing["results"][0]["id"] == pk
+    assert listing["count"] == 1
+    assert listing["results"][0]["id"] == pk
     assert api.get(f"{API}{pk}/").json()["description"] == "Says hello"
 
     renamed = api.patch(f"{API}{pk}/", {"name": "Hello bot"}, format="json")
@@ -95,20 +96,24 @@ def test_create_list_read_update_archive_and_restore(api: APIClient) -> None:
     assert renamed.json()["category"] == "Demo"  # untouched fields are kept
 
     archived = api.post(f"{API}{pk}/archive/")
-    assert archived.status_code == 200 and archived.json()["archived_at"] is not None
+    assert archived.status_code == 200
+    assert archived.json()["archived_at"] is not None
     assert api.get(API).json()["count"] == 0
     assert api.get(API, {"include_archived": "true"}).json()["count"] == 1
     refused = api.post(f"{API}{pk}/runs/", {"inputs": {"name": "Ann"}}, format="json")
-    assert refused.status_code == 409 and "archived" in error(refused)["message"]
+    assert refused.status_code == 409
+    assert "archived" in error(refused)["message"]
 
     restored = api.post(f"{API}{pk}/restore/")
-    assert restored.status_code == 200 and restored.json()["archived_at"] is None
+    assert restored.status_code == 200
+    assert restored.json()["archived_at"] is None
     assert api.get(API).json()["count"] == 1
 
 
 def test_validation_errors_name_the_field(api: APIClient) -> None:
     missing = api.post(API, {"definition": GREETING}, format="json")
-    assert missing.status_code == 400 and "name" in error(missing)["fields"]
+    assert missing.status_code == 400
+    assert "name" in error(missing)["fields"]
 
     broken = {**GREETING, "edges": [{"from": "greet", "to": "nowhere"}]}
     invalid = api.post(API, {"name": "Broken", "definition": broken}, format="json")
@@ -118,7 +123,8 @@ def test_validation_errors_name_the_field(api: APIClient) -> None:
 
     pk = create(api)["id"]
     version = api.post(f"{API}{pk}/versions/", {"definition": broken}, format="json")
-    assert version.status_code == 400 and "definition" in error(version)["fields"]
+    assert version.status_code == 400
+    assert "definition" in error(version)["fields"]
 
     no_input = api.post(f"{API}{pk}/runs/", {"inputs": {}}, format="json")
     assert no_input.status_code == 400
@@ -127,7 +133,8 @@ def test_validation_errors_name_the_field(api: APIClient) -> None:
     bad_callback = api.post(
         f"{API}{pk}/runs/", {"inputs": {"name": "A"}, "callback_url": "ftp://x"}, format="json"
     )
-    assert bad_callback.status_code == 400 and "callback_url" in error(bad_callback)["fields"]
+    assert bad_callback.status_code == 400
+    assert "callback_url" in error(bad_callback)["fields"]
 
     unknown_version = api.post(
         f"{API}{pk}/runs/", {"inputs": {"name": "A"}, "version": 9}, format="json"
@@ -135,15 +142,18 @@ def test_validation_errors_name_the_field(api: APIClient) -> None:
     assert unknown_version.status_code == 404
 
     bad_filter = api.get(f"{API}runs/", {"status": "exploded"})
-    assert bad_filter.status_code == 400 and "status" in error(bad_filter)["fields"]
+    assert bad_filter.status_code == 400
+    assert "status" in error(bad_filter)["fields"]
     backwards = api.get(f"{API}runs/", {"date_from": "2026-02-01", "date_to": "2026-01-01"})
     assert "date_to" in error(backwards)["fields"]
 
     bad_diff = api.get(f"{API}{pk}/versions/diff/", {"from": "x", "to": 1})
-    assert bad_diff.status_code == 400 and "from" in error(bad_diff)["fields"]
+    assert bad_diff.status_code == 400
+    assert "from" in error(bad_diff)["fields"]
 
     bad_format = api.get(f"{API}{pk}/export/", {"format": "xml"})
-    assert bad_format.status_code == 400 and "format" in error(bad_format)["fields"]
+    assert bad_format.status_code == 400
+    assert "format" in error(bad_format)["fields"]
 
 
 # --- versions, export, import ---------------------------------------------------------------
@@ -171,7 +181,8 @@ def test_versions_save_publish_diff_and_roll_back(api: APIClient, world: World) 
     assert api.get(f"{API}{pk}/versions/7/").status_code == 404
 
     diff = api.get(f"{API}{pk}/versions/diff/", {"from": 1, "to": 2}).json()
-    assert diff["steps_added"] == ["sign"] and diff["steps_removed"] == []
+    assert diff["steps_added"] == ["sign"]
+    assert diff["steps_removed"] == []
     assert diff["steps_changed"] == [
         {
             "step": "greet",
@@ -185,10 +196,12 @@ def test_versions_save_publish_diff_and_roll_back(api: APIClient, world: World) 
         }
     ]
     assert diff["edges_added"] == [{"from": "shout", "to": "sign", "branch": ""}]
-    assert diff["text"].startswith("--- version 1\n+++ version 2") and '"sign"' in diff["text"]
+    assert diff["text"].startswith("--- version 1\n+++ version 2")
+    assert '"sign"' in diff["text"]
 
     published = api.post(f"{API}{pk}/versions/2/publish/")
-    assert published.status_code == 200 and published.json()["is_active"] is True
+    assert published.status_code == 200
+    assert published.json()["is_active"] is True
     assert api.get(f"{API}{pk}/").json()["active_version"] == 2
 
     rolled = api.post(f"{API}{pk}/versions/1/rollback/")
@@ -202,7 +215,8 @@ def test_versions_save_publish_diff_and_roll_back(api: APIClient, world: World) 
 
     # A run may pin a version other than the active one.
     pinned = api.post(f"{API}{pk}/runs/", {"inputs": {"name": "Ann"}, "version": 2}, format="json")
-    assert pinned.status_code == 202 and pinned.json()["version"] == 2
+    assert pinned.status_code == 202
+    assert pinned.json()["version"] == 2
     settle(world)
     body = api.get(f"{API}runs/{pinned.json()['id']}/").json()
     assert body["output"] == {"text": "HI ANN"}
@@ -237,10 +251,12 @@ def test_a_version_saved_on_a_stale_version_is_refused_with_409_naming_the_newer
     fresh = api.post(
         f"{API}{pk}/versions/", {"definition": ours, "based_on_version": 2}, format="json"
     )
-    assert fresh.status_code == 201 and fresh.json()["number"] == 3
+    assert fresh.status_code == 201
+    assert fresh.json()["number"] == 3
     ours["steps"][1]["config"]["value"] = "{{ steps.greet }}!"
     blind = api.post(f"{API}{pk}/versions/", {"definition": ours}, format="json")
-    assert blind.status_code == 201 and blind.json()["number"] == 4
+    assert blind.status_code == 201
+    assert blind.json()["number"] == 4
 
 
 def test_a_based_on_version_that_does_not_exist_yet_is_refused(api: APIClient) -> None:
@@ -255,14 +271,16 @@ def test_a_based_on_version_that_does_not_exist_yet_is_refused(api: APIClient) -
     bad = api.post(
         f"{API}{pk}/versions/", {"definition": changed, "based_on_version": 0}, format="json"
     )
-    assert bad.status_code == 400 and "based_on_version" in bad.json()["error"]["fields"]
+    assert bad.status_code == 400
+    assert "based_on_version" in bad.json()["error"]["fields"]
 
 
 def test_export_and_import_round_trip_in_json_and_yaml(api: APIClient) -> None:
     pk = create(api, description="Says hello")["id"]
 
     as_json = api.get(f"{API}{pk}/export/")
-    assert as_json.status_code == 200 and as_json["Content-Type"].startswith("application/json")
+    assert as_json.status_code == 200
+    assert as_json["Content-Type"].startswith("application/json")
     assert json.loads(as_json.content)["steps"][0]["id"] == "greet"
     as_yaml = api.get(f"{API}{pk}/export/", {"format": "yaml"})
     assert as_yaml["Content-Type"].startswith("application/yaml")
@@ -276,7 +294,8 @@ def test_export_and_import_round_trip_in_json_and_yaml(api: APIClient) -> None:
         )
         assert imported.status_code == 201, imported.content
         copy = imported.json()
-        assert copy["name"] == f"Copy {fmt}" and copy["active_version"] == 1
+        assert copy["name"] == f"Copy {fmt}"
+        assert copy["active_version"] == 1
         again = yaml.safe_load(api.get(f"{API}{copy['id']}/export/", {"format": "yaml"}).content)
         original = yaml.safe_load(as_yaml.content)
         assert {**again, "name": "Greeter"} == original
@@ -284,7 +303,8 @@ def test_export_and_import_round_trip_in_json_and_yaml(api: APIClient) -> None:
     syntax = api.post(
         f"{API}import/", {"document": "steps: [\n  {id: 1", "format": "yaml"}, format="json"
     )
-    assert syntax.status_code == 400 and "line" in json.dumps(error(syntax)).lower()
+    assert syntax.status_code == 400
+    assert "line" in json.dumps(error(syntax)).lower()
 
 
 # --- runs, steps, approvals ----------------------------------------------------------------
@@ -296,13 +316,16 @@ def test_start_is_accepted_then_polled_listed_and_rerun(api: APIClient, world: W
 
     assert accepted.status_code == 202
     run = accepted.json()
-    assert run["status"] == "queued" and run["trigger"] == "api" and run["version"] == 1
+    assert run["status"] == "queued"
+    assert run["trigger"] == "api"
+    assert run["version"] == 1
     assert accepted["Location"] == f"{API}runs/{run['id']}/"
     assert [s["node_id"] for s in run["steps"]] == ["greet", "shout"]
 
     settle(world)
     polled = api.get(accepted["Location"]).json()
-    assert polled["status"] == "succeeded" and polled["output"] == {"text": "HELLO ANN"}
+    assert polled["status"] == "succeeded"
+    assert polled["output"] == {"text": "HELLO ANN"}
     assert [(s["node_id"], s["status"], s["output"]) for s in polled["steps"]] == [
         ("greet", "succeeded", "Hello Ann"),
         ("shout", "succeeded", "HELLO ANN"),
@@ -312,7 +335,8 @@ def test_start_is_accepted_then_polled_listed_and_rerun(api: APIClient, world: W
 
     again = api.post(f"{API}runs/{run['id']}/rerun/")
     assert again.status_code == 202
-    assert again.json()["trigger"] == "rerun" and again.json()["rerun_of"] == run["id"]
+    assert again.json()["trigger"] == "rerun"
+    assert again.json()["rerun_of"] == run["id"]
     assert again.json()["inputs"] == {"name": "Ann"}
 
     everything = api.get(f"{API}runs/").json()
@@ -345,7 +369,8 @@ def test_approval_through_the_api_lets_the_run_continue(api: APIClient, world: W
     review = next(s for s in waiting["steps"] if s["node_id"] == "review")
     assert review["status"] == "waiting"
     undecided = api.post(f"{API}steps/{review['id']}/approval/", {"comment": "hm"}, format="json")
-    assert undecided.status_code == 400 and "approved" in error(undecided)["fields"]
+    assert undecided.status_code == 400
+    assert "approved" in error(undecided)["fields"]
 
     decided = api.post(
         f"{API}steps/{review['id']}/approval/",
@@ -356,13 +381,13 @@ def test_approval_through_the_api_lets_the_run_continue(api: APIClient, world: W
     assert decided.json()["decision_comment"] == "Ship it"
     settle(world)
     done = api.get(f"{API}runs/{run['id']}/").json()
-    assert done["status"] == "succeeded" and done["output"] == {
-        "text": "Published Draft on pricing"
-    }
+    assert done["status"] == "succeeded"
+    assert done["output"] == {"text": "Published Draft on pricing"}
 
     twice = api.post(f"{API}steps/{review['id']}/approval/", {"approved": False}, format="json")
     assert twice.status_code == 409  # already decided: the state, not the request, is wrong
-    assert error(twice)["code"] == "conflict" and "step" in error(twice)["fields"]
+    assert error(twice)["code"] == "conflict"
+    assert "step" in error(twice)["fields"]
 
 
 def test_a_rejected_step_is_retried_and_a_failed_run_resumed(api: APIClient, world: World) -> None:
@@ -380,7 +405,8 @@ def test_a_rejected_step_is_retried_and_a_failed_run_resumed(api: APIClient, wor
         f"{API}steps/{review_id}/approval/", {"approved": False, "comment": "Wrong"}, format="json"
     )
     failed = api.get(f"{API}runs/{run['id']}/").json()
-    assert failed["status"] == "failed" and "Wrong" in failed["error"]
+    assert failed["status"] == "failed"
+    assert "Wrong" in failed["error"]
     assert api.get(f"{API}runs/", {"status": "failed"}).json()["count"] == 1
 
     # Retrying the step asks again; the succeeded draft is not run again.
@@ -396,20 +422,24 @@ def test_a_rejected_step_is_retried_and_a_failed_run_resumed(api: APIClient, wor
 
     # Resuming the failed run does the same for every failed step.
     resumed = api.post(f"{API}runs/{run['id']}/resume/")
-    assert resumed.status_code == 202 and resumed.json()["status"] == "running"
+    assert resumed.status_code == 202
+    assert resumed.json()["status"] == "running"
     settle(world)
     api.post(f"{API}steps/{review_id}/approval/", {"approved": True}, format="json")
     settle(world)
     done = api.get(f"{API}runs/{run['id']}/").json()
     assert done["status"] == "succeeded"
     steps = {s["node_id"]: s for s in done["steps"]}
-    assert steps["draft"]["attempt"] == 1 and steps["review"]["attempt"] == 3
+    assert steps["draft"]["attempt"] == 1
+    assert steps["review"]["attempt"] == 3
 
     # A state that does not allow it is a conflict, not a bad request.
     not_failed = api.post(f"{API}runs/{run['id']}/resume/")
-    assert not_failed.status_code == 409 and "run" in error(not_failed)["fields"]
+    assert not_failed.status_code == 409
+    assert "run" in error(not_failed)["fields"]
     not_failed_step = api.post(f"{API}steps/{review_id}/retry/")
-    assert not_failed_step.status_code == 409 and "step" in error(not_failed_step)["fields"]
+    assert not_failed_step.status_code == 409
+    assert "step" in error(not_failed_step)["fields"]
 
 
 # --- templates ------------------------------------------------------------------------------
@@ -419,18 +449,21 @@ def test_templates_are_listed_and_become_workflows(api: APIClient) -> None:
     listing = api.get(f"{API}templates/")
     assert listing.status_code == 200
     keys = [t["key"] for t in listing.json()["results"]]  # the list envelope, like every list
-    assert len(keys) >= 13 and keys == [t.key for t in library.templates()]
+    assert len(keys) >= 13
+    assert keys == [t.key for t in library.templates()]
     template = library.templates()[0]
 
     detail = api.get(f"{API}templates/{template.key}/").json()
-    assert detail["definition"]["steps"] and detail["name"] == template.name
+    assert detail["definition"]["steps"]
+    assert detail["name"] == template.name
     assert api.get(f"{API}templates/no-such-template/").status_code == 404
 
     created = api.post(f"{API}templates/{template.key}/instantiate/", {}, format="json")
     assert created.status_code == 201, created.content
     assert created.json()["template_key"] == template.key
     named = api.post(f"{API}templates/{template.key}/instantiate/", {"name": "Ours"}, format="json")
-    assert named.json()["name"] == "Ours" and named.json()["active_version"] == 1
+    assert named.json()["name"] == "Ours"
+    assert named.json()["active_version"] == 1
 
 
 def test_lists_and_polls_do_not_query_per_row(api: APIClient, world: World) -> None:
@@ -536,7 +569,8 @@ def test_a_key_of_another_workspace_gets_404_on_every_endpoint(
         if "{" in path:
             assert response.status_code == 404, (method, path, response.content)
         else:  # their own lists: none of A's workflows or runs
-            assert response.status_code == 200 and response.json()["count"] == 0, path
+            assert response.status_code == 200, path
+            assert response.json()["count"] == 0, path
     # Signed in as the outsider, naming workspace A: A does not exist for them.
     session = APIClient()
     session.force_authenticate(world.outsider)

@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context
 
 from core.exceptions import ValidationFailed
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
+from tests.helpers.personas import World, access_of, logged_in, make_user
 from workflows import library, runs, services
 from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 
@@ -115,9 +115,12 @@ def test_list_shows_active_version_run_count_and_last_run(
     with django_assert_max_num_queries(15):
         response = owner_client.get(_url("workflow_list"))
     html = response.content.decode()
-    assert "Ticket triage" in html and "Other 4" in html
+    assert "Ticket triage" in html
+    assert "Other 4" in html
     row = html.split("Ticket triage", 1)[1].split("</tr>", 1)[0]
-    assert "v1" in row and "Queued" in row and '<td class="col-num">2</td>' in row
+    assert "v1" in row
+    assert "Queued" in row
+    assert '<td class="col-num">2</td>' in row
 
 
 def test_archived_workflows_move_to_the_archived_tab_and_can_be_restored(
@@ -126,11 +129,13 @@ def test_archived_workflows_move_to_the_archived_tab_and_can_be_restored(
     owner_client.post(_url("workflow_archive", workflow_id=workflow.pk))
     row_link = f'href="{_url("workflow_detail", workflow_id=workflow.pk)}"'
     listed = owner_client.get(_url("workflow_list")).content.decode()
-    assert "archived" in listed and row_link not in listed  # the toast names it; no row
+    assert "archived" in listed  # the toast names it
+    assert row_link not in listed  # no row
     archived = owner_client.get(_url("workflow_list") + "?archived=1").content.decode()
     assert row_link in archived
     page = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk)).content.decode()
-    assert "Archived" in page and "Add step" not in page  # read-only while archived
+    assert "Archived" in page
+    assert "Add step" not in page  # read-only while archived
     owner_client.post(_url("workflow_restore", workflow_id=workflow.pk))
     assert "Ticket triage" in owner_client.get(_url("workflow_list")).content.decode()
 
@@ -139,9 +144,11 @@ def test_blank_workflow_opens_the_builder_ready_to_add_a_step(
     world: World, owner_client: Client
 ) -> None:
     response = owner_client.post(_url("workflow_create"), {"name": "From scratch"})
-    assert response.status_code == 302 and "add=1" in response["Location"]
+    assert response.status_code == 302
+    assert "add=1" in response["Location"]
     page = owner_client.get(response["Location"]).content.decode()
-    assert "Add a step" in page and 'name="cfg_prompt"' in page  # an LLM prompt step first
+    assert "Add a step" in page
+    assert 'name="cfg_prompt"' in page  # an LLM prompt step first
 
 
 # ------------------------------------------------------------------ templates and describe
@@ -155,7 +162,8 @@ def test_gallery_groups_templates_by_category_and_use_creates_the_workflow(
     for category in {t.category for t in templates}:
         assert category in html
     first = templates[0]
-    assert first.name in html and first.description[:40] in html
+    assert first.name in html
+    assert first.description[:40] in html
     assert html.count('class="wf-mini"') == len(templates)
 
     response = owner_client.post(_url("workflow_template_use", key=first.key))
@@ -175,7 +183,9 @@ def test_describe_shows_a_validated_draft_then_creates_a_generated_workflow(
     response = owner_client.post(_url("workflow_describe"), {"description": description}, **HX)
     html = response.content.decode()
     assert response.status_code == 200
-    assert 'id="describe-result"' in html and "<svg" in html and "Valid" in html
+    assert 'id="describe-result"' in html
+    assert "<svg" in html
+    assert "Valid" in html
     draft = response.context["draft"]
     assert draft["steps"]
 
@@ -211,7 +221,8 @@ def test_builder_draws_the_diagram_with_branch_labels_and_opens_a_step(
 ) -> None:
     html = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk)).content.decode()
     assert html.count('class="wf-node wf-node--') == 5
-    assert ">true</text>" in html and ">false</text>" in html
+    assert ">true</text>" in html
+    assert ">false</text>" in html
     assert 'data-step="is_urgent"' in html
 
     panel = owner_client.get(
@@ -219,7 +230,8 @@ def test_builder_draws_the_diagram_with_branch_labels_and_opens_a_step(
     )
     body = panel.content.decode()
     assert body.lstrip().startswith('<div id="builder"')  # only the region htmx swaps
-    assert 'name="cfg_expression"' in body and "steps.classify.urgent" in body
+    assert 'name="cfg_expression"' in body
+    assert "steps.classify.urgent" in body
     assert "is-selected" in body
 
 
@@ -232,7 +244,8 @@ def test_editing_a_step_saves_a_draft_version_and_publish_makes_it_active(
     assert response.status_code == 200
     assert "Saved as version 2" in response.content.decode()
     latest = _latest(world, workflow)
-    assert latest.number == 2 and latest.source == WorkflowVersion.Source.EDITOR
+    assert latest.number == 2
+    assert latest.source == WorkflowVersion.Source.EDITOR
     assert latest.definition["steps"][2]["config"]["value"] == "paging the on-call engineer"
     assert _active_number(world, workflow) == 1  # a draft until published
 
@@ -261,7 +274,8 @@ def test_a_problem_is_saved_as_a_draft_and_shown_beside_its_field(
     html = response.content.decode()
     assert "Saved as version 2 (draft" in html
     assert "Version 2 cannot be published or run until this problem is fixed" in html
-    assert _latest(world, workflow).number == 2 and _active_number(world, workflow) == 1
+    assert _latest(world, workflow).number == 2
+    assert _active_number(world, workflow) == 1
 
     # Opening the step shows the validators' message beside its field, and marks the node.
     page = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk) + "?step=is_urgent")
@@ -290,7 +304,8 @@ def test_a_required_setting_may_be_left_empty_in_a_draft(
     response = owner_client.post(url, _step_post({"id": "reply", "config": {"value": ""}}, base=1))
     assert response.status_code == 302
     latest = _latest(world, workflow)
-    assert latest.number == 2 and latest.definition["steps"][4]["config"] == {}
+    assert latest.number == 2
+    assert latest.definition["steps"][4]["config"] == {}
     page = owner_client.get(_url("workflow_detail", workflow_id=workflow.pk) + "?step=reply")
     assert page.context["forms"]["step"].errors["cfg_value"] == ["is required"]
     label = page.content.decode().split('for="id_cfg_value">', 1)[1].split("</label>", 1)[0]
@@ -454,8 +469,10 @@ def test_deleting_a_step_that_others_read_leaves_a_draft_naming_the_reader(
     assert "cannot be published or run" in response.content.decode()
     assert 'data-step="notify"' in response.content.decode()
     problems = " ".join(i.text for i in response.context["problems"])
-    assert "notify" in problems and "page" in problems
-    assert _latest(world, workflow).number == 2 and _active_number(world, workflow) == 1
+    assert "notify" in problems
+    assert "page" in problems
+    assert _latest(world, workflow).number == 2
+    assert _active_number(world, workflow) == 1
 
 
 def test_connect_and_remove_an_edge(world: World, owner_client: Client, workflow: Workflow) -> None:
@@ -604,7 +621,9 @@ def test_the_header_follows_an_htmx_save(
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="builder"')
     header = html.split('id="wf-header" hx-swap-oob="true"', 1)[1]  # swapped out of band
-    assert "active v1" in header and "draft v2" in header and "Run v2" in header
+    assert "active v1" in header
+    assert "draft v2" in header
+    assert "Run v2" in header
     assert 'class="wf-tabs"' not in html  # only the badges and actions ride along
 
 
@@ -652,7 +671,8 @@ def test_yaml_view_names_the_step_and_field_of_a_validation_error(
     )
     assert response.status_code == 400
     html = response.content.decode()
-    assert "is_urgent" in html and "expression" in html
+    assert "is_urgent" in html
+    assert "expression" in html
     assert len(_versions(world, workflow)) == 1
 
 
@@ -668,23 +688,29 @@ def test_versions_publish_rollback_and_diff(
 
     page = owner_client.get(_url("workflow_versions", workflow_id=workflow.pk))
     html = page.content.decode()
-    assert "v3" in html and "Edited step reply" in html and "owner@alpha.test" in html
+    assert "v3" in html
+    assert "Edited step reply" in html
+    assert "owner@alpha.test" in html
     assert "Roll back to this" in html
     # By default the latest change is shown: v2 → v3, with its lines highlighted.
-    assert 'class="is-removed"' in html and 'class="is-added"' in html
-    assert "second" in html and "third" in html
+    assert 'class="is-removed"' in html
+    assert 'class="is-added"' in html
+    assert "second" in html
+    assert "third" in html
 
     owner_client.post(_url("workflow_version_publish", workflow_id=workflow.pk, number=2))
     assert _active_number(world, workflow) == 2
 
     owner_client.post(_url("workflow_version_rollback", workflow_id=workflow.pk, number=1))
     latest = _latest(world, workflow)
-    assert latest.number == 4 and latest.source == WorkflowVersion.Source.ROLLBACK
+    assert latest.number == 4
+    assert latest.source == WorkflowVersion.Source.ROLLBACK
     assert latest.definition == _versions(world, workflow)[0].definition
     assert _active_number(world, workflow) == 4
 
     diff = owner_client.get(_url("workflow_versions", workflow_id=workflow.pk) + "?old=1&new=3")
-    assert "reply" in diff.content.decode() and diff.context["diff"] is not None
+    assert "reply" in diff.content.decode()
+    assert diff.context["diff"] is not None
 
 
 def test_an_older_version_is_shown_read_only_in_the_builder(
@@ -695,7 +721,8 @@ def test_an_older_version_is_shown_read_only_in_the_builder(
     html = owner_client.get(
         _url("workflow_detail", workflow_id=workflow.pk) + "?version=1&step=reply"
     ).content.decode()
-    assert "read-only" in html and "we are on it" in html
+    assert "read-only" in html
+    assert "we are on it" in html
     assert 'name="cfg_value"' not in html
 
 
@@ -732,7 +759,8 @@ def test_import_as_a_new_version_of_a_workflow(
     )
     assert response.status_code == 302
     latest = _latest(world, workflow)
-    assert latest.number == 2 and latest.source == WorkflowVersion.Source.IMPORT
+    assert latest.number == 2
+    assert latest.source == WorkflowVersion.Source.IMPORT
     assert _active_number(world, workflow) == 2
 
 
@@ -756,11 +784,14 @@ def test_dashboard_card_lists_recent_workflows_and_runs(
     world: World, owner_client: Client, workflow: Workflow
 ) -> None:
     dashboard = owner_client.get(_url("workspace_dashboard")).content.decode()
-    assert _url("workflow_dashboard_card") in dashboard and "being finished" not in dashboard
+    assert _url("workflow_dashboard_card") in dashboard
+    assert "being finished" not in dashboard
     with schema_context(world.workspace_a.schema_name):
         run = runs.run_start(workflow=workflow, inputs={"ticket": "x"}, trigger="manual")
     card = owner_client.get(_url("workflow_dashboard_card"), **HX).content.decode()
-    assert "Ticket triage" in card and f"#{run.pk}" in card and "Queued" in card
+    assert "Ticket triage" in card
+    assert f"#{run.pk}" in card
+    assert "Queued" in card
 
 
 # ------------------------------------------------------------------ permissions

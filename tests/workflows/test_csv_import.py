@@ -124,8 +124,10 @@ def test_a_good_file_creates_each_workflow_with_its_steps_and_edges(
         "Support",
     )
     version = triage.active_version
-    assert version.number == 1 and version.source == "import"
-    assert version.note == "Imported from flows.csv" and version.created_by_id == owner.pk
+    assert version.number == 1
+    assert version.source == "import"
+    assert version.note == "Imported from flows.csv"
+    assert version.created_by_id == owner.pk
     definition = version.definition
     assert definition["inputs"] == {
         "ticket": {"type": "string", "required": True},
@@ -133,7 +135,8 @@ def test_a_good_file_creates_each_workflow_with_its_steps_and_edges(
     }
     steps = {s["id"]: s for s in definition["steps"]}
     assert [s["id"] for s in definition["steps"]] == ["classify", "is_urgent", "page", "reply"]
-    assert steps["classify"]["type"] == "llm" and steps["classify"]["retry"] == {"max_attempts": 3}
+    assert steps["classify"]["type"] == "llm"
+    assert steps["classify"]["retry"] == {"max_attempts": 3}
     assert steps["classify"]["config"]["prompt"] == "Is this urgent? {{ input.ticket }}"
     assert steps["classify"]["config"]["output_schema"]["properties"]["urgent"]
     assert definition["edges"] == [
@@ -290,7 +293,8 @@ def test_the_workspace_and_the_user_must_exist(
         run(path)
     with pytest.raises(CommandError, match=r"outsider@bravo\.test is not a member of “alpha”"):
         run(path, "--workspace", "alpha", "--user", "outsider@bravo.test")
-    assert workflows_in(workspace_a) == [] and workflows_in(workspace_b) == []
+    assert workflows_in(workspace_a) == []
+    assert workflows_in(workspace_b) == []
 
 
 def test_a_member_can_import_as_themselves(tmp_path: Path, workspace_a: Workspace, member) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.workflows import drain, make_workflow
 from workflows import runs, services
 from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 
@@ -59,7 +59,8 @@ def test_only_an_incomplete_draft_may_be_saved_invalid(
         services.version_publish(access=owner_access, version=draft)
     assert refused.value.message.startswith("The workflow definition is not valid: steps[1] (done)")
     workflow.refresh_from_db()
-    assert workflow.active_version is not None and workflow.active_version.number == 1
+    assert workflow.active_version is not None
+    assert workflow.active_version.number == 1
 
 
 def test_a_sub_workflow_step_pinned_to_an_incomplete_draft_fails_saying_why(
@@ -87,7 +88,8 @@ def test_a_sub_workflow_step_pinned_to_an_incomplete_draft_fails_saying_why(
     drain()
     run.refresh_from_db()
     assert run.status == "failed"
-    assert "Version 2 cannot run until it is fixed" in run.error and "done" in run.error
+    assert "Version 2 cannot run until it is fixed" in run.error
+    assert "done" in run.error
     assert not WorkflowRun.objects.filter(workflow=child).exists()
 
     # Unpinned, the child's active version 1 runs as before.

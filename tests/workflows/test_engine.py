@@ -17,9 +17,9 @@ from agents import replay
 from agents.models import UsageRecord
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants.permissions import Access
-from tests.conftest import access_of
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.personas import access_of
+from tests.helpers.workflows import drain, flow, make_workflow, start, step, transform
 from workflows import engine, runs
 from workflows.engine.execute import _advisory_key
 from workflows.models import RecordedCall, StepRun, StepStatus, WorkflowRun
@@ -27,39 +27,8 @@ from workflows.models import RecordedCall, StepRun, StepStatus, WorkflowRun
 pytestmark = pytest.mark.django_db
 
 
-def flow(steps: list[dict[str, Any]], edges: list[tuple[str, ...]], **extra: Any) -> dict:
-    return {
-        "schema_version": 1,
-        "steps": steps,
-        "edges": [
-            {"from": e[0], "to": e[1], **({"branch": e[2]} if len(e) > 2 else {})} for e in edges
-        ],
-        **extra,
-    }
-
-
-def transform(step_id: str, value: Any, **extra: Any) -> dict[str, Any]:
-    return {"id": step_id, "type": "transform", "config": {"value": value}, **extra}
-
-
-def start(
-    definition: dict, inputs: dict | None = None, *, access: Access | None = None
-) -> WorkflowRun:
-    workflow = make_workflow(definition)
-    return runs.run_start(
-        workflow=workflow,
-        inputs=inputs or {},
-        trigger=WorkflowRun.TriggerKind.MANUAL,
-        access=access,
-    )
-
-
 def statuses(run: WorkflowRun) -> dict[str, str]:
     return {s.node_id: s.status for s in run.steps.filter(parent__isnull=True)}
-
-
-def step(run: WorkflowRun, node_id: str) -> StepRun:
-    return run.steps.get(node_id=node_id, parent__isnull=True)
 
 
 # --- starting -------------------------------------------------------------------------------
@@ -128,10 +97,12 @@ def test_a_linear_chain_runs_in_order_and_computes_the_output(in_alpha: None) ->
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert run.output == {"text": "HELLO ADA!", "length": 10}
-    assert run.started_at is not None and run.finished_at is not None
+    assert run.started_at is not None
+    assert run.finished_at is not None
     shout = step(run, "shout")
     assert shout.output == "HELLO ADA!"
-    assert shout.attempt == 1 and shout.revision >= 3  # queued, running, succeeded
+    assert shout.attempt == 1
+    assert shout.revision >= 3  # queued, running, succeeded
     assert run.revision >= 2
 
 
@@ -182,7 +153,8 @@ def test_condition_takes_one_branch_and_skips_everything_only_the_other_reaches(
     big = start(definition, {"amount": 500})
     drain()
     big.refresh_from_db()
-    assert statuses(big)["auto"] == "skipped" and statuses(big)["notify"] == "succeeded"
+    assert statuses(big)["auto"] == "skipped"
+    assert statuses(big)["notify"] == "succeeded"
     assert big.output == {"result": "notify manual review"}
 
 
@@ -247,7 +219,8 @@ def test_router_by_llm_asks_the_model_through_the_gateway(
     )
     drain()
     run.refresh_from_db()
-    assert statuses(run)["billing"] == "succeeded" and statuses(run)["tech"] == "skipped"
+    assert statuses(run)["billing"] == "succeeded"
+    assert statuses(run)["tech"] == "skipped"
     request = fake_openai.last_request.body
     assert request["messages"][-1]["content"] == "Where is my refund?"
     assert "billing: Invoices, refunds, payments" in request["messages"][0]["content"]
@@ -320,7 +293,8 @@ def test_join_first_fires_on_the_first_branch(in_alpha: None) -> None:
     seen: list[dict[str, str]] = []
     drain(after_each=lambda s: seen.append(statuses(run)))
     after_a = seen[1]  # split, then a
-    assert after_a["merge"] == "queued" and after_a["b"] == after_a["c"] == "queued"
+    assert after_a["merge"] == "queued"
+    assert after_a["b"] == after_a["c"] == "queued"
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert step(run, "merge").output == {"a": "A"}
@@ -332,7 +306,8 @@ def test_join_n_fires_on_the_first_n_branches(in_alpha: None) -> None:
     seen: list[dict[str, str]] = []
     drain(after_each=lambda s: seen.append(statuses(run)))
     assert seen[1]["merge"] == "pending"  # one branch in
-    assert seen[2]["merge"] == "queued" and seen[2]["c"] == "queued"  # two branches in
+    assert seen[2]["merge"] == "queued"  # two branches in
+    assert seen[2]["c"] == "queued"
     run.refresh_from_db()
     assert step(run, "merge").output == {"a": "A", "b": "B"}
 
@@ -433,7 +408,8 @@ def test_a_failing_map_item_fails_the_map_and_the_run(in_alpha: None) -> None:
     run.refresh_from_db()
     assert run.status == "failed"
     each = step(run, "each")
-    assert each.status == "failed" and each.error.startswith("item 1 failed:")
+    assert each.status == "failed"
+    assert each.error.startswith("item 1 failed:")
     items = {i.item_index: i.status for i in StepRun.objects.filter(parent=each)}
     assert items == {0: "succeeded", 1: "failed", 2: "cancelled"}
 
@@ -456,7 +432,8 @@ def test_an_empty_map_succeeds_with_an_empty_list(in_alpha: None) -> None:
     )
     drain()
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.output == {"each": []}
+    assert run.status == "succeeded"
+    assert run.output == {"each": []}
 
 
 # --- retries, timeouts, failures -------------------------------------------------------------
@@ -485,7 +462,8 @@ def test_a_failed_attempt_is_retried_after_backoff_then_succeeds(
     summarise = step(run, "summarise")
     engine.step_execute(summarise.pk)
     summarise.refresh_from_db()
-    assert summarise.status == "queued" and summarise.attempt == 1
+    assert summarise.status == "queued"
+    assert summarise.attempt == 1
     assert "No model could answer" in summarise.error
     waited = (summarise.next_attempt_at - summarise.queued_at).total_seconds()
     assert 4 <= waited <= 4.5  # backoff × 2^(attempt-1), plus at most 10 % jitter
@@ -494,7 +472,8 @@ def test_a_failed_attempt_is_retried_after_backoff_then_succeeds(
     run.refresh_from_db()
     summarise.refresh_from_db()
     assert run.status == "succeeded"
-    assert summarise.attempt == 2 and summarise.error == ""
+    assert summarise.attempt == 2
+    assert summarise.error == ""
     assert summarise.output == {"text": "Summary", "data": None}
 
 
@@ -522,7 +501,8 @@ def test_backoff_doubles_per_attempt_and_the_last_failure_fails_the_run(in_alpha
             waits.append((calc.next_attempt_at - calc.queued_at).total_seconds())
     assert [round(w, -1) for w in waits] == [10, 20]
     run.refresh_from_db()
-    assert calc.status == "failed" and calc.attempt == 3
+    assert calc.status == "failed"
+    assert calc.attempt == 3
     assert run.status == "failed"
     assert run.error.startswith("calc: calculator:")
     assert statuses(run)["next"] == "pending"  # never reached; a resume may still run it
@@ -550,7 +530,8 @@ def test_a_step_over_its_timeout_fails_as_timed_out(
     slow = step(run, "slow")
     assert slow.status == "failed"
     assert slow.error == "timed out after 1 s"
-    assert run.status == "failed" and run.error == "slow: timed out after 1 s"
+    assert run.status == "failed"
+    assert run.error == "slow: timed out after 1 s"
     assert connection.is_usable()
 
 
@@ -590,7 +571,8 @@ def test_cancel_stops_what_has_not_started(owner_access: Access, in_alpha: None)
     engine.step_execute(step(run, "a").pk)
     runs.run_cancel(access=owner_access, run=run)
     run.refresh_from_db()
-    assert run.status == "cancelled" and run.finished_at is not None
+    assert run.status == "cancelled"
+    assert run.finished_at is not None
     assert run.error == f"Cancelled by {owner_access.user.email}."
     assert statuses(run) == {"a": "succeeded", "b": "cancelled", "c": "cancelled"}
     assert drain() == []
@@ -624,7 +606,8 @@ def test_approval_waits_then_approve_continues_the_approved_branch(world, in_alp
     drain()
     run.refresh_from_db()
     review = step(run, "review")
-    assert review.status == "waiting" and run.status == "waiting"
+    assert review.status == "waiting"
+    assert run.status == "waiting"
     assert review.input == {"message": "Publish Draft for pricing?", "approvers": "members"}
     assert review.resume_token
 
@@ -639,7 +622,8 @@ def test_approval_waits_then_approve_continues_the_approved_branch(world, in_alp
         "comment": "Ship it",
         "decided_by": world.member.email,
     }
-    assert review.decided_by_id == world.member.pk and review.branch == "approved"
+    assert review.decided_by_id == world.member.pk
+    assert review.branch == "approved"
     assert statuses(run)["archive"] == "skipped"
     with pytest.raises(Conflict, match="not waiting for a decision"):
         runs.approval_decide(access=member, step=review, approved=False, comment="")
@@ -654,7 +638,8 @@ def test_rejection_with_a_rejected_edge_takes_it(owner_access: Access, in_alpha:
     drain()
     run.refresh_from_db()
     assert run.status == "succeeded"
-    assert statuses(run)["publish"] == "skipped" and statuses(run)["archive"] == "succeeded"
+    assert statuses(run)["publish"] == "skipped"
+    assert statuses(run)["archive"] == "succeeded"
 
 
 def test_rejection_without_a_rejected_edge_fails_the_run_with_the_comment(
@@ -698,13 +683,16 @@ def test_webhook_wait_resumes_with_the_posted_body(in_alpha: None) -> None:
     run = start(_webhook_flow(timeout_seconds=3600))
     drain()
     wait = step(run, "wait")
-    assert wait.status == "waiting" and wait.resume_token
+    assert wait.status == "waiting"
+    assert wait.resume_token
     assert wait.lease_until is not None  # when it will time out
     resumed = runs.webhook_wait_resume(token=wait.resume_token, payload={"status": "paid"})
-    assert resumed.pk == wait.pk and resumed.output == {"status": "paid"}
+    assert resumed.pk == wait.pk
+    assert resumed.output == {"status": "paid"}
     drain()
     run.refresh_from_db()
-    assert run.status == "succeeded" and step(run, "use").output == "paid"
+    assert run.status == "succeeded"
+    assert step(run, "use").output == "paid"
     with pytest.raises(NotFound):
         runs.webhook_wait_resume(token=wait.resume_token, payload={})
     with pytest.raises(NotFound):
@@ -720,7 +708,8 @@ def test_a_webhook_wait_past_its_timeout_fails(in_alpha: None) -> None:
     )
     assert engine.webhook_expire(wait.pk)
     run.refresh_from_db()
-    assert run.status == "failed" and "No webhook arrived within 60 s" in run.error
+    assert run.status == "failed"
+    assert "No webhook arrived within 60 s" in run.error
 
 
 # --- sub-workflows ---------------------------------------------------------------------------
@@ -755,7 +744,8 @@ def test_sub_workflow_runs_a_child_and_uses_its_output(in_alpha: None) -> None:
     assert run.status == "succeeded", run.error
     child_step = step(run, "child")
     child = WorkflowRun.objects.get(parent_step=child_step)
-    assert child.trigger == "subworkflow" and child.inputs == {"n": 20}
+    assert child.trigger == "subworkflow"
+    assert child.inputs == {"n": 20}
     assert child.status == "succeeded"
     assert child_step.output == {"result": 40}
     assert step(run, "plus_one").output == 41
@@ -771,7 +761,8 @@ def test_sub_workflow_with_bad_inputs_fails_naming_them(in_alpha: None) -> None:
     )
     drain()
     run.refresh_from_db()
-    assert run.status == "failed" and "config.inputs: n: required" in run.error
+    assert run.status == "failed"
+    assert "config.inputs: n: required" in run.error
 
 
 def test_cancelling_a_parent_cancels_its_child_run(owner_access: Access, in_alpha: None) -> None:
@@ -826,14 +817,17 @@ def test_resume_retries_failed_steps_without_rerunning_or_repaying_succeeded_one
     fake_openai.queue(text="Draft", usage={"prompt_tokens": 12, "completion_tokens": 4})
     runs.run_resume(access=owner_access, run=run)
     run.refresh_from_db()
-    assert run.status == "running" and run.finished_at is None
+    assert run.status == "running"
+    assert run.finished_at is None
     drain()
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.output == {"text": "Draft"}
+    assert run.status == "succeeded"
+    assert run.output == {"text": "Draft"}
     assert len(fake_openai.requests) == calls_before + 1  # only "draft" asked again
     assert fake_openai.last_request.body["messages"][-1]["content"] == "Draft Outline"
     assert UsageRecord.objects.filter(outcome="ok").count() == 2
-    assert step(run, "outline").attempt == 1 and step(run, "draft").attempt == 2
+    assert step(run, "outline").attempt == 1
+    assert step(run, "draft").attempt == 2
     with pytest.raises(Conflict):  # it succeeded: nothing to resume
         runs.run_resume(access=owner_access, run=run)
 
@@ -874,7 +868,8 @@ def test_rerun_starts_a_new_run_with_the_same_version_and_inputs(
     assert again.inputs == {"q": "again"}
     drain()
     again.refresh_from_db()
-    assert again.status == "succeeded" and again.output == {"a": "again"}
+    assert again.status == "succeeded"
+    assert again.output == {"a": "again"}
 
 
 # --- duplicate delivery ----------------------------------------------------------------------
@@ -957,5 +952,6 @@ def test_recorded_calls_replay_when_a_running_attempt_is_delivered_again(
     )
     engine.step_execute(calc.pk)
     calc.refresh_from_db()
-    assert calc.status == "succeeded" and calc.attempt == 1
+    assert calc.status == "succeeded"
+    assert calc.attempt == 1
     assert calc.output == {"result": "42 (recorded)"}

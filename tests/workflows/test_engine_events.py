@@ -12,7 +12,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from tenants.schemas import current_schema
-from tests.workflows.test_engine import flow, start, step, transform
+from tests.helpers.workflows import flow, start, step, transform
 from workflows import engine, events
 from workflows.models import StepRun, WorkflowRun
 
@@ -84,4 +84,5 @@ def test_a_run_goes_on_when_live_events_cannot_be_sent(
         assert engine.step_execute(step(run, "a").pk) == "done"
 
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.output == {"a": 1}
+    assert run.status == "succeeded"
+    assert run.output == {"a": 1}

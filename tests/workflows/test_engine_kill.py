@@ -23,10 +23,12 @@ from django_tenants.utils import schema_context
 from agents import services as agent_services
 from agents.models import AllowedHost, UsageRecord
 from config.celery import app
-from tests.conftest import World, access_of, database_url_for_children
 from tests.fakes import FakeOpenAI
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.workflows.conftest import make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of
+from tests.helpers.processes import database_url_for_children
+from tests.helpers.workflows import make_workflow
 from workflows import runs
 from workflows.models import RecordedCall, StepRun, WorkflowRun
 

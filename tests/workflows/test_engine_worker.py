@@ -16,9 +16,10 @@ from django_tenants.utils import schema_context
 from agents.models import UsageRecord
 from tenants.models import Workspace
 from tenants.tasks import inventory
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import make_workflow
 from workflows import runs
 from workflows.models import StepRun, WorkflowRun
 from workflows.tasks import execute_step, recover_stalled
@@ -143,7 +144,8 @@ def test_the_same_step_delivered_twice_runs_once(
         barrier()
         assert run.status == "succeeded"
         ask.refresh_from_db()
-        assert ask.attempt == 1 and ask.output["text"] == fake.default_text
+        assert ask.attempt == 1
+        assert ask.output["text"] == fake.default_text
         assert len(fake.requests) == 1
         assert UsageRecord.objects.count() == 1
 
@@ -182,10 +184,12 @@ def test_cancel_while_a_step_runs_discards_its_result_but_counts_its_spend(
         slow.refresh_from_db()
         run.refresh_from_db()
         assert run.status == "cancelled"
-        assert slow.status == "cancelled" and slow.output is None
+        assert slow.status == "cancelled"
+        assert slow.output is None
         assert StepRun.objects.get(run=run, node_id="next").status == "cancelled"
         ledger = UsageRecord.objects.get()
-        assert ledger.outcome == "ok" and ledger.cost_usd > 0
+        assert ledger.outcome == "ok"
+        assert ledger.cost_usd > 0
         assert run.cost_usd == ledger.cost_usd  # what it spent is still the run's
         assert (run.input_tokens, run.output_tokens) == (100, 10)
 
@@ -234,5 +238,6 @@ def test_recovery_resends_lost_messages_and_steps_whose_worker_died(
     with in_schema(committed_world.workspace_a):
         for run in (lost, dead):
             wait_for(finished(run), what=f"run {run.pk}")
-            assert run.status == "succeeded" and run.output == {"b": 2}
+            assert run.status == "succeeded"
+            assert run.output == {"b": 2}
         assert StepRun.objects.get(run=dead, node_id="a").attempt == 1  # the same attempt went on

@@ -64,7 +64,8 @@ def test_the_model_repairs_its_first_answer_with_the_validators_issues(
     first, second = chat_requests(fake_openai)
     system = first["messages"][0]["content"]
     assert first["messages"][0]["role"] == "system"
-    assert 'use the model "fake"' in system and "calculator" in system
+    assert 'use the model "fake"' in system
+    assert "calculator" in system
     assert first["messages"][-1] == {"role": "user", "content": "Answer questions about a topic"}
     repair = second["messages"][-1]["content"]
     assert "steps[0] (answer).config.prompt: reads input.topic" in repair
@@ -78,7 +79,8 @@ def test_a_valid_first_answer_is_used_as_is(
 
     generated = generate_definition("Answer questions about a topic", access=owner_access)
 
-    assert generated.used_llm and generated.definition == VALID
+    assert generated.used_llm
+    assert generated.definition == VALID
     assert len(chat_requests(fake_openai)) == 1
 
 

@@ -18,8 +18,8 @@ from agents.webhooks import SIGNATURE_HEADER, sign, webhook_secret_rotate
 from tenants.models import Workspace
 from tenants.permissions import Access
 from tenants.services import api_key_create
-from tests.conftest import World
-from tests.workflows.conftest import drain, make_workflow
+from tests.helpers.personas import World
+from tests.helpers.workflows import drain, make_workflow
 from workflows import triggers
 from workflows.models import StepRun, Trigger, Workflow, WorkflowRun, WorkflowVersion
 from workflows.runs import run_start
@@ -105,7 +105,8 @@ def test_a_signed_call_starts_a_run_with_the_body_as_inputs(
         assert Trigger.objects.get(pk=trigger.pk).last_fired_at is not None
         drain()
         run.refresh_from_db()
-        assert run.status == "succeeded" and run.output == {"note": "ACME"}
+        assert run.status == "succeeded"
+        assert run.output == {"note": "ACME"}
 
     wrapped = post(hook_url(trigger), {"inputs": {"lead": "Initech", "score": 7}}, secret)
     assert wrapped.status_code == 202
@@ -199,9 +200,11 @@ def test_bad_bodies_are_400_naming_what_is_wrong(world: World, owner_access: Acc
     _, trigger, secret = webhook(world, owner_access)
 
     not_json = post(hook_url(trigger), b"lead=ACME", secret)
-    assert not_json.status_code == 400 and "body" in not_json.json()["error"]["fields"]
+    assert not_json.status_code == 400
+    assert "body" in not_json.json()["error"]["fields"]
     a_list = post(hook_url(trigger), b"[1, 2]", secret)
-    assert a_list.status_code == 400 and "body" in a_list.json()["error"]["fields"]
+    assert a_list.status_code == 400
+    assert "body" in a_list.json()["error"]["fields"]
     missing = post(hook_url(trigger), {"score": 3}, secret)
     assert missing.status_code == 400
     assert any("lead" in m for m in missing.json()["error"]["fields"]["inputs"])
@@ -217,7 +220,8 @@ def _waiting_step(world: World) -> StepRun:
         run = run_start(workflow=workflow, inputs={}, trigger=WorkflowRun.TriggerKind.API)
         drain()
         step = StepRun.objects.get(run=run, node_id="wait")
-    assert step.status == "waiting" and step.resume_token
+    assert step.status == "waiting"
+    assert step.resume_token
     return step
 
 
@@ -249,7 +253,8 @@ def test_a_waiting_step_resumes_with_a_signed_body_from_its_api_url(
     with in_a(world):
         drain()
         run = WorkflowRun.objects.get(pk=step.run_id)
-        assert run.status == "succeeded" and run.output == {"use": "paid"}
+        assert run.status == "succeeded"
+        assert run.output == {"use": "paid"}
     assert api.get(f"/api/v1/workflows/steps/{step.pk}/").json()["resume_url"] is None
 
     again = post(path, {"status": "paid"}, secret)

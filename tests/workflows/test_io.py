@@ -12,7 +12,7 @@ import yaml
 from core.exceptions import PermissionDenied, ValidationFailed
 from tenants.models import Membership, Role
 from tenants.permissions import Access
-from tests.conftest import World, access_of, make_user
+from tests.helpers.personas import World, access_of, make_user
 from workflows import io, services
 from workflows.models import Workflow, WorkflowVersion
 
@@ -84,7 +84,8 @@ def test_export_then_import_round_trips_the_definition_and_details(
         "Pages on-call for outages.",
         "Support",
     )
-    assert version.source == WorkflowVersion.Source.IMPORT and version.definition == DEFINITION
+    assert version.source == WorkflowVersion.Source.IMPORT
+    assert version.definition == DEFINITION
     renamed = io.import_document(access=owner_access, text=text, fmt=fmt, name="Copy")
     assert renamed.name == "Copy"
 
@@ -136,7 +137,8 @@ def test_a_bare_or_nested_definition_is_accepted() -> None:
     nested = {"format": io.FORMAT, "name": "X", "definition": DEFINITION}
     assert io.parse_document(yaml.safe_dump(nested), "yaml") == DEFINITION
     document = io.parse(json.dumps({"name": " Named ", **DEFINITION}))
-    assert document.name == "Named" and document.definition == DEFINITION
+    assert document.name == "Named"
+    assert document.definition == DEFINITION
 
 
 @pytest.mark.parametrize(

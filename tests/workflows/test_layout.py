@@ -65,7 +65,8 @@ def test_a_branch_spreads_side_by_side_with_labels_between_the_layers() -> None:
         )
     )
     yes, no = diagram.node("yes"), diagram.node("no")
-    assert yes.layer == no.layer == 1 and yes.y == no.y
+    assert yes.layer == no.layer == 1
+    assert yes.y == no.y
     assert abs(yes.x - no.x) >= NODE_WIDTH  # next to each other, not stacked
     labels = {e.branch: (e.label_x, e.label_y) for e in diagram.edges if e.branch}
     assert set(labels) == {"true", "false"}
@@ -105,8 +106,10 @@ def test_edges_start_under_their_source_and_end_on_top_of_their_target() -> None
     for edge in diagram.edges:
         source, target = diagram.node(edge.source), diagram.node(edge.target)
         (x0, y0), (x1, y1) = edge.points[0], edge.points[-1]
-        assert y0 == source.y + source.height and source.x <= x0 <= source.x + source.width
-        assert y1 == target.y and target.x <= x1 <= target.x + target.width
+        assert y0 == source.y + source.height
+        assert source.x <= x0 <= source.x + source.width
+        assert y1 == target.y
+        assert target.x <= x1 <= target.x + target.width
         assert edge.path.startswith(f"M{x0:.1f},{y0:.1f}")
     starts = [e.points[0][0] for e in diagram.edges]
     assert starts[0] != starts[1]  # two edges leaving one node do not share a port
@@ -116,7 +119,8 @@ def test_long_names_are_shortened_in_the_box_but_kept_whole_for_the_tooltip() ->
     document = _doc(["a"], [])
     document["steps"][0]["name"] = "Summarise the customer's complete conversation history"
     node = layout(document).node("a")
-    assert node.label.endswith("…") and len(node.label) <= 24
+    assert node.label.endswith("…")
+    assert len(node.label) <= 24
     assert node.full_label == "Summarise the customer's complete conversation history"
     assert node.type_label == "Transform"
 
@@ -139,4 +143,5 @@ def test_nothing_to_draw() -> None:
     documents: list[Any] = [None, {}, {"steps": []}, "text"]
     for document in documents:
         diagram = layout(document)
-        assert diagram.nodes == () and diagram.width == 0
+        assert diagram.nodes == ()
+        assert diagram.width == 0

@@ -16,8 +16,8 @@ from agents.models import Agent, ModelAlias
 from core.exceptions import NotFound
 from tenants.models import Workspace
 from tenants.permissions import Access
-from tests.conftest import access_of
-from tests.workflows.conftest import drain
+from tests.helpers.personas import access_of
+from tests.helpers.workflows import drain
 from workflows import library, runs, validators
 from workflows.definition import NODE_TYPES
 from workflows.demo import DEMO_TEMPLATES
@@ -56,7 +56,8 @@ def finish(run: WorkflowRun, access: Access, key: str) -> WorkflowRun:
 
 def test_the_library_covers_every_node_type_across_categories() -> None:
     keys = [t.key for t in TEMPLATES]
-    assert len(keys) >= 14 and len(set(keys)) == len(keys)
+    assert len(keys) >= 14
+    assert len(set(keys)) == len(keys)
     assert len({t.name for t in TEMPLATES}) == len(TEMPLATES)
     assert len(library.categories()) >= 6
     used = set().union(*(t.node_types for t in TEMPLATES))
@@ -67,13 +68,14 @@ def test_sub_workflows_and_agents_named_by_templates_can_be_provided() -> None:
     for template in TEMPLATES:
         for name in template.workflows:
             assert library.template_named(name) is not None, (template.key, name)
-        for name in template.agents:
+        for name in template.agents:  # the specs `template_prepare` creates agents from
             assert prepare.demo_agent_spec(name) is not None, (template.key, name)
 
 
 def test_template_get_returns_a_copy_and_refuses_unknown_keys() -> None:
     template = library.template_get("support-triage")
-    assert template.name == "Support ticket triage" and template.category == "Support"
+    assert template.name == "Support ticket triage"
+    assert template.category == "Support"
     template.definition["steps"].clear()
     assert library.template_get("support-triage").definition["steps"]
     with pytest.raises(NotFound, match="no workflow template 'nope'"):
@@ -104,7 +106,7 @@ def test_a_malformed_template_file_is_refused_with_its_name(
     path = tmp_path / file_name
     path.write_text(text)
     with pytest.raises(TemplateFileError, match=problem):
-        library._load(path)
+        library._load(path)  # noqa: SLF001 (no public way to load one file)
 
 
 # --- in a workspace ---------------------------------------------------------------------------
@@ -155,7 +157,8 @@ def test_prepare_creates_the_model_alias_the_agents_and_the_sub_workflow(
         access=owner_access, template=library.template_get("release-notes")
     )
     child = Workflow.objects.get(name="Translation QA")
-    assert child.template_key == "translation-qa" and child.active_version is not None
+    assert child.template_key == "translation-qa"
+    assert child.active_version is not None
     assert notes == ["Created the workflow “Translation QA”, which this one runs."]
 
 
@@ -165,7 +168,8 @@ def test_a_member_gets_a_note_instead_of_a_new_model_alias(world, in_alpha: None
         access=member, template=library.template_get("meeting-action-items")
     )
     assert not ModelAlias.objects.filter(name="default").exists()
-    assert notes and "ask an admin" in notes[0]
+    assert notes
+    assert "ask an admin" in notes[0]
 
 
 # --- the demo seed ----------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from agents.webhooks import (
     webhook_secret_rotate,
 )
 from tenants.permissions import Access
-from tests.conftest import World
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.personas import World
 from workflows.models import Workflow, WorkflowRun, WorkflowVersion
 from workflows.notify import run_finished_webhook
 
@@ -77,7 +77,8 @@ def test_a_finished_run_posts_a_signed_payload_and_retries_until_delivered(
         second_wait = webhook_attempt(delivery.pk)
         delivery.refresh_from_db()
 
-    assert first_wait == 10.0 and second_wait is None  # backoff, then delivered
+    assert first_wait == 10.0  # backoff
+    assert second_wait is None  # then delivered
     assert (delivery.workflow_run_id, delivery.status, delivery.attempts) == (
         run.pk,
         "delivered",
@@ -93,7 +94,8 @@ def test_a_finished_run_posts_a_signed_payload_and_retries_until_delivered(
     assert body["workflow"] == {"id": run.workflow_id, "name": "Lead scoring"}
     assert (body["version"], body["status"], body["output"]) == (3, "succeeded", {"score": 87})
     assert (body["input_tokens"], body["output_tokens"], body["cost_usd"]) == (120, 30, "0.001250")
-    assert body["finished_at"] is not None and body["created_at"] is not None
+    assert body["finished_at"] is not None
+    assert body["created_at"] is not None
 
 
 def test_a_failed_run_reports_its_error(
@@ -116,7 +118,9 @@ def test_the_same_ending_is_posted_once_and_runs_without_a_url_or_unfinished_not
         run = _finished_run("https://hooks.example.com/runs")
         first = run_finished_webhook(run)
         again = run_finished_webhook(run)  # a redelivered finishing task
-        assert first is not None and again is not None and first.pk == again.pk
+        assert first is not None
+        assert again is not None
+        assert first.pk == again.pk
 
         silent = _finished_run("")
         assert run_finished_webhook(silent) is None

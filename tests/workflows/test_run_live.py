@@ -23,8 +23,8 @@ from accounts.models import User
 from config import services
 from config.asgi import application
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, make_user
-from tests.workflows.conftest import make_workflow
+from tests.helpers.personas import World, access_of, make_user
+from tests.helpers.workflows import make_workflow
 from workflows import engine, runs
 from workflows.models import StepRun, WorkflowRun
 
@@ -164,7 +164,8 @@ async def _until(ws: Any, done: Callable[[str], bool]) -> list[str]:
 def _assert_whole_state(world: World, run_id: int, message: str) -> None:
     """The message replaces every fragment, each as the database has it now."""
     run = _run(world, run_id)
-    assert 'id="run-summary"' in message and _run_status(message) == run.status
+    assert 'id="run-summary"' in message
+    assert _run_status(message) == run.status
     assert 'id="run-diagram" class="wf-canvas run-canvas"' in message
     assert '<div id="run-steps" class="run-steps" hx-swap-oob="true">' in message
     for node_id, step in _steps(world, run_id).items():
@@ -199,7 +200,8 @@ def test_the_first_message_is_the_whole_run_as_it_is(committed_world: World) -> 
         "queued",
         "pending",
     )
-    assert _run_status(first) == "running" and "<dd>1 of 5</dd>" in first
+    assert _run_status(first) == "running"
+    assert "<dd>1 of 5</dd>" in first
     assert "&quot;tides&quot;" in str(_article(first, steps["a"]))
     assert "Cancel run" in first  # the owner's buttons
 
@@ -228,15 +230,18 @@ def test_each_step_change_sends_that_step_fragment(committed_world: World) -> No
 
     first, after_a, after_b = async_to_sync(scenario)()
 
-    assert _status(first, steps["a"]) == "queued" and _run_status(first) == "queued"
+    assert _status(first, steps["a"]) == "queued"
+    assert _run_status(first) == "queued"
     message = after_b[-1]
     # Only what changed: b (done) and c (now queued), with the summary and the diagram.
     assert _shows(steps["c"], "queued")(message)
     assert all(_article(m, steps["a"]) is None and 'id="run-steps"' not in m for m in after_b)
-    assert '<div id="run-summary"' in message and 'hx-swap-oob="true"' in message
+    assert '<div id="run-summary"' in message
+    assert 'hx-swap-oob="true"' in message
     assert 'data-step="b" data-status="succeeded"' in message  # the diagram
     assert "b of tides" in str(_article(message, steps["b"]))
-    assert _run_status(message) == "running" and "<dd>2 of 5</dd>" in message
+    assert _run_status(message) == "running"
+    assert "<dd>2 of 5</dd>" in message
     assert _run_status(after_a[-1]) == "running"
 
 
@@ -270,10 +275,10 @@ def test_a_decision_taken_on_another_page_reaches_an_open_one(committed_world: W
 
     assert 'value="approve"' in str(_article(first, steps["review"]))
     article = _article(messages[-1], steps["review"])
-    assert article is not None and "Approved by owner@alpha.test: “Go”" in article
-    assert (
-        'value="approve"' not in article and _status(messages[-1], steps["review"]) == "succeeded"
-    )
+    assert article is not None
+    assert "Approved by owner@alpha.test: “Go”" in article
+    assert 'value="approve"' not in article
+    assert _status(messages[-1], steps["review"]) == "succeeded"
 
 
 def test_a_viewer_watches_without_action_buttons(committed_world: World) -> None:
@@ -294,7 +299,8 @@ def test_a_viewer_watches_without_action_buttons(committed_world: World) -> None
 
     _assert_whole_state(committed_world, run.pk, first)
     assert _run_status(first) == "waiting"
-    assert "Cancel run" not in first and 'value="approve"' not in first
+    assert "Cancel run" not in first
+    assert 'value="approve"' not in first
     assert "Waiting for a member of this workspace to approve or reject it." in first
 
 
@@ -326,8 +332,10 @@ def test_after_missed_changes_the_first_message_on_reconnect_is_the_database(
 
     assert _run_status(before) == "queued"
     _assert_whole_state(committed_world, run.pk, after)
-    assert _run_status(after) == "waiting" and "<dd>3 of 5</dd>" in after
-    assert "Publish b of tides?" in after and 'value="approve"' in after
+    assert _run_status(after) == "waiting"
+    assert "<dd>3 of 5</dd>" in after
+    assert "Publish b of tides?" in after
+    assert 'value="approve"' in after
 
 
 def test_a_page_opened_after_the_run_finished_shows_the_result(committed_world: World) -> None:
@@ -354,9 +362,11 @@ def test_a_page_opened_after_the_run_finished_shows_the_result(committed_world: 
     first = async_to_sync(scenario)()
 
     _assert_whole_state(committed_world, run.pk, first)
-    assert _run_status(first) == "succeeded" and "<dd>5 of 5</dd>" in first
+    assert _run_status(first) == "succeeded"
+    assert "<dd>5 of 5</dd>" in first
     assert "&quot;result&quot;: &quot;published&quot;" in first
-    assert "Cancel run" not in first and 'class="run-conn"' not in first
+    assert "Cancel run" not in first
+    assert 'class="run-conn"' not in first
 
 
 # ------------------------------------------------------------------ refused

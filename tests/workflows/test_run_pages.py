@@ -23,9 +23,10 @@ from django_tenants.utils import schema_context
 
 from accounts.models import User
 from tenants.models import Membership, Role
-from tests.conftest import World, access_of, logged_in, make_user
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import drain, make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of, logged_in, make_user
+from tests.helpers.workflows import drain, make_workflow
 from workflows import engine, runs
 from workflows.engine.execute import _claim, _read
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
@@ -223,16 +224,22 @@ def test_start_form_has_a_field_per_declared_input(world: World, owner_client: C
     response = owner_client.get(_url("workflow_run_start", workflow_id=workflow.pk))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Inputs of version 1" in html and "Start run" in html
+    assert "Inputs of version 1" in html
+    assert "Start run" in html
     assert '<option value="1" selected>v1 (active)</option>' in html
 
     ticket = _field(html, "ticket")
-    assert 'name="input_ticket"' in ticket and "<textarea" in ticket
-    assert "(required)" in ticket and "The customer&#x27;s message" in ticket
+    assert 'name="input_ticket"' in ticket
+    assert "<textarea" in ticket
+    assert "(required)" in ticket
+    assert "The customer&#x27;s message" in ticket
     priority = _field(html, "priority")
-    assert 'type="number"' in priority and 'value="3"' in priority and "(optional)" in priority
+    assert 'type="number"' in priority
+    assert 'value="3"' in priority
+    assert "(optional)" in priority
     tags = _field(html, "tags")
-    assert 'name="input_tags"' in tags and "A JSON list." in tags
+    assert 'name="input_tags"' in tags
+    assert "A JSON list." in tags
 
 
 def test_a_missing_required_input_is_shown_beside_its_field_and_nothing_starts(
@@ -246,7 +253,8 @@ def test_a_missing_required_input_is_shown_beside_its_field_and_nothing_starts(
     assert response.status_code == 400
     html = response.content.decode()
     ticket = _field(html, "ticket")
-    assert "field--invalid" in ticket and "This field is required." in ticket
+    assert "field--invalid" in ticket
+    assert "This field is required." in ticket
     assert "Not valid JSON" in _field(html, "tags")
     assert "field--invalid" not in _field(html, "priority")
     assert 'value="2"' in _field(html, "priority")  # what was typed is kept
@@ -262,12 +270,15 @@ def test_a_valid_start_creates_the_run_and_opens_its_page(
         {"version": "1", "input_ticket": "Site down", "input_priority": "", "input_tags": '["a"]'},
     )
     (run,) = _runs(world)
-    assert response.status_code == 302 and response["Location"] == _detail(run)
+    assert response.status_code == 302
+    assert response["Location"] == _detail(run)
     assert run.inputs == {"ticket": "Site down", "priority": 3, "tags": ["a"]}  # the default
     assert (run.trigger, run.created_by_id, run.status) == ("manual", world.owner.pk, "queued")
 
     page = owner_client.get(response["Location"]).content.decode()
-    assert f"Run #{run.pk}" in page and "owner@alpha.test" in page and "Site down" in page
+    assert f"Run #{run.pk}" in page
+    assert "owner@alpha.test" in page
+    assert "Site down" in page
 
 
 def test_an_older_version_can_be_pinned_from_the_form(world: World, owner_client: Client) -> None:
@@ -287,14 +298,16 @@ def test_an_older_version_can_be_pinned_from_the_form(world: World, owner_client
     url = _url("workflow_run_start", workflow_id=workflow.pk)
 
     active = owner_client.get(url).content.decode()
-    assert "Inputs of version 2" in active and 'data-input="subject"' in active
+    assert "Inputs of version 2" in active
+    assert 'data-input="subject"' in active
     assert '<option value="1">v1</option>' in active  # older versions are offered
     assert 'data-input="ticket"' not in active
 
     # Without JavaScript, "Show its inputs" posts `load`: the form switches, nothing starts.
     loaded = owner_client.post(url, {"version": "1", "load": "1"})
     assert loaded.status_code == 200
-    assert 'data-input="ticket"' in loaded.content.decode() and _runs(world) == []
+    assert 'data-input="ticket"' in loaded.content.decode()
+    assert _runs(world) == []
     assert 'data-input="ticket"' in owner_client.get(url + "?version=1").content.decode()
 
     response = owner_client.post(url, {"version": "1", "input_ticket": "Old form"})
@@ -304,7 +317,8 @@ def test_an_older_version_can_be_pinned_from_the_form(world: World, owner_client
         assert run.version.number == 1
     assert run.inputs == {"ticket": "Old form", "priority": 3}
     page = owner_client.get(_detail(run)).content.decode()
-    assert "version 1" in page and "version 1 (active)" not in page
+    assert "version 1" in page
+    assert "version 1 (active)" not in page
 
 
 def test_an_archived_workflow_cannot_be_started_from_the_form(
@@ -316,9 +330,8 @@ def test_an_archived_workflow_cannot_be_started_from_the_form(
     url = _url("workflow_run_start", workflow_id=workflow.pk)
     assert "restore it before running it" in owner_client.get(url).content.decode()
     response = owner_client.post(url, {"version": "1", "input_ticket": "x"})
-    assert response.status_code == 400 and "restore it before running it" in (
-        response.content.decode()
-    )
+    assert response.status_code == 400
+    assert "restore it before running it" in (response.content.decode())
     assert _runs(world) == []
 
 
@@ -362,9 +375,13 @@ def test_history_filters_narrow_the_rows(world: World, owner_client: Client) -> 
     assert listed("status=queued&version=1&date_from=2025-03-06") == [scheduled.pk]
 
     narrowed = owner_client.get(f"{url}?trigger=api").content.decode()
-    assert "1 run matches the filters" in narrowed and f'href="{url}">Clear</a>' in narrowed
+    assert "1 run matches the filters" in narrowed
+    assert f'href="{url}">Clear</a>' in narrowed
     row = narrowed.split(f'<tr data-run="{by_api.pk}"', 1)[1].split("</tr>", 1)[0]
-    assert ">API<" in row and ">Chain</a>" in row and "v1" in row and "Queued" in row
+    assert ">API<" in row
+    assert ">Chain</a>" in row
+    assert "v1" in row
+    assert "Queued" in row
 
 
 def test_invalid_filters_are_reported_and_ignored(world: World, owner_client: Client) -> None:
@@ -373,7 +390,8 @@ def test_invalid_filters_are_reported_and_ignored(world: World, owner_client: Cl
     html = owner_client.get(
         _url("workflow_run_list") + "?date_from=2025-03-10&date_to=2025-03-01&status=bogus"
     ).content.decode()
-    assert "Pick a date on or after the start date." in html and "(ignored)" in html
+    assert "Pick a date on or after the start date." in html
+    assert "(ignored)" in html
     assert _listed(html) == [run.pk]
 
 
@@ -384,7 +402,8 @@ def test_the_workflow_history_lists_only_its_runs(world: World, owner_client: Cl
     theirs = _start(world, other, {"q": "2"})
 
     html = owner_client.get(_url("workflow_run_list", workflow_id=chain.pk)).content.decode()
-    assert "Runs of Chain" in html and _listed(html) == [mine.pk]
+    assert "Runs of Chain" in html
+    assert _listed(html) == [mine.pk]
     assert _url("workflow_run_start", workflow_id=chain.pk) in html  # the Run button
     assert '<th scope="col">Workflow</th>' not in html
 
@@ -397,12 +416,15 @@ def test_the_workflow_history_lists_only_its_runs(world: World, owner_client: Cl
 def test_empty_history_and_no_matching_runs(world: World, owner_client: Client) -> None:
     workflow = _workflow(world, CHAIN, "Chain")
     empty = owner_client.get(_url("workflow_run_list", workflow_id=workflow.pk)).content.decode()
-    assert "No runs yet" in empty and "0 runs" in empty and "<table" not in empty
+    assert "No runs yet" in empty
+    assert "0 runs" in empty
+    assert "<table" not in empty
 
     _start(world, workflow, {"q": "x"})
     url = _url("workflow_run_list", workflow_id=workflow.pk)
     none = owner_client.get(url + "?status=failed").content.decode()
-    assert "No matching runs" in none and "No runs yet" not in none
+    assert "No matching runs" in none
+    assert "No runs yet" not in none
     assert f'<a class="btn" href="{url}">Show all runs</a>' in none
 
 
@@ -412,7 +434,8 @@ def test_filtering_with_htmx_answers_only_the_results(world: World, owner_client
     response = owner_client.get(_url("workflow_run_list") + "?status=queued", **HX)
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="run-results"')
-    assert "<html" not in html and _listed(html) == [run.pk]
+    assert "<html" not in html
+    assert _listed(html) == [run.pk]
 
 
 def test_history_takes_the_same_queries_whatever_the_number_of_runs(
@@ -456,7 +479,8 @@ def test_history_takes_the_same_queries_whatever_the_number_of_runs(
         assert queries(url) == before, url
 
     paged = owner_client.get(_url("workflow_run_list") + "?page=2").content.decode()
-    assert "Page 2 of 2" in paged and len(_listed(paged)) == 43 - 25
+    assert "Page 2 of 2" in paged
+    assert len(_listed(paged)) == 43 - 25
     filtered = owner_client.get(_url("workflow_run_list") + "?trigger=manual").content.decode()
     assert 'href="?trigger=manual&amp;page=2"' in filtered  # the next page keeps the filters
 
@@ -531,27 +555,34 @@ def test_a_run_opened_midway_shows_each_step_as_it_is(
         assert f'data-step="{node_id}" data-status="{status}"' in html, node_id  # the diagram
     assert "Not started" in _article(html, steps["publish"])
     assert "Skipped" in _article(html, steps["escalate"])
-    assert "Running" in _article(html, steps["summarise"]) and "so far" in _article(
-        html, steps["summarise"]
-    )
+    assert "Running" in _article(html, steps["summarise"])
+    assert "so far" in _article(html, steps["summarise"])
 
     draft = _article(html, steps["draft"])
-    assert "Write a draft" in draft and "1200 tokens" in draft and "$0.006" in draft
+    assert "Write a draft" in draft
+    assert "1200 tokens" in draft
+    assert "$0.006" in draft
     assert "Write about tides" in draft  # its input (the prompt sent)
     assert "Tides rise twice a day." in draft  # its output
     assert "branch <code>false</code>" in _article(html, steps["check"])
     review = _article(html, steps["review"])
     assert "Publish Tides rise twice a day.?" in review
-    assert 'value="approve"' in review and 'value="reject"' in review
+    assert 'value="approve"' in review
+    assert 'value="reject"' in review
 
     summary = _summary(html)
-    assert 'data-status="running"' in summary and 'class="run-conn"' in summary  # "Live"
+    assert 'data-status="running"' in summary
+    assert 'class="run-conn"' in summary  # "Live"
     assert "<dd>4 of 8</dd>" in summary  # draft, check, escalate (skipped), fanout
-    assert "1200<span" in summary and "1000 in · 200 out" in summary
-    assert "<dd>$0.006</dd>" in summary and "so far</dd>" in summary
+    assert "1200<span" in summary
+    assert "1000 in · 200 out" in summary
+    assert "<dd>$0.006</dd>" in summary
+    assert "so far</dd>" in summary
     assert "&quot;topic&quot;: &quot;tides&quot;" in summary  # the inputs
     assert "when the run succeeds" in summary
-    assert "Cancel run" in summary and "Resume run" not in summary and "Re-run" not in summary
+    assert "Cancel run" in summary
+    assert "Resume run" not in summary
+    assert "Re-run" not in summary
     assert f'ws-connect="/ws/w/alpha/workflows/runs/{run.pk}/"' in html
 
 
@@ -565,21 +596,31 @@ def test_a_failed_run_shows_its_error_totals_and_what_can_be_done(
     html = owner_client.get(_detail(run)).content.decode()
 
     draft = _article(html, steps["draft"])
-    assert 'data-status="failed"' in draft and "run-step__error" in draft
+    assert 'data-status="failed"' in draft
+    assert "run-step__error" in draft
     assert steps["draft"].error.startswith("No model could answer for")
-    assert "No model could answer for" in draft and "The model server answered 500" in draft
+    assert "No model could answer for" in draft
+    assert "The model server answered 500" in draft
     assert "Retry this step" in draft
     outline = _article(html, steps["outline"])
-    assert 'data-status="succeeded"' in outline and "Retry this step" not in outline
-    assert "1200 tokens" in outline and "$0.006" in outline and "1 attempt" in outline
+    assert 'data-status="succeeded"' in outline
+    assert "Retry this step" not in outline
+    assert "1200 tokens" in outline
+    assert "$0.006" in outline
+    assert "1 attempt" in outline
     summary = _summary(html)
-    assert 'data-status="failed"' in summary and "run-error" in summary
+    assert 'data-status="failed"' in summary
+    assert "run-error" in summary
     assert run.error.startswith("Draft: No model could answer for")
     assert "Draft: No model could answer for" in summary
     assert 'class="run-conn"' not in summary  # not live: it ended
-    assert "Resume run" in summary and "Re-run" in summary and "Cancel run" not in summary
-    assert "<dd>1 of 2</dd>" in summary and "<dd>$0.006</dd>" in summary
-    assert run.finished_at is not None and "so far" not in summary  # a fixed duration
+    assert "Resume run" in summary
+    assert "Re-run" in summary
+    assert "Cancel run" not in summary
+    assert "<dd>1 of 2</dd>" in summary
+    assert "<dd>$0.006</dd>" in summary
+    assert run.finished_at is not None
+    assert "so far" not in summary  # a fixed duration
     assert "— none" in summary  # no output
 
 
@@ -598,7 +639,8 @@ def test_cancel_without_javascript_redirects_to_the_cancelled_run(
 
     response = owner_client.post(_url("workflow_run_cancel", run_id=run.pk))
 
-    assert response.status_code == 302 and response["Location"] == _detail(run)
+    assert response.status_code == 302
+    assert response["Location"] == _detail(run)
     assert _fresh(world, run).status == "cancelled"
     assert {n: s.status for n, s in _steps(world, run).items()} == {
         "a": "succeeded",
@@ -608,7 +650,8 @@ def test_cancel_without_javascript_redirects_to_the_cancelled_run(
     page = owner_client.get(response["Location"]).content.decode()
     assert "Run cancelled." in page  # the toast
     assert "Cancelled by owner@alpha.test." in _summary(page)
-    assert "Cancel run" not in page and "Re-run" in page
+    assert "Cancel run" not in page
+    assert "Re-run" in page
     assert _drain(world) == []  # nothing left to execute
 
 
@@ -622,8 +665,10 @@ def test_cancel_with_htmx_answers_the_run_as_it_is_now(world: World, owner_clien
     assert response.status_code == 200
     assert '<div id="run-summary" class="run-summary" data-status="cancelled"' in html
     assert 'id="run-steps" class="run-steps" hx-swap-oob="true"' in html
-    assert 'id="run-diagram"' in html and 'id="run-notice"' in html
-    assert "alert--success" in html and "Run cancelled." in html
+    assert 'id="run-diagram"' in html
+    assert 'id="run-notice"' in html
+    assert "alert--success" in html
+    assert "Run cancelled." in html
     assert "Cancel run" not in html
     assert _article(html, _steps(world, run)["b"]).count('data-status="cancelled"') == 1
 
@@ -649,14 +694,16 @@ def test_a_member_approves_with_a_comment_and_the_run_goes_on(
 ) -> None:
     run, review = _waiting_for_review(world)
     page = member_client.get(_detail(run)).content.decode()
-    assert "Publish Draft on tides?" in _article(page, review) and "Approve" in page
+    assert "Publish Draft on tides?" in _article(page, review)
+    assert "Approve" in page
 
     response = member_client.post(
         _url("workflow_step_decide", run_id=run.pk, step_id=review.pk),
         {"decision": "approve", "comment": "Ship it"},
     )
 
-    assert response.status_code == 302 and response["Location"] == _detail(run)
+    assert response.status_code == 302
+    assert response["Location"] == _detail(run)
     review = _steps(world, run)["review"]
     assert (review.status, review.branch, review.decision_comment) == (
         "succeeded",
@@ -685,10 +732,13 @@ def test_a_rejection_with_htmx_fails_the_run_with_the_comment(
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Rejected “review”." in html and "alert--success" in html
+    assert "Rejected “review”." in html
+    assert "alert--success" in html
     run = _fresh(world, run)
-    assert run.status == "failed" and "Numbers are wrong" in run.error
-    assert 'data-status="failed"' in _summary(html) and "Numbers are wrong" in _summary(html)
+    assert run.status == "failed"
+    assert "Numbers are wrong" in run.error
+    assert 'data-status="failed"' in _summary(html)
+    assert "Numbers are wrong" in _summary(html)
     article = _article(html, review)
     assert "Rejected by owner@alpha.test: “Numbers are wrong”" in article
     assert 'value="approve"' not in article
@@ -699,14 +749,16 @@ def test_a_rejection_with_htmx_fails_the_run_with_the_comment(
         {"decision": "approve"},
         **HX,
     )
-    assert late.status_code == 409 and "not waiting for a decision" in late.content.decode()
+    assert late.status_code == 409
+    assert "not waiting for a decision" in late.content.decode()
 
 
 def test_a_decision_must_say_approve_or_reject(world: World, owner_client: Client) -> None:
     run, review = _waiting_for_review(world)
     url = _url("workflow_step_decide", run_id=run.pk, step_id=review.pk)
     response = owner_client.post(url, {"decision": "maybe", "comment": "?"}, **HX)
-    assert response.status_code == 400 and "Choose Approve or Reject." in response.content.decode()
+    assert response.status_code == 400
+    assert "Choose Approve or Reject." in response.content.decode()
     assert _steps(world, run)["review"].status == "waiting"
 
 
@@ -718,7 +770,8 @@ def test_a_viewer_sees_the_approval_but_cannot_decide(world: World) -> None:
     assert page.status_code == 200
     article = _article(page.content.decode(), review)
     assert "Waiting for a member of this workspace to approve or reject it." in article
-    assert 'value="approve"' not in article and "Cancel run" not in page.content.decode()
+    assert 'value="approve"' not in article
+    assert "Cancel run" not in page.content.decode()
 
     url = _url("workflow_step_decide", run_id=run.pk, step_id=review.pk)
     assert client.post(url, {"decision": "approve", "comment": "me?"}).status_code == 403
@@ -752,20 +805,22 @@ def test_retry_gives_a_failed_step_a_new_attempt(
     response = owner_client.post(url, **HX)
 
     html = response.content.decode()
-    assert response.status_code == 200 and "Step “draft” runs again." in html
-    assert 'data-status="running"' in _summary(html) and "Retry this step" not in html
+    assert response.status_code == 200
+    assert "Step “draft” runs again." in html
+    assert 'data-status="running"' in _summary(html)
+    assert "Retry this step" not in html
     assert 'data-status="queued"' in _article(html, draft)
     fake_openai_model.queue(text="Draft", usage={"prompt_tokens": 10, "completion_tokens": 5})
     assert _drain(world) == ["draft"]
     run = _fresh(world, run)
-    assert run.status == "succeeded" and run.output == {"text": "Draft"}
+    assert run.status == "succeeded"
+    assert run.output == {"text": "Draft"}
     assert _steps(world, run)["draft"].attempt == 2
 
     # Only a failed step can be retried; a step of another run is not found.
     refused = owner_client.post(url, **HX)
-    assert refused.status_code == 409 and "Only a failed step can be retried." in (
-        refused.content.decode()
-    )
+    assert refused.status_code == 409
+    assert "Only a failed step can be retried." in (refused.content.decode())
     other = _start(world, _workflow(world, CHAIN), {"q": "x"})
     assert (
         owner_client.post(_url("workflow_step_retry", run_id=other.pk, step_id=draft.pk))
@@ -803,22 +858,27 @@ def test_resume_runs_the_failed_steps_and_keeps_the_succeeded_ones(
         assert response.status_code == 200
         html = response.content.decode()
         assert "Resumed: the failed steps run again" in html
-        assert 'data-status="running"' in _summary(html) and "Resume run" not in html
+        assert 'data-status="running"' in _summary(html)
+        assert "Resume run" not in html
     else:
-        assert response.status_code == 302 and response["Location"] == _detail(run)
+        assert response.status_code == 302
+        assert response["Location"] == _detail(run)
     fake_openai_model.queue(text="Draft", usage={"prompt_tokens": 10, "completion_tokens": 5})
     assert _drain(world) == ["draft"]
 
     run = _fresh(world, run)
-    assert run.status == "succeeded" and run.output == {"text": "Draft"}
+    assert run.status == "succeeded"
+    assert run.output == {"text": "Draft"}
     assert len(fake_openai_model.requests) == calls_before + 1  # only "draft" asked again
     outline = _steps(world, run)["outline"]
     kept = ("attempt", "output", "status", "started_at", "finished_at", "revision", "cost_usd")
     assert {f: getattr(outline, f) for f in kept} == {f: getattr(outline_before, f) for f in kept}
     assert outline.pk == outline_before.pk
-    assert run.input_tokens == 1010 and run.cost_usd == Decimal("0.006105")
+    assert run.input_tokens == 1010
+    assert run.cost_usd == Decimal("0.006105")
     page = owner_client.get(_detail(run)).content.decode()
-    assert 'data-status="succeeded"' in _summary(page) and "&quot;Draft&quot;" in _summary(page)
+    assert 'data-status="succeeded"' in _summary(page)
+    assert "&quot;Draft&quot;" in _summary(page)
 
 
 def test_only_a_failed_run_can_be_resumed(world: World, owner_client: Client) -> None:
@@ -840,7 +900,8 @@ def test_rerun_starts_a_new_run_with_the_same_inputs(world: World, member_client
     response = member_client.post(_url("workflow_run_rerun", run_id=run.pk))
 
     new = _runs(world)[-1]
-    assert new.pk != run.pk and response.status_code == 302
+    assert new.pk != run.pk
+    assert response.status_code == 302
     assert response["Location"] == _detail(new)
     assert (new.inputs, new.version_id, new.rerun_of_id, new.trigger) == (
         {"q": "again"},
@@ -857,8 +918,10 @@ def test_rerun_starts_a_new_run_with_the_same_inputs(world: World, member_client
 
     hx = member_client.post(_url("workflow_run_rerun", run_id=run.pk), **HX)
     newest = _runs(world)[-1]
-    assert hx.status_code == 200 and hx["HX-Redirect"] == _detail(newest)
-    assert newest.pk != new.pk and newest.inputs == {"q": "again"}
+    assert hx.status_code == 200
+    assert hx["HX-Redirect"] == _detail(newest)
+    assert newest.pk != new.pk
+    assert newest.inputs == {"q": "again"}
 
 
 def test_the_rerun_button_of_an_updated_summary_still_works(world: World) -> None:
@@ -953,7 +1016,8 @@ def test_a_run_of_another_workspace_is_not_found_from_this_one(
         response = getattr(outsider_client, method)(url, {"decision": "approve"})
         assert response.status_code == 404, (method, url)
     bravo = outsider_client.get(_url("workflow_run_list", "bravo")).content.decode()
-    assert "No runs yet" in bravo and _listed(bravo) == []
+    assert "No runs yet" in bravo
+    assert _listed(bravo) == []
     _unchanged(world, run)
 
 

@@ -11,9 +11,10 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from agents.run_selectors import PLACEHOLDER_NOTE
-from tests.conftest import World, access_of
 from tests.fakes import FakeOpenAI
-from tests.workflows.conftest import drain, make_workflow, register_fake_model
+from tests.helpers.agents import register_fake_model
+from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import drain, make_workflow
 from workflows import runs
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +55,8 @@ def test_offline_step_shows_provider_model_and_placeholder_label(
 ) -> None:
     html = _run_page(world, owner_client, "offline:demo")
     ask = _step(html, "ask")
-    assert 'data-provider="offline"' in ask and "<code>demo</code>" in ask
+    assert 'data-provider="offline"' in ask
+    assert "<code>demo</code>" in ask
     assert PLACEHOLDER_NOTE in ask
     assert "data-provider" not in _step(html, "done")  # no model call, nothing claimed
 
@@ -67,5 +69,6 @@ def test_a_real_provider_step_names_it_without_the_placeholder_label(
         register_fake_model(fake_openai.base_url)
     fake_openai.queue(text="Refunds take five days.")
     ask = _step(_run_page(world, owner_client, "fake"), "ask")
-    assert 'data-provider="openai_compatible"' in ask and "<code>m1</code>" in ask
+    assert 'data-provider="openai_compatible"' in ask
+    assert "<code>m1</code>" in ask
     assert PLACEHOLDER_NOTE not in ask

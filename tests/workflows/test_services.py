@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from django_tenants.utils import schema_context
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants.models import AuditEvent, Membership, Role, Workspace
 from tenants.permissions import Access
-from tests.conftest import World, access_of, make_user
+from tests.helpers.personas import World, access_of, make_user
 from workflows import selectors, services
 from workflows.library import prepare
 from workflows.models import Workflow, WorkflowVersion
@@ -75,7 +74,8 @@ def test_create_publishes_version_one_and_is_audited(
     assert version.definition == DEFINITION
     assert workflow.created_by_id == version.created_by_id == world.owner.pk
     event = AuditEvent.objects.get(workspace=world.workspace_a, action=services.WORKFLOW_CREATED)
-    assert event.actor_label == "owner@alpha.test" and event.target_label == "Ticket triage"
+    assert event.actor_label == "owner@alpha.test"
+    assert event.target_label == "Ticket triage"
 
 
 def test_create_reports_bad_details_and_definition_problems_together(
@@ -198,11 +198,13 @@ def test_a_save_based_on_an_older_version_is_refused_before_the_edit_and_the_che
 
     with pytest.raises(Conflict, match="Someone saved version 2"):
         services.version_edit(access=owner_access, workflow=workflow, edit=edit, based_on=1)
-    assert seen == [] and workflow.versions.count() == 2
+    assert seen == []
+    assert workflow.versions.count() == 2
 
     v3 = services.version_edit(access=owner_access, workflow=workflow, edit=edit, based_on=2)
     assert seen == [edited("two")]  # the edit is applied to the latest version
-    assert v3.number == 3 and v3.definition["steps"][1]["config"]["value"] == "two"
+    assert v3.number == 3
+    assert v3.definition["steps"][1]["config"]["value"] == "two"
 
 
 def test_publish_and_rollback(workflow: Workflow, owner_access: Access, world: World) -> None:
@@ -217,7 +219,8 @@ def test_publish_and_rollback(workflow: Workflow, owner_access: Access, world: W
     rolled = services.version_rollback(access=owner_access, version=v1)
     workflow.refresh_from_db()
     assert (rolled.number, rolled.source) == (3, WorkflowVersion.Source.ROLLBACK)
-    assert rolled.definition == v1.definition and rolled.note == "Rolled back to version 1"
+    assert rolled.definition == v1.definition
+    assert rolled.note == "Rolled back to version 1"
     assert workflow.active_version_id == rolled.pk
     assert actions(world.workspace_a) == [
         services.WORKFLOW_CREATED,
@@ -304,14 +307,16 @@ def test_diff_lists_step_and_edge_changes_and_a_unified_text(
     diff = selectors.version_diff(selectors.version_get(workflow, 1), new)
 
     assert (diff.from_version, diff.to_version) == (1, 2)
-    assert diff.steps_added == ["log"] and diff.steps_removed == []
+    assert diff.steps_added == ["log"]
+    assert diff.steps_removed == []
     assert diff.steps_changed == [
         ("classify", [("name", None, "Classify")]),
         ("reply", [("config.value", "we are on it", "paging on-call")]),
     ]
     step_id, changes = diff.steps_changed[1]
     assert step_id == "reply"
-    assert changes[0].field == "config.value" and changes[0].new == "paging on-call"
+    assert changes[0].field == "config.value"
+    assert changes[0].new == "paging on-call"
     assert [(e.source, e.target, e.branch) for e in diff.edges_added] == [("reply", "log", "")]
     assert diff.edges_removed == []
     assert [c.field for c in diff.inputs_changed] == ["priority"]
@@ -320,21 +325,23 @@ def test_diff_lists_step_and_edge_changes_and_a_unified_text(
     assert '+        "value": "paging on-call"' in diff.unified
 
     same = selectors.version_diff(new, new)
-    assert same.unified == "" and not same.changed and same.steps_changed == []
+    assert same.unified == ""
+    assert not same.changed
+    assert same.steps_changed == []
 
 
 # ------------------------------------------------------------------ concurrency
 
 
 @pytest.fixture
-def committed_workflow(committed_world: World) -> Iterator[tuple[World, Workflow]]:
+def committed_workflow(committed_world: World) -> tuple[World, Workflow]:
     with schema_context(committed_world.workspace_a.schema_name):
         workflow = services.workflow_create(
             access=access_of(committed_world.owner, committed_world.workspace_a),
             name="Race",
             definition=DEFINITION,
         )
-    yield committed_world, workflow
+    return committed_world, workflow
 
 
 def test_concurrent_saves_get_distinct_numbers(
@@ -380,7 +387,8 @@ def test_a_template_becomes_a_workflow_with_a_free_name(
     first = prepare.workflow_from_template(access=owner_access, key=template.key)
     second = prepare.workflow_from_template(access=owner_access, key=template.key)
     assert (first.name, second.name) == (template.name, f"{template.name} (2)")
-    assert first.template_key == template.key and first.category == template.category
+    assert first.template_key == template.key
+    assert first.category == template.category
     version = first.versions.get()
     assert version.source == WorkflowVersion.Source.TEMPLATE
     assert version.definition == template.definition

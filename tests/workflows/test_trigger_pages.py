@@ -16,8 +16,8 @@ from django_tenants.utils import schema_context
 
 from agents.webhooks import SIGNATURE_HEADER, sign
 from tenants.models import Membership, Role
-from tests.conftest import World, logged_in, make_user
-from tests.workflows.conftest import make_workflow
+from tests.helpers.personas import World, logged_in, make_user
+from tests.helpers.workflows import make_workflow
 from workflows.models import Trigger, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +70,8 @@ def test_a_webhook_secret_is_shown_once_then_masked_and_it_starts_runs(
     world: World, owner_client: Client, workflow: Workflow
 ) -> None:
     empty = owner_client.get(url("workflow_triggers", workflow))
-    assert empty.status_code == 200 and "No triggers yet" in empty.content.decode()
+    assert empty.status_code == 200
+    assert "No triggers yet" in empty.content.decode()
 
     created = owner_client.post(url("workflow_trigger_webhook_create", workflow), {"name": "CRM"})
 
@@ -80,11 +81,13 @@ def test_a_webhook_secret_is_shown_once_then_masked_and_it_starts_runs(
     trigger = only_trigger(world)
     assert (trigger.kind, trigger.name, trigger.enabled) == ("webhook", "CRM", True)
     hook_path = f"/hooks/workflows/alpha/{trigger.token}/"
-    assert hook_path in page and "Copy it now" in page
+    assert hook_path in page
+    assert "Copy it now" in page
 
     later = owner_client.get(url("workflow_triggers", workflow)).content.decode()
     assert secret not in later
-    assert "••••" + secret[-4:] in later and hook_path in later
+    assert "••••" + secret[-4:] in later
+    assert hook_path in later
 
     body = json.dumps({"topic": "from the CRM"}).encode()
     response = Client().post(
@@ -186,12 +189,14 @@ def test_a_schedule_is_created_previewed_edited_disabled_and_deleted(
         url("workflow_trigger_preview", workflow),
         {"cron": "0 9 * * 1-5", "timezone": "Europe/Paris"},
     ).content.decode()
-    assert "Next runs" in preview and preview.count("<li>") == 3
+    assert "Next runs" in preview
+    assert preview.count("<li>") == 3
     assert "09:00" in preview
     bad = owner_client.get(
         url("workflow_trigger_preview", workflow), {"cron": "0 9 * *", "timezone": "UTC"}
     ).content.decode()
-    assert "Invalid" in bad and "expected 5 fields" in bad
+    assert "Invalid" in bad
+    assert "expected 5 fields" in bad
 
     created = owner_client.post(url("workflow_trigger_schedule_create", workflow), SCHEDULE)
     assert created.status_code == 302
@@ -201,21 +206,27 @@ def test_a_schedule_is_created_previewed_edited_disabled_and_deleted(
         "0 9 * * 1-5",
         "Europe/Paris",
     )
-    assert trigger.inputs == {"topic": "sales"} and trigger.next_run_at is not None
+    assert trigger.inputs == {"topic": "sales"}
+    assert trigger.next_run_at is not None
     listing = owner_client.get(url("workflow_triggers", workflow)).content.decode()
-    assert "0 9 * * 1-5" in listing and "Europe/Paris" in listing and "Next:" in listing
+    assert "0 9 * * 1-5" in listing
+    assert "Europe/Paris" in listing
+    assert "Next:" in listing
 
     edit_url = url("workflow_trigger_schedule_edit", workflow, trigger_id=trigger.pk)
     edit = owner_client.get(edit_url).content.decode()
-    assert 'value="0 9 * * 1-5"' in edit and "Next runs" in edit
+    assert 'value="0 9 * * 1-5"' in edit
+    assert "Next runs" in edit
     saved = owner_client.post(edit_url, {**SCHEDULE, "cron": "*/30 * * * *", "version": "1"})
     assert saved.status_code == 302
     trigger = only_trigger(world)
-    assert trigger.cron == "*/30 * * * *" and trigger.version is not None
+    assert trigger.cron == "*/30 * * * *"
+    assert trigger.version is not None
 
     owner_client.post(url("workflow_trigger_toggle", workflow, trigger_id=trigger.pk))
     trigger = only_trigger(world)
-    assert trigger.enabled is False and trigger.next_run_at is None
+    assert trigger.enabled is False
+    assert trigger.next_run_at is None
     assert "Disabled" in owner_client.get(url("workflow_triggers", workflow)).content.decode()
     owner_client.post(url("workflow_trigger_toggle", workflow, trigger_id=trigger.pk))
     assert only_trigger(world).next_run_at is not None

@@ -12,7 +12,7 @@ import pytest
 from agents import services as agent_services
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
-from tests.workflows.conftest import make_workflow
+from tests.helpers.workflows import make_workflow
 from workflows import validators
 from workflows.validators import Issue
 
@@ -181,7 +181,8 @@ def test_validate_stops_after_a_shape_problem_but_reports_every_independent_one(
     with pytest.raises(ValidationFailed) as excinfo:
         validators.validate_or_raise(broken)
     assert excinfo.value.fields == {"definition": issues}
-    assert "is_urgent" in excinfo.value.message and "2 more" in excinfo.value.message
+    assert "is_urgent" in excinfo.value.message
+    assert "2 more" in excinfo.value.message
 
 
 # ------------------------------------------------------------------ (2) unique ids
