@@ -37,7 +37,8 @@ def current_schema() -> str:
 def live_workspaces() -> QuerySet[Workspace]:
     """Every workspace with data of its own: not the template, not a row for the public
     schema. Commands, periodic tasks and migrations go through this one filter."""
-    return Workspace.objects.filter(is_template=False).exclude(schema_name=get_public_schema_name())
+    workspaces: QuerySet[Workspace] = Workspace.objects.filter(is_template=False)
+    return workspaces.exclude(schema_name=get_public_schema_name())
 
 
 def each_live_workspace(workspaces: Iterable[Workspace] | None = None) -> Iterator[Workspace]:
