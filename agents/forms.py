@@ -10,16 +10,33 @@ from agents.aliases import MAX_TARGETS
 from agents.cache_calibration import semantic_accuracy_statement
 from agents.model_names import default_model, model_choices, model_problem
 from agents.models import AgentVersion, KnowledgeBase, MemoryMode, ProviderKind
-from agents.services import output_schema_problem
+from agents.settings_schema import (
+    CATEGORY_MAX_LENGTH,
+    COST_CAP_DECIMAL_PLACES,
+    COST_CAP_MAX_DIGITS,
+    COST_CAP_MIN,
+    DESCRIPTION_MAX_LENGTH,
+    MAX_TOKENS,
+    MAX_TOKENS_DEFAULT,
+    MAX_TOOL_CALLS,
+    MAX_TOOL_CALLS_DEFAULT,
+    MEMORY_TURNS_DEFAULT,
+    MODEL_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    PAGE_MEMORY_TURNS,
+    TEMPERATURE_MAX,
+    TEMPERATURE_MIN,
+    output_schema_problem,
+)
 from agents.tools.registry import BUILTIN_TOOLS
 
 
 class AgentForm(forms.Form):
-    name = forms.CharField(max_length=80)
-    description = forms.CharField(max_length=300, required=False)
-    category = forms.CharField(max_length=40, required=False)
+    name = forms.CharField(max_length=NAME_MAX_LENGTH)
+    description = forms.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False)
+    category = forms.CharField(max_length=CATEGORY_MAX_LENGTH, required=False)
     model = forms.CharField(
-        max_length=170,
+        max_length=MODEL_MAX_LENGTH,
         # A picker of the names saving accepts (agents/model_names.py), grouped: this
         # workspace's aliases, each provider's priced models, the offline model.
         widget=forms.Select(),
@@ -28,9 +45,14 @@ class AgentForm(forms.Form):
     )
     system_prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False)
     temperature = forms.FloatField(
-        min_value=0, max_value=2, required=False, help_text="0–2. Empty: the model's default."
+        min_value=TEMPERATURE_MIN,
+        max_value=TEMPERATURE_MAX,
+        required=False,
+        help_text=f"{TEMPERATURE_MIN}–{TEMPERATURE_MAX}. Empty: the model's default.",
     )
-    max_tokens = forms.IntegerField(min_value=1, max_value=200_000, initial=1024)
+    max_tokens = forms.IntegerField(
+        min_value=MAX_TOKENS.low, max_value=MAX_TOKENS.high, initial=MAX_TOKENS_DEFAULT
+    )
     tools = forms.MultipleChoiceField(
         choices=[
             (name, f"{name} — {tool.description.split('. ')[0].rstrip('.')}")
@@ -40,12 +62,15 @@ class AgentForm(forms.Form):
         required=False,
     )
     max_tool_calls = forms.IntegerField(
-        min_value=0, max_value=50, initial=8, label="Max tool calls per turn"
+        min_value=MAX_TOOL_CALLS.low,
+        max_value=MAX_TOOL_CALLS.high,
+        initial=MAX_TOOL_CALLS_DEFAULT,
+        label="Max tool calls per turn",
     )
     max_cost_per_run_usd = forms.DecimalField(
-        min_value=Decimal("0.0001"),
-        max_digits=10,
-        decimal_places=4,
+        min_value=COST_CAP_MIN,
+        max_digits=COST_CAP_MAX_DIGITS,
+        decimal_places=COST_CAP_DECIMAL_PLACES,
         required=False,
         label="Max cost per run (USD)",
     )
@@ -64,7 +89,11 @@ class AgentForm(forms.Form):
         help_text="Last N turns resends recent turns; a running summary keeps long chats cheap.",
     )
     memory_turns = forms.IntegerField(
-        min_value=1, max_value=50, initial=10, required=False, label="N (turns)"
+        min_value=PAGE_MEMORY_TURNS.low,
+        max_value=PAGE_MEMORY_TURNS.high,
+        initial=MEMORY_TURNS_DEFAULT,
+        required=False,
+        label="N (turns)",
     )
     knowledge_base_ids = forms.TypedMultipleChoiceField(
         coerce=int,
@@ -133,7 +162,7 @@ class AgentForm(forms.Form):
         return str(self.cleaned_data["memory_mode"] or MemoryMode.NONE)
 
     def clean_memory_turns(self) -> int:
-        return int(self.cleaned_data["memory_turns"] or 10)
+        return int(self.cleaned_data["memory_turns"] or MEMORY_TURNS_DEFAULT)
 
     def clean_blocked_patterns(self) -> list[str]:
         text: str = self.cleaned_data["blocked_patterns"]

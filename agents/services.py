@@ -6,7 +6,6 @@ import re
 from decimal import Decimal
 from typing import Any
 
-import jsonschema
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -16,6 +15,15 @@ from agents.model_names import model_problem
 from agents.models import Agent, AgentRun, AgentVersion, KnowledgeBase, MemoryMode
 from agents.netguard import check_public_url
 from agents.runs import EXECUTE_RUN_TASK
+from agents.settings_schema import (
+    MAX_TOKENS,
+    MAX_TOKENS_DEFAULT,
+    NAME_MAX_LENGTH,
+    TEMPERATURE_MAX,
+    TEMPERATURE_MIN,
+    VERSION_FIELDS,
+    output_schema_problem,
+)
 from agents.toolloop import tools_by_name
 from core import recovery
 from core.exceptions import Conflict, NotFound, ValidationFailed
@@ -24,26 +32,7 @@ from tenants import audit
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 
-VERSION_FIELDS = (
-    "model",
-    "system_prompt",
-    "temperature",
-    "max_tokens",
-    "tools",
-    "memory_mode",
-    "memory_turns",
-    "max_tool_calls",
-    "max_cost_per_run_usd",
-    "blocked_patterns",
-    "output_schema",
-    "knowledge_base_ids",
-    "cache_enabled",
-    "cache_semantic",
-    "cache_verify",
-    "cache_per_user",
-)
 MAX_INPUT_CHARS = 100_000
-MAX_NAME = 80
 
 
 def _validated_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -53,11 +42,13 @@ def _validated_config(config: dict[str, Any]) -> dict[str, Any]:
     if problem:
         errors["model"] = [problem]
     temperature = config.get("temperature")
-    if temperature is not None and not 0 <= float(temperature) <= 2:
-        errors["temperature"] = ["Use a temperature between 0 and 2."]
-    max_tokens = int(config.get("max_tokens") or 1024)
-    if not 1 <= max_tokens <= 200_000:
-        errors["max_tokens"] = ["Use between 1 and 200000 tokens."]
+    if temperature is not None and not TEMPERATURE_MIN <= float(temperature) <= TEMPERATURE_MAX:
+        errors["temperature"] = [
+            f"Use a temperature between {TEMPERATURE_MIN} and {TEMPERATURE_MAX}."
+        ]
+    max_tokens = int(config.get("max_tokens") or MAX_TOKENS_DEFAULT)
+    if max_tokens not in MAX_TOKENS:
+        errors["max_tokens"] = [f"Use between {MAX_TOKENS.low} and {MAX_TOKENS.high} tokens."]
     try:
         tools_by_name(list(config.get("tools") or []))
     except ValidationFailed as exc:
@@ -95,18 +86,6 @@ def _validated_config(config: dict[str, Any]) -> dict[str, Any]:
     return {field: config[field] for field in VERSION_FIELDS if field in config}
 
 
-def output_schema_problem(schema: Any) -> str:
-    """What is wrong with an output JSON schema, or "" when it is usable."""
-    if not isinstance(schema, dict):
-        return "The output format must be a JSON object (a JSON schema)."
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "the schema"
-        return f"Not a valid JSON schema at {where}: {exc.message}"
-    return ""
-
-
 def _new_version(agent: Agent, config: dict[str, Any], *, by: int | None) -> AgentVersion:
     number = (agent.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     version = AgentVersion(agent=agent, number=number, created_by_id=by, **config)
@@ -123,10 +102,10 @@ def _actor_id(access: Access) -> int | None:
 
 def _checked_name(name: str) -> str:
     name = (name or "").strip()
-    if not name or len(name) > MAX_NAME:
+    if not name or len(name) > NAME_MAX_LENGTH:
         raise ValidationFailed(
-            f"Give the agent a name of 1–{MAX_NAME} characters.",
-            fields={"name": [f"Enter 1–{MAX_NAME} characters."]},
+            f"Give the agent a name of 1–{NAME_MAX_LENGTH} characters.",
+            fields={"name": [f"Enter 1–{NAME_MAX_LENGTH} characters."]},
         )
     return name
 
@@ -157,10 +136,10 @@ def _require_free_name(name: str, *, exclude: int | None = None) -> None:
 def agent_free_name(base: str, *, suffix: str = " (copy)") -> str:
     """`base`, else `base` + suffix, else `base` + suffix + " (2)", " (3)"…: the first name no
     active agent has (ignoring case), within the length limit."""
-    base = base.strip()[:MAX_NAME] or "Agent"
-    candidates = [base, base[: MAX_NAME - len(suffix)] + suffix]
+    base = base.strip()[:NAME_MAX_LENGTH] or "Agent"
+    candidates = [base, base[: NAME_MAX_LENGTH - len(suffix)] + suffix]
     candidates += [
-        base[: MAX_NAME - len(f"{suffix} ({n})")] + f"{suffix} ({n})" for n in range(2, 1000)
+        base[: NAME_MAX_LENGTH - len(f"{suffix} ({n})")] + f"{suffix} ({n})" for n in range(2, 1000)
     ]
     for candidate in candidates:
         if _name_holder(candidate) is None:
@@ -270,7 +249,7 @@ def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
     source = _locked_agent(agent_id)
     current = source.current_version
     config = {f: getattr(current, f) for f in VERSION_FIELDS} if current else {}
-    name = agent_free_name(f"{source.name[: MAX_NAME - len(' (copy)')]} (copy)", suffix="")
+    name = agent_free_name(f"{source.name[: NAME_MAX_LENGTH - len(' (copy)')]} (copy)", suffix="")
     _require_free_name(name)
     copy = Agent.objects.create(
         name=name,

@@ -152,15 +152,16 @@ def noise_queries() -> list[str]:
 
 def catalogue() -> tuple[list[str], list[str]]:
     """(slugs, embedding texts) of the shipped catalogue, as the importer stores them."""
-    from marketplace.catalog_import import _metadata, _read_folder
+    from marketplace.catalog_import.reading import read_folder
+    from marketplace.catalog_import.writing import listing_metadata
     from marketplace.search_index import embedding_text
 
-    items, errors = _read_folder(ROOT / "marketplace" / "catalog")
+    items, errors = read_folder(ROOT / "marketplace" / "catalog")
     if errors:
         raise SystemExit(f"The catalogue does not read: {errors[0]}")
     slugs, texts = [], []
     for item in items:
-        meta = _metadata(item.data)
+        meta = listing_metadata(item.data)
         slugs.append(item.slug)
         texts.append(
             embedding_text(

@@ -21,39 +21,18 @@ from typing import Any
 from agents.model_names import OFFLINE_EXAMPLE, model_problem
 from agents.models import Agent, ModelAlias
 from agents.services import agent_create, agent_free_name
+from agents.settings_schema import PROFILE_FIELDS, SPEC_FIELDS
 from core.exceptions import NotFound, ValidationFailed
 from tenants.permissions import Access
 from workflows import agent_refs
-from workflows.library.prepare import ensure_default_model
+from workflows.library.prepare import default_model_alias_ensure
 from workflows.models import Workflow, WorkflowVersion
 from workflows.services import workflow_create
 
 DEFAULT_MODEL = "default"
 KNOWLEDGE_TOOL = "knowledge_search"
 COPY_SUFFIX = " (from marketplace)"
-AGENT_NAME_MAX = 80
 WORKFLOW_NAME_MAX = 80
-
-AGENT_SPEC_FIELDS = (
-    "name",
-    "description",
-    "category",
-    "model",
-    "system_prompt",
-    "temperature",
-    "max_tokens",
-    "tools",
-    "memory_mode",
-    "memory_turns",
-    "max_tool_calls",
-    "max_cost_per_run_usd",
-    "blocked_patterns",
-    "output_schema",
-    "cache_enabled",
-    "cache_semantic",
-    "cache_verify",
-    "cache_per_user",
-)
 
 
 def _public_model(model: str, notes: list[str] | None) -> str:
@@ -210,7 +189,7 @@ def ensure_model(access: Access, model: str) -> tuple[str, list[str]]:
     if model != DEFAULT_MODEL and ModelAlias.objects.filter(name=model).exists():
         return model, []
     notes = [] if model == DEFAULT_MODEL else [f"Uses “{DEFAULT_MODEL}” instead of “{model}”."]
-    return DEFAULT_MODEL, notes + ensure_default_model(access)
+    return DEFAULT_MODEL, notes + default_model_alias_ensure(access)
 
 
 def agent_config(access: Access, spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -223,8 +202,8 @@ def agent_config(access: Access, spec: dict[str, Any]) -> tuple[dict[str, Any], 
     cap = spec.get("max_cost_per_run_usd")
     config = {
         field: copy.deepcopy(spec[field])
-        for field in AGENT_SPEC_FIELDS[3:]
-        if field in spec and field != "model"
+        for field in SPEC_FIELDS
+        if field in spec and field not in PROFILE_FIELDS and field != "model"
     }
     config["model"] = model
     config["max_cost_per_run_usd"] = Decimal(str(cap)) if cap is not None else None

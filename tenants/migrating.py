@@ -41,7 +41,7 @@ from django_tenants.utils import schema_context
 from psycopg import sql
 
 from tenants import provisioning
-from tenants.models import Workspace
+from tenants.schemas import live_workspaces
 
 STATE_CHUNK = 500  # schemas per digest query (one UNION ALL statement each)
 DEADLOCK_RETRIES = 3  # attempts per schema when PostgreSQL breaks a deadlock by rolling it back
@@ -73,12 +73,7 @@ Tick = Callable[[], None]  # one more schema done
 
 def workspace_schemas() -> list[str]:
     """Every workspace schema, oldest first (the template excluded)."""
-    return list(
-        Workspace.objects.filter(is_template=False)
-        .exclude(schema_name="public")
-        .order_by("pk")
-        .values_list("schema_name", flat=True)
-    )
+    return list(live_workspaces().order_by("pk").values_list("schema_name", flat=True))
 
 
 def _conninfo() -> dict[str, Any]:

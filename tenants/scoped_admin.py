@@ -34,7 +34,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from tenants.models import Workspace
-from tenants.schemas import activate, activate_public
+from tenants.schemas import activate, activate_public, live_workspaces
 
 SESSION_KEY = "admin_workspace_id"
 FORM_FIELD = "_workspace"
@@ -56,15 +56,11 @@ def chosen_workspace(request: HttpRequest) -> Workspace | None:
     workspace_id = request.session.get(SESSION_KEY)
     if workspace_id is None:
         return None
-    return (
-        Workspace.objects.filter(pk=workspace_id, is_template=False)
-        .exclude(schema_name="public")
-        .first()
-    )
+    return live_workspaces().filter(pk=workspace_id).first()
 
 
 def workspaces_to_choose(query: str = "") -> QuerySet[Workspace]:
-    workspaces = Workspace.objects.filter(is_template=False).exclude(schema_name="public")
+    workspaces = live_workspaces()
     if query:
         workspaces = workspaces.filter(
             Q(name__icontains=query) | Q(slug__icontains=query) | Q(schema_name__icontains=query)

@@ -10,9 +10,8 @@ import logging
 
 from celery import shared_task
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
 
-from tenants.models import Workspace
+from tenants.schemas import each_live_workspace
 from workflows import retention, triggers
 
 logger = logging.getLogger(__name__)
@@ -23,15 +22,11 @@ def fire_schedules() -> int:
     """Start the runs of every due schedule in every workspace; returns how many started."""
     now = timezone.now()
     fired = 0
-    workspaces = Workspace.objects.filter(is_template=False).exclude(
-        schema_name=get_public_schema_name()
-    )
-    for schema_name in workspaces.order_by("pk").values_list("schema_name", flat=True):
+    for workspace in each_live_workspace():
         try:
-            with schema_context(schema_name):
-                fired += triggers.schedules_fire_due(now=now)
+            fired += triggers.schedules_fire_due(now=now)
         except Exception:  # see module docstring
-            logger.exception("firing schedules failed in schema %s", schema_name)
+            logger.exception("firing schedules failed in schema %s", workspace.schema_name)
     return fired
 
 

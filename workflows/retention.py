@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
 
 from agents.models import WebhookDelivery
 from core.exceptions import ValidationFailed
-from tenants.models import Workspace
+from tenants.schemas import each_live_workspace, live_workspaces
 from workflows.models import RUN_FINISHED, WorkflowRun
 
 logger = logging.getLogger(__name__)
@@ -89,17 +88,12 @@ def retention_apply_all(*, now: datetime | None = None) -> dict[str, int]:
     """The daily task: every workspace with a retention period drops its old finished runs.
     One workspace's failure is logged and does not stop the others."""
     results: dict[str, int] = {}
-    workspaces = (
-        Workspace.objects.filter(is_template=False, run_retention_days__gt=0)
-        .exclude(schema_name=get_public_schema_name())
-        .order_by("slug")
-    )
-    for workspace in workspaces:
+    workspaces = live_workspaces().filter(run_retention_days__gt=0).order_by("slug")
+    for workspace in each_live_workspace(workspaces):
         try:
-            with schema_context(workspace.schema_name):
-                results[workspace.slug] = runs_prune(
-                    older_than=timedelta(days=workspace.run_retention_days), now=now
-                )
+            results[workspace.slug] = runs_prune(
+                older_than=timedelta(days=workspace.run_retention_days), now=now
+            )
         except Exception:  # see docstring
             logger.exception("run retention failed for workspace %s", workspace.slug)
     return results

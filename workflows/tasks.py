@@ -9,11 +9,11 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from django.conf import settings
-from django_tenants.utils import get_public_schema_name, schema_context
+from django_tenants.utils import schema_context
 
 from agents.runs import runs_recover
 from core import recovery
-from tenants.models import Workspace
+from tenants.schemas import live_workspaces
 from workflows import engine
 
 logger = logging.getLogger(__name__)
@@ -50,10 +50,7 @@ def recover_stalled(active_only: bool = False) -> int:
     One workspace's failure does not stop the rest."""
     schemas = recovery.active_schemas() if active_only else None
     if schemas is None:
-        workspaces = Workspace.objects.filter(is_template=False).exclude(
-            schema_name=get_public_schema_name()
-        )
-        schemas = list(workspaces.order_by("pk").values_list("schema_name", flat=True))
+        schemas = list(live_workspaces().order_by("pk").values_list("schema_name", flat=True))
     backlog = recovery.queue_backlog()
     overdue = timedelta(seconds=settings.RECOVERY_QUEUED_AFTER_SECONDS)
     touched = 0

@@ -75,7 +75,7 @@ class Issue:
 
 
 class _Document:
-    """A definition whose shape passed `_shape_ok`: steps are objects with string ids and known
+    """A definition that passed `graph_checkable`: steps are objects with string ids and known
     types, edges objects with string endpoints. Everything else may still be wrong."""
 
     def __init__(self, document: dict[str, Any]) -> None:
@@ -171,8 +171,9 @@ def _known_type(value: Any) -> bool:
     return isinstance(value, str) and value in NODE_TYPES
 
 
-def _shape_ok(document: Any) -> bool:
-    """Whether the graph checks can run: the schema issues, if any, are then independent."""
+def graph_checkable(document: Any) -> bool:
+    """Whether the graph checks can run: the schema issues, if any, are then independent.
+    Callers running a subset of `CHECKS` gate them on this, as `validate` does."""
     if not isinstance(document, dict):
         return False
     steps = document.get("steps")
@@ -974,7 +975,7 @@ def validate(document: Any) -> list[Issue]:
     """Every problem of `document`, in the order the checks find them; [] when it is valid.
     Never raises on bad input. Runs in the current workspace schema."""
     issues = check_schema(document)
-    if not _shape_ok(document):
+    if not graph_checkable(document):
         return issues or [Issue("definition", "is not a workflow definition")]
     for check in CHECKS:
         issues += check(document)

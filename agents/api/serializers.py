@@ -3,7 +3,17 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from agents.models import Agent, AgentRun, AgentVersion, MemoryMode
-from agents.services import VERSION_FIELDS
+from agents.settings_schema import (
+    CATEGORY_MAX_LENGTH,
+    COST_CAP_DECIMAL_PLACES,
+    COST_CAP_MAX_DIGITS,
+    DESCRIPTION_MAX_LENGTH,
+    MAX_TOOL_CALLS,
+    MEMORY_TURNS,
+    MODEL_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    VERSION_FIELDS,
+)
 from core.serializers import InputSerializer
 
 
@@ -46,7 +56,7 @@ class AgentDetailOutput(AgentOutput):
 
 class AgentConfigInput(InputSerializer):
     model = serializers.CharField(
-        max_length=170,
+        max_length=MODEL_MAX_LENGTH,
         help_text="A model alias of this workspace, provider:model from the platform's price "
         "table, or offline:<name>. Anything else is refused (400, field `model`).",
     )
@@ -55,10 +65,17 @@ class AgentConfigInput(InputSerializer):
     max_tokens = serializers.IntegerField(required=False)
     tools = serializers.ListField(child=serializers.CharField(), required=False)
     memory_mode = serializers.ChoiceField(choices=MemoryMode.choices, required=False)
-    memory_turns = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    max_tool_calls = serializers.IntegerField(required=False, min_value=0, max_value=50)
+    memory_turns = serializers.IntegerField(
+        required=False, min_value=MEMORY_TURNS.low, max_value=MEMORY_TURNS.high
+    )
+    max_tool_calls = serializers.IntegerField(
+        required=False, min_value=MAX_TOOL_CALLS.low, max_value=MAX_TOOL_CALLS.high
+    )
     max_cost_per_run_usd = serializers.DecimalField(
-        max_digits=10, decimal_places=4, required=False, allow_null=True
+        max_digits=COST_CAP_MAX_DIGITS,
+        decimal_places=COST_CAP_DECIMAL_PLACES,
+        required=False,
+        allow_null=True,
     )
     blocked_patterns = serializers.ListField(child=serializers.CharField(), required=False)
     output_schema = serializers.JSONField(required=False, allow_null=True)
@@ -79,11 +96,15 @@ class AgentConfigInput(InputSerializer):
 
 class AgentCreateInput(AgentConfigInput):
     name = serializers.CharField(
-        max_length=80,
+        max_length=NAME_MAX_LENGTH,
         help_text="Unique among the workspace's active agents, ignoring case (400, field `name`).",
     )
-    description = serializers.CharField(max_length=300, required=False, allow_blank=True)
-    category = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    description = serializers.CharField(
+        max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True
+    )
+    category = serializers.CharField(
+        max_length=CATEGORY_MAX_LENGTH, required=False, allow_blank=True
+    )
 
 
 class AgentUpdateInput(AgentCreateInput):

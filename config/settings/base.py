@@ -362,7 +362,7 @@ CSP_EXTRA_SOURCES = env.str("CSP_EXTRA_SOURCES", default="")
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
-# The http_request tool (agents/tools/http.py): whole-request deadline, body cap, redirect hops.
+# The http_request tool (agents/tools/http/): whole-request deadline, body cap, redirect hops.
 HTTP_TOOL_TIMEOUT_SECONDS = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
 HTTP_TOOL_MAX_BYTES = env.int("HTTP_TOOL_MAX_BYTES", default=200_000)
 HTTP_TOOL_MAX_REDIRECTS = env.int("HTTP_TOOL_MAX_REDIRECTS", default=3)

@@ -32,7 +32,9 @@ def demo_agent_spec(name: str) -> dict[str, Any] | None:
     return config
 
 
-def ensure_default_model(access: Access) -> list[str]:
+def default_model_alias_ensure(access: Access) -> list[str]:
+    """Make sure the workspace has the `default` model alias (the offline model) when the actor
+    may add it; returns notes for the person saying what was done, or what to ask an admin."""
     if ModelAlias.objects.filter(name=DEFAULT_MODEL).exists():
         return []
     if not access.can(Perm.WORKSPACE_UPDATE):
@@ -101,7 +103,7 @@ def _ensure_workflows(access: Access, names: tuple[str, ...], depth: int) -> lis
 def _prepare(access: Access, template: Template, depth: int) -> list[str]:
     notes: list[str] = []
     if template.models or template.agents:
-        notes += ensure_default_model(access)
+        notes += default_model_alias_ensure(access)
     notes += _ensure_agents(access, template.agents)
     notes += _ensure_workflows(access, template.workflows, depth)
     return notes

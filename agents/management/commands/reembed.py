@@ -15,13 +15,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django_tenants.utils import get_public_schema_name, schema_context
 from tqdm import tqdm
 
 from agents.embeddings import EMBEDDERS, EmbeddingError, get_embedder
 from agents.knowledge.services import knowledge_base_reembed
 from agents.models import CachedResponse, KnowledgeBase, KnowledgeChunk
 from tenants.models import Workspace
+from tenants.schemas import each_live_workspace, live_workspaces
 
 
 class Command(BaseCommand):
@@ -51,16 +51,13 @@ class Command(BaseCommand):
         slug = options["workspace"]
         if base_id is not None and not slug:
             raise CommandError("--knowledge-base needs --workspace (ids are per workspace).")
-        workspaces = Workspace.objects.filter(is_template=False).exclude(
-            schema_name=get_public_schema_name()
-        )
+        workspaces = live_workspaces()
         if slug:
             workspaces = workspaces.filter(slug=slug)
             if not workspaces.exists():
                 raise CommandError(f"--workspace: no workspace with slug '{slug}'.")
-        for workspace in workspaces.order_by("slug"):
-            with schema_context(workspace.schema_name):
-                self._reembed_workspace(workspace, embedder, base_id)
+        for workspace in each_live_workspace(workspaces.order_by("slug")):
+            self._reembed_workspace(workspace, embedder, base_id)
 
     def _reembed_workspace(self, workspace: Workspace, embedder: Any, base_id: int | None) -> None:
         bases = KnowledgeBase.objects.order_by("pk")

@@ -49,8 +49,6 @@ class Command(BaseCommand):
             report = import_catalog(path, dry_run=dry_run, progress=progress)
         for error in report.errors:
             self.stderr.write(str(error))
-        for warning in report.warnings:
-            self.stderr.write(self.style.WARNING(warning))
         verb = "Dry run, would be" if dry_run else "Catalogue"
         summary = (
             f"{verb}: {len(report.created)} created, {len(report.updated)} updated, "

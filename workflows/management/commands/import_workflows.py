@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django_tenants.utils import get_public_schema_name, schema_context
+from django_tenants.utils import schema_context
 from tqdm import tqdm
 
 from accounts.models import User
 from core.exceptions import PermissionDenied
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
+from tenants.schemas import live_workspaces
 from workflows.csv_import import CsvFormatError, csv_import, csv_parse
 
 
@@ -90,9 +91,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Imported {summary} into “{workspace.slug}”."))
 
     def _workspace(self, slug: str | None) -> Workspace:
-        workspaces = Workspace.objects.filter(is_template=False).exclude(
-            schema_name=get_public_schema_name()
-        )
+        workspaces = live_workspaces()
         if slug:
             workspace = workspaces.filter(slug=slug).first()
             if workspace is None:

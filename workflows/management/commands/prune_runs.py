@@ -13,11 +13,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name, schema_context
 from tqdm import tqdm
 
 from core.exceptions import ValidationFailed
-from tenants.models import Workspace
+from tenants.schemas import each_live_workspace, live_workspaces
 from workflows.retention import BATCH_SIZE, parse_age, runs_prune
 
 
@@ -41,9 +40,7 @@ class Command(BaseCommand):
             raise CommandError(f"--older-than: {exc.message}") from exc
         if options["batch_size"] < 1:
             raise CommandError("--batch-size: must be at least 1.")
-        workspaces = Workspace.objects.filter(is_template=False).exclude(
-            schema_name=get_public_schema_name()
-        )
+        workspaces = live_workspaces()
         slug = options["workspace"]
         if slug:
             workspaces = workspaces.filter(slug=slug)
@@ -52,28 +49,23 @@ class Command(BaseCommand):
         now = timezone.now()
         dry_run = options["dry_run"]
         total = 0
-        for workspace in workspaces.order_by("slug"):
-            with schema_context(workspace.schema_name):
-                count = runs_prune(older_than=age, now=now, dry_run=True)
-                if dry_run:
-                    self.stdout.write(f"{workspace.slug}: {count} run(s) would be deleted.")
-                    total += count
-                    continue
-                with tqdm(
-                    total=count,
-                    desc=workspace.slug,
-                    unit="run",
-                    file=self.stderr,
-                    disable=not count,
-                ) as bar:
-                    deleted = runs_prune(
-                        older_than=age,
-                        now=now,
-                        batch_size=options["batch_size"],
-                        on_progress=bar.update,
-                    )
-                self.stdout.write(f"{workspace.slug}: {deleted} run(s) deleted.")
-                total += deleted
+        for workspace in each_live_workspace(workspaces.order_by("slug")):
+            count = runs_prune(older_than=age, now=now, dry_run=True)
+            if dry_run:
+                self.stdout.write(f"{workspace.slug}: {count} run(s) would be deleted.")
+                total += count
+                continue
+            with tqdm(
+                total=count, desc=workspace.slug, unit="run", file=self.stderr, disable=not count
+            ) as bar:
+                deleted = runs_prune(
+                    older_than=age,
+                    now=now,
+                    batch_size=options["batch_size"],
+                    on_progress=bar.update,
+                )
+            self.stdout.write(f"{workspace.slug}: {deleted} run(s) deleted.")
+            total += deleted
         verb = "would be deleted" if dry_run else "deleted"
         self.stdout.write(
             self.style.SUCCESS(
