@@ -95,11 +95,11 @@ class ConversationAdmin(ReadOnlyScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         conversations: QuerySet[Conversation] = super().get_queryset(request)
-        return conversations.annotate(_turns=Count("turns"))
+        return conversations.annotate(turns_total=Count("turns"))
 
-    @admin.display(description="Turns", ordering="_turns")
+    @admin.display(description="Turns", ordering="turns_total")
     def turn_count(self, obj: Any) -> int:
-        return int(obj._turns)
+        return int(obj.turns_total)
 
 
 class KnowledgeDocumentInline(ReadOnlyInline):
@@ -119,11 +119,11 @@ class KnowledgeBaseAdmin(ReadOnlyScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[KnowledgeBase]:
         bases: QuerySet[KnowledgeBase] = super().get_queryset(request)
-        return bases.annotate(_documents=Count("documents"))
+        return bases.annotate(documents_total=Count("documents"))
 
-    @admin.display(description="Documents", ordering="_documents")
+    @admin.display(description="Documents", ordering="documents_total")
     def document_count(self, obj: Any) -> int:
-        return int(obj._documents)
+        return int(obj.documents_total)
 
 
 @admin.register(KnowledgeDocument)

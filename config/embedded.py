@@ -67,7 +67,7 @@ def _start_postgres(root: Path) -> Any:
     # initdb first (idempotent), then the settings, then start: the settings apply from this
     # start on. A server another process already runs is restarted only when nobody else
     # uses it (see _restart_if_alone); otherwise it keeps its settings until it next starts.
-    with server._lock:
+    with server._lock:  # noqa: SLF001 (pgserver has no public lock; its own start takes it)
         server.ensure_pgdata_inited()
         _write_settings(server.pgdata)
     server.start()
@@ -106,15 +106,15 @@ def _restart_if_alone(server: Any) -> None:
     other client is connected (children of a killed process may still be)."""
     import psutil
 
-    with server._lock:
+    with server._lock:  # noqa: SLF001 (as above)
         if _current_shared_buffers_mb(server) == shared_buffers_mb():
             return
         handles = server.global_process_id_list
-        live = [pid for pid in handles._get() if psutil.pid_exists(pid)]
+        live = [pid for pid in handles._get() if psutil.pid_exists(pid)]  # noqa: SLF001
         if live != [os.getpid()] or _other_clients(server) != 0:
             return
         handles.put(live)
-        server._stop()
+        server._stop()  # noqa: SLF001 (stop without pgserver's other-handles check)
         server.ensure_postgres_running()
 
 
@@ -142,7 +142,7 @@ def embedded_services(root: Path | None = None, *, quiet: bool = False) -> Itera
     env: dict[str, str] = {"AGENTMARKET_LOCAL_DIR": str(root)}
     pg = valkey = None
     say: Callable[[str], None] = (
-        (lambda *_: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        (lambda *_: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))  # noqa: T201 (a launcher's status)
     )
     try:
         if os.environ.get("DATABASE_URL"):

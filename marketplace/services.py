@@ -409,7 +409,7 @@ def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> 
             else None
         )
         if agent is None:
-            names[spec["name"]] = snapshot._create_agent(access, spec, new.pk).name
+            names[spec["name"]] = snapshot.agent_copy_create(access, spec, new.pk).name
             continue
         config, _ = snapshot.agent_config(access, spec)
         agent_update(access=access, agent_id=agent.pk, **config)

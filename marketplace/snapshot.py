@@ -212,7 +212,7 @@ def agent_config(access: Access, spec: dict[str, Any]) -> tuple[dict[str, Any], 
     return config, notes
 
 
-def _create_agent(access: Access, spec: dict[str, Any], listing_version_id: int) -> Agent:
+def agent_copy_create(access: Access, spec: dict[str, Any], listing_version_id: int) -> Agent:
 
     config, _ = agent_config(access, spec)
     agent = agent_create(
@@ -260,13 +260,13 @@ def install_snapshot(
     are always new copies (named "<name> (from marketplace)" when the name is taken)."""
 
     if kind == "agent":
-        agent = _create_agent(access, definition["agent"], listing_version_id)
+        agent = agent_copy_create(access, definition["agent"], listing_version_id)
         return "agent", agent.pk
     if kind != "workflow":
         raise NotFound(f"Unknown listing kind “{kind}”.")
     names = {}
     for spec in definition.get("agents", []):
-        names[spec["name"]] = _create_agent(access, spec, listing_version_id).name
+        names[spec["name"]] = agent_copy_create(access, spec, listing_version_id).name
     document = workflow_models(access, rename_agents(definition["workflow"], names))
     workflow = workflow_create(
         access=access,

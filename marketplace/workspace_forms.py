@@ -125,7 +125,8 @@ class PublishForm(forms.Form):
         super().__init__(*args, **kwargs)
         source = self.fields["source"]
         category = self.fields["category"]
-        assert isinstance(source, forms.ChoiceField) and isinstance(category, forms.ChoiceField)  # noqa: S101
+        assert isinstance(source, forms.ChoiceField)  # noqa: S101 (declared below as ChoiceFields)
+        assert isinstance(category, forms.ChoiceField)  # noqa: S101
         source.choices = [("", "Choose an agent or workflow"), *sources]
         category.choices = [("", "Choose a category")] + [
             (c.slug, c.name) for c in Category.objects.all()

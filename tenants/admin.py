@@ -50,13 +50,13 @@ class WorkspaceAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .select_related("created_by")
-            .annotate(_members=Count("memberships"))
+            .annotate(members_total=Count("memberships"))
         )
         return workspaces
 
-    @admin.display(description="Members", ordering="_members")
+    @admin.display(description="Members", ordering="members_total")
     def member_count(self, obj: Workspace) -> int:
-        return cast(int, obj._members)  # annotated by get_queryset
+        return cast(int, obj.members_total)  # annotated by get_queryset
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Workspaces are provisioned (schema clone + owner) by the sign-up flow or the API.
@@ -177,11 +177,11 @@ class UserWithWorkspacesAdmin(UserAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         users: QuerySet[User] = super().get_queryset(request)
-        return users.annotate(_workspaces=Count("memberships"))
+        return users.annotate(workspaces_total=Count("memberships"))
 
-    @admin.display(description="Workspaces", ordering="_workspaces")
+    @admin.display(description="Workspaces", ordering="workspaces_total")
     def workspace_count(self, obj: User) -> int:
-        return cast(int, obj._workspaces)  # type: ignore[attr-defined]
+        return cast(int, obj.workspaces_total)  # type: ignore[attr-defined]
 
 
 admin.site.unregister(User)

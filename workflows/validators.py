@@ -227,7 +227,17 @@ def _schema_issues(
     error: jsonschema.ValidationError, prefix: list[Any], steps: list[Any]
 ) -> list[Issue]:
     parts = [*prefix, *error.absolute_path]
-    path = _format_path(parts, steps)
+    named = _field_issues(error, parts, steps)
+    if named is not None:
+        return named
+    return [Issue(_format_path(parts, steps), _value_problem(error, parts) or error.message)]
+
+
+def _field_issues(
+    error: jsonschema.ValidationError, parts: list[Any], steps: list[Any]
+) -> list[Issue] | None:
+    """Problems that name a field below the failing object (missing, unknown, badly named);
+    None for the other validators."""
     validator, value, instance = error.validator, error.validator_value, error.instance
 
     def at(key: str) -> str:
@@ -242,30 +252,6 @@ def _schema_issues(
         expected = f" (expected: {', '.join(known)})" if known else ""
         extra = [k for k in instance if k not in known] if isinstance(instance, dict) else []
         return [Issue(at(str(k)), f"is not a field here{expected}") for k in extra]
-    if validator == "type":
-        wanted = value if isinstance(value, list) else [value]
-        names = " or ".join(_JSON_TYPES.get(str(t), str(t)) for t in wanted)
-        return [Issue(path, f"must be {names}, not {_kind(instance)}")]
-    if validator == "enum":
-        if parts[-1:] == ["type"] and len(parts) == 3 and parts[0] == "steps":
-            return [Issue(path, f"unknown step type {instance!r} (one of {', '.join(value)})")]
-        return [Issue(path, f"must be one of: {', '.join(map(str, value))} (not {instance!r})")]
-    if validator == "const":
-        return [Issue(path, f"must be {value!r}")]
-    if validator == "pattern":
-        if value == STEP_ID_PATTERN and parts[-1:] == ["id"]:
-            return [
-                Issue(
-                    path,
-                    f"{instance!r} is not a valid step id: start with a letter, use letters, "
-                    "digits, _ and - (at most 64)",
-                )
-            ]
-        if value == STEP_ID_PATTERN:
-            return [
-                Issue(path, f"{instance!r} must start with a letter and use letters, digits, _, -")
-            ]
-        return [Issue(path, f"{instance!r} does not have the expected form")]
     if validator == "propertyNames":
         return [
             Issue(
@@ -273,21 +259,46 @@ def _schema_issues(
                 "is not a valid input name: start with a letter or _, use letters, digits, _",
             )
         ]
-    if validator == "minimum":
-        return [Issue(path, f"must be at least {value}")]
-    if validator == "maximum":
-        return [Issue(path, f"must be at most {value}")]
+    return None
+
+
+# Validators whose message needs only the schema's value.
+_BOUND_PROBLEMS: dict[str, Callable[[Any], str]] = {
+    "const": lambda value: f"must be {value!r}",
+    "minimum": lambda value: f"must be at least {value}",
+    "maximum": lambda value: f"must be at most {value}",
+    "maxLength": lambda value: f"must be at most {value} characters",
+    "maxItems": lambda value: f"takes at most {value} items",
+}
+
+
+def _value_problem(error: jsonschema.ValidationError, parts: list[Any]) -> str | None:
+    """What is wrong with the failing value itself, in words; None: jsonschema's message."""
+    validator, value, instance = error.validator, error.validator_value, error.instance
+    if validator in _BOUND_PROBLEMS:
+        return _BOUND_PROBLEMS[str(validator)](value)
+    if validator == "type":
+        wanted = value if isinstance(value, list) else [value]
+        names = " or ".join(_JSON_TYPES.get(str(t), str(t)) for t in wanted)
+        return f"must be {names}, not {_kind(instance)}"
+    if validator == "enum":
+        if parts[-1:] == ["type"] and len(parts) == 3 and parts[0] == "steps":
+            return f"unknown step type {instance!r} (one of {', '.join(value)})"
+        return f"must be one of: {', '.join(map(str, value))} (not {instance!r})"
+    if validator == "pattern":
+        if value == STEP_ID_PATTERN and parts[-1:] == ["id"]:
+            return (
+                f"{instance!r} is not a valid step id: start with a letter, use letters, "
+                "digits, _ and - (at most 64)"
+            )
+        if value == STEP_ID_PATTERN:
+            return f"{instance!r} must start with a letter and use letters, digits, _, -"
+        return f"{instance!r} does not have the expected form"
     if validator == "minLength":
-        return [Issue(path, "must not be empty" if value == 1 else f"needs {value}+ characters")]
-    if validator == "maxLength":
-        return [Issue(path, f"must be at most {value} characters")]
+        return "must not be empty" if value == 1 else f"needs {value}+ characters"
     if validator == "minItems":
-        if parts == ["steps"]:
-            return [Issue(path, "needs at least one step")]
-        return [Issue(path, f"needs at least {value} items")]
-    if validator == "maxItems":
-        return [Issue(path, f"takes at most {value} items")]
-    return [Issue(path, error.message)]
+        return "needs at least one step" if parts == ["steps"] else f"needs at least {value} items"
+    return None
 
 
 def _run_schema(
