@@ -281,10 +281,6 @@ def resume_url(*, workspace: Workspace, resume_token: str) -> str:
 # --- Writes -------------------------------------------------------------------------------
 
 
-def _actor_id(access: Access) -> int | None:
-    return access.user.pk if access.user is not None else None
-
-
 def _pinned_version(workflow: Workflow, number: int | None) -> WorkflowVersion | None:
     if number is None:
         return None
@@ -315,7 +311,7 @@ def webhook_trigger_create(
         version=_pinned_version(workflow, version_number),
         token=secrets.token_urlsafe(24),
         secret_encrypted=crypto.encrypt(secret),
-        created_by_id=_actor_id(access),
+        created_by_id=access.actor_id,
     )
     audit.record_for(
         access,
@@ -396,7 +392,7 @@ def schedule_save(
     next_run_at = parsed.next_after(now or timezone.now(), tz)
     if trigger is None:
         trigger = Trigger(
-            workflow=workflow, kind=Trigger.Kind.SCHEDULE, created_by_id=_actor_id(access)
+            workflow=workflow, kind=Trigger.Kind.SCHEDULE, created_by_id=access.actor_id
         )
         action = TRIGGER_CREATED
     else:
