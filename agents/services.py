@@ -236,9 +236,7 @@ def agent_restore_version(*, access: Access, agent_id: int, number: int) -> Agen
     old = agent.versions.filter(number=number).first()
     if old is None:
         raise NotFound(f"Agent {agent_id} has no version {number}.")
-    version = _new_version(
-        agent, {f: getattr(old, f) for f in VERSION_FIELDS}, by=access.actor_id
-    )
+    version = _new_version(agent, {f: getattr(old, f) for f in VERSION_FIELDS}, by=access.actor_id)
     audit.record_for(
         access,
         action=audit.Action.AGENT_VERSION_RESTORED,

@@ -79,9 +79,7 @@ def workspace_create(request: AppRequest) -> HttpResponse:
     form = WorkspaceCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            workspace = services.workspace_create(
-                user=signed_in_user(request), request=request, **form.cleaned_data
-            )
+            workspace = services.workspace_create(user=signed_in_user(request), **form.cleaned_data)
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -100,9 +98,7 @@ def invitation_accept(request: AppRequest, token: str) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect(f"{reverse('account_login')}?{urlencode({'next': request.path})}")
         try:
-            membership = services.invitation_accept(
-                token=token, user=signed_in_user(request), request=request
-            )
+            membership = services.invitation_accept(token=token, user=signed_in_user(request))
         except ApplicationError as exc:
             return render(
                 request,
@@ -143,9 +139,7 @@ def member_invite(request: AppRequest) -> HttpResponse:
     form = InviteForm(request.POST, actor_role=access.role or "")
     if form.is_valid():
         try:
-            invitation, _token = services.invitation_create(
-                access=access, request=request, **form.cleaned_data
-            )
+            invitation, _token = services.invitation_create(access=access, **form.cleaned_data)
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -171,7 +165,6 @@ def member_role(request: AppRequest, membership_id: int) -> HttpResponse:
                 access=access,
                 membership_id=membership_id,
                 role=form.cleaned_data["role"],
-                request=request,
             )
             messages.success(request, "Role updated.")
         except ApplicationError as exc:
@@ -195,7 +188,7 @@ def member_remove(request: AppRequest, membership_id: int) -> HttpResponse:
             selectors.member_get(access=access, membership_id=membership_id).user_id
             == request.user.pk
         )
-        services.membership_remove(access=access, membership_id=membership_id, request=request)
+        services.membership_remove(access=access, membership_id=membership_id)
     except ApplicationError as exc:
         if exc.status == 404:
             raise Http404(exc.message) from exc
@@ -213,9 +206,7 @@ def member_remove(request: AppRequest, membership_id: int) -> HttpResponse:
 def invitation_revoke(request: AppRequest, invitation_id: int) -> HttpResponse:
     access = _require(request, Perm.MEMBERS_INVITE)
     try:
-        invitation = services.invitation_revoke(
-            access=access, invitation_id=invitation_id, request=request
-        )
+        invitation = services.invitation_revoke(access=access, invitation_id=invitation_id)
         messages.success(request, f"Invitation for {invitation.email} revoked.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -232,9 +223,7 @@ def api_keys(request: AppRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                key, new_secret = services.api_key_create(
-                    access=access, request=request, **form.cleaned_data
-                )
+                key, new_secret = services.api_key_create(access=access, **form.cleaned_data)
             except ApplicationError as exc:
                 form_add_application_error(form, exc)
                 status = 400
@@ -255,7 +244,7 @@ def api_keys(request: AppRequest) -> HttpResponse:
 def api_key_revoke(request: AppRequest, key_id: int) -> HttpResponse:
     access = _require(request, Perm.API_KEYS_MANAGE)
     try:
-        key = services.api_key_revoke(access=access, key_id=key_id, request=request)
+        key = services.api_key_revoke(access=access, key_id=key_id)
         messages.success(request, f"API key “{key.name}” revoked.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -289,11 +278,9 @@ def workspace_settings(request: AppRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             if data["name"] != workspace.name:
-                services.workspace_update(access=access, name=data["name"], request=request)
+                services.workspace_update(access=access, name=data["name"])
             if data["run_retention_days"] is not None:
-                workspace_retention_update(
-                    access=access, days=data["run_retention_days"], request=request
-                )
+                workspace_retention_update(access=access, days=data["run_retention_days"])
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:

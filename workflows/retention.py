@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
@@ -110,9 +109,7 @@ def retention_apply_all(*, now: datetime | None = None) -> dict[str, int]:
 
 
 @transaction.atomic
-def workspace_retention_update(
-    *, access: Access, days: int, request: HttpRequest | None = None
-) -> Workspace:
+def workspace_retention_update(*, access: Access, days: int) -> Workspace:
     """Set how long finished runs are kept (0 keeps them); audited like a rename."""
     access.require(Perm.WORKSPACE_UPDATE)
     if not isinstance(days, int) or not 0 <= days <= MAX_RETENTION_DAYS:
@@ -130,7 +127,6 @@ def workspace_retention_update(
     audit.record_for(
         access,
         action=audit.Action.WORKSPACE_UPDATED,
-        request=request,
         target=workspace,
         metadata={"run_retention_days": {"from": old, "to": days}},
     )

@@ -31,9 +31,7 @@ def hosts(request: AppRequest) -> HttpResponse:
     form = AllowedHostForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            added = services.allowed_host_add(
-                access=access, host=form.cleaned_data["host"], request=request
-            )
+            added = services.allowed_host_add(access=access, host=form.cleaned_data["host"])
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -51,7 +49,7 @@ def hosts(request: AppRequest) -> HttpResponse:
 def host_remove(request: AppRequest, host_id: int) -> HttpResponse:
     access = _access(request)
     try:
-        host = services.allowed_host_remove(access=access, host_id=host_id, request=request)
+        host = services.allowed_host_remove(access=access, host_id=host_id)
     except NotFound as exc:
         raise Http404(exc.message) from exc
     messages.success(request, f"{host} removed from the allowlist.")
