@@ -8,7 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -19,12 +19,12 @@ from core.api import error_body
 from core.exceptions import ApplicationError, NotFound, ValidationFailed
 from core.forms import form_add_application_error
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, activate_public
-from workflows import triggers
+from workflows import selectors, triggers
 from workflows.models import Trigger, Workflow
-from workflows.web import page_access, workflow_or_404
 
 # --- Forms --------------------------------------------------------------------------------
 
@@ -103,10 +103,7 @@ class ScheduleForm(forms.Form):
 
 
 def _trigger(access: Access, workflow: Workflow, trigger_id: int) -> Trigger:
-    try:
-        return triggers.trigger_get(access=access, workflow=workflow, trigger_id=trigger_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    return triggers.trigger_get(access=access, workflow=workflow, trigger_id=trigger_id)
 
 
 def _back(access: Access, workflow: Workflow) -> HttpResponse:
@@ -152,13 +149,13 @@ def _list_page(
 @require_GET
 def trigger_list(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    return _list_page(request, access, workflow_or_404(workflow_id))
+    return _list_page(request, access, selectors.workflow_get(workflow_id=workflow_id))
 
 
 @require_POST
 def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     form = WebhookTriggerForm(request.POST)
     if form.is_valid():
         try:
@@ -189,7 +186,7 @@ def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def webhook_rotate(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         secret = triggers.webhook_trigger_rotate_secret(access=access, trigger=trigger)
@@ -257,16 +254,16 @@ def _schedule_page(
 @require_http_methods(["GET", "POST"])
 def schedule_create(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    return _schedule_page(request, access, workflow_or_404(workflow_id), None)
+    return _schedule_page(request, access, selectors.workflow_get(workflow_id=workflow_id), None)
 
 
 @require_http_methods(["GET", "POST"])
 def schedule_edit(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     if trigger.kind != Trigger.Kind.SCHEDULE:
-        raise Http404("That trigger is not a schedule.")
+        raise NotFound("That trigger is not a schedule.")
     return _schedule_page(request, access, workflow, trigger, ScheduleForm.initial_from(trigger))
 
 
@@ -287,7 +284,7 @@ def _preview(cron: str, tz_name: str) -> dict[str, Any]:
 def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
     """The HTMX fragment under the cron field: the next three fire times, or what is wrong."""
     page_access(request, Perm.BUILD)
-    workflow_or_404(workflow_id)
+    selectors.workflow_get(workflow_id=workflow_id)
     return render(
         request,
         "workflows/triggers/_preview.html",
@@ -298,7 +295,7 @@ def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     enabled = not trigger.enabled
     try:
@@ -313,7 +310,7 @@ def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> Ht
 @require_POST
 def trigger_delete(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         triggers.trigger_delete(access=access, trigger=trigger)

@@ -29,7 +29,7 @@ from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 class WorkflowApiView(WorkspaceAPIView):
     def workflow(self, pk: int) -> Workflow:
         self.access.require(Perm.WORKSPACE_VIEW)
-        return selectors.workflow_get(pk)
+        return selectors.workflow_get(workflow_id=pk)
 
     def version(self, pk: int, number: int) -> WorkflowVersion:
         return selectors.version_get(self.workflow(pk), number)
