@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agents.webhooks import SIGNATURE_HEADER, signature_problem, workspace_signing_secret
+from agents.webhooks import SIGNATURE_HEADER
 from core.api import error_body
 from core.exceptions import ApplicationError, NotFound, ValidationFailed
 from core.forms import form_add_application_error
@@ -335,17 +335,6 @@ def _hook_workspace(slug: str) -> Workspace:
     return workspace
 
 
-def _json_body(body: bytes) -> Any:
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise ValidationFailed(
-            "The body is not valid JSON.", fields={"body": ["Not JSON."]}
-        ) from exc
-
-
 @csrf_exempt
 @require_POST
 def hook_trigger(request: HttpRequest, workspace: str, token: str) -> JsonResponse:
@@ -371,28 +360,16 @@ def hook_trigger(request: HttpRequest, workspace: str, token: str) -> JsonRespon
 def hook_resume(request: HttpRequest, workspace: str, resume_token: str) -> JsonResponse:
     """Resume a webhook-wait step with the posted JSON, signed with the workspace's webhook
     secret. 200 with the step's id; 401 for a bad signature; 404 for an unknown token."""
-    from workflows.runs import webhook_wait_resume
-
     try:
         target = _hook_workspace(workspace)
-        secret = workspace_signing_secret(target)
-        if secret is None:
-            raise triggers.SignatureRefused(
-                "This workspace has no webhook secret yet: an owner or admin makes one with "
-                "POST /api/v1/webhook-secret/ from a signed-in session."
-            )
-        problem = signature_problem(
-            secret,
-            request.headers.get(SIGNATURE_HEADER, ""),
-            request.body,
-            tolerance_seconds=triggers.SIGNATURE_TOLERANCE_SECONDS,
-        )
-        if problem is not None:
-            raise triggers.SignatureRefused(problem)
-        payload = _json_body(request.body)
         activate(target)
         try:
-            step = webhook_wait_resume(token=resume_token, payload=payload)
+            step = triggers.webhook_wait_resume_signed(
+                workspace=target,
+                token=resume_token,
+                signature=request.headers.get(SIGNATURE_HEADER, ""),
+                body=request.body,
+            )
         finally:
             activate_public()
     except ApplicationError as exc:
