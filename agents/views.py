@@ -189,7 +189,7 @@ def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpRes
             "run": run,
             "run_form": RunForm(),
             "polled": True,
-            "answered": run_selectors.answered_by_runs([run.pk]).get(run.pk),
+            "answered": run_selectors.answered_by_runs(run_ids=[run.pk]).get(run.pk),
         },
     )
 

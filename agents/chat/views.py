@@ -28,7 +28,7 @@ PAGE_SIZE = 25
 def conversation_list(request: AppRequest) -> HttpResponse:
     access = page_access(request)
     query = request.GET.get("q", "").strip()[:200]
-    can_see_all = selectors.can_see_everyones(access)
+    can_see_all = selectors.can_see_everyones(access=access)
     everyone = can_see_all and request.GET.get("who") == "all"
     conversations = selectors.conversations_list(access=access, query=query, everyone=everyone)
     page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))

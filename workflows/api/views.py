@@ -35,7 +35,7 @@ class WorkflowApiView(WorkspaceAPIView):
 
     def run(self, run_id: int) -> WorkflowRun:
         self.access.require(Perm.WORKSPACE_VIEW)
-        return run_selectors.run_get(run_id)
+        return run_selectors.run_get(run_id=run_id)
 
     def step(self, step_id: int) -> StepRun:
         self.access.require(Perm.WORKSPACE_VIEW)
@@ -255,7 +255,7 @@ class WorkflowRunListApi(WorkflowApiView):
             version_number=data.validated_data.get("version"),
             callback_url=data.validated_data.get("callback_url", ""),
         )
-        return self.run_detail(run_selectors.run_get(run.pk), status_code=202)
+        return self.run_detail(run_selectors.run_get(run_id=run.pk), status_code=202)
 
     @extend_schema(
         operation_id="workflow_runs_list",
@@ -347,7 +347,7 @@ class RunRerunApi(WorkflowApiView):
     )
     def post(self, request: Request, run_id: int) -> Response:
         run = runs.run_rerun(access=self.access, run=self.run(run_id))
-        return self.run_detail(run_selectors.run_get(run.pk), status_code=202)
+        return self.run_detail(run_selectors.run_get(run_id=run.pk), status_code=202)
 
 
 # --- Steps and approvals

@@ -197,7 +197,7 @@ def workflow_run_detail(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     try:
         runs.run_cancel(access=access, run=run)
     except ApplicationError as exc:
@@ -208,7 +208,7 @@ def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     try:
         runs.run_resume(access=access, run=run)
     except ApplicationError as exc:
@@ -225,7 +225,7 @@ def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     try:
         new = runs.run_rerun(access=access, run=run)
     except ApplicationError as exc:
@@ -242,7 +242,7 @@ def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     step = _step(run, step_id)
     try:
         runs.step_retry(access=access, step=step)
@@ -255,7 +255,7 @@ def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpR
 def workflow_step_decide(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
     """Approve or reject a waiting approval step (the submit button says which)."""
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     step = _step(run, step_id)
     form = DecisionForm(request.POST)
     if not form.is_valid():
