@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from accounts.requests import signed_in_user
 from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
 from core.http import AppRequest
@@ -23,7 +24,7 @@ from marketplace.models import Category, Install, Listing, Review
 from marketplace.pricing import billing_notice
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm, workspace_labels
 from tenants.models import Membership, Workspace
-from tenants.permissions import Access, Perm, role_can
+from tenants.permissions import Perm, role_can
 from tenants.selectors import access_for_membership
 
 PAGE_SIZE = 24
@@ -145,13 +146,9 @@ def _user_workspaces(user: Any) -> list[Workspace]:
     return [m.workspace for m in Membership.objects.filter(user=user).select_related("workspace")]
 
 
-def _access_for(user: Any, memberships: list[Membership], slug: str) -> Access | None:
-    """The user's access to workspace `slug` if it is among `memberships` (those where the
-    action is allowed), else None."""
-    membership = next((m for m in memberships if m.workspace.slug == slug), None)
-    if membership is None:
-        return None
-    return access_for_membership(membership=membership, user=user)
+def _chosen(memberships: list[Membership], slug: str) -> Membership | None:
+    """The membership of the workspace picked in a form, if it is among those offered."""
+    return next((m for m in memberships if m.workspace.slug == slug), None)
 
 
 def _listing_url(listing: Listing) -> str:
@@ -168,10 +165,11 @@ def listing_install(request: AppRequest, slug: str) -> HttpResponse:
         workspaces=[m.workspace for m in memberships],
         among=_user_workspaces(request.user),
     )
-    access = _access_for(request.user, memberships, request.POST.get("workspace", ""))
-    if not form.is_valid() or access is None:
+    membership = _chosen(memberships, request.POST.get("workspace", ""))
+    if not form.is_valid() or membership is None:
         messages.error(request, "Choose a workspace where you can build.")
         return redirect(_listing_url(listing))
+    access = access_for_membership(membership=membership, user=signed_in_user(request))
     try:
         services.install(access=access, listing=listing)
     except ApplicationError as exc:
@@ -193,8 +191,9 @@ def listing_review(request: AppRequest, slug: str) -> HttpResponse:
         among=_user_workspaces(request.user),
     )
     if form.is_valid():
-        access = _access_for(request.user, memberships, form.cleaned_data["workspace"])
-        assert access is not None  # noqa: S101 (the form's choices are these memberships)
+        membership = _chosen(memberships, form.cleaned_data["workspace"])
+        assert membership is not None  # noqa: S101 (the form's choices are these memberships)
+        access = access_for_membership(membership=membership, user=signed_in_user(request))
         try:
             services.review_save(
                 access=access,
