@@ -33,13 +33,13 @@ def client_of(request: HttpRequest) -> Client:
 
 def client_ip(request: HttpRequest) -> str | None:
     """The caller's address; `X-Forwarded-For` is trusted only behind NUM_PROXIES proxies."""
-    proxies = settings.TRUSTED_PROXY_COUNT
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    proxies: int = settings.TRUSTED_PROXY_COUNT
+    forwarded: str = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if proxies and forwarded:
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         if len(hops) >= proxies and _valid_ip(hops[-proxies]):
             return hops[-proxies]
-    remote = request.META.get("REMOTE_ADDR", "")
+    remote: str = request.META.get("REMOTE_ADDR", "")
     return remote if _valid_ip(remote) else None
 
 
