@@ -203,7 +203,6 @@ class AllowedHostAdmin(WorkspaceScopedAdmin):
         audit.record(
             action=action,
             actor=request.user,
-            request=request,
             workspace=request_workspace(request),
             target=obj,
             metadata={"via": "admin"},

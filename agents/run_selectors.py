@@ -45,7 +45,7 @@ class AnsweredBy:
         return PLACEHOLDER_NOTE if self.placeholder else ""
 
 
-def answered_by_runs(run_ids: list[int]) -> dict[int, AnsweredBy]:
+def answered_by_runs(*, run_ids: list[int]) -> dict[int, AnsweredBy]:
     """For each agent run, the target of its last answered (or cache-served) call."""
     if not run_ids:
         return {}
@@ -124,7 +124,7 @@ def _steps(run: AgentRun) -> list[ToolStepView]:
 
 
 def _views(runs: list[AgentRun]) -> list[AgentRunView]:
-    answered = answered_by_runs([r.pk for r in runs])
+    answered = answered_by_runs(run_ids=[r.pk for r in runs])
     user_ids = {r.created_by_id for r in runs if r.created_by_id and not r.api_key_prefix}
     emails = dict(User.objects.filter(pk__in=user_ids).values_list("pk", "email"))
     views = []

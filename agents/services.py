@@ -96,10 +96,6 @@ def _new_version(agent: Agent, config: dict[str, Any], *, by: int | None) -> Age
     return version
 
 
-def _actor_id(access: Access) -> int | None:
-    return access.user.pk if access.user is not None else None
-
-
 def _checked_name(name: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > NAME_MAX_LENGTH:
@@ -168,9 +164,9 @@ def agent_create(
     if errors:
         raise ValidationFailed(" ".join(messages), fields=errors)
     agent = Agent.objects.create(
-        name=name, description=description, category=category, created_by_id=_actor_id(access)
+        name=name, description=description, category=category, created_by_id=access.actor_id
     )
-    version = _new_version(agent, settings, by=_actor_id(access))
+    version = _new_version(agent, settings, by=access.actor_id)
     audit.record_for(
         access,
         action=audit.Action.AGENT_CREATED,
@@ -206,7 +202,7 @@ def agent_update(*, access: Access, agent_id: int, **changes: Any) -> Agent:
     if changes:
         current = agent.current_version
         base = {f: getattr(current, f) for f in VERSION_FIELDS} if current else {}
-        version = _new_version(agent, _validated_config({**base, **changes}), by=_actor_id(access))
+        version = _new_version(agent, _validated_config({**base, **changes}), by=access.actor_id)
         metadata["version"] = version.number
     audit.record_for(access, action=audit.Action.AGENT_UPDATED, target=agent, metadata=metadata)
     return agent
@@ -220,9 +216,7 @@ def agent_restore_version(*, access: Access, agent_id: int, number: int) -> Agen
     old = agent.versions.filter(number=number).first()
     if old is None:
         raise NotFound(f"Agent {agent_id} has no version {number}.")
-    version = _new_version(
-        agent, {f: getattr(old, f) for f in VERSION_FIELDS}, by=_actor_id(access)
-    )
+    version = _new_version(agent, {f: getattr(old, f) for f in VERSION_FIELDS}, by=access.actor_id)
     audit.record_for(
         access,
         action=audit.Action.AGENT_VERSION_RESTORED,
@@ -255,9 +249,9 @@ def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
         name=name,
         description=source.description,
         category=source.category,
-        created_by_id=_actor_id(access),
+        created_by_id=access.actor_id,
     )
-    _new_version(copy, config, by=_actor_id(access))
+    _new_version(copy, config, by=access.actor_id)
     audit.record_for(
         access, action=audit.Action.AGENT_CREATED, target=copy, metadata={"copied_from": source.pk}
     )
@@ -290,7 +284,7 @@ def agent_run_start(
             agent=agent,
             version=agent.current_version,
             input=text,
-            created_by_id=_actor_id(access),
+            created_by_id=access.actor_id,
             api_key_prefix=access.api_key.prefix if access.api_key else "",
             callback_url=callback_url,
         )

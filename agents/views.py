@@ -6,8 +6,7 @@ import csv
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -33,30 +32,15 @@ from agents.forms import (
     RunForm,
 )
 from agents.models import WorkspaceBudget
-from core.exceptions import ApplicationError, Conflict, NotFound
+from core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from core.forms import form_add_application_error
 from core.http import AppRequest
-from tenants.permissions import Access, Perm
-
-
-def _access(request: AppRequest, perm: Perm = Perm.WORKSPACE_VIEW) -> Access:
-    access = request.access
-    if access is None:
-        raise Http404("Workspace not found.")
-    if not access.can(perm):
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot do this.")
-    return access
-
-
-def _agent(access: Access, agent_id: int) -> Any:
-    try:
-        return selectors.agent_get(access=access, agent_id=agent_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+from tenants.access import page_access
+from tenants.permissions import Perm
 
 
 def agent_list(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     return render(
         request,
         "agents/list.html",
@@ -75,7 +59,7 @@ def _tell_semantic_accuracy(request: AppRequest, *, was_on: bool, now_on: Any) -
 
 @require_http_methods(["GET", "POST"])
 def agent_create(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
+    access = page_access(request, Perm.BUILD)
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
@@ -97,14 +81,14 @@ def agent_create(request: AppRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def agent_detail(request: AppRequest, agent_id: int) -> HttpResponse:
-    access = _access(request)
-    agent = _agent(access, agent_id)
+    access = page_access(request)
+    agent = selectors.agent_get(access=access, agent_id=agent_id)
     form = AgentForm(
         request.POST or None, initial=AgentForm.initial_from(agent, agent.current_version)
     )
     if request.method == "POST":
         if not access.can(Perm.BUILD):
-            raise DjangoPermissionDenied(f"Your role ({access.role}) cannot edit agents.")
+            raise PermissionDenied(f"Your role ({access.role}) cannot edit agents.")
         if form.is_valid():
             try:
                 services.agent_update(access=access, agent_id=agent.pk, **form.cleaned_data)
@@ -140,8 +124,8 @@ def agent_detail(request: AppRequest, agent_id: int) -> HttpResponse:
 def agent_archive(request: AppRequest, agent_id: int) -> HttpResponse:
     """GET: the confirmation, listing the workflows that use the agent (their agent steps fail
     once it is archived); POST: archive it."""
-    access = _access(request, Perm.BUILD)
-    agent = _agent(access, agent_id)
+    access = page_access(request, Perm.BUILD)
+    agent = selectors.agent_get(access=access, agent_id=agent_id)
     if request.method == "POST":
         try:
             services.agent_archive(access=access, agent_id=agent.pk)
@@ -162,8 +146,8 @@ def agent_archive(request: AppRequest, agent_id: int) -> HttpResponse:
 
 @require_POST
 def agent_restore(request: AppRequest, agent_id: int, number: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    agent = _agent(access, agent_id)
+    access = page_access(request, Perm.BUILD)
+    agent = selectors.agent_get(access=access, agent_id=agent_id)
     try:
         version = services.agent_restore_version(access=access, agent_id=agent.pk, number=number)
         messages.success(request, f"Version {number} restored as version {version.number}.")
@@ -174,8 +158,8 @@ def agent_restore(request: AppRequest, agent_id: int, number: int) -> HttpRespon
 
 @require_POST
 def agent_run(request: AppRequest, agent_id: int) -> HttpResponse:
-    access = _access(request, Perm.RUN)
-    agent = _agent(access, agent_id)
+    access = page_access(request, Perm.RUN)
+    agent = selectors.agent_get(access=access, agent_id=agent_id)
     form = RunForm(request.POST)
     run = None
     if form.is_valid():
@@ -195,11 +179,8 @@ def agent_run(request: AppRequest, agent_id: int) -> HttpResponse:
 def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpResponse:
     """The run card, polled by the page every second until the run has finished (then with
     the Run form again, so the next input can be tried without a reload)."""
-    access = _access(request)
-    try:
-        run = selectors.agent_run_get(access=access, agent_id=agent_id, run_id=run_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    access = page_access(request)
+    run = selectors.agent_run_get(access=access, agent_id=agent_id, run_id=run_id)
     return render(
         request,
         "agents/_run.html",
@@ -208,7 +189,7 @@ def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpRes
             "run": run,
             "run_form": RunForm(),
             "polled": True,
-            "answered": run_selectors.answered_by_runs([run.pk]).get(run.pk),
+            "answered": run_selectors.answered_by_runs(run_ids=[run.pk]).get(run.pk),
         },
     )
 
@@ -216,11 +197,9 @@ def agent_run_status(request: AppRequest, agent_id: int, run_id: int) -> HttpRes
 @require_POST
 def agent_run_cache_wrong(request: AppRequest, agent_id: int, run_id: int) -> HttpResponse:
     """ "Wrong answer" on a run served from the cache: the entry is evicted and counted."""
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     try:
         run = cache.run_cache_report(access=access, agent_id=agent_id, run_id=run_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
     except Conflict as exc:
         return HttpResponse(exc.message, status=409)
     if request.htmx:
@@ -232,7 +211,7 @@ def agent_run_cache_wrong(request: AppRequest, agent_id: int, run_id: int) -> Ht
 
 @require_http_methods(["GET", "POST"])
 def providers(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.WORKSPACE_UPDATE)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     form = CredentialForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -255,12 +234,12 @@ def providers(request: AppRequest) -> HttpResponse:
 
 @require_POST
 def provider_delete(request: AppRequest, credential_id: int) -> HttpResponse:
-    access = _access(request, Perm.WORKSPACE_UPDATE)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     try:
         providers_admin.credential_delete(access=access, credential_id=credential_id)
         messages.success(request, "Credential removed.")
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    except NotFound:
+        raise  # the error middleware answers 404
     except ApplicationError as exc:
         messages.error(request, exc.message)
     return redirect("providers", workspace_slug=access.workspace.slug)
@@ -268,16 +247,13 @@ def provider_delete(request: AppRequest, credential_id: int) -> HttpResponse:
 
 @require_POST
 def provider_check(request: AppRequest, credential_id: int) -> HttpResponse:
-    access = _access(request, Perm.WORKSPACE_UPDATE)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     form = CheckForm(request.POST)
     result = None
     if form.is_valid():
-        try:
-            result = providers_admin.credential_check(
-                access=access, credential_id=credential_id, model=form.cleaned_data["model"]
-            )
-        except NotFound as exc:
-            raise Http404(exc.message) from exc
+        result = providers_admin.credential_check(
+            access=access, credential_id=credential_id, model=form.cleaned_data["model"]
+        )
     return render(
         request,
         "agents/_check.html",
@@ -287,7 +263,7 @@ def provider_check(request: AppRequest, credential_id: int) -> HttpResponse:
 
 
 def usage(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     days = 30
     if request.GET.get("format") == "csv":
         response = HttpResponse(content_type="text/csv")
@@ -324,7 +300,7 @@ def usage(request: AppRequest) -> HttpResponse:
 
 @require_POST
 def usage_budget(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.WORKSPACE_UPDATE)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     form = BudgetForm(request.POST)
     if form.is_valid():
         cap = form.cleaned_data["monthly_cap_usd"]
@@ -336,7 +312,7 @@ def usage_budget(request: AppRequest) -> HttpResponse:
 
 
 def model_aliases(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     return render(
         request,
         "agents/aliases.html",
@@ -378,13 +354,10 @@ def _place_alias_errors(exc: ApplicationError, form: AliasForm, rows: list[Any])
 
 @require_http_methods(["GET", "POST"])
 def model_alias_edit(request: AppRequest, alias_id: int | None = None) -> HttpResponse:
-    access = _access(request, Perm.WORKSPACE_UPDATE)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     alias = None
     if alias_id is not None:
-        try:
-            alias = aliases.alias_get(access=access, alias_id=alias_id)
-        except NotFound as exc:
-            raise Http404(exc.message) from exc
+        alias = aliases.alias_get(access=access, alias_id=alias_id)
     credentials = [
         (c.pk, f"{c.name} ({c.get_kind_display()})")
         for c in providers_admin.credentials_list(access=access)
@@ -433,12 +406,12 @@ def model_alias_edit(request: AppRequest, alias_id: int | None = None) -> HttpRe
 
 @require_POST
 def model_alias_delete(request: AppRequest, alias_id: int) -> HttpResponse:
-    access = _access(request, Perm.WORKSPACE_UPDATE)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     try:
         aliases.alias_delete(access=access, alias_id=alias_id)
         messages.success(request, "Model alias removed.")
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    except NotFound:
+        raise  # the error middleware answers 404
     except ApplicationError as exc:
         messages.error(request, exc.message)
     return redirect("model_aliases", workspace_slug=access.workspace.slug)
@@ -446,7 +419,7 @@ def model_alias_delete(request: AppRequest, alias_id: int) -> HttpResponse:
 
 def agent_dashboard_card(request: AppRequest) -> HttpResponse:
     """The overview page's agents card (loaded into the dashboard by htmx)."""
-    access = _access(request)
+    access = page_access(request)
     return render(
         request,
         "agents/_dashboard_card.html",

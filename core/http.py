@@ -17,3 +17,11 @@ class AppRequest(HttpRequest):
     request_id: str
     workspace: Workspace | None
     access: Access | None
+
+
+def int_or_none(value: str | None) -> int | None:
+    """A query parameter as an integer; None when missing or not a number."""
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None

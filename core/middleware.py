@@ -8,14 +8,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from core.exceptions import ApplicationError, outage_of
-from core.request_context import request_id_var
+from core.request_context import client_of, client_var, request_id_var
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 class RequestIdMiddleware:
     """Gives each request an id (honouring a sane incoming `X-Request-ID`), puts it on the
-    request, in the logging context and on the response."""
+    request, in the logging context and on the response; puts the caller's address and user
+    agent in the request context (`core.request_context`) for the audit trail."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -25,9 +26,11 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         token = request_id_var.set(request_id)
+        client_token = client_var.set(client_of(request))
         try:
             response = self.get_response(request)
         finally:
+            client_var.reset(client_token)
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id
         return response

@@ -36,7 +36,7 @@ from core.exceptions import NotFound, ValidationFailed
 from marketplace.models import Category, Install, Listing, ListingVersion, Publisher, Review
 from marketplace.search_calibration import semantic_max_distance
 from marketplace.search_index import SEARCH_CONFIG
-from tenants.models import Workspace
+from tenants.permissions import Access
 
 Sort = Literal["relevance", "rating", "installs", "new"]
 Mode = Literal["combined", "keyword", "semantic"]
@@ -409,7 +409,7 @@ def browse_home() -> Home:
     )
 
 
-def listing_detail(slug: str) -> Listing:
+def listing_detail(*, slug: str) -> Listing:
     """A public listing with its publisher, category, current version and latest reviews
     (`listing.recent_reviews`, newest first). Raises NotFound otherwise."""
     recent = Review.objects.select_related("author").order_by("-created_at", "-id")
@@ -428,7 +428,7 @@ def listing_detail(slug: str) -> Listing:
     return listing
 
 
-def publisher_listings(slug: str) -> PublisherListings:
+def publisher_listings(*, slug: str) -> PublisherListings:
     """A publisher and their public listings, most installed first. Raises NotFound."""
     publisher = Publisher.objects.filter(slug=slug).first()
     if publisher is None:
@@ -442,7 +442,7 @@ def publisher_listings(slug: str) -> PublisherListings:
 # --- a workspace's side: what it installed and what it publishes (pages and API)
 
 
-def public_listing(slug: str) -> Listing:
+def public_listing(*, slug: str) -> Listing:
     """A public listing with its current version, for acting on it (install, review, flag).
     Raises NotFound for anything not public."""
     listing = (
@@ -457,11 +457,11 @@ def public_listing(slug: str) -> Listing:
     return listing
 
 
-def workspace_installs(workspace: Workspace, *, definitions: bool = False) -> QuerySet[Install]:
+def workspace_installs(*, access: Access, definitions: bool = False) -> QuerySet[Install]:
     """The workspace's active installs by listing title, with the listing, its current version
     and the pinned version. Their definitions load only with `definitions=True` (for diffs)."""
     installs = (
-        Install.objects.filter(workspace=workspace, uninstalled_at__isnull=True)
+        Install.objects.filter(workspace=access.workspace, uninstalled_at__isnull=True)
         .select_related("listing__current_version", "version")
         .defer("listing__search_vector", "listing__embedding", "listing__description")
         .order_by("listing__title", "id")
@@ -471,20 +471,20 @@ def workspace_installs(workspace: Workspace, *, definitions: bool = False) -> Qu
     return installs
 
 
-def workspace_install(workspace: Workspace, install_id: int) -> Install:
+def workspace_install(*, access: Access, install_id: int) -> Install:
     """One active install of the workspace. Raises NotFound (another workspace's included)."""
-    install = workspace_installs(workspace).filter(pk=install_id).first()
+    install = workspace_installs(access=access).filter(pk=install_id).first()
     if install is None:
         raise NotFound("No active install with that id in this workspace.")
     return install
 
 
-def workspace_listings(workspace: Workspace) -> QuerySet[Listing]:
+def workspace_listings(*, access: Access) -> QuerySet[Listing]:
     """The workspace's listings as a publisher, public or not, by title, with the category,
     the current version and every version newest first (definitions not loaded)."""
     versions = ListingVersion.objects.order_by("-number").defer("definition")
     return (
-        Listing.objects.filter(publisher__workspace=workspace)
+        Listing.objects.filter(publisher__workspace=access.workspace)
         .select_related("category", "current_version")
         .defer("search_vector", "embedding", "current_version__definition")
         .prefetch_related(Prefetch("versions", queryset=versions))
@@ -492,10 +492,10 @@ def workspace_listings(workspace: Workspace) -> QuerySet[Listing]:
     )
 
 
-def reviews_awaiting_reply(workspace: Workspace, limit: int = 20) -> list[Review]:
+def reviews_awaiting_reply(*, access: Access, limit: int = 20) -> list[Review]:
     """The newest reviews of the workspace's listings that it has not replied to."""
     return list(
-        Review.objects.filter(listing__publisher__workspace=workspace, reply="")
+        Review.objects.filter(listing__publisher__workspace=access.workspace, reply="")
         .select_related("listing")
         .order_by("-created_at")[:limit]
     )

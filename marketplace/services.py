@@ -44,10 +44,6 @@ STATS_WINDOW = 1000
 MAX_REASON = 2000
 
 
-def _actor_id(access: Access) -> int | None:
-    return access.user.pk if access.user is not None else None
-
-
 def _unique_slug(model: Any, base: str, *, max_length: int) -> str:
     base = slugify(base)[:max_length].strip("-") or "listing"
     if not model.objects.filter(slug=base).exists():
@@ -206,7 +202,7 @@ def listing_publish(
         required_tools=tools,
         required_providers=providers,
         example_inputs=list(example_inputs or []),
-        submitted_by_id=_actor_id(access),
+        submitted_by_id=access.actor_id,
         source_kind=kind,
         source_id=source_id,
     )
@@ -357,7 +353,7 @@ def install(*, access: Access, listing: Listing) -> Install:
         listing=listing,
         version=version,
         workspace=access.workspace,
-        installed_by_id=_actor_id(access),
+        installed_by_id=access.actor_id,
         object_kind=object_kind,
         object_id=object_id,
     )
@@ -575,7 +571,7 @@ def review_save(*, access: Access, listing: Listing, rating: int, text: str = ""
     review, _ = Review.objects.update_or_create(
         listing=listing,
         workspace=access.workspace,
-        defaults={"rating": rating, "text": text, "author_id": _actor_id(access)},
+        defaults={"rating": rating, "text": text, "author_id": access.actor_id},
     )
     figures = Review.objects.filter(listing=listing).aggregate(n=Count("id"), avg=Avg("rating"))
     Listing.objects.filter(pk=listing.pk).update(

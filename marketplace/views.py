@@ -8,13 +8,14 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from core.exceptions import ApplicationError, Conflict, NotFound
+from accounts.requests import signed_in_user
+from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
 from core.http import AppRequest
 from marketplace import selectors, services
@@ -23,7 +24,8 @@ from marketplace.models import Category, Install, Listing, Review
 from marketplace.pricing import billing_notice
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm, workspace_labels
 from tenants.models import Membership, Workspace
-from tenants.permissions import Access, Perm, role_can
+from tenants.permissions import Perm, role_can
+from tenants.selectors import access_for_membership
 
 PAGE_SIZE = 24
 
@@ -80,10 +82,7 @@ def _listing_response(
     flag_form: FlagForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    try:
-        detail = selectors.listing_detail(listing.slug)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    detail = selectors.listing_detail(slug=listing.slug)
     context: dict[str, Any] = {"listing": detail}
     if request.user.is_authenticated:
         builders = _memberships(request.user, Perm.BUILD)
@@ -118,15 +117,12 @@ def _listing_response(
 
 @require_GET
 def listing_page(request: HttpRequest, slug: str) -> HttpResponse:
-    return _listing_response(request, _public_listing(slug))
+    return _listing_response(request, selectors.public_listing(slug=slug))
 
 
 @require_GET
 def publisher_page(request: HttpRequest, slug: str) -> HttpResponse:
-    try:
-        found = selectors.publisher_listings(slug)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    found = selectors.publisher_listings(slug=slug)
     return render(
         request,
         "marketplace/publisher.html",
@@ -150,18 +146,9 @@ def _user_workspaces(user: Any) -> list[Workspace]:
     return [m.workspace for m in Membership.objects.filter(user=user).select_related("workspace")]
 
 
-def _access_for(user: Any, memberships: list[Membership], slug: str) -> Access | None:
-    membership = next((m for m in memberships if m.workspace.slug == slug), None)
-    if membership is None:
-        return None
-    return Access(workspace=membership.workspace, user=user, role=membership.role)
-
-
-def _public_listing(slug: str) -> Listing:
-    listing = selectors.public_listings().filter(slug=slug).first()
-    if listing is None:
-        raise Http404("No such listing.")
-    return listing
+def _chosen(memberships: list[Membership], slug: str) -> Membership | None:
+    """The membership of the workspace picked in a form, if it is among those offered."""
+    return next((m for m in memberships if m.workspace.slug == slug), None)
 
 
 def _listing_url(listing: Listing) -> str:
@@ -171,17 +158,18 @@ def _listing_url(listing: Listing) -> str:
 @login_required
 @require_POST
 def listing_install(request: AppRequest, slug: str) -> HttpResponse:
-    listing = _public_listing(slug)
+    listing = selectors.public_listing(slug=slug)
     memberships = _memberships(request.user, Perm.BUILD)
     form = InstallForm(
         request.POST,
         workspaces=[m.workspace for m in memberships],
         among=_user_workspaces(request.user),
     )
-    access = _access_for(request.user, memberships, request.POST.get("workspace", ""))
-    if not form.is_valid() or access is None:
+    membership = _chosen(memberships, request.POST.get("workspace", ""))
+    if not form.is_valid() or membership is None:
         messages.error(request, "Choose a workspace where you can build.")
         return redirect(_listing_url(listing))
+    access = access_for_membership(membership=membership, user=signed_in_user(request))
     try:
         services.install(access=access, listing=listing)
     except ApplicationError as exc:
@@ -195,7 +183,7 @@ def listing_install(request: AppRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def listing_review(request: AppRequest, slug: str) -> HttpResponse:
-    listing = _public_listing(slug)
+    listing = selectors.public_listing(slug=slug)
     memberships = _memberships(request.user, Perm.RUN)
     form = ReviewForm(
         request.POST,
@@ -203,8 +191,9 @@ def listing_review(request: AppRequest, slug: str) -> HttpResponse:
         among=_user_workspaces(request.user),
     )
     if form.is_valid():
-        access = _access_for(request.user, memberships, form.cleaned_data["workspace"])
-        assert access is not None  # noqa: S101 (the form's choices are these memberships)
+        membership = _chosen(memberships, form.cleaned_data["workspace"])
+        assert membership is not None  # noqa: S101 (the form's choices are these memberships)
+        access = access_for_membership(membership=membership, user=signed_in_user(request))
         try:
             services.review_save(
                 access=access,
@@ -223,7 +212,7 @@ def listing_review(request: AppRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def listing_flag(request: AppRequest, slug: str) -> HttpResponse:
-    listing = _public_listing(slug)
+    listing = selectors.public_listing(slug=slug)
     form = FlagForm(request.POST)
     if form.is_valid():
         try:

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -19,12 +19,11 @@ from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
 from marketplace import selectors, services
-from marketplace.models import Install, ListingVersion, Review
+from marketplace.models import ListingVersion, Review
 from marketplace.workspace_forms import PublishForm, ReplyForm
-from tenants.models import Workspace
+from tenants.access import page_access
 from tenants.permissions import Access, Perm
 from workflows.models import Workflow
-from workflows.web import page_access
 
 
 def _diff(old: ListingVersion, new: ListingVersion) -> list[str]:
@@ -38,9 +37,9 @@ def _diff(old: ListingVersion, new: ListingVersion) -> list[str]:
     )
 
 
-def _installed_rows(workspace: Workspace) -> list[dict[str, Any]]:
+def _installed_rows(access: Access) -> list[dict[str, Any]]:
     rows = []
-    for install in selectors.workspace_installs(workspace, definitions=True):
+    for install in selectors.workspace_installs(access=access, definitions=True):
         current = install.listing.current_version
         newer = current is not None and current.number > install.version.number
         rows.append(
@@ -60,9 +59,9 @@ def marketplace_workspace(request: AppRequest) -> HttpResponse:
         request,
         "marketplace/workspace.html",
         {
-            "installed": _installed_rows(access.workspace),
-            "published": list(selectors.workspace_listings(access.workspace)),
-            "reviews": selectors.reviews_awaiting_reply(access.workspace),
+            "installed": _installed_rows(access),
+            "published": list(selectors.workspace_listings(access=access)),
+            "reviews": selectors.reviews_awaiting_reply(access=access),
             "reply_form": ReplyForm(),
             "can_build": access.can(Perm.BUILD),
         },
@@ -103,17 +102,10 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
     )
 
 
-def _install(access: Access, install_id: int) -> Install:
-    try:
-        return selectors.workspace_install(access.workspace, install_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 @require_POST
 def install_upgrade(request: AppRequest, install_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    install = _install(access, install_id)
+    install = selectors.workspace_install(access=access, install_id=install_id)
     try:
         upgraded = services.upgrade(access=access, install=install)
     except ApplicationError as exc:
@@ -128,7 +120,7 @@ def install_upgrade(request: AppRequest, install_id: int) -> HttpResponse:
 @require_POST
 def install_uninstall(request: AppRequest, install_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    install = _install(access, install_id)
+    install = selectors.workspace_install(access=access, install_id=install_id)
     try:
         services.uninstall(access=access, install=install)
     except ApplicationError as exc:
@@ -143,7 +135,7 @@ def review_reply(request: AppRequest, review_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     review = Review.objects.filter(pk=review_id).select_related("listing").first()
     if review is None:
-        raise Http404("No such review.")
+        raise NotFound("No such review.")
     form = ReplyForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Write a reply first.")

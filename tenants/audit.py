@@ -1,16 +1,14 @@
-"""The audit trail: one function writes it, with whatever request context is at hand."""
+"""The audit trail: one function writes it, with the caller's address, user agent and request
+id from the request context (`core.request_context`) when there is a request."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import models
-from django.http import HttpRequest
 
-from core.request_context import request_id_var
+from core.request_context import client_var, request_id_var
 from tenants.models import AuditEvent
 
 if TYPE_CHECKING:
@@ -71,34 +69,10 @@ class Action(models.TextChoices):
 ACCOUNT_ACTIONS = (Action.SIGN_IN, Action.SIGN_OUT, Action.SIGN_IN_FAILED)
 
 
-def client_ip(request: HttpRequest | None) -> str | None:
-    """The caller's address; `X-Forwarded-For` is trusted only behind NUM_PROXIES proxies."""
-    if request is None:
-        return None
-    proxies: int = settings.TRUSTED_PROXY_COUNT
-    forwarded: str = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if proxies and forwarded:
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if len(hops) >= proxies and _valid_ip(hops[-proxies]):
-            return hops[-proxies]
-    remote = request.META.get("REMOTE_ADDR", "")
-    return remote if _valid_ip(remote) else None
-
-
-def _valid_ip(value: str) -> bool:
-    """Only real addresses are stored: a malformed header must never fail the audited action."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
 def record(
     *,
     action: str,
     actor: Any = None,
-    request: HttpRequest | None = None,
     workspace: Workspace | None = None,
     api_key: ApiKey | None = None,
     target: models.Model | None = None,
@@ -109,6 +83,7 @@ def record(
     actor_label = user.email if user is not None else ""
     if api_key is not None:
         actor_label = f"API key {api_key.prefix}"
+    client = client_var.get()  # None outside a request (a task, a command): no address then
     event = AuditEvent.objects.create(
         action=action,
         actor=user,
@@ -118,8 +93,8 @@ def record(
         target_type=target._meta.label if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
         target_label=target_label or (str(target) if target is not None else ""),
-        ip_address=client_ip(request),
-        user_agent=(request.headers.get("User-Agent", "")[:255] if request is not None else ""),
+        ip_address=client.ip if client is not None else None,
+        user_agent=client.user_agent if client is not None else "",
         request_id=request_id_var.get() if request_id_var.get() != "-" else "",
         metadata=metadata or {},
     )
@@ -139,7 +114,6 @@ def record_for(
     access: Access,
     *,
     action: str,
-    request: HttpRequest | None = None,
     target: models.Model | None = None,
     target_label: str = "",
     metadata: dict[str, Any] | None = None,
@@ -149,7 +123,6 @@ def record_for(
         action=action,
         actor=access.user,
         api_key=access.api_key,
-        request=request,
         workspace=access.workspace,
         target=target,
         target_label=target_label,

@@ -44,6 +44,8 @@ class WorkspaceMiddleware:
         try:
             access = access_for_user(user=request.user, slug=slug)
         except NotFound as exc:
+            # Raised before the view runs, where ApplicationErrorMiddleware (which sees only what
+            # views raise) cannot map it: Django's own 404 handling answers this one.
             raise Http404(exc.message) from exc
         request.workspace = access.workspace
         request.access = access

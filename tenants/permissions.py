@@ -98,6 +98,11 @@ class Access:
             raise PermissionDenied(f"Your access to this workspace does not allow '{perm.value}'.")
 
     @property
+    def actor_id(self) -> int | None:
+        """The acting user's id, for `created_by`-style columns; None for an API key."""
+        return self.user.pk if self.user is not None else None
+
+    @property
     def label(self) -> str:
         if self.api_key is not None:
             return f"API key {self.api_key.prefix}"

@@ -70,6 +70,12 @@ def access_for_user(*, user: User, slug: str) -> Access:
     )
     if membership is None:
         raise NotFound("Workspace not found.")
+    return access_for_membership(membership=membership, user=user)
+
+
+def access_for_membership(*, membership: Membership, user: User) -> Access:
+    """`user`'s access through `membership` (theirs): their role in its workspace. For callers
+    that already hold the membership (a page listing the user's workspaces, a command)."""
     return Access(workspace=membership.workspace, user=user, role=membership.role)
 
 

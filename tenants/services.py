@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -63,9 +62,7 @@ def workspace_schema_name(slug: str) -> str:
     return "ws_" + slug.replace("-", "_")
 
 
-def workspace_create(
-    *, user: User, name: str, slug: str, request: HttpRequest | None = None
-) -> Workspace:
+def workspace_create(*, user: User, name: str, slug: str) -> Workspace:
     """Create a workspace with its own schema (cloned from the template) and make `user` its
     owner. All or nothing: a failure leaves no row and no schema."""
     name = (name or "").strip()
@@ -88,7 +85,6 @@ def workspace_create(
             audit.record(
                 action=audit.Action.WORKSPACE_CREATED,
                 actor=user,
-                request=request,
                 workspace=workspace,
                 target=workspace,
             )
@@ -99,7 +95,7 @@ def workspace_create(
 
 
 @transaction.atomic
-def workspace_update(*, access: Access, name: str, request: HttpRequest | None = None) -> Workspace:
+def workspace_update(*, access: Access, name: str) -> Workspace:
     access.require(Perm.WORKSPACE_UPDATE)
     name = (name or "").strip()
     if not name or len(name) > 80:
@@ -114,7 +110,6 @@ def workspace_update(*, access: Access, name: str, request: HttpRequest | None =
     audit.record_for(
         access,
         action=audit.Action.WORKSPACE_UPDATED,
-        request=request,
         target=workspace,
         metadata={"name": {"from": old, "to": name}},
     )
@@ -122,9 +117,7 @@ def workspace_update(*, access: Access, name: str, request: HttpRequest | None =
 
 
 @transaction.atomic
-def workspace_retention_update(
-    *, access: Access, days: int, request: HttpRequest | None = None
-) -> Workspace:
+def workspace_retention_update(*, access: Access, days: int) -> Workspace:
     """Set how long finished runs are kept (0 keeps them); audited like a rename."""
     access.require(Perm.WORKSPACE_UPDATE)
     if not isinstance(days, int) or not 0 <= days <= MAX_RETENTION_DAYS:
@@ -142,7 +135,6 @@ def workspace_retention_update(
     audit.record_for(
         access,
         action=audit.Action.WORKSPACE_UPDATED,
-        request=request,
         target=workspace,
         metadata={"run_retention_days": {"from": old, "to": days}},
     )
@@ -168,9 +160,7 @@ def _check_role_assignment(access: Access, role: str) -> None:
             )
 
 
-def invitation_create(
-    *, access: Access, email: str, role: str, request: HttpRequest | None = None
-) -> tuple[Invitation, str]:
+def invitation_create(*, access: Access, email: str, role: str) -> tuple[Invitation, str]:
     """Invite `email` with `role`; returns the invitation and its one-time token (mailed)."""
     access.require(Perm.MEMBERS_INVITE)
     email = (email or "").strip().lower()
@@ -205,7 +195,6 @@ def invitation_create(
             audit.record_for(
                 access,
                 action=audit.Action.MEMBER_INVITED,
-                request=request,
                 target=invitation,
                 target_label=email,
                 metadata={"role": role},
@@ -231,9 +220,7 @@ def invitation_create(
 
 
 @transaction.atomic
-def invitation_revoke(
-    *, access: Access, invitation_id: int, request: HttpRequest | None = None
-) -> Invitation:
+def invitation_revoke(*, access: Access, invitation_id: int) -> Invitation:
     access.require(Perm.MEMBERS_INVITE)
     invitation = Invitation.objects.filter(
         workspace=access.workspace,
@@ -248,7 +235,6 @@ def invitation_revoke(
     audit.record_for(
         access,
         action=audit.Action.INVITATION_REVOKED,
-        request=request,
         target=invitation,
         target_label=invitation.email,
     )
@@ -266,7 +252,7 @@ def invitation_lookup(*, token: str) -> Invitation:
     return invitation
 
 
-def invitation_accept(*, token: str, user: User, request: HttpRequest | None = None) -> Membership:
+def invitation_accept(*, token: str, user: User) -> Membership:
     with transaction.atomic():
         invitation = invitation_lookup(token=token)
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
@@ -291,7 +277,6 @@ def invitation_accept(*, token: str, user: User, request: HttpRequest | None = N
             audit.record(
                 action=audit.Action.MEMBER_JOINED,
                 actor=user,
-                request=request,
                 workspace=invitation.workspace,
                 target=membership,
                 target_label=user.email,
@@ -341,9 +326,7 @@ def _check_may_manage(access: Access, membership: Membership) -> None:
         raise PermissionDenied("API keys cannot change or remove owners.")
 
 
-def membership_change_role(
-    *, access: Access, membership_id: int, role: str, request: HttpRequest | None = None
-) -> Membership:
+def membership_change_role(*, access: Access, membership_id: int, role: str) -> Membership:
     with transaction.atomic():
         access, membership = _locked_membership(access, membership_id)
         _check_may_manage(access, membership)
@@ -361,33 +344,26 @@ def membership_change_role(
         audit.record_for(
             access,
             action=audit.Action.MEMBER_ROLE_CHANGED,
-            request=request,
             target=membership,
             target_label=membership.user.email,
             metadata={"from": old, "to": role},
         )
         if not role_can(role, Perm.API_KEYS_MANAGE):
-            _revoke_keys_created_by(access, membership, request=request)
+            _revoke_keys_created_by(access, membership)
     return membership
 
 
-def _revoke_keys_created_by(
-    access: Access, membership: Membership, *, request: HttpRequest | None
-) -> None:
+def _revoke_keys_created_by(access: Access, membership: Membership) -> None:
     """Keys outlive nobody's access: when a person can no longer manage keys here (removed or
     demoted), the keys they created in this workspace are revoked too."""
     keys = ApiKey.objects.select_for_update().filter(
         workspace=access.workspace, created_by=membership.user, revoked_at__isnull=True
     )
     for key in keys:
-        _revoke_key(
-            access, key, request=request, reason=f"creator {membership.user.email} lost access"
-        )
+        _revoke_key(access, key, reason=f"creator {membership.user.email} lost access")
 
 
-def membership_remove(
-    *, access: Access, membership_id: int, request: HttpRequest | None = None
-) -> None:
+def membership_remove(*, access: Access, membership_id: int) -> None:
     with transaction.atomic():
         access, membership = _locked_membership(access, membership_id)
         leaving_self = access.user is not None and membership.user_id == access.user.pk
@@ -399,12 +375,11 @@ def membership_remove(
         audit.record_for(
             access,
             action=audit.Action.MEMBER_REMOVED,
-            request=request,
             target=membership,
             target_label=label,
             metadata={"role": membership.role, "left": leaving_self},
         )
-        _revoke_keys_created_by(access, membership, request=request)
+        _revoke_keys_created_by(access, membership)
         membership.delete()
 
 
@@ -413,7 +388,6 @@ def api_key_create(
     access: Access,
     name: str,
     scopes: list[str],
-    request: HttpRequest | None = None,
     expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; the full secret is returned once and only its SHA-256 is stored."""
@@ -452,7 +426,6 @@ def api_key_create(
         audit.record_for(
             access,
             action=audit.Action.API_KEY_CREATED,
-            request=request,
             target=key,
             metadata={"scopes": key.scopes},
         )
@@ -460,25 +433,22 @@ def api_key_create(
 
 
 @transaction.atomic
-def api_key_revoke(*, access: Access, key_id: int, request: HttpRequest | None = None) -> ApiKey:
+def api_key_revoke(*, access: Access, key_id: int) -> ApiKey:
     access.require(Perm.API_KEYS_MANAGE)
     key = ApiKey.objects.filter(workspace=access.workspace, pk=key_id).first()
     if key is None:
         raise NotFound("No API key with that id in this workspace.")
     if key.revoked_at is None:
-        _revoke_key(access, key, request=request)
+        _revoke_key(access, key)
     return key
 
 
-def _revoke_key(
-    access: Access, key: ApiKey, *, request: HttpRequest | None, reason: str = ""
-) -> None:
+def _revoke_key(access: Access, key: ApiKey, *, reason: str = "") -> None:
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])
     audit.record_for(
         access,
         action=audit.Action.API_KEY_REVOKED,
-        request=request,
         target=key,
         metadata={"reason": reason} if reason else None,
     )

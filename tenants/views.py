@@ -7,9 +7,8 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -21,6 +20,7 @@ from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
 from tenants import audit, selectors, services
+from tenants.access import page_access
 from tenants.forms import (
     ApiKeyForm,
     InviteForm,
@@ -31,21 +31,6 @@ from tenants.forms import (
 from tenants.permissions import Access, Perm, assignable_roles
 
 WORKSPACES_PER_PAGE = 24
-
-
-def _access(request: AppRequest) -> Access:
-    access: Access | None = getattr(request, "access", None)
-    if access is None:  # only reachable if a workspace URL lost its slug
-        raise Http404("Workspace not found.")
-    return access
-
-
-def _require(request: AppRequest, perm: Perm) -> Access:
-    access = _access(request)
-    if not access.can(perm):
-        # A member sees that the page exists but not its content: 403, with the reason.
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot do this.")
-    return access
 
 
 def landing(request: AppRequest) -> HttpResponse:
@@ -80,9 +65,7 @@ def workspace_create(request: AppRequest) -> HttpResponse:
     form = WorkspaceCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            workspace = services.workspace_create(
-                user=signed_in_user(request), request=request, **form.cleaned_data
-            )
+            workspace = services.workspace_create(user=signed_in_user(request), **form.cleaned_data)
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -101,9 +84,7 @@ def invitation_accept(request: AppRequest, token: str) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect(f"{reverse('account_login')}?{urlencode({'next': request.path})}")
         try:
-            membership = services.invitation_accept(
-                token=token, user=signed_in_user(request), request=request
-            )
+            membership = services.invitation_accept(token=token, user=signed_in_user(request))
         except ApplicationError as exc:
             return render(
                 request,
@@ -117,7 +98,7 @@ def invitation_accept(request: AppRequest, token: str) -> HttpResponse:
 
 
 def workspace_dashboard(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     summary = selectors.workspace_summary(access=access)
     return render(request, "tenants/dashboard.html", {"summary": summary})
 
@@ -134,19 +115,17 @@ def _members_context(access: Access, invite_form: InviteForm | None = None) -> d
 
 
 def members(request: AppRequest) -> HttpResponse:
-    access = _require(request, Perm.MEMBERS_VIEW)
+    access = page_access(request, Perm.MEMBERS_VIEW)
     return render(request, "tenants/members.html", _members_context(access))
 
 
 @require_POST
 def member_invite(request: AppRequest) -> HttpResponse:
-    access = _require(request, Perm.MEMBERS_INVITE)
+    access = page_access(request, Perm.MEMBERS_INVITE)
     form = InviteForm(request.POST, actor_role=access.role or "")
     if form.is_valid():
         try:
-            invitation, _token = services.invitation_create(
-                access=access, request=request, **form.cleaned_data
-            )
+            invitation, _token = services.invitation_create(access=access, **form.cleaned_data)
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -163,7 +142,7 @@ def member_invite(request: AppRequest) -> HttpResponse:
 
 @require_POST
 def member_role(request: AppRequest, membership_id: int) -> HttpResponse:
-    access = _require(request, Perm.MEMBERS_MANAGE)
+    access = page_access(request, Perm.MEMBERS_MANAGE)
     form = RoleForm(request.POST, actor_role=access.role or "")
     status = 200
     if form.is_valid():
@@ -172,7 +151,6 @@ def member_role(request: AppRequest, membership_id: int) -> HttpResponse:
                 access=access,
                 membership_id=membership_id,
                 role=form.cleaned_data["role"],
-                request=request,
             )
             messages.success(request, "Role updated.")
         except ApplicationError as exc:
@@ -190,16 +168,16 @@ def member_role(request: AppRequest, membership_id: int) -> HttpResponse:
 
 @require_POST
 def member_remove(request: AppRequest, membership_id: int) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     try:
         leaving = (
             selectors.member_get(access=access, membership_id=membership_id).user_id
             == request.user.pk
         )
-        services.membership_remove(access=access, membership_id=membership_id, request=request)
+        services.membership_remove(access=access, membership_id=membership_id)
+    except NotFound:
+        raise  # the error middleware answers 404
     except ApplicationError as exc:
-        if exc.status == 404:
-            raise Http404(exc.message) from exc
         messages.error(request, exc.message)
         return redirect("members", workspace_slug=access.workspace.slug)
     if leaving:
@@ -212,11 +190,9 @@ def member_remove(request: AppRequest, membership_id: int) -> HttpResponse:
 
 @require_POST
 def invitation_revoke(request: AppRequest, invitation_id: int) -> HttpResponse:
-    access = _require(request, Perm.MEMBERS_INVITE)
+    access = page_access(request, Perm.MEMBERS_INVITE)
     try:
-        invitation = services.invitation_revoke(
-            access=access, invitation_id=invitation_id, request=request
-        )
+        invitation = services.invitation_revoke(access=access, invitation_id=invitation_id)
         messages.success(request, f"Invitation for {invitation.email} revoked.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -226,16 +202,14 @@ def invitation_revoke(request: AppRequest, invitation_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache  # the one-time secret must not land in a browser or proxy cache
 def api_keys(request: AppRequest) -> HttpResponse:
-    access = _require(request, Perm.API_KEYS_MANAGE)
+    access = page_access(request, Perm.API_KEYS_MANAGE)
     form = ApiKeyForm(request.POST or None)
     new_secret = None
     status = 200
     if request.method == "POST":
         if form.is_valid():
             try:
-                key, new_secret = services.api_key_create(
-                    access=access, request=request, **form.cleaned_data
-                )
+                key, new_secret = services.api_key_create(access=access, **form.cleaned_data)
             except ApplicationError as exc:
                 form_add_application_error(form, exc)
                 status = 400
@@ -254,9 +228,9 @@ def api_keys(request: AppRequest) -> HttpResponse:
 
 @require_POST
 def api_key_revoke(request: AppRequest, key_id: int) -> HttpResponse:
-    access = _require(request, Perm.API_KEYS_MANAGE)
+    access = page_access(request, Perm.API_KEYS_MANAGE)
     try:
-        key = services.api_key_revoke(access=access, key_id=key_id, request=request)
+        key = services.api_key_revoke(access=access, key_id=key_id)
         messages.success(request, f"API key “{key.name}” revoked.")
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -264,7 +238,7 @@ def api_key_revoke(request: AppRequest, key_id: int) -> HttpResponse:
 
 
 def audit_log(request: AppRequest) -> HttpResponse:
-    access = _require(request, Perm.AUDIT_VIEW)
+    access = page_access(request, Perm.AUDIT_VIEW)
     action = request.GET.get("action", "")
     if action not in audit.Action.values:
         action = ""
@@ -280,7 +254,7 @@ def audit_log(request: AppRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def workspace_settings(request: AppRequest) -> HttpResponse:
-    access = _require(request, Perm.WORKSPACE_UPDATE)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     workspace = access.workspace
     form = WorkspaceSettingsForm(
         request.POST or None,
@@ -290,11 +264,9 @@ def workspace_settings(request: AppRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             if data["name"] != workspace.name:
-                services.workspace_update(access=access, name=data["name"], request=request)
+                services.workspace_update(access=access, name=data["name"])
             if data["run_retention_days"] is not None:
-                services.workspace_retention_update(
-                    access=access, days=data["run_retention_days"], request=request
-                )
+                services.workspace_retention_update(access=access, days=data["run_retention_days"])
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:

@@ -189,6 +189,7 @@ SEMANTIC_400 = {
     "workflows_create": "`definition` is checked by the workflow validator (steps, edges)",
     "workflow_versions_create": "the same definition check",
     "workflows_import": "`document` must parse as JSON or YAML holding a valid definition",
+    "workflow_templates_instantiate": "a given `name` must not be another workflow's name",
     "marketplace_listings_publish": "`category` must exist; `source_id` must be publishable",
     "runs_list_all": "`date_to` must not be before `date_from`",
     "workflow_runs_list": "the same date rule",

@@ -48,7 +48,7 @@ def _until(runs: QuerySet[WorkflowRun], value: date | datetime) -> QuerySet[Work
     return runs.filter(created_at__date__lte=value)
 
 
-def run_get(run_id: int) -> WorkflowRun:
+def run_get(*, run_id: int) -> WorkflowRun:
     run = (
         WorkflowRun.objects.select_related("workflow", "version", "parent_step")
         .filter(pk=run_id)

@@ -35,10 +35,6 @@ __all__ = [
 ]
 
 
-def _actor_id(access: Access | None) -> int | None:
-    return access.user.pk if access is not None and access.user is not None else None
-
-
 def run_start(
     *,
     workflow: Workflow,
@@ -58,6 +54,8 @@ def run_start(
     type; defaults declared in the definition are applied."""
     if access is not None:
         access.require(Perm.RUN)
+        if created_by_id is None:
+            created_by_id = access.actor_id
     if workflow.archived_at is not None:
         raise Conflict("This workflow is archived; restore it before running it.")
     target = version or workflow.active_version
@@ -76,7 +74,7 @@ def run_start(
         version=target,
         inputs=checked,
         trigger=trigger,
-        created_by_id=created_by_id if created_by_id is not None else _actor_id(access),
+        created_by_id=created_by_id,
         api_key_prefix=api_key_prefix,
         callback_url=callback_url,
         trigger_ref_id=trigger_ref.pk if trigger_ref is not None else None,
@@ -106,7 +104,7 @@ def approval_decide(*, access: Access, step: StepRun, approved: bool, comment: s
         run_id=step.run_id,
         approved=approved,
         comment=(comment or "").strip()[:2000],
-        by_id=_actor_id(access),
+        by_id=access.actor_id,
         by_label=access.label,
     )
 
@@ -157,7 +155,7 @@ def run_rerun(*, access: Access, run: WorkflowRun) -> WorkflowRun:
         version=version,
         inputs=dict(run.inputs or {}),
         trigger=WorkflowRun.TriggerKind.RERUN,
-        created_by_id=_actor_id(access),
+        created_by_id=access.actor_id,
         api_key_prefix=access.api_key.prefix if access.api_key is not None else "",
         rerun_of_id=run.pk,
     )

@@ -32,7 +32,7 @@ def workflow_list(*, include_archived: bool = False) -> QuerySet[Workflow]:
     return workflows if include_archived else workflows.filter(archived_at__isnull=True)
 
 
-def workflow_get(workflow_id: int) -> Workflow:
+def workflow_get(*, workflow_id: int) -> Workflow:
     """A workflow of this workspace, archived or not."""
     workflow = Workflow.objects.select_related("active_version").filter(pk=workflow_id).first()
     if workflow is None:

@@ -43,10 +43,6 @@ MAX_CATEGORY = 40
 MAX_NOTE = 200
 
 
-def _actor_id(access: Access) -> int | None:
-    return access.user.pk if access.user is not None else None
-
-
 def _details(name: str, description: str, category: str) -> tuple[str, str, str]:
     """The stripped name, description and category; ValidationFailed naming each bad one."""
     name, description, category = (
@@ -132,7 +128,7 @@ def _new_version(
         definition=copy.deepcopy(definition),
         note=(note or "").strip()[:MAX_NOTE],
         source=source,
-        created_by_id=_actor_id(access),
+        created_by_id=access.actor_id,
     )
     version.save()
     fields = ["updated_at"]
@@ -188,7 +184,7 @@ def workflow_create(
         description=description,
         category=category,
         template_key=template_key[:60],
-        created_by_id=_actor_id(access),
+        created_by_id=access.actor_id,
     )
     version = _new_version(
         workflow, definition, access=access, note=note, source=source, publish=True

@@ -8,23 +8,23 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agents.webhooks import SIGNATURE_HEADER, signature_problem, workspace_signing_secret
+from agents.webhooks import SIGNATURE_HEADER
 from core.api import error_body
 from core.exceptions import ApplicationError, NotFound, ValidationFailed
 from core.forms import form_add_application_error
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, activate_public
-from workflows import triggers
+from workflows import selectors, triggers
 from workflows.models import Trigger, Workflow
-from workflows.web import page_access, workflow_or_404
 
 # --- Forms --------------------------------------------------------------------------------
 
@@ -103,10 +103,7 @@ class ScheduleForm(forms.Form):
 
 
 def _trigger(access: Access, workflow: Workflow, trigger_id: int) -> Trigger:
-    try:
-        return triggers.trigger_get(access=access, workflow=workflow, trigger_id=trigger_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    return triggers.trigger_get(access=access, workflow=workflow, trigger_id=trigger_id)
 
 
 def _back(access: Access, workflow: Workflow) -> HttpResponse:
@@ -152,13 +149,13 @@ def _list_page(
 @require_GET
 def trigger_list(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    return _list_page(request, access, workflow_or_404(workflow_id))
+    return _list_page(request, access, selectors.workflow_get(workflow_id=workflow_id))
 
 
 @require_POST
 def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     form = WebhookTriggerForm(request.POST)
     if form.is_valid():
         try:
@@ -189,7 +186,7 @@ def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def webhook_rotate(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         secret = triggers.webhook_trigger_rotate_secret(access=access, trigger=trigger)
@@ -257,16 +254,16 @@ def _schedule_page(
 @require_http_methods(["GET", "POST"])
 def schedule_create(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    return _schedule_page(request, access, workflow_or_404(workflow_id), None)
+    return _schedule_page(request, access, selectors.workflow_get(workflow_id=workflow_id), None)
 
 
 @require_http_methods(["GET", "POST"])
 def schedule_edit(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     if trigger.kind != Trigger.Kind.SCHEDULE:
-        raise Http404("That trigger is not a schedule.")
+        raise NotFound("That trigger is not a schedule.")
     return _schedule_page(request, access, workflow, trigger, ScheduleForm.initial_from(trigger))
 
 
@@ -287,7 +284,7 @@ def _preview(cron: str, tz_name: str) -> dict[str, Any]:
 def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
     """The HTMX fragment under the cron field: the next three fire times, or what is wrong."""
     page_access(request, Perm.BUILD)
-    workflow_or_404(workflow_id)
+    selectors.workflow_get(workflow_id=workflow_id)
     return render(
         request,
         "workflows/triggers/_preview.html",
@@ -298,7 +295,7 @@ def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     enabled = not trigger.enabled
     try:
@@ -313,7 +310,7 @@ def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> Ht
 @require_POST
 def trigger_delete(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         triggers.trigger_delete(access=access, trigger=trigger)
@@ -336,17 +333,6 @@ def _hook_workspace(slug: str) -> Workspace:
     if workspace is None:
         raise NotFound("No enabled webhook at this address.")
     return workspace
-
-
-def _json_body(body: bytes) -> Any:
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise ValidationFailed(
-            "The body is not valid JSON.", fields={"body": ["Not JSON."]}
-        ) from exc
 
 
 @csrf_exempt
@@ -374,28 +360,16 @@ def hook_trigger(request: HttpRequest, workspace: str, token: str) -> JsonRespon
 def hook_resume(request: HttpRequest, workspace: str, resume_token: str) -> JsonResponse:
     """Resume a webhook-wait step with the posted JSON, signed with the workspace's webhook
     secret. 200 with the step's id; 401 for a bad signature; 404 for an unknown token."""
-    from workflows.runs import webhook_wait_resume
-
     try:
         target = _hook_workspace(workspace)
-        secret = workspace_signing_secret(target)
-        if secret is None:
-            raise triggers.SignatureRefused(
-                "This workspace has no webhook secret yet: an owner or admin makes one with "
-                "POST /api/v1/webhook-secret/ from a signed-in session."
-            )
-        problem = signature_problem(
-            secret,
-            request.headers.get(SIGNATURE_HEADER, ""),
-            request.body,
-            tolerance_seconds=triggers.SIGNATURE_TOLERANCE_SECONDS,
-        )
-        if problem is not None:
-            raise triggers.SignatureRefused(problem)
-        payload = _json_body(request.body)
         activate(target)
         try:
-            step = webhook_wait_resume(token=resume_token, payload=payload)
+            step = triggers.webhook_wait_resume_signed(
+                workspace=target,
+                token=resume_token,
+                signature=request.headers.get(SIGNATURE_HEADER, ""),
+                body=request.body,
+            )
         finally:
             activate_public()
     except ApplicationError as exc:

@@ -25,13 +25,14 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.webhooks import signature_problem
+from agents.netguard import check_public_url
+from agents.webhooks import signature_problem, workspace_signing_secret
 from core import crypto
 from core.exceptions import ApplicationError, NotFound, ValidationFailed
 from tenants import audit
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
-from workflows.models import Trigger, Workflow, WorkflowRun, WorkflowVersion
+from workflows.models import StepRun, Trigger, Workflow, WorkflowRun, WorkflowVersion
 
 logger = logging.getLogger(__name__)
 
@@ -283,10 +284,6 @@ def resume_url(*, workspace: Workspace, resume_token: str) -> str:
 # --- Writes -------------------------------------------------------------------------------
 
 
-def _actor_id(access: Access) -> int | None:
-    return access.user.pk if access.user is not None else None
-
-
 def _pinned_version(workflow: Workflow, number: int | None) -> WorkflowVersion | None:
     if number is None:
         return None
@@ -317,7 +314,7 @@ def webhook_trigger_create(
         version=_pinned_version(workflow, version_number),
         token=secrets.token_urlsafe(24),
         secret_encrypted=crypto.encrypt(secret),
-        created_by_id=_actor_id(access),
+        created_by_id=access.actor_id,
     )
     audit.record_for(
         access,
@@ -398,7 +395,7 @@ def schedule_save(
     next_run_at = parsed.next_after(now or timezone.now(), tz)
     if trigger is None:
         trigger = Trigger(
-            workflow=workflow, kind=Trigger.Kind.SCHEDULE, created_by_id=_actor_id(access)
+            workflow=workflow, kind=Trigger.Kind.SCHEDULE, created_by_id=access.actor_id
         )
         action = TRIGGER_CREATED
     else:
@@ -521,6 +518,70 @@ def webhook_trigger_fire(*, token: str, signature: str, body: bytes) -> Workflow
         )
         Trigger.objects.filter(pk=trigger.pk).update(last_fired_at=timezone.now())
     return run
+
+
+def api_run_start(
+    *,
+    access: Access,
+    workflow: Workflow,
+    inputs: dict[str, Any],
+    version_number: int | None = None,
+    callback_url: str = "",
+) -> WorkflowRun:
+    """Start a run for an API caller (trigger "api"): `version_number` pins a version (None:
+    the active one). `callback_url`, POSTed a signed `workflow_run.finished` when the run ends,
+    must be http(s) to a public host: ValidationFailed naming `callback_url` otherwise."""
+    from workflows.runs import run_start
+    from workflows.selectors import version_get
+
+    if callback_url:
+        check_public_url(callback_url, field="callback_url")
+    return run_start(
+        workflow=workflow,
+        inputs=inputs,
+        trigger=WorkflowRun.TriggerKind.API,
+        version=version_get(workflow, version_number) if version_number else None,
+        api_key_prefix=access.api_key.prefix if access.api_key is not None else "",
+        callback_url=callback_url,
+        access=access,
+    )
+
+
+def webhook_wait_resume_signed(
+    *, workspace: Workspace, token: str, signature: str, body: bytes
+) -> StepRun:
+    """Resume a webhook-wait step with a signed inbound request's JSON body, in the current
+    workspace's schema. The request is signed with the workspace's webhook secret.
+
+    SignatureRefused (401) when the workspace has no secret yet, or the signature is missing,
+    malformed, stale or wrong: then nothing changes. ValidationFailed for a body that is not
+    JSON; NotFound for an unknown token or a step that is no longer waiting."""
+    from workflows.runs import webhook_wait_resume
+
+    secret = workspace_signing_secret(workspace)
+    if secret is None:
+        raise SignatureRefused(
+            "This workspace has no webhook secret yet: an owner or admin makes one with "
+            "POST /api/v1/webhook-secret/ from a signed-in session."
+        )
+    problem = signature_problem(
+        secret, signature, body, tolerance_seconds=SIGNATURE_TOLERANCE_SECONDS
+    )
+    if problem is not None:
+        raise SignatureRefused(problem)
+    return webhook_wait_resume(token=token, payload=_json_payload(body))
+
+
+def _json_payload(body: bytes) -> Any:
+    """An inbound body as JSON; None when empty."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "The body is not valid JSON.", fields={"body": ["Not JSON."]}
+        ) from exc
 
 
 def schedules_fire_due(*, now: datetime | None = None) -> int:

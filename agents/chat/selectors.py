@@ -16,14 +16,14 @@ from tenants.permissions import Access, Perm
 SEARCH_CONFIG = "english"
 
 
-def can_see_everyones(access: Access) -> bool:
+def can_see_everyones(*, access: Access) -> bool:
     return access.can(Perm.AUDIT_VIEW)
 
 
 def _visible(access: Access) -> QuerySet[Conversation]:
     access.require(Perm.WORKSPACE_VIEW)
     conversations = Conversation.objects.all()
-    if can_see_everyones(access):
+    if can_see_everyones(access=access):
         return conversations
     if access.user is None:
         return conversations.none()
@@ -37,7 +37,7 @@ def conversations_list(
     `query` matches the title, or any question or answer: by words (PostgreSQL full text,
     so "refunds" finds "refund") or as a plain substring."""
     conversations = _visible(access)
-    if not (everyone and can_see_everyones(access)):
+    if not (everyone and can_see_everyones(access=access)):
         user_id = access.user.pk if access.user is not None else None
         conversations = conversations.filter(created_by_id=user_id)
     query = query.strip()

@@ -7,43 +7,27 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from agents.chat import live, selectors, services
 from agents.chat.forms import ConversationStartForm, QuestionForm
 from agents.models import Conversation
-from core.exceptions import ApplicationError, Conflict, NotFound
+from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.permissions import Access, Perm
 
 PAGE_SIZE = 25
 
 
-def _access(request: AppRequest, perm: Perm = Perm.WORKSPACE_VIEW) -> Access:
-    access = request.access
-    if access is None:
-        raise Http404("Workspace not found.")
-    if not access.can(perm):
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot do this.")
-    return access
-
-
-def _conversation(access: Access, conversation_id: int) -> Conversation:
-    try:
-        return selectors.conversation_get(access=access, conversation_id=conversation_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 def conversation_list(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     query = request.GET.get("q", "").strip()[:200]
-    can_see_all = selectors.can_see_everyones(access)
+    can_see_all = selectors.can_see_everyones(access=access)
     everyone = can_see_all and request.GET.get("who") == "all"
     conversations = selectors.conversations_list(access=access, query=query, everyone=everyone)
     page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -63,7 +47,7 @@ def conversation_list(request: AppRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def conversation_new(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     agents = list(selectors.chat_agents(access=access))
     form = ConversationStartForm(
         request.POST or None, agents=agents, initial={"agent": request.GET.get("agent")}
@@ -112,8 +96,8 @@ def _page(
 
 
 def conversation_detail(request: AppRequest, conversation_id: int) -> HttpResponse:
-    access = _access(request)
-    conversation = _conversation(access, conversation_id)
+    access = page_access(request)
+    conversation = selectors.conversation_get(access=access, conversation_id=conversation_id)
     services.turns_expire_stale(conversation_id=conversation.pk)
     return _page(request, access, conversation, QuestionForm())
 
@@ -122,8 +106,8 @@ def conversation_detail(request: AppRequest, conversation_id: int) -> HttpRespon
 def conversation_send(request: AppRequest, conversation_id: int) -> HttpResponse:
     """The message form without JavaScript: queue the turn and show the page again (it shows
     the answer once the worker saved it). With JavaScript the form goes over the websocket."""
-    access = _access(request, Perm.RUN)
-    conversation = _conversation(access, conversation_id)
+    access = page_access(request, Perm.RUN)
+    conversation = selectors.conversation_get(access=access, conversation_id=conversation_id)
     form = QuestionForm(request.POST)
     if form.is_valid():
         try:
@@ -145,8 +129,8 @@ def conversation_send(request: AppRequest, conversation_id: int) -> HttpResponse
 
 @require_POST
 def conversation_delete(request: AppRequest, conversation_id: int) -> HttpResponse:
-    access = _access(request)
-    conversation = _conversation(access, conversation_id)
+    access = page_access(request)
+    conversation = selectors.conversation_get(access=access, conversation_id=conversation_id)
     services.conversation_delete(access=access, conversation_id=conversation.pk)
     messages.success(request, f"Conversation “{conversation}” deleted.")
     return redirect("conversation_list", workspace_slug=access.workspace.slug)
@@ -155,13 +139,11 @@ def conversation_delete(request: AppRequest, conversation_id: int) -> HttpRespon
 @require_POST
 def turn_cache_wrong(request: AppRequest, conversation_id: int, turn_id: int) -> HttpResponse:
     """ "Wrong answer" on a turn served from the cache: the entry is evicted and counted."""
-    access = _access(request, Perm.RUN)
+    access = page_access(request, Perm.RUN)
     try:
         turn = services.turn_cache_report(
             access=access, conversation_id=conversation_id, turn_id=turn_id
         )
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
     except Conflict as exc:
         return HttpResponse(exc.message, status=409)
     if request.htmx:

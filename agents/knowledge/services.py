@@ -46,10 +46,6 @@ _RESET_FIELDS = ["status", "error", "chunks_total", "chunks_done", "updated_at"]
 T = TypeVar("T")
 
 
-def _actor_id(access: Access) -> int | None:
-    return access.user.pk if access.user is not None else None
-
-
 def _file_error(message: str) -> ValidationFailed:
     return ValidationFailed(message, fields={"file": [message]})
 
@@ -86,7 +82,7 @@ def knowledge_base_create(*, access: Access, name: str, description: str = "") -
     if errors:
         raise ValidationFailed("The knowledge base is invalid: " + ", ".join(errors), fields=errors)
     base = KnowledgeBase.objects.create(
-        name=name, description=description, created_by_id=_actor_id(access)
+        name=name, description=description, created_by_id=access.actor_id
     )
     audit.record_for(access, action=audit.Action.KNOWLEDGE_BASE_CREATED, target=base)
     return base
@@ -190,7 +186,7 @@ def document_upload(
         if base is None:
             raise NotFound("No knowledge base with that id in this workspace.")
         document = document_create(
-            knowledge_base=base, filename=filename, data=data, created_by_id=_actor_id(access)
+            knowledge_base=base, filename=filename, data=data, created_by_id=access.actor_id
         )
         audit.record_for(
             access,

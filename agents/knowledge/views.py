@@ -7,8 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -20,23 +19,8 @@ from agents.models import KnowledgeBase
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.permissions import Access, Perm
-
-
-def _access(request: AppRequest, perm: Perm = Perm.WORKSPACE_VIEW) -> Access:
-    access = request.access
-    if access is None:
-        raise Http404("Workspace not found.")
-    if not access.can(perm):
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot change knowledge bases.")
-    return access
-
-
-def _base(access: Access, knowledge_base_id: int) -> KnowledgeBase:
-    try:
-        return selectors.knowledge_base_get(access=access, knowledge_base_id=knowledge_base_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
 
 
 def _to_detail(access: Access, base_id: int) -> HttpResponse:
@@ -92,7 +76,7 @@ def _detail(
 
 @require_GET
 def knowledge_list(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request)
     return render(
         request,
         "agents/knowledge/list.html",
@@ -105,7 +89,7 @@ def knowledge_list(request: AppRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def knowledge_create(request: AppRequest) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
+    access = page_access(request, Perm.BUILD)
     form = KnowledgeBaseForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -122,15 +106,19 @@ def knowledge_create(request: AppRequest) -> HttpResponse:
 
 @require_GET
 def knowledge_detail(request: AppRequest, knowledge_base_id: int) -> HttpResponse:
-    access = _access(request)
-    return _detail(request, access, _base(access, knowledge_base_id))
+    access = page_access(request)
+    return _detail(
+        request,
+        access,
+        selectors.knowledge_base_get(access=access, knowledge_base_id=knowledge_base_id),
+    )
 
 
 @require_GET
 def knowledge_documents(request: AppRequest, knowledge_base_id: int) -> HttpResponse:
     """The documents table, polled by the page while anything is queued or processing."""
-    access = _access(request)
-    base = _base(access, knowledge_base_id)
+    access = page_access(request)
+    base = selectors.knowledge_base_get(access=access, knowledge_base_id=knowledge_base_id)
     return render(
         request, "agents/knowledge/detail.html#documents", _documents_context(access, base)
     )
@@ -138,8 +126,8 @@ def knowledge_documents(request: AppRequest, knowledge_base_id: int) -> HttpResp
 
 @require_POST
 def knowledge_upload(request: AppRequest, knowledge_base_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    base = _base(access, knowledge_base_id)
+    access = page_access(request, Perm.BUILD)
+    base = selectors.knowledge_base_get(access=access, knowledge_base_id=knowledge_base_id)
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return _detail(request, access, base, upload_form=form, status=400)
@@ -164,14 +152,11 @@ def knowledge_upload(request: AppRequest, knowledge_base_id: int) -> HttpRespons
 def knowledge_document_delete(
     request: AppRequest, knowledge_base_id: int, document_id: int
 ) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    base = _base(access, knowledge_base_id)
-    try:
-        filename = services.document_delete(
-            access=access, knowledge_base_id=base.pk, document_id=document_id
-        )
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    access = page_access(request, Perm.BUILD)
+    base = selectors.knowledge_base_get(access=access, knowledge_base_id=knowledge_base_id)
+    filename = services.document_delete(
+        access=access, knowledge_base_id=base.pk, document_id=document_id
+    )
     messages.success(request, f"“{filename}” deleted; agents no longer find its passages.")
     return _to_detail(access, base.pk)
 
@@ -180,14 +165,14 @@ def knowledge_document_delete(
 def knowledge_document_retry(
     request: AppRequest, knowledge_base_id: int, document_id: int
 ) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    base = _base(access, knowledge_base_id)
+    access = page_access(request, Perm.BUILD)
+    base = selectors.knowledge_base_get(access=access, knowledge_base_id=knowledge_base_id)
     try:
         document = services.document_retry(
             access=access, knowledge_base_id=base.pk, document_id=document_id
         )
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    except NotFound:
+        raise  # the error middleware answers 404
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
@@ -197,12 +182,12 @@ def knowledge_document_retry(
 
 @require_POST
 def knowledge_delete(request: AppRequest, knowledge_base_id: int) -> HttpResponse:
-    access = _access(request, Perm.BUILD)
-    base = _base(access, knowledge_base_id)
+    access = page_access(request, Perm.BUILD)
+    base = selectors.knowledge_base_get(access=access, knowledge_base_id=knowledge_base_id)
     try:
         name = services.knowledge_base_delete(access=access, knowledge_base_id=base.pk)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    except NotFound:
+        raise  # the error middleware answers 404
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return _to_detail(access, base.pk)

@@ -9,7 +9,6 @@ import ipaddress
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 
 from agents.models import AllowedHost
 from agents.netguard import address_refusal, shown
@@ -71,9 +70,7 @@ def host_validate(raw: str) -> str:
 
 
 @transaction.atomic
-def allowed_host_add(
-    *, access: Access, host: str, request: HttpRequest | None = None
-) -> AllowedHost:
+def allowed_host_add(*, access: Access, host: str) -> AllowedHost:
     access.require(Perm.WORKSPACE_UPDATE)
     entry = host_validate(host)
     if AllowedHost.objects.count() >= MAX_HOSTS:
@@ -87,17 +84,17 @@ def allowed_host_add(
             )
     except IntegrityError as exc:  # added at the same moment by someone else
         raise _invalid(f"{entry} is already on the list.") from exc
-    audit.record_for(access, action=HOST_ADDED, request=request, target=allowed)
+    audit.record_for(access, action=HOST_ADDED, target=allowed)
     return allowed
 
 
 @transaction.atomic
-def allowed_host_remove(*, access: Access, host_id: int, request: HttpRequest | None = None) -> str:
+def allowed_host_remove(*, access: Access, host_id: int) -> str:
     """Remove an entry; returns the host it allowed."""
     access.require(Perm.WORKSPACE_UPDATE)
     allowed = AllowedHost.objects.select_for_update().filter(pk=host_id).first()
     if allowed is None:
         raise NotFound("That host is not on this workspace's allowlist.")
-    audit.record_for(access, action=HOST_REMOVED, request=request, target=allowed)
+    audit.record_for(access, action=HOST_REMOVED, target=allowed)
     allowed.delete()
     return allowed.host

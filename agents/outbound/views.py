@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from agents.outbound import selectors, services
 from agents.outbound.forms import AllowedHostForm
-from core.exceptions import ApplicationError, NotFound
+from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
 from core.http import AppRequest
-from tenants.permissions import Access, Perm
-
-
-def _access(request: AppRequest) -> Access:
-    access = request.access
-    if access is None:
-        raise Http404("Workspace not found.")
-    if not access.can(Perm.WORKSPACE_UPDATE):
-        raise DjangoPermissionDenied(f"Your role ({access.role}) cannot manage outbound access.")
-    return access
+from tenants.access import page_access
+from tenants.permissions import Perm
 
 
 @require_http_methods(["GET", "POST"])
 def hosts(request: AppRequest) -> HttpResponse:
-    access = _access(request)
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
     form = AllowedHostForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            added = services.allowed_host_add(
-                access=access, host=form.cleaned_data["host"], request=request
-            )
+            added = services.allowed_host_add(access=access, host=form.cleaned_data["host"])
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -49,10 +38,7 @@ def hosts(request: AppRequest) -> HttpResponse:
 
 @require_POST
 def host_remove(request: AppRequest, host_id: int) -> HttpResponse:
-    access = _access(request)
-    try:
-        host = services.allowed_host_remove(access=access, host_id=host_id, request=request)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
+    host = services.allowed_host_remove(access=access, host_id=host_id)
     messages.success(request, f"{host} removed from the allowlist.")
     return redirect("outbound_hosts", workspace_slug=access.workspace.slug)

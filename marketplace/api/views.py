@@ -27,7 +27,7 @@ from marketplace.models import ListingVersion, Review
 from tenants.api.base import WorkspaceAPIView, api_access
 from tenants.api.views import WORKSPACE_PARAM
 from tenants.models import ApiKey
-from tenants.permissions import Access, Perm
+from tenants.permissions import Perm
 from tenants.schemas import activate_public
 
 # --- Bases
@@ -40,13 +40,10 @@ class PublicApiView(APIView):
 
 
 class MixedApiView(APIView):
-    """GET is public; other methods act for a workspace (`self.workspace_access(request)`),
+    """GET is public; other methods act for a workspace (`api_access(request)`),
     like WorkspaceAPIView but only once a handler asks for it."""
 
     permission_classes = [IsAuthenticatedOrReadOnly]
-
-    def workspace_access(self, request: Request) -> Access:
-        return api_access(request)
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         activate_public()
@@ -107,7 +104,7 @@ class ListingListApi(MixedApiView):
         "a new listing, or a new version of it. The version is `pending` until moderated.",
     )
     def post(self, request: Request) -> Response:
-        access = self.workspace_access(request)
+        access = api_access(request)
         data = s.ListingPublishInput(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
@@ -139,7 +136,7 @@ class MyListingsApi(WorkspaceAPIView):
         return paginated_response(
             view=self,
             request=request,
-            queryset=selectors.workspace_listings(self.access.workspace),
+            queryset=selectors.workspace_listings(access=self.access),
             serializer=s.MyListingOutput,
         )
 
@@ -152,7 +149,7 @@ class ListingDetailApi(PublicApiView):
         "see the versions endpoint).",
     )
     def get(self, request: Request, slug: str) -> Response:
-        return Response(s.ListingDetailOutput(selectors.listing_detail(slug)).data)
+        return Response(s.ListingDetailOutput(selectors.listing_detail(slug=slug)).data)
 
 
 class ListingVersionsApi(PublicApiView):
@@ -163,7 +160,7 @@ class ListingVersionsApi(PublicApiView):
         description="Approved versions, newest first, with changelog and definition.",
     )
     def get(self, request: Request, slug: str) -> Response:
-        listing = selectors.public_listing(slug)
+        listing = selectors.public_listing(slug=slug)
         return paginated_response(
             view=self,
             request=request,
@@ -182,7 +179,7 @@ class ListingReviewsApi(MixedApiView):
         description="A public listing's reviews, newest first.",
     )
     def get(self, request: Request, slug: str) -> Response:
-        listing = selectors.public_listing(slug)
+        listing = selectors.public_listing(slug=slug)
         return paginated_response(
             view=self,
             request=request,
@@ -200,10 +197,10 @@ class ListingReviewsApi(MixedApiView):
         "review: else 403.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        access = self.workspace_access(request)
+        access = api_access(request)
         data = s.ReviewInput(data=request.data)
         data.is_valid(raise_exception=True)
-        listing = selectors.public_listing(slug)
+        listing = selectors.public_listing(slug=slug)
         edits = Review.objects.filter(listing=listing, workspace=access.workspace).exists()
         review = services.review_save(access=access, listing=listing, **data.validated_data)
         code = status.HTTP_200_OK if edits else status.HTTP_201_CREATED
@@ -247,7 +244,7 @@ class ListingFlagApi(APIView):
         if not isinstance(user, User):
             raise PermissionDenied("This API key has no person to report as.")
         flag = services.flag_create(
-            user=user, listing=selectors.public_listing(slug), **data.validated_data
+            user=user, listing=selectors.public_listing(slug=slug), **data.validated_data
         )
         return Response(s.FlagOutput(flag).data, status=status.HTTP_201_CREATED)
 
@@ -265,7 +262,7 @@ class ListingInstallApi(WorkspaceAPIView):
         "409 when it is already installed.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        install = services.install(access=self.access, listing=selectors.public_listing(slug))
+        install = services.install(access=self.access, listing=selectors.public_listing(slug=slug))
         return Response(s.InstallOutput(install).data, status=status.HTTP_201_CREATED)
 
 
@@ -282,7 +279,7 @@ class InstallListApi(WorkspaceAPIView):
         return paginated_response(
             view=self,
             request=request,
-            queryset=selectors.workspace_installs(self.access.workspace),
+            queryset=selectors.workspace_installs(access=self.access),
             serializer=s.InstallStateOutput,
         )
 
@@ -296,11 +293,10 @@ class InstallUpgradeApi(WorkspaceAPIView):
         description="Move the install to the listing's current version (409 when already there).",
     )
     def post(self, request: Request, install_id: int) -> Response:
-        workspace = self.access.workspace
-        services.upgrade(
-            access=self.access, install=selectors.workspace_install(workspace, install_id)
-        )
-        upgraded = selectors.workspace_install(workspace, install_id)  # its new pinned version
+        install = selectors.workspace_install(access=self.access, install_id=install_id)
+        services.upgrade(access=self.access, install=install)
+        # Read again: its new pinned version.
+        upgraded = selectors.workspace_install(access=self.access, install_id=install_id)
         return Response(s.InstallStateOutput(upgraded).data)
 
 
@@ -315,6 +311,6 @@ class InstallUninstallApi(WorkspaceAPIView):
     def post(self, request: Request, install_id: int) -> Response:
         install = services.uninstall(
             access=self.access,
-            install=selectors.workspace_install(self.access.workspace, install_id),
+            install=selectors.workspace_install(access=self.access, install_id=install_id),
         )
         return Response(s.InstallOutput(install).data)

@@ -53,9 +53,7 @@ class WorkspaceListApi(APIView):
             raise PermissionDenied("API keys cannot create workspaces; sign in instead.")
         data = s.WorkspaceCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        workspace = services.workspace_create(
-            user=signed_in_user(request), request=request._request, **data.validated_data
-        )
+        workspace = services.workspace_create(user=signed_in_user(request), **data.validated_data)
         return Response(s.WorkspaceOutput(workspace).data, status=status.HTTP_201_CREATED)
 
 
@@ -78,9 +76,7 @@ class WorkspaceDetailApi(WorkspaceAPIView):
     def patch(self, request: Request) -> Response:
         data = s.WorkspaceUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        workspace = services.workspace_update(
-            access=self.access, request=request._request, **data.validated_data
-        )
+        workspace = services.workspace_update(access=self.access, **data.validated_data)
         return Response(s.WorkspaceOutput(workspace).data)
 
 
@@ -114,13 +110,12 @@ class MemberDetailApi(WorkspaceAPIView):
             access=self.access,
             membership_id=pk,
             role=data.validated_data["role"],
-            request=request._request,
         )
         return Response(s.MemberOutput(membership).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.membership_remove(access=self.access, membership_id=pk, request=request._request)
+        services.membership_remove(access=self.access, membership_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -143,9 +138,7 @@ class InvitationListApi(WorkspaceAPIView):
     def post(self, request: Request) -> Response:
         data = s.InvitationInput(data=request.data)
         data.is_valid(raise_exception=True)
-        invitation, _token = services.invitation_create(
-            access=self.access, request=request._request, **data.validated_data
-        )
+        invitation, _token = services.invitation_create(access=self.access, **data.validated_data)
         return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
 
 
@@ -153,7 +146,7 @@ class InvitationListApi(WorkspaceAPIView):
 class InvitationDetailApi(WorkspaceAPIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.invitation_revoke(access=self.access, invitation_id=pk, request=request._request)
+        services.invitation_revoke(access=self.access, invitation_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -176,9 +169,7 @@ class ApiKeyListApi(WorkspaceAPIView):
     def post(self, request: Request) -> Response:
         data = s.ApiKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        key, secret = services.api_key_create(
-            access=self.access, request=request._request, **data.validated_data
-        )
+        key, secret = services.api_key_create(access=self.access, **data.validated_data)
         key.key = secret  # type: ignore[attr-defined]
         return Response(s.ApiKeyCreatedOutput(key).data, status=status.HTTP_201_CREATED)
 
@@ -187,7 +178,7 @@ class ApiKeyListApi(WorkspaceAPIView):
 class ApiKeyDetailApi(WorkspaceAPIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.api_key_revoke(access=self.access, key_id=pk, request=request._request)
+        services.api_key_revoke(access=self.access, key_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -216,8 +216,8 @@ def test_unlisted_and_unapproved_never_appear(catalogue: dict[str, Listing]) -> 
         assert not hidden & set(titles(section))
     for key in ("unlisted", "pending"):
         with pytest.raises(NotFound):
-            listing_detail(catalogue[key].slug)
-    assert not hidden & set(titles(publisher_listings("acme").listings))
+            listing_detail(slug=catalogue[key].slug)
+    assert not hidden & set(titles(publisher_listings(slug="acme").listings))
     counts = {category.slug: category.listing_count for category in home.categories}
     assert counts == {"support": 2, "finance": 1, "marketing": 1}
 
@@ -234,19 +234,19 @@ def test_listing_detail_and_publisher(world: World, catalogue: dict[str, Listing
     inbox = catalogue["inbox"]
     Review.objects.create(listing=inbox, workspace=world.workspace_a, rating=5, text="Great")
     Review.objects.create(listing=inbox, workspace=world.workspace_b, rating=4, text="Good")
-    listing = listing_detail(inbox.slug)
+    listing = listing_detail(slug=inbox.slug)
     assert listing.publisher.display_name == "Acme Labs"
     assert listing.category.slug == "support"
     assert listing.current_version is not None
     assert listing.current_version.number == 1
     assert [review.text for review in listing.recent_reviews] == ["Good", "Great"]
     with pytest.raises(NotFound):
-        listing_detail("no-such-listing")
-    page = publisher_listings("acme")
+        listing_detail(slug="no-such-listing")
+    page = publisher_listings(slug="acme")
     assert page.publisher.slug == "acme"
     assert len(page.listings) == 4
     with pytest.raises(NotFound):
-        publisher_listings("nobody")
+        publisher_listings(slug="nobody")
 
 
 def test_filtered_search_fills_a_page(
@@ -313,14 +313,14 @@ def test_query_counts_do_not_grow_with_listings(
         "combined": lambda: listing_search(q="email helper", kind="agent"),
         "combined_sorted": lambda: listing_search(q="email helper", sort="installs"),
         "home": browse_home,
-        "publisher": lambda: publisher_listings("acme"),
+        "publisher": lambda: publisher_listings(slug="acme"),
     }
     add(5)
     first = Listing.objects.filter(current_version__isnull=False).first()
     assert first is not None
     for workspace in (world.workspace_a, world.workspace_b):
         Review.objects.create(listing=first, workspace=workspace, rating=5)
-    calls["detail"] = lambda: listing_detail(first.slug)
+    calls["detail"] = lambda: listing_detail(slug=first.slug)
     small = {name: _count_queries(call) for name, call in calls.items()}
     add(35)
     large = {name: _count_queries(call) for name, call in calls.items()}

@@ -18,6 +18,8 @@ from agents.knowledge import services as knowledge
 from marketplace import services as marketplace
 from marketplace.models import Category, Listing
 from tenants import audit
+from tenants import services as tenant_services
+from tenants.models import AuditEvent
 from tests.helpers.personas import PASSWORD, World, access_of
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +59,28 @@ def test_a_sign_in_shows_only_in_the_workspaces_of_the_user(
     Client().post(reverse("account_login"), {"login": world.member.email, "password": PASSWORD})
     rows = _rows(outsider_client, audit.Action.SIGN_IN, slug="bravo")
     assert not any(world.member.email in r for r in rows), rows
+
+
+def test_a_change_carries_the_callers_address_and_browser_read_from_the_request(
+    world: World, owner_client: Client
+) -> None:
+    # when the owner renames the workspace from the settings page
+    owner_client.post(
+        reverse("workspace_settings", kwargs={"workspace_slug": "alpha"}),
+        {"name": "Alpha Corp"},
+        REMOTE_ADDR="198.51.100.4",
+        HTTP_USER_AGENT="Example Browser/1.0",
+    )
+
+    # then the row names the caller's address, browser and request, though the service that
+    # wrote it was never handed the request
+    event = AuditEvent.objects.get(action=audit.Action.WORKSPACE_UPDATED)
+    assert (event.ip_address, event.user_agent) == ("198.51.100.4", "Example Browser/1.0")
+    assert event.request_id
+    # and the same change outside a request (a task, a command) carries none
+    tenant_services.workspace_update(access=access_of(world.owner, world.workspace_a), name="A")
+    later = AuditEvent.objects.filter(action=audit.Action.WORKSPACE_UPDATED).exclude(pk=event.pk)
+    assert [(e.ip_address, e.user_agent, e.request_id) for e in later] == [(None, "", "")]
 
 
 def test_agent_provider_alias_and_knowledge_changes_are_audited_by_name(

@@ -238,7 +238,7 @@ def test_archived_workflows_keep_their_versions_but_take_no_new_ones(
     services.workflow_archive(access=owner_access, workflow=workflow)
     assert workflow.archived_at is not None
     assert list(selectors.workflow_list()) == []
-    assert selectors.workflow_get(workflow.pk) == workflow  # still readable
+    assert selectors.workflow_get(workflow_id=workflow.pk) == workflow  # still readable
     with pytest.raises(Conflict, match="archived"):
         services.version_save(access=owner_access, workflow=workflow, definition=edited("x"))
     with pytest.raises(Conflict):
@@ -279,7 +279,7 @@ def test_details_change_in_place_and_the_audit_says_what_changed(
 def test_workflows_of_another_workspace_are_not_found(workflow: Workflow, world: World) -> None:
     with schema_context(world.workspace_b.schema_name):
         with pytest.raises(NotFound):
-            selectors.workflow_get(workflow.pk)
+            selectors.workflow_get(workflow_id=workflow.pk)
         assert list(selectors.workflow_list(include_archived=True)) == []
         outsider = access_of(world.outsider, world.workspace_b)
         with pytest.raises(NotFound):

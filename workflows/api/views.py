@@ -16,12 +16,11 @@ from rest_framework import negotiation, renderers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.netguard import check_public_url
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
 from tenants.api.base import WorkspaceAPIView
 from tenants.api.views import WORKSPACE_PARAM
 from tenants.permissions import Perm
-from workflows import io, library, run_selectors, runs, selectors, services
+from workflows import io, library, run_selectors, runs, selectors, services, triggers
 from workflows.api import serializers as s
 from workflows.library import prepare
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
@@ -30,14 +29,14 @@ from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 class WorkflowApiView(WorkspaceAPIView):
     def workflow(self, pk: int) -> Workflow:
         self.access.require(Perm.WORKSPACE_VIEW)
-        return selectors.workflow_get(pk)
+        return selectors.workflow_get(workflow_id=pk)
 
     def version(self, pk: int, number: int) -> WorkflowVersion:
         return selectors.version_get(self.workflow(pk), number)
 
     def run(self, run_id: int) -> WorkflowRun:
         self.access.require(Perm.WORKSPACE_VIEW)
-        return run_selectors.run_get(run_id)
+        return run_selectors.run_get(run_id=run_id)
 
     def step(self, step_id: int) -> StepRun:
         self.access.require(Perm.WORKSPACE_VIEW)
@@ -251,21 +250,14 @@ class WorkflowRunListApi(WorkflowApiView):
         workflow = self.workflow(pk)
         data = s.WorkflowRunStartInput(data=request.data)
         data.is_valid(raise_exception=True)
-        number = data.validated_data.get("version")
-        callback_url = data.validated_data.get("callback_url", "")
-        if callback_url:
-            check_public_url(callback_url, field="callback_url")
-        run = runs.run_start(
+        run = triggers.api_run_start(
+            access=self.access,
             workflow=workflow,
             inputs=data.validated_data["inputs"],
-            trigger=WorkflowRun.TriggerKind.API,
-            version=selectors.version_get(workflow, number) if number else None,
-            created_by_id=self.access.user.pk if self.access.user else None,
-            api_key_prefix=self.access.api_key.prefix if self.access.api_key else "",
-            callback_url=callback_url,
-            access=self.access,
+            version_number=data.validated_data.get("version"),
+            callback_url=data.validated_data.get("callback_url", ""),
         )
-        return self.run_detail(run_selectors.run_get(run.pk), status_code=202)
+        return self.run_detail(run_selectors.run_get(run_id=run.pk), status_code=202)
 
     @extend_schema(
         operation_id="workflow_runs_list",
@@ -357,7 +349,7 @@ class RunRerunApi(WorkflowApiView):
     )
     def post(self, request: Request, run_id: int) -> Response:
         run = runs.run_rerun(access=self.access, run=self.run(run_id))
-        return self.run_detail(run_selectors.run_get(run.pk), status_code=202)
+        return self.run_detail(run_selectors.run_get(run_id=run.pk), status_code=202)
 
 
 # --- Steps and approvals

@@ -15,7 +15,7 @@ from workflows.live import render as run_render
 
 def _exists(run_id: int) -> bool:
     try:
-        run_selectors.run_get(run_id)
+        run_selectors.run_get(run_id=run_id)
     except NotFound:
         return False
     return True

@@ -491,7 +491,7 @@ def run_view(
 ) -> RunView:
     """The run as it is now. `step_ids` None: every step; otherwise only the top-level steps
     those ids belong to (a map item's step is its map step), for a partial update."""
-    run = run_selectors.run_get(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     states = _states(run)
     view = RunView(
         run=run,

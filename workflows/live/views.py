@@ -10,22 +10,21 @@ right even before the websocket's own update arrives.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from core.exceptions import ApplicationError, NotFound, PermissionDenied, ValidationFailed
 from core.forms import form_add_application_error
-from core.http import AppRequest
+from core.http import AppRequest, int_or_none
+from tenants.access import page_access
 from tenants.permissions import Access, Perm
 from workflows import run_selectors, runs, selectors
 from workflows.live import render as run_render
 from workflows.live.forms import DecisionForm, RunFilterForm, RunStartForm
 from workflows.models import StepRun, WorkflowRun, WorkflowVersion
-from workflows.web import int_or_none, page_access, workflow_or_404
 
 PAGE_SIZE = 25
 
@@ -33,20 +32,10 @@ PAGE_SIZE = 25
 # ------------------------------------------------------------------ helpers
 
 
-def _run(run_id: int) -> WorkflowRun:
-    try:
-        return run_selectors.run_get(run_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 def _step(run: WorkflowRun, step_id: int) -> StepRun:
-    try:
-        step = run_selectors.step_get(step_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    step = run_selectors.step_get(step_id)
     if step.run_id != run.pk:
-        raise Http404("No such step in this run.")
+        raise NotFound("No such step in this run.")
     return step
 
 
@@ -75,7 +64,7 @@ def _refused(
     request: AppRequest, access: Access, run_id: int, exc: ApplicationError
 ) -> HttpResponse:
     if isinstance(exc, PermissionDenied):
-        raise DjangoPermissionDenied(exc.message) from exc
+        raise exc  # the error middleware answers 403
     return _answer(request, access, run_id, message=exc.message, ok=False, status=exc.status)
 
 
@@ -85,12 +74,12 @@ def _refused(
 @require_http_methods(["GET", "POST"])
 def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     versions = list(
         WorkflowVersion.objects.filter(workflow=workflow).defer("definition").order_by("-number")
     )
     if not versions:
-        raise Http404("This workflow has no version.")
+        raise NotFound("This workflow has no version.")
     posted = request.method == "POST"
     number = int_or_none(request.POST.get("version") if posted else request.GET.get("version"))
     selected = (
@@ -129,8 +118,8 @@ def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
                 form.add_input_errors(exc.fields["inputs"])
             else:
                 form_add_application_error(form, exc)
-        except PermissionDenied as exc:
-            raise DjangoPermissionDenied(exc.message) from exc
+        except PermissionDenied:
+            raise  # the error middleware answers 403
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -158,7 +147,7 @@ def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
 def workflow_run_list(request: AppRequest, workflow_id: int | None = None) -> HttpResponse:
     access = page_access(request)
     slug = access.workspace.slug
-    workflow = workflow_or_404(workflow_id) if workflow_id is not None else None
+    workflow = selectors.workflow_get(workflow_id=workflow_id) if workflow_id is not None else None
     choices = None if workflow is not None else list(selectors.workflow_list(include_archived=True))
     form = RunFilterForm(request.GET or None, workflows=choices)
     filters = form.filters()
@@ -201,17 +190,14 @@ def workflow_run_list(request: AppRequest, workflow_id: int | None = None) -> Ht
 @require_GET
 def workflow_run_detail(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request)
-    try:
-        view = run_render.run_view(access=access, run_id=run_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    view = run_render.run_view(access=access, run_id=run_id)
     return render(request, "workflows/runs/detail.html", run_render.page_context(view))
 
 
 @require_POST
 def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = _run(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     try:
         runs.run_cancel(access=access, run=run)
     except ApplicationError as exc:
@@ -222,7 +208,7 @@ def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = _run(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     try:
         runs.run_resume(access=access, run=run)
     except ApplicationError as exc:
@@ -239,7 +225,7 @@ def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = _run(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     try:
         new = runs.run_rerun(access=access, run=run)
     except ApplicationError as exc:
@@ -256,7 +242,7 @@ def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = _run(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     step = _step(run, step_id)
     try:
         runs.step_retry(access=access, step=step)
@@ -269,7 +255,7 @@ def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpR
 def workflow_step_decide(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
     """Approve or reject a waiting approval step (the submit button says which)."""
     access = page_access(request, Perm.RUN)
-    run = _run(run_id)
+    run = run_selectors.run_get(run_id=run_id)
     step = _step(run, step_id)
     form = DecisionForm(request.POST)
     if not form.is_valid():

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404
 from django.urls import reverse
 
 from core.exceptions import NotFound
@@ -17,17 +16,10 @@ from workflows import selectors
 from workflows.models import Workflow, WorkflowVersion
 
 
-def version_or_404(workflow: Workflow, number: int) -> WorkflowVersion:
-    try:
-        return selectors.version_get(workflow, number)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 def latest_version(workflow: Workflow) -> WorkflowVersion:
     version = selectors.version_list(workflow).first()
     if version is None:  # a workflow is created with its first version; never empty
-        raise Http404("This workflow has no version.")
+        raise NotFound("This workflow has no version.")
     return version
 
 

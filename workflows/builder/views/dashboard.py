@@ -7,9 +7,9 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.permissions import Perm
 from workflows.builder import queries
-from workflows.web import page_access
 
 
 @require_GET

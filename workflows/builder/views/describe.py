@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.permissions import Perm
 from workflows import generation, services, validators
 from workflows.builder.forms import DescribeCreateForm, DescribeForm
@@ -19,7 +20,6 @@ from workflows.builder.issues import split_issue
 from workflows.builder.layout import layout
 from workflows.builder.views.common import detail_url
 from workflows.models import WorkflowVersion
-from workflows.web import page_access
 
 
 def _suggest_name(description: str) -> str:

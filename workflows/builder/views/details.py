@@ -11,18 +11,18 @@ from django.views.decorators.http import require_POST
 from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.permissions import Perm
-from workflows import services
+from workflows import selectors, services
 from workflows.builder.forms import WorkflowForm
 from workflows.builder.views.common import detail_url
 from workflows.builder.views.page import after_edit, builder_page
-from workflows.web import page_access, workflow_or_404
 
 
 @require_POST
 def workflow_settings(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     form = WorkflowForm(request.POST)
     if form.is_valid():
         try:
@@ -40,7 +40,7 @@ def workflow_settings(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_archive(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     try:
         services.workflow_archive(access=access, workflow=workflow)
     except ApplicationError as exc:
@@ -53,7 +53,7 @@ def workflow_archive(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_restore(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     try:
         services.workflow_restore(access=access, workflow=workflow)
     except ApplicationError as exc:

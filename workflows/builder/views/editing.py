@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.views.decorators.http import require_POST
 
-from core.exceptions import ApplicationError
-from core.http import AppRequest
+from core.exceptions import ApplicationError, NotFound
+from core.http import AppRequest, int_or_none
+from tenants.access import page_access
 from tenants.permissions import Access, Perm
-from workflows import services
+from workflows import selectors, services
 from workflows.builder import edits
 from workflows.builder.forms import (
     AddStepForm,
@@ -36,7 +37,6 @@ from workflows.builder.views.common import latest_version, saved_message
 from workflows.builder.views.page import after_edit, builder_page, place_step_issues, step_choices
 from workflows.definition import NODE_TYPES
 from workflows.models import Workflow, WorkflowVersion
-from workflows.web import int_or_none, page_access, workflow_or_404
 
 # When every problem of a refused save went beside its field (only publishing refuses them).
 BESIDE_FIELDS = (
@@ -72,11 +72,11 @@ def _save(
 @require_POST
 def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     latest = latest_version(workflow)
     step = edits.step_get(latest.definition, step_id)
     if step is None or str(step.get("type")) not in NODE_TYPES:
-        raise Http404("No such step in the latest version.")
+        raise NotFound("No such step in the latest version.")
     form = StepForm(
         request.POST, node_type=str(step["type"]), choices=step_choices(access, latest.definition)
     )
@@ -113,11 +113,11 @@ def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> H
 @require_POST
 def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     latest = latest_version(workflow)
     node_type = request.POST.get("type", "")
     if node_type not in NODE_TYPES:
-        raise Http404("Unknown step type.")
+        raise NotFound("Unknown step type.")
     form = AddStepForm(
         request.POST,
         node_type=node_type,
@@ -153,7 +153,7 @@ def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_step_delete(request: AppRequest, workflow_id: int, step_id: str) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     form = DeleteStepForm(request.POST)
     issues: list[str] = []
     if form.is_valid():
@@ -192,7 +192,7 @@ def _return_panel(request: AppRequest) -> tuple[str, str]:
 @require_POST
 def workflow_edge_add(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     definition = latest_version(workflow).definition
     form = ConnectForm(
         request.POST,
@@ -235,7 +235,7 @@ def workflow_edge_add(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_edge_delete(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     form = EdgeForm(request.POST)
     panel, selected = _return_panel(request)
     issues: list[str] = []
@@ -266,7 +266,7 @@ def workflow_edge_delete(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_inputs_save(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     formset = InputsFormSet(request.POST, prefix="inputs")
     base = int_or_none(request.POST.get("base"))
     issues: list[str] = []

@@ -9,9 +9,10 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.exceptions import ApplicationError
-from core.http import AppRequest
+from core.http import AppRequest, int_or_none
+from tenants.access import page_access
 from tenants.permissions import Perm
-from workflows import io, services
+from workflows import io, selectors, services
 from workflows.builder.forms import ImportForm
 from workflows.builder.issues import issue_texts, split_issue
 from workflows.builder.views.common import (
@@ -19,19 +20,17 @@ from workflows.builder.views.common import (
     document_format,
     latest_version,
     saved_message,
-    version_or_404,
     workflow_links,
 )
 from workflows.models import WorkflowVersion
-from workflows.web import int_or_none, page_access, workflow_or_404
 
 
 @require_GET
 def workflow_export(request: AppRequest, workflow_id: int) -> HttpResponse:
     page_access(request)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     number = int_or_none(request.GET.get("version"))
-    version = version_or_404(workflow, number) if number else latest_version(workflow)
+    version = selectors.version_get(workflow, number) if number else latest_version(workflow)
     fmt = document_format(request.GET.get("format"))
     text = io.export_definition(version, fmt)
     content_type = "application/json" if fmt == "json" else "application/yaml"
@@ -76,7 +75,7 @@ def workflow_import(request: AppRequest) -> HttpResponse:
 def workflow_import_version(request: AppRequest, workflow_id: int) -> HttpResponse:
     """A new version of this workflow from a JSON/YAML file or pasted text."""
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     form = ImportForm(request.POST or None, request.FILES or None)
     issues: list[str] = []
     if request.method == "POST" and form.is_valid():

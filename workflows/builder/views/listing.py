@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.permissions import Perm
 from workflows import library, services
 from workflows.builder import queries
@@ -20,7 +21,6 @@ from workflows.builder.layout import layout
 from workflows.builder.views.common import detail_url
 from workflows.definition import NODE_TYPES
 from workflows.library import prepare
-from workflows.web import page_access
 
 BLANK_DEFINITION: dict[str, Any] = {
     "schema_version": 1,
@@ -114,8 +114,8 @@ def workflow_template_use(request: AppRequest, key: str) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     try:
         workflow = prepare.workflow_from_template(access=access, key=key)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
+    except NotFound:
+        raise  # a 404 (the error middleware), not a message
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("workflow_templates", workspace_slug=access.workspace.slug)

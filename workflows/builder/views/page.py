@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET
 
 from agents import selectors as agent_selectors
 from agents.tools.registry import BUILTIN_TOOLS
-from core.http import AppRequest
+from core.http import AppRequest, int_or_none
+from tenants.access import page_access
 from tenants.permissions import Access, Perm
 from workflows import agent_refs, selectors
 from workflows.builder import edits
@@ -38,12 +39,10 @@ from workflows.builder.layout import layout
 from workflows.builder.views.common import (
     detail_url,
     latest_version,
-    version_or_404,
     workflow_links,
 )
 from workflows.definition import NODE_TYPES
 from workflows.models import Workflow, WorkflowVersion
-from workflows.web import int_or_none, page_access, workflow_or_404
 
 
 def builder_page(
@@ -229,9 +228,9 @@ def _add_forms(
 @require_GET
 def workflow_detail(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     number = int_or_none(request.GET.get("version"))
-    shown = version_or_404(workflow, number) if number else None
+    shown = selectors.version_get(workflow, number) if number else None
     if "add" in request.GET:
         panel, selected = "add", ""
     elif request.GET.get("step"):

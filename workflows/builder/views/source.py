@@ -10,8 +10,9 @@ from django.views.decorators.http import require_http_methods
 
 from core.exceptions import ApplicationError
 from core.http import AppRequest
+from tenants.access import page_access
 from tenants.permissions import Perm
-from workflows import io, services
+from workflows import io, selectors, services
 from workflows.builder.forms import SourceForm
 from workflows.builder.issues import issue_texts, split_issue
 from workflows.builder.views.common import (
@@ -20,13 +21,12 @@ from workflows.builder.views.common import (
     saved_message,
     workflow_links,
 )
-from workflows.web import page_access, workflow_or_404
 
 
 @require_http_methods(["GET", "POST"])
 def workflow_source(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     latest = latest_version(workflow)
     editable = access.can(Perm.BUILD) and workflow.archived_at is None
     issues: list[str] = []

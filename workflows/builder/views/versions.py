@@ -10,12 +10,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
 from core.exceptions import ApplicationError
-from core.http import AppRequest
+from core.http import AppRequest, int_or_none
+from tenants.access import page_access
 from tenants.permissions import Access, Perm
 from workflows import selectors, services
-from workflows.builder.views.common import detail_url, version_or_404, workflow_links
+from workflows.builder.views.common import detail_url, workflow_links
 from workflows.models import Workflow, WorkflowVersion
-from workflows.web import int_or_none, page_access, workflow_or_404
 
 
 def _authors(versions: list[WorkflowVersion]) -> dict[int, str]:
@@ -26,7 +26,7 @@ def _authors(versions: list[WorkflowVersion]) -> dict[int, str]:
 @require_GET
 def workflow_versions(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
-    workflow = workflow_or_404(workflow_id)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
     versions = list(selectors.version_list(workflow))
     authors = _authors(versions)
     rows = [{"version": v, "author": authors.get(v.created_by_id or 0, "")} for v in versions]
@@ -36,7 +36,10 @@ def workflow_versions(request: AppRequest, workflow_id: int) -> HttpResponse:
     if old_number is None and new_number is None and len(versions) > 1:
         new_number, old_number = versions[0].number, versions[1].number
     if old_number is not None and new_number is not None:
-        old, new = version_or_404(workflow, old_number), version_or_404(workflow, new_number)
+        old, new = (
+            selectors.version_get(workflow, old_number),
+            selectors.version_get(workflow, new_number),
+        )
         diff = selectors.version_diff(old, new)
     return render(
         request,
@@ -84,8 +87,8 @@ def _versions_url(access: Access, workflow: Workflow) -> str:
 @require_POST
 def workflow_version_publish(request: AppRequest, workflow_id: int, number: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
-    version = version_or_404(workflow, number)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    version = selectors.version_get(workflow, number)
     try:
         services.version_publish(access=access, version=version)
     except ApplicationError as exc:
@@ -100,8 +103,8 @@ def workflow_version_publish(request: AppRequest, workflow_id: int, number: int)
 @require_POST
 def workflow_version_rollback(request: AppRequest, workflow_id: int, number: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = workflow_or_404(workflow_id)
-    version = version_or_404(workflow, number)
+    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    version = selectors.version_get(workflow, number)
     try:
         new = services.version_rollback(access=access, version=version)
     except ApplicationError as exc:

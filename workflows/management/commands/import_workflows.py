@@ -18,11 +18,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_tenants.utils import schema_context
 from tqdm import tqdm
 
-from accounts.models import User
 from core.exceptions import PermissionDenied
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access
 from tenants.schemas import live_workspaces
+from tenants.selectors import access_for_membership
 from workflows.csv_import import CsvFormatError, csv_import, csv_parse
 
 
@@ -50,7 +50,7 @@ class Command(BaseCommand):
             parsed = csv_parse(path.read_bytes())
         except CsvFormatError as exc:
             raise CommandError(f"{path.name}: {exc.message}") from exc
-        access = self._access(workspace, options["user"])
+        access = self._member_access(workspace, options["user"])
         dry_run = options["dry_run"]
         with (
             schema_context(workspace.schema_name),
@@ -103,7 +103,7 @@ class Command(BaseCommand):
             raise CommandError(f"--workspace: name the workspace to import into ({slugs}).")
         return found[0]
 
-    def _access(self, workspace: Workspace, email: str | None) -> Access:
+    def _member_access(self, workspace: Workspace, email: str | None) -> Access:
         memberships = Membership.objects.filter(workspace=workspace).select_related("user")
         if email:
             membership = memberships.filter(user__email__iexact=email).first()
@@ -113,5 +113,4 @@ class Command(BaseCommand):
             membership = memberships.filter(role=Role.OWNER).order_by("pk").first()
             if membership is None:
                 raise CommandError(f"--user: “{workspace.slug}” has no owner; name a member.")
-        user: User = membership.user
-        return Access(workspace=workspace, user=user, role=membership.role)
+        return access_for_membership(membership=membership, user=membership.user)
