@@ -6,8 +6,8 @@ from django.http import HttpResponse
 from django.shortcuts import render
 
 from agents import run_selectors, selectors
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 
 
 def agent_run_list(request: AppRequest) -> HttpResponse:

@@ -34,8 +34,8 @@ from agents.forms import (
 from agents.models import WorkspaceBudget
 from core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Perm
 
 

@@ -17,12 +17,12 @@ from django_htmx.middleware import HtmxDetails
 from accounts.requests import signed_in_user
 from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from marketplace import selectors, services
 from marketplace.forms import SearchForm
 from marketplace.models import Category, Install, Listing, Review
 from marketplace.pricing import billing_notice
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm, workspace_labels
+from tenants.http import AppRequest
 from tenants.models import Membership, Workspace
 from tenants.permissions import Perm, role_can
 from tenants.selectors import access_for_membership

@@ -17,11 +17,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 from agents.models import Agent
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from marketplace import selectors, services
 from marketplace.models import ListingVersion, Review
 from marketplace.workspace_forms import PublishForm, ReplyForm
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows.models import Workflow
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from core.exceptions import NotFound, PermissionDenied
-from core.http import AppRequest
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 
 

@@ -7,7 +7,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 
 from core.exceptions import NotFound
-from core.http import AppRequest
+from tenants.http import AppRequest
 from tenants.schemas import activate, activate_public
 from tenants.selectors import access_for_user
 

@@ -18,7 +18,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.requests import signed_in_user
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants import audit, selectors, services
 from tenants.access import page_access
 from tenants.forms import (
@@ -28,6 +27,7 @@ from tenants.forms import (
     WorkspaceCreateForm,
     WorkspaceSettingsForm,
 )
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm, assignable_roles
 
 WORKSPACES_PER_PAGE = 24

@@ -18,8 +18,8 @@ from agents.webhooks import SIGNATURE_HEADER
 from core.api import error_body
 from core.exceptions import ApplicationError, NotFound, ValidationFailed
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, activate_public

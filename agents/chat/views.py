@@ -17,8 +17,8 @@ from agents.chat.forms import ConversationStartForm, QuestionForm
 from agents.models import Conversation
 from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 
 PAGE_SIZE = 25

@@ -18,8 +18,8 @@ from agents.knowledge.parsers import ACCEPTED
 from agents.models import KnowledgeBase
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 
 

@@ -11,8 +11,8 @@ from agents.outbound import selectors, services
 from agents.outbound.forms import AllowedHostForm
 from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Perm
 
 

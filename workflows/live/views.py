@@ -18,8 +18,9 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from core.exceptions import ApplicationError, NotFound, PermissionDenied, ValidationFailed
 from core.forms import form_add_application_error
-from core.http import AppRequest, int_or_none
+from core.http import int_or_none
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import run_selectors, runs, selectors
 from workflows.live import render as run_render

@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.urls import reverse
 
 from core.exceptions import NotFound
-from core.http import AppRequest
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import selectors
 from workflows.models import Workflow, WorkflowVersion

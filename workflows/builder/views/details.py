@@ -10,8 +10,8 @@ from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Perm
 from workflows import selectors, services
 from workflows.builder.forms import WorkflowForm

@@ -18,8 +18,9 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_POST
 
 from core.exceptions import ApplicationError, NotFound
-from core.http import AppRequest, int_or_none
+from core.http import int_or_none
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import selectors, services
 from workflows.builder import edits

@@ -9,8 +9,9 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods
 
 from core.exceptions import ApplicationError
-from core.http import AppRequest, int_or_none
+from core.http import int_or_none
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Perm
 from workflows import io, selectors, services
 from workflows.builder.forms import ImportForm

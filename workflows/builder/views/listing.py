@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.exceptions import ApplicationError, NotFound
 from core.forms import form_add_application_error
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Perm
 from workflows import library, services
 from workflows.builder import queries

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_GET
 
 from agents import selectors as agent_selectors
 from agents.tools.registry import BUILTIN_TOOLS
-from core.http import AppRequest, int_or_none
+from core.http import int_or_none
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import agent_refs, selectors
 from workflows.builder import edits

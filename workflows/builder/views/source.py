@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from core.exceptions import ApplicationError
-from core.http import AppRequest
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Perm
 from workflows import io, selectors, services
 from workflows.builder.forms import SourceForm

@@ -10,8 +10,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
 from core.exceptions import ApplicationError
-from core.http import AppRequest, int_or_none
+from core.http import int_or_none
 from tenants.access import page_access
+from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import selectors, services
 from workflows.builder.views.common import detail_url, workflow_links
