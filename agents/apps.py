@@ -5,6 +5,6 @@ class AgentsConfig(AppConfig):
     name = "agents"
 
     def ready(self) -> None:
-        from agents import config_cache
+        from agents.gateway import config_cache
 
         config_cache.connect_signals()

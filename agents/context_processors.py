@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from agents.provider_setup import ProviderSetup
+from agents.gateway.setup import ProviderSetup
 
 
 def provider_setup(request: HttpRequest) -> dict[str, Any]:

@@ -39,10 +39,10 @@ from typing import Any
 from django.conf import settings
 from django_tenants.utils import get_public_schema_name
 
-from agents import config_cache
+from agents.gateway import config_cache
+from agents.gateway.tokens import estimate_text_tokens
 from agents.models import UsageRecord
 from agents.providers.base import Usage
-from agents.tokens import estimate_text_tokens
 from billing.pricing import usage_cost
 from tenants.schemas import current_schema
 

@@ -3,8 +3,8 @@
     answer = answer_with_version(version, messages=[...], context=UsageContext(...))
 
 In order: blocked topics in the question are refused before any call; the response cache is
-asked (agents/cache.py: exact tier on by default, semantic tier opt-in); the tool loop runs
-(streaming when `on_event` is given); an output schema is enforced with one repair round;
+asked (agents/cache/responses.py: exact tier on by default, semantic tier opt-in); the tool
+loop runs (streaming when `on_event` is given); an output schema is enforced with one repair round;
 blocked output patterns and the run's cost cap are checked; a complete answer that used no
 side-effect or time-dependent tool is cached.
 """
@@ -20,12 +20,12 @@ from typing import Any
 
 import jsonschema
 
-from agents import cache
-from agents.gateway import UsageContext
+from agents.cache import responses as cache
+from agents.gateway.calls import UsageContext
 from agents.models import AgentVersion
 from agents.providers.base import Message, TextDelta, Usage
-from agents.toolloop import LoopResult, OnEvent, ToolStep, run_tool_loop
 from agents.tools.base import ToolContext
+from agents.tools.loop import LoopResult, OnEvent, ToolStep, run_tool_loop
 
 
 @dataclass

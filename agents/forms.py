@@ -6,9 +6,9 @@ from typing import Any, cast
 
 from django import forms
 
-from agents.aliases import MAX_TARGETS
-from agents.cache_calibration import semantic_accuracy_statement
-from agents.model_names import default_model, model_choices, model_problem
+from agents.cache.calibration import semantic_accuracy_statement
+from agents.gateway.aliases import MAX_TARGETS
+from agents.gateway.model_names import default_model, model_choices, model_problem
 from agents.models import AgentVersion, KnowledgeBase, MemoryMode, ProviderKind
 from agents.settings_schema import (
     CATEGORY_MAX_LENGTH,
@@ -37,7 +37,7 @@ class AgentForm(forms.Form):
     category = forms.CharField(max_length=CATEGORY_MAX_LENGTH, required=False)
     model = forms.CharField(
         max_length=MODEL_MAX_LENGTH,
-        # A picker of the names saving accepts (agents/model_names.py), grouped: this
+        # A picker of the names saving accepts (agents/gateway/model_names.py), grouped: this
         # workspace's aliases, each provider's priced models, the offline model.
         widget=forms.Select(),
         help_text="A model alias of this workspace, or a provider's model from the platform's "

@@ -288,7 +288,7 @@ class AgentRun(models.Model):
     attempt = models.PositiveSmallIntegerField(
         default=0,
         help_text="Attempts started; more than one means a worker was lost mid-run and the run "
-        "was started again (agents/runs.py).",
+        "was started again (agents/runs/executor.py).",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -514,7 +514,7 @@ class KnowledgeChunk(models.Model):
 
 
 class CachedResponse(models.Model):
-    """One cached answer (agents/cache.py): found again by its exact key, or, for versions
+    """One cached answer (agents/cache/responses.py): found again by its exact key, or, for versions
     with the semantic tier, by the embedding of its question among entries of the same
     context key."""
 

@@ -10,11 +10,11 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from agents import cache
-from agents.model_names import model_problem
+from agents.cache import responses as cache
+from agents.gateway.model_names import model_problem
 from agents.models import Agent, AgentRun, AgentVersion, KnowledgeBase, MemoryMode
-from agents.netguard import check_public_url
-from agents.runs import EXECUTE_RUN_TASK
+from agents.outbound.guard import check_public_url
+from agents.runs.executor import EXECUTE_RUN_TASK
 from agents.settings_schema import (
     MAX_TOKENS,
     MAX_TOKENS_DEFAULT,
@@ -24,7 +24,7 @@ from agents.settings_schema import (
     VERSION_FIELDS,
     output_schema_problem,
 )
-from agents.toolloop import tools_by_name
+from agents.tools.loop import tools_by_name
 from core import recovery
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from core.queue import enqueue
@@ -289,7 +289,7 @@ def agent_run_start(
             callback_url=callback_url,
         )
         # robust: a broker outage must not fail a request whose run is committed; the
-        # recovery sweep sends runs still queued (agents/runs.py, runs_recover).
+        # recovery sweep sends runs still queued (agents/runs/executor.py, runs_recover).
         transaction.on_commit(lambda: _enqueue_run(run.pk), robust=True)
     return run
 

@@ -6,7 +6,7 @@ from celery import shared_task
 
 from agents.chat import tasks as _chat_tasks  # noqa: F401 — registers its tasks
 from agents.knowledge import tasks as _knowledge_tasks  # noqa: F401 — registers its tasks
-from agents.runs import EXECUTE_RUN_TASK, execute_run
+from agents.runs.executor import EXECUTE_RUN_TASK, execute_run
 from agents.webhooks import DELIVER_WEBHOOK_TASK, webhook_attempt
 from core import recovery
 
@@ -20,8 +20,8 @@ from core import recovery
 )
 def execute_agent_run(self: Any, run_id: int) -> str | None:
     """Runs in the schema of the workspace that queued it (tenant-schemas-celery). At least
-    once: a duplicate does nothing, a run whose worker was lost starts again (agents/runs.py);
-    losing the database retries it (core.recovery.DATABASE_RETRY)."""
+    once: a duplicate does nothing, a run whose worker was lost starts again
+    (agents/runs/executor.py); losing the database retries it (core.recovery.DATABASE_RETRY)."""
     recovery.require_task_schema(self)
     return execute_run(run_id)
 

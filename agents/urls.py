@@ -1,6 +1,7 @@
 from django.urls import path
 
-from agents import run_views, views
+from agents import views
+from agents.runs import views as run_views
 
 urlpatterns = [
     path("", views.agent_list, name="agent_list"),

@@ -10,18 +10,10 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from agents import (
-    aliases,
-    budgets,
-    cache,
-    providers_admin,
-    references,
-    run_selectors,
-    selectors,
-    services,
-)
+from agents import references, selectors, services
 from agents import usage as usage_reports
-from agents.cache_calibration import semantic_accuracy_statement
+from agents.cache import responses as cache
+from agents.cache.calibration import semantic_accuracy_statement
 from agents.forms import (
     AgentForm,
     AliasForm,
@@ -31,7 +23,10 @@ from agents.forms import (
     CredentialForm,
     RunForm,
 )
+from agents.gateway import aliases, budgets
+from agents.gateway import credentials as provider_credentials
 from agents.models import WorkspaceBudget
+from agents.runs import selectors as run_selectors
 from core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from core.forms import form_add_application_error
 from tenants.access import page_access
@@ -215,7 +210,7 @@ def providers(request: AppRequest) -> HttpResponse:
     form = CredentialForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            credential = providers_admin.credential_create(access=access, **form.cleaned_data)
+            credential = provider_credentials.credential_create(access=access, **form.cleaned_data)
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:
@@ -225,7 +220,7 @@ def providers(request: AppRequest) -> HttpResponse:
         request,
         "agents/providers.html",
         {
-            "credentials": providers_admin.credentials_list(access=access),
+            "credentials": provider_credentials.credentials_list(access=access),
             "form": form,
         },
         status=400 if form.errors else 200,
@@ -236,7 +231,7 @@ def providers(request: AppRequest) -> HttpResponse:
 def provider_delete(request: AppRequest, credential_id: int) -> HttpResponse:
     access = page_access(request, Perm.WORKSPACE_UPDATE)
     try:
-        providers_admin.credential_delete(access=access, credential_id=credential_id)
+        provider_credentials.credential_delete(access=access, credential_id=credential_id)
         messages.success(request, "Credential removed.")
     except NotFound:
         raise  # the error middleware answers 404
@@ -251,7 +246,7 @@ def provider_check(request: AppRequest, credential_id: int) -> HttpResponse:
     form = CheckForm(request.POST)
     result = None
     if form.is_valid():
-        result = providers_admin.credential_check(
+        result = provider_credentials.credential_check(
             access=access, credential_id=credential_id, model=form.cleaned_data["model"]
         )
     return render(
@@ -360,7 +355,7 @@ def model_alias_edit(request: AppRequest, alias_id: int | None = None) -> HttpRe
         alias = aliases.alias_get(access=access, alias_id=alias_id)
     credentials = [
         (c.pk, f"{c.name} ({c.get_kind_display()})")
-        for c in providers_admin.credentials_list(access=access)
+        for c in provider_credentials.credentials_list(access=access)
     ]
     initial_targets = (
         [

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import AgentRun, WebhookDelivery
-from agents.netguard import guarded_client, refusal_in
+from agents.outbound.guard import guarded_client, refusal_in
 from core import crypto
 from core.exceptions import ValidationFailed
 from core.queue import enqueue

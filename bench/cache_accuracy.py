@@ -1,19 +1,19 @@
 """How often the response cache answers a rephrased question, and how often it answers a
-different one, on the labelled reference set (agents/cache_reference.jsonl).
+different one, on the labelled reference set (agents/cache/reference.jsonl).
 
     .venv/bin/python bench/cache_accuracy.py [--write]
 
 Self-contained like bench/gateway.py: embedded PostgreSQL and Valkey in .local/bench/, a fresh
 database (dropped at the end) and one workspace. Every pair goes through the cache's own
-functions: `agents.cache.store` of question a, then `agents.cache.lookup` of question b (the
-entry is dropped after each pair, so each lookup sees only its own candidate).
+functions: `agents.cache.responses.store` of question a, then `agents.cache.responses.lookup` of
+question b (the entry is dropped after each pair, so each lookup sees only its own candidate).
 
 Configurations: the default (exact tier only, hashing embedder), then the semantic tier with
 each embedder that is installed (`local` needs the local-embeddings extra; the bench says so
 when it is missing). For the semantic tier the distance threshold is chosen on the calibration
 fold (even pair numbers): the largest distance at which no near-miss is served there; the
 figures that count are those of the held-out fold (odd numbers). `--write` records each
-embedder's threshold and held-out figures in agents/cache_calibration.json, which the agent
+embedder's threshold and held-out figures in agents/cache/calibration.json, which the agent
 form shows to whoever turns the semantic tier on. The model check (`cache_verify`) needs a real
 model and is not measured here.
 
@@ -61,7 +61,7 @@ def held_out(pair: dict[str, Any]) -> bool:
 
 
 def load_pairs() -> list[dict[str, Any]]:
-    from agents.cache_calibration import REFERENCE_FILE
+    from agents.cache.calibration import REFERENCE_FILE
 
     return [json.loads(line) for line in REFERENCE_FILE.read_text().splitlines() if line]
 
@@ -73,9 +73,11 @@ def run_pairs(
 
     from django.conf import settings
 
-    from agents import cache, cache_guard, services
+    from agents import services
+    from agents.cache import guard as cache_guard
+    from agents.cache import responses as cache
     from agents.embeddings import get_embedder
-    from agents.gateway import UsageContext
+    from agents.gateway.calls import UsageContext
     from agents.models import CachedResponse
     from agents.providers.base import Message
 
@@ -159,7 +161,7 @@ def quartiles(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--write", action="store_true", help="record thresholds in agents/cache_calibration.json"
+        "--write", action="store_true", help="record thresholds in agents/cache/calibration.json"
     )
     args = parser.parse_args(argv)
     database = f"bench_cache_{os.getpid()}"
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing_local:
         print(f"\nThe local embedder is not installed, so it was not measured: {missing_local}")
     if args.write and calibrations:
-        from agents.cache_calibration import CALIBRATION_FILE
+        from agents.cache.calibration import CALIBRATION_FILE
 
         CALIBRATION_FILE.write_text(json.dumps(calibrations, indent=2) + "\n")
         say(f"• wrote {CALIBRATION_FILE}")

@@ -254,7 +254,7 @@ def measure_chains(flow: Any, runs: int) -> tuple[list[float], list[float]]:
 
 
 def measure_gateway(samples: int) -> list[float]:
-    from agents.gateway import gateway_complete
+    from agents.gateway.calls import gateway_complete
     from agents.providers.base import ChatRequest, Message
 
     request = ChatRequest(

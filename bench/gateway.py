@@ -7,11 +7,11 @@ its own embedded PostgreSQL and Valkey in .local/bench/, works in a fresh databa
 `bench_gateway_<pid>` (dropped at the end) and one workspace cloned from the template.
 
 1. **direct**: the official `openai` SDK (one client, as an application would keep it) calling
-   a loopback FakeOpenAI; **gateway**: `agents.gateway.gateway_complete` with the same request
+   a loopback FakeOpenAI; **gateway**: `agents.gateway.calls.gateway_complete` with the same request
    to the same server (alias resolution, breaker state in Redis, budget check, the provider's
    SDK client, pricing and the ledger row). Calls alternate direct/gateway so both see the same
    machine load. Overhead = gateway − direct (medians; p95s).
-2. **cache hit**: `agents.cache.lookup` of questions asked again (other case, spacing and
+2. **cache hit**: `agents.cache.responses.lookup` of questions asked again (other case, spacing and
    punctuation: exact-tier hits) against an agent version with `--entries` cached answers (the
    key, the indexed key query, the hit counter and the `cached` ledger row), and the whole
    answer path (`answer_with_version`) on a hit.
@@ -103,7 +103,7 @@ def measure_overhead(calls: int, base_url: str) -> tuple[list[float], list[float
     import openai
     from django.conf import settings
 
-    from agents.gateway import gateway_complete
+    from agents.gateway.calls import gateway_complete
     from agents.models import AliasTarget, ModelAlias, ProviderCredential
     from agents.providers.base import ChatRequest, Message
 
@@ -151,7 +151,7 @@ def profile_gateway() -> None:
     import io
     import pstats
 
-    from agents.gateway import gateway_complete
+    from agents.gateway.calls import gateway_complete
     from agents.providers.base import ChatRequest, Message
 
     request = ChatRequest(model="", messages=(Message(role="user", content="Hello"),))
@@ -168,10 +168,12 @@ def profile_gateway() -> None:
 def measure_cache(entries: int, lookups: int, user: Any, workspace: Any) -> tuple[list, list]:
     from decimal import Decimal
 
-    from agents import cache, cache_guard, services
+    from agents import services
+    from agents.cache import guard as cache_guard
+    from agents.cache import responses as cache
     from agents.embeddings import get_embedder
     from agents.execution import answer_with_version
-    from agents.gateway import UsageContext
+    from agents.gateway.calls import UsageContext
     from agents.models import CachedResponse
     from agents.providers.base import Message
     from tenants.permissions import Access

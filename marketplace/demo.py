@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django_tenants.utils import schema_context
 
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from agents.services import agent_run_start
 from marketplace import services
 from marketplace.models import Install, Listing, Review

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from agents.model_names import OFFLINE_EXAMPLE, model_problem
+from agents.gateway.model_names import OFFLINE_EXAMPLE, model_problem
 from agents.models import Agent, ModelAlias
 from agents.services import agent_create, agent_free_name
 from agents.settings_schema import PROFILE_FIELDS, SPEC_FIELDS

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
-from agents.gateway import UsageContext, gateway_complete
+from agents.gateway.calls import UsageContext, gateway_complete
 from agents.models import Agent, ModelAlias, ProviderKind
 from agents.providers.base import ChatRequest, Message
 from agents.tools.registry import BUILTIN_TOOLS

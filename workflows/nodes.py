@@ -1,10 +1,10 @@
 """What each node type does when its step runs (docs/workflows.md, "Node types").
 
 The engine calls `execute(node, scope, joined)` outside any transaction or row lock, inside
-`agents.replay.recording(...)` and `deadline(...)`. A node returns an `Outcome` (its output, the
-branch it chose, what it spent) or asks the engine to wait (approval, webhook, sub-workflow, map
-items); it raises `StepFailed` for an error the user should read. Nodes never write run or step
-rows: the engine does that in one transaction afterwards.
+`agents.gateway.replay.recording(...)` and `deadline(...)`. A node returns an `Outcome` (its
+output, the branch it chose, what it spent) or asks the engine to wait (approval, webhook,
+sub-workflow, map items); it raises `StepFailed` for an error the user should read. Nodes never
+write run or step rows: the engine does that in one transaction afterwards.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 
 import jsonschema
 
-from agents import replay
 from agents.execution import answer_with_version, schema_instruction
-from agents.gateway import UsageContext, spent_before_failing
+from agents.gateway import replay
+from agents.gateway.calls import UsageContext, spent_before_failing
 from agents.models import Agent
 from agents.providers.base import Message, Usage
-from agents.toolloop import run_tool_loop
 from agents.tools.base import ToolContext, ToolFailed
+from agents.tools.loop import run_tool_loop
 from agents.tools.registry import BUILTIN_TOOLS
 from core.exceptions import ApplicationError
 from workflows.expressions import ExpressionError, evaluate, render

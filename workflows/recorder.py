@@ -1,5 +1,5 @@
-"""The engine's `agents.replay.CallRecorder`: model and tool calls of a step attempt, kept as
-RecordedCall rows keyed (step run, attempt, kind, index).
+"""The engine's `agents.gateway.replay.CallRecorder`: model and tool calls of a step attempt, kept
+as RecordedCall rows keyed (step run, attempt, kind, index).
 
     recorder = StepRecorder(step_id=7, attempt=2, fresh=False)
     with replay.recording(recorder):

@@ -11,7 +11,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django_tenants.utils import schema_context
 
-from agents.runs import runs_recover
+from agents.runs.executor import runs_recover
 from core import recovery
 from tenants.schemas import live_workspaces
 from workflows import engine

@@ -25,7 +25,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.netguard import check_public_url
+from agents.outbound.guard import check_public_url
 from agents.webhooks import signature_problem, workspace_signing_secret
 from core import crypto
 from core.exceptions import ApplicationError, NotFound, ValidationFailed

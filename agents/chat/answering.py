@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.chat import live, memory
 from agents.execution import answer_with_version
-from agents.gateway import UsageContext, spent_before_failing
+from agents.gateway.calls import UsageContext, spent_before_failing
 from agents.models import Conversation, ConversationTurn, MemoryMode
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema

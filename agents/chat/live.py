@@ -36,7 +36,7 @@ from django.utils.html import escape
 
 from agents.models import ConversationTurn
 from agents.providers.base import TextDelta, ToolCallReady
-from agents.toolloop import LoopEvent, ToolStepDone
+from agents.tools.loop import LoopEvent, ToolStepDone
 
 logger = logging.getLogger(__name__)
 

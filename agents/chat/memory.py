@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from agents.gateway import UsageContext, gateway_complete
+from agents.gateway.calls import UsageContext, gateway_complete
 from agents.models import AgentVersion, Conversation, ConversationTurn, MemoryMode
 from agents.providers.base import ChatRequest, Message
 from core.exceptions import ApplicationError

@@ -10,7 +10,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from agents import cache
+from agents.cache import responses as cache
 from agents.chat import live
 from agents.chat.selectors import conversation_get
 from agents.models import Agent, AgentVersion, Conversation, ConversationTurn

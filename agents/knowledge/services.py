@@ -24,7 +24,7 @@ from django.db.models import F
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from agents import cache
+from agents.cache import responses as cache
 from agents.embeddings import Embedder, EmbeddingError
 from agents.knowledge import parsers
 from agents.knowledge.chunking import Chunk, chunk_blocks

@@ -1,4 +1,4 @@
-"""The response cache's two tiers (agents/cache.py).
+"""The response cache's two tiers (agents/cache/responses.py).
 
 Entries cached under the old key (the whole prompt, one global distance) are dropped: their
 keys lack what now decides a hit, and a cache is only ever a saving. Versions that had opted

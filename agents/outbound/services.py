@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from agents.models import AllowedHost
-from agents.netguard import address_refusal, shown
+from agents.outbound.guard import address_refusal, shown
 from agents.outbound.selectors import canonical_host
 from core.exceptions import NotFound, ValidationFailed
 from tenants import audit

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import httpx2
 from django.conf import settings
 
-from agents.netguard import guarded_client, refusal_in
+from agents.outbound.guard import guarded_client, refusal_in
 
 
 class StopReason(StrEnum):
@@ -38,7 +38,7 @@ class Usage:
     """Tokens of one call, split the way they are priced: `input_tokens` is uncached input,
     `cached_input_tokens` input read from the provider's prompt cache (the cached price),
     `cache_write_tokens` input written to it (the cache-write price). `estimated`: some count
-    was not reported by the provider and was estimated locally (`agents/tokens.py`)."""
+    was not reported by the provider and was estimated locally (`agents/gateway/tokens.py`)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -217,7 +217,7 @@ def sdk_client(factory: Callable[..., Any], config: ProviderConfig, *, api_key: 
     retries, so the SDK's are off.
 
     A base URL other than the operator's own (LLM_PLATFORM_BASE_URLS) was chosen by a
-    workspace: its client connects only through the outbound guard (`agents.netguard`), so the
+    workspace: its client connects only through the outbound guard (`agents.outbound.guard`), so the
     URL is checked on every connection and every redirect hop, not only when it was saved."""
     trusted = config.base_url is None or config.base_url in settings.LLM_PLATFORM_BASE_URLS.values()
     return _client(factory, os.getpid(), api_key, config.base_url, config.timeout, not trusted)

@@ -322,7 +322,7 @@ DJSTRIPE_USE_NATIVE_JSONFIELD = True
 # Secrets stored encrypted (provider keys, webhook secrets): Fernet keys, first one encrypts.
 FIELD_ENCRYPTION_KEYS = [k for k in (secret("FIELD_ENCRYPTION_KEYS", "") or "").split(",") if k]
 
-# --- LLM gateway (agents/gateway.py)
+# --- LLM gateway (agents/gateway/calls.py)
 GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)  # per target, first included
 GATEWAY_BACKOFF_BASE_SECONDS = env.float("GATEWAY_BACKOFF_BASE_SECONDS", default=0.5)
 GATEWAY_MAX_RETRY_DELAY_SECONDS = env.float("GATEWAY_MAX_RETRY_DELAY_SECONDS", default=8.0)
@@ -343,7 +343,7 @@ LLM_PLATFORM_BASE_URLS = {
 # Embeddings (agents/embeddings.py): hashing (default, offline), openai, local.
 EMBEDDER = env.str("EMBEDDER", default="hashing")
 # The response cache's semantic tier uses the distance calibrated for the embedder
-# (agents/cache_calibration.json); setting this overrides it, and then no accuracy is claimed.
+# (agents/cache/calibration.json); setting this overrides it, and then no accuracy is claimed.
 RESPONSE_CACHE_MAX_DISTANCE: float | None = env.float("RESPONSE_CACHE_MAX_DISTANCE", default=None)
 RESPONSE_CACHE_TTL_DAYS = env.int("RESPONSE_CACHE_TTL_DAYS", default=30)
 # Marketplace search keeps a semantic hit only within the distance calibrated for the embedder

@@ -16,7 +16,8 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
-from agents import model_names, services
+from agents import services
+from agents.gateway import model_names
 from agents.models import Agent, AliasTarget, ModelAlias
 from billing.models import ModelPrice
 from core.exceptions import ValidationFailed

@@ -7,7 +7,7 @@ from django_tenants.utils import schema_context
 
 from agents import services
 from agents.models import Agent, AgentRun, AgentVersion
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from tenants.models import Membership, Role
 from tests.helpers.personas import World, access_of, logged_in, make_user
 

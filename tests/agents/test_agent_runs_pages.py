@@ -12,8 +12,8 @@ from django_tenants.utils import schema_context
 from accounts.models import User
 from agents import services
 from agents.models import AgentRun
-from agents.run_selectors import PLACEHOLDER_NOTE
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
+from agents.runs.selectors import PLACEHOLDER_NOTE
 from tenants.models import Membership, Role
 from tests.helpers.personas import World, access_of, key_client, logged_in, make_user
 

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from agents import services
 from agents.models import Agent, AgentRun, AgentVersion, UsageRecord
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from tenants.models import Membership, Role, Workspace
 from tenants.permissions import Access

@@ -25,7 +25,7 @@ from agents.models import (
     UsageRecord,
 )
 from agents.outbound.services import HOST_ADDED
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from tenants.models import AuditEvent, Workspace
 from tests.helpers.personas import World, access_of, logged_in
 

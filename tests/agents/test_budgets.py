@@ -8,8 +8,8 @@ from django.test import Client
 from django.urls import reverse
 from django_tenants.utils import schema_context
 
-from agents import budgets
-from agents.gateway import gateway_complete
+from agents.gateway import budgets
+from agents.gateway.calls import gateway_complete
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.providers.base import ChatRequest, Message
 from billing.models import ModelPrice

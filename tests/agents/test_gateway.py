@@ -12,8 +12,8 @@ import redis
 from django.conf import settings
 from django_tenants.utils import schema_context
 
-from agents.breaker import BreakerPolicy, CircuitBreaker
-from agents.gateway import GatewayError, UnknownModel, gateway_complete, gateway_stream
+from agents.gateway.breaker import BreakerPolicy, CircuitBreaker
+from agents.gateway.calls import GatewayError, UnknownModel, gateway_complete, gateway_stream
 from agents.models import AliasTarget, ModelAlias, ProviderCredential, UsageRecord
 from agents.providers.base import ChatRequest, Message, TextDelta
 from billing.models import ModelPrice

@@ -1,6 +1,7 @@
-"""The gateway caches aliases, prices and the monthly cap per process (agents/config_cache.py).
-These tests commit their changes (as the pages and the admin do) and check that the very next
-call sees them, and that a call that reuses the cache does not read the configuration tables."""
+"""The gateway caches aliases, prices and the monthly cap per process
+(agents/gateway/config_cache.py). These tests commit their changes (as the pages and the admin do)
+and check that the very next call sees them, and that a call that reuses the cache does not read
+the configuration tables."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
-from agents import aliases, budgets
-from agents.aliases import TargetSpec
-from agents.gateway import UnknownModel, gateway_complete
+from agents.gateway import aliases, budgets
+from agents.gateway.aliases import TargetSpec
+from agents.gateway.calls import UnknownModel, gateway_complete
 from agents.models import ProviderCredential, UsageRecord
 from agents.providers.base import ChatRequest, Message
 from billing.models import ModelPrice

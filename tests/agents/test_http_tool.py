@@ -19,7 +19,7 @@ from django_tenants.utils import schema_context
 from agents import services
 from agents.models import AgentRun, AliasTarget, AllowedHost, ModelAlias, ProviderCredential
 from agents.outbound.selectors import canonical_host, host_matches
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from agents.tools.base import ToolFailed
 from agents.tools.http import HttpRequest, check_target, html_to_text
 from tenants.models import Workspace

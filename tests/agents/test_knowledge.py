@@ -30,7 +30,7 @@ from agents.models import (
     KnowledgeDocument,
 )
 from agents.providers.offline import LABEL
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from agents.tools.base import ToolContext, ToolFailed
 from agents.tools.knowledge import KnowledgeSearch
 from tenants.models import Workspace

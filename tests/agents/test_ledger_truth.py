@@ -19,10 +19,10 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from agents import services
-from agents.breaker import CircuitBreaker
 from agents.chat import services as chat_services
 from agents.chat.answering import turn_answer
-from agents.gateway import GatewayError, gateway_complete, gateway_stream
+from agents.gateway.breaker import CircuitBreaker
+from agents.gateway.calls import GatewayError, gateway_complete, gateway_stream
 from agents.models import (
     AliasTarget,
     ConversationTurn,
@@ -32,7 +32,7 @@ from agents.models import (
     UsageRecord,
 )
 from agents.providers.base import ChatRequest, Message, StreamEvent, TextDelta, Usage
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from billing.models import ModelPrice
 from billing.pricing import usage_cost
 from tests.fakes import FakeAnthropic, FakeOpenAI

@@ -8,7 +8,7 @@ from django_tenants.utils import schema_context
 
 from agents import services
 from agents.models import AgentRun
-from agents.runs import MAX_ATTEMPTS, execute_run
+from agents.runs.executor import MAX_ATTEMPTS, execute_run
 from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db

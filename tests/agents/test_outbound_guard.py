@@ -1,4 +1,4 @@
-"""The one outbound guard (`agents.netguard`) and the connections that go through it: webhook
+"""The one outbound guard (`agents.outbound.guard`) and the connections that go through it: webhook
 deliveries, provider clients with a workspace's base URL, the http_request tool.
 
 The network edge is faked in the `edge` fixture only: name lookups (`socket.getaddrinfo`) are
@@ -19,7 +19,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from agents.models import WebhookDelivery
-from agents.netguard import check_public_url, guarded_client, refusal_in
+from agents.outbound.guard import check_public_url, guarded_client, refusal_in
 from agents.providers.base import ChatRequest, Message, ProviderConfig, ProviderError
 from agents.providers.registry import get_provider
 from agents.tools.base import ToolFailed

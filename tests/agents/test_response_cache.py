@@ -1,7 +1,7 @@
-"""The response cache never answers a different question (agents/cache.py, cache_guard.py):
-what is in the key, the near-miss guard on every kind of near-miss, the semantic tier and its
-model check, what is never stored, and "Wrong answer?" evicting the entry. The model is the
-real `openai` SDK against the loopback FakeOpenAI."""
+"""The response cache never answers a different question (agents/cache/responses.py,
+cache_guard.py): what is in the key, the near-miss guard on every kind of near-miss, the semantic
+tier and its model check, what is never stored, and "Wrong answer?" evicting the entry. The model
+is the real `openai` SDK against the loopback FakeOpenAI."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from django.test import Client
 from django.urls import reverse
 from django_tenants.utils import schema_context
 
-from agents import cache, cache_guard, services
+from agents import services
+from agents.cache import guard as cache_guard
+from agents.cache import responses as cache
 from agents.chat import services as chat_services
 from agents.chat.answering import turn_answer
-from agents.gateway import UsageContext
+from agents.gateway.calls import UsageContext
 from agents.knowledge.services import knowledge_base_create
 from agents.models import (
     Agent,
@@ -450,7 +452,7 @@ def test_wrong_answer_on_a_chat_turn_evicts_the_entry(
 def test_the_agent_form_states_the_semantic_tiers_measured_accuracy(
     owner_client: Client, in_alpha: None
 ) -> None:
-    from agents.cache_calibration import semantic_accuracy_statement
+    from agents.cache.calibration import semantic_accuracy_statement
 
     page = owner_client.get(reverse("agent_create", kwargs={"workspace_slug": "alpha"}))
     body = page.content.decode()

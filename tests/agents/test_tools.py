@@ -4,10 +4,10 @@ import pytest
 from django_tenants.utils import schema_context
 
 from agents.providers.base import Message, ToolCall
-from agents.toolloop import _run_tool, run_tool_loop, tools_by_name
 from agents.tools.base import NO_TOOL_CONTEXT, ToolFailed
 from agents.tools.calculator import Calculator, evaluate
 from agents.tools.clock import CurrentTime
+from agents.tools.loop import _run_tool, run_tool_loop, tools_by_name
 from core.exceptions import ValidationFailed
 from tenants.models import Workspace
 

@@ -11,7 +11,7 @@ from django_tenants.utils import schema_context
 
 from agents import services
 from agents.models import AgentRun, UsageRecord
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from billing.models import ModelPrice
 from tests.helpers.personas import World, access_of
 
@@ -100,7 +100,7 @@ def test_usage_page_query_count_is_bounded(
 def test_calls_outside_agents_are_labelled_and_free_periods_say_so(
     world: World, owner_client: Client
 ) -> None:
-    from agents.gateway import gateway_complete
+    from agents.gateway.calls import gateway_complete
     from agents.providers.base import ChatRequest, Message
 
     with schema_context(world.workspace_a.schema_name):

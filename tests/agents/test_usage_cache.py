@@ -15,7 +15,7 @@ from django_tenants.utils import schema_context
 
 from agents import services
 from agents.models import AgentRun, UsageRecord
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from billing.models import ModelPrice
 from tests.helpers.personas import World, access_of
 

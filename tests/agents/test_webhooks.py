@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 
 from agents import services
 from agents.models import AgentRun, WebhookDelivery
-from agents.netguard import check_public_url
-from agents.runs import execute_run
+from agents.outbound.guard import check_public_url
+from agents.runs.executor import execute_run
 from agents.webhooks import SIGNATURE_HEADER, verify, webhook_attempt, webhook_secret_rotate
 from core.exceptions import PermissionDenied, ValidationFailed
 from tenants.models import Workspace

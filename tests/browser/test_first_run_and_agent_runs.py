@@ -11,7 +11,7 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, expect
 
 from agents import services
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from tests.helpers.browser import signed_in
 from tests.helpers.personas import World, access_of
 

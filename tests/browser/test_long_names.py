@@ -14,7 +14,7 @@ from playwright.sync_api import Browser
 
 from accounts.models import User
 from agents.models import Agent, AgentRun
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from agents.services import agent_create, agent_run_start
 from marketplace import services
 from marketplace.models import Category, Listing, Publisher

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, expect
 
 from accounts.models import User
 from agents.models import Agent, AgentRun
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from agents.services import agent_create
 from marketplace.models import Category, Install, Listing, Review
 from tests.helpers.browser import signed_in

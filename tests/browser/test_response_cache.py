@@ -13,7 +13,7 @@ import pytest
 from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, Page, expect
 
-from agents.cache_calibration import semantic_accuracy_statement
+from agents.cache.calibration import semantic_accuracy_statement
 from agents.chat import services as chat_services
 from agents.models import Agent, CachedResponse, CacheReport, ConversationTurn
 from tests.helpers.browser import signed_in

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from agents import services
 from agents.models import Agent, AgentRun, AliasTarget, ModelAlias, ProviderCredential
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from billing.models import ModelPrice
 from tenants.permissions import Access
 

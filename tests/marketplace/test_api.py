@@ -17,7 +17,7 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from agents import aliases
+from agents.gateway import aliases
 from agents.models import Agent, ProviderCredential
 from agents.services import agent_create
 from marketplace import services

@@ -11,7 +11,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from accounts.models import User
-from agents import aliases
+from agents.gateway import aliases
 from agents.models import Agent, KnowledgeBase, ProviderCredential
 from agents.services import agent_create
 from billing.models import ModelPrice

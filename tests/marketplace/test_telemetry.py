@@ -11,7 +11,7 @@ from django_tenants.utils import schema_context
 
 from accounts.models import User
 from agents.models import Agent, AgentRun
-from agents.runs import execute_run
+from agents.runs.executor import execute_run
 from agents.services import agent_create
 from core.hooks import RunFinished, run_finished
 from marketplace import services

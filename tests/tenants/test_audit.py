@@ -12,8 +12,9 @@ from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from accounts.models import User
-from agents import aliases, providers_admin
 from agents import services as agent_services
+from agents.gateway import aliases
+from agents.gateway import credentials as provider_credentials
 from agents.knowledge import services as knowledge
 from marketplace import services as marketplace
 from marketplace.models import Category, Listing
@@ -94,10 +95,10 @@ def test_agent_provider_alias_and_knowledge_changes_are_audited_by_name(
         agent_services.agent_update(access=access, agent_id=agent.pk, system_prompt="Be brief.")
         agent_services.agent_restore_version(access=access, agent_id=agent.pk, number=1)
         agent_services.agent_archive(access=access, agent_id=agent.pk)
-        credential = providers_admin.credential_create(
+        credential = provider_credentials.credential_create(
             access=access, name="Team Anthropic", kind="anthropic", api_key="sk-ant-secret-1"
         )
-        providers_admin.credential_delete(access=access, credential_id=credential.pk)
+        provider_credentials.credential_delete(access=access, credential_id=credential.pk)
         alias = aliases.alias_save(
             access=access,
             name="smart",

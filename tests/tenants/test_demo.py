@@ -72,7 +72,7 @@ def test_demo_workspace_has_runnable_agents_once() -> None:
     from django_tenants.utils import schema_context
 
     from agents.models import Agent
-    from agents.runs import execute_run
+    from agents.runs.executor import execute_run
     from agents.services import agent_run_start
     from marketplace.demo import DEMO_REVIEWS
     from tenants.permissions import Access
@@ -110,7 +110,7 @@ def test_demo_support_agent_cites_the_help_center_and_sql_explainer_answers_in_f
     from django_tenants.utils import schema_context
 
     from agents.models import Agent, AllowedHost, KnowledgeBase
-    from agents.runs import execute_run
+    from agents.runs.executor import execute_run
     from agents.services import agent_run_start
     from tenants.permissions import Access
 

@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from agents import replay
+from agents.gateway import replay
 from agents.models import UsageRecord
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants.permissions import Access

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django_tenants.utils import schema_context
 
-from agents.run_selectors import PLACEHOLDER_NOTE
+from agents.runs.selectors import PLACEHOLDER_NOTE
 from tests.fakes import FakeOpenAI
 from tests.helpers.agents import register_fake_model
 from tests.helpers.personas import World, access_of

@@ -10,7 +10,7 @@ One step, `step_execute(step_id)` (the `workflows.execute_step` task):
    died continues the *same* attempt, so its recorded calls replay) with `lease_until = now +
    timeout`, only if it still has the status and attempt read (else read again), and returns
    the outputs the node reads;
-2. **run the node** outside any transaction, inside `agents.replay.recording(...)` and a
+2. **run the node** outside any transaction, inside `agents.gateway.replay.recording(...)` and a
    deadline (nodes.py);
 3. **complete** — one transaction that locks the run row (every write to a run's steps happens
    under that lock, except the claim, which the advisory lock covers), re-checks the step is

@@ -18,7 +18,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents import replay
+from agents.gateway import replay
 from tenants.schemas import current_schema
 from workflows import events, nodes
 from workflows.engine.dispatch import _after_commit

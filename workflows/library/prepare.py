@@ -10,9 +10,9 @@ from typing import Any
 
 from django.db import transaction
 
-from agents import aliases
 from agents.demo import DEMO_AGENTS
-from agents.model_names import OFFLINE_EXAMPLE
+from agents.gateway import aliases
+from agents.gateway.model_names import OFFLINE_EXAMPLE
 from agents.models import Agent, ModelAlias
 from agents.services import agent_create
 from tenants.permissions import Access, Perm

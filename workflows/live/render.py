@@ -26,7 +26,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from accounts.models import User
-from agents.run_selectors import AnsweredBy
+from agents.runs.selectors import AnsweredBy
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 from workflows import run_selectors

@@ -5,9 +5,9 @@ Every hop (the first request and each redirect) is checked the same way, in this
 1. http or https only, no user info in the URL;
 2. the host is on the workspace allowlist (`agents.outbound.selectors.host_matches`);
 3. the name is resolved once, and every address it resolves to must pass the outbound guard
-   (`agents.netguard`: no loopback or private addresses unless OUTBOUND_ALLOW_PRIVATE_NETWORKS;
-   never link-local incl. 169.254.169.254, metadata, multicast or reserved; IPv4 hidden in
-   IPv6 mapped/NAT64/6to4 addresses is checked too);
+   (`agents.outbound.guard`: no loopback or private addresses unless
+   OUTBOUND_ALLOW_PRIVATE_NETWORKS; never link-local incl. 169.254.169.254, metadata, multicast or
+   reserved; IPv4 hidden in IPv6 mapped/NAT64/6to4 addresses is checked too);
 4. the connection goes to that checked address (the URL is rewritten to the IP, the `Host`
    header and TLS SNI/certificate check use the name), so a second DNS answer can never send
    the request elsewhere (no DNS-rebinding window). No proxy from the environment is used.

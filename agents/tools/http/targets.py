@@ -1,5 +1,5 @@
 """Where a request may go: http(s) only, a host on the workspace allowlist, every address it
-resolves to public (`agents.netguard`), and the connection pinned to the checked address."""
+resolves to public (`agents.outbound.guard`), and the connection pinned to the checked address."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx2
 from django.urls import NoReverseMatch, reverse
 
-from agents.netguard import AddressRefused, resolve_checked
+from agents.outbound.guard import AddressRefused, resolve_checked
 from agents.outbound.selectors import canonical_host, host_matches
 from agents.tools.base import ToolFailed
 from tenants.models import Workspace
@@ -44,7 +44,7 @@ def _outbound_page() -> str:
 
 
 def resolve_public(host: str, port: int, *, via: str = "") -> str:
-    """Resolve once through the outbound guard (`agents.netguard`); returns the checked
+    """Resolve once through the outbound guard (`agents.outbound.guard`); returns the checked
     address to connect to."""
     try:
         addresses = resolve_checked(host, port)

@@ -35,9 +35,10 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
-from agents import cache_calibration, cache_guard
+from agents.cache import calibration as cache_calibration
+from agents.cache import guard as cache_guard
 from agents.embeddings import get_embedder
-from agents.gateway import GatewayError, UsageContext, gateway_complete
+from agents.gateway.calls import GatewayError, UsageContext, gateway_complete
 from agents.models import (
     AgentRun,
     AgentVersion,

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import ProtectedError, QuerySet
 
 from agents.models import ProviderCredential, ProviderKind
-from agents.netguard import check_public_url
+from agents.outbound.guard import check_public_url
 from agents.providers.base import ChatRequest, Message, ProviderConfig, ProviderError
 from agents.providers.registry import get_provider
 from core.exceptions import Conflict, NotFound, ValidationFailed

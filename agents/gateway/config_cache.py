@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
-from agents.breaker import redis_client
+from agents.gateway.breaker import redis_client
 from agents.models import AliasTarget, ModelAlias, ProviderCredential, WorkspaceBudget
 from billing.models import ModelPrice
 from billing.pricing import Price

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from agents import config_cache
+from agents.gateway import config_cache
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.providers.base import ChatRequest, Usage
 from billing.pricing import usage_cost

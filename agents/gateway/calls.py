@@ -19,8 +19,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from agents import budgets, config_cache, replay
-from agents.breaker import CircuitBreaker
+from agents.gateway import budgets, config_cache, replay
+from agents.gateway.breaker import CircuitBreaker
+from agents.gateway.tokens import estimate_request_tokens, estimate_text_tokens
 from agents.models import AliasTarget, ModelAlias, ProviderKind, UsageRecord
 from agents.providers.base import (
     ChatRequest,
@@ -34,7 +35,6 @@ from agents.providers.base import (
     Usage,
 )
 from agents.providers.registry import get_provider
-from agents.tokens import estimate_request_tokens, estimate_text_tokens
 from billing.pricing import usage_cost
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema
@@ -237,8 +237,8 @@ def _close_attempt(
 
 def billed_usage(request: ChatRequest, usage: Usage | None, *, output: str) -> Usage:
     """What one attempt used, for the ledger: the provider's own counts, and a local estimate
-    (`agents/tokens.py`, row marked `estimated`) of what it did not report. `usage` None: the
-    provider never began answering, nothing was used. `output`: the text and tool-argument
+    (`agents/gateway/tokens.py`, row marked `estimated`) of what it did not report. `usage` None:
+    the provider never began answering, nothing was used. `output`: the text and tool-argument
     text that came back."""
     if usage is None:
         return NO_USAGE
@@ -403,8 +403,8 @@ def _call_targets(
 
 
 def _replayed(model: str, request: ChatRequest) -> tuple[GatewayResult | None, str]:
-    """Inside a workflow step (`agents.replay.recording`): the recorded answer of this call if
-    the step already made it (a redelivered attempt), else None and the request's fingerprint.
+    """Inside a workflow step (`agents.gateway.replay.recording`): the recorded answer of this call
+    if the step already made it (a redelivered attempt), else None and the request's fingerprint.
     A replayed call is not made again, not paid again and writes no ledger row."""
     recorder = replay.current()
     if recorder is None:

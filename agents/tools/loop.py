@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from agents import replay
-from agents.budgets import BudgetExceeded
-from agents.gateway import (
+from agents.gateway import replay
+from agents.gateway.budgets import BudgetExceeded
+from agents.gateway.calls import (
     NO_CONTEXT,
     GatewayError,
     GatewayResult,

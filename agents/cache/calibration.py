@@ -1,7 +1,7 @@
 """The semantic tier's distance threshold per embedder, and the accuracy it was measured at.
 
 The figures come from `bench/cache_accuracy.py --write`, which runs the labelled reference set
-that ships with the project (`agents/cache_reference.jsonl`) through the cache's own functions:
+that ships with the project (`agents/cache/reference.jsonl`) through the cache's own functions:
 the threshold is chosen on one half of the pairs (the calibration fold) and the accuracy shown
 to users is measured on the other half (the held-out fold), so it is not flattered by the
 choice. An embedder without a calibration serves no semantic hits unless an operator sets
@@ -19,8 +19,8 @@ from django.conf import settings
 
 from agents.embeddings import EMBEDDERS
 
-CALIBRATION_FILE = Path(__file__).with_name("cache_calibration.json")
-REFERENCE_FILE = Path(__file__).with_name("cache_reference.jsonl")
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+REFERENCE_FILE = Path(__file__).with_name("reference.jsonl")
 
 
 @dataclass(frozen=True)

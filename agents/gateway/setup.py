@@ -12,7 +12,7 @@ from functools import cached_property
 
 from django.conf import settings
 
-from agents import config_cache
+from agents.gateway import config_cache
 from agents.models import AliasTarget, ProviderCredential, ProviderKind, UsageRecord
 from tenants import audit
 from tenants.models import AuditEvent

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.http import HttpResponse
 from django.shortcuts import render
 
-from agents import run_selectors, selectors
+from agents import selectors
+from agents.runs import selectors as run_selectors
 from tenants.access import page_access
 from tenants.http import AppRequest
 

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.execution import answer_with_version
-from agents.gateway import GatewayError, UsageContext, spent_before_failing
+from agents.gateway.calls import GatewayError, UsageContext, spent_before_failing
 from agents.models import AgentRun
 from agents.providers.base import Message
 from agents.webhooks import webhook_enqueue

@@ -1,0 +1,2 @@
+"""Agent runs: `executor` executes one (the Celery task calls it), `selectors` and `views`
+serve the runs pages."""
