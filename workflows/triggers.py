@@ -33,6 +33,8 @@ from tenants import audit
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from workflows.models import StepRun, Trigger, Workflow, WorkflowRun, WorkflowVersion
+from workflows.runs import inputs_check, run_start, webhook_wait_resume
+from workflows.selectors import version_get
 
 logger = logging.getLogger(__name__)
 
@@ -353,7 +355,6 @@ def schedule_inputs_check(
     *, workflow: Workflow, version: WorkflowVersion | None, inputs: Any
 ) -> dict[str, Any]:
     """The fixed inputs of a schedule, checked against the definition it will run."""
-    from workflows.runs import inputs_check
 
     if not isinstance(inputs, dict):
         raise ValidationFailed(
@@ -487,7 +488,6 @@ def webhook_trigger_fire(*, token: str, signature: str, body: bytes) -> Workflow
 
     NotFound for an unknown or disabled token; SignatureRefused (401) when the signature is
     missing, malformed, stale or wrong: then nothing is started."""
-    from workflows.runs import run_start
 
     trigger = (
         Trigger.objects.select_related("workflow", "version")
@@ -531,8 +531,6 @@ def api_run_start(
     """Start a run for an API caller (trigger "api"): `version_number` pins a version (None:
     the active one). `callback_url`, POSTed a signed `workflow_run.finished` when the run ends,
     must be http(s) to a public host: ValidationFailed naming `callback_url` otherwise."""
-    from workflows.runs import run_start
-    from workflows.selectors import version_get
 
     if callback_url:
         check_public_url(callback_url, field="callback_url")
@@ -556,7 +554,6 @@ def webhook_wait_resume_signed(
     SignatureRefused (401) when the workspace has no secret yet, or the signature is missing,
     malformed, stale or wrong: then nothing changes. ValidationFailed for a body that is not
     JSON; NotFound for an unknown token or a step that is no longer waiting."""
-    from workflows.runs import webhook_wait_resume
 
     secret = workspace_signing_secret(workspace)
     if secret is None:
@@ -612,7 +609,6 @@ def schedules_fire_due(*, now: datetime | None = None) -> int:
 
 def _fire_schedule(trigger: Trigger, now: datetime) -> bool:
     """Inside the transaction holding the trigger's lock."""
-    from workflows.runs import run_start
 
     try:
         trigger.next_run_at = Cron.parse(trigger.cron).next_after(now, ZoneInfo(trigger.timezone))

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from core.serializers import InputSerializer
 from workflows.models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowVersion
+from workflows.run_selectors import run_steps
 from workflows.triggers import resume_url
 
 # --- Workflows and versions
@@ -291,8 +292,6 @@ class WorkflowRunDetailOutput(WorkflowRunOutput):
     def get_steps(self, run: WorkflowRun) -> list[dict[str, Any]]:
         steps = self.context.get("steps")
         if steps is None:
-            from workflows.run_selectors import run_steps
-
             steps = run_steps(run)
         return list(WorkflowStepOutput(steps, many=True, context=self.context).data)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
-from workflows import selectors
+from workflows import run_selectors, selectors
 from workflows.models import Workflow, WorkflowRun
 
 
@@ -35,6 +35,5 @@ def recent_workflows(limit: int = 5) -> list[Workflow]:
 
 
 def recent_runs(limit: int = 5) -> list[WorkflowRun]:
-    from workflows import run_selectors
 
     return list(run_selectors.run_list().select_related("workflow", "version")[:limit])
