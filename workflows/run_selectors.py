@@ -7,11 +7,13 @@ from datetime import date, datetime
 from django.db.models import QuerySet
 
 from core.exceptions import NotFound
+from tenants.permissions import Access, Perm
 from workflows.models import RecordedCall, StepRun, Workflow, WorkflowRun
 
 
 def run_list(
     *,
+    access: Access,
     workflow: Workflow | None = None,
     status: str | None = None,
     version_number: int | None = None,
@@ -20,6 +22,7 @@ def run_list(
     date_to: date | datetime | None = None,
 ) -> QuerySet[WorkflowRun]:
     """Runs, newest first. Dates are inclusive: a `date` covers its whole day."""
+    access.require(Perm.WORKSPACE_VIEW)
     runs = WorkflowRun.objects.select_related("workflow", "version")
     if workflow is not None:
         runs = runs.filter(workflow=workflow)
@@ -48,7 +51,11 @@ def _until(runs: QuerySet[WorkflowRun], value: date | datetime) -> QuerySet[Work
     return runs.filter(created_at__date__lte=value)
 
 
-def run_get(*, run_id: int) -> WorkflowRun:
+def run_get(*, access: Access, run_id: int) -> WorkflowRun:
+    """A run of this workspace. Reading back a run is allowed to whoever may start one (an API
+    key with only the run scope reads the run it started)."""
+    if not access.can(Perm.RUN):
+        access.require(Perm.WORKSPACE_VIEW)
     run = (
         WorkflowRun.objects.select_related("workflow", "version", "parent_step")
         .filter(pk=run_id)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from django.db.models import QuerySet
 
 from core.exceptions import NotFound
+from tenants.permissions import Access, Perm
 from workflows import validators
 from workflows.definition import Edge
 from workflows.io import pretty_json
@@ -23,17 +24,19 @@ from workflows.models import Workflow, WorkflowVersion
 # --- workflows and versions ----------------------------------------------------------------
 
 
-def workflow_list(*, include_archived: bool = False) -> QuerySet[Workflow]:
+def workflow_list(*, access: Access, include_archived: bool = False) -> QuerySet[Workflow]:
     """Workflows by name, with the number of their active version at hand (its definition is
     deferred: lists do not need it)."""
+    access.require(Perm.WORKSPACE_VIEW)
     workflows = Workflow.objects.select_related("active_version").defer(
         "active_version__definition"
     )
     return workflows if include_archived else workflows.filter(archived_at__isnull=True)
 
 
-def workflow_get(*, workflow_id: int) -> Workflow:
+def workflow_get(*, access: Access, workflow_id: int) -> Workflow:
     """A workflow of this workspace, archived or not."""
+    access.require(Perm.WORKSPACE_VIEW)
     workflow = Workflow.objects.select_related("active_version").filter(pk=workflow_id).first()
     if workflow is None:
         raise NotFound("No workflow with that id in this workspace.")

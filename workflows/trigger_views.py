@@ -149,13 +149,15 @@ def _list_page(
 @require_GET
 def trigger_list(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    return _list_page(request, access, selectors.workflow_get(workflow_id=workflow_id))
+    return _list_page(
+        request, access, selectors.workflow_get(access=access, workflow_id=workflow_id)
+    )
 
 
 @require_POST
 def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     form = WebhookTriggerForm(request.POST)
     if form.is_valid():
         try:
@@ -186,7 +188,7 @@ def webhook_create(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def webhook_rotate(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         secret = triggers.webhook_trigger_rotate_secret(access=access, trigger=trigger)
@@ -254,13 +256,15 @@ def _schedule_page(
 @require_http_methods(["GET", "POST"])
 def schedule_create(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    return _schedule_page(request, access, selectors.workflow_get(workflow_id=workflow_id), None)
+    return _schedule_page(
+        request, access, selectors.workflow_get(access=access, workflow_id=workflow_id), None
+    )
 
 
 @require_http_methods(["GET", "POST"])
 def schedule_edit(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     if trigger.kind != Trigger.Kind.SCHEDULE:
         raise NotFound("That trigger is not a schedule.")
@@ -283,8 +287,8 @@ def _preview(cron: str, tz_name: str) -> dict[str, Any]:
 @require_GET
 def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
     """The HTMX fragment under the cron field: the next three fire times, or what is wrong."""
-    page_access(request, Perm.BUILD)
-    selectors.workflow_get(workflow_id=workflow_id)
+    access = page_access(request, Perm.BUILD)
+    selectors.workflow_get(access=access, workflow_id=workflow_id)
     return render(
         request,
         "workflows/triggers/_preview.html",
@@ -295,7 +299,7 @@ def schedule_preview(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     enabled = not trigger.enabled
     try:
@@ -310,7 +314,7 @@ def trigger_toggle(request: AppRequest, workflow_id: int, trigger_id: int) -> Ht
 @require_POST
 def trigger_delete(request: AppRequest, workflow_id: int, trigger_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     trigger = _trigger(access, workflow, trigger_id)
     try:
         triggers.trigger_delete(access=access, trigger=trigger)

@@ -109,7 +109,8 @@ def test_names_are_unique_among_active_workflows_ignoring_case(
         access=owner_access, workflow=workflow, name="Old triage", description="", category=""
     )
     services.workflow_restore(access=owner_access, workflow=workflow)
-    assert {w.name for w in selectors.workflow_list()} == {again.name, "Old triage"}
+    names = {w.name for w in selectors.workflow_list(access=owner_access)}
+    assert names == {again.name, "Old triage"}
 
 
 def test_viewers_and_narrow_api_keys_cannot_change_anything(
@@ -237,8 +238,9 @@ def test_archived_workflows_keep_their_versions_but_take_no_new_ones(
 ) -> None:
     services.workflow_archive(access=owner_access, workflow=workflow)
     assert workflow.archived_at is not None
-    assert list(selectors.workflow_list()) == []
-    assert selectors.workflow_get(workflow_id=workflow.pk) == workflow  # still readable
+    assert list(selectors.workflow_list(access=owner_access)) == []
+    still_readable = selectors.workflow_get(access=owner_access, workflow_id=workflow.pk)
+    assert still_readable == workflow
     with pytest.raises(Conflict, match="archived"):
         services.version_save(access=owner_access, workflow=workflow, definition=edited("x"))
     with pytest.raises(Conflict):
@@ -278,10 +280,10 @@ def test_details_change_in_place_and_the_audit_says_what_changed(
 
 def test_workflows_of_another_workspace_are_not_found(workflow: Workflow, world: World) -> None:
     with schema_context(world.workspace_b.schema_name):
-        with pytest.raises(NotFound):
-            selectors.workflow_get(workflow_id=workflow.pk)
-        assert list(selectors.workflow_list(include_archived=True)) == []
         outsider = access_of(world.outsider, world.workspace_b)
+        with pytest.raises(NotFound):
+            selectors.workflow_get(access=outsider, workflow_id=workflow.pk)
+        assert list(selectors.workflow_list(access=outsider, include_archived=True)) == []
         with pytest.raises(NotFound):
             services.version_save(access=outsider, workflow=workflow, definition=edited("x"))
 

@@ -28,15 +28,14 @@ from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 
 class WorkflowApiView(WorkspaceAPIView):
     def workflow(self, pk: int) -> Workflow:
-        self.access.require(Perm.WORKSPACE_VIEW)
-        return selectors.workflow_get(workflow_id=pk)
+        return selectors.workflow_get(access=self.access, workflow_id=pk)
 
     def version(self, pk: int, number: int) -> WorkflowVersion:
         return selectors.version_get(self.workflow(pk), number)
 
     def run(self, run_id: int) -> WorkflowRun:
         self.access.require(Perm.WORKSPACE_VIEW)
-        return run_selectors.run_get(run_id=run_id)
+        return run_selectors.run_get(access=self.access, run_id=run_id)
 
     def step(self, step_id: int) -> StepRun:
         self.access.require(Perm.WORKSPACE_VIEW)
@@ -66,14 +65,13 @@ class WorkflowListApi(WorkflowApiView):
         parameters=[*PAGE_PARAMETERS, s.WorkflowListFilterInput],
     )
     def get(self, request: Request) -> Response:
-        self.access.require(Perm.WORKSPACE_VIEW)
         filters = s.WorkflowListFilterInput(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         return paginated_response(
             view=self,
             request=request,
             queryset=selectors.workflow_list(
-                include_archived=filters.validated_data["include_archived"]
+                access=self.access, include_archived=filters.validated_data["include_archived"]
             ),
             serializer=s.WorkflowOutput,
         )
@@ -257,7 +255,9 @@ class WorkflowRunListApi(WorkflowApiView):
             version_number=data.validated_data.get("version"),
             callback_url=data.validated_data.get("callback_url", ""),
         )
-        return self.run_detail(run_selectors.run_get(run_id=run.pk), status_code=202)
+        return self.run_detail(
+            run_selectors.run_get(access=self.access, run_id=run.pk), status_code=202
+        )
 
     @extend_schema(
         operation_id="workflow_runs_list",
@@ -289,6 +289,7 @@ def _run_list(view: WorkflowApiView, request: Request, *, workflow: Workflow | N
     filters.is_valid(raise_exception=True)
     f: dict[str, Any] = filters.validated_data
     queryset = run_selectors.run_list(
+        access=view.access,
         workflow=workflow,
         status=f.get("status"),
         version_number=f.get("version"),
@@ -349,7 +350,9 @@ class RunRerunApi(WorkflowApiView):
     )
     def post(self, request: Request, run_id: int) -> Response:
         run = runs.run_rerun(access=self.access, run=self.run(run_id))
-        return self.run_detail(run_selectors.run_get(run_id=run.pk), status_code=202)
+        return self.run_detail(
+            run_selectors.run_get(access=self.access, run_id=run.pk), status_code=202
+        )
 
 
 # --- Steps and approvals

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
+from tenants.permissions import Access
 from workflows import run_selectors, selectors
 from workflows.models import Workflow, WorkflowRun
 
 
-def workflow_rows(*, include_archived: bool = False) -> QuerySet[Workflow]:
+def workflow_rows(*, access: Access, include_archived: bool = False) -> QuerySet[Workflow]:
     """Workflows with their active version, how many runs, and the last run's status and time
     (one query)."""
     last_run = WorkflowRun.objects.filter(workflow=OuterRef("pk")).order_by("-created_at", "-id")
     return (
-        selectors.workflow_list(include_archived=include_archived)
+        selectors.workflow_list(access=access, include_archived=include_archived)
         .select_related("active_version")
         .annotate(
             runs_count=Count("runs", distinct=True),
@@ -25,15 +26,15 @@ def workflow_rows(*, include_archived: bool = False) -> QuerySet[Workflow]:
     )
 
 
-def recent_workflows(limit: int = 5) -> list[Workflow]:
+def recent_workflows(*, access: Access, limit: int = 5) -> list[Workflow]:
     return list(
-        selectors.workflow_list()
+        selectors.workflow_list(access=access)
         .select_related("active_version")
         .annotate(runs_count=Count("runs"))
         .order_by("-updated_at", "-id")[:limit]
     )
 
 
-def recent_runs(limit: int = 5) -> list[WorkflowRun]:
+def recent_runs(*, access: Access, limit: int = 5) -> list[WorkflowRun]:
 
-    return list(run_selectors.run_list().select_related("workflow", "version")[:limit])
+    return list(run_selectors.run_list(access=access).select_related("workflow", "version")[:limit])

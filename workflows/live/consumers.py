@@ -13,9 +13,9 @@ from workflows import events, run_selectors
 from workflows.live import render as run_render
 
 
-def _exists(run_id: int) -> bool:
+def _exists(access: Access, run_id: int) -> bool:
     try:
-        run_selectors.run_get(run_id=run_id)
+        run_selectors.run_get(access=access, run_id=run_id)
     except NotFound:
         return False
     return True
@@ -49,7 +49,9 @@ class RunConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.access = self.scope.get("access")
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
-        if self.access is None or not await tenant_db(self.access, _exists)(self.run_id):
+        if self.access is None or not await tenant_db(self.access, _exists)(
+            self.access, self.run_id
+        ):
             await self.close(code=4404)
             return
         self.group = events.run_group(self.access.workspace.schema_name, self.run_id)

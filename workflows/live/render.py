@@ -486,17 +486,15 @@ def _started_by(run: WorkflowRun) -> str:
     return user.email if user is not None else "a former member"
 
 
-def run_view(
-    *, access: Access | None, run_id: int, step_ids: Iterable[int] | None = None
-) -> RunView:
+def run_view(*, access: Access, run_id: int, step_ids: Iterable[int] | None = None) -> RunView:
     """The run as it is now. `step_ids` None: every step; otherwise only the top-level steps
     those ids belong to (a map item's step is its map step), for a partial update."""
-    run = run_selectors.run_get(run_id=run_id)
+    run = run_selectors.run_get(access=access, run_id=run_id)
     states = _states(run)
     view = RunView(
         run=run,
-        slug=access.workspace.slug if access is not None else "",
-        can_run=access is not None and access.can(Perm.RUN),
+        slug=access.workspace.slug,
+        can_run=access.can(Perm.RUN),
         started_by=_started_by(run),
         states=states,
     )

@@ -75,7 +75,7 @@ def _refused(
 @require_http_methods(["GET", "POST"])
 def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     versions = list(
         WorkflowVersion.objects.filter(workflow=workflow).defer("definition").order_by("-number")
     )
@@ -148,8 +148,16 @@ def workflow_run_start(request: AppRequest, workflow_id: int) -> HttpResponse:
 def workflow_run_list(request: AppRequest, workflow_id: int | None = None) -> HttpResponse:
     access = page_access(request)
     slug = access.workspace.slug
-    workflow = selectors.workflow_get(workflow_id=workflow_id) if workflow_id is not None else None
-    choices = None if workflow is not None else list(selectors.workflow_list(include_archived=True))
+    workflow = (
+        selectors.workflow_get(access=access, workflow_id=workflow_id)
+        if workflow_id is not None
+        else None
+    )
+    choices = (
+        None
+        if workflow is not None
+        else list(selectors.workflow_list(access=access, include_archived=True))
+    )
     form = RunFilterForm(request.GET or None, workflows=choices)
     filters = form.filters()
     chosen_id = filters.pop("workflow_id")
@@ -157,7 +165,7 @@ def workflow_run_list(request: AppRequest, workflow_id: int | None = None) -> Ht
         workflow_filter = next((w for w in choices or [] if w.pk == chosen_id), None)
     else:
         workflow_filter = workflow
-    found = run_selectors.run_list(workflow=workflow_filter, **filters).defer(
+    found = run_selectors.run_list(access=access, workflow=workflow_filter, **filters).defer(
         "inputs", "output", "error", "version__definition"
     )
     page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -198,7 +206,7 @@ def workflow_run_detail(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id=run_id)
+    run = run_selectors.run_get(access=access, run_id=run_id)
     try:
         runs.run_cancel(access=access, run=run)
     except ApplicationError as exc:
@@ -209,7 +217,7 @@ def workflow_run_cancel(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id=run_id)
+    run = run_selectors.run_get(access=access, run_id=run_id)
     try:
         runs.run_resume(access=access, run=run)
     except ApplicationError as exc:
@@ -226,7 +234,7 @@ def workflow_run_resume(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id=run_id)
+    run = run_selectors.run_get(access=access, run_id=run_id)
     try:
         new = runs.run_rerun(access=access, run=run)
     except ApplicationError as exc:
@@ -243,7 +251,7 @@ def workflow_run_rerun(request: AppRequest, run_id: int) -> HttpResponse:
 @require_POST
 def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id=run_id)
+    run = run_selectors.run_get(access=access, run_id=run_id)
     step = _step(run, step_id)
     try:
         runs.step_retry(access=access, step=step)
@@ -256,7 +264,7 @@ def workflow_step_retry(request: AppRequest, run_id: int, step_id: int) -> HttpR
 def workflow_step_decide(request: AppRequest, run_id: int, step_id: int) -> HttpResponse:
     """Approve or reject a waiting approval step (the submit button says which)."""
     access = page_access(request, Perm.RUN)
-    run = run_selectors.run_get(run_id=run_id)
+    run = run_selectors.run_get(access=access, run_id=run_id)
     step = _step(run, step_id)
     form = DecisionForm(request.POST)
     if not form.is_valid():

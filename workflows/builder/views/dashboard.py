@@ -20,8 +20,8 @@ def workflow_dashboard_card(request: AppRequest) -> HttpResponse:
         request,
         "workflows/builder/_dashboard_card.html",
         {
-            "workflows": queries.recent_workflows(),
-            "runs": queries.recent_runs(),
+            "workflows": queries.recent_workflows(access=access),
+            "runs": queries.recent_runs(access=access),
             "can_build": access.can(Perm.BUILD),
         },
     )

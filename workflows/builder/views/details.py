@@ -22,7 +22,7 @@ from workflows.builder.views.page import after_edit, builder_page
 @require_POST
 def workflow_settings(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     form = WorkflowForm(request.POST)
     if form.is_valid():
         try:
@@ -40,7 +40,7 @@ def workflow_settings(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_archive(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     try:
         services.workflow_archive(access=access, workflow=workflow)
     except ApplicationError as exc:
@@ -53,7 +53,7 @@ def workflow_archive(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_restore(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     try:
         services.workflow_restore(access=access, workflow=workflow)
     except ApplicationError as exc:

@@ -73,7 +73,7 @@ def _save(
 @require_POST
 def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     latest = latest_version(workflow)
     step = edits.step_get(latest.definition, step_id)
     if step is None or str(step.get("type")) not in NODE_TYPES:
@@ -114,7 +114,7 @@ def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> H
 @require_POST
 def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     latest = latest_version(workflow)
     node_type = request.POST.get("type", "")
     if node_type not in NODE_TYPES:
@@ -154,7 +154,7 @@ def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_step_delete(request: AppRequest, workflow_id: int, step_id: str) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     form = DeleteStepForm(request.POST)
     issues: list[str] = []
     if form.is_valid():
@@ -193,7 +193,7 @@ def _return_panel(request: AppRequest) -> tuple[str, str]:
 @require_POST
 def workflow_edge_add(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     definition = latest_version(workflow).definition
     form = ConnectForm(
         request.POST,
@@ -236,7 +236,7 @@ def workflow_edge_add(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_edge_delete(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     form = EdgeForm(request.POST)
     panel, selected = _return_panel(request)
     issues: list[str] = []
@@ -267,7 +267,7 @@ def workflow_edge_delete(request: AppRequest, workflow_id: int) -> HttpResponse:
 @require_POST
 def workflow_inputs_save(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     formset = InputsFormSet(request.POST, prefix="inputs")
     base = int_or_none(request.POST.get("base"))
     issues: list[str] = []

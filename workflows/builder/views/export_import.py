@@ -28,8 +28,8 @@ from workflows.models import WorkflowVersion
 
 @require_GET
 def workflow_export(request: AppRequest, workflow_id: int) -> HttpResponse:
-    page_access(request)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    access = page_access(request)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     number = int_or_none(request.GET.get("version"))
     version = selectors.version_get(workflow, number) if number else latest_version(workflow)
     fmt = document_format(request.GET.get("format"))
@@ -76,7 +76,7 @@ def workflow_import(request: AppRequest) -> HttpResponse:
 def workflow_import_version(request: AppRequest, workflow_id: int) -> HttpResponse:
     """A new version of this workflow from a JSON/YAML file or pasted text."""
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     form = ImportForm(request.POST or None, request.FILES or None)
     issues: list[str] = []
     if request.method == "POST" and form.is_valid():

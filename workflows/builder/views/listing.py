@@ -41,7 +41,7 @@ BLANK_DEFINITION: dict[str, Any] = {
 def workflow_list(request: AppRequest) -> HttpResponse:
     access = page_access(request)
     archived = request.GET.get("archived") == "1"
-    rows = list(queries.workflow_rows(include_archived=archived))
+    rows = list(queries.workflow_rows(access=access, include_archived=archived))
     if archived:
         rows = [w for w in rows if w.archived_at is not None]
     return render(

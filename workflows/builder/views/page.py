@@ -229,7 +229,7 @@ def _add_forms(
 @require_GET
 def workflow_detail(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     number = int_or_none(request.GET.get("version"))
     shown = selectors.version_get(workflow, number) if number else None
     if "add" in request.GET:
@@ -277,7 +277,7 @@ def step_choices(access: Access, definition: dict[str, Any]) -> dict[str, list[t
     for missing in sorted(held - {pk for pk, _ in agents}):
         agents.append((missing, f"#{missing} (no longer exists)"))
     tools = [(name, name) for name in BUILTIN_TOOLS]
-    workflows = [(w.name, w.name) for w in selectors.workflow_list()]
+    workflows = [(w.name, w.name) for w in selectors.workflow_list(access=access)]
     choices: dict[str, list[tuple[Any, str]]] = {
         "agent_id": agents,
         "tool": tools,

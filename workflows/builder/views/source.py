@@ -26,7 +26,7 @@ from workflows.builder.views.common import (
 @require_http_methods(["GET", "POST"])
 def workflow_source(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     latest = latest_version(workflow)
     editable = access.can(Perm.BUILD) and workflow.archived_at is None
     issues: list[str] = []

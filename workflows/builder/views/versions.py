@@ -27,7 +27,7 @@ def _authors(versions: list[WorkflowVersion]) -> dict[int, str]:
 @require_GET
 def workflow_versions(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     versions = list(selectors.version_list(workflow))
     authors = _authors(versions)
     rows = [{"version": v, "author": authors.get(v.created_by_id or 0, "")} for v in versions]
@@ -88,7 +88,7 @@ def _versions_url(access: Access, workflow: Workflow) -> str:
 @require_POST
 def workflow_version_publish(request: AppRequest, workflow_id: int, number: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     version = selectors.version_get(workflow, number)
     try:
         services.version_publish(access=access, version=version)
@@ -104,7 +104,7 @@ def workflow_version_publish(request: AppRequest, workflow_id: int, number: int)
 @require_POST
 def workflow_version_rollback(request: AppRequest, workflow_id: int, number: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    workflow = selectors.workflow_get(workflow_id=workflow_id)
+    workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     version = selectors.version_get(workflow, number)
     try:
         new = services.version_rollback(access=access, version=version)
