@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,6 +36,7 @@ from django.utils.html import escape
 from agents.models import ConversationTurn
 from agents.providers.base import TextDelta, ToolCallReady
 from agents.tools.loop import LoopEvent, ToolStepDone
+from core.formatting import cost_text, duration_text
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +103,11 @@ class TurnView:
 
     @property
     def cost(self) -> str:
-        """Dollars to the micro-dollar the ledger keeps, without trailing zeros: $0.0045."""
-        digits = f"{Decimal(self.turn.cost_usd):.6f}".rstrip("0")
-        whole, _, cents = digits.partition(".")
-        return f"${whole}.{cents.ljust(2, '0')}"
+        return cost_text(self.turn.cost_usd)
 
     @property
     def latency(self) -> str:
-        ms = self.turn.latency_ms
-        return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+        return duration_text(self.turn.latency_ms)
 
 
 def _arguments(arguments: Any) -> str:

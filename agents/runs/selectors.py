@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from django.core.paginator import Page, Paginator
@@ -18,6 +17,7 @@ from django.db.models import QuerySet
 from accounts.models import User
 from agents.models import AgentRun, ProviderKind, UsageRecord
 from core.exceptions import NotFound
+from core.formatting import cost_text, duration_text, elapsed_ms
 from tenants.permissions import Access, Perm
 
 PAGE_SIZE = 50
@@ -61,13 +61,6 @@ def answered_by_runs(*, run_ids: list[int]) -> dict[int, AnsweredBy]:
     return {run_id: AnsweredBy(kind, model) for run_id, kind, model in rows if run_id is not None}
 
 
-def cost_text(cost: Decimal | int | None) -> str:
-    """Dollars to the micro-dollar the ledger keeps, without trailing zeros: $0.0045."""
-    digits = f"{Decimal(cost or 0):.6f}".rstrip("0")
-    whole, _, cents = digits.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
-
-
 @dataclass
 class ToolStepView:
     tool: str
@@ -96,8 +89,7 @@ class AgentRunView:
         run = self.run
         if run.started_at is None or run.finished_at is None:
             return "—"
-        ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
-        return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+        return duration_text(elapsed_ms(run.started_at, run.finished_at))
 
     @property
     def source(self) -> str:

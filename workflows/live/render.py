@@ -17,16 +17,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 
 from accounts.models import User
 from agents.runs.selectors import AnsweredBy
+from core.formatting import cost_text, duration_text, elapsed_ms
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 from workflows import run_selectors
@@ -41,40 +40,11 @@ DIAGRAM_CACHE_SIZE = 128
 # ----------------------------------------------------------------------------- formatting
 
 
-def duration_text(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    if ms < 1000:
-        return f"{ms} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def cost_text(cost: Decimal | int | float | None) -> str:
-    """Dollars to the micro-dollar the ledger keeps, without trailing zeros: $0.0045."""
-    digits = f"{Decimal(cost or 0):.6f}".rstrip("0")
-    whole, _, cents = digits.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
-
-
 def pretty_json(value: Any) -> str:
     text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
     if len(text) > JSON_LIMIT:
         return text[:JSON_LIMIT] + f"\n… ({len(text) - JSON_LIMIT:,} more characters)"
     return text
-
-
-def _elapsed_ms(started: Any, finished: Any) -> int | None:
-    if started is None:
-        return None
-    end = finished or timezone.now()
-    return max(0, int((end - started).total_seconds() * 1000))
 
 
 def reverse_url(name: str, **kwargs: Any) -> str:
@@ -102,7 +72,7 @@ class RunRow:
 
     @property
     def duration(self) -> str:
-        ms = _elapsed_ms(self.run.started_at or self.run.created_at, self.run.finished_at)
+        ms = elapsed_ms(self.run.started_at or self.run.created_at, self.run.finished_at)
         text = duration_text(ms)
         return text if self.run.finished else f"{text} so far"
 
@@ -138,7 +108,7 @@ class StepView:
     def duration(self) -> str:
         if self.step.started_at is None:
             return ""
-        text = duration_text(_elapsed_ms(self.step.started_at, self.step.finished_at))
+        text = duration_text(elapsed_ms(self.step.started_at, self.step.finished_at))
         return text if self.step.finished_at is not None else f"{text} so far"
 
     @property
