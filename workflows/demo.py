@@ -1,4 +1,4 @@
-"""Demo workflows for the seeded workspace (tenants/demo.py): a few library templates, each
+"""Demo workflows for the seeded workspace (config/demo.py): a few library templates, each
 with one finished run on the offline model so the run pages have something to show.
 
 Idempotent: a template's workflow is created only when no workflow came from that template
