@@ -21,10 +21,19 @@ def enqueue(name: str, *args: Any, countdown: float | None = None) -> None:
     current_app.send_task(name, args=args, **options)
 
 
-def enqueue_many(name: str, calls: Iterable[tuple[tuple[Any, ...], float]]) -> None:
-    """Send task `name` once per `(args, countdown)` over one broker connection."""
+def enqueue_many(
+    name: str, calls: Iterable[tuple[tuple[Any, ...], float]], *, ignore_result: bool = False
+) -> None:
+    """Send task `name` once per `(args, countdown)` over one broker connection.
+    `ignore_result`: as the task declares it (`.apply_async` would pass it; `send_task` does
+    not know the decorator's), so the result backend does not wait for each message's result."""
     app = current_app
     with app.producer_or_acquire() as producer:
         for args, countdown in calls:
-            options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
-            app.send_task(name, args=args, producer=producer, **options)
+            app.send_task(
+                name,
+                args=args,
+                countdown=countdown if countdown > 0 else None,
+                producer=producer,
+                ignore_result=ignore_result,
+            )

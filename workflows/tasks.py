@@ -15,6 +15,7 @@ from agents.runs.executor import runs_recover
 from core import recovery
 from tenants.schemas import live_workspaces
 from workflows import engine
+from workflows.engine.dispatch import EXECUTE_STEP
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 # Celery has no type hints: `mypy --strict` reports its decorators as untyped, the project's
 # `mypy .` does not (hence `unused-ignore`).
 @shared_task(  # type: ignore[untyped-decorator, unused-ignore]
-    name="workflows.execute_step",
+    name=EXECUTE_STEP,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,

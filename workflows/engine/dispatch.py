@@ -10,15 +10,16 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from celery import current_app
 from django.db import transaction
 
 from core import recovery
+from core.queue import enqueue_many
 from tenants.schemas import current_schema
 
 logger = logging.getLogger(__name__)
 
-EXECUTE_STEP = "workflows.execute_step"  # the `name=` of workflows.tasks.execute_step
+# The task that executes a step (workflows/tasks.py declares it under this name).
+EXECUTE_STEP = "workflows.execute_step"
 
 _executing_inline: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "engine_executing_inline", default=False
@@ -38,22 +39,17 @@ def executing_inline() -> Iterator[None]:
 
 
 def _send_many(messages: Iterable[tuple[int, float]]) -> None:
-    """One `execute_step` message per (step run id, countdown), through one broker producer,
-    with the options `execute_step.apply_async` would send: `ignore_result` as the task
-    declares it (else the result backend would wait for each message's result)."""
+    """One `execute_step` message per (step run id, countdown), through one broker producer
+    (`ignore_result`, as the task declares it)."""
     messages = list(messages)
     if not messages or _executing_inline.get():
         return
     recovery.mark_active(current_schema())
-    with current_app.producer_or_acquire() as producer:
-        for step_id, countdown in messages:
-            current_app.send_task(
-                EXECUTE_STEP,
-                args=(step_id,),
-                countdown=countdown if countdown > 0 else None,
-                producer=producer,
-                ignore_result=True,
-            )
+    enqueue_many(
+        EXECUTE_STEP,
+        [((step_id,), countdown) for step_id, countdown in messages],
+        ignore_result=True,
+    )
 
 
 def _after_commit(function: Callable[[], None]) -> None:
