@@ -1,7 +1,8 @@
 from django.apps import apps
 from django.contrib import admin
+from django.http import HttpRequest
 
-from billing.models import ModelPrice
+from billing.models import ModelPrice, Plan, WorkspacePlan
 
 
 @admin.register(ModelPrice)
@@ -23,6 +24,81 @@ class ModelPriceAdmin(admin.ModelAdmin):
     )
     list_filter = ("provider",)
     search_fields = ("model",)
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "key",
+        "monthly_price_cents",
+        "yearly_price_cents",
+        "included_ai_spend_usd",
+        "runs_per_month",
+        "seats",
+        "workflows",
+        "allows_overage",
+        "trial_days",
+        "is_default",
+        "is_public",
+    )
+    list_filter = ("is_public", "allows_overage")
+    search_fields = ("key", "name")
+    prepopulated_fields = {"key": ("name",)}
+    fieldsets = (
+        (None, {"fields": ("name", "key", "description", "is_default", "is_public", "sort_order")}),
+        (
+            "Price (US cents)",
+            {"fields": ("monthly_price_cents", "yearly_price_cents", "trial_days")},
+        ),
+        (
+            "Allowances (empty: unlimited)",
+            {
+                "fields": (
+                    "included_ai_spend_usd",
+                    "runs_per_month",
+                    "seats",
+                    "workflows",
+                    "knowledge_storage_mb",
+                    "api_requests_per_minute",
+                    "allows_overage",
+                    "features",
+                )
+            },
+        ),
+    )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Plan | None = None) -> bool:
+        # A plan with workspaces on it is protected by the database too; say it here first.
+        return obj is None or not obj.workspaces.exists()
+
+
+@admin.register(WorkspacePlan)
+class WorkspacePlanAdmin(admin.ModelAdmin):
+    list_display = (
+        "workspace",
+        "plan",
+        "status",
+        "trial_ends_at",
+        "current_period_end",
+        "cancel_at_period_end",
+    )
+    list_filter = ("status", "plan")
+    search_fields = ("workspace__name", "workspace__slug", "stripe_customer_id")
+    list_select_related = ("workspace", "plan")
+    readonly_fields = (
+        "workspace",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+        "created_at",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every workspace gets its row when it is created
+
+    def has_delete_permission(self, request: HttpRequest, obj: WorkspacePlan | None = None) -> bool:
+        return False
 
 
 def _hide_djstripe_admin() -> None:

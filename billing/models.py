@@ -60,3 +60,112 @@ class ModelPrice(models.Model):
             cached_input_per_mtok=self.cached_input_per_mtok,
             cache_write_per_mtok=self.cache_write_per_mtok,
         )
+
+
+class Plan(models.Model):
+    """What a workspace may use and what it pays (issue 14). Staff edit plans in the admin;
+    `manage.py billing_sync_plans` (later) mirrors each to a Stripe Product and Prices whose
+    lookup keys are `lookup_key("month")` and `lookup_key("year")`. Money is integer cents;
+    included AI spend is dollars of model cost from the price table. An empty allowance is
+    unlimited."""
+
+    key = models.SlugField(max_length=40, unique=True, help_text="Stable id: free, pro, team.")
+    name = models.CharField(max_length=80)
+    description = models.CharField(max_length=240, blank=True)
+    monthly_price_cents = models.PositiveIntegerField(default=0, help_text="US cents per month.")
+    yearly_price_cents = models.PositiveIntegerField(default=0, help_text="US cents per year.")
+    included_ai_spend_usd = models.DecimalField(
+        "included AI spend ($/month)",
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Model cost (from the price table) included each month.",
+    )
+    runs_per_month = models.PositiveIntegerField(null=True, blank=True)
+    seats = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Members, owners included."
+    )
+    workflows = models.PositiveIntegerField(null=True, blank=True)
+    knowledge_storage_mb = models.PositiveIntegerField(null=True, blank=True)
+    api_requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    features = models.JSONField(default=list, blank=True, help_text='Feature flags, e.g. ["sso"].')
+    allows_overage = models.BooleanField(
+        default=False,
+        help_text="Usage beyond the allowance is billed (paid plans) instead of refused.",
+    )
+    trial_days = models.PositiveSmallIntegerField(default=0)
+    is_default = models.BooleanField(
+        default=False, help_text="New workspaces start on it (exactly one plan)."
+    )
+    is_public = models.BooleanField(default=True, help_text="Offered on the billing page.")
+    sort_order = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sort_order", "monthly_price_cents", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_plan"
+            ),
+            models.CheckConstraint(
+                condition=Q(included_ai_spend_usd__gte=0), name="plan_ai_spend_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | Q(monthly_price_cents=0, yearly_price_cents=0),
+                name="default_plan_is_free",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_free(self) -> bool:
+        return self.monthly_price_cents == 0 and self.yearly_price_cents == 0
+
+    def lookup_key(self, interval: str) -> str:
+        """The Stripe Price lookup key of this plan's `interval` ("month" or "year") price."""
+        return f"plan_{self.key}_{interval}"
+
+
+class WorkspacePlan(models.Model):
+    """The plan a workspace is on, and where its subscription stands. One row per workspace
+    (public schema: staff and the webhook handlers see every workspace). The subscription
+    fields are filled from Stripe's webhooks (part 1, later); until then a workspace is on its
+    plan with no subscription."""
+
+    class Status(models.TextChoices):
+        TRIALING = "trialing", "Trial"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Payment failed (grace period)"
+        READ_ONLY = "read_only", "Read-only (unpaid)"
+        CANCELED = "canceled", "Canceled"
+
+    workspace = models.OneToOneField(
+        "tenants.Workspace", on_delete=models.CASCADE, related_name="billing"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="workspaces")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    trial_ends_at = models.DateTimeField(null=True, blank=True)
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    cancel_at_period_end = models.BooleanField(default=False)
+    grace_ends_at = models.DateTimeField(null=True, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workspace__name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=models.F("current_period_start")),
+                name="billing_period_not_empty",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workspace} on {self.plan}"

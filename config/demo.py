@@ -9,6 +9,7 @@ from django.db import transaction
 
 from accounts.models import User
 from agents.demo import seed_demo_agents
+from billing.demo import seed_demo_plans
 from marketplace.catalog_import import import_catalog
 from marketplace.demo import seed_demo_marketplace
 from tenants import services
@@ -45,6 +46,7 @@ def _user(email: str, password: str, *, staff: bool) -> User:
 
 
 def seed_demo(*, password: str) -> DemoResult:
+    seed_demo_plans()  # Free is the default (a migration); Pro and Team to upgrade to
     users = {
         label: _user(email, password, staff=label == "staff") for label, email, _ in DEMO_USERS
     }

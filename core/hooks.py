@@ -80,3 +80,14 @@ class RunFinished:
 
 
 run_finished: Hook[RunFinished] = Hook("run_finished")
+
+
+@dataclass(frozen=True)
+class WorkspaceCreated:
+    """A workspace, its schema and its owner committed. Fired once, after the commit."""
+
+    workspace_id: int
+    owner_id: int
+
+
+workspace_created: Hook[WorkspaceCreated] = Hook("workspace_created")

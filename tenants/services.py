@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from core import mail
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.hooks import WorkspaceCreated, workspace_created
 from tenants import audit, provisioning
 from tenants.models import ApiKey, Invitation, Membership, Role, Workspace
 from tenants.permissions import (
@@ -91,6 +92,8 @@ def workspace_create(*, user: User, name: str, slug: str) -> Workspace:
     except IntegrityError as exc:
         message = f"The address '{slug}' is already taken."
         raise ValidationFailed(message, fields={"slug": [message]}) from exc
+    # Committed: apps above (billing puts it on the default plan) add what they keep for it.
+    workspace_created.fire(WorkspaceCreated(workspace_id=workspace.pk, owner_id=user.pk))
     return workspace
 
 
