@@ -25,6 +25,7 @@ from agents.settings_schema import (
     output_schema_problem,
 )
 from agents.tools.loop import tools_by_name
+from billing import quotas
 from core import recovery
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from core.queue import enqueue
@@ -280,6 +281,7 @@ def agent_run_start(
         agent = Agent.objects.filter(pk=agent_id, archived_at__isnull=True).first()
         if agent is None or agent.current_version is None:
             raise NotFound("No active agent with that id in this workspace.")
+        quotas.run_reserve(workspace_id=access.workspace.pk)
         run = AgentRun.objects.create(
             agent=agent,
             version=agent.current_version,

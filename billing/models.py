@@ -152,6 +152,9 @@ class WorkspacePlan(models.Model):
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
     cancel_at_period_end = models.BooleanField(default=False)
+    runs_used = models.PositiveIntegerField(
+        default=0, help_text="Runs started in the current period (agent and workflow runs)."
+    )
     grace_ends_at = models.DateTimeField(null=True, blank=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+
+from billing import quotas
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants.permissions import Access, Perm
 from workflows import engine
@@ -70,15 +73,17 @@ def run_start(
         )
     version_require_runnable(workflow=workflow, version=target)
     checked = inputs_check(target.definition, inputs)
-    return engine.run_start_internal(
-        version=target,
-        inputs=checked,
-        trigger=trigger,
-        created_by_id=created_by_id,
-        api_key_prefix=api_key_prefix,
-        callback_url=callback_url,
-        trigger_ref_id=trigger_ref.pk if trigger_ref is not None else None,
-    )
+    with transaction.atomic():  # the run counts against the plan only if it is created
+        quotas.run_reserve(workspace_id=access.workspace.pk if access is not None else None)
+        return engine.run_start_internal(
+            version=target,
+            inputs=checked,
+            trigger=trigger,
+            created_by_id=created_by_id,
+            api_key_prefix=api_key_prefix,
+            callback_url=callback_url,
+            trigger_ref_id=trigger_ref.pk if trigger_ref is not None else None,
+        )
 
 
 def run_cancel(*, access: Access, run: WorkflowRun) -> None:

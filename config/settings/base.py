@@ -316,6 +316,11 @@ STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
 STRIPE_TEST_SECRET_KEY = secret("STRIPE_TEST_SECRET_KEY", "") or ""
 STRIPE_LIVE_SECRET_KEY = secret("STRIPE_LIVE_SECRET_KEY", "") or ""
 DJSTRIPE_WEBHOOK_SECRET = secret("DJSTRIPE_WEBHOOK_SECRET", "") or ""
+# Plans limit workspaces (billing/quotas.py) when billing is on: by default when Stripe keys are
+# set. A self-hosted platform without billing has no plan limits.
+BILLING_QUOTAS = env.bool(
+    "BILLING_QUOTAS", default=bool(STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY)
+)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 

@@ -1,0 +1,74 @@
+"""Plan allowances enforced before the work (issue 14). Our database decides; nothing waits on
+Stripe. Off unless `BILLING_QUOTAS` (on by default when Stripe keys are configured).
+
+    run_reserve(workspace_id=...)   # count one run start, or QuotaExceeded (402)
+
+Call it inside the transaction that creates the run: the workspace's plan row is locked until
+that transaction ends, so two starts at the last allowed run cannot both pass, and a start that
+fails later gives its run back (the count rolls back with it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from billing.models import WorkspacePlan
+from billing.plans import month_after, plan_start
+from core.exceptions import ApplicationError
+from tenants.models import Workspace
+from tenants.schemas import current_schema
+
+
+class QuotaExceeded(ApplicationError):
+    """A plan allowance is used up: HTTP 402 with the standard error envelope."""
+
+    code = "quota_exceeded"
+    status = 402
+
+
+def _locked(workspace_id: int, now: datetime) -> WorkspacePlan:
+    plan_start(workspace_id=workspace_id, now=now)  # every workspace has a row
+    row = (
+        WorkspacePlan.objects.select_for_update(of=("self",))
+        .select_related("plan")
+        .get(workspace_id=workspace_id)
+    )
+    if now >= row.current_period_end:  # a new period: its counters start from zero
+        while now >= row.current_period_end:
+            row.current_period_start = row.current_period_end
+            row.current_period_end = month_after(row.current_period_end)
+        row.runs_used = 0
+    return row
+
+
+def run_reserve(*, workspace_id: int | None) -> None:
+    """Count one run start against the plan's runs per month; refuse it when the allowance is
+    used up and the plan bills no overage. `workspace_id` None: the workspace whose schema is
+    active (triggers and schedules start runs without an access). Nothing happens while quotas
+    are off."""
+    if not settings.BILLING_QUOTAS:
+        return
+    if workspace_id is None:
+        workspace_id = Workspace.objects.values_list("pk", flat=True).get(
+            schema_name=current_schema()
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        row = _locked(workspace_id, now)
+        limit = row.plan.runs_per_month
+        if limit is not None and row.runs_used >= limit and not row.plan.allows_overage:
+            renews = date_format(timezone.localtime(row.current_period_end), "j M Y")
+            raise QuotaExceeded(
+                f"This workspace has used the {limit} runs its {row.plan.name} plan includes "
+                f"this period ({row.runs_used} of {limit}; the count starts again on {renews}). "
+                "An owner or admin can upgrade the plan on the Billing page to run more."
+            )
+        row.runs_used += 1
+        row.save(
+            update_fields=["runs_used", "current_period_start", "current_period_end", "updated_at"]
+        )

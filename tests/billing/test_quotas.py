@@ -1,0 +1,182 @@
+"""Runs per month, enforced before the work: a start past the plan's allowance is refused with
+a message naming the limit, the figure and how to raise it (402 in the API), nothing is
+created, overage plans keep running, a new period starts the count again, and two starts at
+the last allowed run cannot both pass."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from agents.models import Agent, AgentRun
+from agents.services import agent_create, agent_run_start
+from billing.models import Plan, WorkspacePlan
+from billing.plans import default_plan, workspace_plan
+from billing.quotas import QuotaExceeded
+from tenants.permissions import Perm
+from tests.helpers.personas import World, access_of, key_client
+from tests.helpers.workflows import flow, make_workflow, transform
+from workflows import runs
+from workflows.models import WorkflowRun
+
+
+@pytest.fixture
+def two_runs(settings: Any, world: World) -> Plan:
+    """Quotas on, and the default plan (which every test workspace is on) allows 2 runs."""
+    settings.BILLING_QUOTAS = True
+    plan = default_plan()
+    plan.runs_per_month = 2
+    plan.save(update_fields=["runs_per_month"])
+    return plan
+
+
+def _agent(world: World) -> Agent:
+    return agent_create(
+        access=access_of(world.owner, world.workspace_a), name="Helper", model="offline:demo"
+    )
+
+
+@pytest.mark.django_db
+def test_a_run_past_the_allowance_is_refused_and_nothing_is_created(
+    world: World, two_runs: Plan
+) -> None:
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        agent = _agent(world)
+        for _ in range(2):
+            agent_run_start(access=access, agent_id=agent.pk, input="hi")
+        with pytest.raises(QuotaExceeded) as refused:
+            agent_run_start(access=access, agent_id=agent.pk, input="one more")
+        assert AgentRun.objects.count() == 2
+    message = refused.value.message
+    assert "2 runs" in message
+    assert "Free" in message
+    assert "2 of 2" in message
+    assert "upgrade the plan on the Billing page" in message
+    assert refused.value.status == 402
+    assert workspace_plan(workspace=world.workspace_a).runs_used == 2
+
+
+@pytest.mark.django_db
+def test_workflow_runs_count_against_the_same_allowance(world: World, two_runs: Plan) -> None:
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        agent_run_start(access=access, agent_id=_agent(world).pk, input="hi")
+        workflow = make_workflow(flow([transform("a", "x")], []))
+        runs.run_start(workflow=workflow, inputs={}, trigger="manual", access=access)
+        with pytest.raises(QuotaExceeded):  # a schedule or webhook trigger has no access
+            runs.run_start(workflow=workflow, inputs={}, trigger="schedule")
+        assert WorkflowRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_api_answers_402_with_the_error_envelope(world: World, two_runs: Plan) -> None:
+    client = key_client(world, [Perm.BUILD, Perm.RUN, Perm.WORKSPACE_VIEW])
+    agent_id = client.post(
+        "/api/v1/agents/", {"name": "A", "model": "offline:demo"}, format="json"
+    ).json()["id"]
+    statuses = [
+        client.post(f"/api/v1/agents/{agent_id}/runs/", {"input": "hi"}, format="json")
+        for _ in range(3)
+    ]
+    assert [r.status_code for r in statuses] == [202, 202, 402]
+    error = statuses[-1].json()["error"]
+    assert error["code"] == "quota_exceeded"
+    assert "2 runs" in error["message"]
+
+
+@pytest.mark.django_db
+def test_a_plan_with_overage_keeps_running_past_the_allowance(world: World, two_runs: Plan) -> None:
+    Plan.objects.filter(pk=two_runs.pk).update(allows_overage=True)
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        agent = _agent(world)
+        for _ in range(3):
+            agent_run_start(access=access, agent_id=agent.pk, input="hi")
+    assert workspace_plan(workspace=world.workspace_a).runs_used == 3
+
+
+@pytest.mark.django_db
+def test_a_new_period_starts_the_count_again(world: World, two_runs: Plan) -> None:
+    row = workspace_plan(workspace=world.workspace_a)
+    past_end = timezone.now() - timedelta(days=40)
+    WorkspacePlan.objects.filter(pk=row.pk).update(
+        runs_used=2,
+        current_period_start=past_end - timedelta(days=30),
+        current_period_end=past_end,
+    )
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        agent_run_start(access=access, agent_id=_agent(world).pk, input="hi")
+    row.refresh_from_db()
+    assert row.runs_used == 1
+    assert row.current_period_start <= timezone.now() < row.current_period_end
+
+
+@pytest.mark.django_db
+def test_with_quotas_off_nothing_is_counted_or_refused(world: World, settings: Any) -> None:
+    settings.BILLING_QUOTAS = False
+    Plan.objects.filter(pk=default_plan().pk).update(runs_per_month=0)
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        agent_run_start(access=access, agent_id=_agent(world).pk, input="hi")
+    assert workspace_plan(workspace=world.workspace_a).runs_used == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_starts_at_the_last_allowed_run_cannot_both_pass(
+    committed_world: World, settings: Any
+) -> None:
+    settings.BILLING_QUOTAS = True
+    world = committed_world
+    plan = default_plan()
+    Plan.objects.filter(pk=plan.pk).update(runs_per_month=1)
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        agent = _agent(world)
+    workspace_plan(workspace=world.workspace_a)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        try:
+            with schema_context(world.workspace_a.schema_name):
+                barrier.wait(timeout=30)
+                agent_run_start(access=access, agent_id=agent.pk, input="race")
+            outcomes.append("started")
+        except QuotaExceeded:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["refused", "started"]
+    with schema_context(world.workspace_a.schema_name):
+        assert AgentRun.objects.filter(input="race").count() == 1
+    assert workspace_plan(workspace=world.workspace_a).runs_used == 1
+
+
+@pytest.mark.django_db
+def test_the_try_it_form_shows_why_a_run_was_refused(
+    world: World, two_runs: Plan, owner_client: Any
+) -> None:
+    with schema_context(world.workspace_a.schema_name):
+        agent = _agent(world)
+    url = f"/w/alpha/agents/{agent.pk}/run/"
+    for _ in range(2):
+        assert owner_client.post(url, {"input": "hi"}, HTTP_HX_REQUEST="true").status_code == 200
+    refused = owner_client.post(url, {"input": "hi"}, HTTP_HX_REQUEST="true")
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert "2 runs" in page
+    assert "Billing page" in page
