@@ -33,6 +33,8 @@ class ErrorOutput(serializers.Serializer[Any]):
 ERRORS: dict[int, str] = {
     400: "Invalid input: `error.fields` names each body field, query parameter or header.",
     401: "No credentials, or an API key that is unknown, revoked, expired or malformed.",
+    402: "A plan allowance is used up (`error.code` quota_exceeded); the message says which "
+    "and how to raise it.",
     403: "Your role or the key's scopes do not allow this.",
     404: "Not found in this workspace (or a workspace you cannot see).",
     406: "The API answers JSON only (`Accept` must allow application/json).",
@@ -87,6 +89,15 @@ class AutoSchema(SpectacularAutoSchema):
             if status in (429, 503):
                 answer["headers"] = RETRY_AFTER
             responses.setdefault(str(status), answer)
+        if getattr(self.view, "counts_against_plan", False) and self.method == "POST":
+            # Starting a run counts against the workspace's plan (billing/quotas.py).
+            responses.setdefault(
+                "402",
+                {
+                    "description": ERRORS[402],
+                    "content": {"application/json": {"schema": envelope}},
+                },
+            )
         if "202" in responses:  # accepted work: where to poll it
             responses["202"].setdefault("headers", {})["Location"] = {
                 "schema": {"type": "string"},

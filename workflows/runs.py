@@ -156,11 +156,13 @@ def run_rerun(*, access: Access, run: WorkflowRun) -> WorkflowRun:
     if workflow is None or workflow.archived_at is not None:
         raise Conflict("This workflow is archived; restore it before running it again.")
     version = WorkflowVersion.objects.get(pk=run.version_id)
-    return engine.run_start_internal(
-        version=version,
-        inputs=dict(run.inputs or {}),
-        trigger=WorkflowRun.TriggerKind.RERUN,
-        created_by_id=access.actor_id,
-        api_key_prefix=access.api_key.prefix if access.api_key is not None else "",
-        rerun_of_id=run.pk,
-    )
+    with transaction.atomic():  # a rerun is a new run: it counts against the plan
+        quotas.run_reserve(workspace_id=access.workspace.pk)
+        return engine.run_start_internal(
+            version=version,
+            inputs=dict(run.inputs or {}),
+            trigger=WorkflowRun.TriggerKind.RERUN,
+            created_by_id=access.actor_id,
+            api_key_prefix=access.api_key.prefix if access.api_key is not None else "",
+            rerun_of_id=run.pk,
+        )

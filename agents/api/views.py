@@ -59,6 +59,8 @@ class AgentDetailApi(WorkspaceAPIView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class AgentRunListApi(WorkspaceAPIView):
+    counts_against_plan = True  # POST starts a run (402 when the plan's runs are used up)
+
     @extend_schema(request=s.RunInput, responses={202: s.RunOutput})
     def post(self, request: Request, pk: int) -> Response:
         data = s.RunInput(data=request.data)

@@ -236,6 +236,8 @@ class VersionDiffApi(WorkflowApiView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class WorkflowRunListApi(WorkflowApiView):
+    counts_against_plan = True  # POST starts a run (402 when the plan's runs are used up)
+
     @extend_schema(
         operation_id="workflow_runs_start",
         request=s.WorkflowRunStartInput,
@@ -342,6 +344,8 @@ class RunResumeApi(WorkflowApiView):
 
 @extend_schema(parameters=[WORKSPACE_PARAM])
 class RunRerunApi(WorkflowApiView):
+    counts_against_plan = True  # a rerun is a new run
+
     @extend_schema(
         operation_id="workflow_runs_rerun",
         request=None,
