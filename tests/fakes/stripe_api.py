@@ -222,7 +222,7 @@ class FakeStripe(FakeServer):
                 ("POST", r"/v1/checkout/sessions", self._checkout_create),
                 ("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)", self._retrieve("checkout.session")),
                 ("POST", r"/v1/billing_portal/sessions", self._portal_create),
-                ("GET", r"/v1/subscriptions", self._list_of("subscription", "customer", "status")),
+                ("GET", r"/v1/subscriptions", self._subscription_list),
                 ("GET", r"/v1/subscriptions/(?P<id>[^/]+)", self._retrieve("subscription")),
                 ("POST", r"/v1/subscriptions/(?P<id>[^/]+)", self._subscription_update),
                 ("DELETE", r"/v1/subscriptions/(?P<id>[^/]+)", self._subscription_cancel),
@@ -304,8 +304,6 @@ class FakeStripe(FakeServer):
         out = Exchange(handler, self)
         if split.path.startswith("/test/"):
             self._test_request(handler.command, split.path, params, out)
-            if not self.hold_events:
-                self.flush_events()
             return
         route = self._route(handler.command, split.path)
         if route is None:
@@ -347,9 +345,11 @@ class FakeStripe(FakeServer):
         extra = {"Idempotency-Key": key} if key else {}
         if stored is not None and stored[0] == fingerprint:
             extra["Idempotent-Replayed"] = "true"
-        out.send_bytes(status, body, headers=self._response_headers(extra))
+        # Delivered before the response, so a test sees the webhooks once the SDK call
+        # returns (real Stripe may also deliver before the caller has the response).
         if not self.hold_events:
             self.flush_events()
+        out.send_bytes(status, body, headers=self._response_headers(extra))
 
     def _expand(self, node: Any, path: list[str]) -> None:
         """Replace the id at `path` (`customer`, `data.latest_invoice`, …) with its object."""
@@ -731,6 +731,8 @@ class FakeStripe(FakeServer):
                 method == "POST" and action and action[1] == "checkout" and action[3] == "complete"
             ):
                 self._complete_checkout(action[2])
+                if not self.hold_events:
+                    self.flush_events()
                 session = self.get(action[2])
                 location = (session["success_url"] or "").replace(
                     "{CHECKOUT_SESSION_ID}", session["id"]
@@ -743,6 +745,8 @@ class FakeStripe(FakeServer):
                 and action[3] == "close_period"
             ):
                 invoice = self._close_period(action[2], fail=_bool(params.get("fail")))
+                if not self.hold_events:
+                    self.flush_events()
                 out.send_json(200, invoice or self._public(self.get(action[2])))
             else:
                 raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
@@ -1010,6 +1014,25 @@ class FakeStripe(FakeServer):
                 else:
                     self.emit("invoice.paid", invoice)
         return invoice
+
+    def _subscription_list(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """Without `status`, canceled subscriptions are left out (`status=all` keeps them)."""
+        status = params.get("status")
+
+        def keep(subscription: Object) -> bool:
+            if params.get("customer") not in (None, subscription["customer"]):
+                return False
+            if params.get("price") is not None and all(
+                item["price"]["id"] != params["price"] for item in subscription["items"]["data"]
+            ):
+                return False
+            if status is None:
+                return bool(subscription["status"] != "canceled")
+            return status in ("all", subscription["status"])
+
+        return 200, self._list("subscription", params, request.path, keep)
 
     def _subscription_update(
         self, request: RecordedRequest, params: Object, match: re.Match[str]

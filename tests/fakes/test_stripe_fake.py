@@ -230,6 +230,10 @@ def test_close_period_bills_or_fails_and_cancel_at_period_end_ends(fake: FakeStr
     assert fake.close_period(subscription["id"]) is None
     assert client.v1.subscriptions.retrieve(subscription["id"]).status == "canceled"
     assert fake.events[-1]["type"] == "customer.subscription.deleted"
+    customer = subscription["customer"]
+    assert client.v1.subscriptions.list(params={"customer": customer}).data == []
+    everything = client.v1.subscriptions.list(params={"customer": customer, "status": "all"})
+    assert [s.id for s in everything.data] == [subscription["id"]]
 
 
 def test_meter_events_are_deduplicated_and_summed(fake: FakeStripe) -> None:
@@ -261,14 +265,16 @@ def test_meter_events_are_deduplicated_and_summed(fake: FakeStripe) -> None:
         )
     assert duplicate.value.http_status == 400
     assert duplicate.value.param == "identifier"
-    with pytest.raises(stripe.InvalidRequestError):
-        client.v1.billing.meter_events.create(
-            params={
-                "event_name": "agent_run",
-                "payload": {"stripe_customer_id": "cus_a", "value": "1"},
-                "timestamp": now - 36 * 86400,
-            }
-        )
+    for too_old_or_too_new in (now - 36 * 86400, now + 600):
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            client.v1.billing.meter_events.create(
+                params={
+                    "event_name": "agent_run",
+                    "payload": {"stripe_customer_id": "cus_a", "value": "1"},
+                    "timestamp": too_old_or_too_new,
+                }
+            )
+        assert refused.value.param == "timestamp"
     summaries = client.v1.billing.meters.event_summaries.list(
         meter.id, params={"customer": "cus_a", "start_time": now - 3600, "end_time": now + 60}
     )
