@@ -416,7 +416,7 @@ class FakeStripe(FakeServer):
         limit = _int(params.get("limit", 10), "limit")
         return {
             "object": "list",
-            "data": copy.deepcopy(found[:limit]),
+            "data": [self._public(obj) for obj in found[:limit]],
             "has_more": len(found) > limit,
             "url": path,
         }
@@ -436,7 +436,7 @@ class FakeStripe(FakeServer):
         def handler(
             request: RecordedRequest, params: Object, match: re.Match[str]
         ) -> tuple[int, Object]:
-            return 200, copy.deepcopy(self.get(match["id"], resource))
+            return 200, self._public(self.get(match["id"], resource))
 
         return handler
 

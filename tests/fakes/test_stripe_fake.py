@@ -207,6 +207,7 @@ def test_the_checkout_page_pays_and_redirects_to_success_url(fake: FakeStripe) -
     )
     assert done.subscription.status == "active"
     assert done.customer.email == "new@example.com"
+    assert [key for key in done.to_dict() if key.startswith("_")] == []  # no fake internals
 
 
 def test_close_period_bills_or_fails_and_cancel_at_period_end_ends(fake: FakeStripe) -> None:
