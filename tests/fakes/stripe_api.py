@@ -1,0 +1,1222 @@
+"""A loopback fake of the Stripe HTTP API (the billing subset we use), for the real `stripe` SDK.
+
+    with FakeStripe(webhook_url=receiver.url, webhook_secret="whsec_test") as fake:
+        client = stripe.StripeClient(
+            "sk_test_x", base_addresses={"api": fake.base_url}, max_network_retries=0
+        )
+        session = client.v1.checkout.sessions.create(params={...})
+        fake.complete_checkout(session.id)  # subscription + paid invoice + signed webhooks
+
+Every object starts as a deep copy of Stripe's own example object (`fixtures3.json`, MIT,
+in /work/shared/stripe) with our ids and fields set on top, so responses carry every field
+the SDK and our code may read. State is in memory and lives as long as the fake. Requests are
+form-encoded with bracket notation (`metadata[k]=v`, `items[0][price]=…`, `expand[0]=…`) in
+the body (POST) or the query string (GET, DELETE); see `decode_form`.
+
+Invariant: an `Idempotency-Key` replays the stored response byte for byte (status and body)
+when the method, path and parameters are the same, and is a 400 `idempotency_error`
+otherwise, as Stripe does.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import hashlib
+import hmac
+import html
+import json
+import random
+import re
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.server import Exchange, FakeServer, RecordedRequest
+
+FIXTURES_RELATIVE = Path("shared/stripe/fixtures3.json")
+# The repo is /work/main or a worktree /work/wt/<name>; the shared folder is /work/shared.
+FIXTURES_CANDIDATES = tuple(
+    parent / FIXTURES_RELATIVE for parent in Path(__file__).resolve().parents[2:5]
+)
+
+METER_EVENT_MAX_AGE = 35 * 24 * 3600
+METER_EVENT_MAX_FUTURE = 5 * 60
+METER_EVENT_DEDUP_WINDOW = 24 * 3600
+
+Object = dict[str, Any]
+
+
+@lru_cache(maxsize=1)
+def stripe_fixtures() -> Mapping[str, Object]:
+    """Stripe's example objects by resource name ("customer", "checkout.session", …)."""
+    for path in FIXTURES_CANDIDATES:
+        if path.is_file():
+            resources: Mapping[str, Object] = json.loads(path.read_text())["resources"]
+            return resources
+    tried = ", ".join(str(path) for path in FIXTURES_CANDIDATES)
+    raise FileNotFoundError(
+        f"FakeStripe needs Stripe's example objects ({FIXTURES_RELATIVE}); not found at {tried}"
+    )
+
+
+def fixture(resource: str) -> Object:
+    return copy.deepcopy(stripe_fixtures()[resource])
+
+
+def decode_form(pairs: list[tuple[str, str]]) -> Object:
+    """`a[b][0][c]=v` pairs into nested dicts; a dict whose keys are all indexes (or `[]`
+    appends) becomes a list."""
+    root: Object = {}
+    for key, value in pairs:
+        parts = [key.split("[", 1)[0], *re.findall(r"\[([^\]]*)\]", key)]
+        node = root
+        for part in parts[:-1]:
+            node = node.setdefault(part or str(len(node)), {})
+        last = parts[-1] if parts[-1] != "" else str(len(node))
+        node[last] = value
+    return _listify(root)
+
+
+def _listify(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    items = {key: _listify(item) for key, item in value.items()}
+    if items and all(key.isdigit() for key in items):
+        return [items[key] for key in sorted(items, key=int)]
+    return items
+
+
+def _bool(value: Any) -> bool:
+    return value is True or value == "true"
+
+
+def _int(value: Any, param: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StripeError(400, f"Invalid integer: {value}", param=param) from None
+
+
+def _add_interval(timestamp: int, interval: str, count: int) -> int:
+    if interval == "day":
+        return timestamp + 86400 * count
+    if interval == "week":
+        return timestamp + 7 * 86400 * count
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    months = moment.month - 1 + (count * 12 if interval == "year" else count)
+    year, month = moment.year + months // 12, months % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return int(moment.replace(year=year, month=month, day=day).timestamp())
+
+
+class StripeError(Exception):
+    """An error answered in Stripe's envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.code = code
+        self.param = param
+
+    def envelope(self) -> Object:
+        error: Object = {"type": self.error_type, "message": self.message}
+        if self.code is not None:
+            error["code"] = self.code
+            error["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
+        if self.param is not None:
+            error["param"] = self.param
+        return {"error": error}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt to post an event to the webhook URL (`status` 0: connection failed)."""
+
+    event_id: str
+    event_type: str
+    status: int
+    attempt: int
+
+
+Handler = Callable[[RecordedRequest, Object, "re.Match[str]"], tuple[int, Object]]
+
+
+class FakeStripe(FakeServer):
+    """Fake of https://api.stripe.com. `base_url` is `http://127.0.0.1:PORT` (the SDK adds
+    `/v1/...`). Test-only pages and endpoints live under `/test/` and need no key."""
+
+    base_path: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str = "whsec_fake",  # noqa: S107 - a test secret
+        deliver_twice: bool = False,
+        shuffle: bool = False,
+        hold_events: bool = False,
+        max_delivery_attempts: int = 3,
+        seed: int | None = None,
+    ) -> None:
+        """`webhook_url`: where each event is posted, signed with `webhook_secret` as Stripe
+        does; None collects events only (`fake.events`). `deliver_twice`: post every event
+        twice. `shuffle`: deliver each batch of events (one API call's worth, or one
+        `flush_events()`) in random order. `hold_events`: deliver only on `flush_events()`.
+        A delivery answered with a non-2xx (or failing to connect) is retried at once, up to
+        `max_delivery_attempts` in all. `seed`: for `shuffle` and ids."""
+        if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url must be an http(s) URL, not {webhook_url!r}")
+        super().__init__(api_key=api_key, strict=True)
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.deliver_twice = deliver_twice
+        self.shuffle = shuffle
+        self.hold_events = hold_events
+        self.max_delivery_attempts = max_delivery_attempts
+        self.clock_offset = 0
+        self.events: list[Object] = []
+        self.deliveries: list[Delivery] = []
+        self.objects: dict[str, Object] = {}
+        self.meter_events: list[Object] = []
+        self._random = random.Random(seed)
+        self._state = threading.RLock()
+        self._outbox: list[Object] = []
+        self._idempotent: dict[tuple[str | None, str], tuple[str, int, bytes]] = {}
+        self._api_version: str | None = None
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            (method, re.compile(pattern + r"\Z"), handler)
+            for method, pattern, handler in [
+                ("POST", r"/v1/customers", self._customer_create),
+                ("GET", r"/v1/customers", self._list_of("customer")),
+                ("GET", r"/v1/customers/(?P<id>[^/]+)", self._retrieve("customer")),
+                ("POST", r"/v1/customers/(?P<id>[^/]+)", self._update("customer")),
+                ("POST", r"/v1/products", self._product_create),
+                ("GET", r"/v1/products", self._list_of("product")),
+                ("GET", r"/v1/products/(?P<id>[^/]+)", self._retrieve("product")),
+                ("POST", r"/v1/products/(?P<id>[^/]+)", self._update("product")),
+                ("POST", r"/v1/prices", self._price_create),
+                ("GET", r"/v1/prices", self._price_list),
+                ("GET", r"/v1/prices/(?P<id>[^/]+)", self._retrieve("price")),
+                ("POST", r"/v1/checkout/sessions", self._checkout_create),
+                ("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)", self._retrieve("checkout.session")),
+                ("POST", r"/v1/billing_portal/sessions", self._portal_create),
+                ("GET", r"/v1/subscriptions", self._subscription_list),
+                ("GET", r"/v1/subscriptions/(?P<id>[^/]+)", self._retrieve("subscription")),
+                ("POST", r"/v1/subscriptions/(?P<id>[^/]+)", self._subscription_update),
+                ("DELETE", r"/v1/subscriptions/(?P<id>[^/]+)", self._subscription_cancel),
+                ("GET", r"/v1/invoices", self._list_of("invoice", "customer", "subscription")),
+                ("GET", r"/v1/invoices/(?P<id>[^/]+)", self._retrieve("invoice")),
+                ("POST", r"/v1/billing/meters", self._meter_create),
+                ("GET", r"/v1/billing/meters", self._list_of("billing.meter")),
+                ("GET", r"/v1/billing/meters/(?P<id>[^/]+)", self._retrieve("billing.meter")),
+                ("POST", r"/v1/billing/meter_events", self._meter_event_create),
+                ("GET", r"/v1/billing/meters/(?P<id>[^/]+)/event_summaries", self._summaries),
+                ("GET", r"/v1/events", self._list_of("event", "type")),
+                ("GET", r"/v1/events/(?P<id>[^/]+)", self._retrieve("event")),
+            ]
+        ]
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def key_of(self, headers: Mapping[str, str]) -> str | None:
+        """`Authorization: Bearer sk_…`."""
+        value = headers.get("authorization", "")
+        key = value[len("Bearer ") :].strip() if value.startswith("Bearer ") else ""
+        return key or None
+
+    def auth_error(self, request: RecordedRequest) -> str | None:
+        if not request.api_key:
+            return (
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY')."
+            )
+        if self.api_key is not None and request.api_key != self.api_key:
+            return f"Invalid API Key provided: {request.api_key[:8]}****"
+        return None
+
+    def send_error(
+        self,
+        out: Exchange,
+        status: int,
+        *,
+        message: str | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        error = StripeError(
+            status,
+            message or "Error",
+            error_type=error_type or ("api_error" if status >= 500 else "invalid_request_error"),
+            code=code,
+        )
+        out.send_json(status, error.envelope(), headers=self._response_headers(headers))
+
+    def _response_headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"Request-Id": f"req_{secrets.token_hex(7)}"}
+        if self._api_version:
+            headers["Stripe-Version"] = self._api_version
+        headers.update(extra or {})
+        return headers
+
+    def dispatch(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        split = urlsplit(handler.path)
+        pairs = parse_qsl(split.query, keep_blank_values=True)
+        if raw:
+            pairs += parse_qsl(raw.decode(), keep_blank_values=True)
+        params = decode_form(pairs)
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        request = RecordedRequest(
+            method=handler.command,
+            path=split.path,
+            query={},
+            headers=headers,
+            body=params,
+            raw=raw,
+            endpoint=None,
+            api_key=self.key_of(headers),
+        )
+        with self._lock:
+            self.requests.append(request)
+        out = Exchange(handler, self)
+        if split.path.startswith("/test/"):
+            self._test_request(handler.command, split.path, params, out)
+            return
+        route = self._route(handler.command, split.path)
+        if route is None:
+            self.send_error(
+                out, 404, message=f"Unrecognized request URL ({handler.command}: {split.path})."
+            )
+            return
+        target, match = route
+        problem = self.auth_error(request)
+        if problem is not None:
+            self.send_error(out, 401, message=problem)
+            return
+        self._api_version = headers.get("stripe-version") or self._api_version
+        key = headers.get("idempotency-key") if handler.command == "POST" else None
+        fingerprint = json.dumps([handler.command, split.path, params], sort_keys=True)
+        with self._state:
+            stored = self._idempotent.get((request.api_key, key)) if key else None
+            if stored is not None and stored[0] != fingerprint:
+                error = StripeError(
+                    400,
+                    "Keys for idempotent requests can only be used with the same parameters "
+                    "they were first used with. Try using a key other than "
+                    f"'{key}' if you meant to execute a different request.",
+                    error_type="idempotency_error",
+                )
+                status, body = 400, json.dumps(error.envelope()).encode()
+            elif stored is not None:
+                status, body = stored[1], stored[2]
+            else:
+                try:
+                    status, payload = target(request, params, match)
+                    for path in params.get("expand") or []:
+                        self._expand(payload, path.split("."))
+                except StripeError as exc:
+                    status, payload = exc.status, exc.envelope()
+                body = json.dumps(payload).encode()
+                if key and status < 500:
+                    self._idempotent[(request.api_key, key)] = (fingerprint, status, body)
+        extra = {"Idempotency-Key": key} if key else {}
+        if stored is not None and stored[0] == fingerprint:
+            extra["Idempotent-Replayed"] = "true"
+        # Delivered before the response, so a test sees the webhooks once the SDK call
+        # returns (real Stripe may also deliver before the caller has the response).
+        if not self.hold_events:
+            self.flush_events()
+        out.send_bytes(status, body, headers=self._response_headers(extra))
+
+    def _expand(self, node: Any, path: list[str]) -> None:
+        """Replace the id at `path` (`customer`, `data.latest_invoice`, …) with its object."""
+        if isinstance(node, list):
+            for element in node:
+                self._expand(element, path)
+            return
+        if not isinstance(node, dict) or not path:
+            return
+        value = node.get(path[0])
+        if isinstance(value, str) and value in self.objects:
+            value = node[path[0]] = self._public(self.objects[value])
+        self._expand(value, path[1:])
+
+    def _route(self, method: str, path: str) -> tuple[Handler, re.Match[str]] | None:
+        for route_method, pattern, target in self._routes:
+            match = pattern.match(path)
+            if match and route_method == method:
+                return target, match
+        return None
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """The fake's clock (unix seconds): wall time plus `clock_offset`."""
+        return int(time.time()) + self.clock_offset
+
+    def new_id(self, prefix: str) -> str:
+        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        return prefix + "_" + "".join(self._random.choice(alphabet) for _ in range(14))
+
+    def get(self, object_id: str, resource: str | None = None) -> Object:
+        """The stored object (live, not a copy); 404 in Stripe's envelope when missing."""
+        obj = self.objects.get(object_id)
+        if obj is None or (resource is not None and obj["object"] != resource):
+            name = resource or "object"
+            raise StripeError(
+                404, f"No such {name}: '{object_id}'", code="resource_missing", param="id"
+            )
+        return obj
+
+    def _new(self, resource: str, prefix: str, **fields: Any) -> Object:
+        obj = fixture(resource)
+        obj.update(id=self.new_id(prefix), created=self.now(), livemode=False)
+        if "metadata" in obj:
+            obj["metadata"] = {}
+        obj.update(fields)
+        self.objects[obj["id"]] = obj
+        return obj
+
+    @staticmethod
+    def _apply_metadata(obj: Object, params: Object) -> None:
+        for key, value in (params.get("metadata") or {}).items():
+            if value == "":
+                obj["metadata"].pop(key, None)
+            else:
+                obj["metadata"][key] = value
+
+    def _list(
+        self, resource: str, params: Object, path: str, keep: Callable[[Object], bool]
+    ) -> Object:
+        found = [o for o in self.objects.values() if o["object"] == resource and keep(o)]
+        found.reverse()  # newest first, as Stripe lists
+        limit = _int(params.get("limit", 10), "limit")
+        return {
+            "object": "list",
+            "data": [self._public(obj) for obj in found[:limit]],
+            "has_more": len(found) > limit,
+            "url": path,
+        }
+
+    def _list_of(self, resource: str, *filters: str) -> Handler:
+        def handler(
+            request: RecordedRequest, params: Object, match: re.Match[str]
+        ) -> tuple[int, Object]:
+            def keep(obj: Object) -> bool:
+                return all(obj.get(name) == params[name] for name in filters if name in params)
+
+            return 200, self._list(resource, params, request.path, keep)
+
+        return handler
+
+    def _retrieve(self, resource: str) -> Handler:
+        def handler(
+            request: RecordedRequest, params: Object, match: re.Match[str]
+        ) -> tuple[int, Object]:
+            return 200, self._public(self.get(match["id"], resource))
+
+        return handler
+
+    def _update(self, resource: str) -> Handler:
+        def handler(
+            request: RecordedRequest, params: Object, match: re.Match[str]
+        ) -> tuple[int, Object]:
+            obj = self.get(match["id"], resource)
+            previous = copy.deepcopy(obj)
+            self._apply_metadata(obj, params)
+            for name, value in params.items():
+                if (
+                    name not in ("metadata", "expand")
+                    and name in obj
+                    and not isinstance(value, dict | list)
+                ):
+                    obj[name] = _bool(value) if isinstance(obj[name], bool) else value
+            changed = {k: previous[k] for k in obj if previous.get(k) != obj[k]}
+            self.emit(f"{resource}.updated", obj, previous_attributes=changed)
+            return 200, copy.deepcopy(obj)
+
+        return handler
+
+    # -- events and webhooks ----------------------------------------------------------------
+
+    def emit(
+        self, event_type: str, obj: Object, *, previous_attributes: Object | None = None
+    ) -> Object:
+        """Record an event about `obj` (a snapshot) and queue it for delivery."""
+        event = self._new(
+            "event",
+            "evt",
+            type=event_type,
+            api_version=self._api_version,
+            pending_webhooks=1 if self.webhook_url else 0,
+        )
+        event["data"] = {"object": copy.deepcopy(obj)}
+        if previous_attributes:
+            event["data"]["previous_attributes"] = copy.deepcopy(previous_attributes)
+        event["request"] = {"id": None, "idempotency_key": None}
+        with self._state:
+            self.events.append(event)
+            self._outbox.append(event)
+        return event
+
+    def flush_events(self) -> list[Object]:
+        """Deliver the queued events (in random order with `shuffle`); returns them."""
+        with self._state:
+            batch, self._outbox = self._outbox, []
+        if self.shuffle:
+            self._random.shuffle(batch)
+        if self.webhook_url is not None:
+            for event in batch:
+                for _ in range(2 if self.deliver_twice else 1):
+                    self._deliver(event)
+        return batch
+
+    def sign(self, payload: str, timestamp: int | None = None) -> str:
+        """The `Stripe-Signature` header Stripe sends for `payload`."""
+        timestamp = int(time.time()) if timestamp is None else timestamp
+        signature = hmac.new(
+            self.webhook_secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256
+        ).hexdigest()
+        return f"t={timestamp},v1={signature}"
+
+    def _deliver(self, event: Object) -> None:
+        assert self.webhook_url is not None
+        payload = json.dumps(event, indent=2)
+        for attempt in range(1, self.max_delivery_attempts + 1):
+            request = urllib.request.Request(  # noqa: S310 - http(s) checked in __init__
+                self.webhook_url,
+                data=payload.encode(),
+                method="POST",
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Stripe-Signature": self.sign(payload),
+                    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                    status = int(response.status)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                status = 0
+            self.deliveries.append(Delivery(event["id"], event["type"], status, attempt))
+            if 200 <= status < 300:
+                return
+
+    # -- customers, products, prices --------------------------------------------------------
+
+    def _customer_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        customer = self._new(
+            "customer",
+            "cus",
+            email=params.get("email"),
+            name=params.get("name"),
+            description=params.get("description"),
+        )
+        self._apply_metadata(customer, params)
+        self.emit("customer.created", customer)
+        return 200, copy.deepcopy(customer)
+
+    def _product_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        if not params.get("name"):
+            raise StripeError(
+                400, "Missing required param: name.", code="parameter_missing", param="name"
+            )
+        product = self._new(
+            "product",
+            "prod",
+            name=params["name"],
+            description=params.get("description"),
+            active=_bool(params.get("active", "true")),
+            default_price=None,
+            updated=self.now(),
+        )
+        self._apply_metadata(product, params)
+        self.emit("product.created", product)
+        return 200, copy.deepcopy(product)
+
+    def _price_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        for name in ("currency", "product"):
+            if not params.get(name):
+                raise StripeError(
+                    400, f"Missing required param: {name}.", code="parameter_missing", param=name
+                )
+        self.get(params["product"], "product")
+        lookup_key = params.get("lookup_key")
+        if lookup_key:
+            for other in self.objects.values():
+                if other["object"] == "price" and other["lookup_key"] == lookup_key:
+                    if not _bool(params.get("transfer_lookup_key")):
+                        raise StripeError(
+                            400,
+                            f"A price (`{other['id']}`) already uses that lookup key.",
+                            param="lookup_key",
+                        )
+                    other["lookup_key"] = None
+        recurring_in = params.get("recurring")
+        recurring = None
+        if recurring_in:
+            recurring = {
+                "interval": recurring_in.get("interval", "month"),
+                "interval_count": _int(
+                    recurring_in.get("interval_count", 1), "recurring[interval_count]"
+                ),
+                "meter": recurring_in.get("meter"),
+                "usage_type": recurring_in.get("usage_type", "licensed"),
+                "trial_period_days": None,
+            }
+            if recurring["usage_type"] == "metered" and not recurring["meter"]:
+                raise StripeError(
+                    400, "Metered prices must be backed by a meter.", param="recurring[meter]"
+                )
+        unit_amount = params.get("unit_amount")
+        price = self._new(
+            "price",
+            "price",
+            currency=params["currency"].lower(),
+            product=params["product"],
+            lookup_key=lookup_key,
+            nickname=params.get("nickname"),
+            active=_bool(params.get("active", "true")),
+            recurring=recurring,
+            type="recurring" if recurring else "one_time",
+            unit_amount=None if unit_amount is None else _int(unit_amount, "unit_amount"),
+            unit_amount_decimal=params.get("unit_amount_decimal", unit_amount),
+        )
+        self._apply_metadata(price, params)
+        self.emit("price.created", price)
+        return 200, copy.deepcopy(price)
+
+    def _price_list(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        lookup_keys = params.get("lookup_keys")
+
+        def keep(price: Object) -> bool:
+            if lookup_keys is not None and price["lookup_key"] not in lookup_keys:
+                return False
+            if "active" in params and price["active"] != _bool(params["active"]):
+                return False
+            return "product" not in params or price["product"] == params["product"]
+
+        return 200, self._list("price", params, request.path, keep)
+
+    # -- checkout and portal ----------------------------------------------------------------
+
+    def _checkout_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        mode = params.get("mode")
+        if mode not in ("payment", "setup", "subscription"):
+            raise StripeError(
+                400, "Missing required param: mode.", code="parameter_missing", param="mode"
+            )
+        if not params.get("success_url") and params.get("ui_mode", "hosted") == "hosted":
+            raise StripeError(
+                400,
+                "Missing required param: success_url.",
+                code="parameter_missing",
+                param="success_url",
+            )
+        if params.get("customer"):
+            self.get(params["customer"], "customer")
+        line_items = params.get("line_items") or []
+        for index, item in enumerate(line_items):
+            self.get(item.get("price", ""), "price")
+            if "quantity" in item:
+                _int(item["quantity"], f"line_items[{index}][quantity]")
+        session = self._new(
+            "checkout.session",
+            "cs_test",
+            mode=mode,
+            customer=params.get("customer"),
+            customer_email=params.get("customer_email"),
+            success_url=params.get("success_url"),
+            cancel_url=params.get("cancel_url"),
+            client_reference_id=params.get("client_reference_id"),
+            status="open",
+            payment_status="unpaid",
+            subscription=None,
+            invoice=None,
+            expires_at=self.now() + 24 * 3600,
+        )
+        session["url"] = f"{self.url}/test/checkout/{session['id']}"
+        self._apply_metadata(session, params)
+        # kept for complete_checkout; Stripe does not return line items on the session
+        session["_line_items"] = line_items
+        session["_subscription_data"] = params.get("subscription_data") or {}
+        return 200, self._public(session)
+
+    @staticmethod
+    def _public(obj: Object) -> Object:
+        return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+
+    def _portal_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        if not params.get("customer"):
+            raise StripeError(
+                400, "Missing required param: customer.", code="parameter_missing", param="customer"
+            )
+        self.get(params["customer"], "customer")
+        session = self._new(
+            "billing_portal.session",
+            "bps",
+            customer=params["customer"],
+            return_url=params.get("return_url"),
+            flow=None,
+        )
+        session["url"] = f"{self.url}/test/portal/{session['id']}"
+        return 200, copy.deepcopy(session)
+
+    def _test_request(self, method: str, path: str, params: Object, out: Exchange) -> None:
+        """The pages behind the `url`s the fake hands out, and test-only actions over HTTP
+        (for browser tests): GET `/test/checkout/{id}` (a Pay button), POST
+        `/test/checkout/{id}/complete` (`complete_checkout`, then a 303 to `success_url`),
+        GET `/test/portal/{id}`, POST `/test/subscriptions/{id}/close_period` (`fail=true`
+        for a failed payment; answers the invoice, or the subscription when it ended)."""
+        page = re.fullmatch(r"/test/(checkout|portal)/([^/]+)", path)
+        action = re.fullmatch(
+            r"/test/(checkout|subscriptions)/([^/]+)/(complete|close_period)", path
+        )
+        try:
+            if method == "GET" and page:
+                resource = "checkout.session" if page[1] == "checkout" else "billing_portal.session"
+                obj = self.get(page[2], resource)
+                object_id = html.escape(obj["id"])
+                if page[1] == "checkout":
+                    body = (
+                        f"<h1>FakeStripe checkout {object_id}</h1>"
+                        f'<form method="post" action="/test/checkout/{object_id}/complete">'
+                        '<button type="submit">Pay</button></form>'
+                        f'<a href="{html.escape(obj.get("cancel_url") or "")}">Cancel</a>'
+                    )
+                else:
+                    body = (
+                        f"<h1>FakeStripe portal for {html.escape(obj['customer'])}</h1>"
+                        f'<a href="{html.escape(obj.get("return_url") or "")}">Return</a>'
+                    )
+                out.send_bytes(200, body.encode(), content_type="text/html; charset=utf-8")
+            elif (
+                method == "POST" and action and action[1] == "checkout" and action[3] == "complete"
+            ):
+                self._complete_checkout(action[2])
+                if not self.hold_events:
+                    self.flush_events()
+                session = self.get(action[2])
+                location = (session["success_url"] or "").replace(
+                    "{CHECKOUT_SESSION_ID}", session["id"]
+                )
+                out.send_bytes(303, b"", headers={"Location": location})
+            elif (
+                method == "POST"
+                and action
+                and action[1] == "subscriptions"
+                and action[3] == "close_period"
+            ):
+                invoice = self._close_period(action[2], fail=_bool(params.get("fail")))
+                if not self.hold_events:
+                    self.flush_events()
+                out.send_json(200, invoice or self._public(self.get(action[2])))
+            else:
+                raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
+        except StripeError as exc:
+            out.send_json(exc.status, exc.envelope())
+
+    # -- subscriptions and invoices -----------------------------------------------------------
+
+    def complete_checkout(self, session_id: str) -> Object:
+        """Pay a subscription-mode checkout session as a customer would: create the customer
+        (when the session had none), the active subscription and its first paid invoice, and
+        emit `customer.subscription.created`, `invoice.paid`, `checkout.session.completed`.
+        Returns the subscription."""
+        subscription = self._public(self._complete_checkout(session_id))
+        if not self.hold_events:
+            self.flush_events()
+        return subscription
+
+    def _complete_checkout(self, session_id: str) -> Object:
+        with self._state:
+            session = self.get(session_id, "checkout.session")
+            if session["status"] != "open":
+                raise StripeError(400, f"Checkout session {session_id} is not open.")
+            if session["mode"] != "subscription":
+                raise StripeError(400, "FakeStripe completes subscription-mode sessions only.")
+            if not session["customer"]:
+                customer = self._new("customer", "cus", email=session["customer_email"], name=None)
+                self.emit("customer.created", customer)
+                session["customer"] = customer["id"]
+            now = self.now()
+            subscription = self._new(
+                "subscription",
+                "sub",
+                customer=session["customer"],
+                status="active",
+                cancel_at=None,
+                canceled_at=None,
+                ended_at=None,
+                cancel_at_period_end=False,
+                start_date=now,
+                billing_cycle_anchor=now,
+                trial_start=None,
+                trial_end=None,
+                schedule=None,
+                test_clock=None,
+                discounts=[],
+            )
+            self._apply_metadata(subscription, session["_subscription_data"])
+            subscription["items"] = {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "total_count": 0,
+                "url": f"/v1/subscription_items?subscription={subscription['id']}",
+            }
+            for item in session["_line_items"]:
+                self._add_item(subscription, item["price"], item.get("quantity"), now)
+            invoice = self._invoice(subscription, now, now, "subscription_create")
+            self._settle(invoice, paid=True)
+            subscription["latest_invoice"] = invoice["id"]
+            session.update(
+                url=None,
+                status="complete",
+                payment_status="paid",
+                subscription=subscription["id"],
+                invoice=invoice["id"],
+            )
+            session["amount_total"] = session["amount_subtotal"] = invoice["total"]
+            self.emit("customer.subscription.created", subscription)
+            self.emit("invoice.paid", invoice)
+            self.emit("checkout.session.completed", self._public(session))
+        return subscription
+
+    def _add_item(self, subscription: Object, price_id: str, quantity: Any, start: int) -> None:
+        price = self.get(price_id, "price")
+        recurring = price["recurring"] or {
+            "interval": "month",
+            "interval_count": 1,
+            "usage_type": "licensed",
+        }
+        metered = recurring["usage_type"] == "metered"
+        item = fixture("subscription")["items"]["data"][0]
+        item.update(
+            id=self.new_id("si"),
+            created=start,
+            metadata={},
+            subscription=subscription["id"],
+            price=copy.deepcopy(price),
+            plan=None,
+            quantity=None if metered else int(quantity or 1),
+            current_period_start=start,
+            current_period_end=_add_interval(
+                start, recurring["interval"], recurring["interval_count"]
+            ),
+        )
+        items = subscription["items"]
+        items["data"].append(item)
+        items["total_count"] = len(items["data"])
+
+    def _item_amount(self, subscription: Object, item: Object, start: int, end: int) -> int:
+        price = item["price"]
+        unit = price["unit_amount"] or 0
+        recurring = price["recurring"] or {}
+        if recurring.get("usage_type") != "metered":
+            return unit * int(item["quantity"] or 1)
+        meter = self.objects.get(recurring.get("meter") or "")
+        if meter is None:
+            return 0
+        return unit * self._usage(meter, subscription["customer"], start, end)
+
+    def _invoice(self, subscription: Object, start: int, end: int, reason: str) -> Object:
+        invoice = self._new(
+            "invoice",
+            "in",
+            customer=subscription["customer"],
+            subscription=subscription["id"],
+            billing_reason=reason,
+            currency=subscription["items"]["data"][0]["price"]["currency"]
+            if subscription["items"]["data"]
+            else "usd",
+            period_start=start,
+            period_end=end,
+            status="draft",
+            test_clock=None,
+            discounts=[],
+            hosted_invoice_url=None,
+            invoice_pdf=None,
+            number=None,
+            attempted=False,
+            attempt_count=0,
+        )
+        invoice["parent"] = {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {
+                "metadata": dict(subscription["metadata"]),
+                "subscription": subscription["id"],
+            },
+        }
+        template = invoice["lines"]["data"][0]
+        lines = []
+        for item in subscription["items"]["data"]:
+            line = copy.deepcopy(template)
+            amount = (
+                self._item_amount(
+                    subscription, item, item["current_period_start"], item["current_period_end"]
+                )
+                if reason == "subscription_cycle"
+                or (item["price"]["recurring"] or {}).get("usage_type") != "metered"
+                else 0
+            )
+            line.update(
+                id=self.new_id("il"),
+                invoice=invoice["id"],
+                amount=amount,
+                currency=invoice["currency"],
+                quantity=item["quantity"],
+                subscription=subscription["id"],
+                metadata={},
+                period={"start": item["current_period_start"], "end": item["current_period_end"]},
+                description=f"{item['quantity'] or ''} × {item['price']['id']}".strip(),
+            )
+            line["pricing"] = {
+                "type": "price_details",
+                "price_details": {
+                    "price": item["price"]["id"],
+                    "product": item["price"]["product"],
+                },
+                "unit_amount_decimal": str(item["price"]["unit_amount"]),
+            }
+            lines.append(line)
+        total = sum(line["amount"] for line in lines)
+        invoice["lines"] = {
+            "object": "list",
+            "data": lines,
+            "has_more": False,
+            "total_count": len(lines),
+            "url": f"/v1/invoices/{invoice['id']}/lines",
+        }
+        invoice.update(
+            subtotal=total,
+            subtotal_excluding_tax=total,
+            total=total,
+            total_excluding_tax=total,
+            amount_due=total,
+            amount_paid=0,
+            amount_remaining=total,
+            total_taxes=[],
+            total_discount_amounts=[],
+            total_pretax_credit_amounts=[],
+        )
+        return invoice
+
+    def _settle(self, invoice: Object, *, paid: bool) -> None:
+        now = self.now()
+        invoice.update(
+            attempted=True, attempt_count=1, number=f"FAKE-{self.next_id():04d}", effective_at=now
+        )
+        invoice["hosted_invoice_url"] = f"{self.url}/test/invoice/{invoice['id']}"
+        if paid:
+            invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0)
+            invoice["status_transitions"] = {
+                "finalized_at": now,
+                "marked_uncollectible_at": None,
+                "paid_at": now,
+                "voided_at": None,
+            }
+        else:
+            invoice.update(status="open", next_payment_attempt=now + 3 * 86400)
+            invoice["status_transitions"] = {
+                "finalized_at": now,
+                "marked_uncollectible_at": None,
+                "paid_at": None,
+                "voided_at": None,
+            }
+
+    def close_period(self, subscription_id: str, *, fail: bool = False) -> Object | None:
+        """End the subscription's current period. With `cancel_at_period_end`, the
+        subscription ends (`customer.subscription.deleted`) and None is returned. Otherwise
+        an invoice for the period is created (`invoice.created`, metered usage summed from
+        the meter events) and paid (`invoice.paid`) or, with `fail`, left open
+        (`invoice.payment_failed`, subscription `past_due`, `customer.subscription.updated`);
+        the items move to the next period. Returns the invoice."""
+        invoice = self._close_period(subscription_id, fail=fail)
+        if not self.hold_events:
+            self.flush_events()
+        return None if invoice is None else self._public(invoice)
+
+    def _close_period(self, subscription_id: str, *, fail: bool) -> Object | None:
+        with self._state:
+            subscription = self.get(subscription_id, "subscription")
+            if subscription["status"] == "canceled":
+                raise StripeError(400, f"Subscription {subscription_id} is canceled.")
+            items = subscription["items"]["data"]
+            period_end = max((item["current_period_end"] for item in items), default=self.now())
+            invoice: Object | None = None
+            if subscription["cancel_at_period_end"]:
+                subscription.update(status="canceled", canceled_at=self.now(), ended_at=period_end)
+                self.emit("customer.subscription.deleted", subscription)
+            else:
+                invoice = self._invoice(
+                    subscription, items[0]["current_period_start"], period_end, "subscription_cycle"
+                )
+                self.emit("invoice.created", invoice)
+                self._settle(invoice, paid=not fail)
+                for item in items:
+                    recurring = item["price"]["recurring"] or {
+                        "interval": "month",
+                        "interval_count": 1,
+                    }
+                    item["current_period_start"] = item["current_period_end"]
+                    item["current_period_end"] = _add_interval(
+                        item["current_period_end"],
+                        recurring["interval"],
+                        recurring["interval_count"],
+                    )
+                subscription["latest_invoice"] = invoice["id"]
+                if fail:
+                    previous = {"status": subscription["status"]}
+                    subscription["status"] = "past_due"
+                    self.emit("invoice.payment_failed", invoice)
+                    self.emit(
+                        "customer.subscription.updated", subscription, previous_attributes=previous
+                    )
+                else:
+                    self.emit("invoice.paid", invoice)
+        return invoice
+
+    def _subscription_list(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """Without `status`, canceled subscriptions are left out (`status=all` keeps them)."""
+        status = params.get("status")
+
+        def keep(subscription: Object) -> bool:
+            if params.get("customer") not in (None, subscription["customer"]):
+                return False
+            if params.get("price") is not None and all(
+                item["price"]["id"] != params["price"] for item in subscription["items"]["data"]
+            ):
+                return False
+            if status is None:
+                return bool(subscription["status"] != "canceled")
+            return status in ("all", subscription["status"])
+
+        return 200, self._list("subscription", params, request.path, keep)
+
+    def _subscription_update(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        subscription = self.get(match["id"], "subscription")
+        if subscription["status"] == "canceled":
+            raise StripeError(
+                400,
+                "A canceled subscription can only update its cancellation_details and metadata.",
+            )
+        previous = copy.deepcopy(subscription)
+        self._apply_metadata(subscription, params)
+        if "cancel_at_period_end" in params:
+            at_end = _bool(params["cancel_at_period_end"])
+            subscription["cancel_at_period_end"] = at_end
+            subscription["cancel_at"] = (
+                subscription["items"]["data"][0]["current_period_end"] if at_end else None
+            )
+            subscription["canceled_at"] = self.now() if at_end else None
+        items = subscription["items"]
+        for index, change in enumerate(params.get("items") or []):
+            if change.get("id"):
+                existing = next((i for i in items["data"] if i["id"] == change["id"]), None)
+                if existing is None:
+                    raise StripeError(
+                        404,
+                        f"No such subscription item: '{change['id']}'",
+                        code="resource_missing",
+                        param=f"items[{index}][id]",
+                    )
+                if _bool(change.get("deleted")):
+                    items["data"].remove(existing)
+                    continue
+                if change.get("price"):
+                    existing["price"] = copy.deepcopy(self.get(change["price"], "price"))
+                if "quantity" in change:
+                    existing["quantity"] = _int(change["quantity"], f"items[{index}][quantity]")
+            else:
+                start = items["data"][0]["current_period_start"] if items["data"] else self.now()
+                self._add_item(subscription, change.get("price", ""), change.get("quantity"), start)
+        items["total_count"] = len(items["data"])
+        changed = {k: previous[k] for k in subscription if previous.get(k) != subscription[k]}
+        self.emit("customer.subscription.updated", subscription, previous_attributes=changed)
+        return 200, copy.deepcopy(subscription)
+
+    def _subscription_cancel(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        subscription = self.get(match["id"], "subscription")
+        if subscription["status"] == "canceled":
+            raise StripeError(
+                400,
+                f"No such subscription: '{match['id']}' is already canceled.",
+                code="resource_missing",
+                param="id",
+            )
+        now = self.now()
+        subscription.update(status="canceled", canceled_at=now, ended_at=now)
+        self.emit("customer.subscription.deleted", subscription)
+        return 200, copy.deepcopy(subscription)
+
+    # -- billing meters -----------------------------------------------------------------------
+
+    def _meter_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        for name in ("display_name", "event_name", "default_aggregation"):
+            if not params.get(name):
+                raise StripeError(
+                    400, f"Missing required param: {name}.", code="parameter_missing", param=name
+                )
+        if any(
+            o["object"] == "billing.meter"
+            and o["event_name"] == params["event_name"]
+            and o["status"] == "active"
+            for o in self.objects.values()
+        ):
+            raise StripeError(
+                400,
+                f"An active meter with event_name `{params['event_name']}` already exists.",
+                param="event_name",
+            )
+        mapping = params.get("customer_mapping") or {}
+        meter = self._new(
+            "billing.meter",
+            "mtr",
+            display_name=params["display_name"],
+            event_name=params["event_name"],
+            status="active",
+            default_aggregation={"formula": params["default_aggregation"].get("formula", "sum")},
+            customer_mapping={
+                "event_payload_key": mapping.get("event_payload_key", "stripe_customer_id"),
+                "type": "by_id",
+            },
+            value_settings={
+                "event_payload_key": (params.get("value_settings") or {}).get(
+                    "event_payload_key", "value"
+                )
+            },
+            updated=self.now(),
+        )
+        return 200, copy.deepcopy(meter)
+
+    def _meter_event_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        for name in ("event_name", "payload"):
+            if not params.get(name):
+                raise StripeError(
+                    400, f"Missing required param: {name}.", code="parameter_missing", param=name
+                )
+        now = self.now()
+        timestamp = _int(params.get("timestamp", now), "timestamp")
+        if timestamp < now - METER_EVENT_MAX_AGE:
+            raise StripeError(
+                400,
+                "Timestamp must be within the past 35 calendar days.",
+                code="timestamp_too_far_in_past",
+                param="timestamp",
+            )
+        if timestamp > now + METER_EVENT_MAX_FUTURE:
+            raise StripeError(
+                400,
+                "Timestamp must not be more than 5 minutes in the future.",
+                code="timestamp_in_future",
+                param="timestamp",
+            )
+        value = params["payload"].get("value") if isinstance(params["payload"], dict) else None
+        if value is not None and not re.fullmatch(r"-?\d+", value):
+            raise StripeError(
+                400, "The meter event value must be a whole number.", param="payload[value]"
+            )
+        identifier = params.get("identifier") or self.new_id("mev")
+        for other in self.meter_events:
+            if (
+                other["identifier"] == identifier
+                and other["created"] > now - METER_EVENT_DEDUP_WINDOW
+            ):
+                raise StripeError(
+                    400,
+                    f"An event already exists with identifier {identifier}.",
+                    code="resource_already_exists",
+                    param="identifier",
+                )
+        event = fixture("billing.meter_event")
+        event.update(
+            created=now,
+            event_name=params["event_name"],
+            identifier=identifier,
+            livemode=False,
+            payload=dict(params["payload"]),
+            timestamp=timestamp,
+        )
+        self.meter_events.append(event)
+        return 200, copy.deepcopy(event)
+
+    def _usage(self, meter: Object, customer: str, start: int, end: int) -> int:
+        customer_key = meter["customer_mapping"]["event_payload_key"]
+        value_key = meter["value_settings"]["event_payload_key"]
+        return sum(
+            int(event["payload"].get(value_key, 0))
+            for event in self.meter_events
+            if event["event_name"] == meter["event_name"]
+            and event["payload"].get(customer_key) == customer
+            and start <= event["timestamp"] < end
+        )
+
+    def _summaries(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        meter = self.get(match["id"], "billing.meter")
+        for name in ("customer", "start_time", "end_time"):
+            if not params.get(name):
+                raise StripeError(
+                    400, f"Missing required param: {name}.", code="parameter_missing", param=name
+                )
+        start, end = _int(params["start_time"], "start_time"), _int(params["end_time"], "end_time")
+        summary = fixture("billing.meter_event_summary")
+        summary.update(
+            id=self.new_id("mtrusg"),
+            meter=meter["id"],
+            start_time=start,
+            end_time=end,
+            livemode=False,
+            aggregated_value=self._usage(meter, params["customer"], start, end),
+        )
+        return 200, {"object": "list", "data": [summary], "has_more": False, "url": request.path}
