@@ -8,7 +8,7 @@
         fake.complete_checkout(session.id)  # subscription + paid invoice + signed webhooks
 
 Every object starts as a deep copy of Stripe's own example object (`fixtures3.json`, MIT,
-in /work/shared/stripe) with our ids and fields set on top, so responses carry every field
+in tests/fakes/stripe_fixtures/) with our ids and fields set on top, so responses carry every field
 the SDK and our code may read. State is in memory and lives as long as the fake. Requests are
 form-encoded with bracket notation (`metadata[k]=v`, `items[0][price]=…`, `expand[0]=…`) in
 the body (POST) or the query string (GET, DELETE); see `decode_form`.
@@ -44,11 +44,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
 
-FIXTURES_RELATIVE = Path("shared/stripe/fixtures3.json")
-# The repo is /work/main or a worktree /work/wt/<name>; the shared folder is /work/shared.
-FIXTURES_CANDIDATES = tuple(
-    parent / FIXTURES_RELATIVE for parent in Path(__file__).resolve().parents[2:5]
-)
+# Stripe's example objects from its OpenAPI repository (MIT: stripe_fixtures/LICENSE).
+FIXTURES = Path(__file__).with_name("stripe_fixtures") / "fixtures3.json"
 
 METER_EVENT_MAX_AGE = 35 * 24 * 3600
 METER_EVENT_MAX_FUTURE = 5 * 60
@@ -60,14 +57,10 @@ Object = dict[str, Any]
 @lru_cache(maxsize=1)
 def stripe_fixtures() -> Mapping[str, Object]:
     """Stripe's example objects by resource name ("customer", "checkout.session", …)."""
-    for path in FIXTURES_CANDIDATES:
-        if path.is_file():
-            resources: Mapping[str, Object] = json.loads(path.read_text())["resources"]
-            return resources
-    tried = ", ".join(str(path) for path in FIXTURES_CANDIDATES)
-    raise FileNotFoundError(
-        f"FakeStripe needs Stripe's example objects ({FIXTURES_RELATIVE}); not found at {tried}"
-    )
+    if not FIXTURES.is_file():
+        raise FileNotFoundError(f"FakeStripe needs Stripe's example objects at {FIXTURES}")
+    resources: Mapping[str, Object] = json.loads(FIXTURES.read_text())["resources"]
+    return resources
 
 
 def fixture(resource: str) -> Object:
