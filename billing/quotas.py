@@ -1,7 +1,9 @@
 """Plan allowances enforced before the work (issue 14). Our database decides; nothing waits on
 Stripe. Off unless `BILLING_QUOTAS` (on by default when Stripe keys are configured).
 
-    run_reserve(workspace_id=...)   # count one run start, or QuotaExceeded (402)
+    run_reserve(workspace_id=...)             # count one run start, or QuotaExceeded (402)
+    workflow_room_require(workspace_id=..., active_workflows=count)
+    storage_room_require(workspace_id=..., stored_bytes=total, adding_bytes=n, filename=f)
 
 Call it inside the transaction that creates the run: the workspace's plan row is locked until
 that transaction ends, so two starts at the last allowed run cannot both pass, and a start that
@@ -10,6 +12,7 @@ fails later gives its run back (the count rolls back with it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.conf import settings
@@ -32,6 +35,8 @@ class QuotaExceeded(ApplicationError):
 
 
 def _locked(workspace_id: int, now: datetime) -> WorkspacePlan:
+    """The workspace's plan row, locked until the caller's transaction ends, in its current
+    period (a period that ended rolls forward and its counters start from zero)."""
     plan_start(workspace_id=workspace_id, now=now)  # every workspace has a row
     row = (
         WorkspacePlan.objects.select_for_update(of=("self",))
@@ -72,3 +77,48 @@ def run_reserve(*, workspace_id: int | None) -> None:
         row.save(
             update_fields=["runs_used", "current_period_start", "current_period_end", "updated_at"]
         )
+
+
+def _refusal(row: WorkspacePlan, what: str) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"{what} An owner or admin can upgrade the plan ({row.plan.name} now) on the Billing page."
+    )
+
+
+def workflow_room_require(*, workspace_id: int, active_workflows: Callable[[], int]) -> None:
+    """Refuse a new workflow when the workspace already has as many active workflows as its
+    plan allows. `active_workflows` is counted after the plan row is locked, so two creations
+    at the limit cannot both pass. Call inside the creating transaction."""
+    if not settings.BILLING_QUOTAS:
+        return
+    row = _locked(workspace_id, timezone.now())
+    limit = row.plan.workflows
+    if limit is not None and (count := active_workflows()) >= limit:
+        raise _refusal(
+            row, f"This workspace has {count} workflows, the most its {row.plan.name} plan allows."
+        )
+
+
+def storage_room_require(
+    *, workspace_id: int, stored_bytes: Callable[[], int], adding_bytes: int, filename: str
+) -> None:
+    """Refuse an upload that would take the workspace's knowledge storage past its plan's
+    allowance (counted after the plan row is locked). Call inside the storing transaction."""
+    if not settings.BILLING_QUOTAS:
+        return
+    row = _locked(workspace_id, timezone.now())
+    if row.plan.knowledge_storage_mb is None:
+        return
+    limit = row.plan.knowledge_storage_mb * 1024 * 1024
+    stored = stored_bytes()
+    if stored + adding_bytes > limit:
+        raise _refusal(
+            row,
+            f"Storing “{filename}” ({_mb(adding_bytes)}) would bring this workspace's knowledge "
+            f"to {_mb(stored + adding_bytes)}; its {row.plan.name} plan allows "
+            f"{row.plan.knowledge_storage_mb} MB.",
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"

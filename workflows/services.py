@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from billing import quotas
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants import audit
 from tenants.permissions import Access, Perm
@@ -179,6 +180,10 @@ def workflow_create(
     if errors:
         raise ValidationFailed(" ".join(messages), fields=errors)
     _require_free_name(name)
+    quotas.workflow_room_require(
+        workspace_id=access.workspace.pk,
+        active_workflows=Workflow.objects.filter(archived_at__isnull=True).count,
+    )
     workflow = Workflow.objects.create(
         name=name,
         description=description,

@@ -20,7 +20,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -30,6 +30,7 @@ from agents.knowledge import parsers
 from agents.knowledge.chunking import Chunk, chunk_blocks
 from agents.knowledge.selectors import embedder_for_base
 from agents.models import Agent, KnowledgeBase, KnowledgeChunk, KnowledgeDocument
+from billing import quotas
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from core.queue import enqueue
 from tenants import audit
@@ -171,6 +172,11 @@ def document_create(
         raise duplicate() from None
 
 
+def _stored_bytes() -> int:
+    """The workspace's knowledge storage: the size of every document it keeps."""
+    return int(KnowledgeDocument.objects.aggregate(total=Sum("size_bytes"))["total"] or 0)
+
+
 def document_upload(
     *, access: Access, knowledge_base_id: int, file: UploadedFile[bytes]
 ) -> KnowledgeDocument:
@@ -185,6 +191,12 @@ def document_upload(
         base = KnowledgeBase.objects.filter(pk=knowledge_base_id).first()
         if base is None:
             raise NotFound("No knowledge base with that id in this workspace.")
+        quotas.storage_room_require(
+            workspace_id=access.workspace.pk,
+            stored_bytes=_stored_bytes,
+            adding_bytes=len(data),
+            filename=filename,
+        )
         document = document_create(
             knowledge_base=base, filename=filename, data=data, created_by_id=access.actor_id
         )
