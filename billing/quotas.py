@@ -13,7 +13,9 @@ fails later gives its run back (the count rolls back with it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -23,6 +25,7 @@ from django.utils.formats import date_format
 from billing.models import WorkspacePlan
 from billing.plans import month_after, plan_start
 from core.exceptions import ApplicationError
+from core.formatting import cost_text
 from tenants.models import Workspace
 from tenants.schemas import current_schema
 
@@ -122,3 +125,53 @@ def storage_room_require(
 
 def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
+
+
+@dataclass(frozen=True)
+class SpendAllowance:
+    """The AI spend a workspace's plan includes this period, when the plan refuses more."""
+
+    plan_name: str
+    included_usd: Decimal
+    period_start: datetime
+    period_end: datetime
+
+
+def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
+    """What the plan of the workspace in `schema_name` includes, for the gateway to check a
+    model call against (it owns the ledger). None: quotas are off, or the plan bills overage.
+    One read, no lock: the gateway reserves the most a call could cost, like the monthly
+    budget."""
+    if not settings.BILLING_QUOTAS:
+        return None
+    row = (
+        WorkspacePlan.objects.select_related("plan")
+        .filter(workspace__schema_name=schema_name)
+        .first()
+    )
+    if row is None:
+        workspace = Workspace.objects.filter(schema_name=schema_name).first()
+        if workspace is None:
+            return None
+        row = plan_start(workspace_id=workspace.pk)
+    plan = row.plan
+    if plan.allows_overage:
+        return None
+    start, end = row.current_period_start, row.current_period_end
+    now = timezone.now()
+    while now >= end:  # the period rolled over without a run start to record it
+        start, end = end, month_after(end)
+    return SpendAllowance(plan.name, plan.included_ai_spend_usd, start, end)
+
+
+def ai_spend_refusal(
+    allowance: SpendAllowance, *, call: str, worst: Decimal, spent: Decimal
+) -> QuotaExceeded:
+    left = max(allowance.included_usd - spent, Decimal(0))
+    renews = date_format(timezone.localtime(allowance.period_end), "j M Y")
+    return QuotaExceeded(
+        f"Refused before calling {call}: it could cost up to {cost_text(worst)}, and this "
+        f"workspace has {cost_text(left)} left of the {cost_text(allowance.included_usd)} of AI "
+        f"spend its {allowance.plan_name} plan includes until {renews}. An owner or admin can "
+        "upgrade the plan on the Billing page."
+    )

@@ -14,6 +14,7 @@ from django.utils import timezone
 from agents.gateway import config_cache
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.providers.base import ChatRequest, Usage
+from billing import quotas
 from billing.pricing import usage_cost
 from core import mail
 from core.exceptions import ApplicationError, ValidationFailed
@@ -41,7 +42,12 @@ def month_start() -> datetime:
 
 
 def month_spend() -> Decimal:
-    total = UsageRecord.objects.filter(created_at__gte=month_start()).aggregate(s=Sum("cost_usd"))
+    return spend_since(month_start())
+
+
+def spend_since(start: datetime) -> Decimal:
+    """Model cost in this workspace's ledger since `start`."""
+    total = UsageRecord.objects.filter(created_at__gte=start).aggregate(s=Sum("cost_usd"))
     return total["s"] or Decimal(0)
 
 
@@ -65,6 +71,14 @@ def check_before_call(
             f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and this run "
             f"has ${max(run_cap - run_spent, Decimal(0))} left of its ${run_cap} cap."
         )
+    if worst > 0:  # unpriced (offline) calls cost nothing against the plan
+        allowance = quotas.ai_spend_allowance(schema_name=current_schema())
+        if allowance is not None:
+            spent = spend_since(allowance.period_start)
+            if spent + worst > allowance.included_usd:
+                raise quotas.ai_spend_refusal(
+                    allowance, call=f"{kind}/{model}", worst=worst, spent=spent
+                )
     cap = config_cache.monthly_cap()
     if cap is None:
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from agents.models import Agent, AgentRun
+from agents.gateway.calls import gateway_complete
+from agents.models import Agent, AgentRun, UsageRecord
+from agents.providers.base import ChatRequest, Message
 from agents.services import agent_create, agent_run_start
 from billing.models import Plan, WorkspacePlan
 from billing.plans import default_plan, workspace_plan
@@ -180,3 +183,42 @@ def test_the_try_it_form_shows_why_a_run_was_refused(
     page = refused.content.decode()
     assert "2 runs" in page
     assert "Billing page" in page
+
+
+@pytest.mark.django_db
+def test_a_model_call_past_the_included_ai_spend_is_refused_before_it_is_sent(
+    world: World, settings: Any, fake_openai: Any, fake_model: str
+) -> None:
+    """The gateway reserves the most a call could cost against what the plan includes this
+    period; the model server never sees a refused call, and the ledger gets no row."""
+    settings.BILLING_QUOTAS = True
+    Plan.objects.filter(pk=default_plan().pk).update(included_ai_spend_usd=Decimal("0.01"))
+    request = ChatRequest(
+        model="", max_tokens=1000, messages=(Message(role="user", content="Summarise"),)
+    )
+    UsageRecord.objects.create(
+        kind="openai_compatible", model="m1", outcome="ok", cost_usd=Decimal("0.0095")
+    )
+    with pytest.raises(QuotaExceeded) as refused:
+        gateway_complete(model=fake_model, request=request)
+    assert fake_openai.requests == []
+    assert UsageRecord.objects.count() == 1
+    message = refused.value.message
+    assert "$0.01 of AI spend its Free plan includes" in message
+    assert "$0.0005 left" in message
+    assert "upgrade the plan on the Billing page" in message
+
+
+@pytest.mark.django_db
+def test_a_plan_with_overage_does_not_cap_ai_spend(
+    world: World, settings: Any, fake_openai: Any, fake_model: str
+) -> None:
+    settings.BILLING_QUOTAS = True
+    Plan.objects.filter(pk=default_plan().pk).update(
+        included_ai_spend_usd=Decimal(0), allows_overage=True
+    )
+    fake_openai.queue(text="Done")
+    request = ChatRequest(model="", max_tokens=50, messages=(Message(role="user", content="Hi"),))
+    answer = gateway_complete(model=fake_model, request=request)
+    assert answer.result.text == "Done"
+    assert len(fake_openai.requests) == 1
