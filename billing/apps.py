@@ -6,6 +6,8 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from billing.plans import on_workspace_created
-        from core.hooks import workspace_created
+        from billing.quotas import seats_room_require
+        from core.hooks import member_inviting, workspace_created
 
         workspace_created.subscribe(on_workspace_created)
+        member_inviting.subscribe(seats_room_require)

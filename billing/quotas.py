@@ -26,7 +26,8 @@ from billing.models import WorkspacePlan
 from billing.plans import month_after, plan_start
 from core.exceptions import ApplicationError
 from core.formatting import cost_text
-from tenants.models import Workspace
+from core.hooks import MemberInviting
+from tenants.models import Invitation, Membership, Workspace
 from tenants.schemas import current_schema
 
 
@@ -175,3 +176,27 @@ def ai_spend_refusal(
         f"spend its {allowance.plan_name} plan includes until {renews}. An owner or admin can "
         "upgrade the plan on the Billing page."
     )
+
+
+def seats_room_require(event: MemberInviting) -> None:
+    """`core.hooks.member_inviting` check: refuse an invitation when members and pending
+    invitations already fill the plan's seats (counted after the plan row is locked)."""
+    if not settings.BILLING_QUOTAS:
+        return
+    row = _locked(event.workspace_id, timezone.now())
+    seats = row.plan.seats
+    if seats is None:
+        return
+    members = Membership.objects.filter(workspace_id=event.workspace_id).count()
+    pending = Invitation.objects.filter(
+        workspace_id=event.workspace_id,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    ).count()
+    if members + pending >= seats:
+        raise _refusal(
+            row,
+            f"This workspace has {members} members and {pending} pending invitations; its "
+            f"{row.plan.name} plan includes {seats} seats.",
+        )

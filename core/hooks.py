@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, Literal, TypeVar
 
+from core.exceptions import ApplicationError
+
 logger = logging.getLogger(__name__)
 
 E = TypeVar("E")
@@ -57,6 +59,40 @@ class Hook(Generic[E]):
                 )
 
 
+class Veto(Generic[E]):
+    """A question a lower app asks before it acts ("may this member be invited?"). Higher apps
+    subscribe in `AppConfig.ready()` and refuse by raising an `ApplicationError`, which reaches
+    the caller with its status and message. Any other failure of a subscriber is logged and
+    refuses nothing: a broken check must not block the work."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._checks: list[Callable[[E], None]] = []
+
+    def subscribe(self, check: Callable[[E], None]) -> None:
+        if check not in self._checks:
+            self._checks.append(check)
+
+    def unsubscribe(self, check: Callable[[E], None]) -> None:
+        if check in self._checks:
+            self._checks.remove(check)
+
+    def check(self, event: E) -> None:
+        for check in self._checks:
+            try:
+                check(event)
+            except ApplicationError:
+                raise
+            except Exception:
+                logger.warning(
+                    "veto %s: check %s failed on %r; not refusing",
+                    self.name,
+                    getattr(check, "__qualname__", check),
+                    event,
+                    exc_info=True,
+                )
+
+
 @dataclass(frozen=True)
 class RunFinished:
     """An agent or workflow run reached a final state and that state has committed. Fired in
@@ -91,3 +127,14 @@ class WorkspaceCreated:
 
 
 workspace_created: Hook[WorkspaceCreated] = Hook("workspace_created")
+
+
+@dataclass(frozen=True)
+class MemberInviting:
+    """A workspace is about to invite someone (inside the inviting transaction)."""
+
+    workspace_id: int
+
+
+# Billing refuses when the plan's seats are taken (members and pending invitations).
+member_inviting: Veto[MemberInviting] = Veto("member_inviting")

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from core import mail
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
-from core.hooks import WorkspaceCreated, workspace_created
+from core.hooks import MemberInviting, WorkspaceCreated, member_inviting, workspace_created
 from tenants import audit, provisioning
 from tenants.models import ApiKey, Invitation, Membership, Role, Workspace
 from tenants.permissions import (
@@ -187,6 +187,7 @@ def invitation_create(*, access: Access, email: str, role: str) -> tuple[Invitat
                 revoked_at__isnull=True,
                 expires_at__lte=timezone.now(),
             ).update(revoked_at=timezone.now())
+            member_inviting.check(MemberInviting(workspace_id=workspace.pk))
             invitation = Invitation.objects.create(
                 workspace=workspace,
                 email=email,

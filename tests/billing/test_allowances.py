@@ -15,8 +15,10 @@ from agents.models import KnowledgeDocument
 from billing.models import Plan
 from billing.plans import default_plan
 from billing.quotas import QuotaExceeded
+from tenants import services as tenant_services
+from tenants.models import Invitation
 from tenants.permissions import Perm
-from tests.helpers.personas import World, access_of, key_client
+from tests.helpers.personas import World, access_of, key_client, logged_in
 from tests.helpers.workflows import flow, transform
 from workflows import services as workflow_services
 from workflows.models import Workflow
@@ -90,3 +92,29 @@ def test_with_quotas_off_allowances_are_not_enforced(world: World, settings: Any
     Plan.objects.filter(pk=default_plan().pk).update(workflows=0)
     with schema_context(world.workspace_a.schema_name):
         _create(access_of(world.owner, world.workspace_a), "One")
+
+
+def test_an_invitation_past_the_plans_seats_is_refused(world: World, small_plan: Plan) -> None:
+    """Alpha has two members; with three seats one invitation fits, the next is refused in
+    the service, the members page and the API alike."""
+    Plan.objects.filter(pk=small_plan.pk).update(seats=3)
+    access = access_of(world.owner, world.workspace_a)
+    tenant_services.invitation_create(access=access, email="third@alpha.test", role="member")
+    with pytest.raises(QuotaExceeded) as refused:
+        tenant_services.invitation_create(access=access, email="fourth@alpha.test", role="member")
+    assert "2 members and 1 pending invitations" in refused.value.message
+    assert "3 seats" in refused.value.message
+    assert Invitation.objects.filter(email="fourth@alpha.test").count() == 0
+
+    page = logged_in(world.owner).post(
+        "/w/alpha/members/invite/", {"email": "fifth@alpha.test", "role": "member"}
+    )
+    assert page.status_code == 400
+    assert "3 seats" in page.content.decode()
+
+    client = key_client(world, [Perm.MEMBERS_INVITE, Perm.MEMBERS_VIEW, Perm.WORKSPACE_VIEW])
+    api = client.post(
+        "/api/v1/invitations/", {"email": "sixth@alpha.test", "role": "viewer"}, format="json"
+    )
+    assert api.status_code == 402
+    assert api.json()["error"]["code"] == "quota_exceeded"
