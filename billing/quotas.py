@@ -12,10 +12,12 @@ fails later gives its run back (the count rolls back with it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -24,10 +26,11 @@ from django.utils.formats import date_format
 
 from billing.models import WorkspacePlan
 from billing.plans import month_after, plan_start
+from core import mail
 from core.exceptions import ApplicationError
 from core.formatting import cost_text
 from core.hooks import MemberInviting
-from tenants.models import Invitation, Membership, Workspace
+from tenants.models import Invitation, Membership, Role, Workspace
 from tenants.schemas import current_schema
 
 
@@ -81,6 +84,46 @@ def run_reserve(*, workspace_id: int | None) -> None:
         row.save(
             update_fields=["runs_used", "current_period_start", "current_period_end", "updated_at"]
         )
+        if limit:
+            _warn_at_thresholds(row, used=row.runs_used, limit=limit)
+
+
+# Owners and admins are mailed when a run takes the period's count to these shares of the plan.
+WARN_SHARES = (Decimal("0.8"), Decimal(1))
+
+
+def _warn_at_thresholds(row: WorkspacePlan, *, used: int, limit: int) -> None:
+    """Mail owners and admins, after commit, when this run reached 80 % or 100 % of the plan's
+    runs (exactly once per threshold and period: the count passes each figure once)."""
+    crossed = [share for share in WARN_SHARES if used == math.ceil(limit * share)]
+    if not crossed:
+        return
+    share = int(crossed[-1] * 100)
+    workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
+    recipients = list(
+        Membership.objects.filter(
+            workspace_id=row.workspace_id, role__in=[Role.OWNER, Role.ADMIN]
+        ).values_list("user__email", flat=True)
+    )
+    if row.plan.allows_overage:
+        then = "Runs beyond the allowance are billed as overage."
+    elif share == 100:
+        then = "Further runs are refused until the period ends or the plan is upgraded."
+    else:
+        then = "Upgrade the plan on the Billing page before runs are refused."
+    renews = date_format(timezone.localtime(row.current_period_end), "j M Y")
+    transaction.on_commit(
+        partial(
+            mail.notify,
+            subject_text=f"{workspace.name} has used {share}% of its plan's runs",
+            body=(
+                f"{workspace.name} has started {used} of the {limit} runs its "
+                f"{row.plan.name} plan includes this period (until {renews}). {then}"
+            ),
+            recipients=recipients,
+        ),
+        robust=True,
+    )
 
 
 def _refusal(row: WorkspacePlan, what: str) -> QuotaExceeded:

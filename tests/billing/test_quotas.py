@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -222,3 +223,29 @@ def test_a_plan_with_overage_does_not_cap_ai_spend(
     answer = gateway_complete(model=fake_model, request=request)
     assert answer.result.text == "Done"
     assert len(fake_openai.requests) == 1
+
+
+@pytest.mark.django_db
+def test_owners_and_admins_are_mailed_once_at_80_and_at_100_percent(
+    world: World, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.BILLING_QUOTAS = True
+    Plan.objects.filter(pk=default_plan().pk).update(runs_per_month=5)
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        agent = _agent(world)
+        sent: list[int] = []
+        for _ in range(5):
+            with django_capture_on_commit_callbacks(execute=True):
+                agent_run_start(access=access, agent_id=agent.pk, input="hi")
+            sent.append(len(mail.outbox))
+        with pytest.raises(QuotaExceeded):
+            agent_run_start(access=access, agent_id=agent.pk, input="one more")
+    assert sent == [0, 0, 0, 1, 2]  # the 4th run is 80 %, the 5th 100 %; the 6th mails nothing
+    at_80, at_100 = mail.outbox
+    assert "80% of its plan's runs" in at_80.subject
+    assert "4 of the 5 runs" in at_80.body
+    assert "upgrade" in at_80.body.lower()
+    assert "100% of its plan's runs" in at_100.subject
+    assert "refused" in at_100.body
+    assert at_80.to == ["owner@alpha.test"]
