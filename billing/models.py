@@ -100,6 +100,9 @@ class Plan(models.Model):
     )
     is_public = models.BooleanField(default=True, help_text="Offered on the billing page.")
     sort_order = models.PositiveSmallIntegerField(default=0)
+    stripe_product_id = models.CharField(
+        max_length=255, blank=True, help_text="Set by manage.py billing_sync_plans."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -316,6 +316,9 @@ STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
 STRIPE_TEST_SECRET_KEY = secret("STRIPE_TEST_SECRET_KEY", "") or ""
 STRIPE_LIVE_SECRET_KEY = secret("STRIPE_LIVE_SECRET_KEY", "") or ""
 DJSTRIPE_WEBHOOK_SECRET = secret("DJSTRIPE_WEBHOOK_SECRET", "") or ""
+# Where the stripe SDK sends its calls: Stripe itself, or the loopback fake in tests and the
+# embedded test mode.
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 # Plans limit workspaces (billing/quotas.py) when billing is on: by default when Stripe keys are
 # set. A self-hosted platform without billing has no plan limits.
 BILLING_QUOTAS = env.bool(

@@ -1,0 +1,38 @@
+"""Mirror every plan to Stripe (Products, and Prices by lookup key). Safe to run again.
+
+manage.py billing_sync_plans
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.stripe_client import stripe_client
+from billing.stripe_sync import plans_sync
+from core.exceptions import ServiceUnavailable
+
+
+class Command(BaseCommand):
+    help = "Mirror the plans to Stripe Products and Prices (by lookup key)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            report = plans_sync(stripe_client())
+        except ServiceUnavailable as exc:
+            raise CommandError(exc.message) from exc
+        except stripe.StripeError as exc:
+            raise CommandError(f"Stripe refused the sync: {exc.user_message or exc}") from exc
+        for key in report.created:
+            self.stdout.write(f"created  {key}")
+        for key in report.unchanged:
+            self.stdout.write(f"kept     {key}")
+        for plan_key in report.skipped:
+            self.stdout.write(f"skipped  {plan_key} (free: nothing to charge)")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{len(report.created)} price(s) created, {len(report.unchanged)} kept."
+            )
+        )

@@ -1,0 +1,28 @@
+"""The platform's Stripe account, through the official `stripe` SDK. Billing is off unless a
+secret key is configured (STRIPE_TEST_SECRET_KEY, or STRIPE_LIVE_SECRET_KEY with
+STRIPE_LIVE_MODE); `STRIPE_API_BASE` points the SDK at Stripe or at the loopback fake."""
+
+from __future__ import annotations
+
+import stripe
+from django.conf import settings
+
+from core.exceptions import ServiceUnavailable
+
+
+def secret_key() -> str:
+    return str(
+        settings.STRIPE_LIVE_SECRET_KEY
+        if settings.STRIPE_LIVE_MODE
+        else settings.STRIPE_TEST_SECRET_KEY
+    )
+
+
+def stripe_client() -> stripe.StripeClient:
+    key = secret_key()
+    if not key:
+        mode = "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
+        raise ServiceUnavailable(f"Billing is off: set {mode} to connect a Stripe account.")
+    return stripe.StripeClient(
+        key, base_addresses={"api": settings.STRIPE_API_BASE}, max_network_retries=2
+    )
