@@ -37,7 +37,7 @@ def _prices(fake: FakeStripe) -> dict[str, int]:
     )
     keys = [f"plan_{k}_{i}" for k in ("pro", "team") for i in ("month", "year")]
     listed = client.v1.prices.list(params={"lookup_keys": keys, "limit": 10}).data
-    return {price.lookup_key: price.unit_amount for price in listed if price.lookup_key}
+    return {p.lookup_key: p.unit_amount or 0 for p in listed if p.lookup_key}
 
 
 def _sync() -> str:
