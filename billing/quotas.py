@@ -208,12 +208,14 @@ def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
     return SpendAllowance(plan.name, plan.included_ai_spend_usd, start, end)
 
 
-def ai_spend_refusal(
+def ai_spend_refusal_text(
     allowance: SpendAllowance, *, call: str, worst: Decimal, spent: Decimal
-) -> QuotaExceeded:
+) -> str:
+    """Why the gateway refuses `call`: it raises this as its BudgetExceeded, which carries what
+    the run or turn had spent before the refusal onto it."""
     left = max(allowance.included_usd - spent, Decimal(0))
     renews = date_format(timezone.localtime(allowance.period_end), "j M Y")
-    return QuotaExceeded(
+    return (
         f"Refused before calling {call}: it could cost up to {cost_text(worst)}, and this "
         f"workspace has {cost_text(left)} left of the {cost_text(allowance.included_usd)} of AI "
         f"spend its {allowance.plan_name} plan includes until {renews}. An owner or admin can "

@@ -76,8 +76,10 @@ def check_before_call(
         if allowance is not None:
             spent = spend_since(allowance.period_start)
             if spent + worst > allowance.included_usd:
-                raise quotas.ai_spend_refusal(
-                    allowance, call=f"{kind}/{model}", worst=worst, spent=spent
+                raise BudgetExceeded(
+                    quotas.ai_spend_refusal_text(
+                        allowance, call=f"{kind}/{model}", worst=worst, spent=spent
+                    )
                 )
     cap = config_cache.monthly_cap()
     if cap is None:

@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from agents.gateway.budgets import BudgetExceeded
 from agents.gateway.calls import gateway_complete
 from agents.models import Agent, AgentRun, UsageRecord
 from agents.providers.base import ChatRequest, Message
@@ -200,7 +201,7 @@ def test_a_model_call_past_the_included_ai_spend_is_refused_before_it_is_sent(
     UsageRecord.objects.create(
         kind="openai_compatible", model="m1", outcome="ok", cost_usd=Decimal("0.0095")
     )
-    with pytest.raises(QuotaExceeded) as refused:
+    with pytest.raises(BudgetExceeded) as refused:  # carries what a run spent before it
         gateway_complete(model=fake_model, request=request)
     assert fake_openai.requests == []
     assert UsageRecord.objects.count() == 1
