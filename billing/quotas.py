@@ -30,8 +30,9 @@ from core import mail
 from core.exceptions import ApplicationError
 from core.formatting import cost_text
 from core.hooks import MemberInviting
-from tenants.models import Invitation, Membership, Role, Workspace
+from tenants.models import Invitation, Membership, Workspace
 from tenants.schemas import current_schema
+from tenants.selectors import admin_emails
 
 
 class QuotaExceeded(ApplicationError):
@@ -44,12 +45,11 @@ class QuotaExceeded(ApplicationError):
 def _locked(workspace_id: int, now: datetime) -> WorkspacePlan:
     """The workspace's plan row, locked until the caller's transaction ends, in its current
     period (a period that ended rolls forward and its counters start from zero)."""
-    plan_start(workspace_id=workspace_id, now=now)  # every workspace has a row
-    row = (
-        WorkspacePlan.objects.select_for_update(of=("self",))
-        .select_related("plan")
-        .get(workspace_id=workspace_id)
-    )
+    locked = WorkspacePlan.objects.select_for_update(of=("self",)).select_related("plan")
+    row = locked.filter(workspace_id=workspace_id).first()
+    if row is None:  # a workspace without a row gets one (on the default plan) first
+        plan_start(workspace_id=workspace_id, now=now)
+        row = locked.get(workspace_id=workspace_id)
     if now >= row.current_period_end:  # a new period: its counters start from zero
         while now >= row.current_period_end:
             row.current_period_start = row.current_period_end
@@ -100,11 +100,7 @@ def _warn_at_thresholds(row: WorkspacePlan, *, used: int, limit: int) -> None:
         return
     share = int(crossed[-1] * 100)
     workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
-    recipients = list(
-        Membership.objects.filter(
-            workspace_id=row.workspace_id, role__in=[Role.OWNER, Role.ADMIN]
-        ).values_list("user__email", flat=True)
-    )
+    recipients = admin_emails(workspace_id=row.workspace_id)
     if row.plan.allows_overage:
         then = "Runs beyond the allowance are billed as overage."
     elif share == 100:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core.exceptions import NotFound
 from tenants.audit import ACCOUNT_ACTIONS, Action
-from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Workspace
+from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import Access, Perm
 
 if TYPE_CHECKING:
@@ -160,3 +160,12 @@ def workspace_summary(*, access: Access) -> dict[str, int]:
 
 def workspace_for_schema(*, schema_name: str) -> Workspace | None:
     return Workspace.objects.filter(schema_name=schema_name).first()
+
+
+def admin_emails(*, workspace_id: int) -> list[str]:
+    """Who is mailed about the workspace's budget and plan: its owners and admins."""
+    return list(
+        Membership.objects.filter(
+            workspace_id=workspace_id, role__in=[Role.OWNER, Role.ADMIN]
+        ).values_list("user__email", flat=True)
+    )

@@ -18,9 +18,10 @@ from billing import quotas
 from billing.pricing import usage_cost
 from core import mail
 from core.exceptions import ApplicationError, ValidationFailed
-from tenants.models import Membership, Role, Workspace
+from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
+from tenants.selectors import admin_emails
 
 WARN_AT = Decimal("0.8")
 
@@ -108,11 +109,7 @@ def warn_if_near_cap() -> None:
         budget.warned_for_month = month
         budget.save(update_fields=["warned_for_month", "updated_at"])
         workspace = Workspace.objects.get(schema_name=current_schema())
-        recipients = list(
-            Membership.objects.filter(
-                workspace=workspace, role__in=[Role.OWNER, Role.ADMIN]
-            ).values_list("user__email", flat=True)
-        )
+        recipients = admin_emails(workspace_id=workspace.pk)
         cap = budget.monthly_cap_usd
         transaction.on_commit(
             lambda: mail.notify(

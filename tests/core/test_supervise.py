@@ -15,7 +15,10 @@ def _exits(code: int) -> subprocess.Popen[bytes]:
 
 
 def _sleeps() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """A child that runs until it is stopped (it waits on a stdin nobody writes to)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
 
 
 def _until_exited(child: Child) -> None:
