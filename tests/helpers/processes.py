@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import quote
 
+from django.conf import settings
 from django.db import connection
 
 
@@ -16,3 +18,15 @@ def database_url_for_children() -> str:
     host = quote(s["HOST"] or "", safe="")
     port = f":{s['PORT']}" if s.get("PORT") else ""
     return f"postgres://{auth}@{host}{port}/{s['NAME']}"
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment of a Celery worker started by a test: test settings, the test database
+    and Redis, and callbacks to receivers on 127.0.0.1 allowed."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url_for_children(),
+        "REDIS_URL": settings.REDIS_URL,
+        "OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
+    }

@@ -27,7 +27,7 @@ from tests.fakes import FakeOpenAI
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.helpers.agents import register_fake_model
 from tests.helpers.personas import World, access_of
-from tests.helpers.processes import database_url_for_children
+from tests.helpers.processes import worker_environment
 from tests.helpers.workflows import make_workflow
 from workflows import runs
 from workflows.models import RecordedCall, StepRun, WorkflowRun
@@ -39,13 +39,7 @@ pytestmark = pytest.mark.worker
 def prefork_worker(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
     """A prefork worker with one child, on the default queue; yields the parent process."""
     app.control.purge()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url_for_children(),
-        "REDIS_URL": settings.REDIS_URL,
-        "OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
-    }
+    env = worker_environment()
     process = subprocess.Popen(
         [
             sys.executable,
