@@ -31,9 +31,9 @@ from djstripe.models import WebhookEndpoint
 
 from billing.demo import seed_demo_plans
 from billing.models import WorkspacePlan
+from billing.quotas import QuotaExceeded, run_reserve
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
-from billing.quotas import QuotaExceeded, run_reserve
 from billing.subscriptions import checkout_start, grace_expire
 from tests.fakes import FakeStripe
 from tests.helpers.personas import World
@@ -158,9 +158,7 @@ def test_cancel_at_period_end_keeps_the_plan_until_the_period_ends_then_free(
     billing: Billing,
 ) -> None:
     subscription_id = billing.subscribe("pro")
-    billing.client.v1.subscriptions.update(
-        subscription_id, params={"cancel_at_period_end": True}
-    )
+    billing.client.v1.subscriptions.update(subscription_id, params={"cancel_at_period_end": True})
     row = billing.row
     assert (row.plan.key, row.cancel_at_period_end) == ("pro", True)
 
