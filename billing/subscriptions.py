@@ -86,8 +86,16 @@ def _plan_for_checkout(plan_key: str, interval: str) -> Plan:
 
 
 def _refuse_if_subscribed(row: WorkspacePlan, plan: Plan) -> None:
-    if not row.stripe_subscription_id or row.status not in ACTIVE:
+    """A workspace has at most one subscription: while it has one, changes go through the
+    customer portal (a second Checkout would charge twice)."""
+    if not row.stripe_subscription_id:
         return
+    if row.status not in ACTIVE:
+        raise CheckoutRefused(
+            f"The last payment for this workspace's {row.plan.name} subscription failed: fix "
+            "the card with Manage payment first, then change plans there.",
+            fields={"plan": ["Settle the failed payment in Manage payment."]},
+        )
     if row.plan_id == plan.pk:
         raise CheckoutRefused(
             f"This workspace is already subscribed to {plan.name}.",
