@@ -313,8 +313,8 @@ def subscription_sync(
     - the row is locked before Stripe is read, so of two concurrent events the later one reads
       the later state; an event older than the last one applied is skipped (the state it
       would re-read is at best what is already applied);
-    - a subscription created before the one on the row never replaces it (a late event about
-      an old, ended subscription changes nothing);
+    - an ended subscription that is not the row's changes nothing (a late event about one the
+      workspace left), and one created before the row's live one never replaces it;
     - effects happen on edges only: the count of runs restarts when the period moves forward or
       a failed payment is settled; the grace period starts (and owners and admins are mailed)
       when a payment first fails, not again on a repeat.
@@ -336,12 +336,11 @@ def subscription_sync(
                 subscription_id, params={"expand": ["latest_invoice"]}
             ).to_dict()
         created = _at(subscription["created"])
-        mine = row.stripe_subscription_id == subscription_id
-        newer = row.stripe_subscription_created is None or (
-            created is not None and created > row.stripe_subscription_created
-        )
-        if not mine and (subscription["status"] not in LIVE or not newer):
-            return  # about a subscription the workspace has left (or never took)
+        if row.stripe_subscription_id != subscription_id and (
+            subscription["status"] not in LIVE
+            or (row.stripe_subscription_id and not _newer(created, row))
+        ):
+            return  # about a subscription the workspace has left, or older than its own
         now = timezone.now()
         if subscription["status"] in ENDED:
             _fall_back_to_default(row, now)
@@ -354,6 +353,11 @@ def subscription_sync(
         ):
             row.stripe_event_created = event_created
         row.save(update_fields=SYNCED_FIELDS)
+
+
+def _newer(created: datetime | None, row: WorkspacePlan) -> bool:
+    followed = row.stripe_subscription_created
+    return followed is None or (created is not None and created >= followed)
 
 
 def _apply_live(

@@ -293,3 +293,20 @@ def test_a_forged_or_stale_signature_is_refused_and_changes_nothing(billing: Bil
     # the same event, signed now with the endpoint's secret, is applied
     assert _post(url, payload, billing.fake.sign(payload, secret=secret)) == 200
     assert billing.row.plan.key == "free"
+
+
+def test_a_late_event_about_an_ended_subscription_changes_nothing(billing: Billing) -> None:
+    first = billing.subscribe("pro")
+    snapshot = billing.fake.get(first).copy()  # as it was while active
+    billing.client.v1.subscriptions.cancel(first)
+    assert billing.row.plan.key == "free"
+    second = billing.subscribe("team")
+    assert billing.row.stripe_subscription_id == second
+
+    # Stripe delivers, late, an event about the first subscription from when it was active
+    billing.fake.emit("customer.subscription.updated", snapshot)
+    billing.fake.flush_events()
+    _all_delivered(billing.fake)
+    row = billing.row
+    assert (row.plan.key, row.stripe_subscription_id) == ("team", second)
+    assert row.status == WorkspacePlan.Status.ACTIVE
