@@ -10,8 +10,10 @@ gives the same state; a forged or stale signature is refused (400) and changes n
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,8 +110,29 @@ def test_the_endpoint_command_registers_one_endpoint_with_its_secret(billing: Bi
 
 
 def test_checkout_puts_the_workspace_on_the_plan_from_the_webhook(billing: Billing) -> None:
-    subscription_id = billing.subscribe("pro")
+    url = checkout_start(
+        workspace_id=billing.world.workspace_a.pk,
+        plan_key="pro",
+        interval="month",
+        success_url="https://app.test/ok?session={CHECKOUT_SESSION_ID}",
+        cancel_url="https://app.test/billing",
+        actor_id=billing.world.owner.pk,
+    )
+    billing.fake.hold_events = True  # Stripe's webhooks come after the customer is sent back
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
+    connection.request("POST", parts.path + "/complete")  # the Pay button
+    answer = connection.getresponse()
+    assert answer.status == 303
+    assert answer.getheader("Location", "").startswith("https://app.test/ok?session=cs_test_")
+    connection.close()
+    assert billing.row.plan.key == "free"  # the redirect changes nothing
+
+    billing.fake.flush_events()
     _all_delivered(billing.fake)
+    (subscription_id,) = [
+        key for key, obj in billing.fake.objects.items() if obj["object"] == "subscription"
+    ]
     row = billing.row
     assert row.plan.key == "pro"
     assert row.status == WorkspacePlan.Status.ACTIVE
