@@ -57,12 +57,6 @@ class CheckoutRefused(ApplicationError):
     status = 409
 
 
-def overage_lookup_key(plan: Plan) -> str:
-    """The lookup key of the plan's metered overage Price (created by billing_sync_plans for
-    plans that allow overage)."""
-    return f"plan_{plan.key}_overage"
-
-
 def _plan_for_checkout(plan_key: str, interval: str) -> Plan:
     if interval not in INTERVALS:
         raise CheckoutRefused(
@@ -113,7 +107,8 @@ def _line_items(
 ) -> list[SessionCreateParamsLineItem]:
     """The checkout's line items: the plan's recurring Price, and its metered overage Price
     when one exists (metered prices take no quantity)."""
-    base_key, overage_key = plan.lookup_key(interval), overage_lookup_key(plan)
+    # the overage price (metered) is created by billing_sync_plans for plans that allow it
+    base_key, overage_key = plan.lookup_key(interval), plan.lookup_key("overage")
     with stripe_errors("look up the plan's price"):
         found = client.v1.prices.list(
             params={"lookup_keys": [base_key, overage_key], "active": True, "limit": 10}
@@ -132,7 +127,7 @@ def _line_items(
     return items
 
 
-def customer_ensure(*, client: stripe.StripeClient, workspace_id: int) -> str:
+def _customer_ensure(*, client: stripe.StripeClient, workspace_id: int) -> str:
     """The workspace's Stripe Customer id, created on first use (metadata: the workspace id)
     and stored on its plan row. Safe concurrently: the idempotency key makes Stripe answer
     both creators with one customer, and only an empty id is overwritten."""
@@ -176,7 +171,7 @@ def checkout_start(
     row = workspace_plan(workspace=Workspace.objects.get(pk=workspace_id))
     _refuse_if_subscribed(row, plan)
     line_items = _line_items(client, plan, interval)
-    customer_id = customer_ensure(client=client, workspace_id=workspace_id)
+    customer_id = _customer_ensure(client=client, workspace_id=workspace_id)
     metadata = {
         "workspace_id": str(workspace_id),
         "plan_key": plan.key,
@@ -233,7 +228,7 @@ def portal_start(*, workspace_id: int, return_url: str) -> str:
 LIVE = ("active", "trialing", "past_due", "unpaid")  # Stripe statuses that keep the plan
 ENDED = ("canceled", "incomplete_expired")
 # A subscription as Stripe answers it (`.to_dict()`: the SDK's objects are not dicts).
-Subscription = dict[str, Any]
+SubscriptionData = dict[str, Any]
 SYNCED_FIELDS = [
     "plan",
     "status",
@@ -253,7 +248,7 @@ SYNCED_FIELDS = [
 _PLAN_LOOKUP_KEY = re.compile(r"plan_(?P<key>[-\w]+)_(?:month|year)")
 
 
-def _plan_of(subscription: Subscription) -> Plan | None:
+def _plan_of(subscription: SubscriptionData) -> Plan | None:
     """The plan a subscription's items pay for: the item whose price has a plan lookup key
     (`plan_<key>_month|year`), or whose price or product names it in metadata (a price that
     lost its lookup key to a newer amount)."""
@@ -268,7 +263,7 @@ def _plan_of(subscription: Subscription) -> Plan | None:
     return None
 
 
-def _payment_failing(subscription: Subscription) -> bool:
+def _payment_failing(subscription: SubscriptionData) -> bool:
     """Stripe says the subscription's money is not coming: past_due/unpaid, or its latest
     invoice was attempted and is still open."""
     if subscription["status"] in ("past_due", "unpaid"):
@@ -361,7 +356,7 @@ def _newer(created: datetime | None, row: WorkspacePlan) -> bool:
 
 
 def _apply_live(
-    row: WorkspacePlan, subscription: Subscription, created: datetime | None, now: datetime
+    row: WorkspacePlan, subscription: SubscriptionData, created: datetime | None, now: datetime
 ) -> None:
     items = subscription["items"]["data"]
     plan = _plan_of(subscription)
