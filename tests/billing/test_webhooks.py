@@ -108,6 +108,16 @@ def test_the_endpoint_command_registers_one_endpoint_with_its_secret(billing: Bi
     assert [e.id for e in listed] == [endpoint.id]
     assert WebhookEndpoint.objects.count() == 1
 
+    # the stored secret is lost: the endpoint Stripe has at our URL is replaced
+    WebhookEndpoint.objects.all().delete()
+    out = StringIO()
+    call_command("billing_webhook_endpoint", url=endpoint.url.split("/stripe/")[0], stdout=out)
+    assert f"deleted  {endpoint.id}" in out.getvalue()
+    (replacement,) = WebhookEndpoint.objects.all()
+    listed = billing.client.v1.webhook_endpoints.list().data
+    assert [e.id for e in listed] == [replacement.id]
+    assert replacement.secret.startswith("whsec_")
+
 
 def test_checkout_puts_the_workspace_on_the_plan_from_the_webhook(billing: Billing) -> None:
     url = checkout_start(
