@@ -21,7 +21,7 @@ from djstripe.models import Event, WebhookEndpoint
 from djstripe.settings import djstripe_settings
 
 from billing.stripe_client import secret_key, stripe_client, stripe_errors
-from billing.subscriptions import subscription_sync
+from billing.subscription_state import subscription_sync
 from core.exceptions import ServiceUnavailable
 
 SUBSCRIPTION_EVENTS = [

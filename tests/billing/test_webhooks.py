@@ -36,7 +36,8 @@ from billing.models import WorkspacePlan
 from billing.quotas import run_reserve
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
-from billing.subscriptions import checkout_start, grace_expire
+from billing.subscription_state import grace_expire
+from billing.subscriptions import checkout_start
 from tenants.permissions import Perm
 from tests.fakes import FakeStripe
 from tests.helpers.personas import World, key_client
