@@ -1,4 +1,5 @@
-"""Mirror every plan to Stripe (Products, and Prices by lookup key). Safe to run again.
+"""Mirror every plan to Stripe (Products, Prices by lookup key, the AI-spend meter and the
+overage Prices). Safe to run again.
 
 manage.py billing_sync_plans
 """
@@ -16,7 +17,10 @@ from core.exceptions import ServiceUnavailable
 
 
 class Command(BaseCommand):
-    help = "Mirror the plans to Stripe Products and Prices (by lookup key)."
+    help = (
+        "Mirror the plans to Stripe Products and Prices (by lookup key), with the AI-spend "
+        "meter and a metered overage Price per plan that allows overage."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -25,6 +29,8 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
         except stripe.StripeError as exc:
             raise CommandError(f"Stripe refused the sync: {exc.user_message or exc}") from exc
+        if report.meter_created:
+            self.stdout.write("created  meter ai_spend_micro_usd (AI spend, micro-dollars)")
         for key in report.created:
             self.stdout.write(f"created  {key}")
         for key in report.unchanged:
