@@ -197,6 +197,10 @@ class FakeStripe(FakeServer):
         self._state = threading.RLock()
         self._outbox: list[Object] = []
         self._idempotent: dict[tuple[str | None, str], tuple[str, int, bytes]] = {}
+        self._faults: dict[str, list[tuple[int, str]]] = {}
+        self._holds: dict[str, int] = {}
+        self.holding = threading.Event()  # set while a held response waits (see `hold_after`)
+        self._released = threading.Event()
         self._api_version: str | None = None
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             (method, re.compile(pattern + r"\Z"), handler)
@@ -309,6 +313,12 @@ class FakeStripe(FakeServer):
         if problem is not None:
             self.send_error(out, 401, message=problem)
             return
+        with self._state:
+            faults = self._faults.get(split.path)
+            fault = faults.pop(0) if faults else None
+        if fault is not None:
+            self.send_error(out, fault[0], message=fault[1])
+            return
         self._api_version = headers.get("stripe-version") or self._api_version
         key = headers.get("idempotency-key") if handler.command == "POST" else None
         fingerprint = json.dumps([handler.command, split.path, params], sort_keys=True)
@@ -335,6 +345,8 @@ class FakeStripe(FakeServer):
                 body = json.dumps(payload).encode()
                 if key and status < 500:
                     self._idempotent[(request.api_key, key)] = (fingerprint, status, body)
+        if self._hold_now(split.path):
+            return  # the test stopped the fake: the caller never hears back
         extra = {"Idempotency-Key": key} if key else {}
         if stored is not None and stored[0] == fingerprint:
             extra["Idempotent-Replayed"] = "true"
@@ -343,6 +355,46 @@ class FakeStripe(FakeServer):
         if not self.hold_events:
             self.flush_events()
         out.send_bytes(status, body, headers=self._response_headers(extra))
+
+    # -- failure knobs ------------------------------------------------------------------------
+
+    def fail_next(
+        self, path: str, *, status: int = 500, times: int = 1, message: str | None = None
+    ) -> None:
+        """Answer the next `times` requests to `path` (e.g. `/v1/billing/meter_events`) with
+        `status` in Stripe's error envelope, before doing anything (nothing is stored)."""
+        text = message or ("An unknown error occurred." if status >= 500 else "Bad request.")
+        with self._state:
+            self._faults.setdefault(path, []).extend([(status, text)] * times)
+
+    def hold_after(self, path: str, count: int) -> None:
+        """Answer `count` requests to `path`, then carry out the next one (its effect is
+        stored, as Stripe would) but hold its response: `holding` is set, and the response
+        goes out only after `release()` (or never, once the fake stops). For killing a client
+        after Stripe accepted a request and before it heard the answer."""
+        with self._state:
+            self._holds[path] = count
+        self.holding.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _hold_now(self, path: str) -> bool:
+        """Wait here if this request is the held one; True when the fake stopped meanwhile."""
+        with self._state:
+            left = self._holds.get(path)
+            if left is None:
+                return False
+            if left > 0:
+                self._holds[path] = left - 1
+                return False
+            del self._holds[path]
+        self.holding.set()
+        while not self._released.wait(0.05):
+            if self._stopping.is_set():
+                return True
+        return False
 
     def _expand(self, node: Any, path: list[str]) -> None:
         """Replace the id at `path` (`customer`, `data.latest_invoice`, …) with its object."""
