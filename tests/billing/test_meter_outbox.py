@@ -29,58 +29,20 @@ from agents.providers.base import ChatRequest, Message
 from agents.services import agent_create, agent_run_start
 from billing.meter import (
     AI_SPEND_EVENT,
-    ledger_cost_recorded,
     meter_flush,
     meter_retry,
     micro_usd,
 )
 from billing.models import MeterOutbox, Plan, WorkspacePlan
-from billing.plans import workspace_plan
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
-from tenants.models import Workspace
 from tests.fakes import FakeOpenAI, FakeStripe
+from tests.helpers.billing import bill, on_overage_plan
 from tests.helpers.personas import World, access_of
 from tests.helpers.processes import worker_environment
 
 EVENTS = "/v1/billing/meter_events"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def on_overage_plan(workspace: Workspace, *, included: str = "20", customer: str = "cus_a") -> Plan:
-    """`workspace` on a paid plan that allows overage, with a Stripe customer."""
-    plan, _ = Plan.objects.get_or_create(
-        key="pro",
-        defaults={
-            "name": "Pro",
-            "monthly_price_cents": 2900,
-            "included_ai_spend_usd": Decimal(included),
-            "allows_overage": True,
-        },
-    )
-    row = workspace_plan(workspace=workspace)
-    row.plan, row.stripe_customer_id = plan, customer
-    row.save()
-    return plan
-
-
-def bill(workspace: Workspace, cost: str, *, at: Any = None) -> MeterOutbox:
-    """A priced ledger row in `workspace` and its outbox row, as the gateway writes them."""
-    with schema_context(workspace.schema_name), transaction.atomic():
-        record = UsageRecord.objects.create(
-            kind="openai_compatible", model="m1", outcome="ok", cost_usd=Decimal(cost)
-        )
-        if at is not None:
-            UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
-            record.refresh_from_db()
-        row = ledger_cost_recorded(
-            schema_name=workspace.schema_name,
-            ledger_id=record.pk,
-            cost_usd=record.cost_usd,
-            occurred_at=lambda: record.created_at,
-        )
-    assert row is not None
-    return row
 
 
 def sent_events(fake: FakeStripe) -> list[Any]:
