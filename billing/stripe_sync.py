@@ -114,7 +114,7 @@ def _overage_price(
         and existing.product == product_id
         and existing.recurring is not None
         and existing.recurring.meter == meter_id
-        and {k: existing.metadata.get(k) for k in terms} == terms
+        and {k: existing.metadata.to_dict().get(k) for k in terms} == terms
     ):
         report.unchanged.append(key)
         return

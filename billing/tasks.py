@@ -12,7 +12,7 @@ from billing.stripe_client import secret_key, stripe_client
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="billing.flush_meter", max_retries=0)
+@shared_task(name="billing.flush_meter", max_retries=0)  # type: ignore[untyped-decorator, unused-ignore]
 def flush_meter() -> int:
     """Send the due meter outbox rows to Stripe; returns how many were sent. Nothing to do
     while billing is off. Safe to overlap with itself (rows are claimed with SKIP LOCKED) and

@@ -69,10 +69,10 @@ def test_everything_sent_reconciles_to_zero_and_unsent_spend_is_a_difference(
 
     # A pending outbox row is shown as not sent yet, and one workspace can be checked alone.
     bill(world.workspace_b, "0.1")
-    out = StringIO()
+    table = StringIO()
     with pytest.raises(CommandError):
-        call_command("billing_reconcile", "--workspace", "bravo", stdout=out)
-    lines = out.getvalue().splitlines()
+        call_command("billing_reconcile", "--workspace", "bravo", stdout=table)
+    lines = table.getvalue().splitlines()
     assert len(lines) == 3  # the title, the header, bravo
     assert lines[2].split() == ["bravo", "cus_b", "$0.60", "$0.50", "$0.10", "$0.10"]
 
