@@ -31,6 +31,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import MeterOutbox, WorkspacePlan
+from billing.stripe_client import secret_key
 from core.exceptions import ValidationFailed
 from tenants.schemas import each_live_workspace
 
@@ -64,7 +65,7 @@ def ledger_cost_recorded(
     billable: a cost above zero, in a workspace with a Stripe customer whose plan allows
     overage. Call inside the transaction that records the cost. `occurred_at` gives the ledger
     row's time; it is read only for a billable row. One indexed read for the others."""
-    if cost_usd <= 0:
+    if cost_usd <= 0 or not secret_key():  # billing off: no customers, no query
         return None
     customer = (
         WorkspacePlan.objects.filter(workspace__schema_name=schema_name, plan__allows_overage=True)

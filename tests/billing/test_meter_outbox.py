@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from accounts.models import User
 from agents.gateway.calls import gateway_complete
 from agents.models import UsageRecord
 from agents.providers.base import ChatRequest, Message
@@ -38,10 +40,19 @@ from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
 from tests.fakes import FakeOpenAI, FakeStripe
 from tests.helpers.billing import bill, on_overage_plan
-from tests.helpers.personas import World, access_of
+from tests.helpers.personas import World, access_of, logged_in
 from tests.helpers.processes import worker_environment
 
 EVENTS = "/v1/billing/meter_events"
+
+
+@pytest.fixture(autouse=True)
+def billing_on(settings: Any) -> None:
+    """A Stripe key (`fake_stripe` also points the SDK at the fake): without one nothing is
+    metered."""
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_platform"
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -98,8 +109,8 @@ def test_a_priced_model_call_queues_one_meter_event_in_the_ledger_transaction(
 
 
 @pytest.mark.django_db
-def test_nothing_is_metered_without_an_overage_plan_a_customer_or_a_cost(
-    world: World, fake_openai: FakeOpenAI, fake_model: str
+def test_nothing_is_metered_without_an_overage_plan_a_customer_a_cost_or_billing(
+    world: World, fake_openai: FakeOpenAI, fake_model: str, settings: Any
 ) -> None:
     fake_openai.queue(text="Free plan", usage=PRICED)
     gateway_complete(model=fake_model, request=ASK)  # the default plan bills no overage
@@ -108,7 +119,10 @@ def test_nothing_is_metered_without_an_overage_plan_a_customer_or_a_cost(
     gateway_complete(model=fake_model, request=ASK)
     on_overage_plan(world.workspace_a)
     gateway_complete(model="offline:demo", request=ASK)  # unpriced: costs nothing
-    assert UsageRecord.objects.count() == 3
+    settings.STRIPE_TEST_SECRET_KEY = ""
+    fake_openai.queue(text="Billing off", usage=PRICED)
+    gateway_complete(model=fake_model, request=ASK)
+    assert UsageRecord.objects.count() == 4
     assert MeterOutbox.objects.count() == 0
 
 
@@ -334,3 +348,27 @@ def test_owners_and_admins_are_mailed_once_at_80_and_at_100_percent_of_the_ai_sp
     row = WorkspacePlan.objects.get(workspace=world.workspace_a)
     assert row.ai_spend_warned_percent == 100
     assert row.ai_spend_warned_period == row.current_period_start
+
+
+@pytest.mark.django_db
+def test_staff_see_the_outbox_by_status_and_retry_failed_rows(world: World) -> None:
+    on_overage_plan(world.workspace_a)
+    failed, pending = bill(world.workspace_a, "0.5"), bill(world.workspace_a, "0.25")
+    MeterOutbox.objects.filter(pk=failed.pk).update(
+        status=MeterOutbox.Status.FAILED, attempts=1, last_error="Stripe (400): No such customer"
+    )
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x")
+    client = logged_in(staff)
+    url = reverse("admin:billing_meteroutbox_changelist")
+
+    listed = client.get(url, {"status__exact": "failed"}).content.decode()
+
+    assert "Stripe (400): No such customer" in listed
+    assert "Alpha Inc" in listed
+    assert client.get(reverse("admin:billing_meteroutbox_add")).status_code == 403
+    done = client.post(
+        url, {"action": "retry_now", "_selected_action": [failed.pk, pending.pk]}, follow=True
+    )
+    assert "1 failed row(s) are pending again" in done.content.decode()
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts) == (MeterOutbox.Status.PENDING, 0)
