@@ -1,9 +1,9 @@
 """Metered overage through Stripe Billing Meters (issue 14, docs/billing.md "Metered overage").
 
     ledger_cost_recorded(schema_name=..., ledger_id=..., cost_usd=..., occurred_at=...)
-    meter_flush()                      # send due outbox rows; the periodic task and a command
-    meter_retry(ids=[...])             # failed rows back to pending (the admin's action)
-    reconcile(client=..., period=...)  # Stripe's meter totals against our ledger
+    meter_flush(client)                  # send due outbox rows (periodic task, a command)
+    meter_retry(ids=[...])               # failed rows back to pending (the admin's action)
+    reconcile(client, start=.., end=..)  # Stripe's meter totals against our ledger
 
 Invariant: every priced ledger row of a workspace with a Stripe customer on a plan that allows
 overage has exactly one `MeterOutbox` row, written in the transaction that records the row's
@@ -102,8 +102,11 @@ def _retry_at(attempts: int, now: datetime) -> datetime:
 
 def _permanent(exc: stripe.StripeError) -> bool:
     """A refusal that sending again will not change: Stripe's 4xx on the request itself.
-    Authentication, rate limits, conflicts and 5xx or network failures are worth retrying."""
+    Authentication, rate limits, conflicts, 5xx and network failures are worth retrying, and
+    so is a timestamp ahead of Stripe's clock (ours runs fast: later it is not)."""
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError | stripe.RateLimitError):
+        return False
+    if exc.code == "timestamp_in_future":
         return False
     status = exc.http_status
     return status is not None and 400 <= status < 500 and status not in (409, 429)
@@ -115,13 +118,14 @@ def _already_counted(exc: stripe.StripeError) -> bool:
     return exc.code == "resource_already_exists" and (exc.error and exc.error.param) == "identifier"
 
 
-def _send(client: stripe.StripeClient, row: MeterOutbox, now: datetime) -> None:
-    timestamp = min(row.occurred_at, now)  # a clock ahead of Stripe's is refused: clamp
+def _send(client: stripe.StripeClient, row: MeterOutbox) -> None:
+    """The parameters depend on the row alone, so a resend under the same idempotency key is
+    the same request (another one would be refused as an idempotency error)."""
     client.v1.billing.meter_events.create(
         params={
             "event_name": row.event_name,
             "identifier": row.identifier,
-            "timestamp": int(timestamp.timestamp()),
+            "timestamp": int(row.occurred_at.timestamp()),
             "payload": {CUSTOMER_KEY: row.stripe_customer_id, "value": str(row.value)},
         },
         options={"idempotency_key": row.identifier},
@@ -146,7 +150,7 @@ def _attempt(client: stripe.StripeClient, row: MeterOutbox, report: FlushReport)
         report.failed += 1
         return True
     try:
-        _send(client, row, now)
+        _send(client, row)
     except stripe.StripeError as exc:
         message = f"Stripe ({exc.http_status or 'no answer'}): {exc.user_message or exc}"[:500]
         if _already_counted(exc):
@@ -167,11 +171,9 @@ def _attempt(client: stripe.StripeClient, row: MeterOutbox, report: FlushReport)
     return True
 
 
-def meter_flush(
-    client: stripe.StripeClient, *, batch_size: int | None = None, max_batches: int | None = None
-) -> FlushReport:
+def meter_flush(client: stripe.StripeClient, *, batch_size: int | None = None) -> FlushReport:
     """Send due outbox rows to Stripe, `batch_size` (METER_FLUSH_BATCH_SIZE) at a time, until
-    none is due, a batch stops on a failure worth retrying, or `max_batches` were sent.
+    none is due or a batch stops on a failure worth retrying.
 
     Each batch is claimed with SELECT … FOR UPDATE SKIP LOCKED and held until its outcomes
     are committed, so concurrent flushers never send the same row at the same time. A flusher
@@ -179,9 +181,8 @@ def meter_flush(
     identifier and idempotency key, and Stripe counts them once (at-least-once delivery,
     exactly-once counting)."""
     size = batch_size or settings.METER_FLUSH_BATCH_SIZE
-    report, batches = FlushReport(), 0
-    while max_batches is None or batches < max_batches:
-        batches += 1
+    report = FlushReport()
+    while True:
         with transaction.atomic():
             rows = list(
                 MeterOutbox.objects.select_for_update(skip_locked=True)

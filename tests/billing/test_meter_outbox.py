@@ -267,6 +267,21 @@ def test_a_row_older_than_stripes_35_days_fails_unsent_and_an_event_stripe_has_c
     assert len(metered.meter_events) == 1  # counted once
 
 
+@pytest.mark.django_db
+def test_a_row_ahead_of_stripes_clock_waits_and_is_retried(
+    world: World, metered: FakeStripe
+) -> None:
+    row = bill(world.workspace_a, "0.5")
+    metered.clock_offset = -600  # Stripe's clock ten minutes behind ours
+
+    report = meter_flush(stripe_client())
+
+    assert (report.sent, report.retrying, report.failed) == (0, 1, 0)
+    row.refresh_from_db()
+    assert row.status == MeterOutbox.Status.PENDING
+    assert "must not be more than 5 minutes in the future" in row.last_error
+
+
 def test_a_flusher_killed_mid_batch_is_resent_and_stripe_counts_each_row_once(
     committed_world: World, fake_stripe: FakeStripe
 ) -> None:
