@@ -38,6 +38,7 @@ from billing.meter import (
 from billing.models import MeterOutbox, Plan, WorkspacePlan
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
+from billing.tasks import flush_meter
 from tests.fakes import FakeOpenAI, FakeStripe
 from tests.helpers.billing import bill, on_overage_plan
 from tests.helpers.personas import World, access_of, logged_in
@@ -387,3 +388,21 @@ def test_staff_see_the_outbox_by_status_and_retry_failed_rows(world: World) -> N
     assert "1 failed row(s) are pending again" in done.content.decode()
     failed.refresh_from_db()
     assert (failed.status, failed.attempts) == (MeterOutbox.Status.PENDING, 0)
+
+
+@pytest.mark.django_db
+def test_the_periodic_task_flushes_every_30_seconds_and_rests_while_billing_is_off(
+    world: World, metered: FakeStripe, settings: Any
+) -> None:
+    beat = settings.CELERY_BEAT_SCHEDULE["billing-flush-meter"]
+    assert (beat["task"], beat["schedule"]) == ("billing.flush_meter", 30.0)
+    row = bill(world.workspace_a, "0.5")
+
+    settings.STRIPE_TEST_SECRET_KEY = ""
+    assert flush_meter() == 0
+    assert sent_events(metered) == []
+
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_platform"
+    assert flush_meter() == 1
+    row.refresh_from_db()
+    assert row.status == MeterOutbox.Status.SENT
