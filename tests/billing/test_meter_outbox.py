@@ -25,6 +25,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from accounts.models import User
+from agents.embeddings import get_embedder
 from agents.gateway.calls import gateway_complete
 from agents.models import UsageRecord
 from agents.providers.base import ChatRequest, Message
@@ -35,7 +36,7 @@ from billing.meter import (
     meter_retry,
     micro_usd,
 )
-from billing.models import MeterOutbox, Plan, WorkspacePlan
+from billing.models import MeterOutbox, ModelPrice, Plan, WorkspacePlan
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
 from billing.tasks import flush_meter
@@ -107,6 +108,27 @@ def test_a_priced_model_call_queues_one_meter_event_in_the_ledger_transaction(
         call_then_fail()
     assert inside == [2]
     assert (UsageRecord.objects.count(), MeterOutbox.objects.count()) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_priced_embedding_request_is_metered_too(
+    world: World, fake_openai: FakeOpenAI, settings: Any
+) -> None:
+    settings.LLM_PLATFORM_BASE_URLS = {"openai": fake_openai.base_url}
+    settings.LLM_PLATFORM_KEYS = {"openai": "sk-platform-0000"}
+    ModelPrice.objects.create(
+        provider="openai",
+        model="text-embedding-3-small",
+        input_per_mtok=Decimal(100),
+        output_per_mtok=Decimal(0),
+    )
+    on_overage_plan(world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        get_embedder("openai").embed(["Refunds are paid within 14 days of the request."])
+        record = UsageRecord.objects.get(purpose=UsageRecord.Purpose.EMBEDDING)
+    row = MeterOutbox.objects.get()
+    assert record.cost_usd > 0
+    assert (row.ledger_id, row.value) == (record.pk, micro_usd(record.cost_usd))
 
 
 @pytest.mark.django_db
