@@ -204,6 +204,40 @@ def test_the_flusher_sends_each_row_with_its_identifier_and_idempotency_key(
 
 
 @pytest.mark.django_db
+def test_the_periods_invoice_charges_only_the_ai_spend_beyond_the_allowance(
+    world: World, metered: FakeStripe
+) -> None:
+    client = stripe_client()
+    keys = ["plan_pro_month", "plan_pro_overage"]
+    prices = {
+        p.lookup_key: p.id
+        for p in client.v1.prices.list(params={"lookup_keys": keys, "limit": 10}).data
+    }
+    customer = client.v1.customers.create(params={"email": "owner@alpha.test"})
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer.id,
+            "success_url": "http://127.0.0.1/done",
+            "line_items": [
+                {"price": prices["plan_pro_month"], "quantity": 1},
+                {"price": prices["plan_pro_overage"]},
+            ],
+        }
+    )
+    subscription = metered.complete_checkout(session.id)
+    on_overage_plan(world.workspace_a, customer=customer.id)  # Pro includes $20 of AI spend
+    bill(world.workspace_a, "12.5")
+    bill(world.workspace_a, "9")  # $21.50 in all: $1.50 beyond the allowance
+    assert meter_flush(client).sent == 2
+
+    invoice = metered.close_period(subscription["id"])
+
+    assert invoice is not None
+    assert sorted(line["amount"] for line in invoice["lines"]["data"]) == [150, 2900]
+
+
+@pytest.mark.django_db
 def test_a_5xx_backs_off_and_the_row_is_sent_later(
     world: World, metered: FakeStripe, settings: Any
 ) -> None:
