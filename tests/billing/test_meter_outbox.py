@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -337,6 +338,38 @@ def test_a_row_ahead_of_stripes_clock_waits_and_is_retried(
     row.refresh_from_db()
     assert row.status == MeterOutbox.Status.PENDING
     assert "must not be more than 5 minutes in the future" in row.last_error
+
+
+def test_two_flushers_at_once_never_send_the_same_row(
+    committed_world: World, fake_stripe: FakeStripe
+) -> None:
+    workspace = committed_world.workspace_a
+    on_overage_plan(workspace)
+    plans_sync(stripe_client())
+    rows = [bill(workspace, f"0.{n}") for n in range(1, 4)]
+    fake_stripe.hold_after(EVENTS, 0)  # the first flusher waits on its first answer
+    first: list[int] = []
+
+    def flush_two() -> None:
+        try:
+            first.append(meter_flush(stripe_client(), batch_size=2).sent)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=flush_two)
+    thread.start()
+    try:
+        wait_for(fake_stripe.holding.is_set)
+        # while the first holds rows 1 and 2, a second flusher skips them and sends row 3
+        second = meter_flush(stripe_client())
+    finally:
+        fake_stripe.release()
+        thread.join(timeout=30)
+
+    assert (first, second.sent) == ([2], 1)
+    posted = [r.body["identifier"] for r in sent_events(fake_stripe)]
+    assert sorted(posted) == sorted(row.identifier for row in rows)  # each once
+    assert MeterOutbox.objects.filter(status=MeterOutbox.Status.SENT).count() == 3
 
 
 def test_a_flusher_killed_mid_batch_is_resent_and_stripe_counts_each_row_once(
