@@ -27,6 +27,7 @@ from billing.meter import (
     micro_usd,
 )
 from billing.models import Plan
+from core.exceptions import ValidationFailed
 
 INTERVALS = ("month", "year")
 
@@ -89,9 +90,16 @@ def meter_sync(client: stripe.StripeClient, report: SyncReport) -> str:
 def overage_unit_cents() -> str:
     """Cents per micro-dollar of model cost: 0.0001 at cost, times BILLING_OVERAGE_MARKUP
     (Stripe's `unit_amount_decimal`, at most 12 decimal places)."""
-    markup = Decimal(str(settings.BILLING_OVERAGE_MARKUP))
-    if markup <= 0:
-        raise ValueError(f"BILLING_OVERAGE_MARKUP must be above 0 (1 = at cost), not {markup}.")
+    try:
+        markup = Decimal(str(settings.BILLING_OVERAGE_MARKUP))
+        valid = markup.is_finite() and markup > 0
+    except ArithmeticError:  # not a number
+        valid = False
+    if not valid:
+        raise ValidationFailed(
+            "BILLING_OVERAGE_MARKUP must be a number above 0 (1 = at cost, 1.2 = 20 % over), "
+            f"not {settings.BILLING_OVERAGE_MARKUP!r}."
+        )
     return f"{(Decimal('0.0001') * markup).quantize(Decimal('1e-12')).normalize():f}"
 
 
@@ -103,11 +111,8 @@ def _overage_price(
     existing: stripe.Price | None,
     report: SyncReport,
 ) -> None:
-    key, included, unit = (
-        plan.lookup_key("overage"),
-        micro_usd(plan.included_ai_spend_usd),
-        overage_unit_cents(),
-    )
+    key = plan.lookup_key("overage")
+    included, unit = micro_usd(plan.included_ai_spend_usd), overage_unit_cents()
     terms = {"plan_key": plan.key, "included_micro_usd": str(included), "unit_cents": unit}
     if (
         existing is not None

@@ -126,3 +126,13 @@ def test_without_a_stripe_key_the_command_says_billing_is_off(world: World, sett
     settings.STRIPE_TEST_SECRET_KEY = ""
     with pytest.raises(CommandError, match="Billing is off: set STRIPE_TEST_SECRET_KEY"):
         _sync()
+
+
+def test_a_markup_that_is_not_above_zero_is_refused_by_name(
+    world: World, fake_stripe: FakeStripe, settings: Any
+) -> None:
+    seed_demo_plans()
+    for markup in ("0", "cost plus"):
+        settings.BILLING_OVERAGE_MARKUP = markup
+        with pytest.raises(CommandError, match="BILLING_OVERAGE_MARKUP must be a number above 0"):
+            _sync()

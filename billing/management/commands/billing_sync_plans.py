@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
-from core.exceptions import ServiceUnavailable
+from core.exceptions import ApplicationError
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             report = plans_sync(stripe_client())
-        except ServiceUnavailable as exc:
+        except ApplicationError as exc:  # billing off, a bad markup
             raise CommandError(exc.message) from exc
         except stripe.StripeError as exc:
             raise CommandError(f"Stripe refused the sync: {exc.user_message or exc}") from exc
