@@ -37,12 +37,14 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django_tenants.utils import get_public_schema_name
 
 from agents.gateway import config_cache
 from agents.gateway.tokens import estimate_text_tokens
 from agents.models import UsageRecord
 from agents.providers.base import Usage
+from billing import meter
 from billing.pricing import usage_cost
 from tenants.schemas import current_schema
 
@@ -204,7 +206,17 @@ class _EmbeddingLedger:
         if self.row_id is None:
             return
         latency = int((time.perf_counter() - self.started) * 1000)
-        UsageRecord.objects.filter(pk=self.row_id).update(latency_ms=latency, **fields)
+        row_id = self.row_id
+        with transaction.atomic():  # a billable cost and its meter outbox row, together
+            UsageRecord.objects.filter(pk=row_id).update(latency_ms=latency, **fields)
+            meter.ledger_cost_recorded(
+                schema_name=current_schema(),
+                ledger_id=row_id,
+                cost_usd=fields.get("cost_usd", Decimal(0)),
+                occurred_at=lambda: UsageRecord.objects.values_list("created_at", flat=True).get(
+                    pk=row_id
+                ),
+            )
 
 
 LOCAL_EXTRA_HINT = (

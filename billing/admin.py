@@ -1,8 +1,10 @@
 from django.apps import apps
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from billing.models import ModelPrice, Plan, WorkspacePlan
+from billing.meter import meter_retry
+from billing.models import MeterOutbox, ModelPrice, Plan, WorkspacePlan
 
 
 @admin.register(ModelPrice)
@@ -99,6 +101,47 @@ class WorkspacePlanAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: WorkspacePlan | None = None) -> bool:
         return False
+
+
+@admin.register(MeterOutbox)
+class MeterOutboxAdmin(admin.ModelAdmin):
+    """The meter events on their way to Stripe (read-only: billing.meter writes them)."""
+
+    list_display = (
+        "id",
+        "status",
+        "workspace",
+        "event_name",
+        "value",
+        "occurred_at",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "sent_at",
+    )
+    list_filter = ("status", "event_name")
+    search_fields = ("workspace__name", "workspace__slug", "stripe_customer_id", "last_error")
+    list_select_related = ("workspace",)
+    date_hierarchy = "occurred_at"
+    actions = ("retry_now",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: MeterOutbox | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: MeterOutbox | None = None) -> bool:
+        return False
+
+    @admin.action(description="Retry the selected failed rows now", permissions=["view"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[MeterOutbox]) -> None:
+        count = meter_retry(ids=queryset.values_list("pk", flat=True))
+        self.message_user(
+            request,
+            f"{count} failed row(s) are pending again; the next flush (within 30 s) sends them.",
+            messages.SUCCESS,
+        )
 
 
 def _hide_djstripe_admin() -> None:

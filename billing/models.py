@@ -6,6 +6,7 @@ from typing import Any
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from billing.pricing import Price
 
@@ -169,6 +170,12 @@ class WorkspacePlan(models.Model):
     # never replaces it.
     stripe_subscription_created = models.DateTimeField(null=True, blank=True, editable=False)
     stripe_event_created = models.DateTimeField(null=True, blank=True, editable=False)
+    ai_spend_warned_period = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the period the AI-spend mail was sent for."
+    )
+    ai_spend_warned_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="The last AI-spend share mailed in that period (80 or 100)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -183,3 +190,59 @@ class WorkspacePlan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workspace} on {self.plan}"
+
+
+class MeterOutbox(models.Model):
+    """One billable ledger row's meter event, on its way to Stripe Billing Meters (issue 14,
+    docs/billing.md "Metered overage"). Written in the transaction that records the ledger
+    row's cost (`billing.meter.ledger_cost_recorded`), sent by `billing.meter.meter_flush`.
+    Invariant: one row per (ledger schema, ledger row, event name), and its id is the meter
+    event's `identifier`, so a row Stripe already counted is never counted again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    workspace = models.ForeignKey(
+        "tenants.Workspace", on_delete=models.CASCADE, related_name="meter_events"
+    )
+    event_name = models.CharField(max_length=100, help_text="The Stripe meter's event name.")
+    value = models.PositiveBigIntegerField(help_text="Whole units (AI spend: micro-dollars).")
+    stripe_customer_id = models.CharField(max_length=255)
+    ledger_schema = models.CharField(max_length=63, help_text="Schema of the ledger row.")
+    ledger_id = models.BigIntegerField(help_text="The UsageRecord id in that schema.")
+    occurred_at = models.DateTimeField(help_text="When the ledger row was written.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "meter outbox row"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ledger_schema", "ledger_id", "event_name"],
+                name="one_meter_event_per_ledger_row",
+            ),
+            models.CheckConstraint(condition=Q(value__gt=0), name="meter_value_positive"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="meter_outbox_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.value} ({self.status})"
+
+    @property
+    def identifier(self) -> str:
+        """The meter event's `identifier` (Stripe deduplicates by it) and idempotency key."""
+        return f"meter-outbox-{self.pk}"

@@ -206,10 +206,7 @@ def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
     plan = row.plan
     if plan.allows_overage:
         return None
-    start, end = row.current_period_start, row.current_period_end
-    now = timezone.now()
-    while now >= end:  # the period rolled over without a run start to record it
-        start, end = end, month_after(end)
+    start, end = _spend_period(row, timezone.now())
     return SpendAllowance(plan.name, plan.included_ai_spend_usd, start, end)
 
 
@@ -250,3 +247,86 @@ def seats_room_require(event: MemberInviting) -> None:
             f"This workspace has {members} members and {pending} pending invitations; its "
             f"{row.plan.name} plan includes {seats} seats.",
         )
+
+
+def ai_spend_warn(*, schema_name: str, spend_since: Callable[[datetime], Decimal]) -> None:
+    """After a priced model call: mail owners and admins, after commit, once per period when
+    the workspace's AI spend (`spend_since(period start)`, read from the ledger its caller
+    owns) reaches 80 % and 100 % of what its plan includes. On a plan that allows overage the
+    100 % mail says further spend is billed as overage. What was mailed is remembered on the
+    plan row (`ai_spend_warned_period`, `ai_spend_warned_percent`)."""
+    if not settings.BILLING_QUOTAS:
+        return
+    row = (
+        WorkspacePlan.objects.select_related("plan")
+        .filter(workspace__schema_name=schema_name)
+        .only(
+            "current_period_start",
+            "current_period_end",
+            "ai_spend_warned_period",
+            "ai_spend_warned_percent",
+            "plan__included_ai_spend_usd",
+        )
+        .first()
+    )
+    if row is None or row.plan.included_ai_spend_usd <= 0:
+        return
+    start, end = _spend_period(row, timezone.now())
+    if row.ai_spend_warned_period == start and row.ai_spend_warned_percent >= 100:
+        return  # both mails went out this period: no ledger read
+    included = row.plan.included_ai_spend_usd
+    spent = spend_since(start)
+    crossed = [share for share in WARN_SHARES if spent >= included * share]
+    if not crossed:
+        return
+    share = int(crossed[-1] * 100)
+    with transaction.atomic():
+        row = (
+            WorkspacePlan.objects.select_for_update(of=("self",))
+            .select_related("plan")
+            .get(pk=row.pk)
+        )
+        already = row.ai_spend_warned_percent if row.ai_spend_warned_period == start else 0
+        if share <= already:
+            return
+        row.ai_spend_warned_period, row.ai_spend_warned_percent = start, share
+        row.save(update_fields=["ai_spend_warned_period", "ai_spend_warned_percent", "updated_at"])
+        _mail_ai_spend(row, share=share, spent=spent, period_end=end)
+
+
+def _spend_period(row: WorkspacePlan, now: datetime) -> tuple[datetime, datetime]:
+    start, end = row.current_period_start, row.current_period_end
+    while now >= end:  # the period rolled over without a run start to record it
+        start, end = end, month_after(end)
+    return start, end
+
+
+def _mail_ai_spend(row: WorkspacePlan, *, share: int, spent: Decimal, period_end: datetime) -> None:
+    workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
+    included = row.plan.included_ai_spend_usd
+    if row.plan.allows_overage:
+        then = (
+            "Further AI spend this period is billed as overage, at model cost, on the next invoice."
+            if share == 100
+            else "AI spend beyond the allowance will be billed as overage."
+        )
+    elif share == 100:
+        then = (
+            "Model calls that could cost more are refused until the period ends or the plan is "
+            "upgraded on the Billing page."
+        )
+    else:
+        then = "Upgrade the plan on the Billing page before model calls are refused."
+    renews = date_format(timezone.localtime(period_end), "j M Y")
+    transaction.on_commit(
+        partial(
+            mail.notify,
+            subject_text=f"{workspace.name} has used {share}% of its plan's AI spend",
+            body=(
+                f"{workspace.name} has spent {cost_text(spent)} of the {cost_text(included)} of "
+                f"AI spend its {row.plan.name} plan includes this period (until {renews}). {then}"
+            ),
+            recipients=admin_emails(workspace_id=row.workspace_id),
+        ),
+        robust=True,
+    )

@@ -1,10 +1,13 @@
-"""Billing's periodic tasks (CELERY_BEAT_SCHEDULE in config/settings/base.py). Beat sends them
-without a workspace: they run in the public schema, where the plan rows live."""
+"""Billing's Celery tasks (periodic ones are in CELERY_BEAT_SCHEDULE, config/settings/base.py).
+Beat sends them without a workspace: they run in the public schema, where the plan rows and
+the meter outbox live."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from billing.meter import meter_flush
+from billing.stripe_client import secret_key, stripe_client
 from billing.subscription_state import grace_expire
 
 
@@ -16,3 +19,13 @@ def expire_grace() -> int:
     runs. Idempotent (a row already read-only, or paid meanwhile, is left alone); a missed
     tick is made up by the next one."""
     return grace_expire()
+
+
+@shared_task(name="billing.flush_meter", max_retries=0)  # type: ignore[untyped-decorator, unused-ignore]
+def flush_meter() -> int:
+    """Send the due meter outbox rows to Stripe; returns how many were sent. Nothing to do
+    while billing is off. Safe to overlap with itself (rows are claimed with SKIP LOCKED) and
+    to be killed (a row is sent again with the same identifier; Stripe counts it once)."""
+    if not secret_key():
+        return 0
+    return meter_flush(stripe_client()).sent

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.worker",
     "tests.fixtures.marketplace",
     "tests.fixtures.browser",
+    "tests.fixtures.billing",
 ]
 
 

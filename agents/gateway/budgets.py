@@ -46,10 +46,12 @@ def month_spend() -> Decimal:
     return spend_since(month_start())
 
 
-def spend_since(start: datetime) -> Decimal:
-    """Model cost in this workspace's ledger since `start`."""
-    total = UsageRecord.objects.filter(created_at__gte=start).aggregate(s=Sum("cost_usd"))
-    return total["s"] or Decimal(0)
+def spend_since(start: datetime, until: datetime | None = None) -> Decimal:
+    """Model cost in this workspace's ledger since `start` (and before `until`)."""
+    rows = UsageRecord.objects.filter(created_at__gte=start)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
 
 
 def max_cost(kind: str, model: str, request: ChatRequest) -> Decimal:

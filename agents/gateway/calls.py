@@ -35,6 +35,7 @@ from agents.providers.base import (
     Usage,
 )
 from agents.providers.registry import get_provider
+from billing import meter, quotas
 from billing.pricing import usage_cost
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema
@@ -221,18 +222,35 @@ def _close_attempt(
     error: str = "",
     retry_delay: float | None = None,
 ) -> None:
-    UsageRecord.objects.filter(pk=row_id).update(
-        outcome=outcome,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        estimated=usage.estimated,
-        cost_usd=cost,
-        latency_ms=latency_ms,
-        error=error[:300],
-        retry_delay_ms=int((retry_delay or 0) * 1000),
-    )
+    """Record the attempt's outcome and cost; a billable cost gets its meter outbox row in
+    the same transaction (billing.meter)."""
+    with transaction.atomic() if cost else contextlib.nullcontext():
+        UsageRecord.objects.filter(pk=row_id).update(
+            outcome=outcome,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            estimated=usage.estimated,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            error=error[:300],
+            retry_delay_ms=int((retry_delay or 0) * 1000),
+        )
+        meter.ledger_cost_recorded(
+            schema_name=current_schema(),
+            ledger_id=row_id,
+            cost_usd=cost,
+            occurred_at=lambda: UsageRecord.objects.values_list("created_at", flat=True).get(
+                pk=row_id
+            ),
+        )
+
+
+def _after_priced_call() -> None:
+    """Mail owners and admins when spend crossed the monthly budget's or the plan's marks."""
+    budgets.warn_if_near_cap()
+    quotas.ai_spend_warn(schema_name=current_schema(), spend_since=budgets.spend_since)
 
 
 def billed_usage(request: ChatRequest, usage: Usage | None, *, output: str) -> Usage:
@@ -340,7 +358,7 @@ def _call_targets(
                     retry_delay=delay,
                 )
                 if cost:
-                    budgets.warn_if_near_cap()
+                    _after_priced_call()
                 spent, spent_cost = spent + usage, spent_cost + cost
                 attempts.append(f"{target.label} attempt {attempt}: {exc.message}")
                 if isinstance(exc, StreamBrokeOff):
@@ -390,7 +408,7 @@ def _call_targets(
                         cost,
                     )
             if cost:
-                budgets.warn_if_near_cap()
+                _after_priced_call()
             return GatewayResult(
                 result=result, target=target, cost_usd=cost, fallback=index > 0, attempts=attempts
             )

@@ -204,6 +204,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute="*/15"),
         "options": {"expires": 600},
     },
+    # Metered overage: pending meter outbox rows go to Stripe (billing/meter.py).
+    "billing-flush-meter": {
+        "task": "billing.flush_meter",
+        "schedule": 30.0,
+        "options": {"expires": 25},
+    },
     "workflows-apply-retention": {
         "task": "workflows.apply_retention",
         "schedule": crontab(hour=3, minute=17),  # daily, off the busy hour marks
@@ -332,6 +338,14 @@ BILLING_QUOTAS = env.bool(
 # Days a workspace keeps running after a subscription payment fails; then runs are paused
 # (read-only) until it is paid (billing/subscription_state.py, the billing-expire-grace task).
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
+# Metered overage (billing/meter.py, docs/billing.md "Metered overage"): the overage Price
+# charges model cost times this markup (1 = at cost); the flusher sends this many outbox rows
+# per batch and gives up on a row after this many attempts (backoff from the base, doubling,
+# at most an hour apart).
+BILLING_OVERAGE_MARKUP = env.str("BILLING_OVERAGE_MARKUP", default="1")
+METER_FLUSH_BATCH_SIZE = env.int("METER_FLUSH_BATCH_SIZE", default=100)
+METER_MAX_ATTEMPTS = env.int("METER_MAX_ATTEMPTS", default=10)
+METER_RETRY_BASE_SECONDS = env.float("METER_RETRY_BASE_SECONDS", default=30.0)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 

@@ -36,6 +36,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -99,6 +100,24 @@ def _int(value: Any, param: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise StripeError(400, f"Invalid integer: {value}", param=param) from None
+
+
+def _tiered_amount(tiers: list[tuple[int | None, Decimal, int]], mode: str, units: int) -> int:
+    """Cents for `units` on tiered pricing, rounded half up once, as Stripe rounds a line:
+    graduated charges each tier's share at its price, volume all units at the price of the
+    tier the total falls in."""
+    total, below = Decimal(0), 0
+    for up_to, unit, flat in tiers:
+        if mode == "volume":
+            if up_to is None or units <= up_to:
+                total = units * unit + flat
+                break
+            continue
+        in_tier = (units if up_to is None else min(units, up_to)) - below
+        if in_tier > 0:
+            total += in_tier * unit + flat
+        below = up_to if up_to is not None else below
+    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _add_interval(timestamp: int, interval: str, count: int) -> int:
@@ -204,6 +223,11 @@ class FakeStripe(FakeServer):
         self._state = threading.RLock()
         self._outbox: list[Object] = []
         self._idempotent: dict[tuple[str | None, str], tuple[str, int, bytes]] = {}
+        self._faults: dict[str, list[tuple[int, str]]] = {}
+        self._tiers: dict[str, list[tuple[int | None, Decimal, int]]] = {}  # price id → tiers
+        self._holds: dict[str, int] = {}
+        self.holding = threading.Event()  # set while a held response waits (see `hold_after`)
+        self._released = threading.Event()
         self._api_version: str | None = None
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             (method, re.compile(pattern + r"\Z"), handler)
@@ -328,6 +352,12 @@ class FakeStripe(FakeServer):
         if problem is not None:
             self.send_error(out, 401, message=problem)
             return
+        with self._state:
+            faults = self._faults.get(split.path)
+            fault = faults.pop(0) if faults else None
+        if fault is not None:
+            self.send_error(out, fault[0], message=fault[1])
+            return
         self._api_version = headers.get("stripe-version") or self._api_version
         key = headers.get("idempotency-key") if handler.command == "POST" else None
         fingerprint = json.dumps([handler.command, split.path, params], sort_keys=True)
@@ -354,6 +384,8 @@ class FakeStripe(FakeServer):
                 body = json.dumps(payload).encode()
                 if key and status < 500:
                     self._idempotent[(request.api_key, key)] = (fingerprint, status, body)
+        if self._hold_now(split.path):
+            return  # the test stopped the fake: the caller never hears back
         extra = {"Idempotency-Key": key} if key else {}
         if stored is not None and stored[0] == fingerprint:
             extra["Idempotent-Replayed"] = "true"
@@ -362,6 +394,46 @@ class FakeStripe(FakeServer):
         if not self.hold_events:
             self.flush_events()
         out.send_bytes(status, body, headers=self._response_headers(extra))
+
+    # -- failure knobs ------------------------------------------------------------------------
+
+    def fail_next(
+        self, path: str, *, status: int = 500, times: int = 1, message: str | None = None
+    ) -> None:
+        """Answer the next `times` requests to `path` (e.g. `/v1/billing/meter_events`) with
+        `status` in Stripe's error envelope, before doing anything (nothing is stored)."""
+        text = message or ("An unknown error occurred." if status >= 500 else "Bad request.")
+        with self._state:
+            self._faults.setdefault(path, []).extend([(status, text)] * times)
+
+    def hold_after(self, path: str, count: int) -> None:
+        """Answer `count` requests to `path`, then carry out the next one (its effect is
+        stored, as Stripe would) but hold its response: `holding` is set, and the response
+        goes out only after `release()` (or never, once the fake stops). For killing a client
+        after Stripe accepted a request and before it heard the answer."""
+        with self._state:
+            self._holds[path] = count
+        self.holding.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _hold_now(self, path: str) -> bool:
+        """Wait here if this request is the held one; True when the fake stopped meanwhile."""
+        with self._state:
+            left = self._holds.get(path)
+            if left is None:
+                return False
+            if left > 0:
+                self._holds[path] = left - 1
+                return False
+            del self._holds[path]
+        self.holding.set()
+        while not self._released.wait(0.05):
+            if self._stopping.is_set():
+                return True
+        return False
 
     def _expand(self, node: Any, path: list[str]) -> None:
         """Replace the id at `path` (`customer`, `data.latest_invoice`, …) with its object."""
@@ -633,6 +705,8 @@ class FakeStripe(FakeServer):
                     400, "Metered prices must be backed by a meter.", param="recurring[meter]"
                 )
         unit_amount = params.get("unit_amount")
+        scheme = params.get("billing_scheme", "per_unit")
+        tiers = self._parse_tiers(params) if scheme == "tiered" else None
         price = self._new(
             "price",
             "price",
@@ -645,7 +719,11 @@ class FakeStripe(FakeServer):
             type="recurring" if recurring else "one_time",
             unit_amount=None if unit_amount is None else _int(unit_amount, "unit_amount"),
             unit_amount_decimal=params.get("unit_amount_decimal", unit_amount),
+            billing_scheme=scheme,
+            tiers_mode=params.get("tiers_mode") if tiers else None,
         )
+        if tiers:
+            self._tiers[price["id"]] = tiers
         self._apply_metadata(price, params)
         self.emit("price.created", price)
         return 200, copy.deepcopy(price)
@@ -887,11 +965,39 @@ class FakeStripe(FakeServer):
         unit = price["unit_amount"] or 0
         recurring = price["recurring"] or {}
         if recurring.get("usage_type") != "metered":
-            return unit * int(item["quantity"] or 1)
-        meter = self.objects.get(recurring.get("meter") or "")
-        if meter is None:
-            return 0
-        return unit * self._usage(meter, subscription["customer"], start, end)
+            units = int(item["quantity"] or 1)
+        else:
+            meter = self.objects.get(recurring.get("meter") or "")
+            if meter is None:
+                return 0
+            units = self._usage(meter, subscription["customer"], start, end)
+        tiers = self._tiers.get(price["id"])
+        if tiers is None:
+            return unit * units
+        return _tiered_amount(tiers, price["tiers_mode"], units)
+
+    @staticmethod
+    def _parse_tiers(params: Object) -> list[tuple[int | None, Decimal, int]]:
+        """`tiers[i][up_to|unit_amount|unit_amount_decimal|flat_amount]` → (up_to or None for
+        "inf", cents per unit, flat cents), validated as Stripe does."""
+        if params.get("tiers_mode") not in ("graduated", "volume"):
+            raise StripeError(
+                400,
+                "Missing required param: tiers_mode.",
+                code="parameter_missing",
+                param="tiers_mode",
+            )
+        raw = params.get("tiers") or []
+        if not raw or raw[-1].get("up_to") != "inf":
+            raise StripeError(400, "The last tier must have `up_to` set to `inf`.", param="tiers")
+        tiers = []
+        for index, tier in enumerate(raw):
+            up_to = (
+                None if tier["up_to"] == "inf" else _int(tier["up_to"], f"tiers[{index}][up_to]")
+            )
+            unit = Decimal(str(tier.get("unit_amount_decimal") or tier.get("unit_amount") or 0))
+            tiers.append((up_to, unit, int(tier.get("flat_amount") or 0)))
+        return tiers
 
     def _invoice(self, subscription: Object, start: int, end: int, reason: str) -> Object:
         invoice = self._new(
