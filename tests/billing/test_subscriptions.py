@@ -68,7 +68,10 @@ def test_checkout_is_a_subscription_session_for_the_plans_price_and_one_customer
     pro_month = synced.get(params["line_items"][0]["price"], "price")
     assert pro_month["lookup_key"] == "plan_pro_month"
     assert params["line_items"][0]["quantity"] == "1"
-    assert len(params["line_items"]) == 1  # no overage price synced
+    # Pro bills overage: billing_sync_plans gave it a metered price, a line without quantity
+    overage = params["line_items"][1]
+    assert synced.get(overage["price"], "price")["lookup_key"] == "plan_pro_overage"
+    assert "quantity" not in overage
     assert params["mode"] == "subscription"
     assert params["client_reference_id"] == str(world.workspace_a.pk)
     assert params["metadata"]["plan_key"] == "pro"
@@ -92,33 +95,20 @@ def test_checkout_is_a_subscription_session_for_the_plans_price_and_one_customer
     assert synced.get(second["line_items"][0]["price"])["lookup_key"] == "plan_pro_year"
 
 
-def test_a_plan_with_an_overage_price_adds_it_as_a_metered_line_without_quantity(
-    world: World, synced: FakeStripe
-) -> None:
-    pro = Plan.objects.get(key="pro")
-    client = stripe_client()
-    meter = client.v1.billing.meters.create(
-        params={
-            "display_name": "AI spend",
-            "event_name": "ai_spend",
-            "default_aggregation": {"formula": "sum"},
-        }
+def test_a_plan_without_overage_is_one_line_for_its_price(world: World, synced: FakeStripe) -> None:
+    Plan.objects.create(
+        key="solo",
+        name="Solo",
+        monthly_price_cents=900,
+        yearly_price_cents=9000,
+        runs_per_month=500,
     )
-    client.v1.prices.create(
-        params={
-            "product": pro.stripe_product_id,
-            "currency": "usd",
-            "unit_amount": 1,
-            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
-            "lookup_key": "plan_pro_overage",
-        }
-    )
-    _start(world)
+    plans_sync(stripe_client())
+    _start(world, plan_key="solo")
     (session_request,) = _posts(synced, "/v1/checkout/sessions")
-    base, overage = session_request.body["line_items"]
-    assert synced.get(overage["price"])["lookup_key"] == "plan_pro_overage"
-    assert "quantity" not in overage
-    assert base["quantity"] == "1"
+    (line,) = session_request.body["line_items"]
+    assert synced.get(line["price"], "price")["lookup_key"] == "plan_solo_month"
+    assert line["quantity"] == "1"
 
 
 @pytest.mark.parametrize(

@@ -1057,7 +1057,8 @@ class FakeStripe(FakeServer):
                     "price": item["price"]["id"],
                     "product": item["price"]["product"],
                 },
-                "unit_amount_decimal": str(item["price"]["unit_amount"]),
+                # a tiered price has no unit amount (Stripe sends null, never "None")
+                "unit_amount_decimal": item["price"]["unit_amount_decimal"],
             }
             lines.append(line)
         total = sum(line["amount"] for line in lines)
