@@ -1,8 +1,35 @@
-from django.apps import apps
-from django.contrib import admin
-from django.http import HttpRequest
+from __future__ import annotations
 
-from billing.models import ModelPrice, Plan, WorkspacePlan
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django import forms
+from django.apps import apps
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminDateWidget
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+from djstripe import models as djstripe_models
+from djstripe.admin.admin import EventAdmin, WebhookEventTriggerAdmin
+
+from billing.backoffice import (
+    MAX_TRIAL_DAYS,
+    REASON_MAX,
+    credit_grant,
+    plan_comp,
+    trial_extend,
+    webhook_trigger_replay,
+)
+from billing.models import CreditGrant, ModelPrice, Plan, WorkspacePlan
+from core.exceptions import ValidationFailed
 
 
 @admin.register(ModelPrice)
@@ -73,31 +100,238 @@ class PlanAdmin(admin.ModelAdmin):
         return obj is None or not obj.workspaces.exists()
 
 
+class GrantCreditForm(forms.Form):
+    amount_usd = forms.DecimalField(
+        label="Amount ($)",
+        max_digits=12,
+        decimal_places=2,
+        help_text="Dollars of AI spend (model cost) added to this period's allowance.",
+    )
+    reason = forms.CharField(max_length=REASON_MAX, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ExtendTrialForm(forms.Form):
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_TRIAL_DAYS,
+        help_text="Added to the trial's end (counted from now if the trial has ended).",
+    )
+    reason = forms.CharField(max_length=REASON_MAX, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class CompPlanForm(forms.Form):
+    plan = forms.ModelChoiceField(queryset=Plan.objects.all())
+    until = forms.DateField(
+        required=False,
+        widget=AdminDateWidget,
+        help_text="The last day on this plan; empty: until staff change it.",
+    )
+    reason = forms.CharField(max_length=REASON_MAX, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+@dataclass(frozen=True)
+class BackOfficeAction:
+    slug: str
+    title: str
+    form: type[forms.Form]
+    run: Callable[[WorkspacePlan, dict[str, Any], Any], str]  # returns the success message
+
+
+def _grant(row: WorkspacePlan, data: dict[str, Any], by: Any) -> str:
+    grant = credit_grant(
+        workspace_id=row.workspace_id, amount_usd=data["amount_usd"], reason=data["reason"], by=by
+    )
+    return f"Granted ${grant.amount_usd} of AI spend to {row.workspace} for this period."
+
+
+def _extend(row: WorkspacePlan, data: dict[str, Any], by: Any) -> str:
+    row = trial_extend(
+        workspace_id=row.workspace_id, days=data["days"], reason=data["reason"], by=by
+    )
+    return f"{row.workspace}'s trial now ends {row.trial_ends_at:%Y-%m-%d %H:%M}."
+
+
+def _comp(row: WorkspacePlan, data: dict[str, Any], by: Any) -> str:
+    row = plan_comp(
+        workspace_id=row.workspace_id,
+        plan=data["plan"],
+        until=data["until"],
+        reason=data["reason"],
+        by=by,
+    )
+    until = f"through {data['until']:%Y-%m-%d}" if data["until"] else "indefinitely"
+    return f"{row.workspace} is on {row.plan} {until}, without a subscription."
+
+
+BACK_OFFICE_ACTIONS = (
+    BackOfficeAction("grant-credit", "Grant AI-spend credit", GrantCreditForm, _grant),
+    BackOfficeAction("extend-trial", "Extend the trial", ExtendTrialForm, _extend),
+    BackOfficeAction("comp-plan", "Comp a plan", CompPlanForm, _comp),
+)
+
+
 @admin.register(WorkspacePlan)
 class WorkspacePlanAdmin(admin.ModelAdmin):
+    """Every workspace's plan and subscription. Rows are read-only here: plans change through
+    subscriptions (webhooks) or the audited back-office actions linked from each row."""
+
     list_display = (
         "workspace",
         "plan",
         "status",
+        "period",
+        "runs",
         "trial_ends_at",
-        "current_period_end",
+        "comped",
         "cancel_at_period_end",
     )
-    list_filter = ("status", "plan")
-    search_fields = ("workspace__name", "workspace__slug", "stripe_customer_id")
+    list_filter = ("status", "plan", "comped")
+    search_fields = (
+        "workspace__name",
+        "workspace__slug",
+        "stripe_customer_id",
+        "stripe_subscription_id",
+    )
     list_select_related = ("workspace", "plan")
-    readonly_fields = (
+    fields = (
         "workspace",
+        "plan",
+        "status",
+        "back_office",
+        "current_period_start",
+        "current_period_end",
+        "runs_used",
+        "trial_ends_at",
+        "comped",
+        "comp_ends_at",
+        "cancel_at_period_end",
+        "grace_ends_at",
+        "credit_grants",
         "stripe_customer_id",
         "stripe_subscription_id",
         "created_at",
         "updated_at",
     )
+    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # every workspace gets its row when it is created
 
     def has_delete_permission(self, request: HttpRequest, obj: WorkspacePlan | None = None) -> bool:
+        return False
+
+    @admin.display(description="Period")
+    def period(self, obj: WorkspacePlan) -> str:
+        return f"{obj.current_period_start:%Y-%m-%d} – {obj.current_period_end:%Y-%m-%d}"
+
+    @admin.display(description="Runs used / allowance", ordering="runs_used")
+    def runs(self, obj: WorkspacePlan) -> str:
+        limit = obj.plan.runs_per_month
+        return f"{obj.runs_used} / {'unlimited' if limit is None else limit}"
+
+    @admin.display(description="Back-office")
+    def back_office(self, obj: WorkspacePlan) -> str:
+        return format_html_join(
+            " · ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse(f"admin:{self._url_name(action.slug)}", args=[obj.pk]), action.title)
+                for action in BACK_OFFICE_ACTIONS
+            ),
+        )
+
+    @admin.display(description="Credit grants")
+    def credit_grants(self, obj: WorkspacePlan) -> str:
+        grants = CreditGrant.objects.filter(workspace_id=obj.workspace_id).select_related(
+            "granted_by"
+        )[:20]
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                "{}: ${} for {} – {} by {} ({})",
+                (
+                    (
+                        f"{grant.created_at:%Y-%m-%d}",
+                        grant.amount_usd,
+                        f"{grant.period_start:%Y-%m-%d}",
+                        f"{grant.period_end:%Y-%m-%d}",
+                        grant.granted_by or "-",
+                        grant.reason,
+                    )
+                    for grant in grants
+                ),
+            )
+            or "none"
+        )
+
+    def _url_name(self, slug: str) -> str:
+        return f"billing_workspaceplan_{slug.replace('-', '_')}"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                f"<path:object_id>/{action.slug}/",
+                self.admin_site.admin_view(partial(self.back_office_view, action=action)),
+                name=self._url_name(action.slug),
+            )
+            for action in BACK_OFFICE_ACTIONS
+        ] + super().get_urls()
+
+    def back_office_view(
+        self, request: HttpRequest, object_id: str, *, action: BackOfficeAction
+    ) -> HttpResponse:
+        """GET: the action's form. POST: run it (one audited service call), back to the row."""
+        row = self.get_object(request, object_id)
+        if row is None:
+            raise Http404("No such workspace plan.")
+        if not self.has_change_permission(request, row):
+            raise PermissionDenied
+        form = action.form(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                message = action.run(row, form.cleaned_data, request.user)
+            except ValidationFailed as exc:
+                for field, errors in (exc.fields or {None: [exc.message]}).items():
+                    for error in errors:
+                        form.add_error(field if field in form.fields else None, error)
+            else:
+                self.message_user(request, message, messages.SUCCESS)
+                return redirect(reverse("admin:billing_workspaceplan_change", args=[row.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.title}: {row.workspace}",
+            "opts": self.opts,
+            "original": row,
+            "form": form,
+            "action": action,
+        }
+        return TemplateResponse(request, "admin/billing/back_office_action.html", context)
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(admin.ModelAdmin):
+    """The ledger of staff grants: read-only (a grant is never edited or deleted)."""
+
+    list_display = (
+        "created_at",
+        "workspace",
+        "amount_usd",
+        "period_start",
+        "period_end",
+        "granted_by",
+        "reason",
+    )
+    search_fields = ("workspace__name", "workspace__slug", "reason")
+    list_select_related = ("workspace", "granted_by")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # granted from the workspace's plan row (audited)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -112,3 +346,52 @@ def _hide_djstripe_admin() -> None:
 
 
 _hide_djstripe_admin()
+
+
+# --- Stripe's webhook event log (dj-stripe's models, re-registered after the hiding above) ---
+
+
+@admin.register(djstripe_models.WebhookEventTrigger)
+class WebhookEventLogAdmin(WebhookEventTriggerAdmin):
+    """Every webhook request Stripe sent: received, processed or failed (with the exception),
+    and a *Replay* action that processes the selected ones again."""
+
+    list_display = ("created", "event_type", "outcome", "exception", "remote_ip")
+    list_filter = ("processed", "valid", "created")
+    search_fields = ("event__id", "event__type", "exception")
+    actions = ("replay",)
+
+    @admin.display(description="Event")
+    def event_type(self, obj: djstripe_models.WebhookEventTrigger) -> str:
+        if obj.event is not None:
+            return f"{obj.event.type} ({obj.event.id})"
+        return str(obj.json_body.get("type") or "-")
+
+    @admin.display(description="Outcome")
+    def outcome(self, obj: djstripe_models.WebhookEventTrigger) -> str:
+        if not obj.valid:
+            return "refused (signature)"
+        if obj.processed:
+            return "processed"
+        return "failed" if obj.exception else "received"
+
+    @admin.action(description="Replay the selected webhooks (process them again)")
+    def replay(
+        self, request: HttpRequest, queryset: QuerySet[djstripe_models.WebhookEventTrigger]
+    ) -> None:
+        for trigger in queryset:
+            try:
+                webhook_trigger_replay(trigger=trigger)
+            except ValidationFailed as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+            except Exception as exc:  # recorded on the trigger; say so and go on
+                self.message_user(
+                    request, f"Webhook {trigger.pk} failed again: {exc}", messages.ERROR
+                )
+            else:
+                self.message_user(request, f"Webhook {trigger.pk} processed.", messages.SUCCESS)
+
+
+@admin.register(djstripe_models.Event)
+class StripeEventAdmin(EventAdmin):
+    """The Stripe events dj-stripe recorded from webhooks (read-only)."""

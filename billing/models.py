@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -159,6 +160,14 @@ class WorkspacePlan(models.Model):
         default=0, help_text="Runs started in the current period (agent and workflow runs)."
     )
     grace_ends_at = models.DateTimeField(null=True, blank=True)
+    comped = models.BooleanField(
+        default=False, help_text="Put on its plan by staff, without a subscription."
+    )
+    comp_ends_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a comped plan falls back to the default plan (empty: indefinitely).",
+    )
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -175,3 +184,40 @@ class WorkspacePlan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workspace} on {self.plan}"
+
+
+class CreditGrant(models.Model):
+    """AI spend staff added to a workspace's allowance for one period (the back-office's
+    *Grant credit*). A ledger: rows are only ever added, never edited or deleted; the
+    allowance of a period is the plan's included spend plus the grants whose period contains
+    the moment asked about (`billing.quotas.ai_spend_allowance`)."""
+
+    workspace = models.ForeignKey(
+        "tenants.Workspace", on_delete=models.CASCADE, related_name="credit_grants"
+    )
+    amount_usd = models.DecimalField(
+        "amount ($)", max_digits=12, decimal_places=2, help_text="Dollars of model cost."
+    )
+    reason = models.CharField(max_length=240)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["workspace", "period_end"], name="credit_grant_ws_period"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_usd__gt=0), name="credit_grant_positive"),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=models.F("period_start")),
+                name="credit_grant_period_not_empty",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"${self.amount_usd} for {self.workspace}"
