@@ -1,0 +1,416 @@
+"""Subscribing a workspace through Stripe (issue 14): Checkout for a new subscription, the
+customer portal for everything after (card, plan change, cancel).
+
+    checkout_start(workspace_id=.., plan_key="pro", interval="month", success_url=..,
+                   cancel_url=.., actor_id=..)   # -> the Stripe Checkout URL
+    portal_start(workspace_id=.., return_url=..) # -> the customer portal URL
+    subscription_sync(subscription_id=.., event_created=..)  # the webhooks: Stripe's state
+    grace_expire()                               # periodic: grace over -> read-only
+
+Invariant: checkout and the portal never change the workspace's plan. The plan changes only in
+`subscription_sync`, from the subscription as Stripe has it when a webhook arrives
+(billing/webhooks.py), never on the success redirect, which anyone can open.
+
+Idempotency keys (every write carries one, made from our ids):
+- the customer: `workspace-<id>-customer`, so two concurrent first checkouts create one customer;
+- a checkout or portal session: `workspace-<id>-checkout-<plan>-<interval>-<nonce>` with a
+  fresh nonce per attempt. A session is not a charge, and each click must get a usable (not
+  expired or completed) session, so the key only makes the SDK's own retries of one attempt
+  safe; two clicks give two sessions, of which at most the one paid becomes a subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.formats import date_format
+from stripe.params.checkout import SessionCreateParamsLineItem
+
+from billing.models import Plan, WorkspacePlan
+from billing.plans import default_plan, month_after, workspace_plan
+from billing.stripe_client import stripe_client, stripe_errors
+from core import mail
+from core.exceptions import ApplicationError
+from tenants.models import Workspace
+from tenants.selectors import admin_emails
+
+logger = logging.getLogger(__name__)
+
+INTERVALS = ("month", "year")
+ACTIVE = (WorkspacePlan.Status.ACTIVE, WorkspacePlan.Status.TRIALING)
+
+
+class CheckoutRefused(ApplicationError):
+    """A checkout or portal request that cannot be served as asked (the message says why and
+    what to do instead)."""
+
+    code = "checkout_refused"
+    status = 409
+
+
+def overage_lookup_key(plan: Plan) -> str:
+    """The lookup key of the plan's metered overage Price (created by billing_sync_plans for
+    plans that allow overage)."""
+    return f"plan_{plan.key}_overage"
+
+
+def _plan_for_checkout(plan_key: str, interval: str) -> Plan:
+    if interval not in INTERVALS:
+        raise CheckoutRefused(
+            f"Unknown billing interval “{interval}”: choose month or year.",
+            fields={"interval": ["Choose month or year."]},
+        )
+    plan = Plan.objects.filter(key=plan_key).first()
+    if plan is None or not plan.is_public:
+        raise CheckoutRefused(
+            f"There is no plan “{plan_key}” to subscribe to: choose one of the plans offered "
+            "on the Billing page.",
+            fields={"plan": ["Not an offered plan."]},
+        )
+    if plan.is_free:
+        raise CheckoutRefused(
+            f"{plan.name} is free: there is nothing to pay. A workspace returns to it by "
+            "cancelling its subscription (Manage payment).",
+            fields={"plan": ["Free plans need no checkout."]},
+        )
+    return plan
+
+
+def _refuse_if_subscribed(row: WorkspacePlan, plan: Plan) -> None:
+    if not row.stripe_subscription_id or row.status not in ACTIVE:
+        return
+    if row.plan_id == plan.pk:
+        raise CheckoutRefused(
+            f"This workspace is already subscribed to {plan.name}.",
+            fields={"plan": ["Already the current plan."]},
+        )
+    raise CheckoutRefused(
+        f"This workspace already has a {row.plan.name} subscription: change it to {plan.name} "
+        "with Manage payment (a second subscription would charge twice).",
+        fields={"plan": ["Change plans in Manage payment."]},
+    )
+
+
+def _line_items(
+    client: stripe.StripeClient, plan: Plan, interval: str
+) -> list[SessionCreateParamsLineItem]:
+    """The checkout's line items: the plan's recurring Price, and its metered overage Price
+    when one exists (metered prices take no quantity)."""
+    base_key, overage_key = plan.lookup_key(interval), overage_lookup_key(plan)
+    with stripe_errors("look up the plan's price"):
+        found = client.v1.prices.list(
+            params={"lookup_keys": [base_key, overage_key], "active": True, "limit": 10}
+        ).data
+    by_key = {price.lookup_key: price for price in found}
+    base = by_key.get(base_key)
+    if base is None:
+        raise CheckoutRefused(
+            f"{plan.name} has no Stripe price for the {interval}ly interval yet (lookup key "
+            f"{base_key}): an operator must run manage.py billing_sync_plans.",
+            fields={"plan": ["Not yet mirrored to Stripe."]},
+        )
+    items: list[SessionCreateParamsLineItem] = [{"price": base.id, "quantity": 1}]
+    if (overage := by_key.get(overage_key)) is not None:
+        items.append({"price": overage.id})
+    return items
+
+
+def customer_ensure(*, client: stripe.StripeClient, workspace_id: int) -> str:
+    """The workspace's Stripe Customer id, created on first use (metadata: the workspace id)
+    and stored on its plan row. Safe concurrently: the idempotency key makes Stripe answer
+    both creators with one customer, and only an empty id is overwritten."""
+    row = workspace_plan(workspace=Workspace.objects.get(pk=workspace_id))
+    if row.stripe_customer_id:
+        return row.stripe_customer_id
+    workspace = row.workspace
+    with stripe_errors("create the workspace's Stripe customer"):
+        customer = client.v1.customers.create(
+            params={
+                "name": workspace.name,
+                "metadata": {"workspace_id": str(workspace_id), "workspace_slug": workspace.slug},
+            },
+            options={"idempotency_key": f"workspace-{workspace_id}-customer"},
+        )
+    WorkspacePlan.objects.filter(workspace_id=workspace_id, stripe_customer_id="").update(
+        stripe_customer_id=customer.id
+    )
+    return str(
+        WorkspacePlan.objects.values_list("stripe_customer_id", flat=True).get(
+            workspace_id=workspace_id
+        )
+    )
+
+
+def checkout_start(
+    *,
+    workspace_id: int,
+    plan_key: str,
+    interval: str,
+    success_url: str,
+    cancel_url: str,
+    actor_id: int | None,
+) -> str:
+    """A Stripe Checkout Session (subscription mode) for `plan_key` billed every `interval`;
+    returns its URL. The caller has checked that the actor may manage billing. Refuses an
+    unknown, private or free plan, a plan not mirrored to Stripe, and a workspace that already
+    has an active subscription. Billing off or Stripe unreachable: ServiceUnavailable (503)."""
+    client = stripe_client()
+    plan = _plan_for_checkout(plan_key, interval)
+    row = workspace_plan(workspace=Workspace.objects.get(pk=workspace_id))
+    _refuse_if_subscribed(row, plan)
+    line_items = _line_items(client, plan, interval)
+    customer_id = customer_ensure(client=client, workspace_id=workspace_id)
+    metadata = {
+        "workspace_id": str(workspace_id),
+        "plan_key": plan.key,
+        "interval": interval,
+        "actor_id": "" if actor_id is None else str(actor_id),
+    }
+    nonce = secrets.token_hex(8)
+    with stripe_errors("start the checkout"):
+        session = client.v1.checkout.sessions.create(
+            params={
+                "mode": "subscription",
+                "customer": customer_id,
+                "client_reference_id": str(workspace_id),
+                "line_items": line_items,
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "metadata": metadata,
+                "subscription_data": {
+                    "metadata": {"workspace_id": str(workspace_id), "plan_key": plan.key}
+                },
+            },
+            options={
+                "idempotency_key": (
+                    f"workspace-{workspace_id}-checkout-{plan.key}-{interval}-{nonce}"
+                )
+            },
+        )
+    if not session.url:
+        raise CheckoutRefused("Stripe returned a checkout session without a page to pay on.")
+    return session.url
+
+
+def portal_start(*, workspace_id: int, return_url: str) -> str:
+    """A Stripe customer portal session (card, invoices, plan change, cancel) for the
+    workspace's customer; returns its URL. A workspace that never subscribed has no customer
+    yet and is told to upgrade first."""
+    client = stripe_client()
+    row = workspace_plan(workspace=Workspace.objects.get(pk=workspace_id))
+    if not row.stripe_customer_id:
+        raise CheckoutRefused(
+            "This workspace has no payment details at Stripe yet: subscribe to a paid plan "
+            "with Upgrade first; Manage payment is for workspaces that have subscribed."
+        )
+    with stripe_errors("open the customer portal"):
+        session = client.v1.billing_portal.sessions.create(
+            params={"customer": row.stripe_customer_id, "return_url": return_url},
+            options={"idempotency_key": f"workspace-{workspace_id}-portal-{secrets.token_hex(8)}"},
+        )
+    return str(session.url)
+
+
+# -- applying Stripe's subscription state (the webhook receivers call this) --------------------
+
+LIVE = ("active", "trialing", "past_due", "unpaid")  # Stripe statuses that keep the plan
+ENDED = ("canceled", "incomplete_expired")
+# A subscription as Stripe answers it (`.to_dict()`: the SDK's objects are not dicts).
+Subscription = dict[str, Any]
+_PLAN_LOOKUP_KEY = re.compile(r"plan_(?P<key>[-\w]+)_(?:month|year)")
+
+
+def _plan_of(subscription: Subscription) -> Plan | None:
+    """The plan a subscription's items pay for: the item whose price has a plan lookup key
+    (`plan_<key>_month|year`), or whose price or product names it in metadata (a price that
+    lost its lookup key to a newer amount)."""
+    for item in subscription["items"]["data"]:
+        price = item["price"]
+        if price.get("lookup_key") and (found := _PLAN_LOOKUP_KEY.fullmatch(price["lookup_key"])):
+            key = found["key"]
+        else:
+            key = (price.get("metadata") or {}).get("plan_key")
+        if key and (plan := Plan.objects.filter(key=key).first()) is not None:
+            return plan
+    return None
+
+
+def _payment_failing(subscription: Subscription) -> bool:
+    """Stripe says the subscription's money is not coming: past_due/unpaid, or its latest
+    invoice was attempted and is still open."""
+    if subscription["status"] in ("past_due", "unpaid"):
+        return True
+    invoice = subscription.get("latest_invoice")
+    return bool(
+        isinstance(invoice, dict) and invoice.get("status") == "open" and invoice.get("attempted")
+    )
+
+
+def _at(timestamp: int | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def _row_for(subscription: Subscription) -> WorkspacePlan | None:
+    """The workspace's plan row, locked: found by the Stripe customer we created for it, or
+    by the workspace id in the subscription's metadata (then the customer is recorded)."""
+    locked = WorkspacePlan.objects.select_for_update(of=("self",)).select_related("plan")
+    customer = subscription["customer"]
+    customer_id = customer if isinstance(customer, str) else customer["id"]
+    row = locked.filter(stripe_customer_id=customer_id).first()
+    workspace_id = (subscription.get("metadata") or {}).get("workspace_id")
+    if row is None and workspace_id and str(workspace_id).isdigit():
+        row = locked.filter(workspace_id=int(workspace_id), stripe_customer_id="").first()
+        if row is not None:
+            row.stripe_customer_id = customer_id
+    return row
+
+
+def subscription_sync(*, subscription_id: str, event_created: datetime | None = None) -> None:
+    """Apply the subscription's state, re-read from Stripe, to its workspace's plan row, moving
+    only forward. Idempotent and safe out of order:
+
+    - the row is locked before Stripe is read, so of two concurrent events the later one reads
+      the later state; an event older than the last one applied is skipped (the state it
+      would re-read is at best what is already applied);
+    - a subscription created before the one on the row never replaces it (a late event about
+      an old, ended subscription changes nothing);
+    - effects happen on edges only: the count of runs restarts when the period moves forward or
+      a failed payment is settled; the grace period starts (and owners and admins are mailed)
+      when a payment first fails, not again on a repeat.
+
+    Status: active/trialing → the plan the items pay for; payment failing → past_due with
+    `BILLING_GRACE_DAYS` of grace (read_only after it, by `grace_expire`); ended → the default
+    (free) plan, nothing deleted."""
+    client = stripe_client()
+    with transaction.atomic():
+        with stripe_errors("read the subscription"):
+            peek = client.v1.subscriptions.retrieve(subscription_id).to_dict()
+        row = _row_for(peek)
+        if row is None:
+            logger.warning("Stripe subscription %s is not for any workspace", subscription_id)
+            return
+        if event_created and row.stripe_event_created and event_created < row.stripe_event_created:
+            return
+        with stripe_errors("read the subscription"):  # re-read now that the row is locked
+            subscription = client.v1.subscriptions.retrieve(
+                subscription_id, params={"expand": ["latest_invoice"]}
+            ).to_dict()
+        created = _at(subscription["created"])
+        mine = row.stripe_subscription_id == subscription_id
+        newer = row.stripe_subscription_created is None or (
+            created is not None and created > row.stripe_subscription_created
+        )
+        if not mine and (subscription["status"] not in LIVE or not newer):
+            return  # about a subscription the workspace has left (or never took)
+        now = timezone.now()
+        if subscription["status"] in ENDED:
+            _fall_back_to_default(row, now)
+        elif subscription["status"] in LIVE:
+            _apply_live(row, subscription, created, now)
+        else:  # incomplete: the first payment is still being made
+            return
+        if event_created and (
+            row.stripe_event_created is None or event_created > row.stripe_event_created
+        ):
+            row.stripe_event_created = event_created
+        row.save()
+
+
+def _apply_live(
+    row: WorkspacePlan, subscription: Subscription, created: datetime | None, now: datetime
+) -> None:
+    items = subscription["items"]["data"]
+    plan = _plan_of(subscription)
+    if plan is None:
+        logger.warning("Stripe subscription %s pays for no known plan", subscription["id"])
+    elif row.plan_id != plan.pk:
+        row.plan = plan
+    taken_up = row.stripe_subscription_id != subscription["id"]
+    row.stripe_subscription_id = subscription["id"]
+    row.stripe_subscription_created = created
+    row.cancel_at_period_end = bool(subscription["cancel_at_period_end"])
+    start = _at(min(item["current_period_start"] for item in items)) if items else None
+    end = _at(max(item["current_period_end"] for item in items)) if items else None
+    if start and end and end > start:
+        # A new subscription, or its next period: the count starts again (never backwards).
+        if taken_up or start > row.current_period_start:
+            row.runs_used = 0
+        if taken_up or start >= row.current_period_start:
+            row.current_period_start, row.current_period_end = start, end
+    if _payment_failing(subscription):
+        if row.status not in (WorkspacePlan.Status.PAST_DUE, WorkspacePlan.Status.READ_ONLY):
+            row.status = WorkspacePlan.Status.PAST_DUE
+            row.payment_failed_at = now
+            row.grace_ends_at = now + timedelta(days=settings.BILLING_GRACE_DAYS)
+            _mail_payment_failed(row, grace_ends_at=row.grace_ends_at)
+        return
+    if row.status in (WorkspacePlan.Status.PAST_DUE, WorkspacePlan.Status.READ_ONLY):
+        row.runs_used = 0  # paid again: the period's counters start afresh
+    row.payment_failed_at = row.grace_ends_at = None
+    trialing = subscription["status"] == "trialing"
+    row.status = WorkspacePlan.Status.TRIALING if trialing else WorkspacePlan.Status.ACTIVE
+    row.trial_ends_at = _at(subscription.get("trial_end")) if trialing else None
+
+
+def _fall_back_to_default(row: WorkspacePlan, now: datetime) -> None:
+    """The subscription ended (cancelled at period end, or unpaid for good): the default plan,
+    with its limits, from now; every workspace row and file stays."""
+    row.plan = default_plan()
+    row.status = WorkspacePlan.Status.ACTIVE
+    row.stripe_subscription_id = ""
+    row.cancel_at_period_end = False
+    row.payment_failed_at = row.grace_ends_at = row.trial_ends_at = None
+    row.current_period_start, row.current_period_end = now, month_after(now)
+    row.runs_used = 0
+
+
+def _mail_payment_failed(row: WorkspacePlan, *, grace_ends_at: datetime) -> None:
+    workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
+    until = date_format(timezone.localtime(grace_ends_at), "j M Y")
+    transaction.on_commit(
+        partial(
+            mail.notify,
+            subject_text=f"Payment failed for {workspace.name}",
+            body=(
+                f"Stripe could not collect the payment for {workspace.name}'s "
+                f"{row.plan.name} plan. Everything keeps working until {until}; after that "
+                "runs are paused (pages and exports still work, nothing is deleted) until the "
+                "payment goes through. An owner or admin can update the card with Manage "
+                "payment on the workspace's Billing page."
+            ),
+            recipients=admin_emails(workspace_id=row.workspace_id),
+        ),
+        robust=True,
+    )
+
+
+def grace_expire(*, now: datetime | None = None) -> int:
+    """Make read-only every workspace whose grace period after a failed payment has ended
+    (runs refused by `quotas.run_reserve`; pages and exports keep working). Returns how many."""
+    now = now or timezone.now()
+    expired = 0
+    ids = WorkspacePlan.objects.filter(
+        status=WorkspacePlan.Status.PAST_DUE, grace_ends_at__lte=now
+    ).values_list("pk", flat=True)
+    for pk in ids:
+        with transaction.atomic():
+            row = (
+                WorkspacePlan.objects.select_for_update()
+                .filter(pk=pk, status=WorkspacePlan.Status.PAST_DUE, grace_ends_at__lte=now)
+                .first()
+            )
+            if row is None:  # paid (or expired) meanwhile
+                continue
+            row.status = WorkspacePlan.Status.READ_ONLY
+            row.save(update_fields=["status", "updated_at"])
+            expired += 1
+    return expired
