@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from billing.backoffice import comps_expire
 from billing.subscriptions import grace_expire
 
 
@@ -16,3 +17,12 @@ def expire_grace() -> int:
     runs. Idempotent (a row already read-only, or paid meanwhile, is left alone); a missed
     tick is made up by the next one."""
     return grace_expire()
+
+
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name="billing.expire_comps", max_retries=0, ignore_result=True
+)
+def expire_comps() -> int:
+    """Comped plans whose last day has passed fall back to the default plan (audited).
+    Idempotent: each row is re-checked under its lock; a missed tick is made up by the next."""
+    return comps_expire()

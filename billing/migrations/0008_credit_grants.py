@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0005_plan_stripe_product'),
+        ('billing', '0006_subscription_state'),
         ('tenants', '0003_workspace_run_retention_days'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

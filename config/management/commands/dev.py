@@ -9,9 +9,10 @@ server's exit stops everything.
 Billing: with no Stripe key configured, the Stripe emulator (tests/fakes/stripe_serve.py, a
 loopback fake of Stripe's API with stand-in hosted pages) runs as one more supervised process
 and the platform uses it in test mode ("Billing test mode — no real money"); the plans are
-mirrored to it after the seed. Its state is kept in `.local/stripe-emulator.json`. It refuses
-to start under production settings. With a Stripe key in the environment, the platform uses
-Stripe itself and no emulator runs.
+mirrored to it after the seed and the dev server's webhook endpoint is registered with it
+(`billing_webhook_endpoint`), so its events reach the platform. Its state is kept in
+`.local/stripe-emulator.json`. It refuses to start under production settings. With a Stripe
+key in the environment, the platform uses Stripe itself and no emulator runs.
 """
 
 from __future__ import annotations
@@ -200,23 +201,28 @@ class Command(BaseCommand):
         return "your account, test mode (STRIPE_TEST_SECRET_KEY)"
 
     def _billing_setup(self, child_env: dict[str, str]) -> None:
-        """Mirror the plans to the emulator, in a process that reads the emulator's settings
-        from its environment like the server and worker do. A failure is reported, not
-        fatal: the platform still runs, and the command can be run again by hand."""
-        self.stdout.write("• Mirroring the plans to the Stripe emulator…")
-        done = subprocess.run(
-            [sys.executable, "manage.py", "billing_sync_plans", "-v", "0"],
-            cwd=settings.BASE_DIR,
-            env=child_env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            self.stderr.write(
-                "  billing_sync_plans failed; billing test mode may not offer upgrades:\n"
-                + (done.stderr.strip() or done.stdout.strip())
+        """Mirror the plans to the emulator and register the dev server's webhook endpoint
+        with it (so its events reach dj-stripe's view), in processes that read the emulator's
+        settings from their environment like the server and worker do. A failure is reported,
+        not fatal: the platform still runs, and the commands can be run again by hand."""
+        self.stdout.write("• Mirroring the plans to the Stripe emulator and registering webhooks…")
+        for command in (
+            ["billing_sync_plans"],
+            ["billing_webhook_endpoint", "--url", child_env["SITE_URL"]],
+        ):
+            done = subprocess.run(
+                [sys.executable, "manage.py", *command, "-v", "0"],
+                cwd=settings.BASE_DIR,
+                env=child_env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
+            if done.returncode != 0:
+                self.stderr.write(
+                    f"  {command[0]} failed; billing test mode may not work fully:\n"
+                    + (done.stderr.strip() or done.stdout.strip())
+                )
 
     def _serve(
         self, child_env: dict[str, str], options: dict[str, Any], extra: list[Child]
