@@ -1,6 +1,6 @@
 """The Stripe fake as a long-lived process: the embedded test mode of `scripts/dev`.
 
-    python -m tests.fakes.stripe_serve --port 8111 --api-key sk_test_emulator_local \\
+    python -m tests.fakes.stripe_serve --port 8111 --api-key sk_test_EmulatorLocalDevelopmentOnly \\
         --state .local/stripe-emulator.json
 
 It serves `FakeStripe` (tests/fakes/stripe_api.py) on 127.0.0.1:PORT until SIGTERM or Ctrl-C,

@@ -52,8 +52,9 @@ def child_environment(env: dict[str, str], *, host: str, port: int) -> dict[str,
     return child
 
 
-# Accepted only by the loopback emulator; never a Stripe key.
-EMULATOR_KEY = "sk_test_emulator_local"
+# Accepted only by the loopback emulator; never a Stripe key. Shaped like one (dj-stripe
+# checks `sk_test_` and 24+ letters or digits).
+EMULATOR_KEY = "sk_test_EmulatorLocalDevelopmentOnly"
 PRODUCTION_SETTINGS = "config.settings.production"
 
 
