@@ -18,7 +18,6 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 from djstripe import models as djstripe_models
-from djstripe.admin.admin import EventAdmin, WebhookEventTriggerAdmin
 
 from billing.backoffice import (
     MAX_TRIAL_DAYS,
@@ -291,7 +290,7 @@ class WorkspacePlanAdmin(admin.ModelAdmin):
             try:
                 message = action.run(row, form.cleaned_data, request.user)
             except ValidationFailed as exc:
-                for field, errors in (exc.fields or {None: [exc.message]}).items():
+                for field, errors in (exc.fields or {"": [exc.message]}).items():
                     for error in errors:
                         form.add_error(field if field in form.fields else None, error)
             else:
@@ -352,14 +351,29 @@ _hide_djstripe_admin()
 
 
 @admin.register(djstripe_models.WebhookEventTrigger)
-class WebhookEventLogAdmin(WebhookEventTriggerAdmin):
-    """Every webhook request Stripe sent: received, processed or failed (with the exception),
-    and a *Replay* action that processes the selected ones again."""
+class WebhookEventLogAdmin(admin.ModelAdmin):
+    """Every webhook request Stripe sent: received, processed or failed (with the exception
+    and traceback), and a *Replay* action that processes the selected ones again. Read-only
+    otherwise (dj-stripe's own admin for it has no replay action)."""
 
     list_display = ("created", "event_type", "outcome", "exception", "remote_ip")
     list_filter = ("processed", "valid", "created")
+    list_select_related = ("event",)
     search_fields = ("event__id", "event__type", "exception")
+    readonly_fields = ("event", "webhook_endpoint", "stripe_trigger_account")
     actions = ("replay",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a log
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("djstripe.change_webhookeventtrigger")
 
     @admin.display(description="Event")
     def event_type(self, obj: djstripe_models.WebhookEventTrigger) -> str:
@@ -375,7 +389,10 @@ class WebhookEventLogAdmin(WebhookEventTriggerAdmin):
             return "processed"
         return "failed" if obj.exception else "received"
 
-    @admin.action(description="Replay the selected webhooks (process them again)")
+    @admin.action(
+        description="Replay the selected webhooks (process them again)",
+        permissions=["replay"],
+    )
     def replay(
         self, request: HttpRequest, queryset: QuerySet[djstripe_models.WebhookEventTrigger]
     ) -> None:
@@ -393,5 +410,18 @@ class WebhookEventLogAdmin(WebhookEventTriggerAdmin):
 
 
 @admin.register(djstripe_models.Event)
-class StripeEventAdmin(EventAdmin):
-    """The Stripe events dj-stripe recorded from webhooks (read-only)."""
+class StripeEventAdmin(admin.ModelAdmin):
+    """The Stripe events dj-stripe stored from webhooks (read-only)."""
+
+    list_display = ("id", "type", "created", "livemode")
+    list_filter = ("type", "created")
+    search_fields = ("id", "type")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -205,25 +205,26 @@ def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
         .annotate(total=Sum("amount_usd"))
         .values("total")
     )
-    row = (
+    found = (
         WorkspacePlan.objects.select_related("plan")
         .annotate(granted_usd=Subquery(granted))
         .filter(workspace__schema_name=schema_name)
         .first()
     )
-    if row is None:
+    if found is None:
         workspace = Workspace.objects.filter(schema_name=schema_name).first()
         if workspace is None:
             return None
-        row = plan_start(workspace_id=workspace.pk)  # a new row: no grants yet
+        row, granted_usd = plan_start(workspace_id=workspace.pk), Decimal(0)  # no grants yet
+    else:
+        row, granted_usd = found, found.granted_usd or Decimal(0)
     plan = row.plan
     if plan.allows_overage:
         return None
     start, end = row.current_period_start, row.current_period_end
     while now >= end:  # the period rolled over without a run start to record it
         start, end = end, month_after(end)
-    included = plan.included_ai_spend_usd + (getattr(row, "granted_usd", None) or 0)
-    return SpendAllowance(plan.name, included, start, end)
+    return SpendAllowance(plan.name, plan.included_ai_spend_usd + granted_usd, start, end)
 
 
 def ai_spend_refusal_text(

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -290,3 +291,17 @@ def test_replaying_a_webhook_whose_event_exists_runs_its_handlers_again(
     assert seen == ["evt_again"]
     trigger.refresh_from_db()
     assert (trigger.processed, trigger.exception, trigger.event_id) == (True, "", event.id)
+
+
+def test_staff_who_may_only_view_the_webhook_log_cannot_replay(world: World) -> None:
+    viewer = User.objects.create_user(email="viewer@platform.test", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookeventtrigger"))
+    trigger = _trigger("evt_viewer")
+    client = logged_in(viewer)
+    log = reverse("admin:djstripe_webhookeventtrigger_changelist")
+    assert client.get(log).status_code == 200
+
+    client.post(log, {"action": "replay", "_selected_action": [trigger.pk]})
+
+    trigger.refresh_from_db()
+    assert (trigger.processed, trigger.exception) == (False, "boom")
