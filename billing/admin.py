@@ -17,7 +17,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
-from djstripe import models as djstripe_models
 
 from billing.backoffice import (
     MAX_TRIAL_DAYS,
@@ -27,7 +26,14 @@ from billing.backoffice import (
     trial_extend,
     webhook_trigger_replay,
 )
-from billing.models import CreditGrant, ModelPrice, Plan, WorkspacePlan
+from billing.models import (
+    CreditGrant,
+    ModelPrice,
+    Plan,
+    StripeEvent,
+    StripeWebhook,
+    WorkspacePlan,
+)
 from core.exceptions import ValidationFailed
 
 
@@ -347,10 +353,10 @@ def _hide_djstripe_admin() -> None:
 _hide_djstripe_admin()
 
 
-# --- Stripe's webhook event log (dj-stripe's models, re-registered after the hiding above) ---
+# --- Stripe's webhook log (proxies of dj-stripe's models: its own admins are hidden above) ---
 
 
-@admin.register(djstripe_models.WebhookEventTrigger)
+@admin.register(StripeWebhook)
 class WebhookEventLogAdmin(admin.ModelAdmin):
     """Every webhook request Stripe sent: received, processed or failed (with the exception
     and traceback), and a *Replay* action that processes the selected ones again. Read-only
@@ -373,16 +379,16 @@ class WebhookEventLogAdmin(admin.ModelAdmin):
         return False  # a log
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("djstripe.change_webhookeventtrigger")
+        return request.user.has_perm("billing.change_stripewebhook")
 
     @admin.display(description="Event")
-    def event_type(self, obj: djstripe_models.WebhookEventTrigger) -> str:
+    def event_type(self, obj: StripeWebhook) -> str:
         if obj.event is not None:
             return f"{obj.event.type} ({obj.event.id})"
         return str(obj.json_body.get("type") or "-")
 
     @admin.display(description="Outcome")
-    def outcome(self, obj: djstripe_models.WebhookEventTrigger) -> str:
+    def outcome(self, obj: StripeWebhook) -> str:
         if not obj.valid:
             return "refused (signature)"
         if obj.processed:
@@ -393,9 +399,7 @@ class WebhookEventLogAdmin(admin.ModelAdmin):
         description="Replay the selected webhooks (process them again)",
         permissions=["replay"],
     )
-    def replay(
-        self, request: HttpRequest, queryset: QuerySet[djstripe_models.WebhookEventTrigger]
-    ) -> None:
+    def replay(self, request: HttpRequest, queryset: QuerySet[StripeWebhook]) -> None:
         for trigger in queryset:
             try:
                 webhook_trigger_replay(trigger=trigger)
@@ -409,7 +413,7 @@ class WebhookEventLogAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Webhook {trigger.pk} processed.", messages.SUCCESS)
 
 
-@admin.register(djstripe_models.Event)
+@admin.register(StripeEvent)
 class StripeEventAdmin(admin.ModelAdmin):
     """The Stripe events dj-stripe stored from webhooks (read-only)."""
 

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from djstripe.models import Event, WebhookEventTrigger
 
 from billing.pricing import Price
 
@@ -229,3 +230,22 @@ class CreditGrant(models.Model):
 
     def __str__(self) -> str:
         return f"${self.amount_usd} for {self.workspace}"
+
+
+class StripeWebhook(WebhookEventTrigger):
+    """dj-stripe's record of each webhook request Stripe sent, shown in the back-office under
+    Billing (the admin's webhook log with its replay action; dj-stripe's own admins are hidden)."""
+
+    class Meta:
+        proxy = True
+        ordering = ["-created"]
+        verbose_name = "Stripe webhook"
+
+
+class StripeEvent(Event):
+    """The Stripe events dj-stripe stored from webhooks, shown under Billing."""
+
+    class Meta:
+        proxy = True
+        ordering = ["-created"]
+        verbose_name = "Stripe event"

@@ -247,13 +247,13 @@ def test_the_webhook_log_shows_failed_events_and_refuses_to_replay_untrusted_one
     failed = _trigger("evt_failed")
     forged = _trigger("evt_forged", valid=False)
 
-    log = staff_client.get(reverse("admin:djstripe_webhookeventtrigger_changelist"))
+    log = staff_client.get(reverse("admin:billing_stripewebhook_changelist"))
     text = log.content.decode()
     assert "failed" in text
     assert "refused (signature)" in text
 
     answer = staff_client.post(
-        reverse("admin:djstripe_webhookeventtrigger_changelist"),
+        reverse("admin:billing_stripewebhook_changelist"),
         {"action": "replay", "_selected_action": [forged.pk]},
         follow=True,
     )
@@ -280,7 +280,7 @@ def test_replaying_a_webhook_whose_event_exists_runs_its_handlers_again(
     signal.connect(receiver, weak=False)
     try:
         answer = staff_client.post(
-            reverse("admin:djstripe_webhookeventtrigger_changelist"),
+            reverse("admin:billing_stripewebhook_changelist"),
             {"action": "replay", "_selected_action": [trigger.pk]},
             follow=True,
         )
@@ -295,10 +295,10 @@ def test_replaying_a_webhook_whose_event_exists_runs_its_handlers_again(
 
 def test_staff_who_may_only_view_the_webhook_log_cannot_replay(world: World) -> None:
     viewer = User.objects.create_user(email="viewer@platform.test", password="x", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookeventtrigger"))
+    viewer.user_permissions.add(Permission.objects.get(codename="view_stripewebhook"))
     trigger = _trigger("evt_viewer")
     client = logged_in(viewer)
-    log = reverse("admin:djstripe_webhookeventtrigger_changelist")
+    log = reverse("admin:billing_stripewebhook_changelist")
     assert client.get(log).status_code == 200
 
     client.post(log, {"action": "replay", "_selected_action": [trigger.pk]})
