@@ -86,8 +86,16 @@ def _plan_for_checkout(plan_key: str, interval: str) -> Plan:
 
 
 def _refuse_if_subscribed(row: WorkspacePlan, plan: Plan) -> None:
-    if not row.stripe_subscription_id or row.status not in ACTIVE:
+    """A workspace has at most one subscription: while it has one, changes go through the
+    customer portal (a second Checkout would charge twice)."""
+    if not row.stripe_subscription_id:
         return
+    if row.status not in ACTIVE:
+        raise CheckoutRefused(
+            f"The last payment for this workspace's {row.plan.name} subscription failed: fix "
+            "the card with Manage payment first, then change plans there.",
+            fields={"plan": ["Settle the failed payment in Manage payment."]},
+        )
     if row.plan_id == plan.pk:
         raise CheckoutRefused(
             f"This workspace is already subscribed to {plan.name}.",
@@ -226,6 +234,22 @@ LIVE = ("active", "trialing", "past_due", "unpaid")  # Stripe statuses that keep
 ENDED = ("canceled", "incomplete_expired")
 # A subscription as Stripe answers it (`.to_dict()`: the SDK's objects are not dicts).
 Subscription = dict[str, Any]
+SYNCED_FIELDS = [
+    "plan",
+    "status",
+    "trial_ends_at",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "runs_used",
+    "grace_ends_at",
+    "payment_failed_at",
+    "stripe_customer_id",
+    "stripe_subscription_id",
+    "stripe_subscription_created",
+    "stripe_event_created",
+    "updated_at",
+]
 _PLAN_LOOKUP_KEY = re.compile(r"plan_(?P<key>[-\w]+)_(?:month|year)")
 
 
@@ -259,22 +283,30 @@ def _at(timestamp: int | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
-def _row_for(subscription: Subscription) -> WorkspacePlan | None:
+def _locked_row(
+    client: stripe.StripeClient, subscription_id: str, customer_id: str | None
+) -> WorkspacePlan | None:
     """The workspace's plan row, locked: found by the Stripe customer we created for it, or
-    by the workspace id in the subscription's metadata (then the customer is recorded)."""
+    (a customer we have not recorded) by the workspace id in the subscription's metadata, set
+    by `checkout_start`; then the customer is recorded."""
     locked = WorkspacePlan.objects.select_for_update(of=("self",)).select_related("plan")
-    customer = subscription["customer"]
-    customer_id = customer if isinstance(customer, str) else customer["id"]
-    row = locked.filter(stripe_customer_id=customer_id).first()
-    workspace_id = (subscription.get("metadata") or {}).get("workspace_id")
-    if row is None and workspace_id and str(workspace_id).isdigit():
+    if customer_id and (row := locked.filter(stripe_customer_id=customer_id).first()):
+        return row
+    with stripe_errors("read the subscription"):
+        peek = client.v1.subscriptions.retrieve(subscription_id).to_dict()
+    workspace_id = str((peek.get("metadata") or {}).get("workspace_id") or "")
+    customer = peek["customer"] if isinstance(peek["customer"], str) else peek["customer"]["id"]
+    row = locked.filter(stripe_customer_id=customer).first()
+    if row is None and workspace_id.isdigit():
         row = locked.filter(workspace_id=int(workspace_id), stripe_customer_id="").first()
         if row is not None:
-            row.stripe_customer_id = customer_id
+            row.stripe_customer_id = customer
     return row
 
 
-def subscription_sync(*, subscription_id: str, event_created: datetime | None = None) -> None:
+def subscription_sync(
+    *, subscription_id: str, customer_id: str | None = None, event_created: datetime | None = None
+) -> None:
     """Apply the subscription's state, re-read from Stripe, to its workspace's plan row, moving
     only forward. Idempotent and safe out of order:
 
@@ -289,12 +321,11 @@ def subscription_sync(*, subscription_id: str, event_created: datetime | None = 
 
     Status: active/trialing → the plan the items pay for; payment failing → past_due with
     `BILLING_GRACE_DAYS` of grace (read_only after it, by `grace_expire`); ended → the default
-    (free) plan, nothing deleted."""
+    (free) plan, nothing deleted. `customer_id` (from the event) finds the row without asking
+    Stripe first."""
     client = stripe_client()
     with transaction.atomic():
-        with stripe_errors("read the subscription"):
-            peek = client.v1.subscriptions.retrieve(subscription_id).to_dict()
-        row = _row_for(peek)
+        row = _locked_row(client, subscription_id, customer_id)
         if row is None:
             logger.warning("Stripe subscription %s is not for any workspace", subscription_id)
             return
@@ -322,7 +353,7 @@ def subscription_sync(*, subscription_id: str, event_created: datetime | None = 
             row.stripe_event_created is None or event_created > row.stripe_event_created
         ):
             row.stripe_event_created = event_created
-        row.save()
+        row.save(update_fields=SYNCED_FIELDS)
 
 
 def _apply_live(

@@ -50,7 +50,12 @@ def on_subscription_event(sender: Any, event: Event, **kwargs: Any) -> None:
     subscription_id = _subscription_id(event.data.get("object") or {})
     if subscription_id is None:  # a one-time checkout or invoice: no plan to change
         return
-    subscription_sync(subscription_id=subscription_id, event_created=event.created)
+    customer = (event.data.get("object") or {}).get("customer")
+    subscription_sync(
+        subscription_id=subscription_id,
+        customer_id=customer if isinstance(customer, str) else None,
+        event_created=event.created,
+    )
 
 
 # What the endpoint asks Stripe for: our receivers' events, and those that keep dj-stripe's
