@@ -217,8 +217,9 @@ def plan_comp(
 
 
 def comps_expire(*, now: datetime | None = None) -> int:
-    """Comped plans whose end has passed fall back to the default plan (audited, no actor).
-    Returns how many ended. Safe to run concurrently: each row is re-checked under its lock."""
+    """Comped plans whose end has passed fall back to the default plan (audited, no actor); a
+    workspace that subscribed meanwhile keeps the plan it pays for. Returns how many ended.
+    Safe to run concurrently: each row is re-checked under its lock."""
     now = now or timezone.now()
     ended = 0
     due = WorkspacePlan.objects.filter(comped=True, comp_ends_at__lte=now)
@@ -228,16 +229,21 @@ def comps_expire(*, now: datetime | None = None) -> int:
             if not row.comped or row.comp_ends_at is None or row.comp_ends_at > now:
                 continue
             old = _plan_state(row)
-            row.plan = default_plan()
+            subscribed = _subscribed(row)
+            if not subscribed:  # a subscription taken meanwhile keeps the plan it pays for
+                row.plan = default_plan()
             row.comped = False
             row.comp_ends_at = None
             row.save(update_fields=[*_PERIOD_FIELDS, "plan", "comped", "comp_ends_at"])
+            reason = "the comp's end date passed"
+            if subscribed:
+                reason += " (the workspace subscribed meanwhile)"
             _record(
                 action=audit.Action.COMP_ENDED,
                 row=row,
                 by=None,
                 metadata={
-                    "reason": "the comp's end date passed",
+                    "reason": reason,
                     "old": old,
                     "new": _plan_state(row),
                 },

@@ -305,3 +305,25 @@ def test_staff_who_may_only_view_the_webhook_log_cannot_replay(world: World) -> 
 
     trigger.refresh_from_db()
     assert (trigger.processed, trigger.exception) == (False, "boom")
+
+
+def test_a_comp_that_ends_after_the_workspace_subscribed_keeps_the_paid_plan(
+    staff: User, staff_client: Client, row: WorkspacePlan
+) -> None:
+    team = Plan.objects.create(key="team", name="Team", monthly_price_cents=9900)
+    pro = Plan.objects.create(key="pro", name="Pro", monthly_price_cents=2900)
+    last_day = (timezone.localdate() + timedelta(days=3)).isoformat()
+    staff_client.post(
+        _url(row, "comp_plan"), {"plan": team.pk, "until": last_day, "reason": "Partner"}
+    )
+    # then the owner subscribed to Pro (what the subscription webhook records)
+    WorkspacePlan.objects.filter(pk=row.pk).update(plan=pro, stripe_subscription_id="sub_1")
+    row.refresh_from_db()
+    assert row.comp_ends_at is not None
+
+    assert comps_expire(now=row.comp_ends_at) == 1
+
+    row.refresh_from_db()
+    assert (row.plan, row.comped, row.comp_ends_at) == (pro, False, None)
+    ended = AuditEvent.objects.get(action=audit.Action.COMP_ENDED)
+    assert "subscribed meanwhile" in ended.metadata["reason"]

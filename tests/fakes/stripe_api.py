@@ -826,13 +826,18 @@ class FakeStripe(FakeServer):
         for item in session["_line_items"]:
             price = self.get(item.get("price", ""), "price")
             product = self.objects.get(price["product"], {})
+            name = html.escape(product.get("name") or price["id"])
+            recurring = price["recurring"] or {}
+            unit = _money(price["unit_amount"] or 0, price["currency"])
+            if recurring.get("usage_type") == "metered":  # billed at the period's end
+                rows.append(f"<tr><td>{name}</td><td>by use</td><td>{unit} each</td></tr>")
+                continue
             quantity = int(item.get("quantity") or 1)
             amount = (price["unit_amount"] or 0) * quantity
             total += amount
-            interval = (price["recurring"] or {}).get("interval")
+            interval = recurring.get("interval")
             rows.append(
-                f"<tr><td>{html.escape(product.get('name') or price['id'])}</td>"
-                f"<td>{quantity}</td><td>{_money(amount, price['currency'])}"
+                f"<tr><td>{name}</td><td>{quantity}</td><td>{_money(amount, price['currency'])}"
                 f"{' / ' + html.escape(interval) if interval else ''}</td></tr>"
             )
         email = html.escape(session.get("customer_email") or session.get("customer") or "")
