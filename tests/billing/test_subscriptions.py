@@ -197,3 +197,11 @@ def test_the_portal_needs_a_customer_then_opens_for_it(world: World, synced: Fak
     (portal_request,) = _posts(synced, "/v1/billing_portal/sessions")
     customer = WorkspacePlan.objects.get(workspace=world.workspace_a).stripe_customer_id
     assert portal_request.body["customer"] == customer
+
+
+def test_the_grace_period_sweep_is_a_scheduled_task(settings: Any) -> None:
+    from config.celery import app
+
+    app.loader.import_default_modules()  # what a worker does on start (autodiscovery)
+    entry = settings.CELERY_BEAT_SCHEDULE["billing-expire-grace"]
+    assert entry["task"] in app.tasks
