@@ -8,7 +8,6 @@ from typing import Any
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import AdminDateWidget
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -128,7 +127,7 @@ class CompPlanForm(forms.Form):
     plan = forms.ModelChoiceField(queryset=Plan.objects.all())
     until = forms.DateField(
         required=False,
-        widget=AdminDateWidget,
+        widget=forms.DateInput(attrs={"type": "date"}),  # the browser's picker: no admin JS
         help_text="The last day on this plan; empty: until staff change it.",
     )
     reason = forms.CharField(max_length=REASON_MAX, widget=forms.Textarea(attrs={"rows": 2}))
@@ -268,6 +267,17 @@ class WorkspacePlanAdmin(admin.ModelAdmin):
             )
             or "none"
         )
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Every field is read-only: the row changes through the back-office actions.
+        context = {"show_save": False, "show_save_and_continue": False, **(extra_context or {})}
+        return super().changeform_view(request, object_id, form_url, context)
 
     def _url_name(self, slug: str) -> str:
         return f"billing_workspaceplan_{slug.replace('-', '_')}"

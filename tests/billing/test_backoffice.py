@@ -84,6 +84,8 @@ def test_granting_credit_raises_the_periods_allowance_and_is_audited(
     # the change page lists the grant; the ledger cannot be edited or deleted
     change = staff_client.get(reverse("admin:billing_workspaceplan_change", args=[row.pk]))
     assert "Outage on 3 Dec" in change.content.decode()
+    assert 'name="_save"' not in change.content.decode()  # read-only: changes are actions
+    assert _url(row, "comp_plan") in change.content.decode()
     ledger = reverse("admin:billing_creditgrant_change", args=[grant.pk])
     assert staff_client.post(ledger, {"amount_usd": "999", "reason": "x"}).status_code == 403
     delete = reverse("admin:billing_creditgrant_delete", args=[grant.pk])
