@@ -14,6 +14,7 @@ module: it exists so that nobody needs a Stripe account to try billing, never to
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -41,6 +42,8 @@ class EmulatedStripe(FakeStripe):
             self.events.extend(saved["events"])
             self.meter_events.extend(saved["meter_events"])
             self.clock_offset = saved["clock_offset"]
+            # invoice numbers and the like go on from where they were
+            self._ids = itertools.count(len(self.objects) + len(self.meter_events) + 1)
 
     def dispatch(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
         super().dispatch(handler, raw)
