@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from billing.backoffice import (
@@ -30,6 +30,7 @@ from billing.models import (
     ModelPrice,
     Plan,
     StripeEvent,
+    StripeInvoice,
     StripeWebhook,
     WorkspacePlan,
 )
@@ -439,3 +440,41 @@ class StripeEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(StripeInvoice)
+class StripeInvoiceAdmin(admin.ModelAdmin):
+    """Every workspace's invoices, as Stripe sent them (read-only; amounts in the invoice's
+    currency), with the link to Stripe's hosted page."""
+
+    list_display = ("created", "number", "customer", "subscription", "status", "total", "link")
+    list_select_related = ("customer", "subscription")
+    search_fields = ("id", "customer__id", "customer__email", "subscription__id")
+    list_filter = ("created",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Number")
+    def number(self, obj: StripeInvoice) -> str:
+        return str(obj.stripe_data.get("number") or "-")
+
+    @admin.display(description="Status")
+    def status(self, obj: StripeInvoice) -> str:
+        return str(obj.stripe_data.get("status") or "-")
+
+    @admin.display(description="Total")
+    def total(self, obj: StripeInvoice) -> str:
+        cents = obj.stripe_data.get("total") or 0
+        return f"{cents / 100:,.2f} {str(obj.stripe_data.get('currency') or '').upper()}"
+
+    @admin.display(description="Invoice page")
+    def link(self, obj: StripeInvoice) -> str:
+        url = obj.stripe_data.get("hosted_invoice_url")
+        return format_html('<a href="{}" rel="noopener">open</a>', url) if url else "-"

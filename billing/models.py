@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
-from djstripe.models import Event, WebhookEventTrigger
+from djstripe.models import Event, Invoice, WebhookEventTrigger
 
 from billing.pricing import Price
 
@@ -249,3 +249,12 @@ class StripeEvent(Event):
         proxy = True
         ordering = ["-created"]
         verbose_name = "Stripe event"
+
+
+class StripeInvoice(Invoice):
+    """Stripe's invoices as dj-stripe keeps them (from webhooks), shown under Billing."""
+
+    class Meta:
+        proxy = True
+        ordering = ["-created"]
+        verbose_name = "Stripe invoice"

@@ -15,7 +15,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from djstripe.models import Event, WebhookEventTrigger
+from djstripe.models import Customer, Event, Invoice, WebhookEventTrigger
 from djstripe.signals import WEBHOOK_SIGNALS
 
 from accounts.models import User
@@ -329,3 +329,33 @@ def test_a_comp_that_ends_after_the_workspace_subscribed_keeps_the_paid_plan(
     assert (row.plan, row.comped, row.comp_ends_at) == (pro, False, None)
     ended = AuditEvent.objects.get(action=audit.Action.COMP_ENDED)
     assert "subscribed meanwhile" in ended.metadata["reason"]
+
+
+def test_the_billing_section_lists_the_webhook_log_events_and_invoices(
+    world: World, staff_client: Client
+) -> None:
+    index = staff_client.get(reverse("admin:app_list", args=["billing"])).content.decode()
+    for name in ("Stripe webhooks", "Stripe events", "Stripe invoices", "Credit grants"):
+        assert name in index
+    customer = Customer.objects.create(id="cus_demo", livemode=False, stripe_data={})
+    Invoice.objects.create(
+        id="in_demo",
+        customer=customer,
+        livemode=False,
+        stripe_data={
+            "number": "FAKE-0042",
+            "status": "paid",
+            "total": 2900,
+            "currency": "usd",
+            "hosted_invoice_url": "https://invoice.stripe.test/in_demo",
+        },
+    )
+    invoices = staff_client.get(reverse("admin:billing_stripeinvoice_changelist"))
+    for shown in ("FAKE-0042", "paid", "29.00 USD", "https://invoice.stripe.test/in_demo"):
+        assert shown in invoices.content.decode()
+    for model in ("stripewebhook", "stripeevent", "stripeinvoice", "creditgrant"):
+        assert staff_client.get(reverse(f"admin:billing_{model}_changelist")).status_code == 200
+        assert (
+            logged_in(world.owner).get(reverse(f"admin:billing_{model}_changelist")).status_code
+            == 302
+        )
