@@ -3,10 +3,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from djstripe.models import Event, Invoice, WebhookEventTrigger
 
 from billing.pricing import Price
 
@@ -160,6 +162,14 @@ class WorkspacePlan(models.Model):
         default=0, help_text="Runs started in the current period (agent and workflow runs)."
     )
     grace_ends_at = models.DateTimeField(null=True, blank=True)
+    comped = models.BooleanField(
+        default=False, help_text="Put on its plan by staff, without a subscription."
+    )
+    comp_ends_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a comped plan falls back to the default plan (empty: indefinitely).",
+    )
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True)
     payment_failed_at = models.DateTimeField(
@@ -246,3 +256,74 @@ class MeterOutbox(models.Model):
     def identifier(self) -> str:
         """The meter event's `identifier` (Stripe deduplicates by it) and idempotency key."""
         return f"meter-outbox-{self.pk}"
+
+
+class CreditGrant(models.Model):
+    """AI spend staff added to a workspace's allowance for one period (the back-office's
+    *Grant credit*). A ledger: rows are only ever added, never edited or deleted; the
+    allowance of a period is the plan's included spend plus the grants whose period contains
+    the moment asked about (`billing.quotas.ai_spend_allowance`)."""
+
+    workspace = models.ForeignKey(
+        "tenants.Workspace", on_delete=models.CASCADE, related_name="credit_grants"
+    )
+    amount_usd = models.DecimalField(
+        "amount ($)", max_digits=12, decimal_places=2, help_text="Dollars of model cost."
+    )
+    reason = models.CharField(max_length=240)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["workspace", "period_end"], name="credit_grant_ws_period"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_usd__gt=0), name="credit_grant_positive"),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=models.F("period_start")),
+                name="credit_grant_period_not_empty",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.value} ({self.status})"
+
+    @property
+    def identifier(self) -> str:
+        """The meter event's `identifier` (Stripe deduplicates by it) and idempotency key."""
+        return f"meter-outbox-{self.pk}"
+        return f"${self.amount_usd} for {self.workspace}"
+
+
+class StripeWebhook(WebhookEventTrigger):
+    """dj-stripe's record of each webhook request Stripe sent, shown in the back-office under
+    Billing (the admin's webhook log with its replay action; dj-stripe's own admins are hidden)."""
+
+    class Meta:
+        proxy = True
+        ordering = ["-created"]
+        verbose_name = "Stripe webhook"
+
+
+class StripeEvent(Event):
+    """The Stripe events dj-stripe stored from webhooks, shown under Billing."""
+
+    class Meta:
+        proxy = True
+        ordering = ["-created"]
+        verbose_name = "Stripe event"
+
+
+class StripeInvoice(Invoice):
+    """Stripe's invoices as dj-stripe keeps them (from webhooks), shown under Billing."""
+
+    class Meta:
+        proxy = True
+        ordering = ["-created"]
+        verbose_name = "Stripe invoice"

@@ -21,10 +21,11 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from billing.models import WorkspacePlan
+from billing.models import CreditGrant, WorkspacePlan
 from billing.plans import month_after, plan_start
 from core import mail
 from core.exceptions import ApplicationError
@@ -193,21 +194,35 @@ def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
     budget."""
     if not settings.BILLING_QUOTAS:
         return None
-    row = (
+    now = timezone.now()
+    # Staff grants (billing.backoffice.credit_grant) for the period that holds `now`, in the
+    # same query: this runs before every priced model call.
+    granted = (
+        CreditGrant.objects.filter(
+            workspace_id=OuterRef("workspace_id"), period_start__lte=now, period_end__gt=now
+        )
+        .values("workspace_id")
+        .annotate(total=Sum("amount_usd"))
+        .values("total")
+    )
+    found = (
         WorkspacePlan.objects.select_related("plan")
+        .annotate(granted_usd=Subquery(granted))
         .filter(workspace__schema_name=schema_name)
         .first()
     )
-    if row is None:
+    if found is None:
         workspace = Workspace.objects.filter(schema_name=schema_name).first()
         if workspace is None:
             return None
-        row = plan_start(workspace_id=workspace.pk)
+        row, granted_usd = plan_start(workspace_id=workspace.pk), Decimal(0)  # no grants yet
+    else:
+        row, granted_usd = found, found.granted_usd or Decimal(0)
     plan = row.plan
     if plan.allows_overage:
         return None
-    start, end = _spend_period(row, timezone.now())
-    return SpendAllowance(plan.name, plan.included_ai_spend_usd, start, end)
+    start, end = _spend_period(row, now)
+    return SpendAllowance(plan.name, plan.included_ai_spend_usd + granted_usd, start, end)
 
 
 def ai_spend_refusal_text(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from billing.backoffice import comps_expire
 from billing.meter import meter_flush
 from billing.stripe_client import secret_key, stripe_client
 from billing.subscription_state import grace_expire
@@ -29,3 +30,12 @@ def flush_meter() -> int:
     if not secret_key():
         return 0
     return meter_flush(stripe_client()).sent
+
+
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name="billing.expire_comps", max_retries=0, ignore_result=True
+)
+def expire_comps() -> int:
+    """Comped plans whose last day has passed fall back to the default plan (audited).
+    Idempotent: each row is re-checked under its lock; a missed tick is made up by the next."""
+    return comps_expire()

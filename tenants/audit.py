@@ -63,6 +63,10 @@ class Action(models.TextChoices):
     KNOWLEDGE_BASE_DELETED = "knowledge_base.deleted", "Knowledge base deleted"
     DOCUMENT_ADDED = "knowledge_base.document_added", "Document added"
     DOCUMENT_DELETED = "knowledge_base.document_deleted", "Document deleted"
+    CREDIT_GRANTED = "billing.credit_granted", "Credit granted (staff)"
+    TRIAL_EXTENDED = "billing.trial_extended", "Trial extended (staff)"
+    PLAN_COMPED = "billing.plan_comped", "Plan comped (staff)"
+    COMP_ENDED = "billing.comp_ended", "Comped plan ended"
 
 
 # Account events belong to no workspace; each workspace's log shows those of its members.

@@ -210,6 +210,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    "billing-expire-comps": {
+        "task": "billing.expire_comps",
+        "schedule": crontab(minute="7,37"),  # a comp ends at midnight: within half an hour
+        "options": {"expires": 1200},
+    },
     "workflows-apply-retention": {
         "task": "workflows.apply_retention",
         "schedule": crontab(hour=3, minute=17),  # daily, off the busy hour marks

@@ -230,7 +230,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, fake: FakeServer) -> None:
         self.fake = fake
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", fake.bind_port), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -252,6 +252,9 @@ class FakeServer:
     chat_endpoint: ClassVar[str] = ""
     # the prefix of `base_url` after host:port, e.g. "/v1"
     base_path: ClassVar[str] = ""
+    # the port to listen on; 0 (tests): any free one. A long-lived emulator keeps its port
+    # across restarts (tests/fakes/stripe_serve.py).
+    bind_port: int = 0
 
     def __init__(self, *, api_key: str | None = None, strict: bool = True) -> None:
         """`api_key`: when set, requests carrying another key get a 401 (when None, any

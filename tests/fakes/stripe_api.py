@@ -816,32 +816,15 @@ class FakeStripe(FakeServer):
         (for browser tests): GET `/test/checkout/{id}` (a Pay button), POST
         `/test/checkout/{id}/complete` (`complete_checkout`, then a 303 to `success_url`),
         GET `/test/portal/{id}`, POST `/test/subscriptions/{id}/close_period` (`fail=true`
-        for a failed payment; answers the invoice, or the subscription when it ended)."""
-        page = re.fullmatch(r"/test/(checkout|portal)/([^/]+)", path)
+        for a failed payment; answers the invoice, or the subscription when it ended).
+        The pages a person clicks through are `_hosted_page`'s."""
+        if self._hosted_page(method, path, out):
+            return
         action = re.fullmatch(
             r"/test/(checkout|subscriptions)/([^/]+)/(complete|close_period)", path
         )
         try:
-            if method == "GET" and page:
-                resource = "checkout.session" if page[1] == "checkout" else "billing_portal.session"
-                obj = self.get(page[2], resource)
-                object_id = html.escape(obj["id"])
-                if page[1] == "checkout":
-                    body = (
-                        f"<h1>FakeStripe checkout {object_id}</h1>"
-                        f'<form method="post" action="/test/checkout/{object_id}/complete">'
-                        '<button type="submit">Pay</button></form>'
-                        f'<a href="{html.escape(obj.get("cancel_url") or "")}">Cancel</a>'
-                    )
-                else:
-                    body = (
-                        f"<h1>FakeStripe portal for {html.escape(obj['customer'])}</h1>"
-                        f'<a href="{html.escape(obj.get("return_url") or "")}">Return</a>'
-                    )
-                out.send_bytes(200, body.encode(), content_type="text/html; charset=utf-8")
-            elif (
-                method == "POST" and action and action[1] == "checkout" and action[3] == "complete"
-            ):
+            if method == "POST" and action and action[1] == "checkout" and action[3] == "complete":
                 self._complete_checkout(action[2])
                 if not self.hold_events:
                     self.flush_events()
@@ -864,6 +847,199 @@ class FakeStripe(FakeServer):
                 raise StripeError(404, f"Unrecognized request URL ({method}: {path}).")
         except StripeError as exc:
             out.send_json(exc.status, exc.envelope())
+
+    # -- hosted pages: the stand-in a person clicks through (scripts/dev's test mode) ------------
+
+    def _hosted_page(self, method: str, path: str, out: Exchange) -> bool:
+        """Serve the pages behind the checkout, portal and invoice `url`s, and the portal's
+        buttons; False for any other test path. Every page says it is a test: no card is
+        asked for and no money moves.
+
+        GET  /test/checkout/{id}                                  Pay (→ .../complete) or Cancel
+        GET  /test/portal/{id}                                    subscriptions and invoices
+        POST /test/portal/{id}/subscriptions/{sub}/cancel         cancel at the period's end
+        POST /test/portal/{id}/subscriptions/{sub}/close_period   end the period now (invoice)
+        GET  /test/invoice/{id}                                   the invoice's lines
+        """
+        page = re.fullmatch(r"/test/(checkout|portal|invoice)/([^/]+)", path)
+        portal_action = re.fullmatch(
+            r"/test/portal/([^/]+)/subscriptions/([^/]+)/(cancel|close_period)", path
+        )
+        try:
+            if method == "GET" and page:
+                body = {
+                    "checkout": self._checkout_page,
+                    "portal": self._portal_page,
+                    "invoice": self._invoice_page,
+                }[page[1]](page[2])
+                out.send_bytes(200, body.encode(), content_type="text/html; charset=utf-8")
+                return True
+            if method == "POST" and portal_action:
+                self._portal_act(portal_action[1], portal_action[2], portal_action[3])
+                if not self.hold_events:
+                    self.flush_events()
+                out.send_bytes(303, b"", headers={"Location": f"/test/portal/{portal_action[1]}"})
+                return True
+        except StripeError as exc:
+            out.send_bytes(
+                exc.status,
+                _hosted_html("Not found", f"<p>{html.escape(exc.message)}</p>").encode(),
+                content_type="text/html; charset=utf-8",
+            )
+            return True
+        return False
+
+    def _checkout_page(self, session_id: str) -> str:
+        session = self.get(session_id, "checkout.session")
+        sid = html.escape(session["id"])
+        cancel = html.escape(session.get("cancel_url") or "")
+        if session["status"] != "open":
+            done = html.escape(
+                (session.get("success_url") or "").replace("{CHECKOUT_SESSION_ID}", session["id"])
+            )
+            return _hosted_html(
+                "Checkout", f'<p>This checkout is {session["status"]}.</p><a href="{done}">Back</a>'
+            )
+        rows, total = [], 0
+        for item in session["_line_items"]:
+            price = self.get(item.get("price", ""), "price")
+            product = self.objects.get(price["product"], {})
+            name = html.escape(product.get("name") or price["id"])
+            recurring = price["recurring"] or {}
+            unit = _money(price["unit_amount"] or 0, price["currency"])
+            if recurring.get("usage_type") == "metered":  # billed at the period's end
+                rows.append(f"<tr><td>{name}</td><td>by use</td><td>{unit} each</td></tr>")
+                continue
+            quantity = int(item.get("quantity") or 1)
+            amount = (price["unit_amount"] or 0) * quantity
+            total += amount
+            interval = recurring.get("interval")
+            rows.append(
+                f"<tr><td>{name}</td><td>{quantity}</td><td>{_money(amount, price['currency'])}"
+                f"{' / ' + html.escape(interval) if interval else ''}</td></tr>"
+            )
+        email = html.escape(session.get("customer_email") or session.get("customer") or "")
+        body = (
+            f"<p>Paying as <strong>{email}</strong>. No card is needed: Pay completes the "
+            "checkout as if the payment succeeded.</p>"
+            "<table><tr><th>Item</th><th>Quantity</th><th>Price</th></tr>"
+            f"{''.join(rows)}<tr><th>Due today</th><td></td><th>{_money(total, 'usd')}</th></tr>"
+            "</table>"
+            f'<form method="post" action="/test/checkout/{sid}/complete">'
+            '<button type="submit">Pay</button></form>'
+            f'<p><a href="{cancel}">Cancel and go back</a></p>'
+        )
+        return _hosted_html("Checkout", body)
+
+    def _portal_page(self, portal_id: str) -> str:
+        portal = self.get(portal_id, "billing_portal.session")
+        customer = self.get(portal["customer"], "customer")
+        pid = html.escape(portal["id"])
+        subscriptions = [
+            o
+            for o in self.objects.values()
+            if o["object"] == "subscription" and o["customer"] == customer["id"]
+        ]
+        parts = [f"<p>Customer <strong>{html.escape(customer.get('email') or customer['id'])}"]
+        parts.append("</strong>.</p><h2>Subscriptions</h2>")
+        for sub in reversed(subscriptions):
+            items = sub["items"]["data"]
+            names = ", ".join(
+                html.escape(self.objects.get(i["price"]["product"], {}).get("name") or "?")
+                for i in items
+            )
+            end = max((i["current_period_end"] for i in items), default=self.now())
+            state = sub["status"]
+            if sub["cancel_at_period_end"] and state != "canceled":
+                state += f", cancels when this period ends ({_day(end)})"
+            parts.append(f"<div class='sub'><p><strong>{names}</strong>: {html.escape(state)}")
+            if sub["status"] != "canceled":
+                parts.append(f"; this period ends {_day(end)}.</p>")
+                base = f"/test/portal/{pid}/subscriptions/{html.escape(sub['id'])}"
+                if not sub["cancel_at_period_end"]:
+                    parts.append(
+                        f'<form method="post" action="{base}/cancel">'
+                        '<button type="submit">Cancel subscription</button></form>'
+                    )
+                parts.append(
+                    f'<form method="post" action="{base}/close_period">'
+                    '<button type="submit">End this period now (test mode)</button> '
+                    "<small>Bills the period, metered usage included, as Stripe would at its "
+                    "end.</small></form>"
+                )
+            else:
+                parts.append(".</p>")
+            parts.append("</div>")
+        invoices = [
+            o
+            for o in self.objects.values()
+            if o["object"] == "invoice" and o["customer"] == customer["id"]
+        ]
+        parts.append("<h2>Invoices</h2><ul>")
+        for invoice in reversed(invoices):
+            parts.append(
+                f'<li><a href="/test/invoice/{html.escape(invoice["id"])}">'
+                f"{html.escape(invoice.get('number') or invoice['id'])}</a>: "
+                f"{_money(invoice['total'], invoice['currency'])}, "
+                f"{html.escape(invoice['status'])}</li>"
+            )
+        parts.append("</ul>")
+        parts.append(f'<p><a href="{html.escape(portal.get("return_url") or "")}">Return</a></p>')
+        return _hosted_html("Billing portal", "".join(parts))
+
+    def _portal_act(self, portal_id: str, subscription_id: str, verb: str) -> None:
+        portal = self.get(portal_id, "billing_portal.session")
+        subscription = self.get(subscription_id, "subscription")
+        if subscription["customer"] != portal["customer"]:
+            raise StripeError(404, f"No such subscription: '{subscription_id}'")
+        if verb == "close_period":
+            self._close_period(subscription_id, fail=False)
+            return
+        with self._state:
+            match = re.fullmatch(r"(?P<id>.+)", subscription_id)
+            assert match is not None
+            self._subscription_update(
+                RecordedRequest(
+                    method="POST",
+                    path=f"/v1/subscriptions/{subscription_id}",
+                    query={},
+                    headers={},
+                    body=None,
+                    raw=b"",
+                    endpoint=None,
+                    api_key=None,
+                ),
+                {"cancel_at_period_end": "true"},
+                match,
+            )
+
+    def _invoice_page(self, invoice_id: str) -> str:
+        invoice = self.get(invoice_id, "invoice")
+        lines = "".join(
+            f"<tr><td>{html.escape(self._line_name(line))}</td>"
+            f"<td>{_day(line['period']['start'])} – {_day(line['period']['end'])}</td>"
+            f"<td>{_money(line['amount'], invoice['currency'])}</td></tr>"
+            for line in invoice["lines"]["data"]
+        )
+        body = (
+            f"<p>Invoice <strong>{html.escape(invoice.get('number') or invoice['id'])}</strong>, "
+            f"{html.escape(invoice['status'])}, for {_day(invoice['period_start'])} – "
+            f"{_day(invoice['period_end'])}.</p>"
+            f"<table><tr><th>Line</th><th>Period</th><th>Amount</th></tr>{lines}"
+            f"<tr><th>Total</th><td></td><th>{_money(invoice['total'], invoice['currency'])}"
+            "</th></tr></table>"
+        )
+        return _hosted_html("Invoice", body)
+
+    def _line_name(self, line: Object) -> str:
+        price_id = ((line.get("pricing") or {}).get("price_details") or {}).get("price", "")
+        price = self.objects.get(price_id)
+        if price is None:
+            return str(line.get("description") or "")
+        name = str(self.objects.get(price["product"], {}).get("name") or price["id"])
+        if (price["recurring"] or {}).get("usage_type") == "metered":
+            return f"{name} (metered usage)"
+        return f"{name} × {line.get('quantity') or 1}"
 
     # -- subscriptions and invoices -----------------------------------------------------------
 
@@ -1442,3 +1618,31 @@ class FakeStripe(FakeServer):
         """No entitlement features (dj-stripe lists them when it syncs a product)."""
         self.get(match["id"], "product")
         return 200, {"object": "list", "data": [], "has_more": False, "url": request.path}
+
+
+TEST_MODE_BANNER = "Billing test mode — no real money"
+
+
+def _hosted_html(title: str, body: str) -> str:
+    """A hosted page of the fake: the test-mode banner on top, then `body` (already escaped)."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)} · {TEST_MODE_BANNER}</title>"
+        "<style>body{font:16px system-ui,sans-serif;max-width:42rem;margin:0 auto;padding:1rem}"
+        ".banner{background:#fde68a;border:2px solid #b45309;padding:.6rem 1rem;"
+        "font-weight:700;border-radius:.4rem}table{border-collapse:collapse;margin:1rem 0}"
+        "td,th{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}"
+        "button{font-size:1rem;padding:.5rem 1.2rem}.sub{margin:1rem 0}</style></head><body>"
+        f'<p class="banner" role="status">{TEST_MODE_BANNER}: this page stands in for '
+        "Stripe. Nothing is charged.</p>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _money(cents: int, currency: str) -> str:
+    symbol = "$" if currency.lower() == "usd" else currency.upper() + " "
+    return f"{symbol}{cents / 100:,.2f}"
+
+
+def _day(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")

@@ -1,0 +1,115 @@
+"""The Stripe fake as a long-lived process: the embedded test mode of `scripts/dev`.
+
+    python -m tests.fakes.stripe_serve --port 8111 --api-key sk_test_EmulatorLocalDevelopmentOnly \\
+        --state .local/stripe-emulator.json
+
+It serves `FakeStripe` (tests/fakes/stripe_api.py) on 127.0.0.1:PORT until SIGTERM or Ctrl-C,
+with the hosted checkout, portal and invoice pages a person clicks through. Its state (every
+object, event and meter event) is written to `--state` after each change and read back at
+start, so customers, subscriptions and invoices live as long as the local database next to
+it. It accepts only a `sk_test_` key and refuses to start under the production settings
+module: it exists so that nobody needs a Stripe account to try billing, never to take money.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.stripe_api import TEST_MODE_BANNER, FakeStripe
+
+PRODUCTION_SETTINGS = "config.settings.production"
+
+
+class EmulatedStripe(FakeStripe):
+    """FakeStripe whose state survives a restart (a JSON file, written after each change)."""
+
+    def __init__(self, *, port: int, state: Path | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bind_port = port
+        self.state_path = state
+        if state is not None and state.is_file():
+            saved = json.loads(state.read_text())
+            self.objects.update(saved["objects"])
+            self.events.extend(saved["events"])
+            self.meter_events.extend(saved["meter_events"])
+            self.clock_offset = saved["clock_offset"]
+            # invoice numbers and the like go on from where they were
+            self._ids = itertools.count(len(self.objects) + len(self.meter_events) + 1)
+
+    def dispatch(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        super().dispatch(handler, raw)
+        if handler.command != "GET":
+            self.save()
+
+    def save(self) -> None:
+        if self.state_path is None:
+            return
+        with self._state:
+            text = json.dumps(
+                {
+                    "objects": self.objects,
+                    "events": self.events,
+                    "meter_events": self.meter_events,
+                    "clock_offset": self.clock_offset,
+                }
+            )
+        temporary = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}")
+        temporary.write_text(text)
+        os.replace(temporary, self.state_path)
+
+
+def refusal(api_key: str, settings_module: str) -> str | None:
+    """Why the emulator must not start, or None."""
+    if settings_module == PRODUCTION_SETTINGS:
+        return (
+            "The Stripe emulator does not run under production settings "
+            f"(DJANGO_SETTINGS_MODULE={PRODUCTION_SETTINGS}): it takes no money. Configure "
+            "a Stripe account instead (STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY)."
+        )
+    if not api_key.startswith("sk_test_"):
+        return f"The Stripe emulator accepts a test key only (sk_test_…), not {api_key[:8]}…"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.stripe_serve")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", required=True, help="the only key accepted (sk_test_…)")
+    parser.add_argument("--state", type=Path, default=None, help="JSON file kept between starts")
+    parser.add_argument("--webhook-url", default=None, help="post every event here, signed")
+    parser.add_argument("--webhook-secret", default="whsec_emulator")
+    args = parser.parse_args(argv)
+    problem = refusal(args.api_key, os.environ.get("DJANGO_SETTINGS_MODULE", ""))
+    if problem:
+        print(problem, file=sys.stderr)  # noqa: T201 (a launcher's refusal)
+        return 2
+    emulator = EmulatedStripe(
+        port=args.port,
+        state=args.state,
+        api_key=args.api_key,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+    )
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    with emulator:
+        print(  # noqa: T201 (a launcher's status)
+            f"• Stripe emulator ({TEST_MODE_BANNER}) on {emulator.url}", file=sys.stderr
+        )
+        stopping.wait()
+    emulator.save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
