@@ -28,7 +28,7 @@ from djstripe.settings import djstripe_settings
 from accounts.models import User
 from billing.models import CreditGrant, Plan, WorkspacePlan
 from billing.plans import default_plan
-from billing.quotas import _locked
+from billing.quotas import plan_row_locked
 from core.exceptions import ValidationFailed
 from tenants import audit
 from tenants.models import Workspace
@@ -36,7 +36,7 @@ from tenants.models import Workspace
 MAX_GRANT_USD = Decimal("10000.00")
 MAX_TRIAL_DAYS = 365
 REASON_MAX = 240
-# What `_locked` may have rolled forward: saved with each change.
+# What `plan_row_locked` may have rolled forward: saved with each change.
 _PERIOD_FIELDS = ["runs_used", "current_period_start", "current_period_end", "updated_at"]
 
 
@@ -55,7 +55,7 @@ def _reason(reason: str) -> str:
 
 def _locked_in_period(workspace_id: int, now: datetime) -> WorkspacePlan:
     """The plan row, locked, with a period that ended rolled forward and saved."""
-    row = _locked(workspace_id, now)
+    row = plan_row_locked(workspace_id, now)
     row.save(update_fields=_PERIOD_FIELDS)
     return row
 
@@ -225,7 +225,7 @@ def comps_expire(*, now: datetime | None = None) -> int:
     due = WorkspacePlan.objects.filter(comped=True, comp_ends_at__lte=now)
     for workspace_id in due.values_list("workspace_id", flat=True):
         with transaction.atomic():
-            row = _locked(workspace_id, now)
+            row = plan_row_locked(workspace_id, now)
             if not row.comped or row.comp_ends_at is None or row.comp_ends_at > now:
                 continue
             old = _plan_state(row)

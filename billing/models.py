@@ -292,12 +292,8 @@ class CreditGrant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_name} {self.value} ({self.status})"
+        return f"${self.amount_usd} for {self.workspace}"
 
-    @property
-    def identifier(self) -> str:
-        """The meter event's `identifier` (Stripe deduplicates by it) and idempotency key."""
-        return f"meter-outbox-{self.pk}"
         return f"${self.amount_usd} for {self.workspace}"
 
 

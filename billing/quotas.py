@@ -43,7 +43,7 @@ class QuotaExceeded(ApplicationError):
     status = 402
 
 
-def _locked(workspace_id: int, now: datetime) -> WorkspacePlan:
+def plan_row_locked(workspace_id: int, now: datetime) -> WorkspacePlan:
     """The workspace's plan row, locked until the caller's transaction ends, in its current
     period (a period that ended rolls forward and its counters start from zero)."""
     locked = WorkspacePlan.objects.select_for_update(of=("self",)).select_related("plan")
@@ -73,7 +73,7 @@ def run_reserve(*, workspace_id: int | None) -> None:
         )
     now = timezone.now()
     with transaction.atomic():
-        row = _locked(workspace_id, now)
+        row = plan_row_locked(workspace_id, now)
         if row.status == WorkspacePlan.Status.READ_ONLY:
             failed = date_format(timezone.localtime(row.payment_failed_at or now), "j M Y")
             raise QuotaExceeded(
@@ -144,7 +144,7 @@ def workflow_room_require(*, workspace_id: int, active_workflows: Callable[[], i
     at the limit cannot both pass. Call inside the creating transaction."""
     if not settings.BILLING_QUOTAS:
         return
-    row = _locked(workspace_id, timezone.now())
+    row = plan_row_locked(workspace_id, timezone.now())
     limit = row.plan.workflows
     if limit is not None and (count := active_workflows()) >= limit:
         raise _refusal(
@@ -159,7 +159,7 @@ def storage_room_require(
     allowance (counted after the plan row is locked). Call inside the storing transaction."""
     if not settings.BILLING_QUOTAS:
         return
-    row = _locked(workspace_id, timezone.now())
+    row = plan_row_locked(workspace_id, timezone.now())
     if row.plan.knowledge_storage_mb is None:
         return
     limit = row.plan.knowledge_storage_mb * 1024 * 1024
@@ -195,19 +195,9 @@ def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
     if not settings.BILLING_QUOTAS:
         return None
     now = timezone.now()
-    # Staff grants (billing.backoffice.credit_grant) for the period that holds `now`, in the
-    # same query: this runs before every priced model call.
-    granted = (
-        CreditGrant.objects.filter(
-            workspace_id=OuterRef("workspace_id"), period_start__lte=now, period_end__gt=now
-        )
-        .values("workspace_id")
-        .annotate(total=Sum("amount_usd"))
-        .values("total")
-    )
     found = (
         WorkspacePlan.objects.select_related("plan")
-        .annotate(granted_usd=Subquery(granted))
+        .annotate(granted_usd=_granted_usd(now))
         .filter(workspace__schema_name=schema_name)
         .first()
     )
@@ -245,7 +235,7 @@ def seats_room_require(event: MemberInviting) -> None:
     invitations already fill the plan's seats (counted after the plan row is locked)."""
     if not settings.BILLING_QUOTAS:
         return
-    row = _locked(event.workspace_id, timezone.now())
+    row = plan_row_locked(event.workspace_id, timezone.now())
     seats = row.plan.seats
     if seats is None:
         return
@@ -272,8 +262,10 @@ def ai_spend_warn(*, schema_name: str, spend_since: Callable[[datetime], Decimal
     plan row (`ai_spend_warned_period`, `ai_spend_warned_percent`)."""
     if not settings.BILLING_QUOTAS:
         return
+    now = timezone.now()
     row = (
         WorkspacePlan.objects.select_related("plan")
+        .annotate(granted_usd=_granted_usd(now))
         .filter(workspace__schema_name=schema_name)
         .only(
             "current_period_start",
@@ -284,29 +276,46 @@ def ai_spend_warn(*, schema_name: str, spend_since: Callable[[datetime], Decimal
         )
         .first()
     )
-    if row is None or row.plan.included_ai_spend_usd <= 0:
+    if row is None:
         return
-    start, end = _spend_period(row, timezone.now())
+    included = row.plan.included_ai_spend_usd + (row.granted_usd or Decimal(0))
+    if included <= 0:
+        return
+    start, end = _spend_period(row, now)
     if row.ai_spend_warned_period == start and row.ai_spend_warned_percent >= 100:
         return  # both mails went out this period: no ledger read
-    included = row.plan.included_ai_spend_usd
     spent = spend_since(start)
     crossed = [share for share in WARN_SHARES if spent >= included * share]
     if not crossed:
         return
     share = int(crossed[-1] * 100)
     with transaction.atomic():
-        row = (
+        locked = (
             WorkspacePlan.objects.select_for_update(of=("self",))
             .select_related("plan")
             .get(pk=row.pk)
         )
-        already = row.ai_spend_warned_percent if row.ai_spend_warned_period == start else 0
+        already = locked.ai_spend_warned_percent if locked.ai_spend_warned_period == start else 0
         if share <= already:
             return
-        row.ai_spend_warned_period, row.ai_spend_warned_percent = start, share
-        row.save(update_fields=["ai_spend_warned_period", "ai_spend_warned_percent", "updated_at"])
-        _mail_ai_spend(row, share=share, spent=spent, period_end=end)
+        locked.ai_spend_warned_period, locked.ai_spend_warned_percent = start, share
+        locked.save(
+            update_fields=["ai_spend_warned_period", "ai_spend_warned_percent", "updated_at"]
+        )
+        _mail_ai_spend(locked, share=share, spent=spent, included=included, period_end=end)
+
+
+def _granted_usd(now: datetime) -> Subquery:
+    """For annotating plan rows: staff credit grants (billing.backoffice.credit_grant) for the
+    period that holds `now`, in the same query (this runs around every priced call)."""
+    return Subquery(
+        CreditGrant.objects.filter(
+            workspace_id=OuterRef("workspace_id"), period_start__lte=now, period_end__gt=now
+        )
+        .values("workspace_id")
+        .annotate(total=Sum("amount_usd"))
+        .values("total")
+    )
 
 
 def _spend_period(row: WorkspacePlan, now: datetime) -> tuple[datetime, datetime]:
@@ -316,9 +325,10 @@ def _spend_period(row: WorkspacePlan, now: datetime) -> tuple[datetime, datetime
     return start, end
 
 
-def _mail_ai_spend(row: WorkspacePlan, *, share: int, spent: Decimal, period_end: datetime) -> None:
+def _mail_ai_spend(
+    row: WorkspacePlan, *, share: int, spent: Decimal, included: Decimal, period_end: datetime
+) -> None:
     workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
-    included = row.plan.included_ai_spend_usd
     if row.plan.allows_overage:
         then = (
             "Further AI spend this period is billed as overage, at model cost, on the next invoice."

@@ -50,6 +50,8 @@ SYNCED_FIELDS = [
     "stripe_subscription_id",
     "stripe_subscription_created",
     "stripe_event_created",
+    "comped",
+    "comp_ends_at",
     "updated_at",
 ]
 _PLAN_LOOKUP_KEY = re.compile(r"plan_(?P<key>[-\w]+)_(?:month|year)")
@@ -172,6 +174,7 @@ def _apply_live(
     elif row.plan_id != plan.pk:
         row.plan = plan
     taken_up = row.stripe_subscription_id != subscription["id"]
+    row.comped, row.comp_ends_at = False, None  # a paid subscription replaces a staff comp
     row.stripe_subscription_id = subscription["id"]
     row.stripe_subscription_created = created
     row.cancel_at_period_end = bool(subscription["cancel_at_period_end"])
