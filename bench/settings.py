@@ -23,3 +23,5 @@ if os.environ.get("BENCH_PROBE_MIGRATIONS"):
 LOGGING["loggers"]["audit"] = {"level": "WARNING"}
 # …and one line per HTTP request would bury the gateway bench's.
 LOGGING["loggers"]["httpx2"] = {"level": "WARNING"}
+# …and the billing bench's, one line per Stripe request.
+LOGGING["loggers"]["stripe"] = {"level": "WARNING"}
