@@ -4,6 +4,9 @@ STRIPE_LIVE_MODE); `STRIPE_API_BASE` points the SDK at Stripe or at the loopback
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import stripe
 from django.conf import settings
 
@@ -26,3 +29,21 @@ def stripe_client() -> stripe.StripeClient:
     return stripe.StripeClient(
         key, base_addresses={"api": settings.STRIPE_API_BASE}, max_network_retries=2
     )
+
+
+@contextmanager
+def stripe_errors(action: str) -> Iterator[None]:
+    """Stripe's failures as our errors: unreachable (or answering 5xx) is a 503 saying so,
+    never a 500; anything else Stripe refused is a 503 naming what it said (the request was
+    ours, not the user's, to get right)."""
+    try:
+        yield
+    except stripe.APIConnectionError as exc:
+        raise ServiceUnavailable(
+            f"Stripe could not be reached to {action}; nothing was charged. Try again shortly."
+        ) from exc
+    except stripe.StripeError as exc:
+        raise ServiceUnavailable(
+            f"Stripe refused to {action}: {exc.user_message or exc}. Try again shortly, or "
+            "tell the platform's operators if it keeps happening."
+        ) from exc

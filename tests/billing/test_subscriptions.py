@@ -1,0 +1,195 @@
+"""Starting a subscription (the real stripe SDK against the loopback fake): Checkout in
+subscription mode for the plan's Price by lookup key (plus its metered overage Price when
+there is one), one Stripe customer per workspace, idempotency keys from our ids, and clear
+refusals: an unknown, private or free plan, a plan not mirrored to Stripe, the plan already
+active, billing off, Stripe unreachable. The customer portal needs a customer."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+
+from billing.demo import seed_demo_plans
+from billing.models import Plan, WorkspacePlan
+from billing.stripe_client import stripe_client
+from billing.stripe_sync import plans_sync
+from billing.subscriptions import CheckoutRefused, checkout_start, portal_start
+from core.exceptions import ServiceUnavailable
+from tests.fakes import FakeStripe
+from tests.helpers.personas import World
+
+pytestmark = pytest.mark.django_db
+
+URLS = {"success_url": "https://app.test/ok", "cancel_url": "https://app.test/billing"}
+
+
+@pytest.fixture
+def fake_stripe(settings: Any) -> Iterator[FakeStripe]:
+    with FakeStripe() as fake:
+        settings.STRIPE_TEST_SECRET_KEY = "sk_test_platform"
+        settings.STRIPE_API_BASE = fake.base_url
+        yield fake
+    assert fake.server_errors == []
+
+
+@pytest.fixture
+def synced(world: World, fake_stripe: FakeStripe) -> FakeStripe:
+    seed_demo_plans()
+    plans_sync(stripe_client())
+    return fake_stripe
+
+
+def _start(world: World, plan_key: str = "pro", interval: str = "month") -> str:
+    return checkout_start(
+        workspace_id=world.workspace_a.pk,
+        plan_key=plan_key,
+        interval=interval,
+        actor_id=world.owner.pk,
+        **URLS,
+    )
+
+
+def _posts(fake: FakeStripe, path: str) -> list[Any]:
+    return [r for r in fake.requests if r.method == "POST" and r.path == path]
+
+
+def test_checkout_is_a_subscription_session_for_the_plans_price_and_one_customer(
+    world: World, synced: FakeStripe
+) -> None:
+    url = _start(world)
+    assert url.startswith(f"{synced.base_url}/test/checkout/cs_test_")
+
+    (session_request,) = _posts(synced, "/v1/checkout/sessions")
+    params = session_request.body
+    pro_month = synced.get(params["line_items"][0]["price"], "price")
+    assert pro_month["lookup_key"] == "plan_pro_month"
+    assert params["line_items"][0]["quantity"] == "1"
+    assert len(params["line_items"]) == 1  # no overage price synced
+    assert params["mode"] == "subscription"
+    assert params["client_reference_id"] == str(world.workspace_a.pk)
+    assert params["metadata"]["plan_key"] == "pro"
+    assert params["subscription_data"]["metadata"]["workspace_id"] == str(world.workspace_a.pk)
+    assert session_request.headers["idempotency-key"].startswith(
+        f"workspace-{world.workspace_a.pk}-checkout-pro-month-"
+    )
+
+    row = WorkspacePlan.objects.get(workspace=world.workspace_a)
+    assert row.plan.key == "free"  # the plan changes from the webhook only
+    customer = synced.get(row.stripe_customer_id, "customer")
+    assert customer["metadata"]["workspace_id"] == str(world.workspace_a.pk)
+    (customer_request,) = _posts(synced, "/v1/customers")
+    assert customer_request.headers["idempotency-key"] == (
+        f"workspace-{world.workspace_a.pk}-customer"
+    )
+
+    _start(world, interval="year")  # a second attempt reuses the customer
+    assert len(_posts(synced, "/v1/customers")) == 1
+    second = _posts(synced, "/v1/checkout/sessions")[1].body
+    assert synced.get(second["line_items"][0]["price"])["lookup_key"] == "plan_pro_year"
+
+
+def test_a_plan_with_an_overage_price_adds_it_as_a_metered_line_without_quantity(
+    world: World, synced: FakeStripe
+) -> None:
+    pro = Plan.objects.get(key="pro")
+    client = stripe_client()
+    meter = client.v1.billing.meters.create(
+        params={
+            "display_name": "AI spend",
+            "event_name": "ai_spend",
+            "default_aggregation": {"formula": "sum"},
+        }
+    )
+    client.v1.prices.create(
+        params={
+            "product": pro.stripe_product_id,
+            "currency": "usd",
+            "unit_amount": 1,
+            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
+            "lookup_key": "plan_pro_overage",
+        }
+    )
+    _start(world)
+    (session_request,) = _posts(synced, "/v1/checkout/sessions")
+    base, overage = session_request.body["line_items"]
+    assert synced.get(overage["price"])["lookup_key"] == "plan_pro_overage"
+    assert "quantity" not in overage
+    assert base["quantity"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("plan_key", "interval", "message"),
+    [
+        ("gold", "month", "There is no plan “gold”"),
+        ("free", "month", "Free is free: there is nothing to pay"),
+        ("pro", "week", "Unknown billing interval “week”"),
+    ],
+)
+def test_an_unknown_or_free_plan_or_interval_is_refused(
+    world: World, synced: FakeStripe, plan_key: str, interval: str, message: str
+) -> None:
+    with pytest.raises(CheckoutRefused, match=message):
+        _start(world, plan_key, interval)
+    assert _posts(synced, "/v1/checkout/sessions") == []
+
+
+def test_a_private_plan_is_refused(world: World, synced: FakeStripe) -> None:
+    Plan.objects.filter(key="team").update(is_public=False)
+    with pytest.raises(CheckoutRefused, match="There is no plan “team”"):
+        _start(world, "team")
+
+
+def test_a_plan_not_mirrored_to_stripe_names_the_command(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    seed_demo_plans()
+    with pytest.raises(CheckoutRefused, match=r"run manage\.py billing_sync_plans") as refused:
+        _start(world)
+    assert "plan_pro_month" in refused.value.message
+    assert _posts(fake_stripe, "/v1/customers") == []
+
+
+def test_the_plan_already_active_is_refused_and_another_plan_points_to_the_portal(
+    world: World, synced: FakeStripe
+) -> None:
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(
+        plan=Plan.objects.get(key="pro"), stripe_subscription_id="sub_x", status="active"
+    )
+    with pytest.raises(CheckoutRefused, match="already subscribed to Pro"):
+        _start(world)
+    with pytest.raises(CheckoutRefused, match="change it to Team with Manage payment"):
+        _start(world, "team")
+
+
+def test_billing_off_says_which_key_to_set(world: World, settings: Any) -> None:
+    settings.STRIPE_TEST_SECRET_KEY = ""
+    with pytest.raises(ServiceUnavailable, match="Billing is off: set STRIPE_TEST_SECRET_KEY"):
+        _start(world)
+
+
+def test_stripe_unreachable_is_a_503_not_a_500(world: World, settings: Any) -> None:
+    seed_demo_plans()
+    with socket.socket() as closed:  # a port nothing listens on once closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_platform"
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{port}"
+    with pytest.raises(ServiceUnavailable, match="Stripe could not be reached") as refused:
+        _start(world)
+    assert refused.value.status == 503
+    assert isinstance(refused.value.__cause__, stripe.APIConnectionError)
+
+
+def test_the_portal_needs_a_customer_then_opens_for_it(world: World, synced: FakeStripe) -> None:
+    with pytest.raises(CheckoutRefused, match="no payment details at Stripe yet"):
+        portal_start(workspace_id=world.workspace_a.pk, return_url="https://app.test/billing")
+    _start(world)
+    url = portal_start(workspace_id=world.workspace_a.pk, return_url="https://app.test/billing")
+    assert url.startswith(f"{synced.base_url}/test/portal/bps_")
+    (portal_request,) = _posts(synced, "/v1/billing_portal/sessions")
+    customer = WorkspacePlan.objects.get(workspace=world.workspace_a).stripe_customer_id
+    assert portal_request.body["customer"] == customer
