@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from django.utils import timezone
 
+from billing.invoices import subscription_interval
 from billing.models import Plan, WorkspacePlan
 from billing.plans import period_at, workspace_plan
 from tenants.models import Invitation, Membership
@@ -165,6 +166,7 @@ class BillingSummary:
     period_start: datetime
     period_end: datetime
     allowances: list[Allowance]
+    interval: str | None  # "month" or "year" while subscribed
     # AI spend beyond what the plan includes, this period; None for plans that refuse it.
     overage_usd: Decimal | None
 
@@ -190,7 +192,8 @@ def billing_summary(*, access: Access) -> BillingSummary:
     if row.plan.allows_overage:
         spent = next((a.used for a in allowances if a.key == AI_SPEND), Decimal(0))
         overage = max(Decimal(spent) - row.plan.included_ai_spend_usd, Decimal(0))
-    return BillingSummary(row, row.plan, start, end, allowances, overage)
+    interval = subscription_interval(row.stripe_subscription_id)
+    return BillingSummary(row, row.plan, start, end, allowances, interval, overage)
 
 
 def plans_offered() -> list[Plan]:
