@@ -56,8 +56,14 @@ class BillingOutput(serializers.Serializer[Any]):
     )
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
-    trial_ends_at = serializers.DateTimeField(source="subscription.trial_ends_at")
-    grace_ends_at = serializers.DateTimeField(source="subscription.grace_ends_at")
+    trial_ends_at = serializers.DateTimeField(
+        source="subscription.trial_ends_at", allow_null=True, help_text="While on a trial."
+    )
+    grace_ends_at = serializers.DateTimeField(
+        source="subscription.grace_ends_at",
+        allow_null=True,
+        help_text="After a failed payment: when the workspace becomes read-only for runs.",
+    )
     cancel_at_period_end = serializers.BooleanField(source="subscription.cancel_at_period_end")
     allowances = AllowanceOutput(many=True)
     overage_usd = serializers.DecimalField(
