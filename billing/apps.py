@@ -1,15 +1,29 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 
 
 class BillingConfig(AppConfig):
     name = "billing"
 
     def ready(self) -> None:
+        from billing import webhooks  # noqa: F401 - connects the dj-stripe event receivers
         from billing.plans import on_workspace_created
         from billing.quotas import seats_room_require
+        from billing.stripe_client import sdk_configure
         from billing.usage import register_billing_meters
         from core.hooks import member_inviting, workspace_created
 
         workspace_created.subscribe(on_workspace_created)
         member_inviting.subscribe(seats_room_require)
         register_billing_meters()
+        sdk_configure()
+        setting_changed.connect(_stripe_setting_changed)
+
+
+def _stripe_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "STRIPE_API_BASE":
+        from billing.stripe_client import sdk_configure
+
+        sdk_configure()

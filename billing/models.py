@@ -136,8 +136,8 @@ class Plan(models.Model):
 class WorkspacePlan(models.Model):
     """The plan a workspace is on, and where its subscription stands. One row per workspace
     (public schema: staff and the webhook handlers see every workspace). The subscription
-    fields are filled from Stripe's webhooks (part 1, later); until then a workspace is on its
-    plan with no subscription."""
+    fields are filled from Stripe's webhooks (billing/webhooks.py); a workspace without a
+    subscription is on its (free) plan with none."""
 
     class Status(models.TextChoices):
         TRIALING = "trialing", "Trial"
@@ -161,6 +161,14 @@ class WorkspacePlan(models.Model):
     grace_ends_at = models.DateTimeField(null=True, blank=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True)
+    payment_failed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the payment that started the grace period failed."
+    )
+    # Forward-only webhook state (billing/subscriptions.py, subscription_sync): an event older
+    # than the last one applied is skipped, and a subscription created before the applied one
+    # never replaces it.
+    stripe_subscription_created = models.DateTimeField(null=True, blank=True, editable=False)
+    stripe_event_created = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

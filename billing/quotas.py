@@ -63,7 +63,8 @@ def _locked(workspace_id: int, now: datetime) -> WorkspacePlan:
 
 def run_reserve(*, workspace_id: int | None) -> None:
     """Count one run start against the plan's runs per month; refuse it when the allowance is
-    used up and the plan bills no overage. `workspace_id` None: the workspace whose schema is
+    used up and the plan bills no overage, or when the workspace is read-only (a failed
+    payment's grace period ended). `workspace_id` None: the workspace whose schema is
     active (triggers and schedules start runs without an access). Nothing happens while quotas
     are off."""
     if not settings.BILLING_QUOTAS:
@@ -75,6 +76,14 @@ def run_reserve(*, workspace_id: int | None) -> None:
     now = timezone.now()
     with transaction.atomic():
         row = _locked(workspace_id, now)
+        if row.status == WorkspacePlan.Status.READ_ONLY:
+            failed = date_format(timezone.localtime(row.payment_failed_at or now), "j M Y")
+            raise QuotaExceeded(
+                f"Runs are paused: the payment for this workspace's {row.plan.name} plan failed "
+                f"on {failed} and its grace period has ended. Pages and exports still work and "
+                "nothing is deleted; an owner can fix the card with Manage payment on the "
+                "Billing page, and runs resume once the payment goes through."
+            )
         limit = row.plan.runs_per_month
         if limit is not None and row.runs_used >= limit and not row.plan.allows_overage:
             renews = date_format(timezone.localtime(row.current_period_end), "j M Y")

@@ -47,3 +47,10 @@ def stripe_errors(action: str) -> Iterator[None]:
             f"Stripe refused to {action}: {exc.user_message or exc}. Try again shortly, or "
             "tell the platform's operators if it keeps happening."
         ) from exc
+
+
+def sdk_configure() -> None:
+    """Point the `stripe` module's global client at `STRIPE_API_BASE`: dj-stripe calls Stripe
+    through it (re-reading webhook objects), not through `stripe_client()`. Called on start and
+    whenever the setting changes (tests point it at their fake)."""
+    stripe.api_base = settings.STRIPE_API_BASE

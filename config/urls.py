@@ -45,6 +45,9 @@ urlpatterns = [
     path("api/v1/", include("billing.api.urls")),
     # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.
     path("hooks/workflows/", include("workflows.hook_urls")),
+    # Stripe's webhooks (dj-stripe's view: signature, tolerance, dedup by event id), one URL
+    # per endpoint registered by `manage.py billing_webhook_endpoint`.
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("marketplace/", include("marketplace.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger's start-up script as a file (no inline script, for the CSP).

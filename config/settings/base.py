@@ -199,6 +199,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "billing-expire-grace": {
+        "task": "billing.expire_grace",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
     "workflows-apply-retention": {
         "task": "workflows.apply_retention",
         "schedule": crontab(hour=3, minute=17),  # daily, off the busy hour marks
@@ -326,6 +331,9 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 BILLING_QUOTAS = env.bool(
     "BILLING_QUOTAS", default=bool(STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY)
 )
+# Days a workspace keeps running after a subscription payment fails; then runs are paused
+# (read-only) until it is paid (billing/subscriptions.py, the billing-expire-grace beat task).
+BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 

@@ -168,6 +168,7 @@ class FakeStripe(FakeServer):
         webhook_url: str | None = None,
         webhook_secret: str = "whsec_fake",  # noqa: S107 - a test secret
         deliver_twice: bool = False,
+        deliver_times: int = 1,
         shuffle: bool = False,
         hold_events: bool = False,
         max_delivery_attempts: int = 3,
@@ -178,13 +179,19 @@ class FakeStripe(FakeServer):
         twice. `shuffle`: deliver each batch of events (one API call's worth, or one
         `flush_events()`) in random order. `hold_events`: deliver only on `flush_events()`.
         A delivery answered with a non-2xx (or failing to connect) is retried at once, up to
-        `max_delivery_attempts` in all. `seed`: for `shuffle` and ids."""
+        `max_delivery_attempts` in all. `seed`: for `shuffle` and ids. `deliver_times`: post
+        every event this many times (`deliver_twice` is 2); with `shuffle` the copies are
+        shuffled too.
+
+        Endpoints created through the API (`POST /v1/webhook_endpoints`) get every event
+        they enable, signed with their own secret, besides `webhook_url`."""
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             raise ValueError(f"webhook_url must be an http(s) URL, not {webhook_url!r}")
         super().__init__(api_key=api_key, strict=True)
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.deliver_twice = deliver_twice
+        self.deliver_times = deliver_times
         self.shuffle = shuffle
         self.hold_events = hold_events
         self.max_delivery_attempts = max_delivery_attempts
@@ -209,6 +216,7 @@ class FakeStripe(FakeServer):
                 ("GET", r"/v1/products", self._list_of("product")),
                 ("GET", r"/v1/products/(?P<id>[^/]+)", self._retrieve("product")),
                 ("POST", r"/v1/products/(?P<id>[^/]+)", self._update("product")),
+                ("GET", r"/v1/products/(?P<id>[^/]+)/features", self._product_features),
                 ("POST", r"/v1/prices", self._price_create),
                 ("GET", r"/v1/prices", self._price_list),
                 ("GET", r"/v1/prices/(?P<id>[^/]+)", self._retrieve("price")),
@@ -221,6 +229,17 @@ class FakeStripe(FakeServer):
                 ("DELETE", r"/v1/subscriptions/(?P<id>[^/]+)", self._subscription_cancel),
                 ("GET", r"/v1/invoices", self._list_of("invoice", "customer", "subscription")),
                 ("GET", r"/v1/invoices/(?P<id>[^/]+)", self._retrieve("invoice")),
+                ("POST", r"/v1/invoices/(?P<id>[^/]+)/pay", self._invoice_pay),
+                ("GET", r"/v1/account", self._account),
+                ("POST", r"/v1/webhook_endpoints", self._webhook_endpoint_create),
+                ("GET", r"/v1/webhook_endpoints", self._list_of("webhook_endpoint")),
+                (
+                    "GET",
+                    r"/v1/webhook_endpoints/(?P<id>[^/]+)",
+                    self._retrieve("webhook_endpoint"),
+                ),
+                ("POST", r"/v1/webhook_endpoints/(?P<id>[^/]+)", self._update("webhook_endpoint")),
+                ("DELETE", r"/v1/webhook_endpoints/(?P<id>[^/]+)", self._webhook_endpoint_delete),
                 ("POST", r"/v1/billing/meters", self._meter_create),
                 ("GET", r"/v1/billing/meters", self._list_of("billing.meter")),
                 ("GET", r"/v1/billing/meters/(?P<id>[^/]+)", self._retrieve("billing.meter")),
@@ -464,7 +483,7 @@ class FakeStripe(FakeServer):
             "evt",
             type=event_type,
             api_version=self._api_version,
-            pending_webhooks=1 if self.webhook_url else 0,
+            pending_webhooks=len(self._targets(event_type)),
         )
         event["data"] = {"object": copy.deepcopy(obj)}
         if previous_attributes:
@@ -481,31 +500,51 @@ class FakeStripe(FakeServer):
             batch, self._outbox = self._outbox, []
         if self.shuffle:
             self._random.shuffle(batch)
-        if self.webhook_url is not None:
-            for event in batch:
-                for _ in range(2 if self.deliver_twice else 1):
-                    self._deliver(event)
+        times = max(self.deliver_times, 2 if self.deliver_twice else 1)
+        posts = [(event, target) for event in batch for target in self._targets(event["type"])]
+        if self.shuffle and times > 1:
+            posts = [post for post in posts for _ in range(times)]
+            self._random.shuffle(posts)
+            times = 1
+        for event, (url, secret) in posts:
+            for _ in range(times):
+                self._deliver(event, url, secret)
         return batch
 
-    def sign(self, payload: str, timestamp: int | None = None) -> str:
-        """The `Stripe-Signature` header Stripe sends for `payload`."""
+    def _targets(self, event_type: str) -> list[tuple[str, str]]:
+        """Where an event of `event_type` goes: `webhook_url`, and every enabled endpoint
+        created through the API that enables it (or `*`), each with its secret."""
+        targets = [] if self.webhook_url is None else [(self.webhook_url, self.webhook_secret)]
+        for obj in list(self.objects.values()):
+            if (
+                obj["object"] == "webhook_endpoint"
+                and obj["status"] == "enabled"
+                and ("*" in obj["enabled_events"] or event_type in obj["enabled_events"])
+            ):
+                targets.append((obj["url"], obj["_secret"]))
+        return targets
+
+    def sign(self, payload: str, timestamp: int | None = None, secret: str | None = None) -> str:
+        """The `Stripe-Signature` header Stripe sends for `payload` (signed with `secret`,
+        by default `webhook_secret`)."""
         timestamp = int(time.time()) if timestamp is None else timestamp
         signature = hmac.new(
-            self.webhook_secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256
+            (secret or self.webhook_secret).encode(),
+            f"{timestamp}.{payload}".encode(),
+            hashlib.sha256,
         ).hexdigest()
         return f"t={timestamp},v1={signature}"
 
-    def _deliver(self, event: Object) -> None:
-        assert self.webhook_url is not None
+    def _deliver(self, event: Object, url: str, secret: str) -> None:
         payload = json.dumps(event, indent=2)
         for attempt in range(1, self.max_delivery_attempts + 1):
-            request = urllib.request.Request(  # noqa: S310 - http(s) checked in __init__
-                self.webhook_url,
+            request = urllib.request.Request(  # noqa: S310 - http(s) checked on creation
+                url,
                 data=payload.encode(),
                 method="POST",
                 headers={
                     "Content-Type": "application/json; charset=utf-8",
-                    "Stripe-Signature": self.sign(payload),
+                    "Stripe-Signature": self.sign(payload, secret=secret),
                     "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
                 },
             )
@@ -531,6 +570,7 @@ class FakeStripe(FakeServer):
             email=params.get("email"),
             name=params.get("name"),
             description=params.get("description"),
+            discount=None,  # the example customer has one; a new customer has none
         )
         self._apply_metadata(customer, params)
         self.emit("customer.created", customer)
@@ -661,6 +701,7 @@ class FakeStripe(FakeServer):
             payment_status="unpaid",
             subscription=None,
             invoice=None,
+            payment_intent=None,  # the example's; a subscription-mode session has none
             expires_at=self.now() + 24 * 3600,
         )
         session["url"] = f"{self.url}/test/checkout/{session['id']}"
@@ -766,7 +807,9 @@ class FakeStripe(FakeServer):
             if session["mode"] != "subscription":
                 raise StripeError(400, "FakeStripe completes subscription-mode sessions only.")
             if not session["customer"]:
-                customer = self._new("customer", "cus", email=session["customer_email"], name=None)
+                customer = self._new(
+                    "customer", "cus", email=session["customer_email"], name=None, discount=None
+                )
                 self.emit("customer.created", customer)
                 session["customer"] = customer["id"]
             now = self.now()
@@ -1213,3 +1256,82 @@ class FakeStripe(FakeServer):
             aggregated_value=self._usage(meter, params["customer"], start, end),
         )
         return 200, {"object": "list", "data": [summary], "has_more": False, "url": request.path}
+
+    # -- webhook endpoints, the account --------------------------------------------------------
+
+    def _webhook_endpoint_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        for name in ("url", "enabled_events"):
+            if not params.get(name):
+                raise StripeError(
+                    400, f"Missing required param: {name}.", code="parameter_missing", param=name
+                )
+        if not str(params["url"]).startswith(("http://", "https://")):
+            raise StripeError(400, "Invalid URL: must be an http(s) URL.", param="url")
+        secret = "whsec_" + secrets.token_hex(16)
+        endpoint = self._new(
+            "webhook_endpoint",
+            "we",
+            url=params["url"],
+            enabled_events=list(params["enabled_events"]),
+            api_version=params.get("api_version"),
+            description=params.get("description"),
+            status="enabled",
+            _secret=secret,
+        )
+        self._apply_metadata(endpoint, params)
+        # Stripe shows the secret once, in the answer to the create.
+        return 200, {**self._public(endpoint), "secret": secret}
+
+    def _webhook_endpoint_delete(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        endpoint = self.get(match["id"], "webhook_endpoint")
+        del self.objects[endpoint["id"]]
+        return 200, {"id": endpoint["id"], "object": "webhook_endpoint", "deleted": True}
+
+    def _account(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """The platform's own account (dj-stripe reads it to own the objects it syncs)."""
+        with self._state:
+            account = next((o for o in self.objects.values() if o["object"] == "account"), None)
+            if account is None:
+                account = self._new("account", "acct", type="standard", email=None)
+        return 200, self._public(account)
+
+    def _invoice_pay(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """Pay an open invoice (the customer fixed the card): `invoice.paid`, and a `past_due`
+        subscription whose latest invoice it is becomes `active` again
+        (`customer.subscription.updated`)."""
+        invoice = self.get(match["id"], "invoice")
+        if invoice["status"] != "open":
+            raise StripeError(400, f"Invoice {invoice['id']} is {invoice['status']}, not open.")
+        attempts, number = invoice["attempt_count"], invoice["number"]
+        self._settle(invoice, paid=True)
+        invoice.update(attempt_count=attempts + 1, number=number)
+        invoice["next_payment_attempt"] = None
+        self.emit("invoice.paid", invoice)
+        subscription = self.objects.get(invoice.get("subscription") or "")
+        if (
+            subscription is not None
+            and subscription["status"] == "past_due"
+            and subscription["latest_invoice"] == invoice["id"]
+        ):
+            subscription["status"] = "active"
+            self.emit(
+                "customer.subscription.updated",
+                subscription,
+                previous_attributes={"status": "past_due"},
+            )
+        return 200, self._public(invoice)
+
+    def _product_features(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """No entitlement features (dj-stripe lists them when it syncs a product)."""
+        self.get(match["id"], "product")
+        return 200, {"object": "list", "data": [], "has_more": False, "url": request.path}

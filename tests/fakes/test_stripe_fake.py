@@ -313,3 +313,44 @@ def test_a_failed_delivery_is_retried(receiver: WebhookReceiver) -> None:
         client_for(fake).v1.customers.create(params={"email": "a@example.com"})
     assert [d.status for d in fake.deliveries] == [500, 200]
     assert len({e.id for e in verified_events(receiver)}) == 1
+
+
+def test_webhook_endpoints_get_the_events_they_enable_signed_with_their_own_secret(
+    receiver: WebhookReceiver,
+) -> None:
+    with (
+        WebhookReceiver() as other,
+        FakeStripe(webhook_url=other.url, webhook_secret=SECRET, deliver_times=3) as fake,
+    ):
+        client = client_for(fake)
+        created = client.v1.webhook_endpoints.create(
+            params={"url": receiver.url, "enabled_events": ["customer.created"]}
+        )
+        assert (created.secret or "").startswith("whsec_")
+        listed = client.v1.webhook_endpoints.list().data
+        assert [e.id for e in listed] == [created.id]
+        assert "secret" not in client.v1.webhook_endpoints.retrieve(created.id)
+        client.v1.products.create(params={"name": "Not enabled"})
+        client.v1.customers.create(params={"email": "a@example.com"})
+    assert [
+        stripe.Webhook.construct_event(
+            hit["body"].decode(), hit["headers"]["stripe-signature"], created.secret
+        ).type
+        for hit in receiver.received
+    ] == ["customer.created"] * 3
+    assert len(verified_events(other)) == 6  # webhook_url still gets every event, 3 times
+
+
+def test_paying_an_open_invoice_makes_a_past_due_subscription_active(fake: FakeStripe) -> None:
+    client = client_for(fake)
+    subscription = subscribe(client, fake, plan(client))
+    invoice = fake.close_period(subscription["id"], fail=True)
+    assert invoice is not None
+    assert client.v1.subscriptions.retrieve(subscription["id"]).status == "past_due"
+    paid = client.v1.invoices.pay(invoice["id"])
+    assert paid.status == "paid"
+    assert client.v1.subscriptions.retrieve(subscription["id"]).status == "active"
+    assert [e["type"] for e in fake.events[-2:]] == [
+        "invoice.paid",
+        "customer.subscription.updated",
+    ]

@@ -1,0 +1,38 @@
+"""Register this platform's Stripe webhook endpoint (dj-stripe's view). Safe to run again.
+
+manage.py billing_webhook_endpoint --url https://agents.example.com
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from billing.webhooks import webhook_endpoint_ensure
+from core.exceptions import ServiceUnavailable
+
+
+class Command(BaseCommand):
+    help = "Create (once) the Stripe webhook endpoint that posts to this platform."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--url",
+            required=True,
+            help="The platform's public base URL (scheme and host), e.g. https://agents.example.com",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        url: str = options["url"]
+        if not url.startswith(("https://", "http://")):
+            raise CommandError(f"--url must start with https:// (got {url!r}).")
+        try:
+            report = webhook_endpoint_ensure(base_url=url)
+        except ServiceUnavailable as exc:
+            raise CommandError(exc.message) from exc
+        for endpoint_id in report.removed:
+            self.stdout.write(f"deleted  {endpoint_id} (at our URL, but its secret was not stored)")
+        verb = "created" if report.created else "kept   "
+        self.stdout.write(f"{verb}  {report.endpoint.id} {report.endpoint.url}")
+        self.stdout.write(self.style.SUCCESS("Stripe posts its billing events to that URL."))

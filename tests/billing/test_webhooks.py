@@ -1,0 +1,295 @@
+"""Stripe's webhooks, end to end: the real stripe SDK talks to the loopback fake, which posts
+signed events over HTTP to dj-stripe's view on the running test server (the endpoint registered
+by `manage.py billing_webhook_endpoint`). dj-stripe fills its subscription and invoice tables;
+our receivers move the workspace's plan row, forward only:
+
+checkout → the plan (from the webhook, not the redirect); upgrade and downgrade; cancel at
+period end → Free at the period's end; a failed payment → grace → read-only (runs refused, 402)
+→ paid → restored with the count reset; every event delivered three times in random order
+gives the same state; a forged or stale signature is refused (400) and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+import stripe
+from django.core import mail
+from django.core.management import call_command
+from django.utils import timezone
+from djstripe.models import Event as DjstripeEvent
+from djstripe.models import Invoice as DjstripeInvoice
+from djstripe.models import Subscription as DjstripeSubscription
+from djstripe.models import WebhookEndpoint
+
+from billing.demo import seed_demo_plans
+from billing.models import WorkspacePlan
+from billing.quotas import QuotaExceeded, run_reserve
+from billing.stripe_client import stripe_client
+from billing.stripe_sync import plans_sync
+from billing.subscriptions import checkout_start, grace_expire
+from tests.fakes import FakeStripe
+from tests.helpers.personas import World
+
+# dj-stripe checks a key's shape (24 characters or more after the prefix), as Stripe's keys are.
+KEY = "sk_test_" + "platform" * 3
+
+
+@dataclass
+class Billing:
+    fake: FakeStripe
+    world: World
+    endpoint: WebhookEndpoint
+    client: stripe.StripeClient
+
+    @property
+    def row(self) -> WorkspacePlan:
+        return WorkspacePlan.objects.select_related("plan").get(workspace=self.world.workspace_a)
+
+    def subscribe(self, plan_key: str = "pro") -> str:
+        """Checkout as the owner would, paid on the fake's page; returns the subscription id."""
+        url = checkout_start(
+            workspace_id=self.world.workspace_a.pk,
+            plan_key=plan_key,
+            interval="month",
+            success_url="https://app.test/ok",
+            cancel_url="https://app.test/billing",
+            actor_id=self.world.owner.pk,
+        )
+        session_id = url.rsplit("/", 1)[1]
+        return str(self.fake.complete_checkout(session_id)["id"])
+
+    def price(self, lookup_key: str) -> str:
+        (price,) = self.client.v1.prices.list(params={"lookup_keys": [lookup_key]}).data
+        return price.id
+
+
+def _start(fake: FakeStripe, world: World, live_server: Any, settings: Any) -> Billing:
+    settings.STRIPE_TEST_SECRET_KEY = KEY
+    settings.STRIPE_API_BASE = fake.base_url
+    settings.BILLING_QUOTAS = True
+    seed_demo_plans()
+    plans_sync(stripe_client())
+    call_command("billing_webhook_endpoint", url=live_server.url, stdout=StringIO())
+    return Billing(fake, world, WebhookEndpoint.objects.get(), stripe_client())
+
+
+@pytest.fixture
+def billing(committed_world: World, live_server: Any, settings: Any) -> Iterator[Billing]:
+    with FakeStripe() as fake:
+        yield _start(fake, committed_world, live_server, settings)
+    assert fake.server_errors == []
+
+
+def _all_delivered(fake: FakeStripe) -> None:
+    """Every event reached the platform and was accepted (the last attempt of each is a 2xx)."""
+    last = {d.event_id: d.status for d in fake.deliveries}
+    assert last, "no webhook was delivered"
+    assert {status for status in last.values()} == {200}, fake.deliveries
+
+
+def test_the_endpoint_command_registers_one_endpoint_with_its_secret(billing: Billing) -> None:
+    endpoint = billing.endpoint
+    assert endpoint.secret.startswith("whsec_")
+    assert endpoint.url.endswith(f"/stripe/webhook/{endpoint.djstripe_uuid}/")
+    out = StringIO()
+    call_command("billing_webhook_endpoint", url=endpoint.url.split("/stripe/")[0], stdout=out)
+    assert "kept" in out.getvalue()
+    listed = billing.client.v1.webhook_endpoints.list().data
+    assert [e.id for e in listed] == [endpoint.id]
+    assert WebhookEndpoint.objects.count() == 1
+
+
+def test_checkout_puts_the_workspace_on_the_plan_from_the_webhook(billing: Billing) -> None:
+    subscription_id = billing.subscribe("pro")
+    _all_delivered(billing.fake)
+    row = billing.row
+    assert row.plan.key == "pro"
+    assert row.status == WorkspacePlan.Status.ACTIVE
+    assert row.stripe_subscription_id == subscription_id
+    sub = billing.fake.get(subscription_id)
+    assert row.current_period_end.timestamp() == sub["items"]["data"][0]["current_period_end"]
+    # dj-stripe's own tables, which the billing page lists invoices from
+    assert DjstripeSubscription.objects.filter(id=subscription_id).exists()
+    assert DjstripeInvoice.objects.filter(subscription_id=subscription_id).count() == 1
+
+
+def _item(billing: Billing, subscription_id: str) -> str:
+    return str(billing.fake.get(subscription_id)["items"]["data"][0]["id"])
+
+
+def test_upgrade_and_downgrade_follow_the_subscriptions_price(billing: Billing) -> None:
+    subscription_id = billing.subscribe("pro")
+    WorkspacePlan.objects.filter(workspace=billing.world.workspace_a).update(runs_used=12)
+
+    # the owner changes plan in the customer portal: Stripe updates the subscription's item
+    billing.client.v1.subscriptions.update(
+        subscription_id,
+        params={
+            "items": [
+                {"id": _item(billing, subscription_id), "price": billing.price("plan_team_month")}
+            ]
+        },
+    )
+    row = billing.row
+    assert (row.plan.key, row.status) == ("team", WorkspacePlan.Status.ACTIVE)
+    assert row.runs_used == 12  # same period: the count goes on
+
+    billing.client.v1.subscriptions.update(
+        subscription_id,
+        params={
+            "items": [
+                {"id": _item(billing, subscription_id), "price": billing.price("plan_pro_month")}
+            ]
+        },
+    )
+    assert billing.row.plan.key == "pro"
+    _all_delivered(billing.fake)
+
+
+def test_cancel_at_period_end_keeps_the_plan_until_the_period_ends_then_free(
+    billing: Billing,
+) -> None:
+    subscription_id = billing.subscribe("pro")
+    billing.client.v1.subscriptions.update(subscription_id, params={"cancel_at_period_end": True})
+    row = billing.row
+    assert (row.plan.key, row.cancel_at_period_end) == ("pro", True)
+
+    # Stripe's clock reaches the period's end (the fake's test-only endpoint)
+    request = urllib.request.Request(  # noqa: S310 - the loopback fake
+        f"{billing.fake.base_url}/test/subscriptions/{subscription_id}/close_period",
+        method="POST",
+        data=b"",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        assert json.load(answer)["status"] == "canceled"
+    row = billing.row
+    assert row.plan.key == "free"
+    assert row.status == WorkspacePlan.Status.ACTIVE
+    assert (row.stripe_subscription_id, row.cancel_at_period_end) == ("", False)
+    assert row.stripe_customer_id  # the customer stays, for a later subscription and invoices
+    assert DjstripeSubscription.objects.get(id=subscription_id).status == "canceled"
+    _all_delivered(billing.fake)
+
+
+def test_a_failed_payment_gives_grace_then_pauses_runs_until_paid(billing: Billing) -> None:
+    workspace_id = billing.world.workspace_a.pk
+    subscription_id = billing.subscribe("pro")
+    mail.outbox.clear()
+
+    invoice = billing.fake.close_period(subscription_id, fail=True)
+    assert invoice is not None
+    row = billing.row
+    assert row.status == WorkspacePlan.Status.PAST_DUE
+    assert row.payment_failed_at is not None
+    assert row.grace_ends_at == row.payment_failed_at + timedelta(days=7)
+    (sent,) = mail.outbox
+    assert "Payment failed for Alpha Inc" in sent.subject
+    assert "owner@alpha.test" in sent.to
+    assert "Manage payment" in sent.body
+
+    run_reserve(workspace_id=workspace_id)  # the grace period: runs go on
+    WorkspacePlan.objects.filter(workspace_id=workspace_id).update(runs_used=40)
+
+    assert grace_expire(now=timezone.now() + timedelta(days=8)) == 1
+    assert billing.row.status == WorkspacePlan.Status.READ_ONLY
+    with pytest.raises(QuotaExceeded) as refused:
+        run_reserve(workspace_id=workspace_id)
+    assert refused.value.status == 402
+    assert "payment for this workspace's Pro plan failed on" in refused.value.message
+    assert "Pages and exports still work" in refused.value.message
+    assert "Manage payment on the Billing page" in refused.value.message
+
+    billing.client.v1.invoices.pay(invoice["id"])  # the owner fixed the card
+    row = billing.row
+    assert (row.status, row.plan.key) == (WorkspacePlan.Status.ACTIVE, "pro")
+    assert (row.grace_ends_at, row.payment_failed_at, row.runs_used) == (None, None, 0)
+    run_reserve(workspace_id=workspace_id)
+    assert DjstripeInvoice.objects.get(id=invoice["id"]).status == "paid"
+    _all_delivered(billing.fake)
+
+
+@pytest.fixture
+def shuffled(committed_world: World, live_server: Any, settings: Any) -> Iterator[Billing]:
+    """Every event held, then delivered three times, all of them in one random order."""
+    with FakeStripe(deliver_times=3, shuffle=True, hold_events=True, seed=14) as fake:
+        yield _start(fake, committed_world, live_server, settings)
+    assert fake.server_errors == []
+
+
+def test_every_event_three_times_in_random_order_gives_the_same_state(shuffled: Billing) -> None:
+    billing = shuffled
+    subscription_id = billing.subscribe("pro")
+    billing.client.v1.subscriptions.update(
+        subscription_id,
+        params={
+            "items": [
+                {"id": _item(billing, subscription_id), "price": billing.price("plan_team_month")}
+            ]
+        },
+    )
+    invoice = billing.fake.close_period(subscription_id, fail=True)
+    assert invoice is not None
+    billing.client.v1.invoices.pay(invoice["id"])
+    assert billing.row.plan.key == "free"  # nothing delivered yet
+
+    events = billing.fake.flush_events()
+    _all_delivered(billing.fake)
+    assert len(billing.fake.deliveries) == 3 * len(events)
+    assert [d.event_id for d in billing.fake.deliveries] != [
+        e["id"] for e in events for _ in range(3)
+    ]
+    row = billing.row
+    assert (row.plan.key, row.status) == ("team", WorkspacePlan.Status.ACTIVE)
+    assert row.stripe_subscription_id == subscription_id
+    assert (row.grace_ends_at, row.payment_failed_at) == (None, None)
+    sub = billing.fake.get(subscription_id)
+    assert row.current_period_end.timestamp() == sub["items"]["data"][0]["current_period_end"]
+    # dj-stripe stored each event once, and its tables hold Stripe's final state
+    assert DjstripeEvent.objects.count() == len(events)
+    assert DjstripeSubscription.objects.get(id=subscription_id).status == "active"
+    assert DjstripeInvoice.objects.get(id=invoice["id"]).status == "paid"
+
+
+def _post(url: str, payload: str, signature: str) -> int:
+    request = urllib.request.Request(  # noqa: S310 - the live test server
+        url,
+        data=payload.encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_a_forged_or_stale_signature_is_refused_and_changes_nothing(billing: Billing) -> None:
+    subscription_id = billing.subscribe("pro")
+    billing.fake.hold_events = True
+    billing.client.v1.subscriptions.cancel(subscription_id)
+    deleted = billing.fake.events[-1]  # held: the platform has not seen it
+    assert deleted["type"] == "customer.subscription.deleted"
+    payload = json.dumps(deleted)
+    url, secret = billing.endpoint.url, billing.endpoint.secret
+    now = int(timezone.now().timestamp())
+
+    forged = billing.fake.sign(payload, secret="whsec_" + "0" * 32)
+    stale = billing.fake.sign(payload, timestamp=now - 3600, secret=secret)
+    assert _post(url, payload, forged) == 400
+    assert _post(url, payload, stale) == 400
+    assert _post(url, payload, "") == 400
+    assert billing.row.plan.key == "pro"
+    assert not DjstripeEvent.objects.filter(id=deleted["id"]).exists()
+
+    # the same event, signed now with the endpoint's secret, is applied
+    assert _post(url, payload, billing.fake.sign(payload, secret=secret)) == 200
+    assert billing.row.plan.key == "free"
