@@ -9,7 +9,7 @@ from django.contrib.humanize.templatetags.humanize import intcomma
 from django.template.defaultfilters import filesizeformat
 
 from billing.models import Plan
-from billing.usage import Figure, Unit
+from billing.usage import KNOWLEDGE_STORAGE, Figure, Unit, plan_limit
 from core.formatting import cost_text
 
 register = template.Library()
@@ -41,3 +41,9 @@ def plan_prices_filter(plan: Plan) -> list[tuple[str, int]]:
     """The (interval, cents) a plan can be bought at: monthly and yearly, when priced."""
     prices = [("month", plan.monthly_price_cents), ("year", plan.yearly_price_cents)]
     return [(interval, cents) for interval, cents in prices if cents]
+
+
+@register.filter(name="storage_allowance")
+def storage_allowance_filter(plan: Plan) -> int | None:
+    """The plan's knowledge storage in bytes (None: unlimited), for `figure:"bytes"`."""
+    return plan_limit(plan, KNOWLEDGE_STORAGE)  # type: ignore[return-value]
