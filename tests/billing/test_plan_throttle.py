@@ -6,6 +6,7 @@ so concurrent requests at the limit cannot pass it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,14 +29,16 @@ WORKSPACE = "/api/v1/workspace/"
 
 
 @pytest.fixture
-def three_a_minute(settings: Any, world: World) -> Plan:
-    """Quotas on; the default plan (every test workspace's) allows 3 API requests a minute."""
+def three_a_minute(settings: Any, world: World) -> Iterator[Plan]:
+    """Quotas on; the default plan (every test workspace's) allows 3 API requests a minute.
+    The counters and the cached rate are Redis's, not the test transaction's: cleared after."""
     settings.BILLING_QUOTAS = True
     plan = default_plan()
     plan.api_requests_per_minute = 3
     plan.save(update_fields=["api_requests_per_minute"])
     cache.clear()
-    return plan
+    yield plan
+    cache.clear()
 
 
 def test_the_plan_rate_refuses_the_request_past_it_with_the_envelope_and_retry_after(
@@ -128,13 +131,13 @@ def test_concurrent_requests_at_the_limit_cannot_pass_it(
 
     def attempt(_: int) -> bool:
         try:
-            return throttle.allow_request(request, None)  # type: ignore[arg-type]
+            return throttle.allow_request(request, None)
         except PlanRateLimited:
             return False
 
     # The plan's rate is read once before the threads start (each thread has its own DB
     # connection, which cannot see this test's transaction).
-    throttle.allow_request(request, None)  # type: ignore[arg-type]
+    throttle.allow_request(request, None)
     with ThreadPoolExecutor(max_workers=12) as pool:
         passed = sum(pool.map(attempt, range(12)))
 
