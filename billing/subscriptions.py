@@ -57,12 +57,6 @@ class CheckoutRefused(ApplicationError):
     status = 409
 
 
-def overage_lookup_key(plan: Plan) -> str:
-    """The lookup key of the plan's metered overage Price (created by billing_sync_plans for
-    plans that allow overage)."""
-    return f"plan_{plan.key}_overage"
-
-
 def _plan_for_checkout(plan_key: str, interval: str) -> Plan:
     if interval not in INTERVALS:
         raise CheckoutRefused(
@@ -86,8 +80,16 @@ def _plan_for_checkout(plan_key: str, interval: str) -> Plan:
 
 
 def _refuse_if_subscribed(row: WorkspacePlan, plan: Plan) -> None:
-    if not row.stripe_subscription_id or row.status not in ACTIVE:
+    """A workspace has at most one subscription: while it has one, changes go through the
+    customer portal (a second Checkout would charge twice)."""
+    if not row.stripe_subscription_id:
         return
+    if row.status not in ACTIVE:
+        raise CheckoutRefused(
+            f"The last payment for this workspace's {row.plan.name} subscription failed: fix "
+            "the card with Manage payment first, then change plans there.",
+            fields={"plan": ["Settle the failed payment in Manage payment."]},
+        )
     if row.plan_id == plan.pk:
         raise CheckoutRefused(
             f"This workspace is already subscribed to {plan.name}.",
@@ -105,7 +107,8 @@ def _line_items(
 ) -> list[SessionCreateParamsLineItem]:
     """The checkout's line items: the plan's recurring Price, and its metered overage Price
     when one exists (metered prices take no quantity)."""
-    base_key, overage_key = plan.lookup_key(interval), overage_lookup_key(plan)
+    # the overage price (metered) is created by billing_sync_plans for plans that allow it
+    base_key, overage_key = plan.lookup_key(interval), plan.lookup_key("overage")
     with stripe_errors("look up the plan's price"):
         found = client.v1.prices.list(
             params={"lookup_keys": [base_key, overage_key], "active": True, "limit": 10}
@@ -124,7 +127,7 @@ def _line_items(
     return items
 
 
-def customer_ensure(*, client: stripe.StripeClient, workspace_id: int) -> str:
+def _customer_ensure(*, client: stripe.StripeClient, workspace_id: int) -> str:
     """The workspace's Stripe Customer id, created on first use (metadata: the workspace id)
     and stored on its plan row. Safe concurrently: the idempotency key makes Stripe answer
     both creators with one customer, and only an empty id is overwritten."""
@@ -168,7 +171,7 @@ def checkout_start(
     row = workspace_plan(workspace=Workspace.objects.get(pk=workspace_id))
     _refuse_if_subscribed(row, plan)
     line_items = _line_items(client, plan, interval)
-    customer_id = customer_ensure(client=client, workspace_id=workspace_id)
+    customer_id = _customer_ensure(client=client, workspace_id=workspace_id)
     metadata = {
         "workspace_id": str(workspace_id),
         "plan_key": plan.key,
@@ -225,7 +228,7 @@ def portal_start(*, workspace_id: int, return_url: str) -> str:
 LIVE = ("active", "trialing", "past_due", "unpaid")  # Stripe statuses that keep the plan
 ENDED = ("canceled", "incomplete_expired")
 # A subscription as Stripe answers it (`.to_dict()`: the SDK's objects are not dicts).
-Subscription = dict[str, Any]
+SubscriptionData = dict[str, Any]
 SYNCED_FIELDS = [
     "plan",
     "status",
@@ -245,7 +248,7 @@ SYNCED_FIELDS = [
 _PLAN_LOOKUP_KEY = re.compile(r"plan_(?P<key>[-\w]+)_(?:month|year)")
 
 
-def _plan_of(subscription: Subscription) -> Plan | None:
+def _plan_of(subscription: SubscriptionData) -> Plan | None:
     """The plan a subscription's items pay for: the item whose price has a plan lookup key
     (`plan_<key>_month|year`), or whose price or product names it in metadata (a price that
     lost its lookup key to a newer amount)."""
@@ -260,7 +263,7 @@ def _plan_of(subscription: Subscription) -> Plan | None:
     return None
 
 
-def _payment_failing(subscription: Subscription) -> bool:
+def _payment_failing(subscription: SubscriptionData) -> bool:
     """Stripe says the subscription's money is not coming: past_due/unpaid, or its latest
     invoice was attempted and is still open."""
     if subscription["status"] in ("past_due", "unpaid"):
@@ -305,8 +308,8 @@ def subscription_sync(
     - the row is locked before Stripe is read, so of two concurrent events the later one reads
       the later state; an event older than the last one applied is skipped (the state it
       would re-read is at best what is already applied);
-    - a subscription created before the one on the row never replaces it (a late event about
-      an old, ended subscription changes nothing);
+    - an ended subscription that is not the row's changes nothing (a late event about one the
+      workspace left), and one created before the row's live one never replaces it;
     - effects happen on edges only: the count of runs restarts when the period moves forward or
       a failed payment is settled; the grace period starts (and owners and admins are mailed)
       when a payment first fails, not again on a repeat.
@@ -328,12 +331,11 @@ def subscription_sync(
                 subscription_id, params={"expand": ["latest_invoice"]}
             ).to_dict()
         created = _at(subscription["created"])
-        mine = row.stripe_subscription_id == subscription_id
-        newer = row.stripe_subscription_created is None or (
-            created is not None and created > row.stripe_subscription_created
-        )
-        if not mine and (subscription["status"] not in LIVE or not newer):
-            return  # about a subscription the workspace has left (or never took)
+        if row.stripe_subscription_id != subscription_id and (
+            subscription["status"] not in LIVE
+            or (row.stripe_subscription_id and not _newer(created, row))
+        ):
+            return  # about a subscription the workspace has left, or older than its own
         now = timezone.now()
         if subscription["status"] in ENDED:
             _fall_back_to_default(row, now)
@@ -348,8 +350,13 @@ def subscription_sync(
         row.save(update_fields=SYNCED_FIELDS)
 
 
+def _newer(created: datetime | None, row: WorkspacePlan) -> bool:
+    followed = row.stripe_subscription_created
+    return followed is None or (created is not None and created >= followed)
+
+
 def _apply_live(
-    row: WorkspacePlan, subscription: Subscription, created: datetime | None, now: datetime
+    row: WorkspacePlan, subscription: SubscriptionData, created: datetime | None, now: datetime
 ) -> None:
     items = subscription["items"]["data"]
     plan = _plan_of(subscription)

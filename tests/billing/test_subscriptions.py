@@ -153,7 +153,7 @@ def test_a_plan_not_mirrored_to_stripe_names_the_command(
     assert _posts(fake_stripe, "/v1/customers") == []
 
 
-def test_the_plan_already_active_is_refused_and_another_plan_points_to_the_portal(
+def test_a_workspace_with_a_subscription_is_sent_to_the_portal_not_a_second_checkout(
     world: World, synced: FakeStripe
 ) -> None:
     WorkspacePlan.objects.filter(workspace=world.workspace_a).update(
@@ -163,6 +163,10 @@ def test_the_plan_already_active_is_refused_and_another_plan_points_to_the_porta
         _start(world)
     with pytest.raises(CheckoutRefused, match="change it to Team with Manage payment"):
         _start(world, "team")
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(status="past_due")
+    with pytest.raises(CheckoutRefused, match="payment for this workspace's Pro subscription"):
+        _start(world, "team")
+    assert _posts(synced, "/v1/checkout/sessions") == []
 
 
 def test_billing_off_says_which_key_to_set(world: World, settings: Any) -> None:
@@ -193,3 +197,11 @@ def test_the_portal_needs_a_customer_then_opens_for_it(world: World, synced: Fak
     (portal_request,) = _posts(synced, "/v1/billing_portal/sessions")
     customer = WorkspacePlan.objects.get(workspace=world.workspace_a).stripe_customer_id
     assert portal_request.body["customer"] == customer
+
+
+def test_the_grace_period_sweep_is_a_scheduled_task(settings: Any) -> None:
+    from config.celery import app
+
+    app.loader.import_default_modules()  # what a worker does on start (autodiscovery)
+    entry = settings.CELERY_BEAT_SCHEDULE["billing-expire-grace"]
+    assert entry["task"] in app.tasks

@@ -10,8 +10,10 @@ gives the same state; a forged or stale signature is refused (400) and changes n
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,8 +110,29 @@ def test_the_endpoint_command_registers_one_endpoint_with_its_secret(billing: Bi
 
 
 def test_checkout_puts_the_workspace_on_the_plan_from_the_webhook(billing: Billing) -> None:
-    subscription_id = billing.subscribe("pro")
+    url = checkout_start(
+        workspace_id=billing.world.workspace_a.pk,
+        plan_key="pro",
+        interval="month",
+        success_url="https://app.test/ok?session={CHECKOUT_SESSION_ID}",
+        cancel_url="https://app.test/billing",
+        actor_id=billing.world.owner.pk,
+    )
+    billing.fake.hold_events = True  # Stripe's webhooks come after the customer is sent back
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
+    connection.request("POST", parts.path + "/complete")  # the Pay button
+    answer = connection.getresponse()
+    assert answer.status == 303
+    assert answer.getheader("Location", "").startswith("https://app.test/ok?session=cs_test_")
+    connection.close()
+    assert billing.row.plan.key == "free"  # the redirect changes nothing
+
+    billing.fake.flush_events()
     _all_delivered(billing.fake)
+    (subscription_id,) = [
+        key for key, obj in billing.fake.objects.items() if obj["object"] == "subscription"
+    ]
     row = billing.row
     assert row.plan.key == "pro"
     assert row.status == WorkspacePlan.Status.ACTIVE
@@ -293,3 +316,20 @@ def test_a_forged_or_stale_signature_is_refused_and_changes_nothing(billing: Bil
     # the same event, signed now with the endpoint's secret, is applied
     assert _post(url, payload, billing.fake.sign(payload, secret=secret)) == 200
     assert billing.row.plan.key == "free"
+
+
+def test_a_late_event_about_an_ended_subscription_changes_nothing(billing: Billing) -> None:
+    first = billing.subscribe("pro")
+    snapshot = billing.fake.get(first).copy()  # as it was while active
+    billing.client.v1.subscriptions.cancel(first)
+    assert billing.row.plan.key == "free"
+    second = billing.subscribe("team")
+    assert billing.row.stripe_subscription_id == second
+
+    # Stripe delivers, late, an event about the first subscription from when it was active
+    billing.fake.emit("customer.subscription.updated", snapshot)
+    billing.fake.flush_events()
+    _all_delivered(billing.fake)
+    row = billing.row
+    assert (row.plan.key, row.stripe_subscription_id) == ("team", second)
+    assert row.status == WorkspacePlan.Status.ACTIVE
