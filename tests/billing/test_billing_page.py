@@ -244,6 +244,21 @@ def test_plans_to_move_to_have_an_upgrade_button_per_interval(
     assert "No invoices yet." in html
 
 
+def test_a_subscribed_workspace_switches_plans_in_the_portal_not_checkout(
+    world: World, billing_off: None
+) -> None:
+    seed_demo_plans()
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(
+        plan=Plan.objects.get(key="pro"), stripe_customer_id="cus_x", stripe_subscription_id="sub_x"
+    )
+
+    html = logged_in(world.owner).get(_url("billing")).content.decode()
+
+    assert 'name="plan"' not in html
+    assert "switch to Team with <em>Manage payment</em>" in html
+    assert _url("billing_portal") in html
+
+
 def test_a_failed_payment_shows_the_grace_end_and_cancel_at_period_end_is_announced(
     world: World, billing_off: None
 ) -> None:
