@@ -89,3 +89,28 @@ def test_the_billing_page_fits_a_phone_and_a_desk(
         assert upgrades.is_visible()
         assert page.get_by_role("link", name="View invoice A1B2C3D4-0001 on Stripe").is_visible()
         context.close()
+
+
+def test_the_billing_off_and_payment_failed_banners_fit_a_phone(
+    committed_world: World, live_server: Any, browser: Browser, tmp_path: Path, settings: Any
+) -> None:
+    settings.STRIPE_TEST_SECRET_KEY = ""
+    settings.STRIPE_LIVE_SECRET_KEY = ""
+    settings.STRIPE_LIVE_MODE = False
+    world = committed_world
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(
+        status=WorkspacePlan.Status.PAST_DUE,
+        grace_ends_at=timezone.now(),
+        cancel_at_period_end=True,
+    )
+    url = reverse("billing", kwargs={"workspace_slug": world.workspace_a.slug})
+
+    context = signed_in(browser, world.owner, live_server.url, 390)
+    page = context.new_page()
+    page.goto(url)
+    page.screenshot(path=str(tmp_path / "billing-off-390.png"), full_page=True)
+
+    assert page.evaluate(_EXTRA_WIDTH) <= 0, page.evaluate(_WIDEST)
+    assert page.get_by_text("Billing is off.").is_visible()
+    assert page.get_by_role("alert").filter(has_text="The last payment failed.").is_visible()
+    context.close()
