@@ -16,7 +16,8 @@ import stripe
 from django.test import Client
 from django.urls import reverse
 from django_tenants.utils import schema_context
-from djstripe.models import Invoice
+from djstripe.models import Invoice, Subscription
+from rest_framework.test import APIClient
 
 from accounts.models import User
 from agents.models import KnowledgeBase, KnowledgeDocument, UsageRecord
@@ -316,6 +317,14 @@ def test_upgrade_goes_to_stripe_checkout_and_the_invoice_is_listed_after_payment
     assert "$29.00" in html
     assert re.search(r'badge--success">paid<', html)
     assert "No invoices yet." not in html
+    # and once the subscription reaches dj-stripe too, the API names its interval
+    Subscription.sync_from_stripe_data(
+        stripe.Subscription.retrieve(subscription["id"], api_key=KEY), api_key=KEY
+    )
+    WorkspacePlan.objects.filter(pk=row.pk).update(stripe_subscription_id=subscription["id"])
+    api = APIClient()
+    api.force_login(world.owner)
+    assert api.get("/api/v1/billing/", HTTP_X_WORKSPACE="alpha").json()["interval"] == "month"
     # and Manage payment opens the customer portal
     portal = owner.post(_url("billing_portal"))
     assert portal.status_code == 302
