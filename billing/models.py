@@ -164,7 +164,7 @@ class WorkspacePlan(models.Model):
     payment_failed_at = models.DateTimeField(
         null=True, blank=True, help_text="When the payment that started the grace period failed."
     )
-    # Forward-only webhook state (billing/subscriptions.py, subscription_sync): an event older
+    # Forward-only webhook state (billing/subscription_state.py): an event older
     # than the last one applied is skipped, and a subscription created before the applied one
     # never replaces it.
     stripe_subscription_created = models.DateTimeField(null=True, blank=True, editable=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from billing.subscriptions import grace_expire
+from billing.subscription_state import grace_expire
 
 
 @shared_task(  # type: ignore[untyped-decorator, unused-ignore]

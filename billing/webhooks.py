@@ -21,7 +21,7 @@ from djstripe.models import Event, WebhookEndpoint
 from djstripe.settings import djstripe_settings
 
 from billing.stripe_client import secret_key, stripe_client, stripe_errors
-from billing.subscriptions import subscription_sync
+from billing.subscription_state import subscription_sync
 from core.exceptions import ServiceUnavailable
 
 SUBSCRIPTION_EVENTS = [
@@ -93,8 +93,9 @@ def webhook_endpoint_ensure(*, base_url: str) -> EndpointReport:
     could never be verified) and a new one is created."""
     client = stripe_client()
     base_url = base_url.rstrip("/")
-    prefix = base_url + reverse("djstripe:djstripe_webhook_by_uuid", args=[uuid.UUID(int=0)])
-    prefix = prefix.removesuffix(f"{uuid.UUID(int=0)}/")
+    probe = uuid.UUID(int=0)  # any uuid: what comes before it is the URL of our endpoints
+    prefix = base_url + reverse("djstripe:djstripe_webhook_by_uuid", args=[probe])
+    prefix = prefix.split(str(probe))[0]
     for local in WebhookEndpoint.objects.filter(url__startswith=prefix).order_by("created"):
         try:
             remote = client.v1.webhook_endpoints.retrieve(local.id)
@@ -126,5 +127,7 @@ def webhook_endpoint_ensure(*, base_url: str) -> EndpointReport:
         )
     data = created.to_dict()
     data["djstripe_validation_method"] = WebhookEndpointValidation.verify_signature
+    data["djstripe_tolerance"] = stripe.Webhook.DEFAULT_TOLERANCE  # seconds a signature is good
+    WebhookEndpoint.objects.filter(url__startswith=prefix).delete()  # ones Stripe no longer has
     endpoint = WebhookEndpoint.sync_from_stripe_data(data, api_key=secret_key())
     return EndpointReport(endpoint, created=True, removed=removed)

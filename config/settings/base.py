@@ -332,7 +332,7 @@ BILLING_QUOTAS = env.bool(
     "BILLING_QUOTAS", default=bool(STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY)
 )
 # Days a workspace keeps running after a subscription payment fails; then runs are paused
-# (read-only) until it is paid (billing/subscriptions.py, the billing-expire-grace beat task).
+# (read-only) until it is paid (billing/subscription_state.py, the billing-expire-grace task).
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=7)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True

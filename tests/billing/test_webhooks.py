@@ -33,12 +33,14 @@ from djstripe.models import WebhookEndpoint
 
 from billing.demo import seed_demo_plans
 from billing.models import WorkspacePlan
-from billing.quotas import QuotaExceeded, run_reserve
+from billing.quotas import run_reserve
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
-from billing.subscriptions import checkout_start, grace_expire
+from billing.subscription_state import grace_expire
+from billing.subscriptions import checkout_start
+from tenants.permissions import Perm
 from tests.fakes import FakeStripe
-from tests.helpers.personas import World
+from tests.helpers.personas import World, key_client
 
 # dj-stripe checks a key's shape (24 characters or more after the prefix), as Stripe's keys are.
 KEY = "sk_test_" + "platform" * 3
@@ -107,6 +109,16 @@ def test_the_endpoint_command_registers_one_endpoint_with_its_secret(billing: Bi
     listed = billing.client.v1.webhook_endpoints.list().data
     assert [e.id for e in listed] == [endpoint.id]
     assert WebhookEndpoint.objects.count() == 1
+
+    # the stored secret is lost: the endpoint Stripe has at our URL is replaced
+    WebhookEndpoint.objects.all().delete()
+    out = StringIO()
+    call_command("billing_webhook_endpoint", url=endpoint.url.split("/stripe/")[0], stdout=out)
+    assert f"deleted  {endpoint.id}" in out.getvalue()
+    (replacement,) = WebhookEndpoint.objects.all()
+    listed = billing.client.v1.webhook_endpoints.list().data
+    assert [e.id for e in listed] == [replacement.id]
+    assert replacement.secret.startswith("whsec_")
 
 
 def test_checkout_puts_the_workspace_on_the_plan_from_the_webhook(billing: Billing) -> None:
@@ -223,12 +235,16 @@ def test_a_failed_payment_gives_grace_then_pauses_runs_until_paid(billing: Billi
 
     assert grace_expire(now=timezone.now() + timedelta(days=8)) == 1
     assert billing.row.status == WorkspacePlan.Status.READ_ONLY
-    with pytest.raises(QuotaExceeded) as refused:
-        run_reserve(workspace_id=workspace_id)
-    assert refused.value.status == 402
-    assert "payment for this workspace's Pro plan failed on" in refused.value.message
-    assert "Pages and exports still work" in refused.value.message
-    assert "Manage payment on the Billing page" in refused.value.message
+    api = key_client(billing.world, [Perm.BUILD, Perm.RUN, Perm.WORKSPACE_VIEW])
+    agent = api.post("/api/v1/agents/", {"name": "A", "model": "offline:demo"}, format="json")
+    assert agent.status_code == 201  # pages and writes other than runs still work
+    refused = api.post(f"/api/v1/agents/{agent.json()['id']}/runs/", {"input": "hi"})
+    assert refused.status_code == 402
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    assert "payment for this workspace's Pro plan failed on" in error["message"]
+    assert "Pages and exports still work" in error["message"]
+    assert "Manage payment on the Billing page" in error["message"]
 
     billing.client.v1.invoices.pay(invoice["id"])  # the owner fixed the card
     row = billing.row
