@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 import stripe
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_tenants.utils import schema_context
-from djstripe.models import Invoice, Subscription
+from djstripe.models import Customer, Invoice, Subscription
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -375,3 +377,32 @@ def test_stripe_unreachable_is_a_message_not_an_error(world: World, settings: An
 
     assert answer.status_code == 200
     assert "Stripe could not be reached" in answer.content.decode()
+
+
+def test_the_page_takes_the_same_queries_whatever_the_number_of_invoices(
+    world: World, billing_off: None
+) -> None:
+    customer = Customer.objects.create(id="cus_count", livemode=False, stripe_data={})
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(stripe_customer_id=customer.id)
+    owner = logged_in(world.owner)
+    owner.get(_url("billing"))  # the first request of a session fills per-process caches
+
+    def queries_with(invoices: int) -> int:
+        for number in range(Invoice.objects.count(), invoices):
+            Invoice.objects.create(
+                id=f"in_count{number:04d}",
+                customer=customer,
+                livemode=False,
+                stripe_data={
+                    "number": f"N-{number}",
+                    "currency": "usd",
+                    "total": 100,
+                    "status": "paid",
+                    "hosted_invoice_url": f"https://invoice.stripe.test/{number}",
+                },
+            )
+        with CaptureQueriesContext(connection) as queries:
+            assert owner.get(_url("billing")).status_code == 200
+        return len(queries)
+
+    assert queries_with(1) == queries_with(6)
