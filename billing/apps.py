@@ -12,10 +12,12 @@ class BillingConfig(AppConfig):
         from billing.plans import on_workspace_created
         from billing.quotas import seats_room_require
         from billing.stripe_client import sdk_configure
+        from billing.usage import register_billing_meters
         from core.hooks import member_inviting, workspace_created
 
         workspace_created.subscribe(on_workspace_created)
         member_inviting.subscribe(seats_room_require)
+        register_billing_meters()
         sdk_configure()
         setting_changed.connect(_stripe_setting_changed)
 

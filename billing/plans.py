@@ -56,6 +56,15 @@ def month_after(start: datetime) -> datetime:
     return start.replace(year=year, month=month, day=day)
 
 
+def period_at(row: WorkspacePlan, now: datetime) -> tuple[datetime, datetime]:
+    """The row's billing period that contains `now`: a period that ended without a run start
+    to roll it over (quotas.run_reserve stores the roll) rolls forward here, month by month."""
+    start, end = row.current_period_start, row.current_period_end
+    while now >= end:
+        start, end = end, month_after(end)
+    return start, end
+
+
 def plan_start(*, workspace_id: int, now: datetime | None = None) -> WorkspacePlan:
     """Put a workspace on the default plan, from `now`, with the plan's trial if it has one.
     Idempotent: a workspace that already has a plan keeps it."""

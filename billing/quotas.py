@@ -2,8 +2,11 @@
 Stripe. Off unless `BILLING_QUOTAS` (on by default when Stripe keys are configured).
 
     run_reserve(workspace_id=...)             # count one run start, or QuotaExceeded (402)
-    workflow_room_require(workspace_id=..., active_workflows=count)
-    storage_room_require(workspace_id=..., stored_bytes=total, adding_bytes=n, filename=f)
+    workflow_room_require(workspace_id=...)
+    storage_room_require(workspace_id=..., adding_bytes=n, filename=f)
+
+The figures checked are the meters of billing.usage (the apps that own the rows count them),
+the same the Billing page shows.
 
 Call it inside the transaction that creates the run: the workspace's plan row is locked until
 that transaction ends, so two starts at the last allowed run cannot both pass, and a start that
@@ -25,13 +28,14 @@ from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 from django.utils.formats import date_format
 
+from billing import usage
 from billing.models import CreditGrant, WorkspacePlan
-from billing.plans import month_after, plan_start
+from billing.plans import month_after, period_at, plan_start
 from core import mail
 from core.exceptions import ApplicationError
 from core.formatting import cost_text
 from core.hooks import MemberInviting
-from tenants.models import Invitation, Membership, Workspace
+from tenants.models import Workspace
 from tenants.schemas import current_schema
 from tenants.selectors import admin_emails
 
@@ -138,32 +142,31 @@ def _refusal(row: WorkspacePlan, what: str) -> QuotaExceeded:
     )
 
 
-def workflow_room_require(*, workspace_id: int, active_workflows: Callable[[], int]) -> None:
+def workflow_room_require(*, workspace_id: int) -> None:
     """Refuse a new workflow when the workspace already has as many active workflows as its
-    plan allows. `active_workflows` is counted after the plan row is locked, so two creations
-    at the limit cannot both pass. Call inside the creating transaction."""
+    plan allows. They are counted after the plan row is locked, so two creations at the limit
+    cannot both pass. Call inside the creating transaction, in the workspace's schema."""
     if not settings.BILLING_QUOTAS:
         return
     row = plan_row_locked(workspace_id, timezone.now())
     limit = row.plan.workflows
-    if limit is not None and (count := active_workflows()) >= limit:
+    if limit is not None and (count := _count(usage.WORKFLOWS, row)) >= limit:
         raise _refusal(
             row, f"This workspace has {count} workflows, the most its {row.plan.name} plan allows."
         )
 
 
-def storage_room_require(
-    *, workspace_id: int, stored_bytes: Callable[[], int], adding_bytes: int, filename: str
-) -> None:
+def storage_room_require(*, workspace_id: int, adding_bytes: int, filename: str) -> None:
     """Refuse an upload that would take the workspace's knowledge storage past its plan's
-    allowance (counted after the plan row is locked). Call inside the storing transaction."""
+    allowance (counted after the plan row is locked). Call inside the storing transaction, in
+    the workspace's schema."""
     if not settings.BILLING_QUOTAS:
         return
     row = plan_row_locked(workspace_id, timezone.now())
     if row.plan.knowledge_storage_mb is None:
         return
-    limit = row.plan.knowledge_storage_mb * 1024 * 1024
-    stored = stored_bytes()
+    limit = row.plan.knowledge_storage_mb * usage.MIB
+    stored = _count(usage.KNOWLEDGE_STORAGE, row)
     if stored + adding_bytes > limit:
         raise _refusal(
             row,
@@ -171,6 +174,12 @@ def storage_room_require(
             f"to {_mb(stored + adding_bytes)}; its {row.plan.name} plan allows "
             f"{row.plan.knowledge_storage_mb} MB.",
         )
+
+
+def _count(key: str, row: WorkspacePlan) -> int:
+    return int(
+        usage.meter_count(key, workspace_id=row.workspace_id, period_start=row.current_period_start)
+    )
 
 
 def _mb(size: int) -> str:
@@ -211,7 +220,7 @@ def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
     plan = row.plan
     if plan.allows_overage:
         return None
-    start, end = _spend_period(row, now)
+    start, end = period_at(row, now)
     return SpendAllowance(plan.name, plan.included_ai_spend_usd + granted_usd, start, end)
 
 
@@ -239,13 +248,7 @@ def seats_room_require(event: MemberInviting) -> None:
     seats = row.plan.seats
     if seats is None:
         return
-    members = Membership.objects.filter(workspace_id=event.workspace_id).count()
-    pending = Invitation.objects.filter(
-        workspace_id=event.workspace_id,
-        accepted_at__isnull=True,
-        revoked_at__isnull=True,
-        expires_at__gt=timezone.now(),
-    ).count()
+    members, pending = usage.seats_taken(event.workspace_id)
     if members + pending >= seats:
         raise _refusal(
             row,
@@ -281,7 +284,7 @@ def ai_spend_warn(*, schema_name: str, spend_since: Callable[[datetime], Decimal
     included = row.plan.included_ai_spend_usd + (row.granted_usd or Decimal(0))
     if included <= 0:
         return
-    start, end = _spend_period(row, now)
+    start, end = period_at(row, now)
     if row.ai_spend_warned_period == start and row.ai_spend_warned_percent >= 100:
         return  # both mails went out this period: no ledger read
     spent = spend_since(start)
@@ -316,13 +319,6 @@ def _granted_usd(now: datetime) -> Subquery:
         .annotate(total=Sum("amount_usd"))
         .values("total")
     )
-
-
-def _spend_period(row: WorkspacePlan, now: datetime) -> tuple[datetime, datetime]:
-    start, end = row.current_period_start, row.current_period_end
-    while now >= end:  # the period rolled over without a run start to record it
-        start, end = end, month_after(end)
-    return start, end
 
 
 def _mail_ai_spend(

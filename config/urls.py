@@ -26,6 +26,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("conversations/", include("agents.chat.urls")),
     path("outbound/", include("agents.outbound.urls")),
     path("marketplace/", include("marketplace.workspace_urls")),
+    path("billing/", include("billing.urls")),
     path("", include("agents.workspace_urls")),
 ]
 
@@ -41,6 +42,7 @@ urlpatterns = [
     path("api/v1/", include("agents.api.urls")),
     path("api/v1/", include("workflows.api.urls")),
     path("api/v1/", include("marketplace.api.urls")),
+    path("api/v1/", include("billing.api.urls")),
     # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.
     path("hooks/workflows/", include("workflows.hook_urls")),
     # Stripe's webhooks (dj-stripe's view: signature, tolerance, dedup by event id), one URL

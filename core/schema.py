@@ -41,7 +41,8 @@ ERRORS: dict[int, str] = {
     409: "The current state does not allow this (e.g. already decided, already installed).",
     413: "The request body is larger than the server accepts.",
     415: "Send the body as application/json.",
-    429: "Too many requests (or failed key attempts); `Retry-After` says when to retry.",
+    429: "Too many requests (or failed key attempts), or the workspace's plan rate is used up "
+    "(`error.code` plan_rate_limited); `Retry-After` says when to retry.",
     503: "A service the platform needs is down; `Retry-After` says when to retry.",
 }
 RETRY_AFTER = {

@@ -27,6 +27,8 @@ class Perm(StrEnum):
     MEMBERS_MANAGE = "members.manage"
     API_KEYS_MANAGE = "api_keys.manage"
     AUDIT_VIEW = "audit.view"
+    BILLING_VIEW = "billing.view"
+    BILLING_MANAGE = "billing.manage"
     BUILD = "build"
     RUN = "run"
 
@@ -39,6 +41,8 @@ _ADMIN = _MEMBER | {
     Perm.MEMBERS_MANAGE,
     Perm.API_KEYS_MANAGE,
     Perm.AUDIT_VIEW,
+    Perm.BILLING_VIEW,
+    Perm.BILLING_MANAGE,
 }
 _OWNER = _ADMIN | {Perm.WORKSPACE_DELETE}
 
@@ -49,13 +53,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.VIEWER: _VIEWER,
 }
 
-# What an API key may be granted. Keys never manage keys or delete workspaces.
+# What an API key may be granted. Keys never manage keys, change the plan or delete workspaces.
 API_KEY_SCOPES: dict[str, str] = {
     Perm.WORKSPACE_VIEW: "Read workspace details",
     Perm.MEMBERS_VIEW: "List members",
     Perm.MEMBERS_INVITE: "Invite members",
     Perm.MEMBERS_MANAGE: "Change roles and remove members",
     Perm.AUDIT_VIEW: "Read the audit log",
+    Perm.BILLING_VIEW: "Read the plan, usage and invoices",
     Perm.BUILD: "Create and edit agents and workflows",
     Perm.RUN: "Run agents and workflows",
 }

@@ -34,6 +34,12 @@ def workflow_list(*, access: Access, include_archived: bool = False) -> QuerySet
     return workflows if include_archived else workflows.filter(archived_at__isnull=True)
 
 
+def active_workflow_count() -> int:
+    """Workflows that count against the plan (billing.usage meter `workflows`): archived ones
+    do not."""
+    return Workflow.objects.filter(archived_at__isnull=True).count()
+
+
 def workflow_get(*, access: Access, workflow_id: int) -> Workflow:
     """A workflow of this workspace, archived or not."""
     access.require(Perm.WORKSPACE_VIEW)

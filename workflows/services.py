@@ -180,10 +180,7 @@ def workflow_create(
     if errors:
         raise ValidationFailed(" ".join(messages), fields=errors)
     _require_free_name(name)
-    quotas.workflow_room_require(
-        workspace_id=access.workspace.pk,
-        active_workflows=Workflow.objects.filter(archived_at__isnull=True).count,
-    )
+    quotas.workflow_room_require(workspace_id=access.workspace.pk)
     workflow = Workflow.objects.create(
         name=name,
         description=description,

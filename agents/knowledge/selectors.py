@@ -41,6 +41,12 @@ class Passage:
         return f"{self.filename}, {self.location}" if self.location else self.filename
 
 
+def stored_bytes() -> int:
+    """The workspace's knowledge storage: the size of every document it keeps (the plan's
+    allowance, billing.usage meter `knowledge_storage`)."""
+    return int(KnowledgeDocument.objects.aggregate(total=Sum("size_bytes"))["total"] or 0)
+
+
 def knowledge_bases_list(*, access: Access) -> QuerySet[KnowledgeBase]:
     access.require(Perm.WORKSPACE_VIEW)
     return KnowledgeBase.objects.annotate(

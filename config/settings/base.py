@@ -290,6 +290,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": [
         "tenants.api.throttling.ApiKeyRateThrottle",
         "tenants.api.throttling.SessionUserRateThrottle",
+        # The workspace's plan rate, when plan quotas are on (billing/throttling.py).
+        "billing.throttling.PlanRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env.str("API_KEY_RATE", default="600/min"),

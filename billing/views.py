@@ -1,0 +1,92 @@
+"""The workspace's Billing page (owners and admins): plan, usage against every allowance,
+overage, plans to move to, invoices; Upgrade goes to Stripe Checkout and Manage payment to
+Stripe's customer portal. The plan itself changes only when Stripe's webhook confirms it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from billing import invoices, subscriptions, usage
+from billing.stripe_client import secret_key
+from core.exceptions import ApplicationError
+from tenants.access import page_access
+from tenants.http import AppRequest
+from tenants.permissions import Perm
+
+
+def _stripe_mode() -> str:
+    """ "off" (no secret key), "test" (a test key, or not live mode) or "live"."""
+    key = secret_key()
+    if not key:
+        return "off"
+    if not settings.STRIPE_LIVE_MODE or "_test_" in key:
+        return "test"
+    return "live"
+
+
+def billing(request: AppRequest) -> HttpResponse:
+    access = page_access(request, Perm.BILLING_VIEW)
+    summary = usage.billing_summary(access=access)
+    return render(
+        request,
+        "billing/billing.html",
+        {
+            "summary": summary,
+            "plans": usage.plans_offered(),
+            "invoices": invoices.invoices_list(access=access)[:24],
+            "mode": _stripe_mode(),
+            "key_setting": (
+                "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
+            ),
+            "quotas_on": settings.BILLING_QUOTAS,
+            "can_manage": access.can(Perm.BILLING_MANAGE),
+            "checkout": request.GET.get("checkout", ""),
+        },
+    )
+
+
+def _back(request: AppRequest, slug: str, **query: str) -> str:
+    url = reverse("billing", kwargs={"workspace_slug": slug})
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return request.build_absolute_uri(url)
+
+
+@require_POST
+def billing_upgrade(request: AppRequest) -> HttpResponse:
+    """Start Stripe Checkout for the chosen plan and interval and send the browser there."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    slug = access.workspace.slug
+    try:
+        url = subscriptions.checkout_start(
+            workspace_id=access.workspace.pk,
+            plan_key=request.POST.get("plan", ""),
+            interval=request.POST.get("interval", ""),
+            success_url=_back(request, slug, checkout="done"),
+            cancel_url=_back(request, slug, checkout="canceled"),
+            actor_id=access.actor_id,
+        )
+    except ApplicationError as exc:  # unknown plan, already subscribed, billing off, Stripe down
+        messages.error(request, exc.message)
+        return redirect("billing", workspace_slug=slug)
+    return redirect(url)
+
+
+@require_POST
+def billing_portal(request: AppRequest) -> HttpResponse:
+    """Open Stripe's customer portal (card, plan change, cancel) for this workspace."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    slug = access.workspace.slug
+    try:
+        url = subscriptions.portal_start(
+            workspace_id=access.workspace.pk, return_url=_back(request, slug)
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("billing", workspace_slug=slug)
+    return redirect(url)
