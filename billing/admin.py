@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import stripe
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
@@ -36,7 +37,9 @@ from billing.models import (
     StripeWebhook,
     WorkspacePlan,
 )
-from core.exceptions import ValidationFailed
+from billing.stripe_client import stripe_client
+from billing.stripe_sync import plans_sync
+from core.exceptions import ApplicationError, ValidationFailed
 
 
 @admin.register(ModelPrice)
@@ -102,9 +105,32 @@ class PlanAdmin(admin.ModelAdmin):
         ),
     )
 
+    actions = ("mirror_to_stripe",)
+
     def has_delete_permission(self, request: HttpRequest, obj: Plan | None = None) -> bool:
         # A plan with workspaces on it is protected by the database too; say it here first.
         return obj is None or not obj.workspaces.exists()
+
+    @admin.action(description="Mirror every plan to Stripe now (billing_sync_plans)")
+    def mirror_to_stripe(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
+        """What `manage.py billing_sync_plans` does, for staff who just changed a price or an
+        allowance (all plans: a sync is cheap and idempotent)."""
+        try:
+            report = plans_sync(stripe_client())
+        except ApplicationError as exc:  # billing off, a bad markup
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        except stripe.StripeError as exc:
+            self.message_user(
+                request, f"Stripe refused the sync: {exc.user_message or exc}", messages.ERROR
+            )
+            return
+        created = ", ".join(report.created) or "none"
+        self.message_user(
+            request,
+            f"Plans mirrored to Stripe: new prices {created}; {len(report.unchanged)} kept.",
+            messages.SUCCESS,
+        )
 
 
 class GrantCreditForm(forms.Form):

@@ -14,11 +14,13 @@ import pytest
 import stripe
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.urls import reverse
 
+from accounts.models import User
 from billing.demo import seed_demo_plans
 from billing.models import Plan
 from tests.fakes import FakeStripe
-from tests.helpers.personas import World
+from tests.helpers.personas import World, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +138,20 @@ def test_a_markup_that_is_not_above_zero_is_refused_by_name(
         settings.BILLING_OVERAGE_MARKUP = markup
         with pytest.raises(CommandError, match="BILLING_OVERAGE_MARKUP must be a number above 0"):
             _sync()
+
+
+def test_staff_mirror_the_plans_from_the_admin_and_are_told_when_billing_is_off(
+    world: World, fake_stripe: FakeStripe, settings: Any
+) -> None:
+    seed_demo_plans()
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x")
+    client = logged_in(staff)
+    changelist = reverse("admin:billing_plan_changelist")
+    chosen = {"action": "mirror_to_stripe", "_selected_action": [Plan.objects.get(key="pro").pk]}
+    page = client.post(changelist, chosen, follow=True).content.decode()
+    assert "Plans mirrored to Stripe: new prices plan_pro_month" in page
+    assert _prices(fake_stripe)["plan_team_year"] == 99000
+
+    settings.STRIPE_TEST_SECRET_KEY = ""
+    page = client.post(changelist, chosen, follow=True).content.decode()
+    assert "Billing is off: set STRIPE_TEST_SECRET_KEY" in page
