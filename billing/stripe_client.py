@@ -21,6 +21,18 @@ def secret_key() -> str:
     )
 
 
+def billing_mode() -> str:
+    """One line saying whether billing is on and in which Stripe mode (logged when the ASGI
+    server starts; `manage.py dev` says the same with the emulator)."""
+    if not secret_key():
+        mode = "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
+        return f"Billing is off: no plan limits, no checkout (set {mode} to turn it on)."
+    quotas = "plan limits on" if settings.BILLING_QUOTAS else "plan limits off (BILLING_QUOTAS)"
+    if settings.STRIPE_LIVE_MODE:
+        return f"Billing is on: Stripe LIVE mode, real money; {quotas}."
+    return f"Billing is on: Stripe test mode, no real money; {quotas}."
+
+
 def stripe_client() -> stripe.StripeClient:
     key = secret_key()
     if not key:

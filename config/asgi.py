@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django, websockets through Channels with the session user
 and the workspace resolved before any consumer runs."""
 
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -11,12 +12,16 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 django_asgi_app = get_asgi_application()
 
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from billing.stripe_client import billing_mode  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from tenants.channels import WorkspaceScopeMiddleware  # noqa: E402
+
+logging.getLogger("billing").info(billing_mode())  # billing says on start whether it is on
 
 application = ProtocolTypeRouter(
     {

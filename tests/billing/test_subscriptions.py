@@ -15,7 +15,7 @@ import stripe
 
 from billing.demo import seed_demo_plans
 from billing.models import Plan, WorkspacePlan
-from billing.stripe_client import stripe_client
+from billing.stripe_client import billing_mode, stripe_client
 from billing.stripe_sync import plans_sync
 from billing.subscriptions import CheckoutRefused, checkout_start, portal_start
 from core.exceptions import ServiceUnavailable
@@ -195,3 +195,23 @@ def test_the_grace_period_sweep_is_a_scheduled_task(settings: Any) -> None:
     app.loader.import_default_modules()  # what a worker does on start (autodiscovery)
     entry = settings.CELERY_BEAT_SCHEDULE["billing-expire-grace"]
     assert entry["task"] in app.tasks
+
+
+@pytest.mark.parametrize(
+    ("key", "quotas", "said"),
+    [
+        ("", False, "Billing is off: no plan limits, no checkout (set STRIPE_TEST_SECRET_KEY"),
+        ("sk_test_x", True, "Billing is on: Stripe test mode, no real money; plan limits on."),
+        ("sk_test_x", False, "test mode, no real money; plan limits off (BILLING_QUOTAS)."),
+    ],
+)
+def test_the_server_says_on_start_whether_billing_is_on(
+    settings: Any, key: str, quotas: bool, said: str
+) -> None:
+    settings.STRIPE_TEST_SECRET_KEY, settings.BILLING_QUOTAS = key, quotas
+    assert said in billing_mode()
+
+
+def test_live_mode_says_real_money(settings: Any) -> None:
+    settings.STRIPE_LIVE_MODE, settings.STRIPE_LIVE_SECRET_KEY = True, "sk_live_x"
+    assert billing_mode().startswith("Billing is on: Stripe LIVE mode, real money")
