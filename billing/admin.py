@@ -111,7 +111,9 @@ class PlanAdmin(admin.ModelAdmin):
         # A plan with workspaces on it is protected by the database too; say it here first.
         return obj is None or not obj.workspaces.exists()
 
-    @admin.action(description="Mirror every plan to Stripe now (billing_sync_plans)")
+    @admin.action(
+        description="Mirror every plan to Stripe now (billing_sync_plans)", permissions=["change"]
+    )
     def mirror_to_stripe(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
         """What `manage.py billing_sync_plans` does, for staff who just changed a price or an
         allowance (all plans: a sync is cheap and idempotent)."""
@@ -410,7 +412,7 @@ class MeterOutboxAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: MeterOutbox | None = None) -> bool:
         return False
 
-    @admin.action(description="Retry the selected failed rows now", permissions=["view"])
+    @admin.action(description="Retry the selected failed rows now", permissions=["change"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[MeterOutbox]) -> None:
         count = meter_retry(ids=queryset.values_list("pk", flat=True))
         self.message_user(

@@ -294,8 +294,6 @@ class CreditGrant(models.Model):
     def __str__(self) -> str:
         return f"${self.amount_usd} for {self.workspace}"
 
-        return f"${self.amount_usd} for {self.workspace}"
-
 
 class StripeWebhook(WebhookEventTrigger):
     """dj-stripe's record of each webhook request Stripe sent, shown in the back-office under

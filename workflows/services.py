@@ -239,6 +239,7 @@ def workflow_restore(*, access: Access, workflow: Workflow) -> None:
     _require_free_name(
         locked.name, exclude=locked.pk, hint=" Rename one of them, then restore this one."
     )
+    quotas.workflow_room_require(workspace_id=access.workspace.pk)  # it counts as active again
     locked.archived_at = None
     locked.save(update_fields=["archived_at", "updated_at"])
     workflow.archived_at = None

@@ -51,6 +51,10 @@ def test_a_workflow_past_the_plans_number_is_refused_and_archived_ones_do_not_co
         assert Workflow.objects.count() == 1
         workflow_services.workflow_archive(access=access, workflow=first)
         _create(access, "Two")  # an archived workflow frees its place
+        with pytest.raises(QuotaExceeded):  # restoring it would make two active workflows
+            workflow_services.workflow_restore(access=access, workflow=first)
+        first.refresh_from_db()
+        assert first.archived_at is not None
     assert "1 workflows, the most its Free plan allows" in refused.value.message
     assert "upgrade the plan" in refused.value.message
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -495,3 +497,9 @@ def test_the_periodic_task_flushes_every_30_seconds_and_rests_while_billing_is_o
     assert flush_meter() == 1
     row.refresh_from_db()
     assert row.status == MeterOutbox.Status.SENT
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_the_flush_command_refuses_a_batch_size_below_one(size: int) -> None:
+    with pytest.raises(CommandError, match=f"--batch-size must be at least 1 \\(got {size}\\)"):
+        call_command("billing_flush_meter", batch_size=size)

@@ -69,7 +69,28 @@ def test_the_emulator_itself_refuses_production_settings_and_live_keys() -> None
         "--api-key", EMULATOR_KEY, DJANGO_SETTINGS_MODULE="config.settings.production"
     )
     assert production.returncode == 2
-    assert "does not run under production settings" in production.stderr
+    assert "runs only under development or test settings" in production.stderr
+    assert "DJANGO_SETTINGS_MODULE=config.settings.production" in production.stderr
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    unset = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.stripe_serve",
+            "--port",
+            "0",
+            "--api-key",
+            EMULATOR_KEY,
+        ],
+        cwd=django_settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unset.returncode == 2
+    assert "unset, i.e. production" in unset.stderr
 
     live = _serve("--api-key", "sk_live_123", DJANGO_SETTINGS_MODULE="config.settings.base")
     assert live.returncode == 2

@@ -26,7 +26,7 @@ from typing import Any
 
 from tests.fakes.stripe_api import TEST_MODE_BANNER, FakeStripe
 
-PRODUCTION_SETTINGS = "config.settings.production"
+NON_PRODUCTION_SETTINGS = ("config.settings.base", "config.settings.test", "bench.settings")
 
 
 class EmulatedStripe(FakeStripe):
@@ -68,12 +68,14 @@ class EmulatedStripe(FakeStripe):
 
 
 def refusal(api_key: str, settings_module: str) -> str | None:
-    """Why the emulator must not start, or None."""
-    if settings_module == PRODUCTION_SETTINGS:
+    """Why the emulator must not start, or None. It runs under the development and test
+    settings only: an unset module means production (config/asgi.py)."""
+    if settings_module not in NON_PRODUCTION_SETTINGS:
         return (
-            "The Stripe emulator does not run under production settings "
-            f"(DJANGO_SETTINGS_MODULE={PRODUCTION_SETTINGS}): it takes no money. Configure "
-            "a Stripe account instead (STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY)."
+            "The Stripe emulator runs only under development or test settings "
+            f"(DJANGO_SETTINGS_MODULE={settings_module or 'unset, i.e. production'}): it takes no "
+            "money. Configure a Stripe account instead (STRIPE_TEST_SECRET_KEY or "
+            "STRIPE_LIVE_SECRET_KEY)."
         )
     if not api_key.startswith("sk_test_"):
         return f"The Stripe emulator accepts a test key only (sk_test_…), not {api_key[:8]}…"

@@ -21,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None, help="Rows per batch.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["batch_size"] is not None and options["batch_size"] < 1:
+            raise CommandError(f"--batch-size must be at least 1 (got {options['batch_size']}).")
         try:
             client = stripe_client()
         except ServiceUnavailable as exc:

@@ -26,7 +26,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         url: str = options["url"]
         if not url.startswith(("https://", "http://")):
-            raise CommandError(f"--url must start with https:// (got {url!r}).")
+            raise CommandError(
+                "--url must start with https:// (or http:// on a development machine; "
+                f"got {url!r})."
+            )
         try:
             report = webhook_endpoint_ensure(base_url=url)
         except ServiceUnavailable as exc:
