@@ -79,13 +79,7 @@ def run_reserve(*, workspace_id: int | None) -> None:
     with transaction.atomic():
         row = plan_row_locked(workspace_id, now)
         if row.status == WorkspacePlan.Status.READ_ONLY:
-            failed = date_format(timezone.localtime(row.payment_failed_at or now), "j M Y")
-            raise QuotaExceeded(
-                f"Runs are paused: the payment for this workspace's {row.plan.name} plan failed "
-                f"on {failed} and its grace period has ended. Pages and exports still work and "
-                "nothing is deleted; an owner can fix the card with Manage payment on the "
-                "Billing page, and runs resume once the payment goes through."
-            )
+            raise QuotaExceeded(_paused_text(row, now))
         limit = row.plan.runs_per_month
         if limit is not None and row.runs_used >= limit and not row.plan.allows_overage:
             renews = date_format(timezone.localtime(row.current_period_end), "j M Y")
@@ -188,17 +182,32 @@ def _mb(size: int) -> str:
 
 @dataclass(frozen=True)
 class SpendAllowance:
-    """The AI spend a workspace's plan includes this period, when the plan refuses more."""
+    """The AI spend a workspace's plan includes this period. `capped`: the plan refuses spend
+    past it (no overage). `paused`: why priced calls are refused outright (a read-only
+    workspace, whose payment failed and grace ended), or empty."""
 
     plan_name: str
     included_usd: Decimal
     period_start: datetime
     period_end: datetime
+    capped: bool = True
+    paused: str = ""
+
+
+def _paused_text(row: WorkspacePlan, now: datetime) -> str:
+    failed = date_format(timezone.localtime(row.payment_failed_at or now), "j M Y")
+    return (
+        f"Runs are paused: the payment for this workspace's {row.plan.name} plan failed "
+        f"on {failed} and its grace period has ended. Pages and exports still work and "
+        "nothing is deleted; an owner can fix the card with Manage payment on the "
+        "Billing page, and runs resume once the payment goes through."
+    )
 
 
 def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
     """What the plan of the workspace in `schema_name` includes, for the gateway to check a
-    model call against (it owns the ledger). None: quotas are off, or the plan bills overage.
+    model call against (it owns the ledger). None: quotas are off, or the plan bills overage
+    and the workspace is not read-only (then priced calls are refused: `paused`).
     One read, no lock: the gateway reserves the most a call could cost, like the monthly
     budget."""
     if not settings.BILLING_QUOTAS:
@@ -218,10 +227,18 @@ def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
     else:
         row, granted_usd = found, found.granted_usd or Decimal(0)
     plan = row.plan
-    if plan.allows_overage:
+    paused = _paused_text(row, now) if row.status == WorkspacePlan.Status.READ_ONLY else ""
+    if plan.allows_overage and not paused:
         return None
     start, end = period_at(row, now)
-    return SpendAllowance(plan.name, plan.included_ai_spend_usd + granted_usd, start, end)
+    return SpendAllowance(
+        plan.name,
+        plan.included_ai_spend_usd + granted_usd,
+        start,
+        end,
+        capped=not plan.allows_overage,
+        paused=paused,
+    )
 
 
 def ai_spend_refusal_text(

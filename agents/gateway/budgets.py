@@ -76,7 +76,9 @@ def check_before_call(
         )
     if worst > 0:  # unpriced (offline) calls cost nothing against the plan
         allowance = quotas.ai_spend_allowance(schema_name=current_schema())
-        if allowance is not None:
+        if allowance is not None and allowance.paused:  # chat turns and embeddings too
+            raise BudgetExceeded(f"Refused before calling {kind}/{model}. {allowance.paused}")
+        if allowance is not None and allowance.capped:
             spent = spend_since(allowance.period_start)
             if spent + worst > allowance.included_usd:
                 raise BudgetExceeded(

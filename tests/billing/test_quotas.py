@@ -227,6 +227,27 @@ def test_a_plan_with_overage_does_not_cap_ai_spend(
 
 
 @pytest.mark.django_db
+def test_a_read_only_workspace_makes_no_priced_model_call_even_on_an_overage_plan(
+    world: World, settings: Any, fake_openai: Any, fake_model: str
+) -> None:
+    """Payment failed and grace ended: runs are refused at the start, and chat turns (which are
+    not runs) are refused at the gateway, before the model server sees them."""
+    settings.BILLING_QUOTAS = True
+    Plan.objects.filter(pk=default_plan().pk).update(allows_overage=True)
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(
+        status=WorkspacePlan.Status.READ_ONLY
+    )
+    request = ChatRequest(model="", max_tokens=50, messages=(Message(role="user", content="Hi"),))
+    with pytest.raises(BudgetExceeded) as refused:
+        gateway_complete(model=fake_model, request=request)
+    assert fake_openai.requests == []
+    assert "Runs are paused: the payment for this workspace's Free plan failed" in (
+        refused.value.message
+    )
+    assert "Manage payment on the Billing page" in refused.value.message
+
+
+@pytest.mark.django_db
 def test_owners_and_admins_are_mailed_once_at_80_and_at_100_percent(
     world: World, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
