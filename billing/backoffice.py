@@ -20,14 +20,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 from djstripe.models import Event, WebhookEventTrigger
 from djstripe.settings import djstripe_settings
 
 from accounts.models import User
 from billing.models import CreditGrant, Plan, WorkspacePlan
-from billing.plans import default_plan
+from billing.plans import default_plan, granted_usd
 from billing.quotas import plan_row_locked
 from core.exceptions import ValidationFailed
 from tenants import audit
@@ -88,10 +87,13 @@ def credit_grant(*, workspace_id: int, amount_usd: Decimal, reason: str, by: Use
     reason = _reason(reason)
     now = timezone.now()
     row = _locked_in_period(workspace_id, now)
-    granted = CreditGrant.objects.filter(
-        workspace_id=workspace_id, period_start__lte=now, period_end__gt=now
-    ).aggregate(total=Sum("amount_usd"))["total"]
-    before = row.plan.included_ai_spend_usd + (granted or 0)
+    if row.plan.allows_overage:
+        raise _invalid(
+            "amount_usd",
+            f"The {row.plan.name} plan bills AI spend past its allowance as overage, so a credit "
+            "would not change what it may spend. Refund or credit the customer in Stripe instead.",
+        )
+    before = row.plan.included_ai_spend_usd + granted_usd(workspace_id=workspace_id, now=now)
     grant = CreditGrant.objects.create(
         workspace_id=workspace_id,
         amount_usd=amount_usd,

@@ -16,9 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import Plan, WorkspacePlan
+from billing.models import CreditGrant, Plan, WorkspacePlan
 from core.hooks import WorkspaceCreated
 from tenants.models import Workspace
 
@@ -96,3 +97,13 @@ def workspace_plan(*, workspace: Workspace) -> WorkspacePlan:
 def on_workspace_created(event: WorkspaceCreated) -> None:
     """`core.hooks.workspace_created` subscriber: new workspaces start on the default plan."""
     plan_start(workspace_id=event.workspace_id)
+
+
+def granted_usd(*, workspace_id: int, now: datetime) -> Decimal:
+    """AI spend staff granted the workspace (billing.backoffice.credit_grant) for the period
+    that holds `now`: it adds to the plan's included AI spend (quotas annotates the same sum
+    onto the plan row before each priced call)."""
+    total = CreditGrant.objects.filter(
+        workspace_id=workspace_id, period_start__lte=now, period_end__gt=now
+    ).aggregate(total=Sum("amount_usd"))["total"]
+    return total or Decimal(0)

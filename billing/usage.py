@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from billing.invoices import subscription_interval
 from billing.models import Plan, WorkspacePlan
-from billing.plans import period_at, workspace_plan
+from billing.plans import granted_usd, period_at, workspace_plan
 from tenants.models import Invitation, Membership
 from tenants.permissions import Access, Perm
 
@@ -176,14 +176,16 @@ def billing_summary(*, access: Access) -> BillingSummary:
     with the workspace's schema active. One query per meter."""
     access.require(Perm.BILLING_VIEW)
     row = workspace_plan(workspace=access.workspace)
-    start, end = period_at(row, timezone.now())
+    now = timezone.now()
+    start, end = period_at(row, now)
+    granted = granted_usd(workspace_id=access.workspace.pk, now=now)
     allowances = [
         Allowance(
             key=meter.key,
             label=meter.label,
             unit=meter.unit,
             used=meter.count(access.workspace.pk, start),
-            limit=plan_limit(row.plan, meter.key),
+            limit=_with_credit(plan_limit(row.plan, meter.key), meter.key, granted),
         )
         for key in KEYS
         if (meter := _meters.get(key)) is not None
@@ -194,6 +196,11 @@ def billing_summary(*, access: Access) -> BillingSummary:
         overage = max(Decimal(spent) - row.plan.included_ai_spend_usd, Decimal(0))
     interval = subscription_interval(row.stripe_subscription_id)
     return BillingSummary(row, row.plan, start, end, allowances, interval, overage)
+
+
+def _with_credit(limit: Figure | None, key: str, granted: Decimal) -> Figure | None:
+    """Staff credit grants raise the AI-spend allowance (as the gateway counts it)."""
+    return limit + granted if key == AI_SPEND and limit is not None else limit
 
 
 def plans_offered() -> list[Plan]:

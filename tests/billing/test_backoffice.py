@@ -15,17 +15,20 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django_tenants.utils import schema_context
 from djstripe.models import Customer, Event, Invoice, WebhookEventTrigger
 from djstripe.signals import WEBHOOK_SIGNALS
 
 from accounts.models import User
+from billing import usage
 from billing.backoffice import comps_expire
 from billing.models import CreditGrant, Plan, WorkspacePlan
 from billing.plans import default_plan, workspace_plan
 from billing.quotas import ai_spend_allowance
+from billing.usage import billing_summary
 from tenants import audit
 from tenants.models import AuditEvent
-from tests.helpers.personas import World, logged_in
+from tests.helpers.personas import World, access_of, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -81,6 +84,11 @@ def test_granting_credit_raises_the_periods_allowance_and_is_audited(
     other = ai_spend_allowance(schema_name=world.workspace_b.schema_name)
     assert other is not None
     assert other.included_usd == before.included_usd
+    # the owner's Billing page and API count the credit in the AI-spend allowance, as calls do
+    with schema_context(schema):
+        summary = billing_summary(access=access_of(world.owner, world.workspace_a))
+    (spend,) = [a for a in summary.allowances if a.key == usage.AI_SPEND]
+    assert spend.limit == after.included_usd
     # the change page lists the grant; the ledger cannot be edited or deleted
     change = staff_client.get(reverse("admin:billing_workspaceplan_change", args=[row.pk]))
     assert "Outage on 3 Dec" in change.content.decode()
@@ -359,3 +367,13 @@ def test_the_billing_section_lists_the_webhook_log_events_and_invoices(
             logged_in(world.owner).get(reverse(f"admin:billing_{model}_changelist")).status_code
             == 302
         )
+
+
+def test_credit_is_refused_on_a_plan_that_bills_overage(
+    world: World, staff_client: Client, row: WorkspacePlan
+) -> None:
+    Plan.objects.filter(pk=row.plan_id).update(allows_overage=True)
+    answer = staff_client.post(_url(row, "grant_credit"), {"amount_usd": "5", "reason": "Sorry"})
+    assert answer.status_code == 200  # the form again, with the error beside the amount
+    assert "bills AI spend past its allowance as overage" in answer.content.decode()
+    assert not CreditGrant.objects.exists()
