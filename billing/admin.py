@@ -412,7 +412,11 @@ class MeterOutboxAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: MeterOutbox | None = None) -> bool:
         return False
 
-    @admin.action(description="Retry the selected failed rows now", permissions=["change"])
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        # rows are never edited by hand, but staff allowed to change them may requeue them
+        return request.user.has_perm("billing.change_meteroutbox")
+
+    @admin.action(description="Retry the selected failed rows now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[MeterOutbox]) -> None:
         count = meter_retry(ids=queryset.values_list("pk", flat=True))
         self.message_user(

@@ -131,6 +131,12 @@ class Plan(models.Model):
     def is_free(self) -> bool:
         return self.monthly_price_cents == 0 and self.yearly_price_cents == 0
 
+    @property
+    def yearly_offered(self) -> bool:
+        """A yearly price is sold unless the plan bills overage, which is metered monthly (a
+        Stripe subscription bills all its items on one interval)."""
+        return bool(self.yearly_price_cents) and not self.allows_overage
+
     def lookup_key(self, interval: str) -> str:
         """The Stripe Price lookup key of this plan's `interval` ("month" or "year") price."""
         return f"plan_{self.key}_{interval}"

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import date_format
+from stripe.params import SubscriptionUpdateParamsItem
 
 from billing.models import Plan, WorkspacePlan
 from billing.plans import default_plan, month_after
@@ -63,6 +64,8 @@ def _plan_of(subscription: SubscriptionData) -> Plan | None:
     lost its lookup key to a newer amount)."""
     for item in subscription["items"]["data"]:
         price = item["price"]
+        if _metered(price):  # the overage price names its plan too, but is not the plan
+            continue
         if price.get("lookup_key") and (found := _PLAN_LOOKUP_KEY.fullmatch(price["lookup_key"])):
             key = found["key"]
         else:
@@ -70,6 +73,37 @@ def _plan_of(subscription: SubscriptionData) -> Plan | None:
         if key and (plan := Plan.objects.filter(key=key).first()) is not None:
             return plan
     return None
+
+
+def _metered(price: dict[str, Any]) -> bool:
+    return (price.get("recurring") or {}).get("usage_type") == "metered"
+
+
+def _overage_swap(subscription: SubscriptionData, plan: Plan) -> None:
+    """After a plan change made in Stripe's portal (which swaps only the plan's own price),
+    make the metered item the new plan's overage price, or remove it when the plan bills no
+    overage, so Stripe's free tier is the plan's. Runs after commit, outside the row lock; a
+    failure is logged and the next event about the subscription tries again."""
+    metered = [item for item in subscription["items"]["data"] if _metered(item["price"])]
+    wanted_key = plan.lookup_key("overage") if plan.allows_overage else None
+    have = [item["price"].get("lookup_key") for item in metered]
+    if have == ([wanted_key] if wanted_key else []):
+        return
+    client = stripe_client()
+    items: list[SubscriptionUpdateParamsItem] = [
+        {"id": item["id"], "deleted": True} for item in metered
+    ]
+    if wanted_key:
+        found = client.v1.prices.list(params={"lookup_keys": [wanted_key], "limit": 1}).data
+        if not found:
+            logger.error("No Stripe price %s: run manage.py billing_sync_plans", wanted_key)
+            return
+        items.append({"price": found[0].id})
+    client.v1.subscriptions.update(
+        subscription["id"],
+        params={"items": items, "proration_behavior": "none"},
+        options={"idempotency_key": f"subscription-{subscription['id']}-overage-{plan.key}"},
+    )
 
 
 def _payment_failing(subscription: SubscriptionData) -> bool:
@@ -171,8 +205,10 @@ def _apply_live(
     plan = _plan_of(subscription)
     if plan is None:
         logger.warning("Stripe subscription %s pays for no known plan", subscription["id"])
-    elif row.plan_id != plan.pk:
-        row.plan = plan
+    else:
+        if row.plan_id != plan.pk:
+            row.plan = plan
+        transaction.on_commit(partial(_overage_swap, subscription, plan), robust=True)
     taken_up = row.stripe_subscription_id != subscription["id"]
     row.comped, row.comp_ends_at = False, None  # a paid subscription replaces a staff comp
     row.stripe_subscription_id = subscription["id"]
@@ -180,6 +216,10 @@ def _apply_live(
     row.cancel_at_period_end = bool(subscription["cancel_at_period_end"])
     start = _at(min(item["current_period_start"] for item in items)) if items else None
     end = _at(max(item["current_period_end"] for item in items)) if items else None
+    if start and end and end - start > timedelta(days=31):
+        # Allowances are monthly, also under a yearly price: the plan row's period is the
+        # subscription period's first month, and quotas roll it on month by month.
+        end = month_after(start)
     if start and end and end > start:
         # A new subscription, or its next period: the count starts again (never backwards).
         if taken_up or start > row.current_period_start:

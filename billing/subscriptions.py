@@ -61,6 +61,13 @@ def _plan_for_checkout(plan_key: str, interval: str) -> Plan:
             "cancelling its subscription (Manage payment).",
             fields={"plan": ["Free plans need no checkout."]},
         )
+    if interval == "year" and not plan.yearly_offered:
+        # Stripe bills a subscription's items on one interval, and overage is metered monthly.
+        raise CheckoutRefused(
+            f"{plan.name} is paid monthly (it bills AI spend past its allowance each month, "
+            "or has no yearly price): choose the monthly price.",
+            fields={"interval": ["Monthly only for this plan."]},
+        )
     return plan
 
 

@@ -38,8 +38,10 @@ def figure_filter(value: Figure | None, unit: str) -> str:
 
 @register.filter(name="plan_prices")
 def plan_prices_filter(plan: Plan) -> list[tuple[str, int]]:
-    """The (interval, cents) a plan can be bought at: monthly and yearly, when priced."""
-    prices = [("month", plan.monthly_price_cents), ("year", plan.yearly_price_cents)]
+    """The (interval, cents) a plan can be bought at: monthly, and yearly when offered."""
+    prices = [("month", plan.monthly_price_cents)]
+    if plan.yearly_offered:
+        prices.append(("year", plan.yearly_price_cents))
     return [(interval, cents) for interval, cents in prices if cents]
 
 

@@ -89,10 +89,9 @@ def test_checkout_is_a_subscription_session_for_the_plans_price_and_one_customer
         f"workspace-{world.workspace_a.pk}-customer"
     )
 
-    _start(world, interval="year")  # a second attempt reuses the customer
+    _start(world)  # a second attempt reuses the customer
     assert len(_posts(synced, "/v1/customers")) == 1
-    second = _posts(synced, "/v1/checkout/sessions")[1].body
-    assert synced.get(second["line_items"][0]["price"])["lookup_key"] == "plan_pro_year"
+    assert len(_posts(synced, "/v1/checkout/sessions")) == 2
 
 
 def test_a_plan_without_overage_is_one_line_for_its_price(world: World, synced: FakeStripe) -> None:
@@ -105,10 +104,21 @@ def test_a_plan_without_overage_is_one_line_for_its_price(world: World, synced: 
     )
     plans_sync(stripe_client())
     _start(world, plan_key="solo")
-    (session_request,) = _posts(synced, "/v1/checkout/sessions")
-    (line,) = session_request.body["line_items"]
+    _start(world, plan_key="solo", interval="year")  # no overage: sold yearly too
+    monthly, yearly = (r.body for r in _posts(synced, "/v1/checkout/sessions"))
+    (line,) = monthly["line_items"]
     assert synced.get(line["price"], "price")["lookup_key"] == "plan_solo_month"
     assert line["quantity"] == "1"
+    (line,) = yearly["line_items"]
+    assert synced.get(line["price"], "price")["lookup_key"] == "plan_solo_year"
+
+
+def test_a_plan_that_bills_overage_is_sold_monthly_only(world: World, synced: FakeStripe) -> None:
+    """Stripe bills a subscription's items on one interval, and overage is metered monthly."""
+    with pytest.raises(CheckoutRefused, match="Pro is paid monthly") as refused:
+        _start(world, interval="year")
+    assert refused.value.fields == {"interval": ["Monthly only for this plan."]}
+    assert _posts(synced, "/v1/checkout/sessions") == []
 
 
 @pytest.mark.parametrize(

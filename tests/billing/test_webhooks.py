@@ -160,6 +160,12 @@ def _item(billing: Billing, subscription_id: str) -> str:
     return str(billing.fake.get(subscription_id)["items"]["data"][0]["id"])
 
 
+def _metered_keys(billing: Billing, subscription_id: str) -> list[str]:
+    items = billing.fake.get(subscription_id)["items"]["data"]
+    prices = [billing.fake.get(item["price"]["id"], "price") for item in items]
+    return [p["lookup_key"] for p in prices if p["recurring"]["usage_type"] == "metered"]
+
+
 def test_upgrade_and_downgrade_follow_the_subscriptions_price(billing: Billing) -> None:
     subscription_id = billing.subscribe("pro")
     WorkspacePlan.objects.filter(workspace=billing.world.workspace_a).update(runs_used=12)
@@ -176,6 +182,9 @@ def test_upgrade_and_downgrade_follow_the_subscriptions_price(billing: Billing) 
     row = billing.row
     assert (row.plan.key, row.status) == ("team", WorkspacePlan.Status.ACTIVE)
     assert row.runs_used == 12  # same period: the count goes on
+    # the portal swapped only the plan's price: the platform swaps the metered overage item too,
+    # so Stripe's free tier is Team's included AI spend, not Pro's
+    assert _metered_keys(billing, subscription_id) == ["plan_team_overage"]
 
     billing.client.v1.subscriptions.update(
         subscription_id,
@@ -186,6 +195,7 @@ def test_upgrade_and_downgrade_follow_the_subscriptions_price(billing: Billing) 
         },
     )
     assert billing.row.plan.key == "pro"
+    assert _metered_keys(billing, subscription_id) == ["plan_pro_overage"]
     _all_delivered(billing.fake)
 
 
