@@ -42,8 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.gateway import _admin as admin_sql  # noqa: E402
-from bench.gateway import drop_database, ms, p95, say, setup_workspace  # noqa: E402
+from bench.gateway import (  # noqa: E402
+    admin_sql,
+    drop_database,
+    ms,
+    p95,
+    say,
+    setup_workspace,
+)
 
 QUOTA_TARGET_MS = 1.0
 WEBHOOK_TARGET_PER_S = 200.0

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.gateway import _admin, drop_database, p95, say, setup_workspace  # noqa: E402
+from bench.gateway import admin_sql, drop_database, p95, say, setup_workspace  # noqa: E402
 
 SEARCH_LIMIT = 2.0  # cosine distance never exceeds 2: every candidate reaches the guard
 WRONG_HIT_TARGET_PCT = 1.0
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with contextlib.ExitStack() as stack:
         os.environ.update(stack.enter_context(embedded_services(root=ROOT / ".local" / "bench")))
-        _admin("CREATE DATABASE {}", database)
+        admin_sql("CREATE DATABASE {}", database)
         stack.callback(drop_database, database)
         os.environ["BENCH_DATABASE_NAME"] = database
         os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"

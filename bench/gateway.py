@@ -69,7 +69,7 @@ def timed(function: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def _admin(sql_text: str, name: str) -> None:
+def admin_sql(sql_text: str, name: str) -> None:
     import psycopg
     from psycopg import sql
 
@@ -82,7 +82,7 @@ def drop_database(name: str) -> None:
         from django.db import connections
 
         connections.close_all()
-    _admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
+    admin_sql("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
     say(f"• dropped database {name}")
 
 
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with contextlib.ExitStack() as stack:
         os.environ.update(stack.enter_context(embedded_services(root=ROOT / ".local" / "bench")))
-        _admin("CREATE DATABASE {}", database)
+        admin_sql("CREATE DATABASE {}", database)
         stack.callback(drop_database, database)
         os.environ["BENCH_DATABASE_NAME"] = database
         os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"

@@ -30,7 +30,7 @@ from django.utils.formats import date_format
 
 from billing import usage
 from billing.models import CreditGrant, WorkspacePlan
-from billing.plans import month_after, period_at, plan_start
+from billing.plans import period_at, plan_start
 from core import mail
 from core.exceptions import ApplicationError
 from core.formatting import cost_text
@@ -55,10 +55,9 @@ def plan_row_locked(workspace_id: int, now: datetime) -> WorkspacePlan:
     if row is None:  # a workspace without a row gets one (on the default plan) first
         plan_start(workspace_id=workspace_id, now=now)
         row = locked.get(workspace_id=workspace_id)
-    if now >= row.current_period_end:  # a new period: its counters start from zero
-        while now >= row.current_period_end:
-            row.current_period_start = row.current_period_end
-            row.current_period_end = month_after(row.current_period_end)
+    start, end = period_at(row, now)
+    if start != row.current_period_start:  # a new period: its counters start from zero
+        row.current_period_start, row.current_period_end = start, end
         row.runs_used = 0
     return row
 

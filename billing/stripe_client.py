@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import stripe
 from django.conf import settings
@@ -21,14 +22,27 @@ def secret_key() -> str:
     )
 
 
+def stripe_mode() -> Literal["off", "test", "live"]:
+    """ "off" (no secret key), "test" (test mode, or a test key: the key decides where the money
+    goes) or "live"."""
+    key = secret_key()
+    if not key:
+        return "off"
+    if not settings.STRIPE_LIVE_MODE or key.startswith(("sk_test_", "rk_test_")):
+        return "test"
+    return "live"
+
+
 def billing_mode() -> str:
     """One line saying whether billing is on and in which Stripe mode (logged when the ASGI
-    server starts; `manage.py dev` says the same with the emulator)."""
-    if not secret_key():
-        mode = "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
-        return f"Billing is off: no plan limits, no checkout (set {mode} to turn it on)."
+    server starts; `manage.py dev` says the same with the emulator; the Billing page shows
+    `stripe_mode()` as a banner)."""
+    mode = stripe_mode()
+    if mode == "off":
+        key = "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
+        return f"Billing is off: no plan limits, no checkout (set {key} to turn it on)."
     quotas = "plan limits on" if settings.BILLING_QUOTAS else "plan limits off (BILLING_QUOTAS)"
-    if settings.STRIPE_LIVE_MODE:
+    if mode == "live":
         return f"Billing is on: Stripe LIVE mode, real money; {quotas}."
     return f"Billing is on: Stripe test mode, no real money; {quotas}."
 

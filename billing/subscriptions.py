@@ -27,10 +27,10 @@ from stripe.params.checkout import SessionCreateParamsLineItem
 from billing.models import Plan, WorkspacePlan
 from billing.plans import workspace_plan
 from billing.stripe_client import stripe_client, stripe_errors
+from billing.stripe_sync import INTERVALS
 from core.exceptions import ApplicationError
 from tenants.models import Workspace
 
-INTERVALS = ("month", "year")
 ACTIVE = (WorkspacePlan.Status.ACTIVE, WorkspacePlan.Status.TRIALING)
 
 

@@ -12,21 +12,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing import invoices, subscriptions, usage
-from billing.stripe_client import secret_key
+from billing.stripe_client import stripe_mode
 from core.exceptions import ApplicationError
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Perm
-
-
-def _stripe_mode() -> str:
-    """ "off" (no secret key), "test" (a test key, or not live mode) or "live"."""
-    key = secret_key()
-    if not key:
-        return "off"
-    if not settings.STRIPE_LIVE_MODE or "_test_" in key:
-        return "test"
-    return "live"
 
 
 def billing(request: AppRequest) -> HttpResponse:
@@ -39,7 +29,7 @@ def billing(request: AppRequest) -> HttpResponse:
             "summary": summary,
             "plans": usage.plans_offered(),
             "invoices": invoices.invoices_list(access=access)[:24],
-            "mode": _stripe_mode(),
+            "mode": stripe_mode(),
             "key_setting": (
                 "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
             ),

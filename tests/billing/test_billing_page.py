@@ -7,7 +7,6 @@ Stripe, or say what went wrong on the page."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -59,17 +58,6 @@ def billing_off(settings: Any) -> None:
     settings.STRIPE_TEST_SECRET_KEY = ""
     settings.STRIPE_LIVE_SECRET_KEY = ""
     settings.STRIPE_LIVE_MODE = False
-
-
-@pytest.fixture
-def fake_stripe(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        settings.STRIPE_TEST_SECRET_KEY = KEY
-        settings.STRIPE_LIVE_MODE = False
-        settings.STRIPE_API_BASE = fake.base_url
-        monkeypatch.setattr(stripe, "api_base", fake.base_url)  # dj-stripe's syncs use it
-        yield fake
-    assert fake.server_errors == []
 
 
 @pytest.mark.parametrize(("method", "name"), ROUTES)

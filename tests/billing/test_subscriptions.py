@@ -7,7 +7,6 @@ active, billing off, Stripe unreachable. The customer portal needs a customer.""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,15 +24,6 @@ from tests.helpers.personas import World
 pytestmark = pytest.mark.django_db
 
 URLS = {"success_url": "https://app.test/ok", "cancel_url": "https://app.test/billing"}
-
-
-@pytest.fixture
-def fake_stripe(settings: Any) -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        settings.STRIPE_TEST_SECRET_KEY = "sk_test_platform"
-        settings.STRIPE_API_BASE = fake.base_url
-        yield fake
-    assert fake.server_errors == []
 
 
 @pytest.fixture
