@@ -42,6 +42,20 @@ from billing.stripe_sync import plans_sync
 from core.exceptions import ApplicationError, ValidationFailed
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records that only the platform writes (ledgers, logs, Stripe's copies): staff read them;
+    nobody adds, edits or deletes them here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = (
@@ -355,7 +369,7 @@ class WorkspacePlanAdmin(admin.ModelAdmin):
 
 
 @admin.register(CreditGrant)
-class CreditGrantAdmin(admin.ModelAdmin):
+class CreditGrantAdmin(ReadOnlyAdmin):
     """The ledger of staff grants: read-only (a grant is never edited or deleted)."""
 
     list_display = (
@@ -371,18 +385,9 @@ class CreditGrantAdmin(admin.ModelAdmin):
     list_select_related = ("workspace", "granted_by")
     date_hierarchy = "created_at"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # granted from the workspace's plan row (audited)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(MeterOutbox)
-class MeterOutboxAdmin(admin.ModelAdmin):
+class MeterOutboxAdmin(ReadOnlyAdmin):
     """The meter events on their way to Stripe (read-only: billing.meter writes them)."""
 
     list_display = (
@@ -402,15 +407,6 @@ class MeterOutboxAdmin(admin.ModelAdmin):
     list_select_related = ("workspace",)
     date_hierarchy = "occurred_at"
     actions = ("retry_now",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: MeterOutbox | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: MeterOutbox | None = None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         # rows are never edited by hand, but staff allowed to change them may requeue them
@@ -443,7 +439,7 @@ _hide_djstripe_admin()
 
 
 @admin.register(StripeWebhook)
-class WebhookEventLogAdmin(admin.ModelAdmin):
+class WebhookEventLogAdmin(ReadOnlyAdmin):
     """Every webhook request Stripe sent: received, processed or failed (with the exception
     and traceback), and a *Replay* action that processes the selected ones again. Read-only
     otherwise (dj-stripe's own admin for it has no replay action)."""
@@ -454,15 +450,6 @@ class WebhookEventLogAdmin(admin.ModelAdmin):
     search_fields = ("event__id", "event__type", "exception")
     readonly_fields = ("event", "webhook_endpoint", "stripe_trigger_account")
     actions = ("replay",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a log
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.change_stripewebhook")
@@ -500,25 +487,16 @@ class WebhookEventLogAdmin(admin.ModelAdmin):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(admin.ModelAdmin):
+class StripeEventAdmin(ReadOnlyAdmin):
     """The Stripe events dj-stripe stored from webhooks (read-only)."""
 
     list_display = ("id", "type", "created", "livemode")
     list_filter = ("type", "created")
     search_fields = ("id", "type")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(StripeInvoice)
-class StripeInvoiceAdmin(admin.ModelAdmin):
+class StripeInvoiceAdmin(ReadOnlyAdmin):
     """Every workspace's invoices, as Stripe sent them (read-only; amounts in the invoice's
     currency), with the link to Stripe's hosted page."""
 
@@ -526,15 +504,6 @@ class StripeInvoiceAdmin(admin.ModelAdmin):
     list_select_related = ("customer", "subscription")
     search_fields = ("id", "customer__id", "customer__email", "subscription__id")
     list_filter = ("created",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Number")
     def number(self, obj: StripeInvoice) -> str:

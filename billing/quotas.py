@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -115,17 +114,13 @@ def _warn_at_thresholds(row: WorkspacePlan, *, used: int, limit: int) -> None:
     else:
         then = "Upgrade the plan on the Billing page before runs are refused."
     renews = date_format(timezone.localtime(row.current_period_end), "j M Y")
-    transaction.on_commit(
-        partial(
-            mail.notify,
-            subject_text=f"{workspace.name} has used {share}% of its plan's runs",
-            body=(
-                f"{workspace.name} has started {used} of the {limit} runs its "
-                f"{row.plan.name} plan includes this period (until {renews}). {then}"
-            ),
-            recipients=recipients,
+    mail.notify_on_commit(
+        subject_text=f"{workspace.name} has used {share}% of its plan's runs",
+        body=(
+            f"{workspace.name} has started {used} of the {limit} runs its "
+            f"{row.plan.name} plan includes this period (until {renews}). {then}"
         ),
-        robust=True,
+        recipients=recipients,
     )
 
 
@@ -355,15 +350,11 @@ def _mail_ai_spend(
     else:
         then = "Upgrade the plan on the Billing page before model calls are refused."
     renews = date_format(timezone.localtime(period_end), "j M Y")
-    transaction.on_commit(
-        partial(
-            mail.notify,
-            subject_text=f"{workspace.name} has used {share}% of its plan's AI spend",
-            body=(
-                f"{workspace.name} has spent {cost_text(spent)} of the {cost_text(included)} of "
-                f"AI spend its {row.plan.name} plan includes this period (until {renews}). {then}"
-            ),
-            recipients=admin_emails(workspace_id=row.workspace_id),
+    mail.notify_on_commit(
+        subject_text=f"{workspace.name} has used {share}% of its plan's AI spend",
+        body=(
+            f"{workspace.name} has spent {cost_text(spent)} of the {cost_text(included)} of "
+            f"AI spend its {row.plan.name} plan includes this period (until {renews}). {then}"
         ),
-        robust=True,
+        recipients=admin_emails(workspace_id=row.workspace_id),
     )

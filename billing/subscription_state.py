@@ -256,20 +256,16 @@ def _fall_back_to_default(row: WorkspacePlan, now: datetime) -> None:
 def _mail_payment_failed(row: WorkspacePlan, *, grace_ends_at: datetime) -> None:
     workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
     until = date_format(timezone.localtime(grace_ends_at), "j M Y")
-    transaction.on_commit(
-        partial(
-            mail.notify,
-            subject_text=f"Payment failed for {workspace.name}",
-            body=(
-                f"Stripe could not collect the payment for {workspace.name}'s "
-                f"{row.plan.name} plan. Everything keeps working until {until}; after that "
-                "runs are paused (pages and exports still work, nothing is deleted) until the "
-                "payment goes through. An owner or admin can update the card with Manage "
-                "payment on the workspace's Billing page."
-            ),
-            recipients=admin_emails(workspace_id=row.workspace_id),
+    mail.notify_on_commit(
+        subject_text=f"Payment failed for {workspace.name}",
+        body=(
+            f"Stripe could not collect the payment for {workspace.name}'s "
+            f"{row.plan.name} plan. Everything keeps working until {until}; after that "
+            "runs are paused (pages and exports still work, nothing is deleted) until the "
+            "payment goes through. An owner or admin can update the card with Manage "
+            "payment on the workspace's Billing page."
         ),
-        robust=True,
+        recipients=admin_emails(workspace_id=row.workspace_id),
     )
 
 

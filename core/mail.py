@@ -3,8 +3,11 @@ signature as allauth's account emails, with the product's name (settings.PRODUCT
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 
 
 def subject(text: str) -> str:
@@ -22,4 +25,13 @@ def notify(*, subject_text: str, body: str, recipients: list[str]) -> int:
         message=signed(body),
         from_email=None,
         recipient_list=recipients,
+    )
+
+
+def notify_on_commit(*, subject_text: str, body: str, recipients: list[str]) -> None:
+    """`notify` once the current transaction commits (never for work that rolled back); a
+    failing mail server is logged, not raised into the committed work."""
+    transaction.on_commit(
+        partial(notify, subject_text=subject_text, body=body, recipients=recipients),
+        robust=True,
     )
