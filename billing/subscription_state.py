@@ -4,8 +4,9 @@ receivers (billing/webhooks.py) and the beat task (billing/tasks.py) call it.
     subscription_sync(subscription_id=.., customer_id=.., event_created=..)
     grace_expire()      # periodic: a failed payment's grace period over -> read-only
 
-Invariant: the row only moves forward (docs/decisions.md 68): it is locked before Stripe is
-read, and what is applied is Stripe's state at that moment, never an event's copy.
+Invariant: the row only moves forward (docs/decisions.md 68): what is applied is Stripe's
+state read for this event (again under the row's lock when another event was applied since),
+never an event's copy; run starts, which lock the same row, never wait on Stripe.
 """
 
 from __future__ import annotations
@@ -121,25 +122,33 @@ def _at(timestamp: int | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
-def _locked_row(
-    client: stripe.StripeClient, subscription_id: str, customer_id: str | None
-) -> WorkspacePlan | None:
+def _customer_of(subscription: SubscriptionData) -> str:
+    customer = subscription["customer"]
+    return str(customer if isinstance(customer, str) else customer["id"])
+
+
+def _locked_row(subscription: SubscriptionData) -> WorkspacePlan | None:
     """The workspace's plan row, locked: found by the Stripe customer we created for it, or
     (a customer we have not recorded) by the workspace id in the subscription's metadata, set
     by `checkout_start`; then the customer is recorded."""
     locked = WorkspacePlan.objects.select_for_update(of=("self",)).select_related("plan")
-    if customer_id and (row := locked.filter(stripe_customer_id=customer_id).first()):
+    customer = _customer_of(subscription)
+    if row := locked.filter(stripe_customer_id=customer).first():
         return row
-    with stripe_errors("read the subscription"):
-        peek = client.v1.subscriptions.retrieve(subscription_id).to_dict()
-    workspace_id = str((peek.get("metadata") or {}).get("workspace_id") or "")
-    customer = peek["customer"] if isinstance(peek["customer"], str) else peek["customer"]["id"]
-    row = locked.filter(stripe_customer_id=customer).first()
-    if row is None and workspace_id.isdigit():
-        row = locked.filter(workspace_id=int(workspace_id), stripe_customer_id="").first()
-        if row is not None:
-            row.stripe_customer_id = customer
+    workspace_id = str((subscription.get("metadata") or {}).get("workspace_id") or "")
+    if not workspace_id.isdigit():
+        return None
+    row = locked.filter(workspace_id=int(workspace_id), stripe_customer_id="").first()
+    if row is not None:
+        row.stripe_customer_id = customer
     return row
+
+
+def _read(client: stripe.StripeClient, subscription_id: str) -> SubscriptionData:
+    with stripe_errors("read the subscription"):
+        return client.v1.subscriptions.retrieve(
+            subscription_id, params={"expand": ["latest_invoice"]}
+        ).to_dict()
 
 
 def subscription_sync(
@@ -148,9 +157,12 @@ def subscription_sync(
     """Apply the subscription's state, re-read from Stripe, to its workspace's plan row, moving
     only forward. Idempotent and safe out of order:
 
-    - the row is locked before Stripe is read, so of two concurrent events the later one reads
-      the later state; an event older than the last one applied is skipped (the state it
-      would re-read is at best what is already applied);
+    - Stripe is read before the row is locked, so run starts (which lock the same row) never
+      wait on Stripe. If another event was applied between that read and the lock, the
+      subscription is read again under the lock (rare: two events about one workspace at
+      once), so of two concurrent events the one applied second applies the later state;
+    - an event older than the last one applied is skipped (the state it would re-read is at
+      best what is already applied);
     - an ended subscription that is not the row's changes nothing (a late event about one the
       workspace left), and one created before the row's live one never replaces it;
     - effects happen on edges only: the count of runs restarts when the period moves forward or
@@ -159,20 +171,25 @@ def subscription_sync(
 
     Status: active/trialing → the plan the items pay for; payment failing → past_due with
     `BILLING_GRACE_DAYS` of grace (read_only after it, by `grace_expire`); ended → the default
-    (free) plan, nothing deleted. `customer_id` (from the event) finds the row without asking
-    Stripe first."""
+    (free) plan, nothing deleted. `customer_id` (from the event) is the row's, when known."""
     client = stripe_client()
+    applied = (
+        WorkspacePlan.objects.filter(stripe_customer_id=customer_id)
+        .values_list("stripe_event_created", flat=True)
+        .first()
+        if customer_id
+        else None
+    )
+    subscription = _read(client, subscription_id)
     with transaction.atomic():
-        row = _locked_row(client, subscription_id, customer_id)
+        row = _locked_row(subscription)
         if row is None:
             logger.warning("Stripe subscription %s is not for any workspace", subscription_id)
             return
         if event_created and row.stripe_event_created and event_created < row.stripe_event_created:
             return
-        with stripe_errors("read the subscription"):  # re-read now that the row is locked
-            subscription = client.v1.subscriptions.retrieve(
-                subscription_id, params={"expand": ["latest_invoice"]}
-            ).to_dict()
+        if row.stripe_event_created != applied:  # another event was applied since the read
+            subscription = _read(client, subscription_id)
         created = _at(subscription["created"])
         if row.stripe_subscription_id != subscription_id and (
             subscription["status"] not in LIVE

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ import pytest
 import stripe
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.utils import timezone
 from djstripe.models import Event as DjstripeEvent
 from djstripe.models import Invoice as DjstripeInvoice
@@ -36,7 +38,7 @@ from billing.models import WorkspacePlan
 from billing.quotas import run_reserve
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
-from billing.subscription_state import grace_expire
+from billing.subscription_state import grace_expire, subscription_sync
 from billing.subscriptions import checkout_start
 from tenants.permissions import Perm
 from tests.fakes import FakeStripe
@@ -359,3 +361,35 @@ def test_a_late_event_about_an_ended_subscription_changes_nothing(billing: Billi
     row = billing.row
     assert (row.plan.key, row.stripe_subscription_id) == ("team", second)
     assert row.status == WorkspacePlan.Status.ACTIVE
+
+
+def test_a_run_start_does_not_wait_on_stripe_while_a_webhook_reads_it(billing: Billing) -> None:
+    """Stripe is read before the plan row is locked: while the handler waits on Stripe, a run
+    start (which locks the same row) goes through. A lock timeout turns waiting into a failure
+    instead of a hang."""
+    subscription_id = billing.subscribe("pro")
+    customer = billing.row.stripe_customer_id
+    billing.fake.hold_after(f"/v1/subscriptions/{subscription_id}", 0)
+    errors: list[BaseException] = []
+
+    def handle_an_event() -> None:
+        try:
+            subscription_sync(subscription_id=subscription_id, customer_id=customer)
+        except BaseException as exc:  # reported to the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    handler = threading.Thread(target=handle_an_event)
+    handler.start()
+    try:
+        assert billing.fake.holding.wait(30), "the handler never asked Stripe"
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '5s'")
+            run_reserve(workspace_id=billing.world.workspace_a.pk)  # not blocked
+    finally:
+        billing.fake.release()
+        handler.join(30)
+    assert errors == []
+    assert billing.row.runs_used == 1
