@@ -26,6 +26,7 @@ own cost, not a workspace's, and are in no workspace's ledger.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import itertools
 import math
@@ -207,15 +208,19 @@ class _EmbeddingLedger:
             return
         latency = int((time.perf_counter() - self.started) * 1000)
         row_id = self.row_id
-        with transaction.atomic():  # a billable cost and its meter outbox row, together
+        cost = fields.get("cost_usd", Decimal(0))
+        metered = meter.metered_customer(schema_name=current_schema()) if cost > 0 else None
+        with transaction.atomic() if metered else contextlib.nullcontext():
+            # a billable cost and its meter outbox row, together
             UsageRecord.objects.filter(pk=row_id).update(latency_ms=latency, **fields)
             meter.ledger_cost_recorded(
                 schema_name=current_schema(),
                 ledger_id=row_id,
-                cost_usd=fields.get("cost_usd", Decimal(0)),
+                cost_usd=cost,
                 occurred_at=lambda: UsageRecord.objects.values_list("created_at", flat=True).get(
                     pk=row_id
                 ),
+                metered=metered,
             )
 
 

@@ -1,6 +1,7 @@
 """Metered overage through Stripe Billing Meters (issue 14, docs/billing.md "Metered overage").
 
-    ledger_cost_recorded(schema_name=..., ledger_id=..., cost_usd=..., occurred_at=...)
+    ledger_cost_recorded(schema_name=..., ledger_id=..., cost_usd=..., occurred_at=...,
+                         metered=metered_customer(schema_name=...))
     meter_flush(client)                  # send due outbox rows (periodic task, a command)
     meter_retry(ids=[...])               # failed rows back to pending (the admin's action)
     reconcile(client, start=.., end=..)  # Stripe's meter totals against our ledger
@@ -54,28 +55,36 @@ def micro_usd(cost: Decimal) -> int:
     return int((cost * MICRO).to_integral_value())
 
 
+def metered_customer(*, schema_name: str) -> tuple[int, str] | None:
+    """(workspace id, Stripe customer) when the workspace's AI spend is metered: billing is on
+    and it has a customer on a plan that allows overage. None otherwise (billing off: no
+    query). The gateway reads the same from its cached plan view."""
+    if not secret_key():
+        return None
+    found = (
+        WorkspacePlan.objects.filter(workspace__schema_name=schema_name, plan__allows_overage=True)
+        .exclude(stripe_customer_id="")
+        .values_list("workspace_id", "stripe_customer_id")
+        .first()
+    )
+    return None if found is None else (found[0], found[1])
+
+
 def ledger_cost_recorded(
     *,
     schema_name: str,
     ledger_id: int,
     cost_usd: Decimal,
     occurred_at: Callable[[], datetime],
+    metered: tuple[int, str] | None,
 ) -> MeterOutbox | None:
     """Queue the AI-spend meter event of ledger row `ledger_id` (in `schema_name`) when it is
-    billable: a cost above zero, in a workspace with a Stripe customer whose plan allows
-    overage. Call inside the transaction that records the cost. `occurred_at` gives the ledger
-    row's time; it is read only for a billable row. One indexed read for the others."""
-    if cost_usd <= 0 or not secret_key():  # billing off: no customers, no query
+    billable: a cost above zero, and `metered` (`metered_customer()`, read before the
+    transaction). Call inside the transaction that records the cost. `occurred_at` gives the
+    ledger row's time; it is read only for a billable row."""
+    if cost_usd <= 0 or metered is None or not secret_key():
         return None
-    customer = (
-        WorkspacePlan.objects.filter(workspace__schema_name=schema_name, plan__allows_overage=True)
-        .exclude(stripe_customer_id="")
-        .values_list("workspace_id", "stripe_customer_id")
-        .first()
-    )
-    if customer is None:
-        return None
-    workspace_id, customer_id = customer
+    workspace_id, customer_id = metered
     return MeterOutbox.objects.create(
         workspace_id=workspace_id,
         event_name=AI_SPEND_EVENT,

@@ -198,40 +198,72 @@ def _paused_text(row: WorkspacePlan, now: datetime) -> str:
     )
 
 
-def ai_spend_allowance(*, schema_name: str) -> SpendAllowance | None:
-    """What the plan of the workspace in `schema_name` includes, for the gateway to check a
-    model call against (it owns the ledger). None: quotas are off, or the plan bills overage
-    and the workspace is not read-only (then priced calls are refused: `paused`).
-    One read, no lock: the gateway reserves the most a call could cost, like the monthly
-    budget."""
-    if not settings.BILLING_QUOTAS:
-        return None
+@dataclass(frozen=True)
+class PlanView:
+    """What the gateway needs of a workspace's plan around each priced model call, read in one
+    query for the period that holds the moment it was read (`period_end`: stale after it). The
+    gateway keeps it per process until a plan row, a plan or a credit grant changes
+    (agents.gateway.config_cache)."""
+
+    workspace_id: int
+    plan_name: str
+    included_usd: Decimal  # the plan's included AI spend plus the period's credit grants
+    allows_overage: bool
+    period_start: datetime
+    period_end: datetime
+    paused: str  # why priced calls are refused (read-only), or empty
+    metered_customer: str  # the Stripe customer whose AI spend is metered (overage plans)
+    warned_period: datetime | None
+    warned_percent: int
+
+
+def plan_view(*, schema_name: str) -> PlanView | None:
+    """The plan view of the workspace in `schema_name` now (None: no such workspace)."""
     now = timezone.now()
-    found = (
+    row = (
         WorkspacePlan.objects.select_related("plan")
         .annotate(granted_usd=_granted_usd(now))
         .filter(workspace__schema_name=schema_name)
         .first()
     )
-    if found is None:
+    if row is None:
         workspace = Workspace.objects.filter(schema_name=schema_name).first()
         if workspace is None:
             return None
-        row, granted_usd = plan_start(workspace_id=workspace.pk), Decimal(0)  # no grants yet
-    else:
-        row, granted_usd = found, found.granted_usd or Decimal(0)
+        plan_start(workspace_id=workspace.pk)
+        return plan_view(schema_name=schema_name)
     plan = row.plan
-    paused = _paused_text(row, now) if row.status == WorkspacePlan.Status.READ_ONLY else ""
-    if plan.allows_overage and not paused:
-        return None
     start, end = period_at(row, now)
+    return PlanView(
+        workspace_id=row.workspace_id,
+        plan_name=plan.name,
+        included_usd=plan.included_ai_spend_usd + (row.granted_usd or Decimal(0)),
+        allows_overage=plan.allows_overage,
+        period_start=start,
+        period_end=end,
+        paused=_paused_text(row, now) if row.status == WorkspacePlan.Status.READ_ONLY else "",
+        metered_customer=row.stripe_customer_id if plan.allows_overage else "",
+        warned_period=row.ai_spend_warned_period,
+        warned_percent=row.ai_spend_warned_percent,
+    )
+
+
+def ai_spend_allowance(view: PlanView | None) -> SpendAllowance | None:
+    """What the workspace's plan includes, for the gateway to check a model call against (it
+    owns the ledger). None: quotas are off, or the plan bills overage and the workspace is not
+    read-only (then priced calls are refused: `paused`). No lock: the gateway reserves the most
+    a call could cost, like the monthly budget."""
+    if not settings.BILLING_QUOTAS or view is None:
+        return None
+    if view.allows_overage and not view.paused:
+        return None
     return SpendAllowance(
-        plan.name,
-        plan.included_ai_spend_usd + granted_usd,
-        start,
-        end,
-        capped=not plan.allows_overage,
-        paused=paused,
+        view.plan_name,
+        view.included_usd,
+        view.period_start,
+        view.period_end,
+        capped=not view.allows_overage,
+        paused=view.paused,
     )
 
 
@@ -268,35 +300,17 @@ def seats_room_require(event: MemberInviting) -> None:
         )
 
 
-def ai_spend_warn(*, schema_name: str, spend_since: Callable[[datetime], Decimal]) -> None:
+def ai_spend_warn(view: PlanView | None, *, spend_since: Callable[[datetime], Decimal]) -> None:
     """After a priced model call: mail owners and admins, after commit, once per period when
     the workspace's AI spend (`spend_since(period start)`, read from the ledger its caller
     owns) reaches 80 % and 100 % of what its plan includes. On a plan that allows overage the
     100 % mail says further spend is billed as overage. What was mailed is remembered on the
-    plan row (`ai_spend_warned_period`, `ai_spend_warned_percent`)."""
-    if not settings.BILLING_QUOTAS:
+    plan row (`ai_spend_warned_period`, `ai_spend_warned_percent`), and checked again under
+    its lock: a stale `view` costs a ledger read, never a second mail."""
+    if not settings.BILLING_QUOTAS or view is None or view.included_usd <= 0:
         return
-    now = timezone.now()
-    row = (
-        WorkspacePlan.objects.select_related("plan")
-        .annotate(granted_usd=_granted_usd(now))
-        .filter(workspace__schema_name=schema_name)
-        .only(
-            "current_period_start",
-            "current_period_end",
-            "ai_spend_warned_period",
-            "ai_spend_warned_percent",
-            "plan__included_ai_spend_usd",
-        )
-        .first()
-    )
-    if row is None:
-        return
-    included = row.plan.included_ai_spend_usd + (row.granted_usd or Decimal(0))
-    if included <= 0:
-        return
-    start, end = period_at(row, now)
-    if row.ai_spend_warned_period == start and row.ai_spend_warned_percent >= 100:
+    included, start, end = view.included_usd, view.period_start, view.period_end
+    if view.warned_period == start and view.warned_percent >= 100:
         return  # both mails went out this period: no ledger read
     spent = spend_since(start)
     crossed = [share for share in WARN_SHARES if spent >= included * share]
@@ -307,7 +321,7 @@ def ai_spend_warn(*, schema_name: str, spend_since: Callable[[datetime], Decimal
         locked = (
             WorkspacePlan.objects.select_for_update(of=("self",))
             .select_related("plan")
-            .get(pk=row.pk)
+            .get(workspace_id=view.workspace_id)
         )
         already = locked.ai_spend_warned_percent if locked.ai_spend_warned_period == start else 0
         if share <= already:

@@ -75,7 +75,7 @@ def check_before_call(
             f"has ${max(run_cap - run_spent, Decimal(0))} left of its ${run_cap} cap."
         )
     if worst > 0:  # unpriced (offline) calls cost nothing against the plan
-        allowance = quotas.ai_spend_allowance(schema_name=current_schema())
+        allowance = quotas.ai_spend_allowance(config_cache.billing_view())
         if allowance is not None and allowance.paused:  # chat turns and embeddings too
             raise BudgetExceeded(f"Refused before calling {kind}/{model}. {allowance.paused}")
         if allowance is not None and allowance.capped:

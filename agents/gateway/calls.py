@@ -224,7 +224,8 @@ def _close_attempt(
 ) -> None:
     """Record the attempt's outcome and cost; a billable cost gets its meter outbox row in
     the same transaction (billing.meter)."""
-    with transaction.atomic() if cost else contextlib.nullcontext():
+    metered = config_cache.metered(config_cache.billing_view()) if cost > 0 else None
+    with transaction.atomic() if metered else contextlib.nullcontext():
         UsageRecord.objects.filter(pk=row_id).update(
             outcome=outcome,
             input_tokens=usage.input_tokens,
@@ -244,13 +245,14 @@ def _close_attempt(
             occurred_at=lambda: UsageRecord.objects.values_list("created_at", flat=True).get(
                 pk=row_id
             ),
+            metered=metered,
         )
 
 
 def _after_priced_call() -> None:
     """Mail owners and admins when spend crossed the monthly budget's or the plan's marks."""
     budgets.warn_if_near_cap()
-    quotas.ai_spend_warn(schema_name=current_schema(), spend_since=budgets.spend_since)
+    quotas.ai_spend_warn(config_cache.billing_view(), spend_since=budgets.spend_since)
 
 
 def billed_usage(request: ChatRequest, usage: Usage | None, *, output: str) -> Usage:

@@ -31,11 +31,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
 from agents.gateway.breaker import redis_client
 from agents.models import AliasTarget, ModelAlias, ProviderCredential, WorkspaceBudget
-from billing.models import ModelPrice
+from billing import quotas
+from billing.models import CreditGrant, ModelPrice, Plan, WorkspacePlan
 from billing.pricing import Price
+from tenants.models import Workspace
 from tenants.schemas import current_schema
 
 logger = logging.getLogger(__name__)
@@ -134,8 +137,46 @@ def monthly_cap() -> Decimal | None:
     return cached(("monthly_cap",), load)
 
 
+def billing_view() -> quotas.PlanView | None:
+    """The workspace's plan as the gateway checks priced calls against it (billing.quotas),
+    kept until the plan row, a plan or a credit grant changes, and re-read once the period it
+    was read for has ended (a new period has grants and counters of its own)."""
+    schema = current_schema()
+    view = cached(("billing_view",), lambda: quotas.plan_view(schema_name=schema))
+    if view is not None and timezone.now() >= view.period_end:
+        view = quotas.plan_view(schema_name=schema)
+    return view
+
+
+def metered(view: quotas.PlanView | None) -> tuple[int, str] | None:
+    """(workspace id, Stripe customer) when the view's AI spend is metered."""
+    return (view.workspace_id, view.metered_customer) if view and view.metered_customer else None
+
+
 def _workspace_changed(sender: type[Model], **kwargs: Any) -> None:
     changed(current_schema())
+
+
+# Plan-row fields the plan view does not keep (run starts write them on every run): saving
+# only these announces nothing.
+_PLAN_ROW_QUIET = frozenset(
+    {"runs_used", "current_period_start", "current_period_end", "updated_at"}
+)
+
+
+def _plan_row_changed(
+    sender: type[Model], instance: WorkspacePlan | CreditGrant, **kwargs: Any
+) -> None:
+    fields = kwargs.get("update_fields")
+    if fields is not None and set(fields) <= _PLAN_ROW_QUIET:
+        return
+    schema = (
+        Workspace.objects.filter(pk=instance.workspace_id)
+        .values_list("schema_name", flat=True)
+        .first()
+    )
+    if schema is not None:
+        changed(schema)
 
 
 def _prices_changed(sender: type[Model], **kwargs: Any) -> None:
@@ -149,3 +190,10 @@ def connect_signals() -> None:
         post_delete.connect(_workspace_changed, sender=model, dispatch_uid=f"gw-d-{model.__name__}")
     post_save.connect(_prices_changed, sender=ModelPrice, dispatch_uid="gw-ModelPrice")
     post_delete.connect(_prices_changed, sender=ModelPrice, dispatch_uid="gw-d-ModelPrice")
+    # the plan view: a plan's allowance changes every workspace's (the shared counter)
+    post_save.connect(_prices_changed, sender=Plan, dispatch_uid="gw-Plan")
+    for billed in (WorkspacePlan, CreditGrant):
+        post_save.connect(_plan_row_changed, sender=billed, dispatch_uid=f"gw-{billed.__name__}")
+        post_delete.connect(
+            _plan_row_changed, sender=billed, dispatch_uid=f"gw-d-{billed.__name__}"
+        )

@@ -16,10 +16,12 @@ from django_tenants.utils import schema_context
 
 from agents.gateway import aliases, budgets
 from agents.gateway.aliases import TargetSpec
+from agents.gateway.budgets import BudgetExceeded
 from agents.gateway.calls import UnknownModel, gateway_complete
 from agents.models import ProviderCredential, UsageRecord
 from agents.providers.base import ChatRequest, Message
-from billing.models import ModelPrice
+from billing.models import ModelPrice, WorkspacePlan
+from billing.quotas import run_reserve
 from tests.fakes import FakeOpenAI
 from tests.helpers.personas import World, access_of
 
@@ -105,3 +107,45 @@ def test_a_price_edit_and_a_new_budget_apply_to_the_next_call(
             gateway_complete(model="smart", request=REQUEST)
         assert UsageRecord.objects.filter(outcome="ok").count() == 3
     assert len(first.requests) == 3  # the refused call never reached the server
+
+
+def test_the_plan_view_is_kept_until_the_plan_row_or_a_plan_changes_not_on_run_starts(
+    committed_world: World, servers: tuple[FakeOpenAI, FakeOpenAI], settings: Any
+) -> None:
+    """Billing's plan view (allowance, read-only, metering) is read once per process; a run
+    start (which only counts) keeps it; a plan change, a read-only workspace or a plan's new
+    allowance is seen by the very next call."""
+    settings.BILLING_QUOTAS = True
+    first, _ = servers
+    workspace = committed_world.workspace_a
+    ModelPrice.objects.update_or_create(
+        provider="openai_compatible",
+        model="m1",
+        defaults={"input_per_mtok": Decimal(1), "output_per_mtok": Decimal(1)},
+    )
+    access = access_of(committed_world.owner, workspace)
+    with schema_context(workspace.schema_name):
+        one = _credential("one", first.base_url)
+        aliases.alias_save(
+            access=access, name="smart", targets=[TargetSpec("openai_compatible", "m1", one.pk)]
+        )
+        gateway_complete(model="smart", request=REQUEST)
+        run_reserve(workspace_id=workspace.pk)  # counts runs: the view is kept
+        with CaptureQueriesContext(connection) as queries:
+            gateway_complete(model="smart", request=REQUEST)
+        assert "billing_workspaceplan" not in " ".join(q["sql"] for q in queries.captured_queries)
+
+        row = WorkspacePlan.objects.get(workspace=workspace)
+        row.status = WorkspacePlan.Status.READ_ONLY
+        row.save(update_fields=["status", "updated_at"])
+        with pytest.raises(BudgetExceeded, match="Runs are paused"):
+            gateway_complete(model="smart", request=REQUEST)
+
+        row.status = WorkspacePlan.Status.ACTIVE
+        row.save(update_fields=["status", "updated_at"])
+        plan = row.plan
+        plan.included_ai_spend_usd = Decimal(0)  # a staff edit of the plan itself
+        plan.save()
+        with pytest.raises(BudgetExceeded, match="Refused before calling"):
+            gateway_complete(model="smart", request=REQUEST)
+    assert len(first.requests) == 2

@@ -24,7 +24,7 @@ from billing import usage
 from billing.backoffice import comps_expire
 from billing.models import CreditGrant, Plan, WorkspacePlan
 from billing.plans import default_plan, workspace_plan
-from billing.quotas import ai_spend_allowance
+from billing.quotas import ai_spend_allowance, plan_view
 from billing.usage import billing_summary
 from tenants import audit
 from tenants.models import AuditEvent
@@ -57,7 +57,7 @@ def test_granting_credit_raises_the_periods_allowance_and_is_audited(
 ) -> None:
     settings.BILLING_QUOTAS = True
     schema = world.workspace_a.schema_name
-    before = ai_spend_allowance(schema_name=schema)
+    before = ai_spend_allowance(plan_view(schema_name=schema))
     assert before is not None
 
     page = staff_client.get(_url(row, "grant_credit"))
@@ -68,7 +68,7 @@ def test_granting_credit_raises_the_periods_allowance_and_is_audited(
     )
 
     assert answer.status_code == 302
-    after = ai_spend_allowance(schema_name=schema)
+    after = ai_spend_allowance(plan_view(schema_name=schema))
     assert after is not None
     assert after.included_usd == before.included_usd + Decimal("12.50")
     grant = CreditGrant.objects.get(workspace=world.workspace_a)
@@ -81,7 +81,7 @@ def test_granting_credit_raises_the_periods_allowance_and_is_audited(
     assert event.metadata["new"] == {"ai_spend_allowance_usd": str(after.included_usd)}
     assert event.metadata["reason"] == "Outage on 3 Dec"
     # the other workspace's allowance is untouched
-    other = ai_spend_allowance(schema_name=world.workspace_b.schema_name)
+    other = ai_spend_allowance(plan_view(schema_name=world.workspace_b.schema_name))
     assert other is not None
     assert other.included_usd == before.included_usd
     # the owner's Billing page and API count the credit in the AI-spend allowance, as calls do

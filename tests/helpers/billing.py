@@ -10,7 +10,7 @@ from django.db import transaction
 from django_tenants.utils import schema_context
 
 from agents.models import UsageRecord
-from billing.meter import ledger_cost_recorded
+from billing.meter import ledger_cost_recorded, metered_customer
 from billing.models import MeterOutbox, Plan
 from billing.plans import workspace_plan
 from tenants.models import Workspace
@@ -47,6 +47,7 @@ def bill(workspace: Workspace, cost: str, *, at: datetime | None = None) -> Mete
             ledger_id=record.pk,
             cost_usd=record.cost_usd,
             occurred_at=lambda: record.created_at,
+            metered=metered_customer(schema_name=workspace.schema_name),
         )
     assert row is not None
     return row
