@@ -121,11 +121,12 @@ def prepare(workspace: Any, openai_url: str) -> dict[str, Any]:
 
 
 def on_plan(workspace: Any, plan_key: str, customer: str = "") -> None:
+    """Saved as the platform saves it, so the gateway's cached plan view is announced stale."""
     from billing.models import Plan, WorkspacePlan
 
-    WorkspacePlan.objects.filter(workspace=workspace).update(
-        plan=Plan.objects.get(key=plan_key), stripe_customer_id=customer, runs_used=0
-    )
+    row = WorkspacePlan.objects.get(workspace=workspace)
+    row.plan, row.stripe_customer_id, row.runs_used = Plan.objects.get(key=plan_key), customer, 0
+    row.save(update_fields=["plan", "stripe_customer_id", "runs_used", "updated_at"])
 
 
 def measure_model_call(count: int, workspace: Any, customer: str) -> dict[str, list[float]]:
@@ -174,7 +175,6 @@ def measure_webhooks(count: int, workspace: Any, fake: Any, context: dict[str, A
     from billing.subscriptions import checkout_start
 
     on_plan(workspace, "free")
-    WorkspacePlan.objects.filter(workspace=workspace).update(stripe_customer_id="")
     call_command("billing_webhook_endpoint", url="http://localhost", stdout=io.StringIO())
     endpoint = WebhookEndpoint.objects.get()
     url = checkout_start(
