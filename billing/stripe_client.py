@@ -14,6 +14,11 @@ from django.conf import settings
 from core.exceptions import ServiceUnavailable
 
 
+def secret_key_setting() -> str:
+    """The setting that holds the key for the configured mode (named in "billing is off")."""
+    return "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
+
+
 def secret_key() -> str:
     return str(
         settings.STRIPE_LIVE_SECRET_KEY
@@ -39,8 +44,10 @@ def billing_mode() -> str:
     `stripe_mode()` as a banner)."""
     mode = stripe_mode()
     if mode == "off":
-        key = "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
-        return f"Billing is off: no plan limits, no checkout (set {key} to turn it on)."
+        return (
+            "Billing is off: no plan limits, no checkout "
+            f"(set {secret_key_setting()} to turn it on)."
+        )
     quotas = "plan limits on" if settings.BILLING_QUOTAS else "plan limits off (BILLING_QUOTAS)"
     if mode == "live":
         return f"Billing is on: Stripe LIVE mode, real money; {quotas}."
@@ -50,8 +57,9 @@ def billing_mode() -> str:
 def stripe_client() -> stripe.StripeClient:
     key = secret_key()
     if not key:
-        mode = "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
-        raise ServiceUnavailable(f"Billing is off: set {mode} to connect a Stripe account.")
+        raise ServiceUnavailable(
+            f"Billing is off: set {secret_key_setting()} to connect a Stripe account."
+        )
     return stripe.StripeClient(
         key, base_addresses={"api": settings.STRIPE_API_BASE}, max_network_retries=2
     )

@@ -4,6 +4,8 @@ Stripe's customer portal. The plan itself changes only when Stripe's webhook con
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
@@ -12,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing import invoices, subscriptions, usage
-from billing.stripe_client import stripe_mode
+from billing.stripe_client import secret_key_setting, stripe_mode
 from core.exceptions import ApplicationError
 from tenants.access import page_access
 from tenants.http import AppRequest
@@ -30,9 +32,7 @@ def billing(request: AppRequest) -> HttpResponse:
             "plans": usage.plans_offered(),
             "invoices": invoices.invoices_list(access=access)[:24],
             "mode": stripe_mode(),
-            "key_setting": (
-                "STRIPE_LIVE_SECRET_KEY" if settings.STRIPE_LIVE_MODE else "STRIPE_TEST_SECRET_KEY"
-            ),
+            "key_setting": secret_key_setting(),
             "quotas_on": settings.BILLING_QUOTAS,
             "can_manage": access.can(Perm.BILLING_MANAGE),
             "checkout": request.GET.get("checkout", ""),
@@ -42,9 +42,7 @@ def billing(request: AppRequest) -> HttpResponse:
 
 def _back(request: AppRequest, slug: str, **query: str) -> str:
     url = reverse("billing", kwargs={"workspace_slug": slug})
-    if query:
-        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
-    return request.build_absolute_uri(url)
+    return request.build_absolute_uri(f"{url}?{urlencode(query)}" if query else url)
 
 
 @require_POST

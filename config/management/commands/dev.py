@@ -33,6 +33,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from billing.stripe_client import billing_mode
 from config import services
 from config.embedded import embedded_services
 from core.supervise import Child, Supervisor
@@ -178,7 +179,7 @@ class Command(BaseCommand):
                     "(Billing test mode — no real money)"
                 )
             else:
-                self.stdout.write(f"• Stripe: {self._stripe_mode()}")
+                self.stdout.write(f"• {billing_mode()}")
             self.stdout.write("• Migrating the public schema and all workspaces…")
             call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
             call_command("migrate_workspaces", verbosity=0)  # the template first, then the rest
@@ -192,14 +193,6 @@ class Command(BaseCommand):
             if emulate:
                 self._billing_setup(child_env)
             self._serve(child_env, options, extra)
-
-    @staticmethod
-    def _stripe_mode() -> str:
-        if not stripe_configured():
-            return "off (--no-billing-emulator): no plan limits, no checkout"
-        if settings.STRIPE_LIVE_MODE:
-            return "your account, LIVE mode (STRIPE_LIVE_SECRET_KEY)"
-        return "your account, test mode (STRIPE_TEST_SECRET_KEY)"
 
     def _billing_setup(self, child_env: dict[str, str]) -> None:
         """Mirror the plans to the emulator and register the dev server's webhook endpoint
