@@ -72,6 +72,7 @@ class Listing(models.Model):
         FREE = "free", "Free"
         ONE_TIME = "one_time", "One-time purchase"
         PER_RUN = "per_run", "Per run"
+        MONTHLY = "monthly", "Monthly"
 
     publisher = models.ForeignKey(Publisher, on_delete=models.PROTECT, related_name="listings")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -175,6 +176,11 @@ class ListingVersion(models.Model):
     source_id = models.BigIntegerField(
         null=True, blank=True, help_text="In the publisher's schema."
     )
+    # The price this version is sold at (the listing's price when it was submitted); purchases
+    # copy it, so a later price applies to new purchases only.
+    pricing = models.CharField(max_length=16, choices=Listing.Pricing.choices, default="free")
+    price_cents = models.PositiveIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -310,3 +316,129 @@ class RunSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.listing_id}: {'ok' if self.succeeded else 'failed'} {self.latency_ms} ms"
+
+
+# --- Paid listings (issue 15): who gets paid, and what a workspace bought -------------------
+
+
+class FeeRule(models.Model):
+    """The platform's fee on paid listings, in percent of each charge: the rule without a
+    category is the default; a category's rule overrides it. Set by staff in the admin; shown to
+    creators before they publish; copied onto each purchase."""
+
+    category = models.OneToOneField(
+        Category, null=True, blank=True, on_delete=models.CASCADE, related_name="fee_rule"
+    )
+    percent = models.DecimalField(
+        max_digits=5, decimal_places=2, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["category"],
+                condition=Q(category__isnull=True),
+                name="fee_rule_one_default",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.percent}% ({self.category or 'default'})"
+
+
+class CreatorAccount(models.Model):
+    """A publisher's Stripe Connect account (Express): created when the publisher starts
+    onboarding, kept current from `account.updated` (re-read from Stripe, never from the event's
+    copy). A paid listing is sold only for an onboarded publisher."""
+
+    publisher = models.OneToOneField(
+        Publisher, on_delete=models.PROTECT, related_name="creator_account"
+    )
+    stripe_account_id = models.CharField(max_length=255, unique=True)
+    country = models.CharField(max_length=2, blank=True)
+    default_currency = models.CharField(max_length=3, blank=True)
+    details_submitted = models.BooleanField(default=False)
+    charges_enabled = models.BooleanField(default=False)
+    payouts_enabled = models.BooleanField(default=False)
+    # Stripe's `requirements.currently_due` (field names) and `requirements.disabled_reason`.
+    requirements_due = ArrayField(models.CharField(max_length=120), default=list, blank=True)
+    disabled_reason = models.CharField(max_length=120, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True, help_text="Last read from Stripe.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.publisher} ({self.stripe_account_id})"
+
+    @property
+    def onboarded(self) -> bool:
+        return self.details_submitted and self.charges_enabled and self.payouts_enabled
+
+
+class Purchase(models.Model):
+    """A workspace's right to run a paid listing, bought at the price of the version it was
+    bought from (price changes apply to new purchases only). One-time: active for good once
+    paid. Monthly: active while its subscription is; canceling stops it at period end. Per run:
+    active while the workspace has a payment method on file; each successful run is charged."""
+
+    class Pricing(models.TextChoices):
+        ONE_TIME = Listing.Pricing.ONE_TIME.value, "One-time purchase"
+        PER_RUN = Listing.Pricing.PER_RUN.value, "Per successful run"
+        MONTHLY = Listing.Pricing.MONTHLY.value, "Monthly"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for payment"
+        ACTIVE = "active", "Active"
+        CANCELING = "canceling", "Ends at period end"
+        ENDED = "ended", "Ended"
+        REFUNDED = "refunded", "Refunded"
+
+    buyer = models.ForeignKey(
+        "tenants.Workspace", on_delete=models.PROTECT, related_name="purchases"
+    )
+    listing = models.ForeignKey(Listing, on_delete=models.PROTECT, related_name="purchases")
+    version = models.ForeignKey(ListingVersion, on_delete=models.PROTECT, related_name="+")
+    publisher = models.ForeignKey(Publisher, on_delete=models.PROTECT, related_name="sales")
+    pricing = models.CharField(max_length=16, choices=Pricing.choices)
+    unit_amount_cents = models.PositiveIntegerField(help_text="The price paid, per unit.")
+    currency = models.CharField(max_length=3, default="usd")
+    fee_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="The platform fee when bought, in percent of each charge.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    bought_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stripe_checkout_session_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["buyer", "listing"],
+                condition=Q(status__in=["pending", "active", "canceling"]),
+                name="purchase_one_live_per_buyer_listing",
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_amount_cents__gt=0), name="purchase_amount_positive"
+            ),
+        ]
+        indexes = [models.Index(fields=["publisher", "-created_at"], name="purchase_publisher")]
+
+    def __str__(self) -> str:
+        return f"{self.listing} for {self.buyer_id} ({self.get_pricing_display()})"
+
+    @property
+    def runnable(self) -> bool:
+        return self.status in (self.Status.ACTIVE, self.Status.CANCELING)

@@ -389,6 +389,11 @@ RESPONSE_CACHE_TTL_DAYS = env.int("RESPONSE_CACHE_TTL_DAYS", default=30)
 MARKETPLACE_SEMANTIC_MAX_DISTANCE: float | None = env.float(
     "MARKETPLACE_SEMANTIC_MAX_DISTANCE", default=None
 )
+# Paid listings (docs/marketplace.md): the platform's fee when staff set no fee rule, how long
+# a sale's earnings are held before they can be paid out, and the smallest payout (cents).
+MARKETPLACE_FEE_PERCENT = env.str("MARKETPLACE_FEE_PERCENT", default="20")
+MARKETPLACE_EARNINGS_HOLD_DAYS = env.int("MARKETPLACE_EARNINGS_HOLD_DAYS", default=7)
+MARKETPLACE_MIN_PAYOUT_CENTS = env.int("MARKETPLACE_MIN_PAYOUT_CENTS", default=1000)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.
