@@ -6,19 +6,19 @@ class AgentsConfig(AppConfig):
 
     def ready(self) -> None:
         from agents.gateway import config_cache
-        from agents.gateway.budgets import spend_since
+        from agents.gateway.spend import ledger_spend_since
         from agents.knowledge.selectors import stored_bytes
         from billing import usage
         from billing.meter import ledger_spend_register
 
         config_cache.connect_signals()
-        ledger_spend_register(spend_since)  # billing_reconcile reads our ledger
+        ledger_spend_register(ledger_spend_since)  # billing_reconcile reads our ledger
         # The plan's allowances this app counts (billing sits below agents: docs/billing.md).
         usage.register_meter(
             usage.AI_SPEND,
             label="AI spend",
             unit=usage.Unit.USD,
-            count_fn=lambda _workspace_id, period_start: spend_since(period_start),
+            count_fn=lambda _workspace_id, period_start: ledger_spend_since(period_start),
         )
         usage.register_meter(
             usage.KNOWLEDGE_STORAGE,

@@ -41,7 +41,7 @@ from django.conf import settings
 from django.db import transaction
 from django_tenants.utils import get_public_schema_name
 
-from agents.gateway import config_cache
+from agents.gateway import config_cache, spend
 from agents.gateway.tokens import estimate_text_tokens
 from agents.models import UsageRecord
 from agents.providers.base import Usage
@@ -222,6 +222,7 @@ class _EmbeddingLedger:
                 ),
                 metered=metered,
             )
+            spend.spend_added(cost)
 
 
 LOCAL_EXTRA_HINT = (

@@ -302,11 +302,11 @@ def seats_room_require(event: MemberInviting) -> None:
 
 def ai_spend_warn(view: PlanView | None, *, spend_since: Callable[[datetime], Decimal]) -> None:
     """After a priced model call: mail owners and admins, after commit, once per period when
-    the workspace's AI spend (`spend_since(period start)`, read from the ledger its caller
-    owns) reaches 80 % and 100 % of what its plan includes. On a plan that allows overage the
-    100 % mail says further spend is billed as overage. What was mailed is remembered on the
-    plan row (`ai_spend_warned_period`, `ai_spend_warned_percent`), and checked again under
-    its lock: a stale `view` costs a ledger read, never a second mail."""
+    the workspace's AI spend (`spend_since(period start)`, as the gateway counts it) reaches
+    80 % and 100 % of what its plan includes. On a plan that allows overage the 100 % mail says
+    further spend is billed as overage. What was mailed is remembered on the plan row
+    (`ai_spend_warned_period`, `ai_spend_warned_percent`), and checked again under its lock: a
+    stale `view` costs a spend read, never a second mail."""
     if not settings.BILLING_QUOTAS or view is None or view.included_usd <= 0:
         return
     included, start, end = view.included_usd, view.period_start, view.period_end

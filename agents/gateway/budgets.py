@@ -8,11 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
-from agents.gateway import config_cache
-from agents.models import UsageRecord, WorkspaceBudget
+from agents.gateway import config_cache, spend
+from agents.models import WorkspaceBudget
 from agents.providers.base import ChatRequest, Usage
 from billing import quotas
 from billing.pricing import usage_cost
@@ -43,15 +42,8 @@ def month_start() -> datetime:
 
 
 def month_spend() -> Decimal:
-    return spend_since(month_start())
-
-
-def spend_since(start: datetime, until: datetime | None = None) -> Decimal:
-    """Model cost in this workspace's ledger since `start` (and before `until`)."""
-    rows = UsageRecord.objects.filter(created_at__gte=start)
-    if until is not None:
-        rows = rows.filter(created_at__lt=until)
-    return rows.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+    """This month's model cost, from the ledger."""
+    return spend.ledger_spend_since(month_start())
 
 
 def max_cost(kind: str, model: str, request: ChatRequest) -> Decimal:
@@ -79,7 +71,7 @@ def check_before_call(
         if allowance is not None and allowance.paused:  # chat turns and embeddings too
             raise BudgetExceeded(f"Refused before calling {kind}/{model}. {allowance.paused}")
         if allowance is not None and allowance.capped:
-            spent = spend_since(allowance.period_start)
+            spent = spend.spend_since(allowance.period_start)
             if spent + worst > allowance.included_usd:
                 raise BudgetExceeded(
                     quotas.ai_spend_refusal_text(
@@ -89,7 +81,7 @@ def check_before_call(
     cap = config_cache.monthly_cap()
     if cap is None:
         return
-    spent = month_spend()
+    spent = spend.spend_since(month_start())
     if spent + worst > cap:
         raise BudgetExceeded(
             f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and the "

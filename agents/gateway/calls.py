@@ -19,7 +19,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from agents.gateway import budgets, config_cache, replay
+from agents.gateway import budgets, config_cache, replay, spend
 from agents.gateway.breaker import CircuitBreaker
 from agents.gateway.tokens import estimate_request_tokens, estimate_text_tokens
 from agents.models import AliasTarget, ModelAlias, ProviderKind, UsageRecord
@@ -247,12 +247,13 @@ def _close_attempt(
             ),
             metered=metered,
         )
+        spend.spend_added(cost)
 
 
 def _after_priced_call() -> None:
     """Mail owners and admins when spend crossed the monthly budget's or the plan's marks."""
     budgets.warn_if_near_cap()
-    quotas.ai_spend_warn(config_cache.billing_view(), spend_since=budgets.spend_since)
+    quotas.ai_spend_warn(config_cache.billing_view(), spend_since=spend.spend_since)
 
 
 def billed_usage(request: ChatRequest, usage: Usage | None, *, output: str) -> Usage:

@@ -363,6 +363,9 @@ FIELD_ENCRYPTION_KEYS = [k for k in (secret("FIELD_ENCRYPTION_KEYS", "") or "").
 GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)  # per target, first included
 GATEWAY_BACKOFF_BASE_SECONDS = env.float("GATEWAY_BACKOFF_BASE_SECONDS", default=0.5)
 GATEWAY_MAX_RETRY_DELAY_SECONDS = env.float("GATEWAY_MAX_RETRY_DELAY_SECONDS", default=8.0)
+# The gateway reads a workspace's spend from a Redis figure rebuilt from the ledger this often
+# (agents/gateway/spend.py); a cost that races a rebuild is missing for at most this long.
+GATEWAY_SPEND_CACHE_SECONDS = env.int("GATEWAY_SPEND_CACHE_SECONDS", default=60)
 GATEWAY_BREAKER_THRESHOLD = env.int("GATEWAY_BREAKER_THRESHOLD", default=5)
 GATEWAY_BREAKER_WINDOW_SECONDS = env.int("GATEWAY_BREAKER_WINDOW_SECONDS", default=60)
 GATEWAY_BREAKER_COOLDOWN_SECONDS = env.int("GATEWAY_BREAKER_COOLDOWN_SECONDS", default=30)
