@@ -193,7 +193,7 @@ def _skipped(target: Target, *, context: UsageContext, alias: str, fallback: boo
 
 def _open_attempt(
     target: Target, *, context: UsageContext, alias: str, attempt: int, fallback: bool
-) -> int:
+) -> UsageRecord:
     """The attempt's ledger row, written (and committed, outside a transaction) before the
     request is sent. A worker killed while waiting for the answer leaves it `pending`: the
     provider may have charged for a call whose outcome nobody recorded, and a redelivered task
@@ -209,11 +209,11 @@ def _open_attempt(
         fallback=fallback,
         purpose=context.purpose,
     )
-    return row.pk
+    return row
 
 
 def _close_attempt(
-    row_id: int,
+    row: UsageRecord,
     *,
     outcome: str,
     usage: Usage = NO_USAGE,
@@ -226,7 +226,7 @@ def _close_attempt(
     the same transaction (billing.meter)."""
     metered = config_cache.metered(config_cache.billing_view()) if cost > 0 else None
     with transaction.atomic() if metered else contextlib.nullcontext():
-        UsageRecord.objects.filter(pk=row_id).update(
+        UsageRecord.objects.filter(pk=row.pk).update(
             outcome=outcome,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
@@ -240,11 +240,9 @@ def _close_attempt(
         )
         meter.ledger_cost_recorded(
             schema_name=current_schema(),
-            ledger_id=row_id,
+            ledger_id=row.pk,
             cost_usd=cost,
-            occurred_at=lambda: UsageRecord.objects.values_list("created_at", flat=True).get(
-                pk=row_id
-            ),
+            occurred_at=lambda: row.created_at,
             metered=metered,
         )
         spend.spend_added(cost)
@@ -339,7 +337,7 @@ def _call_targets(
             except budgets.BudgetExceeded as exc:  # the failed attempts before it stay on it
                 exc.usage, exc.cost_usd = spent, spent_cost
                 raise
-            row_id = _open_attempt(
+            opened = _open_attempt(
                 target, context=context, alias=alias, attempt=attempt, fallback=index > 0
             )
             started = time.perf_counter()
@@ -352,7 +350,7 @@ def _call_targets(
                 usage = billed_usage(request, exc.usage, output=exc.received)
                 cost = _price(target, usage)
                 _close_attempt(
-                    row_id,
+                    opened,
                     outcome=UsageRecord.Outcome.ERROR,
                     usage=usage,
                     cost=cost,
@@ -381,7 +379,7 @@ def _call_targets(
                 continue
             except Exception as exc:  # not the provider's failure: ours, or a time limit
                 _close_attempt(
-                    row_id,
+                    opened,
                     outcome=UsageRecord.Outcome.ERROR,
                     latency_ms=int((time.perf_counter() - started) * 1000),
                     error=f"Interrupted on our side ({type(exc).__name__}); cost unknown.",
@@ -396,7 +394,7 @@ def _call_targets(
             # A recorded call and its ledger row exist together (or neither does).
             with transaction.atomic() if recorder is not None else contextlib.nullcontext():
                 _close_attempt(
-                    row_id,
+                    opened,
                     outcome=UsageRecord.Outcome.OK,
                     usage=usage,
                     cost=cost,
