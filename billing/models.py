@@ -178,6 +178,9 @@ class WorkspacePlan(models.Model):
     )
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, blank=True)
+    # The last Checkout Session started for a plan; starting another expires it first, so at
+    # most one can be paid (two tabs must not make two subscriptions).
+    stripe_checkout_session_id = models.CharField(max_length=255, blank=True, editable=False)
     payment_failed_at = models.DateTimeField(
         null=True, blank=True, help_text="When the payment that started the grace period failed."
     )

@@ -50,6 +50,7 @@ SYNCED_FIELDS = [
     "payment_failed_at",
     "stripe_customer_id",
     "stripe_subscription_id",
+    "stripe_checkout_session_id",
     "stripe_subscription_created",
     "stripe_event_created",
     "comped",
@@ -229,6 +230,7 @@ def _apply_live(
     taken_up = row.stripe_subscription_id != subscription["id"]
     row.comped, row.comp_ends_at = False, None  # a paid subscription replaces a staff comp
     row.stripe_subscription_id = subscription["id"]
+    row.stripe_checkout_session_id = ""  # the checkout that made it, if any, has landed
     row.stripe_subscription_created = created
     row.cancel_at_period_end = bool(subscription["cancel_at_period_end"])
     start = _at(min(item["current_period_start"] for item in items)) if items else None

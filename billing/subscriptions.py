@@ -14,7 +14,12 @@ Idempotency keys (every write carries one, made from our ids):
 - a checkout or portal session: `workspace-<id>-checkout-<plan>-<interval>-<nonce>` with a
   fresh nonce per attempt. A session is not a charge, and each click must get a usable (not
   expired or completed) session, so the key only makes the SDK's own retries of one attempt
-  safe; two clicks give two sessions, of which at most the one paid becomes a subscription.
+  safe.
+
+One payable checkout per workspace: starting a checkout first expires the workspace's previous
+open session (`stripe_checkout_session_id`), under a per-workspace advisory lock, so two tabs
+or two admins cannot both pay for a subscription. If the previous one was paid already (its
+webhook not yet applied), the new checkout is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import secrets
 
 import stripe
+from django.db import connection, transaction
 from stripe.params.checkout import SessionCreateParamsLineItem
 
 from billing.models import Plan, WorkspacePlan
@@ -29,6 +35,7 @@ from billing.plans import workspace_plan
 from billing.stripe_client import stripe_client, stripe_errors
 from billing.stripe_sync import INTERVALS
 from core.exceptions import ApplicationError
+from core.recovery import advisory_key
 from tenants.models import Workspace
 
 ACTIVE = (WorkspacePlan.Status.ACTIVE, WorkspacePlan.Status.TRIALING)
@@ -164,6 +171,60 @@ def checkout_start(
     _refuse_if_subscribed(row, plan)
     line_items = _line_items(client, plan, interval)
     customer_id = _customer_ensure(client=client, workspace_id=workspace_id)
+    with transaction.atomic():
+        with connection.cursor() as cursor:  # one checkout start per workspace at a time
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [advisory_key("checkout", row.pk)])
+        previous = WorkspacePlan.objects.values_list("stripe_checkout_session_id", flat=True).get(
+            pk=row.pk
+        )
+        if previous:
+            _expire_previous_checkout(client, previous, plan)
+        url, session_id = _checkout_session(
+            client,
+            workspace_id=workspace_id,
+            plan=plan,
+            interval=interval,
+            customer_id=customer_id,
+            line_items=line_items,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            actor_id=actor_id,
+        )
+        WorkspacePlan.objects.filter(pk=row.pk).update(stripe_checkout_session_id=session_id)
+    return url
+
+
+def _expire_previous_checkout(client: stripe.StripeClient, session_id: str, plan: Plan) -> None:
+    """Expire the workspace's previous Checkout Session; refuse a new one if that one was
+    paid (the subscription it made is on its way by webhook)."""
+    with stripe_errors("close the previous checkout"):
+        try:
+            client.v1.checkout.sessions.expire(session_id)
+            return
+        except stripe.InvalidRequestError:  # not open any more: expired, or completed
+            pass
+    with stripe_errors("look up the previous checkout"):
+        previous = client.v1.checkout.sessions.retrieve(session_id)
+    if previous.status == "complete":
+        raise CheckoutRefused(
+            f"A checkout for this workspace was just paid: its new plan appears on the Billing "
+            f"page within a minute. Change it to {plan.name} afterwards with Manage payment.",
+            fields={"plan": ["A checkout was just paid."]},
+        )
+
+
+def _checkout_session(
+    client: stripe.StripeClient,
+    *,
+    workspace_id: int,
+    plan: Plan,
+    interval: str,
+    customer_id: str,
+    line_items: list[SessionCreateParamsLineItem],
+    success_url: str,
+    cancel_url: str,
+    actor_id: int | None,
+) -> tuple[str, str]:
     metadata = {
         "workspace_id": str(workspace_id),
         "plan_key": plan.key,
@@ -193,7 +254,7 @@ def checkout_start(
         )
     if not session.url:
         raise CheckoutRefused("Stripe returned a checkout session without a page to pay on.")
-    return session.url
+    return session.url, session.id
 
 
 def portal_start(*, workspace_id: int, return_url: str) -> str:

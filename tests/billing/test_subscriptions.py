@@ -159,6 +159,29 @@ def test_a_workspace_with_a_subscription_is_sent_to_the_portal_not_a_second_chec
     assert _posts(synced, "/v1/checkout/sessions") == []
 
 
+def test_a_second_checkout_expires_the_first_so_two_tabs_cannot_both_pay(
+    world: World, synced: FakeStripe
+) -> None:
+    first = _start(world).rsplit("/", 1)[1]
+    second = _start(world, "team").rsplit("/", 1)[1]
+    assert synced.get(first, "checkout.session")["status"] == "expired"
+    with pytest.raises(stripe.InvalidRequestError):  # the first tab's page can no longer pay
+        stripe_client().v1.checkout.sessions.expire(first)
+    synced.complete_checkout(second)
+    subscriptions = [o for o in synced.objects.values() if o.get("object") == "subscription"]
+    assert len(subscriptions) == 1
+
+
+def test_a_checkout_after_one_was_just_paid_is_refused_until_the_webhook_lands(
+    world: World, synced: FakeStripe
+) -> None:
+    paid = _start(world).rsplit("/", 1)[1]
+    synced.complete_checkout(paid)  # paid at Stripe; the plan row has not heard of it yet
+    with pytest.raises(CheckoutRefused, match="A checkout for this workspace was just paid"):
+        _start(world, "team")
+    assert len(_posts(synced, "/v1/checkout/sessions")) == 1
+
+
 def test_billing_off_says_which_key_to_set(world: World, settings: Any) -> None:
     settings.STRIPE_TEST_SECRET_KEY = ""
     with pytest.raises(ServiceUnavailable, match="Billing is off: set STRIPE_TEST_SECRET_KEY"):

@@ -246,6 +246,7 @@ class FakeStripe(FakeServer):
                 ("GET", r"/v1/prices/(?P<id>[^/]+)", self._retrieve("price")),
                 ("POST", r"/v1/checkout/sessions", self._checkout_create),
                 ("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)", self._retrieve("checkout.session")),
+                ("POST", r"/v1/checkout/sessions/(?P<id>[^/]+)/expire", self._checkout_expire),
                 ("POST", r"/v1/billing_portal/sessions", self._portal_create),
                 ("GET", r"/v1/subscriptions", self._subscription_list),
                 ("GET", r"/v1/subscriptions/(?P<id>[^/]+)", self._retrieve("subscription")),
@@ -787,6 +788,18 @@ class FakeStripe(FakeServer):
         # kept for complete_checkout; Stripe does not return line items on the session
         session["_line_items"] = line_items
         session["_subscription_data"] = params.get("subscription_data") or {}
+        return 200, self._public(session)
+
+    def _checkout_expire(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        session = self.get(match["id"], "checkout.session")
+        if session["status"] != "open":
+            raise StripeError(
+                400, 'Only Checkout Sessions with a status in ["open"] can be expired.'
+            )
+        session["status"] = "expired"
+        self.emit("checkout.session.expired", session)
         return 200, self._public(session)
 
     @staticmethod
