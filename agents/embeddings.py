@@ -41,7 +41,7 @@ from django.conf import settings
 from django.db import transaction
 from django_tenants.utils import get_public_schema_name
 
-from agents.gateway import config_cache, spend
+from agents.gateway import budgets, config_cache, spend
 from agents.gateway.tokens import estimate_text_tokens
 from agents.models import UsageRecord
 from agents.providers.base import Usage
@@ -146,6 +146,11 @@ class OpenAIEmbedder(Embedder):
         connection); every attempt is a ledger row."""
         import openai
 
+        if current_schema() != get_public_schema_name():
+            try:
+                budgets.check_before_embedding(kind="openai", model=self.model, texts=batch)
+            except budgets.BudgetExceeded as exc:
+                raise EmbeddingError(exc.message) from exc
         attempt = 0
         while True:
             attempt += 1

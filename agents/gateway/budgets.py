@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.gateway import config_cache, spend
+from agents.gateway.tokens import estimate_text_tokens
 from agents.models import WorkspaceBudget
 from agents.providers.base import ChatRequest, Usage
 from billing import quotas
@@ -66,17 +67,34 @@ def check_before_call(
             f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and this run "
             f"has ${max(run_cap - run_spent, Decimal(0))} left of its ${run_cap} cap."
         )
-    if worst > 0:  # unpriced (offline) calls cost nothing against the plan
+    priced = config_cache.price_for(kind, model) is not None
+    _check_workspace_spend(f"{kind}/{model}", worst, priced=priced)
+
+
+def check_before_embedding(*, kind: str, model: str, texts: list[str]) -> None:
+    """Before a priced embedding request: the same plan and monthly-budget checks as a model
+    call, against the texts' estimated tokens."""
+    price = config_cache.price_for(kind, model)
+    if price is None:
+        return
+    estimate = Usage(input_tokens=sum(estimate_text_tokens(text) for text in texts))
+    _check_workspace_spend(f"{kind}/{model}", usage_cost(estimate, price), priced=True)
+
+
+def _check_workspace_spend(call: str, worst: Decimal, *, priced: bool) -> None:
+    """Refuse a priced call when the workspace is read-only, and one that could cost `worst`
+    when that could take the period's spend past the plan's included amount (plans without
+    overage) or the month's past the workspace's budget. Unpriced (offline) models cost
+    nothing against the plan."""
+    if priced:
         allowance = quotas.ai_spend_allowance(config_cache.billing_view())
         if allowance is not None and allowance.paused:  # chat turns and embeddings too
-            raise BudgetExceeded(f"Refused before calling {kind}/{model}. {allowance.paused}")
-        if allowance is not None and allowance.capped:
+            raise BudgetExceeded(f"Refused before calling {call}. {allowance.paused}")
+        if allowance is not None and allowance.capped and worst > 0:
             spent = spend.spend_since(allowance.period_start)
             if spent + worst > allowance.included_usd:
                 raise BudgetExceeded(
-                    quotas.ai_spend_refusal_text(
-                        allowance, call=f"{kind}/{model}", worst=worst, spent=spent
-                    )
+                    quotas.ai_spend_refusal_text(allowance, call=call, worst=worst, spent=spent)
                 )
     cap = config_cache.monthly_cap()
     if cap is None:
@@ -84,7 +102,7 @@ def check_before_call(
     spent = spend.spend_since(month_start())
     if spent + worst > cap:
         raise BudgetExceeded(
-            f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and the "
+            f"Refused before calling {call}: it could cost up to ${worst}, and the "
             f"workspace has ${max(cap - spent, Decimal(0))} left of its "
             f"${cap} monthly budget. An owner can raise it on the Usage page."
         )

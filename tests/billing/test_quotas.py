@@ -271,3 +271,40 @@ def test_owners_and_admins_are_mailed_once_at_80_and_at_100_percent(
     assert "100% of its plan's runs" in at_100.subject
     assert "refused" in at_100.body
     assert at_80.to == ["owner@alpha.test"]
+
+
+@pytest.mark.django_db
+def test_a_read_only_workspace_sends_no_priced_embedding_request(
+    world: World, settings: Any, fake_openai: Any
+) -> None:
+    """Knowledge ingestion with the provider's (priced) embeddings is a model call too: refused
+    before the request, with the reason on the document."""
+    from agents.knowledge import services as knowledge
+    from agents.models import KnowledgeDocument
+    from billing.models import ModelPrice
+
+    settings.BILLING_QUOTAS = True
+    settings.EMBEDDER = "openai"
+    settings.LLM_PLATFORM_BASE_URLS = {"openai": fake_openai.base_url}
+    settings.LLM_PLATFORM_KEYS = {"openai": "sk-platform-0000"}
+    ModelPrice.objects.create(
+        provider="openai",
+        model="text-embedding-3-small",
+        input_per_mtok=Decimal("0.02"),
+        output_per_mtok=Decimal(0),
+    )
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(
+        status=WorkspacePlan.Status.READ_ONLY
+    )
+    with schema_context(world.workspace_a.schema_name):
+        access = access_of(world.owner, world.workspace_a)
+        base = knowledge.knowledge_base_create(access=access, name="Handbook")
+        document = knowledge.document_create(
+            knowledge_base=base, filename="refunds.txt", data=b"Refunds are paid in 14 days."
+        )
+        knowledge.document_ingest(document_id=document.pk)
+        document = KnowledgeDocument.objects.get(pk=document.pk)
+        assert not UsageRecord.objects.filter(purpose="embedding").exists()
+    assert fake_openai.requests_to("embeddings") == []
+    assert document.status == "failed"
+    assert "Runs are paused: the payment for this workspace's Free plan failed" in document.error
