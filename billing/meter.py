@@ -257,8 +257,10 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
 
 @dataclass(frozen=True)
 class ReconcileLine:
-    """One workspace's period, in micro-dollars: our ledger's billable model cost, what
-    Stripe's meter summed, and what our outbox has not sent yet (pending or failed)."""
+    """One workspace's period, in micro-dollars: our ledger's billable model cost (since the
+    period began, or since its subscription began when that was later: spend before an
+    upgrade to a plan with overage was never billable), what Stripe's meter summed, and what
+    our outbox has not sent yet (pending or failed)."""
 
     workspace: str
     customer: str
@@ -281,7 +283,8 @@ def reconcile(
 ) -> list[ReconcileLine]:
     """Compare, per workspace with a Stripe customer on a plan that allows overage, Stripe's
     AI-spend meter summary for [start, end) with the workspace's ledger (priced rows by their
-    time, the time each meter event carries). Zero difference is expected once the outbox has
+    time, the time each meter event carries, from its subscription's start when that is later
+    than `start`). Zero difference is expected once the outbox has
     sent everything; `progress(done, total)` is called after each workspace."""
     meter = meter_find(client, AI_SPEND_EVENT)
     if meter is None:
@@ -303,6 +306,9 @@ def reconcile(
             )
     plans = list(rows)
     customers = {row.workspace_id: row.stripe_customer_id for row in plans}
+    metered_since = {
+        row.workspace_id: max(start, row.stripe_subscription_created or start) for row in plans
+    }
     lines: list[ReconcileLine] = []
     for done, workspace in enumerate(each_live_workspace([row.workspace for row in plans]), 1):
         customer = customers[workspace.pk]
@@ -325,7 +331,7 @@ def reconcile(
             ReconcileLine(
                 workspace=workspace.slug,
                 customer=customer,
-                ours=micro_usd(_ledger_spend[0](start, end)),
+                ours=micro_usd(_ledger_spend[0](min(metered_since[workspace.pk], end), end)),
                 stripe=sum(int(summary.aggregated_value) for summary in summaries.data),
                 unsent=unsent or 0,
             )

@@ -18,6 +18,7 @@ from django_tenants.utils import schema_context
 
 from agents.models import UsageRecord
 from billing.meter import meter_flush
+from billing.models import WorkspacePlan
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
 from tests.fakes import FakeStripe
@@ -75,6 +76,25 @@ def test_everything_sent_reconciles_to_zero_and_unsent_spend_is_a_difference(
     lines = table.getvalue().splitlines()
     assert len(lines) == 3  # the title, the header, bravo
     assert lines[2].split() == ["bravo", "cus_b", "$0.60", "$0.50", "$0.10", "$0.10"]
+
+
+def test_spend_before_the_subscription_began_is_not_billable(
+    world: World, metered: FakeStripe
+) -> None:
+    """A workspace that upgraded mid-month spent on Free first: that spend was never metered,
+    and is no difference."""
+    with schema_context(world.workspace_a.schema_name):
+        UsageRecord.objects.create(
+            kind="openai_compatible", model="m1", outcome="ok", cost_usd=Decimal("0.40")
+        )
+    WorkspacePlan.objects.filter(workspace=world.workspace_a).update(
+        stripe_subscription_created=timezone.now()
+    )
+    bill(world.workspace_a, "0.25")
+    assert meter_flush(stripe_client()).sent == 1
+    out, _ = reconcile("--workspace", "alpha")
+    assert out.splitlines()[2].split()[:4] == ["alpha", "cus_a", "$0.25", "$0.25"]
+    assert "no difference" in out
 
 
 def test_another_month_has_nothing_to_compare(world: World, metered: FakeStripe) -> None:
