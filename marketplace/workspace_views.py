@@ -1,25 +1,29 @@
 """A workspace's marketplace page (/w/<slug>/marketplace/): what it installed (with "update
 available", the changelog and the diff, upgrade or stay pinned, uninstall), what it published
 (each version's moderation state and the reason staff gave, reviews to reply to), and the
-publish form."""
+publish form with its price, the platform fee and the payouts account (set up on Stripe's
+hosted onboarding pages)."""
 
 from __future__ import annotations
 
 import difflib
 import json
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Agent
-from core.exceptions import ApplicationError, NotFound
+from billing.stripe_client import billing_mode, stripe_mode
+from core.exceptions import ApplicationError, NotFound, ServiceUnavailable
 from core.forms import form_add_application_error
-from marketplace import selectors, services
-from marketplace.models import ListingVersion, Review
-from marketplace.workspace_forms import PublishForm, ReplyForm
+from marketplace import connect, fees, selectors, services
+from marketplace.models import Category, Listing, ListingVersion, Review
+from marketplace.workspace_forms import PayoutsSetupForm, PublishForm, ReplyForm
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
@@ -78,6 +82,40 @@ def _sources() -> list[tuple[str, str]]:
     ]
 
 
+def _fee_preview(data: QueryDict) -> dict[str, Any]:
+    """The platform fee for the category and price typed so far, and what the creator receives
+    per sale (`fees.split`): shown before they submit."""
+    category = Category.objects.filter(slug=data.get("category") or "").first()
+    percent = fees.fee_percent(Listing(category=category))
+    pricing = data.get("pricing") or Listing.Pricing.FREE
+    try:
+        price = Decimal(data.get("price") or "0")
+    except InvalidOperation:
+        price = Decimal(0)
+    cents = int(price * 100) if price.is_finite() and 0 < price <= 10_000 else 0
+    preview: dict[str, Any] = {
+        "percent": f"{percent.normalize():f}",  # 20.00 → "20", 12.50 → "12.5"
+        "category": category,
+        "price_cents": cents,
+    }
+    if pricing != Listing.Pricing.FREE and cents:
+        preview["fee_cents"], preview["creator_cents"] = fees.split(cents, percent)
+        preview["per"] = {
+            Listing.Pricing.PER_RUN: "per successful run",
+            Listing.Pricing.MONTHLY: "per month",
+        }.get(pricing, "per sale")
+    return preview
+
+
+def _payouts_context(access: Access) -> dict[str, Any]:
+    return {
+        "payouts": connect.payout_status(connect.creator_account_of(access=access)),
+        "billing_off": billing_mode() if stripe_mode() == "off" else "",
+        "can_manage_payouts": access.can(Perm.BILLING_MANAGE),
+        "payouts_form": PayoutsSetupForm(),
+    }
+
+
 @require_http_methods(["GET", "POST"])
 def marketplace_publish(request: AppRequest) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
@@ -97,9 +135,69 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
     return render(
         request,
         "marketplace/publish.html",
-        {"form": form},
+        {
+            "form": form,
+            "fee": _fee_preview(request.POST if request.method == "POST" else request.GET),
+            **_payouts_context(access),
+        },
         status=400 if form.errors else 200,
     )
+
+
+@require_GET
+def publish_fee(request: AppRequest) -> HttpResponse:
+    """The fee preview for the category and price in the query (htmx, as the creator types)."""
+    page_access(request, Perm.BUILD)
+    return render(request, "marketplace/_publish_fee.html", {"fee": _fee_preview(request.GET)})
+
+
+def _onboarding_urls(request: AppRequest, access: Access) -> dict[str, str]:
+    slug = access.workspace.slug
+    return {
+        "refresh_url": request.build_absolute_uri(
+            reverse("marketplace_payouts_refresh", kwargs={"workspace_slug": slug})
+        ),
+        "return_url": request.build_absolute_uri(
+            reverse("marketplace_payouts_return", kwargs={"workspace_slug": slug})
+        ),
+    }
+
+
+@require_POST
+def payouts_setup(request: AppRequest) -> HttpResponse:
+    """Set up payouts (or continue): off to Stripe's hosted onboarding."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    form = PayoutsSetupForm(request.POST)
+    country = form.cleaned_data["country"] if form.is_valid() else connect.DEFAULT_COUNTRY
+    url = connect.payouts_start(access=access, country=country, **_onboarding_urls(request, access))
+    return HttpResponseRedirect(url)
+
+
+@require_GET
+def payouts_refresh(request: AppRequest) -> HttpResponse:
+    """Stripe sends the creator here when their onboarding link expired: a fresh one."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    return HttpResponseRedirect(
+        connect.onboarding_link(access=access, **_onboarding_urls(request, access))
+    )
+
+
+@require_GET
+def payouts_return(request: AppRequest) -> HttpResponse:
+    """Back from Stripe's onboarding (done or not): re-read the account and say where it is."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    try:
+        account = connect.creator_account_refresh(access=access)
+    except ServiceUnavailable as exc:
+        messages.warning(request, f"{exc.message} Your payouts status will update shortly.")
+    else:
+        if account is not None and account.onboarded:
+            messages.success(request, "Payouts are set up: you can publish paid versions.")
+        elif account is not None:
+            messages.warning(
+                request, "Payouts are not set up yet: Stripe still needs the details listed."
+            )
+    return redirect("marketplace_publish", workspace_slug=access.workspace.slug)
 
 
 @require_POST
