@@ -132,16 +132,36 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
                 "You will see the decision here.",
             )
             return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+    return _publish_page(request, access, form, status=400 if form.errors else 200)
+
+
+def _publish_page(
+    request: AppRequest,
+    access: Access,
+    form: PublishForm,
+    *,
+    status: int = 200,
+    payouts_error: str = "",
+) -> HttpResponse:
     return render(
         request,
         "marketplace/publish.html",
         {
             "form": form,
-            "fee": _fee_preview(request.POST if request.method == "POST" else request.GET),
+            "fee": _fee_preview(request.POST if form.is_bound else request.GET),
             **_payouts_context(access),
+            "payouts_error": payouts_error,
         },
-        status=400 if form.errors else 200,
+        status=status,
     )
+
+
+def _stripe_unavailable(
+    request: AppRequest, access: Access, exc: ServiceUnavailable
+) -> HttpResponse:
+    """Billing off or Stripe down: the Publish page, answered 503, saying so by Payouts."""
+    form = PublishForm(sources=_sources())
+    return _publish_page(request, access, form, status=exc.status, payouts_error=exc.message)
 
 
 @require_GET
@@ -169,7 +189,12 @@ def payouts_setup(request: AppRequest) -> HttpResponse:
     access = page_access(request, Perm.BILLING_MANAGE)
     form = PayoutsSetupForm(request.POST)
     country = form.cleaned_data["country"] if form.is_valid() else connect.DEFAULT_COUNTRY
-    url = connect.payouts_start(access=access, country=country, **_onboarding_urls(request, access))
+    try:
+        url = connect.payouts_start(
+            access=access, country=country, **_onboarding_urls(request, access)
+        )
+    except ServiceUnavailable as exc:
+        return _stripe_unavailable(request, access, exc)
     return HttpResponseRedirect(url)
 
 
@@ -177,9 +202,11 @@ def payouts_setup(request: AppRequest) -> HttpResponse:
 def payouts_refresh(request: AppRequest) -> HttpResponse:
     """Stripe sends the creator here when their onboarding link expired: a fresh one."""
     access = page_access(request, Perm.BILLING_MANAGE)
-    return HttpResponseRedirect(
-        connect.onboarding_link(access=access, **_onboarding_urls(request, access))
-    )
+    try:
+        url = connect.onboarding_link(access=access, **_onboarding_urls(request, access))
+    except ServiceUnavailable as exc:
+        return _stripe_unavailable(request, access, exc)
+    return HttpResponseRedirect(url)
 
 
 @require_GET

@@ -343,5 +343,5 @@ def test_the_split_edges() -> None:
     assert fees.split(10**7, Decimal("100")) == (10**7, 0)
     assert fees.split(10**7, Decimal("0")) == (0, 10**7)
     for bad_amount, bad_percent in [(-1, Decimal(20)), (100, Decimal("100.01")), (1, Decimal(-1))]:
-        with pytest.raises(ValueError, match="negative|between"):
+        with pytest.raises(ValueError, match=r"negative|between"):
             fees.split(bad_amount, bad_percent)
