@@ -138,9 +138,9 @@ def _payout_text(account: CreatorAccount | None) -> str:
     status = payout_status(account)
     if account is None:
         return "Not set up"
-    if status.onboarded:
+    if status.state == "onboarded":
         return "Onboarded"
-    if status.disabled:
+    if status.state == "disabled":
         return f"Disabled: {status.disabled}"
     if status.requirements:
         return "Requirements due: " + "; ".join(status.requirements)
@@ -427,7 +427,7 @@ class CreatorAccountAdmin(ReadOnlyAdmin):
     list_filter = ["details_submitted", "charges_enabled", "payouts_enabled"]
     list_select_related = ["publisher"]
     search_fields = ["publisher__display_name", "publisher__slug", "stripe_account_id"]
-    fields = [
+    fields = readonly_fields = (
         "publisher",
         "stripe_account",
         "status",
@@ -440,8 +440,7 @@ class CreatorAccountAdmin(ReadOnlyAdmin):
         "disabled_reason",
         "synced_at",
         "created_at",
-    ]
-    readonly_fields = fields
+    )
 
     @admin.display(description="Stripe account")
     def stripe_account(self, obj: CreatorAccount) -> str:

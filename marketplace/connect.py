@@ -102,10 +102,6 @@ class PayoutStatus:
     requirements: list[str] = field(default_factory=list)
     disabled: str = ""
 
-    @property
-    def onboarded(self) -> bool:
-        return self.state == "onboarded"
-
 
 def payout_status(account: CreatorAccount | None) -> PayoutStatus:
     if account is None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.http import QueryDict
 
 from marketplace.connect import COUNTRIES, DEFAULT_COUNTRY
 from marketplace.icons import ICON_ERROR, is_single_icon
@@ -143,8 +144,8 @@ class PublishForm(forms.Form):
         max_digits=9,
         decimal_places=2,
         widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
-        help_text="In dollars, from $0.50 to $10,000: per purchase, per successful run or per "
-        "month.",
+        help_text="For a paid version, in dollars from $0.50 to $10,000: per purchase, per "
+        "successful run or per month.",
     )
     currency = forms.ChoiceField(
         label="Currency",
@@ -154,6 +155,13 @@ class PublishForm(forms.Form):
 
     def __init__(self, *args: Any, sources: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.is_bound:  # a form posted without a price (an older page, a script) is free
+            defaults = {"pricing": Listing.Pricing.FREE.value, "currency": CURRENCIES[0]}
+            data = QueryDict(mutable=True)
+            data.update(self.data)
+            for name, value in defaults.items():
+                data.setdefault(name, value)
+            self.data = data
         source = self.fields["source"]
         category = self.fields["category"]
         assert isinstance(source, forms.ChoiceField)  # noqa: S101 (declared below as ChoiceFields)

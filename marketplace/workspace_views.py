@@ -101,8 +101,8 @@ def _fee_preview(data: QueryDict) -> dict[str, Any]:
     if pricing != Listing.Pricing.FREE and cents:
         preview["fee_cents"], preview["creator_cents"] = fees.split(cents, percent)
         preview["per"] = {
-            Listing.Pricing.PER_RUN: "per successful run",
-            Listing.Pricing.MONTHLY: "per month",
+            Listing.Pricing.PER_RUN.value: "per successful run",
+            Listing.Pricing.MONTHLY.value: "per month",
         }.get(pricing, "per sale")
     return preview
 
@@ -185,7 +185,9 @@ def _onboarding_urls(request: AppRequest, access: Access) -> dict[str, str]:
 
 @require_POST
 def payouts_setup(request: AppRequest) -> HttpResponse:
-    """Set up payouts (or continue): off to Stripe's hosted onboarding."""
+    """Set up payouts (or continue): off to Stripe's hosted onboarding. Answered with a page
+    that goes on to Stripe (meta refresh, and a link), not a redirect: the CSP's
+    `form-action 'self'` blocks a form submission that redirects to another origin."""
     access = page_access(request, Perm.BILLING_MANAGE)
     form = PayoutsSetupForm(request.POST)
     country = form.cleaned_data["country"] if form.is_valid() else connect.DEFAULT_COUNTRY
@@ -195,7 +197,7 @@ def payouts_setup(request: AppRequest) -> HttpResponse:
         )
     except ServiceUnavailable as exc:
         return _stripe_unavailable(request, access, exc)
-    return HttpResponseRedirect(url)
+    return render(request, "marketplace/payouts_continue.html", {"onboarding_url": url})
 
 
 @require_GET
