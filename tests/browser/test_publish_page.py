@@ -82,4 +82,17 @@ def test_a_creator_sets_up_payouts_and_prices_a_version(
     expect(small.locator("#publish-fee")).to_contain_text("At $0.75 per successful run")
     small.screenshot(path=str(tmp_path / "publish-390.png"), full_page=True)
     assert small.evaluate(_EXTRA_WIDTH) <= 0
+
+    # Stripe later needs more: the panel lists it and offers to continue
+    stripe_fake.require(
+        CreatorAccount.objects.get().stripe_account_id,
+        ["individual.dob.day", "external_account"],
+        disabled_reason="requirements.past_due",
+    )
+    small.reload()
+    payouts = small.locator("#payouts")
+    expect(payouts).to_contain_text("a bank account to receive payouts")
+    expect(payouts.get_by_role("button", name="Continue setup")).to_be_visible()
+    payouts.screenshot(path=str(tmp_path / "payouts-due-390.png"))
+    assert small.evaluate(_EXTRA_WIDTH) <= 0
     phone.close()
