@@ -1,6 +1,7 @@
 """The marketplace back-office: the moderation queue (a version's change page shows the
-listing, a diff against the previous version and the decision form), listings with
-unlist/relist, flags with resolve, and read-only reviews and installs. Every decision goes
+listing, its price and the publisher's payouts status, a diff against the previous version and
+the decision form), listings with unlist/relist, flags with resolve, the platform fee rules
+(audited), and read-only creator payout accounts, reviews and installs. Every decision goes
 through `marketplace.services`."""
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from billing.stripe_client import stripe_mode
 from core.exceptions import ApplicationError
 from marketplace import services
+from marketplace.connect import payout_status, requirement_words
 from marketplace.models import (
     Category,
+    CreatorAccount,
+    FeeRule,
     Flag,
     Install,
     Listing,
@@ -26,6 +31,7 @@ from marketplace.models import (
     Publisher,
     Review,
 )
+from marketplace.pricing import price_label
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -128,6 +134,19 @@ class ListingAdmin(admin.ModelAdmin):
         self.message_user(request, f"Relisted {len(queryset)} listing(s).")
 
 
+def _payout_text(account: CreatorAccount | None) -> str:
+    status = payout_status(account)
+    if account is None:
+        return "Not set up"
+    if status.state == "onboarded":
+        return "Onboarded"
+    if status.state == "disabled":
+        return f"Disabled: {status.disabled}"
+    if status.requirements:
+        return "Requirements due: " + "; ".join(status.requirements)
+    return "Pending verification"
+
+
 def _pretty(definition: Any) -> list[str]:
     return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
@@ -185,9 +204,21 @@ class ListingVersionAdmin(admin.ModelAdmin):
     """The moderation queue."""
 
     form = ModerationForm
-    list_display = ["__str__", "status", "submitted_by", "created_at", "moderated_by"]
-    list_filter = ["status", "listing__kind"]
-    list_select_related = ["listing", "submitted_by", "moderated_by"]
+    list_display = [
+        "__str__",
+        "status",
+        "price",
+        "payouts",
+        "submitted_by",
+        "created_at",
+        "moderated_by",
+    ]
+    list_filter = ["status", "listing__kind", "pricing"]
+    list_select_related = [
+        "listing__publisher__creator_account",
+        "submitted_by",
+        "moderated_by",
+    ]
     search_fields = ["listing__title", "listing__slug"]
     ordering = ["status", "created_at"]
     readonly_fields = [
@@ -195,6 +226,8 @@ class ListingVersionAdmin(admin.ModelAdmin):
         "listing_summary",
         "number",
         "status",
+        "price",
+        "payouts",
         "changelog",
         "required_tools",
         "required_providers",
@@ -239,6 +272,18 @@ class ListingVersionAdmin(admin.ModelAdmin):
             ", ".join(listing.tags) or "—",
             listing.description,
         )
+
+    @admin.display(description="Price", ordering="price_cents")
+    def price(self, obj: ListingVersion) -> str:
+        return price_label(obj)
+
+    @admin.display(description="Publisher's payouts")
+    def payouts(self, obj: ListingVersion) -> str:
+        """For a paid version: may the publisher be paid? ("—" for a free one.)"""
+        if obj.pricing == Listing.Pricing.FREE:
+            return "—"
+        account = getattr(obj.listing.publisher, "creator_account", None)
+        return _payout_text(account)
 
     @admin.display(description="Changes since the previous version")
     def changes(self, obj: ListingVersion) -> str:
@@ -321,3 +366,99 @@ class InstallAdmin(ReadOnlyAdmin):
     list_display = ["listing", "version", "workspace", "runs_completed", "installed_at"]
     list_filter = [("uninstalled_at", admin.EmptyFieldListFilter)]
     search_fields = ["listing__title", "workspace__slug"]
+
+
+class FeeRuleForm(forms.ModelForm):
+    class Meta:
+        model = FeeRule
+        fields = ["category", "percent"]
+        help_texts = {
+            "category": "Empty: the default fee, for every category without its own rule.",
+            "percent": "0 to 100, in percent of each charge (two decimals, e.g. 12.50).",
+        }
+
+    def clean_category(self) -> Category | None:
+        category: Category | None = self.cleaned_data.get("category")
+        others = FeeRule.objects.exclude(pk=self.instance.pk)
+        if category is None and others.filter(category__isnull=True).exists():
+            raise forms.ValidationError(
+                "There is already a default fee rule: change that one, or pick a category."
+            )
+        return category
+
+
+@admin.register(FeeRule)
+class FeeRuleAdmin(admin.ModelAdmin):
+    """The platform fee: the rule without a category is the default; a category's overrides
+    it. Saved and deleted through `services.fee_rule_save` / `fee_rule_delete` (audited)."""
+
+    form = FeeRuleForm
+    list_display = ["__str__", "category", "percent", "updated_at"]
+    list_select_related = ["category"]
+
+    def save_model(self, request: HttpRequest, obj: FeeRule, form: Any, change: Any) -> None:
+        services.fee_rule_save(user=request.user, rule=obj)
+
+    def delete_model(self, request: HttpRequest, obj: FeeRule) -> None:
+        services.fee_rule_delete(user=request.user, rule=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[FeeRule]) -> None:
+        for rule in queryset:
+            services.fee_rule_delete(user=request.user, rule=rule)
+
+
+def _dashboard_url(account: CreatorAccount) -> str:
+    test = "" if stripe_mode() == "live" else "test/"
+    return f"https://dashboard.stripe.com/{test}connect/accounts/{account.stripe_account_id}"
+
+
+@admin.register(CreatorAccount)
+class CreatorAccountAdmin(ReadOnlyAdmin):
+    """Creators' Stripe Connect accounts, as last read from Stripe (`account.updated`)."""
+
+    list_display = [
+        "publisher",
+        "stripe_account",
+        "status",
+        "charges_enabled",
+        "payouts_enabled",
+        "synced_at",
+    ]
+    list_filter = ["details_submitted", "charges_enabled", "payouts_enabled"]
+    list_select_related = ["publisher"]
+    search_fields = ["publisher__display_name", "publisher__slug", "stripe_account_id"]
+    fields = readonly_fields = (
+        "publisher",
+        "stripe_account",
+        "status",
+        "requirements",
+        "country",
+        "default_currency",
+        "details_submitted",
+        "charges_enabled",
+        "payouts_enabled",
+        "disabled_reason",
+        "synced_at",
+        "created_at",
+    )
+
+    @admin.display(description="Stripe account")
+    def stripe_account(self, obj: CreatorAccount) -> str:
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a>',
+            _dashboard_url(obj),
+            obj.stripe_account_id,
+        )
+
+    @admin.display(description="Status")
+    def status(self, obj: CreatorAccount) -> str:
+        return _payout_text(obj)
+
+    @admin.display(description="Requirements due")
+    def requirements(self, obj: CreatorAccount) -> str:
+        words = requirement_words(list(obj.requirements_due))
+        if not words:
+            return "None"
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((w,) for w in words))
+        )

@@ -5,12 +5,17 @@ made by the same services a user goes through. Idempotent: what exists is left a
 
 from __future__ import annotations
 
+import http.client
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django_tenants.utils import schema_context
 
 from agents.runs.executor import execute_run
 from agents.services import agent_run_start
-from marketplace import services
-from marketplace.models import Install, Listing, Review
+from billing.stripe_client import stripe_client, stripe_errors, stripe_mode
+from marketplace import connect, services
+from marketplace.models import CreatorAccount, Install, Listing, Publisher, Review
 from marketplace.templatetags.marketplace import example_text
 from tenants.permissions import Access
 
@@ -69,3 +74,34 @@ def _run_once(access: Access, install: Install, listing: Listing) -> None:
         run = agent_run_start(access=access, agent_id=install.object_id, input=text)
         execute_run(run.pk)
     install.refresh_from_db()
+
+
+def demo_creator_account(*, publisher: Publisher) -> CreatorAccount | None:
+    """Give the demo's creator `publisher` a payouts account, in Stripe test mode only (None
+    when billing is off or live). Against the local Stripe emulator its onboarding is completed
+    on the emulator's page; against Stripe's test mode the creator finishes it from Publish.
+    Idempotent."""
+    if stripe_mode() != "test":
+        return None
+    account, _ = connect.creator_account_create(publisher=publisher, country="US")
+    if account.onboarded:
+        return account
+    site = getattr(settings, "SITE_URL", "") or "http://127.0.0.1:8000"
+    with stripe_errors("open the demo creator's payouts setup"):
+        link = stripe_client().v1.account_links.create(
+            params={
+                "account": account.stripe_account_id,
+                "type": "account_onboarding",
+                "refresh_url": site,
+                "return_url": site,
+            }
+        )
+    url = urlsplit(link.url)
+    if url.hostname in ("127.0.0.1", "localhost"):  # the emulator: submit its onboarding page
+        emulator = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        try:
+            emulator.request("POST", f"{url.path}/complete")  # answers a redirect: not followed
+            emulator.getresponse().read()
+        finally:
+            emulator.close()
+    return connect.creator_account_sync(stripe_account_id=account.stripe_account_id)

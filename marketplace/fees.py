@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.db.models import Q
 
 from marketplace.models import FeeRule, Listing
 
@@ -21,7 +22,10 @@ def fee_percent(listing: Listing) -> Decimal:
     else `MARKETPLACE_FEE_PERCENT`."""
     rules = {
         rule.category_id: rule.percent
-        for rule in FeeRule.objects.filter(category_id__in=[listing.category_id, None])
+        # `category_id__in=[…, None]` would drop the None: SQL's IN never matches NULL.
+        for rule in FeeRule.objects.filter(
+            Q(category_id=listing.category_id) | Q(category__isnull=True)
+        )
     }
     if listing.category_id in rules:
         return rules[listing.category_id]

@@ -8,17 +8,21 @@ page says so (`billing_notice`). Turning checkout on is one change here.
 
 from __future__ import annotations
 
-from marketplace.models import Listing
+from marketplace.models import Listing, ListingVersion
 
 CHECKOUT_ACTIVE = False
 
 
-def price_label(listing: Listing) -> str:
-    """ "Free", "$19.00" or "$0.25 per run"."""
+def price_label(listing: Listing | ListingVersion) -> str:
+    """ "Free", "$19.00", "$0.25 per run" or "$9.00 / month" (a listing's or a version's)."""
     if listing.pricing == Listing.Pricing.FREE:
         return "Free"
     amount = f"${listing.price_cents / 100:,.2f}"
-    return f"{amount} per run" if listing.pricing == Listing.Pricing.PER_RUN else amount
+    if listing.pricing == Listing.Pricing.PER_RUN:
+        return f"{amount} per run"
+    if listing.pricing == Listing.Pricing.MONTHLY:
+        return f"{amount} / month"
+    return amount
 
 
 def _price_terms(listing: Listing) -> str:

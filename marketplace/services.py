@@ -24,6 +24,8 @@ from marketplace import snapshot
 from marketplace.icons import ICON_ERROR, is_single_icon
 from marketplace.models import (
     Category,
+    CreatorAccount,
+    FeeRule,
     Flag,
     Install,
     Listing,
@@ -42,6 +44,15 @@ from workflows.services import version_save, workflow_archive
 
 STATS_WINDOW = 1000
 MAX_REASON = 2000
+
+# A paid version's price, in cents of its currency (USD only for now).
+MIN_PRICE_CENTS = 50
+MAX_PRICE_CENTS = 1_000_000
+CURRENCIES = ("usd",)
+PAYOUTS_FIRST = (
+    "Set up payouts first: a paid version can be submitted once your payouts account is "
+    "onboarded (Publish → Set up payouts). Or publish it for free."
+)
 
 
 def _unique_slug(model: Any, base: str, *, max_length: int) -> str:
@@ -69,6 +80,38 @@ def _reason(reason: str, field: str = "reason") -> str:
 
 
 # --- publishing ------------------------------------------------------------------------------
+
+
+def price_errors(pricing: str, price_cents: int, currency: str) -> dict[str, list[str]]:
+    """What is wrong with a version's price, by field (`pricing`, `price_cents`, `currency`):
+    free costs nothing; a paid price is $0.50 to $10,000 in a supported currency."""
+    if pricing not in Listing.Pricing.values:
+        return {"pricing": [f"One of: {', '.join(Listing.Pricing.values)}."]}
+    errors: dict[str, list[str]] = {}
+    if pricing == Listing.Pricing.FREE:
+        if price_cents:
+            errors["price_cents"] = ["A free version has no price: leave the price empty."]
+        return errors
+    if currency not in CURRENCIES:
+        errors["currency"] = [f"Prices are in {', '.join(c.upper() for c in CURRENCIES)}."]
+    if price_cents < MIN_PRICE_CENTS:
+        errors["price_cents"] = [
+            f"The price is at least ${MIN_PRICE_CENTS / 100:.2f} (Stripe's minimum charge)."
+        ]
+    elif price_cents > MAX_PRICE_CENTS:
+        errors["price_cents"] = [f"The price is at most ${MAX_PRICE_CENTS / 100:,.2f}."]
+    return errors
+
+
+def _check_price(publisher: Publisher, pricing: str, price_cents: int, currency: str) -> None:
+    errors = price_errors(pricing, price_cents, currency)
+    if errors:
+        raise ValidationFailed("The price is not valid: " + ", ".join(errors) + ".", fields=errors)
+    if pricing == Listing.Pricing.FREE:
+        return
+    account = CreatorAccount.objects.filter(publisher=publisher).first()
+    if account is None or not account.onboarded:
+        raise ValidationFailed(PAYOUTS_FIRST, fields={"pricing": [PAYOUTS_FIRST]})
 
 
 @transaction.atomic
@@ -153,10 +196,15 @@ def listing_publish(
     changelog: str = "",
     example_inputs: list[Any] | None = None,
     slug: str | None = None,
+    pricing: str = Listing.Pricing.FREE,
+    price_cents: int = 0,
+    currency: str = "usd",
 ) -> ListingVersion:
     """Submit an agent or workflow of this workspace for review: a new listing the first time,
     then a new version (number + 1) of the listing. The version waits for moderation; the
-    listing's text changes only while it has never been approved (afterwards it is public)."""
+    listing's text changes only while it has never been approved (afterwards it is public).
+    The version carries its price (the listing takes it when the version is approved); a paid
+    one only from a publisher whose payouts account is onboarded."""
     access.require(Perm.BUILD)
     if kind not in Listing.Kind.values:
         raise ValidationFailed(
@@ -164,6 +212,7 @@ def listing_publish(
         )
     fields = _listing_fields(title, summary, description, category_slug, tags, icon)
     publisher = publisher_get_or_create(access=access)
+    _check_price(publisher, pricing, price_cents, currency)
     listing: Listing | None
     if slug:
         listing = Listing.objects.select_for_update().filter(slug=slug).first()
@@ -205,14 +254,67 @@ def listing_publish(
         submitted_by_id=access.actor_id,
         source_kind=kind,
         source_id=source_id,
+        pricing=pricing,
+        price_cents=price_cents,
+        currency=currency,
     )
     audit.record_for(
         access,
         action=audit.Action.LISTING_SUBMITTED,
         target=listing,
-        metadata={"version": number, "notes": notes},
+        metadata={
+            "version": number,
+            "notes": notes,
+            "pricing": pricing,
+            "price_cents": price_cents,
+        },
     )
     return version
+
+
+# --- platform fee (staff) --------------------------------------------------------------------
+
+
+@transaction.atomic
+def fee_rule_save(*, user: Any, rule: FeeRule) -> FeeRule:
+    """Staff set the platform fee (the default, or a category's override); audited with the
+    percent it replaces. New purchases copy the fee; bought ones keep theirs."""
+    _require_staff(user)
+    previous = (
+        FeeRule.objects.select_for_update().filter(pk=rule.pk).values_list("percent", flat=True)
+    ).first()
+    rule.full_clean()
+    rule.save()
+    audit.record(
+        action=audit.Action.FEE_RULE_CHANGED,
+        actor=user,
+        target=rule,
+        metadata={
+            "via": "admin",
+            "category": rule.category.slug if rule.category else None,
+            "percent": f"{rule.percent:.2f}",
+            "previous": f"{previous:.2f}" if previous is not None else None,
+        },
+    )
+    return rule
+
+
+@transaction.atomic
+def fee_rule_delete(*, user: Any, rule: FeeRule) -> None:
+    """Staff remove a fee rule: its category falls back to the default."""
+    _require_staff(user)
+    audit.record(
+        action=audit.Action.FEE_RULE_CHANGED,
+        actor=user,
+        target=rule,
+        metadata={
+            "via": "admin",
+            "category": rule.category.slug if rule.category else None,
+            "percent": None,
+            "previous": f"{rule.percent:.2f}",
+        },
+    )
+    rule.delete()
 
 
 # --- moderation ------------------------------------------------------------------------------
@@ -245,9 +347,23 @@ def version_approve(*, user: Any, version: ListingVersion) -> ListingVersion:
     if current is None or current.number < locked.number:
         listing.current_version = locked
         listing.providers = list(locked.required_providers)
+        # New purchases pay the current version's price (purchases copy the version's).
+        listing.pricing = locked.pricing
+        listing.price_cents = locked.price_cents
+        listing.currency = locked.currency
         if listing.published_at is None:
             listing.published_at = timezone.now()
-        listing.save(update_fields=["current_version", "providers", "published_at", "updated_at"])
+        listing.save(
+            update_fields=[
+                "current_version",
+                "providers",
+                "pricing",
+                "price_cents",
+                "currency",
+                "published_at",
+                "updated_at",
+            ]
+        )
 
     index_listing(listing)
     return locked

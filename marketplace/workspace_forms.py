@@ -5,13 +5,25 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.http import QueryDict
 
+from marketplace.connect import COUNTRIES, DEFAULT_COUNTRY
 from marketplace.icons import ICON_ERROR, is_single_icon
-from marketplace.models import Category, Flag
+from marketplace.models import Category, Flag, Listing
+from marketplace.services import CURRENCIES, price_errors
 from tenants.models import Workspace
+
+PRICINGS = [
+    (Listing.Pricing.FREE.value, "Free"),
+    (Listing.Pricing.ONE_TIME.value, "One-time purchase"),
+    (Listing.Pricing.PER_RUN.value, "Per successful run"),
+    (Listing.Pricing.MONTHLY.value, "Monthly subscription"),
+]
+PRICE_FIELDS = ("pricing", "price", "currency")
 
 
 def workspace_labels(
@@ -120,9 +132,36 @@ class PublishForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="One per line.",
     )
+    pricing = forms.ChoiceField(
+        label="Price model",
+        choices=PRICINGS,
+        initial=Listing.Pricing.FREE.value,
+        help_text="A new price applies to new purchases only; buyers keep what they paid for.",
+    )
+    price = forms.DecimalField(
+        label="Price",
+        required=False,
+        max_digits=9,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
+        help_text="For a paid version, in dollars from $0.50 to $10,000: per purchase, per "
+        "successful run or per month.",
+    )
+    currency = forms.ChoiceField(
+        label="Currency",
+        choices=[(c, c.upper()) for c in CURRENCIES],
+        initial=CURRENCIES[0],
+    )
 
     def __init__(self, *args: Any, sources: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.is_bound:  # a form posted without a price (an older page, a script) is free
+            defaults = {"pricing": Listing.Pricing.FREE.value, "currency": CURRENCIES[0]}
+            data = QueryDict(mutable=True)
+            data.update(self.data)
+            for name, value in defaults.items():
+                data.setdefault(name, value)
+            self.data = data
         source = self.fields["source"]
         category = self.fields["category"]
         assert isinstance(source, forms.ChoiceField)  # noqa: S101 (declared below as ChoiceFields)
@@ -148,10 +187,46 @@ class PublishForm(forms.Form):
             "example_inputs": [
                 line.strip() for line in data["example_inputs"].splitlines() if line.strip()
             ],
+            "pricing": data["pricing"],
+            "price_cents": data["price_cents"],
+            "currency": data["currency"],
         }
+
+    def listing_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name not in PRICE_FIELDS]
+
+    def price_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in PRICE_FIELDS]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        pricing = data.get("pricing") or Listing.Pricing.FREE.value
+        price: Decimal | None = data.get("price")
+        data["price_cents"] = 0
+        if pricing == Listing.Pricing.FREE or "price" in self.errors:
+            return data  # a price typed before choosing Free is ignored
+        if price is None:
+            self.add_error("price", "Give a price for a paid version: $0.50 to $10,000.")
+            return data
+        data["price_cents"] = int(price * 100)
+        for name, messages in price_errors(
+            pricing, data["price_cents"], data.get("currency") or ""
+        ).items():
+            for message in messages:
+                self.add_error("price" if name == "price_cents" else name, message)
+        return data
 
     def clean_icon(self) -> str:
         icon: str = self.cleaned_data["icon"]
         if icon and not is_single_icon(icon):
             raise forms.ValidationError(ICON_ERROR)
         return icon
+
+
+class PayoutsSetupForm(forms.Form):
+    country = forms.ChoiceField(
+        label="Country",
+        choices=COUNTRIES,
+        initial=DEFAULT_COUNTRY,
+        help_text="Where you or your business is based. Stripe asks for the rest.",
+    )

@@ -7,6 +7,10 @@ from marketplace import workspace_views as views
 urlpatterns = [
     path("", views.marketplace_workspace, name="marketplace_workspace"),
     path("publish/", views.marketplace_publish, name="marketplace_publish"),
+    path("publish/fee/", views.publish_fee, name="marketplace_publish_fee"),
+    path("payouts/setup/", views.payouts_setup, name="marketplace_payouts_setup"),
+    path("payouts/refresh/", views.payouts_refresh, name="marketplace_payouts_refresh"),
+    path("payouts/return/", views.payouts_return, name="marketplace_payouts_return"),
     path("installs/<int:install_id>/upgrade/", views.install_upgrade, name="marketplace_upgrade"),
     path(
         "installs/<int:install_id>/uninstall/",

@@ -1,25 +1,29 @@
 """A workspace's marketplace page (/w/<slug>/marketplace/): what it installed (with "update
 available", the changelog and the diff, upgrade or stay pinned, uninstall), what it published
 (each version's moderation state and the reason staff gave, reviews to reply to), and the
-publish form."""
+publish form with its price, the platform fee and the payouts account (set up on Stripe's
+hosted onboarding pages)."""
 
 from __future__ import annotations
 
 import difflib
 import json
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Agent
-from core.exceptions import ApplicationError, NotFound
+from billing.stripe_client import billing_mode, stripe_mode
+from core.exceptions import ApplicationError, NotFound, ServiceUnavailable
 from core.forms import form_add_application_error
-from marketplace import selectors, services
-from marketplace.models import ListingVersion, Review
-from marketplace.workspace_forms import PublishForm, ReplyForm
+from marketplace import connect, fees, selectors, services
+from marketplace.models import Category, Listing, ListingVersion, Review
+from marketplace.workspace_forms import PayoutsSetupForm, PublishForm, ReplyForm
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
@@ -78,6 +82,40 @@ def _sources() -> list[tuple[str, str]]:
     ]
 
 
+def _fee_preview(data: QueryDict) -> dict[str, Any]:
+    """The platform fee for the category and price typed so far, and what the creator receives
+    per sale (`fees.split`): shown before they submit."""
+    category = Category.objects.filter(slug=data.get("category") or "").first()
+    percent = fees.fee_percent(Listing(category=category))
+    pricing = data.get("pricing") or Listing.Pricing.FREE
+    try:
+        price = Decimal(data.get("price") or "0")
+    except InvalidOperation:
+        price = Decimal(0)
+    cents = int(price * 100) if price.is_finite() and 0 < price <= 10_000 else 0
+    preview: dict[str, Any] = {
+        "percent": f"{percent.normalize():f}",  # 20.00 → "20", 12.50 → "12.5"
+        "category": category,
+        "price_cents": cents,
+    }
+    if pricing != Listing.Pricing.FREE and cents:
+        preview["fee_cents"], preview["creator_cents"] = fees.split(cents, percent)
+        preview["per"] = {
+            Listing.Pricing.PER_RUN.value: "per successful run",
+            Listing.Pricing.MONTHLY.value: "per month",
+        }.get(pricing, "per sale")
+    return preview
+
+
+def _payouts_context(access: Access) -> dict[str, Any]:
+    return {
+        "payouts": connect.payout_status(connect.creator_account_of(access=access)),
+        "billing_off": billing_mode() if stripe_mode() == "off" else "",
+        "can_manage_payouts": access.can(Perm.BILLING_MANAGE),
+        "payouts_form": PayoutsSetupForm(),
+    }
+
+
 @require_http_methods(["GET", "POST"])
 def marketplace_publish(request: AppRequest) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
@@ -94,12 +132,101 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
                 "You will see the decision here.",
             )
             return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+    return _publish_page(request, access, form, status=400 if form.errors else 200)
+
+
+def _publish_page(
+    request: AppRequest,
+    access: Access,
+    form: PublishForm,
+    *,
+    status: int = 200,
+    payouts_error: str = "",
+) -> HttpResponse:
     return render(
         request,
         "marketplace/publish.html",
-        {"form": form},
-        status=400 if form.errors else 200,
+        {
+            "form": form,
+            "fee": _fee_preview(request.POST if form.is_bound else request.GET),
+            **_payouts_context(access),
+            "payouts_error": payouts_error,
+        },
+        status=status,
     )
+
+
+def _stripe_unavailable(
+    request: AppRequest, access: Access, exc: ServiceUnavailable
+) -> HttpResponse:
+    """Billing off or Stripe down: the Publish page, answered 503, saying so by Payouts."""
+    form = PublishForm(sources=_sources())
+    return _publish_page(request, access, form, status=exc.status, payouts_error=exc.message)
+
+
+@require_GET
+def publish_fee(request: AppRequest) -> HttpResponse:
+    """The fee preview for the category and price in the query (htmx, as the creator types)."""
+    page_access(request, Perm.BUILD)
+    return render(request, "marketplace/_publish_fee.html", {"fee": _fee_preview(request.GET)})
+
+
+def _onboarding_urls(request: AppRequest, access: Access) -> dict[str, str]:
+    slug = access.workspace.slug
+    return {
+        "refresh_url": request.build_absolute_uri(
+            reverse("marketplace_payouts_refresh", kwargs={"workspace_slug": slug})
+        ),
+        "return_url": request.build_absolute_uri(
+            reverse("marketplace_payouts_return", kwargs={"workspace_slug": slug})
+        ),
+    }
+
+
+@require_POST
+def payouts_setup(request: AppRequest) -> HttpResponse:
+    """Set up payouts (or continue): off to Stripe's hosted onboarding. Answered with a page
+    that goes on to Stripe (meta refresh, and a link), not a redirect: the CSP's
+    `form-action 'self'` blocks a form submission that redirects to another origin."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    form = PayoutsSetupForm(request.POST)
+    country = form.cleaned_data["country"] if form.is_valid() else connect.DEFAULT_COUNTRY
+    try:
+        url = connect.payouts_start(
+            access=access, country=country, **_onboarding_urls(request, access)
+        )
+    except ServiceUnavailable as exc:
+        return _stripe_unavailable(request, access, exc)
+    return render(request, "marketplace/payouts_continue.html", {"onboarding_url": url})
+
+
+@require_GET
+def payouts_refresh(request: AppRequest) -> HttpResponse:
+    """Stripe sends the creator here when their onboarding link expired: a fresh one."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    try:
+        url = connect.onboarding_link(access=access, **_onboarding_urls(request, access))
+    except ServiceUnavailable as exc:
+        return _stripe_unavailable(request, access, exc)
+    return HttpResponseRedirect(url)
+
+
+@require_GET
+def payouts_return(request: AppRequest) -> HttpResponse:
+    """Back from Stripe's onboarding (done or not): re-read the account and say where it is."""
+    access = page_access(request, Perm.BILLING_MANAGE)
+    try:
+        account = connect.creator_account_refresh(access=access)
+    except ServiceUnavailable as exc:
+        messages.warning(request, f"{exc.message} Your payouts status will update shortly.")
+    else:
+        if account is not None and account.onboarded:
+            messages.success(request, "Payouts are set up: you can publish paid versions.")
+        elif account is not None:
+            messages.warning(
+                request, "Payouts are not set up yet: Stripe still needs the details listed."
+            )
+    return redirect("marketplace_publish", workspace_slug=access.workspace.slug)
 
 
 @require_POST

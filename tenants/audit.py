@@ -49,6 +49,8 @@ class Action(models.TextChoices):
     LISTING_INSTALLED = "marketplace.installed", "Listing installed"
     LISTING_UPGRADED = "marketplace.upgraded", "Listing upgraded"
     LISTING_UNINSTALLED = "marketplace.uninstalled", "Listing uninstalled"
+    PAYOUTS_SETUP_STARTED = "marketplace.payouts_setup_started", "Payouts setup started"
+    FEE_RULE_CHANGED = "marketplace.fee_rule_changed", "Platform fee changed (staff)"
     AGENT_CREATED = "agent.created", "Agent created"
     AGENT_UPDATED = "agent.updated", "Agent updated"
     AGENT_VERSION_RESTORED = "agent.version_restored", "Agent version restored"

@@ -153,6 +153,19 @@ class ListingPublishInput(InputSerializer):
         help_text="Publish a new version of this listing of yours. Default: the listing this "
         "agent or workflow was published to before, or a new one.",
     )
+    pricing = serializers.ChoiceField(
+        choices=Listing.Pricing.choices,
+        required=False,
+        default=Listing.Pricing.FREE,
+        help_text="The version's price model. A paid one needs the publisher's payouts account "
+        "to be onboarded (Publish → Set up payouts).",
+    )
+    price_cents = serializers.IntegerField(
+        required=False,
+        default=0,
+        help_text="The price in cents: 50 to 1000000 for a paid version, 0 when free.",
+    )
+    currency = serializers.ChoiceField(choices=[("usd", "USD")], required=False, default="usd")
 
 
 class VersionStatusOutput(serializers.ModelSerializer[ListingVersion]):
@@ -172,7 +185,13 @@ class PublishedVersionOutput(VersionStatusOutput):
     listing = serializers.SlugField(source="listing.slug", read_only=True)
 
     class Meta(VersionStatusOutput.Meta):
-        fields = ["listing", *VersionStatusOutput.Meta.fields]
+        fields = [
+            "listing",
+            *VersionStatusOutput.Meta.fields,
+            "pricing",
+            "price_cents",
+            "currency",
+        ]
 
 
 class MyListingOutput(serializers.ModelSerializer[Listing]):

@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
+from tests.fakes.stripe_connect import StripeConnectMixin
 
 # Stripe's example objects from its OpenAPI repository (MIT: stripe_fixtures/LICENSE).
 FIXTURES = Path(__file__).with_name("stripe_fixtures") / "fixtures3.json"
@@ -174,7 +175,7 @@ class Delivery:
 Handler = Callable[[RecordedRequest, Object, "re.Match[str]"], tuple[int, Object]]
 
 
-class FakeStripe(FakeServer):
+class FakeStripe(StripeConnectMixin, FakeServer):
     """Fake of https://api.stripe.com. `base_url` is `http://127.0.0.1:PORT` (the SDK adds
     `/v1/...`). Test-only pages and endpoints live under `/test/` and need no key."""
 
@@ -272,6 +273,7 @@ class FakeStripe(FakeServer):
                 ("GET", r"/v1/billing/meters/(?P<id>[^/]+)/event_summaries", self._summaries),
                 ("GET", r"/v1/events", self._list_of("event", "type")),
                 ("GET", r"/v1/events/(?P<id>[^/]+)", self._retrieve("event")),
+                *self._connect_routes(),
             ]
         ]
 
@@ -831,7 +833,7 @@ class FakeStripe(FakeServer):
         GET `/test/portal/{id}`, POST `/test/subscriptions/{id}/close_period` (`fail=true`
         for a failed payment; answers the invoice, or the subscription when it ended).
         The pages a person clicks through are `_hosted_page`'s."""
-        if self._hosted_page(method, path, out):
+        if self._hosted_page(method, path, out) or self._connect_page(method, path, out):
             return
         action = re.fullmatch(
             r"/test/(checkout|subscriptions)/([^/]+)/(complete|close_period)", path

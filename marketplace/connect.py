@@ -1,0 +1,253 @@
+"""Creators' payout accounts: a publisher's Stripe Connect (Express) account, onboarded on
+Stripe's hosted pages through account links.
+
+Invariants: a publisher has at most one connected account (created with an idempotency key
+derived from the publisher, and `CreatorAccount.publisher` is unique), and our copy of its status
+is only ever written from what Stripe answers when we read the account, never from a webhook's
+copy, so an event delivered late, twice or out of order leaves the current state. A paid version
+is submitted only for an onboarded publisher (`marketplace.services.listing_publish`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from djstripe.event_handlers import djstripe_receiver
+from djstripe.models import Event
+
+from billing.stripe_client import stripe_client, stripe_errors, stripe_mode
+from marketplace.models import CreatorAccount, Publisher
+from marketplace.services import publisher_get_or_create
+from tenants import audit
+from tenants.permissions import Access, Perm
+
+# Countries offered for a new payouts account (Stripe Express, paying out in USD for now).
+COUNTRIES: list[tuple[str, str]] = [
+    ("US", "United States"),
+    ("CA", "Canada"),
+    ("GB", "United Kingdom"),
+    ("IE", "Ireland"),
+    ("DE", "Germany"),
+    ("FR", "France"),
+    ("NL", "Netherlands"),
+    ("ES", "Spain"),
+    ("IT", "Italy"),
+    ("AU", "Australia"),
+]
+DEFAULT_COUNTRY = "US"
+
+# Stripe's requirement field names, as a creator would say them (the first matching prefix).
+_REQUIREMENT_WORDS: tuple[tuple[str, str], ...] = (
+    ("external_account", "a bank account to receive payouts"),
+    ("tos_acceptance", "acceptance of Stripe's services agreement"),
+    ("business_profile.url", "your website or a link to your work"),
+    ("business_profile.product_description", "a description of what you sell"),
+    ("business_profile.support_phone", "a support phone number"),
+    ("business_profile.mcc", "your business category"),
+    ("business_type", "whether you sell as an individual or a company"),
+    ("individual.verification", "an identity document"),
+    ("individual.id_number", "your tax or ID number"),
+    ("individual.ssn_last_4", "the last 4 digits of your SSN"),
+    ("individual.dob", "your date of birth"),
+    ("individual.address", "your address"),
+    ("individual", "your personal details"),
+    ("company", "your company's details"),
+    ("representative", "your company representative's details"),
+    ("owners", "your company's owners"),
+    ("directors", "your company's directors"),
+    ("executives", "your company's executives"),
+)
+
+_DISABLED_WORDS: dict[str, str] = {
+    "requirements.past_due": "Stripe needs the details listed below before it can pay you.",
+    "requirements.pending_verification": "Stripe is verifying the details you gave.",
+    "under_review": "Stripe is reviewing the account.",
+    "listed": "Stripe is reviewing the account.",
+    "rejected.fraud": "Stripe rejected the account. Contact the platform's support.",
+    "rejected.terms_of_service": "Stripe rejected the account. Contact the platform's support.",
+    "rejected.listed": "Stripe rejected the account. Contact the platform's support.",
+    "rejected.other": "Stripe rejected the account. Contact the platform's support.",
+    "platform_paused": "The platform paused this account. Contact the platform's support.",
+}
+
+
+def requirement_words(names: list[str]) -> list[str]:
+    """Stripe's `requirements.currently_due` in plain words, each once, in order."""
+    words: list[str] = []
+    for name in names:
+        phrase = next(
+            (text for prefix, text in _REQUIREMENT_WORDS if name.startswith(prefix)),
+            name.replace(".", " ").replace("_", " "),
+        )
+        if phrase not in words:
+            words.append(phrase)
+    return words
+
+
+def disabled_words(reason: str) -> str:
+    if not reason:
+        return ""
+    return _DISABLED_WORDS.get(reason, f"Stripe disabled the account ({reason}).")
+
+
+@dataclass(frozen=True)
+class PayoutStatus:
+    """What the Publish page says about a publisher's payouts account."""
+
+    state: str  # "off" (billing off), "none", "onboarded", "due", "disabled", "pending"
+    account: CreatorAccount | None = None
+    requirements: list[str] = field(default_factory=list)
+    disabled: str = ""
+
+
+def payout_status(account: CreatorAccount | None) -> PayoutStatus:
+    if account is None:
+        return PayoutStatus("off" if stripe_mode() == "off" else "none")
+    requirements = requirement_words(list(account.requirements_due))
+    if account.onboarded:
+        return PayoutStatus("onboarded", account, requirements)
+    if account.disabled_reason and not account.disabled_reason.startswith("requirements."):
+        return PayoutStatus(
+            "disabled", account, requirements, disabled_words(account.disabled_reason)
+        )
+    if requirements or not account.details_submitted:
+        return PayoutStatus("due", account, requirements, disabled_words(account.disabled_reason))
+    return PayoutStatus("pending", account, requirements, disabled_words(account.disabled_reason))
+
+
+def creator_account_of(*, access: Access) -> CreatorAccount | None:
+    """The workspace's payouts account, if it started one (members may read its status)."""
+    return (
+        CreatorAccount.objects.select_related("publisher")
+        .filter(publisher__workspace=access.workspace)
+        .first()
+    )
+
+
+def _apply(account: CreatorAccount, remote: Any) -> None:
+    requirements = remote.get("requirements") or {}
+    account.country = remote.get("country") or ""
+    account.default_currency = remote.get("default_currency") or ""
+    account.details_submitted = bool(remote.get("details_submitted"))
+    account.charges_enabled = bool(remote.get("charges_enabled"))
+    account.payouts_enabled = bool(remote.get("payouts_enabled"))
+    account.requirements_due = list(requirements.get("currently_due") or [])
+    account.disabled_reason = requirements.get("disabled_reason") or ""
+    account.synced_at = timezone.now()
+    account.save(
+        update_fields=[
+            "country",
+            "default_currency",
+            "details_submitted",
+            "charges_enabled",
+            "payouts_enabled",
+            "requirements_due",
+            "disabled_reason",
+            "synced_at",
+        ]
+    )
+
+
+def creator_account_create(*, publisher: Publisher, country: str) -> tuple[CreatorAccount, bool]:
+    """The publisher's Express account, created at Stripe the first time (one idempotency key
+    per publisher: a retry or a second click gets the same account). (account, created)."""
+    existing = CreatorAccount.objects.filter(publisher=publisher).first()
+    if existing is not None:
+        return existing, False
+    client = stripe_client()
+    with stripe_errors("create your payouts account"):
+        remote = client.v1.accounts.create(
+            params={
+                "type": "express",
+                "country": country,
+                "capabilities": {"transfers": {"requested": True}},
+                "business_profile": {"name": publisher.display_name},
+                "metadata": {"publisher_id": str(publisher.pk)},
+            },
+            options={"idempotency_key": f"creator-account-{publisher.pk}"},
+        )
+    with transaction.atomic():
+        account, created = CreatorAccount.objects.get_or_create(
+            publisher=publisher, defaults={"stripe_account_id": remote.id}
+        )
+        if created:
+            _apply(account, remote.to_dict())
+    return account, created
+
+
+def onboarding_link(*, access: Access, refresh_url: str, return_url: str) -> str:
+    """A fresh Stripe-hosted onboarding link for the workspace's payouts account (made by the
+    `payouts_start` service); Stripe sends the creator to `refresh_url` when the link expired
+    or was used, and to `return_url` when they leave onboarding (done or not)."""
+    access.require(Perm.BILLING_MANAGE)
+    account = creator_account_of(access=access)
+    if account is None:
+        return payouts_start(access=access, refresh_url=refresh_url, return_url=return_url)
+    client = stripe_client()
+    with stripe_errors("open the payouts setup"):
+        link = client.v1.account_links.create(
+            params={
+                "account": account.stripe_account_id,
+                "type": "account_onboarding",
+                "refresh_url": refresh_url,
+                "return_url": return_url,
+            }
+        )
+    return str(link.url)
+
+
+def payouts_start(
+    *, access: Access, refresh_url: str, return_url: str, country: str = DEFAULT_COUNTRY
+) -> str:
+    """Set up payouts for the workspace's publisher: create its Express account the first time
+    (once, whatever the retries), then answer the onboarding link to send the creator to."""
+    access.require(Perm.BILLING_MANAGE)
+    if country not in dict(COUNTRIES):
+        country = DEFAULT_COUNTRY
+    if creator_account_of(access=access) is None:
+        publisher = publisher_get_or_create(access=access)
+        account, created = creator_account_create(publisher=publisher, country=country)
+        if created:
+            audit.record_for(
+                access,
+                action=audit.Action.PAYOUTS_SETUP_STARTED,
+                target=account,
+                metadata={"stripe_account": account.stripe_account_id, "country": country},
+            )
+    return onboarding_link(access=access, refresh_url=refresh_url, return_url=return_url)
+
+
+def creator_account_sync(*, stripe_account_id: str) -> CreatorAccount | None:
+    """Re-read a connected account from Stripe and store its status; None when it is not one of
+    our creators'. Idempotent, and safe out of order: what is stored is what Stripe says now."""
+    with transaction.atomic():
+        account = (
+            CreatorAccount.objects.select_for_update()
+            .filter(stripe_account_id=stripe_account_id)
+            .first()
+        )
+        if account is None:
+            return None
+        client = stripe_client()
+        with stripe_errors("read your payouts account"):
+            remote = client.v1.accounts.retrieve(stripe_account_id)
+        _apply(account, remote.to_dict())
+    return account
+
+
+def creator_account_refresh(*, access: Access) -> CreatorAccount | None:
+    """The workspace's payouts account, re-read from Stripe (back from onboarding)."""
+    account = creator_account_of(access=access)
+    if account is None:
+        return None
+    return creator_account_sync(stripe_account_id=account.stripe_account_id)
+
+
+@djstripe_receiver("account.updated")  # type: ignore[untyped-decorator]
+def on_account_updated(sender: Any, event: Event, **kwargs: Any) -> None:
+    obj = event.data.get("object") or {}
+    if obj.get("object") == "account" and obj.get("id"):
+        creator_account_sync(stripe_account_id=str(obj["id"]))
