@@ -4,8 +4,12 @@ tests, production), so a page that breaks the policy breaks on a developer's mac
 The policy: scripts only from our own origin (the vendored htmx and static/js); no inline script,
 no inline event handler, no eval. Style sheets only from our origin; inline `style="..."`
 attributes are allowed (`style-src-attr`), inline <style> elements are not. Connections
-(htmx, the websocket of live pages) only to our origin; no plugins, no framing, forms post only
-to us. Templates say what they want with data attributes that static/js/app.js acts on.
+(htmx, the websocket of live pages) only to our origin; no plugins, no framing. Forms post only
+to us, and may be redirected on only to the hosted pages of the payment provider we send
+people to (Checkout, the customer portal, Connect onboarding: `CSP_FORM_ACTION_SOURCES`, plus
+the origin of `STRIPE_API_BASE` when it is not Stripe's, the test-mode emulator's pages);
+browsers apply `form-action` to a form's redirects too. Templates say what they want with
+data attributes that static/js/app.js acts on.
 
 An operator who serves static files from elsewhere (a CDN) adds its origin with
 CSP_EXTRA_SOURCES. Django 6 has CSP built in; this middleware goes away then.
@@ -13,14 +17,17 @@ CSP_EXTRA_SOURCES. Django 6 has CSP built in; this middleware goes away then.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 
-def content_security_policy(extra_sources: str = "") -> str:
+def content_security_policy(extra_sources: str = "", form_targets: Iterable[str] = ()) -> str:
     extra = f" {extra_sources.strip()}" if extra_sources.strip() else ""
+    forms = "".join(f" {target}" for target in form_targets)
     directives = {
         "default-src": "'self'" + extra,
         "script-src": "'self'" + extra,
@@ -31,7 +38,7 @@ def content_security_policy(extra_sources: str = "") -> str:
         "connect-src": "'self'",
         "object-src": "'none'",
         "base-uri": "'self'",
-        "form-action": "'self'",
+        "form-action": "'self'" + forms,
         "frame-ancestors": "'none'",
     }
     return "; ".join(f"{name} {value}" for name, value in directives.items())
@@ -54,13 +61,33 @@ PERMISSIONS_POLICY = ", ".join(
 )
 
 
+STRIPE_API = "https://api.stripe.com"
+
+
+def form_targets(hosted: Iterable[str], api_base: str) -> tuple[str, ...]:
+    """Where a form of ours may be redirected: the payment provider's hosted pages, and the
+    origin of an API base that is not Stripe's (the emulator serves its hosted pages there)."""
+    targets = list(hosted)
+    if api_base and api_base.rstrip("/") != STRIPE_API:
+        parts = urlsplit(api_base)
+        targets.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(targets)
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(extra_sources: str, targets: tuple[str, ...]) -> str:
+    return content_security_policy(extra_sources, targets)
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.csp = content_security_policy(settings.CSP_EXTRA_SOURCES)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", self.csp)
+        # Read per response (cached): tests and the emulator point STRIPE_API_BASE elsewhere.
+        targets = form_targets(settings.CSP_FORM_ACTION_SOURCES, settings.STRIPE_API_BASE)
+        csp = _policy(settings.CSP_EXTRA_SOURCES, targets)
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         return response

@@ -404,6 +404,13 @@ OUTBOUND_ALLOW_PRIVATE_NETWORKS = env.bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", de
 # Origins added to the Content-Security-Policy's script/style/img/font sources (a CDN serving
 # our static files), space-separated; empty: our own origin only (core/security_headers.py).
 CSP_EXTRA_SOURCES = env.str("CSP_EXTRA_SOURCES", default="")
+# Stripe's hosted pages our forms redirect to (Checkout, the customer portal, Connect
+# onboarding): the policy's form-action allows them (core/security_headers.py).
+CSP_FORM_ACTION_SOURCES = [
+    "https://checkout.stripe.com",
+    "https://billing.stripe.com",
+    "https://connect.stripe.com",
+]
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)

@@ -114,3 +114,27 @@ def test_the_billing_off_and_payment_failed_banners_fit_a_phone(
     assert page.get_by_text("Billing is off.").is_visible()
     assert page.get_by_role("alert").filter(has_text="The last payment failed.").is_visible()
     context.close()
+
+
+def test_upgrade_takes_the_browser_to_stripe_checkout_under_the_pages_csp(
+    committed_world: World, live_server: Any, browser: Browser, fake_stripe: Any
+) -> None:
+    """Upgrade posts to us and is redirected to Stripe's hosted Checkout: the policy's
+    `form-action` must allow that origin, or the browser stops on our page."""
+    from billing.stripe_client import stripe_client
+    from billing.stripe_sync import plans_sync
+
+    world = committed_world
+    seed_demo_plans()
+    plans_sync(stripe_client())
+    url = reverse("billing", kwargs={"workspace_slug": world.workspace_a.slug})
+    context = signed_in(browser, world.owner, live_server.url, 1280)
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text))
+    page.goto(url)
+    page.get_by_role("button", name="Upgrade to Pro, $29.00 a month").click()
+    page.wait_for_url(f"{fake_stripe.base_url}/test/checkout/**", timeout=15_000)
+    assert page.get_by_text("Pro").first.is_visible()
+    assert not [text for text in blocked if "Content Security Policy" in text]
+    context.close()
