@@ -19,13 +19,14 @@ talks to a loopback FakeOpenAI and FakeStripe (the real openai and stripe SDKs).
    period whose payment fails and is then paid, on the fake, until Stripe has produced
    `--webhooks` events or more (each kind: customer, checkout session, subscription, invoice
    created/finalized/paid/payment_failed). They are posted, signed, in the order Stripe produced
-   them (interleaved across workspaces), to dj-stripe's webhook view through Django's test
-   client, while a real Celery worker process (`--webhook-workers` prefork children, on the
-   bench's broker and database, started before the first POST) processes them exactly as in
-   production (billing/webhooks.py). Reported: the view's answer time per event (verify, store,
-   queue) against posting the same events again (duplicates, the baseline), and
-   `webhooks_per_s`: events fully processed per second, from the first POST until the last
-   delivery is processed (dj-stripe's tables synced, every workspace's plan row applied); the
+   them (interleaved across workspaces), `--webhook-senders` (4) at a time as Stripe delivers,
+   to dj-stripe's webhook view through Django's test client, while a real Celery worker process
+   (`--webhook-workers` prefork children, on the bench's broker and database, started before
+   the first POST) processes them exactly as in production (billing/webhooks.py). Reported:
+   the view's answer time per event (verify, store, queue) against posting the same events
+   again (duplicates, the baseline), and `webhooks_per_s`: events fully processed per second,
+   from the first POST until the last delivery is processed (dj-stripe's tables synced, every
+   workspace's plan row applied, with the workers' subscription reads counted); the
    run fails unless every workspace then is on the plan and subscription its operations left.
 4. **meter events**: pending outbox rows sent to the fake by the flusher; events per second.
 
@@ -45,6 +46,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -251,6 +253,7 @@ def _webhook_worker(fake: Any, concurrency: int) -> subprocess.Popen[bytes]:
         ],
         cwd=ROOT,
         env=env,
+        stdout=subprocess.DEVNULL,  # its banner; the last line of stdout is ours
     )
     deadline = time.monotonic() + 60
     while not app.control.ping(timeout=0.5):
@@ -276,12 +279,19 @@ def _wait_processed(deadline_s: float = 300) -> float:
 
 
 def measure_webhooks(
-    count: int, workspace_count: int, workers: int, user: Any, fake: Any, context: dict[str, Any]
+    count: int,
+    workspace_count: int,
+    workers: int,
+    senders: int,
+    user: Any,
+    fake: Any,
+    context: dict[str, Any],
 ) -> WebhookFigures:
     """`workspace_count` workspaces, each subscribing and then changing plan and paying
     periods (`_webhook_workload`), produce at least `count` Stripe events; each is posted,
-    signed, to dj-stripe's webhook view in the order Stripe produced it while a Celery worker
-    process (`workers` prefork children, started beforehand) processes them as in production.
+    signed, to dj-stripe's webhook view in the order Stripe produced it, `senders` at a time,
+    while a Celery worker process (`workers` prefork children, started beforehand) processes
+    them as in production.
     Measured: each answer's latency, and the events fully processed per second from the first
     POST until the last trigger is processed; then every workspace must be on the plan and
     subscription its operations left it on. Finally every event is posted again (duplicates:
@@ -289,6 +299,7 @@ def measure_webhooks(
     import json
 
     from django.core.management import call_command
+    from django.db import connection
     from django.test import Client
     from djstripe.models import WebhookEndpoint
 
@@ -303,14 +314,13 @@ def measure_webhooks(
     call_command("billing_webhook_endpoint", url="http://localhost", stdout=io.StringIO())
     endpoint = WebhookEndpoint.objects.get()
     events, expected = _webhook_workload(count, workspaces, fake, context["client"])
-    http = Client(HTTP_HOST="localhost")
     path = f"/stripe/webhook/{endpoint.djstripe_uuid}/"
 
     def post(event: dict[str, Any]) -> float:
         body = json.dumps(event)
         signature = fake.sign(body, secret=endpoint.secret)
         started = time.perf_counter()
-        response = http.post(
+        response = Client(HTTP_HOST="localhost").post(
             path, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature
         )
         elapsed = time.perf_counter() - started
@@ -318,12 +328,24 @@ def measure_webhooks(
             raise RuntimeError(f"{event['type']}: HTTP {response.status_code}")
         return elapsed
 
+    def deliver(events: list[dict[str, Any]]) -> list[float]:
+        """Post the events in order from `senders` threads at once, as Stripe delivers
+        several at a time (and a web tier answers several at a time)."""
+        with ThreadPoolExecutor(senders) as pool:
+            return list(pool.map(post_from_thread, events))
+
+    def post_from_thread(event: dict[str, Any]) -> float:
+        try:
+            return post(event)
+        finally:
+            connection.close()
+
     requests_before = len(fake.requests)
     worker = _webhook_worker(fake, workers)
     try:
         say(f"• posting {len(events)} signed events; a worker process ({workers}) handles them")
         started = time.perf_counter()
-        first = [post(event) for event in events]
+        first = deliver(events)
         per_s = len(events) / (_wait_processed() - started)
         syncs = sum(
             1
@@ -345,7 +367,7 @@ def measure_webhooks(
                     f"{row.stripe_subscription_id}), expected {plan} ({subscription})"
                 )
         say("• posting them again (duplicates: stored, then found processed)")
-        again = [post(event) for event in events]
+        again = deliver(events)
         _wait_processed()
     finally:
         worker.terminate()
@@ -414,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhooks", type=int, default=300)
     parser.add_argument("--webhook-workspaces", type=int, default=50)
     parser.add_argument("--webhook-workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--webhook-senders", type=int, default=4, help="concurrent deliveries")
     parser.add_argument("--meter", type=int, default=1000)
     args = parser.parse_args(argv)
     if min(args.calls, args.runs, args.webhooks, args.meter) < 20:
@@ -458,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.webhooks,
                 args.webhook_workspaces,
                 args.webhook_workers,
+                args.webhook_senders,
                 user,
                 stripe_fake,
                 context,

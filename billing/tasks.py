@@ -10,7 +10,7 @@ from billing.backoffice import comps_expire
 from billing.meter import meter_flush
 from billing.stripe_client import secret_key, stripe_client
 from billing.subscription_state import grace_expire
-from billing.webhooks import BATCH_SIZE, PROCESS_TASK, webhook_trigger_stored, webhooks_drain
+from billing.webhooks import PROCESS_TASK, webhook_trigger_stored, webhooks_drain
 from core import recovery
 
 
@@ -58,10 +58,8 @@ def process_webhooks(self: Task, trigger_id: int | None = None) -> int:
     was lost, a failed one whose backoff passed). At-least-once: a duplicate or redelivered
     message finds nothing left, or takes what is due; losing the database retries it."""
     taken = 0
-    while (report := webhooks_drain()).claimed:
-        taken += report.claimed
-        if report.claimed < BATCH_SIZE:
-            break
+    while claimed := webhooks_drain().claimed:
+        taken += claimed
     if trigger_id is not None and not webhook_trigger_stored(trigger_id):
         # The view saves the trigger as valid just after the commit that queued this: take it
         # in a moment rather than at the next sweep.

@@ -22,6 +22,7 @@ answers 200. The task (and the beat sweep, for a message that was lost) runs `we
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 import uuid
@@ -62,6 +63,31 @@ SUBSCRIPTION_EVENTS = [
     "customer.subscription.deleted",
 ]
 OTHER_EVENTS = ["checkout.session.completed", "invoice.paid", "invoice.payment_failed"]
+
+
+# What the endpoint asks Stripe for: our receivers' events, and those that keep dj-stripe's
+# customer, product, price, subscription and invoice tables (the billing page lists invoices
+# from them) current.
+ENABLED_EVENTS = [
+    *OTHER_EVENTS,
+    *SUBSCRIPTION_EVENTS,
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "invoice.created",
+    "invoice.finalized",
+    "invoice.updated",
+    "invoice.voided",
+    "product.created",
+    "product.updated",
+    "price.created",
+    "price.updated",
+]
+# dj-stripe's handlers for these re-read the event's object from Stripe and store what Stripe
+# has now ("synchronised with the Stripe API for parity", djstripe/event_handlers.py
+# `_handle_crud_like_event`): of several such events about one object, the handlers of the
+# last one received cover the others. Deletions are always handled (a customer is purged).
+RESYNCED_EVENTS = frozenset(t for t in ENABLED_EVENTS if not t.endswith(".deleted"))
 
 
 def _subscription_id(obj: dict[str, Any]) -> str | None:
@@ -172,13 +198,18 @@ def _failed(trigger: WebhookEventTrigger, exc: BaseException) -> None:
     logger.warning("Stripe webhook %s failed: %s", trigger.pk, trigger.exception)
 
 
-def _process(trigger: WebhookEventTrigger, batch: _Batch) -> None:
-    """dj-stripe's processing of one trigger, in its own transaction with its row lock."""
+def _process(trigger: WebhookEventTrigger, batch: _Batch, *, covered: bool) -> None:
+    """dj-stripe's processing of one trigger, in its own transaction with its row lock.
+    `covered`: a later trigger of the batch, about the same object, runs dj-stripe's handlers
+    (which re-read the object from Stripe); this one's Event is only stored."""
     batch.trigger_id = trigger.pk
     token = _draining.set(batch)
     try:
         with transaction.atomic():
             if trigger.event is not None:  # stored earlier; the sync was not done
+                _sync_owed(trigger.event)
+            elif covered:
+                trigger.event = Event.sync_from_stripe_data(trigger.json_body)
                 _sync_owed(trigger.event)
             else:
                 trigger.process(save=False)  # a stored event id: returns it, no handlers
@@ -193,28 +224,56 @@ def _process(trigger: WebhookEventTrigger, batch: _Batch) -> None:
     trigger.save()
 
 
+def _covered(candidates: list[tuple[int, str]]) -> set[int]:
+    """The triggers (pk, body; oldest first) whose dj-stripe handlers a later one covers: for
+    each object that events of RESYNCED_EVENTS are about, every new event's first trigger but
+    the last one's. A trigger of an event already stored covers nothing (it runs no handlers),
+    nor does a second copy of an event."""
+    bodies = {pk: json.loads(body) for pk, body in candidates}
+    stored = set(
+        Event.objects.filter(id__in=[b.get("id") for b in bodies.values()]).values_list(
+            "id", flat=True
+        )
+    )
+    about: dict[tuple[str, str], list[int]] = {}
+    seen: set[str] = set()
+    for pk, body in bodies.items():
+        obj = (body.get("data") or {}).get("object") or {}
+        if body.get("type") not in RESYNCED_EVENTS or not obj.get("id"):
+            continue
+        if body["id"] in stored or body["id"] in seen:
+            continue
+        seen.add(body["id"])
+        about.setdefault((str(obj.get("object")), str(obj["id"])), []).append(pk)
+    return {pk for pks in about.values() for pk in pks[:-1]}
+
+
 def webhooks_drain(*, batch_size: int = BATCH_SIZE, now: datetime | None = None) -> DrainReport:
     """Process up to `batch_size` due webhook triggers, oldest first, then sync each
-    subscription they are about once. Safe to run in any number of workers at once (a trigger
-    is claimed under SKIP LOCKED; two triggers of one event store it once, and only the one
-    that stored it syncs); safe to kill (what was not finished is due again). One trigger's
-    failure is recorded on it (the admin's webhook log shows it) and stops nothing else."""
+    subscription they are about once. Of several events about one object that dj-stripe
+    re-reads from Stripe, its handlers run for the last one only (`_covered`). Safe to run in
+    any number of workers at once (each trigger is claimed under SKIP LOCKED; two triggers of
+    one event store it once, and only the one that stored it syncs); safe to kill (what was
+    not finished is due again). One trigger's failure is recorded on it (the admin's webhook
+    log shows it) and stops nothing else."""
     now = now or timezone.now()
+    due = _due(now).order_by("created", "pk")
+    candidates = list(due.values_list("pk", "body")[:batch_size])
+    covered = _covered(candidates)
     batch = _Batch()
     claimed = failed = 0
-    while claimed < batch_size:
+    for pk, _body in candidates:
         with transaction.atomic():
             trigger = (
-                _due(now)
+                due.filter(pk=pk)
                 .select_for_update(skip_locked=True, of=("self",))
                 .select_related("event")
-                .order_by("created", "pk")
                 .first()
             )
-            if trigger is None:
-                break
+            if trigger is None:  # another drain has it, or has done it
+                continue
             claimed += 1
-            _process(trigger, batch)
+            _process(trigger, batch, covered=pk in covered)
             failed += bool(trigger.exception)
     done: list[int] = []
     for subscription_id, sync in batch.syncs.items():
@@ -241,26 +300,6 @@ def webhook_trigger_stored(trigger_id: int) -> bool:
     """Whether dj-stripe's view has saved the trigger as valid (it saves it after the
     transaction the callback runs in commits), or it is gone (deleted)."""
     return not WebhookEventTrigger.objects.filter(pk=trigger_id, valid=False).exists()
-
-
-# What the endpoint asks Stripe for: our receivers' events, and those that keep dj-stripe's
-# customer, product, price, subscription and invoice tables (the billing page lists invoices
-# from them) current.
-ENABLED_EVENTS = [
-    *OTHER_EVENTS,
-    *SUBSCRIPTION_EVENTS,
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-    "invoice.created",
-    "invoice.finalized",
-    "invoice.updated",
-    "invoice.voided",
-    "product.created",
-    "product.updated",
-    "price.created",
-    "price.updated",
-]
 
 
 @dataclass(frozen=True)
