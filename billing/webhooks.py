@@ -172,7 +172,7 @@ def _due(now: datetime) -> QuerySet[WebhookEventTrigger]:
         ),
         output_field=DurationField(),
     )
-    return (
+    due: QuerySet[WebhookEventTrigger] = (
         WebhookEventTrigger.objects.filter(valid=True, processed=False)
         .annotate(retry_at=ExpressionWrapper(F("updated") + gap, output_field=DateTimeField()))
         .filter(
@@ -181,6 +181,7 @@ def _due(now: datetime) -> QuerySet[WebhookEventTrigger]:
             | ~Q(exception="") & Q(retry_at__lte=now, created__gte=now - RETRY_FOR)
         )
     )
+    return due
 
 
 @dataclass(frozen=True)

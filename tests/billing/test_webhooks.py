@@ -564,3 +564,33 @@ def test_the_same_event_taken_by_two_drains_at_once_is_applied_once(
         assert row.status == WorkspacePlan.Status.PAST_DUE
         assert len(mail.outbox) == 1  # the payment failure is applied (and mailed) once
     assert fake.server_errors == []
+
+
+def test_events_about_one_object_in_a_batch_have_it_read_from_stripe_once(
+    billing: Billing,
+) -> None:
+    """dj-stripe's handlers re-read the object from Stripe: of a batch's events about one
+    invoice, the last one's handlers do it; every event is still stored, and the invoice and
+    the plan row end as Stripe has them."""
+    billing.fake.hold_events = True
+    subscription_id = billing.subscribe("pro")
+    invoice = billing.fake.close_period(subscription_id)
+    assert invoice is not None
+    events = billing.fake.flush_events()
+    about_invoice = [e for e in events if e["data"]["object"]["id"] == invoice["id"]]
+    assert len(about_invoice) > 1
+    before = len(billing.fake.requests)
+
+    row = billing.row  # processed
+    reads = [
+        r
+        for r in billing.fake.requests[before:]
+        if r.method == "GET" and r.path == f"/v1/invoices/{invoice['id']}"
+    ]
+    assert len(reads) == 1
+    assert DjstripeEvent.objects.count() == len(events)
+    assert all(t.processed and not t.exception for t in _triggers())
+    assert DjstripeInvoice.objects.get(id=invoice["id"]).status == "paid"
+    sub = billing.fake.get(subscription_id)
+    assert row.current_period_end.timestamp() == sub["items"]["data"][0]["current_period_end"]
+    assert row.plan.key == "pro"
