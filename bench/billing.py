@@ -263,7 +263,7 @@ def _webhook_worker(fake: Any, concurrency: int) -> subprocess.Popen[bytes]:
 
 
 def _wait_processed(deadline_s: float = 300) -> float:
-    """When every valid webhook delivery is processed (polled every 5 ms)."""
+    """When every valid webhook delivery is processed (polled every 20 ms)."""
     from djstripe.models import WebhookEventTrigger
 
     pending = WebhookEventTrigger.objects.filter(valid=True, processed=False)
@@ -274,7 +274,7 @@ def _wait_processed(deadline_s: float = 300) -> float:
             raise RuntimeError(f"webhook {failed.pk if failed else '?'} failed: {failed}")
         if time.monotonic() > deadline:
             raise RuntimeError("the webhooks were not processed in time")
-        time.sleep(0.005)
+        time.sleep(0.02)
     return time.perf_counter()
 
 

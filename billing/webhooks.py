@@ -8,7 +8,9 @@ answers 200. The task (and the beat sweep, for a message that was lost) runs `we
 - triggers are claimed one at a time, oldest first (SELECT ... FOR UPDATE SKIP LOCKED, so
   drains in several workers never take the same one), each processed by dj-stripe in its own
   transaction (`trigger.process()`: the Event is stored once per event id, a duplicate is a
-  no-op, dj-stripe syncs its customer, subscription and invoice tables);
+  no-op, dj-stripe syncs its customer, subscription and invoice tables). Its handlers re-read
+  the object from Stripe, so of several events in a batch about one object they run for the
+  last one received; the others' Events are stored only (`_covered`);
 - our receiver does not sync the workspace there: it notes the subscription, and after the
   batch `subscription_sync` (which re-reads the subscription from Stripe and applies only
   forward transitions) runs once per subscription with the newest event's `created`;
@@ -63,6 +65,7 @@ SUBSCRIPTION_EVENTS = [
     "customer.subscription.deleted",
 ]
 OTHER_EVENTS = ["checkout.session.completed", "invoice.paid", "invoice.payment_failed"]
+SYNCED_EVENTS = frozenset([*SUBSCRIPTION_EVENTS, *OTHER_EVENTS])  # the workspace's plan follows
 
 
 # What the endpoint asks Stripe for: our receivers' events, and those that keep dj-stripe's
@@ -132,6 +135,8 @@ _draining: ContextVar[_Batch | None] = ContextVar("billing_webhook_batch", defau
 
 
 def _sync_owed(event: Event) -> None:
+    if event.type not in SYNCED_EVENTS:
+        return
     obj = event.data.get("object") or {}
     subscription_id = _subscription_id(obj)
     if subscription_id is None:  # a one-time checkout or invoice: no plan to change
@@ -147,7 +152,7 @@ def _sync_owed(event: Event) -> None:
     )
 
 
-@djstripe_receiver([*SUBSCRIPTION_EVENTS, *OTHER_EVENTS])  # type: ignore[untyped-decorator]
+@djstripe_receiver(sorted(SYNCED_EVENTS))  # type: ignore[untyped-decorator]
 def on_subscription_event(sender: Any, event: Event, **kwargs: Any) -> None:
     _sync_owed(event)
 
