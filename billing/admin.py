@@ -475,7 +475,7 @@ class WebhookEventLogAdmin(ReadOnlyAdmin):
     def replay(self, request: HttpRequest, queryset: QuerySet[StripeWebhook]) -> None:
         for trigger in queryset:
             try:
-                webhook_trigger_replay(trigger=trigger)
+                event = webhook_trigger_replay(trigger=trigger)
             except ValidationFailed as exc:
                 self.message_user(request, exc.message, messages.WARNING)
             except Exception as exc:  # recorded on the trigger; say so and go on
@@ -483,7 +483,8 @@ class WebhookEventLogAdmin(ReadOnlyAdmin):
                     request, f"Webhook {trigger.pk} failed again: {exc}", messages.ERROR
                 )
             else:
-                self.message_user(request, f"Webhook {trigger.pk} processed.", messages.SUCCESS)
+                done = "processed" if event is not None else "queued for the workers"
+                self.message_user(request, f"Webhook {trigger.pk} {done}.", messages.SUCCESS)
 
 
 @admin.register(StripeEvent)

@@ -255,12 +255,12 @@ def comps_expire(*, now: datetime | None = None) -> int:
 
 
 def webhook_trigger_replay(*, trigger: WebhookEventTrigger) -> Event | None:
-    """Process a received Stripe webhook again, as dj-stripe's endpoint would: create its
-    Event if it has none and run the handlers, or run the handlers of its existing Event
-    again (they are idempotent). With dj-stripe's WEBHOOK_EVENT_CALLBACK set, that callback
-    decides (the Event may come later: None). The trigger records the outcome (processed, or
-    the exception and its traceback). A trigger whose signature failed is refused: its body
-    is not trusted."""
+    """Process a received Stripe webhook again. Its Event stored already: run its handlers
+    again now (they are idempotent; the subscription is synced here). Not stored: as dj-stripe's
+    endpoint would, which with WEBHOOK_EVENT_CALLBACK set queues it for the workers
+    (billing/webhooks.py; None: the Event comes later), else processes it here. The trigger
+    records the outcome (processed, or the exception and its traceback). A trigger whose
+    signature failed is refused: its body is not trusted."""
     if not trigger.valid:
         raise ValidationFailed(
             f"Webhook {trigger.pk} failed signature validation; its body is not trusted and "
@@ -268,21 +268,27 @@ def webhook_trigger_replay(*, trigger: WebhookEventTrigger) -> Event | None:
         )
     trigger.exception = ""
     trigger.traceback = ""
+    fields = ["processed", "exception", "traceback", "event"]
+    event = Event.objects.filter(id=trigger.json_body.get("id")).first()
+    if event is None and djstripe_settings.WEBHOOK_EVENT_CALLBACK:
+        # Saved before it is queued: a worker may take it as soon as this commits.
+        with transaction.atomic():
+            trigger.processed = False
+            trigger.save(update_fields=fields)
+            djstripe_settings.WEBHOOK_EVENT_CALLBACK(trigger, api_key=None)
+        return None
     try:
         with transaction.atomic():
-            event = Event.objects.filter(id=trigger.json_body.get("id")).first()
             if event is not None:
                 event.invoke_webhook_handlers()
                 trigger.event, trigger.processed = event, True
-            elif djstripe_settings.WEBHOOK_EVENT_CALLBACK:
-                djstripe_settings.WEBHOOK_EVENT_CALLBACK(trigger, api_key=None)
             else:
                 trigger.process(save=False)
     except Exception as exc:
         trigger.processed = False
         trigger.exception = str(exc)[:128]
         trigger.traceback = traceback.format_exc()
-        trigger.save(update_fields=["processed", "exception", "traceback", "event"])
+        trigger.save(update_fields=fields)
         raise
-    trigger.save(update_fields=["processed", "exception", "traceback", "event"])
+    trigger.save(update_fields=fields)
     return trigger.event

@@ -1,28 +1,63 @@
-"""Stripe's webhooks, after dj-stripe: its view (`/stripe/webhook/<uuid>/`) verifies the
-signature within the endpoint's tolerance, stores the Event (a duplicate event id is not
-processed again) and syncs its own customer, subscription and invoice tables; then these
-receivers hand the subscription the event is about to `subscription_sync`, which re-reads it
-from Stripe and applies only forward transitions. They run inside dj-stripe's transaction: a
-failure rolls the event back and answers 500, so Stripe delivers it again.
+"""Stripe's webhooks, after dj-stripe: acknowledge at once, process on the workers.
+
+dj-stripe's view (`/stripe/webhook/<uuid>/`) verifies the signature within the endpoint's
+tolerance and stores the request as a WebhookEventTrigger; with DJSTRIPE_WEBHOOK_EVENT_CALLBACK
+set to `webhook_trigger_enqueue` it then only queues `billing.process_webhooks` (on commit) and
+answers 200. The task (and the beat sweep, for a message that was lost) runs `webhooks_drain`:
+
+- triggers are claimed one at a time, oldest first (SELECT ... FOR UPDATE SKIP LOCKED, so
+  drains in several workers never take the same one), each processed by dj-stripe in its own
+  transaction (`trigger.process()`: the Event is stored once per event id, a duplicate is a
+  no-op, dj-stripe syncs its customer, subscription and invoice tables). Its handlers re-read
+  the object from Stripe, so of several events in a batch about one object they run for the
+  last one received; the others' Events are stored only (`_covered`);
+- our receiver does not sync the workspace there: it notes the subscription, and after the
+  batch `subscription_sync` (which re-reads the subscription from Stripe and applies only
+  forward transitions) runs once per subscription with the newest event's `created`;
+- the trigger row is the durable record of what is left to do: valid and not processed means
+  queued (no Event yet), sync pending (Event set; another drain leaves it alone for
+  `SYNC_LEASE`, then takes it over) or failed (`exception` and `traceback` set, tried again
+  after a backoff that doubles, from `RETRY_BASE` up to `RETRY_MAX`, for `RETRY_FOR`; after
+  that staff replay it from the admin).
 
 `webhook_endpoint_ensure` (manage.py billing_webhook_endpoint) registers the endpoint."""
 
 from __future__ import annotations
 
+import json
+import logging
+import traceback
 import uuid
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 import stripe
+from django.db import transaction
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
+from django.db.models.functions import Greatest, Least
 from django.urls import reverse
+from django.utils import timezone
 from djstripe.enums import WebhookEndpointValidation
 from djstripe.event_handlers import djstripe_receiver
-from djstripe.models import Event, WebhookEndpoint
+from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
 from djstripe.settings import djstripe_settings
 
 from billing.stripe_client import secret_key, stripe_client, stripe_errors
 from billing.subscription_state import subscription_sync
 from core.exceptions import ServiceUnavailable
+from core.queue import enqueue
+
+logger = logging.getLogger(__name__)
+
+PROCESS_TASK = "billing.process_webhooks"
+BATCH_SIZE = 100  # triggers per drain batch: one subscription_sync per subscription in it
+SYNC_LEASE = timedelta(minutes=5)  # a pending sync this old was abandoned (its worker died)
+RETRY_BASE = timedelta(seconds=30)  # a failed trigger waits this, then doubling ...
+RETRY_MAX = timedelta(hours=1)  # ... up to this between attempts ...
+RETRY_FOR = timedelta(days=3)  # ... for as long as Stripe itself retries; then staff replay
 
 SUBSCRIPTION_EVENTS = [
     "customer.subscription.created",
@@ -30,32 +65,7 @@ SUBSCRIPTION_EVENTS = [
     "customer.subscription.deleted",
 ]
 OTHER_EVENTS = ["checkout.session.completed", "invoice.paid", "invoice.payment_failed"]
-
-
-def _subscription_id(obj: dict[str, Any]) -> str | None:
-    """The subscription a subscription, checkout session or invoice object is about."""
-    if obj.get("object") == "subscription":
-        return str(obj["id"])
-    found = obj.get("subscription")
-    if found is None and obj.get("object") == "invoice":  # API 2025-03 and later
-        details = (obj.get("parent") or {}).get("subscription_details") or {}
-        found = details.get("subscription")
-    if isinstance(found, dict):
-        found = found.get("id")
-    return str(found) if found else None
-
-
-@djstripe_receiver([*SUBSCRIPTION_EVENTS, *OTHER_EVENTS])  # type: ignore[untyped-decorator]
-def on_subscription_event(sender: Any, event: Event, **kwargs: Any) -> None:
-    subscription_id = _subscription_id(event.data.get("object") or {})
-    if subscription_id is None:  # a one-time checkout or invoice: no plan to change
-        return
-    customer = (event.data.get("object") or {}).get("customer")
-    subscription_sync(
-        subscription_id=subscription_id,
-        customer_id=customer if isinstance(customer, str) else None,
-        event_created=event.created,
-    )
+SYNCED_EVENTS = frozenset([*SUBSCRIPTION_EVENTS, *OTHER_EVENTS])  # the workspace's plan follows
 
 
 # What the endpoint asks Stripe for: our receivers' events, and those that keep dj-stripe's
@@ -76,6 +86,226 @@ ENABLED_EVENTS = [
     "price.created",
     "price.updated",
 ]
+# dj-stripe's handlers for these re-read the event's object from Stripe and store what Stripe
+# has now ("synchronised with the Stripe API for parity", djstripe/event_handlers.py
+# `_handle_crud_like_event`): of several such events about one object, the handlers of the
+# last one received cover the others. Deletions are always handled (a customer is purged).
+RESYNCED_EVENTS = frozenset(t for t in ENABLED_EVENTS if not t.endswith(".deleted"))
+
+
+def _subscription_id(obj: dict[str, Any]) -> str | None:
+    """The subscription a subscription, checkout session or invoice object is about."""
+    if obj.get("object") == "subscription":
+        return str(obj["id"])
+    found = obj.get("subscription")
+    if found is None and obj.get("object") == "invoice":  # API 2025-03 and later
+        details = (obj.get("parent") or {}).get("subscription_details") or {}
+        found = details.get("subscription")
+    if isinstance(found, dict):
+        found = found.get("id")
+    return str(found) if found else None
+
+
+@dataclass
+class _Sync:
+    """One `subscription_sync` owed by a batch: the newest event about the subscription, and
+    the triggers that are done when it is."""
+
+    customer_id: str | None
+    event_created: datetime
+    trigger_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    trigger_id: int = 0  # the trigger being processed
+    syncs: dict[str, _Sync] = field(default_factory=dict)
+
+    def owe(self, subscription_id: str, customer_id: str | None, created: datetime) -> None:
+        sync = self.syncs.setdefault(subscription_id, _Sync(customer_id, created))
+        sync.customer_id = sync.customer_id or customer_id
+        sync.event_created = max(sync.event_created, created)
+        if self.trigger_id not in sync.trigger_ids:
+            sync.trigger_ids.append(self.trigger_id)
+
+
+# Set while `webhooks_drain` processes a trigger: the receiver notes the sync in the batch.
+# Unset (a staff replay of a stored Event, or no DJSTRIPE_WEBHOOK_EVENT_CALLBACK): it syncs.
+_draining: ContextVar[_Batch | None] = ContextVar("billing_webhook_batch", default=None)
+
+
+def _sync_owed(event: Event) -> None:
+    if event.type not in SYNCED_EVENTS:
+        return
+    obj = event.data.get("object") or {}
+    subscription_id = _subscription_id(obj)
+    if subscription_id is None:  # a one-time checkout or invoice: no plan to change
+        return
+    customer = obj.get("customer")
+    customer_id = customer if isinstance(customer, str) else None
+    batch = _draining.get()
+    if batch is not None:
+        batch.owe(subscription_id, customer_id, event.created)
+        return
+    subscription_sync(
+        subscription_id=subscription_id, customer_id=customer_id, event_created=event.created
+    )
+
+
+@djstripe_receiver(sorted(SYNCED_EVENTS))  # type: ignore[untyped-decorator]
+def on_subscription_event(sender: Any, event: Event, **kwargs: Any) -> None:
+    _sync_owed(event)
+
+
+def webhook_trigger_enqueue(trigger: WebhookEventTrigger, api_key: str | None = None) -> None:
+    """DJSTRIPE_WEBHOOK_EVENT_CALLBACK: called inside dj-stripe's transaction for a trigger
+    whose signature checked out; queues `billing.process_webhooks` once that commits, so the
+    view answers 200 without processing. robust: a broker outage must not fail a delivery that
+    is stored; the sweep processes it."""
+    transaction.on_commit(partial(enqueue, PROCESS_TASK, trigger.pk), robust=True)
+
+
+def _due(now: datetime) -> QuerySet[WebhookEventTrigger]:
+    """Triggers a drain may take: queued; failed, once their backoff has passed (the gap is
+    the trigger's age at its last attempt, within RETRY_BASE..RETRY_MAX, so it doubles); or
+    with a sync pending that its drain abandoned."""
+    gap = Greatest(
+        Value(RETRY_BASE),
+        Least(
+            ExpressionWrapper(F("updated") - F("created"), output_field=DurationField()),
+            Value(RETRY_MAX),
+        ),
+        output_field=DurationField(),
+    )
+    due: QuerySet[WebhookEventTrigger] = (
+        WebhookEventTrigger.objects.filter(valid=True, processed=False)
+        .annotate(retry_at=ExpressionWrapper(F("updated") + gap, output_field=DateTimeField()))
+        .filter(
+            Q(exception="", event__isnull=True)
+            | Q(exception="", event__isnull=False, updated__lte=now - SYNC_LEASE)
+            | ~Q(exception="") & Q(retry_at__lte=now, created__gte=now - RETRY_FOR)
+        )
+    )
+    return due
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    claimed: int  # triggers taken in this batch
+    processed: int  # done: applied, or a duplicate of an event already stored
+    failed: int  # exception recorded; tried again after the backoff
+    syncs: int  # subscription_sync calls (one per subscription in the batch)
+
+
+def _failed(trigger: WebhookEventTrigger, exc: BaseException) -> None:
+    trigger.processed = False
+    trigger.exception = str(exc)[: WebhookEventTrigger._meta.get_field("exception").max_length]
+    trigger.traceback = traceback.format_exc()
+    logger.warning("Stripe webhook %s failed: %s", trigger.pk, trigger.exception)
+
+
+def _process(trigger: WebhookEventTrigger, batch: _Batch, *, covered: bool) -> None:
+    """dj-stripe's processing of one trigger, in its own transaction with its row lock.
+    `covered`: a later trigger of the batch, about the same object, runs dj-stripe's handlers
+    (which re-read the object from Stripe); this one's Event is only stored."""
+    batch.trigger_id = trigger.pk
+    token = _draining.set(batch)
+    try:
+        with transaction.atomic():
+            if trigger.event is not None:  # stored earlier; the sync was not done
+                _sync_owed(trigger.event)
+            elif covered:
+                trigger.event = Event.sync_from_stripe_data(trigger.json_body)
+                _sync_owed(trigger.event)
+            else:
+                trigger.process(save=False)  # a stored event id: returns it, no handlers
+    except Exception as exc:
+        _failed(trigger, exc)
+    else:
+        pending = any(trigger.pk in sync.trigger_ids for sync in batch.syncs.values())
+        trigger.processed = not pending
+        trigger.exception = trigger.traceback = ""
+    finally:
+        _draining.reset(token)
+    trigger.save()
+
+
+def _covered(candidates: list[tuple[int, str]]) -> set[int]:
+    """The triggers (pk, body; oldest first) whose dj-stripe handlers a later one covers: for
+    each object that events of RESYNCED_EVENTS are about, every new event's first trigger but
+    the last one's. A trigger of an event already stored covers nothing (it runs no handlers),
+    nor does a second copy of an event."""
+    bodies = {pk: json.loads(body) for pk, body in candidates}
+    stored = set(
+        Event.objects.filter(id__in=[b.get("id") for b in bodies.values()]).values_list(
+            "id", flat=True
+        )
+    )
+    about: dict[tuple[str, str], list[int]] = {}
+    seen: set[str] = set()
+    for pk, body in bodies.items():
+        obj = (body.get("data") or {}).get("object") or {}
+        if body.get("type") not in RESYNCED_EVENTS or not obj.get("id"):
+            continue
+        if body["id"] in stored or body["id"] in seen:
+            continue
+        seen.add(body["id"])
+        about.setdefault((str(obj.get("object")), str(obj["id"])), []).append(pk)
+    return {pk for pks in about.values() for pk in pks[:-1]}
+
+
+def webhooks_drain(*, batch_size: int = BATCH_SIZE, now: datetime | None = None) -> DrainReport:
+    """Process up to `batch_size` due webhook triggers, oldest first, then sync each
+    subscription they are about once. Of several events about one object that dj-stripe
+    re-reads from Stripe, its handlers run for the last one only (`_covered`). Safe to run in
+    any number of workers at once (each trigger is claimed under SKIP LOCKED; two triggers of
+    one event store it once, and only the one that stored it syncs); safe to kill (what was
+    not finished is due again). One trigger's failure is recorded on it (the admin's webhook
+    log shows it) and stops nothing else."""
+    now = now or timezone.now()
+    due = _due(now).order_by("created", "pk")
+    candidates = list(due.values_list("pk", "body")[:batch_size])
+    covered = _covered(candidates)
+    batch = _Batch()
+    claimed = failed = 0
+    for pk, _body in candidates:
+        with transaction.atomic():
+            trigger = (
+                due.filter(pk=pk)
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related("event")
+                .first()
+            )
+            if trigger is None:  # another drain has it, or has done it
+                continue
+            claimed += 1
+            _process(trigger, batch, covered=pk in covered)
+            failed += bool(trigger.exception)
+    done: list[int] = []
+    for subscription_id, sync in batch.syncs.items():
+        try:
+            subscription_sync(
+                subscription_id=subscription_id,
+                customer_id=sync.customer_id,
+                event_created=sync.event_created,
+            )
+        except Exception as exc:
+            for trigger in WebhookEventTrigger.objects.filter(pk__in=sync.trigger_ids):
+                _failed(trigger, exc)
+                trigger.save(update_fields=["processed", "exception", "traceback", "updated"])
+            failed += len(sync.trigger_ids)
+        else:
+            done += sync.trigger_ids
+    WebhookEventTrigger.objects.filter(pk__in=done).update(processed=True, updated=timezone.now())
+    return DrainReport(
+        claimed=claimed, processed=claimed - failed, failed=failed, syncs=len(batch.syncs)
+    )
+
+
+def webhook_trigger_stored(trigger_id: int) -> bool:
+    """Whether dj-stripe's view has saved the trigger as valid (it saves it after the
+    transaction the callback runs in commits), or it is gone (deleted)."""
+    return not WebhookEventTrigger.objects.filter(pk=trigger_id, valid=False).exists()
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    # Stripe webhooks are processed by workers (billing/webhooks.py); the view queues each one,
+    # and this sweep takes what a lost message or a failure left behind.
+    "billing-process-webhooks": {
+        "task": "billing.process_webhooks",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "billing-expire-comps": {
         "task": "billing.expire_comps",
         "schedule": crontab(minute="7,37"),  # a comp ends at midnight: within half an hour
@@ -353,6 +360,9 @@ BILLING_OVERAGE_MARKUP = env.str("BILLING_OVERAGE_MARKUP", default="1")
 METER_FLUSH_BATCH_SIZE = env.int("METER_FLUSH_BATCH_SIZE", default=100)
 METER_MAX_ATTEMPTS = env.int("METER_MAX_ATTEMPTS", default=10)
 METER_RETRY_BASE_SECONDS = env.float("METER_RETRY_BASE_SECONDS", default=30.0)
+# dj-stripe's view verifies and stores each webhook, then only queues it for the workers
+# (billing/webhooks.py, docs/billing.md "Webhooks").
+DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "billing.webhooks.webhook_trigger_enqueue"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 

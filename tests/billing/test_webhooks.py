@@ -1,22 +1,31 @@
 """Stripe's webhooks, end to end: the real stripe SDK talks to the loopback fake, which posts
 signed events over HTTP to dj-stripe's view on the running test server (the endpoint registered
-by `manage.py billing_webhook_endpoint`). dj-stripe fills its subscription and invoice tables;
-our receivers move the workspace's plan row, forward only:
+by `manage.py billing_webhook_endpoint`). The view verifies and stores each delivery and answers
+200; the workers process it (`billing.process_webhooks`: dj-stripe fills its subscription and
+invoice tables; our receivers move the workspace's plan row, forward only). Here the test runs
+the workers' drain itself (`Billing.row` waits for nothing: it drains first), or a real Celery
+worker does:
 
 checkout → the plan (from the webhook, not the redirect); upgrade and downgrade; cancel at
 period end → Free at the period's end; a failed payment → grace → read-only (runs refused, 402)
 → paid → restored with the count reset; every event delivered three times in random order
-gives the same state; a forged or stale signature is refused (400) and changes nothing."""
+gives the same state; a forged or stale signature is refused (400) and changes nothing; the
+view answers before processing; a delivery whose message was lost is taken by the sweep; a
+failing delivery blocks no other and is tried again after its backoff; the same event taken by
+two drains at once is applied once."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from io import StringIO
@@ -31,7 +40,7 @@ from django.utils import timezone
 from djstripe.models import Event as DjstripeEvent
 from djstripe.models import Invoice as DjstripeInvoice
 from djstripe.models import Subscription as DjstripeSubscription
-from djstripe.models import WebhookEndpoint
+from djstripe.models import WebhookEndpoint, WebhookEventTrigger
 
 from billing.demo import seed_demo_plans
 from billing.models import WorkspacePlan
@@ -40,9 +49,13 @@ from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
 from billing.subscription_state import grace_expire, subscription_sync
 from billing.subscriptions import checkout_start
+from billing.tasks import process_webhooks
+from billing.webhooks import RETRY_BASE, webhooks_drain
+from config.celery import app
 from tenants.permissions import Perm
 from tests.fakes import FakeStripe
 from tests.helpers.personas import World, key_client
+from tests.helpers.processes import worker_environment
 
 # dj-stripe checks a key's shape (24 characters or more after the prefix), as Stripe's keys are.
 KEY = "sk_test_" + "platform" * 3
@@ -57,12 +70,26 @@ class Billing:
 
     @property
     def row(self) -> WorkspacePlan:
-        return WorkspacePlan.objects.select_related("plan").get(workspace=self.world.workspace_a)
+        """Workspace A's plan row once every webhook received is processed."""
+        self.settle()
+        return self.row_of(self.world.workspace_a.pk)
 
-    def subscribe(self, plan_key: str = "pro") -> str:
-        """Checkout as the owner would, paid on the fake's page; returns the subscription id."""
+    @staticmethod
+    def row_of(workspace_id: int) -> WorkspacePlan:
+        return WorkspacePlan.objects.select_related("plan").get(workspace_id=workspace_id)
+
+    @staticmethod
+    def settle() -> None:
+        """Process the webhooks received, as the workers do, until none is due (a sync may
+        change the subscription at Stripe, whose webhooks come in meanwhile)."""
+        while webhooks_drain().claimed:
+            pass
+
+    def subscribe(self, plan_key: str = "pro", *, workspace_id: int | None = None) -> str:
+        """Checkout as the owner would, paid on the fake's page, and the webhooks delivered
+        processed; returns the subscription id."""
         url = checkout_start(
-            workspace_id=self.world.workspace_a.pk,
+            workspace_id=workspace_id or self.world.workspace_a.pk,
             plan_key=plan_key,
             interval="month",
             success_url="https://app.test/ok",
@@ -70,7 +97,9 @@ class Billing:
             actor_id=self.world.owner.pk,
         )
         session_id = url.rsplit("/", 1)[1]
-        return str(self.fake.complete_checkout(session_id)["id"])
+        subscription_id = str(self.fake.complete_checkout(session_id)["id"])
+        self.settle()  # the webhooks delivered (none while the fake holds them)
+        return subscription_id
 
     def price(self, lookup_key: str) -> str:
         (price,) = self.client.v1.prices.list(params={"lookup_keys": [lookup_key]}).data
@@ -393,3 +422,175 @@ def test_a_run_start_does_not_wait_on_stripe_while_a_webhook_reads_it(billing: B
         handler.join(30)
     assert errors == []
     assert billing.row.runs_used == 1
+
+
+def _wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _triggers() -> list[WebhookEventTrigger]:
+    return list(WebhookEventTrigger.objects.order_by("pk"))
+
+
+def test_the_view_answers_before_processing_and_a_worker_applies_it(billing: Billing) -> None:
+    """The delivery is stored and acknowledged; nothing is processed until a worker runs (a
+    real Celery worker, started afterwards, on the messages the view queued)."""
+    billing.fake.hold_events = True
+    billing.subscribe("pro")
+    events = billing.fake.flush_events()
+    _all_delivered(billing.fake)  # every delivery answered 200 ...
+    triggers = _triggers()
+    assert len(triggers) == len(events)
+    assert all(t.valid and not t.processed and t.event_id is None for t in triggers)
+    assert not DjstripeEvent.objects.exists()
+    workspace_id = billing.world.workspace_a.pk
+    assert billing.row_of(workspace_id).plan.key == "free"  # ... and nothing is applied yet
+
+    env = {
+        **worker_environment(),
+        "STRIPE_TEST_SECRET_KEY": KEY,
+        "STRIPE_API_BASE": billing.fake.base_url,
+        "BILLING_QUOTAS": "true",
+    }
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"),
+        ],
+        env=env,
+    )
+    try:
+        _wait_for(
+            lambda: not WebhookEventTrigger.objects.filter(processed=False).exists(),
+            "the worker to process every delivery",
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    row = billing.row_of(workspace_id)
+    assert (row.plan.key, row.status) == ("pro", WorkspacePlan.Status.ACTIVE)
+    assert DjstripeEvent.objects.count() == len(events)
+    assert not WebhookEventTrigger.objects.exclude(exception="").exists()
+
+
+def test_a_delivery_whose_message_was_lost_is_processed_by_the_sweep(billing: Billing) -> None:
+    billing.fake.hold_events = True
+    billing.subscribe("pro")
+    billing.fake.flush_events()
+    _all_delivered(billing.fake)
+    app.control.purge()  # the broker lost the messages the view queued
+    assert billing.row_of(billing.world.workspace_a.pk).plan.key == "free"
+
+    taken = process_webhooks.apply().get()  # what beat sends every minute, without a trigger id
+    assert taken == len(_triggers())
+    assert all(t.processed for t in _triggers())
+    assert billing.row_of(billing.world.workspace_a.pk).plan.key == "pro"
+
+
+def test_a_failing_delivery_blocks_no_other_and_is_retried_after_its_backoff(
+    billing: Billing,
+) -> None:
+    world = billing.world
+    billing.fake.hold_events = True
+    first = billing.subscribe("pro", workspace_id=world.workspace_a.pk)
+    billing.subscribe("team", workspace_id=world.workspace_b.pk)
+    billing.fake.flush_events()
+    _all_delivered(billing.fake)
+    # Stripe cannot find A's subscription for now (404 on every read of it)
+    missing = billing.fake.objects.pop(first)
+
+    report = webhooks_drain()
+    assert report.claimed == len(_triggers())
+    assert report.failed > 0
+    assert billing.row_of(world.workspace_b.pk).plan.key == "team"  # B is not held up
+    assert billing.row_of(world.workspace_a.pk).plan.key == "free"
+    failed = [t for t in _triggers() if t.exception]
+    assert failed
+    assert all(not t.processed and t.traceback for t in failed)
+    assert all(first in t.body for t in failed)
+
+    # Stripe finds it again; nothing is tried before the backoff has passed
+    billing.fake.objects[first] = missing
+    assert webhooks_drain().claimed == 0
+    report = webhooks_drain(now=timezone.now() + RETRY_BASE)
+    assert (report.claimed, report.failed) == (len(failed), 0)
+    assert all(t.processed and not t.exception for t in _triggers())
+    row = billing.row_of(world.workspace_a.pk)
+    assert (row.plan.key, row.stripe_subscription_id) == ("pro", first)
+
+
+def test_the_same_event_taken_by_two_drains_at_once_is_applied_once(
+    committed_world: World, live_server: Any, settings: Any
+) -> None:
+    """Every event delivered twice; two drains run at once, each with its own connection.
+    Whichever takes a copy second finds the Event stored (or waits for the first drain's
+    insert and then finds it) and only marks its copy processed."""
+    with FakeStripe(deliver_times=2, hold_events=True) as fake:
+        billing = _start(fake, committed_world, live_server, settings)
+        subscription_id = billing.subscribe("pro")
+        billing.settle()
+        mail.outbox.clear()
+        billing.fake.close_period(subscription_id, fail=True)
+        events = billing.fake.flush_events()
+        _all_delivered(billing.fake)
+        assert len(_triggers()) == 2 * DjstripeEvent.objects.count() + 2 * len(events)
+
+        start = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def drain() -> None:
+            try:
+                start.wait(10)
+                webhooks_drain(batch_size=1)  # one copy each, at the same moment
+                while webhooks_drain().claimed:
+                    pass
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=drain) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert all(t.processed and not t.exception for t in _triggers())
+        assert DjstripeEvent.objects.count() * 2 == len(_triggers())
+        row = billing.row
+        assert row.status == WorkspacePlan.Status.PAST_DUE
+        assert len(mail.outbox) == 1  # the payment failure is applied (and mailed) once
+    assert fake.server_errors == []
+
+
+def test_events_about_one_object_in_a_batch_have_it_read_from_stripe_once(
+    billing: Billing,
+) -> None:
+    """dj-stripe's handlers re-read the object from Stripe: of a batch's events about one
+    invoice, the last one's handlers do it; every event is still stored, and the invoice and
+    the plan row end as Stripe has them."""
+    billing.fake.hold_events = True
+    subscription_id = billing.subscribe("pro")
+    invoice = billing.fake.close_period(subscription_id)
+    assert invoice is not None
+    events = billing.fake.flush_events()
+    about_invoice = [e for e in events if e["data"]["object"]["id"] == invoice["id"]]
+    assert len(about_invoice) > 1
+    before = len(billing.fake.requests)
+
+    row = billing.row  # processed
+    reads = [
+        r
+        for r in billing.fake.requests[before:]
+        if r.method == "GET" and r.path == f"/v1/invoices/{invoice['id']}"
+    ]
+    assert len(reads) == 1
+    assert DjstripeEvent.objects.count() == len(events)
+    assert all(t.processed and not t.exception for t in _triggers())
+    assert DjstripeInvoice.objects.get(id=invoice["id"]).status == "paid"
+    sub = billing.fake.get(subscription_id)
+    assert row.current_period_end.timestamp() == sub["items"]["data"][0]["current_period_end"]
+    assert row.plan.key == "pro"
