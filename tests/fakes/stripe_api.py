@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
+from tests.fakes.stripe_money import StripeMoneyMixin
 
 # Stripe's example objects from its OpenAPI repository (MIT: stripe_fixtures/LICENSE).
 FIXTURES = Path(__file__).with_name("stripe_fixtures") / "fixtures3.json"
@@ -174,7 +175,7 @@ class Delivery:
 Handler = Callable[[RecordedRequest, Object, "re.Match[str]"], tuple[int, Object]]
 
 
-class FakeStripe(FakeServer):
+class FakeStripe(StripeMoneyMixin, FakeServer):
     """Fake of https://api.stripe.com. `base_url` is `http://127.0.0.1:PORT` (the SDK adds
     `/v1/...`). Test-only pages and endpoints live under `/test/` and need no key."""
 
@@ -271,6 +272,7 @@ class FakeStripe(FakeServer):
                 ("GET", r"/v1/billing/meters/(?P<id>[^/]+)/event_summaries", self._summaries),
                 ("GET", r"/v1/events", self._list_of("event", "type")),
                 ("GET", r"/v1/events/(?P<id>[^/]+)", self._retrieve("event")),
+                *self._money_routes(),
             ]
         ]
 
