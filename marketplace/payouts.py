@@ -58,17 +58,20 @@ def _creators_due() -> list[int]:
     )
 
 
-def payout_book(*, creator: CreatorAccount, period: str, now: datetime) -> Payout | None:
-    """The creator's payout for `period`: the existing one, or a new one holding their whole
-    available balance (per sale, so a later refund knows what was paid) when it reaches the
-    minimum and the account can receive payouts. None when there is nothing to pay."""
+def payout_book(
+    *, creator: CreatorAccount, period: str, now: datetime
+) -> tuple[Payout | None, bool]:
+    """(the creator's payout for `period`, whether this call booked it): the existing one, or
+    a new one holding their whole available balance (per sale, so a later refund knows what was
+    paid) when it reaches the minimum and the account can receive payouts; None when there is
+    nothing to pay."""
     with transaction.atomic():
         publisher_lock(creator.publisher_id)
         existing = Payout.objects.filter(creator=creator, period=period).first()
         if existing is not None:
-            return existing
+            return existing, False
         if not (creator.onboarded and creator.payouts_enabled):
-            return None
+            return None, False
         currency = creator.default_currency or "usd"
         per_sale = [
             (row["sale_ref"], int(row["total"]))
@@ -82,7 +85,7 @@ def payout_book(*, creator: CreatorAccount, period: str, now: datetime) -> Payou
         ]
         amount = sum(total for _, total in per_sale)
         if amount < settings.MARKETPLACE_MIN_PAYOUT_CENTS:
-            return None
+            return None, False
         payout = Payout.objects.create(
             creator=creator, period=period, amount_cents=amount, currency=currency
         )
@@ -105,7 +108,7 @@ def payout_book(*, creator: CreatorAccount, period: str, now: datetime) -> Payou
             target=payout,
             metadata={"amount_cents": amount, "currency": currency, "period": period},
         )
-        return payout
+        return payout, True
 
 
 def payout_send(*, payout_id: int, now: datetime | None = None) -> Payout:
@@ -241,8 +244,8 @@ def payouts_run(*, now: datetime | None = None) -> PayoutReport:
         creator = creators.filter(publisher_id=publisher_id).first()
         if creator is None:
             continue
-        payout = payout_book(creator=creator, period=period, now=now)
-        if payout is None or payout.status != Payout.Status.PENDING:
+        payout, booked_now = payout_book(creator=creator, period=period, now=now)
+        if payout is None or not booked_now:  # nothing due, or a run before this one booked it
             continue
         booked += 1
         done = payout_send(payout_id=payout.pk, now=now)
