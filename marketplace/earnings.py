@@ -50,8 +50,6 @@ Bucket = LedgerEntry.Bucket
 Kind = LedgerEntry.Kind
 # The creator's balances, in the order pages show them.
 BUCKETS: tuple[str, ...] = (Bucket.PENDING, Bucket.AVAILABLE, Bucket.FROZEN, Bucket.PAID)
-# Kinds whose rows say what the buyer paid or got back (the rest move money between buckets).
-CHARGE_KINDS = (Kind.SALE, Kind.REFUND, Kind.DISPUTE_LOSS)
 REASON_MAX = 240
 
 
@@ -140,9 +138,9 @@ def positions(sale_ref: str) -> dict[str, int]:
 
 def _kept_gross(sale_ref: str) -> int:
     """What the buyer still has paid for a sale: its gross less what went back."""
-    total = LedgerEntry.objects.filter(sale_ref=sale_ref, kind__in=CHARGE_KINDS).aggregate(
-        gross=Sum("gross_cents")
-    )["gross"]
+    total = LedgerEntry.objects.filter(sale_ref=sale_ref).aggregate(gross=Sum("gross_cents"))[
+        "gross"
+    ]
     return int(total or 0)
 
 
@@ -527,9 +525,9 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
 
 def _purchase_refunded_if_whole(purchase: Purchase, *, now: datetime | None) -> None:
     """A purchase whose every sale went back to the buyer is refunded: it stops running."""
-    kept = LedgerEntry.objects.filter(purchase=purchase, kind__in=CHARGE_KINDS).aggregate(
-        gross=Sum("gross_cents")
-    )["gross"]
+    kept = LedgerEntry.objects.filter(purchase=purchase).aggregate(gross=Sum("gross_cents"))[
+        "gross"
+    ]
     if int(kept or 0) == 0 and purchase.status != Purchase.Status.REFUNDED:
         purchase.status = Purchase.Status.REFUNDED
         purchase.ended_at = now or timezone.now()
@@ -665,6 +663,8 @@ def _dispute_lost(sale: LedgerEntry, dispute_id: str, amount: int, now: datetime
             Leg(Bucket.AVAILABLE, Kind.DISPUTE_RELEASE, frozen - taken, stripe_id=dispute_id),
         ]
     ledger_append(key=key, sale=sale, legs=legs, occurred_at=now)
+    if sale.purchase is not None:
+        _purchase_refunded_if_whole(sale.purchase, now=now)
     _audit(
         action=audit.Action.DISPUTE_LOST,
         sale=sale,

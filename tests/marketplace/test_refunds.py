@@ -111,6 +111,7 @@ def test_refund_after_payout_reverses_the_transfer_in_proportion(
     assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 1000
     assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 1000
     assert LedgerEntry.objects.filter(kind="transfer_reversal").count() == 1
+    assert earnings.refundable_cents(sale_ref=refund.sale_ref) == 1250
 
 
 def test_when_the_reversal_fails_the_balance_goes_negative_and_the_next_payout_nets_it(
