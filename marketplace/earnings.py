@@ -27,14 +27,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import stripe
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import User
@@ -43,6 +44,7 @@ from core.exceptions import ServiceUnavailable, ValidationFailed
 from marketplace import fees
 from marketplace.models import LedgerEntry, Payout, Publisher, Purchase, Refund
 from tenants import audit
+from tenants.permissions import Access
 
 logger = logging.getLogger(__name__)
 
@@ -680,3 +682,87 @@ def _dispute_lost(sale: LedgerEntry, dispute_id: str, amount: int, now: datetime
 def _money(cents: int, currency: str) -> str:
     sign = "-" if cents < 0 else ""
     return f"{sign}{abs(cents) / 100:,.2f} {currency.upper()}"
+
+
+# --- Reads (the Earnings page, its CSV statement and the API)
+
+
+@dataclass(frozen=True)
+class ListingEarnings:
+    listing_id: int | None
+    title: str
+    sales: int
+    gross_cents: int
+    fee_cents: int
+    net_cents: int
+
+
+def creator_publisher(*, access: Access) -> Publisher | None:
+    """The publisher the workspace sells as (None: it has never published). The caller has
+    checked the role (owners and admins see money)."""
+    return Publisher.objects.filter(workspace=access.workspace).first()
+
+
+def earnings_by_listing(*, publisher_id: int) -> list[ListingEarnings]:
+    """Per listing: sales, what buyers paid (less refunds), the platform's fee, the creator's
+    net; biggest first."""
+    rows = (
+        LedgerEntry.objects.filter(publisher_id=publisher_id)
+        .exclude(gross_cents=0, fee_cents=0)
+        .values("listing_id", "listing__title")
+        .annotate(
+            gross=Sum("gross_cents"),
+            fee=Sum("fee_cents"),
+            sales=Count("id", filter=Q(kind=Kind.SALE)),
+        )
+        .order_by("-gross", "listing__title")
+    )
+    return [
+        ListingEarnings(
+            listing_id=row["listing_id"],
+            title=row["listing__title"] or "(no listing)",
+            sales=int(row["sales"]),
+            gross_cents=int(row["gross"]),
+            fee_cents=int(row["fee"]),
+            net_cents=int(row["gross"]) - int(row["fee"]),
+        )
+        for row in rows
+    ]
+
+
+def earnings_by_day(*, publisher_id: int, start: date, end: date) -> list[tuple[date, int]]:
+    """The creator's net earnings per UTC day from `start` to `end` (both included; days
+    without any are 0): sales less refunds and lost disputes, on the day they happened."""
+    rows = (
+        LedgerEntry.objects.filter(
+            publisher_id=publisher_id,
+            occurred_at__date__gte=start,
+            occurred_at__date__lte=end,
+        )
+        .exclude(gross_cents=0, fee_cents=0)
+        .annotate(day=TruncDate("occurred_at", tzinfo=UTC))
+        .values("day")
+        .annotate(net=Sum(F("gross_cents") - F("fee_cents")))
+    )
+    found = {row["day"]: int(row["net"]) for row in rows}
+    days = (end - start).days + 1
+    return [
+        (start + timedelta(days=n), found.get(start + timedelta(days=n), 0)) for n in range(days)
+    ]
+
+
+def creator_payouts(*, publisher_id: int) -> QuerySet[Payout]:
+    return Payout.objects.filter(creator__publisher_id=publisher_id).order_by("-created_at")
+
+
+def statement_entries(
+    *, publisher_id: int, start: date | None, end: date | None
+) -> QuerySet[LedgerEntry]:
+    """Every ledger row of the creator between `start` and `end` (UTC days, included), oldest
+    first, with its listing."""
+    rows = LedgerEntry.objects.filter(publisher_id=publisher_id).select_related("listing")
+    if start is not None:
+        rows = rows.filter(occurred_at__date__gte=start)
+    if end is not None:
+        rows = rows.filter(occurred_at__date__lte=end)
+    return rows.order_by("occurred_at", "id")
