@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from django.conf import settings
@@ -454,11 +454,17 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
     assert sale is not None  # noqa: S101 - refund_create checked it
     try:
         stripe_refund = stripe_client().v1.refunds.create(
-            params={
-                **_refund_target(sale),  # type: ignore[typeddict-item]
-                "amount": refund.amount_cents,
-                "metadata": {"refund_id": str(refund.pk), "purchase_id": str(refund.purchase_id)},
-            },
+            params=cast(
+                Any,
+                {
+                    **_refund_target(sale),
+                    "amount": refund.amount_cents,
+                    "metadata": {
+                        "refund_id": str(refund.pk),
+                        "purchase_id": str(refund.purchase_id),
+                    },
+                },
+            ),
             options={"idempotency_key": refund.idempotency_key},
         )
         with transaction.atomic():

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from accounts.models import User
 from core.exceptions import ApplicationError
 from marketplace import earnings, payouts
 from marketplace.models import LedgerEntry, Payout, Refund
@@ -104,10 +105,12 @@ class PayoutAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel payout (return the amount to available)")
     def cancel_payout(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        staff = request.user
+        assert isinstance(staff, User)  # noqa: S101 - the admin requires a signed-in staff user
         for payout in queryset:
             try:
                 payouts.payout_cancel(
-                    payout_id=payout.pk, by=request.user, reason="Canceled by staff in the admin"
+                    payout_id=payout.pk, by=staff, reason="Canceled by staff in the admin"
                 )
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
@@ -115,7 +118,7 @@ class PayoutAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Payout {payout.pk} canceled.", messages.SUCCESS)
 
 
-class RefundForm(forms.ModelForm):  # type: ignore[type-arg]
+class RefundForm(forms.ModelForm):
     amount = forms.CharField(
         help_text="In the purchase's currency, e.g. 4.50 (at most what is left to refund)."
     )
@@ -177,7 +180,7 @@ class RefundAdmin(admin.ModelAdmin):
             return []
         return [f.name for f in Refund._meta.fields]
 
-    def get_fields(self, request: HttpRequest, obj: Refund | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Refund | None = None) -> list[Any]:
         if obj is None:
             return ["purchase", "sale_ref", "amount", "reason"]
         return [f.name for f in Refund._meta.fields if f.name != "id"]
