@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import DatabaseError, connection
+from django.utils import timezone
 
 from marketplace import earnings
 from marketplace.models import Payout
@@ -146,3 +149,17 @@ def test_staff_cancel_a_refused_payout_and_the_money_is_available_again(
     # the next period pays it
     assert payouts_run(now=DUE + timedelta(days=1)).sent == 1
     assert len(_transfers(fake_stripe)) == 1
+
+
+def test_the_command_advances_the_clock_in_test_mode(world: World, fake_stripe: FakeStripe) -> None:
+    shop = make_shop(workspace=world.workspace_a)
+    purchase = make_purchase(shop, buyer=world.workspace_b)
+    earnings.sale_record(
+        purchase=purchase, gross_cents=2500, stripe_ref="ch_now", occurred_at=timezone.now()
+    )
+    out = StringIO()
+    call_command("pay_creators", stdout=out)
+    assert "0 sale(s) became available" in out.getvalue()
+    call_command("pay_creators", days_ahead=8, stdout=out)
+    assert "1 sale(s) became available; 1 payout(s) booked, 1 sent" in out.getvalue()
+    assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 2000
