@@ -169,6 +169,7 @@ class RefundAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["sale_ref", "stripe_refund_id", "reason"]
     raw_id_fields = ["purchase"]
+    list_select_related = ["purchase__listing", "by"]
     actions = ["retry"]
 
     @admin.display(description="Amount", ordering="amount_cents")

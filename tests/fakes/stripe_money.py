@@ -43,6 +43,8 @@ class StripeMoneyMixin:
     """Routes and test knobs; `FakeStripe` provides `_new`, `get`, `emit`, `_list`, `_state`."""
 
     def _money_routes(self) -> list[tuple[str, str, Any]]:
+        """The routes, appended to FakeStripe's table by its __init__ (which calls this once,
+        so the connected accounts' balances start empty here too)."""
         self.connected_balances: dict[str, int] = {}
         return [
             ("GET", r"/v1/charges/(?P<id>[^/]+)", self._retrieve("charge")),

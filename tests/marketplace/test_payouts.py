@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import User
 from marketplace import earnings
 from marketplace.models import Payout
 from marketplace.payouts import payout_cancel, payouts_run
@@ -163,3 +166,27 @@ def test_the_command_advances_the_clock_in_test_mode(world: World, fake_stripe: 
     call_command("pay_creators", days_ahead=8, stdout=out)
     assert "1 sale(s) became available; 1 payout(s) booked, 1 sent" in out.getvalue()
     assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 2000
+
+
+def test_staff_see_a_failed_payout_with_what_to_do_and_retry_it(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _earned(world, fake_stripe)
+    fake_stripe.fail_next("/v1/transfers", status=400, message="Payouts disabled.")
+    payouts_run(now=DUE)
+    (payout,) = Payout.objects.all()
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    page = client.get(reverse("admin:marketplace_payout_change", args=[payout.pk]))
+    html = page.content.decode()
+    assert "Stripe refused the transfer: Payouts disabled." in html
+    assert "Retrying never makes a second transfer" in html
+
+    client.post(
+        reverse("admin:marketplace_payout_changelist"),
+        {"action": "retry_now", "_selected_action": [payout.pk]},
+    )
+    payout.refresh_from_db()
+    assert payout.status == Payout.Status.PAID
+    assert len(_transfers(fake_stripe)) == 1

@@ -172,6 +172,10 @@ def test_staff_refund_from_the_admin(world: World, fake_stripe: FakeStripe) -> N
     assert (refund.status, refund.amount_cents, refund.by) == (Refund.Status.DONE, 2500, staff)
     purchase.refresh_from_db()
     assert purchase.status == Purchase.Status.REFUNDED
+    listed = client.get(reverse("admin:marketplace_refund_changelist"))
+    assert listed.status_code == 200
+    assert refund.sale_ref in listed.content.decode()
+    assert client.get(reverse("admin:marketplace_payout_changelist")).status_code == 200
     # the ledger is read-only in the admin
     ledger = client.get(reverse("admin:marketplace_ledgerentry_changelist"))
     assert ledger.status_code == 200
