@@ -442,3 +442,168 @@ class Purchase(models.Model):
     @property
     def runnable(self) -> bool:
         return self.status in (self.Status.ACTIVE, self.Status.CANCELING)
+
+
+# --- Money after a sale (issue 15): the creator ledger, payouts and refunds -------------------
+
+
+class LedgerImmutable(Exception):
+    """A ledger row was about to be changed or deleted: corrections are new rows."""
+
+
+class Payout(models.Model):
+    """One transfer to a creator's Connect account for one period (a UTC day). Created with the
+    ledger legs that move its amount from available to paid, before Stripe is called; the
+    transfer's idempotency key is `payout-<creator>-<period>`, so a re-run (after a crash, or a
+    concurrent run) repeats the same call and Stripe answers with the same transfer."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Sending"
+        PAID = "paid", "Paid"
+        CANCELED = "canceled", "Canceled (returned to available)"
+
+    creator = models.ForeignKey(CreatorAccount, on_delete=models.PROTECT, related_name="payouts")
+    period = models.CharField(max_length=10, help_text="The UTC day of the run (YYYY-MM-DD).")
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_transfer_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["creator", "period"], name="payout_one_per_period"),
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payout_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payout {self.period} to {self.creator_id}: {self.amount_cents} {self.currency}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"payout-{self.creator_id}-{self.period}"
+
+
+class Refund(models.Model):
+    """A refund staff made from the admin, of one sale (`sale_ref`) of a purchase. The row is
+    saved before Stripe is called and its id is the refund's idempotency key, so a retry after
+    a failure never refunds twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for Stripe"
+        DONE = "done", "Refunded"
+
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="refunds")
+    sale_ref = models.CharField(max_length=255)
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    reason = models.CharField(max_length=240)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_refund_id = models.CharField(max_length=255, blank=True)
+    stripe_reversal_id = models.CharField(max_length=255, blank=True)
+    last_error = models.TextField(blank=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="refund_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.pk} of {self.sale_ref}: {self.amount_cents} {self.currency}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"refund-{self.pk}"
+
+
+class LedgerEntry(models.Model):
+    """One signed movement of a creator's money, in cents, in one bucket. Append-only: the
+    model refuses save() of an existing row and delete(), and a database trigger
+    (0005_money) refuses UPDATE and DELETE, so every balance is the sum of its rows.
+
+    `amount_cents` is the creator's money. A sale's row also says what the buyer paid
+    (`gross_cents`), the platform's fee (`fee_cents`) and Stripe's fee when known (borne by the
+    platform); a refund's or a lost dispute's first row says what went back likewise (negative).
+    So the rows of any operation sum to its gross less its fee: moving money between buckets
+    (a hold ending, a payout) sums to 0, and all of a creator's rows sum to what they earned
+    less what was refunded or lost. Each row belongs to the sale (`sale_ref`, the Stripe id the
+    sale was recorded under) whose money it moves, so a refund finds where that sale's money
+    is. `idempotency_key` is unique: an operation's rows are `<operation key>:<n>`."""
+
+    class Bucket(models.TextChoices):
+        PENDING = "pending", "Pending (in hold)"
+        AVAILABLE = "available", "Available"
+        FROZEN = "frozen", "Frozen (disputed)"
+        PAID = "paid", "Paid out"
+
+    class Kind(models.TextChoices):
+        SALE = "sale", "Sale"
+        HOLD_RELEASE = "hold_release", "Hold ended"
+        PAYOUT = "payout", "Payout"
+        PAYOUT_CANCELED = "payout_canceled", "Payout canceled"
+        REFUND = "refund", "Refund"
+        TRANSFER_REVERSAL = "transfer_reversal", "Refund (taken back from a payout)"
+        CLAWBACK = "clawback", "Clawback (owed, netted against payouts)"
+        DISPUTE_FREEZE = "dispute_freeze", "Dispute opened"
+        DISPUTE_RELEASE = "dispute_release", "Dispute won"
+        DISPUTE_LOSS = "dispute_loss", "Dispute lost"
+
+    publisher = models.ForeignKey(Publisher, on_delete=models.PROTECT, related_name="ledger")
+    purchase = models.ForeignKey(
+        Purchase, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger"
+    )
+    listing = models.ForeignKey(
+        Listing, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    sale_ref = models.CharField(max_length=255, blank=True, db_index=True)
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    bucket = models.CharField(max_length=16, choices=Bucket.choices)
+    amount_cents = models.BigIntegerField()
+    gross_cents = models.BigIntegerField(default=0)
+    fee_cents = models.BigIntegerField(default=0)
+    stripe_fee_cents = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, default="usd")
+    payout = models.ForeignKey(
+        Payout, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger"
+    )
+    refund = models.ForeignKey(
+        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger"
+    )
+    stripe_id = models.CharField(
+        max_length=255, blank=True, help_text="The transfer, reversal, refund or dispute."
+    )
+    available_at = models.DateTimeField(null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [
+            models.Index(fields=["publisher", "bucket"], name="ledger_publisher_bucket"),
+            models.Index(fields=["publisher", "occurred_at"], name="ledger_publisher_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount_cents:+d} {self.bucket}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise LedgerImmutable("Ledger entries are never changed: add a correcting entry.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise LedgerImmutable("Ledger entries are never deleted: add a correcting entry.")

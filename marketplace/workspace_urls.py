@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from marketplace import earnings_views
 from marketplace import workspace_views as views
 
 urlpatterns = [
@@ -18,4 +19,10 @@ urlpatterns = [
         name="marketplace_uninstall",
     ),
     path("reviews/<int:review_id>/reply/", views.review_reply, name="marketplace_reply"),
+    path("earnings/", earnings_views.earnings_page, name="marketplace_earnings"),
+    path(
+        "earnings/statement.csv",
+        earnings_views.earnings_statement,
+        name="marketplace_earnings_statement",
+    ),
 ]

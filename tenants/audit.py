@@ -69,6 +69,16 @@ class Action(models.TextChoices):
     TRIAL_EXTENDED = "billing.trial_extended", "Trial extended (staff)"
     PLAN_COMPED = "billing.plan_comped", "Plan comped (staff)"
     COMP_ENDED = "billing.comp_ended", "Comped plan ended"
+    SALE_RECORDED = "money.sale_recorded", "Sale recorded (earnings pending)"
+    EARNINGS_AVAILABLE = "money.earnings_available", "Earnings available (hold ended)"
+    PAYOUT_CREATED = "money.payout_created", "Payout booked"
+    PAYOUT_SENT = "money.payout_sent", "Payout transferred"
+    PAYOUT_FAILED = "money.payout_failed", "Payout transfer failed"
+    PAYOUT_CANCELED = "money.payout_canceled", "Payout canceled (staff)"
+    REFUNDED = "money.refunded", "Purchase refunded (staff)"
+    DISPUTE_OPENED = "money.dispute_opened", "Dispute opened (earnings frozen)"
+    DISPUTE_WON = "money.dispute_won", "Dispute won (earnings released)"
+    DISPUTE_LOST = "money.dispute_lost", "Dispute lost (earnings reversed)"
 
 
 # Account events belong to no workspace; each workspace's log shows those of its members.

@@ -222,6 +222,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute="7,37"),  # a comp ends at midnight: within half an hour
         "options": {"expires": 1200},
     },
+    # Creators' money (marketplace/earnings.py, payouts.py): holds end hourly; payouts retry
+    # every hour and book at most one transfer per creator and UTC day.
+    "marketplace-release-earnings": {
+        "task": "marketplace.release_earnings",
+        "schedule": crontab(minute=11),
+        "options": {"expires": 3000},
+    },
+    "marketplace-pay-creators": {
+        "task": "marketplace.pay_creators",
+        "schedule": crontab(minute=41),
+        "options": {"expires": 3000},
+    },
     "workflows-apply-retention": {
         "task": "workflows.apply_retention",
         "schedule": crontab(hour=3, minute=17),  # daily, off the busy hour marks

@@ -3,7 +3,7 @@ slug like the public pages; installs and reviews by id."""
 
 from django.urls import path
 
-from marketplace.api import views
+from marketplace.api import earnings, views
 
 urlpatterns = [
     path("marketplace/listings/", views.ListingListApi.as_view(), name="api-market-listings"),
@@ -43,6 +43,8 @@ urlpatterns = [
         name="api-market-review-reply",
     ),
     path("marketplace/installs/", views.InstallListApi.as_view(), name="api-market-installs"),
+    path("marketplace/earnings/", earnings.EarningsApi.as_view(), name="api-market-earnings"),
+    path("marketplace/payouts/", earnings.PayoutListApi.as_view(), name="api-market-payouts"),
     path(
         "marketplace/installs/<int:install_id>/upgrade/",
         views.InstallUpgradeApi.as_view(),

@@ -45,6 +45,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
 from tests.fakes.stripe_connect import StripeConnectMixin
+from tests.fakes.stripe_money import StripeMoneyMixin
 
 # Stripe's example objects from its OpenAPI repository (MIT: stripe_fixtures/LICENSE).
 FIXTURES = Path(__file__).with_name("stripe_fixtures") / "fixtures3.json"
@@ -175,7 +176,7 @@ class Delivery:
 Handler = Callable[[RecordedRequest, Object, "re.Match[str]"], tuple[int, Object]]
 
 
-class FakeStripe(StripeConnectMixin, FakeServer):
+class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
     """Fake of https://api.stripe.com. `base_url` is `http://127.0.0.1:PORT` (the SDK adds
     `/v1/...`). Test-only pages and endpoints live under `/test/` and need no key."""
 
@@ -274,6 +275,7 @@ class FakeStripe(StripeConnectMixin, FakeServer):
                 ("GET", r"/v1/events", self._list_of("event", "type")),
                 ("GET", r"/v1/events/(?P<id>[^/]+)", self._retrieve("event")),
                 *self._connect_routes(),
+                *self._money_routes(),
             ]
         ]
 

@@ -1,0 +1,149 @@
+"""The publisher's Earnings page (/w/<slug>/marketplace/earnings/, owners and admins): pending,
+available, frozen and paid totals, net earnings by day (a server-drawn SVG chart), by listing,
+the payouts with their transfers, and the CSV statement of every ledger row in a date range."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from core.exceptions import NotFound, ValidationFailed
+from marketplace import earnings
+from marketplace.models import LedgerEntry
+from tenants.access import page_access
+from tenants.http import AppRequest
+from tenants.permissions import Perm
+
+CHART_DAYS = 30
+CHART_HEIGHT = 120
+BAR_WIDTH = 10  # viewBox units; the SVG stretches to the card's width
+
+
+def _day(request: AppRequest, name: str) -> date | None:
+    raw = request.GET.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        message = f"{name.title()}: a date like 2026-03-01 (got {raw!r})."
+        raise ValidationFailed(message, fields={name: [message]}) from None
+
+
+def _chart(days: list[tuple[date, int]]) -> dict[str, Any]:
+    """Bars for net earnings per day: above the baseline for earnings, below for days when
+    refunds took more than sales brought."""
+    highest = max([0, *(value for _, value in days)])
+    lowest = min([0, *(value for _, value in days)])
+    span = (highest - lowest) or 1
+    baseline = CHART_HEIGHT * highest / span
+    bars = []
+    for n, (day, value) in enumerate(days):
+        height = CHART_HEIGHT * abs(value) / span
+        bars.append(
+            {
+                "x": n * BAR_WIDTH + 1,
+                "y": baseline - height if value >= 0 else baseline,
+                "height": max(height, 0.5 if value else 0),
+                "day": day,
+                "cents": value,
+                "negative": value < 0,
+            }
+        )
+    return {
+        "bars": bars,
+        "width": len(days) * BAR_WIDTH,
+        "height": CHART_HEIGHT,
+        "baseline": baseline,
+        "bar_width": BAR_WIDTH - 2,
+        "total": sum(value for _, value in days),
+        "best": max(days, key=lambda item: item[1]) if days else None,
+    }
+
+
+@require_GET
+def earnings_page(request: AppRequest) -> HttpResponse:
+    access = page_access(request, Perm.BILLING_VIEW)
+    publisher = earnings.creator_publisher(access=access)
+    today = timezone.now().date()
+    context: dict[str, Any] = {
+        "publisher": publisher,
+        "today": today,
+        "hold_days": settings.MARKETPLACE_EARNINGS_HOLD_DAYS,
+    }
+    if publisher is not None:
+        start = today - timedelta(days=CHART_DAYS - 1)
+        days = earnings.earnings_by_day(publisher_id=publisher.pk, start=start, end=today)
+        context.update(
+            balances=earnings.balances(publisher_id=publisher.pk),
+            listings=earnings.earnings_by_listing(publisher_id=publisher.pk),
+            payouts=list(earnings.creator_payouts(publisher_id=publisher.pk)[:50]),
+            chart=_chart(days),
+            chart_start=start,
+            has_entries=LedgerEntry.objects.filter(publisher=publisher).exists(),
+        )
+    return render(request, "marketplace/earnings.html", context)
+
+
+STATEMENT_COLUMNS = [
+    "date",
+    "kind",
+    "balance",
+    "listing",
+    "sale",
+    "gross",
+    "platform_fee",
+    "stripe_fee",
+    "amount",
+    "currency",
+    "stripe_id",
+]
+
+
+def _decimal(cents: int | None) -> str:
+    if cents is None:
+        return ""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+@require_GET
+def earnings_statement(request: AppRequest) -> HttpResponse:
+    """Every ledger row from `from` to `to` (YYYY-MM-DD, both optional and included)."""
+    access = page_access(request, Perm.BILLING_VIEW)
+    publisher = earnings.creator_publisher(access=access)
+    if publisher is None:
+        raise NotFound("This workspace has not published anything: there is no statement.")
+    start, end = _day(request, "from"), _day(request, "to")
+    if start and end and start > end:
+        message = f"From: on or before To ({end.isoformat()})."
+        raise ValidationFailed(message, fields={"from": [message]})
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    name = f"earnings-{publisher.slug}-{start or 'start'}-{end or 'today'}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    writer = csv.writer(response)
+    writer.writerow(STATEMENT_COLUMNS)
+    for entry in earnings.statement_entries(publisher_id=publisher.pk, start=start, end=end):
+        writer.writerow(
+            [
+                entry.occurred_at.isoformat(),
+                entry.get_kind_display(),
+                entry.get_bucket_display(),
+                entry.listing.title if entry.listing else "",
+                entry.sale_ref,
+                _decimal(entry.gross_cents),
+                _decimal(entry.fee_cents),
+                _decimal(entry.stripe_fee_cents),
+                _decimal(entry.amount_cents),
+                entry.currency.upper(),
+                entry.stripe_id,
+            ]
+        )
+    return response

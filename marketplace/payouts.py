@@ -1,0 +1,254 @@
+"""Paying creators: one transfer per creator and period (a UTC day) of their available
+balance, net of any clawback, when it reaches MARKETPLACE_MIN_PAYOUT_CENTS.
+
+    payouts_run(now=..)            # the periodic task: retry unsent payouts, then book new ones
+    payout_send(payout_id=..)      # (re)send one payout's transfer (admin action "Retry now")
+    payout_cancel(payout_id=.., by=staff, reason=..)  # give an unsent payout's money back
+
+Never twice (docs/decisions.md): the Payout row (unique per creator and period) and the ledger
+rows moving its amount from available to paid are written in one transaction, before Stripe is
+called, so a refund or sale arriving meanwhile cannot make the transfer and the books disagree.
+The transfer is then created with the idempotency key `payout-<creator>-<period>` while
+holding the Payout's row lock (SKIP LOCKED: a concurrent run leaves it alone). A run killed
+after Stripe made the transfer and before the row says so leaves the payout pending; the next
+run calls again with the same key, Stripe answers with the same transfer, and the row is
+finished. Stripe down: the payout stays pending with the error (admin: Payouts), retried by
+every run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import User
+from billing.stripe_client import stripe_client
+from core.exceptions import ValidationFailed
+from marketplace.earnings import Bucket, Kind, Leg, ledger_append, publisher_lock, sale_entry
+from marketplace.models import CreatorAccount, LedgerEntry, Payout
+from tenants import audit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PayoutReport:
+    booked: int
+    sent: int
+    failed: int
+
+
+def _creators_due() -> list[int]:
+    """Publishers with a positive available balance (the cheap pre-filter; the currency, the
+    minimum and onboarding are checked under the lock)."""
+    return list(
+        LedgerEntry.objects.filter(bucket=Bucket.AVAILABLE)
+        .values("publisher_id")
+        .annotate(total=Sum("amount_cents"))
+        .filter(total__gt=0)
+        .order_by("publisher_id")
+        .values_list("publisher_id", flat=True)
+    )
+
+
+def payout_book(
+    *, creator: CreatorAccount, period: str, now: datetime
+) -> tuple[Payout | None, bool]:
+    """(the creator's payout for `period`, whether this call booked it): the existing one, or
+    a new one holding their whole available balance (per sale, so a later refund knows what was
+    paid) when it reaches the minimum and the account can receive payouts; None when there is
+    nothing to pay."""
+    with transaction.atomic():
+        publisher_lock(creator.publisher_id)
+        existing = Payout.objects.filter(creator=creator, period=period).first()
+        if existing is not None:
+            return existing, False
+        if not (creator.onboarded and creator.payouts_enabled):
+            return None, False
+        currency = creator.default_currency or "usd"
+        per_sale = [
+            (row["sale_ref"], int(row["total"]))
+            for row in LedgerEntry.objects.filter(
+                publisher_id=creator.publisher_id, bucket=Bucket.AVAILABLE, currency=currency
+            )
+            .values("sale_ref")
+            .annotate(total=Sum("amount_cents"))
+            .order_by("sale_ref")
+            if row["total"]
+        ]
+        amount = sum(total for _, total in per_sale)
+        if amount < settings.MARKETPLACE_MIN_PAYOUT_CENTS:
+            return None, False
+        payout = Payout.objects.create(
+            creator=creator, period=period, amount_cents=amount, currency=currency
+        )
+        for sale_ref, total in per_sale:
+            sale = sale_entry(sale_ref)
+            assert sale is not None  # noqa: S101 - every row belongs to a recorded sale
+            ledger_append(
+                key=f"payout-{payout.pk}-{sale_ref}",
+                sale=sale,
+                legs=[
+                    Leg(Bucket.AVAILABLE, Kind.PAYOUT, -total),
+                    Leg(Bucket.PAID, Kind.PAYOUT, total),
+                ],
+                occurred_at=now,
+                payout=payout,
+            )
+        audit.record(
+            action=audit.Action.PAYOUT_CREATED,
+            workspace=creator.publisher.workspace,
+            target=payout,
+            metadata={"amount_cents": amount, "currency": currency, "period": period},
+        )
+        return payout, True
+
+
+def payout_send(*, payout_id: int, now: datetime | None = None) -> Payout:
+    """Create (or, after a crash, re-create: the same key gives the same transfer) the payout's
+    transfer and mark it paid. A payout another run is sending, or already paid, is returned
+    as it is. Stripe failing leaves it pending with `last_error` (retried by the next run)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        payout = (
+            Payout.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("creator__publisher__workspace")
+            .filter(pk=payout_id, status=Payout.Status.PENDING)
+            .first()
+        )
+        if payout is None:
+            return Payout.objects.get(pk=payout_id)
+        payout.attempts += 1
+        payout.last_attempt_at = now
+        try:
+            transfer = stripe_client().v1.transfers.create(
+                params={
+                    "amount": payout.amount_cents,
+                    "currency": payout.currency,
+                    "destination": payout.creator.stripe_account_id,
+                    "transfer_group": f"payout-{payout.pk}",
+                    "description": f"Agent Market earnings, {payout.period}",
+                    "metadata": {"payout_id": str(payout.pk), "period": payout.period},
+                },
+                options={"idempotency_key": payout.idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            payout.last_error = _what_to_do(exc)
+            payout.save(update_fields=["attempts", "last_attempt_at", "last_error", "updated_at"])
+            logger.warning("payout %s not sent: %s", payout.pk, exc)
+            audit.record(
+                action=audit.Action.PAYOUT_FAILED,
+                workspace=payout.creator.publisher.workspace,
+                target=payout,
+                metadata={"error": str(exc), "attempts": payout.attempts},
+            )
+            return payout
+        payout.status = Payout.Status.PAID
+        payout.stripe_transfer_id = str(transfer.id)
+        payout.paid_at = now
+        payout.last_error = ""
+        payout.save()
+        audit.record(
+            action=audit.Action.PAYOUT_SENT,
+            workspace=payout.creator.publisher.workspace,
+            target=payout,
+            metadata={
+                "amount_cents": payout.amount_cents,
+                "transfer": payout.stripe_transfer_id,
+                "period": payout.period,
+            },
+        )
+        return payout
+
+
+def _what_to_do(exc: stripe.StripeError) -> str:
+    if isinstance(exc, stripe.APIConnectionError | stripe.APIError | stripe.RateLimitError):
+        return (
+            f"Stripe could not be reached or failed ({exc}). Nothing to do: every payout run "
+            "retries it with the same idempotency key (no double transfer)."
+        )
+    return (
+        f"Stripe refused the transfer: {exc.user_message or exc}. Check the creator's Connect "
+        "account (payouts enabled, requirements due) and the platform's balance in the Stripe "
+        "dashboard, then use “Retry now”; or “Cancel payout” to return the amount to the "
+        "creator's available balance."
+    )
+
+
+def payout_cancel(*, payout_id: int, by: User, reason: str, now: datetime | None = None) -> Payout:
+    """Staff give up on an unsent payout: its amount goes back to available (the next period
+    pays it). Refused when Stripe may already have made the transfer: retry first, since the
+    same key then answers with it."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(
+            "Reason: say why (it is kept in the audit log).", fields={"reason": ["Required."]}
+        )
+    now = now or timezone.now()
+    payout = Payout.objects.select_related("creator").get(pk=payout_id)
+    with transaction.atomic():
+        publisher_lock(payout.creator.publisher_id)
+        payout = Payout.objects.select_for_update().get(pk=payout_id)
+        if payout.status != Payout.Status.PENDING:
+            raise ValidationFailed(
+                f"Payout {payout.pk} is {payout.get_status_display().lower()}: only a payout "
+                "still being sent can be canceled.",
+                fields={"status": [payout.status]},
+            )
+        for leg in LedgerEntry.objects.filter(payout=payout, bucket=Bucket.PAID):
+            sale = sale_entry(leg.sale_ref)
+            assert sale is not None  # noqa: S101
+            ledger_append(
+                key=f"payout-{payout.pk}-{leg.sale_ref}-canceled",
+                sale=sale,
+                legs=[
+                    Leg(Bucket.PAID, Kind.PAYOUT_CANCELED, -leg.amount_cents),
+                    Leg(Bucket.AVAILABLE, Kind.PAYOUT_CANCELED, leg.amount_cents),
+                ],
+                occurred_at=now,
+                payout=payout,
+            )
+        payout.status = Payout.Status.CANCELED
+        payout.save(update_fields=["status", "updated_at"])
+        audit.record(
+            action=audit.Action.PAYOUT_CANCELED,
+            actor=by,
+            workspace=payout.creator.publisher.workspace,
+            target=payout,
+            metadata={"reason": reason, "amount_cents": payout.amount_cents},
+        )
+    return payout
+
+
+def payouts_run(*, now: datetime | None = None) -> PayoutReport:
+    """Retry every unsent payout, then book and send this period's for each creator due.
+    Safe to run concurrently with itself and to be killed at any point (see the module)."""
+    now = now or timezone.now()
+    period = now.date().isoformat()
+    booked = sent = failed = 0
+    for payout_id in Payout.objects.filter(status=Payout.Status.PENDING).values_list(
+        "pk", flat=True
+    ):
+        done = payout_send(payout_id=payout_id, now=now)
+        sent += done.status == Payout.Status.PAID
+        failed += done.status == Payout.Status.PENDING
+    creators = CreatorAccount.objects.select_related("publisher__workspace")
+    for publisher_id in _creators_due():
+        creator = creators.filter(publisher_id=publisher_id).first()
+        if creator is None:
+            continue
+        payout, booked_now = payout_book(creator=creator, period=period, now=now)
+        if payout is None or not booked_now:  # nothing due, or a run before this one booked it
+            continue
+        booked += 1
+        done = payout_send(payout_id=payout.pk, now=now)
+        sent += done.status == Payout.Status.PAID
+        failed += done.status == Payout.Status.PENDING
+    return PayoutReport(booked=booked, sent=sent, failed=failed)

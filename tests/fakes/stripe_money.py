@@ -1,0 +1,335 @@
+"""FakeStripe's money after a charge (a mixin of `FakeStripe`, issue 15): charges and payment
+intents, refunds, transfers to connected accounts and their reversals, disputes and payouts.
+
+    charge = fake.add_charge(2500, "usd", metadata={"purchase_id": "7"})  # a paid charge + PI
+    client.v1.transfers.create(params={"amount": 2000, "currency": "usd",
+                                       "destination": "acct_…"})
+    fake.pay_out("acct_…")          # the connected account's bank payout: its balance → 0
+    client.v1.transfers.reversals.create(transfer_id, params={"amount": 500})  # 400 when short
+    fake.dispute(charge["id"])      # charge.dispute.created
+    fake.close_dispute(dispute_id, won=False)  # charge.dispute.closed
+
+Each connected account has a balance (`balance_of`): transfers add to it, reversals take from
+it and are refused, as Stripe refuses them, when it is short. Requests go through FakeStripe's
+dispatch, so idempotency keys, `fail_next`, `hold_after` and the delivery knobs apply.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.fakes.server import RecordedRequest
+
+Object = dict[str, Any]
+
+
+def _error(status: int, message: str, **kwargs: Any) -> Exception:
+    from tests.fakes.stripe_api import StripeError
+
+    return StripeError(status, message, **kwargs)
+
+
+def _amount(value: Any, param: str) -> int:
+    from tests.fakes.stripe_api import _int
+
+    amount = _int(value, param)
+    if amount <= 0:
+        raise _error(400, f"Invalid {param}: must be positive.", param=param)
+    return amount
+
+
+class StripeMoneyMixin:
+    """Routes and test knobs; `FakeStripe` provides `_new`, `get`, `emit`, `_list`, `_state`."""
+
+    def _money_routes(self) -> list[tuple[str, str, Any]]:
+        """The routes, appended to FakeStripe's table by its __init__ (which calls this once,
+        so the connected accounts' balances start empty here too)."""
+        self.connected_balances: dict[str, int] = {}
+        return [
+            ("GET", r"/v1/charges/(?P<id>[^/]+)", self._retrieve("charge")),
+            ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", self._retrieve("payment_intent")),
+            ("POST", r"/v1/refunds", self._refund_create),
+            ("GET", r"/v1/refunds", self._list_of("refund", "charge", "payment_intent")),
+            ("GET", r"/v1/refunds/(?P<id>[^/]+)", self._retrieve("refund")),
+            ("POST", r"/v1/transfers", self._transfer_create),
+            ("GET", r"/v1/transfers", self._list_of("transfer", "destination", "transfer_group")),
+            ("GET", r"/v1/transfers/(?P<id>[^/]+)", self._retrieve("transfer")),
+            ("POST", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_create),
+            ("GET", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_list),
+            ("GET", r"/v1/disputes", self._list_of("dispute", "charge", "payment_intent")),
+            ("GET", r"/v1/disputes/(?P<id>[^/]+)", self._retrieve("dispute")),
+            ("GET", r"/v1/payouts", self._list_of("payout", "destination")),
+            ("GET", r"/v1/payouts/(?P<id>[^/]+)", self._retrieve("payout")),
+        ]
+
+    # -- test knobs ---------------------------------------------------------------------------
+
+    def add_charge(
+        self,
+        amount: int,
+        currency: str = "usd",
+        customer: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Object:
+        """A succeeded charge and its payment intent (emits `payment_intent.succeeded` and
+        `charge.succeeded`); returns the charge."""
+        with self._state:
+            intent = self._new(
+                "payment_intent",
+                "pi",
+                amount=amount,
+                amount_received=amount,
+                amount_capturable=0,
+                currency=currency,
+                customer=customer,
+                status="succeeded",
+                payment_method=None,
+                invoice=None,
+                latest_charge=None,
+                application=None,
+                application_fee_amount=None,
+                on_behalf_of=None,
+                review=None,
+                transfer_data=None,
+                transfer_group=None,
+            )
+            intent["metadata"] = dict(metadata or {})
+            charge = self._new(
+                "charge",
+                "ch",
+                amount=amount,
+                amount_captured=amount,
+                amount_refunded=0,
+                refunded=False,
+                disputed=False,
+                captured=True,
+                paid=True,
+                status="succeeded",
+                currency=currency,
+                customer=customer,
+                payment_intent=intent["id"],
+                payment_method=None,
+                balance_transaction=None,
+                invoice=None,
+                application=None,
+                application_fee=None,
+                application_fee_amount=None,
+                destination=None,
+                on_behalf_of=None,
+                source_transfer=None,
+                transfer=None,
+                transfer_data=None,
+                transfer_group=None,
+                review=None,
+                failure_code=None,
+                failure_message=None,
+            )
+            charge["metadata"] = dict(metadata or {})
+            charge["refunds"] = {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "url": f"/v1/charges/{charge['id']}/refunds",
+            }
+            intent["latest_charge"] = charge["id"]
+            self.emit("payment_intent.succeeded", intent)
+            self.emit("charge.succeeded", charge)
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(charge)
+
+    def balance_of(self, account: str) -> int:
+        """The connected account's balance in cents (transfers in, reversals and payouts out)."""
+        with self._state:
+            return self.connected_balances.get(account, 0)
+
+    def pay_out(self, account: str) -> Object:
+        """The connected account's payout to its bank: its whole balance leaves Stripe (after
+        which a reversal of an earlier transfer finds the balance short)."""
+        with self._state:
+            amount = self.connected_balances.get(account, 0)
+            self.connected_balances[account] = 0
+            payout = self._new(
+                "payout",
+                "po",
+                amount=amount,
+                status="paid",
+                destination=account,
+                balance_transaction=None,
+                failure_balance_transaction=None,
+            )
+            self.emit("payout.paid", payout)
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(payout)
+
+    def dispute(self, charge_id: str, *, amount: int | None = None) -> Object:
+        """The buyer disputes the charge: a `needs_response` dispute (emits
+        `charge.dispute.created`); returns it."""
+        with self._state:
+            charge = self.get(charge_id, "charge")
+            dispute = self._new(
+                "dispute",
+                "dp",
+                charge=charge_id,
+                payment_intent=charge["payment_intent"],
+                amount=charge["amount"] if amount is None else amount,
+                currency=charge["currency"],
+                status="needs_response",
+                reason="fraudulent",
+                is_charge_refundable=False,
+                balance_transactions=[],
+            )
+            charge["disputed"] = True
+            self.emit("charge.dispute.created", dispute)
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(dispute)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> Object:
+        """The card network decides (emits `charge.dispute.closed`); returns the dispute."""
+        with self._state:
+            dispute = self.get(dispute_id, "dispute")
+            if dispute["status"] in ("won", "lost"):
+                raise _error(400, f"Dispute {dispute_id} is already closed.")
+            dispute["status"] = "won" if won else "lost"
+            self.emit("charge.dispute.closed", dispute)
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(dispute)
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    def _refund_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        if params.get("charge"):
+            charge = self.get(params["charge"], "charge")
+        elif params.get("payment_intent"):
+            intent = self.get(params["payment_intent"], "payment_intent")
+            charge = self.get(intent["latest_charge"], "charge")
+        else:
+            raise _error(
+                400,
+                "One of the following params should be provided for this request: "
+                "payment_intent or charge.",
+                code="parameter_missing",
+            )
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = _amount(params["amount"], "amount") if "amount" in params else left
+        if amount > left:
+            raise _error(
+                400,
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                param="amount",
+                code="amount_too_large",
+            )
+        if charge["disputed"]:
+            raise _error(400, f"Charge {charge['id']} has been disputed.", code="charge_disputed")
+        refund = self._new(
+            "refund",
+            "re",
+            amount=amount,
+            charge=charge["id"],
+            payment_intent=charge["payment_intent"],
+            currency=charge["currency"],
+            status="succeeded",
+            reason=params.get("reason"),
+            balance_transaction=None,
+            transfer_reversal=None,
+            source_transfer_reversal=None,
+        )
+        refund["_reverse_transfer"] = params.get("reverse_transfer") in (True, "true")
+        refund["_refund_application_fee"] = params.get("refund_application_fee") in (True, "true")
+        self._apply_metadata(refund, params)
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        charge["refunds"]["data"].insert(0, self._public(refund))
+        self.emit("refund.created", refund)
+        self.emit("charge.refunded", charge)
+        return 200, self._public(refund)
+
+    def _transfer_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        destination = params.get("destination") or ""
+        if not destination.startswith("acct_"):
+            raise _error(
+                400,
+                f"No such destination: '{destination}'",
+                param="destination",
+                code="resource_missing",
+            )
+        amount = _amount(params.get("amount"), "amount")
+        transfer = self._new(
+            "transfer",
+            "tr",
+            amount=amount,
+            amount_reversed=0,
+            reversed=False,
+            currency=params.get("currency") or "usd",
+            destination=destination,
+            description=params.get("description"),
+            transfer_group=params.get("transfer_group"),
+            source_transaction=params.get("source_transaction"),
+            balance_transaction=None,
+            destination_payment=None,
+        )
+        transfer["reversals"] = {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "url": f"/v1/transfers/{transfer['id']}/reversals",
+        }
+        self._apply_metadata(transfer, params)
+        self.connected_balances[destination] = self.connected_balances.get(destination, 0) + amount
+        self.emit("transfer.created", transfer)
+        return 200, self._public(transfer)
+
+    def _reversal_create(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        transfer = self.get(match["id"], "transfer")
+        left = transfer["amount"] - transfer["amount_reversed"]
+        amount = _amount(params["amount"], "amount") if "amount" in params else left
+        if amount > left:
+            raise _error(
+                400,
+                f"Reversal amount ({amount}) is greater than the amount left on transfer "
+                f"{transfer['id']} ({left}).",
+                param="amount",
+            )
+        account = transfer["destination"]
+        if self.connected_balances.get(account, 0) < amount:
+            raise _error(
+                400,
+                f"Insufficient funds in the connected account {account} to reverse "
+                f"{amount}: its balance is {self.connected_balances.get(account, 0)}.",
+                code="balance_insufficient",
+            )
+        reversal = self._new(
+            "transfer_reversal",
+            "trr",
+            amount=amount,
+            currency=transfer["currency"],
+            transfer=transfer["id"],
+            balance_transaction=None,
+            destination_payment_refund=None,
+            source_refund=None,
+        )
+        self._apply_metadata(reversal, params)
+        self.connected_balances[account] -= amount
+        transfer["amount_reversed"] += amount
+        transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+        transfer["reversals"]["data"].insert(0, self._public(reversal))
+        self.emit("transfer.reversed", transfer)
+        return 200, self._public(reversal)
+
+    def _reversal_list(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        transfer_id = self.get(match["id"], "transfer")["id"]
+        return 200, self._list(
+            "transfer_reversal", params, request.path, lambda r: r["transfer"] == transfer_id
+        )

@@ -1,0 +1,207 @@
+"""Staff refunds (issue 15): before the payout the creator's pending share is reduced in
+proportion; after it the payout's transfer is reversed in proportion; when the reversal is not
+possible (the creator's Stripe balance went to their bank) the creator's balance goes negative
+and the next payout nets it. A full refund stops the purchase from running."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+from core.exceptions import ValidationFailed
+from marketplace import earnings
+from marketplace.models import LedgerEntry, Payout, Purchase, Refund
+from marketplace.payouts import payouts_run
+from tenants.models import AuditEvent
+from tests.fakes import FakeStripe
+from tests.helpers.money import Shop, make_purchase, make_shop
+from tests.helpers.personas import World
+
+SOLD = datetime.fromisoformat("2026-06-01T12:00:00+00:00")
+DUE = SOLD + timedelta(days=8)
+
+
+def _sold(world: World, fake: FakeStripe, gross: int = 2500) -> tuple[Shop, Purchase, str]:
+    shop = make_shop(workspace=world.workspace_a)
+    purchase = make_purchase(shop, buyer=world.workspace_b, amount=gross)
+    charge = fake.add_charge(gross, "usd")
+    earnings.sale_record(
+        purchase=purchase, gross_cents=gross, stripe_ref=charge["id"], occurred_at=SOLD
+    )
+    return shop, purchase, str(charge["id"])
+
+
+def _refund(purchase: Purchase, amount: int, by: User | None = None) -> Refund:
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=amount, reason="asked", by=by
+    )
+    return earnings.refund_complete(refund_id=refund.pk)
+
+
+def test_refund_before_payout_takes_the_share_from_pending_in_proportion(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, charge = _sold(world, fake_stripe)
+    refund = _refund(purchase, 1000)
+    assert refund.status == Refund.Status.DONE
+    (call,) = [r for r in fake_stripe.requests if r.path == "/v1/refunds"]
+    assert call.body["charge"] == charge
+    assert call.body["amount"] == "1000"
+    assert call.headers["idempotency-key"] == f"refund-{refund.pk}"
+    assert fake_stripe.get(charge)["amount_refunded"] == 1000
+    # 20 % fee: 1000 back to the buyer is 800 of the creator's share and 200 of the fee
+    assert earnings.balances(publisher_id=shop.publisher.pk)["pending"] == 2000 - 800
+    purchase.refresh_from_db()
+    assert purchase.runnable
+
+    _refund(purchase, 1500)
+    assert earnings.balances(publisher_id=shop.publisher.pk) == {
+        "pending": 0,
+        "available": 0,
+        "frozen": 0,
+        "paid": 0,
+    }
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.REFUNDED
+    assert not purchase.runnable
+    event = AuditEvent.objects.filter(action="money.refunded").latest("id")
+    assert event.workspace == world.workspace_a
+    assert event.metadata["amount_cents"] == 1500
+
+
+def test_a_refund_is_never_more_than_what_is_left_and_says_which_field(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _, purchase, _ = _sold(world, fake_stripe)
+    _refund(purchase, 2000)
+    with pytest.raises(ValidationFailed) as caught:
+        earnings.refund_create(
+            purchase_id=purchase.pk, sale_ref="", amount_cents=501, reason="again", by=None
+        )
+    assert "amount" in caught.value.fields
+    assert "5.00 USD" in caught.value.message
+    with pytest.raises(ValidationFailed) as caught:
+        earnings.refund_create(
+            purchase_id=purchase.pk, sale_ref="", amount_cents=100, reason=" ", by=None
+        )
+    assert "reason" in caught.value.fields
+    with pytest.raises(ValidationFailed) as caught:
+        earnings.refund_create(
+            purchase_id=purchase.pk, sale_ref="ch_other", amount_cents=100, reason="x", by=None
+        )
+    assert "sale_ref" in caught.value.fields
+
+
+def test_refund_after_payout_reverses_the_transfer_in_proportion(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, _ = _sold(world, fake_stripe)
+    earnings.earnings_release(now=DUE)
+    payouts_run(now=DUE)
+    (payout,) = Payout.objects.all()
+
+    refund = _refund(purchase, 1250)  # half: half of the creator's 2000 comes back
+    reversal = fake_stripe.get(refund.stripe_reversal_id)
+    assert reversal["transfer"] == payout.stripe_transfer_id
+    assert reversal["amount"] == 1000
+    assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 1000
+    assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 1000
+    assert LedgerEntry.objects.filter(kind="transfer_reversal").count() == 1
+    assert earnings.refundable_cents(sale_ref=refund.sale_ref) == 1250
+
+
+def test_when_the_reversal_fails_the_balance_goes_negative_and_the_next_payout_nets_it(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, _ = _sold(world, fake_stripe)
+    earnings.earnings_release(now=DUE)
+    payouts_run(now=DUE)
+    fake_stripe.pay_out(shop.creator.stripe_account_id)  # the creator's bank got it
+
+    refund = _refund(purchase, 2500)
+    assert refund.stripe_reversal_id == ""
+    assert earnings.balances(publisher_id=shop.publisher.pk) == {
+        "pending": 0,
+        "available": -2000,
+        "frozen": 0,
+        "paid": 2000,
+    }
+    (clawback,) = LedgerEntry.objects.filter(kind="clawback")
+    assert clawback.amount_cents == -2000
+
+    # a later sale of 50.00 (40.00 to the creator) pays 40.00 - 20.00 owed = 20.00
+    later = make_purchase(shop, buyer=world.workspace_a, amount=5000)
+    charge = fake_stripe.add_charge(5000, "usd")
+    earnings.sale_record(purchase=later, gross_cents=5000, stripe_ref=charge["id"], occurred_at=DUE)
+    earnings.earnings_release(now=DUE + timedelta(days=8))
+    payouts_run(now=DUE + timedelta(days=8))
+    latest = Payout.objects.latest("created_at")
+    assert latest.amount_cents == 2000
+    assert fake_stripe.get(latest.stripe_transfer_id)["amount"] == 2000
+    assert earnings.balances(publisher_id=shop.publisher.pk) == {
+        "pending": 0,
+        "available": 0,
+        "frozen": 0,
+        "paid": 4000,
+    }
+
+
+def test_staff_refund_from_the_admin(world: World, fake_stripe: FakeStripe) -> None:
+    _, purchase, _ = _sold(world, fake_stripe)
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    url = reverse("admin:marketplace_refund_add")
+    assert client.get(url).status_code == 200
+    too_much = client.post(
+        url, {"purchase": purchase.pk, "sale_ref": "", "amount": "30.00", "reason": "duplicate"}
+    )
+    assert too_much.status_code == 200
+    assert "what is left to refund of this sale" in too_much.content.decode()
+    assert not Refund.objects.exists()
+
+    done = client.post(
+        url, {"purchase": purchase.pk, "sale_ref": "", "amount": "25.00", "reason": "duplicate"}
+    )
+    assert done.status_code == 302
+    (refund,) = Refund.objects.all()
+    assert (refund.status, refund.amount_cents, refund.by) == (Refund.Status.DONE, 2500, staff)
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.REFUNDED
+    listed = client.get(reverse("admin:marketplace_refund_changelist"))
+    assert listed.status_code == 200
+    assert refund.sale_ref in listed.content.decode()
+    assert client.get(reverse("admin:marketplace_payout_changelist")).status_code == 200
+    # the ledger is read-only in the admin
+    ledger = client.get(reverse("admin:marketplace_ledgerentry_changelist"))
+    assert ledger.status_code == 200
+    entry = LedgerEntry.objects.first()
+    assert entry is not None
+    page = client.get(reverse("admin:marketplace_ledgerentry_change", args=[entry.pk]))
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+
+
+def test_stripe_failing_leaves_the_refund_pending_and_retry_finishes_it_once(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, charge = _sold(world, fake_stripe)
+    fake_stripe.fail_next("/v1/refunds", status=500, times=3)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=500, reason="asked", by=None
+    )
+    with pytest.raises(Exception, match="retry it from Marketplace"):
+        earnings.refund_complete(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.PENDING
+    assert "Retry" in refund.last_error
+    # what is under way counts: it cannot be refunded twice meanwhile
+    assert earnings.refundable_cents(sale_ref=charge) == 2000
+    earnings.refund_complete(refund_id=refund.pk)
+    earnings.refund_complete(refund_id=refund.pk)
+    assert fake_stripe.get(charge)["amount_refunded"] == 500
+    assert earnings.balances(publisher_id=shop.publisher.pk)["pending"] == 2000 - 400
