@@ -68,10 +68,18 @@ OTHER_EVENTS = ["checkout.session.completed", "invoice.paid", "invoice.payment_f
 SYNCED_EVENTS = frozenset([*SUBSCRIPTION_EVENTS, *OTHER_EVENTS])  # the workspace's plan follows
 
 
-# What the endpoint asks Stripe for: our receivers' events, and those that keep dj-stripe's
-# customer, product, price, subscription and invoice tables (the billing page lists invoices
-# from them) current.
+# What the endpoint asks Stripe for: our receivers' events (billing's here; the marketplace's
+# for purchases, creators' accounts and disputes), and those that keep dj-stripe's customer,
+# product, price, subscription and invoice tables (the billing page lists invoices from them)
+# current. With real Stripe, `account.updated` about creators' connected accounts reaches only
+# an endpoint created with `connect=true` (docs/marketplace.md).
 ENABLED_EVENTS = [
+    "payment_intent.succeeded",
+    "setup_intent.succeeded",
+    "account.updated",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
     *OTHER_EVENTS,
     *SUBSCRIPTION_EVENTS,
     "customer.created",
