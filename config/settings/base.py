@@ -210,6 +210,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 30.0,
         "options": {"expires": 25},
     },
+    # Per-run charges of paid listings: pending rows go to Stripe as invoice items.
+    "marketplace-flush-run-charges": {
+        "task": "marketplace.flush_run_charges",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "billing-expire-comps": {
         "task": "billing.expire_comps",
         "schedule": crontab(minute="7,37"),  # a comp ends at midnight: within half an hour

@@ -33,11 +33,14 @@ def billing_notice(listing: Listing | None) -> dict[str, str]:
 @register.inclusion_tag("marketplace/_billing_notice.html")
 def installed_billing_notice(listing_version_id: int | None) -> dict[str, str]:
     """{% installed_billing_notice agent.listing_version_id %}: the same notice on the pages
-    that run an installed copy (one query, only for a copy of a listing)."""
+    that run an installed copy, or with billing on, a per-run listing's price before every run
+    (one query, only for a copy of a listing)."""
     if not listing_version_id:
         return {"notice": ""}
     version = ListingVersion.objects.select_related("listing").filter(pk=listing_version_id).first()
-    return {"notice": pricing.billing_notice(version.listing) if version else ""}
+    if version is None:
+        return {"notice": ""}
+    return {"notice": pricing.billing_notice(version.listing) or pricing.per_run_notice(version)}
 
 
 @register.filter(name="example_text")
