@@ -33,6 +33,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing.meter import permanent_refusal, retry_at
@@ -440,7 +441,17 @@ def invoice_paid(*, invoice_id: str) -> None:
         _sale(purchase_id, gross_cents=gross, stripe_ref=str(invoice["id"]), at=paid_at)
 
 
-# --- cancel ------------------------------------------------------------------------------------
+# --- reading and cancelling ---------------------------------------------------------------
+
+
+def workspace_purchases(*, access: Access) -> QuerySet[Purchase]:
+    """The workspace's own purchases, newest first (members read them; never another's)."""
+    access.require(Perm.WORKSPACE_VIEW)
+    return (
+        Purchase.objects.filter(buyer=access.workspace)
+        .select_related("listing", "version")
+        .order_by("-created_at", "-id")
+    )
 
 
 def purchase_cancel(*, access: Access, purchase_id: int) -> Purchase:

@@ -13,5 +13,10 @@ urlpatterns = [
         views.install_uninstall,
         name="marketplace_uninstall",
     ),
+    path(
+        "purchases/<int:purchase_id>/cancel/",
+        views.purchase_cancel,
+        name="marketplace_purchase_cancel",
+    ),
     path("reviews/<int:review_id>/reply/", views.review_reply, name="marketplace_reply"),
 ]

@@ -6,7 +6,7 @@ from django.utils.safestring import SafeString
 
 from marketplace import pricing
 from marketplace.markdown import render_markdown
-from marketplace.models import Listing, ListingVersion
+from marketplace.models import Listing, ListingVersion, Purchase
 from marketplace.pricing import price_label
 
 register = template.Library()
@@ -22,6 +22,12 @@ def markdown_filter(text: str) -> SafeString:
 def price_filter(listing: Listing) -> str:
     """ "Free", "$19.00" or "$0.25 per run"."""
     return price_label(listing)
+
+
+@register.filter(name="purchase_terms")
+def purchase_terms_filter(purchase: Purchase) -> str:
+    """ "$19.00 one-time", "$9.00 a month" or "$0.25 per successful run"."""
+    return pricing.price_terms(purchase)
 
 
 @register.inclusion_tag("marketplace/_billing_notice.html")
