@@ -9,133 +9,19 @@ publisher not onboarded, Stripe down (503, no half-made purchase), a viewer."""
 
 from __future__ import annotations
 
-import http.client
-import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass
-from io import StringIO
-from typing import Any
-
 import pytest
-import stripe
-from django.core.management import call_command
 from django_tenants.utils import schema_context
 
 from accounts.models import User
-from agents.models import Agent, AgentRun
-from agents.services import agent_create
-from billing.demo import seed_demo_plans
-from billing.stripe_client import stripe_client
+from agents.models import AgentRun
 from core.exceptions import Conflict, PermissionDenied, ServiceUnavailable
 from marketplace import services
-from marketplace.models import Category, CreatorAccount, Install, Listing, Purchase
+from marketplace.models import CreatorAccount, Install, Purchase
 from marketplace.pricing import PurchaseRequired
 from marketplace.purchases import PurchaseRefused, purchase_cancel, purchase_start
 from tenants.models import Membership, Role
-from tests.fakes import FakeStripe
-from tests.fakes.openai_api import FakeOpenAI
-from tests.helpers.agents import register_fake_model, run_now
-from tests.helpers.personas import World, access_of
-
-KEY = "sk_test_" + "platform" * 3
-URLS = {"success_url": "https://app.test/l/x/?checkout=done", "cancel_url": "https://app.test/l/x/"}
-
-
-@dataclass
-class Shop:
-    fake: FakeStripe
-    model: FakeOpenAI
-    world: World
-    client: stripe.StripeClient
-    staff: User
-
-    @property
-    def buyer(self) -> Any:
-        return access_of(self.world.outsider, self.world.workspace_b)
-
-    def listing(self, pricing: str, cents: int, *, title: str = "Summariser") -> Listing:
-        """An approved agent listing of workspace A at `pricing`, by an onboarded publisher."""
-        world = self.world
-        seller = access_of(world.owner, world.workspace_a)
-        Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
-        with schema_context(world.workspace_a.schema_name):
-            agent = agent_create(access=seller, name=title, model="fake", system_prompt="Sum up.")
-        version = services.listing_publish(
-            access=seller,
-            kind="agent",
-            source_id=agent.pk,
-            title=title,
-            summary="Sums things up.",
-            category_slug="support",
-            tags=["Support"],
-        )
-        services.version_approve(user=self.staff, version=version)
-        type(version).objects.filter(pk=version.pk).update(pricing=pricing, price_cents=cents)
-        Listing.objects.filter(pk=version.listing_id).update(pricing=pricing, price_cents=cents)
-        listing = Listing.objects.get(pk=version.listing_id)
-        CreatorAccount.objects.get_or_create(
-            publisher=listing.publisher,
-            defaults={
-                "stripe_account_id": "acct_creator",
-                "details_submitted": True,
-                "charges_enabled": True,
-                "payouts_enabled": True,
-            },
-        )
-        return listing
-
-    def buy(self, listing: Listing) -> Purchase:
-        """Checkout as B's owner, paid on the fake's page (the webhooks arrive meanwhile)."""
-        started = purchase_start(access=self.buyer, listing=listing, **URLS)
-        assert started.checkout_url is not None
-        pay(started.checkout_url)
-        return Purchase.objects.get(pk=started.purchase.pk)
-
-    def copy(self, listing: Listing) -> Agent:
-        install = Install.objects.get(
-            listing=listing, workspace=self.world.workspace_b, uninstalled_at=None
-        )
-        with schema_context(self.world.workspace_b.schema_name):
-            return Agent.objects.get(pk=install.object_id)
-
-    def run(self, agent: Agent, text: str = "Summarise this.") -> AgentRun:
-        with schema_context(self.world.workspace_b.schema_name):
-            return run_now(self.buyer, agent, text)
-
-
-def pay(checkout_url: str) -> str:
-    """Press Pay on the fake's hosted checkout page; returns where it sends the buyer back."""
-    parts = urllib.parse.urlsplit(checkout_url)
-    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
-    connection.request("POST", parts.path + "/complete")
-    answer = connection.getresponse()
-    assert answer.status == 303
-    connection.close()
-    return answer.getheader("Location", "")
-
-
-def sale(ref: str) -> Any:
-    from marketplace.earnings import sale_entry  # money's module (issue 15)
-
-    return sale_entry(ref)
-
-
-@pytest.fixture
-def shop(committed_world: World, live_server: Any, settings: Any) -> Iterator[Shop]:
-    with FakeStripe() as fake, FakeOpenAI() as model:
-        settings.STRIPE_TEST_SECRET_KEY = KEY
-        settings.STRIPE_LIVE_MODE = False
-        settings.STRIPE_API_BASE = fake.base_url
-        settings.BILLING_QUOTAS = True
-        settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True  # the fake model server on loopback
-        seed_demo_plans()
-        call_command("billing_webhook_endpoint", url=live_server.url, stdout=StringIO())
-        for workspace in (committed_world.workspace_a, committed_world.workspace_b):
-            with schema_context(workspace.schema_name):
-                register_fake_model(model.base_url)
-        staff = User.objects.create_superuser(email="mod@platform.test", password="x")
-        yield Shop(fake, model, committed_world, stripe_client(), staff)
-    assert fake.server_errors == []
+from tests.helpers.personas import access_of
+from tests.helpers.purchases import URLS, Shop, pay, sale
 
 
 def test_one_time_checkout_activates_from_the_webhook_installs_and_runs(shop: Shop) -> None:
