@@ -66,11 +66,12 @@ def price_terms(sold: Purchase | ListingVersion) -> str:
     """ "$19.00 one-time", "$9.00 a month" or "$0.25 per successful run"."""
     cents = sold.unit_amount_cents if isinstance(sold, Purchase) else sold.price_cents
     amount = f"${cents / 100:,.2f}"
-    return {
+    terms: dict[str, str] = {
         Listing.Pricing.ONE_TIME: f"{amount} one-time",
         Listing.Pricing.MONTHLY: f"{amount} a month",
         Listing.Pricing.PER_RUN: f"{amount} per successful run",
-    }.get(sold.pricing, amount)
+    }
+    return terms.get(sold.pricing, amount)
 
 
 def listing_path(listing: Listing) -> str:

@@ -113,13 +113,14 @@ def _listing_response(
                 if not (m.workspace_id in bought and bought[m.workspace_id].runnable)
             ]
             choices = [w for w in choices if w.pk in bought and bought[w.pk].runnable]
+            holders = [w for w in mine if w.pk in bought]
             context.update(
                 selling=version.pricing,
                 terms=price_terms(version),
                 buy_form=InstallForm(workspaces=buyers, among=mine) if buyers else None,
                 bought=[
                     (label, bought[w.pk])
-                    for w, label in workspace_labels([w for w in mine if w.pk in bought], mine)
+                    for w, (_, label) in zip(holders, workspace_labels(holders, mine), strict=True)
                 ],
             )
         reviewers = [m.workspace for m in runners if m.workspace_id in installed]

@@ -117,6 +117,7 @@ def test_only_monthly_purchases_cancel_and_only_the_buyers(
     world: World, fake_stripe: FakeStripe
 ) -> None:
     listing = _paid_listing(world)
+    assert listing.current_version is not None
     purchase = Purchase.objects.create(
         buyer=world.workspace_b,
         listing=listing,
