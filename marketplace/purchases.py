@@ -405,38 +405,55 @@ def _line_subscription(line: dict[str, Any]) -> str | None:
     return str(found) if found else None
 
 
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    found = invoice.get("subscription")
+    if not found:
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
+        found = details.get("subscription")
+    if isinstance(found, dict):
+        found = found.get("id")
+    return str(found) if found else None
+
+
 def invoice_paid(*, invoice_id: str) -> None:
-    """A paid invoice, re-read: a monthly purchase's subscription invoice is one sale (keyed
-    by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one sale
-    (keyed by the line)."""
+    """A paid invoice, re-read with all its lines: a monthly purchase's lines are one sale
+    (keyed by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one
+    sale (keyed by the line). Per-run items ride on whichever invoice of the workspace comes
+    next, so any paid invoice may carry them."""
     client = stripe_client()
     with stripe_errors("read the invoice"):
         invoice = client.v1.invoices.retrieve(invoice_id).to_dict()
-    if invoice.get("status") != "paid":
-        return
+        if invoice.get("status") != "paid":
+            return
+        lines = [
+            line.to_dict()
+            for line in client.v1.invoices.line_items.list(
+                invoice_id, params={"limit": 100}
+            ).auto_paging_iter()
+        ]
+    subscription_id = _invoice_subscription(invoice)
+    if (
+        subscription_id
+        and not Purchase.objects.filter(stripe_subscription_id=subscription_id).exists()
+    ):
+        subscription_changed(subscription_id=subscription_id)  # its first invoice came first
     paid_at = _at((invoice.get("status_transitions") or {}).get("paid_at"))
     monthly: dict[int, int] = {}
-    for line in (invoice.get("lines") or {}).get("data") or []:
+    for line in lines:
         per_run = _purchase_id(line.get("metadata"))
         if per_run is not None:
             _sale(per_run, gross_cents=int(line["amount"]), stripe_ref=line["id"], at=paid_at)
             continue
-        subscription_id = _line_subscription(line)
-        purchase = (
-            Purchase.objects.filter(stripe_subscription_id=subscription_id).first()
-            if subscription_id
+        line_subscription = _line_subscription(line)
+        purchase_id = (
+            Purchase.objects.filter(stripe_subscription_id=line_subscription)
+            .values_list("pk", flat=True)
+            .first()
+            if line_subscription
             else None
         )
-        if purchase is not None:
-            monthly[purchase.pk] = monthly.get(purchase.pk, 0) + int(line["amount"])
-    subscription_id = _line_subscription({"subscription": invoice.get("subscription")}) or (
-        ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-    )
-    if subscription_id and not monthly:  # the subscription was not read yet: read it now
-        subscription_changed(subscription_id=str(subscription_id))
-        found = Purchase.objects.filter(stripe_subscription_id=subscription_id).first()
-        if found is not None:
-            monthly[found.pk] = int(invoice.get("amount_paid") or 0)
+        if purchase_id is not None:
+            monthly[purchase_id] = monthly.get(purchase_id, 0) + int(line["amount"])
     for purchase_id, gross in monthly.items():
         _sale(purchase_id, gross_cents=gross, stripe_ref=str(invoice["id"]), at=paid_at)
 

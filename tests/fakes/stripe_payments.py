@@ -31,6 +31,7 @@ class PaymentsMixin:
             ("POST", r"/v1/invoiceitems", self._invoice_item_create),
             ("GET", r"/v1/invoiceitems", self._list_of("invoiceitem", "customer")),
             ("GET", r"/v1/invoiceitems/(?P<id>[^/]+)", self._retrieve("invoiceitem")),
+            ("GET", r"/v1/invoices/(?P<id>[^/]+)/lines", self._invoice_lines),
             ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", self._retrieve("payment_intent")),
             ("GET", r"/v1/charges/(?P<id>[^/]+)", self._retrieve("charge")),
             ("GET", r"/v1/setup_intents/(?P<id>[^/]+)", self._retrieve("setup_intent")),
@@ -261,6 +262,23 @@ class PaymentsMixin:
         self._apply_metadata(item, params)
         self.emit("invoiceitem.created", item)
         return 200, copy.deepcopy(item)
+
+    def _invoice_lines(self, request: Any, params: Object, match: re.Match[str]) -> Any:
+        """An invoice's lines, paginated (`limit`, `starting_after`) as Stripe lists them."""
+        from tests.fakes.stripe_api import _int
+
+        lines = self.get(match["id"], "invoice")["lines"]["data"]
+        after = params.get("starting_after")
+        if after is not None:
+            ids = [line["id"] for line in lines]
+            lines = lines[ids.index(after) + 1 :] if after in ids else []
+        limit = _int(params.get("limit", 10), "limit")
+        return 200, {
+            "object": "list",
+            "data": copy.deepcopy(lines[:limit]),
+            "has_more": len(lines) > limit,
+            "url": request.path,
+        }
 
     def _pending_item_lines(self, invoice: Object, template: Object) -> list[Object]:
         """The customer's pending invoice items as lines of `invoice` (now theirs)."""

@@ -166,6 +166,11 @@ def test_a_subscription_takes_an_inline_monthly_price_and_invoice_items_join_its
         line["metadata"]["run_id"] for line in invoice["lines"]["data"] if line["metadata"]
     )
     assert runs == ["1", "2"]
+    paged = client.v1.invoices.line_items.list(invoice["id"], params={"limit": 2})
+    assert len(paged.data) == 2
+    assert paged.has_more
+    every = list(paged.auto_paging_iter())
+    assert [line.id for line in every] == [line["id"] for line in invoice["lines"]["data"]]
     # charged once: the next invoice has the subscription only
     again = fake.close_period(subscription["id"])
     assert again is not None
