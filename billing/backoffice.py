@@ -22,12 +22,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from djstripe.models import Event, WebhookEventTrigger
-from djstripe.settings import djstripe_settings
 
 from accounts.models import User
 from billing.models import CreditGrant, Plan, WorkspacePlan
 from billing.plans import default_plan, granted_usd
 from billing.quotas import plan_row_locked
+from billing.webhooks import webhook_trigger_enqueue
 from core.exceptions import ValidationFailed
 from tenants import audit
 from tenants.models import Workspace
@@ -256,9 +256,8 @@ def comps_expire(*, now: datetime | None = None) -> int:
 
 def webhook_trigger_replay(*, trigger: WebhookEventTrigger) -> Event | None:
     """Process a received Stripe webhook again. Its Event stored already: run its handlers
-    again now (they are idempotent; the subscription is synced here). Not stored: as dj-stripe's
-    endpoint would, which with WEBHOOK_EVENT_CALLBACK set queues it for the workers
-    (billing/webhooks.py; None: the Event comes later), else processes it here. The trigger
+    again now (they are idempotent; the subscription is synced here). Not stored: queued for
+    the workers, as a delivery is (billing/webhooks.py; None: the Event comes later). The trigger
     records the outcome (processed, or the exception and its traceback). A trigger whose
     signature failed is refused: its body is not trusted."""
     if not trigger.valid:
@@ -270,20 +269,17 @@ def webhook_trigger_replay(*, trigger: WebhookEventTrigger) -> Event | None:
     trigger.traceback = ""
     fields = ["processed", "exception", "traceback", "event"]
     event = Event.objects.filter(id=trigger.json_body.get("id")).first()
-    if event is None and djstripe_settings.WEBHOOK_EVENT_CALLBACK:
+    if event is None:
         # Saved before it is queued: a worker may take it as soon as this commits.
         with transaction.atomic():
             trigger.processed = False
             trigger.save(update_fields=fields)
-            djstripe_settings.WEBHOOK_EVENT_CALLBACK(trigger, api_key=None)
+            webhook_trigger_enqueue(trigger)
         return None
     try:
         with transaction.atomic():
-            if event is not None:
-                event.invoke_webhook_handlers()
-                trigger.event, trigger.processed = event, True
-            else:
-                trigger.process(save=False)
+            event.invoke_webhook_handlers()
+            trigger.event, trigger.processed = event, True
     except Exception as exc:
         trigger.processed = False
         trigger.exception = str(exc)[:128]

@@ -104,12 +104,12 @@ class FlushReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _retry_at(attempts: int, now: datetime) -> datetime:
+def retry_at(attempts: int, now: datetime) -> datetime:
     delay = timedelta(seconds=settings.METER_RETRY_BASE_SECONDS * 2 ** (attempts - 1))
     return now + min(delay, MAX_RETRY_DELAY)
 
 
-def _permanent(exc: stripe.StripeError) -> bool:
+def permanent_refusal(exc: stripe.StripeError) -> bool:
     """A refusal that sending again will not change: Stripe's 4xx on the request itself.
     Authentication, rate limits, conflicts, 5xx and network failures are worth retrying, and
     so is a timestamp ahead of Stripe's clock (ours runs fast: later it is not)."""
@@ -168,11 +168,11 @@ def _attempt(client: stripe.StripeClient, row: MeterOutbox, report: FlushReport)
             return True
         row.last_error = message
         report.errors.append(f"{row.identifier}: {message}")
-        if _permanent(exc) or row.attempts >= settings.METER_MAX_ATTEMPTS:
+        if permanent_refusal(exc) or row.attempts >= settings.METER_MAX_ATTEMPTS:
             row.status = MeterOutbox.Status.FAILED
             report.failed += 1
             return True
-        row.next_attempt_at = _retry_at(row.attempts, now)
+        row.next_attempt_at = retry_at(row.attempts, now)
         report.retrying += 1
         return False
     row.status, row.sent_at, row.last_error = MeterOutbox.Status.SENT, now, ""

@@ -182,6 +182,8 @@ def subscription_sync(
         else None
     )
     subscription = _read(client, subscription_id)
+    if (subscription.get("metadata") or {}).get("purchase_id"):
+        return  # a marketplace purchase's subscription (marketplace/stripe_events.py), no plan
     with transaction.atomic():
         row = _locked_row(subscription)
         if row is None:

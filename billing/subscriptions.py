@@ -126,7 +126,7 @@ def _line_items(
     return items
 
 
-def _customer_ensure(*, client: stripe.StripeClient, workspace_id: int) -> str:
+def customer_ensure(*, client: stripe.StripeClient, workspace_id: int) -> str:
     """The workspace's Stripe Customer id, created on first use (metadata: the workspace id)
     and stored on its plan row. Safe concurrently: the idempotency key makes Stripe answer
     both creators with one customer, and only an empty id is overwritten."""
@@ -170,7 +170,7 @@ def checkout_start(
     row = workspace_plan(workspace=Workspace.objects.get(pk=workspace_id))
     _refuse_if_subscribed(row, plan)
     line_items = _line_items(client, plan, interval)
-    customer_id = _customer_ensure(client=client, workspace_id=workspace_id)
+    customer_id = customer_ensure(client=client, workspace_id=workspace_id)
     with transaction.atomic():
         with connection.cursor() as cursor:  # one checkout start per workspace at a time
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [advisory_key("checkout", row.pk)])

@@ -4,13 +4,13 @@ the meter outbox live."""
 
 from __future__ import annotations
 
-from celery import Task, shared_task
+from celery import shared_task
 
 from billing.backoffice import comps_expire
 from billing.meter import meter_flush
 from billing.stripe_client import secret_key, stripe_client
 from billing.subscription_state import grace_expire
-from billing.webhooks import PROCESS_TASK, webhook_trigger_stored, webhooks_drain
+from billing.webhooks import PROCESS_TASK, webhooks_drain
 from core import recovery
 
 
@@ -48,20 +48,15 @@ def expire_comps() -> int:
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
-    bind=True,
     **recovery.DATABASE_RETRY,
 )
-def process_webhooks(self: Task, trigger_id: int | None = None) -> int:
+def process_webhooks(trigger_id: int | None = None) -> int:
     """Process the Stripe webhooks received and not yet processed, batch after batch, until
-    none is left; returns how many were taken. Queued by dj-stripe's view for each delivery
+    none is left; returns how many were taken. Queued by the webhook view for each delivery
     (`trigger_id`) and by beat every minute without one (the sweep: a delivery whose message
     was lost, a failed one whose backoff passed). At-least-once: a duplicate or redelivered
     message finds nothing left, or takes what is due; losing the database retries it."""
     taken = 0
     while claimed := webhooks_drain().claimed:
         taken += claimed
-    if trigger_id is not None and not webhook_trigger_stored(trigger_id):
-        # The view saves the trigger as valid just after the commit that queued this: take it
-        # in a moment rather than at the next sweep.
-        raise self.retry(countdown=0.05, max_retries=20)
     return taken

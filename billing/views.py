@@ -5,15 +5,20 @@ Stripe's customer portal. The plan itself changes only when Stripe's webhook con
 from __future__ import annotations
 
 from urllib.parse import urlencode
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from djstripe.models import WebhookEndpoint
+from djstripe.models.webhooks import get_remote_ip
 
-from billing import invoices, subscriptions, usage
+from billing import invoices, subscriptions, usage, webhooks
 from billing.stripe_client import secret_key_setting, stripe_mode
 from core.exceptions import ApplicationError
 from tenants.access import page_access
@@ -78,3 +83,24 @@ def billing_portal(request: AppRequest) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("billing", workspace_slug=slug)
     return redirect(url)
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def stripe_webhook(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """A Stripe webhook delivery: stored, its signature checked, queued for the workers; 200
+    with the trigger's id, 400 when unsigned or the signature fails, 404 for an unknown
+    endpoint."""
+    if "stripe-signature" not in request.headers:  # not stored: nothing to fill the log with
+        return HttpResponseBadRequest()
+    endpoint = get_object_or_404(WebhookEndpoint, djstripe_uuid=uuid)
+    trigger = webhooks.webhook_receive(
+        endpoint=endpoint,
+        headers=dict(request.headers),
+        body=request.body.decode(request.encoding or "utf-8", errors="replace"),
+        remote_ip=get_remote_ip(request),
+    )
+    if not trigger.valid:
+        return HttpResponseBadRequest()
+    return HttpResponse(str(trigger.pk))

@@ -1,9 +1,11 @@
 """Stripe's webhooks, after dj-stripe: acknowledge at once, process on the workers.
 
-dj-stripe's view (`/stripe/webhook/<uuid>/`) verifies the signature within the endpoint's
-tolerance and stores the request as a WebhookEventTrigger; with DJSTRIPE_WEBHOOK_EVENT_CALLBACK
-set to `webhook_trigger_enqueue` it then only queues `billing.process_webhooks` (on commit) and
-answers 200. The task (and the beat sweep, for a message that was lost) runs `webhooks_drain`:
+Our view at dj-stripe's address (`/stripe/webhook/<uuid>/`, billing/views.py `stripe_webhook`)
+stores the request as dj-stripe's WebhookEventTrigger, verifies its signature within the
+endpoint's tolerance (`webhook_receive`), queues `billing.process_webhooks` on commit and
+answers 200; dj-stripe's own view would process the event inside the request, and its hook for
+doing otherwise (DJSTRIPE_WEBHOOK_EVENT_CALLBACK) is deprecated. The task (and the beat sweep,
+for a message that was lost) runs `webhooks_drain`:
 
 - triggers are claimed one at a time, oldest first (SELECT ... FOR UPDATE SKIP LOCKED, so
   drains in several workers never take the same one), each processed by dj-stripe in its own
@@ -138,7 +140,7 @@ class _Batch:
 
 
 # Set while `webhooks_drain` processes a trigger: the receiver notes the sync in the batch.
-# Unset (a staff replay of a stored Event, or no DJSTRIPE_WEBHOOK_EVENT_CALLBACK): it syncs.
+# Unset (a staff replay of a stored Event): it syncs.
 _draining: ContextVar[_Batch | None] = ContextVar("billing_webhook_batch", default=None)
 
 
@@ -165,11 +167,34 @@ def on_subscription_event(sender: Any, event: Event, **kwargs: Any) -> None:
     _sync_owed(event)
 
 
-def webhook_trigger_enqueue(trigger: WebhookEventTrigger, api_key: str | None = None) -> None:
-    """DJSTRIPE_WEBHOOK_EVENT_CALLBACK: called inside dj-stripe's transaction for a trigger
-    whose signature checked out; queues `billing.process_webhooks` once that commits, so the
-    view answers 200 without processing. robust: a broker outage must not fail a delivery that
-    is stored; the sweep processes it."""
+def webhook_receive(
+    *, endpoint: WebhookEndpoint, headers: dict[str, str], body: str, remote_ip: str
+) -> WebhookEventTrigger:
+    """Store one delivery as dj-stripe's trigger row, verify its signature (dj-stripe's
+    `validate`, within the endpoint's tolerance) and, when it checks out, queue it for the
+    workers once stored. Nothing is processed here. An invalid one is kept (valid=False) for
+    the admin's webhook log and never processed."""
+    with transaction.atomic():
+        trigger = WebhookEventTrigger.objects.create(
+            headers=headers,
+            body=body,
+            remote_ip=remote_ip,
+            stripe_trigger_account=endpoint.djstripe_owner_account,
+            webhook_endpoint=endpoint,
+        )
+        account = endpoint.djstripe_owner_account
+        api_key = (account.default_api_key if account else None) or secret_key()
+        trigger.valid = trigger.validate(api_key=api_key, secret=endpoint.secret)
+        trigger.save(update_fields=["valid", "updated"])
+        if trigger.valid:
+            webhook_trigger_enqueue(trigger)
+    return trigger
+
+
+def webhook_trigger_enqueue(trigger: WebhookEventTrigger) -> None:
+    """Queue `billing.process_webhooks` for a stored, valid trigger once the current
+    transaction commits. robust: a broker outage must not fail a delivery that is stored; the
+    sweep processes it."""
     transaction.on_commit(partial(enqueue, PROCESS_TASK, trigger.pk), robust=True)
 
 
@@ -310,12 +335,6 @@ def webhooks_drain(*, batch_size: int = BATCH_SIZE, now: datetime | None = None)
     )
 
 
-def webhook_trigger_stored(trigger_id: int) -> bool:
-    """Whether dj-stripe's view has saved the trigger as valid (it saves it after the
-    transaction the callback runs in commits), or it is gone (deleted)."""
-    return not WebhookEventTrigger.objects.filter(pk=trigger_id, valid=False).exists()
-
-
 @dataclass(frozen=True)
 class EndpointReport:
     endpoint: WebhookEndpoint
@@ -332,7 +351,7 @@ def webhook_endpoint_ensure(*, base_url: str) -> EndpointReport:
     client = stripe_client()
     base_url = base_url.rstrip("/")
     probe = uuid.UUID(int=0)  # any uuid: what comes before it is the URL of our endpoints
-    prefix = base_url + reverse("djstripe:djstripe_webhook_by_uuid", args=[probe])
+    prefix = base_url + reverse("stripe_webhook", args=[probe])
     prefix = prefix.split(str(probe))[0]
     for local in WebhookEndpoint.objects.filter(url__startswith=prefix).order_by("created"):
         try:
@@ -351,7 +370,7 @@ def webhook_endpoint_ensure(*, base_url: str) -> EndpointReport:
                 client.v1.webhook_endpoints.delete(remote.id)
                 removed.append(remote.id)
     endpoint_uuid = uuid.uuid4()
-    url = base_url + reverse("djstripe:djstripe_webhook_by_uuid", args=[endpoint_uuid])
+    url = base_url + reverse("stripe_webhook", args=[endpoint_uuid])
     with stripe_errors("create the webhook endpoint"):
         created = client.v1.webhook_endpoints.create(
             params={

@@ -6,6 +6,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as accounts_views
+from billing import views as billing_views
 from core import views as core_views
 from tenants import urls as tenants_urls
 
@@ -45,8 +46,10 @@ urlpatterns = [
     path("api/v1/", include("billing.api.urls")),
     # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.
     path("hooks/workflows/", include("workflows.hook_urls")),
-    # Stripe's webhooks (dj-stripe's view: signature, tolerance, dedup by event id), one URL
-    # per endpoint registered by `manage.py billing_webhook_endpoint`.
+    # Stripe's webhooks, one URL per endpoint registered by `manage.py billing_webhook_endpoint`:
+    # stored and verified with dj-stripe's models, processed on the workers (billing/webhooks.py).
+    # Ours shadows dj-stripe's view at the same address, which would process in the request.
+    path("stripe/webhook/<uuid:uuid>/", billing_views.stripe_webhook, name="stripe_webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("marketplace/", include("marketplace.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -138,3 +138,18 @@ class MemberInviting:
 
 # Billing refuses when the plan's seats are taken (members and pending invitations).
 member_inviting: Veto[MemberInviting] = Veto("member_inviting")
+
+
+@dataclass(frozen=True)
+class RunStarting:
+    """A run of an installed listing's copy is about to be created (inside the starting
+    transaction, before the plan counts it). Asked only for copies (`listing_version_id` set),
+    so ordinary runs pay nothing for it."""
+
+    kind: Literal["agent", "workflow"]
+    schema_name: str
+    listing_version_id: int
+
+
+# The marketplace refuses (402) a paid listing's copy without a runnable purchase.
+run_starting: Veto[RunStarting] = Veto("run_starting")

@@ -5,9 +5,13 @@ class MarketplaceConfig(AppConfig):
     name = "marketplace"
 
     def ready(self) -> None:
-        from core.hooks import run_finished
-        from marketplace import connect  # noqa: F401 (registers its Stripe webhook receiver)
-        from marketplace import money_admin, payout_events  # noqa: F401 - registers them
+        from core.hooks import run_finished, run_starting
+
+        # Importing them registers their Stripe webhook receivers and the money admin.
+        from marketplace import connect, money_admin, payout_events, stripe_events  # noqa: F401
+        from marketplace.purchases import run_charge_record, run_gate
         from marketplace.telemetry import record_finished_run
 
         run_finished.subscribe(record_finished_run)
+        run_finished.subscribe(run_charge_record)
+        run_starting.subscribe(run_gate)

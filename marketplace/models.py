@@ -18,6 +18,7 @@ from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 384
@@ -419,6 +420,9 @@ class Purchase(models.Model):
     current_period_end = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    first_success_at = models.DateTimeField(
+        null=True, blank=True, help_text="The buyer's first successful run (reviews need one)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -607,3 +611,45 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise LedgerImmutable("Ledger entries are never deleted: add a correcting entry.")
+
+
+class RunCharge(models.Model):
+    """One successful run of a per-run purchase, on its way to the buyer's next Stripe invoice
+    as an invoice item (an outbox, as billing's meter outbox: written when the run's success is
+    heard, sent by `marketplace.purchases.run_charges_flush`, retried while Stripe is down).
+    Invariant: one row per purchase and run, and its idempotency key `per-run-<purchase>-<run>`
+    makes Stripe add the item once however often it is sent. Failed runs have no row."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="run_charges")
+    run_id = models.BigIntegerField(help_text="The run's id in the buyer's schema.")
+    amount_cents = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(max_length=500, blank=True)
+    stripe_invoice_item_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["purchase", "run_id"], name="run_charge_one_per_run"),
+            models.CheckConstraint(
+                condition=Q(amount_cents__gt=0), name="run_charge_amount_positive"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="run_charge_due")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} of purchase {self.purchase_id}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"per-run-{self.purchase_id}-{self.run_id}"

@@ -20,7 +20,7 @@ from django_tenants.utils import schema_context
 from agents.models import Agent
 from agents.services import agent_archive, agent_update
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
-from marketplace import snapshot
+from marketplace import pricing, snapshot
 from marketplace.icons import ICON_ERROR, is_single_icon
 from marketplace.models import (
     Category,
@@ -31,6 +31,7 @@ from marketplace.models import (
     Listing,
     ListingVersion,
     Publisher,
+    Purchase,
     Review,
     RunSample,
 )
@@ -461,6 +462,7 @@ def install(*, access: Access, listing: Listing) -> Install:
     ).exists():
         raise Conflict(f"“{listing.title}” is already installed in this workspace.")
     version = listing.current_version
+    pricing.install_require_purchase(workspace_id=access.workspace.pk, version=version)
     with schema_context(access.workspace.schema_name):
         object_kind, object_id = snapshot.install_snapshot(
             access, version.definition, listing.kind, version.pk, name=listing.title
@@ -665,8 +667,20 @@ def record_run(
 @transaction.atomic
 def review_save(*, access: Access, listing: Listing, rating: int, text: str = "") -> Review:
     """A workspace's review (one per workspace; saving again edits it). Only a workspace that
-    installed the listing and ran it at least once may review it."""
+    installed the listing and ran it at least once may review it; for a paid listing (with
+    billing on), only a workspace that bought it and ran it successfully."""
     access.require(Perm.RUN)
+    paid = listing.pricing != Listing.Pricing.FREE and pricing.checkout_active()
+    if (
+        paid
+        and not Purchase.objects.filter(
+            buyer=access.workspace, listing=listing, first_success_at__isnull=False
+        ).exists()
+    ):
+        raise PermissionDenied(
+            f"“{listing.title}” is a paid listing: only workspaces that bought it and ran it "
+            "successfully at least once may review it."
+        )
     if not Install.objects.filter(
         listing=listing, workspace=access.workspace, runs_completed__gte=1
     ).exists():

@@ -17,10 +17,10 @@ from django_htmx.middleware import HtmxDetails
 from accounts.requests import signed_in_user
 from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
-from marketplace import selectors, services
+from marketplace import purchases, selectors, services
 from marketplace.forms import SearchForm
-from marketplace.models import Category, Install, Listing, Review
-from marketplace.pricing import billing_notice
+from marketplace.models import Category, Install, Listing, Purchase, Review
+from marketplace.pricing import billing_notice, checkout_active, price_terms
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm, workspace_labels
 from tenants.http import AppRequest
 from tenants.models import Membership, Workspace
@@ -98,6 +98,31 @@ def _listing_response(
         # Labels tell apart the user's workspaces of the same name, in every picker.
         mine = _user_workspaces(request.user)
         choices = [m.workspace for m in builders if m.workspace_id not in installed]
+        version = detail.current_version
+        if checkout_active() and version is not None and version.pricing != Listing.Pricing.FREE:
+            # A paid listing: bought first (owners and admins), then installed.
+            bought = {
+                p.buyer_id: p
+                for p in Purchase.objects.filter(
+                    listing=detail, buyer__in=mine, status__in=purchases.LIVE
+                )
+            }
+            buyers = [
+                m.workspace
+                for m in _memberships(request.user, Perm.BILLING_MANAGE)
+                if not (m.workspace_id in bought and bought[m.workspace_id].runnable)
+            ]
+            choices = [w for w in choices if w.pk in bought and bought[w.pk].runnable]
+            holders = [w for w in mine if w.pk in bought]
+            context.update(
+                selling=version.pricing,
+                terms=price_terms(version),
+                buy_form=InstallForm(workspaces=buyers, among=mine) if buyers else None,
+                bought=[
+                    (label, bought[w.pk])
+                    for w, (_, label) in zip(holders, workspace_labels(holders, mine), strict=True)
+                ],
+            )
         reviewers = [m.workspace for m in runners if m.workspace_id in installed]
         if review_form is None and reviewers:
             review_form = ReviewForm(
@@ -177,6 +202,40 @@ def listing_install(request: AppRequest, slug: str) -> HttpResponse:
         return redirect(_listing_url(listing))
     installed = f"“{listing.title}” installed in {access.workspace.name}."
     messages.success(request, " ".join(filter(None, [installed, billing_notice(listing)])))
+    return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+
+
+@login_required
+@require_POST
+def listing_buy(request: AppRequest, slug: str) -> HttpResponse:
+    """Start buying a paid listing for one of the user's workspaces (owners and admins): off
+    to Stripe Checkout, which comes back to the listing; the purchase activates, and installs
+    the listing, when Stripe's webhook confirms the payment."""
+    listing = selectors.public_listing(slug=slug)
+    membership = _chosen(
+        _memberships(request.user, Perm.BILLING_MANAGE), request.POST.get("workspace", "")
+    )
+    if membership is None:
+        messages.error(
+            request, "Choose a workspace where you are an owner or admin: they buy listings."
+        )
+        return redirect(_listing_url(listing))
+    access = access_for_membership(membership=membership, user=signed_in_user(request))
+    back = request.build_absolute_uri(_listing_url(listing))
+    try:
+        started = purchases.purchase_start(
+            access=access, listing=listing, success_url=back + "?checkout=done", cancel_url=back
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(_listing_url(listing))
+    if started.checkout_url:
+        return redirect(started.checkout_url)
+    messages.success(
+        request,
+        f"“{listing.title}” is bought for {access.workspace.name} "
+        f"({price_terms(started.purchase)}, charged to the card on file) and installed.",
+    )
     return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
 
 

@@ -18,6 +18,11 @@ urlpatterns = [
         views.install_uninstall,
         name="marketplace_uninstall",
     ),
+    path(
+        "purchases/<int:purchase_id>/cancel/",
+        views.purchase_cancel,
+        name="marketplace_purchase_cancel",
+    ),
     path("reviews/<int:review_id>/reply/", views.review_reply, name="marketplace_reply"),
     path("earnings/", earnings_views.earnings_page, name="marketplace_earnings"),
     path(

@@ -21,7 +21,7 @@ from agents.models import Agent
 from billing.stripe_client import billing_mode, stripe_mode
 from core.exceptions import ApplicationError, NotFound, ServiceUnavailable
 from core.forms import form_add_application_error
-from marketplace import connect, fees, selectors, services
+from marketplace import connect, fees, purchases, selectors, services
 from marketplace.models import Category, Listing, ListingVersion, Review
 from marketplace.workspace_forms import PayoutsSetupForm, PublishForm, ReplyForm
 from tenants.access import page_access
@@ -68,8 +68,27 @@ def marketplace_workspace(request: AppRequest) -> HttpResponse:
             "reviews": selectors.reviews_awaiting_reply(access=access),
             "reply_form": ReplyForm(),
             "can_build": access.can(Perm.BUILD),
+            "purchases": list(purchases.workspace_purchases(access=access)[:50]),
+            "can_buy": access.can(Perm.BILLING_MANAGE),
         },
     )
+
+
+@require_POST
+def purchase_cancel(request: AppRequest, purchase_id: int) -> HttpResponse:
+    access = page_access(request, Perm.BILLING_MANAGE)
+    try:
+        purchase = purchases.purchase_cancel(access=access, purchase_id=purchase_id)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        ends = f" on {purchase.current_period_end:%-d %b %Y}" if purchase.current_period_end else ""
+        messages.success(
+            request,
+            f"“{purchase.listing.title}” is cancelled: it keeps running until its paid period "
+            f"ends{ends}, then stops. Nothing more is charged.",
+        )
+    return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
 
 
 def _sources() -> list[tuple[str, str]]:

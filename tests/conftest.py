@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.marketplace",
     "tests.fixtures.browser",
     "tests.fixtures.billing",
+    "tests.fixtures.purchases",
 ]
 
 

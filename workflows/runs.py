@@ -12,7 +12,9 @@ from django.db import transaction
 
 from billing import quotas
 from core.exceptions import Conflict, NotFound, ValidationFailed
+from core.hooks import RunStarting, run_starting
 from tenants.permissions import Access, Perm
+from tenants.schemas import current_schema
 from workflows import engine
 from workflows.models import (
     RunStatus,
@@ -74,6 +76,7 @@ def run_start(
     version_require_runnable(workflow=workflow, version=target)
     checked = inputs_check(target.definition, inputs)
     with transaction.atomic():  # the run counts against the plan only if it is created
+        _listing_check(workflow)
         quotas.run_reserve(workspace_id=access.workspace.pk if access is not None else None)
         return engine.run_start_internal(
             version=target,
@@ -84,6 +87,13 @@ def run_start(
             callback_url=callback_url,
             trigger_ref_id=trigger_ref.pk if trigger_ref is not None else None,
         )
+
+
+def _listing_check(workflow: Workflow) -> None:
+    """An installed listing's copy runs only if the marketplace allows it (a paid listing needs
+    a runnable purchase): asked through a hook, since workflows never import the marketplace."""
+    if workflow.listing_version_id is not None:
+        run_starting.check(RunStarting("workflow", current_schema(), workflow.listing_version_id))
 
 
 def run_cancel(*, access: Access, run: WorkflowRun) -> None:
@@ -157,6 +167,7 @@ def run_rerun(*, access: Access, run: WorkflowRun) -> WorkflowRun:
         raise Conflict("This workflow is archived; restore it before running it again.")
     version = WorkflowVersion.objects.get(pk=run.version_id)
     with transaction.atomic():  # a rerun is a new run: it counts against the plan
+        _listing_check(workflow)
         quotas.run_reserve(workspace_id=access.workspace.pk)
         return engine.run_start_internal(
             version=version,

@@ -217,6 +217,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Per-run charges of paid listings: pending rows go to Stripe as invoice items.
+    "marketplace-flush-run-charges": {
+        "task": "marketplace.flush_run_charges",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "billing-expire-comps": {
         "task": "billing.expire_comps",
         "schedule": crontab(minute="7,37"),  # a comp ends at midnight: within half an hour
@@ -372,9 +378,6 @@ BILLING_OVERAGE_MARKUP = env.str("BILLING_OVERAGE_MARKUP", default="1")
 METER_FLUSH_BATCH_SIZE = env.int("METER_FLUSH_BATCH_SIZE", default=100)
 METER_MAX_ATTEMPTS = env.int("METER_MAX_ATTEMPTS", default=10)
 METER_RETRY_BASE_SECONDS = env.float("METER_RETRY_BASE_SECONDS", default=30.0)
-# dj-stripe's view verifies and stores each webhook, then only queues it for the workers
-# (billing/webhooks.py, docs/billing.md "Webhooks").
-DJSTRIPE_WEBHOOK_EVENT_CALLBACK = "billing.webhooks.webhook_trigger_enqueue"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 

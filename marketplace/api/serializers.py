@@ -12,7 +12,7 @@ from typing import Any
 from rest_framework import serializers
 
 from core.serializers import InputSerializer
-from marketplace.models import Flag, Install, Listing, ListingVersion, Review
+from marketplace.models import Flag, Install, Listing, ListingVersion, Purchase, Review
 
 SORTS = ["relevance", "rating", "installs", "new"]
 MODES = ["combined", "keyword", "semantic"]
@@ -306,3 +306,53 @@ class FlagOutput(serializers.ModelSerializer[Flag]):
     class Meta:
         model = Flag
         fields = ["id", "listing", "reason", "details", "created_at"]
+
+
+# --- Purchases
+
+
+class PurchaseOutput(serializers.ModelSerializer[Purchase]):
+    listing = serializers.SlugField(source="listing.slug", read_only=True)
+    listing_title = serializers.CharField(source="listing.title", read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    runnable = serializers.BooleanField(
+        read_only=True, help_text="Installed copies may run (active, or canceling)."
+    )
+
+    class Meta:
+        model = Purchase
+        fields = [
+            "id",
+            "listing",
+            "listing_title",
+            "version",
+            "pricing",
+            "unit_amount_cents",
+            "currency",
+            "status",
+            "runnable",
+            "current_period_end",
+            "activated_at",
+            "ended_at",
+            "created_at",
+        ]
+
+
+class PurchaseStartInput(InputSerializer):
+    listing = serializers.SlugField(help_text="The listing's slug.")
+    success_url = serializers.URLField(
+        required=False, help_text="Where Checkout returns after paying (default: the listing)."
+    )
+    cancel_url = serializers.URLField(
+        required=False, help_text="Where Checkout returns when abandoned (default: the listing)."
+    )
+
+
+class PurchaseStartOutput(serializers.Serializer[Any]):
+    purchase = PurchaseOutput()
+    checkout_url = serializers.URLField(
+        allow_null=True,
+        help_text="Stripe Checkout, to pay (or save a card); null when nothing is due now "
+        "(per run with a card on file: the purchase is active). The purchase becomes active "
+        "when Stripe confirms the payment, not when the buyer returns.",
+    )

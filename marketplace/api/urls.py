@@ -55,4 +55,10 @@ urlpatterns = [
         views.InstallUninstallApi.as_view(),
         name="api-market-install-uninstall",
     ),
+    path("marketplace/purchases/", views.PurchaseListApi.as_view(), name="api-market-purchases"),
+    path(
+        "marketplace/purchases/<int:purchase_id>/cancel/",
+        views.PurchaseCancelApi.as_view(),
+        name="api-market-purchase-cancel",
+    ),
 ]

@@ -21,9 +21,10 @@ from rest_framework.views import APIView
 from accounts.models import User
 from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
-from marketplace import selectors, services
+from marketplace import purchases, selectors, services
 from marketplace.api import serializers as s
 from marketplace.models import ListingVersion, Review
+from marketplace.pricing import listing_path
 from tenants.api.base import WorkspaceAPIView, api_access
 from tenants.api.views import WORKSPACE_PARAM
 from tenants.models import ApiKey
@@ -314,3 +315,64 @@ class InstallUninstallApi(WorkspaceAPIView):
             install=selectors.workspace_install(access=self.access, install_id=install_id),
         )
         return Response(s.InstallOutput(install).data)
+
+
+# --- Purchases (the buyer's)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class PurchaseListApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_purchases_list",
+        parameters=PAGE_PARAMETERS,
+        responses=paginated(s.PurchaseOutput),
+        description="This workspace's purchases of paid listings, newest first (only its own).",
+    )
+    def get(self, request: Request) -> Response:
+        return paginated_response(
+            view=self,
+            request=request,
+            queryset=purchases.workspace_purchases(access=self.access),
+            serializer=s.PurchaseOutput,
+        )
+
+    @extend_schema(
+        operation_id="marketplace_purchases_start",
+        request=s.PurchaseStartInput,
+        responses={201: s.PurchaseStartOutput},
+        description="Start buying a paid listing for this workspace (owners and admins: "
+        "`billing.manage`). Answers the Stripe Checkout URL to pay on; the purchase becomes "
+        "active, and the listing is installed, when Stripe confirms the payment. 409 while "
+        "billing is off, for a free listing or one already bought; 503 when Stripe is down.",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.PurchaseStartInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        listing = selectors.public_listing(slug=data.validated_data["listing"])
+        back = request.build_absolute_uri(listing_path(listing))
+        started = purchases.purchase_start(
+            access=self.access,
+            listing=listing,
+            success_url=data.validated_data.get("success_url") or back,
+            cancel_url=data.validated_data.get("cancel_url") or back,
+        )
+        return Response(
+            s.PurchaseStartOutput(
+                {"purchase": started.purchase, "checkout_url": started.checkout_url}
+            ).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class PurchaseCancelApi(WorkspaceAPIView):
+    @extend_schema(
+        operation_id="marketplace_purchases_cancel",
+        request=None,
+        responses=s.PurchaseOutput,
+        description="Cancel a monthly purchase at the end of its paid period (owners and "
+        "admins). Its copies run until then.",
+    )
+    def post(self, request: Request, purchase_id: int) -> Response:
+        purchase = purchases.purchase_cancel(access=self.access, purchase_id=purchase_id)
+        return Response(s.PurchaseOutput(purchase).data)

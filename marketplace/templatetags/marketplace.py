@@ -6,7 +6,7 @@ from django.utils.safestring import SafeString
 
 from marketplace import pricing
 from marketplace.markdown import render_markdown
-from marketplace.models import Listing, ListingVersion
+from marketplace.models import Listing, ListingVersion, Purchase
 from marketplace.pricing import price_label
 
 register = template.Library()
@@ -24,6 +24,12 @@ def price_filter(listing: Listing) -> str:
     return price_label(listing)
 
 
+@register.filter(name="purchase_terms")
+def purchase_terms_filter(purchase: Purchase) -> str:
+    """ "$19.00 one-time", "$9.00 a month" or "$0.25 per successful run"."""
+    return pricing.price_terms(purchase)
+
+
 @register.inclusion_tag("marketplace/_billing_notice.html")
 def billing_notice(listing: Listing | None) -> dict[str, str]:
     """{% billing_notice listing %}: the "not charged yet" notice of a paid listing."""
@@ -33,11 +39,14 @@ def billing_notice(listing: Listing | None) -> dict[str, str]:
 @register.inclusion_tag("marketplace/_billing_notice.html")
 def installed_billing_notice(listing_version_id: int | None) -> dict[str, str]:
     """{% installed_billing_notice agent.listing_version_id %}: the same notice on the pages
-    that run an installed copy (one query, only for a copy of a listing)."""
+    that run an installed copy, or with billing on, a per-run listing's price before every run
+    (one query, only for a copy of a listing)."""
     if not listing_version_id:
         return {"notice": ""}
     version = ListingVersion.objects.select_related("listing").filter(pk=listing_version_id).first()
-    return {"notice": pricing.billing_notice(version.listing) if version else ""}
+    if version is None:
+        return {"notice": ""}
+    return {"notice": pricing.billing_notice(version.listing) or pricing.per_run_notice(version)}
 
 
 @register.filter(name="example_text")

@@ -46,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
 from tests.fakes.stripe_connect import StripeConnectMixin
 from tests.fakes.stripe_money import StripeMoneyMixin
+from tests.fakes.stripe_payments import PaymentsMixin
 
 # Stripe's example objects from its OpenAPI repository (MIT: stripe_fixtures/LICENSE).
 FIXTURES = Path(__file__).with_name("stripe_fixtures") / "fixtures3.json"
@@ -176,7 +177,7 @@ class Delivery:
 Handler = Callable[[RecordedRequest, Object, "re.Match[str]"], tuple[int, Object]]
 
 
-class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
+class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer):
     """Fake of https://api.stripe.com. `base_url` is `http://127.0.0.1:PORT` (the SDK adds
     `/v1/...`). Test-only pages and endpoints live under `/test/` and need no key."""
 
@@ -276,6 +277,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
                 ("GET", r"/v1/events/(?P<id>[^/]+)", self._retrieve("event")),
                 *self._connect_routes(),
                 *self._money_routes(),
+                *self._payments_routes(),
             ]
         ]
 
@@ -766,11 +768,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
             )
         if params.get("customer"):
             self.get(params["customer"], "customer")
-        line_items = params.get("line_items") or []
-        for index, item in enumerate(line_items):
-            self.get(item.get("price", ""), "price")
-            if "quantity" in item:
-                _int(item["quantity"], f"line_items[{index}][quantity]")
+        line_items = self._line_items_priced(params.get("line_items") or [])
         session = self._new(
             "checkout.session",
             "cs_test",
@@ -792,6 +790,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
         # kept for complete_checkout; Stripe does not return line items on the session
         session["_line_items"] = line_items
         session["_subscription_data"] = params.get("subscription_data") or {}
+        session["_params"] = params
         return 200, self._public(session)
 
     def _checkout_expire(
@@ -936,6 +935,8 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
                 f"{' / ' + html.escape(interval) if interval else ''}</td></tr>"
             )
         email = html.escape(session.get("customer_email") or session.get("customer") or "")
+        if session["mode"] == "setup":  # nothing to pay: a card is saved for later charges
+            rows.append("<tr><td>Save a card for later charges</td><td></td><td></td></tr>")
         body = (
             f"<p>Paying as <strong>{email}</strong>. No card is needed: Pay completes the "
             "checkout as if the payment succeeded.</p>"
@@ -1064,7 +1065,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
         """Pay a subscription-mode checkout session as a customer would: create the customer
         (when the session had none), the active subscription and its first paid invoice, and
         emit `customer.subscription.created`, `invoice.paid`, `checkout.session.completed`.
-        Returns the subscription."""
+        Returns the subscription (payment and setup sessions: the intent, see stripe_payments)."""
         subscription = self._public(self._complete_checkout(session_id))
         if not self.hold_events:
             self.flush_events()
@@ -1076,7 +1077,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
             if session["status"] != "open":
                 raise StripeError(400, f"Checkout session {session_id} is not open.")
             if session["mode"] != "subscription":
-                raise StripeError(400, "FakeStripe completes subscription-mode sessions only.")
+                return self._complete_payment_or_setup(session)
             if not session["customer"]:
                 customer = self._new(
                     "customer", "cus", email=session["customer_email"], name=None, discount=None
@@ -1254,6 +1255,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, FakeServer):
                 "unit_amount_decimal": item["price"]["unit_amount_decimal"],
             }
             lines.append(line)
+        lines += self._pending_item_lines(invoice, template)
         total = sum(line["amount"] for line in lines)
         invoice["lines"] = {
             "object": "list",

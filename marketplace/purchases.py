@@ -1,0 +1,618 @@
+"""Buying paid listings (issue 15): Stripe Checkout for the current version's price, activation
+from Stripe's webhooks, the run gate, and per-run charges as invoice items.
+
+    purchase_start(access=.., listing=.., success_url=.., cancel_url=..)  # -> PurchaseStarted
+    checkout_completed(session_id=..)        # webhooks (marketplace/stripe_events.py) ...
+    payment_intent_succeeded(payment_intent_id=..)
+    subscription_changed(subscription_id=..)
+    invoice_paid(invoice_id=..)
+    purchase_cancel(access=.., purchase_id=..)  # a monthly purchase, at period end
+    run_gate(event)                          # core.hooks.run_starting: 402 without a purchase
+    run_charge_record(event)                 # core.hooks.run_finished: a per-run charge row
+    run_charges_flush(client)                # send due charge rows as Stripe invoice items
+
+Invariants:
+- a purchase becomes active only from Stripe's state read back by a webhook handler, never
+  from the success redirect (anyone can open it); handlers re-read the object from Stripe and
+  move a purchase forward only (pending → active ⇄ canceling → ended), so they are idempotent
+  and safe in any order;
+- every sale is recorded through `marketplace.earnings.sale_record`, keyed by the Stripe object
+  that carried the money (the charge, the subscription's invoice, the per-run invoice line), so
+  a replayed event records nothing;
+- an installed copy of a paid listing runs only with a runnable purchase (`run_gate`), and is
+  installed only with one (`services.install`); while billing is off nothing is charged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from billing.meter import permanent_refusal, retry_at
+from billing.models import WorkspacePlan
+from billing.stripe_client import billing_mode, stripe_client, stripe_errors
+from billing.subscriptions import customer_ensure
+from core.exceptions import ApplicationError, Conflict, NotFound, ServiceUnavailable
+from core.hooks import RunFinished, RunStarting
+from core.queue import enqueue
+from marketplace import fees, services
+from marketplace.models import Listing, ListingVersion, Purchase, RunCharge
+from marketplace.pricing import PurchaseRequired, checkout_active, listing_path, price_terms
+from tenants.models import Membership, Workspace
+from tenants.permissions import Access, Perm
+from tenants.selectors import access_for_membership
+
+logger = logging.getLogger(__name__)
+
+FLUSH_TASK = "marketplace.flush_run_charges"
+LIVE = (Purchase.Status.PENDING, Purchase.Status.ACTIVE, Purchase.Status.CANCELING)
+RUNNABLE = (Purchase.Status.ACTIVE, Purchase.Status.CANCELING)
+SUBSCRIPTION_ENDED = ("canceled", "incomplete_expired", "unpaid")
+OUTCOME_FIELDS = [
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "stripe_invoice_item_id",
+    "sent_at",
+    "updated_at",
+]
+
+
+class PurchaseRefused(ApplicationError):
+    """A purchase that cannot be made as asked (the message says why and what to do)."""
+
+    code = "purchase_refused"
+    status = 409
+
+
+@dataclass(frozen=True)
+class PurchaseStarted:
+    purchase: Purchase
+    checkout_url: str | None  # None: nothing to pay now (per run, a card already on file)
+
+
+# --- starting a purchase ---------------------------------------------------------------------
+
+
+def _sellable(listing: Listing) -> tuple[Listing, ListingVersion]:
+    listing = Listing.objects.select_related("publisher", "current_version").get(pk=listing.pk)
+    version = listing.current_version
+    if not listing.is_public or version is None:
+        raise NotFound("This listing is not available.")
+    if version.pricing == Listing.Pricing.FREE:
+        raise PurchaseRefused(f"“{listing.title}” is free: install it, there is nothing to buy.")
+    account = getattr(listing.publisher, "creator_account", None)
+    if account is None or not account.onboarded:
+        raise PurchaseRefused(
+            f"{listing.publisher.display_name} has not finished setting up payouts with Stripe, "
+            f"so “{listing.title}” cannot be bought yet. Try again later; nothing was charged."
+        )
+    return listing, version
+
+
+def _pending_purchase(
+    access: Access, listing: Listing, version: ListingVersion
+) -> tuple[Purchase, bool]:
+    """The workspace's pending purchase of `listing` at the version's price (reused), or a new
+    one (a pending one at an older price is ended first). (purchase, created)."""
+    with transaction.atomic():
+        live = (
+            Purchase.objects.select_for_update()
+            .filter(buyer=access.workspace, listing=listing, status__in=LIVE)
+            .first()
+        )
+        if live is not None and live.runnable:
+            raise Conflict(
+                f"This workspace already bought “{listing.title}” ({live.get_status_display()})."
+            )
+        if live is not None:
+            same = (live.version_id, live.pricing, live.unit_amount_cents, live.currency) == (
+                version.pk,
+                version.pricing,
+                version.price_cents,
+                version.currency,
+            )
+            if same:
+                return live, False
+            live.status, live.ended_at = Purchase.Status.ENDED, timezone.now()
+            live.save(update_fields=["status", "ended_at", "updated_at"])
+        purchase = Purchase.objects.create(
+            buyer=access.workspace,
+            listing=listing,
+            version=version,
+            publisher=listing.publisher,
+            pricing=version.pricing,
+            unit_amount_cents=version.price_cents,
+            currency=version.currency,
+            fee_percent=fees.fee_percent(listing),
+            bought_by_id=access.actor_id,
+        )
+        return purchase, True
+
+
+def _has_default_payment_method(client: stripe.StripeClient, customer_id: str) -> bool:
+    with stripe_errors("read the workspace's payment details"):
+        customer = client.v1.customers.retrieve(customer_id).to_dict()
+    return bool((customer.get("invoice_settings") or {}).get("default_payment_method"))
+
+
+def _checkout_url(
+    client: stripe.StripeClient,
+    purchase: Purchase,
+    *,
+    customer_id: str,
+    success_url: str,
+    cancel_url: str,
+) -> str:
+    metadata = {"purchase_id": str(purchase.pk), "workspace_id": str(purchase.buyer_id)}
+    price_data: dict[str, Any] = {
+        "currency": purchase.currency,
+        "unit_amount": purchase.unit_amount_cents,
+        "product_data": {"name": purchase.listing.title, "metadata": metadata},
+    }
+    params: dict[str, Any] = {
+        "customer": customer_id,
+        "client_reference_id": str(purchase.buyer_id),
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "metadata": metadata,
+    }
+    if purchase.pricing == Purchase.Pricing.ONE_TIME:
+        params |= {
+            "mode": "payment",
+            "line_items": [{"price_data": price_data, "quantity": 1}],
+            "payment_intent_data": {
+                "transfer_group": f"purchase-{purchase.pk}",
+                "metadata": metadata,
+            },
+        }
+    elif purchase.pricing == Purchase.Pricing.MONTHLY:
+        price_data["recurring"] = {"interval": "month"}
+        params |= {
+            "mode": "subscription",
+            "line_items": [{"price_data": price_data, "quantity": 1}],
+            "subscription_data": {"metadata": metadata},
+        }
+    else:  # per run: a payment method on file; each successful run is invoiced later
+        params |= {
+            "mode": "setup",
+            "currency": purchase.currency,
+            "setup_intent_data": {"metadata": metadata},
+        }
+    with stripe_errors("start the checkout"):
+        session = client.v1.checkout.sessions.create(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"purchase-{purchase.pk}-checkout"},
+        )
+    if not session.url:
+        raise ServiceUnavailable("Stripe returned a checkout session without a page to pay on.")
+    Purchase.objects.filter(pk=purchase.pk).update(stripe_checkout_session_id=session.id)
+    return str(session.url)
+
+
+def purchase_start(
+    *, access: Access, listing: Listing, success_url: str, cancel_url: str
+) -> PurchaseStarted:
+    """Start buying `listing` for the access's workspace at its current version's price:
+    a Stripe Checkout URL (one-time: payment; monthly: subscription; per run: saving a card),
+    or none when a per-run listing's workspace already has a card on file (then the purchase
+    is active and the copy installed now). Owners and admins only. Refuses while billing is
+    off, for a free listing, a publisher not onboarded with Stripe, a listing already bought.
+    Stripe down: ServiceUnavailable (503), and a purchase created for this attempt is removed."""
+    access.require(Perm.BILLING_MANAGE)
+    if not checkout_active():
+        raise PurchaseRefused(
+            f"{billing_mode()} Paid listings cannot be bought until then (installing them is "
+            "free meanwhile)."
+        )
+    listing, version = _sellable(listing)
+    purchase, created = _pending_purchase(access, listing, version)
+    try:
+        client = stripe_client()
+        customer_id = customer_ensure(client=client, workspace_id=access.workspace.pk)
+        if purchase.pricing == Purchase.Pricing.PER_RUN and _has_default_payment_method(
+            client, customer_id
+        ):
+            url = None
+        else:
+            url = _checkout_url(
+                client,
+                purchase,
+                customer_id=customer_id,
+                success_url=success_url,
+                cancel_url=cancel_url,
+            )
+    except ServiceUnavailable:
+        if created:  # nothing at Stripe refers to it: leave no half-made purchase
+            Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).delete()
+        raise
+    if url is None:
+        _activate(purchase.pk)
+    purchase.refresh_from_db()
+    return PurchaseStarted(purchase=purchase, checkout_url=url)
+
+
+# --- activation, from webhooks -----------------------------------------------------------------
+
+
+def _purchase_id(metadata: Any) -> int | None:
+    value = str((metadata or {}).get("purchase_id") or "")
+    return int(value) if value.isdigit() else None
+
+
+def _at(timestamp: int | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def _install_for_buyer(purchase_id: int) -> None:
+    """Install the bought listing in the buyer's workspace, as the member who bought it.
+    Already installed (or the buyer left the workspace): nothing to do; they install it from
+    the listing page, which the purchase now allows."""
+    purchase = Purchase.objects.select_related("buyer", "listing", "bought_by").get(pk=purchase_id)
+    membership = (
+        Membership.objects.select_related("workspace")
+        .filter(workspace=purchase.buyer, user=purchase.bought_by)
+        .first()
+    )
+    if membership is None or purchase.bought_by is None:
+        return
+    access = access_for_membership(membership=membership, user=purchase.bought_by)
+    try:
+        services.install(access=access, listing=purchase.listing)
+    except ApplicationError as exc:
+        logger.info("purchase %s: not installed (%s)", purchase_id, exc.message)
+
+
+def _activate(purchase_id: int, **fields: Any) -> bool:
+    """pending → active (with `fields`), then the install after commit. True if it moved."""
+    with transaction.atomic():
+        purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
+        for name, value in fields.items():
+            if value and not getattr(purchase, name):
+                setattr(purchase, name, value)
+        if purchase.status != Purchase.Status.PENDING:
+            purchase.save(update_fields=[*fields, "updated_at"])
+            return False
+        purchase.status, purchase.activated_at = Purchase.Status.ACTIVE, timezone.now()
+        purchase.save(update_fields=["status", "activated_at", *fields, "updated_at"])
+        transaction.on_commit(lambda: _install_for_buyer(purchase_id), robust=True)
+    return True
+
+
+def _sale(purchase_id: int, *, gross_cents: int, stripe_ref: str, at: datetime | None) -> None:
+    from marketplace.earnings import sale_record  # money's module (issue 15)
+
+    if gross_cents <= 0:
+        return
+    purchase = Purchase.objects.get(pk=purchase_id)
+    sale_record(
+        purchase=purchase,
+        gross_cents=gross_cents,
+        stripe_ref=stripe_ref,
+        occurred_at=at or timezone.now(),
+    )
+
+
+def payment_intent_succeeded(*, payment_intent_id: str) -> None:
+    """A one-time purchase's payment, as Stripe has it: succeeded → active, one sale."""
+    client = stripe_client()
+    with stripe_errors("read the payment"):
+        intent = client.v1.payment_intents.retrieve(payment_intent_id).to_dict()
+    purchase_id = _purchase_id(intent.get("metadata"))
+    if purchase_id is None or intent.get("status") != "succeeded":
+        return
+    _activate(purchase_id, stripe_payment_intent_id=intent["id"])
+    charge = intent.get("latest_charge")
+    charge_id = charge["id"] if isinstance(charge, dict) else charge
+    _sale(
+        purchase_id,
+        gross_cents=int(intent.get("amount_received") or 0),
+        stripe_ref=str(charge_id or intent["id"]),
+        at=_at(intent.get("created")),
+    )
+
+
+def checkout_completed(*, session_id: str) -> None:
+    """A purchase's Checkout finished: what it set up, re-read from Stripe."""
+    client = stripe_client()
+    with stripe_errors("read the checkout"):
+        session = client.v1.checkout.sessions.retrieve(session_id).to_dict()
+    purchase_id = _purchase_id(session.get("metadata"))
+    if purchase_id is None or session.get("status") != "complete":
+        return
+    if session["mode"] == "payment" and session.get("payment_intent"):
+        payment_intent_succeeded(payment_intent_id=str(session["payment_intent"]))
+    elif session["mode"] == "subscription" and session.get("subscription"):
+        subscription_changed(subscription_id=str(session["subscription"]))
+    elif session["mode"] == "setup" and session.get("setup_intent"):
+        setup_intent_succeeded(setup_intent_id=str(session["setup_intent"]))
+
+
+def setup_intent_succeeded(*, setup_intent_id: str) -> None:
+    """A per-run purchase's card was saved: it becomes the customer's default for invoices (so
+    per-run charges are collected) and the purchase is active."""
+    client = stripe_client()
+    with stripe_errors("read the saved card"):
+        intent = client.v1.setup_intents.retrieve(setup_intent_id).to_dict()
+    purchase_id = _purchase_id(intent.get("metadata"))
+    if purchase_id is None or intent.get("status") != "succeeded":
+        return
+    method, customer = intent.get("payment_method"), intent.get("customer")
+    if method and customer and not _has_default_payment_method(client, str(customer)):
+        with stripe_errors("save the card for invoices"):
+            client.v1.customers.update(
+                str(customer),
+                params={"invoice_settings": {"default_payment_method": str(method)}},
+                options={"idempotency_key": f"purchase-{purchase_id}-default-card"},
+            )
+    _activate(purchase_id)
+
+
+def _apply_subscription(subscription: dict[str, Any]) -> None:
+    """A monthly purchase follows its subscription, forward only: live → active (or canceling
+    when it cancels at period end), ended → ended for good."""
+    purchase_id = _purchase_id(subscription.get("metadata"))
+    if purchase_id is None:
+        return
+    items = (subscription.get("items") or {}).get("data") or []
+    period_end = _at(max((item["current_period_end"] for item in items), default=None))
+    status = subscription["status"]
+    if status in ("active", "trialing", "past_due"):
+        _activate(purchase_id, stripe_subscription_id=subscription["id"])
+    with transaction.atomic():
+        purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
+        if purchase.status in (Purchase.Status.ENDED, Purchase.Status.REFUNDED):
+            return
+        purchase.stripe_subscription_id = purchase.stripe_subscription_id or subscription["id"]
+        purchase.current_period_end = period_end or purchase.current_period_end
+        if status in SUBSCRIPTION_ENDED:
+            purchase.status, purchase.ended_at = Purchase.Status.ENDED, timezone.now()
+        elif purchase.runnable:
+            at_end = bool(subscription.get("cancel_at_period_end"))
+            purchase.status = Purchase.Status.CANCELING if at_end else Purchase.Status.ACTIVE
+        purchase.save(
+            update_fields=[
+                "status",
+                "ended_at",
+                "stripe_subscription_id",
+                "current_period_end",
+                "updated_at",
+            ]
+        )
+
+
+def subscription_changed(*, subscription_id: str) -> None:
+    client = stripe_client()
+    with stripe_errors("read the subscription"):
+        subscription = client.v1.subscriptions.retrieve(subscription_id).to_dict()
+    _apply_subscription(subscription)
+
+
+def _line_subscription(line: dict[str, Any]) -> str | None:
+    found = line.get("subscription")
+    if not found:
+        details = (line.get("parent") or {}).get("subscription_item_details") or {}
+        found = details.get("subscription")
+    return str(found) if found else None
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    found = invoice.get("subscription")
+    if not found:
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
+        found = details.get("subscription")
+    if isinstance(found, dict):
+        found = found.get("id")
+    return str(found) if found else None
+
+
+def invoice_paid(*, invoice_id: str) -> None:
+    """A paid invoice, re-read with all its lines: a monthly purchase's lines are one sale
+    (keyed by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one
+    sale (keyed by the line). Per-run items ride on whichever invoice of the workspace comes
+    next, so any paid invoice may carry them."""
+    client = stripe_client()
+    with stripe_errors("read the invoice"):
+        invoice = client.v1.invoices.retrieve(invoice_id).to_dict()
+        if invoice.get("status") != "paid":
+            return
+        lines = [
+            line.to_dict()
+            for line in client.v1.invoices.line_items.list(
+                invoice_id, params={"limit": 100}
+            ).auto_paging_iter()
+        ]
+    subscription_id = _invoice_subscription(invoice)
+    if (
+        subscription_id
+        and not Purchase.objects.filter(stripe_subscription_id=subscription_id).exists()
+    ):
+        subscription_changed(subscription_id=subscription_id)  # its first invoice came first
+    paid_at = _at((invoice.get("status_transitions") or {}).get("paid_at"))
+    monthly: dict[int, int] = {}
+    for line in lines:
+        per_run = _purchase_id(line.get("metadata"))
+        if per_run is not None:
+            _sale(per_run, gross_cents=int(line["amount"]), stripe_ref=line["id"], at=paid_at)
+            continue
+        line_subscription = _line_subscription(line)
+        purchase_id = (
+            Purchase.objects.filter(stripe_subscription_id=line_subscription)
+            .values_list("pk", flat=True)
+            .first()
+            if line_subscription
+            else None
+        )
+        if purchase_id is not None:
+            monthly[purchase_id] = monthly.get(purchase_id, 0) + int(line["amount"])
+    for purchase_id, gross in monthly.items():
+        _sale(purchase_id, gross_cents=gross, stripe_ref=str(invoice["id"]), at=paid_at)
+
+
+# --- reading and cancelling ---------------------------------------------------------------
+
+
+def workspace_purchases(*, access: Access) -> QuerySet[Purchase]:
+    """The workspace's own purchases, newest first (members read them; never another's)."""
+    access.require(Perm.WORKSPACE_VIEW)
+    return (
+        Purchase.objects.filter(buyer=access.workspace)
+        .select_related("listing", "version")
+        .order_by("-created_at", "-id")
+    )
+
+
+def purchase_cancel(*, access: Access, purchase_id: int) -> Purchase:
+    """Cancel a monthly purchase at the end of its paid period: canceling now, ended when
+    Stripe ends the subscription (the copy runs until then). Owners and admins."""
+    access.require(Perm.BILLING_MANAGE)
+    purchase = Purchase.objects.filter(pk=purchase_id, buyer=access.workspace).first()
+    if purchase is None:
+        raise NotFound("No purchase with that id in this workspace.")
+    if purchase.pricing != Purchase.Pricing.MONTHLY:
+        raise PurchaseRefused(
+            "Only monthly purchases can be cancelled: a one-time purchase is yours for good, and "
+            "a per-run one charges only the runs you make (uninstall the copy to stop)."
+        )
+    if purchase.status != Purchase.Status.ACTIVE or not purchase.stripe_subscription_id:
+        raise PurchaseRefused(
+            f"This purchase is {purchase.get_status_display().lower()}: there is nothing to cancel."
+        )
+    client = stripe_client()
+    with stripe_errors("cancel the subscription"):
+        subscription = client.v1.subscriptions.update(
+            purchase.stripe_subscription_id,
+            params={"cancel_at_period_end": True},
+            options={"idempotency_key": f"purchase-{purchase.pk}-cancel"},
+        ).to_dict()
+    _apply_subscription(subscription)
+    purchase.refresh_from_db()
+    return purchase
+
+
+# --- the run gate and per-run charges ---------------------------------------------------------
+
+
+def _workspace_id(schema_name: str) -> int | None:
+    return Workspace.objects.filter(schema_name=schema_name).values_list("pk", flat=True).first()
+
+
+def run_gate(event: RunStarting) -> None:
+    """core.hooks.run_starting: a paid listing's copy needs a runnable purchase (402)."""
+    if not checkout_active():
+        return
+    version = (
+        ListingVersion.objects.select_related("listing").filter(pk=event.listing_version_id).first()
+    )
+    if version is None or version.pricing == Listing.Pricing.FREE:
+        return
+    listing = version.listing
+    purchases = Purchase.objects.filter(buyer_id=_workspace_id(event.schema_name), listing=listing)
+    if purchases.filter(status__in=RUNNABLE).exists():
+        return
+    ended = purchases.filter(status=Purchase.Status.ENDED).exclude(activated_at=None).exists()
+    how = "renew it" if ended else "buy it"
+    raise PurchaseRequired(
+        f"“{listing.title}” is a paid listing ({price_terms(version)}) and this workspace "
+        f"{'no longer has' if ended else 'has no'} active purchase of it: an owner or admin can "
+        f"{how} on its marketplace page, {listing_path(listing)}."
+    )
+
+
+def run_charge_record(event: RunFinished) -> None:
+    """core.hooks.run_finished: the buyer's first successful run is noted (reviews need one),
+    and a successful run of a per-run purchase's copy is one charge (its outbox row, sent after
+    commit and retried by the periodic flush). Failed and cancelled runs are never charged."""
+    if not event.succeeded or event.listing_version_id is None or not checkout_active():
+        return
+    version = (
+        ListingVersion.objects.select_related("listing").filter(pk=event.listing_version_id).first()
+    )
+    if version is None or version.listing.kind != event.kind:
+        return  # an agent copied as a workflow's step, run on its own: the workflow is sold
+    purchase = Purchase.objects.filter(
+        buyer_id=_workspace_id(event.schema_name),
+        listing_id=version.listing_id,
+        status__in=RUNNABLE,
+    ).first()
+    if purchase is None:
+        return
+    if purchase.first_success_at is None:
+        Purchase.objects.filter(pk=purchase.pk, first_success_at=None).update(
+            first_success_at=timezone.now()
+        )
+    if purchase.pricing != Purchase.Pricing.PER_RUN:
+        return
+    _, created = RunCharge.objects.get_or_create(
+        purchase=purchase,
+        run_id=event.run_id,
+        defaults={"amount_cents": purchase.unit_amount_cents},
+    )
+    if created:
+        transaction.on_commit(lambda: enqueue(FLUSH_TASK), robust=True)
+
+
+def _send_charge(client: stripe.StripeClient, charge: RunCharge, customer_id: str) -> str:
+    purchase = charge.purchase
+    item = client.v1.invoice_items.create(
+        params={
+            "customer": customer_id,
+            "amount": charge.amount_cents,
+            "currency": purchase.currency,
+            "description": f"{purchase.listing.title}: run {charge.run_id}",
+            "metadata": {"purchase_id": str(purchase.pk), "run_id": str(charge.run_id)},
+        },
+        options={"idempotency_key": charge.idempotency_key},
+    )
+    return str(item.id)
+
+
+def run_charges_flush(client: stripe.StripeClient, *, batch_size: int = 100) -> int:
+    """Send due per-run charges as invoice items on the buyer's customer (billing/meter.py's
+    outbox rules: claimed with SKIP LOCKED, a failure worth retrying stops the batch and waits
+    `retry_at`, a permanent refusal or too many attempts fails the row for staff). Returns how
+    many were sent. Killed mid-batch: resent with the same idempotency key, added once."""
+    sent = 0
+    with transaction.atomic():
+        rows = list(
+            RunCharge.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("purchase__listing")
+            .filter(status=RunCharge.Status.PENDING, next_attempt_at__lte=timezone.now())
+            .order_by("id")[:batch_size]
+        )
+        customers = dict(
+            WorkspacePlan.objects.filter(
+                workspace_id__in={row.purchase.buyer_id for row in rows}
+            ).values_list("workspace_id", "stripe_customer_id")
+        )
+        done: list[RunCharge] = []
+        for row in rows:
+            now = timezone.now()
+            row.attempts += 1
+            row.updated_at = now
+            done.append(row)
+            try:
+                row.stripe_invoice_item_id = _send_charge(
+                    client, row, customers.get(row.purchase.buyer_id, "")
+                )
+            except stripe.StripeError as exc:
+                row.last_error = f"Stripe ({exc.http_status or 'no answer'}): {exc}"[:500]
+                if permanent_refusal(exc) or row.attempts >= settings.METER_MAX_ATTEMPTS:
+                    row.status = RunCharge.Status.FAILED
+                    continue
+                row.next_attempt_at = retry_at(row.attempts, now)
+                break
+            row.status, row.sent_at, row.last_error = RunCharge.Status.SENT, now, ""
+            sent += 1
+        if done:
+            RunCharge.objects.bulk_update(done, OUTCOME_FIELDS)
+    return sent
