@@ -1,7 +1,9 @@
-"""Benchmark what billing costs: quota enforcement on a model call and on a run start, webhook
-events processed per second, and meter events sent per second.
+"""Benchmark what billing costs: quota enforcement on a model call and on a run start, a paid
+listing's per-run charge on a run's completion, webhook events processed per second, and meter
+events sent per second.
 
-    .venv/bin/python bench/billing.py [--calls 300] [--runs 300] [--webhooks 300] [--meter 1000]
+    .venv/bin/python bench/billing.py [--calls 300] [--runs 300] [--per-run 200]
+                                      [--webhooks 300] [--meter 1000]
 
 Self-contained like bench/gateway.py: without DATABASE_URL / REDIS_URL it starts its own
 embedded PostgreSQL and Valkey in .local/bench/, works in a fresh database
@@ -14,13 +16,17 @@ talks to a loopback FakeOpenAI and FakeStripe (the real openai and stripe SDKs).
    the period's spend before the call), so this is the most a call pays.
 2. **run start**: `agents.services.agent_run_start` (the run row and its queued task) with
    billing off and on (the plan row locked, the count raised, the 80/100 % check).
-3. **webhooks**: `--webhook-workspaces` workspaces (50) each subscribe through Checkout and then,
+3. **per-run charge**: `agents.runs.executor.execute_run` of two installed copies in the same
+   workspace, alternating (the start is not timed): a free listing's (the baseline) and a
+   per-run listing's with an active purchase, whose success writes its charge's outbox row and
+   queues the flush task (marketplace/purchases.py `run_charge_record`); offline model.
+4. **webhooks**: `--webhook-workspaces` workspaces (50) each subscribe through Checkout and then,
    round after round, change plan (the portal's price swap), close a paid period, and close a
    period whose payment fails and is then paid, on the fake, until Stripe has produced
    `--webhooks` events or more (each kind: customer, checkout session, subscription, invoice
    created/finalized/paid/payment_failed). They are posted, signed, in the order Stripe produced
    them (interleaved across workspaces), `--webhook-senders` (4) at a time as Stripe delivers,
-   to dj-stripe's webhook view through Django's test client, while a real Celery worker process
+   to the webhook view through Django's test client, while a real Celery worker process
    (`--webhook-workers` prefork children, on the bench's broker and database, started before
    the first POST) processes them exactly as in production (billing/webhooks.py). Reported:
    the view's answer time per event (verify, store, queue) against posting the same events
@@ -28,10 +34,11 @@ talks to a loopback FakeOpenAI and FakeStripe (the real openai and stripe SDKs).
    from the first POST until the last delivery is processed (dj-stripe's tables synced, every
    workspace's plan row applied, with the workers' subscription reads counted); the
    run fails unless every workspace then is on the plan and subscription its operations left.
-4. **meter events**: pending outbox rows sent to the fake by the flusher; events per second.
+5. **meter events**: pending outbox rows sent to the fake by the flusher; events per second.
 
-The last line of stdout is machine-readable:
-    quota_overhead_median_ms=<x> quota_overhead_p95_ms=<x> webhooks_per_s=<x> meter_events_per_s=<x>
+The last line of stdout is machine-readable (one line, wrapped here):
+    quota_overhead_median_ms=<x> quota_overhead_p95_ms=<x> webhooks_per_s=<x>
+    meter_events_per_s=<x> per_run_charge_overhead_median_ms=<x>
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from bench.gateway import (  # noqa: E402
 
 QUOTA_TARGET_MS = 1.0
 WEBHOOK_TARGET_PER_S = 200.0
+PER_RUN_TARGET_MS = 2.0
 
 
 def alternate(
@@ -421,6 +429,93 @@ def measure_meter(count: int, workspace: Any, context: dict[str, Any]) -> Any:
     return direct, [total / count] * count, count / total, count / sum(direct)
 
 
+def measure_per_run_charge(count: int, workspace: Any, user: Any) -> Any:
+    """Run completions of two installed copies in the same workspace, alternating: a free
+    listing's (the baseline) and a per-run listing's with an active purchase, whose successful
+    run is recorded as a charge (its outbox row, and the flush task queued). Agents on the
+    offline model, run inline as a worker runs them."""
+    from django_tenants.utils import schema_context
+
+    from agents.models import AgentRun
+    from agents.runs.executor import execute_run
+    from agents.services import agent_create, agent_run_start
+    from marketplace import fees, services
+    from marketplace.models import Category, CreatorAccount, Listing, Purchase
+    from tenants.models import Role
+    from tenants.permissions import Access
+
+    access = Access(workspace=workspace, user=user, role=Role.OWNER)
+    user.is_staff = user.is_superuser = True
+    user.save(update_fields=["is_staff", "is_superuser"])
+    Category.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    copies: dict[str, int] = {}
+    for pricing, cents in (("free", 0), ("per_run", 25)):
+        with schema_context(workspace.schema_name):
+            agent = agent_create(access=access, name=f"Bench {pricing}", model="offline:demo")
+        version = services.listing_publish(
+            access=access,
+            kind="agent",
+            source_id=agent.pk,
+            title=f"Bench {pricing}",
+            summary="A benchmark listing.",
+            category_slug="bench",
+        )
+        services.version_approve(user=user, version=version)
+        type(version).objects.filter(pk=version.pk).update(pricing=pricing, price_cents=cents)
+        Listing.objects.filter(pk=version.listing_id).update(pricing=pricing, price_cents=cents)
+        listing = Listing.objects.get(pk=version.listing_id)
+        if cents:
+            CreatorAccount.objects.get_or_create(
+                publisher=listing.publisher,
+                defaults={
+                    "stripe_account_id": "acct_bench",
+                    "details_submitted": True,
+                    "charges_enabled": True,
+                    "payouts_enabled": True,
+                },
+            )
+            Purchase.objects.create(
+                buyer=workspace,
+                listing=listing,
+                version_id=version.pk,
+                publisher=listing.publisher,
+                pricing=pricing,
+                unit_amount_cents=cents,
+                fee_percent=fees.fee_percent(listing),
+                status=Purchase.Status.ACTIVE,
+            )
+        copies[pricing] = services.install(access=access, listing=listing).object_id
+
+    def complete(pricing: str) -> Any:
+        with schema_context(workspace.schema_name):
+            run = agent_run_start(access=access, agent_id=copies[pricing], input="hello")
+
+        def finish() -> None:
+            with schema_context(workspace.schema_name):
+                execute_run(run.pk)
+                if AgentRun.objects.get(pk=run.pk).status != "succeeded":
+                    raise RuntimeError(f"the {pricing} copy's run did not succeed")
+
+        return finish
+
+    free_s: list[float] = []
+    charged_s: list[float] = []
+    say(f"• {count} run completions, a free listing's copy and a per-run listing's")
+    for index in range(count):
+        order = ("free", "per_run") if index % 2 == 0 else ("per_run", "free")
+        for pricing in order:
+            finish = complete(pricing)  # the start is not timed: only the completion
+            started = time.perf_counter()
+            finish()
+            (free_s if pricing == "free" else charged_s).append(time.perf_counter() - started)
+        if (index + 1) % 100 == 0:
+            say(f"  run completions: {index + 1}/{count}")
+    charges = Purchase.objects.get(buyer=workspace, pricing="per_run").run_charges.count()
+    if charges != count:
+        raise RuntimeError(f"{count} successful per-run runs made {charges} charges")
+    return free_s, charged_s
+
+
 def row(name: str, values: list[float], baseline: list[float]) -> str:
     ratio = statistics.median(values) / statistics.median(baseline)
     return (
@@ -438,8 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-workers", type=int, default=2, help="worker processes")
     parser.add_argument("--webhook-senders", type=int, default=4, help="concurrent deliveries")
     parser.add_argument("--meter", type=int, default=1000)
+    parser.add_argument("--per-run", type=int, default=200, help="run completions of each copy")
     args = parser.parse_args(argv)
-    if min(args.calls, args.runs, args.webhooks, args.meter) < 20:
+    if min(args.calls, args.runs, args.webhooks, args.meter, args.per_run) < 20:
         raise SystemExit("--calls, --runs, --webhooks, --meter: at least 20 each")
     database = f"bench_billing_{os.getpid()}"
 
@@ -477,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                 context = prepare(workspace, openai_fake.base_url)
                 calls = measure_model_call(args.calls, workspace, context["customer"])
                 runs_off, runs_on = measure_run_start(args.runs, workspace, user)
+            free_runs, charged_runs = measure_per_run_charge(args.per_run, workspace, user)
             webhooks = measure_webhooks(
                 args.webhooks,
                 args.webhook_workspaces,
@@ -513,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     print(row("model call, overage plan (+ meter outbox row)", calls["overage"], off))
     print(row("run start, billing off", runs_off, runs_off))
     print(row("run start, billing on (plan row locked)", runs_on, runs_off))
+    print(row("run completion, free listing's copy", free_runs, free_runs))
+    print(row("run completion, per-run listing's (+ charge)", charged_runs, free_runs))
     print(row("webhook answer, duplicate delivery (baseline)", webhooks.again, webhooks.again))
     print(row("webhook answer, first delivery", webhooks.first, webhooks.again))
     print(row("meter event, straight through the SDK", direct, direct))
@@ -526,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, (key_median, key_p95) in overheads.items():
         print(f"  {key} plan: median {key_median:.3f} ms, p95 {key_p95:.3f} ms")
     print(f"quota overhead per run start: median {run_median:.3f} ms, p95 {run_p95:.3f} ms")
+    charge_median = ms(statistics.median(charged_runs) - statistics.median(free_runs))
+    charge_p95 = ms(p95(charged_runs) - p95(free_runs))
+    print(
+        f"per-run charge overhead on a run's completion: median {charge_median:.3f} ms, p95 "
+        f"{charge_p95:.3f} ms (target ≤ {PER_RUN_TARGET_MS} ms median: "
+        f"{'met' if charge_median <= PER_RUN_TARGET_MS else 'MISSED'})"
+    )
     webhooks_per_s = webhooks.per_s
     met = "met" if webhooks_per_s >= WEBHOOK_TARGET_PER_S else "MISSED"
     print(
@@ -542,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"quota_overhead_median_ms={median_ms:.3f} quota_overhead_p95_ms={p95_ms:.3f} "
-        f"webhooks_per_s={webhooks_per_s:.1f} meter_events_per_s={meter_per_s:.1f}",
+        f"webhooks_per_s={webhooks_per_s:.1f} meter_events_per_s={meter_per_s:.1f} "
+        f"per_run_charge_overhead_median_ms={charge_median:.3f}",
         flush=True,
     )
     return 0

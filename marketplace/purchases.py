@@ -32,6 +32,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -53,6 +54,8 @@ from tenants.selectors import access_for_membership
 logger = logging.getLogger(__name__)
 
 FLUSH_TASK = "marketplace.flush_run_charges"
+FLUSH_QUEUED_KEY = "marketplace:run-charges-flush-queued"
+FLUSH_DELAY_SECONDS = 5
 LIVE = (Purchase.Status.PENDING, Purchase.Status.ACTIVE, Purchase.Status.CANCELING)
 RUNNABLE = (Purchase.Status.ACTIVE, Purchase.Status.CANCELING)
 SUBSCRIPTION_ENDED = ("canceled", "incomplete_expired", "unpaid")
@@ -415,6 +418,17 @@ def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
     return str(found) if found else None
 
 
+def billed_purchases_exist(*, customer_id: Any) -> bool:
+    """Whether the workspace of Stripe customer `customer_id` ever had a purchase its
+    invoices bill (monthly or per run): a plan invoice of any other is not read again."""
+    if not isinstance(customer_id, str) or not customer_id:
+        return False
+    return Purchase.objects.filter(
+        buyer__billing__stripe_customer_id=customer_id,
+        pricing__in=[Purchase.Pricing.MONTHLY, Purchase.Pricing.PER_RUN],
+    ).exists()
+
+
 def invoice_paid(*, invoice_id: str) -> None:
     """A paid invoice, re-read with all its lines: a monthly purchase's lines are one sale
     (keyed by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one
@@ -552,13 +566,23 @@ def run_charge_record(event: RunFinished) -> None:
         )
     if purchase.pricing != Purchase.Pricing.PER_RUN:
         return
-    _, created = RunCharge.objects.get_or_create(
-        purchase=purchase,
-        run_id=event.run_id,
-        defaults={"amount_cents": purchase.unit_amount_cents},
+    # One row per purchase and run (a repeated hook adds nothing): one INSERT, no savepoint.
+    RunCharge.objects.bulk_create(
+        [
+            RunCharge(
+                purchase=purchase, run_id=event.run_id, amount_cents=purchase.unit_amount_cents
+            )
+        ],
+        ignore_conflicts=True,
     )
-    if created:
-        transaction.on_commit(lambda: enqueue(FLUSH_TASK), robust=True)
+    transaction.on_commit(_flush_soon, robust=True)
+
+
+def _flush_soon() -> None:
+    """Queue a flush a few seconds out, once for all the charges recorded meanwhile (a cache
+    key set if absent), not one task per run; the beat flush every minute is the backstop."""
+    if cache.add(FLUSH_QUEUED_KEY, 1, timeout=FLUSH_DELAY_SECONDS):
+        enqueue(FLUSH_TASK, countdown=FLUSH_DELAY_SECONDS)
 
 
 def _send_charge(client: stripe.StripeClient, charge: RunCharge, customer_id: str) -> str:

@@ -40,7 +40,8 @@ def on_purchase_event(sender: Any, event: Event, **kwargs: Any) -> None:
     obj = _object(event)
     kind = event.type
     if kind == "invoice.paid":  # per-run lines and monthly invoices carry it on their parts
-        purchases.invoice_paid(invoice_id=str(obj["id"]))
+        if purchases.billed_purchases_exist(customer_id=obj.get("customer")):
+            purchases.invoice_paid(invoice_id=str(obj["id"]))
     elif not _for_purchase(obj):
         return
     elif kind == "checkout.session.completed":

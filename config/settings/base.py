@@ -351,6 +351,8 @@ SPECTACULAR_SETTINGS = {
         "ListingVersionStatusEnum": "marketplace.models.ListingVersion.Status",
         "ListingKindEnum": "marketplace.models.Listing.Kind",
         "FlagReasonEnum": "marketplace.models.Flag.Reason",
+        "ListingPricingEnum": "marketplace.models.Listing.Pricing",
+        "PurchasePricingEnum": "marketplace.models.Purchase.Pricing",
     },
 }
 

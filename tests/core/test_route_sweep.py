@@ -42,7 +42,7 @@ from agents.models import (
 )
 from agents.services import agent_create
 from marketplace import services as market
-from marketplace.models import Category, Listing, Review
+from marketplace.models import Category, Listing, Purchase, Review
 from tenants import services as tenant_services
 from tenants.models import Membership, Role
 from tenants.permissions import API_KEY_SCOPES, Perm
@@ -183,6 +183,16 @@ def _seed(world: World, viewer: User) -> Ids:
         listing=listing, workspace=a, author=world.owner, rating=4, text="Fine"
     )
     ids["review_id"] = review.pk
+    ids["purchase_id"] = Purchase.objects.create(
+        buyer=a,
+        listing=listing,
+        version=submitted,
+        publisher=listing.publisher,
+        pricing=Purchase.Pricing.MONTHLY,
+        unit_amount_cents=900,
+        fee_percent=20,
+        status=Purchase.Status.ACTIVE,
+    ).pk
     return Ids(ids)
 
 
@@ -207,6 +217,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "key_id": lambda i: i["api_key_id"],
     "install_id": lambda i: i["install_id"],
     "review_id": lambda i: i["review_id"],
+    "purchase_id": lambda i: i["purchase_id"],
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }
@@ -240,6 +251,7 @@ BY_ROUTE: dict[str, dict[str, Callable[[Ids], Any]]] = {
     "account_reset_password_from_key": {"key": lambda i: "set-password"},
     "marketplace_listing": {"slug": lambda i: i["listing_slug"]},
     "marketplace_install": {"slug": lambda i: i["listing_slug"]},
+    "marketplace_buy": {"slug": lambda i: i["listing_slug"]},
     "marketplace_review": {"slug": lambda i: i["listing_slug"]},
     "marketplace_flag": {"slug": lambda i: i["listing_slug"]},
     "marketplace_publisher": {"slug": lambda i: i["publisher_slug"]},

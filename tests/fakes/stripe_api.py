@@ -217,6 +217,9 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         self.shuffle = shuffle
         self.hold_events = hold_events
         self.max_delivery_attempts = max_delivery_attempts
+        # Called after each delivery the platform accepted: a test runs the platform's workers
+        # there (the view only stores and queues; tests/helpers/billing.py `workers_run`).
+        self.after_delivery: Callable[[], None] | None = None
         self.clock_offset = 0
         self.events: list[Object] = []
         self.deliveries: list[Delivery] = []
@@ -636,6 +639,8 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                 status = 0
             self.deliveries.append(Delivery(event["id"], event["type"], status, attempt))
             if 200 <= status < 300:
+                if self.after_delivery is not None:
+                    self.after_delivery()
                 return
 
     # -- customers, products, prices --------------------------------------------------------

@@ -3,16 +3,18 @@ with their meter outbox rows, written as the gateway writes them."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
 from agents.models import UsageRecord
 from billing.meter import ledger_cost_recorded, metered_customer
 from billing.models import MeterOutbox, Plan
 from billing.plans import workspace_plan
+from billing.webhooks import webhooks_drain
 from tenants.models import Workspace
 
 
@@ -51,3 +53,14 @@ def bill(workspace: Workspace, cost: str, *, at: datetime | None = None) -> Mete
         )
     assert row is not None
     return row
+
+
+def workers_run() -> None:
+    """What the platform's workers do with the Stripe webhooks its view stored and queued:
+    drain them all. Set as `FakeStripe.after_delivery` by tests that follow a flow through
+    webhooks; it may run in the fake's server thread, whose connection it then closes."""
+    with schema_context("public"):
+        while webhooks_drain().claimed:
+            pass
+    if threading.current_thread() is not threading.main_thread():
+        connection.close()

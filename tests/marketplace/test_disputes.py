@@ -21,6 +21,7 @@ from marketplace.models import LedgerEntry, Purchase
 from marketplace.payout_events import DISPUTE_EVENTS
 from marketplace.payouts import payouts_run
 from tests.fakes import FakeStripe
+from tests.helpers.billing import workers_run
 from tests.helpers.money import Shop, make_purchase, make_shop
 from tests.helpers.personas import World
 
@@ -31,9 +32,8 @@ def _endpoint(fake: FakeStripe, live_server: Any, settings: Any) -> None:
     settings.STRIPE_TEST_SECRET_KEY = KEY
     settings.STRIPE_API_BASE = fake.base_url
     call_command("billing_webhook_endpoint", url=live_server.url, stdout=StringIO())
-    # until billing/webhooks.py's ENABLED_EVENTS lists them (the lead adds DISPUTE_EVENTS)
-    remote = fake.get(WebhookEndpoint.objects.get().id)
-    remote["enabled_events"] = sorted({*remote["enabled_events"], *DISPUTE_EVENTS})
+    assert set(DISPUTE_EVENTS) <= set(fake.get(WebhookEndpoint.objects.get().id)["enabled_events"])
+    fake.after_delivery = workers_run  # the platform's workers process each delivery
 
 
 @pytest.fixture
