@@ -6,17 +6,29 @@ made by the same services a user goes through. Idempotent: what exists is left a
 from __future__ import annotations
 
 import http.client
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django_tenants.utils import schema_context
 
+from accounts.models import User
 from agents.runs.executor import execute_run
-from agents.services import agent_run_start
+from agents.services import agent_create, agent_run_start
 from billing.stripe_client import stripe_client, stripe_errors, stripe_mode
-from marketplace import connect, services
-from marketplace.models import CreatorAccount, Install, Listing, Publisher, Review
+from marketplace import connect, purchases, services
+from marketplace.models import (
+    Category,
+    CreatorAccount,
+    Install,
+    Listing,
+    Publisher,
+    Purchase,
+    Review,
+)
 from marketplace.templatetags.marketplace import example_text
+from tenants import services as tenant_services
+from tenants.models import Role, Workspace
 from tenants.permissions import Access
 
 # (listing slug, stars, review text)
@@ -96,12 +108,110 @@ def demo_creator_account(*, publisher: Publisher) -> CreatorAccount | None:
                 "return_url": site,
             }
         )
-    url = urlsplit(link.url)
-    if url.hostname in ("127.0.0.1", "localhost"):  # the emulator: submit its onboarding page
-        emulator = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-        try:
-            emulator.request("POST", f"{url.path}/complete")  # answers a redirect: not followed
-            emulator.getresponse().read()
-        finally:
-            emulator.close()
+    if urlsplit(link.url).hostname in EMULATOR_HOSTS:  # the emulator: submit its onboarding page
+        _submit_on_emulator(link.url)
     return connect.creator_account_sync(stripe_account_id=account.stripe_account_id)
+
+
+DEMO_CREATOR_SLUG = "demo-creator"
+DEMO_CUSTOMER_SLUG = "demo-customer"
+DEMO_PAID_TITLE = "Meeting Minutes Pro"
+
+
+@dataclass(frozen=True)
+class DemoShop:
+    listing: Listing
+    creator: Workspace
+    sold: bool  # the example customer's purchase is active (a sale on the Earnings page)
+
+
+def seed_demo_shop(*, owner: User, staff: User) -> DemoShop | None:
+    """The demo's paid listing, in Stripe test mode only (None otherwise): `owner` also owns a
+    demo creator's workspace, whose payouts account is onboarded on the test-mode pages (the
+    emulator's, completed here) and which sells "Meeting Minutes Pro" at $9.00 one-time,
+    approved by `staff`; an example customer's workspace has bought it through the test-mode
+    Checkout, so the creator's Earnings page has a sale (pending for the hold). The demo
+    workspace itself has not bought it: buying it is the newcomer's to try. Idempotent."""
+    if stripe_mode() != "test":
+        return None
+    creator = _workspace(owner, DEMO_CREATOR_SLUG, "Demo Creator Studio")
+    seller = Access(workspace=creator, user=owner, role=Role.OWNER)
+    publisher = services.publisher_get_or_create(access=seller)
+    account = demo_creator_account(publisher=publisher)
+    if account is None or not account.onboarded:
+        return None  # Stripe's own test mode: the creator finishes onboarding on Publish
+    listing = Listing.objects.filter(publisher=publisher, title=DEMO_PAID_TITLE).first()
+    if listing is None:
+        with schema_context(creator.schema_name):
+            agent = agent_create(
+                access=seller,
+                name=DEMO_PAID_TITLE,
+                model="offline:demo",
+                system_prompt=(
+                    "Turn a meeting transcript into minutes: decisions, action items with "
+                    "owners and dates, and open questions. Never invent a decision."
+                ),
+            )
+        version = services.listing_publish(
+            access=seller,
+            kind="agent",
+            source_id=agent.pk,
+            title=DEMO_PAID_TITLE,
+            summary="Minutes with decisions, owners and dates from any meeting transcript.",
+            category_slug=_category_slug(),
+            tags=["Meetings"],
+            example_inputs=["Ana: let's ship Friday. Ben: I'll write the release notes by Thu."],
+            pricing=Listing.Pricing.ONE_TIME,
+            price_cents=900,
+        )
+        services.version_approve(user=staff, version=version)
+        listing = Listing.objects.get(pk=version.listing_id)
+    customer = _workspace(owner, DEMO_CUSTOMER_SLUG, "Example Customer")
+    buyer = Access(workspace=customer, user=owner, role=Role.OWNER)
+    bought = Purchase.objects.filter(buyer=customer, listing=listing)
+    if not bought.filter(status__in=[Purchase.Status.ACTIVE]).exists():
+        site = getattr(settings, "SITE_URL", "") or "http://127.0.0.1:8000"
+        started = purchases.purchase_start(
+            access=buyer, listing=listing, success_url=site, cancel_url=site
+        )
+        if started.checkout_url:
+            session_id = _submit_on_emulator(started.checkout_url)
+            # What the webhook receiver does with checkout.session.completed (the server that
+            # would receive it is not running yet): re-read the session and apply it.
+            purchases.checkout_completed(session_id=session_id)
+    return DemoShop(
+        listing=listing,
+        creator=creator,
+        sold=bought.filter(status=Purchase.Status.ACTIVE).exists(),
+    )
+
+
+def _category_slug() -> str:
+    """The catalogue's first category (imported before), or one made for the demo."""
+    first = Category.objects.order_by("position").first()
+    if first is None:
+        first, _ = Category.objects.get_or_create(slug="productivity", name="Productivity")
+    return first.slug
+
+
+def _workspace(owner: User, slug: str, name: str) -> Workspace:
+    found = Workspace.objects.filter(slug=slug).first()
+    return found or tenant_services.workspace_create(user=owner, name=name, slug=slug)
+
+
+EMULATOR_HOSTS = ("127.0.0.1", "localhost")
+
+
+def _submit_on_emulator(page_url: str) -> str:
+    """Submit one of the local Stripe emulator's hosted pages (Pay on a checkout, Submit on an
+    onboarding) as a person would; returns the page's object id (its last path segment)."""
+    url = urlsplit(page_url)
+    if url.hostname not in EMULATOR_HOSTS:
+        raise RuntimeError("The demo submits only the local Stripe emulator's pages.")
+    emulator = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        emulator.request("POST", f"{url.path}/complete")  # answers a redirect: not followed
+        emulator.getresponse().read()
+    finally:
+        emulator.close()
+    return url.path.rstrip("/").rsplit("/", 1)[1]

@@ -203,6 +203,7 @@ class Command(BaseCommand):
         for command in (
             ["billing_sync_plans"],
             ["billing_webhook_endpoint", "--url", child_env["SITE_URL"]],
+            ["seed_demo_shop"],  # the paid demo listing (needs the emulator)
         ):
             done = subprocess.run(
                 [sys.executable, "manage.py", *command, "-v", "0"],
