@@ -70,6 +70,7 @@ def marketplace_workspace(request: AppRequest) -> HttpResponse:
             "can_build": access.can(Perm.BUILD),
             "purchases": list(purchases.workspace_purchases(access=access)[:50]),
             "can_buy": access.can(Perm.BILLING_MANAGE),
+            "can_see_earnings": access.can(Perm.BILLING_VIEW),
         },
     )
 

@@ -74,6 +74,14 @@ def test_members_are_refused_and_outsiders_do_not_see_the_page(
     assert outsider_client.get(CSV).status_code == 404
 
 
+def test_the_workspace_marketplace_page_links_a_publishers_owner_to_earnings(
+    paid_shop: Shop, owner_client: Client, member_client: Client
+) -> None:
+    link = f'href="{PAGE}">Earnings</a>'
+    assert link in owner_client.get("/w/alpha/marketplace/").content.decode()
+    assert link not in member_client.get("/w/alpha/marketplace/").content.decode()
+
+
 def test_the_csv_statement_lists_every_entry_in_the_date_range(
     paid_shop: Shop, owner_client: Client
 ) -> None:
