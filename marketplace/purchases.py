@@ -126,6 +126,7 @@ def _pending_purchase(
             )
             if same:
                 return live, False
+            _close_checkout(live)  # the older price's page must not be payable any more
             live.status, live.ended_at = Purchase.Status.ENDED, timezone.now()
             live.save(update_fields=["status", "ended_at", "updated_at"])
         purchase = Purchase.objects.create(
@@ -140,6 +141,25 @@ def _pending_purchase(
             bought_by_id=access.actor_id,
         )
         return purchase, True
+
+
+def _close_checkout(purchase: Purchase) -> None:
+    """Expire a pending purchase's open Checkout Session at Stripe before the purchase is
+    ended; refuse (409) when it was paid already (its webhook is on its way)."""
+    if not purchase.stripe_checkout_session_id:
+        return
+    client = stripe_client()
+    with stripe_errors("close the earlier checkout"):
+        try:
+            client.v1.checkout.sessions.expire(purchase.stripe_checkout_session_id)
+            return
+        except stripe.InvalidRequestError:  # not open any more: expired, or completed
+            session = client.v1.checkout.sessions.retrieve(purchase.stripe_checkout_session_id)
+    if session.status == "complete":
+        raise Conflict(
+            f"A checkout for “{purchase.listing.title}” was just paid: the purchase becomes "
+            "active in a moment. Nothing more to pay."
+        )
 
 
 def _has_default_payment_method(client: stripe.StripeClient, customer_id: str) -> bool:
@@ -218,6 +238,11 @@ def purchase_start(
             "free meanwhile)."
         )
     listing, version = _sellable(listing)
+    if listing.publisher.workspace_id == access.workspace.pk:
+        raise PurchaseRefused(
+            f"“{listing.title}” is this workspace's own listing: use the agent or workflow it "
+            "was published from (buying it would pay yourself, less the platform's fee)."
+        )
     purchase, created = _pending_purchase(access, listing, version)
     try:
         client = stripe_client()

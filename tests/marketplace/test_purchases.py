@@ -16,7 +16,7 @@ from accounts.models import User
 from agents.models import AgentRun
 from core.exceptions import Conflict, PermissionDenied, ServiceUnavailable
 from marketplace import services
-from marketplace.models import CreatorAccount, Install, Purchase
+from marketplace.models import CreatorAccount, Install, Listing, ListingVersion, Purchase
 from marketplace.pricing import PurchaseRequired
 from marketplace.purchases import PurchaseRefused, purchase_cancel, purchase_start
 from tenants.models import Membership, Role
@@ -63,6 +63,52 @@ def test_one_time_checkout_activates_from_the_webhook_installs_and_runs(shop: Sh
     # buying again is refused
     with pytest.raises(Conflict, match="already bought"):
         purchase_start(access=shop.buyer, listing=listing, **URLS)
+
+
+def _new_price(listing: Listing, cents: int) -> None:
+    """A later price on the version on sale (as an approved new version would carry)."""
+    ListingVersion.objects.filter(pk=listing.current_version_id).update(price_cents=cents)
+
+
+def test_a_new_price_closes_the_earlier_checkout_so_it_cannot_be_paid(shop: Shop) -> None:
+    listing = shop.listing("one_time", 1900)
+    first = purchase_start(access=shop.buyer, listing=listing, **URLS)
+    _new_price(listing, 2400)
+
+    second = purchase_start(access=shop.buyer, listing=listing, **URLS)
+
+    first_session = (
+        first.purchase.stripe_checkout_session_id
+        or Purchase.objects.get(pk=first.purchase.pk).stripe_checkout_session_id
+    )
+    assert shop.fake.get(first_session, "checkout.session")["status"] == "expired"
+    assert Purchase.objects.get(pk=first.purchase.pk).status == Purchase.Status.ENDED
+    assert second.purchase.unit_amount_cents == 2400
+    pay(str(second.checkout_url))
+    assert Purchase.objects.get(pk=second.purchase.pk).status == Purchase.Status.ACTIVE
+
+
+def test_an_earlier_checkout_paid_but_not_yet_confirmed_is_not_sold_again(shop: Shop) -> None:
+    listing = shop.listing("one_time", 1900)
+    first = purchase_start(access=shop.buyer, listing=listing, **URLS)
+    shop.fake.hold_events = True  # paid at Stripe; its webhook has not arrived
+    pay(str(first.checkout_url))
+    _new_price(listing, 2400)
+
+    with pytest.raises(Conflict, match="was just paid"):
+        purchase_start(access=shop.buyer, listing=listing, **URLS)
+
+    shop.fake.flush_events()
+    assert Purchase.objects.get(pk=first.purchase.pk).status == Purchase.Status.ACTIVE
+    assert Purchase.objects.filter(listing=listing).count() == 1
+
+
+def test_a_publisher_cannot_buy_its_own_listing(shop: Shop) -> None:
+    listing = shop.listing("one_time", 1900)
+    seller = access_of(shop.world.owner, shop.world.workspace_a)
+    with pytest.raises(PurchaseRefused, match="this workspace's own listing"):
+        purchase_start(access=seller, listing=listing, **URLS)
+    assert not Purchase.objects.filter(listing=listing).exists()
 
 
 def test_every_webhook_three_times_in_random_order_gives_one_active_purchase(shop: Shop) -> None:
