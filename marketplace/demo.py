@@ -158,6 +158,13 @@ def seed_demo_shop(*, owner: User, staff: User) -> DemoShop | None:
             source_id=agent.pk,
             title=DEMO_PAID_TITLE,
             summary="Minutes with decisions, owners and dates from any meeting transcript.",
+            description=(
+                "Paste a transcript or rough notes. You get:\n\n"
+                "- **Decisions**, each with who made it;\n"
+                "- **Action items** with an owner and a date (or *no date given*);\n"
+                "- **Open questions** nobody answered.\n\n"
+                "It never invents a decision: anything unclear is listed as a question."
+            ),
             category_slug=_category_slug(),
             tags=["Meetings"],
             example_inputs=["Ana: let's ship Friday. Ben: I'll write the release notes by Thu."],
