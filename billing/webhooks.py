@@ -98,9 +98,27 @@ ENABLED_EVENTS = [
 ]
 # dj-stripe's handlers for these re-read the event's object from Stripe and store what Stripe
 # has now ("synchronised with the Stripe API for parity", djstripe/event_handlers.py
-# `_handle_crud_like_event`): of several such events about one object, the handlers of the
-# last one received cover the others. Deletions are always handled (a customer is purged).
-RESYNCED_EVENTS = frozenset(t for t in ENABLED_EVENTS if not t.endswith(".deleted"))
+# `_handle_crud_like_event`), and no receiver of ours acts on the event's type alone (billing's
+# subscription sync is owed for covered events too): of several such events about one object,
+# the handlers of the last one received cover the others. Not coalesced: deletions (a customer
+# is purged), and the events receivers act on by type (`invoice.paid` records sales, a
+# completed checkout activates a purchase, disputes, account updates, payment failures).
+RESYNCED_EVENTS = frozenset(
+    {
+        "customer.created",
+        "customer.updated",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.updated",
+        "invoice.voided",
+        "product.created",
+        "product.updated",
+        "price.created",
+        "price.updated",
+    }
+)
 
 
 def _subscription_id(obj: dict[str, Any]) -> str | None:

@@ -570,27 +570,36 @@ def test_events_about_one_object_in_a_batch_have_it_read_from_stripe_once(
     billing: Billing,
 ) -> None:
     """dj-stripe's handlers re-read the object from Stripe: of a batch's events about one
-    invoice, the last one's handlers do it; every event is still stored, and the invoice and
-    the plan row end as Stripe has them."""
-    billing.fake.hold_events = True
+    subscription, the last one's handlers do it, and our sync reads it once more; every event
+    is still stored, and the plan row ends as Stripe has it. `invoice.paid` is never left out
+    (receivers act on its type), so a period's close reads the invoice for it too."""
     subscription_id = billing.subscribe("pro")
-    invoice = billing.fake.close_period(subscription_id)
-    assert invoice is not None
+    billing.fake.hold_events = True
+    for n in range(3):
+        billing.client.v1.subscriptions.update(subscription_id, params={"metadata": {"n": n}})
     events = billing.fake.flush_events()
-    about_invoice = [e for e in events if e["data"]["object"]["id"] == invoice["id"]]
-    assert len(about_invoice) > 1
+    about = [e for e in events if e["data"]["object"]["id"] == subscription_id]
+    assert len(about) == 3
     before = len(billing.fake.requests)
 
     row = billing.row  # processed
     reads = [
         r
         for r in billing.fake.requests[before:]
-        if r.method == "GET" and r.path == f"/v1/invoices/{invoice['id']}"
+        if r.method == "GET" and r.path == f"/v1/subscriptions/{subscription_id}"
     ]
-    assert len(reads) == 1
-    assert DjstripeEvent.objects.count() == len(events)
+    assert len(reads) == 2  # dj-stripe's handlers once, our sync once: not 3 + 1
+    assert DjstripeEvent.objects.filter(id__in=[e["id"] for e in about]).count() == 3
     assert all(t.processed and not t.exception for t in _triggers())
-    assert DjstripeInvoice.objects.get(id=invoice["id"]).status == "paid"
-    sub = billing.fake.get(subscription_id)
-    assert row.current_period_end.timestamp() == sub["items"]["data"][0]["current_period_end"]
+    mirrored = DjstripeSubscription.objects.get(id=subscription_id).stripe_data
+    assert mirrored["metadata"] == billing.fake.get(subscription_id)["metadata"]
     assert row.plan.key == "pro"
+
+    invoice = billing.fake.close_period(subscription_id)
+    assert invoice is not None
+    billing.fake.flush_events()
+    assert (
+        billing.row.current_period_end.timestamp()
+        == (billing.fake.get(subscription_id)["items"]["data"][0]["current_period_end"])
+    )
+    assert DjstripeInvoice.objects.get(id=invoice["id"]).status == "paid"
