@@ -107,15 +107,17 @@ def _listing_response(
                     listing=detail, buyer__in=mine, status__in=purchases.LIVE
                 )
             }
-            buyers = [
+            buyers = [  # not the publisher's own workspace: it would pay itself
                 m.workspace
                 for m in _memberships(request.user, Perm.BILLING_MANAGE)
                 if not (m.workspace_id in bought and bought[m.workspace_id].runnable)
+                and m.workspace_id != detail.publisher.workspace_id
             ]
             choices = [w for w in choices if w.pk in bought and bought[w.pk].runnable]
             holders = [w for w in mine if w.pk in bought]
             context.update(
                 selling=version.pricing,
+                own_listing=any(w.pk == detail.publisher.workspace_id for w in mine),
                 terms=price_terms(version),
                 buy_form=InstallForm(workspaces=buyers, among=mine) if buyers else None,
                 bought=[

@@ -91,6 +91,20 @@ def test_owners_buy_through_checkout_and_members_are_told_who_can(
     assert refused["Location"] == url
 
 
+def test_the_publishers_own_workspace_is_never_offered_for_buying(
+    world: World, fake_stripe: FakeStripe, paid: Listing
+) -> None:
+    Publisher.objects.filter(pk=paid.publisher_id).update(workspace=world.workspace_a)
+    url = reverse("marketplace_listing", kwargs={"slug": paid.slug})
+    page = _as(world.owner).get(url).content.decode()  # the owner of alpha, the publisher
+    assert "Buy and install" not in page
+    assert "Your workspace publishes this listing" in page
+    Membership.objects.create(user=world.owner, workspace=world.workspace_b, role=Role.OWNER)
+    page = _as(world.owner).get(url).content.decode()
+    assert "Buy and install" in page
+    assert f'value="{world.workspace_a.slug}"' not in page.split("mk-buy")[1].split("</form>")[0]
+
+
 def test_the_workspace_page_lists_purchases_and_only_admins_cancel(
     world: World, fake_stripe: FakeStripe, paid: Listing
 ) -> None:
