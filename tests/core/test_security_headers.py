@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -49,6 +50,24 @@ def test_an_operators_cdn_is_added_to_the_sources_not_to_connections() -> None:
     policy = _policy(content_security_policy("https://cdn.example.com"))
     assert policy["script-src"] == ["'self'", "https://cdn.example.com"]
     assert policy["connect-src"] == ["'self'"]
+
+
+def test_forms_may_be_redirected_to_stripes_hosted_pages_and_the_emulators_only(
+    client: Client, settings: Any
+) -> None:
+    """Upgrade, Manage payment and payouts setup post to us and are redirected to Stripe's
+    hosted pages; browsers apply form-action to that redirect."""
+    settings.STRIPE_API_BASE = "https://api.stripe.com"
+    real = _policy(client.get("/accounts/login/")["Content-Security-Policy"])["form-action"]
+    assert real == [
+        "'self'",
+        "https://checkout.stripe.com",
+        "https://billing.stripe.com",
+        "https://connect.stripe.com",
+    ]
+    settings.STRIPE_API_BASE = "http://127.0.0.1:59545"  # the test-mode emulator
+    emulated = _policy(client.get("/accounts/login/")["Content-Security-Policy"])["form-action"]
+    assert emulated == [*real, "http://127.0.0.1:59545"]
 
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>", re.I)
