@@ -68,6 +68,7 @@ def test_one_time_checkout_activates_from_the_webhook_installs_and_runs(shop: Sh
 
 def _new_price(listing: Listing, cents: int) -> None:
     """A later price on the version on sale (as an approved new version would carry)."""
+    assert listing.current_version_id is not None
     ListingVersion.objects.filter(pk=listing.current_version_id).update(price_cents=cents)
 
 
