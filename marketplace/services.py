@@ -47,7 +47,8 @@ STATS_WINDOW = 1000
 MAX_REASON = 2000
 
 # A paid version's price, in cents of its currency (USD only for now).
-MIN_PRICE_CENTS = 50
+MIN_PRICE_CENTS = 50  # Stripe's smallest charge: one-time and monthly prices
+MIN_PER_RUN_PRICE_CENTS = 5  # per-run charges add up on the buyer's next invoice
 MAX_PRICE_CENTS = 1_000_000
 CURRENCIES = ("usd",)
 PAYOUTS_FIRST = (
@@ -85,7 +86,8 @@ def _reason(reason: str, field: str = "reason") -> str:
 
 def price_errors(pricing: str, price_cents: int, currency: str) -> dict[str, list[str]]:
     """What is wrong with a version's price, by field (`pricing`, `price_cents`, `currency`):
-    free costs nothing; a paid price is $0.50 to $10,000 in a supported currency."""
+    free costs nothing; a paid price is $0.50 ($0.05 per run) to $10,000 in a supported
+    currency."""
     if pricing not in Listing.Pricing.values:
         return {"pricing": [f"One of: {', '.join(Listing.Pricing.values)}."]}
     errors: dict[str, list[str]] = {}
@@ -95,7 +97,12 @@ def price_errors(pricing: str, price_cents: int, currency: str) -> dict[str, lis
         return errors
     if currency not in CURRENCIES:
         errors["currency"] = [f"Prices are in {', '.join(c.upper() for c in CURRENCIES)}."]
-    if price_cents < MIN_PRICE_CENTS:
+    if pricing == Listing.Pricing.PER_RUN and price_cents < MIN_PER_RUN_PRICE_CENTS:
+        errors["price_cents"] = [
+            f"A price per run is at least ${MIN_PER_RUN_PRICE_CENTS / 100:.2f} (runs are "
+            "added up on the buyer's next invoice)."
+        ]
+    elif pricing != Listing.Pricing.PER_RUN and price_cents < MIN_PRICE_CENTS:
         errors["price_cents"] = [
             f"The price is at least ${MIN_PRICE_CENTS / 100:.2f} (Stripe's minimum charge)."
         ]

@@ -206,7 +206,9 @@ class PublishForm(forms.Form):
         if pricing == Listing.Pricing.FREE or "price" in self.errors:
             return data  # a price typed before choosing Free is ignored
         if price is None:
-            self.add_error("price", "Give a price for a paid version: $0.50 to $10,000.")
+            self.add_error(
+                "price", "Give a price for a paid version: $0.50 ($0.05 per run) to $10,000."
+            )
             return data
         data["price_cents"] = int(price * 100)
         for name, messages in price_errors(

@@ -85,7 +85,7 @@ def test_the_price_is_checked_beside_its_field(world: World, agent_id: int) -> N
     _onboarded(world)
     alpha = logged_in(world.owner)
     for price, error in [
-        ("", "Give a price for a paid version: $0.50 to $10,000."),
+        ("", "Give a price for a paid version: $0.50 ($0.05 per run) to $10,000."),
         ("0.49", "The price is at least $0.50 (Stripe&#x27;s minimum charge)."),
         ("-5", "The price is at least $0.50"),
         ("10000.01", "The price is at most $10,000.00."),
@@ -100,12 +100,15 @@ def test_the_price_is_checked_beside_its_field(world: World, agent_id: int) -> N
     )
     assert wrong_currency.status_code == 400
     assert 'id="id_currency_error"' in wrong_currency.content.decode()
+    per_run = alpha.post(_url(), _form(agent_id, pricing="per_run", price="0.04"))
+    assert per_run.status_code == 400
+    assert "A price per run is at least $0.05" in per_run.content.decode()
     assert not ListingVersion.objects.exists()
     # the limits themselves are accepted
-    assert alpha.post(_url(), _form(agent_id, pricing="per_run", price="0.50")).status_code == 302
+    assert alpha.post(_url(), _form(agent_id, pricing="per_run", price="0.05")).status_code == 302
     assert alpha.post(_url(), _form(agent_id, pricing="monthly", price="10000")).status_code == 302
     assert [(v.pricing, v.price_cents) for v in ListingVersion.objects.order_by("number")] == [
-        ("per_run", 50),
+        ("per_run", 5),
         ("monthly", 1_000_000),
     ]
 
@@ -197,9 +200,11 @@ def test_an_unonboarded_creator_cannot_submit_a_paid_version(
     # once onboarded, all three paths accept it (the API's price is checked too)
     CreatorAccount.objects.filter(pk=account.pk).update(payouts_enabled=True)
     assert api.post(
-        "/api/v1/marketplace/listings/", {**body, "price_cents": 20}, format="json"
+        "/api/v1/marketplace/listings/", {**body, "price_cents": 4}, format="json"
     ).json()["error"]["fields"] == {
-        "price_cents": ["The price is at least $0.50 (Stripe's minimum charge)."]
+        "price_cents": [
+            "A price per run is at least $0.05 (runs are added up on the buyer's next invoice)."
+        ]
     }
     created = api.post("/api/v1/marketplace/listings/", {**body, "price_cents": 50}, format="json")
     assert created.status_code == 201, created.content
