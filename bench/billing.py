@@ -71,6 +71,7 @@ from bench.gateway import (  # noqa: E402
     say,
     setup_workspace,
 )
+from bench.gateway import row as gateway_row  # noqa: E402
 
 QUOTA_TARGET_MS = 1.0
 WEBHOOK_TARGET_PER_S = 200.0
@@ -519,11 +520,7 @@ def measure_per_run_charge(count: int, workspace: Any, user: Any) -> Any:
 
 
 def row(name: str, values: list[float], baseline: list[float]) -> str:
-    ratio = statistics.median(values) / statistics.median(baseline)
-    return (
-        f"| {name:<46} | {ms(statistics.median(values)):>9.3f} | {ms(p95(values)):>9.3f} "
-        f"| {ratio:>8.2f}× |"
-    )
+    return gateway_row(name, values, baseline, width=46)
 
 
 def main(argv: list[str] | None = None) -> int:
