@@ -89,9 +89,14 @@ def payout_book(
         payout = Payout.objects.create(
             creator=creator, period=period, amount_cents=amount, currency=currency
         )
+        sales = {
+            sale.sale_ref: sale
+            for sale in LedgerEntry.objects.filter(
+                kind=Kind.SALE, sale_ref__in=[ref for ref, _ in per_sale]
+            )
+        }
         for sale_ref, total in per_sale:
-            sale = sale_entry(sale_ref)
-            assert sale is not None  # noqa: S101 - every row belongs to a recorded sale
+            sale = sales[sale_ref]  # every row belongs to a recorded sale
             ledger_append(
                 key=f"payout-{payout.pk}-{sale_ref}",
                 sale=sale,
