@@ -144,8 +144,8 @@ class PublishForm(forms.Form):
         max_digits=9,
         decimal_places=2,
         widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
-        help_text="For a paid version, in dollars from $0.50 to $10,000: per purchase, per "
-        "successful run or per month.",
+        help_text="For a paid version, in dollars: per purchase or per month from $0.50, per "
+        "successful run from $0.05; at most $10,000.",
     )
     currency = forms.ChoiceField(
         label="Currency",
