@@ -34,6 +34,7 @@ from billing.models import (
     Plan,
     StripeEvent,
     StripeInvoice,
+    StripeMirrorSync,
     StripeWebhook,
     WorkspacePlan,
 )
@@ -485,6 +486,17 @@ class WebhookEventLogAdmin(ReadOnlyAdmin):
             else:
                 done = "processed" if event is not None else "queued for the workers"
                 self.message_user(request, f"Webhook {trigger.pk} {done}.", messages.SUCCESS)
+
+
+@admin.register(StripeMirrorSync)
+class StripeMirrorSyncAdmin(ReadOnlyAdmin):
+    """Refreshes of dj-stripe's mirror that webhooks owe (billing/stripe_mirror.py): normally
+    gone within seconds; a row with attempts and an error is failing and retried with backoff
+    (the billing page's invoice list lags Stripe until it succeeds)."""
+
+    list_display = ("key", "event_type", "event_id", "due_at", "attempts", "last_error")
+    list_filter = ("event_type",)
+    search_fields = ("key", "event_id", "last_error")
 
 
 @admin.register(StripeEvent)

@@ -12,9 +12,11 @@ class BillingConfig(AppConfig):
         from billing.plans import on_workspace_created
         from billing.quotas import seats_room_require
         from billing.stripe_client import sdk_configure
+        from billing.stripe_mirror import mirror_take_over
         from billing.usage import register_billing_meters
         from core.hooks import member_inviting, workspace_created
 
+        mirror_take_over()  # dj-stripe's own handlers: off the webhooks' hot path
         workspace_created.subscribe(on_workspace_created)
         member_inviting.subscribe(seats_room_require)
         register_billing_meters()

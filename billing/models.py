@@ -267,6 +267,32 @@ class MeterOutbox(models.Model):
         return f"meter-outbox-{self.pk}"
 
 
+class StripeMirrorSync(models.Model):
+    """A refresh of dj-stripe's mirror of one Stripe object, owed by webhook events and done by
+    `billing.stripe_mirror.mirror_drain` off the webhooks' hot path (decision 87). One row per
+    object for the events dj-stripe's handlers answer by re-reading the object (a later event
+    takes over the row: the refresh re-reads what Stripe has then); one per event for the
+    others (deletions). Deleted when done."""
+
+    key = models.CharField(
+        max_length=300, unique=True, help_text="`<object>:<id>` or `event:<id>`."
+    )
+    event_id = models.CharField(max_length=255, help_text="The Stripe event whose handlers run.")
+    event_type = models.CharField(max_length=250)
+    due_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        verbose_name = "Stripe mirror refresh"
+        indexes = [models.Index(fields=["due_at", "id"], name="stripe_mirror_due")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.event_type})"
+
+
 class CreditGrant(models.Model):
     """AI spend staff added to a workspace's allowance for one period (the back-office's
     *Grant credit*). A ledger: rows are only ever added, never edited or deleted; the

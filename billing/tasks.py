@@ -9,6 +9,7 @@ from celery import shared_task
 from billing.backoffice import comps_expire
 from billing.meter import meter_flush
 from billing.stripe_client import secret_key, stripe_client
+from billing.stripe_mirror import MIRROR_TASK, mirror_drain
 from billing.subscription_state import grace_expire
 from billing.webhooks import PROCESS_TASK, webhooks_drain
 from core import recovery
@@ -58,5 +59,22 @@ def process_webhooks(trigger_id: int | None = None) -> int:
     message finds nothing left, or takes what is due; losing the database retries it."""
     taken = 0
     while claimed := webhooks_drain().claimed:
+        taken += claimed
+    return taken
+
+
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name=MIRROR_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    **recovery.DATABASE_RETRY,
+)
+def mirror_stripe() -> int:
+    """Refresh dj-stripe's mirror of the Stripe objects webhooks changed (billing/
+    stripe_mirror.py), batch after batch until none is due; returns how many were taken.
+    Queued a few seconds after the webhooks that owe it, and swept by beat."""
+    taken = 0
+    while claimed := mirror_drain():
         taken += claimed
     return taken

@@ -7,12 +7,12 @@ answers 200; dj-stripe's own view would process the event inside the request, an
 doing otherwise (DJSTRIPE_WEBHOOK_EVENT_CALLBACK) is deprecated. The task (and the beat sweep,
 for a message that was lost) runs `webhooks_drain`:
 
-- triggers are claimed one at a time, oldest first (SELECT ... FOR UPDATE SKIP LOCKED, so
-  drains in several workers never take the same one), each processed by dj-stripe in its own
-  transaction (`trigger.process()`: the Event is stored once per event id, a duplicate is a
-  no-op, dj-stripe syncs its customer, subscription and invoice tables). Its handlers re-read
-  the object from Stripe, so of several events in a batch about one object they run for the
-  last one received; the others' Events are stored only (`_covered`);
+- triggers are claimed a batch at a time, oldest first (SELECT ... FOR UPDATE SKIP LOCKED, so
+  drains in several workers never take the same one), each processed by dj-stripe in a
+  savepoint of the batch's transaction (`trigger.process()`: the Event is stored once per event id, a duplicate is a
+  no-op, and our receivers run). dj-stripe's own handlers, which refresh its mirror of
+  customers, subscriptions and invoices, are not run here: they are owed to the mirror
+  (billing/stripe_mirror.py, decision 87), refreshed once per object a few seconds later;
 - our receiver does not sync the workspace there: it notes the subscription, and after the
   batch `subscription_sync` (which re-reads the subscription from Stripe and applies only
   forward transitions) runs once per subscription with the newest event's `created`;
@@ -26,7 +26,6 @@ for a message that was lost) runs `webhooks_drain`:
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
 import uuid
@@ -55,7 +54,7 @@ from core.queue import enqueue
 logger = logging.getLogger(__name__)
 
 PROCESS_TASK = "billing.process_webhooks"
-BATCH_SIZE = 100  # triggers per drain batch: one subscription_sync per subscription in it
+BATCH_SIZE = 200  # triggers per drain batch: one subscription_sync per subscription in it
 SYNC_LEASE = timedelta(minutes=5)  # a pending sync this old was abandoned (its worker died)
 RETRY_BASE = timedelta(seconds=30)  # a failed trigger waits this, then doubling ...
 RETRY_MAX = timedelta(hours=1)  # ... up to this between attempts ...
@@ -96,29 +95,6 @@ ENABLED_EVENTS = [
     "price.created",
     "price.updated",
 ]
-# dj-stripe's handlers for these re-read the event's object from Stripe and store what Stripe
-# has now ("synchronised with the Stripe API for parity", djstripe/event_handlers.py
-# `_handle_crud_like_event`), and no receiver of ours acts on the event's type alone (billing's
-# subscription sync is owed for covered events too): of several such events about one object,
-# the handlers of the last one received cover the others. Not coalesced: deletions (a customer
-# is purged), and the events receivers act on by type (`invoice.paid` records sales, a
-# completed checkout activates a purchase, disputes, account updates, payment failures).
-RESYNCED_EVENTS = frozenset(
-    {
-        "customer.created",
-        "customer.updated",
-        "customer.subscription.created",
-        "customer.subscription.updated",
-        "invoice.created",
-        "invoice.finalized",
-        "invoice.updated",
-        "invoice.voided",
-        "product.created",
-        "product.updated",
-        "price.created",
-        "price.updated",
-    }
-)
 
 
 def _subscription_id(obj: dict[str, Any]) -> str | None:
@@ -255,18 +231,19 @@ def _failed(trigger: WebhookEventTrigger, exc: BaseException) -> None:
     logger.warning("Stripe webhook %s failed: %s", trigger.pk, trigger.exception)
 
 
-def _process(trigger: WebhookEventTrigger, batch: _Batch, *, covered: bool) -> None:
-    """dj-stripe's processing of one trigger, in its own transaction with its row lock.
-    `covered`: a later trigger of the batch, about the same object, runs dj-stripe's handlers
-    (which re-read the object from Stripe); this one's Event is only stored."""
+OUTCOME_FIELDS = ["event", "processed", "exception", "traceback", "updated"]
+
+
+def _process(trigger: WebhookEventTrigger, batch: _Batch) -> None:
+    """dj-stripe's processing of one claimed trigger, in a savepoint of the batch's
+    transaction: the Event stored (once per event id) and our receivers run; dj-stripe's own
+    handlers are owed to the mirror (billing/stripe_mirror.py). The outcome is set on the
+    trigger, saved with the batch's."""
     batch.trigger_id = trigger.pk
     token = _draining.set(batch)
     try:
         with transaction.atomic():
             if trigger.event is not None:  # stored earlier; the sync was not done
-                _sync_owed(trigger.event)
-            elif covered:
-                trigger.event = Event.sync_from_stripe_data(trigger.json_body)
                 _sync_owed(trigger.event)
             else:
                 trigger.process(save=False)  # a stored event id: returns it, no handlers
@@ -278,60 +255,32 @@ def _process(trigger: WebhookEventTrigger, batch: _Batch, *, covered: bool) -> N
         trigger.exception = trigger.traceback = ""
     finally:
         _draining.reset(token)
-    trigger.save()
-
-
-def _covered(candidates: list[tuple[int, str]]) -> set[int]:
-    """The triggers (pk, body; oldest first) whose dj-stripe handlers a later one covers: for
-    each object that events of RESYNCED_EVENTS are about, every new event's first trigger but
-    the last one's. A trigger of an event already stored covers nothing (it runs no handlers),
-    nor does a second copy of an event."""
-    bodies = {pk: json.loads(body) for pk, body in candidates}
-    stored = set(
-        Event.objects.filter(id__in=[b.get("id") for b in bodies.values()]).values_list(
-            "id", flat=True
-        )
-    )
-    about: dict[tuple[str, str], list[int]] = {}
-    seen: set[str] = set()
-    for pk, body in bodies.items():
-        obj = (body.get("data") or {}).get("object") or {}
-        if body.get("type") not in RESYNCED_EVENTS or not obj.get("id"):
-            continue
-        if body["id"] in stored or body["id"] in seen:
-            continue
-        seen.add(body["id"])
-        about.setdefault((str(obj.get("object")), str(obj["id"])), []).append(pk)
-    return {pk for pks in about.values() for pk in pks[:-1]}
+    trigger.updated = timezone.now()
 
 
 def webhooks_drain(*, batch_size: int = BATCH_SIZE, now: datetime | None = None) -> DrainReport:
     """Process up to `batch_size` due webhook triggers, oldest first, then sync each
-    subscription they are about once. Of several events about one object that dj-stripe
-    re-reads from Stripe, its handlers run for the last one only (`_covered`). Safe to run in
-    any number of workers at once (each trigger is claimed under SKIP LOCKED; two triggers of
-    one event store it once, and only the one that stored it syncs); safe to kill (what was
-    not finished is due again). One trigger's failure is recorded on it (the admin's webhook
-    log shows it) and stops nothing else."""
+    subscription they are about once. The batch is claimed in one statement (FOR UPDATE SKIP
+    LOCKED) and processed in one transaction, each trigger in a savepoint; so it is safe to run
+    in any number of workers at once (two drains never take one trigger; two triggers of one
+    event store it once, and only the one that stored it syncs) and to kill (what was not
+    committed is due again). One trigger's failure is recorded on it (the admin's webhook log
+    shows it) and stops nothing else."""
     now = now or timezone.now()
-    due = _due(now).order_by("created", "pk")
-    candidates = list(due.values_list("pk", "body")[:batch_size])
-    covered = _covered(candidates)
     batch = _Batch()
-    claimed = failed = 0
-    for pk, _body in candidates:
-        with transaction.atomic():
-            trigger = (
-                due.filter(pk=pk)
-                .select_for_update(skip_locked=True, of=("self",))
-                .select_related("event")
-                .first()
-            )
-            if trigger is None:  # another drain has it, or has done it
-                continue
-            claimed += 1
-            _process(trigger, batch, covered=pk in covered)
+    failed = 0
+    with transaction.atomic():
+        triggers = list(
+            _due(now)
+            .order_by("created", "pk")
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("event")[:batch_size]
+        )
+        for trigger in triggers:
+            _process(trigger, batch)
             failed += bool(trigger.exception)
+        WebhookEventTrigger.objects.bulk_update(triggers, OUTCOME_FIELDS)
+    claimed = len(triggers)
     done: list[int] = []
     for subscription_id, sync in batch.syncs.items():
         try:

@@ -217,6 +217,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # dj-stripe's mirror of the objects webhooks changed (billing/stripe_mirror.py): queued a
+    # few seconds after them; this sweep takes what a lost message or a failure left behind.
+    "billing-mirror-stripe": {
+        "task": "billing.mirror_stripe",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Per-run charges of paid listings: pending rows go to Stripe as invoice items.
     "marketplace-flush-run-charges": {
         "task": "marketplace.flush_run_charges",

@@ -43,10 +43,11 @@ from djstripe.models import Subscription as DjstripeSubscription
 from djstripe.models import WebhookEndpoint, WebhookEventTrigger
 
 from billing.demo import seed_demo_plans
-from billing.models import WorkspacePlan
+from billing.models import StripeMirrorSync, WorkspacePlan
 from billing.quotas import run_reserve
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
+from billing.stripe_mirror import mirror_drain
 from billing.subscription_state import grace_expire, subscription_sync
 from billing.subscriptions import checkout_start
 from billing.tasks import process_webhooks
@@ -54,6 +55,7 @@ from billing.webhooks import PROCESS_TASK, RETRY_BASE, webhooks_drain
 from config.celery import app
 from tenants.permissions import Perm
 from tests.fakes import FakeStripe
+from tests.helpers.billing import workers_run
 from tests.helpers.personas import World, key_client
 from tests.helpers.processes import worker_environment
 
@@ -81,9 +83,9 @@ class Billing:
     @staticmethod
     def settle() -> None:
         """Process the webhooks received, as the workers do, until none is due (a sync may
-        change the subscription at Stripe, whose webhooks come in meanwhile)."""
-        while webhooks_drain().claimed:
-            pass
+        change the subscription at Stripe, whose webhooks come in meanwhile), and the mirror
+        refreshes they owe."""
+        workers_run()
 
     def subscribe(self, plan_key: str = "pro", *, workspace_id: int | None = None) -> str:
         """Checkout as the owner would, paid on the fake's page, and the webhooks delivered
@@ -597,3 +599,108 @@ def test_events_about_one_object_in_a_batch_have_it_read_from_stripe_once(
         == (billing.fake.get(subscription_id)["items"]["data"][0]["current_period_end"])
     )
     assert DjstripeInvoice.objects.get(id=invoice["id"]).status == "paid"
+
+
+def _mirror_reads(fake: FakeStripe, since: int, subscription_id: str) -> int:
+    """dj-stripe's re-reads of the subscription (ours expand its latest invoice)."""
+    return sum(
+        1
+        for r in fake.requests[since:]
+        if r.method == "GET"
+        and r.path == f"/v1/subscriptions/{subscription_id}"
+        and "expand" not in r.body
+    )
+
+
+def test_the_plan_follows_the_webhooks_before_dj_stripes_mirror_is_refreshed(
+    billing: Billing,
+) -> None:
+    """The webhooks' hot path stores each event and applies it to the workspace; dj-stripe's
+    own tables (the billing page's invoice list) are refreshed after it, once per object."""
+    billing.fake.hold_events = True
+    subscription_id = billing.subscribe("pro")
+    for n in range(3):
+        billing.client.v1.subscriptions.update(subscription_id, params={"metadata": {"n": n}})
+    events = billing.fake.flush_events()
+    about = [e for e in events if e["data"]["object"]["id"] == subscription_id]
+    assert len(about) >= 4  # created, and three updates
+    before = len(billing.fake.requests)
+
+    while webhooks_drain().claimed:
+        pass
+    row = billing.row_of(billing.world.workspace_a.pk)
+    assert (row.plan.key, row.stripe_subscription_id) == ("pro", subscription_id)
+    assert all(t.processed and not t.exception for t in _triggers())
+    assert not DjstripeSubscription.objects.filter(id=subscription_id).exists()
+    assert _mirror_reads(billing.fake, before, subscription_id) == 0
+    assert StripeMirrorSync.objects.filter(key=f"subscription:{subscription_id}").count() == 1
+
+    while mirror_drain():
+        pass
+    assert not StripeMirrorSync.objects.exists()
+    mirrored = DjstripeSubscription.objects.get(id=subscription_id).stripe_data
+    assert mirrored["metadata"]["n"] == "2"
+    assert _mirror_reads(billing.fake, before, subscription_id) == 1  # not one per event
+    assert DjstripeEvent.objects.filter(id__in=[e["id"] for e in events]).count() == len(events)
+
+
+def test_a_failing_mirror_refresh_is_shown_and_retried_after_its_backoff(
+    billing: Billing, admin_client: Any
+) -> None:
+    subscription_id = billing.subscribe("pro")
+    billing.client.v1.subscriptions.update(subscription_id, params={"metadata": {"n": "1"}})
+    while webhooks_drain().claimed:
+        pass
+    billing.fake.fail_next(f"/v1/subscriptions/{subscription_id}", status=500, times=3)
+    assert mirror_drain() == 1
+    (row,) = StripeMirrorSync.objects.all()
+    assert row.attempts == 1 and "error" in row.last_error.lower()
+    page = admin_client.get("/admin/billing/stripemirrorsync/")
+    assert page.status_code == 200 and f"subscription:{subscription_id}" in page.text
+    assert mirror_drain() == 0  # waiting out its backoff
+    assert "n" not in DjstripeSubscription.objects.get(id=subscription_id).stripe_data["metadata"]
+
+    later = timezone.now() + timedelta(hours=1)
+    while mirror_drain(now=later):
+        later += timedelta(hours=1)
+    assert not StripeMirrorSync.objects.exists()
+    mirrored = DjstripeSubscription.objects.get(id=subscription_id).stripe_data
+    assert mirrored["metadata"]["n"] == "1"
+    assert billing.row.plan.key == "pro"  # the plan never waited on the mirror
+
+
+def test_an_event_arriving_during_its_objects_refresh_has_it_refreshed_again(
+    billing: Billing,
+) -> None:
+    """A refresh re-reads Stripe; an event that comes while it is in flight may be newer than
+    what it read, so the object is refreshed again, and the webhook waited on nothing."""
+    subscription_id = billing.subscribe("pro")
+    billing.client.v1.subscriptions.update(subscription_id, params={"metadata": {"n": "1"}})
+    while webhooks_drain().claimed:
+        pass
+    billing.fake.hold_after(f"/v1/subscriptions/{subscription_id}", 0)
+    refreshing = threading.Thread(target=_drain_mirror_in_thread)
+    refreshing.start()
+    try:
+        assert billing.fake.holding.wait(10), "the refresh did not read Stripe"
+        billing.client.v1.subscriptions.update(subscription_id, params={"metadata": {"n": "2"}})
+        while webhooks_drain().claimed:  # not blocked by the refresh in flight
+            pass
+    finally:
+        billing.fake.release()
+        refreshing.join(10)
+    assert not refreshing.is_alive()
+    held = DjstripeSubscription.objects.get(id=subscription_id).stripe_data
+    assert held["metadata"]["n"] == "1"  # what the held read saw
+    assert StripeMirrorSync.objects.filter(key=f"subscription:{subscription_id}").exists()
+    while mirror_drain():
+        pass
+    mirrored = DjstripeSubscription.objects.get(id=subscription_id).stripe_data
+    assert mirrored["metadata"]["n"] == "2"
+
+
+def _drain_mirror_in_thread() -> None:
+    try:
+        mirror_drain()
+    finally:
+        connection.close()

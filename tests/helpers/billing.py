@@ -14,6 +14,7 @@ from agents.models import UsageRecord
 from billing.meter import ledger_cost_recorded, metered_customer
 from billing.models import MeterOutbox, Plan
 from billing.plans import workspace_plan
+from billing.stripe_mirror import mirror_drain
 from billing.webhooks import webhooks_drain
 from tenants.models import Workspace
 
@@ -57,10 +58,13 @@ def bill(workspace: Workspace, cost: str, *, at: datetime | None = None) -> Mete
 
 def workers_run() -> None:
     """What the platform's workers do with the Stripe webhooks its view stored and queued:
-    drain them all. Set as `FakeStripe.after_delivery` by tests that follow a flow through
-    webhooks; it may run in the fake's server thread, whose connection it then closes."""
+    drain them all, then refresh dj-stripe's mirror they owe. Set as
+    `FakeStripe.after_delivery` by tests that follow a flow through webhooks; it may run in
+    the fake's server thread, whose connection it then closes."""
     with schema_context("public"):
         while webhooks_drain().claimed:
+            pass
+        while mirror_drain():
             pass
     if threading.current_thread() is not threading.main_thread():
         connection.close()
