@@ -269,7 +269,7 @@ class MeterOutbox(models.Model):
 
 class StripeMirrorSync(models.Model):
     """A refresh of dj-stripe's mirror of one Stripe object, owed by webhook events and done by
-    `billing.stripe_mirror.mirror_drain` off the webhooks' hot path (decision 87). One row per
+    `billing.stripe_mirror.mirror_drain` off the webhooks' hot path (decision 91). One row per
     object for the events dj-stripe's handlers answer by re-reading the object (a later event
     takes over the row: the refresh re-reads what Stripe has then); one per event for the
     others (deletions). Deleted when done."""

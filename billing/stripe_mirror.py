@@ -1,4 +1,4 @@
-"""dj-stripe's mirror of Stripe, refreshed off the webhooks' hot path (decision 87).
+"""dj-stripe's mirror of Stripe, refreshed off the webhooks' hot path (decision 91).
 
 dj-stripe connects its own handlers to its webhook signals: for most events they re-read the
 event's object from Stripe and store it with its related objects (customer, items, lines, tax

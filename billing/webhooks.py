@@ -9,10 +9,11 @@ for a message that was lost) runs `webhooks_drain`:
 
 - triggers are claimed a batch at a time, oldest first (SELECT ... FOR UPDATE SKIP LOCKED, so
   drains in several workers never take the same one), each processed by dj-stripe in a
-  savepoint of the batch's transaction (`trigger.process()`: the Event is stored once per event id, a duplicate is a
-  no-op, and our receivers run). dj-stripe's own handlers, which refresh its mirror of
-  customers, subscriptions and invoices, are not run here: they are owed to the mirror
-  (billing/stripe_mirror.py, decision 87), refreshed once per object a few seconds later;
+  savepoint of the batch's transaction (`trigger.process()`: the Event is stored once per
+  event id, a duplicate is a no-op, and our receivers run). dj-stripe's own handlers, which
+  refresh its mirror of customers, subscriptions and invoices, are not run here: they are
+  owed to the mirror (billing/stripe_mirror.py, decision 91), refreshed once per object a
+  few seconds later;
 - our receiver does not sync the workspace there: it notes the subscription, and after the
   batch `subscription_sync` (which re-reads the subscription from Stripe and applies only
   forward transitions) runs once per subscription with the newest event's `created`;

@@ -46,8 +46,8 @@ from billing.demo import seed_demo_plans
 from billing.models import StripeMirrorSync, WorkspacePlan
 from billing.quotas import run_reserve
 from billing.stripe_client import stripe_client
-from billing.stripe_sync import plans_sync
 from billing.stripe_mirror import mirror_drain
+from billing.stripe_sync import plans_sync
 from billing.subscription_state import grace_expire, subscription_sync
 from billing.subscriptions import checkout_start
 from billing.tasks import process_webhooks
@@ -654,9 +654,11 @@ def test_a_failing_mirror_refresh_is_shown_and_retried_after_its_backoff(
     billing.fake.fail_next(f"/v1/subscriptions/{subscription_id}", status=500, times=3)
     assert mirror_drain() == 1
     (row,) = StripeMirrorSync.objects.all()
-    assert row.attempts == 1 and "error" in row.last_error.lower()
+    assert row.attempts == 1
+    assert "error" in row.last_error.lower()
     page = admin_client.get("/admin/billing/stripemirrorsync/")
-    assert page.status_code == 200 and f"subscription:{subscription_id}" in page.text
+    assert page.status_code == 200
+    assert f"subscription:{subscription_id}" in page.text
     assert mirror_drain() == 0  # waiting out its backoff
     assert "n" not in DjstripeSubscription.objects.get(id=subscription_id).stripe_data["metadata"]
 
