@@ -403,9 +403,9 @@ def _sale_invoice(sale: LedgerEntry) -> str:
     if not invoice_id:
         raise _invalid(
             "sale_ref",
-            f"Sale {sale.sale_ref} is not a charge, a payment or an invoice's line this "
-            "platform knows: refund it in the Stripe dashboard (the refund and dispute "
-            "webhooks do the rest).",
+            f"Sale {sale.sale_ref} is not a charge, a payment or an invoice line whose invoice "
+            "this platform knows, so it cannot be refunded from here: pick another sale, or "
+            "refund it in the Stripe dashboard and correct the creator's balance.",
         )
     return invoice_id
 
