@@ -464,7 +464,7 @@ def invoice_paid(*, invoice_id: str) -> None:
     """A paid invoice, re-read with all its lines: a monthly purchase's lines are one sale
     (keyed by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one
     sale (keyed by the line). Per-run items ride on whichever invoice of the workspace comes
-    next, so any paid invoice may carry them."""
+    next, so any paid invoice may carry them; their charges are noted as taken by it."""
     client = stripe_client()
     with stripe_errors("read the invoice"):
         invoice = client.v1.invoices.retrieve(invoice_id).to_dict()
