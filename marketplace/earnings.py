@@ -42,7 +42,7 @@ from accounts.models import User
 from billing.stripe_client import stripe_client
 from core.exceptions import ServiceUnavailable, ValidationFailed
 from marketplace import fees
-from marketplace.models import LedgerEntry, Payout, Publisher, Purchase, Refund
+from marketplace.models import LedgerEntry, Payout, Publisher, Purchase, Refund, RunCharge
 from tenants import audit
 from tenants.permissions import Access
 
@@ -354,18 +354,60 @@ def _invalid(field: str, message: str) -> ValidationFailed:
 
 
 def _refund_target(sale: LedgerEntry) -> dict[str, str]:
-    """What `POST /v1/refunds` refunds for this sale: its charge or payment intent."""
+    """What `POST /v1/refunds` refunds for this sale: its charge or payment intent, or, for a
+    sale paid on an invoice (a monthly purchase's invoice, a per-run line), the payment intent
+    that paid the invoice (API 2025-03+ lists it as the invoice's `invoice_payment`; invoices
+    no longer carry `payment_intent`/`charge`). Field errors say when there is none."""
     if sale.sale_ref.startswith("ch_"):
         return {"charge": sale.sale_ref}
     if sale.sale_ref.startswith("pi_"):
         return {"payment_intent": sale.sale_ref}
     if sale.purchase is not None and sale.purchase.stripe_payment_intent_id:
         return {"payment_intent": sale.purchase.stripe_payment_intent_id}
+    invoice_id = _sale_invoice(sale)
+    try:
+        payments = stripe_client().v1.invoice_payments.list(
+            params={"invoice": invoice_id, "status": "paid", "limit": 10}
+        )
+    except stripe.StripeError as exc:
+        raise ServiceUnavailable(
+            f"Stripe could not say how invoice {invoice_id} was paid ({exc.user_message or exc}); "
+            "nothing was refunded. Try again shortly."
+        ) from exc
+    for payment in payments.data:
+        details = payment.payment
+        intent = getattr(details, "payment_intent", None)
+        charge = getattr(details, "charge", None)
+        if intent:
+            return {"payment_intent": intent if isinstance(intent, str) else intent.id}
+        if charge:
+            return {"charge": charge if isinstance(charge, str) else charge.id}
     raise _invalid(
         "sale_ref",
-        f"Sale {sale.sale_ref} was paid on an invoice, not by its own charge: refund the "
-        "invoice's payment in the Stripe dashboard (the dispute and refund webhooks do the rest).",
+        f"Sale {sale.sale_ref} was paid on invoice {invoice_id}, which Stripe has no card "
+        "payment for (paid from the customer's credit balance or outside Stripe): refund it "
+        "with a credit note in the Stripe dashboard.",
     )
+
+
+def _sale_invoice(sale: LedgerEntry) -> str:
+    """The invoice a sale was paid on: a monthly sale is keyed by it, a per-run sale by its
+    line, whose run charge knows the invoice."""
+    if sale.sale_ref.startswith("in_"):
+        return sale.sale_ref
+    invoice_id = (
+        RunCharge.objects.filter(stripe_invoice_line_id=sale.sale_ref)
+        .values_list("stripe_invoice_id", flat=True)
+        .first()
+    )
+    if not invoice_id:
+        raise _invalid(
+            "sale_ref",
+            f"Sale {sale.sale_ref} is not a charge, a payment or an invoice line whose invoice "
+            "this platform knows, so it cannot be refunded from here: pick another sale, or "
+            "refund it in the Stripe dashboard and correct the creator's balance.",
+        )
+    return invoice_id
 
 
 def refundable_cents(*, sale_ref: str) -> int:
@@ -381,7 +423,18 @@ def refund_check(
     *, purchase_id: int, sale_ref: str, amount_cents: int, reason: str
 ) -> tuple[Purchase, LedgerEntry, str]:
     """Validate a refund (the admin form shows the errors by field): (purchase, sale, reason).
-    `sale_ref` blank: the purchase's latest sale."""
+    `sale_ref` blank: the purchase's latest sale. Asks Stripe how an invoice sale was paid."""
+    purchase, sale, reason = _refund_valid(
+        purchase_id=purchase_id, sale_ref=sale_ref, amount_cents=amount_cents, reason=reason
+    )
+    _refund_target(sale)
+    return purchase, sale, reason
+
+
+def _refund_valid(
+    *, purchase_id: int, sale_ref: str, amount_cents: int, reason: str
+) -> tuple[Purchase, LedgerEntry, str]:
+    """`refund_check` without Stripe: what the publisher's lock must see still holds."""
     reason = (reason or "").strip()
     if not reason:
         raise _invalid("reason", "Reason: say why (it is kept in the publisher's audit log).")
@@ -402,7 +455,6 @@ def refund_check(
             f"Sale: {sale_ref or 'this purchase has no recorded sale'} is not a sale of "
             f"purchase {purchase_id}; pick one of {[s.sale_ref for s in sales] or 'none'}.",
         )
-    _refund_target(sale)
     if positions(sale.sale_ref)[Bucket.FROZEN] > 0:
         raise _invalid(
             "sale_ref",
@@ -423,13 +475,15 @@ def refund_check(
 def refund_create(
     *, purchase_id: int, sale_ref: str, amount_cents: int, reason: str, by: User | None
 ) -> Refund:
-    """Save a refund of `amount_cents` of one sale of a purchase, validated (`refund_check`)
-    under the publisher's lock; `refund_complete` then carries it out."""
-    purchase = Purchase.objects.filter(pk=purchase_id).first()
+    """Save a refund of `amount_cents` of one sale of a purchase, validated (`refund_check`,
+    Stripe asked before the lock) and checked again under the publisher's lock;
+    `refund_complete` then carries it out."""
+    purchase, _sale, _reason = refund_check(
+        purchase_id=purchase_id, sale_ref=sale_ref, amount_cents=amount_cents, reason=reason
+    )
     with transaction.atomic():
-        if purchase is not None:
-            publisher_lock(purchase.publisher_id)
-        purchase, sale, reason = refund_check(
+        publisher_lock(purchase.publisher_id)
+        purchase, sale, reason = _refund_valid(
             purchase_id=purchase_id, sale_ref=sale_ref, amount_cents=amount_cents, reason=reason
         )
         return Refund.objects.create(

@@ -618,7 +618,11 @@ class RunCharge(models.Model):
     as an invoice item (an outbox, as billing's meter outbox: written when the run's success is
     heard, sent by `marketplace.purchases.run_charges_flush`, retried while Stripe is down).
     Invariant: one row per purchase and run, and its idempotency key `per-run-<purchase>-<run>`
-    makes Stripe add the item once however often it is sent. Failed runs have no row."""
+    makes Stripe add the item once however often it is sent. Failed runs have no row.
+    `stripe_invoice_id` / `stripe_invoice_line_id` are where Stripe says the item went (read
+    from the invoice's lines): a charge is never invoiced twice
+    (`marketplace.purchases.run_charges_invoice`), and its sale is refunded against that
+    invoice's payment (`marketplace.earnings`)."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -633,6 +637,15 @@ class RunCharge(models.Model):
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.CharField(max_length=500, blank=True)
     stripe_invoice_item_id = models.CharField(max_length=255, blank=True)
+    stripe_invoice_id = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The Stripe invoice that took the charge (its subscription's next one, or a "
+        "standalone one from `run_charges_invoice`); empty while it waits for one.",
+    )
+    stripe_invoice_line_id = models.CharField(
+        max_length=255, blank=True, help_text="Its line on that invoice (the sale's id)."
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -645,7 +658,19 @@ class RunCharge(models.Model):
                 condition=Q(amount_cents__gt=0), name="run_charge_amount_positive"
             ),
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="run_charge_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="run_charge_due"),
+            models.Index(
+                fields=["status"],
+                condition=Q(stripe_invoice_id=""),
+                name="run_charge_uninvoiced",
+            ),
+            models.Index(
+                fields=["stripe_invoice_line_id"],
+                condition=~Q(stripe_invoice_line_id=""),
+                name="run_charge_invoice_line",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.run_id} of purchase {self.purchase_id}"

@@ -127,7 +127,8 @@ class RefundForm(forms.ModelForm):
         model = Refund
         fields = ["purchase", "sale_ref", "reason"]
         help_texts = {
-            "sale_ref": "The sale's Stripe id (charge or payment intent); blank: the latest.",
+            "sale_ref": "The sale's Stripe id (a charge, payment intent, invoice, or invoice "
+            "line for a per-run sale); blank: the latest.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

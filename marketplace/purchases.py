@@ -10,6 +10,8 @@ from Stripe's webhooks, the run gate, and per-run charges as invoice items.
     run_gate(event)                          # core.hooks.run_starting: 402 without a purchase
     run_charge_record(event)                 # core.hooks.run_finished: a per-run charge row
     run_charges_flush(client)                # send due charge rows as Stripe invoice items
+    run_charges_invoice(client)              # a standalone invoice for workspaces without a
+                                             # subscription, when their charges are due
 
 Invariants:
 - a purchase becomes active only from Stripe's state read back by a webhook handler, never
@@ -20,21 +22,24 @@ Invariants:
   that carried the money (the charge, the subscription's invoice, the per-run invoice line), so
   a replayed event records nothing;
 - an installed copy of a paid listing runs only with a runnable purchase (`run_gate`), and is
-  installed only with one (`services.install`); while billing is off nothing is charged.
+  installed only with one (`services.install`); while billing is off nothing is charged;
+- a per-run charge is on one invoice: `RunCharge.stripe_invoice_id` is set from the lines of
+  the invoice Stripe put its item on, and a standalone invoice is made only for charges with
+  none, one workspace at a time (decision 87).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import connection, transaction
+from django.db.models import Case, Max, Min, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
 from billing.meter import permanent_refusal, retry_at
@@ -44,6 +49,7 @@ from billing.subscriptions import customer_ensure
 from core.exceptions import ApplicationError, Conflict, NotFound, ServiceUnavailable
 from core.hooks import RunFinished, RunStarting
 from core.queue import enqueue
+from core.recovery import advisory_key
 from marketplace import fees, services
 from marketplace.models import Listing, ListingVersion, Purchase, RunCharge
 from marketplace.pricing import PurchaseRequired, checkout_active, listing_path, price_terms
@@ -458,7 +464,7 @@ def invoice_paid(*, invoice_id: str) -> None:
     """A paid invoice, re-read with all its lines: a monthly purchase's lines are one sale
     (keyed by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one
     sale (keyed by the line). Per-run items ride on whichever invoice of the workspace comes
-    next, so any paid invoice may carry them."""
+    next, so any paid invoice may carry them; their charges are noted as taken by it."""
     client = stripe_client()
     with stripe_errors("read the invoice"):
         invoice = client.v1.invoices.retrieve(invoice_id).to_dict()
@@ -477,6 +483,7 @@ def invoice_paid(*, invoice_id: str) -> None:
     ):
         subscription_changed(subscription_id=subscription_id)  # its first invoice came first
     paid_at = _at((invoice.get("status_transitions") or {}).get("paid_at"))
+    _charges_invoiced(str(invoice["id"]), lines)
     monthly: dict[int, int] = {}
     for line in lines:
         per_run = _purchase_id(line.get("metadata"))
@@ -665,3 +672,176 @@ def run_charges_flush(client: stripe.StripeClient, *, batch_size: int = 100) -> 
         if done:
             RunCharge.objects.bulk_update(done, OUTCOME_FIELDS)
     return sent
+
+
+# --- invoicing per-run charges of workspaces without a subscription ----------------------------
+
+
+def _charges_invoiced(invoice_id: str, lines: list[dict[str, Any]]) -> int:
+    """Note on each per-run charge whose item is a line of `invoice_id` the invoice and the
+    line (one UPDATE; matched by the line's `purchase_id` and `run_id`, so a charge whose flush
+    has not committed yet is waited for, not missed). Returns how many were noted."""
+    match, line_of = Q(), []
+    for line in lines:
+        purchase_id = _purchase_id(line.get("metadata"))
+        run_id = str((line.get("metadata") or {}).get("run_id") or "")
+        if purchase_id is not None and run_id.isdigit():
+            this = Q(purchase_id=purchase_id, run_id=int(run_id))
+            match |= this
+            line_of.append(When(this, then=Value(str(line["id"]))))
+    if not line_of:
+        return 0
+    return RunCharge.objects.filter(match, stripe_invoice_id="").update(
+        stripe_invoice_id=invoice_id,
+        stripe_invoice_line_id=Case(*line_of, default=Value("")),
+        updated_at=timezone.now(),
+    )
+
+
+def _subscribed(workspace_id: int) -> bool:
+    """Whether a subscription of the workspace's customer will invoice its pending items: the
+    plan's (while not canceled) or a monthly purchase's (while active)."""
+    plan = (
+        WorkspacePlan.objects.filter(workspace_id=workspace_id)
+        .exclude(stripe_subscription_id="")
+        .exclude(status=WorkspacePlan.Status.CANCELED)
+    )
+    monthly = Purchase.objects.filter(
+        buyer_id=workspace_id, pricing=Purchase.Pricing.MONTHLY, status=Purchase.Status.ACTIVE
+    ).exclude(stripe_subscription_id="")
+    return plan.exists() or monthly.exists()
+
+
+def _uninvoiced(workspace_id: int) -> QuerySet[RunCharge]:
+    return RunCharge.objects.filter(
+        purchase__buyer_id=workspace_id, status=RunCharge.Status.SENT, stripe_invoice_id=""
+    )
+
+
+def _invoice_lines(client: stripe.StripeClient, invoice_id: str) -> list[dict[str, Any]]:
+    return [
+        line.to_dict()
+        for line in client.v1.invoices.line_items.list(
+            invoice_id, params={"limit": 100}
+        ).auto_paging_iter()
+    ]
+
+
+def _invoice_adopt(client: stripe.StripeClient, invoice: dict[str, Any]) -> None:
+    """Finish one of our standalone invoices: finalized (when a run was stopped before), and
+    its lines' charges noted as taken by it."""
+    if invoice.get("status") == "draft":
+        client.v1.invoices.finalize_invoice(
+            str(invoice["id"]), options={"idempotency_key": f"{invoice['id']}-finalize"}
+        )
+    _charges_invoiced(str(invoice["id"]), _invoice_lines(client, str(invoice["id"])))
+
+
+def _charges_reconcile(client: stripe.StripeClient, workspace_id: int) -> None:
+    """Charges still without an invoice whose item Stripe has put on one (a subscription's
+    invoice that was not paid, a run stopped before it noted them) are noted as taken by it."""
+    for charge in _uninvoiced(workspace_id).exclude(stripe_invoice_item_id=""):
+        item = client.v1.invoice_items.retrieve(charge.stripe_invoice_item_id)
+        invoice = item.invoice
+        invoice_id = invoice if isinstance(invoice, str) else getattr(invoice, "id", "")
+        if invoice_id:
+            RunCharge.objects.filter(pk=charge.pk, stripe_invoice_id="").update(
+                stripe_invoice_id=invoice_id, updated_at=timezone.now()
+            )
+
+
+def _workspace_invoice(
+    client: stripe.StripeClient, workspace_id: int, customer_id: str, now: datetime
+) -> str | None:
+    """One workspace's turn (see `run_charges_invoice`), holding its advisory lock: None when
+    another run holds it or nothing is due, else the invoice made."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s)",
+            [advisory_key("run-charge-invoice", workspace_id)],
+        )
+        locked = cursor.fetchone()
+        if not (locked and locked[0]):
+            return None
+    # Ours that a stopped run left unfinished (Stripe keeps them; its idempotency keys do not
+    # outlive a day): finish them before anything else.
+    listed = client.v1.invoices.list(params={"customer": customer_id, "limit": 20})
+    for invoice in (found.to_dict() for found in listed.data):
+        metadata = invoice.get("metadata") or {}
+        ours = metadata.get("run_charges") and metadata.get("workspace_id") == str(workspace_id)
+        if (
+            ours
+            and invoice.get("status") in ("draft", "open", "paid")
+            and not RunCharge.objects.filter(stripe_invoice_id=invoice["id"]).exists()
+        ):
+            _invoice_adopt(client, invoice)
+    due = _uninvoiced(workspace_id).aggregate(
+        total=Sum("amount_cents"), oldest=Min("created_at"), last=Max("id")
+    )
+    if due["last"] is None or not _invoice_due(due["total"], due["oldest"], now):
+        return None
+    key = f"run-charges-{workspace_id}-{due['last']}"
+    created = client.v1.invoices.create(
+        params={
+            "customer": customer_id,
+            "pending_invoice_items_behavior": "include",
+            "collection_method": "charge_automatically",
+            "auto_advance": True,
+            "description": "Runs of paid marketplace listings",
+            "metadata": {"workspace_id": str(workspace_id), "run_charges": key},
+        },
+        options={"idempotency_key": key},
+    )
+    _invoice_adopt(client, created.to_dict())
+    _charges_reconcile(client, workspace_id)
+    return str(created.id)
+
+
+def _invoice_due(total: int | None, oldest: datetime | None, now: datetime) -> bool:
+    if oldest is None:
+        return False
+    old_enough = oldest <= now - timedelta(days=settings.RUN_CHARGE_INVOICE_DAYS)
+    return old_enough or int(total or 0) >= settings.RUN_CHARGE_INVOICE_MIN_CENTS
+
+
+def run_charges_invoice(client: stripe.StripeClient, *, now: datetime | None = None) -> int:
+    """Invoice the sent per-run charges of workspaces without a subscription (a workspace on
+    the Free plan has no invoice that would collect its pending items): one standalone invoice
+    (`pending_invoice_items_behavior=include`, charged automatically, finalized) once the
+    oldest is RUN_CHARGE_INVOICE_DAYS old or they add up to RUN_CHARGE_INVOICE_MIN_CENTS.
+    A workspace with a subscription is left to its next invoice. Returns how many invoices were
+    made. Safe to overlap (one workspace at a time, an advisory lock skipped when held) and to
+    be stopped anywhere: the charges an invoice took are read from its lines, and a next run
+    finishes an invoice of ours that it finds unfinished, so no charge is invoiced twice.
+    Stripe failing for one workspace is logged and leaves it for the next run."""
+    now = now or timezone.now()
+    workspaces = (
+        RunCharge.objects.filter(status=RunCharge.Status.SENT, stripe_invoice_id="")
+        .values("purchase__buyer_id")
+        .annotate(total=Sum("amount_cents"), oldest=Min("created_at"))
+        .order_by("purchase__buyer_id")
+    )
+    due = [
+        row["purchase__buyer_id"]
+        for row in workspaces
+        if _invoice_due(row["total"], row["oldest"], now)
+    ]
+    customers = dict(
+        WorkspacePlan.objects.filter(workspace_id__in=due)
+        .exclude(stripe_customer_id="")
+        .values_list("workspace_id", "stripe_customer_id")
+    )
+    made = 0
+    for workspace_id in due:
+        if workspace_id not in customers or _subscribed(workspace_id):
+            continue
+        try:
+            with transaction.atomic():
+                invoice_id = _workspace_invoice(client, workspace_id, customers[workspace_id], now)
+        except stripe.StripeError as exc:
+            logger.warning("run charges of workspace %s not invoiced: %s", workspace_id, exc)
+            continue
+        if invoice_id is not None:
+            logger.info("run charges of workspace %s invoiced: %s", workspace_id, invoice_id)
+            made += 1
+    return made

@@ -8,7 +8,7 @@ from celery import shared_task
 from billing.stripe_client import secret_key, stripe_client
 from marketplace.earnings import earnings_release
 from marketplace.payouts import payouts_run
-from marketplace.purchases import FLUSH_TASK, run_charges_flush
+from marketplace.purchases import FLUSH_TASK, run_charges_flush, run_charges_invoice
 
 
 @shared_task(name=FLUSH_TASK, max_retries=0)  # type: ignore[untyped-decorator, unused-ignore]
@@ -19,6 +19,19 @@ def flush_run_charges() -> int:
     if not secret_key():
         return 0
     return run_charges_flush(stripe_client())
+
+
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name="marketplace.invoice_run_charges", max_retries=0, ignore_result=True
+)
+def invoice_run_charges() -> int:
+    """Hourly: a standalone invoice for the due per-run charges of each workspace without a
+    subscription; returns how many were made. At-least-once is safe: overlapping or killed
+    runs invoice each charge once (marketplace/purchases.py `run_charges_invoice`). Nothing
+    while billing is off."""
+    if not secret_key():
+        return 0
+    return run_charges_invoice(stripe_client())
 
 
 @shared_task(  # type: ignore[untyped-decorator, unused-ignore]

@@ -242,6 +242,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=11),
         "options": {"expires": 3000},
     },
+    # Per-run charges of workspaces without a subscription: a standalone invoice when due.
+    "marketplace-invoice-run-charges": {
+        "task": "marketplace.invoice_run_charges",
+        "schedule": crontab(minute=23),
+        "options": {"expires": 3000},
+    },
     "marketplace-pay-creators": {
         "task": "marketplace.pay_creators",
         "schedule": crontab(minute=41),
@@ -431,6 +437,10 @@ MARKETPLACE_SEMANTIC_MAX_DISTANCE: float | None = env.float(
 MARKETPLACE_FEE_PERCENT = env.str("MARKETPLACE_FEE_PERCENT", default="20")
 MARKETPLACE_EARNINGS_HOLD_DAYS = env.int("MARKETPLACE_EARNINGS_HOLD_DAYS", default=7)
 MARKETPLACE_MIN_PAYOUT_CENTS = env.int("MARKETPLACE_MIN_PAYOUT_CENTS", default=1000)
+# Per-run charges of a workspace without a subscription (docs/marketplace.md "Per-run charges")
+# go on a standalone invoice once the oldest is this many days old or they add up to this.
+RUN_CHARGE_INVOICE_DAYS = env.int("RUN_CHARGE_INVOICE_DAYS", default=30)
+RUN_CHARGE_INVOICE_MIN_CENTS = env.int("RUN_CHARGE_INVOICE_MIN_CENTS", default=2000)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.

@@ -1283,13 +1283,15 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         )
         return invoice
 
-    def _settle(self, invoice: Object, *, paid: bool) -> None:
+    def _settle(self, invoice: Object, *, paid: bool, out_of_band: bool = False) -> None:
         now = self.now()
         invoice.update(
             attempted=True, attempt_count=1, number=f"FAKE-{self.next_id():04d}", effective_at=now
         )
         invoice["hosted_invoice_url"] = f"{self.url}/test/invoice/{invoice['id']}"
         if paid:
+            if not out_of_band:
+                self._invoice_payment_record(invoice)
             invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0)
             invoice["status_transitions"] = {
                 "finalized_at": now,
@@ -1611,14 +1613,14 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
     def _invoice_pay(
         self, request: RecordedRequest, params: Object, match: re.Match[str]
     ) -> tuple[int, Object]:
-        """Pay an open invoice (the customer fixed the card): `invoice.paid`, and a `past_due`
-        subscription whose latest invoice it is becomes `active` again
-        (`customer.subscription.updated`)."""
+        """Pay an open invoice (the customer fixed the card; `paid_out_of_band=true`: paid
+        outside Stripe, no payment): `invoice.paid`, and a `past_due` subscription whose latest
+        invoice it is becomes `active` again (`customer.subscription.updated`)."""
         invoice = self.get(match["id"], "invoice")
         if invoice["status"] != "open":
             raise StripeError(400, f"Invoice {invoice['id']} is {invoice['status']}, not open.")
         attempts, number = invoice["attempt_count"], invoice["number"]
-        self._settle(invoice, paid=True)
+        self._settle(invoice, paid=True, out_of_band=_bool(params.get("paid_out_of_band")))
         invoice.update(attempt_count=attempts + 1, number=number)
         invoice["next_payment_attempt"] = None
         self.emit("invoice.paid", invoice)

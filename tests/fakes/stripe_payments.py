@@ -11,6 +11,18 @@ PaymentMethods, and invoice items that wait for the customer's next invoice.
     # invoice_settings.default_payment_method; setup_intent.succeeded, checkout.session.completed
     client.v1.invoice_items.create(params={"customer": ..., "amount": 25, "currency": "usd"})
     fake.close_period(subscription_id)  # the pending items are lines of that invoice
+    # or a standalone invoice taking them (`pending_invoice_items_behavior=include`):
+    invoice = client.v1.invoices.create(params={"customer": ..., "auto_advance": True,
+                                                "pending_invoice_items_behavior": "include"})
+    client.v1.invoices.finalize_invoice(invoice.id)  # open (invoice.finalized)
+    fake.collect_invoice(invoice.id)  # Stripe's automatic attempt: invoice.paid, or with
+                                      # fail=True invoice.payment_failed (left open)
+    client.v1.invoice_payments.list(params={"invoice": invoice.id})  # its PaymentIntent
+
+A paid invoice (any: a subscription's too) has a PaymentIntent and a Charge for its amount, and
+an `invoice_payment` linking them (API 2025-03+: invoices carry no `payment_intent`/`charge`);
+`POST /v1/invoices/{id}/pay` with `paid_out_of_band=true` pays it without one. The payment's
+own events (`payment_intent.succeeded`, `charge.succeeded`) are not emitted.
 
 A mixin of `FakeStripe` (tests/fakes/stripe_api.py): it uses its `_new`, `emit`, `get` and
 `_public`, so the fault knobs (`fail_next`, holds, duplicate and shuffled delivery) apply.
@@ -32,6 +44,9 @@ class PaymentsMixin:
             ("GET", r"/v1/invoiceitems", self._list_of("invoiceitem", "customer")),
             ("GET", r"/v1/invoiceitems/(?P<id>[^/]+)", self._retrieve("invoiceitem")),
             ("GET", r"/v1/invoices/(?P<id>[^/]+)/lines", self._invoice_lines),
+            ("POST", r"/v1/invoices", self._invoice_create),
+            ("POST", r"/v1/invoices/(?P<id>[^/]+)/finalize", self._invoice_finalize),
+            ("GET", r"/v1/invoice_payments", self._list_of("invoice_payment", "invoice", "status")),
             ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", self._retrieve("payment_intent")),
             ("GET", r"/v1/charges/(?P<id>[^/]+)", self._retrieve("charge")),
             ("GET", r"/v1/setup_intents/(?P<id>[^/]+)", self._retrieve("setup_intent")),
@@ -315,3 +330,201 @@ class PaymentsMixin:
             }
             lines.append(line)
         return lines
+
+    # -- standalone invoices and invoice payments -------------------------------------------
+
+    def _invoice_create(self, request: Any, params: Object, match: re.Match[str]) -> Any:
+        """A draft invoice outside any subscription (`invoice.created`): with
+        `pending_invoice_items_behavior=include` the customer's pending items are its lines
+        (Stripe's default is `exclude`: an empty invoice)."""
+        from tests.fakes.stripe_api import StripeError, _bool
+
+        if not params.get("customer"):
+            raise StripeError(
+                400, "Missing required param: customer.", code="parameter_missing", param="customer"
+            )
+        behavior = params.get("pending_invoice_items_behavior", "exclude")
+        if behavior not in ("include", "exclude"):
+            raise StripeError(
+                400,
+                f"Invalid pending_invoice_items_behavior: {behavior}.",
+                param="pending_invoice_items_behavior",
+            )
+        with self._state:
+            self.get(params["customer"], "customer")
+            now = self.now()
+            invoice = self._new(
+                "invoice",
+                "in",
+                customer=params["customer"],
+                subscription=None,
+                parent=None,
+                billing_reason="manual",
+                collection_method=params.get("collection_method", "charge_automatically"),
+                auto_advance=_bool(params.get("auto_advance", False)),
+                automatically_finalizes_at=None,
+                currency=str(params.get("currency") or "usd").lower(),
+                description=params.get("description"),
+                period_start=now,
+                period_end=now,
+                status="draft",
+                test_clock=None,
+                discounts=[],
+                hosted_invoice_url=None,
+                invoice_pdf=None,
+                number=None,
+                attempted=False,
+                attempt_count=0,
+                next_payment_attempt=None,
+                effective_at=None,
+            )
+            invoice["status_transitions"] = {
+                "finalized_at": None,
+                "marked_uncollectible_at": None,
+                "paid_at": None,
+                "voided_at": None,
+            }
+            self._apply_metadata(invoice, params)
+            template = invoice["lines"]["data"][0]
+            lines = self._pending_item_lines(invoice, template) if behavior == "include" else []
+            total = sum(line["amount"] for line in lines)
+            invoice["lines"] = {
+                "object": "list",
+                "data": lines,
+                "has_more": False,
+                "total_count": len(lines),
+                "url": f"/v1/invoices/{invoice['id']}/lines",
+            }
+            invoice.update(
+                subtotal=total,
+                subtotal_excluding_tax=total,
+                total=total,
+                total_excluding_tax=total,
+                amount_due=total,
+                amount_paid=0,
+                amount_remaining=total,
+                total_taxes=[],
+                total_discount_amounts=[],
+                total_pretax_credit_amounts=[],
+            )
+            self.emit("invoice.created", invoice)
+        return 200, self._public(invoice)
+
+    def _invoice_finalize(self, request: Any, params: Object, match: re.Match[str]) -> Any:
+        """draft → open (`invoice.finalized`); a $0 invoice is paid at once (`invoice.paid`),
+        as Stripe does. Stripe then collects an open one automatically (`collect_invoice`)."""
+        from tests.fakes.stripe_api import StripeError
+
+        with self._state:
+            invoice = self.get(match["id"], "invoice")
+            if invoice["status"] != "draft":
+                raise StripeError(
+                    400,
+                    "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+                    code="invoice_not_editable",
+                )
+            self._settle(invoice, paid=invoice["amount_due"] == 0)
+            invoice.update(attempted=False, attempt_count=0)
+            self.emit("invoice.finalized", invoice)
+            if invoice["status"] == "paid":
+                self.emit("invoice.paid", invoice)
+        return 200, self._public(invoice)
+
+    def collect_invoice(self, invoice_id: str, *, fail: bool = False) -> Object:
+        """Stripe's automatic collection of an open invoice (`auto_advance`, about an hour
+        after finalizing): paid with the customer's default card (`invoice.paid`), or with
+        `fail` declined (`invoice.payment_failed`, left open for the next retry)."""
+        from tests.fakes.stripe_api import StripeError
+
+        with self._state:
+            invoice = self.get(invoice_id, "invoice")
+            if invoice["status"] != "open":
+                raise StripeError(400, f"Invoice {invoice_id} is {invoice['status']}, not open.")
+            attempts, number = invoice["attempt_count"], invoice["number"]
+            if fail:
+                invoice.update(attempted=True, next_payment_attempt=self.now() + 3 * 86400)
+                invoice["attempt_count"] = attempts + 1
+                self.emit("invoice.payment_failed", invoice)
+            else:
+                self._settle(invoice, paid=True)
+                invoice.update(attempt_count=attempts + 1, number=number, next_payment_attempt=None)
+                self.emit("invoice.paid", invoice)
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(invoice)
+
+    def _invoice_payment_record(self, invoice: Object) -> None:
+        """The PaymentIntent and Charge that paid `invoice` (its customer's card), and the
+        `invoice_payment` linking them. Called under the state lock when it is paid."""
+        amount = invoice["amount_due"]
+        if amount <= 0:
+            return
+        customer = self.objects.get(invoice["customer"]) or {}
+        method = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        intent = self._new(
+            "payment_intent",
+            "pi",
+            amount=amount,
+            amount_received=amount,
+            amount_capturable=0,
+            currency=invoice["currency"],
+            customer=invoice["customer"],
+            payment_method=method,
+            status="succeeded",
+            transfer_group=None,
+            transfer_data=None,
+            application_fee_amount=None,
+            on_behalf_of=None,
+            application=None,
+            review=None,
+            last_payment_error=None,
+            next_action=None,
+            latest_charge=None,
+        )
+        charge = self._new(
+            "charge",
+            "ch",
+            amount=amount,
+            amount_captured=amount,
+            amount_refunded=0,
+            currency=invoice["currency"],
+            customer=invoice["customer"],
+            payment_intent=intent["id"],
+            payment_method=method,
+            status="succeeded",
+            paid=True,
+            captured=True,
+            refunded=False,
+            disputed=False,
+            transfer_group=None,
+            transfer=None,
+            transfer_data=None,
+            application_fee=None,
+            application_fee_amount=None,
+            on_behalf_of=None,
+            application=None,
+            balance_transaction=None,
+            review=None,
+            source_transfer=None,
+            failure_code=None,
+            failure_message=None,
+        )
+        charge["refunds"] = {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "url": f"/v1/charges/{charge['id']}/refunds",
+        }
+        intent["latest_charge"] = charge["id"]
+        self._new(
+            "invoice_payment",
+            "inpay",
+            invoice=invoice["id"],
+            amount_paid=amount,
+            amount_requested=amount,
+            currency=invoice["currency"],
+            is_default=True,
+            status="paid",
+            payment={"type": "payment_intent", "payment_intent": intent["id"]},
+            status_transitions={"canceled_at": None, "paid_at": self.now()},
+        )
