@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 
 
 LIVE = ("active", "trialing", "past_due", "unpaid")  # Stripe statuses that keep the plan
-ENDED = ("canceled", "incomplete_expired")
+# Statuses that leave the workspace on the default plan: ended, or `paused` (a trial ended
+# without a payment method; resumed, it is active and the plan returns).
+ENDED = ("canceled", "incomplete_expired", "paused")
 # A subscription as Stripe answers it (`.to_dict()`: the SDK's objects are not dicts).
 SubscriptionData = dict[str, Any]
 SYNCED_FIELDS = [

@@ -257,6 +257,27 @@ def test_cancel_at_period_end_keeps_the_plan_until_the_period_ends_then_free(
     _all_delivered(billing.fake)
 
 
+def test_a_paused_subscription_falls_back_to_free_and_resuming_restores_the_plan(
+    billing: Billing,
+) -> None:
+    """A trial that ended without a payment method pauses the subscription (no invoices): the
+    workspace is on Free's limits, nothing deleted; resumed, it is on its plan again."""
+    subscription_id = billing.subscribe("pro")
+    billing.fake.pause(subscription_id)
+    row = billing.row
+    assert (row.plan.key, row.status, row.stripe_subscription_id) == (
+        "free",
+        WorkspacePlan.Status.ACTIVE,
+        "",
+    )
+    assert row.stripe_customer_id
+
+    billing.client.v1.subscriptions.resume(subscription_id)
+    row = billing.row
+    assert (row.plan.key, row.stripe_subscription_id) == ("pro", subscription_id)
+    _all_delivered(billing.fake)
+
+
 def test_a_failed_payment_gives_grace_then_pauses_runs_until_paid(billing: Billing) -> None:
     workspace_id = billing.world.workspace_a.pk
     subscription_id = billing.subscribe("pro")

@@ -256,6 +256,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                 ("POST", r"/v1/billing_portal/sessions", self._portal_create),
                 ("GET", r"/v1/subscriptions", self._subscription_list),
                 ("GET", r"/v1/subscriptions/(?P<id>[^/]+)", self._retrieve("subscription")),
+                ("POST", r"/v1/subscriptions/(?P<id>[^/]+)/resume", self._subscription_resume),
                 ("POST", r"/v1/subscriptions/(?P<id>[^/]+)", self._subscription_update),
                 ("DELETE", r"/v1/subscriptions/(?P<id>[^/]+)", self._subscription_cancel),
                 ("GET", r"/v1/invoices", self._list_of("invoice", "customer", "subscription")),
@@ -1378,6 +1379,41 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
             return status in ("all", subscription["status"])
 
         return 200, self._list("subscription", params, request.path, keep)
+
+    def pause(self, subscription_id: str) -> Object:
+        """The trial ends without a payment method under `end_behavior.missing_payment_method
+        = pause`: the subscription is `paused` (no invoices) until resumed
+        (`customer.subscription.paused`, then `.updated`, as Stripe sends them)."""
+        with self._state:
+            subscription = self.get(subscription_id, "subscription")
+            previous = subscription["status"]
+            subscription.update(status="paused", trial_end=self.now())
+            self.emit("customer.subscription.paused", subscription)
+            self.emit(
+                "customer.subscription.updated",
+                subscription,
+                previous_attributes={"status": previous},
+            )
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(subscription)
+
+    def _subscription_resume(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """`POST /v1/subscriptions/{id}/resume`: a paused subscription is `active` again
+        (`customer.subscription.resumed`, then `.updated`)."""
+        subscription = self.get(match["id"], "subscription")
+        if subscription["status"] != "paused":
+            raise StripeError(
+                400, f"Subscription {subscription['id']} is {subscription['status']}, not paused."
+            )
+        subscription["status"] = "active"
+        self.emit("customer.subscription.resumed", subscription)
+        self.emit(
+            "customer.subscription.updated", subscription, previous_attributes={"status": "paused"}
+        )
+        return 200, self._public(subscription)
 
     def _subscription_update(
         self, request: RecordedRequest, params: Object, match: re.Match[str]
