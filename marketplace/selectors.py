@@ -33,9 +33,20 @@ from pgvector.django import CosineDistance
 
 from agents.embeddings import get_embedder
 from core.exceptions import NotFound, ValidationFailed
-from marketplace.models import Category, Install, Listing, ListingVersion, Publisher, Review
+from marketplace.models import (
+    Category,
+    Install,
+    Listing,
+    ListingVersion,
+    Publisher,
+    Purchase,
+    Review,
+)
+from marketplace.pricing import checkout_active, price_terms
+from marketplace.purchases import LIVE
 from marketplace.search_calibration import semantic_max_distance
 from marketplace.search_index import SEARCH_CONFIG
+from tenants.models import Workspace
 from tenants.permissions import Access
 
 Sort = Literal["relevance", "rating", "installs", "new"]
@@ -498,4 +509,44 @@ def reviews_awaiting_reply(*, access: Access, limit: int = 20) -> list[Review]:
         Review.objects.filter(listing__publisher__workspace=access.workspace, reply="")
         .select_related("listing")
         .order_by("-created_at")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class BuyOptions:
+    """What a signed-in user may do about a paid listing's price."""
+
+    pricing: str  # the current version's Listing.Pricing
+    terms: str  # "$19.00 one-time", ...
+    own_listing: bool  # one of the user's workspaces publishes it
+    buyers: list[Workspace]  # where the user may buy it (not bought yet, not the publisher)
+    runnable_in: set[int]  # workspace ids whose purchase lets the listing be installed and run
+    bought: list[tuple[Workspace, Purchase]]  # the user's workspaces' live purchases
+
+
+def listing_buy_options(
+    *, listing: Listing, mine: list[Workspace], managers: list[Workspace]
+) -> BuyOptions | None:
+    """The buy options of `listing` for a user whose workspaces are `mine`, of which they
+    manage billing in `managers`; None when it is free or paid listings are not sold (billing
+    off). The publisher's own workspace is never a buyer: it would pay itself."""
+    version = listing.current_version
+    if not checkout_active() or version is None or version.pricing == Listing.Pricing.FREE:
+        return None
+    bought = {
+        p.buyer_id: p
+        for p in Purchase.objects.filter(listing=listing, buyer__in=mine, status__in=LIVE)
+    }
+    return BuyOptions(
+        pricing=version.pricing,
+        terms=price_terms(version),
+        own_listing=any(w.pk == listing.publisher.workspace_id for w in mine),
+        buyers=[
+            w
+            for w in managers
+            if not (w.pk in bought and bought[w.pk].runnable)
+            and w.pk != listing.publisher.workspace_id
+        ],
+        runnable_in={pk for pk, purchase in bought.items() if purchase.runnable},
+        bought=[(w, bought[w.pk]) for w in mine if w.pk in bought],
     )
