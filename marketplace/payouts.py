@@ -1,26 +1,29 @@
-"""Paying creators: one transfer per creator and period (a UTC day) of their available
-balance, net of any clawback, when it reaches MARKETPLACE_MIN_PAYOUT_CENTS.
+"""Paying creators: one transfer per creator, period (a UTC day) and currency of their
+available balance in that currency, net of any clawback, when it reaches the currency's
+minimum (`minimum_payout_cents`).
 
     payouts_run(now=..)            # the periodic task: retry unsent payouts, then book new ones
     payout_send(payout_id=..)      # (re)send one payout's transfer (admin action "Retry now")
     payout_cancel(payout_id=.., by=staff, reason=..)  # give an unsent payout's money back
 
-Never twice (docs/decisions.md): the Payout row (unique per creator and period) and the ledger
-rows moving its amount from available to paid are written in one transaction, before Stripe is
-called, so a refund or sale arriving meanwhile cannot make the transfer and the books disagree.
-The transfer is then created with the idempotency key `payout-<creator>-<period>` while
-holding the Payout's row lock (SKIP LOCKED: a concurrent run leaves it alone). A run killed
-after Stripe made the transfer and before the row says so leaves the payout pending; the next
-run calls again with the same key, Stripe answers with the same transfer, and the row is
-finished. Stripe down: the payout stays pending with the error (admin: Payouts), retried by
-every run.
+Never twice (docs/decisions.md): the Payout row (unique per creator, period and currency) and
+the ledger rows moving its amount from available to paid are written in one transaction,
+before Stripe is called, so a refund or sale arriving meanwhile cannot make the transfer and
+the books disagree. The transfer is then created with the idempotency key
+`payout-<creator>-<period>-<currency>` and the transfer group `payout-<id>` while holding the
+Payout's row lock (SKIP LOCKED: a concurrent run leaves it alone). A run killed after Stripe
+made the transfer and before the row says so leaves the payout pending; the next run calls
+again with the same key, Stripe answers with the same transfer, and the row is finished. Stripe
+keeps a key for 24 hours only: a payout older than IDEMPOTENCY_WINDOW first looks its transfer
+up by its group and adopts it. Stripe down: the payout stays pending with the error (admin:
+Payouts), retried by every run.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import stripe
 from django.conf import settings
@@ -37,6 +40,10 @@ from tenants import audit
 
 logger = logging.getLogger(__name__)
 
+# Stripe keeps an idempotency key for at least 24 hours; with an hour's margin, a payout this
+# old may have a transfer its key no longer finds.
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
+
 
 @dataclass(frozen=True)
 class PayoutReport:
@@ -45,34 +52,43 @@ class PayoutReport:
     failed: int
 
 
-def _creators_due() -> list[int]:
-    """Publishers with a positive available balance (the cheap pre-filter; the currency, the
-    minimum and onboarding are checked under the lock)."""
-    return list(
-        LedgerEntry.objects.filter(bucket=Bucket.AVAILABLE)
-        .values("publisher_id")
+def minimum_payout_cents(currency: str) -> int:
+    """The smallest payout in `currency` (its minor unit): MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY,
+    else MARKETPLACE_MIN_PAYOUT_CENTS."""
+    by_currency = {
+        str(code).lower(): int(cents)
+        for code, cents in settings.MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY.items()
+    }
+    return by_currency.get(currency.lower(), settings.MARKETPLACE_MIN_PAYOUT_CENTS)
+
+
+def _due() -> list[tuple[int, str]]:
+    """(publisher, currency) with a positive available balance in it (the cheap pre-filter;
+    the minimum and onboarding are checked under the lock)."""
+    return [
+        (int(row["publisher_id"]), str(row["currency"]))
+        for row in LedgerEntry.objects.filter(bucket=Bucket.AVAILABLE)
+        .values("publisher_id", "currency")
         .annotate(total=Sum("amount_cents"))
         .filter(total__gt=0)
-        .order_by("publisher_id")
-        .values_list("publisher_id", flat=True)
-    )
+        .order_by("publisher_id", "currency")
+    ]
 
 
 def payout_book(
-    *, creator: CreatorAccount, period: str, now: datetime
+    *, creator: CreatorAccount, period: str, currency: str, now: datetime
 ) -> tuple[Payout | None, bool]:
-    """(the creator's payout for `period`, whether this call booked it): the existing one, or
-    a new one holding their whole available balance (per sale, so a later refund knows what was
-    paid) when it reaches the minimum and the account can receive payouts; None when there is
-    nothing to pay."""
+    """(the creator's payout for `period` in `currency`, whether this call booked it): the
+    existing one, or a new one holding their whole available balance in that currency (per
+    sale, so a later refund knows what was paid) when it reaches the currency's minimum and
+    the account can receive payouts; None when there is nothing to pay."""
     with transaction.atomic():
         publisher_lock(creator.publisher_id)
-        existing = Payout.objects.filter(creator=creator, period=period).first()
+        existing = Payout.objects.filter(creator=creator, period=period, currency=currency).first()
         if existing is not None:
             return existing, False
         if not (creator.onboarded and creator.payouts_enabled):
             return None, False
-        currency = creator.default_currency or "usd"
         per_sale = [
             (row["sale_ref"], int(row["total"]))
             for row in LedgerEntry.objects.filter(
@@ -84,7 +100,7 @@ def payout_book(
             if row["total"]
         ]
         amount = sum(total for _, total in per_sale)
-        if amount < settings.MARKETPLACE_MIN_PAYOUT_CENTS:
+        if amount < minimum_payout_cents(currency):
             return None, False
         payout = Payout.objects.create(
             creator=creator, period=period, amount_cents=amount, currency=currency
@@ -133,12 +149,12 @@ def payout_send(*, payout_id: int, now: datetime | None = None) -> Payout:
         payout.attempts += 1
         payout.last_attempt_at = now
         try:
-            transfer = stripe_client().v1.transfers.create(
+            transfer = _transfer_made(payout, now=now) or stripe_client().v1.transfers.create(
                 params={
                     "amount": payout.amount_cents,
                     "currency": payout.currency,
                     "destination": payout.creator.stripe_account_id,
-                    "transfer_group": f"payout-{payout.pk}",
+                    "transfer_group": payout.transfer_group,
                     "description": f"Agent Market earnings, {payout.period}",
                     "metadata": {"payout_id": str(payout.pk), "period": payout.period},
                 },
@@ -171,6 +187,22 @@ def payout_send(*, payout_id: int, now: datetime | None = None) -> Payout:
             },
         )
         return payout
+
+
+def _transfer_made(payout: Payout, *, now: datetime) -> stripe.Transfer | None:
+    """The transfer an earlier attempt made for `payout` when Stripe may have forgotten its
+    idempotency key (the payout is older than IDEMPOTENCY_WINDOW): found by the payout's
+    transfer group and destination. None when there is none, or the key still answers."""
+    if now - payout.created_at < IDEMPOTENCY_WINDOW:
+        return None
+    found = stripe_client().v1.transfers.list(
+        params={"transfer_group": payout.transfer_group, "limit": 10}
+    )
+    for transfer in found.data:
+        if transfer.destination == payout.creator.stripe_account_id:
+            logger.info("payout %s: adopting transfer %s", payout.pk, transfer.id)
+            return transfer
+    return None
 
 
 def _what_to_do(exc: stripe.StripeError) -> str:
@@ -233,7 +265,8 @@ def payout_cancel(*, payout_id: int, by: User, reason: str, now: datetime | None
 
 
 def payouts_run(*, now: datetime | None = None) -> PayoutReport:
-    """Retry every unsent payout, then book and send this period's for each creator due.
+    """Retry every unsent payout, then book and send this period's for each creator and
+    currency due.
     Safe to run concurrently with itself and to be killed at any point (see the module)."""
     now = now or timezone.now()
     period = now.date().isoformat()
@@ -245,11 +278,11 @@ def payouts_run(*, now: datetime | None = None) -> PayoutReport:
         sent += done.status == Payout.Status.PAID
         failed += done.status == Payout.Status.PENDING
     creators = CreatorAccount.objects.select_related("publisher__workspace")
-    for publisher_id in _creators_due():
+    for publisher_id, currency in _due():
         creator = creators.filter(publisher_id=publisher_id).first()
         if creator is None:
             continue
-        payout, booked_now = payout_book(creator=creator, period=period, now=now)
+        payout, booked_now = payout_book(creator=creator, period=period, currency=currency, now=now)
         if payout is None or not booked_now:  # nothing due, or a run before this one booked it
             continue
         booked += 1

@@ -424,6 +424,11 @@ MARKETPLACE_SEMANTIC_MAX_DISTANCE: float | None = env.float(
 MARKETPLACE_FEE_PERCENT = env.str("MARKETPLACE_FEE_PERCENT", default="20")
 MARKETPLACE_EARNINGS_HOLD_DAYS = env.int("MARKETPLACE_EARNINGS_HOLD_DAYS", default=7)
 MARKETPLACE_MIN_PAYOUT_CENTS = env.int("MARKETPLACE_MIN_PAYOUT_CENTS", default=1000)
+# The smallest payout per currency, in that currency's minor unit ("eur=1000,jpy=1500"); a
+# currency not named uses MARKETPLACE_MIN_PAYOUT_CENTS.
+MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY: dict[str, int] = env.dict(
+    "MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY", cast={"value": int}, default={}
+)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.
