@@ -22,8 +22,10 @@ Payouts), retried by every run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import stripe
 from django.conf import settings
@@ -34,7 +36,15 @@ from django.utils import timezone
 from accounts.models import User
 from billing.stripe_client import stripe_client
 from core.exceptions import ValidationFailed
-from marketplace.earnings import Bucket, Kind, Leg, ledger_append, publisher_lock, sale_entry
+from marketplace.earnings import (
+    Bucket,
+    Kind,
+    Leg,
+    ledger_append,
+    positions,
+    publisher_lock,
+    sale_entry,
+)
 from marketplace.models import CreatorAccount, LedgerEntry, Payout
 from tenants import audit
 
@@ -290,3 +300,98 @@ def payouts_run(*, now: datetime | None = None) -> PayoutReport:
         sent += done.status == Payout.Status.PAID
         failed += done.status == Payout.Status.PENDING
     return PayoutReport(booked=booked, sent=sent, failed=failed)
+
+
+class PayoutNotFinished(Exception):
+    """A reversal of a transfer whose payout is not yet marked paid: the webhook is tried again
+    (billing/webhooks.py's backoff) once the payout run has finished it."""
+
+
+def transfer_reversals_sync(
+    *,
+    transfer: Mapping[str, Any],
+    reversals: Sequence[Mapping[str, Any]],
+    now: datetime | None = None,
+) -> int:
+    """Record in the ledger each reversal of a payout's transfer that was made outside our
+    admin (in the Stripe dashboard); returns how many were recorded now. Pass Stripe's current
+    copy of the transfer and list of its reversals. The reversed amount goes from paid back
+    to available (the platform holds it again: it nets a clawback, else the next payout pays
+    it), spread over the payout's sales, newest first. Our own reversals (refunds and lost disputes,
+    `earnings._take_back`, which records them with their operation and marks them with
+    `metadata[sale_ref]`) are left alone; each other one is recorded once (keyed by its id),
+    whatever the order or number of deliveries. A transfer that is not a payout's is ignored;
+    one whose payout is not marked paid yet raises PayoutNotFinished."""
+    now = now or timezone.now()
+    outside = [
+        r
+        for r in reversals
+        if not (r.get("metadata") or {}).get("sale_ref")
+        and not LedgerEntry.objects.filter(stripe_id=str(r["id"])).exists()
+    ]
+    if not outside:
+        return 0
+    transfer_id = str(transfer["id"])
+    payout_id = str((transfer.get("metadata") or {}).get("payout_id") or "")
+    payout = (
+        Payout.objects.select_related("creator__publisher__workspace")
+        .filter(pk=int(payout_id) if payout_id.isdigit() else None)
+        .first()
+    )
+    if payout is None or payout.status == Payout.Status.CANCELED:
+        return 0
+    if payout.status == Payout.Status.PENDING:
+        raise PayoutNotFinished(f"payout {payout.pk} (transfer {transfer_id}) is not marked paid")
+    if payout.stripe_transfer_id != transfer_id:
+        return 0
+    recorded = 0
+    for reversal in sorted(outside, key=lambda r: (int(r.get("created") or 0), str(r["id"]))):
+        with transaction.atomic():
+            publisher_lock(payout.creator.publisher_id)
+            if LedgerEntry.objects.filter(stripe_id=str(reversal["id"])).exists():
+                continue
+            recorded += _reversal_record(payout, reversal, now=now)
+    return recorded
+
+
+def _reversal_record(payout: Payout, reversal: Mapping[str, Any], *, now: datetime) -> int:
+    """One outside reversal's rows; call holding the publisher's lock."""
+    reversal_id = str(reversal["id"])
+    left = int(reversal.get("amount") or 0)
+    legs = LedgerEntry.objects.filter(
+        payout=payout, bucket=Bucket.PAID, kind=Kind.PAYOUT, amount_cents__gt=0
+    ).order_by("-sale_ref")
+    for leg in legs:
+        take = min(left, max(positions(leg.sale_ref)[Bucket.PAID], 0), leg.amount_cents)
+        sale = sale_entry(leg.sale_ref)
+        if not take or sale is None:
+            continue
+        ledger_append(
+            key=f"reversal-{reversal_id}-{leg.sale_ref}",
+            sale=sale,
+            legs=[
+                Leg(Bucket.PAID, Kind.TRANSFER_REVERSAL, -take, stripe_id=reversal_id),
+                Leg(Bucket.AVAILABLE, Kind.TRANSFER_REVERSAL, take, stripe_id=reversal_id),
+            ],
+            occurred_at=now,
+            payout=payout,
+        )
+        left -= take
+        if not left:
+            break
+    if left:
+        logger.warning(
+            "reversal %s: %s cents more than payout %s paid", reversal_id, left, payout.pk
+        )
+    audit.record(
+        action=audit.Action.TRANSFER_REVERSED,
+        workspace=payout.creator.publisher.workspace,
+        target=payout,
+        metadata={
+            "reversal": reversal_id,
+            "transfer": payout.stripe_transfer_id,
+            "amount_cents": int(reversal.get("amount") or 0) - left,
+            "currency": payout.currency,
+        },
+    )
+    return 1

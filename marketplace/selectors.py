@@ -28,14 +28,17 @@ from typing import Any, Literal
 
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection, transaction
-from django.db.models import Count, F, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
 from pgvector.django import CosineDistance
 
 from agents.embeddings import get_embedder
 from core.exceptions import NotFound, ValidationFailed
+from marketplace.earnings import BUCKETS
 from marketplace.models import (
     Category,
+    CreatorAccount,
     Install,
+    LedgerEntry,
     Listing,
     ListingVersion,
     Publisher,
@@ -550,3 +553,28 @@ def listing_buy_options(
         runnable_in={pk for pk, purchase in bought.items() if purchase.runnable},
         bought=[(w, bought[w.pk]) for w in mine if w.pk in bought],
     )
+
+
+@dataclass(frozen=True)
+class CurrencyBalances:
+    currency: str
+    cents: dict[str, int]  # per bucket (earnings.BUCKETS); available may be negative
+
+
+def creator_balances(*, publisher_id: int) -> list[CurrencyBalances]:
+    """The creator's balances per currency they earned in: the creator account's default
+    currency first (USD when none), then the others by code. Empty before the first sale."""
+    rows = (
+        LedgerEntry.objects.filter(publisher_id=publisher_id)
+        .values("currency", "bucket")
+        .annotate(total=Sum("amount_cents"))
+    )
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        found.setdefault(row["currency"], dict.fromkeys(BUCKETS, 0))[row["bucket"]] = int(
+            row["total"]
+        )
+    creator = CreatorAccount.objects.filter(publisher_id=publisher_id).first()
+    default = (creator.default_currency if creator else "") or "usd"
+    order = sorted(found, key=lambda code: (code != default, code))
+    return [CurrencyBalances(code, found[code]) for code in order]
