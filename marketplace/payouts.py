@@ -69,7 +69,7 @@ def minimum_payout_cents(currency: str) -> int:
         str(code).lower(): int(cents)
         for code, cents in settings.MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY.items()
     }
-    return by_currency.get(currency.lower(), settings.MARKETPLACE_MIN_PAYOUT_CENTS)
+    return by_currency.get(currency.lower(), int(settings.MARKETPLACE_MIN_PAYOUT_CENTS))
 
 
 def _due() -> list[tuple[int, str]]:
@@ -333,9 +333,11 @@ def transfer_reversals_sync(
         return 0
     transfer_id = str(transfer["id"])
     payout_id = str((transfer.get("metadata") or {}).get("payout_id") or "")
+    if not payout_id.isdigit():  # not a payout's transfer
+        return 0
     payout = (
         Payout.objects.select_related("creator__publisher__workspace")
-        .filter(pk=int(payout_id) if payout_id.isdigit() else None)
+        .filter(pk=int(payout_id))
         .first()
     )
     if payout is None or payout.status == Payout.Status.CANCELED:

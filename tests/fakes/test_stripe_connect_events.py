@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import stripe
@@ -87,11 +88,17 @@ def test_transfers_are_listed_by_group_and_a_forgotten_key_makes_a_new_one(
     fake: FakeStripe,
 ) -> None:
     client = client_for(fake)
-    params = {"amount": 500, "currency": "usd", "destination": ACCOUNT, "transfer_group": "g-1"}
+    params: Any = {
+        "amount": 500,
+        "currency": "usd",
+        "destination": ACCOUNT,
+        "transfer_group": "g-1",
+    }
     first = client.v1.transfers.create(params=params, options={"idempotency_key": "k-1"})
     again = client.v1.transfers.create(params=params, options={"idempotency_key": "k-1"})
     assert again.id == first.id
-    client.v1.transfers.create(params={**params, "transfer_group": "g-2"})
+    other: Any = {**params, "transfer_group": "g-2"}
+    client.v1.transfers.create(params=other)
 
     listed = client.v1.transfers.list(params={"transfer_group": "g-1"}).data
     assert [t.id for t in listed] == [first.id]
