@@ -257,10 +257,12 @@ def on_account_updated(sender: Any, event: Event, **kwargs: Any) -> None:
 
 # What a creator does when Stripe could not pay their balance out to their bank, by Stripe's
 # failure code (https://docs.stripe.com/api/payouts/failures); any other: the generic one.
+# Where an Express account's owner signs in to change their bank details.
+EXPRESS_LOGIN_URL = "https://connect.stripe.com/express_login"
 BANK_FIX = (
-    "Update your bank account in your Stripe Express dashboard (sign in at "
-    "https://connect.stripe.com/express_login with this payouts account's email). The money is "
-    "safe in your Stripe balance: Stripe pays it out again once the bank account works."
+    "Update your bank account in your Stripe Express dashboard (sign in with this payouts "
+    "account's email). The money is safe in your Stripe balance: Stripe pays it out again once "
+    "the bank account works."
 )
 # What staff do (the admin's Bank payouts): nothing to re-send on our side.
 BANK_FIX_STAFF = (

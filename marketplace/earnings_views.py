@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 
 from core.exceptions import NotFound, ValidationFailed
 from marketplace import earnings, selectors
-from marketplace.connect import bank_failure_words, bank_payout_problem
+from marketplace.connect import EXPRESS_LOGIN_URL, bank_failure_words, bank_payout_problem
 from marketplace.models import CreatorAccount, LedgerEntry
 from tenants.access import page_access
 from tenants.http import AppRequest
@@ -89,6 +89,7 @@ def earnings_page(request: AppRequest) -> HttpResponse:
             balances=selectors.creator_balances(publisher_id=publisher.pk),
             bank_problem=bank_problem,
             bank_problem_words=bank_failure_words(bank_problem) if bank_problem else "",
+            express_login_url=EXPRESS_LOGIN_URL,
             listings=earnings.earnings_by_listing(publisher_id=publisher.pk),
             payouts=list(earnings.creator_payouts(publisher_id=publisher.pk)[:50]),
             chart=_chart(days),

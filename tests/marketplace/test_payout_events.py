@@ -143,6 +143,7 @@ def test_a_failed_bank_payout_is_shown_to_the_creator_and_staff_until_one_is_pai
     assert "Stripe could not pay $20.00 out to your bank" in html
     assert "Your bank account has been closed." in html
     assert "Update your bank account in your Stripe Express dashboard" in html
+    assert 'href="https://connect.stripe.com/express_login"' in html
     assert AuditEvent.objects.filter(action="money.bank_payout_failed").count() == 1
 
     staff = User.objects.create_superuser(email="ops@platform.test", password="x")
