@@ -66,11 +66,14 @@ RESYNCED_EVENTS = frozenset(
         "invoice.updated",
         "invoice.voided",
         "payment_intent.succeeded",
+        "payout.failed",
+        "payout.paid",
         "price.created",
         "price.updated",
         "product.created",
         "product.updated",
         "setup_intent.succeeded",
+        "transfer.reversed",
     }
 )
 

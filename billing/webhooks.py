@@ -23,13 +23,15 @@ for a message that was lost) runs `webhooks_drain`:
   after a backoff that doubles, from `RETRY_BASE` up to `RETRY_MAX`, for `RETRY_FOR`; after
   that staff replay it from the admin).
 
-`webhook_endpoint_ensure` (manage.py billing_webhook_endpoint) registers the endpoint."""
+`webhook_endpoint_ensure` (manage.py billing_webhook_endpoint) registers the two endpoints:
+the platform's, and the Connect one for events on creators' connected accounts."""
 
 from __future__ import annotations
 
 import logging
 import traceback
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -70,18 +72,17 @@ OTHER_EVENTS = ["checkout.session.completed", "invoice.paid", "invoice.payment_f
 SYNCED_EVENTS = frozenset([*SUBSCRIPTION_EVENTS, *OTHER_EVENTS])  # the workspace's plan follows
 
 
-# What the endpoint asks Stripe for: our receivers' events (billing's here; the marketplace's
-# for purchases, creators' accounts and disputes), and those that keep dj-stripe's customer,
-# product, price, subscription and invoice tables (the billing page lists invoices from them)
-# current. With real Stripe, `account.updated` about creators' connected accounts reaches only
-# an endpoint created with `connect=true` (docs/marketplace.md).
+# What the platform's endpoint asks Stripe for: our receivers' events about the platform's own
+# objects (billing's here; the marketplace's for purchases, disputes and reversals of payout
+# transfers), and those that keep dj-stripe's customer, product, price, subscription and
+# invoice tables (the billing page lists invoices from them) current.
 ENABLED_EVENTS = [
     "payment_intent.succeeded",
     "setup_intent.succeeded",
-    "account.updated",
     "charge.dispute.created",
     "charge.dispute.updated",
     "charge.dispute.closed",
+    "transfer.reversed",
     *OTHER_EVENTS,
     *SUBSCRIPTION_EVENTS,
     "customer.created",
@@ -96,6 +97,10 @@ ENABLED_EVENTS = [
     "price.created",
     "price.updated",
 ]
+# What happens on creators' connected accounts (the event's `account` is set): Stripe sends it
+# only to an endpoint created with `connect=true`, so the Connect endpoint asks for these
+# (docs/billing.md "Webhooks"): onboarding status, and their bank payouts.
+CONNECT_EVENTS = ["account.updated", "payout.paid", "payout.failed"]
 
 
 def _subscription_id(obj: dict[str, Any]) -> str | None:
@@ -303,6 +308,16 @@ def webhooks_drain(*, batch_size: int = BATCH_SIZE, now: datetime | None = None)
     )
 
 
+class EndpointScope:
+    """Which of the two endpoints: its `metadata[endpoint]` at Stripe and in our copy."""
+
+    PLATFORM = "platform"
+    CONNECT = "connect"
+
+
+ENDPOINT_EVENTS = {EndpointScope.PLATFORM: ENABLED_EVENTS, EndpointScope.CONNECT: CONNECT_EVENTS}
+
+
 @dataclass(frozen=True)
 class EndpointReport:
     endpoint: WebhookEndpoint
@@ -310,17 +325,25 @@ class EndpointReport:
     removed: list[str]  # Stripe endpoints at our URL whose secret we did not have
 
 
-def webhook_endpoint_ensure(*, base_url: str) -> EndpointReport:
-    """One Stripe webhook endpoint for this platform at `<base_url>/stripe/webhook/<uuid>/`,
-    stored as dj-stripe's WebhookEndpoint with its signing secret (verify_signature, Stripe's
-    default tolerance of 300 s). Idempotent: an endpoint we have that Stripe still has is kept;
-    endpoints at our URL that Stripe has but we lost the secret of are deleted (their events
-    could never be verified) and a new one is created."""
+def _scope_of(metadata: Any) -> str:
+    """An endpoint's scope; one registered before there were two is the platform's."""
+    return str((metadata or {}).get("endpoint") or EndpointScope.PLATFORM)
+
+
+def webhook_endpoint_ensure(*, base_url: str) -> list[EndpointReport]:
+    """This platform's two Stripe webhook endpoints at `<base_url>/stripe/webhook/<uuid>/`: the
+    platform's (ENABLED_EVENTS) and the Connect one (`connect=true`, CONNECT_EVENTS: events on
+    creators' connected accounts reach no other), each stored as dj-stripe's WebhookEndpoint
+    with its signing secret (verify_signature, Stripe's default tolerance of 300 s), so
+    `stripe_webhook` verifies either. Idempotent, per endpoint: one we have that Stripe still
+    has is kept; those at our URL that Stripe has but we lost the secret of are deleted (their
+    events could never be verified) and a new one is created."""
     client = stripe_client()
     base_url = base_url.rstrip("/")
     probe = uuid.UUID(int=0)  # any uuid: what comes before it is the URL of our endpoints
     prefix = base_url + reverse("stripe_webhook", args=[probe])
     prefix = prefix.split(str(probe))[0]
+    kept: dict[str, WebhookEndpoint] = {}
     for local in WebhookEndpoint.objects.filter(url__startswith=prefix).order_by("created"):
         try:
             remote = client.v1.webhook_endpoints.retrieve(local.id)
@@ -329,30 +352,63 @@ def webhook_endpoint_ensure(*, base_url: str) -> EndpointReport:
             continue
         except stripe.StripeError as exc:
             raise ServiceUnavailable(f"Stripe could not be asked about {local.id}: {exc}") from exc
+        scope = _scope_of(local.metadata)
         if remote.status == "enabled" and remote.url == local.url and local.secret:
-            return EndpointReport(local, created=False, removed=[])
+            kept.setdefault(scope, local)
+    reports = []
+    for scope in (EndpointScope.PLATFORM, EndpointScope.CONNECT):
+        if scope in kept:
+            reports.append(EndpointReport(kept[scope], created=False, removed=[]))
+        else:
+            reports.append(_endpoint_create(client, base_url, prefix, scope, keep=kept.values()))
+    return reports
+
+
+def _endpoint_create(
+    client: stripe.StripeClient,
+    base_url: str,
+    prefix: str,
+    scope: str,
+    *,
+    keep: Iterable[WebhookEndpoint],
+) -> EndpointReport:
+    """A new endpoint of `scope`, after deleting (at Stripe and here) the others of that scope
+    at our URL: we do not have their secret."""
+    keep_ids = {endpoint.id for endpoint in keep}
     removed = []
     with stripe_errors("list the webhook endpoints"):
         for remote in client.v1.webhook_endpoints.list(params={"limit": 100}).data:
-            if remote.url.startswith(prefix):
+            if (
+                remote.url.startswith(prefix)
+                and remote.id not in keep_ids
+                and _scope_of(remote.metadata) == scope
+            ):
                 client.v1.webhook_endpoints.delete(remote.id)
                 removed.append(remote.id)
     endpoint_uuid = uuid.uuid4()
     url = base_url + reverse("stripe_webhook", args=[endpoint_uuid])
-    with stripe_errors("create the webhook endpoint"):
+    params: dict[str, Any] = {
+        "url": url,
+        "enabled_events": ENDPOINT_EVENTS[scope],
+        "api_version": djstripe_settings.STRIPE_API_VERSION,
+        "description": f"Agent Market billing (dj-stripe), {scope} events",
+        "metadata": {"djstripe_uuid": str(endpoint_uuid), "endpoint": scope},
+    }
+    if scope == EndpointScope.CONNECT:
+        params["connect"] = True
+    with stripe_errors(f"create the {scope} webhook endpoint"):
         created = client.v1.webhook_endpoints.create(
-            params={
-                "url": url,
-                "enabled_events": cast(Any, ENABLED_EVENTS),
-                "api_version": djstripe_settings.STRIPE_API_VERSION,
-                "description": "Agent Market billing (dj-stripe)",
-                "metadata": {"djstripe_uuid": str(endpoint_uuid)},
-            },
+            params=cast(Any, params),
             options={"idempotency_key": f"webhook-endpoint-{endpoint_uuid}"},
         )
     data = created.to_dict()
     data["djstripe_validation_method"] = WebhookEndpointValidation.verify_signature
     data["djstripe_tolerance"] = stripe.Webhook.DEFAULT_TOLERANCE  # seconds a signature is good
-    WebhookEndpoint.objects.filter(url__startswith=prefix).delete()  # ones Stripe no longer has
+    stale = [  # ours of that scope that Stripe no longer has
+        local.pk
+        for local in WebhookEndpoint.objects.filter(url__startswith=prefix)
+        if local.id not in keep_ids and _scope_of(local.metadata) == scope
+    ]
+    WebhookEndpoint.objects.filter(pk__in=stale).delete()
     endpoint = WebhookEndpoint.sync_from_stripe_data(data, api_key=secret_key())
     return EndpointReport(endpoint, created=True, removed=removed)

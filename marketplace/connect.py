@@ -10,7 +10,9 @@ is submitted only for an onboarded publisher (`marketplace.services.listing_publ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -19,7 +21,7 @@ from djstripe.event_handlers import djstripe_receiver
 from djstripe.models import Event
 
 from billing.stripe_client import stripe_client, stripe_errors, stripe_mode
-from marketplace.models import CreatorAccount, Publisher
+from marketplace.models import BankPayout, CreatorAccount, Publisher
 from marketplace.services import publisher_get_or_create
 from tenants import audit
 from tenants.permissions import Access, Perm
@@ -251,3 +253,90 @@ def on_account_updated(sender: Any, event: Event, **kwargs: Any) -> None:
     obj = event.data.get("object") or {}
     if obj.get("object") == "account" and obj.get("id"):
         creator_account_sync(stripe_account_id=str(obj["id"]))
+
+
+# What a creator does when Stripe could not pay their balance out to their bank, by Stripe's
+# failure code (https://docs.stripe.com/api/payouts/failures); any other: the generic one.
+# Where an Express account's owner signs in to change their bank details.
+EXPRESS_LOGIN_URL = "https://connect.stripe.com/express_login"
+BANK_FIX = (
+    "Update your bank account in your Stripe Express dashboard (sign in with this payouts "
+    "account's email). The money is safe in your Stripe balance: Stripe pays it out again once "
+    "the bank account works."
+)
+# What staff do (the admin's Bank payouts): nothing to re-send on our side.
+BANK_FIX_STAFF = (
+    "Our transfer arrived: the money is in the creator's Stripe balance. Ask the creator to "
+    "update their bank account (Express dashboard); Stripe retries the payout itself. Check the "
+    "connected account in the Stripe dashboard if it keeps failing. Do not re-send a transfer."
+)
+BANK_FAILURE_WORDS: dict[str, str] = {
+    "account_closed": "Your bank account has been closed.",
+    "account_frozen": "Your bank account is frozen.",
+    "no_account": "Your bank could not find that account number.",
+    "invalid_account_number": "The bank account number is not valid.",
+    "bank_account_restricted": "Your bank account does not accept this kind of payment.",
+    "could_not_process": "Your bank could not process the payout.",
+    "invalid_currency": "Your bank account cannot receive this currency.",
+}
+
+
+def bank_failure_words(payout: BankPayout) -> str:
+    """Why a bank payout failed and what the creator does, in plain words."""
+    why = BANK_FAILURE_WORDS.get(
+        payout.failure_code, payout.failure_message or "Your bank refused the payout."
+    )
+    return f"{why} {BANK_FIX}"
+
+
+def bank_payout_sync(*, account_id: str, payout: Mapping[str, Any]) -> BankPayout | None:
+    """Store a connected account's bank payout as Stripe has it now (pass Stripe's current
+    copy, not the event's: a payout can be paid, then fail); None when the account is not one
+    of our creators'. Idempotent and order-free. Its failing is audited once."""
+    with transaction.atomic():
+        creator = (
+            CreatorAccount.objects.select_related("publisher__workspace")
+            .filter(stripe_account_id=account_id)
+            .first()
+        )
+        if creator is None:
+            return None
+        row = (
+            BankPayout.objects.select_for_update()
+            .filter(stripe_payout_id=str(payout["id"]))
+            .first()
+        )
+        was_failed = row is not None and row.status == BankPayout.Status.FAILED
+        if row is None:
+            row = BankPayout(creator=creator, stripe_payout_id=str(payout["id"]))
+        row.amount_cents = int(payout.get("amount") or 0)
+        row.currency = str(payout.get("currency") or "usd")
+        row.status = str(payout.get("status") or BankPayout.Status.PENDING)
+        row.failure_code = str(payout.get("failure_code") or "")
+        row.failure_message = str(payout.get("failure_message") or "")[:500]
+        row.stripe_created_at = datetime.fromtimestamp(int(payout.get("created") or 0), UTC)
+        row.save()
+        if row.status == BankPayout.Status.FAILED and not was_failed:
+            audit.record(
+                action=audit.Action.BANK_PAYOUT_FAILED,
+                workspace=creator.publisher.workspace,
+                target=row,
+                metadata={
+                    "payout": row.stripe_payout_id,
+                    "amount_cents": row.amount_cents,
+                    "currency": row.currency,
+                    "failure_code": row.failure_code,
+                },
+            )
+    return row
+
+
+def bank_payout_problem(*, creator: CreatorAccount) -> BankPayout | None:
+    """The creator's latest bank payout when it failed (nothing paid since): what the
+    Earnings page and staff show, with what to do."""
+    latest = (
+        BankPayout.objects.filter(creator=creator)
+        .exclude(status__in=[BankPayout.Status.PENDING, BankPayout.Status.IN_TRANSIT])
+        .first()
+    )
+    return latest if latest is not None and latest.status == BankPayout.Status.FAILED else None

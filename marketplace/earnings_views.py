@@ -1,5 +1,6 @@
 """The publisher's Earnings page (/w/<slug>/marketplace/earnings/, owners and admins): pending,
-available, frozen and paid totals, net earnings by day (a server-drawn SVG chart), by listing,
+available, frozen and paid totals per currency earned in, a failed bank payout with what to
+do, net earnings by day (a server-drawn SVG chart), by listing,
 the payouts with their transfers, and the CSV statement of every ledger row in a date range."""
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from core.exceptions import NotFound, ValidationFailed
-from marketplace import earnings
-from marketplace.models import LedgerEntry
+from marketplace import earnings, selectors
+from marketplace.connect import EXPRESS_LOGIN_URL, bank_failure_words, bank_payout_problem
+from marketplace.models import CreatorAccount, LedgerEntry
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Perm
@@ -81,8 +83,13 @@ def earnings_page(request: AppRequest) -> HttpResponse:
     if publisher is not None:
         start = today - timedelta(days=CHART_DAYS - 1)
         days = earnings.earnings_by_day(publisher_id=publisher.pk, start=start, end=today)
+        creator = CreatorAccount.objects.filter(publisher=publisher).first()
+        bank_problem = bank_payout_problem(creator=creator) if creator else None
         context.update(
-            balances=earnings.balances(publisher_id=publisher.pk),
+            balances=selectors.creator_balances(publisher_id=publisher.pk),
+            bank_problem=bank_problem,
+            bank_problem_words=bank_failure_words(bank_problem) if bank_problem else "",
+            express_login_url=EXPRESS_LOGIN_URL,
             listings=earnings.earnings_by_listing(publisher_id=publisher.pk),
             payouts=list(earnings.creator_payouts(publisher_id=publisher.pk)[:50]),
             chart=_chart(days),

@@ -456,10 +456,12 @@ class LedgerImmutable(Exception):
 
 
 class Payout(models.Model):
-    """One transfer to a creator's Connect account for one period (a UTC day). Created with the
-    ledger legs that move its amount from available to paid, before Stripe is called; the
-    transfer's idempotency key is `payout-<creator>-<period>`, so a re-run (after a crash, or a
-    concurrent run) repeats the same call and Stripe answers with the same transfer."""
+    """One transfer to a creator's Connect account for one period (a UTC day) and currency.
+    Created with the ledger legs that move its amount from available to paid, before Stripe is
+    called; the transfer's idempotency key is `payout-<creator>-<period>-<currency>` and its
+    transfer group `payout-<id>`, so a re-run (after a crash, or a concurrent run) repeats the
+    same call and Stripe answers with the same transfer, or, once Stripe forgot the key (24 h),
+    finds it by its group."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Sending"
@@ -482,7 +484,9 @@ class Payout(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["creator", "period"], name="payout_one_per_period"),
+            models.UniqueConstraint(
+                fields=["creator", "period", "currency"], name="payout_one_per_period_currency"
+            ),
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payout_positive"),
         ]
 
@@ -491,7 +495,11 @@ class Payout(models.Model):
 
     @property
     def idempotency_key(self) -> str:
-        return f"payout-{self.creator_id}-{self.period}"
+        return f"payout-{self.creator_id}-{self.period}-{self.currency}"
+
+    @property
+    def transfer_group(self) -> str:
+        return f"payout-{self.pk}"
 
 
 class Refund(models.Model):
@@ -678,3 +686,38 @@ class RunCharge(models.Model):
     @property
     def idempotency_key(self) -> str:
         return f"per-run-{self.purchase_id}-{self.run_id}"
+
+
+class BankPayout(models.Model):
+    """A payout Stripe made from a creator's connected account to their bank (not ours: Stripe
+    pays the account's balance out on its schedule), as Stripe last had it, kept from the
+    connected account's `payout.paid` / `payout.failed` events. A failed one (a closed bank
+    account) is shown on the creator's Earnings page and to staff until a later one is paid:
+    the money is back in the connected account's Stripe balance, and the creator must fix
+    their bank details."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_TRANSIT = "in_transit", "In transit"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    creator = models.ForeignKey(
+        CreatorAccount, on_delete=models.PROTECT, related_name="bank_payouts"
+    )
+    stripe_payout_id = models.CharField(max_length=255, unique=True)
+    amount_cents = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    stripe_created_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-stripe_created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_payout_id} ({self.status}): {self.amount_cents} {self.currency}"

@@ -1,8 +1,9 @@
 """The back-office for creators' money (imported by MarketplaceConfig.ready()): the ledger
 (read-only: rows are never changed), payouts (unsent ones with the error and what to do;
-"Retry now", "Cancel payout") and refunds ("Add refund": a purchase, its sale, an amount up to
-what is left, a reason; "Retry" for one Stripe did not finish). Every action goes through
-`marketplace.earnings` / `marketplace.payouts`."""
+"Retry now", "Cancel payout"), creators' bank payouts (failed ones with what to do) and
+refunds ("Add refund": a purchase, its sale, an amount up to what is left, a reason; "Retry"
+for one Stripe did not finish). Every action goes through `marketplace.earnings` /
+`marketplace.payouts`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from django.utils.html import format_html
 from accounts.models import User
 from core.exceptions import ApplicationError
 from marketplace import earnings, payouts
-from marketplace.models import LedgerEntry, Payout, Refund
+from marketplace.connect import BANK_FIX_STAFF
+from marketplace.models import BankPayout, LedgerEntry, Payout, Refund
 
 
 def _cents(value: int, currency: str) -> str:
@@ -116,6 +118,46 @@ class PayoutAdmin(admin.ModelAdmin):
                 self.message_user(request, exc.message, messages.ERROR)
             else:
                 self.message_user(request, f"Payout {payout.pk} canceled.", messages.SUCCESS)
+
+
+@admin.register(BankPayout)
+class BankPayoutAdmin(admin.ModelAdmin):
+    """Read-only: Stripe's payouts from creators' connected accounts to their banks (from the
+    Connect endpoint's `payout.*` events). A failed one needs the creator, not a retry here."""
+
+    list_display = ["stripe_created_at", "creator", "amount", "status", "failure_code"]
+    list_filter = ["status", "failure_code"]
+    search_fields = ["stripe_payout_id", "creator__publisher__display_name"]
+    list_select_related = ["creator__publisher"]
+    readonly_fields = [
+        "creator",
+        "stripe_payout_id",
+        "amount_cents",
+        "currency",
+        "status",
+        "failure_code",
+        "failure_message",
+        "what_to_do",
+        "stripe_created_at",
+        "updated_at",
+    ]
+
+    @admin.display(description="Amount", ordering="amount_cents")
+    def amount(self, payout: BankPayout) -> str:
+        return _cents(payout.amount_cents, payout.currency)
+
+    @admin.display(description="What to do")
+    def what_to_do(self, payout: BankPayout) -> str:
+        return BANK_FIX_STAFF if payout.status == BankPayout.Status.FAILED else "-"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class RefundForm(forms.ModelForm):

@@ -1,26 +1,31 @@
-"""Paying creators: one transfer per creator and period (a UTC day) of their available
-balance, net of any clawback, when it reaches MARKETPLACE_MIN_PAYOUT_CENTS.
+"""Paying creators: one transfer per creator, period (a UTC day) and currency of their
+available balance in that currency, net of any clawback, when it reaches the currency's
+minimum (`minimum_payout_cents`).
 
     payouts_run(now=..)            # the periodic task: retry unsent payouts, then book new ones
     payout_send(payout_id=..)      # (re)send one payout's transfer (admin action "Retry now")
     payout_cancel(payout_id=.., by=staff, reason=..)  # give an unsent payout's money back
 
-Never twice (docs/decisions.md): the Payout row (unique per creator and period) and the ledger
-rows moving its amount from available to paid are written in one transaction, before Stripe is
-called, so a refund or sale arriving meanwhile cannot make the transfer and the books disagree.
-The transfer is then created with the idempotency key `payout-<creator>-<period>` while
-holding the Payout's row lock (SKIP LOCKED: a concurrent run leaves it alone). A run killed
-after Stripe made the transfer and before the row says so leaves the payout pending; the next
-run calls again with the same key, Stripe answers with the same transfer, and the row is
-finished. Stripe down: the payout stays pending with the error (admin: Payouts), retried by
-every run.
+Never twice (docs/decisions.md): the Payout row (unique per creator, period and currency) and
+the ledger rows moving its amount from available to paid are written in one transaction,
+before Stripe is called, so a refund or sale arriving meanwhile cannot make the transfer and
+the books disagree. The transfer is then created with the idempotency key
+`payout-<creator>-<period>-<currency>` and the transfer group `payout-<id>` while holding the
+Payout's row lock (SKIP LOCKED: a concurrent run leaves it alone). A run killed after Stripe
+made the transfer and before the row says so leaves the payout pending; the next run calls
+again with the same key, Stripe answers with the same transfer, and the row is finished. Stripe
+keeps a key for 24 hours only: a payout older than IDEMPOTENCY_WINDOW first looks its transfer
+up by its group and adopts it. Stripe down: the payout stays pending with the error (admin:
+Payouts), retried by every run.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import stripe
 from django.conf import settings
@@ -31,11 +36,23 @@ from django.utils import timezone
 from accounts.models import User
 from billing.stripe_client import stripe_client
 from core.exceptions import ValidationFailed
-from marketplace.earnings import Bucket, Kind, Leg, ledger_append, publisher_lock, sale_entry
+from marketplace.earnings import (
+    Bucket,
+    Kind,
+    Leg,
+    ledger_append,
+    positions,
+    publisher_lock,
+    sale_entry,
+)
 from marketplace.models import CreatorAccount, LedgerEntry, Payout
 from tenants import audit
 
 logger = logging.getLogger(__name__)
+
+# Stripe keeps an idempotency key for at least 24 hours; with an hour's margin, a payout this
+# old may have a transfer its key no longer finds.
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
 
 @dataclass(frozen=True)
@@ -45,34 +62,43 @@ class PayoutReport:
     failed: int
 
 
-def _creators_due() -> list[int]:
-    """Publishers with a positive available balance (the cheap pre-filter; the currency, the
-    minimum and onboarding are checked under the lock)."""
-    return list(
-        LedgerEntry.objects.filter(bucket=Bucket.AVAILABLE)
-        .values("publisher_id")
+def minimum_payout_cents(currency: str) -> int:
+    """The smallest payout in `currency` (its minor unit): MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY,
+    else MARKETPLACE_MIN_PAYOUT_CENTS."""
+    by_currency = {
+        str(code).lower(): int(cents)
+        for code, cents in settings.MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY.items()
+    }
+    return by_currency.get(currency.lower(), int(settings.MARKETPLACE_MIN_PAYOUT_CENTS))
+
+
+def _due() -> list[tuple[int, str]]:
+    """(publisher, currency) with a positive available balance in it (the cheap pre-filter;
+    the minimum and onboarding are checked under the lock)."""
+    return [
+        (int(row["publisher_id"]), str(row["currency"]))
+        for row in LedgerEntry.objects.filter(bucket=Bucket.AVAILABLE)
+        .values("publisher_id", "currency")
         .annotate(total=Sum("amount_cents"))
         .filter(total__gt=0)
-        .order_by("publisher_id")
-        .values_list("publisher_id", flat=True)
-    )
+        .order_by("publisher_id", "currency")
+    ]
 
 
 def payout_book(
-    *, creator: CreatorAccount, period: str, now: datetime
+    *, creator: CreatorAccount, period: str, currency: str, now: datetime
 ) -> tuple[Payout | None, bool]:
-    """(the creator's payout for `period`, whether this call booked it): the existing one, or
-    a new one holding their whole available balance (per sale, so a later refund knows what was
-    paid) when it reaches the minimum and the account can receive payouts; None when there is
-    nothing to pay."""
+    """(the creator's payout for `period` in `currency`, whether this call booked it): the
+    existing one, or a new one holding their whole available balance in that currency (per
+    sale, so a later refund knows what was paid) when it reaches the currency's minimum and
+    the account can receive payouts; None when there is nothing to pay."""
     with transaction.atomic():
         publisher_lock(creator.publisher_id)
-        existing = Payout.objects.filter(creator=creator, period=period).first()
+        existing = Payout.objects.filter(creator=creator, period=period, currency=currency).first()
         if existing is not None:
             return existing, False
         if not (creator.onboarded and creator.payouts_enabled):
             return None, False
-        currency = creator.default_currency or "usd"
         per_sale = [
             (row["sale_ref"], int(row["total"]))
             for row in LedgerEntry.objects.filter(
@@ -84,7 +110,7 @@ def payout_book(
             if row["total"]
         ]
         amount = sum(total for _, total in per_sale)
-        if amount < settings.MARKETPLACE_MIN_PAYOUT_CENTS:
+        if amount < minimum_payout_cents(currency):
             return None, False
         payout = Payout.objects.create(
             creator=creator, period=period, amount_cents=amount, currency=currency
@@ -133,12 +159,12 @@ def payout_send(*, payout_id: int, now: datetime | None = None) -> Payout:
         payout.attempts += 1
         payout.last_attempt_at = now
         try:
-            transfer = stripe_client().v1.transfers.create(
+            transfer = _transfer_made(payout, now=now) or stripe_client().v1.transfers.create(
                 params={
                     "amount": payout.amount_cents,
                     "currency": payout.currency,
                     "destination": payout.creator.stripe_account_id,
-                    "transfer_group": f"payout-{payout.pk}",
+                    "transfer_group": payout.transfer_group,
                     "description": f"Agent Market earnings, {payout.period}",
                     "metadata": {"payout_id": str(payout.pk), "period": payout.period},
                 },
@@ -171,6 +197,22 @@ def payout_send(*, payout_id: int, now: datetime | None = None) -> Payout:
             },
         )
         return payout
+
+
+def _transfer_made(payout: Payout, *, now: datetime) -> stripe.Transfer | None:
+    """The transfer an earlier attempt made for `payout` when Stripe may have forgotten its
+    idempotency key (the payout is older than IDEMPOTENCY_WINDOW): found by the payout's
+    transfer group and destination. None when there is none, or the key still answers."""
+    if now - payout.created_at < IDEMPOTENCY_WINDOW:
+        return None
+    found = stripe_client().v1.transfers.list(
+        params={"transfer_group": payout.transfer_group, "limit": 10}
+    )
+    for transfer in found.data:
+        if transfer.destination == payout.creator.stripe_account_id:
+            logger.info("payout %s: adopting transfer %s", payout.pk, transfer.id)
+            return transfer
+    return None
 
 
 def _what_to_do(exc: stripe.StripeError) -> str:
@@ -233,7 +275,8 @@ def payout_cancel(*, payout_id: int, by: User, reason: str, now: datetime | None
 
 
 def payouts_run(*, now: datetime | None = None) -> PayoutReport:
-    """Retry every unsent payout, then book and send this period's for each creator due.
+    """Retry every unsent payout, then book and send this period's for each creator and
+    currency due.
     Safe to run concurrently with itself and to be killed at any point (see the module)."""
     now = now or timezone.now()
     period = now.date().isoformat()
@@ -245,11 +288,11 @@ def payouts_run(*, now: datetime | None = None) -> PayoutReport:
         sent += done.status == Payout.Status.PAID
         failed += done.status == Payout.Status.PENDING
     creators = CreatorAccount.objects.select_related("publisher__workspace")
-    for publisher_id in _creators_due():
+    for publisher_id, currency in _due():
         creator = creators.filter(publisher_id=publisher_id).first()
         if creator is None:
             continue
-        payout, booked_now = payout_book(creator=creator, period=period, now=now)
+        payout, booked_now = payout_book(creator=creator, period=period, currency=currency, now=now)
         if payout is None or not booked_now:  # nothing due, or a run before this one booked it
             continue
         booked += 1
@@ -257,3 +300,100 @@ def payouts_run(*, now: datetime | None = None) -> PayoutReport:
         sent += done.status == Payout.Status.PAID
         failed += done.status == Payout.Status.PENDING
     return PayoutReport(booked=booked, sent=sent, failed=failed)
+
+
+class PayoutNotFinished(Exception):
+    """A reversal of a transfer whose payout is not yet marked paid: the webhook is tried again
+    (billing/webhooks.py's backoff) once the payout run has finished it."""
+
+
+def transfer_reversals_sync(
+    *,
+    transfer: Mapping[str, Any],
+    reversals: Sequence[Mapping[str, Any]],
+    now: datetime | None = None,
+) -> int:
+    """Record in the ledger each reversal of a payout's transfer that was made outside our
+    admin (in the Stripe dashboard); returns how many were recorded now. Pass Stripe's current
+    copy of the transfer and list of its reversals. The reversed amount goes from paid back
+    to available (the platform holds it again: it nets a clawback, else the next payout pays
+    it), spread over the payout's sales, newest first. Our own reversals (refunds and lost disputes,
+    `earnings._take_back`, which records them with their operation and marks them with
+    `metadata[sale_ref]`) are left alone; each other one is recorded once (keyed by its id),
+    whatever the order or number of deliveries. A transfer that is not a payout's is ignored;
+    one whose payout is not marked paid yet raises PayoutNotFinished."""
+    now = now or timezone.now()
+    outside = [
+        r
+        for r in reversals
+        if not (r.get("metadata") or {}).get("sale_ref")
+        and not LedgerEntry.objects.filter(stripe_id=str(r["id"])).exists()
+    ]
+    if not outside:
+        return 0
+    transfer_id = str(transfer["id"])
+    payout_id = str((transfer.get("metadata") or {}).get("payout_id") or "")
+    if not payout_id.isdigit():  # not a payout's transfer
+        return 0
+    payout = (
+        Payout.objects.select_related("creator__publisher__workspace")
+        .filter(pk=int(payout_id))
+        .first()
+    )
+    if payout is None or payout.status == Payout.Status.CANCELED:
+        return 0
+    if payout.status == Payout.Status.PENDING:
+        raise PayoutNotFinished(f"payout {payout.pk} (transfer {transfer_id}) is not marked paid")
+    if payout.stripe_transfer_id != transfer_id:
+        return 0
+    recorded = 0
+    for reversal in sorted(outside, key=lambda r: (int(r.get("created") or 0), str(r["id"]))):
+        with transaction.atomic():
+            publisher_lock(payout.creator.publisher_id)
+            if LedgerEntry.objects.filter(stripe_id=str(reversal["id"])).exists():
+                continue
+            recorded += _reversal_record(payout, reversal, now=now)
+    return recorded
+
+
+def _reversal_record(payout: Payout, reversal: Mapping[str, Any], *, now: datetime) -> int:
+    """One outside reversal's rows; call holding the publisher's lock."""
+    reversal_id = str(reversal["id"])
+    left = int(reversal.get("amount") or 0)
+    legs = LedgerEntry.objects.filter(
+        payout=payout, bucket=Bucket.PAID, kind=Kind.PAYOUT, amount_cents__gt=0
+    ).order_by("-sale_ref")
+    for leg in legs:
+        take = min(left, max(positions(leg.sale_ref)[Bucket.PAID], 0), leg.amount_cents)
+        sale = sale_entry(leg.sale_ref)
+        if not take or sale is None:
+            continue
+        ledger_append(
+            key=f"reversal-{reversal_id}-{leg.sale_ref}",
+            sale=sale,
+            legs=[
+                Leg(Bucket.PAID, Kind.TRANSFER_REVERSAL, -take, stripe_id=reversal_id),
+                Leg(Bucket.AVAILABLE, Kind.TRANSFER_REVERSAL, take, stripe_id=reversal_id),
+            ],
+            occurred_at=now,
+            payout=payout,
+        )
+        left -= take
+        if not left:
+            break
+    if left:
+        logger.warning(
+            "reversal %s: %s cents more than payout %s paid", reversal_id, left, payout.pk
+        )
+    audit.record(
+        action=audit.Action.TRANSFER_REVERSED,
+        workspace=payout.creator.publisher.workspace,
+        target=payout,
+        metadata={
+            "reversal": reversal_id,
+            "transfer": payout.stripe_transfer_id,
+            "amount_cents": int(reversal.get("amount") or 0) - left,
+            "currency": payout.currency,
+        },
+    )
+    return 1

@@ -28,14 +28,28 @@ from typing import Any, Literal
 
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection, transaction
-from django.db.models import Count, F, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
 from pgvector.django import CosineDistance
 
 from agents.embeddings import get_embedder
 from core.exceptions import NotFound, ValidationFailed
-from marketplace.models import Category, Install, Listing, ListingVersion, Publisher, Review
+from marketplace.earnings import BUCKETS
+from marketplace.models import (
+    Category,
+    CreatorAccount,
+    Install,
+    LedgerEntry,
+    Listing,
+    ListingVersion,
+    Publisher,
+    Purchase,
+    Review,
+)
+from marketplace.pricing import checkout_active, price_terms
+from marketplace.purchases import LIVE
 from marketplace.search_calibration import semantic_max_distance
 from marketplace.search_index import SEARCH_CONFIG
+from tenants.models import Workspace
 from tenants.permissions import Access
 
 Sort = Literal["relevance", "rating", "installs", "new"]
@@ -499,3 +513,68 @@ def reviews_awaiting_reply(*, access: Access, limit: int = 20) -> list[Review]:
         .select_related("listing")
         .order_by("-created_at")[:limit]
     )
+
+
+@dataclass(frozen=True)
+class BuyOptions:
+    """What a signed-in user may do about a paid listing's price."""
+
+    pricing: str  # the current version's Listing.Pricing
+    terms: str  # "$19.00 one-time", ...
+    own_listing: bool  # one of the user's workspaces publishes it
+    buyers: list[Workspace]  # where the user may buy it (not bought yet, not the publisher)
+    runnable_in: set[int]  # workspace ids whose purchase lets the listing be installed and run
+    bought: list[tuple[Workspace, Purchase]]  # the user's workspaces' live purchases
+
+
+def listing_buy_options(
+    *, listing: Listing, mine: list[Workspace], managers: list[Workspace]
+) -> BuyOptions | None:
+    """The buy options of `listing` for a user whose workspaces are `mine`, of which they
+    manage billing in `managers`; None when it is free or paid listings are not sold (billing
+    off). The publisher's own workspace is never a buyer: it would pay itself."""
+    version = listing.current_version
+    if not checkout_active() or version is None or version.pricing == Listing.Pricing.FREE:
+        return None
+    bought = {
+        p.buyer_id: p
+        for p in Purchase.objects.filter(listing=listing, buyer__in=mine, status__in=LIVE)
+    }
+    return BuyOptions(
+        pricing=version.pricing,
+        terms=price_terms(version),
+        own_listing=any(w.pk == listing.publisher.workspace_id for w in mine),
+        buyers=[
+            w
+            for w in managers
+            if not (w.pk in bought and bought[w.pk].runnable)
+            and w.pk != listing.publisher.workspace_id
+        ],
+        runnable_in={pk for pk, purchase in bought.items() if purchase.runnable},
+        bought=[(w, bought[w.pk]) for w in mine if w.pk in bought],
+    )
+
+
+@dataclass(frozen=True)
+class CurrencyBalances:
+    currency: str
+    cents: dict[str, int]  # per bucket (earnings.BUCKETS); available may be negative
+
+
+def creator_balances(*, publisher_id: int) -> list[CurrencyBalances]:
+    """The creator's balances per currency they earned in: the creator account's default
+    currency first (USD when none), then the others by code. Empty before the first sale."""
+    rows = (
+        LedgerEntry.objects.filter(publisher_id=publisher_id)
+        .values("currency", "bucket")
+        .annotate(total=Sum("amount_cents"))
+    )
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        found.setdefault(row["currency"], dict.fromkeys(BUCKETS, 0))[row["bucket"]] = int(
+            row["total"]
+        )
+    creator = CreatorAccount.objects.filter(publisher_id=publisher_id).first()
+    default = (creator.default_currency if creator else "") or "usd"
+    order = sorted(found, key=lambda code: (code != default, code))
+    return [CurrencyBalances(code, found[code]) for code in order]

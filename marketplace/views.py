@@ -19,8 +19,8 @@ from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
 from marketplace import purchases, selectors, services
 from marketplace.forms import SearchForm
-from marketplace.models import Category, Install, Listing, Purchase, Review
-from marketplace.pricing import billing_notice, checkout_active, price_terms
+from marketplace.models import Category, Install, Listing, Review
+from marketplace.pricing import billing_notice, price_terms
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm, workspace_labels
 from tenants.http import AppRequest
 from tenants.models import Membership, Workspace
@@ -98,31 +98,23 @@ def _listing_response(
         # Labels tell apart the user's workspaces of the same name, in every picker.
         mine = _user_workspaces(request.user)
         choices = [m.workspace for m in builders if m.workspace_id not in installed]
-        version = detail.current_version
-        if checkout_active() and version is not None and version.pricing != Listing.Pricing.FREE:
-            # A paid listing: bought first (owners and admins), then installed.
-            bought = {
-                p.buyer_id: p
-                for p in Purchase.objects.filter(
-                    listing=detail, buyer__in=mine, status__in=purchases.LIVE
-                )
-            }
-            buyers = [  # not the publisher's own workspace: it would pay itself
-                m.workspace
-                for m in _memberships(request.user, Perm.BILLING_MANAGE)
-                if not (m.workspace_id in bought and bought[m.workspace_id].runnable)
-                and m.workspace_id != detail.publisher.workspace_id
-            ]
-            choices = [w for w in choices if w.pk in bought and bought[w.pk].runnable]
-            holders = [w for w in mine if w.pk in bought]
+        managers = [m.workspace for m in _memberships(request.user, Perm.BILLING_MANAGE)]
+        options = selectors.listing_buy_options(listing=detail, mine=mine, managers=managers)
+        if options is not None:  # a paid listing: bought first (owners and admins), installed
+            choices = [w for w in choices if w.pk in options.runnable_in]
+            holders = [w for w, _ in options.bought]
             context.update(
-                selling=version.pricing,
-                own_listing=any(w.pk == detail.publisher.workspace_id for w in mine),
-                terms=price_terms(version),
-                buy_form=InstallForm(workspaces=buyers, among=mine) if buyers else None,
+                selling=options.pricing,
+                own_listing=options.own_listing,
+                terms=options.terms,
+                buy_form=InstallForm(workspaces=options.buyers, among=mine)
+                if options.buyers
+                else None,
                 bought=[
-                    (label, bought[w.pk])
-                    for w, (_, label) in zip(holders, workspace_labels(holders, mine), strict=True)
+                    (label, purchase)
+                    for (_, purchase), (_, label) in zip(
+                        options.bought, workspace_labels(holders, mine), strict=True
+                    )
                 ],
             )
         reviewers = [m.workspace for m in runners if m.workspace_id in installed]

@@ -79,6 +79,8 @@ class Action(models.TextChoices):
     DISPUTE_OPENED = "money.dispute_opened", "Dispute opened (earnings frozen)"
     DISPUTE_WON = "money.dispute_won", "Dispute won (earnings released)"
     DISPUTE_LOST = "money.dispute_lost", "Dispute lost (earnings reversed)"
+    TRANSFER_REVERSED = "money.transfer_reversed", "Payout transfer reversed in Stripe"
+    BANK_PAYOUT_FAILED = "money.bank_payout_failed", "Bank payout failed (Stripe)"
 
 
 # Account events belong to no workspace; each workspace's log shows those of its members.

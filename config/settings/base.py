@@ -441,6 +441,11 @@ MARKETPLACE_MIN_PAYOUT_CENTS = env.int("MARKETPLACE_MIN_PAYOUT_CENTS", default=1
 # go on a standalone invoice once the oldest is this many days old or they add up to this.
 RUN_CHARGE_INVOICE_DAYS = env.int("RUN_CHARGE_INVOICE_DAYS", default=30)
 RUN_CHARGE_INVOICE_MIN_CENTS = env.int("RUN_CHARGE_INVOICE_MIN_CENTS", default=2000)
+# The smallest payout per currency, in that currency's minor unit ("eur=1000,jpy=1500"); a
+# currency not named uses MARKETPLACE_MIN_PAYOUT_CENTS.
+MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY: dict[str, int] = env.dict(
+    "MARKETPLACE_MIN_PAYOUT_CENTS_BY_CURRENCY", cast={"value": int}, default={}
+)
 KNOWLEDGE_MAX_UPLOAD_BYTES = env.int("KNOWLEDGE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 
 # Outbound requests to user-given URLs (webhooks) may reach private networks only if allowed.

@@ -51,7 +51,13 @@ from billing.stripe_sync import plans_sync
 from billing.subscription_state import grace_expire, subscription_sync
 from billing.subscriptions import checkout_start
 from billing.tasks import process_webhooks
-from billing.webhooks import PROCESS_TASK, RETRY_BASE, webhooks_drain
+from billing.webhooks import (
+    CONNECT_EVENTS,
+    ENABLED_EVENTS,
+    PROCESS_TASK,
+    RETRY_BASE,
+    webhooks_drain,
+)
 from config.celery import app
 from tenants.permissions import Perm
 from tests.fakes import FakeStripe
@@ -115,7 +121,9 @@ def _start(fake: FakeStripe, world: World, live_server: Any, settings: Any) -> B
     seed_demo_plans()
     plans_sync(stripe_client())
     call_command("billing_webhook_endpoint", url=live_server.url, stdout=StringIO())
-    return Billing(fake, world, WebhookEndpoint.objects.get(), stripe_client())
+    return Billing(
+        fake, world, WebhookEndpoint.objects.get(metadata__endpoint="platform"), stripe_client()
+    )
 
 
 @pytest.fixture
@@ -132,26 +140,37 @@ def _all_delivered(fake: FakeStripe) -> None:
     assert {status for status in last.values()} == {200}, fake.deliveries
 
 
-def test_the_endpoint_command_registers_one_endpoint_with_its_secret(billing: Billing) -> None:
+def test_the_endpoint_command_registers_the_platform_and_connect_endpoints_with_secrets(
+    billing: Billing,
+) -> None:
     endpoint = billing.endpoint
-    assert endpoint.secret.startswith("whsec_")
-    assert endpoint.url.endswith(f"/stripe/webhook/{endpoint.djstripe_uuid}/")
+    connect = WebhookEndpoint.objects.get(metadata__endpoint="connect")
+    for stored in (endpoint, connect):
+        assert stored.secret.startswith("whsec_")
+        assert stored.url.endswith(f"/stripe/webhook/{stored.djstripe_uuid}/")
+    # the Connect one was created with connect=true and asks for the connected accounts' events
+    assert billing.fake.get(connect.id)["_connect"] is True
+    assert billing.fake.get(endpoint.id)["_connect"] is False
+    assert set(billing.fake.get(connect.id)["enabled_events"]) == set(CONNECT_EVENTS)
+    assert set(billing.fake.get(endpoint.id)["enabled_events"]) == set(ENABLED_EVENTS)
     out = StringIO()
     call_command("billing_webhook_endpoint", url=endpoint.url.split("/stripe/")[0], stdout=out)
-    assert "kept" in out.getvalue()
+    assert out.getvalue().count("kept") == 2
     listed = billing.client.v1.webhook_endpoints.list().data
-    assert [e.id for e in listed] == [endpoint.id]
-    assert WebhookEndpoint.objects.count() == 1
+    assert {e.id for e in listed} == {endpoint.id, connect.id}
+    assert WebhookEndpoint.objects.count() == 2
 
-    # the stored secret is lost: the endpoint Stripe has at our URL is replaced
-    WebhookEndpoint.objects.all().delete()
+    # the stored secret of the platform's is lost: that one is replaced, the Connect one kept
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()
     out = StringIO()
     call_command("billing_webhook_endpoint", url=endpoint.url.split("/stripe/")[0], stdout=out)
     assert f"deleted  {endpoint.id}" in out.getvalue()
-    (replacement,) = WebhookEndpoint.objects.all()
+    assert f"kept     {connect.id}" in out.getvalue()
+    replacement = WebhookEndpoint.objects.get(metadata__endpoint="platform")
     listed = billing.client.v1.webhook_endpoints.list().data
-    assert [e.id for e in listed] == [replacement.id]
+    assert {e.id for e in listed} == {replacement.id, connect.id}
     assert replacement.secret.startswith("whsec_")
+    assert replacement.id != endpoint.id
 
 
 def test_checkout_puts_the_workspace_on_the_plan_from_the_webhook(billing: Billing) -> None:

@@ -36,7 +36,8 @@ def stripe_fake(committed_world: World, live_server: Any, settings: Any) -> Iter
         settings.STRIPE_LIVE_MODE = False
         settings.STRIPE_API_BASE = fake.base_url
         call_command("billing_webhook_endpoint", url=live_server.url, stdout=StringIO())
-        assert "account.updated" in fake.objects[WebhookEndpoint.objects.get().id]["enabled_events"]
+        connect_endpoint = WebhookEndpoint.objects.get(metadata__endpoint="connect")
+        assert "account.updated" in fake.objects[connect_endpoint.id]["enabled_events"]
         yield fake
     assert fake.server_errors == []
 

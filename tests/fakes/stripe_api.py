@@ -206,7 +206,8 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         shuffled too.
 
         Endpoints created through the API (`POST /v1/webhook_endpoints`) get every event
-        they enable, signed with their own secret, besides `webhook_url`."""
+        they enable, signed with their own secret, besides `webhook_url`; those created with
+        `connect=true` get the connected accounts' events instead of the platform's."""
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             raise ValueError(f"webhook_url must be an http(s) URL, not {webhook_url!r}")
         super().__init__(api_key=api_key, strict=True)
@@ -417,6 +418,12 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         with self._state:
             self._faults.setdefault(path, []).extend([(status, text)] * times)
 
+    def forget_idempotency_keys(self) -> None:
+        """Stripe keeps an idempotency key for 24 hours: after that, the same key makes a new
+        object. This forgets every key, as if a day had passed."""
+        with self._state:
+            self._idempotent.clear()
+
     def hold_after(self, path: str, count: int) -> None:
         """Answer `count` requests to `path`, then carry out the next one (its effect is
         stored, as Stripe would) but hold its response: `holding` is set, and the response
@@ -558,16 +565,25 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
     # -- events and webhooks ----------------------------------------------------------------
 
     def emit(
-        self, event_type: str, obj: Object, *, previous_attributes: Object | None = None
+        self,
+        event_type: str,
+        obj: Object,
+        *,
+        previous_attributes: Object | None = None,
+        account: str | None = None,
     ) -> Object:
-        """Record an event about `obj` (a snapshot) and queue it for delivery."""
+        """Record an event about `obj` (a snapshot) and queue it for delivery. `account`: the
+        connected account it happened on (Stripe sets the event's `account`); such an event
+        goes only to Connect endpoints, and the platform's own events only to the others."""
         event = self._new(
             "event",
             "evt",
             type=event_type,
             api_version=self._api_version,
-            pending_webhooks=len(self._targets(event_type)),
+            pending_webhooks=len(self._targets(event_type, account)),
         )
+        if account is not None:
+            event["account"] = account
         event["data"] = {"object": copy.deepcopy(obj)}
         if previous_attributes:
             event["data"]["previous_attributes"] = copy.deepcopy(previous_attributes)
@@ -584,7 +600,11 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         if self.shuffle:
             self._random.shuffle(batch)
         times = max(self.deliver_times, 2 if self.deliver_twice else 1)
-        posts = [(event, target) for event in batch for target in self._targets(event["type"])]
+        posts = [
+            (event, target)
+            for event in batch
+            for target in self._targets(event["type"], event.get("account"))
+        ]
         if self.shuffle and times > 1:
             posts = [post for post in posts for _ in range(times)]
             self._random.shuffle(posts)
@@ -594,14 +614,17 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                 self._deliver(event, url, secret)
         return batch
 
-    def _targets(self, event_type: str) -> list[tuple[str, str]]:
-        """Where an event of `event_type` goes: `webhook_url`, and every enabled endpoint
-        created through the API that enables it (or `*`), each with its secret."""
+    def _targets(self, event_type: str, account: str | None = None) -> list[tuple[str, str]]:
+        """Where an event of `event_type` goes: `webhook_url` (a test's catch-all: every
+        event), and every enabled endpoint created through the API that enables it (or `*`),
+        each with its secret: a connected account's event (`account` set) only to endpoints
+        created with `connect=true`, the platform's only to the others, as Stripe does."""
         targets = [] if self.webhook_url is None else [(self.webhook_url, self.webhook_secret)]
         for obj in list(self.objects.values()):
             if (
                 obj["object"] == "webhook_endpoint"
                 and obj["status"] == "enabled"
+                and obj.get("_connect", False) == (account is not None)
                 and ("*" in obj["enabled_events"] or event_type in obj["enabled_events"])
             ):
                 targets.append((obj["url"], obj["_secret"]))
@@ -1624,6 +1647,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
             description=params.get("description"),
             status="enabled",
             _secret=secret,
+            _connect=params.get("connect") in (True, "true"),  # write-only at Stripe too
         )
         self._apply_metadata(endpoint, params)
         # Stripe shows the secret once, in the answer to the create.

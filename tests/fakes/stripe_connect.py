@@ -116,7 +116,12 @@ class StripeConnectMixin:
                 account["business_profile"]["name"] = name or None
             changed = {k: v for k, v in self._public(previous).items() if v != account[k]}
             if changed:
-                self.emit("account.updated", self._public(account), previous_attributes=changed)
+                self.emit(
+                    "account.updated",
+                    self._public(account),
+                    previous_attributes=changed,
+                    account=account["id"],
+                )
         return 200, self._public(account)
 
     def _connect_login_link(
@@ -217,7 +222,12 @@ class StripeConnectMixin:
             disabled_reason=disabled_reason,
         )
         changed = {k: v for k, v in previous.items() if account.get(k) != v}
-        self.emit("account.updated", self._public(account), previous_attributes=changed)
+        self.emit(
+            "account.updated",
+            self._public(account),
+            previous_attributes=changed,
+            account=account["id"],
+        )
 
     # -- the hosted onboarding page -----------------------------------------------------------
 

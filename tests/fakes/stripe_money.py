@@ -39,6 +39,13 @@ def _amount(value: Any, param: str) -> int:
     return amount
 
 
+# Stripe's messages for the failure codes tests use (https://docs.stripe.com/api/payouts/failures).
+FAILURES = {
+    "account_closed": "The bank account has been closed.",
+    "no_account": "The bank account details on file are probably incorrect.",
+}
+
+
 class StripeMoneyMixin:
     """Routes and test knobs; `FakeStripe` provides `_new`, `get`, `emit`, `_list`, `_state`."""
 
@@ -59,8 +66,8 @@ class StripeMoneyMixin:
             ("GET", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_list),
             ("GET", r"/v1/disputes", self._list_of("dispute", "charge", "payment_intent")),
             ("GET", r"/v1/disputes/(?P<id>[^/]+)", self._retrieve("dispute")),
-            ("GET", r"/v1/payouts", self._list_of("payout", "destination")),
-            ("GET", r"/v1/payouts/(?P<id>[^/]+)", self._retrieve("payout")),
+            ("GET", r"/v1/payouts", self._payout_list),
+            ("GET", r"/v1/payouts/(?P<id>[^/]+)", self._payout_retrieve),
         ]
 
     # -- test knobs ---------------------------------------------------------------------------
@@ -144,22 +151,28 @@ class StripeMoneyMixin:
         with self._state:
             return self.connected_balances.get(account, 0)
 
-    def pay_out(self, account: str) -> Object:
+    def pay_out(self, account: str, *, failure_code: str | None = None) -> Object:
         """The connected account's payout to its bank: its whole balance leaves Stripe (after
-        which a reversal of an earlier transfer finds the balance short)."""
+        which a reversal of an earlier transfer finds the balance short); `payout.paid`, an
+        event of the connected account. With `failure_code` (e.g. "account_closed") the bank
+        refuses it: `payout.failed`, and the money is back in the account's balance."""
         with self._state:
             amount = self.connected_balances.get(account, 0)
-            self.connected_balances[account] = 0
             payout = self._new(
                 "payout",
                 "po",
                 amount=amount,
-                status="paid",
-                destination=account,
+                status="failed" if failure_code else "paid",
+                destination=self.new_id("ba"),  # the account's bank account
                 balance_transaction=None,
                 failure_balance_transaction=None,
+                failure_code=failure_code,
+                failure_message=FAILURES.get(failure_code or "", failure_code),
+                _account=account,
             )
-            self.emit("payout.paid", payout)
+            if failure_code is None:
+                self.connected_balances[account] = 0
+            self.emit(f"payout.{payout['status']}", self._public(payout), account=account)
         if not self.hold_events:
             self.flush_events()
         return self._public(payout)
@@ -333,3 +346,29 @@ class StripeMoneyMixin:
         return 200, self._list(
             "transfer_reversal", params, request.path, lambda r: r["transfer"] == transfer_id
         )
+
+    def _payout_list(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """With `Stripe-Account`, that connected account's payouts (else every payout)."""
+        account = request.headers.get("stripe-account")
+        return 200, self._list(
+            "payout",
+            params,
+            request.path,
+            lambda p: (
+                account in (None, p.get("_account"))
+                and params.get("destination") in (None, p["destination"])
+            ),
+        )
+
+    def _payout_retrieve(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """A connected account's payout is found only with its `Stripe-Account` header."""
+        payout = self.get(match["id"], "payout")
+        if payout.get("_account") != request.headers.get("stripe-account"):
+            raise _error(
+                404, f"No such payout: '{match['id']}'", code="resource_missing", param="id"
+            )
+        return 200, self._public(payout)

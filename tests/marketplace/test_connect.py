@@ -45,7 +45,8 @@ def connect(committed_world: World, live_server: Any, settings: Any) -> Iterator
         settings.STRIPE_TEST_SECRET_KEY = KEY
         settings.STRIPE_API_BASE = fake.base_url
         call_command("billing_webhook_endpoint", url=live_server.url, stdout=StringIO())
-        assert "account.updated" in fake.objects[WebhookEndpoint.objects.get().id]["enabled_events"]
+        connect_endpoint = WebhookEndpoint.objects.get(metadata__endpoint="connect")
+        assert "account.updated" in fake.objects[connect_endpoint.id]["enabled_events"]
         yield fake
     assert fake.server_errors == []
 

@@ -32,7 +32,9 @@ def _endpoint(fake: FakeStripe, live_server: Any, settings: Any) -> None:
     settings.STRIPE_TEST_SECRET_KEY = KEY
     settings.STRIPE_API_BASE = fake.base_url
     call_command("billing_webhook_endpoint", url=live_server.url, stdout=StringIO())
-    assert set(DISPUTE_EVENTS) <= set(fake.get(WebhookEndpoint.objects.get().id)["enabled_events"])
+    assert set(DISPUTE_EVENTS) <= set(
+        fake.get(WebhookEndpoint.objects.get(metadata__endpoint="platform").id)["enabled_events"]
+    )
     fake.after_delivery = workers_run  # the platform's workers process each delivery
 
 

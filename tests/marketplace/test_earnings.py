@@ -78,7 +78,7 @@ def test_a_sale_is_pending_for_the_hold_then_available_then_paid_by_one_transfer
     assert payout.period == "2026-03-09"
     transfers = [r for r in fake_stripe.requests if r.path == "/v1/transfers"]
     assert len(transfers) == 1
-    assert transfers[0].headers["idempotency-key"] == f"payout-{shop.creator.pk}-2026-03-09"
+    assert transfers[0].headers["idempotency-key"] == f"payout-{shop.creator.pk}-2026-03-09-usd"
     assert fake_stripe.get(payout.stripe_transfer_id)["destination"] == "acct_creator000001"
     assert fake_stripe.balance_of("acct_creator000001") == 2000
     assert earnings.balances(publisher_id=shop.publisher.pk) == {

@@ -1,4 +1,5 @@
-"""Register this platform's Stripe webhook endpoint (dj-stripe's view). Safe to run again.
+"""Register this platform's two Stripe webhook endpoints (the platform's events, and the Connect
+one for creators' connected accounts; dj-stripe's view). Safe to run again.
 
 manage.py billing_webhook_endpoint --url https://agents.example.com
 """
@@ -14,7 +15,7 @@ from core.exceptions import ServiceUnavailable
 
 
 class Command(BaseCommand):
-    help = "Create (once) the Stripe webhook endpoint that posts to this platform."
+    help = "Create (once) the two Stripe webhook endpoints (platform, Connect) posting here."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -31,11 +32,20 @@ class Command(BaseCommand):
                 f"got {url!r})."
             )
         try:
-            report = webhook_endpoint_ensure(base_url=url)
+            reports = webhook_endpoint_ensure(base_url=url)
         except ServiceUnavailable as exc:
             raise CommandError(exc.message) from exc
-        for endpoint_id in report.removed:
-            self.stdout.write(f"deleted  {endpoint_id} (at our URL, but its secret was not stored)")
-        verb = "created" if report.created else "kept   "
-        self.stdout.write(f"{verb}  {report.endpoint.id} {report.endpoint.url}")
-        self.stdout.write(self.style.SUCCESS("Stripe posts its billing events to that URL."))
+        for report in reports:
+            for endpoint_id in report.removed:
+                self.stdout.write(
+                    f"deleted  {endpoint_id} (at our URL, but its secret was not stored)"
+                )
+            verb = "created" if report.created else "kept   "
+            scope = report.endpoint.metadata.get("endpoint", "platform")
+            self.stdout.write(f"{verb}  {report.endpoint.id} {report.endpoint.url} ({scope})")
+        self.stdout.write(
+            self.style.SUCCESS(
+                "Stripe posts the platform's events, and those of creators' connected "
+                "accounts, to those URLs."
+            )
+        )
