@@ -317,7 +317,8 @@ def _wait_processed(deadline_s: float = 300) -> float:
     while pending.exists():
         if pending.exclude(exception="").exists():
             failed = pending.exclude(exception="").first()
-            raise RuntimeError(f"webhook {failed.pk if failed else '?'} failed: {failed}")
+            reason = failed and failed.exception
+            raise RuntimeError(f"webhook {failed and failed.pk} failed: {reason}")
         if time.monotonic() > deadline:
             raise RuntimeError("the webhooks were not processed in time")
         time.sleep(0.02)
@@ -358,7 +359,7 @@ def measure_webhooks(
         for n in range(workspace_count)
     ]
     call_command("billing_webhook_endpoint", url="http://localhost", stdout=io.StringIO())
-    endpoint = WebhookEndpoint.objects.get()
+    endpoint = WebhookEndpoint.objects.get(metadata__endpoint="platform")
     events, expected = _webhook_workload(count, workspaces, fake, context["client"])
     path = f"/stripe/webhook/{endpoint.djstripe_uuid}/"
 

@@ -20,7 +20,9 @@ queue's delay; an invoice appears on the billing page seconds after its webhook.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,12 +110,56 @@ def _key(event: Event) -> str:
     return f"event:{event.id}"
 
 
+class MirrorBatch:
+    """The refreshes a webhook drain's batch owes, saved together at its end in key order, so
+    two drains upserting rows about the same objects never lock them in opposite orders (a
+    deadlock). What a step (one trigger's savepoint) noted is kept only if the step succeeds."""
+
+    def __init__(self) -> None:
+        self._owed: dict[str, tuple[str, str]] = {}
+        self._step: dict[str, tuple[str, str]] = {}
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        self._step = {}
+        token = _collecting.set(self)
+        try:
+            yield
+            self._owed.update(self._step)
+        finally:
+            _collecting.reset(token)
+
+    def note(self, event: Event) -> None:
+        self._step[_key(event)] = (event.id, event.type)
+
+    def save(self) -> None:
+        _owe([(key, *self._owed[key]) for key in sorted(self._owed)])
+        self._owed = {}
+
+
+_collecting: ContextVar[MirrorBatch | None] = ContextVar("billing_mirror_batch", default=None)
+
+
 def mirror_owe(sender: Any, event: Event, **kwargs: Any) -> None:
-    """Note that dj-stripe's handlers are owed for `event` (in the caller's transaction): a
-    row per object for events whose refresh re-reads the object (a newer event takes over the
-    row, keeping its due time and backoff), else per event. The drain is queued on commit."""
+    """Note that dj-stripe's handlers are owed for `event` (in the caller's transaction; in a
+    webhook drain's batch, at its end): a row per object for events whose refresh re-reads the
+    object (a newer event takes over the row, keeping its due time and backoff), else per
+    event. The drain is queued on commit."""
+    batch = _collecting.get()
+    if batch is not None:
+        batch.note(event)
+        return
+    _owe([(_key(event), event.id, event.type)])
+
+
+def _owe(rows: list[tuple[str, str, str]]) -> None:
+    if not rows:
+        return
     StripeMirrorSync.objects.bulk_create(
-        [StripeMirrorSync(key=_key(event), event_id=event.id, event_type=event.type)],
+        [
+            StripeMirrorSync(key=key, event_id=event_id, event_type=kind)
+            for key, event_id, kind in rows
+        ],
         update_conflicts=True,
         unique_fields=["key"],
         update_fields=["event_id", "event_type"],
@@ -128,6 +174,16 @@ def _drain_soon() -> None:
         enqueue(MIRROR_TASK, countdown=DELAY_SECONDS)
 
 
+# Refreshed first within a claimed batch: what others point at (dj-stripe fetches a missing
+# related object itself, so an invoice refreshed before its subscription reads that twice).
+_ORDER = ["customer", "product", "price", "subscription", "checkout.session", "invoice"]
+
+
+def _rank(row: StripeMirrorSync) -> int:
+    kind = row.key.rsplit(":", 1)[0]
+    return _ORDER.index(kind) if kind in _ORDER else len(_ORDER)
+
+
 def _claim(now: datetime, batch_size: int) -> list[StripeMirrorSync]:
     with transaction.atomic():
         rows = list(
@@ -136,7 +192,7 @@ def _claim(now: datetime, batch_size: int) -> list[StripeMirrorSync]:
             .order_by("due_at", "id")[:batch_size]
         )
         StripeMirrorSync.objects.filter(pk__in=[row.pk for row in rows]).update(due_at=now + LEASE)
-    return rows
+    return sorted(rows, key=_rank)
 
 
 def _refresh(row: StripeMirrorSync, event: Event | None) -> None:

@@ -15,7 +15,7 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from django.conf import settings
@@ -148,10 +148,14 @@ def _locked_row(subscription: SubscriptionData) -> WorkspacePlan | None:
 
 
 def _read(client: stripe.StripeClient, subscription_id: str) -> SubscriptionData:
+    """The subscription with its latest invoice, as Stripe's JSON: the SDK's `raw_request`
+    (its errors are raised as for any call) skips building StripeObjects only to turn them
+    back into dicts, a third of a webhook batch's time in the SDK."""
     with stripe_errors("read the subscription"):
-        return client.v1.subscriptions.retrieve(
-            subscription_id, params={"expand": ["latest_invoice"]}
-        ).to_dict()
+        answer = client.raw_request(
+            "get", f"/v1/subscriptions/{subscription_id}", expand=["latest_invoice"]
+        )
+    return cast(SubscriptionData, answer.data)
 
 
 def subscription_sync(

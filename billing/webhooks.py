@@ -50,6 +50,7 @@ from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
 from djstripe.settings import djstripe_settings
 
 from billing.stripe_client import secret_key, stripe_client, stripe_errors
+from billing.stripe_mirror import MirrorBatch
 from billing.subscription_state import subscription_sync
 from core.exceptions import ServiceUnavailable
 from core.queue import enqueue
@@ -240,7 +241,7 @@ def _failed(trigger: WebhookEventTrigger, exc: BaseException) -> None:
 OUTCOME_FIELDS = ["event", "processed", "exception", "traceback", "updated"]
 
 
-def _process(trigger: WebhookEventTrigger, batch: _Batch) -> None:
+def _process(trigger: WebhookEventTrigger, batch: _Batch, mirror: MirrorBatch) -> None:
     """dj-stripe's processing of one claimed trigger, in a savepoint of the batch's
     transaction: the Event stored (once per event id) and our receivers run; dj-stripe's own
     handlers are owed to the mirror (billing/stripe_mirror.py). The outcome is set on the
@@ -248,7 +249,7 @@ def _process(trigger: WebhookEventTrigger, batch: _Batch) -> None:
     batch.trigger_id = trigger.pk
     token = _draining.set(batch)
     try:
-        with transaction.atomic():
+        with mirror.step(), transaction.atomic():
             if trigger.event is not None:  # stored earlier; the sync was not done
                 _sync_owed(trigger.event)
             else:
@@ -274,6 +275,7 @@ def webhooks_drain(*, batch_size: int = BATCH_SIZE, now: datetime | None = None)
     shows it) and stops nothing else."""
     now = now or timezone.now()
     batch = _Batch()
+    mirror = MirrorBatch()
     failed = 0
     with transaction.atomic():
         triggers = list(
@@ -283,9 +285,10 @@ def webhooks_drain(*, batch_size: int = BATCH_SIZE, now: datetime | None = None)
             .select_related("event")[:batch_size]
         )
         for trigger in triggers:
-            _process(trigger, batch)
+            _process(trigger, batch, mirror)
             failed += bool(trigger.exception)
         WebhookEventTrigger.objects.bulk_update(triggers, OUTCOME_FIELDS)
+        mirror.save()
     claimed = len(triggers)
     done: list[int] = []
     for subscription_id, sync in batch.syncs.items():

@@ -674,7 +674,6 @@ def test_the_plan_follows_the_webhooks_before_dj_stripes_mirror_is_refreshed(
     assert not DjstripeSubscription.objects.filter(id=subscription_id).exists()
     assert _mirror_reads(billing.fake, before, subscription_id) == 0
     assert StripeMirrorSync.objects.filter(key=f"subscription:{subscription_id}").count() == 1
-
     while mirror_drain():
         pass
     assert not StripeMirrorSync.objects.exists()
