@@ -3,7 +3,7 @@ listing's per-run charge on a run's completion, webhook events processed per sec
 events sent per second.
 
     .venv/bin/python bench/billing.py [--calls 300] [--runs 300] [--per-run 200]
-                                      [--webhooks 300] [--meter 1000]
+                                      [--webhooks 1000] [--meter 1000]
 
 Self-contained like bench/gateway.py: without DATABASE_URL / REDIS_URL it starts its own
 embedded PostgreSQL and Valkey in .local/bench/, works in a fresh database
@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--webhooks", type=int, default=300)
+    parser.add_argument("--webhooks", type=int, default=1000)
     parser.add_argument("--webhook-workspaces", type=int, default=50)
     parser.add_argument("--webhook-workers", type=int, default=2, help="worker processes")
     parser.add_argument("--webhook-senders", type=int, default=4, help="concurrent deliveries")

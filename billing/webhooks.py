@@ -139,6 +139,12 @@ class _Batch:
         if self.trigger_id not in sync.trigger_ids:
             sync.trigger_ids.append(self.trigger_id)
 
+    def forget(self, trigger_id: int) -> None:
+        """A trigger that failed after noting a sync is not done when the sync is."""
+        for sync in self.syncs.values():
+            if trigger_id in sync.trigger_ids:
+                sync.trigger_ids.remove(trigger_id)
+
 
 # Set while `webhooks_drain` processes a trigger: the receiver notes the sync in the batch.
 # Unset (a staff replay of a stored Event): it syncs.
@@ -255,6 +261,7 @@ def _process(trigger: WebhookEventTrigger, batch: _Batch, mirror: MirrorBatch) -
             else:
                 trigger.process(save=False)  # a stored event id: returns it, no handlers
     except Exception as exc:
+        batch.forget(trigger.pk)
         _failed(trigger, exc)
     else:
         pending = any(trigger.pk in sync.trigger_ids for sync in batch.syncs.values())
