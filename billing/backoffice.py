@@ -119,7 +119,7 @@ def credit_grant(*, workspace_id: int, amount_usd: Decimal, reason: str, by: Use
 
 
 def _subscribed(row: WorkspacePlan) -> bool:
-    return bool(row.stripe_subscription_id) and row.status != WorkspacePlan.Status.CANCELED
+    return bool(row.stripe_subscription_id)  # cleared when the subscription ends
 
 
 @transaction.atomic

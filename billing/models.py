@@ -153,7 +153,6 @@ class WorkspacePlan(models.Model):
         ACTIVE = "active", "Active"
         PAST_DUE = "past_due", "Payment failed (grace period)"
         READ_ONLY = "read_only", "Read-only (unpaid)"
-        CANCELED = "canceled", "Canceled"
 
     workspace = models.OneToOneField(
         "tenants.Workspace", on_delete=models.CASCADE, related_name="billing"

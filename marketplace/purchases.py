@@ -700,11 +700,9 @@ def _charges_invoiced(invoice_id: str, lines: list[dict[str, Any]]) -> int:
 
 def _subscribed(workspace_id: int) -> bool:
     """Whether a subscription of the workspace's customer will invoice its pending items: the
-    plan's (while not canceled) or a monthly purchase's (while active)."""
-    plan = (
-        WorkspacePlan.objects.filter(workspace_id=workspace_id)
-        .exclude(stripe_subscription_id="")
-        .exclude(status=WorkspacePlan.Status.CANCELED)
+    plan's (its id is cleared when it ends) or a monthly purchase's (while active)."""
+    plan = WorkspacePlan.objects.filter(workspace_id=workspace_id).exclude(
+        stripe_subscription_id=""
     )
     monthly = Purchase.objects.filter(
         buyer_id=workspace_id, pricing=Purchase.Pricing.MONTHLY, status=Purchase.Status.ACTIVE

@@ -48,7 +48,7 @@ class BillingOutput(serializers.Serializer[Any]):
     plan = PlanOutput()
     status = serializers.CharField(
         source="subscription.status",
-        help_text="trialing, active, past_due (grace period), read_only or canceled.",
+        help_text="trialing, active, past_due (grace period) or read_only.",
     )
     interval = serializers.CharField(
         allow_null=True,
