@@ -40,21 +40,8 @@ from billing.models import (
 )
 from billing.stripe_client import stripe_client
 from billing.stripe_sync import plans_sync
+from core.admin import ReadOnlyAdmin
 from core.exceptions import ApplicationError, ValidationFailed
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records that only the platform writes (ledgers, logs, Stripe's copies): staff read them;
-    nobody adds, edits or deletes them here."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ModelPrice)

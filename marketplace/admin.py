@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 
 from billing.stripe_client import stripe_mode
+from core.admin import ReadOnlyAdmin
 from core.exceptions import ApplicationError
 from marketplace import services
 from marketplace.connect import payout_status, requirement_words
@@ -32,17 +33,6 @@ from marketplace.models import (
     Review,
 )
 from marketplace.pricing import price_label
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Category)

@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from accounts.models import User
+from core.admin import ReadOnlyAdmin
 from core.exceptions import ApplicationError
 from marketplace import earnings, payouts
 from marketplace.connect import BANK_FIX_STAFF
@@ -28,7 +29,7 @@ def _cents(value: int, currency: str) -> str:
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyAdmin):
     """Read-only: a correction is a new operation (a refund, a canceled payout), never an edit."""
 
     list_display = ["occurred_at", "publisher", "kind", "bucket", "amount", "sale_ref", "stripe_id"]
@@ -40,15 +41,6 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, entry: LedgerEntry) -> str:
         return _cents(entry.amount_cents, entry.currency)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Payout)
@@ -121,7 +113,7 @@ class PayoutAdmin(admin.ModelAdmin):
 
 
 @admin.register(BankPayout)
-class BankPayoutAdmin(admin.ModelAdmin):
+class BankPayoutAdmin(ReadOnlyAdmin):
     """Read-only: Stripe's payouts from creators' connected accounts to their banks (from the
     Connect endpoint's `payout.*` events). A failed one needs the creator, not a retry here."""
 
@@ -149,15 +141,6 @@ class BankPayoutAdmin(admin.ModelAdmin):
     @admin.display(description="What to do")
     def what_to_do(self, payout: BankPayout) -> str:
         return BANK_FIX_STAFF if payout.status == BankPayout.Status.FAILED else "-"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RefundForm(forms.ModelForm):

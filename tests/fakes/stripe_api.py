@@ -1285,6 +1285,13 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
             }
             lines.append(line)
         lines += self._pending_item_lines(invoice, template)
+        self._set_lines(invoice, lines)
+        return invoice
+
+    @staticmethod
+    def _set_lines(invoice: Object, lines: list[Object]) -> None:
+        """Put `lines` on a draft invoice, with the totals Stripe derives from them (no tax,
+        discount or credit; nothing paid yet)."""
         total = sum(line["amount"] for line in lines)
         invoice["lines"] = {
             "object": "list",
@@ -1305,7 +1312,6 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
             total_discount_amounts=[],
             total_pretax_credit_amounts=[],
         )
-        return invoice
 
     def _settle(self, invoice: Object, *, paid: bool, out_of_band: bool = False) -> None:
         now = self.now()

@@ -387,26 +387,7 @@ class PaymentsMixin:
             self._apply_metadata(invoice, params)
             template = invoice["lines"]["data"][0]
             lines = self._pending_item_lines(invoice, template) if behavior == "include" else []
-            total = sum(line["amount"] for line in lines)
-            invoice["lines"] = {
-                "object": "list",
-                "data": lines,
-                "has_more": False,
-                "total_count": len(lines),
-                "url": f"/v1/invoices/{invoice['id']}/lines",
-            }
-            invoice.update(
-                subtotal=total,
-                subtotal_excluding_tax=total,
-                total=total,
-                total_excluding_tax=total,
-                amount_due=total,
-                amount_paid=0,
-                amount_remaining=total,
-                total_taxes=[],
-                total_discount_amounts=[],
-                total_pretax_credit_amounts=[],
-            )
+            self._set_lines(invoice, lines)
             self.emit("invoice.created", invoice)
         return 200, self._public(invoice)
 
