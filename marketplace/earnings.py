@@ -599,7 +599,8 @@ def _purchase_refunded_if_whole(purchase: Purchase, *, now: datetime | None) -> 
 # --- Disputes (from Stripe's webhooks, re-read: marketplace/payout_events.py)
 
 
-def _disputed_sale(charge: str, payment_intent: str) -> LedgerEntry | None:
+def _own_charge_sale(charge: str, payment_intent: str) -> LedgerEntry | None:
+    """The sale a charge or payment intent paid by itself (a one-time purchase)."""
     refs = [ref for ref in (charge, payment_intent) if ref]
     sale = LedgerEntry.objects.filter(kind=Kind.SALE, sale_ref__in=refs).first()
     if sale is None and payment_intent:
@@ -613,10 +614,46 @@ def _disputed_sale(charge: str, payment_intent: str) -> LedgerEntry | None:
     return sale
 
 
-def _frozen_by(dispute_id: str) -> int:
+def _disputed_sales(charge: str, payment_intent: str, amount: int) -> list[tuple[LedgerEntry, int]]:
+    """The marketplace sales a dispute of `amount` is about, each with its part of it: a sale
+    its own charge paid takes it all; the sales on the invoice a disputed payment paid (a
+    monthly sale, per-run lines) share it in proportion to their gross, rounded down (the rest
+    is the invoice's other lines: the plan's, the platform's)."""
+    sale = _own_charge_sale(charge, payment_intent)
+    if sale is not None:
+        return [(sale, amount)]
+    if not payment_intent:
+        return []
+    try:
+        found = stripe_client().v1.invoice_payments.list(
+            params={
+                "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                "limit": 1,
+            }
+        )
+    except stripe.StripeError as exc:
+        raise ServiceUnavailable(
+            f"Stripe could not say which invoice payment {payment_intent} paid ({exc}); the "
+            "dispute is applied when its webhook is retried."
+        ) from exc
+    if not found.data:
+        return []
+    invoice_id, paid = str(found.data[0].invoice), int(found.data[0].amount_paid or 0)
+    lines = RunCharge.objects.filter(stripe_invoice_id=invoice_id).exclude(
+        stripe_invoice_line_id=""
+    )
+    refs = [invoice_id, *lines.values_list("stripe_invoice_line_id", flat=True)]
+    sales = LedgerEntry.objects.filter(kind=Kind.SALE, sale_ref__in=refs).order_by("id")
+    if paid <= 0:
+        return []
+    return [(sale, min(sale.gross_cents, amount * sale.gross_cents // paid)) for sale in sales]
+
+
+def _frozen_by(dispute_id: str, sale: LedgerEntry) -> int:
     total = LedgerEntry.objects.filter(
         Q(kind=Kind.DISPUTE_FREEZE) | Q(kind=Kind.DISPUTE_RELEASE) | Q(kind=Kind.DISPUTE_LOSS),
         stripe_id=dispute_id,
+        sale_ref=sale.sale_ref,
         bucket=Bucket.FROZEN,
     ).aggregate(total=Sum("amount_cents"))["total"]
     return int(total or 0)
@@ -624,7 +661,9 @@ def _frozen_by(dispute_id: str) -> int:
 
 def dispute_sync(*, dispute: Mapping[str, Any], now: datetime | None = None) -> str:
     """Bring the ledger in line with a dispute as Stripe has it now (pass Stripe's current
-    copy, not the event's): open → the sale's disputed share that is not paid yet is frozen;
+    copy, not the event's), for each marketplace sale it is about (`_disputed_sales`: a
+    one-time sale, or the sales on a disputed invoice payment, each with its part of the
+    amount): open → the sale's disputed share that is not paid yet is frozen;
     won (or an inquiry closed) → unfrozen to where it was (available once the hold is over);
     lost → taken back like a refund of the disputed amount (reversal, else clawback).
     Idempotent and order-free: each step is recorded once, and a close first freezes.
@@ -634,25 +673,27 @@ def dispute_sync(*, dispute: Mapping[str, Any], now: datetime | None = None) -> 
     status = str(dispute.get("status") or "")
     charge = dispute.get("charge") or ""
     intent = dispute.get("payment_intent") or ""
-    sale = _disputed_sale(
+    sales = _disputed_sales(
         charge if isinstance(charge, str) else str(charge.get("id", "")),
         intent if isinstance(intent, str) else str(intent.get("id", "")),
+        int(dispute.get("amount") or 0),
     )
-    if sale is None:
+    if not sales:
         return ""
-    amount = int(dispute.get("amount") or 0)
     with transaction.atomic():
-        publisher_lock(sale.publisher_id)
-        _dispute_freeze(sale, dispute_id, amount, now)
-        if status in ("won", "warning_closed"):
-            _dispute_won(sale, dispute_id, now)
-        elif status == "lost":
-            _dispute_lost(sale, dispute_id, amount, now)
+        for publisher_id in sorted({sale.publisher_id for sale, _ in sales}):
+            publisher_lock(publisher_id)
+        for sale, amount in sales:
+            _dispute_freeze(sale, dispute_id, amount, now)
+            if status in ("won", "warning_closed"):
+                _dispute_won(sale, dispute_id, now)
+            elif status == "lost":
+                _dispute_lost(sale, dispute_id, amount, now)
     return status
 
 
 def _dispute_freeze(sale: LedgerEntry, dispute_id: str, amount: int, now: datetime) -> None:
-    key = f"dispute-{dispute_id}-freeze"
+    key = f"dispute-{dispute_id}-{sale.sale_ref}-freeze"
     if _done(key):
         return
     kept = _kept_gross(sale.sale_ref)
@@ -683,10 +724,10 @@ def _dispute_freeze(sale: LedgerEntry, dispute_id: str, amount: int, now: dateti
 
 
 def _dispute_won(sale: LedgerEntry, dispute_id: str, now: datetime) -> None:
-    key = f"dispute-{dispute_id}-closed"
+    key = f"dispute-{dispute_id}-{sale.sale_ref}-closed"
     if _done(key):
         return
-    frozen = _frozen_by(dispute_id)
+    frozen = _frozen_by(dispute_id, sale)
     back_to = (
         Bucket.AVAILABLE
         if sale.available_at is None or sale.available_at <= now
@@ -705,10 +746,10 @@ def _dispute_won(sale: LedgerEntry, dispute_id: str, now: datetime) -> None:
 
 
 def _dispute_lost(sale: LedgerEntry, dispute_id: str, amount: int, now: datetime) -> None:
-    key = f"dispute-{dispute_id}-closed"
+    key = f"dispute-{dispute_id}-{sale.sale_ref}-closed"
     if _done(key):
         return
-    frozen = _frozen_by(dispute_id)
+    frozen = _frozen_by(dispute_id, sale)
     kept = _kept_gross(sale.sale_ref)
     legs = _take_back(
         sale=sale,

@@ -46,7 +46,11 @@ class PaymentsMixin:
             ("GET", r"/v1/invoices/(?P<id>[^/]+)/lines", self._invoice_lines),
             ("POST", r"/v1/invoices", self._invoice_create),
             ("POST", r"/v1/invoices/(?P<id>[^/]+)/finalize", self._invoice_finalize),
-            ("GET", r"/v1/invoice_payments", self._list_of("invoice_payment", "invoice", "status")),
+            (
+                "GET",
+                r"/v1/invoice_payments",
+                self._list_of("invoice_payment", "invoice", "status", "payment"),
+            ),
             ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", self._retrieve("payment_intent")),
             ("GET", r"/v1/charges/(?P<id>[^/]+)", self._retrieve("charge")),
             ("GET", r"/v1/setup_intents/(?P<id>[^/]+)", self._retrieve("setup_intent")),
