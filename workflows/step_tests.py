@@ -217,9 +217,7 @@ def step_test(
         "steps": steps,
         "run": {"id": None, "workflow": workflow.pk, "version": version.number},
     }
-    incoming = [
-        e["from"] for e in version.definition.get("edges") or [] if e.get("to") == step_id
-    ]
+    incoming = [e["from"] for e in version.definition.get("edges") or [] if e.get("to") == step_id]
     timeout = min(int(step.get("timeout_seconds") or MAX_TEST_SECONDS), MAX_TEST_SECONDS)
     spec = nodes.NodeSpec(step_id, node_type, dict(step.get("config") or {}))
     started = time.monotonic()

@@ -33,8 +33,8 @@ API = "/api/v1/workflows/"
 # greet → shout → review (approval)
 DEFINITION: dict[str, Any] = flow(
     [
-        transform("greet", "Hello {{ input.name }}"),
-        transform("shout", "{{ upper(steps.greet) }}!"),
+        transform("greet", {"text": "Hello {{ input.name }}"}),
+        transform("shout", "{{ upper(steps.greet.text) }}!"),
         {"id": "review", "type": "approval", "config": {"message": "Send {{ steps.shout }}?"}},
     ],
     [("greet", "shout"), ("shout", "review")],
@@ -69,7 +69,7 @@ def test_a_transform_step_runs_alone_on_its_sample(owner_access: Access, in_alph
         access=owner_access,
         version=version,
         step_id="shout",
-        sample={"input": {"name": "Ada"}, "steps": {"greet": "hello ada"}},
+        sample={"input": {"name": "Ada"}, "steps": {"greet": {"text": "hello ada"}}},
     )
     assert result.succeeded, result.error
     assert result.output == "HELLO ADA!"
@@ -79,11 +79,12 @@ def test_a_transform_step_runs_alone_on_its_sample(owner_access: Access, in_alph
     assert not WorkflowRun.objects.exists()
     assert workflow.versions.count() == 1
 
+    # A step that fails is a result too, with the engine's message.
     failed = step_tests.step_test(
-        access=owner_access, version=version, step_id="shout", sample={"input": {}, "steps": {}}
+        access=owner_access, version=version, step_id="shout", sample={"steps": {"greet": "x"}}
     )
     assert not failed.succeeded
-    assert "config.value" in failed.error
+    assert failed.error == "config.value: cannot read 'text' from a str"
 
 
 def test_the_sample_starts_from_the_last_run_or_a_skeleton(
@@ -101,7 +102,7 @@ def test_the_sample_starts_from_the_last_run_or_a_skeleton(
     assert filled.run_id == run.pk
     assert filled.data == {
         "input": {"name": "Ada"},
-        "steps": {"greet": "Hello Ada", "shout": "HELLO ADA!"},
+        "steps": {"greet": {"text": "Hello Ada"}, "shout": "HELLO ADA!"},
     }
 
 
@@ -142,7 +143,10 @@ def test_a_bad_sample_and_a_step_with_problems_are_refused_naming_them(
     assert unfinished.value.message.startswith("Fix the step before testing it: steps[0] (greet)")
     # Other steps of the same draft are testable: their own settings are complete.
     other = step_tests.step_test(
-        access=owner_access, version=draft, step_id="shout", sample={"steps": {"greet": "a"}}
+        access=owner_access,
+        version=draft,
+        step_id="shout",
+        sample={"steps": {"greet": {"text": "a"}}},
     )
     assert other.output == "A!"
 
@@ -189,8 +193,8 @@ def test_the_panel_tests_an_llm_step_and_shows_tokens_and_cost(
     assert "A short summary" in html
     assert "120 in · 30 out" in html
     # $3 / $15 per million tokens: 120 × 3 + 30 × 15 = 810 millionths of a dollar.
-    assert "$0.000810" in html
-    assert " ms</dd>" in html
+    assert "<dd>$0.00081</dd>" in html
+    assert "<dt>Duration</dt>" in html
     assert fake_openai.last_request.body["messages"][-1]["content"] == "Summarise tides"
     with schema_context(world.workspace_a.schema_name):
         ledger = UsageRecord.objects.get()
@@ -207,7 +211,7 @@ def test_the_panel_puts_sample_errors_beside_the_field(
     )
     assert response.status_code == 400
     errors = response.context["form"].errors["sample"]
-    assert errors == ["This is not JSON: Expecting value at line 1, column 11."]
+    assert errors == ["This is not JSON: Expecting value at line 1, column 10."]
     assert "This is not JSON" in response.content.decode()
 
     response = owner_client.post(_url(greeter, "shout"), {"version": 1, "sample": "[]"}, **HX)
@@ -228,20 +232,19 @@ def test_viewers_cannot_test_and_outsiders_do_not_see_the_workflow(
     url = _url(greeter, "shout")
     assert as_viewer.get(url).status_code == 403
     assert as_viewer.post(url, {"version": 1, "sample": "{}"}).status_code == 403
-    assert "Test this step" not in as_viewer.get(
-        reverse("workflow_detail", kwargs={"workspace_slug": "alpha", "workflow_id": greeter.pk})
-        + "?step=shout"
-    ).content.decode()
+    detail = reverse(
+        "workflow_detail", kwargs={"workspace_slug": "alpha", "workflow_id": greeter.pk}
+    )
+    assert "Test this step" not in as_viewer.get(detail + "?step=shout").content.decode()
     assert outsider_client.get(url).status_code == 404
     assert outsider_client.post(url, {"version": 1, "sample": "{}"}).status_code == 404
-    with schema_context(world.workspace_a.schema_name):
-        with pytest.raises(PermissionDenied):
-            step_tests.step_test(
-                access=access_of(viewer, world.workspace_a),
-                version=selectors.version_latest(greeter),
-                step_id="shout",
-                sample={},
-            )
+    with schema_context(world.workspace_a.schema_name), pytest.raises(PermissionDenied):
+        step_tests.step_test(
+            access=access_of(viewer, world.workspace_a),
+            version=selectors.version_latest(greeter),
+            step_id="shout",
+            sample={},
+        )
 
 
 # ------------------------------------------------------------------ the API
@@ -287,9 +290,15 @@ def test_the_api_names_what_is_wrong_and_who_may_test(world: World, greeter: Wor
     path = f"{API}{greeter.pk}/versions/1/steps/shout/test/"
     runner = key_client(world, ["workspace.view", "run"])
     # Without a sample: the skeleton (no run yet), where the upstream output is null.
-    skeleton = runner.post(path, {}, format="json").json()
-    assert skeleton["sample"] == {"input": {"name": ""}, "steps": {"greet": None}}
-    assert (skeleton["succeeded"], skeleton["output"]) == (True, "NONE!")
+    skeleton = runner.post(path, {}, format="json")
+    assert skeleton.status_code == 200
+    assert skeleton.json()["sample"] == {"input": {"name": ""}, "steps": {"greet": None}}
+    assert (skeleton.json()["succeeded"], skeleton.json()["output"]) == (True, "NONE!")
+    # A step that fails is still a 200: the failure is the result.
+    failed = runner.post(path, {"sample": {"steps": {"greet": "x"}}}, format="json")
+    assert failed.status_code == 200
+    assert failed.json()["succeeded"] is False
+    assert failed.json()["error"] == "config.value: cannot read 'text' from a str"
 
     bad = runner.post(path, {"sample": {"input": []}}, format="json")
     assert bad.status_code == 400

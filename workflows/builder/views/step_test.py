@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from core.exceptions import ValidationFailed
+from core.formatting import cost_text, duration_text
 from core.http import int_or_none
 from tenants.access import page_access
 from tenants.http import AppRequest
@@ -91,6 +92,8 @@ def workflow_step_test(request: AppRequest, workflow_id: int, step_id: str) -> H
         ] or ([] if "sample" in exc.fields else [exc.message])
         return render(request, TEMPLATE, context, status=400)
     context["result"] = result
+    context["cost"] = cost_text(result.cost_usd)
+    context["duration"] = duration_text(result.duration_ms)
     context["output_json"] = json.dumps(result.output, indent=2, ensure_ascii=False, default=str)
     context["input_json"] = json.dumps(result.input, indent=2, ensure_ascii=False, default=str)
     return render(request, TEMPLATE, context)
