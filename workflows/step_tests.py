@@ -130,7 +130,7 @@ def step_test_sample(*, access: Access, version: WorkflowVersion, step_id: str) 
     declared = version.definition.get("inputs")
     declared = declared if isinstance(declared, dict) else {}
     inputs = {
-        name: spec["default"] if "default" in spec else _SKELETON.get(spec.get("type"), "")
+        name: spec["default"] if "default" in spec else _SKELETON.get(str(spec.get("type")), "")
         for name, spec in declared.items()
         if isinstance(spec, dict)
     }
