@@ -6,6 +6,10 @@ from a stale base is refused by the service (409), whoever calls it."""
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,9 +17,10 @@ from django.test import Client
 from django.urls import reverse
 from django_tenants.utils import schema_context
 
+from agents.webhooks import SIGNATURE_HEADER, sign
 from tests.helpers.personas import World, access_of, key_client
-from workflows import services
-from workflows.models import Workflow, WorkflowRun
+from workflows import services, triggers
+from workflows.models import Trigger, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db
 
@@ -115,3 +120,39 @@ def test_the_builder_marks_a_disconnected_step_and_runs_the_version_on_screen(
     assert page.context["links"]["run"].endswith("?version=2")
     run_form = owner_client.get(page.context["links"]["run"]).content.decode()
     assert "Version 2 cannot run until" in run_form
+
+
+def test_triggers_and_schedules_pinned_to_a_draft_start_nothing_and_say_why(
+    world: World, draft: Workflow, caplog: pytest.LogCaptureFixture
+) -> None:
+    access = access_of(world.owner, world.workspace_a)
+    with schema_context(world.workspace_a.schema_name):
+        hook, secret = triggers.webhook_trigger_create(
+            access=access, workflow=draft, version_number=2
+        )
+        schedule = triggers.schedule_save(
+            access=access,
+            workflow=draft,
+            cron="0 9 * * *",
+            inputs={"name": "Ada"},
+            version_number=2,
+        )
+    body = json.dumps({"name": "Ada"}).encode()
+    header = "HTTP_" + SIGNATURE_HEADER.upper().replace("-", "_")
+    fired = Client().post(
+        reverse("workflow_hook_trigger", kwargs={"workspace": "alpha", "token": hook.token}),
+        body,
+        content_type="application/json",
+        **{header: sign(secret, int(time.time()), body)},
+    )
+    assert fired.status_code == 400
+    assert fired.json()["error"]["message"].startswith("Version 2 cannot run until it is fixed")
+    assert any("shout" in m for m in fired.json()["error"]["fields"]["definition"])
+
+    with schema_context(world.workspace_a.schema_name), caplog.at_level(logging.WARNING):
+        due = Trigger.objects.get(pk=schedule.pk).next_run_at + timedelta(minutes=1)
+        assert triggers.schedules_fire_due(now=due) == 0
+        schedule.refresh_from_db()
+        assert schedule.last_fired_at == due  # the slot is spent, not retried every minute
+        assert not WorkflowRun.objects.exists()
+    assert "could not start a run: Version 2 cannot run until it is fixed" in caplog.text
