@@ -188,6 +188,7 @@ SEMANTIC_400 = {
     "workflow_runs_start": "`inputs` are checked against the definition; `callback_url` as above",
     "workflows_create": "`definition` is checked by the workflow validator (steps, edges)",
     "workflow_versions_create": "the same definition check",
+    "workflow_versions_step_test": "`sample` must be {input, steps}; the step must be testable",
     "workflows_import": "`document` must parse as JSON or YAML holding a valid definition",
     "workflow_templates_instantiate": "a given `name` must not be another workflow's name",
     "marketplace_listings_publish": "`category` must exist; `source_id` must be publishable",

@@ -30,6 +30,7 @@ from workflows.runnable import inputs_check, version_require_runnable
 __all__ = [
     "approval_decide",
     "inputs_check",
+    "listing_run_check",
     "run_cancel",
     "run_rerun",
     "run_resume",
@@ -76,7 +77,7 @@ def run_start(
     version_require_runnable(workflow=workflow, version=target)
     checked = inputs_check(target.definition, inputs)
     with transaction.atomic():  # the run counts against the plan only if it is created
-        _listing_check(workflow)
+        listing_run_check(workflow)
         quotas.run_reserve(workspace_id=access.workspace.pk if access is not None else None)
         return engine.run_start_internal(
             version=target,
@@ -89,7 +90,7 @@ def run_start(
         )
 
 
-def _listing_check(workflow: Workflow) -> None:
+def listing_run_check(workflow: Workflow) -> None:
     """An installed listing's copy runs only if the marketplace allows it (a paid listing needs
     a runnable purchase): asked through a hook, since workflows never import the marketplace."""
     if workflow.listing_version_id is not None:
@@ -167,7 +168,7 @@ def run_rerun(*, access: Access, run: WorkflowRun) -> WorkflowRun:
         raise Conflict("This workflow is archived; restore it before running it again.")
     version = WorkflowVersion.objects.get(pk=run.version_id)
     with transaction.atomic():  # a rerun is a new run: it counts against the plan
-        _listing_check(workflow)
+        listing_run_check(workflow)
         quotas.run_reserve(workspace_id=access.workspace.pk)
         return engine.run_start_internal(
             version=version,

@@ -266,8 +266,9 @@ def version_save(
 
     With `allow_incomplete` (the builder's step-by-step edits) a draft is saved even when the
     checks find problems — a step not connected yet, a prompt not written yet — so that a user
-    can get from one valid workflow to the next one edit at a time. A version to publish is
-    always checked.
+    can get from one valid workflow to the next one edit at a time; it must still pass
+    `validators.check_structure` (known step types, unique ids, edges between steps that
+    exist). A version to publish is always checked in full.
 
     `based_on` is the number of the version the caller edited. When someone saved a newer one
     since, nothing is saved and Conflict names it: a change is never silently overwritten.
@@ -307,6 +308,8 @@ def version_edit(
     definition = agent_refs.bind(edited)  # agent steps hold ids from now on
     if publish or not allow_incomplete:
         validators.validate_or_raise(definition)
+    else:  # a draft may be incomplete, never malformed (decision 93)
+        validators.structure_or_raise(definition)
     _require_active(locked)
     if latest is not None and latest.definition == definition:
         message = f"Nothing changed since version {latest.number}; nothing was saved."

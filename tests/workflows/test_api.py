@@ -519,6 +519,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any]]] = [
     ("get", "{pk}/versions/1/", {}),
     ("post", "{pk}/versions/1/publish/", {}),
     ("post", "{pk}/versions/1/rollback/", {}),
+    ("post", "{pk}/versions/1/steps/draft/test/", {}),
     ("get", "{pk}/versions/diff/?from=1&to=1", {}),
     ("get", "{pk}/runs/", {}),
     ("post", "{pk}/runs/", {"inputs": {"topic": "x"}}),

@@ -100,3 +100,48 @@ def test_a_sub_workflow_step_pinned_to_an_incomplete_draft_fails_saying_why(
     drain()
     started.refresh_from_db()
     assert started.status == "succeeded", started.error
+
+
+@pytest.mark.parametrize(
+    ("broken", "named"),
+    [
+        (
+            {**CHILD, "steps": [*CHILD["steps"], {"id": "double", "type": "transform"}]},
+            "steps[2] (double).id: 'double' is already the id of steps[0]",
+        ),
+        (
+            {**CHILD, "steps": [*CHILD["steps"], {"id": "x", "type": "teleport"}]},
+            "steps[2] (x).type: unknown step type 'teleport'",
+        ),
+        (
+            {**CHILD, "edges": [{"from": "double", "to": "ghost"}]},
+            "edges[0].to: there is no step 'ghost'",
+        ),
+        ({**CHILD, "steps": "double"}, "steps: must be a list of steps"),
+        ({**CHILD, "edges": [{"from": "double"}]}, "edges[0]: must be an object with the step"),
+    ],
+)
+def test_a_draft_may_be_incomplete_but_never_malformed(
+    owner_access: Access, in_alpha: None, broken: dict[str, Any], named: str
+) -> None:
+    workflow = _child(owner_access)
+    with pytest.raises(ValidationFailed) as refused:
+        services.version_save(
+            access=owner_access, workflow=workflow, definition=broken, allow_incomplete=True
+        )
+    assert refused.value.message.startswith("The workflow definition cannot be saved, even as")
+    assert any(text.startswith(named) for text in refused.value.fields["definition"])
+    assert workflow.versions.count() == 1
+
+
+def test_a_draft_without_steps_yet_may_be_saved(owner_access: Access, in_alpha: None) -> None:
+    workflow = _child(owner_access)
+    empty = services.version_save(
+        access=owner_access,
+        workflow=workflow,
+        definition={**CHILD, "steps": [], "edges": []},
+        allow_incomplete=True,
+    )
+    assert empty.number == 2
+    with pytest.raises(ValidationFailed):
+        services.version_publish(access=owner_access, version=empty)

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import InputSerializer
+from workflows import selectors
 from workflows.models import RunStatus, StepRun, Workflow, WorkflowRun, WorkflowVersion
 from workflows.run_selectors import run_steps
 from workflows.triggers import resume_url
@@ -67,8 +68,17 @@ class WorkflowVersionOutput(serializers.ModelSerializer[WorkflowVersion]):
 
 
 class WorkflowVersionDetailOutput(WorkflowVersionOutput):
+    problems = serializers.SerializerMethodField(
+        help_text="What keeps this version from being published or run, each naming its step "
+        "and field ([] when nothing does): a draft saved from the builder may be incomplete."
+    )
+
     class Meta(WorkflowVersionOutput.Meta):
-        fields = [*WorkflowVersionOutput.Meta.fields, "definition"]
+        fields = [*WorkflowVersionOutput.Meta.fields, "definition", "problems"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_problems(self, version: WorkflowVersion) -> list[str]:
+        return selectors.version_problems(version)
 
 
 class WorkflowVersionCreateInput(InputSerializer):
@@ -344,3 +354,29 @@ class WorkflowImportInput(InputSerializer):
     name = serializers.CharField(
         max_length=80, required=False, allow_blank=True, help_text="Default: the document's name."
     )
+
+
+class WorkflowStepTestInput(InputSerializer):
+    sample = serializers.JSONField(
+        required=False,
+        help_text='What the step reads: {"input": {...}, "steps": {step id: output}}. Omitted: '
+        "the last run's inputs and the outputs of the steps this one reads (or a skeleton of "
+        "the workflow's inputs when it has no run).",
+    )
+
+
+class WorkflowStepTestOutput(serializers.Serializer[Any]):
+    step = serializers.CharField(source="step_id")
+    node_type = serializers.CharField()
+    succeeded = serializers.BooleanField()
+    output = serializers.JSONField(allow_null=True)
+    branch = serializers.CharField(allow_blank=True)
+    input = serializers.JSONField(
+        allow_null=True, help_text="What the step was given (a rendered prompt, tool arguments)."
+    )
+    error = serializers.CharField(allow_blank=True)
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+    duration_ms = serializers.IntegerField()
+    sample = serializers.JSONField(help_text="The sample the step ran on.")

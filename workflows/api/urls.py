@@ -76,6 +76,11 @@ urlpatterns = [
         name="api-workflow-version",
     ),
     path(
+        "workflows/<int:pk>/versions/<int:number>/steps/<str:step_id>/test/",
+        views.VersionStepTestApi.as_view(),
+        name="api-workflow-version-step-test",
+    ),
+    path(
         "workflows/<int:pk>/versions/<int:number>/publish/",
         views.VersionPublishApi.as_view(),
         name="api-workflow-version-publish",

@@ -6,6 +6,7 @@ another workspace are simply not in this workspace's schema, so they are 404.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,16 @@ from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
 from tenants.api.base import WorkspaceAPIView
 from tenants.api.views import WORKSPACE_PARAM
 from tenants.permissions import Perm
-from workflows import io, library, run_selectors, runs, selectors, services, triggers
+from workflows import (
+    io,
+    library,
+    run_selectors,
+    runs,
+    selectors,
+    services,
+    step_tests,
+    triggers,
+)
 from workflows.api import serializers as s
 from workflows.library import prepare
 from workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
@@ -200,6 +210,34 @@ class VersionPublishApi(WorkflowApiView):
         version = self.version(pk, number)
         services.version_publish(access=self.access, version=version)
         return Response(s.WorkflowVersionOutput(self.version(pk, number)).data)
+
+
+@extend_schema(parameters=[WORKSPACE_PARAM])
+class VersionStepTestApi(WorkflowApiView):
+    @extend_schema(
+        operation_id="workflow_versions_step_test",
+        request=s.WorkflowStepTestInput,
+        responses=s.WorkflowStepTestOutput,
+        description="Run one step of this version once on sample input, outside any run, and "
+        "answer its output, tokens, cost and duration (a step that fails is a 200 with "
+        "`succeeded: false` and `error`). Model calls are priced and budgeted like a run's. "
+        "400 names `sample`, the step's own problems (`definition`) or why this kind of step "
+        "cannot be tested alone (`step`: approval, webhook wait, sub-workflow, map).",
+    )
+    def post(self, request: Request, pk: int, number: int, step_id: str) -> Response:
+        data = s.WorkflowStepTestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = self.version(pk, number)
+        sample = data.validated_data.get("sample")
+        if sample is None:
+            sample = step_tests.step_test_sample(
+                access=self.access, version=version, step_id=step_id
+            ).data
+        result = step_tests.step_test(
+            access=self.access, version=version, step_id=step_id, sample=sample
+        )
+        output = {**dataclasses.asdict(result), "sample": sample}
+        return Response(s.WorkflowStepTestOutput(output).data)
 
 
 @extend_schema(parameters=[WORKSPACE_PARAM])

@@ -13,6 +13,7 @@ from workflows.builder.views import (
     listing,
     page,
     source,
+    step_test,
     versions,
 )
 
@@ -36,6 +37,11 @@ urlpatterns = [
         "<int:workflow_id>/steps/<str:step_id>/delete/",
         editing.workflow_step_delete,
         name="workflow_step_delete",
+    ),
+    path(
+        "<int:workflow_id>/steps/<str:step_id>/test/",
+        step_test.workflow_step_test,
+        name="workflow_step_test",
     ),
     path("<int:workflow_id>/edges/add/", editing.workflow_edge_add, name="workflow_edge_add"),
     path(

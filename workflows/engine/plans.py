@@ -35,13 +35,14 @@ class Plan:
         return nodes.NodeSpec(node_id, step.type, step.config)
 
 
-def _reads(config: Mapping[str, Any]) -> set[str]:
+def config_reads(config: Mapping[str, Any]) -> set[str]:
+    """The step ids a node config reads (its expressions and templates; "*": any)."""
     found: set[str] = set()
     for key, value in config.items():
         if key in ("expression", "items") and isinstance(value, str):
             found |= references(value)
         elif key == "node" and isinstance(value, dict):
-            found |= _reads(value.get("config") or {})
+            found |= config_reads(value.get("config") or {})
         elif key != "output_schema":
             found |= template_references(value)
     return found
@@ -71,7 +72,7 @@ def build_plan(version_id: int, number: int, workflow_id: int, document: Any) ->
     reads: dict[str, frozenset[str]] = {}
     for step in definition.steps:
         try:
-            reads[step.id] = frozenset(_reads(step.config))
+            reads[step.id] = frozenset(config_reads(step.config))
         except ExpressionError:
             reads[step.id] = frozenset({"*"})
     try:

@@ -3,6 +3,7 @@ through the API (docs/workflows.md, "Validation").
 
     issues = validate(document)        # [] when valid; never raises, whatever `document` is
     validate_or_raise(document)        # ValidationFailed(fields={"definition": [...]})
+    structure_or_raise(document)       # what even a draft must pass (decision 93)
 
 Each check is a function of its own (`check_<what>(document) -> list[Issue]`). `validate` runs
 the schema check first; when the document's shape is too broken for the others to mean
@@ -13,6 +14,11 @@ reported (a wrong type, an unknown endpoint), so one mistake is reported once.
 
 An issue's path names the step and the field: `steps[2] (classify).config.prompt`. Checks that
 look things up (agents, tools, sub-workflows, model aliases) read the current workspace schema.
+
+A draft the builder saves incomplete need only pass `check_structure`: a sound shape (every
+step an object with an id and a known type, every edge an object naming two ids), unique step
+ids and edges between steps that exist. Anything less would not be a graph the builder can show
+and edit; everything else is a marker on the draft and blocks only publishing and running.
 
 Modules, each importing only `document` (the `Issue`, the document view, `graph_checkable`):
 `schema` (1), `graph` (2–6: ids, edges, cycles, entry, reachability), `expressions` (8 parse,
@@ -25,10 +31,11 @@ from collections.abc import Callable
 from typing import Any
 
 from core.exceptions import ValidationFailed
-from workflows.validators.document import Issue, graph_checkable
+from workflows.validators.document import Issue, graph_checkable, shape_issues
 from workflows.validators.expressions import check_expressions, check_references
 from workflows.validators.graph import (
     check_acyclic,
+    check_edge_ends,
     check_edges,
     check_reachable,
     check_single_entry,
@@ -48,6 +55,7 @@ __all__ = [
     "Issue",
     "check_acyclic",
     "check_agents",
+    "check_edge_ends",
     "check_edges",
     "check_expressions",
     "check_limits",
@@ -56,10 +64,12 @@ __all__ = [
     "check_references",
     "check_schema",
     "check_single_entry",
+    "check_structure",
     "check_sub_workflows",
     "check_tools",
     "check_unique_ids",
     "graph_checkable",
+    "structure_or_raise",
     "validate",
     "validate_or_raise",
 ]
@@ -98,5 +108,25 @@ def validate_or_raise(document: Any) -> None:
     more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
     raise ValidationFailed(
         f"The workflow definition is not valid: {issues[0]}{more}.",
+        fields={"definition": [str(issue) for issue in issues]},
+    )
+
+
+def check_structure(document: Any) -> list[Issue]:
+    """What every saved version passes, an incomplete draft too (see the module docstring).
+    Never raises on bad input."""
+    issues = shape_issues(document)
+    if issues:
+        return issues
+    return check_unique_ids(document) + check_edge_ends(document)
+
+
+def structure_or_raise(document: Any) -> None:
+    issues = check_structure(document)
+    if not issues:
+        return
+    more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+    raise ValidationFailed(
+        f"The workflow definition cannot be saved, even as a draft: {issues[0]}{more}.",
         fields={"definition": [str(issue) for issue in issues]},
     )

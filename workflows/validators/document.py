@@ -137,3 +137,36 @@ def graph_checkable(document: Any) -> bool:
         isinstance(e, dict) and isinstance(e.get("from"), str) and isinstance(e.get("to"), str)
         for e in edges
     )
+
+
+def shape_issues(document: Any) -> list[Issue]:
+    """What makes `document` something no version may hold, a draft included: not an object,
+    steps that are not objects with a string id and a known type, edges that are not objects
+    naming two step ids. [] when its shape is sound (it may still have no steps yet)."""
+    if not isinstance(document, dict):
+        return [Issue("definition", "must be a JSON object with schema_version and steps")]
+    steps = document.get("steps")
+    if not isinstance(steps, list):
+        return [Issue("steps", "must be a list of steps")]
+    issues: list[Issue] = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            issues.append(Issue(f"steps[{i}]", "must be an object with an id and a type"))
+            continue
+        if not isinstance(step.get("id"), str) or not step["id"]:
+            issues.append(Issue(f"steps[{i}].id", "is required (the step's id, a string)"))
+        if not known_type(step.get("type")):
+            issues.append(
+                Issue(
+                    f"{step_label(steps, i)}.type",
+                    f"unknown step type {step.get('type')!r} (one of {', '.join(NODE_TYPES)})",
+                )
+            )
+    edges = document.get("edges", [])
+    if not isinstance(edges, list):
+        return [*issues, Issue("edges", "must be a list of edges")]
+    for n, edge in enumerate(edges):
+        ends = isinstance(edge, dict) and all(isinstance(edge.get(k), str) for k in ("from", "to"))
+        if not ends:
+            issues.append(Issue(f"edges[{n}]", "must be an object with the step ids from and to"))
+    return issues

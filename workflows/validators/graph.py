@@ -42,6 +42,20 @@ def _branches_of(doc: Document, step_id: str) -> list[str]:
     return list(NODE_TYPES[step["type"]].branches)
 
 
+def _missing_ends(doc: Document, n: int, edge: dict[str, Any]) -> list[Issue]:
+    return [
+        Issue(f"edges[{n}].{end}", f"there is no step {edge[end]!r}")
+        for end in ("from", "to")
+        if edge[end] not in doc.index
+    ]
+
+
+def check_edge_ends(document: dict[str, Any]) -> list[Issue]:
+    """Both ends of every edge are steps (the part of (3) even a draft must pass)."""
+    doc = Document(document)
+    return [issue for n, edge in enumerate(doc.edges) for issue in _missing_ends(doc, n, edge)]
+
+
 def check_edges(document: dict[str, Any]) -> list[Issue]:
     """(3) Both ends of every edge are steps; a branch is one its source can take, and only
     condition, router and approval steps have (and need) branches; no edge is listed twice."""
@@ -50,9 +64,7 @@ def check_edges(document: dict[str, Any]) -> list[Issue]:
     seen: dict[tuple[str, str, str], int] = {}
     for n, edge in enumerate(doc.edges):
         source, target, branch = edge["from"], edge["to"], edge.get("branch")
-        for end, step_id in (("from", source), ("to", target)):
-            if step_id not in doc.index:
-                issues.append(Issue(f"edges[{n}].{end}", f"there is no step {step_id!r}"))
+        issues += _missing_ends(doc, n, edge)
         if source not in doc.index:
             continue
         source_type = doc.steps[doc.index[source]]["type"]

@@ -2,6 +2,7 @@
 
 - `page`: the builder (diagram + panel) and what its panels show;
 - `editing`: its edits (steps, edges, run inputs, details, archive, restore);
+- `step_test`: *Test this step* in the step panel;
 - `listing`: the list, a blank workflow, the template gallery;
 - `describe`: a workflow drafted from a description;
 - `source`: the JSON/YAML view;
