@@ -324,9 +324,9 @@ def test_printing_or_returning_too_much_fails_naming_the_output_limit(small_limi
         "(limit WORKFLOW_CODE_MAX_OUTPUT_BYTES; print() counts too)"
     )
     # 100 MB printed, a line at a time.
-    assert fails("def main(inputs):\n    for _ in range(100_000):\n        print('x' * 1000)\n") == (
-        expected
-    )
+    assert fails(
+        "def main(inputs):\n    for _ in range(100_000):\n        print('x' * 1000)\n"
+    ) == (expected)
     assert fails("def main(inputs):\n    return 'x' * 1_000_000\n") == expected
     assert (
         fails("import os\ndef main(inputs):\n    os.write(1, b'x' * 5_000_000)\n    return 1\n")
@@ -346,10 +346,14 @@ def _definition(code: str) -> dict[str, Any]:
 
 
 def test_validation_names_the_step_field_and_line_of_a_syntax_error() -> None:
-    issues = [str(i) for i in validators.check_schema(_definition("def main(inputs):\n    return (\n"))]
+    issues = [
+        str(i) for i in validators.check_schema(_definition("def main(inputs):\n    return (\n"))
+    ]
     assert len(issues) == 1
     assert issues[0].startswith("steps[0] (calc).config.code: line 2: ")
-    issues = [str(i) for i in validators.check_schema(_definition("def helper(x):\n    return x\n"))]
+    issues = [
+        str(i) for i in validators.check_schema(_definition("def helper(x):\n    return x\n"))
+    ]
     assert issues == [
         "steps[0] (calc).config.code: defines no function main(inputs) at the top level "
         "(def main(inputs): …)"

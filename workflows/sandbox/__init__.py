@@ -18,6 +18,7 @@ seccomp still denies sockets on x86_64) and logs a warning on every run.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import logging
 import os
@@ -164,16 +165,15 @@ def _command(mode: str, root: str) -> list[str]:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _exchange(process: subprocess.Popen[bytes], job: bytes, limits: CodeLimits) -> _Finished:
     """Write the job, read stdout (capped at the output limit plus the result's framing) and
     stderr (diagnostics, capped) until both close or the wall time passes."""
-    assert process.stdin and process.stdout and process.stderr
+    if process.stdin is None or process.stdout is None or process.stderr is None:
+        raise ValueError("the sandbox's process needs its three pipes")
     cap = limits.max_output_bytes + 1024
     out, err = bytearray(), bytearray()
     pending = memoryview(job)
@@ -225,8 +225,7 @@ def _exchange(process: subprocess.Popen[bytes], job: bytes, limits: CodeLimits) 
 def _limit_message(kind: str, limits: CodeLimits) -> str:
     if kind == "cpu":
         return (
-            f"stopped after {limits.cpu_seconds:g} s of CPU time "
-            "(limit WORKFLOW_CODE_CPU_SECONDS)"
+            f"stopped after {limits.cpu_seconds:g} s of CPU time (limit WORKFLOW_CODE_CPU_SECONDS)"
         )
     if kind == "wall":
         return (

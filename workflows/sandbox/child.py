@@ -48,8 +48,15 @@ MS_RELATIME = 1 << 21
 MNT_DETACH = 2
 # statvfs f_flag bit -> mount flag: a bind's read-only remount must keep the flags the
 # original mount has (the kernel refuses to clear them from inside a user namespace).
-STATVFS_TO_MS = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME,
-                 2048: MS_NODIRATIME, 4096: MS_RELATIME}
+STATVFS_TO_MS = {
+    1: MS_RDONLY,
+    2: MS_NOSUID,
+    4: MS_NODEV,
+    8: MS_NOEXEC,
+    1024: MS_NOATIME,
+    2048: MS_NODIRATIME,
+    4096: MS_RELATIME,
+}
 
 PR_CAPBSET_DROP = 24
 PR_SET_SECCOMP = 22
@@ -69,6 +76,7 @@ SYS_CLONE3 = 435
 SYS_PIVOT_ROOT = 155
 # x86_64 system calls the user's code never needs: processes (fork, vfork, exec), sockets,
 # namespaces and mounts, tracing other processes, kernel modules and keyrings, BPF, io_uring.
+# fmt: off
 DENIED_X86_64 = (
     41, 42, 43, 49, 50, 53, 288,  # socket, connect, accept, bind, listen, socketpair, accept4
     57, 58, 59, 322,  # fork, vfork, execve, execveat
@@ -82,6 +90,7 @@ DENIED_X86_64 = (
     425, 426, 427,  # io_uring_setup, io_uring_enter, io_uring_register
     428, 429, 430, 431, 432, 433, 434,  # open_tree, move_mount, fsopen … fspick, pidfd_open
 )
+# fmt: on
 
 
 def emit(line: str) -> None:
@@ -106,12 +115,16 @@ def _check(rc: int, what: str) -> None:
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
     def enc(value: str | None) -> bytes | None:
         return None if value is None else value.encode()
 
-    _check(libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
-           f"mount {target}")
+    _check(
+        libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {target}",
+    )
 
 
 def _readonly_bind(source: str, target: str) -> None:
@@ -150,8 +163,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def drop_privileges() -> None:
@@ -167,8 +183,12 @@ def drop_privileges() -> None:
 
 
 class _Filter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
-                ("k", ctypes.c_uint32)]
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint32),
+    ]
 
 
 class _Program(ctypes.Structure):
@@ -203,8 +223,7 @@ def install_seccomp() -> bool:
     ]
     filters = (_Filter * len(code))(*[_Filter(*f) for f in code])
     program = _Program(len(code), filters)
-    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0),
-           "seccomp")
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0), "seccomp")
     return True
 
 
