@@ -139,6 +139,33 @@ def test_an_error_deep_in_the_users_helpers_names_the_innermost_user_line() -> N
     assert message == "Code step 'calc': KeyError: 'amount' (line 3)"
 
 
+def test_what_main_returns_arrives_as_the_same_json_value() -> None:
+    result = run(
+        """
+        def main(inputs):
+            return {
+                "text": 'quote " backslash \\\\ tab \\t newline \\n bell \\x07 é 🙂',
+                "lone": "\\ud800",
+                "numbers": [0, -3, 2 ** 70, 1.5, 1e-7, True, False, None],
+                "pair": (1, "a"),
+                1: "int key",
+                "nested": {"a": [{"b": []}, {}]},
+            }
+        """
+    )
+    assert result == {
+        "text": 'quote " backslash \\ tab \t newline \n bell \x07 é 🙂',
+        "lone": "\ud800",
+        "numbers": [0, -3, 2**70, 1.5, 1e-7, True, False, None],
+        "pair": [1, "a"],
+        "1": "int key",
+        "nested": {"a": [{"b": []}, {}]},
+    }
+    assert "not JSON" in fails("def main(inputs):\n    return float('nan')\n")
+    assert "not JSON" in fails("def main(inputs):\n    x = []\n    x.append(x)\n    return x\n")
+    assert "not JSON" in fails("def main(inputs):\n    return {(1, 2): 3}\n")
+
+
 def test_syntax_errors_missing_main_and_non_json_results_are_named() -> None:
     assert "SyntaxError" in fails("def main(inputs)\n    return 1\n")
     assert "(line 1)" in fails("def main(inputs)\n    return 1\n")
@@ -361,3 +388,27 @@ def test_validation_names_the_step_field_and_line_of_a_syntax_error() -> None:
     issues = [str(i) for i in validators.check_schema(_definition("def main():\n    return 1\n"))]
     assert issues == ["steps[0] (calc).config.code: line 1: main() must take one argument, inputs"]
     assert validators.check_schema(_definition("def main(inputs):\n    return 1\n")) == []
+
+
+# --- isolation modes -----------------------------------------------------------------------------
+
+
+def test_the_process_mode_still_confines_and_says_so_on_every_run(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.WORKFLOW_CODE_ISOLATION = "process"
+    assert run("import math\ndef main(inputs):\n    return math.floor(2.5)\n") == 2
+    assert "WORKFLOW_CODE_ISOLATION=process" in caplog.text
+    message = fails("import socket\ndef main(inputs):\n    return socket.socket()\n")
+    assert "PermissionError" in message
+    assert "PermissionError" in fails("import os\ndef main(inputs):\n    os.fork()\n")
+    assert run("import os\ndef main(inputs):\n    return dict(os.environ)\n") == {
+        "LC_CTYPE": "C.UTF-8"
+    }
+
+
+def test_an_unknown_isolation_mode_fails_closed_naming_the_setting(settings: Any) -> None:
+    settings.WORKFLOW_CODE_ISOLATION = "none"
+    assert fails("def main(inputs):\n    return 1\n") == (
+        "Code step 'calc': WORKFLOW_CODE_ISOLATION is 'none'; use one of namespaces, process"
+    )

@@ -1,10 +1,12 @@
-"""The code step's child process: the platform never imports this module, it runs its text as
-`python -I -S -B -c <text> <root> <mode>` (workflows/sandbox/__init__.py, docs/sandbox.md).
+"""The code step's child process: the platform never imports this module. The parent
+compiles it once and sends it, marshalled, ahead of the job on stdin of `python -I -S -B -c
+<loader> <root> <mode>` (workflows/sandbox/__init__.py, docs/sandbox.md).
 
-Contract with the parent: one job as JSON on stdin (`code`, `inputs`, `cpu_seconds`,
-`memory_bytes`, `max_output_bytes`, `binds`, `links`, `masks`); one result line as JSON on
-stdout, the last line written: `{"ok": true, "result": …}` or `{"ok": false, "kind": …,
-"message": …, "line": …}`. Standard library only: nothing of the platform is on its path.
+Contract with the parent: one job, marshalled, on stdin (`code`, `inputs`, `cpu_seconds`,
+`memory_bytes`, `max_output_bytes`, `binds`, `links`, `masks`; marshal only ever reads what the
+parent wrote); one result line as JSON on stdout, the last line written: `{"ok": true,
+"result": …}` or `{"ok": false, "kind": …, "message": …, "line": …}`. Standard library only:
+nothing of the platform is on its path.
 
 Order matters: confine first (filesystem view, capabilities, seccomp, rlimits), then hide
 ctypes, then compile and run the user's code. In mode "ns" it runs as root of fresh user,
@@ -14,16 +16,17 @@ namespaces and the filesystem view is the host's (a degraded mode an operator mu
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import io
-import json
+import marshal
 import os
 import resource
-import signal
 import sys
 
-# Start-up time is most of a code step's cost: only what runs is imported (typing, and
-# importlib.abc, which pulls in pathlib and ipaddress, are for the type checker alone).
+# Start-up time is most of a code step's cost: only what runs is imported. No json (it brings
+# re and enum: 9 ms), no signal (enum), no typing or importlib.abc (pathlib, ipaddress): the
+# type checker alone needs those.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -93,14 +96,53 @@ DENIED_X86_64 = (
 # fmt: on
 
 
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(32)} | {ord('"'): '\\"', ord("\\"): "\\\\"}
+_CONSTANTS = {True: "true", False: "false", None: "null"}
+
+
+def to_json(value: object) -> str:
+    """`value` as JSON text, as `json.dumps(value, ensure_ascii=False, allow_nan=False)` writes
+    it (compact); TypeError or ValueError for what JSON cannot hold; RecursionError for a
+    cycle."""
+    if value is None or value is True or value is False:
+        return _CONSTANTS[value]
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPES) + '"'
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} is not allowed in JSON")
+        return float.__repr__(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(to_json(item) for item in value) + "]"
+    if isinstance(value, dict):
+        parts = []
+        for key, item in value.items():
+            if isinstance(key, str):
+                name = key
+            elif key is None or isinstance(key, bool):
+                name = _CONSTANTS[key]
+            elif isinstance(key, int | float):
+                name = to_json(key)
+            else:
+                raise TypeError(
+                    f"keys must be str, int, float, bool or None, not {type(key).__name__}"
+                )
+            parts.append(to_json(name) + ":" + to_json(item))
+        return "{" + ",".join(parts) + "}"
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def emit(line: str) -> None:
-    data = (line + "\n").encode()
+    # A lone surrogate can only be inside a string: as a \u escape it is still valid JSON.
+    data = (line + "\n").encode("utf-8", "backslashreplace")
     while data:
         data = data[os.write(1, data) :]
 
 
 def fail(kind: str, message: str, line: int | None = None) -> NoReturn:
-    emit(json.dumps({"ok": False, "kind": kind, "message": message, "line": line}))
+    emit(to_json({"ok": False, "kind": kind, "message": message, "line": line}))
     os._exit(0)
 
 
@@ -195,11 +237,12 @@ class _Program(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_Filter))]
 
 
-def install_seccomp() -> bool:
+def install_seccomp() -> None:
     """Deny DENIED_X86_64 with EPERM, clone without CLONE_THREAD (a new process) with EPERM and
-    clone3 with ENOSYS (glibc then uses clone); kill on another ABI. False: not x86_64."""
+    clone3 with ENOSYS (glibc then uses clone); kill on another ABI. Only on x86_64 (the
+    numbers are its own); elsewhere this layer is missing (docs/sandbox.md)."""
     if os.uname().machine != "x86_64":
-        return False
+        return
     load, jeq, jset, jge, ret = 0x20, 0x15, 0x45, 0x35, 0x06
     deny = SECCOMP_RET_ERRNO | EPERM
     code = [
@@ -224,7 +267,6 @@ def install_seccomp() -> bool:
     filters = (_Filter * len(code))(*[_Filter(*f) for f in code])
     program = _Program(len(code), filters)
     _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0), "seccomp")
-    return True
 
 
 def set_limits(job: dict[str, Any]) -> None:
@@ -297,12 +339,17 @@ def run_user_code(job: dict[str, Any], budget: list[int]) -> None:
     except BaseException as exc:  # SystemExit too: reported, never a quiet exit
         fail("error", f"{type(exc).__name__}: {exc}", _user_line(exc))
     try:
-        encoded = json.dumps({"ok": True, "result": result}, ensure_ascii=False, allow_nan=False)
+        encoded = '{"ok":true,"result":' + to_json(result) + "}"
     except (TypeError, ValueError) as exc:
         fail("not_json", f"main() returned a value that is not JSON: {exc}")
+    except RecursionError:
+        fail(
+            "not_json",
+            "main() returned a value that is not JSON: it contains itself (or nests too deep)",
+        )
     except MemoryError:
         fail("memory", "ran out of memory")
-    if len(encoded.encode()) > budget[0]:
+    if len(encoded.encode("utf-8", "backslashreplace")) > budget[0]:
         fail("output", "returned more than the output limit allows")
     emit(encoded)
 
@@ -311,18 +358,15 @@ def main() -> None:
     global libc
     root, mode = sys.argv[1], sys.argv[2]
     libc = ctypes.CDLL(None, use_errno=True)
-    job = json.loads(sys.stdin.buffer.read())
+    job = marshal.loads(sys.stdin.buffer.read())  # noqa: S302 - written by the parent
     os.close(0)
-    layers = []
     try:
         if mode == "ns":
             confine_filesystem(root, job)
-            layers.append("filesystem")
         else:
             os.chdir(root)
         drop_privileges()
-        if install_seccomp():
-            layers.append("seccomp")
+        install_seccomp()
     except OSError as exc:
         fail("setup", str(exc))
     set_limits(job)
@@ -336,7 +380,7 @@ def main() -> None:
 
     # Pid 1 of a PID namespace ignores signals it has no handler for: SIGXCPU needs one (the
     # hard limit's SIGKILL, a second later, is delivered regardless).
-    signal.signal(signal.SIGXCPU, on_cpu_limit)
+    _signal.signal(_signal.SIGXCPU, on_cpu_limit)
     for name in BLOCKED_MODULES:
         sys.modules.pop(name, None)
     sys.meta_path.insert(0, _NoCtypes())
