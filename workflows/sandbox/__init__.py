@@ -65,10 +65,9 @@ class CodeFailed(Exception):
     """The code did not return JSON: `message` says why (a limit by its setting, or the user's
     exception type, message and line)."""
 
-    def __init__(self, message: str, *, line: int | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.line = line
 
 
 def code_problem(code: str) -> str | None:
@@ -271,8 +270,7 @@ def _result(finished: _Finished, limits: CodeLimits) -> Any:
         if kind == "setup":
             logger.error("code sandbox setup failed: %s", answer.get("message"))
             raise CodeFailed(f"the sandbox could not start: {answer.get('message')}")
-        return_line = line if isinstance(line, int) else None
-        raise CodeFailed(f"{answer.get('message')}{where}", line=return_line)
+        raise CodeFailed(f"{answer.get('message')}{where}")
     if finished.cpu_seconds >= limits.cpu_seconds:
         # The hard limit's SIGKILL (SIGXCPU ignored); unshare reports it only as exit status 1.
         raise CodeFailed(_limit_message("cpu", limits))
