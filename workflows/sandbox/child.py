@@ -16,7 +16,7 @@ namespaces and the filesystem view is the host's (a degraded mode an operator mu
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # signal without its enum import
 import ctypes
 import io
 import marshal
