@@ -20,9 +20,14 @@ a real Celery worker subprocess (prefork, `--concurrency` children) on the bench
 4. **10-wide fan-out**: parallel → 10 transforms → join (12 steps); run wall time ÷ steps.
 5. **throughput**: `--concurrent` runs of the 20-step transform chain started at once; steps
    per second from the first creation to the last completion.
+6. **code step overhead**: a 20-step chain alternating trivial `transform` and trivial `code`
+   steps (`return inputs["n"] + 1`, through the real sandbox), so both kinds are measured in
+   the same runs; a code step's latency minus the median transform step's is what the sandbox
+   adds (target ≤ 50 ms median).
 
 The last line of stdout is machine-readable:
     celery_rtt_median_ms=… step_overhead_median_ms=… step_overhead_ratio=… steps_per_s=…
+    code_step_overhead_median_ms=…
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RATIO_TARGET = 3.0
+CODE_STEP_TARGET_MS = 50.0
 THROUGHPUT_TARGET = 150.0
 CHAIN_LENGTH = 20
 FAN_OUT = 10
@@ -149,6 +155,38 @@ def chain(kind: str) -> dict[str, Any]:
         "steps": [node(i) for i in range(CHAIN_LENGTH)],
         "edges": [{"from": f"s{i}", "to": f"s{i + 1}"} for i in range(CHAIN_LENGTH - 1)],
     }
+
+
+def mixed_chain() -> dict[str, Any]:
+    """Transform and code steps alternating, each adding one to its predecessor's output."""
+
+    def node(i: int) -> dict[str, Any]:
+        previous = "{{ input.n }}" if i == 0 else f"{{{{ steps.s{i - 1} }}}}"
+        if i % 2 == 0:
+            return {"id": f"s{i}", "type": "transform", "config": {"value": previous}}
+        code = 'def main(inputs):\n    return inputs["n"] + 1\n'
+        return {"id": f"s{i}", "type": "code", "config": {"code": code, "inputs": {"n": previous}}}
+
+    return {
+        "schema_version": 1,
+        "inputs": {"n": {"type": "integer", "default": 0}},
+        "steps": [node(i) for i in range(CHAIN_LENGTH)],
+        "edges": [{"from": f"s{i}", "to": f"s{i + 1}"} for i in range(CHAIN_LENGTH - 1)],
+    }
+
+
+def measure_code_steps(flow: Any, runs: int) -> tuple[list[float], list[float]]:
+    """(code step latencies, transform step latencies) of a mixed chain, the first step (which
+    includes the run's start) left out."""
+    code: list[float] = []
+    transforms: list[float] = []
+    for _ in range(runs):
+        run = start(flow)
+        wait_all([run.pk])
+        for i, latency in enumerate(step_latencies(run.pk)):
+            if i:
+                (code if i % 2 else transforms).append(latency)
+    return code, transforms
 
 
 def fan_out() -> dict[str, Any]:
@@ -412,9 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                 transforms = workflow("Chain of transforms", chain("transform"))
                 llms = workflow("Chain of offline LLM calls", chain("llm"))
                 wide = workflow("Fan-out", fan_out())
+                mixed = workflow("Transform and code steps", mixed_chain())
                 measure_chains(transforms, 3)  # warm the worker (imports, plans, connections)
                 measure_chains(llms, 2)
                 measure_chains(wide, 2)
+                measure_chains(mixed, 2)
                 say(f"• {args.runs} runs of the 20-step transform chain")
                 results["chain"] = measure_chains(transforms, args.runs)
                 say(f"• {args.runs} runs of the 20-step offline-LLM chain")
@@ -425,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["publish"] = measure_publish(200)
                 say(f"• throughput: {args.concurrent} concurrent runs of the transform chain")
                 results["throughput"] = measure_throughput(transforms, args.concurrent)
+                say(f"• {args.runs} runs of the transform/code chain")
+                results["code"] = measure_code_steps(mixed, args.runs)
         except BaseException:
             failed = True
             traceback.print_exc(file=sys.stderr)
@@ -451,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     print(row("per step, 10-wide fan-out (wall ÷ 12)", fan_per_step, baseline))
     print(row("in-process gateway_complete (offline)", results["gateway"], baseline))
     print(row("in-process run_changed (live event)", results["publish"], baseline))
+    code_steps, transform_steps = results["code"]
+    print(row("per step, code steps of a transform/code chain", code_steps, baseline))
+    print(row("per step, its transform steps", transform_steps, baseline))
     print()
     overhead = statistics.median(chain_steps)
     ratio = overhead / baseline
@@ -464,9 +509,20 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput: {steps} steps of {args.concurrent} concurrent runs in {seconds:.2f} s = "
         f"{throughput:.1f} steps/s (target ≥ {THROUGHPUT_TARGET:.0f}: {verdict})"
     )
+    transform_median = statistics.median(transform_steps)
+    added = [v - transform_median for v in code_steps]
+    code_overhead = statistics.median(added)
+    verdict = "met" if ms(code_overhead) <= CODE_STEP_TARGET_MS else "MISSED"
+    print(
+        f"code step overhead: {ms(code_overhead):.2f} ms median, {ms(p95(added)):.2f} ms p95 "
+        f"added to a transform step's {ms(transform_median):.2f} ms "
+        f"({statistics.median(code_steps) / transform_median:.2f}× a transform step; "
+        f"target ≤ {CODE_STEP_TARGET_MS:.0f} ms: {verdict})"
+    )
     print(
         f"celery_rtt_median_ms={ms(baseline):.3f} step_overhead_median_ms={ms(overhead):.3f} "
-        f"step_overhead_ratio={ratio:.3f} steps_per_s={throughput:.1f}",
+        f"step_overhead_ratio={ratio:.3f} steps_per_s={throughput:.1f} "
+        f"code_step_overhead_median_ms={ms(code_overhead):.3f}",
         flush=True,
     )
     return 0

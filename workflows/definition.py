@@ -180,6 +180,26 @@ NODE_TYPES: dict[str, NodeType] = {
             map_body=True,
         ),
         NodeType(
+            "code",
+            "Code",
+            "Run a short Python function on the step's inputs, sandboxed, and return JSON.",
+            # `main(inputs)` runs in workflows/sandbox (docs/sandbox.md); the validators compile
+            # `code` when saving, so a syntax error is named with its line.
+            _config(
+                {
+                    "code": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 20000,
+                        "contentMediaType": "text/x-python",
+                    },
+                    "inputs": _TEMPLATES,
+                },
+                ["code"],
+            ),
+            map_body=True,
+        ),
+        NodeType(
             "approval",
             "Human approval",
             "Wait until a workspace member approves or rejects, with a comment.",

@@ -54,6 +54,7 @@ NODE_OUTPUTS = {
     "join": "{step_id: output} of the joined branches",
     "map": "list of the body's outputs, in order (body reads item and index)",
     "transform": "the rendered value",
+    "code": "what main(inputs) returns (config.inputs: object of templates)",
     "approval": "{approved, comment, decided_by}; outgoing edges need branch approved/rejected",
     "sub_workflow": "the child workflow's output",
     "webhook_wait": "the JSON body posted to the step's resume URL",

@@ -35,6 +35,7 @@ from workflows.expressions import ExpressionError, evaluate, render
 from workflows.limits import plan_limits
 from workflows.models import Workflow
 from workflows.runnable import inputs_check, version_require_runnable
+from workflows.sandbox import CodeFailed, CodeLimits, run_code
 
 WAIT_APPROVAL = "approval"
 WAIT_WEBHOOK = "webhook"
@@ -388,6 +389,18 @@ def _tool(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
     return Outcome(output={"result": result}, input=arguments)
 
 
+def _code(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
+    """`main(inputs)` run in a sandboxed child process (workflows/sandbox, docs/sandbox.md)."""
+    inputs = _render(node.config.get("inputs") or {}, scope, "config.inputs")
+    if not isinstance(inputs, dict):
+        raise StepFailed("config.inputs must give an object.", replayable=False)
+    try:
+        result = run_code(node.config["code"], inputs, limits=CodeLimits.from_settings())
+    except CodeFailed as exc:
+        raise StepFailed(f"Code step '{node.id}': {exc.message}", input=inputs) from exc
+    return Outcome(output=result, input=inputs)
+
+
 def _approval(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
     message = _text(_render(node.config.get("message", ""), scope, "config.message"))
     return Outcome(
@@ -449,6 +462,7 @@ def _map(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
 
 NODES = {
     "transform": _transform,
+    "code": _code,
     "condition": _condition,
     "router": _router,
     "parallel": _parallel,

@@ -476,6 +476,14 @@ WORKFLOW_LIMITS = {
     "max_map_items": 1000,
 }
 
+# --- Workflows: the code step's sandbox (workflows/sandbox/, docs/sandbox.md). "namespaces"
+# fails closed where user namespaces are unavailable; "process" is a logged, weaker fallback.
+WORKFLOW_CODE_ISOLATION = env("WORKFLOW_CODE_ISOLATION", default="namespaces")
+WORKFLOW_CODE_CPU_SECONDS = env.float("WORKFLOW_CODE_CPU_SECONDS", default=2.0)
+WORKFLOW_CODE_WALL_SECONDS = env.float("WORKFLOW_CODE_WALL_SECONDS", default=5.0)
+WORKFLOW_CODE_MEMORY_MB = env.int("WORKFLOW_CODE_MEMORY_MB", default=256)
+WORKFLOW_CODE_MAX_OUTPUT_BYTES = env.int("WORKFLOW_CODE_MAX_OUTPUT_BYTES", default=1_000_000)
+
 # --- Platform behaviour
 WORKSPACE_RESERVED_SLUGS = frozenset(
     [

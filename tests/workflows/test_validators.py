@@ -106,8 +106,9 @@ def test_schema_names_the_step_and_field_of_each_problem() -> None:
     assert texts(validators.check_schema(document)) == [
         "steps[1] (9lives).id: '9lives' is not a valid step id: start with a letter, use "
         "letters, digits, _ and - (at most 64)",
-        "steps[2] (x).type: unknown step type 'teleport' (one of agent, approval, condition, "
-        "join, llm, map, parallel, router, sub_workflow, tool, transform, webhook_wait)",
+        "steps[2] (x).type: unknown step type 'teleport' (one of agent, approval, code, "
+        "condition, join, llm, map, parallel, router, sub_workflow, tool, transform, "
+        "webhook_wait)",
         "steps[0] (classify).config.model: is required",
         "steps[0] (classify).config.colour: is not a field here (expected: max_tokens, model, "
         "output_schema, prompt, system, temperature)",
@@ -127,7 +128,7 @@ def test_schema_checks_a_map_body_as_its_own_node_type_and_mode_dependent_fields
     assert texts(validators.check_schema(document)) == [
         "inputs.count.default: must be a whole number, like the input's type",
         "steps[0] (each).config.node.type: 'condition' cannot be a map body (use one of agent, "
-        "llm, tool, transform, sub_workflow)",
+        "llm, tool, transform, code, sub_workflow)",
         "steps[1] (each2).config.node.config.model: is required",
         "steps[2] (route).config.prompt: is required when mode is llm",
         "steps[2] (route).config.routes: the route 'a' is listed twice",

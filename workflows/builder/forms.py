@@ -35,6 +35,10 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "node": {"type": "transform", "config": {"value": "{{ item }}"}},
     },
     "transform": {"value": "{{ input }}"},
+    "code": {
+        "inputs": {"value": "{{ input }}"},
+        "code": 'def main(inputs):\n    return {"value": inputs["value"]}\n',
+    },
     "approval": {"message": "Please review.", "approvers": "members"},
     "sub_workflow": {"inputs": {}},
     "webhook_wait": {"timeout_seconds": 86400},
@@ -61,7 +65,7 @@ HELP: dict[str, str] = {
     "routes": 'A JSON list, e.g. [{"name": "billing", "description": "Invoices"}, '
     '{"name": "other"}].',
     "node": 'The per-item step: {"type": "llm", "config": {"model": "default", '
-    '"prompt": "{{ item }}"}} (agent, llm, tool, transform or sub_workflow). An agent body '
+    '"prompt": "{{ item }}"}} (agent, llm, tool, transform, code or sub_workflow). An agent body '
     'names its agent: {"agent": "Support triage", …}; saving adds its id.',
     "value": "A template (text with {{ expressions }}) or a JSON object of templates.",
     "concurrency": "How many items run at once.",
@@ -69,10 +73,28 @@ HELP: dict[str, str] = {
     "version": "Empty: the child's active version.",
     "timeout_seconds": "How long to wait for the post before the step fails.",
     "approvers": "Who may decide: any member, or admins only.",
+    "code": "Python 3. Define main(inputs): it gets the rendered inputs below as a dict and "
+    "returns JSON (a dict, list, string, number, true/false or None), the step's output. "
+    "import json, re, math, datetime, decimal, base64, collections, itertools, statistics or "
+    "any other standard module. It runs sandboxed: no network, no files, no platform data; "
+    "CPU time, wall time, memory and output are limited; print() output is discarded.",
+}
+# Help where a field name means something else for one node type.
+TYPE_HELP: dict[tuple[str, str], str] = {
+    ("code", "inputs"): 'A JSON object of templates, e.g. {"rows": "{{ steps.extract.data }}"}: '
+    "main(inputs) receives it rendered.",
 }
 
 _JSON_ATTRS = {"rows": 5, "spellcheck": "false", "class": "mono"}
 _TEMPLATE_ATTRS = {"rows": 4, "spellcheck": "false", "class": "mono"}
+_CODE_ATTRS = {
+    "rows": 14,
+    "spellcheck": "false",
+    "class": "mono",
+    "wrap": "off",
+    "autocapitalize": "off",
+    "autocomplete": "off",
+}
 
 
 def _json_text(value: Any) -> str:
@@ -143,6 +165,15 @@ def _schema_field(
             options = [("", "—"), *options]
         return forms.ChoiceField(
             label=label, required=required, help_text=help_text, choices=options
+        )
+    if kind == "string" and spec.get("contentMediaType") == "text/x-python":
+        return forms.CharField(
+            label="Python code",
+            required=required,
+            help_text=help_text,
+            strip=False,
+            max_length=spec.get("maxLength"),
+            widget=forms.Textarea(attrs=_CODE_ATTRS),
         )
     if kind == "string":
         if spec.get("maxLength", 0) >= TEMPLATE_MAX:
@@ -233,9 +264,9 @@ class StepForm(forms.Form):
         for name, spec in schema.get("properties", {}).items():
             if name in hidden:
                 continue
-            self.fields[f"cfg_{name}"] = _schema_field(
-                name, spec, name in required, choices.get(name)
-            )
+            field = _schema_field(name, spec, name in required, choices.get(name))
+            field.help_text = TYPE_HELP.get((node_type, name), field.help_text)
+            self.fields[f"cfg_{name}"] = field
             self.config_names.append(name)
         # What the schema requires may stay empty in a draft: saving then names it beside its
         # field. What only the form asks for (FORM_REQUIRED) is still required here.

@@ -22,6 +22,7 @@ TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
     "transform": ("value",),
     "approval": ("message",),
     "sub_workflow": ("inputs",),
+    "code": ("inputs",),
 }
 EXPRESSION_FIELDS: dict[str, tuple[str, ...]] = {
     "condition": ("expression",),

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 
 from workflows.definition import DEFINITION_SCHEMA, NODE_TYPES, STEP_ID_PATTERN, json_type
+from workflows.sandbox import code_problem
 from workflows.validators.document import Issue, known_type, step_label
 
 MAP_BODY_TYPES = tuple(name for name, node in NODE_TYPES.items() if node.map_body)
@@ -183,6 +184,10 @@ def _config_rules(
                 issues.append(Issue(f"{at}.routes", f"the route {name!r} is listed twice"))
     if node_type == "join" and config.get("mode") == "n" and not config.get("n"):
         issues.append(Issue(f"{at}.n", "is required when mode is n"))
+    if node_type == "code" and isinstance(config.get("code"), str) and config["code"]:
+        problem = code_problem(config["code"])
+        if problem:
+            issues.append(Issue(f"{at}.code", problem))
     if node_type == "llm" and isinstance(config.get("output_schema"), dict):
         try:
             jsonschema.Draft202012Validator.check_schema(config["output_schema"])
