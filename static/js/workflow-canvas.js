@@ -16,11 +16,13 @@
 (function () {
   "use strict";
 
-  var GRID = 8, STEP = 16, BIG_STEP = 64, DRAG_START = 4, POLL_MS = 1500, BOX_H = 56, BOX_W = 184;
+  var GRID = 8, STEP = 16, BIG_STEP = 64, DRAG_START = 4, BOX_H = 56, BOX_W = 184;
+  var POLL_RUN_MS = 1500, POLL_MS = 3000;  // while a run is going; otherwise (others' saves, presence)
   var zoom = 1;
   var picked = new Set();       // steps selected on the canvas (shift-click, Ctrl+A, paste)
   var pickedEdge = null;        // {source, target, branch}
   var definition = null;        // the latest version's, from the endpoint
+  var known = null;             // the number of that version
   var seenBase = null;          // the version last shown, to notice the side panel's saves
   var postedFromPage = false;   // an htmx POST (a side-panel save) is under way
   var pollTimer = null;
@@ -125,16 +127,70 @@
 
   function load() {
     var c = canvas();
+    clearTimeout(pollTimer);
     if (!c) return;
-    fetch(c.dataset.canvas, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    if (document.hidden) { pollTimer = setTimeout(load, POLL_MS); return; }
+    var url = c.dataset.canvas + "?selected=" + encodeURIComponent(c.dataset.selected || "") +
+      (known !== null ? "&known=" + known : "");
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (state) {
-        if (!state || !canvas() || canvas() !== c) return;
-        definition = state.definition;
-        showRun(state);
+        if (!canvas() || canvas() !== c) return;
         clearTimeout(pollTimer);
-        if (state.run && state.run.live) pollTimer = setTimeout(load, POLL_MS);
-      });
+        pollTimer = setTimeout(load, state && state.run && state.run.live ? POLL_RUN_MS : POLL_MS);
+        if (!state) return;
+        if (state.definition) { definition = state.definition; known = state.version; }
+        showRun(state);
+        showPresence(state.present || []);
+        if (state.version > base() && state.version > (seenBase || 0)) followOthers(state.version);
+      }).catch(function () { pollTimer = setTimeout(load, POLL_MS); });
+  }
+
+  // The side panel holds typing or choices not saved yet.
+  function panelEdited() {
+    var panel = document.getElementById("builder-panel");
+    if (!panel) return false;
+    return Array.prototype.some.call(panel.querySelectorAll("input, textarea, select"), function (field) {
+      if (field.type === "hidden") return false;
+      if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+      if (field.tagName === "SELECT") {
+        var options = Array.prototype.slice.call(field.options);
+        // Without a `selected` attribute the first option is what the page started with.
+        if (!field.multiple && !options.some(function (o) { return o.defaultSelected; })) return field.selectedIndex > 0;
+        return options.some(function (o) { return o.selected !== o.defaultSelected; });
+      }
+      return field.value !== field.defaultValue;
+    });
+  }
+
+  // Someone else saved: show their version, unless that would throw away what is being done here.
+  function followOthers(version) {
+    if (busy || gesture || nudge || panelEdited()) {
+      say("Someone saved version " + version + "; you are looking at version " + base() + ". Reload to see their change (what you type here is not saved yet).", "error", true);
+      return;
+    }
+    notice = ["Someone saved version " + version + "; it is on screen now.", ""];
+    seenBase = version;
+    refresh(canvas().dataset.selected);
+  }
+
+  function showPresence(present) {
+    var c = canvas();
+    nodes().forEach(function (el) {
+      var here = present.filter(function (p) { return p.selected === el.dataset.step; }).map(function (p) { return p.name; });
+      if (here.length) el.setAttribute("data-peer", here.join(", ")); else el.removeAttribute("data-peer");
+    });
+    var line = c.parentElement.querySelector("[data-presence]");
+    if (!present.length) { if (line) line.remove(); return; }
+    if (!line) {
+      line = document.createElement("p");
+      line.setAttribute("data-presence", "");
+      line.className = "wf-presence";
+      c.before(line);
+    }
+    line.textContent = "Also here: " + present.map(function (p) {
+      return p.name + (p.selected ? " (on " + p.selected + ")" : "");
+    }).join(", ");
   }
 
   var STATUS_TEXT = { succeeded: "✓ done", failed: "✗ failed", running: "● running", queued: "queued",
@@ -627,7 +683,7 @@
       store("history", h);
     }
     postedFromPage = false;
-    seenBase = now;
+    seenBase = Math.max(now, seenBase || 0);
     picked.forEach(function (id) { if (!node(id)) picked.delete(id); });
     if (pickedEdge && !c.querySelector('.wf-edge[data-source="' + CSS.escape(pickedEdge.source) + '"][data-target="' + CSS.escape(pickedEdge.target) + '"]')) pickedEdge = null;
     applyZoom();
@@ -638,6 +694,8 @@
     refocus = null;
     load();
   }
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) load(); });
+
   document.addEventListener("htmx:afterSettle", function (event) {
     var builder = document.getElementById("builder");
     if (builder && (event.target === builder || builder.contains(event.target))) ready();

@@ -12,17 +12,23 @@ Operations are pure functions of the document (the step and edge ones are those 
 workflows/builder/edits.py). `$N` in a later operation of the same batch names the step the
 N-th `add` created (its id is chosen by the server). Positions are layout only: they never
 change what runs, so a batch of moves saves a draft that runs exactly like the version before.
+
+`presence_note` keeps who has a workflow's canvas open, for the others' canvases.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.cache import cache
+
 from core.exceptions import ValidationFailed
 from tenants.permissions import Access
+from tenants.schemas import current_schema
 from workflows import selectors, services
 from workflows.builder import edits
 from workflows.builder.forms import DEFAULT_CONFIG
@@ -33,7 +39,8 @@ from workflows.models import Workflow, WorkflowVersion
 Document = dict[str, Any]
 MAX_OPS = 200
 MAX_COORDINATE = 100_000.0
-PASTE_OFFSET = 40.0
+PASTE_OFFSET = (32.0, 88.0)  # right and down: a pasted box clears the one it copies
+PRESENCE_SECONDS = 15  # a canvas that has not polled for this long has left
 
 
 @dataclass
@@ -172,7 +179,7 @@ def _paste(batch: _Batch, op: dict[str, Any]) -> None:
             new_id = free_step_id(batch.document, f"{base}_copy"[:58])
         step["id"] = renamed[old_id] = new_id
         x, y = position_of(step) or (0.0, 0.0)
-        step["position"] = _position({"x": x + PASTE_OFFSET, "y": y + PASTE_OFFSET})
+        step["position"] = _position({"x": x + PASTE_OFFSET[0], "y": y + PASTE_OFFSET[1]})
         batch.document = edits.step_add(batch.document, step)
         batch.added.append(new_id)
     for edge in pasted_edges:
@@ -270,3 +277,24 @@ def canvas_apply(
         allow_incomplete=True,
     )
     return CanvasResult(version=version, added=applied[-1].added)
+
+
+def presence_note(*, access: Access, workflow: Workflow, selected: str) -> list[dict[str, str]]:
+    """Note that `access`'s member has the canvas open on `selected` (a step id or "") and
+    return the others who have it open: `[{"name", "selected"}]`, each seen in the last
+    PRESENCE_SECONDS. Kept in the cache (Redis), per workspace and workflow; a lost update
+    between two polls only delays a name by one poll."""
+    if access.user is None:
+        return []
+    key = f"wf-canvas-presence:{current_schema()}:{workflow.pk}"
+    now = time.time()
+    present: dict[str, dict[str, Any]] = cache.get(key) or {}
+    present = {k: v for k, v in present.items() if now - v["seen"] < PRESENCE_SECONDS}
+    me = str(access.user.pk)
+    present[me] = {"name": access.user.email, "selected": selected[:64], "seen": now}
+    cache.set(key, present, PRESENCE_SECONDS * 2)
+    return [
+        {"name": str(v["name"]), "selected": str(v["selected"])}
+        for k, v in sorted(present.items())
+        if k != me
+    ]

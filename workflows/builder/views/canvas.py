@@ -1,7 +1,9 @@
 """The canvas's JSON endpoint, /w/<slug>/workflows/<id>/canvas/:
 
-- GET: the latest version (number, definition, problems) and the last run's step states, which
-  the canvas polls while that run is going;
+- GET `?selected=<step>&known=<version>`: the latest version (number; its definition and
+  problems unless it is the `known` one the canvas has), the last run's
+  step states and who else has the canvas open (and on which step); the canvas polls it, so a
+  save by someone else and a run going on show without a reload;
 - POST `{"base": N, "ops": [...]}`: one batch of edits (workflows/builder/canvas_ops.py) saved
   as one new version made on version N. The answer is the saved version (number, definition,
   problems) and the ids of the steps it added; a refused batch answers with the error's status
@@ -20,6 +22,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from core.exceptions import ApplicationError, Conflict, ValidationFailed
+from core.http import int_or_none
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
@@ -40,10 +43,13 @@ def _version(version: WorkflowVersion) -> dict[str, Any]:
     }
 
 
-def _state(access: Access, workflow: Workflow) -> dict[str, Any]:
+def _state(access: Access, workflow: Workflow, known: int | None) -> dict[str, Any]:
+    """With `known` (the version the canvas already has), the definition and its problems are
+    sent only when a newer one exists: polling stays cheap."""
     run, steps = queries.last_run_states(workflow)
+    latest = latest_version(workflow)
     return {
-        **_version(latest_version(workflow)),
+        **({"version": latest.number} if known == latest.number else _version(latest)),
         "run": None
         if run is None
         else {
@@ -66,7 +72,11 @@ def workflow_canvas(request: AppRequest, workflow_id: int) -> HttpResponse:
     if request.method == "GET":
         access = page_access(request)
         workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
-        return JsonResponse(_state(access, workflow))
+        present = canvas_ops.presence_note(
+            access=access, workflow=workflow, selected=request.GET.get("selected", "")
+        )
+        known = int_or_none(request.GET.get("known"))
+        return JsonResponse({**_state(access, workflow, known), "present": present})
     access = page_access(request, Perm.BUILD)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     try:
