@@ -11,6 +11,15 @@ within their layers by barycenter sweeps (down and up, keeping the order with th
 crossings); x positions pull each node towards the mean of its neighbours, with overlaps
 resolved exactly by isotonic regression (pool adjacent violators) so the order is kept.
 
+Steps placed on the canvas keep their `position` (`{"x", "y"}`, the box's top-left corner):
+once a document has any, those steps are drawn where they were put, steps without one are laid
+out automatically below them, and edges run straight from their source's port to their
+target. Positions never change what runs.
+
+Each box has an output port per branch it can take (`true`/`false`, `approved`/`rejected`,
+each router route; one unlabelled port otherwise) along its bottom border and one input port
+on top; an edge on a branch leaves from that branch's port.
+
 The function never raises on a malformed document: unknown edge endpoints and non-dict steps
 are ignored, and an empty document gives an empty diagram.
 """
@@ -18,7 +27,7 @@ are ignored, and an empty document gives an empty diagram.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workflows.definition import NODE_TYPES
@@ -31,6 +40,28 @@ LAYER_GAP = 64.0  # vertical space between layers
 MARGIN = 16.0
 SWEEPS = 12
 LABEL_MAX = 24
+ROOM_X = 400.0
+ROOM_Y = 240.0
+
+
+@dataclass(frozen=True)
+class Port:
+    branch: str  # "" for a step without branches
+    x: float
+    y: float
+    linked: bool  # an edge leaves from it (its label is then the edge's)
+
+    @property
+    def label_left(self) -> float:
+        return self.x - 22
+
+    @property
+    def label_top(self) -> float:
+        return self.y + 8
+
+    @property
+    def text_y(self) -> float:
+        return self.y + 18
 
 
 @dataclass(frozen=True)
@@ -46,6 +77,25 @@ class NodeBox:
     height: float
     layer: int
     order: int
+    branches: tuple[str, ...] = ()  # the output ports, left to right
+    linked: frozenset[str] = frozenset()  # the branches edges leave on
+
+    @property
+    def ports(self) -> tuple[Port, ...]:
+        names = self.branches or ("",)
+        bottom = self.y + self.height
+        return tuple(
+            Port(
+                name,
+                self.x + self.width * (i + 1) / (len(names) + 1),
+                bottom,
+                name in self.linked,
+            )
+            for i, name in enumerate(names)
+        )
+
+    def port_x(self, branch: str) -> float | None:
+        return next((p.x for p in self.ports if p.branch == branch and branch), None)
 
     @property
     def cx(self) -> float:
@@ -76,6 +126,15 @@ class NodeBox:
     @property
     def mark_y(self) -> float:
         return self.y + 12
+
+    @property
+    def run_x(self) -> float:
+        """Where the canvas writes the last run's state: right-aligned just above the box."""
+        return self.x + self.width - 2
+
+    @property
+    def run_y(self) -> float:
+        return self.y - 5
 
     @property
     def meta(self) -> str:
@@ -117,6 +176,15 @@ class Diagram:
     def node(self, node_id: str) -> NodeBox:
         return next(n for n in self.nodes if n.id == node_id)
 
+    # The canvas draws the diagram with room to the right and below, to drop steps into.
+    @property
+    def room_width(self) -> float:
+        return self.width + ROOM_X
+
+    @property
+    def room_height(self) -> float:
+        return self.height + ROOM_Y
+
 
 @dataclass
 class _Vertex:
@@ -129,6 +197,34 @@ class _Vertex:
 
 def _shorten(text: str, limit: int = LABEL_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def step_branches(step: dict[str, Any]) -> tuple[str, ...]:
+    """The branches an edge leaving `step` may be on: its type's fixed ones (a condition's
+    `true`/`false`, an approval's `approved`/`rejected`) or a router's route names."""
+    if step.get("type") == "router":
+        config = step.get("config")
+        routes = config.get("routes") if isinstance(config, dict) else None
+        if not isinstance(routes, list):
+            return ()
+        return tuple(
+            str(r["name"]) for r in routes if isinstance(r, dict) and isinstance(r.get("name"), str)
+        )
+    node = NODE_TYPES.get(str(step.get("type")))
+    return node.branches if node else ()
+
+
+def position_of(step: dict[str, Any]) -> tuple[float, float] | None:
+    """Where the canvas put the step (its box's top-left corner), if it did."""
+    position = step.get("position")
+    if not isinstance(position, dict):
+        return None
+    x, y = position.get("x"), position.get("y")
+    if isinstance(x, bool) or isinstance(y, bool):
+        return None
+    if not isinstance(x, int | float) or not isinstance(y, int | float):
+        return None
+    return max(float(x), 0.0), max(float(y), 0.0)
 
 
 def _graph(document: Any) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
@@ -357,9 +453,15 @@ def _initial_layers(
 
 
 def _node_boxes(
-    steps: list[dict[str, Any]], vertices: dict[str, _Vertex], layers: list[list[str]]
+    steps: list[dict[str, Any]],
+    vertices: dict[str, _Vertex],
+    layers: list[list[str]],
+    edges: list[tuple[str, str, str]],
 ) -> list[NodeBox]:
     order = {key: index for layer in layers for index, key in enumerate(layer)}
+    linked: dict[str, set[str]] = {}
+    for source, _target, branch in edges:
+        linked.setdefault(source, set()).add(branch)
     nodes = []
     for step in steps:
         key = step["id"]
@@ -381,6 +483,8 @@ def _node_boxes(
                 height=NODE_HEIGHT,
                 layer=vertex.layer,
                 order=order[key],
+                branches=step_branches(step),
+                linked=frozenset(linked.get(key, ())),
             )
         )
     return nodes
@@ -419,6 +523,7 @@ def _edge_paths(
     flipped: set[int],
     chains: list[list[str]],
     vertices: dict[str, _Vertex],
+    boxes: dict[str, NodeBox],
 ) -> list[EdgePath]:
     start_x, end_x = _ports(chains, vertices)
     paths = []
@@ -430,6 +535,8 @@ def _edge_paths(
             points.append((vertex.x, _top(vertex.layer) + NODE_HEIGHT))
         points.append((end_x[index], _top(vertices[chain[-1]].layer)))
         source, target, branch = edges[index]
+        if index not in flipped and branch and branch in boxes[source].branches:
+            points[0] = (boxes[source].port_x(branch) or points[0][0], points[0][1])
         if index in flipped:  # drawn in its real direction: from `source` to `target`
             points.reverse()
         label_x, label_y = _bezier_mid(points[0], points[1])
@@ -465,11 +572,65 @@ def layout(document: Any) -> Diagram:
     width = max(v.x + v.width / 2 for v in vertices.values()) + MARGIN
     height = _top(len(layers) - 1) + NODE_HEIGHT + MARGIN
     real_layers = tuple(tuple(k for k in layer if vertices[k].real) for layer in layers)
+    nodes = _node_boxes(steps, vertices, layers, edges)
+    if any(position_of(s) is not None for s in steps):
+        return _placed(steps, edges, nodes, crossings, real_layers)
+    boxes = {n.id: n for n in nodes}
     return Diagram(
-        nodes=tuple(_node_boxes(steps, vertices, layers)),
-        edges=tuple(_edge_paths(edges, flipped, chains, vertices)),
+        nodes=tuple(nodes),
+        edges=tuple(_edge_paths(edges, flipped, chains, vertices, boxes)),
         width=round(width, 1),
         height=round(height, 1),
         crossings=crossings,
         layers=real_layers,
+    )
+
+
+def _placed(
+    steps: list[dict[str, Any]],
+    edges: list[tuple[str, str, str]],
+    auto: list[NodeBox],
+    crossings: int,
+    layers: tuple[tuple[str, ...], ...],
+) -> Diagram:
+    """The diagram of a document with positions: placed steps where they were put, the others
+    where the automatic layout put them, moved below the placed ones."""
+    placed = {s["id"]: p for s in steps if (p := position_of(s)) is not None}
+    bottom = max(y for _x, y in placed.values()) + NODE_HEIGHT + LAYER_GAP
+    nodes = []
+    for box in auto:
+        x, y = placed.get(box.id) or (box.x, box.y + bottom)
+        nodes.append(replace(box, x=x, y=y))
+    boxes = {n.id: n for n in nodes}
+    entering: dict[str, list[int]] = {}
+    for index, (_source, target, _branch) in enumerate(edges):
+        entering.setdefault(target, []).append(index)
+    end_x: dict[int, float] = {}
+    for key, indexes in entering.items():
+        indexes.sort(key=lambda i: boxes[edges[i][0]].cx)
+        spread = _spread(len(indexes), boxes[key].cx, NODE_WIDTH)
+        end_x.update(zip(indexes, spread, strict=True))
+    paths = []
+    for index, (source, target, branch) in enumerate(edges):
+        start = (boxes[source].port_x(branch) or boxes[source].cx, boxes[source].y + NODE_HEIGHT)
+        end = (end_x[index], boxes[target].y)
+        label_x, label_y = _bezier_mid(start, end)
+        paths.append(
+            EdgePath(
+                source=source,
+                target=target,
+                branch=branch,
+                points=(start, end),
+                path=_curve([start, end]),
+                label_x=label_x,
+                label_y=label_y,
+            )
+        )
+    return Diagram(
+        nodes=tuple(nodes),
+        edges=tuple(paths),
+        width=round(max(n.x + n.width for n in nodes) + MARGIN, 1),
+        height=round(max(n.y + n.height for n in nodes) + MARGIN, 1),
+        crossings=crossings,
+        layers=layers,
     )

@@ -5,6 +5,7 @@ JSON/YAML view, versions, publish, rollback and export."""
 from django.urls import path
 
 from workflows.builder.views import (
+    canvas,
     dashboard,
     describe,
     details,
@@ -27,6 +28,7 @@ urlpatterns = [
     path("import/", export_import.workflow_import, name="workflow_import"),
     path("card/", dashboard.workflow_dashboard_card, name="workflow_dashboard_card"),
     path("<int:workflow_id>/", page.workflow_detail, name="workflow_detail"),
+    path("<int:workflow_id>/canvas/", canvas.workflow_canvas, name="workflow_canvas"),
     path("<int:workflow_id>/steps/add/", editing.workflow_step_add, name="workflow_step_add"),
     path(
         "<int:workflow_id>/steps/<str:step_id>/save/",

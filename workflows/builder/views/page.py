@@ -14,6 +14,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from agents import selectors as agent_selectors
@@ -24,6 +25,7 @@ from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import agent_refs, selectors
 from workflows.builder import edits
+from workflows.builder.canvas_ops import free_step_id
 from workflows.builder.forms import (
     DEFAULT_CONFIG,
     AddStepForm,
@@ -116,6 +118,16 @@ def builder_page(
         "can_build": access.can(Perm.BUILD),
         "links": workflow_links(access, workflow, shown=shown),
         "node_types": NODE_TYPES,
+        # The canvas (static/js/workflow-canvas.js) edits the latest version through its JSON
+        # endpoint, and shows the last run's step states.
+        "canvas": {
+            "url": reverse(
+                "workflow_canvas",
+                kwargs={"workspace_slug": access.workspace.slug, "workflow_id": workflow.pk},
+            )
+        }
+        if shown.pk == latest.pk
+        else None,
         "tab": "diagram",
     }
     template = "workflows/builder/detail.html"
@@ -214,7 +226,7 @@ def _add_forms(
         return
     after = request.GET.get("after") or _default_after(definition)
     initial = StepForm.initial_for(
-        {"id": _suggest_id(definition, node_type), "config": DEFAULT_CONFIG.get(node_type, {})},
+        {"id": free_step_id(definition, node_type), "config": DEFAULT_CONFIG.get(node_type, {})},
         base,
     )
     initial.update(after=after, insert=True)
@@ -290,14 +302,6 @@ def step_choices(access: Access, definition: dict[str, Any]) -> dict[str, list[t
             if isinstance(value, str) and value and (value, value) not in choices[key]:
                 choices[key].append((value, value))
     return choices
-
-
-def _suggest_id(definition: dict[str, Any], node_type: str) -> str:
-    taken = set(edits.step_ids(definition))
-    number = 1
-    while f"{node_type}_{number}" in taken:
-        number += 1
-    return f"{node_type}_{number}"
 
 
 def _default_after(definition: dict[str, Any]) -> str:
