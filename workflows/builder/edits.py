@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from core.exceptions import ValidationFailed
-from workflows.definition import NODE_TYPES
+from workflows.builder.layout import step_branches
 
 Document = dict[str, Any]
 
@@ -169,11 +169,7 @@ def branch_choices(definition: Document) -> list[tuple[str, str]]:
         if not isinstance(step, dict):
             continue
         step_id = str(step.get("id"))
-        node = NODE_TYPES.get(str(step.get("type")))
-        names: list[str] = list(node.branches) if node else []
-        if step.get("type") == "router":
-            routes = (step.get("config") or {}).get("routes") or []
-            names = [str(r.get("name")) for r in routes if isinstance(r, dict) and r.get("name")]
+        names = step_branches(step)
         if names:
             choices.extend((f"{step_id}|{name}", f"{step_id} → {name}") for name in names)
         else:
