@@ -654,6 +654,12 @@ class RunCharge(models.Model):
     stripe_invoice_line_id = models.CharField(
         max_length=255, blank=True, help_text="Its line on that invoice (the sale's id)."
     )
+    unpaid_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a payment of that invoice first failed; cleared when it is paid. "
+        "Past BILLING_GRACE_DAYS the buyer's per-run listings stop running.",
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -460,6 +460,35 @@ def billed_purchases_exist(*, customer_id: Any) -> bool:
     ).exists()
 
 
+def invoice_payment_failed(*, invoice_id: str) -> None:
+    """A payment of an invoice failed: re-read, and while it is still unpaid the per-run charges
+    on it are marked unpaid from now (once: a repeat keeps the first time). Past
+    BILLING_GRACE_DAYS the buyer's per-run listings stop running (`run_gate`) until it is paid
+    (`invoice_paid` clears the mark)."""
+    client = stripe_client()
+    with stripe_errors("read the invoice"):
+        invoice = client.v1.invoices.retrieve(invoice_id).to_dict()
+        if invoice.get("status") != "open":
+            return
+        _charges_invoiced(invoice_id, _invoice_lines(client, invoice_id))
+    RunCharge.objects.filter(stripe_invoice_id=invoice_id, unpaid_since=None).update(
+        unpaid_since=timezone.now(), updated_at=timezone.now()
+    )
+
+
+def _unpaid_since(workspace_id: int | None) -> datetime | None:
+    """Since when the workspace has left an invoice of per-run charges unpaid past its grace."""
+    return (
+        RunCharge.objects.filter(
+            purchase__buyer_id=workspace_id,
+            unpaid_since__lte=timezone.now() - timedelta(days=settings.BILLING_GRACE_DAYS),
+        )
+        .order_by("unpaid_since")
+        .values_list("unpaid_since", flat=True)
+        .first()
+    )
+
+
 def invoice_paid(*, invoice_id: str) -> None:
     """A paid invoice, re-read with all its lines: a monthly purchase's lines are one sale
     (keyed by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one
@@ -484,6 +513,9 @@ def invoice_paid(*, invoice_id: str) -> None:
         subscription_changed(subscription_id=subscription_id)  # its first invoice came first
     paid_at = _at((invoice.get("status_transitions") or {}).get("paid_at"))
     _charges_invoiced(str(invoice["id"]), lines)
+    RunCharge.objects.filter(stripe_invoice_id=invoice["id"]).exclude(unpaid_since=None).update(
+        unpaid_since=None, updated_at=timezone.now()
+    )
     monthly: dict[int, int] = {}
     for line in lines:
         per_run = _purchase_id(line.get("metadata"))
@@ -562,8 +594,16 @@ def run_gate(event: RunStarting) -> None:
     if version is None or version.pricing == Listing.Pricing.FREE:
         return
     listing = version.listing
-    purchases = Purchase.objects.filter(buyer_id=_workspace_id(event.schema_name), listing=listing)
+    buyer_id = _workspace_id(event.schema_name)
+    purchases = Purchase.objects.filter(buyer_id=buyer_id, listing=listing)
     if purchases.filter(status__in=RUNNABLE).exists():
+        if version.pricing == Listing.Pricing.PER_RUN and (since := _unpaid_since(buyer_id)):
+            raise PurchaseRequired(
+                f"“{listing.title}” is charged per run, and an invoice of this workspace's "
+                f"per-run charges has been unpaid since {since:%Y-%m-%d} (past the "
+                f"{settings.BILLING_GRACE_DAYS}-day grace period): an owner or admin can pay it "
+                "from the workspace's Billing page (Manage payment); runs resume once it is paid."
+            )
         return
     ended = purchases.filter(status=Purchase.Status.ENDED).exclude(activated_at=None).exists()
     how = "renew it" if ended else "buy it"

@@ -21,6 +21,7 @@ EVENTS = [
     "payment_intent.succeeded",
     "setup_intent.succeeded",
     "invoice.paid",
+    "invoice.payment_failed",
     "customer.subscription.updated",
     "customer.subscription.deleted",
 ]
@@ -42,6 +43,9 @@ def on_purchase_event(sender: Any, event: Event, **kwargs: Any) -> None:
     if kind == "invoice.paid":  # per-run lines and monthly invoices carry it on their parts
         if purchases.billed_purchases_exist(customer_id=obj.get("customer")):
             purchases.invoice_paid(invoice_id=str(obj["id"]))
+    elif kind == "invoice.payment_failed":
+        if purchases.billed_purchases_exist(customer_id=obj.get("customer")):
+            purchases.invoice_payment_failed(invoice_id=str(obj["id"]))
     elif not _for_purchase(obj):
         return
     elif kind == "checkout.session.completed":

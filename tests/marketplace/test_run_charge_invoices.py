@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import stripe
 from django.db import connection
 from django.utils import timezone
@@ -18,6 +19,7 @@ from billing.stripe_sync import plans_sync
 from billing.subscriptions import checkout_start
 from marketplace import earnings
 from marketplace.models import Listing, Purchase, RunCharge
+from marketplace.pricing import PurchaseRequired
 from marketplace.purchases import run_charges_flush, run_charges_invoice
 from tests.helpers.purchases import KEY, URLS, Shop, pay, sale
 
@@ -221,3 +223,30 @@ def test_a_workspace_with_a_subscription_is_left_to_its_invoice(shop: Shop, sett
     assert set(charges.values_list("stripe_invoice_id", flat=True)) == {invoice["id"]}
     lines = [line for line in invoice["lines"]["data"] if line["metadata"].get("run_id")]
     assert [sale(line["id"]).gross_cents for line in lines] == [25, 25]
+
+
+def test_an_unpaid_invoice_of_run_charges_stops_per_run_listings_after_the_grace(
+    shop: Shop, settings: Any
+) -> None:
+    """A Free workspace whose card declines its per-run invoice keeps running through the
+    grace period; after it, its per-run listings are refused (402, naming the invoice and how
+    to pay); paid, they run again."""
+    settings.RUN_CHARGE_INVOICE_MIN_CENTS = 1
+    listing, purchase = _charged(shop, 2)
+    agent = shop.copy(listing)
+    assert run_charges_invoice(shop.client) == 1
+    (invoice,) = _invoices(shop)
+    shop.fake.collect_invoice(invoice["id"], fail=True)  # invoice.payment_failed processed
+    charges = RunCharge.objects.filter(purchase=purchase)
+    assert all(c.unpaid_since is not None for c in charges)
+
+    assert shop.run(agent, "Within the grace.").status == "succeeded"
+
+    settings.BILLING_GRACE_DAYS = 0
+    with pytest.raises(PurchaseRequired, match=r"unpaid since .* Billing page"):
+        shop.run(agent, "After the grace.")
+
+    shop.client.v1.invoices.pay(invoice["id"])  # the buyer fixed the card
+    shop.fake.flush_events()
+    assert all(c.unpaid_since is None for c in charges.all())
+    assert shop.run(agent, "Paid again.").status == "succeeded"
