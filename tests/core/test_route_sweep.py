@@ -230,6 +230,7 @@ BY_ROUTE: dict[str, dict[str, Callable[[Ids], Any]]] = {
     "agent_run_cache_wrong": {"run_id": lambda i: i["agent_run_id"]},
     "workflow_step_save": {"step_id": lambda i: "a"},
     "workflow_step_delete": {"step_id": lambda i: "a"},
+    "workflow_step_test": {"step_id": lambda i: "a"},
     "workflow_version_publish": {"number": lambda i: i["workflow_version"]},
     "workflow_version_rollback": {"number": lambda i: i["workflow_version"]},
     "workflow_run_detail": {"run_id": lambda i: i["workflow_run_id"]},
@@ -287,6 +288,11 @@ BY_ROUTE: dict[str, dict[str, Callable[[Ids], Any]]] = {
     "api-workflow-version-rollback": {
         "pk": lambda i: i["workflow_id"],
         "number": lambda i: i["workflow_version"],
+    },
+    "api-workflow-version-step-test": {
+        "pk": lambda i: i["workflow_id"],
+        "number": lambda i: i["workflow_version"],
+        "step_id": lambda i: "a",
     },
     "api-workflow-runs": {"pk": lambda i: i["workflow_id"]},
     "api-market-listing": {"slug": lambda i: i["listing_slug"]},
