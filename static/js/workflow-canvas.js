@@ -90,6 +90,7 @@
     if (busy) return Promise.resolve(null);
     busy = true;
     var made = base();
+    var saved = null;  // the version saved, once the server said so
     say("Saving…", "busy");
     return fetch(canvas().dataset.canvas, {
       method: "POST",
@@ -114,13 +115,16 @@
         store("history", h);
       }
       seenBase = body.version;
+      saved = body.version;
       var count = body.problems.length;
       notice = ["Saved as version " + body.version + (count ? " (a draft with " + count + " problem" + (count > 1 ? "s" : "") + " to fix before it can run)" : "") + ".", "ok"];
       var chosen = select === undefined ? canvas().dataset.selected : select;
       return refresh(typeof chosen === "function" ? chosen(body) : chosen).then(function () { return body; });
     }).catch(function () {
       busy = false;
-      say("Could not reach the server; nothing was saved. Check your connection and try again.", "error");
+      say(saved === null
+        ? "Could not reach the server; nothing was saved. Check your connection and try again."
+        : "Saved as version " + saved + ", but the canvas could not be redrawn: reload the page.", "error");
       return null;
     });
   }
