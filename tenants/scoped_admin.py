@@ -33,6 +33,7 @@ from django.template.response import SimpleTemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from core.admin import ReadOnlyAdmin
 from tenants.models import Workspace
 from tenants.schemas import activate, activate_public, live_workspaces
 
@@ -219,17 +220,8 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
         return self._log(request, list(queryset), DELETION, "")
 
 
-class ReadOnlyScopedAdmin(WorkspaceScopedAdmin):
+class ReadOnlyScopedAdmin(ReadOnlyAdmin, WorkspaceScopedAdmin):
     """Staff look, never touch."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ReadOnlyInline(admin.TabularInline):

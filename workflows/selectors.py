@@ -69,6 +69,11 @@ def version_problems(version: WorkflowVersion) -> list[str]:
     return [str(issue) for issue in validators.validate(version.definition)]
 
 
+def version_or_latest(workflow: Workflow, number: int | None) -> WorkflowVersion:
+    """Version `number` of the workflow, or its latest when no number is given."""
+    return version_get(workflow, number) if number else version_latest(workflow)
+
+
 def version_latest(workflow: Workflow) -> WorkflowVersion:
     version = version_list(workflow).first()
     if version is None:

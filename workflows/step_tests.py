@@ -88,6 +88,15 @@ def _step(version: WorkflowVersion, step_id: str) -> dict[str, Any]:
     raise NotFound(f"Version {version.number} has no step “{step_id}”.")
 
 
+def untestable_reason(version: WorkflowVersion, step_id: str) -> str:
+    """Why the step cannot be tested alone ("" when it can, or when there is no such step)."""
+    try:
+        step = _step(version, step_id)
+    except NotFound:
+        return ""
+    return UNTESTABLE.get(str(step.get("type")), "")
+
+
 def _reads(version: WorkflowVersion, step: dict[str, Any]) -> list[str]:
     """The steps whose outputs the sample should hold: the step's ancestors and whatever its
     settings read, in definition order."""

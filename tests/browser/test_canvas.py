@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.helpers.browser import signed_in
 from tests.helpers.personas import World, access_of
-from tests.helpers.workflows import drain
+from tests.helpers.workflows import drain, owners_workflow
 from workflows import services
 from workflows.models import Workflow, WorkflowVersion
 
@@ -29,12 +29,7 @@ START: dict[str, Any] = {
 
 @pytest.fixture
 def workflow(committed_world: World) -> Workflow:
-    with schema_context(committed_world.workspace_a.schema_name):
-        return services.workflow_create(
-            access=access_of(committed_world.owner, committed_world.workspace_a),
-            name="Canvas flow",
-            definition=START,
-        )
+    return owners_workflow(committed_world, "Canvas flow", START)
 
 
 def _latest(world: World, workflow: Workflow) -> WorkflowVersion:

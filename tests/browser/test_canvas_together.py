@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.helpers.browser import signed_in
 from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import owners_workflow
 from workflows import services
 from workflows.models import Workflow
 
@@ -26,12 +27,7 @@ START: dict[str, Any] = {
 
 @pytest.fixture
 def workflow(committed_world: World) -> Workflow:
-    with schema_context(committed_world.workspace_a.schema_name):
-        return services.workflow_create(
-            access=access_of(committed_world.owner, committed_world.workspace_a),
-            name="Shared flow",
-            definition=START,
-        )
+    return owners_workflow(committed_world, "Shared flow", START)
 
 
 def test_two_members_see_each_other_and_each_others_saves(

@@ -12,8 +12,8 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, Page, expect
 
 from tests.helpers.browser import signed_in
-from tests.helpers.personas import World, access_of
-from workflows import services
+from tests.helpers.personas import World
+from tests.helpers.workflows import owners_workflow
 from workflows.models import Workflow, WorkflowRun
 
 pytestmark = pytest.mark.browser
@@ -31,12 +31,7 @@ DEFINITION: dict[str, Any] = {
 
 @pytest.fixture
 def workflow(committed_world: World) -> Workflow:
-    with schema_context(committed_world.workspace_a.schema_name):
-        return services.workflow_create(
-            access=access_of(committed_world.owner, committed_world.workspace_a),
-            name="Greeter",
-            definition=DEFINITION,
-        )
+    return owners_workflow(committed_world, "Greeter", DEFINITION)
 
 
 @pytest.mark.parametrize("width", [1280, 390])

@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
+import stripe
+
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
 from tests.fakes.stripe_connect import StripeConnectMixin
 from tests.fakes.stripe_money import StripeMoneyMixin
@@ -474,6 +476,13 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         return None
 
     # -- helpers --------------------------------------------------------------------------
+
+    def sdk_client(self) -> stripe.StripeClient:
+        """The real `stripe` SDK's client, pointed at this fake (no retries: a fault knob's
+        error reaches the caller as Stripe's would)."""
+        return stripe.StripeClient(
+            "sk_test_x", base_addresses={"api": self.base_url}, max_network_retries=0
+        )
 
     def now(self) -> int:
         """The fake's clock (unix seconds): wall time plus `clock_offset`."""

@@ -82,69 +82,79 @@ class StripeMoneyMixin:
         """A succeeded charge and its payment intent (emits `payment_intent.succeeded` and
         `charge.succeeded`); returns the charge."""
         with self._state:
-            intent = self._new(
-                "payment_intent",
-                "pi",
-                amount=amount,
-                amount_received=amount,
-                amount_capturable=0,
-                currency=currency,
-                customer=customer,
-                status="succeeded",
-                payment_method=None,
-                invoice=None,
-                latest_charge=None,
-                application=None,
-                application_fee_amount=None,
-                on_behalf_of=None,
-                review=None,
-                transfer_data=None,
-                transfer_group=None,
-            )
+            intent, charge = self._succeeded_payment(amount, currency, customer)
             intent["metadata"] = dict(metadata or {})
-            charge = self._new(
-                "charge",
-                "ch",
-                amount=amount,
-                amount_captured=amount,
-                amount_refunded=0,
-                refunded=False,
-                disputed=False,
-                captured=True,
-                paid=True,
-                status="succeeded",
-                currency=currency,
-                customer=customer,
-                payment_intent=intent["id"],
-                payment_method=None,
-                balance_transaction=None,
-                invoice=None,
-                application=None,
-                application_fee=None,
-                application_fee_amount=None,
-                destination=None,
-                on_behalf_of=None,
-                source_transfer=None,
-                transfer=None,
-                transfer_data=None,
-                transfer_group=None,
-                review=None,
-                failure_code=None,
-                failure_message=None,
-            )
             charge["metadata"] = dict(metadata or {})
-            charge["refunds"] = {
-                "object": "list",
-                "data": [],
-                "has_more": False,
-                "url": f"/v1/charges/{charge['id']}/refunds",
-            }
-            intent["latest_charge"] = charge["id"]
             self.emit("payment_intent.succeeded", intent)
             self.emit("charge.succeeded", charge)
         if not self.hold_events:
             self.flush_events()
         return self._public(charge)
+
+    def _succeeded_payment(
+        self, amount: int, currency: str, customer: str | None, payment_method: str | None = None
+    ) -> tuple[Object, Object]:
+        """A succeeded PaymentIntent and its Charge (with an empty refunds list), stored, no
+        event sent. Call holding the state lock."""
+        intent = self._new(
+            "payment_intent",
+            "pi",
+            amount=amount,
+            amount_received=amount,
+            amount_capturable=0,
+            currency=currency,
+            customer=customer,
+            status="succeeded",
+            payment_method=payment_method,
+            invoice=None,
+            latest_charge=None,
+            application=None,
+            application_fee_amount=None,
+            on_behalf_of=None,
+            review=None,
+            last_payment_error=None,
+            next_action=None,
+            transfer_data=None,
+            transfer_group=None,
+        )
+        charge = self._new(
+            "charge",
+            "ch",
+            amount=amount,
+            amount_captured=amount,
+            amount_refunded=0,
+            refunded=False,
+            disputed=False,
+            captured=True,
+            paid=True,
+            status="succeeded",
+            currency=currency,
+            customer=customer,
+            payment_intent=intent["id"],
+            payment_method=payment_method,
+            balance_transaction=None,
+            invoice=None,
+            application=None,
+            application_fee=None,
+            application_fee_amount=None,
+            destination=None,
+            on_behalf_of=None,
+            source_transfer=None,
+            transfer=None,
+            transfer_data=None,
+            transfer_group=None,
+            review=None,
+            failure_code=None,
+            failure_message=None,
+        )
+        charge["refunds"] = {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "url": f"/v1/charges/{charge['id']}/refunds",
+        }
+        intent["latest_charge"] = charge["id"]
+        return intent, charge
 
     def balance_of(self, account: str) -> int:
         """The connected account's balance in cents (transfers in, reversals and payouts out)."""

@@ -51,8 +51,6 @@ class PaymentsMixin:
                 r"/v1/invoice_payments",
                 self._list_of("invoice_payment", "invoice", "status", "payment"),
             ),
-            ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", self._retrieve("payment_intent")),
-            ("GET", r"/v1/charges/(?P<id>[^/]+)", self._retrieve("charge")),
             ("GET", r"/v1/setup_intents/(?P<id>[^/]+)", self._retrieve("setup_intent")),
             ("GET", r"/v1/payment_methods/(?P<id>[^/]+)", self._retrieve("payment_method")),
         ]
@@ -446,61 +444,9 @@ class PaymentsMixin:
             return
         customer = self.objects.get(invoice["customer"]) or {}
         method = (customer.get("invoice_settings") or {}).get("default_payment_method")
-        intent = self._new(
-            "payment_intent",
-            "pi",
-            amount=amount,
-            amount_received=amount,
-            amount_capturable=0,
-            currency=invoice["currency"],
-            customer=invoice["customer"],
-            payment_method=method,
-            status="succeeded",
-            transfer_group=None,
-            transfer_data=None,
-            application_fee_amount=None,
-            on_behalf_of=None,
-            application=None,
-            review=None,
-            last_payment_error=None,
-            next_action=None,
-            latest_charge=None,
+        intent, _charge = self._succeeded_payment(
+            amount, invoice["currency"], invoice["customer"], payment_method=method
         )
-        charge = self._new(
-            "charge",
-            "ch",
-            amount=amount,
-            amount_captured=amount,
-            amount_refunded=0,
-            currency=invoice["currency"],
-            customer=invoice["customer"],
-            payment_intent=intent["id"],
-            payment_method=method,
-            status="succeeded",
-            paid=True,
-            captured=True,
-            refunded=False,
-            disputed=False,
-            transfer_group=None,
-            transfer=None,
-            transfer_data=None,
-            application_fee=None,
-            application_fee_amount=None,
-            on_behalf_of=None,
-            application=None,
-            balance_transaction=None,
-            review=None,
-            source_transfer=None,
-            failure_code=None,
-            failure_message=None,
-        )
-        charge["refunds"] = {
-            "object": "list",
-            "data": [],
-            "has_more": False,
-            "url": f"/v1/charges/{charge['id']}/refunds",
-        }
-        intent["latest_charge"] = charge["id"]
         self._new(
             "invoice_payment",
             "inpay",

@@ -6,7 +6,6 @@ transfers of a transfer group; idempotency keys forgotten as after Stripe's 24 h
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,26 +17,13 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 ACCOUNT = "acct_1CreatorFake02"
 
 
-def client_for(fake: FakeStripe) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        "sk_test_x", base_addresses={"api": fake.base_url}, max_network_retries=0
-    )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
 def _events(receiver: WebhookReceiver) -> list[tuple[str, str | None]]:
     bodies = [json.loads(r["body"]) for r in receiver.received]
     return [(body["type"], body.get("account")) for body in bodies]
 
 
 def test_connected_account_events_reach_only_connect_endpoints(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     with WebhookReceiver() as platform, WebhookReceiver() as connect:
         client.v1.webhook_endpoints.create(params={"url": platform.url, "enabled_events": ["*"]})
         created = client.v1.webhook_endpoints.create(
@@ -61,7 +47,7 @@ def test_connected_account_events_reach_only_connect_endpoints(fake: FakeStripe)
 
 
 def test_a_bank_payout_fails_and_the_money_stays_in_the_account(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     client.v1.transfers.create(params={"amount": 3000, "currency": "usd", "destination": ACCOUNT})
 
     failed = fake.pay_out(ACCOUNT, failure_code="account_closed")
@@ -87,7 +73,7 @@ def test_a_bank_payout_fails_and_the_money_stays_in_the_account(fake: FakeStripe
 def test_transfers_are_listed_by_group_and_a_forgotten_key_makes_a_new_one(
     fake: FakeStripe,
 ) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     params: Any = {
         "amount": 500,
         "currency": "usd",

@@ -21,19 +21,6 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 SECRET = "whsec_test_secret"
 
 
-def client_for(fake: FakeStripe) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        "sk_test_x", base_addresses={"api": fake.base_url}, max_network_retries=0
-    )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as receiver:
@@ -78,7 +65,7 @@ def subscribe(client: stripe.StripeClient, fake: FakeStripe, price: stripe.Price
 
 
 def test_customer_product_price_round_trip_with_lookup_key_filter(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = client.v1.customers.create(
         params={"email": "a@example.com", "metadata": {"tenant": "t1"}}
     )
@@ -99,7 +86,7 @@ def test_customer_product_price_round_trip_with_lookup_key_filter(fake: FakeStri
 
 
 def test_unknown_id_is_a_404_in_stripes_envelope(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     with pytest.raises(stripe.InvalidRequestError) as caught:
         client.v1.customers.retrieve("cus_missing")
     assert caught.value.http_status == 404
@@ -115,7 +102,7 @@ def test_a_request_without_a_key_is_a_401(fake: FakeStripe) -> None:
 
 
 def test_idempotency_key_replays_and_refuses_other_parameters(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     first = client.v1.customers.create(
         params={"email": "a@example.com"}, options={"idempotency_key": "k1"}
     )
@@ -134,7 +121,7 @@ def test_checkout_completes_into_an_active_subscription_with_signed_webhooks(
     receiver: WebhookReceiver,
 ) -> None:
     with FakeStripe(webhook_url=receiver.url, webhook_secret=SECRET) as fake:
-        client = client_for(fake)
+        client = fake.sdk_client()
         price = plan(client)
         customer = client.v1.customers.create(params={"email": "a@example.com"})
         session = client.v1.checkout.sessions.create(
@@ -181,7 +168,7 @@ def test_checkout_completes_into_an_active_subscription_with_signed_webhooks(
 
 
 def test_the_checkout_page_pays_and_redirects_to_success_url(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     price = plan(client)
     session = client.v1.checkout.sessions.create(
         params={
@@ -211,7 +198,7 @@ def test_the_checkout_page_pays_and_redirects_to_success_url(fake: FakeStripe) -
 
 
 def test_close_period_bills_or_fails_and_cancel_at_period_end_ends(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     subscription = subscribe(client, fake, plan(client))
     first_end = subscription["items"]["data"][0]["current_period_end"]
 
@@ -238,7 +225,7 @@ def test_close_period_bills_or_fails_and_cancel_at_period_end_ends(fake: FakeStr
 
 
 def test_meter_events_are_deduplicated_and_summed(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     meter = client.v1.billing.meters.create(
         params={
             "display_name": "Agent runs",
@@ -286,7 +273,7 @@ def test_deliver_twice_and_shuffle(receiver: WebhookReceiver) -> None:
     with FakeStripe(
         webhook_url=receiver.url, webhook_secret=SECRET, deliver_twice=True, seed=3
     ) as fake:
-        client = client_for(fake)
+        client = fake.sdk_client()
         client.v1.customers.create(params={"email": "a@example.com"})
     ids = [e.id for e in verified_events(receiver)]
     assert len(ids) == 2
@@ -296,7 +283,7 @@ def test_deliver_twice_and_shuffle(receiver: WebhookReceiver) -> None:
     with FakeStripe(
         webhook_url=receiver.url, webhook_secret=SECRET, shuffle=True, hold_events=True, seed=1
     ) as fake:
-        client = client_for(fake)
+        client = fake.sdk_client()
         for n in range(3):
             subscribe(client, fake, plan(client, lookup_key=f"plan_{n}"))
         assert receiver.received == []  # held until flushed
@@ -310,7 +297,7 @@ def test_deliver_twice_and_shuffle(receiver: WebhookReceiver) -> None:
 def test_a_failed_delivery_is_retried(receiver: WebhookReceiver) -> None:
     receiver.statuses = [500]
     with FakeStripe(webhook_url=receiver.url, webhook_secret=SECRET) as fake:
-        client_for(fake).v1.customers.create(params={"email": "a@example.com"})
+        fake.sdk_client().v1.customers.create(params={"email": "a@example.com"})
     assert [d.status for d in fake.deliveries] == [500, 200]
     assert len({e.id for e in verified_events(receiver)}) == 1
 
@@ -322,7 +309,7 @@ def test_webhook_endpoints_get_the_events_they_enable_signed_with_their_own_secr
         WebhookReceiver() as other,
         FakeStripe(webhook_url=other.url, webhook_secret=SECRET, deliver_times=3) as fake,
     ):
-        client = client_for(fake)
+        client = fake.sdk_client()
         created = client.v1.webhook_endpoints.create(
             params={"url": receiver.url, "enabled_events": ["customer.created"]}
         )
@@ -342,7 +329,7 @@ def test_webhook_endpoints_get_the_events_they_enable_signed_with_their_own_secr
 
 
 def test_paying_an_open_invoice_makes_a_past_due_subscription_active(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     subscription = subscribe(client, fake, plan(client))
     invoice = fake.close_period(subscription["id"], fail=True)
     assert invoice is not None

@@ -5,25 +5,10 @@ paid invoice's payment listed as an `invoice_payment` and refundable; idempotenc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import stripe
 
 from tests.fakes import FakeStripe
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-def client_for(fake: FakeStripe) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        "sk_test_x", base_addresses={"api": fake.base_url}, max_network_retries=0
-    )
 
 
 def _customer_with_items(client: stripe.StripeClient, *amounts: int) -> str:
@@ -45,7 +30,7 @@ def _types(fake: FakeStripe, object_id: str) -> list[str]:
 
 
 def test_an_invoice_takes_the_pending_items_only_when_asked(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = _customer_with_items(client, 25, 30)
 
     empty = client.v1.invoices.create(params={"customer": customer})
@@ -76,7 +61,7 @@ def test_an_invoice_takes_the_pending_items_only_when_asked(fake: FakeStripe) ->
 def test_finalize_opens_it_once_and_collection_pays_or_fails_with_stripes_events(
     fake: FakeStripe,
 ) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = _customer_with_items(client, 25)
     invoice = client.v1.invoices.create(
         params={"customer": customer, "pending_invoice_items_behavior": "include"}
@@ -114,7 +99,7 @@ def test_finalize_opens_it_once_and_collection_pays_or_fails_with_stripes_events
 def test_a_zero_invoice_is_paid_when_finalized_and_out_of_band_has_no_payment(
     fake: FakeStripe,
 ) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = _customer_with_items(client)
     zero = client.v1.invoices.create(params={"customer": customer})
     assert client.v1.invoices.finalize_invoice(zero.id).status == "paid"
@@ -130,7 +115,7 @@ def test_a_zero_invoice_is_paid_when_finalized_and_out_of_band_has_no_payment(
 
 
 def test_idempotency_keys_and_fail_next_apply(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = _customer_with_items(client, 25)
     params = {"customer": customer, "pending_invoice_items_behavior": "include"}
 

@@ -5,8 +5,6 @@ events, payouts; idempotency keys and `fail_next` apply to them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import stripe
 
@@ -17,21 +15,8 @@ SECRET = "whsec_test_secret"
 ACCOUNT = "acct_1CreatorFake01"
 
 
-def client_for(fake: FakeStripe) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        "sk_test_x", base_addresses={"api": fake.base_url}, max_network_retries=0
-    )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
 def test_a_charge_is_refunded_in_parts_never_beyond_what_is_left(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     charge = fake.add_charge(2500, "usd", metadata={"purchase_id": "7"})
     assert client.v1.charges.retrieve(charge["id"]).metadata["purchase_id"] == "7"
     intent = client.v1.payment_intents.retrieve(charge["payment_intent"])
@@ -57,7 +42,7 @@ def test_a_charge_is_refunded_in_parts_never_beyond_what_is_left(fake: FakeStrip
 
 
 def test_a_reversal_is_refused_once_the_account_paid_its_balance_out(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     transfer = client.v1.transfers.create(
         params={
             "amount": 2000,
@@ -87,7 +72,7 @@ def test_a_reversal_is_refused_once_the_account_paid_its_balance_out(fake: FakeS
 
 
 def test_fail_next_applies_to_transfers(fake: FakeStripe) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     fake.fail_next("/v1/transfers", status=503)
     with pytest.raises(stripe.APIError):
         client.v1.transfers.create(
@@ -100,7 +85,7 @@ def test_disputes_open_and_close_with_signed_events(fake: FakeStripe) -> None:
     with WebhookReceiver() as receiver:
         fake.webhook_url = receiver.url
         fake.webhook_secret = SECRET
-        client = client_for(fake)
+        client = fake.sdk_client()
         charge = fake.add_charge(4000, "usd")
         dispute = fake.dispute(charge["id"])
         assert client.v1.disputes.retrieve(dispute["id"]).status == "needs_response"

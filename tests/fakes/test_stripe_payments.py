@@ -5,7 +5,6 @@ customer's next invoice, and the fault knobs apply."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,19 +14,6 @@ from tests.fakes import FakeStripe
 from tests.fakes.stripe_api import StripeError
 
 URLS = {"success_url": "https://app.test/ok", "cancel_url": "https://app.test/back"}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        yield fake
-    assert fake.server_errors == []
-
-
-def client_for(fake: FakeStripe) -> stripe.StripeClient:
-    return stripe.StripeClient(
-        "sk_test_x", base_addresses={"api": fake.base_url}, max_network_retries=0
-    )
 
 
 def _price_data(amount: int, **extra: Any) -> dict[str, Any]:
@@ -46,7 +32,7 @@ def _types(fake: FakeStripe) -> list[str]:
 def test_a_payment_checkout_with_an_inline_price_completes_into_a_paid_intent_and_charge(
     fake: FakeStripe,
 ) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = client.v1.customers.create(params={"name": "Buyer"})
     session = client.v1.checkout.sessions.create(
         params={
@@ -87,7 +73,7 @@ def test_a_payment_checkout_with_an_inline_price_completes_into_a_paid_intent_an
 def test_a_setup_checkout_saves_a_card_as_the_customers_default_for_invoices(
     fake: FakeStripe,
 ) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = client.v1.customers.create(params={"name": "Buyer"})
     session = client.v1.checkout.sessions.create(
         params={
@@ -118,7 +104,7 @@ def test_a_setup_checkout_saves_a_card_as_the_customers_default_for_invoices(
 def test_a_subscription_takes_an_inline_monthly_price_and_invoice_items_join_its_next_invoice(
     fake: FakeStripe,
 ) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = client.v1.customers.create(params={"name": "Buyer"})
     session = client.v1.checkout.sessions.create(
         params={
@@ -180,7 +166,7 @@ def test_a_subscription_takes_an_inline_monthly_price_and_invoice_items_join_its
 def test_invoice_items_obey_the_fault_knobs_and_refuse_unknown_customers(
     fake: FakeStripe,
 ) -> None:
-    client = client_for(fake)
+    client = fake.sdk_client()
     customer = client.v1.customers.create(params={"name": "Buyer"})
     fake.fail_next("/v1/invoiceitems", status=503)
     params: Any = {"customer": customer.id, "amount": 25, "currency": "usd"}

@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django_tenants.utils import schema_context
+
 from tenants.permissions import Access
-from workflows import engine, runs
+from tests.helpers.personas import World, access_of
+from workflows import engine, runs, services
 from workflows.models import (
     RUN_FINISHED,
     StepRun,
@@ -45,6 +48,14 @@ def make_workflow(definition: dict[str, Any], *, name: str = "Flow") -> Workflow
     workflow.active_version = version
     workflow.save(update_fields=["active_version"])
     return workflow
+
+
+def owners_workflow(world: World, name: str, definition: dict[str, Any]) -> Workflow:
+    """A workflow workspace A's owner created (through the service), in A's schema."""
+    with schema_context(world.workspace_a.schema_name):
+        return services.workflow_create(
+            access=access_of(world.owner, world.workspace_a), name=name, definition=definition
+        )
 
 
 def start(

@@ -25,16 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache
+from django.urls import reverse
 
 from core.exceptions import ValidationFailed
-from tenants.permissions import Access
+from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 from workflows import selectors, services
-from workflows.builder import edits
+from workflows.builder import edits, queries
 from workflows.builder.forms import DEFAULT_CONFIG
 from workflows.builder.layout import layout, position_of
 from workflows.definition import NODE_TYPES, STEP_ID_PATTERN
-from workflows.models import Workflow, WorkflowVersion
+from workflows.models import RUN_FINISHED, Workflow, WorkflowVersion
 
 Document = dict[str, Any]
 MAX_OPS = 200
@@ -277,6 +278,40 @@ def canvas_apply(
         allow_incomplete=True,
     )
     return CanvasResult(version=version, added=applied[-1].added)
+
+
+def version_state(version: WorkflowVersion) -> dict[str, Any]:
+    """A saved version as the canvas redraws it."""
+    return {
+        "version": version.number,
+        "definition": version.definition,
+        "problems": selectors.version_problems(version),
+    }
+
+
+def canvas_state(access: Access, workflow: Workflow, known: int | None) -> dict[str, Any]:
+    """What the canvas polls: the latest version (with `known`, the version the canvas already
+    has, its definition and problems only when a newer one exists: polling stays cheap), the
+    last run's step states and whether this member may edit."""
+    run, steps = queries.last_run_states(workflow)
+    latest = selectors.version_latest(workflow)
+    return {
+        **({"version": latest.number} if known == latest.number else version_state(latest)),
+        "run": None
+        if run is None
+        else {
+            "id": run.pk,
+            "url": reverse(
+                "workflow_run_detail",
+                kwargs={"workspace_slug": access.workspace.slug, "run_id": run.pk},
+            ),
+            "status": run.status,
+            "version": run.version.number,
+            "live": run.status not in RUN_FINISHED,
+        },
+        "steps": steps,
+        "can_edit": access.can(Perm.BUILD) and workflow.archived_at is None,
+    }
 
 
 def presence_note(*, access: Access, workflow: Workflow, selected: str) -> list[dict[str, str]]:

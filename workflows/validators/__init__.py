@@ -101,15 +101,19 @@ def validate(document: Any) -> list[Issue]:
     return list(dict.fromkeys(issues))  # one mistake can surface in two checks
 
 
-def validate_or_raise(document: Any) -> None:
-    issues = validate(document)
+def _raise_if(issues: list[Issue], lead: str) -> None:
+    """ValidationFailed naming the first issue (and how many more) and listing them all under
+    `definition`, when there are any."""
     if not issues:
         return
     more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
     raise ValidationFailed(
-        f"The workflow definition is not valid: {issues[0]}{more}.",
-        fields={"definition": [str(issue) for issue in issues]},
+        f"{lead}: {issues[0]}{more}.", fields={"definition": [str(issue) for issue in issues]}
     )
+
+
+def validate_or_raise(document: Any) -> None:
+    _raise_if(validate(document), "The workflow definition is not valid")
 
 
 def check_structure(document: Any) -> list[Issue]:
@@ -122,11 +126,4 @@ def check_structure(document: Any) -> list[Issue]:
 
 
 def structure_or_raise(document: Any) -> None:
-    issues = check_structure(document)
-    if not issues:
-        return
-    more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-    raise ValidationFailed(
-        f"The workflow definition cannot be saved, even as a draft: {issues[0]}{more}.",
-        fields={"definition": [str(issue) for issue in issues]},
-    )
+    _raise_if(check_structure(document), "The workflow definition cannot be saved, even as a draft")

@@ -18,53 +18,18 @@ import json
 from typing import Any
 
 from django.http import HttpResponse, JsonResponse
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from core.exceptions import ApplicationError, Conflict, ValidationFailed
 from core.http import int_or_none
 from tenants.access import page_access
 from tenants.http import AppRequest
-from tenants.permissions import Access, Perm
+from tenants.permissions import Perm
 from workflows import selectors
-from workflows.builder import canvas_ops, queries
+from workflows.builder import canvas_ops
 from workflows.builder.issues import issue_texts
-from workflows.builder.views.common import latest_version
-from workflows.models import RUN_FINISHED, Workflow, WorkflowVersion
 
 MAX_BODY = 1_000_000
-
-
-def _version(version: WorkflowVersion) -> dict[str, Any]:
-    return {
-        "version": version.number,
-        "definition": version.definition,
-        "problems": selectors.version_problems(version),
-    }
-
-
-def _state(access: Access, workflow: Workflow, known: int | None) -> dict[str, Any]:
-    """With `known` (the version the canvas already has), the definition and its problems are
-    sent only when a newer one exists: polling stays cheap."""
-    run, steps = queries.last_run_states(workflow)
-    latest = latest_version(workflow)
-    return {
-        **({"version": latest.number} if known == latest.number else _version(latest)),
-        "run": None
-        if run is None
-        else {
-            "id": run.pk,
-            "url": reverse(
-                "workflow_run_detail",
-                kwargs={"workspace_slug": access.workspace.slug, "run_id": run.pk},
-            ),
-            "status": run.status,
-            "version": run.version.number,
-            "live": run.status not in RUN_FINISHED,
-        },
-        "steps": steps,
-        "can_edit": access.can(Perm.BUILD) and workflow.archived_at is None,
-    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -76,7 +41,9 @@ def workflow_canvas(request: AppRequest, workflow_id: int) -> HttpResponse:
             access=access, workflow=workflow, selected=request.GET.get("selected", "")
         )
         known = int_or_none(request.GET.get("known"))
-        return JsonResponse({**_state(access, workflow, known), "present": present})
+        return JsonResponse(
+            {**canvas_ops.canvas_state(access, workflow, known), "present": present}
+        )
     access = page_access(request, Perm.BUILD)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     try:
@@ -96,7 +63,7 @@ def workflow_canvas(request: AppRequest, workflow_id: int) -> HttpResponse:
             },
             status=exc.status,
         )
-    return JsonResponse({**_version(result.version), "added": result.added})
+    return JsonResponse({**canvas_ops.version_state(result.version), "added": result.added})
 
 
 def _body(request: AppRequest) -> dict[str, Any]:

@@ -9,18 +9,9 @@ from typing import Any
 from django.contrib import messages
 from django.urls import reverse
 
-from core.exceptions import NotFound
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
-from workflows import selectors
 from workflows.models import Workflow, WorkflowVersion
-
-
-def latest_version(workflow: Workflow) -> WorkflowVersion:
-    version = selectors.version_list(workflow).first()
-    if version is None:  # a workflow is created with its first version; never empty
-        raise NotFound("This workflow has no version.")
-    return version
 
 
 def detail_url(access: Access, workflow: Workflow, **params: str) -> str:

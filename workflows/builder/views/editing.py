@@ -34,7 +34,7 @@ from workflows.builder.forms import (
     inputs_from,
 )
 from workflows.builder.issues import issue_texts
-from workflows.builder.views.common import latest_version, saved_message
+from workflows.builder.views.common import saved_message
 from workflows.builder.views.page import after_edit, builder_page, place_step_issues, step_choices
 from workflows.definition import NODE_TYPES
 from workflows.models import Workflow, WorkflowVersion
@@ -74,7 +74,7 @@ def _save(
 def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
-    latest = latest_version(workflow)
+    latest = selectors.version_latest(workflow)
     step = edits.step_get(latest.definition, step_id)
     if step is None or str(step.get("type")) not in NODE_TYPES:
         raise NotFound("No such step in the latest version.")
@@ -115,7 +115,7 @@ def workflow_step_save(request: AppRequest, workflow_id: int, step_id: str) -> H
 def workflow_step_add(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
-    latest = latest_version(workflow)
+    latest = selectors.version_latest(workflow)
     node_type = request.POST.get("type", "")
     if node_type not in NODE_TYPES:
         raise NotFound("Unknown step type.")
@@ -194,7 +194,7 @@ def _return_panel(request: AppRequest) -> tuple[str, str]:
 def workflow_edge_add(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
-    definition = latest_version(workflow).definition
+    definition = selectors.version_latest(workflow).definition
     form = ConnectForm(
         request.POST,
         source_choices=edits.branch_choices(definition),

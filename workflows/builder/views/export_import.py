@@ -19,7 +19,6 @@ from workflows.builder.issues import issue_texts, split_issue
 from workflows.builder.views.common import (
     detail_url,
     document_format,
-    latest_version,
     saved_message,
     workflow_links,
 )
@@ -31,7 +30,7 @@ def workflow_export(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     number = int_or_none(request.GET.get("version"))
-    version = selectors.version_get(workflow, number) if number else latest_version(workflow)
+    version = selectors.version_or_latest(workflow, number)
     fmt = document_format(request.GET.get("format"))
     text = io.export_definition(version, fmt)
     content_type = "application/json" if fmt == "json" else "application/yaml"

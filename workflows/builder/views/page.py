@@ -41,7 +41,6 @@ from workflows.builder.issues import split_issue
 from workflows.builder.layout import layout
 from workflows.builder.views.common import (
     detail_url,
-    latest_version,
     workflow_links,
 )
 from workflows.definition import NODE_TYPES
@@ -63,7 +62,7 @@ def builder_page(
     """The page (or, for htmx, its `#builder` partial) showing `shown` (default: the latest
     version) with `panel` open. `forms` are refused forms to show again with their errors,
     `issues` the messages of a refused save that did not go beside a field."""
-    latest = latest_version(workflow)
+    latest = selectors.version_latest(workflow)
     shown = shown or latest
     definition = shown.definition
     editable = access.can(Perm.BUILD) and shown.pk == latest.pk and workflow.archived_at is None

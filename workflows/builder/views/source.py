@@ -17,7 +17,6 @@ from workflows.builder.forms import SourceForm
 from workflows.builder.issues import issue_texts, split_issue
 from workflows.builder.views.common import (
     document_format,
-    latest_version,
     saved_message,
     workflow_links,
 )
@@ -27,7 +26,7 @@ from workflows.builder.views.common import (
 def workflow_source(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
-    latest = latest_version(workflow)
+    latest = selectors.version_latest(workflow)
     editable = access.can(Perm.BUILD) and workflow.archived_at is None
     issues: list[str] = []
     if request.method == "POST":

@@ -22,7 +22,6 @@ from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
 from workflows import selectors, step_tests
-from workflows.builder.views.common import latest_version
 from workflows.models import WorkflowVersion
 
 TEMPLATE = "workflows/builder/_panel_step_test.html"
@@ -49,7 +48,7 @@ class StepTestForm(forms.Form):
 def _version(request: AppRequest, workflow_id: int, access: Access) -> WorkflowVersion:
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
     number = int_or_none(request.POST.get("version") or request.GET.get("version"))
-    return selectors.version_get(workflow, number) if number else latest_version(workflow)
+    return selectors.version_or_latest(workflow, number)
 
 
 @require_http_methods(["GET", "POST"])
@@ -57,15 +56,7 @@ def workflow_step_test(request: AppRequest, workflow_id: int, step_id: str) -> H
     access = page_access(request, Perm.RUN)
     version = _version(request, workflow_id, access)
     context: dict[str, Any] = {"workflow": version.workflow, "version": version, "step_id": step_id}
-    step_type = next(
-        (
-            str(s.get("type"))
-            for s in version.definition.get("steps") or []
-            if isinstance(s, dict) and s.get("id") == step_id
-        ),
-        "",
-    )
-    context["untestable"] = step_tests.UNTESTABLE.get(step_type, "")
+    context["untestable"] = step_tests.untestable_reason(version, step_id)
     if request.method == "GET":
         sample = step_tests.step_test_sample(access=access, version=version, step_id=step_id)
         context["filled_from"] = sample.run_id
