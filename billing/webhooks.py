@@ -333,6 +333,7 @@ class EndpointReport:
     endpoint: WebhookEndpoint
     created: bool
     removed: list[str]  # Stripe endpoints at our URL whose secret we did not have
+    updated: bool = False  # kept, with its enabled events brought up to this release's list
 
 
 def _scope_of(metadata: Any) -> str:
@@ -346,14 +347,17 @@ def webhook_endpoint_ensure(*, base_url: str) -> list[EndpointReport]:
     creators' connected accounts reach no other), each stored as dj-stripe's WebhookEndpoint
     with its signing secret (verify_signature, Stripe's default tolerance of 300 s), so
     `stripe_webhook` verifies either. Idempotent, per endpoint: one we have that Stripe still
-    has is kept; those at our URL that Stripe has but we lost the secret of are deleted (their
-    events could never be verified) and a new one is created."""
+    has is kept (its enabled events updated when this release listens to others, so a deploy
+    that handles a new event type starts receiving it); those at our URL that Stripe has but we
+    lost the secret of are deleted (their events could never be verified) and a new one is
+    created."""
     client = stripe_client()
     base_url = base_url.rstrip("/")
     probe = uuid.UUID(int=0)  # any uuid: what comes before it is the URL of our endpoints
     prefix = base_url + reverse("stripe_webhook", args=[probe])
     prefix = prefix.split(str(probe))[0]
     kept: dict[str, WebhookEndpoint] = {}
+    events: dict[str, set[str]] = {}  # what each kept endpoint enables at Stripe
     for local in WebhookEndpoint.objects.filter(url__startswith=prefix).order_by("created"):
         try:
             remote = client.v1.webhook_endpoints.retrieve(local.id)
@@ -363,15 +367,34 @@ def webhook_endpoint_ensure(*, base_url: str) -> list[EndpointReport]:
         except stripe.StripeError as exc:
             raise ServiceUnavailable(f"Stripe could not be asked about {local.id}: {exc}") from exc
         scope = _scope_of(local.metadata)
-        if remote.status == "enabled" and remote.url == local.url and local.secret:
-            kept.setdefault(scope, local)
+        usable = remote.status == "enabled" and remote.url == local.url and local.secret
+        if usable and scope not in kept:
+            kept[scope] = local
+            events[scope] = set(remote.enabled_events or [])
     reports = []
     for scope in (EndpointScope.PLATFORM, EndpointScope.CONNECT):
         if scope in kept:
-            reports.append(EndpointReport(kept[scope], created=False, removed=[]))
+            updated = events[scope] != set(ENDPOINT_EVENTS[scope])
+            if updated:
+                _endpoint_events_update(client, kept[scope], scope)
+            reports.append(EndpointReport(kept[scope], created=False, removed=[], updated=updated))
         else:
             reports.append(_endpoint_create(client, base_url, prefix, scope, keep=kept.values()))
     return reports
+
+
+def _endpoint_events_update(
+    client: stripe.StripeClient, endpoint: WebhookEndpoint, scope: str
+) -> None:
+    """Enable exactly this release's events of `scope` on a kept endpoint (its URL, secret and
+    API version stay: Stripe fixes the version at creation), at Stripe and in our copy."""
+    wanted = list(ENDPOINT_EVENTS[scope])
+    with stripe_errors(f"update the {scope} webhook endpoint's events"):
+        client.v1.webhook_endpoints.update(
+            endpoint.id, params={"enabled_events": cast(Any, wanted)}
+        )
+    endpoint.enabled_events = wanted
+    endpoint.save(update_fields=["enabled_events"])
 
 
 def _endpoint_create(

@@ -6,7 +6,7 @@ and its balances.
     refund_create(purchase_id=.., sale_ref=.., amount_cents=.., reason=.., by=staff)
     refund_complete(refund_id=..)                 # Stripe refund, then the creator's share back
     dispute_sync(dispute=..)                      # freeze / release / reverse, from Stripe's copy
-    balances(publisher_id=..)                     # {bucket: cents}, the sums of the rows
+    balances(publisher_id=.., currency=..)        # {bucket: cents}, the sums of the rows
 
 Invariants (docs/marketplace.md "How creators are paid"):
 
@@ -146,11 +146,11 @@ def _kept_gross(sale_ref: str) -> int:
     return int(total or 0)
 
 
-def balances(*, publisher_id: int) -> dict[str, int]:
-    """The creator's balances: the sum of their rows per bucket (available may be negative:
-    a clawback the next payouts net)."""
+def balances(*, publisher_id: int, currency: str = "usd") -> dict[str, int]:
+    """The creator's balances in one currency: the sum of their rows per bucket (available may
+    be negative: a clawback the next payouts net). Currencies are never added together."""
     rows = (
-        LedgerEntry.objects.filter(publisher_id=publisher_id)
+        LedgerEntry.objects.filter(publisher_id=publisher_id, currency=currency)
         .values("bucket")
         .annotate(total=Sum("amount_cents"))
     )
@@ -792,6 +792,7 @@ def _money(cents: int, currency: str) -> str:
 class ListingEarnings:
     listing_id: int | None
     title: str
+    currency: str
     sales: int
     gross_cents: int
     fee_cents: int
@@ -805,23 +806,25 @@ def creator_publisher(*, access: Access) -> Publisher | None:
 
 
 def earnings_by_listing(*, publisher_id: int) -> list[ListingEarnings]:
-    """Per listing: sales, what buyers paid (less refunds), the platform's fee, the creator's
-    net; biggest first."""
+    """Per listing and currency it sold in: sales, what buyers paid (less refunds), the
+    platform's fee, the creator's net; biggest first (within a currency: amounts in different
+    currencies are not comparable, so rows are ordered by currency first)."""
     rows = (
         LedgerEntry.objects.filter(publisher_id=publisher_id)
         .exclude(gross_cents=0, fee_cents=0)
-        .values("listing_id", "listing__title")
+        .values("listing_id", "listing__title", "currency")
         .annotate(
             gross=Sum("gross_cents"),
             fee=Sum("fee_cents"),
             sales=Count("id", filter=Q(kind=Kind.SALE)),
         )
-        .order_by("-gross", "listing__title")
+        .order_by("currency", "-gross", "listing__title")
     )
     return [
         ListingEarnings(
             listing_id=row["listing_id"],
             title=row["listing__title"] or "(no listing)",
+            currency=row["currency"],
             sales=int(row["sales"]),
             gross_cents=int(row["gross"]),
             fee_cents=int(row["fee"]),
@@ -831,9 +834,12 @@ def earnings_by_listing(*, publisher_id: int) -> list[ListingEarnings]:
     ]
 
 
-def earnings_by_day(*, publisher_id: int, start: date, end: date) -> list[tuple[date, int]]:
-    """The creator's net earnings per UTC day from `start` to `end` (both included; days
-    without any are 0): sales less refunds and lost disputes, on the day they happened."""
+def earnings_by_day(
+    *, publisher_id: int, start: date, end: date
+) -> dict[str, list[tuple[date, int]]]:
+    """The creator's net earnings per currency and UTC day from `start` to `end` (both
+    included; days without any are 0): sales less refunds and lost disputes, on the day they
+    happened. Only currencies with entries in the range are keys, in code order."""
     rows = (
         LedgerEntry.objects.filter(
             publisher_id=publisher_id,
@@ -842,14 +848,17 @@ def earnings_by_day(*, publisher_id: int, start: date, end: date) -> list[tuple[
         )
         .exclude(gross_cents=0, fee_cents=0)
         .annotate(day=TruncDate("occurred_at", tzinfo=UTC))
-        .values("day")
+        .values("currency", "day")
         .annotate(net=Sum(F("gross_cents") - F("fee_cents")))
     )
-    found = {row["day"]: int(row["net"]) for row in rows}
-    days = (end - start).days + 1
-    return [
-        (start + timedelta(days=n), found.get(start + timedelta(days=n), 0)) for n in range(days)
-    ]
+    found: dict[str, dict[date, int]] = {}
+    for row in rows:
+        found.setdefault(row["currency"], {})[row["day"]] = int(row["net"])
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    return {
+        currency: [(day, per_day.get(day, 0)) for day in days]
+        for currency, per_day in sorted(found.items())
+    }
 
 
 def creator_payouts(*, publisher_id: int) -> QuerySet[Payout]:

@@ -82,17 +82,28 @@ def earnings_page(request: AppRequest) -> HttpResponse:
     }
     if publisher is not None:
         start = today - timedelta(days=CHART_DAYS - 1)
-        days = earnings.earnings_by_day(publisher_id=publisher.pk, start=start, end=today)
+        by_day = earnings.earnings_by_day(publisher_id=publisher.pk, start=start, end=today)
+        balances = selectors.creator_balances(publisher_id=publisher.pk)
         creator = CreatorAccount.objects.filter(publisher=publisher).first()
         bank_problem = bank_payout_problem(creator=creator) if creator else None
+        # One chart per currency with earnings in the window (amounts in two currencies are
+        # never added), in the balances' order; a quiet month shows the main currency's zeros.
+        currencies = [row.currency for row in balances if row.currency in by_day] or [
+            balances[0].currency if balances else "usd"
+        ]
+        empty = [(start + timedelta(days=n), 0) for n in range(CHART_DAYS)]
+        order = {row.currency: n for n, row in enumerate(balances)}
         context.update(
-            balances=selectors.creator_balances(publisher_id=publisher.pk),
+            balances=balances,
             bank_problem=bank_problem,
             bank_problem_words=bank_failure_words(bank_problem) if bank_problem else "",
             express_login_url=EXPRESS_LOGIN_URL,
-            listings=earnings.earnings_by_listing(publisher_id=publisher.pk),
+            listings=sorted(  # stable: biggest first within each currency
+                earnings.earnings_by_listing(publisher_id=publisher.pk),
+                key=lambda row: order.get(row.currency, len(order)),
+            ),
             payouts=list(earnings.creator_payouts(publisher_id=publisher.pk)[:50]),
-            chart=_chart(days),
+            charts=[{"currency": code, **_chart(by_day.get(code, empty))} for code in currencies],
             chart_start=start,
             has_entries=LedgerEntry.objects.filter(publisher=publisher).exists(),
         )

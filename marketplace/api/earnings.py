@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from core.exceptions import NotFound
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
-from marketplace import earnings
+from marketplace import earnings, selectors
 from marketplace.models import Payout, Publisher
 from tenants.api.base import WorkspaceAPIView
 from tenants.api.views import WORKSPACE_PARAM
@@ -22,6 +22,7 @@ from tenants.permissions import Perm
 
 
 class BalancesOutput(serializers.Serializer[Any]):
+    currency = serializers.CharField(help_text="ISO code, lower case; amounts are in its cents.")
     pending = serializers.IntegerField(help_text="Cents in the hold period.")
     available = serializers.IntegerField(
         help_text="Cents the next payout pays; negative when a refund is owed (netted)."
@@ -33,6 +34,7 @@ class BalancesOutput(serializers.Serializer[Any]):
 class ListingEarningsOutput(serializers.Serializer[Any]):
     listing_id = serializers.IntegerField(allow_null=True)
     title = serializers.CharField()
+    currency = serializers.CharField(help_text="The currency of this row's amounts.")
     sales = serializers.IntegerField()
     gross_cents = serializers.IntegerField(help_text="What buyers paid, less refunds.")
     fee_cents = serializers.IntegerField(help_text="The platform's fee.")
@@ -41,8 +43,14 @@ class ListingEarningsOutput(serializers.Serializer[Any]):
 
 class EarningsOutput(serializers.Serializer[Any]):
     publisher = serializers.SlugField()
-    balances = BalancesOutput()
-    listings = ListingEarningsOutput(many=True)
+    balances = BalancesOutput(
+        many=True,
+        help_text="One entry per currency earned in (the creator's default currency first); "
+        "amounts in different currencies are never added together.",
+    )
+    listings = ListingEarningsOutput(
+        many=True, help_text="One row per listing and currency it sold in."
+    )
 
 
 class PayoutOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -73,14 +81,17 @@ class EarningsApi(WorkspaceAPIView):
     @extend_schema(
         operation_id="marketplace_earnings_retrieve",
         responses=EarningsOutput,
-        description="The workspace's creator balances (cents, sums of its ledger) and earnings "
-        "by listing. 404 when the workspace never published.",
+        description="The workspace's creator balances per currency (cents, sums of its "
+        "ledger) and earnings by listing and currency. 404 when the workspace never published.",
     )
     def get(self, request: Request) -> Response:
         publisher = _publisher(self)
         data = {
             "publisher": publisher.slug,
-            "balances": earnings.balances(publisher_id=publisher.pk),
+            "balances": [
+                {"currency": row.currency, **row.cents}
+                for row in selectors.creator_balances(publisher_id=publisher.pk)
+            ],
             "listings": earnings.earnings_by_listing(publisher_id=publisher.pk),
         }
         return Response(EarningsOutput(data).data)

@@ -173,6 +173,28 @@ def test_the_endpoint_command_registers_the_platform_and_connect_endpoints_with_
     assert replacement.id != endpoint.id
 
 
+def test_a_kept_endpoint_starts_receiving_the_events_a_new_release_handles(
+    billing: Billing,
+) -> None:
+    # given: the Connect endpoint was registered by an older release that handled fewer events
+    connect = WebhookEndpoint.objects.get(metadata__endpoint="connect")
+    older = [name for name in CONNECT_EVENTS if not name.startswith("payout.")]
+    billing.client.v1.webhook_endpoints.update(connect.id, params={"enabled_events": older})
+
+    # when: this release's deploy runs the endpoint command
+    out = StringIO()
+    call_command("billing_webhook_endpoint", url=connect.url.split("/stripe/")[0], stdout=out)
+
+    # then: the same endpoint (same secret) now enables every event this release handles
+    assert f"updated  {connect.id}" in out.getvalue()
+    assert f"kept     {billing.endpoint.id}" in out.getvalue()
+    assert set(billing.fake.get(connect.id)["enabled_events"]) == set(CONNECT_EVENTS)
+    stored = WebhookEndpoint.objects.get(pk=connect.pk)
+    assert set(stored.enabled_events) == set(CONNECT_EVENTS)
+    assert stored.secret == connect.secret
+    assert WebhookEndpoint.objects.count() == 2
+
+
 def test_checkout_puts_the_workspace_on_the_plan_from_the_webhook(billing: Billing) -> None:
     url = checkout_start(
         workspace_id=billing.world.workspace_a.pk,

@@ -273,7 +273,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                     r"/v1/webhook_endpoints/(?P<id>[^/]+)",
                     self._retrieve("webhook_endpoint"),
                 ),
-                ("POST", r"/v1/webhook_endpoints/(?P<id>[^/]+)", self._update("webhook_endpoint")),
+                ("POST", r"/v1/webhook_endpoints/(?P<id>[^/]+)", self._webhook_endpoint_update),
                 ("DELETE", r"/v1/webhook_endpoints/(?P<id>[^/]+)", self._webhook_endpoint_delete),
                 ("POST", r"/v1/billing/meters", self._meter_create),
                 ("GET", r"/v1/billing/meters", self._list_of("billing.meter")),
@@ -1667,6 +1667,24 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         self._apply_metadata(endpoint, params)
         # Stripe shows the secret once, in the answer to the create.
         return 200, {**self._public(endpoint), "secret": secret}
+
+    def _webhook_endpoint_update(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        """Stripe's update: `enabled_events` replaces the list (never empty); url, description
+        and `disabled` change in place; the secret, API version and `connect` cannot."""
+        endpoint = self.get(match["id"], "webhook_endpoint")
+        if "enabled_events" in params:
+            if not params["enabled_events"]:
+                raise StripeError(400, "Invalid array", param="enabled_events")
+            endpoint["enabled_events"] = list(params["enabled_events"])
+        for name in ("url", "description"):
+            if name in params:
+                endpoint[name] = params[name]
+        if "disabled" in params:
+            endpoint["status"] = "disabled" if _bool(params["disabled"]) else "enabled"
+        self._apply_metadata(endpoint, params)
+        return 200, self._public(endpoint)
 
     def _webhook_endpoint_delete(
         self, request: RecordedRequest, params: Object, match: re.Match[str]

@@ -116,8 +116,11 @@ def test_the_api_gives_the_creator_their_earnings_and_payouts(
     response = owner_client.get(API + "earnings/", HTTP_X_WORKSPACE="alpha")
     assert response.status_code == 200
     body = response.json()
-    assert body["balances"] == {"pending": 800, "available": 0, "frozen": 0, "paid": 2000}
+    assert body["balances"] == [
+        {"currency": "usd", "pending": 800, "available": 0, "frozen": 0, "paid": 2000}
+    ]
     (listing,) = body["listings"]
+    assert listing["currency"] == "usd"
     assert (listing["sales"], listing["gross_cents"], listing["net_cents"]) == (2, 3500, 2800)
 
     payouts = key_client(world, ["billing.view"]).get(API + "payouts/")

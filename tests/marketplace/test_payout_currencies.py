@@ -113,6 +113,46 @@ def test_the_earnings_page_shows_the_balances_of_each_currency(
     assert 'aria-label="Balances in EUR"' in html
 
 
+def test_by_day_and_by_listing_never_add_two_currencies_together(
+    world: World, fake_stripe: FakeStripe, owner_client: Client
+) -> None:
+    # given: today, 25.00 USD and 50.00 EUR of sales of the same listing (20 % fee)
+    shop = make_shop(workspace=world.workspace_a)
+    today = timezone.now()
+    for buyer, gross, currency in (
+        (world.workspace_b, 2500, "usd"),
+        (world.workspace_a, 5000, "eur"),
+    ):
+        purchase = make_purchase(shop, buyer=buyer, amount=gross)
+        purchase.currency = currency
+        purchase.save(update_fields=["currency"])
+        charge = fake_stripe.add_charge(gross, currency)
+        earnings.sale_record(
+            purchase=purchase, gross_cents=gross, stripe_ref=charge["id"], occurred_at=today
+        )
+
+    # then: the page has a chart and a listing row per currency, each in its own money
+    html = owner_client.get(PAGE).content.decode()
+    assert 'id="chart-title-usd">By day · USD</h2>' in html
+    assert 'id="chart-title-eur">By day · EUR</h2>' in html
+    assert "$20.00; best day" in html
+    assert "40.00 EUR; best day" in html
+    assert "60.00" not in html  # 20 USD + 40 EUR added together
+    assert "<strong>$20.00</strong>" in html
+    assert "<strong>40.00 EUR</strong>" in html
+
+    # and the API gives balances and listing rows per currency
+    body = owner_client.get("/api/v1/marketplace/earnings/", HTTP_X_WORKSPACE="alpha").json()
+    assert [(row["currency"], row["pending"]) for row in body["balances"]] == [
+        ("usd", 2000),
+        ("eur", 4000),
+    ]
+    assert sorted((row["currency"], row["net_cents"]) for row in body["listings"]) == [
+        ("eur", 4000),
+        ("usd", 2000),
+    ]
+
+
 def test_a_retry_after_the_key_expired_adopts_the_transfer_of_its_group(
     world: World, fake_stripe: FakeStripe
 ) -> None:

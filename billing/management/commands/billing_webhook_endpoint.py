@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"deleted  {endpoint_id} (at our URL, but its secret was not stored)"
                 )
-            verb = "created" if report.created else "kept   "
+            verb = "created" if report.created else "updated" if report.updated else "kept   "
             scope = report.endpoint.metadata.get("endpoint", "platform")
             self.stdout.write(f"{verb}  {report.endpoint.id} {report.endpoint.url} ({scope})")
         self.stdout.write(
