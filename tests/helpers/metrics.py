@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-TOKEN = "metrics-test-token-0123456789"  # noqa: S105 (a test's token)
+TOKEN = "metrics-test-token-0123456789"
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
