@@ -48,7 +48,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     _exporter.clear()
 
 
-@app.task(name="tests.close_worker_connection")
+@app.task(name="tests.close_worker_connection")  # type: ignore[untyped-decorator, unused-ignore]
 def close_worker_connection() -> None:
     """Run last on the in-process worker: its thread's database connection must not outlive
     the test (the test database is dropped at the end of the session)."""
@@ -141,7 +141,7 @@ def test_one_request_gives_one_trace_down_to_the_model_call(
     # The worker's log lines about the run's tasks carry it too.
     step_logs = [r for r in trace_logs.records if "workflows.execute_step" in r.getMessage()]
     assert step_logs
-    assert {r.request_id for r in step_logs} == {"req-trace-0001"}  # type: ignore[attr-defined]
+    assert {r.request_id for r in step_logs} == {"req-trace-0001"}
 
     model_call, step, task, request = wait_for(lambda: _chain(spans), what="the connected spans")
     finished = spans.get_finished_spans()
