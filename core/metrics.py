@@ -289,6 +289,24 @@ def queue_lengths() -> Iterable[Metric]:
 register_scrape_collector("celery_queue", queue_lengths)
 
 
+def series_names() -> set[str]:
+    """Every sample name `/metrics` can serve (`_total` of counters, `_bucket`/`_count`/`_sum`
+    of histograms), including the scrape-time ones (so it reads Redis and the database): what
+    deploy/'s dashboard and alert rules may name (tests/deploy checks them)."""
+    families = [f for f in REGISTRY.collect() if f.name.startswith(PREFIX)]
+    for collect in _scrape_collectors.values():
+        families.extend(collect())
+    names: set[str] = set()
+    for family in families:
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names.update(f"{family.name}{suffix}" for suffix in ("_bucket", "_count", "_sum"))
+        else:
+            names.add(family.name)
+    return names
+
+
 def registry() -> CollectorRegistry:
     """The host's figures: every process's files summed, plus the scrape-time collectors."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import httpx2
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -18,7 +19,7 @@ from django_tenants.utils import schema_context
 from agents.gateway.breaker import CircuitBreaker
 from agents.gateway.calls import gateway_complete
 from agents.providers.base import ChatRequest, Message
-from core import hooks
+from core import hooks, metrics_exporter
 from tests.helpers.billing import bill, on_overage_plan
 from tests.helpers.metrics import TOKEN, Series, scrape, total, value
 from tests.helpers.personas import World, logged_in
@@ -187,3 +188,22 @@ def test_a_workflow_run_on_the_worker_process_is_in_the_scrape(
         )
         >= 0
     )
+
+
+def test_a_worker_hosts_exporter_serves_its_figures_with_the_same_token() -> None:
+    """What a Celery worker on its own host serves (CELERY_METRICS_PORT): this host's process
+    figures, not the deployment-wide ones the web's scrape reads."""
+    Client().get("/healthz")  # something counted in this host's files
+    server = metrics_exporter.start(host="127.0.0.1", port=0)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        assert httpx2.get(url).status_code == 401
+        assert httpx2.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = httpx2.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert httpx2.get(url.replace("/metrics", "/other")).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ok.status_code == 200
+    assert 'agentmarket_http_requests_total{method="GET",status="2xx",view="healthz"}' in ok.text
+    assert "agentmarket_celery_queue_length" not in ok.text
