@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from celery.signals import setup_logging
+from django.conf import settings
 from django.db import connection
 from django_tenants.utils import schema_context
 from opentelemetry import trace
@@ -21,8 +23,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from agents.providers.base import Message
+from agents.tools.loop import run_tool_loop
 from config.celery import app
 from core.logging import RequestIdFilter
+from core.tracing import tracer
+from tenants.models import Workspace
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.helpers.personas import World, key_client
 from tests.workflows.test_engine_worker import CHAIN, wait_for
@@ -57,9 +63,23 @@ def close_worker_connection() -> None:
 
 @pytest.fixture
 def worker(committed_world: World) -> Iterator[None]:
-    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
-        yield
-        close_worker_connection.apply_async().get(timeout=30)
+    # worker_init (config/celery.py) gives the workers' connection lifetime to this process's
+    # settings: give the test process its own back afterwards.
+    ages = {alias: db.get("CONN_MAX_AGE") for alias, db in settings.DATABASES.items()}
+    # A receiver of setup_logging keeps Celery from replacing this process's log handlers.
+    setup_logging.connect(_keep_logging)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
+            yield
+            close_worker_connection.apply_async().get(timeout=30)
+    finally:
+        setup_logging.disconnect(_keep_logging)
+        for alias, age in ages.items():
+            settings.DATABASES[alias]["CONN_MAX_AGE"] = age
+
+
+def _keep_logging(**_: Any) -> None:
+    pass
 
 
 class _Records(logging.Handler):
@@ -125,8 +145,10 @@ def test_one_request_gives_one_trace_down_to_the_model_call(
     settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True  # the webhook receiver is on loopback
     spans.clear()
     trace_logs = _Records()
-    logging.getLogger("celery.app.trace").addHandler(trace_logs)
-    logging.getLogger("celery.app.trace").setLevel(logging.INFO)
+    celery_trace = logging.getLogger("celery.app.trace")
+    level = celery_trace.level
+    celery_trace.addHandler(trace_logs)
+    celery_trace.setLevel(logging.INFO)
     try:
         with WebhookReceiver() as receiver:
             _run_through_the_api(
@@ -134,7 +156,8 @@ def test_one_request_gives_one_trace_down_to_the_model_call(
             )
             assert receiver.arrived.wait(timeout=60), "no completion webhook"
     finally:
-        logging.getLogger("celery.app.trace").removeHandler(trace_logs)
+        celery_trace.removeHandler(trace_logs)
+        celery_trace.setLevel(level)
 
     # The webhook delivery (a second task, queued by the step task) carries the request's id.
     assert receiver.received[0]["headers"]["x-request-id"] == "req-trace-0001"
@@ -186,3 +209,40 @@ def test_prompt_text_is_recorded_when_switched_on(
     attributes = dict(model_call.attributes or {})
     assert "The printer is on fire" in str(attributes["gen_ai.input.messages"])
     assert "gen_ai.output.messages" in attributes
+
+
+@pytest.mark.django_db
+def test_a_tool_call_is_a_span_beside_the_model_calls(
+    workspace_a: Workspace, spans: InMemorySpanExporter, settings: Any
+) -> None:
+    spans.clear()
+    with schema_context(workspace_a.schema_name), tracer().start_as_current_span("turn"):
+        result = run_tool_loop(
+            model="offline:demo",
+            tool_names=["calculator"],
+            messages=[Message(role="user", content="What is 6 * 7?")],
+        )
+    assert result.steps
+    finished = spans.get_finished_spans()
+    turn = next(s for s in finished if s.name == "turn")
+    tool = next(s for s in finished if s.name == "execute_tool calculator")
+    calls = [s for s in finished if s.name == "chat demo"]
+    assert len(calls) == 2  # asked, then answered with the tool's result
+    parents = {s.parent.span_id if s.parent is not None else None for s in [tool, *calls]}
+    assert parents == {turn.context.span_id}
+    attributes = dict(tool.attributes or {})
+    assert attributes["gen_ai.tool.name"] == "calculator"
+    assert attributes["gen_ai.operation.name"] == "execute_tool"
+    assert attributes["agentmarket.workspace"] == workspace_a.schema_name
+    assert "gen_ai.tool.call.arguments" not in attributes
+
+    settings.OTEL_RECORD_CONTENT = True
+    spans.clear()
+    with schema_context(workspace_a.schema_name):
+        run_tool_loop(
+            model="offline:demo",
+            tool_names=["calculator"],
+            messages=[Message(role="user", content="What is 6 * 7?")],
+        )
+    tool = next(s for s in spans.get_finished_spans() if s.name == "execute_tool calculator")
+    assert "6 * 7" in str(dict(tool.attributes or {})["gen_ai.tool.call.arguments"])
