@@ -16,10 +16,15 @@ from django.conf import settings as django_settings
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from agents.cache import responses as cache
 from agents.gateway.breaker import CircuitBreaker
-from agents.gateway.calls import gateway_complete
+from agents.gateway.calls import UsageContext, gateway_complete
 from agents.providers.base import ChatRequest, Message
+from agents.services import agent_create
+from agents.webhooks import delivery_enqueue, webhook_attempt
 from core import hooks, metrics_exporter
+from tenants.permissions import Access
+from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.helpers.billing import bill, on_overage_plan
 from tests.helpers.metrics import TOKEN, Series, scrape, total, value
 from tests.helpers.personas import World, logged_in
@@ -207,3 +212,50 @@ def test_a_worker_hosts_exporter_serves_its_figures_with_the_same_token() -> Non
     assert ok.status_code == 200
     assert 'agentmarket_http_requests_total{method="GET",status="2xx",view="healthz"}' in ok.text
     assert "agentmarket_celery_queue_length" not in ok.text
+
+
+def test_response_cache_hits_and_misses_are_counted(owner_access: Access) -> None:
+    before = scrape()  # (a request: it leaves the connection in the public schema)
+    with schema_context(owner_access.workspace.schema_name):
+        agent = agent_create(access=owner_access, name="FAQ", model="offline:demo")
+        version = agent.current_version
+        assert version is not None
+        asked = [Message(role="user", content="How do I reset my password?")]
+        other = [Message(role="user", content="Where is my invoice?")]
+        key = cache.cache_key(version, asked, user_id=None)
+        cache.store(
+            version,
+            key,
+            asked,
+            answer="From the sign-in page.",
+            tool_steps=[],
+            cost_usd=Decimal("0.01"),
+            input_tokens=10,
+            output_tokens=5,
+        )
+        context = UsageContext(agent_id=agent.pk)
+        assert cache.lookup(version, key, context=context) is not None
+        other_key = cache.cache_key(version, other, user_id=None)
+        assert cache.lookup(version, other_key, context=context) is None
+    after = scrape()
+    lookups = "agentmarket_response_cache_lookups_total"
+    assert (
+        value(after, lookups, result="hit_exact") == value(before, lookups, result="hit_exact") + 1
+    )
+    assert value(after, lookups, result="miss") == value(before, lookups, result="miss") + 1
+
+
+def test_webhook_delivery_attempts_are_counted_by_outcome(world: World, settings: Any) -> None:
+    settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True  # the receiver is on loopback
+    attempts = "agentmarket_webhook_delivery_attempts_total"
+    before = scrape()
+    with WebhookReceiver() as receiver, schema_context(world.workspace_a.schema_name):
+        receiver.statuses = [500, 200]
+        delivery = delivery_enqueue(event="test.event", url=receiver.url, payload={"n": 1})
+        assert webhook_attempt(delivery.pk) is not None  # 500: tried again later
+        assert webhook_attempt(delivery.pk) is None  # 200: delivered
+    after = scrape()
+    for outcome in ("retrying", "delivered"):
+        assert (
+            value(after, attempts, outcome=outcome) == value(before, attempts, outcome=outcome) + 1
+        )
