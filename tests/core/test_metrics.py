@@ -82,7 +82,8 @@ def test_the_queue_breakers_and_billing_outbox_are_read_when_scraped(
     settings.STRIPE_TEST_SECRET_KEY = "sk_test_platform"  # without a key nothing is metered
     client = redis.Redis.from_url(django_settings.REDIS_URL)
     queue = django_settings.CELERY_TASK_DEFAULT_QUEUE
-    client.delete(queue)
+    open_set = f"{django_settings.CACHES['default']['KEY_PREFIX']}:breakers-open"
+    client.delete(queue, open_set)  # what earlier tests left
     client.rpush(queue, "m1", "m2", "m3")  # three messages nobody consumes
     breaker = CircuitBreaker("platform:openai:gpt-metrics")
     for _ in range(breaker.policy.threshold):
@@ -93,7 +94,7 @@ def test_the_queue_breakers_and_billing_outbox_are_read_when_scraped(
         series = scrape()
     finally:
         client.delete(queue, f"{breaker.key}:open_until")
-        client.zrem(f"{django_settings.CACHES['default']['KEY_PREFIX']}:breakers-open", breaker.key)
+        client.zrem(open_set, breaker.key)
     assert value(series, "agentmarket_celery_queue_length", queue=queue) == 3
     assert (
         value(series, "agentmarket_circuit_breakers_open", scope="platform", provider="openai") == 1
