@@ -9,6 +9,9 @@ its spans reach this process's in-memory exporter); the headers cross Redis as i
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -246,3 +249,29 @@ def test_a_tool_call_is_a_span_beside_the_model_calls(
         )
     tool = next(s for s in spans.get_finished_spans() if s.name == "execute_tool calculator")
     assert "6 * 7" in str(dict(tool.attributes or {})["gen_ai.tool.call.arguments"])
+
+
+def test_with_an_endpoint_configured_spans_are_sent_over_otlp() -> None:
+    """`configure()` in a process of its own (the global provider is set once per process):
+    with OTEL_EXPORTER_OTLP_ENDPOINT it sends the spans, as OTLP protobuf, to the collector."""
+    script = (
+        "import django; django.setup()\n"
+        "from opentelemetry import trace\n"
+        "from core import tracing\n"
+        "assert tracing.configure()\n"
+        "with tracing.span('otlp-check'):\n"
+        "    pass\n"
+        "trace.get_tracer_provider().shutdown()\n"  # flushes the batch
+    )
+    with WebhookReceiver() as collector:
+        endpoint = collector.url.removesuffix("/hooks/runs")
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        }
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+        assert collector.arrived.wait(timeout=30)
+    (request,) = collector.received
+    assert request["headers"]["content-type"] == "application/x-protobuf"
+    assert b"otlp-check" in request["body"]
