@@ -24,15 +24,17 @@ from django.utils import timezone
 
 from agents.models import AgentRun, WebhookDelivery
 from agents.outbound.guard import guarded_client, refusal_in
-from core import crypto
+from core import crypto, metrics
 from core.exceptions import ValidationFailed
 from core.queue import enqueue
+from core.request_context import request_id_var
 from tenants import audit
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
 
 SIGNATURE_HEADER = "X-AgentMarket-Signature"
+REQUEST_ID_HEADER = "X-Request-ID"
 EVENT_HEADER = "X-AgentMarket-Event"
 RUN_FINISHED = "agent_run.finished"
 # The task that delivers a webhook (agents/tasks.py declares it under this name).
@@ -148,6 +150,13 @@ def webhook_enqueue(*, run: AgentRun) -> WebhookDelivery:
     )
 
 
+_OUTCOMES: dict[str, str] = {
+    WebhookDelivery.Status.DELIVERED: "delivered",
+    WebhookDelivery.Status.FAILED: "failed",
+    WebhookDelivery.Status.PENDING: "retrying",
+}
+
+
 def webhook_attempt(delivery_id: int) -> float | None:
     """Try one delivery. Returns seconds to wait before the next try, or None when done."""
     delivery = WebhookDelivery.objects.filter(
@@ -164,6 +173,11 @@ def webhook_attempt(delivery_id: int) -> float | None:
         SIGNATURE_HEADER: sign(_signing_secret(), int(time.time()), body),
         "User-Agent": "AgentMarket-Webhooks/1",
     }
+    # The id of the request that started the run (carried into the task: core/task_context.py),
+    # so a receiver's logs and ours name the same request.
+    if (request_id := request_id_var.get()) != "-":
+        headers[REQUEST_ID_HEADER] = request_id
+    refused = False
     # The guarded client resolves the host once, checks every address and connects to a
     # checked one (no DNS rebinding between check and send). A redirect is the answer, not
     # followed: it could point inside our network.
@@ -179,6 +193,7 @@ def webhook_attempt(delivery_id: int) -> float | None:
         if refusal is not None:
             error = refusal.message[:300]
             delivery.attempts = settings.WEBHOOK_MAX_ATTEMPTS  # an unsafe target stays unsafe
+            refused = True
         else:
             error = f"{exc.__class__.__name__}: {exc}"[:300]
     delivery.last_status_code = status_code
@@ -190,6 +205,7 @@ def webhook_attempt(delivery_id: int) -> float | None:
     elif delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
         delivery.status = WebhookDelivery.Status.FAILED
     delivery.save()
+    metrics.webhook_attempt(outcome="refused" if refused else _OUTCOMES[delivery.status])
     if delivery.status != WebhookDelivery.Status.PENDING:
         return None
     return float(settings.WEBHOOK_BACKOFF_BASE_SECONDS * 2 ** (delivery.attempts - 1))

@@ -28,8 +28,9 @@ from decimal import Decimal
 import stripe
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, Min, Sum
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from billing.models import MeterOutbox, WorkspacePlan
 from billing.stripe_client import secret_key
@@ -339,3 +340,33 @@ def reconcile(
         if progress is not None:
             progress(done, len(plans))
     return lines
+
+
+def outbox_metrics() -> Iterable[Metric]:
+    """Scrape-time figures of the outbox (core/metrics.py; BillingConfig.ready registers it):
+    rows by status and the age of the oldest row waiting to be sent, the lag between a
+    recorded cost and Stripe hearing of it. One indexed aggregate query, public schema."""
+    now = timezone.now()
+    waiting = [MeterOutbox.Status.PENDING, MeterOutbox.Status.FAILED]  # `sent` only grows
+    by_status = dict(
+        MeterOutbox.objects.filter(status__in=waiting)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    oldest = MeterOutbox.objects.filter(status=MeterOutbox.Status.PENDING).aggregate(
+        oldest=Min("created_at")
+    )["oldest"]
+    rows = GaugeMetricFamily(
+        "agentmarket_billing_outbox_rows",
+        "Meter outbox rows not sent, by status (pending: to retry; failed: given up).",
+        labels=["status"],
+    )
+    for status in waiting:
+        rows.add_metric([status], by_status.get(status, 0))
+    yield rows
+    yield GaugeMetricFamily(
+        "agentmarket_billing_outbox_lag_seconds",
+        "Age of the oldest pending meter outbox row (0 when none is pending).",
+        value=max((now - oldest).total_seconds(), 0) if oldest is not None else 0,
+    )

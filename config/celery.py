@@ -8,10 +8,12 @@ import os
 from typing import Any
 
 from celery.signals import (
+    before_task_publish,
     task_postrun,
     task_prerun,
     worker_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
 )
 from tenant_schemas_celery.app import CeleryApp
@@ -81,3 +83,39 @@ def _flush_live_events(**_: Any) -> None:
     from workflows import events
 
     events.flush()
+
+
+@before_task_publish.connect
+def _carry_request_context(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """The request id and the trace context travel with the message (core/task_context.py)."""
+    from core import task_context
+
+    task_context.on_publish(headers)
+
+
+@task_prerun.connect
+def _task_context_start(task_id: str = "", task: Any = None, **_: Any) -> None:
+    from core import task_context
+
+    task_context.on_task_start(task_id=task_id, task=task)
+
+
+@task_postrun.connect
+def _task_context_end(
+    task_id: str = "", task: Any = None, state: str | None = None, **_: Any
+) -> None:
+    from core import task_context
+
+    task_context.on_task_end(task_id=task_id, task=task, state=state)
+
+
+@worker_ready.connect
+def _serve_worker_metrics(**_: Any) -> None:
+    """A worker host without a web process serves its figures itself (CELERY_METRICS_PORT,
+    docs/operations.md "Metrics and traces"), from its main process."""
+    from django.conf import settings
+
+    if settings.CELERY_METRICS_PORT:
+        from core import metrics_exporter
+
+        metrics_exporter.start(host=settings.CELERY_METRICS_BIND, port=settings.CELERY_METRICS_PORT)

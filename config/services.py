@@ -80,3 +80,13 @@ def celery_broker_url(url: str) -> str:
         separator = "&" if parts.query else "?"
         return f"{url}{separator}ssl_cert_reqs=required"
     return url
+
+
+def metrics_dir() -> str:
+    """prometheus_client's multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, default
+    `.local/metrics`), created if missing and exported to the environment, so prometheus_client
+    (imported later) and child processes (workers the dev command or a test starts) use it."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(local_dir() / "metrics")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path

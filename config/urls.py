@@ -34,6 +34,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    path("metrics", core_views.metrics_view, name="metrics"),
     # Before admin's own: its login view checks passwords with no rate limit; this one sends
     # everyone to allauth's sign-in (rate-limited, audited).
     path("admin/login/", accounts_views.admin_login, name="admin_login"),

@@ -11,8 +11,10 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from core import metrics
 from core.exceptions import PayloadTooLarge, ServiceUnavailable, outage_of
 from core.health import readiness
+from core.metrics_auth import metrics_access
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     result = readiness()
     return JsonResponse(result, status=200 if result["status"] == "ok" else 503)
+
+
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape (docs/operations.md, "Metrics and traces"): 404 when METRICS_TOKEN is
+    unset, 401 without the right bearer token."""
+    refusal = metrics_access(request.headers.get("Authorization", ""))
+    if refusal == 404:
+        return HttpResponse("Not found.", status=404, content_type="text/plain")
+    if refusal == 401:
+        response = HttpResponse("A bearer token is required.", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(metrics.render(), content_type=metrics.CONTENT_TYPE)
 
 
 def _outage_response(request: HttpRequest, outage: ServiceUnavailable) -> HttpResponse:

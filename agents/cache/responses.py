@@ -49,6 +49,7 @@ from agents.models import (
     UsageRecord,
 )
 from agents.providers.base import ChatRequest, Message, StopReason
+from core import metrics
 from core.exceptions import Conflict, NotFound
 from tenants.permissions import Access, Perm
 
@@ -177,6 +178,7 @@ def lookup(version: AgentVersion, key: CacheKey, *, context: UsageContext) -> Ca
         hit = CacheHit(entry=entry, tier=CacheReport.Tier.EXACT)
     elif version.cache_semantic:
         hit = _semantic(version, key, context)
+    metrics.cache_lookup(result="miss" if hit is None else f"hit_{hit.tier}")
     if hit is None:
         return None
     purpose = (

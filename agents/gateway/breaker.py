@@ -17,10 +17,12 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 logger = logging.getLogger(__name__)
 REDIS_DOWN = (redis.RedisError, OSError)
@@ -109,6 +111,8 @@ class CircuitBreaker:
                 str(open_until),
                 ex=max(self.policy.cooldown_seconds * 10, 1),
             )
+            # The open circuits, for the metrics (read when scraped: open_breaker_metrics).
+            self.redis.zadd(_open_set_key(), {self.key: open_until})
             self.redis.delete(failures_key)
             return True
         return False
@@ -116,3 +120,34 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         open_until = self.redis.get(f"{self.key}:open_until")
         return open_until is not None and time.time() < float(open_until)
+
+
+def _open_set_key() -> str:
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', 'am')}:breakers-open"
+
+
+def open_breaker_metrics() -> Iterable[Metric]:
+    """Scrape-time figure (core/metrics.py): circuits open now, by scope (a platform target,
+    labelled by provider; or a workspace's own credential). The set forgets circuits whose
+    cooldown ended."""
+    client = redis_client()
+    now = time.time()
+    client.zremrangebyscore(_open_set_key(), "-inf", now)
+    prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', 'am')}:breaker:"
+    counts: dict[tuple[str, str], int] = {}
+    for member in client.zrange(_open_set_key(), 0, -1):
+        key = (member.decode() if isinstance(member, bytes) else str(member)).removeprefix(prefix)
+        scope, _, rest = key.partition(":")
+        label = ("platform", rest.partition(":")[0]) if scope == "platform" else ("workspace", "")
+        counts[label] = counts.get(label, 0) + 1
+    family = GaugeMetricFamily(
+        "agentmarket_circuit_breakers_open",
+        "Provider targets whose circuit is open now, by scope and (platform targets) provider.",
+        labels=["scope", "provider"],
+    )
+    for scope in ("platform", "workspace"):
+        if not any(s == scope for s, _ in counts):
+            family.add_metric([scope, ""], 0)
+    for (scope, provider), count in sorted(counts.items()):
+        family.add_metric([scope, provider], count)
+    yield family

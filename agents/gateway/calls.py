@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from opentelemetry.trace import SpanKind
 
 from agents.gateway import budgets, config_cache, replay, spend
 from agents.gateway.breaker import CircuitBreaker
@@ -37,6 +38,7 @@ from agents.providers.base import (
 from agents.providers.registry import get_provider
 from billing import meter, quotas
 from billing.pricing import usage_cost
+from core import metrics, tracing
 from core.exceptions import ApplicationError
 from tenants.schemas import current_schema
 
@@ -189,6 +191,9 @@ def _skipped(target: Target, *, context: UsageContext, alias: str, fallback: boo
         error="circuit open",
         purpose=context.purpose,
     )
+    metrics.model_call(
+        provider=target.kind, model=_model_label(target.kind, target.model), outcome="skipped"
+    )
 
 
 def _open_attempt(
@@ -246,6 +251,70 @@ def _close_attempt(
             metered=metered,
         )
         spend.spend_added(cost)
+    metrics.model_call(
+        provider=row.kind,
+        model=_model_label(row.kind, row.model),
+        outcome="ok" if outcome == UsageRecord.Outcome.OK else "error",
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cost_usd=cost,
+        seconds=latency_ms / 1000,
+    )
+
+
+def _model_label(kind: str, model: str) -> str:
+    """The model as a metric label: a name in the platform's price table, else `other` (an
+    offline model or an alias target's name can be anything: core/metrics.py, bounded labels)."""
+    if config_cache.price_for(kind, model) is None:
+        return metrics.UNPRICED_MODEL
+    return model
+
+
+def _traced_call(
+    call: Callable[[Target], ChatResult], target: Target, request: ChatRequest, attempt: int
+) -> ChatResult:
+    """One attempt in a span named as the GenAI semantic conventions name it ("chat <model>"),
+    with their attributes; the prompt and answer only when OTEL_RECORD_CONTENT is on."""
+    attributes: dict[str, str | int] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": target.kind,
+        "gen_ai.system": target.kind,
+        "gen_ai.request.model": target.model,
+        "agentmarket.gateway.attempt": attempt,
+    }
+    with tracing.span(f"chat {target.model}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+        recording = span.is_recording()
+        if recording and tracing.record_content():
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            if request.system:
+                span.set_attribute("gen_ai.system_instructions", request.system)
+            span.set_attribute("gen_ai.input.messages", tracing.content(messages))
+        try:
+            result = call(target)
+        except ProviderError as exc:
+            if recording:
+                span.set_attribute("error.type", type(exc).__name__)
+                tracing.failed(span, exc.message)
+            raise
+        if recording:
+            usage = billed_usage(request, result.usage, output=_output_of(result))
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": result.model or target.model,
+                    "gen_ai.usage.input_tokens": usage.input_tokens,
+                    "gen_ai.usage.output_tokens": usage.output_tokens,
+                    tracing.COST: float(_price(target, usage)),
+                }
+            )
+            if result.stop_reason:
+                span.set_attribute("gen_ai.response.finish_reasons", [result.stop_reason])
+            if tracing.record_content():
+                span.set_attribute(
+                    "gen_ai.output.messages",
+                    tracing.content([{"role": "assistant", "content": result.text}]),
+                )
+        return result
 
 
 def _after_priced_call() -> None:
@@ -342,10 +411,11 @@ def _call_targets(
             )
             started = time.perf_counter()
             try:
-                result = call(target)
+                result = _traced_call(call, target, request, attempt)
             except ProviderError as exc:
                 latency = int((time.perf_counter() - started) * 1000)
-                breaker.record_failure()
+                if breaker.record_failure():
+                    metrics.breaker_opened(provider=target.kind)
                 delay = _retry_delay(attempt, exc)
                 usage = billed_usage(request, exc.usage, output=exc.received)
                 cost = _price(target, usage)

@@ -38,6 +38,7 @@ from agents.providers.base import (
 )
 from agents.tools.base import NO_TOOL_CONTEXT, Tool, ToolContext, ToolFailed
 from agents.tools.registry import BUILTIN_TOOLS
+from core import tracing
 from core.exceptions import ValidationFailed
 
 
@@ -103,11 +104,25 @@ def _run_tool(tools: dict[str, Tool], call: ToolCall, context: ToolContext) -> T
 
 
 def _call_tool(tool: Tool, call: ToolCall, context: ToolContext) -> ToolStep:
-    try:
-        tool.validate(call.arguments)
-        return ToolStep(call, tool.run(call.arguments, context), ok=True)
-    except ToolFailed as exc:
-        return ToolStep(call, str(exc), ok=False)
+    """Run the tool in a span named as the GenAI semantic conventions name it; its arguments
+    and result are recorded only when OTEL_RECORD_CONTENT is on."""
+    attributes = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": tool.name,
+        "gen_ai.tool.call.id": call.id,
+    }
+    with tracing.span(f"execute_tool {tool.name}", attributes=attributes) as span:
+        if span.is_recording() and tracing.record_content():
+            span.set_attribute("gen_ai.tool.call.arguments", tracing.content(call.arguments))
+        try:
+            tool.validate(call.arguments)
+            step = ToolStep(call, tool.run(call.arguments, context), ok=True)
+        except ToolFailed as exc:
+            tracing.failed(span, str(exc))
+            return ToolStep(call, str(exc), ok=False)
+        if span.is_recording() and tracing.record_content():
+            span.set_attribute("gen_ai.tool.call.result", tracing.content(step.output))
+        return step
 
 
 def _ask(

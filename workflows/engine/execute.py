@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents.gateway import replay
+from core import metrics, tracing
 from tenants.schemas import current_schema
 from workflows import events, nodes
 from workflows.engine.dispatch import _after_commit
@@ -268,6 +269,32 @@ def _scope(claim: Claim) -> tuple[dict[str, Any], Any]:
 
 
 def _run_node(claim: Claim) -> Result:
+    """Run the node, counted (core/metrics.py) and traced (core/tracing.py) by its type."""
+    node_type = claim.plan.definition.step(claim.node_id).type
+    attributes = {
+        "agentmarket.workflow.node_type": node_type,
+        "agentmarket.workflow.node_id": claim.node_id,
+        "agentmarket.workflow.run_id": claim.run_id,
+        "agentmarket.workflow.step_run_id": claim.step_id,
+        "agentmarket.workflow.attempt": claim.attempt,
+    }
+    started = time.monotonic()
+    with tracing.span(f"workflow.step {node_type}", attributes=attributes) as span:
+        result = _run_node_body(claim)
+        outcome = (
+            "failed"
+            if result.outcome is None
+            else ("waiting" if result.outcome.wait else "succeeded")
+        )
+        if result.failure is not None:
+            tracing.failed(span, result.failure.message)
+        if span.is_recording():
+            span.set_attribute("agentmarket.workflow.outcome", outcome)
+    metrics.step_executed(node_type=node_type, outcome=outcome, seconds=time.monotonic() - started)
+    return result
+
+
+def _run_node_body(claim: Claim) -> Result:
     plan = claim.plan
     timeout = plan.definition.step(claim.node_id).timeout_seconds
     spec = plan.spec(claim.node_id, item=claim.parent_id is not None)
