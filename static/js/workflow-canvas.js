@@ -407,24 +407,39 @@
     title.className = "wf-connect-menu__title";
     title.textContent = "Connect " + stepId + " to…";
     menu.append(title);
-    var branches = source.dataset.branches ? source.dataset.branches.split(" ") : [""];
+    // One button per port and step; a parallel step's ports all start a branch: only its new one is offered.
+    var ports = Array.prototype.map.call(source.querySelectorAll(".wf-port--out"), function (p) { return p.dataset.port || ""; });
+    if (source.dataset.type === "parallel") ports = ports.slice(-1);
     var list = document.createElement("div");
     list.className = "wf-connect-menu__list";
     nodes().forEach(function (el) {
       if (el.dataset.step === stepId) return;
-      branches.forEach(function (branch) {
+      ports.forEach(function (port) {
+        if (port === "body" && source.dataset.type === "map" && !el.hasAttribute("data-map-body")) return;
         var b = document.createElement("button");
         b.type = "button";
         b.className = "btn btn--sm";
-        b.textContent = (branch ? branch + " → " : "→ ") + el.dataset.step;
+        b.textContent = port === "body" && source.dataset.type === "map" ? "body (run per item) = " + el.dataset.step
+          : (port ? port + " → " : "→ ") + el.dataset.step;
         b.addEventListener("click", function () {
           closeMenu();
           refocus = stepId;
-          send([{ op: "connect", from: stepId, to: el.dataset.step, branch: branch }], true);
+          send([{ op: "connect", from: stepId, to: el.dataset.step, port: port }], true);
         });
         list.append(b);
       });
     });
+    if (source.dataset.type === "map" && source.querySelector('.wf-port-g.is-linked [data-port="body"]')) {
+      var out = document.createElement("button");
+      out.type = "button";
+      out.className = "btn btn--sm btn--danger-ghost";
+      out.textContent = "Take the body out as a step";
+      out.addEventListener("click", function () {
+        closeMenu();
+        send([{ op: "disconnect", from: stepId, port: "body" }], true);
+      });
+      list.append(out);
+    }
     canvas().querySelectorAll('.wf-edge[data-source="' + CSS.escape(stepId) + '"]').forEach(function (path) {
       var b = document.createElement("button");
       b.type = "button";
@@ -493,7 +508,7 @@
       var line = document.createElementNS("http://www.w3.org/2000/svg", "path");
       line.setAttribute("class", "wf-edge wf-edge--draft");
       svg().append(line);
-      gesture = { kind: "connect", source: el.dataset.step, branch: port.dataset.branch || "", x0: cx, y0: cy, line: line, start: start };
+      gesture = { kind: "connect", source: el.dataset.step, port: port.dataset.port || "", x0: cx, y0: cy, line: line, start: start };
     } else if (el && editable() && event.pointerType !== "touch") {  // a finger pans instead
       var ids = picked.has(el.dataset.step) ? Array.from(picked) : [el.dataset.step];
       event.preventDefault();  // no native link drag, no text selection
@@ -566,7 +581,7 @@
       var target = under && under.closest && under.closest(".wf-node[data-step]");
       if (target && c.contains(target) && target.dataset.step !== g.source) {
         suppressClick = true;
-        send([{ op: "connect", from: g.source, to: target.dataset.step, branch: g.branch }], true);
+        send([{ op: "connect", from: g.source, to: target.dataset.step, port: g.port }], true);
       } else {
         suppressClick = true;
         say("Drop the connection on another step to connect.", "");
