@@ -597,7 +597,7 @@
     } else if (el && editable()) {  // a finger too: on empty canvas it pans, on a step it moves it
       var ids = picked.has(el.dataset.step) ? Array.from(picked) : [el.dataset.step];
       event.preventDefault();  // no native link drag, no text selection
-      gesture = { kind: "move", el: el, ids: ids, x: event.clientX, y: event.clientY, moved: false, shift: event.shiftKey };
+      gesture = { kind: "move", el: el, ids: ids, x: event.clientX, y: event.clientY, p0: toDiagram(event.clientX, event.clientY), moved: false, shift: event.shiftKey };
     } else if (hit) {
       pickedEdge = { source: hit.dataset.source, target: hit.dataset.target, branch: hit.dataset.branch };
       picked.clear();
@@ -658,8 +658,9 @@
       c.scrollLeft = gesture.left - (event.clientX - gesture.x);
       c.scrollTop = gesture.top - (event.clientY - gesture.y);
     } else if (gesture.kind === "move") {
-      var dx = (event.clientX - gesture.x) / zoom, dy = (event.clientY - gesture.y) / zoom;
-      if (!gesture.moved && Math.abs(dx) + Math.abs(dy) < DRAG_START) return;
+      // In the diagram's units (the drawing may be scaled, not only zoomed): the step stays under the pointer.
+      var now = toDiagram(event.clientX, event.clientY), dx = now.x - gesture.p0.x, dy = now.y - gesture.p0.y;
+      if (!gesture.moved && Math.abs(event.clientX - gesture.x) + Math.abs(event.clientY - gesture.y) < DRAG_START) return;
       gesture.moved = true;
       gesture.delta = shift(gesture.ids, dx, dy);
       gesture.el.setAttribute("data-dragging", "");
@@ -686,11 +687,16 @@
     // A click that follows this pointerup in the same task is the gesture's; none comes later.
     setTimeout(function () { suppressClick = false; }, 0);
     var c = canvas();
+    // The browser may fold the last pointermove into the pointerup: the gesture ends where it does.
     if (g.kind === "band") {
+      var end = toDiagram(event.clientX, event.clientY);
+      g.x1 = end.x; g.y1 = end.y;
       suppressClick = true;
       endBand(g);
     } else if (g.kind === "move") {
       if (g.moved) {
+        var last = toDiagram(event.clientX, event.clientY);
+        g.delta = shift(g.ids, last.x - g.p0.x, last.y - g.p0.y);
         suppressClick = true;
         var still = moveOps(g.ids, g.delta).every(function (op) {
           var p = posOf(node(op.step));

@@ -214,7 +214,7 @@ def test_a_run_of_another_workflow_cannot_be_watched(
         await a.send_to(text_data=json.dumps({"watch": run_id}))
         await a.send_to(text_data="not json")
         await sync_to_async(save)()  # a marker: everything before it has been delivered
-        got = []
+        got: list[dict[str, Any]] = []
         while not got or got[-1]["type"] != "saved":
             got.append(json.loads(await a.receive_from(timeout=WAIT)))
         await a.disconnect()

@@ -217,14 +217,15 @@ def _detach_body(batch: _Batch, map_id: str) -> None:
         raise ValidationFailed(f"ops: map step “{map_id}” has no body to take out.")
     body = step["config"].pop("node")
     x, y = position_of(step) or (0.0, 0.0)
+    new_id = free_step_id(batch.document, kind)
     new_step = {
-        "id": free_step_id(batch.document, kind),
+        "id": new_id,
         "type": kind,
         "config": copy.deepcopy(body.get("config") or {}),
         "position": _position({"x": x + 216, "y": y}),
     }
     batch.document = edits.step_add(batch.document, new_step)
-    batch.added.append(new_step["id"])
+    batch.added.append(new_id)
 
 
 def _connect(batch: _Batch, op: dict[str, Any], *, remove: bool = False) -> None:

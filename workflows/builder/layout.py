@@ -54,13 +54,23 @@ class Port:
     named_on_edge: bool = True  # the edge from it carries the name (a saved branch)
 
     @property
+    def label(self) -> str:
+        """The pill's text: a parallel step's ports show their number only (room is short)."""
+        prefix = parallel_port(0)[:-1]
+        return self.branch[len(prefix) :] if self.branch.startswith(prefix) else self.branch
+
+    @property
+    def label_width(self) -> float:
+        return 20.0 if len(self.label) <= 2 else 44.0
+
+    @property
     def shows_label(self) -> bool:
         """The port's pill is drawn unless the edge leaving it already says the name."""
         return bool(self.branch) and not (self.linked and self.named_on_edge)
 
     @property
     def label_left(self) -> float:
-        return self.x - 22
+        return self.x - self.label_width / 2
 
     @property
     def label_top(self) -> float:
