@@ -275,3 +275,73 @@ def test_parallel_branch_ports_the_map_body_port_and_rubber_band_selection(
     _saved(page, 9)
     remaining = [s["id"] for s in _latest(world, workflow.pk).definition["steps"]]
     assert remaining == ["start", "fan", "map_1"]
+
+
+def _touch_drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """One finger from `start` to `end` (Chromium's own touch input, through CDP)."""
+    cdp = page.context.new_cdp_session(page)
+
+    def touch(kind: str, x: float, y: float) -> None:
+        points = [] if kind == "touchEnd" else [{"x": x, "y": y}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", *start)
+    for i in range(1, 11):
+        touch(
+            "touchMove",
+            start[0] + (end[0] - start[0]) * i / 10,
+            start[1] + (end[1] - start[1]) * i / 10,
+        )
+    touch("touchEnd", *end)
+    cdp.detach()
+
+
+def test_on_a_phone_a_finger_pans_empty_canvas_and_moves_a_step(
+    committed_world: World, live_server: Any, browser: Browser, tmp_path: Path
+) -> None:
+    world = committed_world
+    workflow: Workflow = owners_workflow(world, "Phone", START)
+    with schema_context(world.workspace_a.schema_name):
+        services.version_edit(
+            access=access_of(world.owner, world.workspace_a),
+            workflow=workflow,
+            edit=lambda _latest: PORTS,
+            based_on=1,
+            allow_incomplete=True,
+        )
+    client = signed_in(browser, world.owner, live_server.url, 390)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        has_touch=True,
+        is_mobile=True,
+        base_url=live_server.url,
+    )
+    context.add_cookies(client.cookies())
+    client.close()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"/w/alpha/workflows/{workflow.pk}/")
+    canvas = page.locator(".wf-canvas")
+    expect(page.locator("[data-canvas-tools]")).to_be_visible()
+    canvas.evaluate("c => c.scrollIntoView({block: 'start'})")
+    box = canvas.bounding_box()
+    assert box is not None
+    assert canvas.evaluate("c => c.scrollWidth > c.clientWidth")
+
+    # A finger on empty canvas (below the steps) pans it; nothing is saved.
+    empty = (box["x"] + 300, box["y"] + 400)
+    _touch_drag(page, empty, (empty[0] - 150, empty[1]))
+    expect(canvas).not_to_have_js_property("scrollLeft", 0)
+    assert _latest(world, workflow.pk).number == 2
+
+    # A finger on a step drags it; a tap opens it in the side panel.
+    start = _centre(page, _node("a"))
+    _touch_drag(page, start, (start[0], start[1] + 120))
+    _saved(page, 3)
+    moved = {s["id"]: s["position"] for s in _latest(world, workflow.pk).definition["steps"]}
+    assert moved["a"]["y"] > 280
+    assert moved["b"] == {"x": 232, "y": 280}
+    page.locator(_node("b")).tap()
+    expect(page.locator("#builder-panel #step-title")).to_have_text("b")
+    page.screenshot(path=str(tmp_path / "phone-touch-390.png"))
+    context.close()

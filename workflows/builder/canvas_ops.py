@@ -13,7 +13,8 @@ workflows/builder/edits.py). `$N` in a later operation of the same batch names t
 N-th `add` created (its id is chosen by the server). Positions are layout only: they never
 change what runs, so a batch of moves saves a draft that runs exactly like the version before.
 
-`presence_note` keeps who has a workflow's canvas open, for the others' canvases.
+`presence_note` keeps who has a workflow's canvas open, for the others' canvases when they poll
+(without their websocket; with it, presence is the consumer's, workflows/builder/consumers.py).
 """
 
 from __future__ import annotations
