@@ -612,8 +612,11 @@
       svg().append(band);
       gesture = { kind: "band", x0: at.x, y0: at.y, x1: at.x, y1: at.y, band: band, add: event.shiftKey };
       drawBand(gesture);
-    } else if (!el && event.pointerType === "mouse") {
-      gesture = { kind: "pan", x: event.clientX, y: event.clientY, left: c.scrollLeft, top: c.scrollTop };
+    } else if (!el && (event.pointerType === "mouse" || (editable() && svg() && svg().contains(event.target)))) {
+      // An editable drawing takes every touch (CSS touch-action cannot tell a step from the
+      // background inside an SVG), so a finger on the background pans here, page included.
+      gesture = { kind: "pan", x: event.clientX, y: event.clientY, left: c.scrollLeft, top: c.scrollTop,
+        touch: event.pointerType !== "mouse", pageY: window.scrollY };
       picked.clear(); pickedEdge = null; showPicked();
     }
   });
@@ -655,8 +658,11 @@
       gesture.x1 = to.x; gesture.y1 = to.y;
       drawBand(gesture);
     } else if (gesture.kind === "pan") {
+      var wantTop = gesture.top - (event.clientY - gesture.y);
       c.scrollLeft = gesture.left - (event.clientX - gesture.x);
-      c.scrollTop = gesture.top - (event.clientY - gesture.y);
+      c.scrollTop = wantTop;
+      // A finger: what the canvas cannot scroll (on a phone it is as tall as its drawing), the page does.
+      if (gesture.touch) window.scrollTo(window.scrollX, gesture.pageY + wantTop - c.scrollTop);
     } else if (gesture.kind === "move") {
       // In the diagram's units (the drawing may be scaled, not only zoomed): the step stays under the pointer.
       var now = toDiagram(event.clientX, event.clientY), dx = now.x - gesture.p0.x, dy = now.y - gesture.p0.y;
