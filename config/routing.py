@@ -7,5 +7,5 @@ from workflows.live.routing import websocket_urlpatterns as workflow_websocket_u
 websocket_urlpatterns = [
     *tenant_websocket_urlpatterns,  # ws/w/<slug>/presence/
     *chat_websocket_urlpatterns,  # ws/w/<slug>/conversations/<id>/
-    *workflow_websocket_urlpatterns,  # ws/w/<slug>/workflows/runs/<id>/
+    *workflow_websocket_urlpatterns,  # ws/w/<slug>/workflows/runs/<id>/, …/workflows/<id>/canvas/
 ]

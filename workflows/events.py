@@ -8,6 +8,10 @@ renders the whole run from the database first).
 
 Group: `<schema>.workflow-run.<run_id>` (group names are global in Redis).
 
+Open canvases of a workflow (workflows/builder/consumers.py) are told the same way when a
+version of it is saved or a run of it starts: `workflow_saved` and `workflow_run_started`, to
+`<schema>.workflow-canvas.<workflow_id>`, sent as they come (not coalesced; they are rare).
+
 Publishing does not wait for Redis, and messages are coalesced: each process keeps one event
 loop in a daemon thread (so one channel-layer connection pool), and `run_changed` only notes the
 step ids; within `COALESCE_SECONDS` of a run's first unsent change, one message carries every
@@ -57,6 +61,29 @@ def run_changed(run_id: int, step_ids: Iterable[int] = ()) -> None:
         logger.warning("could not publish a change of workflow run %s", run_id, exc_info=True)
 
 
+def canvas_group(schema_name: str, workflow_id: int) -> str:
+    return f"{schema_name}.workflow-canvas.{workflow_id}"
+
+
+def workflow_saved(schema_name: str, workflow_id: int, version: int) -> None:
+    """Version `version` of the workflow was saved (call after commit). Never raises."""
+    _tell_canvases(schema_name, workflow_id, {"type": "canvas.saved", "version": version})
+
+
+def workflow_run_started(schema_name: str, workflow_id: int, run_id: int) -> None:
+    """A run of the workflow was created (call after commit). Never raises."""
+    _tell_canvases(schema_name, workflow_id, {"type": "canvas.run", "run": run_id})
+
+
+def _tell_canvases(schema_name: str, workflow_id: int, message: dict[str, Any]) -> None:
+    try:
+        if get_channel_layer() is None:
+            return
+        _publisher().send(canvas_group(schema_name, workflow_id), message)
+    except Exception:  # as for run_changed: the database is the truth
+        logger.warning("could not tell the canvases of workflow %s", workflow_id, exc_info=True)
+
+
 def flush(timeout: float = 2.0) -> None:
     """Send what was noted so far and wait (at most `timeout` seconds) until it is sent."""
     publisher = _current
@@ -88,6 +115,18 @@ class _Publisher:
             self.noted[group] = (run_id, set(step_ids))
         self.loop.call_soon_threadsafe(self.loop.call_later, COALESCE_SECONDS, self._send, group)
 
+    def send(self, group: str, message: dict[str, Any]) -> None:
+        """Send `message` as it is, soon (from any thread)."""
+        self.loop.call_soon_threadsafe(self._send_now, group, message)
+
+    def _send_now(self, group: str, message: dict[str, Any]) -> None:  # on the loop
+        if len(self.in_flight) >= MAX_IN_FLIGHT:
+            logger.warning("dropped a canvas event: %s sends unfinished", len(self.in_flight))
+            return
+        task = self.loop.create_task(self._group_send(group, message))
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
     def _send(self, group: str) -> None:  # on the loop
         with self.lock:
             noted = self.noted.pop(group, None)
@@ -107,9 +146,7 @@ class _Publisher:
             async with self.sending:
                 await get_channel_layer().group_send(group, message)
         except Exception:  # see run_changed
-            logger.warning(
-                "could not publish a change of workflow run %s", message["run"], exc_info=True
-            )
+            logger.warning("could not publish %s to %s", message["type"], group, exc_info=True)
 
     async def _drain(self) -> None:
         with self.lock:

@@ -6,6 +6,7 @@ anything and enqueues what became ready after commit.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -15,7 +16,7 @@ from core.exceptions import Conflict, NotFound, ValidationFailed
 from core.hooks import RunStarting, run_starting
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
-from workflows import engine
+from workflows import engine, events
 from workflows.models import (
     RunStatus,
     StepRun,
@@ -79,7 +80,7 @@ def run_start(
     with transaction.atomic():  # the run counts against the plan only if it is created
         listing_run_check(workflow)
         quotas.run_reserve(workspace_id=access.workspace.pk if access is not None else None)
-        return engine.run_start_internal(
+        run = engine.run_start_internal(
             version=target,
             inputs=checked,
             trigger=trigger,
@@ -88,6 +89,10 @@ def run_start(
             callback_url=callback_url,
             trigger_ref_id=trigger_ref.pk if trigger_ref is not None else None,
         )
+        transaction.on_commit(
+            partial(events.workflow_run_started, current_schema(), workflow.pk, run.pk)
+        )
+        return run
 
 
 def listing_run_check(workflow: Workflow) -> None:

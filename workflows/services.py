@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -27,7 +28,7 @@ from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants import audit
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
-from workflows import agent_refs, validators
+from workflows import agent_refs, events, validators
 from workflows.models import Workflow, WorkflowVersion
 
 WORKFLOW_CREATED = audit.Action.WORKFLOW_CREATED
@@ -132,6 +133,9 @@ def _new_version(
         created_by_id=access.actor_id,
     )
     version.save()
+    transaction.on_commit(
+        partial(events.workflow_saved, current_schema(), workflow.pk, version.number)
+    )
     fields = ["updated_at"]
     if publish:
         workflow.active_version = version

@@ -9,7 +9,16 @@
  * re-rendered from the server (htmx), so the diagram, its markers and the side panel always show
  * the saved version. Undo and redo restore the version before or after an edit (a new version
  * again), for the canvas's edits and the side panel's alike. The last run's step states are read
- * from the same endpoint, and polled while that run is going.
+ * from the same endpoint.
+ *
+ * A websocket (data-socket; workflows/builder/consumers.py) pushes who else has the canvas open
+ * and on which step, every save of the workflow (by anyone, anywhere) and each change of the
+ * live run; the canvas then redraws or re-reads the step states. Only while the socket is down
+ * does the canvas poll the JSON endpoint instead (and it tries the socket again).
+ *
+ * Selecting several steps: Shift+click, Ctrl+A, Space on a focused step, or a rectangle dragged
+ * on empty canvas with Shift held (or in "Select area" mode, which is how a finger does it).
+ * On a touch screen a finger on empty canvas pans; a finger on a step moves it.
  *
  * State that must outlive the htmx swaps of #builder (zoom, history, clipboard) lives here and
  * in sessionStorage; listeners are delegated from the document, so swapped content works. */
@@ -32,6 +41,17 @@
   var busy = false;
   var notice = null;            // [text, kind] to show once the saved version is on screen
   var refocus = null;           // the step to give the focus back to after the swap
+  var socket = null;            // the canvas's websocket, while it is open or opening
+  var socketUrl = null;
+  var socketOpen = false;
+  var socketRetry = 0;
+  var socketTimer = null;
+  var sentSelected = null;      // the selection the socket was last told
+  var pushedVersion = 0;        // the newest version a push announced
+  var present = [];             // the others on this canvas (pushed or polled)
+  var runTimer = null;
+  var pagePending = false;      // an htmx request is under way: a pushed save waits for its swap
+  var selectMode = false;       // "Select area": a drag on empty canvas draws a rectangle
 
   function canvas() { return document.querySelector("#builder .wf-canvas[data-canvas]"); }
   function svg() { var c = canvas(); return c && c.querySelector("svg.wf-diagram"); }
@@ -133,7 +153,7 @@
     var c = canvas();
     clearTimeout(pollTimer);
     if (!c) return;
-    if (document.hidden) { pollTimer = setTimeout(load, POLL_MS); return; }
+    if (document.hidden) { if (!socketOpen) pollTimer = setTimeout(load, POLL_MS); return; }
     var url = c.dataset.canvas + "?selected=" + encodeURIComponent(c.dataset.selected || "") +
       (known !== null ? "&known=" + known : "");
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -141,13 +161,76 @@
       .then(function (state) {
         if (!canvas() || canvas() !== c) return;
         clearTimeout(pollTimer);
-        pollTimer = setTimeout(load, state && state.run && state.run.live ? POLL_RUN_MS : POLL_MS);
+        if (!socketOpen) pollTimer = setTimeout(load, state && state.run && state.run.live ? POLL_RUN_MS : POLL_MS);
         if (!state) return;
         if (state.definition) { definition = state.definition; known = state.version; }
         showRun(state);
-        showPresence(state.present || []);
+        if (!socketOpen) { present = state.present || []; showPresence(present); }
+        if (socketOpen && state.run && state.run.live) tell({ watch: state.run.id });
         if (state.version > base() && state.version > (seenBase || 0)) followOthers(state.version);
-      }).catch(function () { pollTimer = setTimeout(load, POLL_MS); });
+      }).catch(function () { if (!socketOpen) pollTimer = setTimeout(load, POLL_MS); });
+  }
+
+  // ------------------------------------------------------------------ the websocket
+  function tell(message) {
+    if (socketOpen) socket.send(JSON.stringify(message));
+  }
+  function tellSelected() {
+    var c = canvas();
+    if (!c || !socketOpen) return;
+    var selected = c.dataset.selected || "";
+    if (selected !== sentSelected) { sentSelected = selected; tell({ selected: selected }); }
+  }
+  function markLive() {
+    var c = canvas();
+    if (c) c.setAttribute("data-live", socketOpen ? "push" : "poll");
+  }
+  function connectSocket() {
+    var c = canvas();
+    if (!c || !c.dataset.socket || !window.WebSocket) return;
+    if (socket && socketUrl === c.dataset.socket) return;
+    if (socket) { var old = socket; socket = null; old.close(); }
+    clearTimeout(socketTimer);
+    socketUrl = c.dataset.socket;
+    var s = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + socketUrl);
+    socket = s;
+    s.addEventListener("open", function () {
+      if (socket !== s) return;
+      socketOpen = true;
+      socketRetry = 0;
+      sentSelected = null;
+      clearTimeout(pollTimer);
+      markLive();
+      tellSelected();
+      load();  // once: the run's state (and the live run to watch) as of now
+    });
+    s.addEventListener("message", function (event) {
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      if (message.type === "presence") { present = message.present || []; showPresence(present); }
+      else if (message.type === "saved") {
+        pushedVersion = Math.max(pushedVersion, message.version);
+        if (!busy && !pagePending) othersSaved();
+      } else if (message.type === "run") {
+        clearTimeout(runTimer);
+        runTimer = setTimeout(load, 100);  // changes come in bursts: read the states once
+      }
+    });
+    s.addEventListener("close", function () {
+      if (socket !== s) return;
+      socket = null;
+      socketOpen = false;
+      markLive();
+      if (!canvas()) return;
+      load();  // polling takes over until the socket is back
+      socketRetry += 1;
+      socketTimer = setTimeout(connectSocket, Math.min(30000, 1000 * Math.pow(2, socketRetry)));
+    });
+  }
+  // A pushed save not on screen yet (one's own is on screen already once its answer came).
+  function othersSaved() {
+    var c = canvas();
+    if (c && pushedVersion > base() && pushedVersion > (seenBase || 0)) followOthers(pushedVersion);
   }
 
   // The side panel holds typing or choices not saved yet.
@@ -180,6 +263,7 @@
 
   function showPresence(present) {
     var c = canvas();
+    if (!c) return;
     nodes().forEach(function (el) {
       var here = present.filter(function (p) { return p.selected === el.dataset.step; }).map(function (p) { return p.name; });
       if (here.length) el.setAttribute("data-peer", here.join(", ")); else el.removeAttribute("data-peer");
@@ -407,24 +491,39 @@
     title.className = "wf-connect-menu__title";
     title.textContent = "Connect " + stepId + " to…";
     menu.append(title);
-    var branches = source.dataset.branches ? source.dataset.branches.split(" ") : [""];
+    // One button per port and step; a parallel step's ports all start a branch: only its new one is offered.
+    var ports = Array.prototype.map.call(source.querySelectorAll(".wf-port--out"), function (p) { return p.dataset.port || ""; });
+    if (source.dataset.type === "parallel") ports = ports.slice(-1);
     var list = document.createElement("div");
     list.className = "wf-connect-menu__list";
     nodes().forEach(function (el) {
       if (el.dataset.step === stepId) return;
-      branches.forEach(function (branch) {
+      ports.forEach(function (port) {
+        if (port === "body" && source.dataset.type === "map" && !el.hasAttribute("data-map-body")) return;
         var b = document.createElement("button");
         b.type = "button";
         b.className = "btn btn--sm";
-        b.textContent = (branch ? branch + " → " : "→ ") + el.dataset.step;
+        b.textContent = port === "body" && source.dataset.type === "map" ? "body (run per item) = " + el.dataset.step
+          : (port ? port + " → " : "→ ") + el.dataset.step;
         b.addEventListener("click", function () {
           closeMenu();
           refocus = stepId;
-          send([{ op: "connect", from: stepId, to: el.dataset.step, branch: branch }], true);
+          send([{ op: "connect", from: stepId, to: el.dataset.step, port: port }], true);
         });
         list.append(b);
       });
     });
+    if (source.dataset.type === "map" && source.querySelector('.wf-port-g.is-linked [data-port="body"]')) {
+      var out = document.createElement("button");
+      out.type = "button";
+      out.className = "btn btn--sm btn--danger-ghost";
+      out.textContent = "Take the body out as a step";
+      out.addEventListener("click", function () {
+        closeMenu();
+        send([{ op: "disconnect", from: stepId, port: "body" }], true);
+      });
+      list.append(out);
+    }
     canvas().querySelectorAll('.wf-edge[data-source="' + CSS.escape(stepId) + '"]').forEach(function (path) {
       var b = document.createElement("button");
       b.type = "button";
@@ -458,6 +557,7 @@
     connect: function () { var ids = targets(); if (ids.length) connectMenu(ids[0]); else say("Select a step to connect first.", "error"); },
     copy: copy, paste: paste, "delete": remove,
     layout: function () { send([{ op: "layout" }], true); },
+    select: function () { setSelectMode(!selectMode); },
     "zoom-in": function () { setZoom(zoom * 1.25); }, "zoom-out": function () { setZoom(zoom / 1.25); }, fit: fit
   };
 
@@ -493,31 +593,80 @@
       var line = document.createElementNS("http://www.w3.org/2000/svg", "path");
       line.setAttribute("class", "wf-edge wf-edge--draft");
       svg().append(line);
-      gesture = { kind: "connect", source: el.dataset.step, branch: port.dataset.branch || "", x0: cx, y0: cy, line: line, start: start };
-    } else if (el && editable() && event.pointerType !== "touch") {  // a finger pans instead
+      gesture = { kind: "connect", source: el.dataset.step, port: port.dataset.port || "", x0: cx, y0: cy, line: line, start: start };
+    } else if (el && editable()) {  // a finger too: on empty canvas it pans, on a step it moves it
       var ids = picked.has(el.dataset.step) ? Array.from(picked) : [el.dataset.step];
       event.preventDefault();  // no native link drag, no text selection
-      gesture = { kind: "move", el: el, ids: ids, x: event.clientX, y: event.clientY, moved: false, shift: event.shiftKey };
+      gesture = { kind: "move", el: el, ids: ids, x: event.clientX, y: event.clientY, p0: toDiagram(event.clientX, event.clientY), moved: false, shift: event.shiftKey };
     } else if (hit) {
       pickedEdge = { source: hit.dataset.source, target: hit.dataset.target, branch: hit.dataset.branch };
       picked.clear();
       showPicked();
       say("Edge " + pickedEdge.source + (pickedEdge.branch ? " (" + pickedEdge.branch + ")" : "") + " → " + pickedEdge.target + " selected: Delete removes it.", "");
-    } else if (!el && event.pointerType === "mouse") {
-      gesture = { kind: "pan", x: event.clientX, y: event.clientY, left: c.scrollLeft, top: c.scrollTop };
-      if (!event.shiftKey) { picked.clear(); pickedEdge = null; showPicked(); }
+    } else if (!el && (event.shiftKey || selectMode) && svg() && svg().contains(event.target)) {
+      // A rectangle: the steps wholly inside it are selected (Shift adds to the selection).
+      event.preventDefault();
+      var at = toDiagram(event.clientX, event.clientY);
+      var band = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      band.setAttribute("class", "wf-band");
+      svg().append(band);
+      gesture = { kind: "band", x0: at.x, y0: at.y, x1: at.x, y1: at.y, band: band, add: event.shiftKey };
+      drawBand(gesture);
+    } else if (!el && (event.pointerType === "mouse" || (editable() && svg() && svg().contains(event.target)))) {
+      // An editable drawing takes every touch (CSS touch-action cannot tell a step from the
+      // background inside an SVG), so a finger on the background pans here, page included.
+      gesture = { kind: "pan", x: event.clientX, y: event.clientY, left: c.scrollLeft, top: c.scrollTop,
+        touch: event.pointerType !== "mouse", pageY: window.scrollY };
+      picked.clear(); pickedEdge = null; showPicked();
     }
   });
+
+  function drawBand(g) {
+    g.band.setAttribute("x", Math.min(g.x0, g.x1)); g.band.setAttribute("y", Math.min(g.y0, g.y1));
+    g.band.setAttribute("width", Math.abs(g.x1 - g.x0)); g.band.setAttribute("height", Math.abs(g.y1 - g.y0));
+  }
+  function endBand(g) {
+    g.band.remove();
+    var left = Math.min(g.x0, g.x1), right = Math.max(g.x0, g.x1), top = Math.min(g.y0, g.y1), bottom = Math.max(g.y0, g.y1);
+    if (right - left + bottom - top < DRAG_START) {  // a click, not a rectangle
+      if (!g.add) { picked.clear(); pickedEdge = null; showPicked(); }
+      return;
+    }
+    if (!g.add) picked.clear();
+    pickedEdge = null;
+    nodes().forEach(function (el) {
+      var p = posOf(el);
+      if (p.x >= left && p.y >= top && p.x + BOX_W <= right && p.y + BOX_H <= bottom) picked.add(el.dataset.step);
+    });
+    showPicked();
+    say(picked.size ? picked.size + " step" + (picked.size > 1 ? "s" : "") + " selected: drag one to move them together, Delete removes them, Ctrl+C copies them." : "No step is wholly inside the rectangle.", "");
+  }
+  function setSelectMode(on) {
+    selectMode = on;
+    var c = canvas();
+    if (c) c.classList.toggle("is-selecting", on);
+    var button = document.querySelector('#builder [data-canvas-action="select"]');
+    if (button) button.setAttribute("aria-pressed", on ? "true" : "false");
+    say(on ? "Select area: drag over the steps to select. Press the button again to pan instead." : "", "");
+  }
 
   document.addEventListener("pointermove", function (event) {
     if (!gesture) return;
     var c = canvas();
-    if (gesture.kind === "pan") {
+    if (gesture.kind === "band") {
+      var to = toDiagram(event.clientX, event.clientY);
+      gesture.x1 = to.x; gesture.y1 = to.y;
+      drawBand(gesture);
+    } else if (gesture.kind === "pan") {
+      var wantTop = gesture.top - (event.clientY - gesture.y);
       c.scrollLeft = gesture.left - (event.clientX - gesture.x);
-      c.scrollTop = gesture.top - (event.clientY - gesture.y);
+      c.scrollTop = wantTop;
+      // A finger: what the canvas cannot scroll (on a phone it is as tall as its drawing), the page does.
+      if (gesture.touch) window.scrollTo(window.scrollX, gesture.pageY + wantTop - c.scrollTop);
     } else if (gesture.kind === "move") {
-      var dx = (event.clientX - gesture.x) / zoom, dy = (event.clientY - gesture.y) / zoom;
-      if (!gesture.moved && Math.abs(dx) + Math.abs(dy) < DRAG_START) return;
+      // In the diagram's units (the drawing may be scaled, not only zoomed): the step stays under the pointer.
+      var now = toDiagram(event.clientX, event.clientY), dx = now.x - gesture.p0.x, dy = now.y - gesture.p0.y;
+      if (!gesture.moved && Math.abs(event.clientX - gesture.x) + Math.abs(event.clientY - gesture.y) < DRAG_START) return;
       gesture.moved = true;
       gesture.delta = shift(gesture.ids, dx, dy);
       gesture.el.setAttribute("data-dragging", "");
@@ -544,8 +693,16 @@
     // A click that follows this pointerup in the same task is the gesture's; none comes later.
     setTimeout(function () { suppressClick = false; }, 0);
     var c = canvas();
-    if (g.kind === "move") {
+    // The browser may fold the last pointermove into the pointerup: the gesture ends where it does.
+    if (g.kind === "band") {
+      var end = toDiagram(event.clientX, event.clientY);
+      g.x1 = end.x; g.y1 = end.y;
+      suppressClick = true;
+      endBand(g);
+    } else if (g.kind === "move") {
       if (g.moved) {
+        var last = toDiagram(event.clientX, event.clientY);
+        g.delta = shift(g.ids, last.x - g.p0.x, last.y - g.p0.y);
         suppressClick = true;
         var still = moveOps(g.ids, g.delta).every(function (op) {
           var p = posOf(node(op.step));
@@ -566,7 +723,7 @@
       var target = under && under.closest && under.closest(".wf-node[data-step]");
       if (target && c.contains(target) && target.dataset.step !== g.source) {
         suppressClick = true;
-        send([{ op: "connect", from: g.source, to: target.dataset.step, branch: g.branch }], true);
+        send([{ op: "connect", from: g.source, to: target.dataset.step, port: g.port }], true);
       } else {
         suppressClick = true;
         say("Drop the connection on another step to connect.", "");
@@ -584,6 +741,8 @@
 
   document.addEventListener("pointercancel", function () {
     if (gesture && gesture.line) gesture.line.remove();
+    if (gesture && gesture.band) gesture.band.remove();
+    if (gesture && gesture.kind === "move") shift(gesture.ids, 0, 0);
     if (gesture && gesture.ghost) gesture.ghost.remove();
     gesture = null;
   });
@@ -673,11 +832,22 @@
   document.addEventListener("htmx:beforeRequest", function (event) {
     var config = event.detail.requestConfig;
     postedFromPage = !!(config && config.verb === "post");
+    pagePending = true;
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.successful) return;
+    pagePending = false;
+    othersSaved();
   });
 
   function ready() {
     var c = canvas();
-    if (!c) { clearTimeout(pollTimer); return; }
+    pagePending = false;
+    if (!c) {
+      clearTimeout(pollTimer);
+      if (socket) { var s = socket; socket = null; socketOpen = false; s.close(); }
+      return;
+    }
     var now = base();
     // A side-panel save made a new version: it can be undone like the canvas's own edits.
     if (postedFromPage && seenBase !== null && now > seenBase) {
@@ -696,13 +866,22 @@
     if (notice) { say(notice[0], notice[1]); notice = null; }
     if (refocus && node(refocus)) node(refocus).focus();
     refocus = null;
+    c.classList.toggle("is-selecting", selectMode);
+    var modeButton = document.querySelector('#builder [data-canvas-action="select"]');
+    if (modeButton) modeButton.setAttribute("aria-pressed", selectMode ? "true" : "false");
+    connectSocket();
+    markLive();
+    showPresence(present);
+    tellSelected();
     load();
+    othersSaved();
   }
   document.addEventListener("visibilitychange", function () { if (!document.hidden) load(); });
 
   document.addEventListener("htmx:afterSettle", function (event) {
     var builder = document.getElementById("builder");
     if (builder && (event.target === builder || builder.contains(event.target))) ready();
+    else { pagePending = false; othersSaved(); }
   });
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);
   else ready();

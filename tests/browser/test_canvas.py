@@ -62,7 +62,7 @@ def _node(step: str) -> str:
 
 
 def _port(step: str, branch: str = "") -> str:
-    return f'{_node(step)} .wf-port--out[data-branch="{branch}"]'
+    return f'{_node(step)} .wf-port--out[data-port="{branch}"]'
 
 
 def _edges(world: World, workflow: Workflow) -> list[dict[str, str]]:

@@ -1,14 +1,19 @@
 """Two members on the same workflow's canvas (two browser contexts): each sees the other there
-and the step they have open, and a save by one appears on the other's canvas without a reload."""
+and the step they have open, and a save by one appears on the other's canvas without a reload.
+
+Served by the whole ASGI application (`asgi_live_server`), so the canvas's websocket opens; the
+canvases' polling endpoint is cut off (every GET of it fails), so what arrives can only have
+been pushed, and arrives without waiting for a polling interval."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django_tenants.utils import schema_context
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Route, expect
 
 from tests.helpers.browser import signed_in
 from tests.helpers.personas import World, access_of
@@ -30,19 +35,33 @@ def workflow(committed_world: World) -> Workflow:
     return owners_workflow(committed_world, "Shared flow", START)
 
 
+def _no_polling(route: Route) -> None:
+    if route.request.method == "GET":
+        route.abort()
+    else:
+        route.continue_()
+
+
 def test_two_members_see_each_other_and_each_others_saves(
-    committed_world: World, live_server: Any, browser: Browser, workflow: Workflow, tmp_path: Path
+    committed_world: World,
+    asgi_live_server: Any,
+    browser: Browser,
+    workflow: Workflow,
+    tmp_path: Path,
 ) -> None:
     world = committed_world
-    owner = signed_in(browser, world.owner, live_server.url, 1280).new_page()
-    member = signed_in(browser, world.member, live_server.url, 1280).new_page()
+    owner = signed_in(browser, world.owner, asgi_live_server.url, 1280).new_page()
+    member = signed_in(browser, world.member, asgi_live_server.url, 1280).new_page()
     errors: list[str] = []
     for page in (owner, member):
         page.set_default_timeout(15_000)
         page.set_default_navigation_timeout(60_000)
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.route(re.compile(rf"/workflows/{workflow.pk}/canvas/\?"), _no_polling)
     owner.goto(f"/w/alpha/workflows/{workflow.pk}/")
     member.goto(f"/w/alpha/workflows/{workflow.pk}/?step=start")
+    for page in (owner, member):
+        expect(page.locator(".wf-canvas")).to_have_attribute("data-live", "push")
 
     # Presence: each canvas names the other, and the step the member has open is marked.
     expect(owner.locator("[data-presence]")).to_contain_text("member@alpha.test (on start)")

@@ -56,6 +56,7 @@ def _ids(world: World) -> dict[str, Any]:
         "workspace_slug": world.workspace_a.slug,
         "conversation_id": conversation.pk,
         "run_id": run.pk,
+        "workflow_id": workflow.pk,
     }
 
 

@@ -16,7 +16,7 @@ from core.exceptions import Conflict, ValidationFailed
 from tenants.models import Membership, Role
 from tenants.permissions import Access
 from tests.helpers.personas import World, access_of, logged_in, make_user
-from workflows import services
+from workflows import selectors, services
 from workflows.builder import canvas_ops
 from workflows.builder.layout import layout
 from workflows.models import Workflow, WorkflowVersion
@@ -179,6 +179,187 @@ def test_bad_operations_say_what_is_wrong_and_save_nothing(
     with pytest.raises(ValidationFailed, match=message):
         _apply(owner_access, workflow, ops)
     assert workflow.versions.count() == 1
+
+
+# ------------------------------------------------------------------ ports
+
+PORTS: dict[str, Any] = {
+    "schema_version": 1,
+    "steps": [
+        {"id": "start", "type": "transform", "config": {"value": "x"}},
+        {"id": "check", "type": "condition", "config": {"expression": "True"}},
+        {
+            "id": "route",
+            "type": "router",
+            "config": {
+                "mode": "expression",
+                "routes": [{"name": "sales"}, {"name": "support"}],
+                "expression": "'sales'",
+            },
+        },
+        {"id": "review", "type": "approval", "config": {"message": "OK?"}},
+        {"id": "fan", "type": "parallel", "config": {}},
+        {
+            "id": "each",
+            "type": "map",
+            "config": {
+                "items": "[1, 2]",
+                "concurrency": 2,
+                "node": {"type": "transform", "config": {"value": "{{ item }}"}},
+            },
+        },
+        {"id": "a", "type": "transform", "config": {"value": "a"}},
+        {"id": "b", "type": "transform", "config": {"value": "b"}},
+        {"id": "c", "type": "code", "config": {"code": "def main(inputs):\n    return 1\n"}},
+    ],
+    "edges": [],
+}
+
+
+@pytest.fixture
+def ported(owner_access: Access, in_alpha: None) -> Workflow:
+    """Version 2 is PORTS: a draft (nothing is connected yet)."""
+    workflow = services.workflow_create(access=owner_access, name="Ports", definition=DEFINITION)
+    services.version_edit(
+        access=owner_access,
+        workflow=workflow,
+        edit=lambda _latest: PORTS,
+        based_on=1,
+        allow_incomplete=True,
+    )
+    return workflow
+
+
+def _edit(access: Access, workflow: Workflow, ops: list[Any], base: int = 2) -> Any:
+    return canvas_ops.canvas_apply(access=access, workflow=workflow, base=base, ops=ops)
+
+
+def _edges(result: Any) -> list[dict[str, Any]]:
+    return list(result.version.definition["edges"])
+
+
+@pytest.mark.parametrize(
+    ("source", "port", "branch"),
+    [
+        ("check", "true", "true"),
+        ("check", "false", "false"),
+        ("route", "sales", "sales"),
+        ("route", "support", "support"),
+        ("review", "approved", "approved"),
+        ("review", "rejected", "rejected"),
+        ("start", "", None),
+        ("each", "done", None),
+    ],
+)
+def test_connect_from_each_labelled_port_saves_its_branch(
+    owner_access: Access, ported: Workflow, source: str, port: str, branch: str | None
+) -> None:
+    result = _edit(
+        owner_access, ported, [{"op": "connect", "from": source, "to": "a", "port": port}]
+    )
+    edge = {"from": source, "to": "a", **({"branch": branch} if branch else {})}
+    assert _edges(result) == [edge]
+    ports = [p.branch for p in layout(result.version.definition).node(source).ports]
+    assert port in ports
+    assert next(
+        p for p in layout(result.version.definition).node(source).ports if p.branch == port
+    ).linked
+
+
+def test_a_parallel_step_has_one_labelled_port_per_branch_and_one_for_a_new_one(
+    owner_access: Access, ported: Workflow
+) -> None:
+    assert [p.branch for p in layout(PORTS).node("fan").ports] == ["branch 1"]
+    result = _edit(
+        owner_access,
+        ported,
+        [
+            {"op": "connect", "from": "fan", "to": "a", "port": "branch 1"},
+            {"op": "connect", "from": "fan", "to": "b", "port": "branch 2"},
+        ],
+    )
+    # Saved without a branch: the engine starts every outgoing edge of a parallel step.
+    assert _edges(result) == [{"from": "fan", "to": "a"}, {"from": "fan", "to": "b"}]
+    diagram = layout(result.version.definition)
+    fan = diagram.node("fan")
+    assert [(p.branch, p.linked, p.shows_label) for p in fan.ports] == [
+        ("branch 1", True, True),
+        ("branch 2", True, True),
+        ("branch 3", False, True),
+    ]
+    # Each edge leaves from its own port.
+    starts = [e.points[0][0] for e in diagram.edges if e.source == "fan"]
+    assert starts == [fan.ports[0].x, fan.ports[1].x]
+    # Disconnecting from a port removes that edge.
+    cut = _edit(
+        owner_access,
+        ported,
+        [{"op": "disconnect", "from": "fan", "to": "a", "port": "branch 1"}],
+        3,
+    )
+    assert _edges(cut) == [{"from": "fan", "to": "b"}]
+
+
+def test_the_map_body_is_a_port_that_takes_a_step_in_and_gives_it_back(
+    owner_access: Access, ported: Workflow
+) -> None:
+    each = layout(PORTS).node("each")
+    assert [(p.branch, p.linked) for p in each.ports] == [("body", True), ("done", False)]
+    assert each.body == "transform"
+
+    taken = _edit(
+        owner_access, ported, [{"op": "connect", "from": "each", "to": "c", "port": "body"}]
+    )
+    definition = taken.version.definition
+    assert "c" not in [s["id"] for s in definition["steps"]]
+    body = next(s for s in definition["steps"] if s["id"] == "each")["config"]["node"]
+    assert body == {"type": "code", "config": PORTS["steps"][8]["config"]}
+    assert layout(definition).node("each").body == "code"
+
+    out = _edit(owner_access, ported, [{"op": "disconnect", "from": "each", "port": "body"}], 3)
+    assert out.added == ["code_1"]
+    definition = out.version.definition
+    assert "node" not in next(s for s in definition["steps"] if s["id"] == "each")["config"]
+    assert next(s for s in definition["steps"] if s["id"] == "code_1")["type"] == "code"
+    assert not layout(definition).node("each").ports[0].linked
+    assert any("each" in p for p in selectors_problems(out))
+
+
+def selectors_problems(result: Any) -> list[str]:
+    return [str(p) for p in selectors.version_problems(result.version)]
+
+
+@pytest.mark.parametrize(
+    ("op", "message"),
+    [
+        ({"from": "check", "to": "a", "port": "maybe"}, "has no port “maybe” .*true, false"),
+        ({"from": "check", "to": "a"}, "one of the branches of condition step “check”"),
+        ({"from": "review", "to": "a", "branch": "true"}, "approved, rejected"),
+        ({"from": "route", "to": "a", "port": "other"}, "sales, support"),
+        ({"from": "start", "to": "a", "branch": "true"}, "has no branches"),
+        ({"from": "start", "to": "a", "port": "yes"}, "has no port “yes”"),
+        ({"from": "fan", "to": "a", "port": "branch x"}, "has no port “branch x”"),
+        ({"from": "each", "to": "check", "port": "body"}, "condition step cannot be a map's body"),
+    ],
+)
+def test_connect_refuses_a_port_the_source_does_not_have(
+    owner_access: Access, ported: Workflow, op: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationFailed, match=message):
+        _edit(owner_access, ported, [{"op": "connect", **op}])
+    assert ported.versions.count() == 2
+
+
+def test_a_connected_step_cannot_become_a_map_body(owner_access: Access, ported: Workflow) -> None:
+    with pytest.raises(ValidationFailed, match="“a” is connected to other steps"):
+        _edit(
+            owner_access,
+            ported,
+            [
+                {"op": "connect", "from": "start", "to": "a"},
+                {"op": "connect", "from": "each", "to": "a", "port": "body"},
+            ],
+        )
 
 
 # ------------------------------------------------------------------ the endpoint

@@ -13,7 +13,8 @@ workflows/builder/edits.py). `$N` in a later operation of the same batch names t
 N-th `add` created (its id is chosen by the server). Positions are layout only: they never
 change what runs, so a batch of moves saves a draft that runs exactly like the version before.
 
-`presence_note` keeps who has a workflow's canvas open, for the others' canvases.
+`presence_note` keeps who has a workflow's canvas open, for the others' canvases when they poll
+(without their websocket; with it, presence is the consumer's, workflows/builder/consumers.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from tenants.schemas import current_schema
 from workflows import selectors, services
 from workflows.builder import edits, queries
 from workflows.builder.forms import DEFAULT_CONFIG
-from workflows.builder.layout import layout, position_of
+from workflows.builder.layout import (
+    MAP_BODY_PORT,
+    layout,
+    map_body_type,
+    port_branch,
+    position_of,
+    step_branches,
+    step_ports,
+)
 from workflows.definition import NODE_TYPES, STEP_ID_PATTERN
 from workflows.models import RUN_FINISHED, Workflow, WorkflowVersion
 
@@ -144,14 +153,100 @@ def _move(batch: _Batch, op: dict[str, Any]) -> None:
         step["position"] = position
 
 
+def _branch_for(step: dict[str, Any], op: dict[str, Any]) -> str:
+    """The branch a `connect` saves: from the `port` it was drawn from (the canvas), or the
+    `branch` it names. Either must be one the source can take: a condition, router or
+    approval step connects only from its branches, every other step without one."""
+    step_id, node_type = step["id"], step.get("type")
+    if "port" in op:
+        port = _text(op, "port", required=False)
+        branch = port_branch(step, port)
+        if branch is None:
+            ports = step_ports(step, 1) or ("its output",)
+            raise ValidationFailed(
+                f"ops: {node_type} step “{step_id}” has no port “{port}” "
+                f"(its ports: {', '.join(ports)})."
+            )
+        return branch
+    branch = _text(op, "branch", required=False)
+    branches = step_branches(step)
+    if branches and branch not in branches:
+        raise ValidationFailed(
+            f"ops: connect from one of the branches of {node_type} step “{step_id}” "
+            f"({', '.join(branches)}), not “{branch}”."
+        )
+    if not branches and node_type == "router":
+        raise ValidationFailed(
+            f"ops: router step “{step_id}” has no routes yet; name them in its panel first."
+        )
+    if not branches and branch:
+        raise ValidationFailed(
+            f"ops: {node_type} step “{step_id}” has no branches; connect it without one."
+        )
+    return branch
+
+
+def _attach_body(batch: _Batch, map_id: str, target: str) -> None:
+    """The map's body port dropped on `target`: that step becomes what the map runs per item
+    (its type and config move into the map's `node`; a body it had is replaced: undo brings it
+    back). Only a step without connections of its own, of a type a map can run, can be one."""
+    document = batch.document
+    step = _step(document, target)
+    if not NODE_TYPES.get(str(step.get("type"))) or not NODE_TYPES[step["type"]].map_body:
+        kinds = ", ".join(n for n, t in NODE_TYPES.items() if t.map_body)
+        raise ValidationFailed(
+            f"ops: a {step.get('type')} step cannot be a map's body (use one of: {kinds})."
+        )
+    if any(target in (e.get("from"), e.get("to")) for e in document["edges"]):
+        raise ValidationFailed(
+            f"ops: “{target}” is connected to other steps; a map's body is a step on its own "
+            "(remove its connections first)."
+        )
+    body = {"type": step["type"], "config": copy.deepcopy(step.get("config") or {})}
+    document = edits.step_delete(document, target, reconnect=False)
+    _step(document, map_id).setdefault("config", {})["node"] = body
+    batch.document = document
+
+
+def _detach_body(batch: _Batch, map_id: str) -> None:
+    """The map's body taken out as a step of its own, beside the map (the map then has no
+    body: a draft problem until it gets one)."""
+    _pin(batch.document)
+    step = _step(batch.document, map_id)
+    kind = map_body_type(step)
+    if not kind:
+        raise ValidationFailed(f"ops: map step “{map_id}” has no body to take out.")
+    body = step["config"].pop("node")
+    x, y = position_of(step) or (0.0, 0.0)
+    new_id = free_step_id(batch.document, kind)
+    new_step = {
+        "id": new_id,
+        "type": kind,
+        "config": copy.deepcopy(body.get("config") or {}),
+        "position": _position({"x": x + 216, "y": y}),
+    }
+    batch.document = edits.step_add(batch.document, new_step)
+    batch.added.append(new_id)
+
+
 def _connect(batch: _Batch, op: dict[str, Any], *, remove: bool = False) -> None:
     source = _resolve(batch, _text(op, "from"))
+    step = _step(batch.document, source)
+    body_port = step.get("type") == "map" and op.get("port") == MAP_BODY_PORT
+    if body_port and remove:
+        _detach_body(batch, source)
+        return
     target = _resolve(batch, _text(op, "to"))
-    branch = _text(op, "branch", required=False)
-    if remove:
+    if body_port:
+        _attach_body(batch, source, target)
+    elif remove:
+        if "port" in op:
+            branch = port_branch(step, _text(op, "port", required=False)) or ""
+        else:
+            branch = _text(op, "branch", required=False)
         batch.document = edits.edge_delete(batch.document, source, target, branch)
     else:
-        batch.document = edits.edge_add(batch.document, source, target, branch)
+        batch.document = edits.edge_add(batch.document, source, target, _branch_for(step, op))
 
 
 def _delete(batch: _Batch, op: dict[str, Any]) -> None:

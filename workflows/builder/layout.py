@@ -16,9 +16,10 @@ once a document has any, those steps are drawn where they were put, steps withou
 out automatically below them, and edges run straight from their source's port to their
 target. Positions never change what runs.
 
-Each box has an output port per branch it can take (`true`/`false`, `approved`/`rejected`,
-each router route; one unlabelled port otherwise) along its bottom border and one input port
-on top; an edge on a branch leaves from that branch's port.
+Each box has its output ports (`step_ports`: `true`/`false`, `approved`/`rejected`, each
+router route, a parallel step's `branch 1`, `branch 2`, … plus one for a new branch, a map's
+`body` and `done`; one unlabelled port otherwise) along its bottom border and one input port
+on top; an edge leaves from its port (`edge_ports`).
 
 The function never raises on a malformed document: unknown edge endpoints and non-dict steps
 are ignored, and an empty document gives an empty diagram.
@@ -49,11 +50,27 @@ class Port:
     branch: str  # "" for a step without branches
     x: float
     y: float
-    linked: bool  # an edge leaves from it (its label is then the edge's)
+    linked: bool  # an edge leaves from it (or, for a map's `body`, the map has a body)
+    named_on_edge: bool = True  # the edge from it carries the name (a saved branch)
+
+    @property
+    def label(self) -> str:
+        """The pill's text: a parallel step's ports show their number only (room is short)."""
+        prefix = parallel_port(0)[:-1]
+        return self.branch[len(prefix) :] if self.branch.startswith(prefix) else self.branch
+
+    @property
+    def label_width(self) -> float:
+        return 20.0 if len(self.label) <= 2 else 44.0
+
+    @property
+    def shows_label(self) -> bool:
+        """The port's pill is drawn unless the edge leaving it already says the name."""
+        return bool(self.branch) and not (self.linked and self.named_on_edge)
 
     @property
     def label_left(self) -> float:
-        return self.x - 22
+        return self.x - self.label_width / 2
 
     @property
     def label_top(self) -> float:
@@ -77,19 +94,23 @@ class NodeBox:
     height: float
     layer: int
     order: int
-    branches: tuple[str, ...] = ()  # the output ports, left to right
-    linked: frozenset[str] = frozenset()  # the branches edges leave on
+    branches: tuple[str, ...] = ()  # the output ports' names, left to right
+    linked: frozenset[str] = frozenset()  # the ports edges leave from
+    body: str = ""  # a map's body step type
+    map_body: bool = False  # the step's type may be a map's body
 
     @property
     def ports(self) -> tuple[Port, ...]:
         names = self.branches or ("",)
         bottom = self.y + self.height
+        unnamed = self.type in ("parallel", "map")  # their edges are saved without a branch
         return tuple(
             Port(
                 name,
                 self.x + self.width * (i + 1) / (len(names) + 1),
                 bottom,
                 name in self.linked,
+                named_on_edge=not unnamed,
             )
             for i, name in enumerate(names)
         )
@@ -212,6 +233,69 @@ def step_branches(step: dict[str, Any]) -> tuple[str, ...]:
         )
     node = NODE_TYPES.get(str(step.get("type")))
     return node.branches if node else ()
+
+
+MAP_BODY_PORT = "body"
+MAP_NEXT_PORT = "done"
+
+
+def parallel_port(number: int) -> str:
+    return f"branch {number}"
+
+
+def step_ports(step: dict[str, Any], outgoing: int = 0) -> tuple[str, ...]:
+    """The canvas's output ports of `step`, left to right (`()`: one unlabelled port). Its
+    branches for a condition, router or approval; for a parallel step with `outgoing` edges,
+    one per branch and one more for a new branch (`branch 1` … `branch N+1`: the edges are
+    saved without a branch, the engine starts them all); for a map, `body` (the step it runs
+    per item, kept in its config) and `done` (where the run goes once every item is done)."""
+    node_type = step.get("type")
+    if node_type == "parallel":
+        return tuple(parallel_port(n) for n in range(1, outgoing + 2))
+    if node_type == "map":
+        return (MAP_BODY_PORT, MAP_NEXT_PORT)
+    return step_branches(step)
+
+
+def port_branch(step: dict[str, Any], port: str) -> str | None:
+    """The branch an edge drawn from `port` of `step` is saved with ("" for none), or None if
+    `step` has no such port (a map's `body` is not an edge: the caller handles it)."""
+    node_type = step.get("type")
+    if node_type == "parallel":
+        prefix = parallel_port(0)[:-1]
+        number = port[len(prefix) :]
+        return "" if port.startswith(prefix) and number.isdigit() and int(number) > 0 else None
+    if node_type == "map":
+        return "" if port == MAP_NEXT_PORT else None
+    branches = step_branches(step)
+    if not branches:
+        return "" if port == "" and node_type != "router" else None
+    return port if port in branches else None
+
+
+def map_body_type(step: dict[str, Any]) -> str:
+    """The type of a map step's body ("" when it has none)."""
+    config = step.get("config")
+    body = config.get("node") if isinstance(config, dict) else None
+    kind = body.get("type") if isinstance(body, dict) else None
+    return kind if isinstance(kind, str) else ""
+
+
+def edge_ports(steps: list[dict[str, Any]], edges: list[tuple[str, str, str]]) -> list[str]:
+    """The port each edge leaves from: its branch, or for a parallel step's edges `branch 1`,
+    `branch 2`, … in definition order, and `done` for a map's."""
+    types = {s["id"]: s.get("type") for s in steps}
+    counts: dict[str, int] = {}
+    ports = []
+    for source, _target, branch in edges:
+        if types.get(source) == "parallel":
+            counts[source] = counts.get(source, 0) + 1
+            ports.append(parallel_port(counts[source]))
+        elif types.get(source) == "map":
+            ports.append(MAP_NEXT_PORT)
+        else:
+            ports.append(branch)
+    return ports
 
 
 def position_of(step: dict[str, Any]) -> tuple[float, float] | None:
@@ -460,8 +544,10 @@ def _node_boxes(
 ) -> list[NodeBox]:
     order = {key: index for layer in layers for index, key in enumerate(layer)}
     linked: dict[str, set[str]] = {}
-    for source, _target, branch in edges:
-        linked.setdefault(source, set()).add(branch)
+    outgoing: dict[str, int] = {}
+    for (source, _target, _branch), port in zip(edges, edge_ports(steps, edges), strict=True):
+        linked.setdefault(source, set()).add(port)
+        outgoing[source] = outgoing.get(source, 0) + 1
     nodes = []
     for step in steps:
         key = step["id"]
@@ -483,8 +569,12 @@ def _node_boxes(
                 height=NODE_HEIGHT,
                 layer=vertex.layer,
                 order=order[key],
-                branches=step_branches(step),
-                linked=frozenset(linked.get(key, ())),
+                branches=step_ports(step, outgoing.get(key, 0)),
+                linked=frozenset(
+                    linked.get(key, set()) | ({MAP_BODY_PORT} if map_body_type(step) else set())
+                ),
+                body=map_body_type(step) if node_type == "map" else "",
+                map_body=bool(known and known.map_body),
             )
         )
     return nodes
@@ -519,6 +609,7 @@ def _ports(
 
 
 def _edge_paths(
+    steps: list[dict[str, Any]],
     edges: list[tuple[str, str, str]],
     flipped: set[int],
     chains: list[list[str]],
@@ -526,6 +617,7 @@ def _edge_paths(
     boxes: dict[str, NodeBox],
 ) -> list[EdgePath]:
     start_x, end_x = _ports(chains, vertices)
+    ports = edge_ports(steps, edges)
     paths = []
     for index, chain in enumerate(chains):
         points = [(start_x[index], _top(vertices[chain[0]].layer) + NODE_HEIGHT)]
@@ -535,8 +627,9 @@ def _edge_paths(
             points.append((vertex.x, _top(vertex.layer) + NODE_HEIGHT))
         points.append((end_x[index], _top(vertices[chain[-1]].layer)))
         source, target, branch = edges[index]
-        if index not in flipped and branch and branch in boxes[source].branches:
-            points[0] = (boxes[source].port_x(branch) or points[0][0], points[0][1])
+        port = ports[index]
+        if index not in flipped and port and port in boxes[source].branches:
+            points[0] = (boxes[source].port_x(port) or points[0][0], points[0][1])
         if index in flipped:  # drawn in its real direction: from `source` to `target`
             points.reverse()
         label_x, label_y = _bezier_mid(points[0], points[1])
@@ -578,7 +671,7 @@ def layout(document: Any) -> Diagram:
     boxes = {n.id: n for n in nodes}
     return Diagram(
         nodes=tuple(nodes),
-        edges=tuple(_edge_paths(edges, flipped, chains, vertices, boxes)),
+        edges=tuple(_edge_paths(steps, edges, flipped, chains, vertices, boxes)),
         width=round(width, 1),
         height=round(height, 1),
         crossings=crossings,
@@ -611,8 +704,12 @@ def _placed(
         spread = _spread(len(indexes), boxes[key].cx, NODE_WIDTH)
         end_x.update(zip(indexes, spread, strict=True))
     paths = []
+    ports = edge_ports(steps, edges)
     for index, (source, target, branch) in enumerate(edges):
-        start = (boxes[source].port_x(branch) or boxes[source].cx, boxes[source].y + NODE_HEIGHT)
+        start = (
+            boxes[source].port_x(ports[index]) or boxes[source].cx,
+            boxes[source].y + NODE_HEIGHT,
+        )
         end = (end_x[index], boxes[target].y)
         label_x, label_y = _bezier_mid(start, end)
         paths.append(

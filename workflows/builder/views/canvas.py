@@ -2,8 +2,9 @@
 
 - GET `?selected=<step>&known=<version>`: the latest version (number; its definition and
   problems unless it is the `known` one the canvas has), the last run's
-  step states and who else has the canvas open (and on which step); the canvas polls it, so a
-  save by someone else and a run going on show without a reload;
+  step states and who else has the canvas open (and on which step); the canvas reads it when it
+  opens and when its websocket says something changed (workflows/builder/consumers.py), and
+  polls it only while that socket is down;
 - POST `{"base": N, "ops": [...]}`: one batch of edits (workflows/builder/canvas_ops.py) saved
   as one new version made on version N. The answer is the saved version (number, definition,
   problems) and the ids of the steps it added; a refused batch answers with the error's status

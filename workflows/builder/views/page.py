@@ -123,7 +123,10 @@ def builder_page(
             "url": reverse(
                 "workflow_canvas",
                 kwargs={"workspace_slug": access.workspace.slug, "workflow_id": workflow.pk},
-            )
+            ),
+            # Presence, others' saves and the live run's changes are pushed through it
+            # (workflows/builder/consumers.py); the JSON endpoint is polled only without it.
+            "socket": f"/ws/w/{access.workspace.slug}/workflows/{workflow.pk}/canvas/",
         }
         if shown.pk == latest.pk
         else None,
