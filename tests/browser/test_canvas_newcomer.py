@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django_tenants.utils import schema_context
 from playwright.sync_api import Browser, Page, expect
 
@@ -62,12 +61,6 @@ def _latest(world: World, workflow_id: int) -> WorkflowVersion:
     with schema_context(world.workspace_a.schema_name):
         version = WorkflowVersion.objects.filter(workflow_id=workflow_id).order_by("-number")[0]
         return version
-
-
-def _nobody_else_here(world: World, workflow_id: int) -> None:
-    """Forget canvases polled by earlier tests (a workflow id comes again after each flush):
-    a presence line appearing mid-drag would move the canvas under the pointer."""
-    cache.delete(f"wf-canvas-presence:{world.workspace_a.schema_name}:{workflow_id}")
 
 
 def _connect(page: Page, source: str, port: str, target: str, version: int) -> None:
@@ -227,7 +220,6 @@ def test_parallel_branch_ports_the_map_body_port_and_rubber_band_selection(
             based_on=1,
             allow_incomplete=True,
         )
-    _nobody_else_here(world, workflow.pk)
     page = signed_in(browser, world.owner, live_server.url, 1280).new_page()
     page.set_viewport_size({"width": 1280, "height": 1100})
     page.set_default_timeout(15_000)
@@ -317,7 +309,6 @@ def test_on_a_phone_a_finger_pans_empty_canvas_and_moves_a_step(
             based_on=1,
             allow_incomplete=True,
         )
-    _nobody_else_here(world, workflow.pk)
     client = signed_in(browser, world.owner, live_server.url, 390)
     context = browser.new_context(
         viewport={"width": 390, "height": 844},
