@@ -83,18 +83,18 @@ PUBLIC_STEPS: list[Step] = [
     ),
     Step(
         "tenants.AuditEvent",
+        lambda s: Q(target_label__iexact=s.email, actor__isnull=True),
+        scrub={"target_label": _label, "ip_address": None, "user_agent": ""},
+        why="Failed sign-ins to their account: anonymised, with the address they came from.",
+    ),
+    Step(
+        "tenants.AuditEvent",
         lambda s: (
             Q(target_label__iexact=s.email)
             | Q(target_type="accounts.User", target_id=str(s.user_id))
         ),
         scrub={"target_label": _label},
-        why="Audit entries about them (invited, removed, failed sign-ins): target anonymised.",
-    ),
-    Step(
-        "tenants.AuditEvent",
-        lambda s: Q(actor_label__iexact=s.email),
-        scrub={"actor_label": _label, "ip_address": None, "user_agent": ""},
-        why="Failed sign-ins with their address: anonymised.",
+        why="Audit entries about them (invited, joined, removed): target anonymised.",
     ),
     Step(
         "marketplace.Review",
