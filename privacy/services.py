@@ -126,8 +126,9 @@ def export_build(*, job_id: int) -> ExportJob | None:
         )
 
     name = f"{job.kind}-{job.pk}-{secrets.token_hex(12)}.zip"
-    partial = export_root() / f"{name}.part"
+    partial = Path(settings.PRIVACY_EXPORT_ROOT) / f"{name}.part"
     try:
+        export_root()
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             if job.kind == ExportJob.Kind.ACCOUNT:
                 archives.write_account(archive, job.requested_by, progress)

@@ -188,7 +188,8 @@ def test_after_erasure_no_table_in_any_schema_holds_their_data(world: World) -> 
     logged_in(person)  # a live session
     export = ExportJob.objects.get(requested_by=person)
     archive = services.export_path(export)
-    assert archive is not None and archive.exists()
+    assert archive is not None
+    assert archive.exists()
     for needle in (MARK, NAME, IP):
         assert _rows_mentioning(needle), f"the seed should hold {needle!r}"
     balances = _balances()
@@ -198,11 +199,14 @@ def test_after_erasure_no_table_in_any_schema_holds_their_data(world: World) -> 
     services.account_erasure_sweep(erasure_id=erasure.pk)
 
     for needle in (MARK, NAME, IP, EMAIL):
-        assert _rows_mentioning(needle) == [], f"{needle!r} is still stored: {_rows_mentioning(needle)}"
+        assert _rows_mentioning(needle) == [], (
+            f"{needle!r} is still stored: {_rows_mentioning(needle)}"
+        )
     assert _balances() == balances
     tombstone = User.objects.get(pk=person.pk)
     assert tombstone.email == f"deleted-user-{person.pk}@deleted.invalid"
-    assert not tombstone.is_active and not tombstone.has_usable_password()
+    assert not tombstone.is_active
+    assert not tombstone.has_usable_password()
     assert Purchase.objects.get(pk=purchase_id).bought_by_id == person.pk  # the link, anonymous
     assert not archive.exists()
     assert not Membership.objects.filter(user_id=person.pk).exists()
@@ -251,7 +255,8 @@ def test_a_wrong_password_changes_nothing(world: World) -> None:
     with pytest.raises(Exception, match="password is not correct"):
         services.account_delete(user=person, password="nope")
     person.refresh_from_db()
-    assert person.email == EMAIL and person.is_active
+    assert person.email == EMAIL
+    assert person.is_active
 
 
 def test_the_last_owner_of_a_shared_workspace_is_stopped(world: World, owner: User) -> None:
@@ -285,7 +290,8 @@ def test_the_delete_page_signs_them_out_and_they_cannot_sign_in_again(world: Wor
 
 def test_the_delete_page_explains_a_blocked_deletion(owner_client: Client) -> None:
     page = owner_client.get(reverse("account_privacy")).content.decode()
-    assert "You are the only owner of" in page and "Alpha Inc" in page
+    assert "You are the only owner of" in page
+    assert "Alpha Inc" in page
     response = owner_client.post(reverse("account_delete"), {"password": PASSWORD})
     assert response.status_code == 400
     assert "You are the only owner of" in response.content.decode()

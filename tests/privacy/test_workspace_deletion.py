@@ -63,9 +63,7 @@ def gamma(world: World, files: Path) -> Workspace:
 
 def _schema_exists(name: str) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [name]
-        )
+        cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [name])
         return cursor.fetchone() is not None
 
 
@@ -139,7 +137,8 @@ def test_after_the_grace_the_schema_and_files_are_gone(
 ) -> None:
     schema = gamma.schema_name
     archive = services.export_path(ExportJob.objects.get(workspace=gamma))
-    assert archive is not None and archive.exists()
+    assert archive is not None
+    assert archive.exists()
     _delete(owner_client, "gamma", "gamma")
     assert services.workspaces_purge_due() == []  # still in its grace period
     assert _schema_exists(schema)
@@ -220,9 +219,7 @@ def test_staff_export_delete_and_restore_from_the_admin(world: World, gamma: Wor
     assert act("restore_workspaces").status_code == 302
     gamma.refresh_from_db()
     assert gamma.deletion_requested_at is None
-    actions = set(
-        AuditEvent.objects.filter(actor=staff).values_list("action", flat=True)
-    )
+    actions = set(AuditEvent.objects.filter(actor=staff).values_list("action", flat=True))
     assert {
         Action.WORKSPACE_EXPORT_REQUESTED,
         Action.WORKSPACE_DELETION_REQUESTED,
