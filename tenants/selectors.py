@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from core.exceptions import ApplicationError, NotFound
+from core.exceptions import NotFound
 from tenants.audit import ACCOUNT_ACTIONS, Action
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import Access, Perm
@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 SWITCHER_SIZE = 8  # workspaces the top bar's switcher lists; the rest are on "All workspaces"
 
 
-class WorkspacePendingDeletion(ApplicationError):
+class WorkspacePendingDeletion(NotFound):
     """The workspace exists and the caller is a member, but it is scheduled for deletion:
-    nothing in it can be reached until an owner or staff restores it (docs/privacy.md)."""
+    nothing in it can be reached until an owner or staff restores it (docs/privacy.md). A
+    NotFound, so every caller that shuts out non-members (websockets, the API) shuts this out
+    too; pages show a clear page instead (tenants/middleware.py)."""
 
     code = "workspace_pending_deletion"
     status = 410

@@ -107,6 +107,9 @@ def test_a_deleted_workspace_is_closed_to_members_and_api_keys(
     refused = api.get("/api/v1/workspace/")
     assert refused.status_code == 401
     assert "scheduled for deletion" in refused.content.decode()
+    session_api = owner_client.get("/api/v1/workspace/", HTTP_X_WORKSPACE="gamma")
+    assert session_api.status_code == 410
+    assert Client().post("/hooks/workflows/gamma/any-token/").status_code == 404
     event = AuditEvent.objects.get(action=Action.WORKSPACE_DELETION_REQUESTED)
     assert (event.actor, event.target_id) == (world.owner, str(gamma.pk))
 
