@@ -14,9 +14,9 @@ from django.utils.html import format_html
 
 from accounts.models import User
 from core.exceptions import ApplicationError
+from core.queue import enqueue
 from privacy import services
 from privacy.models import AccountErasure, ExportJob
-from privacy.tasks import purge_workspace
 from tenants.admin import WorkspaceAdmin
 from tenants.models import Workspace
 
@@ -70,7 +70,7 @@ def purge_workspaces(
 ) -> None:
     due = queryset.filter(deletion_requested_at__isnull=False, purged_at__isnull=True)
     for workspace_id in due.values_list("pk", flat=True):
-        purge_workspace.delay(workspace_id)
+        enqueue("privacy.purge_workspace", workspace_id)
     modeladmin.message_user(request, f"{due.count()} purge(s) queued on the workers.")
 
 

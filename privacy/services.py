@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.queue import enqueue
 from privacy import archives, erasure
 from privacy.models import AccountErasure, ExportJob
 from tenants import audit
@@ -48,10 +49,8 @@ def export_path(job: ExportJob) -> Path | None:
 
 
 def _enqueue_build(job: ExportJob) -> None:
-    from privacy.tasks import build_export
-
     job_id = job.pk
-    transaction.on_commit(lambda: build_export.delay(job_id))
+    transaction.on_commit(lambda: enqueue("privacy.build_export", job_id))
 
 
 # --- exports -----------------------------------------------------------------------------------
@@ -246,9 +245,7 @@ def account_delete(*, user: User, password: str) -> AccountErasure:
         # The request's address and browser are theirs: not kept on the very entry saying so.
         AuditEvent.objects.filter(pk=event.pk).update(ip_address=None, user_agent="")
         record_id = record.pk
-        from privacy.tasks import erase_account
-
-        transaction.on_commit(lambda: erase_account.delay(record_id))
+        transaction.on_commit(lambda: enqueue("privacy.erase_account", record_id))
     return record
 
 

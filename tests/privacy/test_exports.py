@@ -180,7 +180,7 @@ def test_only_the_requester_downloads_and_only_until_it_expires(
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
     assert "attachment" in response["Content-Disposition"]
-    zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))  # type: ignore[attr-defined]
+    zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     assert owner_client.get(download).status_code == 404
     assert logged_in(world.outsider).get(download).status_code == 404
     assert Client().get(download).status_code == 302
