@@ -25,7 +25,7 @@ def test_a_worker_builds_the_archive_the_page_then_serves(
 
     # Also sent on commit to the default queue; whichever delivery runs first builds it and the
     # other finds it done (at-least-once).
-    assert build_export.apply_async(args=[job.pk], queue=worker_queue).get(timeout=60) == "ready"
+    assert build_export.apply_async(args=[job.pk], queue=worker_queue).get(timeout=120) == "ready"
 
     job.refresh_from_db()
     assert job.status == ExportJob.Status.READY
@@ -41,7 +41,7 @@ def test_a_worker_sweeps_the_workspaces_of_a_deleted_account(
 ) -> None:
     person = make_user("leaving@alpha.test")
     record = services.account_delete(user=person, password=PASSWORD)
-    erase_account.apply_async(args=[record.pk], queue=worker_queue).get(timeout=60)
+    erase_account.apply_async(args=[record.pk], queue=worker_queue).get(timeout=120)
     record.refresh_from_db()
     assert record.finished_at is not None
     last = live_workspaces().order_by("-pk").first()

@@ -250,3 +250,36 @@ def test_a_member_who_is_not_owner_cannot_delete(
     assert _delete(logged_in(world.outsider), "gamma", "gamma").status_code == 404
     gamma.refresh_from_db()
     assert gamma.deletion_requested_at is None
+
+
+def test_schedules_of_a_deleted_workspace_do_not_fire(world: World, gamma: Workspace) -> None:
+    from workflows import triggers
+    from workflows.models import WorkflowRun
+    from workflows.periodic import fire_schedules
+    from workflows.services import workflow_create
+
+    access = access_of(world.owner, gamma)
+    with schema_context(gamma.schema_name):
+        workflow = workflow_create(
+            access=access,
+            name="Nightly",
+            definition={
+                "schema_version": 1,
+                "steps": [{"id": "a", "type": "transform", "config": {"value": "ok"}}],
+                "edges": [],
+            },
+        )
+        schedule = triggers.schedule_save(access=access, workflow=workflow, cron="* * * * *")
+        type(schedule).objects.filter(pk=schedule.pk).update(
+            next_run_at=timezone.now() - timedelta(minutes=1)
+        )
+    services.workspace_deletion_request(access=access, confirm="gamma")
+
+    fire_schedules()
+
+    with schema_context(gamma.schema_name):
+        assert not WorkflowRun.objects.exists()
+    services.workspace_restore(workspace=gamma, by=world.owner)
+    fire_schedules()
+    with schema_context(gamma.schema_name):
+        assert WorkflowRun.objects.count() == 1
