@@ -67,8 +67,11 @@ def switcher_for_user(*, user: User) -> Switcher:
 
 
 def home_workspace_slug(*, user: User, last: str | None) -> str | None:
-    """Where signing in lands: the last workspace used if still a member, else the first."""
-    memberships = workspaces_for_user(user=user)
+    """Where signing in lands: the last workspace used if still a member, else the first (not
+    one scheduled for deletion: that one only shows its closed page)."""
+    memberships = workspaces_for_user(user=user).filter(
+        workspace__deletion_requested_at__isnull=True
+    )
     if last and memberships.filter(workspace__slug=last).exists():
         return last
     first = memberships.first()
