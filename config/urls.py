@@ -21,6 +21,7 @@ admin.site.index_title = "Operations"
 # /w/<slug>/: the workspace's own pages, then each app's.
 workspace_patterns: list[URLPattern | URLResolver] = [
     *tenants_urls.workspace_patterns,
+    path("settings/data/", include("privacy.workspace_urls")),
     path("agents/", include("agents.urls")),
     path("workflows/", include("workflows.urls")),
     path("knowledge/", include("agents.knowledge.urls")),
@@ -53,6 +54,7 @@ urlpatterns = [
     path("stripe/webhook/<uuid:uuid>/", billing_views.stripe_webhook, name="stripe_webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("marketplace/", include("marketplace.urls")),
+    path("privacy/", include("privacy.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger's start-up script as a file (no inline script, for the CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

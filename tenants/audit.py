@@ -81,6 +81,18 @@ class Action(models.TextChoices):
     DISPUTE_LOST = "money.dispute_lost", "Dispute lost (earnings reversed)"
     TRANSFER_REVERSED = "money.transfer_reversed", "Payout transfer reversed in Stripe"
     BANK_PAYOUT_FAILED = "money.bank_payout_failed", "Bank payout failed (Stripe)"
+    # Data rights (privacy/, docs/privacy.md)
+    ACCOUNT_EXPORT_REQUESTED = "privacy.account_export_requested", "Account export requested"
+    ACCOUNT_EXPORT_DOWNLOADED = "privacy.account_export_downloaded", "Account export downloaded"
+    ACCOUNT_DELETED = "privacy.account_deleted", "Account deleted"
+    WORKSPACE_EXPORT_REQUESTED = "privacy.workspace_export_requested", "Workspace export requested"
+    WORKSPACE_EXPORT_DOWNLOADED = (
+        "privacy.workspace_export_downloaded",
+        "Workspace export downloaded",
+    )
+    WORKSPACE_DELETION_REQUESTED = "privacy.workspace_deletion_requested", "Workspace deleted"
+    WORKSPACE_RESTORED = "privacy.workspace_restored", "Workspace restored"
+    WORKSPACE_PURGED = "privacy.workspace_purged", "Workspace purged (schema and files)"
 
 
 # Account events belong to no workspace; each workspace's log shows those of its members.

@@ -5,11 +5,12 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from core.exceptions import NotFound
 from tenants.http import AppRequest
 from tenants.schemas import activate, activate_public
-from tenants.selectors import access_for_user
+from tenants.selectors import WorkspacePendingDeletion, access_for_user
 
 
 class WorkspaceMiddleware:
@@ -43,6 +44,11 @@ class WorkspaceMiddleware:
             return redirect_to_login(request.get_full_path())
         try:
             access = access_for_user(user=request.user, slug=slug)
+        except WorkspacePendingDeletion as exc:
+            # A clear page instead of the workspace: what happened, until when it can be
+            # restored, and (for an owner) the way back (privacy's restore page).
+            context = {"pending": exc.workspace, "role": exc.role}
+            return render(request, "tenants/workspace_pending_deletion.html", context, status=410)
         except NotFound as exc:
             # Raised before the view runs, where ApplicationErrorMiddleware (which sees only what
             # views raise) cannot map it: Django's own 404 handling answers this one.

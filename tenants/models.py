@@ -36,6 +36,24 @@ class Workspace(TenantMixin):
         default=90,
         help_text="Finished workflow runs older than this are deleted daily; 0 keeps them.",
     )
+    # Deletion (privacy/workspaces.py, docs/privacy.md): requested → inaccessible for the grace
+    # period, restorable; after `purge_after` a periodic task drops the schema and its files.
+    deletion_requested_at = models.DateTimeField(null=True, blank=True)
+    deletion_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    purge_after = models.DateTimeField(
+        null=True, blank=True, help_text="When the scheduled deletion becomes final."
+    )
+    purged_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Schema and files deleted; the row stays only when financial records name it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -55,6 +73,10 @@ class Workspace(TenantMixin):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_pending_deletion(self) -> bool:
+        return self.deletion_requested_at is not None and self.purged_at is None
 
 
 class Domain(DomainMixin):

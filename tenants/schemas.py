@@ -36,8 +36,12 @@ def current_schema() -> str:
 
 def live_workspaces() -> QuerySet[Workspace]:
     """Every workspace with data of its own: not the template, not a row for the public
-    schema. Commands, periodic tasks and migrations go through this one filter."""
-    workspaces: QuerySet[Workspace] = Workspace.objects.filter(is_template=False)
+    schema, not a purged one (its schema is gone; docs/privacy.md). Workspaces scheduled for
+    deletion are still here: they are migrated and recovered so that a restore finds them
+    whole. Commands, periodic tasks and migrations go through this one filter."""
+    workspaces: QuerySet[Workspace] = Workspace.objects.filter(
+        is_template=False, purged_at__isnull=True
+    )
     return workspaces.exclude(schema_name=get_public_schema_name())
 
 

@@ -20,10 +20,27 @@ if TYPE_CHECKING:
 SWITCHER_SIZE = 8  # workspaces the top bar's switcher lists; the rest are on "All workspaces"
 
 
+class WorkspacePendingDeletion(NotFound):
+    """The workspace exists and the caller is a member, but it is scheduled for deletion:
+    nothing in it can be reached until an owner or staff restores it (docs/privacy.md). A
+    NotFound, so every caller that shuts out non-members (websockets, the API) shuts this out
+    too; pages show a clear page instead (tenants/middleware.py)."""
+
+    code = "workspace_pending_deletion"
+    status = 410
+
+    def __init__(self, *, workspace: Workspace, role: str) -> None:
+        super().__init__(f"The workspace '{workspace.name}' is scheduled for deletion.")
+        self.workspace = workspace
+        self.role = role
+
+
 def workspaces_for_user(*, user: User, query: str = "") -> QuerySet[Membership]:
     """The user's memberships by workspace name, optionally those whose name or address
     contains `query`. Callers page it: a user may belong to thousands of workspaces."""
-    memberships = Membership.objects.filter(user=user, workspace__is_template=False)
+    memberships = Membership.objects.filter(
+        user=user, workspace__is_template=False, workspace__purged_at__isnull=True
+    )
     if query:
         memberships = memberships.filter(
             Q(workspace__name__icontains=query) | Q(workspace__slug__icontains=query)
@@ -50,8 +67,11 @@ def switcher_for_user(*, user: User) -> Switcher:
 
 
 def home_workspace_slug(*, user: User, last: str | None) -> str | None:
-    """Where signing in lands: the last workspace used if still a member, else the first."""
-    memberships = workspaces_for_user(user=user)
+    """Where signing in lands: the last workspace used if still a member, else the first (not
+    one scheduled for deletion: that one only shows its closed page)."""
+    memberships = workspaces_for_user(user=user).filter(
+        workspace__deletion_requested_at__isnull=True
+    )
     if last and memberships.filter(workspace__slug=last).exists():
         return last
     first = memberships.first()
@@ -68,8 +88,10 @@ def access_for_user(*, user: User, slug: str) -> Access:
         .filter(user=user, workspace__slug=slug, workspace__is_template=False)
         .first()
     )
-    if membership is None:
+    if membership is None or membership.workspace.purged_at is not None:
         raise NotFound("Workspace not found.")
+    if membership.workspace.deletion_requested_at is not None:
+        raise WorkspacePendingDeletion(workspace=membership.workspace, role=membership.role)
     return access_for_membership(membership=membership, user=user)
 
 

@@ -470,6 +470,8 @@ def api_key_authenticate(*, secret: str) -> ApiKey:
         raise NotFound("This API key has been revoked.")
     if key.expires_at is not None and key.expires_at <= now:
         raise NotFound("This API key has expired.")
+    if key.workspace.deletion_requested_at is not None or key.workspace.purged_at is not None:
+        raise NotFound("This API key's workspace is scheduled for deletion.")
     # Throttle the write: last_used_at is shown to a minute's precision.
     if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -23,6 +23,8 @@ def fire_schedules() -> int:
     now = timezone.now()
     fired = 0
     for workspace in each_live_workspace():
+        if workspace.deletion_requested_at is not None:
+            continue  # scheduled for deletion: nothing runs there until it is restored
         try:
             fired += triggers.schedules_fire_due(now=now)
         except Exception:  # see module docstring

@@ -333,7 +333,10 @@ def _error(exc: ApplicationError) -> JsonResponse:
 
 
 def _hook_workspace(slug: str) -> Workspace:
-    workspace = Workspace.objects.filter(slug=slug, is_template=False).first()
+    # A workspace scheduled for deletion (or purged: its schema is gone) takes no hooks.
+    workspace = Workspace.objects.filter(
+        slug=slug, is_template=False, deletion_requested_at__isnull=True, purged_at__isnull=True
+    ).first()
     if workspace is None:
         raise NotFound("No enabled webhook at this address.")
     return workspace

@@ -58,6 +58,7 @@ SHARED_APPS = [
     "djstripe",
     "billing",
     "marketplace",
+    "privacy",  # data rights: exports, erasure, workspace deletion (docs/privacy.md)
     "config",  # the composition root (config/apps.py): the dev and seed_demo commands
 ]
 TENANT_APPS = [
@@ -258,7 +259,27 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "workflows.apply_retention",
         "schedule": crontab(hour=3, minute=17),  # daily, off the busy hour marks
     },
+    # Data rights (docs/privacy.md): workspaces past their grace period are purged (schema and
+    # files), expired export archives deleted.
+    "privacy-purge-workspaces": {
+        "task": "privacy.purge_due_workspaces",
+        "schedule": crontab(minute=29),
+        "options": {"expires": 3000},
+    },
+    "privacy-expire-exports": {
+        "task": "privacy.expire_exports",
+        "schedule": crontab(minute=53),
+        "options": {"expires": 3000},
+    },
 }
+
+# --- Data rights (privacy/, docs/privacy.md)
+# A deleted workspace can be restored by an owner or staff for this many days, then it is purged.
+PRIVACY_WORKSPACE_GRACE_DAYS = env.int("PRIVACY_WORKSPACE_GRACE_DAYS", default=14)
+# Export archives can be downloaded for this many hours, then they are deleted.
+PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=72)
+# Where export archives are written: private, never served by the web server or under MEDIA_ROOT.
+PRIVACY_EXPORT_ROOT = env.path("PRIVACY_EXPORT_ROOT", default=services.local_dir() / "exports")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -43,6 +43,7 @@ from agents.models import (
 from agents.services import agent_create
 from marketplace import services as market
 from marketplace.models import Category, Listing, Purchase, Review
+from privacy.models import ExportJob
 from tenants import services as tenant_services
 from tenants.models import Membership, Role
 from tenants.permissions import API_KEY_SCOPES, Perm
@@ -161,6 +162,9 @@ def _seed(world: World, viewer: User) -> Ids:
     ids["invitation_token"] = token
     key, _ = tenant_services.api_key_create(access=owner, name=f"Key {MARKER}", scopes=[Perm.RUN])
     ids["api_key_id"] = key.pk
+    ids["export_id"] = ExportJob.objects.create(
+        kind=ExportJob.Kind.WORKSPACE, requested_by=world.owner, workspace=a, stage=MARKER
+    ).pk
 
     Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
     staff = User.objects.create_superuser(email="moderator@platform.test", password="x")
@@ -218,6 +222,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "install_id": lambda i: i["install_id"],
     "review_id": lambda i: i["review_id"],
     "purchase_id": lambda i: i["purchase_id"],
+    "export_id": lambda i: i["export_id"],
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }
@@ -248,6 +253,7 @@ BY_ROUTE: dict[str, dict[str, Callable[[Ids], Any]]] = {
     "workflow_template_use": {"key": lambda i: "support-triage"},
     "workflow_hook_trigger": {"token": lambda i: i["trigger_token"]},
     "invitation_accept": {"token": lambda i: i["invitation_token"]},
+    "workspace_restore": {"slug": lambda i: i["workspace_slug"]},
     "account_confirm_email": {"key": lambda i: "not-a-key"},
     "account_reset_password_from_key": {"key": lambda i: "set-password"},
     "marketplace_listing": {"slug": lambda i: i["listing_slug"]},
