@@ -6,6 +6,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as accounts_views
+from tenants.sso import views as sso_views
 from billing import views as billing_views
 from core import views as core_views
 from tenants import urls as tenants_urls
@@ -38,6 +39,7 @@ urlpatterns = [
     # everyone to allauth's sign-in (rate-limited, audited).
     path("admin/login/", accounts_views.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
+    path("accounts/sso/", sso_views.sso_start, name="sso_start"),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
