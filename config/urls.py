@@ -6,10 +6,10 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as accounts_views
-from tenants.sso import views as sso_views
 from billing import views as billing_views
 from core import views as core_views
 from tenants import urls as tenants_urls
+from tenants.sso import views as sso_views
 
 handler500 = "core.views.server_error"  # a database or Redis outage answers 503
 handler400 = "core.views.bad_request"  # a body over the size limit answers 413

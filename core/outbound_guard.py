@@ -15,10 +15,11 @@ An IPv6 address that carries an IPv4 address (mapped `::ffff:a.b.c.d`, compatibl
 translated `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) is
 judged by the IPv4 address it carries.
 
-Invariant of `guarded_client` and `GuardedRequestsAdapter` (and of the HTTP tool's own pinning): a host name is resolved
-once per connection, every address it resolves to is checked, and the socket connects to a
-checked address. No second DNS answer is ever used, so DNS rebinding cannot slip in between
-the check and the connection; each redirect hop opens its own checked connection.
+Invariant of `guarded_client` and `GuardedRequestsAdapter` (and of the HTTP tool's own
+pinning): a host name is resolved once per connection, every address it resolves to is checked,
+and the socket connects to a checked address. No second DNS answer is ever used, so DNS
+rebinding cannot slip in between the check and the connection; each redirect hop opens its own
+checked connection.
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ class GuardedRequestsAdapter(requests.adapters.BaseAdapter):
         super().__init__()
         self._client = guarded_client(timeout=timeout, follow_redirects=False)
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
@@ -256,10 +257,18 @@ class GuardedRequestsAdapter(requests.adapters.BaseAdapter):
         cert: object = None,
         proxies: object = None,
     ) -> requests.Response:
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        headers = {
+            k: v if isinstance(v, str) else v.decode("latin-1")
+            for k, v in request.headers.items()
+            if k.lower() != "content-length"
+        }
+        body = request.body
+        content = body.encode() if isinstance(body, str) else body
+        if content is not None and not isinstance(content, bytes):
+            raise requests.ConnectionError("Streamed request bodies are not supported.")
         try:
             answer = self._client.request(
-                request.method or "GET", request.url or "", headers=headers, content=request.body
+                request.method or "GET", request.url or "", headers=headers, content=content
             )
         except httpx2.HTTPError as exc:
             raise requests.ConnectionError(str(exc), request=request) from exc
@@ -273,7 +282,7 @@ class GuardedRequestsAdapter(requests.adapters.BaseAdapter):
                 if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
             }
         )
-        response._content = answer.content
+        response._content = answer.content  # noqa: SLF001 (how requests holds a read body)
         response.reason = answer.reason_phrase
         response.encoding = answer.encoding
         response.url = request.url or ""

@@ -53,7 +53,7 @@ def _refuse(request: HttpRequest, message: str, status: int = 403) -> ImmediateH
     )
 
 
-class WorkspaceSocialAdapter(DefaultSocialAccountAdapter):
+class WorkspaceSocialAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
     def list_apps(
         self, request: HttpRequest | None, provider: str | None = None, client_id: str | None = None
     ) -> list[SocialApp]:
@@ -102,16 +102,16 @@ class WorkspaceSocialAdapter(DefaultSocialAccountAdapter):
             "workspace_dashboard", kwargs={"workspace_slug": workspace.slug}
         )
 
-    def save_user(
-        self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None
-    ) -> User:
+    def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None) -> User:
         user: User = super().save_user(request, sociallogin, form)
         sign_in = sign_in_by_provider_id(sociallogin.account.provider)
         if sign_in is not None:
             sso_member_join(workspace=sign_in.workspace, user=user)
         return user
 
-    def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data: dict) -> Any:
+    def populate_user(
+        self, request: HttpRequest, sociallogin: SocialLogin, data: dict[str, Any]
+    ) -> Any:
         user = super().populate_user(request, sociallogin, data)
         name = data.get("name") or " ".join(
             part for part in (data.get("first_name"), data.get("last_name")) if part

@@ -17,9 +17,10 @@ def sign_in_for(*, workspace: Workspace) -> WorkspaceSignIn | None:
     """The workspace's sign-in settings (None when never set). Uses the row `access_for_user`
     already joined when there is one."""
     try:
-        return workspace.sign_in
+        sign_in: WorkspaceSignIn = workspace.sign_in
     except WorkspaceSignIn.DoesNotExist:
         return None
+    return sign_in
 
 
 def sign_in_by_provider_id(provider_id: str) -> WorkspaceSignIn | None:

@@ -41,7 +41,7 @@ def _page(
         try:
             secret_hint = crypto.mask(crypto.decrypt(sign_in.oidc_client_secret_encrypted))
         except ApplicationError:
-            secret_hint = "(unreadable: enter it again)"
+            secret_hint = "(unreadable: enter it again)"  # noqa: S105 (a message)
     if idp_form is None:
         initial: dict[str, Any] = {}
         if sign_in is not None and sign_in.oidc_configured:

@@ -31,7 +31,7 @@ def _b64(number: int) -> str:
 
 
 class FakeOidcProvider:
-    def __init__(self, *, client_id: str = "client-1", client_secret: str = "secret-1") -> None:
+    def __init__(self, *, client_id: str = "client-1", client_secret: str = "secret-1") -> None:  # noqa: S107
         self.client_id = client_id
         self.client_secret = client_secret
         self.user: dict[str, Any] = {"sub": "user-1", "email": "ann@acme.test"}
@@ -52,10 +52,10 @@ class FakeOidcProvider:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 fake._handle(self, "GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -172,7 +172,9 @@ def test_a_domain_verified_by_one_workspace_cannot_be_verified_by_another(
         workspace=world.workspace_a, domain="shared.test", token="a", verified_at=timezone.now()
     )
     bravo = logged_in(world.outsider)
-    bravo.post(reverse("email_domain_claim", kwargs={"workspace_slug": "bravo"}), {"domain": "shared.test"})
+    bravo.post(
+        reverse("email_domain_claim", kwargs={"workspace_slug": "bravo"}), {"domain": "shared.test"}
+    )
     claim = EmailDomain.objects.get(workspace=world.workspace_b)
     fake_dns.txt["_agentmarket-verify.shared.test"] = [domains.record_value(claim.token)]
     response = bravo.post(
@@ -227,7 +229,9 @@ def test_an_existing_account_of_the_domain_is_connected_not_duplicated(
     assert response.status_code == 302
     assert User.objects.filter(email__iexact="member@alpha.test").count() == 1
     assert SocialAccount.objects.get(uid="idp-member").user == world.member
-    assert Membership.objects.get(user=world.member, workspace=world.workspace_a).role == Role.MEMBER
+    assert (
+        Membership.objects.get(user=world.member, workspace=world.workspace_a).role == Role.MEMBER
+    )
     assert client.get("/w/alpha/").status_code == 200
 
 
@@ -250,7 +254,7 @@ def test_a_wrong_client_secret_fails_the_sign_in_without_a_server_error(
     world: World, idp: FakeOidcProvider
 ) -> None:
     configure(world, idp)
-    idp.client_secret = "rotated-at-the-idp"  # noqa: S105
+    idp.client_secret = "rotated-at-the-idp"
     idp.user = {"sub": "idp-43", "email": "new@alpha.test"}
     client = Client()
     response = sso_sign_in(client, idp, "new@alpha.test")
@@ -291,9 +295,12 @@ def test_with_sso_required_a_password_session_is_sent_to_sso(
 ) -> None:
     configure(world, idp, required=True)
     client = Client()
-    assert client.post(
-        reverse("account_login"), {"login": "member@alpha.test", "password": PASSWORD}
-    ).status_code == 302
+    assert (
+        client.post(
+            reverse("account_login"), {"login": "member@alpha.test", "password": PASSWORD}
+        ).status_code
+        == 302
+    )
 
     page = client.get("/w/alpha/")
     assert page.status_code == 403
@@ -324,7 +331,7 @@ def test_sso_required_leaves_addresses_outside_the_domain_and_api_keys_alone(
 
 # --- Who may open the pages -----------------------------------------------------------------
 
-OWNER_ONLY = [
+OWNER_ONLY: list[tuple[str, str, dict[str, Any]]] = [
     ("get", "sign_in_settings", {}),
     ("post", "sign_in_settings", {}),
     ("post", "sign_in_idp_remove", {}),
