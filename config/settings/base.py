@@ -103,7 +103,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "tenants.middleware.WorkspaceMiddleware",
     "accounts.staff_mfa.StaffMfaMiddleware",
-    "tenants.sso.middleware.IdpUnavailableMiddleware",
+    "tenants.sso.middleware.IdpSignInMiddleware",
     "core.middleware.ApplicationErrorMiddleware",
 ]
 

@@ -73,6 +73,11 @@ def sso_sign_in(client: Client, idp: FakeOidcProvider, email: str) -> Any:
     with a code, and our callback finishes the sign-in. Returns the callback's response."""
     start = client.post(reverse("sso_start"), {"email": email})
     assert start.status_code == 302, start.content.decode()
+    confirm = client.get(start["Location"])
+    assert confirm.status_code == 200
+    # The confirmation's form is redirected on to the IdP: its policy allows the IdP's origin.
+    assert idp.issuer in confirm["Content-Security-Policy"]
+    start = client.post(start["Location"])
     assert start["Location"].startswith(f"{idp.issuer}/authorize?")
     at_idp = httpx2.get(start["Location"], follow_redirects=False)
     assert at_idp.status_code == 302
@@ -269,7 +274,7 @@ def test_the_sso_page_says_when_no_workspace_signs_in_a_domain(world: World) -> 
     assert "No workspace signs in people of this domain with SSO." in response.content.decode()
 
 
-def test_the_sso_page_says_when_the_idp_is_down(world: World, settings: Any) -> None:
+def test_the_sign_in_start_says_when_the_idp_is_down(world: World, settings: Any) -> None:
     settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
     with FakeOidcProvider() as gone:
         issuer = gone.issuer
@@ -282,7 +287,9 @@ def test_the_sso_page_says_when_the_idp_is_down(world: World, settings: Any) -> 
     EmailDomain.objects.create(
         workspace=world.workspace_a, domain="alpha.test", token="t", verified_at=timezone.now()
     )
-    response = Client().post(reverse("sso_start"), {"email": "a@alpha.test"})
+    client = Client()
+    start = client.post(reverse("sso_start"), {"email": "a@alpha.test"})
+    response = client.post(start["Location"])
     assert response.status_code == 503
     assert "cannot be reached right now" in response.content.decode()
 
