@@ -371,3 +371,29 @@ def test_another_workspaces_domain_cannot_be_checked_or_removed(world: World) ->
     for name in ("email_domain_verify", "email_domain_remove"):
         assert owner.post(_url(name, domain_id=claim.pk)).status_code == 404
     assert EmailDomain.objects.filter(pk=claim.pk).exists()
+
+
+def test_removing_the_idp_or_the_last_verified_domain_turns_the_sso_requirement_off(
+    world: World, idp: FakeOidcProvider
+) -> None:
+    sign_in = configure(world, idp, required=True)
+    assert sign_in.sso_required
+    # The SSO requirement applies to owners of the domain too: alpha's owner (at alpha.test)
+    # now needs SSO; a second owner with an address elsewhere acts here.
+    assert logged_in(world.owner).get(_url("sign_in_settings")).status_code == 403
+    boss = make_user("boss@elsewhere.test")
+    Membership.objects.create(user=boss, workspace=world.workspace_a, role=Role.OWNER)
+    owner = Client()
+    owner.post(reverse("account_login"), {"login": boss.email, "password": PASSWORD})
+    claim = EmailDomain.objects.get(workspace=world.workspace_a)
+    owner.post(_url("email_domain_remove", domain_id=claim.pk))
+    sign_in.refresh_from_db()
+    assert not sign_in.sso_required
+
+    configure(world, idp, required=True)
+    owner.post(_url("sign_in_idp_remove"))
+    sign_in.refresh_from_db()
+    assert not sign_in.sso_required
+    assert sign_in.oidc_client_secret_encrypted == ""
+    assert not sign_in.oidc_configured
+    assert AuditEvent.objects.filter(action="sign_in.idp_removed").exists()
