@@ -21,6 +21,7 @@ from core.security_headers import content_security_policy, form_targets
 from tenants.sso.selectors import sign_in_by_provider_id
 
 LOGIN_URL_NAME = "openid_connect_login"
+OIDC_URL_NAMES = frozenset({LOGIN_URL_NAME, "openid_connect_callback"})
 
 
 class IdpSignInMiddleware:
@@ -41,7 +42,10 @@ class IdpSignInMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, requests.RequestException):
+        match = request.resolver_match
+        if not isinstance(exception, requests.RequestException) or (
+            match is None or match.url_name not in OIDC_URL_NAMES
+        ):
             return None
         message = (
             "The workspace's identity provider cannot be reached right now. Try again in a few "
