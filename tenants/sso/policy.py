@@ -1,12 +1,13 @@
-"""What a workspace requires of a browser session before its pages and session-authenticated
-API calls answer (API keys are not sessions and are unaffected):
+"""What a workspace requires of a browser session before its pages, websockets and
+session-authenticated API calls answer (API keys are not sessions and are unaffected):
 
 - SSO: a member whose email is in one of the workspace's verified domains must have signed in
   through the workspace's IdP in this session (allauth's authentication records say how);
 - two-factor: a member must have TOTP on (allauth asks for it at every sign-in once it is on).
 
-`session_refusal` is asked by `WorkspaceMiddleware` and by `api_access`; it costs no query for
-a workspace without requirements (the sign-in row comes joined with the membership)."""
+`session_refusal` is asked by `WorkspaceMiddleware`, `api_access` and the websocket scope
+middleware (tenants/channels.py); it costs no query for a workspace without requirements (the
+sign-in row comes joined with the membership)."""
 
 from __future__ import annotations
 
