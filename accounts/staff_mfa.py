@@ -21,6 +21,8 @@ class StaffMfaMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if settings.STAFF_REQUIRE_MFA and self._needs_setup(request):
+            # The recovery-codes page links back (templates/mfa/recovery_codes/index.html).
+            request.session["mfa_setup_next"] = request.get_full_path()
             setup = reverse("mfa_activate_totp")
             return HttpResponseRedirect(f"{setup}?{urlencode({'next': request.get_full_path()})}")
         return self.get_response(request)

@@ -13,7 +13,7 @@ from core.exceptions import NotFound
 from tenants.http import AppRequest
 from tenants.schemas import activate, activate_public
 from tenants.selectors import access_for_user
-from tenants.sso.policy import Requirement, session_refusal
+from tenants.sso.policy import MFA_SETUP_NEXT, Requirement, session_refusal
 
 
 class WorkspaceMiddleware:
@@ -60,6 +60,7 @@ class WorkspaceMiddleware:
                 status=403,
             )
         if refusal is not None:  # two-factor: set it up, then come back here
+            request.session[MFA_SETUP_NEXT] = request.get_full_path()
             setup = reverse("mfa_activate_totp")
             return HttpResponseRedirect(f"{setup}?{urlencode({'next': request.get_full_path()})}")
         request.workspace = access.workspace

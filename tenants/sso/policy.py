@@ -23,6 +23,9 @@ from tenants.models import WorkspaceSignIn
 from tenants.permissions import Access
 from tenants.sso.selectors import domain_verified_for, sign_in_for
 
+# Where a person sent to set up two-factor came from (the recovery-codes page links back).
+MFA_SETUP_NEXT = "mfa_setup_next"
+
 
 class Requirement(StrEnum):
     SSO = "sso"

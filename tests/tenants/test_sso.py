@@ -11,8 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
 from allauth.socialaccount.models import SocialAccount
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -397,3 +400,24 @@ def test_removing_the_idp_or_the_last_verified_domain_turns_the_sso_requirement_
     assert sign_in.oidc_client_secret_encrypted == ""
     assert not sign_in.oidc_configured
     assert AuditEvent.objects.filter(action="sign_in.idp_removed").exists()
+
+
+def test_the_sign_in_rules_cost_no_query_without_requirements_and_one_with_two_factor(
+    world: World,
+) -> None:
+    client = logged_in(world.member)
+    client.get("/w/alpha/members/")  # warm: session, caches
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/w/alpha/members/").status_code == 200
+        return len(queries)
+
+    before = count()
+    WorkspaceSignIn.objects.create(workspace=world.workspace_a)
+    assert count() == before  # the row comes joined with the membership
+    WorkspaceSignIn.objects.filter(workspace=world.workspace_a).update(mfa_required=True)
+    Authenticator.objects.create(
+        user=world.member, type=Authenticator.Type.TOTP, data={"secret": crypto.encrypt("x")}
+    )
+    assert count() == before + 1  # is two-factor on?
