@@ -9,6 +9,7 @@ from accounts import views as accounts_views
 from billing import views as billing_views
 from core import views as core_views
 from tenants import urls as tenants_urls
+from tenants.sso import views as sso_views
 
 handler500 = "core.views.server_error"  # a database or Redis outage answers 503
 handler400 = "core.views.bad_request"  # a body over the size limit answers 413
@@ -40,6 +41,7 @@ urlpatterns = [
     # everyone to allauth's sign-in (rate-limited, audited).
     path("admin/login/", accounts_views.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
+    path("accounts/sso/", sso_views.sso_start, name="sso_start"),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),

@@ -10,7 +10,16 @@ from django.utils.html import format_html
 
 from accounts.admin import UserAdmin
 from accounts.models import User
-from tenants.models import ApiKey, AuditEvent, Domain, Invitation, Membership, Workspace
+from tenants.models import (
+    ApiKey,
+    AuditEvent,
+    Domain,
+    EmailDomain,
+    Invitation,
+    Membership,
+    Workspace,
+    WorkspaceSignIn,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -72,6 +81,47 @@ class DomainAdmin(admin.ModelAdmin):
     list_filter = ("is_primary",)
     search_fields = ("domain", "tenant__name", "tenant__slug")
     autocomplete_fields = ("tenant",)
+
+
+@admin.register(WorkspaceSignIn)
+class WorkspaceSignInAdmin(admin.ModelAdmin):
+    """Break-glass for a workspace whose IdP is gone: staff may turn its requirements off. The
+    IdP itself is the owner's to change (the client secret is never shown here)."""
+
+    list_display = ("workspace", "display_name", "oidc_server_url", "sso_required", "mfa_required")
+    list_filter = ("sso_required", "mfa_required")
+    search_fields = ("workspace__name", "workspace__slug", "oidc_server_url")
+    fields = (
+        "workspace",
+        "display_name",
+        "oidc_server_url",
+        "oidc_client_id",
+        "sso_required",
+        "mfa_required",
+    )
+    readonly_fields = ("workspace", "display_name", "oidc_server_url", "oidc_client_id")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(EmailDomain)
+class EmailDomainAdmin(admin.ModelAdmin):
+    list_display = ("domain", "workspace", "verified_at", "last_checked_at")
+    list_filter = (("verified_at", admin.EmptyFieldListFilter),)
+    search_fields = ("domain", "workspace__name", "workspace__slug")
+    readonly_fields = (
+        "workspace",
+        "domain",
+        "token",
+        "verified_at",
+        "last_checked_at",
+        "last_error",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(Membership)

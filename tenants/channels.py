@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
 from channels.db import database_sync_to_async
@@ -14,18 +15,24 @@ from django_tenants.utils import schema_context
 from core.exceptions import NotFound
 from tenants.permissions import Access
 from tenants.selectors import access_for_user
+from tenants.sso.policy import session_refusal
 
 _WS_PATH = re.compile(r"^/ws/w/(?P<slug>[a-z0-9-]{3,40})/")
 T = TypeVar("T")
 
 
 @database_sync_to_async
-def _resolve(user: Any, slug: str) -> Access | None:
+def _resolve(user: Any, slug: str, session: Any) -> Access | None:
+    """The member's access, or None; also None when the workspace's sign-in requirements (SSO,
+    two-factor: tenants/sso/policy.py) refuse this session, as its pages do."""
     with schema_context("public"):
         try:
-            return access_for_user(user=user, slug=slug)
+            access = access_for_user(user=user, slug=slug)
         except NotFound:
             return None
+        if session_refusal(request=SimpleNamespace(session=session), access=access) is not None:
+            return None
+        return access
 
 
 class WorkspaceScopeMiddleware:
@@ -41,7 +48,7 @@ class WorkspaceScopeMiddleware:
         match = _WS_PATH.match(scope.get("path", ""))
         user = scope.get("user")
         if match and user is not None and user.is_authenticated:
-            scope["access"] = await _resolve(user, match["slug"])
+            scope["access"] = await _resolve(user, match["slug"], scope.get("session") or {})
         return await self.inner(scope, receive, send)
 
 

@@ -4,13 +4,16 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import urlencode
 
 from core.exceptions import NotFound
 from tenants.http import AppRequest
 from tenants.schemas import activate, activate_public
 from tenants.selectors import WorkspacePendingDeletion, access_for_user
+from tenants.sso.policy import MFA_SETUP_NEXT, Requirement, session_refusal
 
 
 class WorkspaceMiddleware:
@@ -53,6 +56,18 @@ class WorkspaceMiddleware:
             # Raised before the view runs, where ApplicationErrorMiddleware (which sees only what
             # views raise) cannot map it: Django's own 404 handling answers this one.
             raise Http404(exc.message) from exc
+        refusal = session_refusal(request=request, access=access)
+        if refusal is not None and refusal.requirement == Requirement.SSO:
+            return render(
+                request,
+                "tenants/sso/required.html",
+                {"workspace": access.workspace, "sign_in": refusal.sign_in},
+                status=403,
+            )
+        if refusal is not None:  # two-factor: set it up, then come back here
+            request.session[MFA_SETUP_NEXT] = request.get_full_path()
+            setup = reverse("mfa_activate_totp")
+            return HttpResponseRedirect(f"{setup}?{urlencode({'next': request.get_full_path()})}")
         request.workspace = access.workspace
         request.access = access
         if request.session.get("last_workspace") != access.workspace.slug:

@@ -221,3 +221,82 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action} by {self.actor_label or '-'}"
+
+
+class WorkspaceSignIn(models.Model):
+    """How people sign in to one workspace (docs/sso.md): its OpenID Connect identity provider,
+    and what it requires of a member's session (SSO for its verified domains, two-factor).
+
+    The client secret is stored encrypted (core/crypto.py) and never rendered back in full.
+    allauth sees this row as an in-memory SocialApp whose provider id is `provider_id`
+    (tenants/sso/adapter.py); no SocialApp row holds the secret in plain text."""
+
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="sign_in")
+    display_name = models.CharField(max_length=80, default="Single sign-on")
+    oidc_server_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="The issuer or its discovery URL (…/.well-known/openid-configuration).",
+    )
+    oidc_client_id = models.CharField(max_length=255, blank=True)
+    oidc_client_secret_encrypted = models.TextField(blank=True)
+    sso_required = models.BooleanField(
+        default=False,
+        help_text="Members whose email is in a verified domain must sign in through SSO.",
+    )
+    mfa_required = models.BooleanField(
+        default=False, help_text="Members must have two-factor authentication to open it."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workspace_id"]
+
+    def __str__(self) -> str:
+        return f"sign-in of {self.workspace}"
+
+    @property
+    def provider_id(self) -> str:
+        """allauth's provider id for this workspace's IdP: stable, one per workspace."""
+        return f"workspace-{self.workspace_id}"
+
+    @property
+    def oidc_configured(self) -> bool:
+        return bool(self.oidc_server_url and self.oidc_client_id)
+
+
+class EmailDomain(models.Model):
+    """An email domain a workspace claims. Verified when a DNS TXT record at
+    `_agentmarket-verify.<domain>` carries `agentmarket-verify=<token>` (tenants/sso/domains.py).
+    A domain is verified by at most one workspace at a time."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="email_domains")
+    domain = models.CharField(max_length=253)
+    token = models.CharField(max_length=64)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "domain"], name="one_claim_per_domain"),
+            models.UniqueConstraint(
+                fields=["domain"],
+                condition=Q(verified_at__isnull=False),
+                name="domain_verified_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified_at is not None

@@ -22,6 +22,7 @@ class Perm(StrEnum):
     WORKSPACE_VIEW = "workspace.view"
     WORKSPACE_UPDATE = "workspace.update"
     WORKSPACE_DELETE = "workspace.delete"
+    SIGN_IN_MANAGE = "sign_in.manage"  # the workspace's IdP, email domains, SSO and 2FA rules
     MEMBERS_VIEW = "members.view"
     MEMBERS_INVITE = "members.invite"
     MEMBERS_MANAGE = "members.manage"
@@ -44,7 +45,7 @@ _ADMIN = _MEMBER | {
     Perm.BILLING_VIEW,
     Perm.BILLING_MANAGE,
 }
-_OWNER = _ADMIN | {Perm.WORKSPACE_DELETE}
+_OWNER = _ADMIN | {Perm.WORKSPACE_DELETE, Perm.SIGN_IN_MANAGE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.OWNER: _OWNER,

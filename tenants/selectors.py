@@ -84,7 +84,8 @@ def access_for_user(*, user: User, slug: str) -> Access:
     if not getattr(user, "is_authenticated", False):
         raise NotFound("Workspace not found.")
     membership = (
-        Membership.objects.select_related("workspace")
+        # The workspace's sign-in rules come along (one join): every page checks them.
+        Membership.objects.select_related("workspace", "workspace__sign_in")
         .filter(user=user, workspace__slug=slug, workspace__is_template=False)
         .first()
     )

@@ -1,6 +1,7 @@
 from django.urls import URLPattern, URLResolver, path
 
 from tenants import views
+from tenants.sso import views as sso_views
 
 # The workspace's own pages under /w/<slug>/ (config/urls.py adds the other apps' pages).
 workspace_patterns: list[URLPattern | URLResolver] = [
@@ -16,6 +17,20 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("audit/", views.audit_log, name="audit_log"),
     path("settings/", views.workspace_settings, name="workspace_settings"),
+    path("settings/sign-in/", sso_views.sign_in_settings, name="sign_in_settings"),
+    path("settings/sign-in/idp/remove/", sso_views.sign_in_idp_remove, name="sign_in_idp_remove"),
+    path("settings/sign-in/policy/", sso_views.sign_in_policy, name="sign_in_policy"),
+    path("settings/sign-in/domains/", sso_views.email_domain_claim, name="email_domain_claim"),
+    path(
+        "settings/sign-in/domains/<int:domain_id>/verify/",
+        sso_views.email_domain_verify,
+        name="email_domain_verify",
+    ),
+    path(
+        "settings/sign-in/domains/<int:domain_id>/remove/",
+        sso_views.email_domain_remove,
+        name="email_domain_remove",
+    ),
 ]
 
 urlpatterns = [

@@ -49,6 +49,9 @@ SHARED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -101,6 +104,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "tenants.middleware.WorkspaceMiddleware",
+    "accounts.staff_mfa.StaffMfaMiddleware",
+    "tenants.sso.middleware.IdpSignInMiddleware",
     "core.middleware.ApplicationErrorMiddleware",
 ]
 
@@ -310,6 +315,28 @@ LOGIN_REDIRECT_URL = "workspace_home_redirect"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"  # emails signed with PRODUCT_NAME
 ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{PRODUCT_NAME}] "
+
+# --- Workspace sign-in (docs/sso.md): each workspace's OpenID Connect IdP is an allauth app
+# built from its encrypted settings (tenants/sso/adapter.py), never a SocialApp row.
+SOCIALACCOUNT_ADAPTER = "tenants.sso.adapter.WorkspaceSocialAdapter"
+SOCIALACCOUNT_ONLY = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+# An IdP's email claim never signs anyone in to an account by itself: only a workspace's
+# verified domain lets its IdP speak for an address (tenants/sso/adapter.py).
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env.int("SSO_REQUESTS_TIMEOUT", default=10)
+# Domain verification reads TXT records through these name servers ("host" or "host:port",
+# comma-separated); empty: the system's resolver.
+SSO_DNS_NAMESERVERS: list[str] = env.list("SSO_DNS_NAMESERVERS", default=[])
+SSO_DNS_TIMEOUT_SECONDS = env.float("SSO_DNS_TIMEOUT_SECONDS", default=5.0)
+# Two-factor (allauth.mfa): TOTP and recovery codes.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = PRODUCT_NAME
+MFA_ADAPTER = "accounts.adapter.MfaAdapter"  # secrets encrypted at rest
+# Staff must have two-factor to open /admin/ (on in production; accounts/staff_mfa.py).
+STAFF_REQUIRE_MFA = env.bool("STAFF_REQUIRE_MFA", default=False)
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=f"{PRODUCT_NAME} <noreply@localhost>")

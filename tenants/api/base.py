@@ -6,11 +6,12 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.requests import signed_in_user
-from core.exceptions import ValidationFailed
+from core.exceptions import PermissionDenied, ValidationFailed
 from tenants.models import ApiKey
 from tenants.permissions import Access
 from tenants.schemas import activate, activate_public
 from tenants.selectors import access_for_api_key, access_for_user
+from tenants.sso.policy import Requirement, session_refusal
 
 WORKSPACE_HEADER = "X-Workspace"
 
@@ -28,6 +29,14 @@ def api_access(request: Request) -> Access:
                 fields={WORKSPACE_HEADER: ["This header is required with session authentication."]},
             )
         access = access_for_user(user=signed_in_user(request), slug=slug)
+        refusal = session_refusal(request=request, access=access)
+        if refusal is not None:
+            raise PermissionDenied(
+                f"{access.workspace.name} requires signing in through its single sign-on."
+                if refusal.requirement == Requirement.SSO
+                else f"{access.workspace.name} requires two-factor authentication: turn it on "
+                "in your account settings (API keys are not affected)."
+            )
     activate(access.workspace)
     return access
 

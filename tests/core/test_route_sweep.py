@@ -41,11 +41,12 @@ from agents.models import (
     ProviderCredential,
 )
 from agents.services import agent_create
+from core.crypto import encrypt
 from marketplace import services as market
 from marketplace.models import Category, Listing, Purchase, Review
 from privacy.models import ExportJob
 from tenants import services as tenant_services
-from tenants.models import Membership, Role
+from tenants.models import EmailDomain, Membership, Role, WorkspaceSignIn
 from tenants.permissions import API_KEY_SCOPES, Perm
 from tests.helpers.personas import World, access_of, make_user
 from workflows import engine, runs, triggers
@@ -165,6 +166,17 @@ def _seed(world: World, viewer: User) -> Ids:
     ids["export_id"] = ExportJob.objects.create(
         kind=ExportJob.Kind.WORKSPACE, requested_by=world.owner, workspace=a, stage=MARKER
     ).pk
+    ids["domain_id"] = EmailDomain.objects.create(
+        workspace=a, domain=f"{MARKER}.example.com", token=MARKER
+    ).pk
+    WorkspaceSignIn.objects.create(
+        workspace=a,
+        display_name=f"SSO {MARKER}",
+        oidc_server_url=f"https://{MARKER}.invalid",
+        oidc_client_id=f"client-{MARKER}",
+        oidc_client_secret_encrypted=encrypt(f"secret-{MARKER}"),
+    )
+    ids["provider_id"] = f"workspace-{a.pk}"
 
     Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
     staff = User.objects.create_superuser(email="moderator@platform.test", password="x")
@@ -223,6 +235,8 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "review_id": lambda i: i["review_id"],
     "purchase_id": lambda i: i["purchase_id"],
     "export_id": lambda i: i["export_id"],
+    "domain_id": lambda i: i["domain_id"],
+    "provider_id": lambda i: i["provider_id"],  # allauth's OpenID Connect login and callback
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }

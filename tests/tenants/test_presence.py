@@ -114,3 +114,22 @@ def test_presence_groups_are_separate_per_workspace(committed_world: World) -> N
     bravo_view = async_to_sync(scenario)()
     assert "outsider@bravo.test" in bravo_view
     assert "owner@alpha.test" not in bravo_view
+
+
+def test_a_session_the_workspace_sign_in_rules_refuse_cannot_open_its_websockets(
+    committed_world: World,
+) -> None:
+    from tenants.models import WorkspaceSignIn
+
+    WorkspaceSignIn.objects.create(workspace=committed_world.workspace_a, mfa_required=True)
+    headers = _headers(committed_world.member)  # no two-factor
+
+    async def scenario() -> tuple[bool, int | str | None]:
+        ws = _communicator(headers)
+        connected, code = await ws.connect()
+        await ws.disconnect()
+        return connected, code
+
+    connected, code = async_to_sync(scenario)()
+    assert not connected
+    assert code == 4404
