@@ -5,7 +5,7 @@ table holds the person's email, name, address, user agent or text they wrote; ro
 stay (financial records, the audit trail, the workspace's own definitions) keep only a link to
 the anonymised account, which reads "Deleted user #N" (docs/privacy.md, "What is erased").
 
-Adding a table (for example allauth's socialaccount or mfa tables) is one `Step` line here;
+Adding a table is one `Step` line here;
 tests/privacy/test_erasure.py searches every table of every schema for the person's data, so a
 forgotten table fails it.
 """
@@ -115,6 +115,23 @@ PUBLIC_STEPS: list[Step] = [
         why="Back-office history naming them: anonymised.",
     ),
     Step("privacy.ExportJob", _by("requested_by_id"), why="Their export archives: deleted."),
+    Step(
+        "socialaccount.SocialAccount",
+        _by("user_id"),
+        why="Their links to a workspace's identity provider (SSO) and the claims it sent: "
+        "deleted.",
+    ),
+    Step(
+        "mfa.Authenticator",
+        _by("user_id"),
+        why="Their two-factor secrets and recovery codes: deleted.",
+    ),
+    Step(
+        "tenants.EmailDomain",
+        _by("created_by_id"),
+        scrub={"created_by": None},
+        why="Email domains they claimed for a workspace: kept (the workspace's), unlinked.",
+    ),
 ]
 
 

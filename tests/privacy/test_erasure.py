@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from allauth.mfa.models import Authenticator
+from allauth.socialaccount.models import SocialAccount
 from django.db import connection
 from django.db.models import Sum
 from django.test import Client
@@ -30,7 +32,14 @@ from privacy.erasure import PUBLIC_STEPS, WORKSPACE_STEPS
 from privacy.models import AccountErasure, ExportJob
 from tenants import services as tenant_services
 from tenants.audit import Action
-from tenants.models import AuditEvent, Invitation, Membership, Role, Workspace
+from tenants.models import (
+    AuditEvent,
+    EmailDomain,
+    Invitation,
+    Membership,
+    Role,
+    Workspace,
+)
 from tests.helpers.money import make_purchase, make_shop
 from tests.helpers.personas import PASSWORD, World, access_of, logged_in, make_user
 from workflows import engine, runs
@@ -178,8 +187,22 @@ def _seed_person(world: World) -> User:
         occurred_at=timezone.now(),
         idempotency_key=f"sale:{purchase.pk}:0",
     )
+    # signed in through the workspace's IdP, with two-factor on, and claimed a domain
+    SocialAccount.objects.create(
+        user=person,
+        provider=f"workspace-{alpha.pk}",
+        uid=f"{MARK}-subject",
+        extra_data={"email": EMAIL, "name": NAME},
+    )
+    Authenticator.objects.create(
+        user=person, type=Authenticator.Type.TOTP, data={"secret": f"{MARK}-secret"}
+    )
+    domain = EmailDomain.objects.create(
+        workspace=alpha, domain="qx-claimed.example", token="tok", created_by=person
+    )
     job = ExportJob.objects.create(kind=ExportJob.Kind.ACCOUNT, requested_by=person)
     services.export_build(job_id=job.pk)
+    assert domain.created_by_id == person.pk
     return person
 
 
@@ -222,6 +245,10 @@ def test_after_erasure_no_table_in_any_schema_holds_their_data(world: World) -> 
         assert not Conversation.objects.filter(title__contains=MARK).exists()
     assert AccountErasure.objects.get(pk=erasure.pk).finished_at is not None
     assert Review.objects.get(author_id=person.pk).rating == 5
+    assert not SocialAccount.objects.filter(user_id=person.pk).exists()
+    assert not Authenticator.objects.filter(user_id=person.pk).exists()
+    claimed = EmailDomain.objects.get(domain="qx-claimed.example")
+    assert claimed.created_by_id is None  # the workspace keeps its domain
 
 
 def test_the_sweep_resumes_and_a_second_run_changes_nothing(world: World) -> None:
