@@ -10,7 +10,9 @@ def deliver_emails() -> int:
     """Send every pending notification email (what `notifications.send_email` does on a
     worker for each); returns how many were sent."""
     pending = Notification.objects.filter(email=Notification.Email.PENDING).order_by("pk")
-    return sum(notification_email_send(notification_id=pk) for pk in pending.values_list("pk", flat=True))
+    return sum(
+        notification_email_send(notification_id=pk) for pk in pending.values_list("pk", flat=True)
+    )
 
 
 def kinds_of(user_id: int) -> list[str]:

@@ -59,9 +59,7 @@ def _approval_flow(approvers: str = "members") -> dict[str, Any]:
 
 def _waiting_run(world: World, capture: Any, approvers: str = "members") -> Any:
     with schema_context(world.workspace_a.schema_name), capture(execute=True):
-        run = start(
-            _approval_flow(approvers), access=access_of(world.owner, world.workspace_a)
-        )
+        run = start(_approval_flow(approvers), access=access_of(world.owner, world.workspace_a))
         drain()
     return run
 
@@ -132,7 +130,8 @@ def test_deciding_from_the_inbox_changes_the_run_and_retires_every_copy(
         assert review.decided_by_id == world.member.pk
     for user in (world.owner, world.member):
         copy = Notification.objects.get(user=user)
-        assert copy.resolved_at is not None and copy.read_at is not None
+        assert copy.resolved_at is not None
+        assert copy.read_at is not None
         assert not copy.actionable
     owner = Client()
     owner.force_login(world.owner)
@@ -155,8 +154,9 @@ def test_a_failed_workflow_run_notifies_whoever_started_it(
     world: World, django_capture_on_commit_callbacks: Any
 ) -> None:
     member = access_of(world.member, world.workspace_a)
-    with schema_context(world.workspace_a.schema_name), django_capture_on_commit_callbacks(
-        execute=True
+    with (
+        schema_context(world.workspace_a.schema_name),
+        django_capture_on_commit_callbacks(execute=True),
     ):
         run = start(_approval_flow(), access=member)
         drain()
@@ -191,9 +191,11 @@ def test_a_failed_agent_run_notifies_whoever_started_it(
         agent = agent_create(
             access=access_of(world.owner, world.workspace_a), name="Helper", model="offline:demo"
         )
+        version = agent.current_version
+        assert version is not None
         run = AgentRun.objects.create(
             agent=agent,
-            version=agent.current_version,
+            version=version,
             input="hi",
             status=AgentRun.Status.RUNNING,
             attempt=MAX_ATTEMPTS,
@@ -277,7 +279,8 @@ def test_a_reply_to_a_review_notifies_its_author(
             access=access_of(world.owner, world.workspace_a), review=review, text="Thanks!"
         )
     assert kinds_of(reviewer.pk) == [Kind.REVIEW_REPLY]
-    assert kinds_of(world.owner.pk) == [] and kinds_of(world.member.pk) == []
+    assert kinds_of(world.owner.pk) == []
+    assert kinds_of(world.member.pk) == []
     assert Notification.objects.get(user=reviewer).body == "Thanks!"
     assert deliver_emails() == 0  # replies are in the inbox only, unless the author asks
 
@@ -301,7 +304,8 @@ def test_an_invitation_reaches_the_inbox_of_an_existing_account_only(
     with django_capture_on_commit_callbacks(execute=True):
         tenant_services.invitation_revoke(access=access, invitation_id=invitation.pk)
     notice.refresh_from_db()
-    assert notice.read_at is not None and notice.resolved_at is not None
+    assert notice.read_at is not None
+    assert notice.resolved_at is not None
 
 
 def test_preferences_choose_the_channels(world: World) -> None:
@@ -323,5 +327,6 @@ def test_the_same_event_twice_makes_one_notification(world: World) -> None:
     event = Event(kind=Kind.USAGE_WARNING, dedupe_key="budget:1:2026-12:80", title="80%")
     first = notify(user_ids=[world.owner.pk, world.owner.pk, None], event=event)
     again = notify(user_ids=[world.owner.pk], event=event)
-    assert len(first) == 1 and again == []
+    assert len(first) == 1
+    assert again == []
     assert Notification.objects.filter(user=world.owner).count() == 1
