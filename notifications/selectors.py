@@ -54,6 +54,12 @@ def notification_get(*, user_id: int, notification_id: int) -> Notification:
     return found
 
 
+def unread_count_cached(*, user_id: int) -> int | None:
+    """The count if the cache holds it (what every page reads: no query), else None."""
+    count = cache.get(unread_cache_key(user_id))
+    return None if count is None else int(count)
+
+
 def unread_count(*, user_id: int) -> int:
     """The nav badge: cached; on a miss, one count over the partial unread index."""
     key = unread_cache_key(user_id)

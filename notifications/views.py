@@ -17,6 +17,7 @@ from accounts.models import User
 from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
 from notifications import selectors, services
+from notifications.context_processors import Badge
 from notifications.forms import PreferencesForm
 
 PER_PAGE = 30
@@ -46,10 +47,11 @@ def inbox(request: NotificationRequest) -> HttpResponse:
     unread_only = request.GET.get("show") == "unread"
     rows = selectors.inbox(user_id=user.pk, unread_only=unread_only)
     page = Paginator(rows, PER_PAGE).get_page(request.GET.get("page"))
+    badge = Badge(selectors.unread_count(user_id=user.pk))
     return render(
         request,
         "notifications/inbox.html",
-        {"page": page, "unread_only": unread_only},
+        {"page": page, "unread_only": unread_only, "notifications_badge": badge},
     )
 
 
@@ -57,7 +59,8 @@ def inbox(request: NotificationRequest) -> HttpResponse:
 @require_GET
 def badge(request: NotificationRequest) -> HttpResponse:
     """The nav badge alone, for the page's polling (HTMX, every 30 s)."""
-    return render(request, "notifications/_badge.html")
+    badge = Badge(selectors.unread_count(user_id=_user(request).pk))
+    return render(request, "notifications/_badge.html", {"notifications_badge": badge})
 
 
 @login_required
@@ -80,7 +83,11 @@ def mark_read(request: NotificationRequest, notification_id: int) -> HttpRespons
         return render(
             request,
             "notifications/_item.html",
-            {"n": notification, "oob_badge": True},
+            {
+                "n": notification,
+                "oob_badge": True,
+                "notifications_badge": Badge(selectors.unread_count(user_id=notification.user_id)),
+            },
         )
     return redirect("notifications")
 

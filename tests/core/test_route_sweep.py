@@ -43,6 +43,8 @@ from agents.models import (
 from agents.services import agent_create
 from marketplace import services as market
 from marketplace.models import Category, Listing, Purchase, Review
+from notifications.kinds import Kind
+from notifications.services import Event, notify
 from tenants import services as tenant_services
 from tenants.models import Membership, Role
 from tenants.permissions import API_KEY_SCOPES, Perm
@@ -161,6 +163,17 @@ def _seed(world: World, viewer: User) -> Ids:
     ids["invitation_token"] = token
     key, _ = tenant_services.api_key_create(access=owner, name=f"Key {MARKER}", scopes=[Perm.RUN])
     ids["api_key_id"] = key.pk
+    (notice,) = notify(
+        user_ids=[world.owner.pk],
+        event=Event(
+            kind=Kind.RUN_FAILED,
+            dedupe_key="sweep",
+            title=f"Run {MARKER} failed",
+            url=f"/w/{a.slug}/workflows/runs/{wf_run.pk}/",
+            workspace_id=a.pk,
+        ),
+    )
+    ids["notification_id"] = notice.pk
 
     Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
     staff = User.objects.create_superuser(email="moderator@platform.test", password="x")
@@ -218,6 +231,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "install_id": lambda i: i["install_id"],
     "review_id": lambda i: i["review_id"],
     "purchase_id": lambda i: i["purchase_id"],
+    "notification_id": lambda i: i["notification_id"],
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }

@@ -129,15 +129,29 @@ def test_empty_inbox(world: World) -> None:
 
 def test_the_badge_shows_the_unread_count_on_every_page(world: World) -> None:
     client = _client(world.owner)
-    assert 'aria-label="Notifications"' in client.get("/workspaces/").content.decode()
     _note(world.owner, "a")
     _note(world.owner, "b")
     _note(world.member, "c")
-    page = client.get("/workspaces/").content.decode()
-    assert 'aria-label="Notifications, 2 unread"' in page
+    cold = client.get("/workspaces/").content.decode()
+    # nothing cached yet: the page does not count, the bell fetches its count once loaded
+    assert 'hx-trigger="load, every 30s"' in cold
+    assert 'aria-label="Notifications"' in cold
     badge = client.get("/notifications/badge/").content.decode()
     assert 'hx-trigger="every 30s"' in badge
     assert ">2</span>" in badge
+    warm = client.get("/workspaces/").content.decode()
+    assert 'aria-label="Notifications, 2 unread"' in warm
+    assert 'hx-trigger="every 30s"' in warm
+
+
+def test_a_page_never_queries_for_the_badge(world: World) -> None:
+    _note(world.owner)
+    client = _client(world.owner)
+    for _ in range(2):  # a cold cache, then a warm one
+        with CaptureQueriesContext(connection) as page:
+            client.get("/workspaces/")
+        assert not [q for q in page.captured_queries if "notifications_" in q["sql"]]
+        client.get("/notifications/badge/")
 
 
 def test_the_badge_costs_one_indexed_query_then_none(world: World) -> None:
