@@ -15,7 +15,7 @@ from notifications.kinds import Kind
 from notifications.services import Event, notify
 from tests.helpers.browser import signed_in
 from tests.helpers.personas import World, access_of
-from tests.helpers.workflows import drain, flow, start, transform
+from tests.helpers.workflows import drain, flow, start, step, transform
 from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.browser
@@ -102,14 +102,19 @@ def test_the_inbox_and_preferences_on_a_desk_and_a_phone(
             page.screenshot(path=str(shots / f"inbox-empty-{width}.png"), full_page=True)
         page.goto("/notifications/preferences/")
         email = page.get_by_label("Email for replies to my reviews")
-        expect(email).not_to_be_checked()
         page.screenshot(path=str(shots / f"preferences-{width}.png"), full_page=True)
         if width == 1280:
+            expect(email).not_to_be_checked()  # the default for replies: the inbox only
             email.check()
             page.get_by_role("button", name="Save preferences").click()
             expect(page.get_by_text("Notification preferences saved.")).to_be_visible()
             expect(page.get_by_label("Email for replies to my reviews")).to_be_checked()
         page.context.close()
     with schema_context(world.workspace_a.schema_name):
+        review = step(run, "review")
+        assert review.branch == "approved"
+        assert review.decided_by_id == world.owner.pk
+        assert review.decision_comment == "Looks fine"
+        drain()  # what the workers do next
         run.refresh_from_db()
         assert run.status == "succeeded"
