@@ -4,7 +4,10 @@ in the run's schema; the dedupe keys make a redelivered step or finish notify on
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 from django.urls import reverse
 
@@ -14,6 +17,23 @@ from tenants.models import Workspace
 from tenants.permissions import Perm
 from tenants.selectors import member_ids_with
 from workflows.models import StepRun, Workflow
+
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+
+
+def _never_raises(function: Callable[P, None]) -> Callable[P, None]:
+    """These run in the engine's after-commit list, before the run's live event: a failure
+    here is logged and must not stop what follows (nor touch the committed run)."""
+
+    @functools.wraps(function)
+    def quiet(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            function(*args, **kwargs)
+        except Exception:
+            logger.exception("workflow notification %s failed", function.__name__)
+
+    return quiet
 
 
 def approval_subject(schema: str, step_id: int) -> str:
@@ -25,6 +45,7 @@ def _workspace(schema: str) -> Workspace:
     return Workspace.objects.only("pk", "slug", "name").get(schema_name=schema)
 
 
+@_never_raises
 def approval_waiting(
     *,
     schema: str,
@@ -66,6 +87,7 @@ def approval_waiting(
     )
 
 
+@_never_raises
 def run_ended(
     *,
     schema: str,

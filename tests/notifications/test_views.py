@@ -198,3 +198,25 @@ def test_preferences_are_saved_per_kind(world: World) -> None:
     assert chosen[Kind.APPROVAL_WAITING] == (True, True)
     assert chosen[Kind.RUN_FAILED] == (True, False)
     assert not Preference.objects.filter(user=world.owner).exists()
+
+
+def test_the_inbox_costs_the_same_queries_for_5_or_25_notifications(world: World) -> None:
+    client = _client(world.owner)
+    for i in range(5):
+        _note(world.owner, f"first-{i}", workspace_id=world.workspace_a.pk)
+    client.get("/notifications/")
+    cache.delete(unread_cache_key(world.owner.pk))
+    with CaptureQueriesContext(connection) as few:
+        client.get("/notifications/")
+    for i in range(20):
+        _note(world.owner, f"more-{i}", workspace_id=world.workspace_a.pk)
+    cache.delete(unread_cache_key(world.owner.pk))
+    with CaptureQueriesContext(connection) as many:
+        page = client.get("/notifications/")
+    assert page.content.decode().count("inbox-item--unread") == 25
+
+    def ours(queries: CaptureQueriesContext) -> list[str]:
+        return [q["sql"] for q in queries.captured_queries if "notifications_" in q["sql"]]
+
+    # the unread count, the page count and the page (workspace names joined): none per row
+    assert len(ours(many)) == len(ours(few)) == 3
