@@ -88,6 +88,7 @@ def test_the_inbox_and_preferences_on_a_desk_and_a_phone(
         expect(page.get_by_text("Approval waiting: “Legal sign-off”")).to_be_visible()
         expect(page.get_by_role("button", name="Approve")).to_be_visible()
         page.screenshot(path=str(shots / f"inbox-{width}.png"), full_page=True)
+        page.locator(".inbox-item").last.screenshot(path=str(shots / f"approval-{width}.png"))
         if width == 390:
             page.get_by_label("Comment (optional)").fill("Looks fine")
             page.get_by_role("button", name="Approve").click()
