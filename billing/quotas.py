@@ -24,19 +24,21 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery, Sum
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from billing import usage
 from billing.models import CreditGrant, WorkspacePlan
 from billing.plans import period_at, plan_start
-from core import mail
 from core.exceptions import ApplicationError
 from core.formatting import cost_text
 from core.hooks import MemberInviting
+from notifications.kinds import Kind
+from notifications.services import Event, notify_on_commit
 from tenants.models import Workspace
 from tenants.schemas import current_schema
-from tenants.selectors import admin_emails
+from tenants.selectors import admin_ids
 
 
 class QuotaExceeded(ApplicationError):
@@ -94,19 +96,19 @@ def run_reserve(*, workspace_id: int | None) -> None:
             _warn_at_thresholds(row, used=row.runs_used, limit=limit)
 
 
-# Owners and admins are mailed when a run takes the period's count to these shares of the plan.
+# Owners and admins are notified when a run takes the period's count to these shares of the plan.
 WARN_SHARES = (Decimal("0.8"), Decimal(1))
 
 
 def _warn_at_thresholds(row: WorkspacePlan, *, used: int, limit: int) -> None:
-    """Mail owners and admins, after commit, when this run reached 80 % or 100 % of the plan's
+    """Notify owners and admins, after commit, when this run reached 80 % or 100 % of the plan's
     runs (exactly once per threshold and period: the count passes each figure once)."""
     crossed = [share for share in WARN_SHARES if used == math.ceil(limit * share)]
     if not crossed:
         return
     share = int(crossed[-1] * 100)
-    workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
-    recipients = admin_emails(workspace_id=row.workspace_id)
+    workspace = Workspace.objects.only("name", "slug").get(pk=row.workspace_id)
+    recipients = admin_ids(workspace_id=row.workspace_id)
     if row.plan.allows_overage:
         then = "Runs beyond the allowance are billed as overage."
     elif share == 100:
@@ -114,13 +116,21 @@ def _warn_at_thresholds(row: WorkspacePlan, *, used: int, limit: int) -> None:
     else:
         then = "Upgrade the plan on the Billing page before runs are refused."
     renews = date_format(timezone.localtime(row.current_period_end), "j M Y")
-    mail.notify_on_commit(
-        subject_text=f"{workspace.name} has used {share}% of its plan's runs",
-        body=(
-            f"{workspace.name} has started {used} of the {limit} runs its "
-            f"{row.plan.name} plan includes this period (until {renews}). {then}"
+    notify_on_commit(
+        user_ids=recipients,
+        event=Event(
+            kind=Kind.USAGE_WARNING,
+            dedupe_key=(
+                f"quota:runs:{row.workspace_id}:{row.current_period_start.isoformat()}:{share}"
+            ),
+            title=f"{workspace.name} has used {share}% of its plan's runs",
+            body=(
+                f"{workspace.name} has started {used} of the {limit} runs its "
+                f"{row.plan.name} plan includes this period (until {renews}). {then}"
+            ),
+            url=reverse("billing", kwargs={"workspace_slug": workspace.slug}),
+            workspace_id=row.workspace_id,
         ),
-        recipients=recipients,
     )
 
 
@@ -301,7 +311,7 @@ def seats_room_require(event: MemberInviting) -> None:
 
 
 def ai_spend_warn(view: PlanView | None, *, spend_since: Callable[[datetime], Decimal]) -> None:
-    """After a priced model call: mail owners and admins, after commit, once per period when
+    """After a priced model call: notify owners and admins, after commit, once per period when
     the workspace's AI spend (`spend_since(period start)`, as the gateway counts it) reaches
     80 % and 100 % of what its plan includes. On a plan that allows overage the 100 % mail says
     further spend is billed as overage. What was mailed is remembered on the plan row
@@ -330,7 +340,7 @@ def ai_spend_warn(view: PlanView | None, *, spend_since: Callable[[datetime], De
         locked.save(
             update_fields=["ai_spend_warned_period", "ai_spend_warned_percent", "updated_at"]
         )
-        _mail_ai_spend(locked, share=share, spent=spent, included=included, period_end=end)
+        _notify_ai_spend(locked, share=share, spent=spent, included=included, period_end=end)
 
 
 def _granted_usd(now: datetime) -> Subquery:
@@ -346,10 +356,10 @@ def _granted_usd(now: datetime) -> Subquery:
     )
 
 
-def _mail_ai_spend(
+def _notify_ai_spend(
     row: WorkspacePlan, *, share: int, spent: Decimal, included: Decimal, period_end: datetime
 ) -> None:
-    workspace = Workspace.objects.only("name").get(pk=row.workspace_id)
+    workspace = Workspace.objects.only("name", "slug").get(pk=row.workspace_id)
     if row.plan.allows_overage:
         then = (
             "Further AI spend this period is billed as overage, at model cost, on the next invoice."
@@ -364,11 +374,18 @@ def _mail_ai_spend(
     else:
         then = "Upgrade the plan on the Billing page before model calls are refused."
     renews = date_format(timezone.localtime(period_end), "j M Y")
-    mail.notify_on_commit(
-        subject_text=f"{workspace.name} has used {share}% of its plan's AI spend",
-        body=(
-            f"{workspace.name} has spent {cost_text(spent)} of the {cost_text(included)} of "
-            f"AI spend its {row.plan.name} plan includes this period (until {renews}). {then}"
+    period = row.ai_spend_warned_period.isoformat() if row.ai_spend_warned_period else ""
+    notify_on_commit(
+        user_ids=admin_ids(workspace_id=row.workspace_id),
+        event=Event(
+            kind=Kind.USAGE_WARNING,
+            dedupe_key=f"quota:ai_spend:{row.workspace_id}:{period}:{share}",
+            title=f"{workspace.name} has used {share}% of its plan's AI spend",
+            body=(
+                f"{workspace.name} has spent {cost_text(spent)} of the {cost_text(included)} of "
+                f"AI spend its {row.plan.name} plan includes this period (until {renews}). {then}"
+            ),
+            url=reverse("billing", kwargs={"workspace_slug": workspace.slug}),
+            workspace_id=row.workspace_id,
         ),
-        recipients=admin_emails(workspace_id=row.workspace_id),
     )

@@ -57,6 +57,7 @@ urlpatterns = [
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("marketplace/", include("marketplace.urls")),
     path("privacy/", include("privacy.urls")),
+    path("notifications/", include("notifications.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger's start-up script as a file (no inline script, for the CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

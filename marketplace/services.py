@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Avg, Count, F, Max
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 from django_tenants.utils import schema_context
@@ -36,6 +37,8 @@ from marketplace.models import (
     RunSample,
 )
 from marketplace.search_index import index_listing
+from notifications.kinds import Kind
+from notifications.services import Event, notify_on_commit
 from tenants import audit
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
@@ -341,7 +344,43 @@ def _decide(version: ListingVersion, user: Any, status: str, reason: str) -> Lis
     version.moderated_by = user
     version.moderated_at = timezone.now()
     version.save(update_fields=["status", "moderation_reason", "moderated_by", "moderated_at"])
+    _moderation_notice(version)
     return version
+
+
+_DECIDED: dict[str, str] = {
+    ListingVersion.Status.APPROVED: "approved: it is listed",
+    ListingVersion.Status.REJECTED: "rejected",
+    ListingVersion.Status.CHANGES_REQUESTED: "sent back: staff request changes",
+}
+
+
+def _moderation_notice(version: ListingVersion) -> None:
+    """Tell whoever submitted the version (after commit) what staff decided, and why."""
+    listing = version.listing
+    publisher_workspace = (
+        Workspace.objects.filter(publisher__pk=listing.publisher_id).only("slug").first()
+    )
+    url = (
+        reverse("marketplace_workspace", kwargs={"workspace_slug": publisher_workspace.slug})
+        if publisher_workspace is not None and version.status != ListingVersion.Status.APPROVED
+        else reverse("marketplace_listing", kwargs={"slug": listing.slug})
+    )
+    reason = f" Reason: {version.moderation_reason}" if version.moderation_reason else ""
+    notify_on_commit(
+        user_ids=[version.submitted_by_id],
+        event=Event(
+            kind=Kind.LISTING_MODERATED,
+            dedupe_key=f"moderation:{version.pk}:{version.status}",
+            title=f"“{listing.title}” version {version.number} was {_DECIDED[version.status]}",
+            body=(
+                f"Staff reviewed version {version.number} of your listing "
+                f"“{listing.title}”.{reason}"
+            ),
+            url=url,
+            workspace_id=publisher_workspace.pk if publisher_workspace is not None else None,
+        ),
+    )
 
 
 @transaction.atomic
@@ -737,4 +776,16 @@ def review_reply(*, access: Access, review: Review, text: str) -> Review:
     locked.reply = text
     locked.replied_at = timezone.now()
     locked.save(update_fields=["reply", "replied_at", "updated_at"])
+    notify_on_commit(
+        user_ids=[locked.author_id],
+        event=Event(
+            kind=Kind.REVIEW_REPLY,
+            dedupe_key=f"review_reply:{locked.pk}",
+            title=f"{locked.listing.publisher.display_name} replied to your review of "
+            f"“{locked.listing.title}”",
+            body=text[:1000],
+            url=reverse("marketplace_listing", kwargs={"slug": locked.listing.slug}),
+            workspace_id=locked.workspace_id,
+        ),
+    )
     return locked

@@ -11,7 +11,7 @@ from django.utils import timezone
 from core.exceptions import NotFound
 from tenants.audit import ACCOUNT_ACTIONS, Action
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
-from tenants.permissions import Access, Perm
+from tenants.permissions import ROLE_PERMISSIONS, Access, Perm
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -191,4 +191,23 @@ def admin_emails(*, workspace_id: int) -> list[str]:
         Membership.objects.filter(
             workspace_id=workspace_id, role__in=[Role.OWNER, Role.ADMIN]
         ).values_list("user__email", flat=True)
+    )
+
+
+def admin_ids(*, workspace_id: int) -> list[int]:
+    """Who is notified about the workspace's budget and plan: its owners and admins."""
+    return list(
+        Membership.objects.filter(
+            workspace_id=workspace_id, role__in=[Role.OWNER, Role.ADMIN]
+        ).values_list("user_id", flat=True)
+    )
+
+
+def member_ids_with(*, workspace_id: int, perm: Perm) -> list[int]:
+    """The members whose role grants `perm` (who may decide an approval, for example)."""
+    roles = [role for role, granted in ROLE_PERMISSIONS.items() if perm in granted]
+    return list(
+        Membership.objects.filter(workspace_id=workspace_id, role__in=roles).values_list(
+            "user_id", flat=True
+        )
     )

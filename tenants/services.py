@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +18,8 @@ from django.utils import timezone
 from core import mail
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.hooks import MemberInviting, WorkspaceCreated, member_inviting, workspace_created
+from notifications.kinds import Kind
+from notifications.services import Event, notifications_resolve_on_commit, notify_later
 from tenants import audit, provisioning
 from tenants.models import ApiKey, Invitation, Membership, Role, Workspace
 from tenants.permissions import (
@@ -220,7 +223,32 @@ def invitation_create(*, access: Access, email: str, role: str) -> tuple[Invitat
         ),
         robust=True,
     )
+    # Someone who already has an account also finds it in their inbox (the email goes to
+    # everyone: it is how a person without an account gets the link).
+    notify_later(
+        recipients=lambda: (
+            get_user_model()
+            .objects.filter(email__iexact=email, is_active=True)
+            .values_list("pk", flat=True)
+        ),
+        event=Event(
+            kind=Kind.INVITATION,
+            dedupe_key=f"invitation:{invitation.pk}",
+            title=f"You're invited to {workspace.name}",
+            body=(
+                f"{access.label} invited you to the workspace '{workspace.name}' as {role}. "
+                f"The invitation expires in {settings.INVITATION_TTL_DAYS} days."
+            ),
+            url=reverse("invitation_accept", args=[token]),
+            subject=invitation_subject(invitation.pk),
+        ),
+    )
     return invitation, token
+
+
+def invitation_subject(invitation_id: int) -> str:
+    """What an invitation's notification is about (revoked: it is retired)."""
+    return f"tenants.invitation:{invitation_id}"
 
 
 @transaction.atomic
@@ -242,6 +270,7 @@ def invitation_revoke(*, access: Access, invitation_id: int) -> Invitation:
         target=invitation,
         target_label=invitation.email,
     )
+    notifications_resolve_on_commit(subjects=[invitation_subject(invitation.pk)])
     return invitation
 
 
@@ -286,6 +315,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
                 target_label=user.email,
                 metadata={"role": membership.role},
             )
+    notifications_resolve_on_commit(subjects=[invitation_subject(invitation.pk)])
     return membership
 
 

@@ -14,9 +14,10 @@ from django.db import transaction
 from billing import quotas
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from core.hooks import RunStarting, run_starting
+from notifications.services import notifications_resolve_on_commit
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
-from workflows import engine, events
+from workflows import engine, events, notices
 from workflows.models import (
     RunStatus,
     StepRun,
@@ -128,6 +129,8 @@ def approval_decide(*, access: Access, step: StepRun, approved: bool, comment: s
         by_id=access.actor_id,
         by_label=access.label,
     )
+    # Every approver's inbox stops offering this decision.
+    notifications_resolve_on_commit(subjects=[notices.approval_subject(current_schema(), step.pk)])
 
 
 def webhook_wait_resume(*, token: str, payload: Any) -> StepRun:

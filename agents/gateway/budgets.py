@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from agents.gateway import config_cache, spend
@@ -16,12 +17,13 @@ from agents.models import WorkspaceBudget
 from agents.providers.base import ChatRequest, Usage
 from billing import quotas
 from billing.pricing import usage_cost
-from core import mail
 from core.exceptions import ApplicationError, ValidationFailed
+from notifications.kinds import Kind
+from notifications.services import Event, notify_on_commit
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
-from tenants.selectors import admin_emails
+from tenants.selectors import admin_ids
 
 WARN_AT = Decimal("0.8")
 
@@ -109,7 +111,7 @@ def _check_workspace_spend(call: str, worst: Decimal, *, priced: bool) -> None:
 
 
 def warn_if_near_cap() -> None:
-    """After a priced call: mail owners and admins once a month when spend passes 80 %."""
+    """After a priced call: notify owners and admins once a month when spend passes 80 %."""
     if config_cache.monthly_cap() is None:
         return
     month = timezone.now().strftime("%Y-%m")
@@ -123,18 +125,20 @@ def warn_if_near_cap() -> None:
         budget.warned_for_month = month
         budget.save(update_fields=["warned_for_month", "updated_at"])
         workspace = Workspace.objects.get(schema_name=current_schema())
-        recipients = admin_emails(workspace_id=workspace.pk)
         cap = budget.monthly_cap_usd
-        transaction.on_commit(
-            lambda: mail.notify(
-                subject_text=f"{workspace.name} has used 80% of its monthly AI budget",
+        notify_on_commit(
+            user_ids=admin_ids(workspace_id=workspace.pk),
+            event=Event(
+                kind=Kind.USAGE_WARNING,
+                dedupe_key=f"budget:{workspace.pk}:{month}:80",
+                title=f"{workspace.name} has used 80% of its monthly AI budget",
                 body=(
                     f"Spend this month: ${spent} of ${cap}. Calls that could exceed the "
                     "budget will be refused. Raise it on the workspace's Usage page."
                 ),
-                recipients=recipients,
+                url=reverse("usage", kwargs={"workspace_slug": workspace.slug}),
+                workspace_id=workspace.pk,
             ),
-            robust=True,
         )
 
 

@@ -15,6 +15,7 @@ import logging
 from datetime import timedelta
 
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from agents.execution import answer_with_version
@@ -26,6 +27,9 @@ from core import recovery
 from core.exceptions import ApplicationError
 from core.hooks import RunFinished, run_finished
 from core.queue import enqueue_many
+from notifications.kinds import Kind
+from notifications.services import Event, notify_later
+from tenants.models import Workspace
 from tenants.schemas import current_schema
 
 logger = logging.getLogger(__name__)
@@ -168,7 +172,28 @@ def _finish(run: AgentRun, *, status: str, output: str = "", error: str = "") ->
         run.save(update_fields=fields)
         if run.callback_url:
             webhook_enqueue(run=run)
+        if status == AgentRun.Status.FAILED and run.created_by_id:
+            _notify_failed(run)
     run_finished.fire(_finished_event(run))  # committed: the executor runs outside a transaction
+
+
+def _notify_failed(run: AgentRun) -> None:
+    """Tell whoever started the run (after commit) that it failed."""
+    schema = current_schema()
+    workspace = Workspace.objects.only("pk", "slug").get(schema_name=schema)
+    notify_later(
+        recipients=lambda: [run.created_by_id],
+        event=Event(
+            kind=Kind.RUN_FAILED,
+            dedupe_key=f"run_failed:{schema}:agent:{run.pk}",
+            title=f"Agent run #{run.pk} of {run.agent.name} failed",
+            body=run.error[:1000],
+            url=reverse(
+                "agent_run_detail", kwargs={"workspace_slug": workspace.slug, "run_id": run.pk}
+            ),
+            workspace_id=workspace.pk,
+        ),
+    )
 
 
 def _finished_event(run: AgentRun) -> RunFinished:

@@ -40,6 +40,7 @@ SHARED_APPS = [
     "core",
     "accounts",
     "tenants",
+    "notifications",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -125,6 +126,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.workspace",
                 "agents.context_processors.provider_setup",
+                "notifications.context_processors.unread",
             ],
         },
     }

@@ -13,6 +13,7 @@ from agents.gateway.calls import gateway_complete
 from agents.models import UsageRecord, WorkspaceBudget
 from agents.providers.base import ChatRequest, Message
 from billing.models import ModelPrice
+from tests.helpers.notifications import deliver_emails
 from tests.helpers.personas import World, access_of
 
 pytestmark = pytest.mark.django_db
@@ -66,6 +67,7 @@ def test_owners_and_admins_are_mailed_once_at_80_percent(
             gateway_complete(model="offline:metered", request=_ask(max_tokens=20))
             gateway_complete(model="offline:metered", request=_ask(max_tokens=20))
         warned = WorkspaceBudget.objects.get().warned_for_month
+    deliver_emails()  # the worker's part: notification emails are sent by a task
     warnings = [m for m in mail.outbox if "80%" in m.subject]
     assert len(warnings) == 1
     assert warnings[0].to == ["owner@alpha.test"]  # the member is not an admin

@@ -25,6 +25,7 @@ from billing.models import Plan, WorkspacePlan
 from billing.plans import default_plan, workspace_plan
 from billing.quotas import QuotaExceeded
 from tenants.permissions import Perm
+from tests.helpers.notifications import deliver_emails
 from tests.helpers.personas import World, access_of, key_client
 from tests.helpers.workflows import flow, make_workflow, transform
 from workflows import runs
@@ -260,6 +261,7 @@ def test_owners_and_admins_are_mailed_once_at_80_and_at_100_percent(
         for _ in range(5):
             with django_capture_on_commit_callbacks(execute=True):
                 agent_run_start(access=access, agent_id=agent.pk, input="hi")
+            deliver_emails()  # the worker's part: notification emails are sent by a task
             sent.append(len(mail.outbox))
         with pytest.raises(QuotaExceeded):
             agent_run_start(access=access, agent_id=agent.pk, input="one more")

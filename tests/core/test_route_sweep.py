@@ -45,6 +45,8 @@ from core.crypto import encrypt
 from marketplace import services as market
 from marketplace.models import Category, Listing, Purchase, Review
 from privacy.models import ExportJob
+from notifications.kinds import Kind
+from notifications.services import Event, notify
 from tenants import services as tenant_services
 from tenants.models import EmailDomain, Membership, Role, WorkspaceSignIn
 from tenants.permissions import API_KEY_SCOPES, Perm
@@ -177,6 +179,17 @@ def _seed(world: World, viewer: User) -> Ids:
         oidc_client_secret_encrypted=encrypt(f"secret-{MARKER}"),
     )
     ids["provider_id"] = f"workspace-{a.pk}"
+    (notice,) = notify(
+        user_ids=[world.owner.pk],
+        event=Event(
+            kind=Kind.RUN_FAILED,
+            dedupe_key="sweep",
+            title=f"Run {MARKER} failed",
+            url=f"/w/{a.slug}/workflows/runs/{wf_run.pk}/",
+            workspace_id=a.pk,
+        ),
+    )
+    ids["notification_id"] = notice.pk
 
     Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
     staff = User.objects.create_superuser(email="moderator@platform.test", password="x")
@@ -237,6 +250,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "export_id": lambda i: i["export_id"],
     "domain_id": lambda i: i["domain_id"],
     "provider_id": lambda i: i["provider_id"],  # allauth's OpenID Connect login and callback
+    "notification_id": lambda i: i["notification_id"],
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }

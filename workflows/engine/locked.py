@@ -19,7 +19,7 @@ from django.utils import timezone
 from agents.providers.base import Usage
 from core.hooks import RunFinished, run_finished
 from tenants.schemas import current_schema
-from workflows import events
+from workflows import events, notices
 from workflows.engine.dispatch import _after_commit, _send_many
 from workflows.engine.plans import Plan, _plan
 from workflows.engine.sql import (
@@ -211,6 +211,18 @@ class LockedRun:
                 run_finished_webhook(run)
             if self.finished and "status" in self.run_fields:
                 self.after.append(partial(run_finished.fire, self.finished_event()))
+                self.after.append(
+                    partial(
+                        notices.run_ended,
+                        schema=current_schema(),
+                        run_id=run.pk,
+                        workflow_id=run.workflow_id,
+                        status=run.status,
+                        error=run.error or "",
+                        ended_at=(run.finished_at or self.now).isoformat(),
+                        created_by_id=None if run.parent_step_id else run.created_by_id,
+                    )
+                )
         self.flush()
         if not (self.run_fields or self.changed or self.enqueue or self.after):
             return

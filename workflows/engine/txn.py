@@ -7,11 +7,13 @@ import random
 import secrets
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db.models import Sum
 
-from workflows import events, nodes
+from tenants.schemas import current_schema
+from workflows import events, nodes, notices
 from workflows.engine.create import run_create
 from workflows.engine.locked import LockedRun, Spend
 from workflows.engine.sql import ACTIVE, STATE_FIELDS, _state_rows
@@ -233,6 +235,19 @@ class RunTxn(LockedRun):
         if outcome.wait == nodes.WAIT_WEBHOOK and outcome.wait_seconds:
             lease = self.now + timedelta(seconds=outcome.wait_seconds)
         token = secrets.token_urlsafe(24) if outcome.wait in HUMAN_WAITS_OUTCOMES else ""
+        if outcome.wait == nodes.WAIT_APPROVAL:
+            self.after.append(
+                partial(
+                    notices.approval_waiting,
+                    schema=current_schema(),
+                    run_id=self.run.pk,
+                    workflow_id=self.run.workflow_id,
+                    step_id=step.pk,
+                    attempt=step.attempt,
+                    node_label=self.plan.definition.step(step.node_id).label,
+                    step_input=outcome.input,
+                )
+            )
         self.save_step(
             step,
             status=StepStatus.WAITING,

@@ -1,0 +1,21 @@
+"""Notification emails, sent by the workers (never in a request)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from notifications.services import notification_email_send
+
+
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name="notifications.send_email",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+    ignore_result=True,
+)
+def send_email(notification_id: int) -> bool:
+    """At-least-once: a redelivered message finds the email already sent and does nothing."""
+    return notification_email_send(notification_id=notification_id)
