@@ -116,6 +116,22 @@ def account_sections(user: User) -> list[Section]:
             ),
         ),
         Section("account/audit_entries.jsonl", "tenants.AuditEvent", Q(actor_id=uid)),
+        Section("account/notifications.jsonl", "notifications.Notification", Q(user_id=uid)),
+        Section(
+            "account/notification_preferences.jsonl", "notifications.Preference", Q(user_id=uid)
+        ),
+        Section(
+            "account/sso_identities.jsonl",
+            "socialaccount.SocialAccount",
+            Q(user_id=uid),
+            only=("id", "provider", "uid", "last_login", "date_joined", "extra_data"),
+        ),
+        Section(
+            "account/two_factor.jsonl",
+            "mfa.Authenticator",
+            Q(user_id=uid),
+            only=("id", "type", "created_at", "last_used_at"),  # never the secret or codes
+        ),
         Section("marketplace/reviews.jsonl", "marketplace.Review", Q(author_id=uid)),
         Section("marketplace/flags.jsonl", "marketplace.Flag", Q(reporter_id=uid)),
         Section(

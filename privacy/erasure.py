@@ -118,8 +118,17 @@ PUBLIC_STEPS: list[Step] = [
     Step(
         "socialaccount.SocialAccount",
         _by("user_id"),
-        why="Their links to a workspace's identity provider (SSO) and the claims it sent: "
-        "deleted.",
+        why="Their links to a workspace's identity provider (SSO) and the claims it sent: deleted.",
+    ),
+    Step(
+        "notifications.Notification",
+        _by("user_id"),
+        why="Their inbox and notification emails: deleted.",
+    ),
+    Step(
+        "notifications.Preference",
+        _by("user_id"),
+        why="Their notification preferences: deleted.",
     ),
     Step(
         "mfa.Authenticator",

@@ -27,6 +27,9 @@ from agents.models import (
 )
 from agents.services import agent_create
 from marketplace.models import LedgerEntry, Purchase, Review
+from notifications.kinds import Kind
+from notifications.models import Notification, Preference
+from notifications.services import Event, notify
 from privacy import services
 from privacy.erasure import PUBLIC_STEPS, WORKSPACE_STEPS
 from privacy.models import AccountErasure, ExportJob
@@ -197,6 +200,17 @@ def _seed_person(world: World) -> User:
     Authenticator.objects.create(
         user=person, type=Authenticator.Type.TOTP, data={"secret": f"{MARK}-secret"}
     )
+    notify(
+        user_ids=[person.pk],
+        event=Event(
+            kind=Kind.RUN_FAILED,
+            dedupe_key=f"erasure-{MARK}",
+            title=f"Run for {MARK} failed",
+            url="/",
+            workspace_id=alpha.pk,
+        ),
+    )
+    Preference.objects.create(user=person, kind=Kind.RUN_FAILED, in_app=True, email=False)
     domain = EmailDomain.objects.create(
         workspace=alpha, domain="qx-claimed.example", token="tok", created_by=person
     )
@@ -247,6 +261,8 @@ def test_after_erasure_no_table_in_any_schema_holds_their_data(world: World) -> 
     assert Review.objects.get(author_id=person.pk).rating == 5
     assert not SocialAccount.objects.filter(user_id=person.pk).exists()
     assert not Authenticator.objects.filter(user_id=person.pk).exists()
+    assert not Notification.objects.filter(user_id=person.pk).exists()
+    assert not Preference.objects.filter(user_id=person.pk).exists()
     claimed = EmailDomain.objects.get(domain="qx-claimed.example")
     assert claimed.created_by_id is None  # the workspace keeps its domain
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from allauth.mfa.models import Authenticator
+from allauth.socialaccount.models import SocialAccount
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -25,6 +27,8 @@ from agents.models import (
     ProviderCredential,
 )
 from agents.services import agent_create
+from notifications.kinds import Kind
+from notifications.services import Event, notify
 from privacy import services
 from privacy.models import ExportJob
 from tenants import services as tenant_services
@@ -126,6 +130,31 @@ def test_api_keys_are_exported_as_metadata_never_secrets(world: World) -> None:
     everything = b"".join(archive.read(name) for name in archive.namelist())
     assert secret.encode() not in everything
     assert secret.split("_")[-1].encode() not in everything
+
+
+def test_notifications_sso_identities_and_two_factor_are_exported_without_secrets(
+    world: World,
+) -> None:
+    notify(
+        user_ids=[world.member.pk],
+        event=Event(kind=Kind.RUN_FAILED, dedupe_key="export", title="Run 7 failed", url="/"),
+    )
+    SocialAccount.objects.create(
+        user=world.member, provider="workspace-1", uid="idp-subject-9", extra_data={"sub": "9"}
+    )
+    Authenticator.objects.create(
+        user=world.member, type=Authenticator.Type.TOTP, data={"secret": "TOTPSECRETVALUE"}
+    )
+    job = services.account_export_request(user=world.member)
+    services.export_build(job_id=job.pk)
+    archive = _archive(job)
+
+    assert [n["title"] for n in _lines(archive, "account/notifications.jsonl")] == ["Run 7 failed"]
+    assert [i["uid"] for i in _lines(archive, "account/sso_identities.jsonl")] == ["idp-subject-9"]
+    (method,) = _lines(archive, "account/two_factor.jsonl")
+    assert method["type"] == "totp"
+    everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert b"TOTPSECRETVALUE" not in everything
 
 
 def test_a_workspace_archive_holds_definitions_runs_chats_files_usage_members(
