@@ -62,6 +62,12 @@ class Notification(models.Model):
                 name="notification_unread_idx",
             ),
             models.Index(fields=["user", "-created_at"], name="notification_inbox_idx"),
+            # The sweep that queues again emails whose message was lost.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(email="pending"),
+                name="notification_email_pending_idx",
+            ),
             models.Index(
                 fields=["subject"],
                 condition=Q(resolved_at__isnull=True) & ~Q(subject=""),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -202,6 +203,29 @@ def notification_email_send(*, notification_id: int) -> bool:
         notification.emailed_at = timezone.now()
         notification.save(update_fields=["email", "emailed_at"])
     return True
+
+
+EMAIL_REQUEUE_AFTER = timedelta(minutes=5)
+EMAIL_REQUEUE_BATCH = 500
+
+
+def notification_emails_requeue(*, now: datetime | None = None) -> int:
+    """Queue again the emails still pending `EMAIL_REQUEUE_AFTER` after their notification was
+    made: their task message was lost (the broker was down when it was queued, or it was
+    dropped). Sending is idempotent (`notification_email_send` skips a sent one), so a message
+    that was only slow costs nothing. Returns how many were queued (at most a batch; the next
+    sweep takes the rest)."""
+    cutoff = (now or timezone.now()) - EMAIL_REQUEUE_AFTER
+    stale = list(
+        Notification.objects.filter(email=Notification.Email.PENDING, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:EMAIL_REQUEUE_BATCH]
+    )
+    for pk in stale:
+        enqueue(SEND_EMAIL_TASK, pk)
+    if stale:
+        logger.warning("Queued %d notification email(s) again: their message was lost", len(stale))
+    return len(stale)
 
 
 def notifications_delete_for_user(*, user_id: int) -> int:

@@ -190,6 +190,11 @@ CELERY_IMPORTS = ["workflows.periodic"]
 # is re-sent (its message was lost with a dead worker or a broker outage).
 RECOVERY_QUEUED_AFTER_SECONDS = env.int("RECOVERY_QUEUED_AFTER_SECONDS", default=15)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Notification emails whose task message was lost (docs/notifications.md).
+    "notifications-requeue-emails": {
+        "task": "notifications.requeue_emails",
+        "schedule": crontab(minute="*/5"),
+    },
     "workflows-fire-schedules": {
         "task": "workflows.fire_schedules",
         "schedule": crontab(),  # every minute, on the minute
