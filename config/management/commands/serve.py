@@ -22,7 +22,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-ASGI_APP = "config.asgi:application"
+ASGI_APP = "config.serving:application"  # config.asgi, its database connections pooled
 _BIND = re.compile(r"^(?:\[(?P<ipv6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\s]+)):(?P<port>\d{1,5})$")
 
 
