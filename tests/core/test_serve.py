@@ -153,6 +153,6 @@ def test_serve_answers_http_and_websockets_from_two_workers_and_stops_on_sigterm
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     for pid in workers:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status"
-        ).read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
