@@ -13,20 +13,20 @@ connection rules: only the server imports this module.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
 
-def pool_databases(databases: dict[str, dict[str, object]], max_size: int) -> None:
+def pool_databases(databases: dict[str, dict[str, Any]], max_size: int) -> None:
     """Switch every PostgreSQL database to a pool of at most `max_size` connections (no pool
     when 0). Done before Django creates any connection."""
     if max_size <= 0:
         return
     for database in databases.values():
-        options = database.setdefault("OPTIONS", {})
-        assert isinstance(options, dict)
+        options: dict[str, Any] = database.setdefault("OPTIONS", {})
         options["pool"] = {
             "min_size": 1,
             "max_size": max_size,

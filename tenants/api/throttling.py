@@ -35,8 +35,11 @@ class _CountingRateThrottle(_LiveRateThrottle):
     refused caller is told to retry when its window ends.
     """
 
+    num_requests: int | None  # set by SimpleRateThrottle from the rate
+    duration: int | None
+
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if self.rate is None or not self.num_requests or not self.duration:
+        if self.rate is None or self.num_requests is None or not self.duration:
             return True
         ident = self.get_cache_key(request, view)
         if ident is None:

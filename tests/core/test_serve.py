@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.test import Client
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from config.management.commands.serve import default_workers, parse_bind, server_argv
 from tests.helpers.personas import World
@@ -143,7 +144,7 @@ def test_serve_answers_http_and_websockets_from_two_workers_and_stops_on_sigterm
     with connect(
         f"{url.replace('http', 'ws')}/ws/w/{slug}/presence/",
         additional_headers={"Cookie": cookie},
-        origin=url,  # type: ignore[arg-type]
+        origin=Origin(url),
         open_timeout=20,
     ) as socket_:
         message = socket_.recv(timeout=20)

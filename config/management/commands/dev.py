@@ -3,8 +3,8 @@
 Starts embedded PostgreSQL and Valkey (unless DATABASE_URL / REDIS_URL are set), migrates the
 public schema and every workspace, provisions the workspace template, seeds the demo, then runs
 the web server (`manage.py serve`: HTTP and websockets, `--workers` processes), a Celery worker
-and Celery beat (workflow schedules, stalled-run recovery, run retention) until interrupted. A worker or beat that exits is restarted (core/supervise.py); the
-server's exit stops everything.
+and Celery beat (workflow schedules, stalled-run recovery, run retention) until interrupted. A
+worker or beat that exits is restarted (core/supervise.py); the server's exit stops everything.
 
 Billing: with no Stripe key configured, the Stripe emulator (tests/fakes/stripe_serve.py, a
 loopback fake of Stripe's API with stand-in hosted pages) runs as one more supervised process

@@ -98,7 +98,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--bind",
-            default=f"0.0.0.0:{os.environ.get('PORT', '8000')}",  # noqa: S104
+            default=f"0.0.0.0:{os.environ.get('PORT', '8000')}",
             help="HOST:PORT to listen on (default 0.0.0.0:$PORT, PORT defaulting to 8000)",
         )
         parser.add_argument(
