@@ -35,9 +35,9 @@ def cpu_count() -> int:
 
 
 def default_workers(environ: Mapping[str, str] | None = None, cpus: int | None = None) -> int:
-    """`WEB_CONCURRENCY` when set, else two processes per CPU (at least 2): a worker runs one
-    synchronous Django view at a time and waits on PostgreSQL and Redis during it, so two per
-    CPU keep the CPUs busy (bench/http.py: 4 workers on 2 CPUs beat 2 and 8)."""
+    """`WEB_CONCURRENCY` when set, else two processes per CPU (at least 2): a worker's Python
+    runs on one CPU at a time and waits on PostgreSQL and Redis during a request, so two per
+    CPU keep the CPUs busy; more only adds memory and connections (docs/decisions.md 97)."""
     source = os.environ if environ is None else environ
     configured = source.get("WEB_CONCURRENCY", "").strip()
     if configured:
