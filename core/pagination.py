@@ -47,10 +47,14 @@ class Pagination(LimitOffsetPagination):
         self.request = request
         self.limit = page.validated_data.get("limit", self.default_limit)
         self.offset = page.validated_data.get("offset", 0)
-        self.count = self.get_count(queryset)
-        if self.count == 0 or self.offset > self.count:
-            return []
-        return list(queryset[self.offset : self.offset + self.limit])
+        rows = list(queryset[self.offset : self.offset + self.limit])
+        # A page that is not full is the last one: the total is known without a COUNT (one
+        # round trip less for most lists, which fit on one page).
+        if (rows and len(rows) < self.limit) or (not rows and self.offset == 0):
+            self.count = self.offset + len(rows)
+        else:
+            self.count = self.get_count(queryset)
+        return rows
 
 
 def paginated_response(

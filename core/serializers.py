@@ -9,6 +9,7 @@ unchanged."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,3 +81,20 @@ class InputSerializer(serializers.Serializer[Any]):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+class CachedFieldsMixin:
+    """For output ModelSerializers whose fields depend on their class only (no context): the
+    model introspection that builds them runs once per class, not on every response (it was a
+    quarter of the agents list's time); each instance gets fresh copies of the fields to bind.
+    """
+
+    _built_fields: dict[type, dict[str, Any]] = {}
+
+    def get_fields(self) -> dict[str, Any]:
+        cls = type(self)
+        built = CachedFieldsMixin._built_fields.get(cls)
+        if built is None:
+            built = super().get_fields()  # type: ignore[misc]
+            CachedFieldsMixin._built_fields[cls] = built
+        return {name: copy.deepcopy(field) for name, field in built.items()}

@@ -9,9 +9,11 @@ class MarketplaceConfig(AppConfig):
 
         # Importing them registers their Stripe webhook receivers and the money admin.
         from marketplace import connect, money_admin, payout_events, stripe_events  # noqa: F401
+        from marketplace.page_cache import connect_invalidation
         from marketplace.purchases import run_charge_record, run_gate
         from marketplace.telemetry import record_finished_run
 
         run_finished.subscribe(record_finished_run)
         run_finished.subscribe(run_charge_record)
         run_starting.subscribe(run_gate)
+        connect_invalidation()  # the cached public pages (marketplace/page_cache.py)

@@ -8,16 +8,18 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from accounts.requests import signed_in_user
 from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
-from marketplace import purchases, selectors, services
+from marketplace import page_cache, purchases, selectors, services
 from marketplace.forms import SearchForm
 from marketplace.models import Category, Install, Listing, Review
 from marketplace.pricing import billing_notice, price_terms
@@ -38,15 +40,12 @@ def _own_review_initial(listing: Listing, workspace: Workspace) -> dict[str, Any
     return {"workspace": workspace.slug, "rating": review.rating, "text": review.text}
 
 
-@require_GET
-def marketplace_home(request: HttpRequest) -> HttpResponse:
-    """Browse sections when nothing is asked; results when the form has a query or filter."""
+SEARCH_FIELDS = ("q", "category", "kind", "provider", "price", "rating", "sort", "page")
+
+
+def _home_context(params: QueryDict, searching: bool) -> dict[str, object]:
     categories = list(Category.objects.all())
-    form = SearchForm(request.GET or None, categories=categories)
-    searching = any(
-        request.GET.get(k)
-        for k in ("q", "category", "kind", "provider", "price", "rating", "sort", "page")
-    )
+    form = SearchForm(params or None, categories=categories)
     context: dict[str, object] = {"form": form, "searching": searching}
     if searching:
         form.is_valid()
@@ -54,24 +53,39 @@ def marketplace_home(request: HttpRequest) -> HttpResponse:
         result = selectors.listing_search(
             **form.filters(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, explain=True
         )
-        params = request.GET.copy()
-        params.pop("page", None)
+        query = params.copy()
+        query.pop("page", None)
         context.update(
             result=result,
             page=page,
-            query_string=params.urlencode(),
+            query_string=query.urlencode(),
             categories=categories,
             filtered=any(
-                request.GET.get(k) for k in ("category", "kind", "provider", "price", "rating")
+                params.get(k) for k in ("category", "kind", "provider", "price", "rating")
             ),
         )
     else:
         context["home"] = selectors.browse_home()
-    template = "marketplace/home.html"
+    return context
+
+
+@require_GET
+def marketplace_home(request: HttpRequest) -> HttpResponse:
+    """Browse sections when nothing is asked; results when the form has a query or filter.
+    The form and results are the same for every visitor: rendered without the request and
+    cached per search (marketplace/page_cache.py); the page around them is rendered as usual."""
+    params = request.GET
+    searching = any(params.get(k) for k in SEARCH_FIELDS)
     htmx: HtmxDetails | None = getattr(request, "htmx", None)
-    if htmx and htmx.target == "market-results":
-        template += "#results"
-    return render(request, template, context)
+    part = "results" if htmx and htmx.target == "market-results" else "body"
+    template = "marketplace/_home_body.html" + ("#results" if part == "results" else "")
+    html = page_cache.cached_html(
+        page_cache.page_key(params, SEARCH_FIELDS, part),
+        lambda: render_to_string(template, _home_context(params, searching)),
+    )
+    if part == "results":
+        return HttpResponse(html)
+    return render(request, "marketplace/home.html", {"body": mark_safe(html)})  # noqa: S308
 
 
 def _listing_response(

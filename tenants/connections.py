@@ -16,6 +16,7 @@ models to the same alias.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -24,7 +25,10 @@ from django.db import DEFAULT_DB_ALIAS, connections
 if TYPE_CHECKING:
     from tenants.models import Workspace
 
-_SERVED = "_agentmarket_schemas_served"
+# The schemas each open PostgreSQL connection has served, by the driver's connection object:
+# with the web server's pool (config/serving.py) one connection serves many requests, each
+# through a wrapper of its own, so the count belongs to the connection, not the wrapper.
+_SERVED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 def database_for(workspace: Workspace) -> str:
@@ -35,13 +39,9 @@ def database_for(workspace: Workspace) -> str:
 def _served(wrapper: Any) -> set[str] | None:
     """The schemas the wrapper's current database connection has served (a new connection
     starts with none)."""
-    served = getattr(wrapper, _SERVED, None)
     if wrapper.connection is None:
         return None
-    if served is None or served[0] is not wrapper.connection:
-        served = (wrapper.connection, set())
-        setattr(wrapper, _SERVED, served)
-    return served[1]
+    return _SERVED.setdefault(wrapper.connection, set())
 
 
 def note_schema(alias: str = DEFAULT_DB_ALIAS) -> None:
@@ -59,9 +59,13 @@ def schemas_served(alias: str = DEFAULT_DB_ALIAS) -> int:
 
 def recycle_spread_connections(**_: Any) -> None:
     """At the end of a request or task: note its schema, and close every connection that has
-    served `DB_CONN_MAX_SCHEMAS` schemas or more (the next query opens a fresh one)."""
+    served `DB_CONN_MAX_SCHEMAS` schemas or more (the next query opens a fresh one). A pooled
+    connection is closed for good, not handed back: the pool opens a new one in its place."""
     limit: int = settings.DB_CONN_MAX_SCHEMAS
     for wrapper in connections.all(initialized_only=True):
         note_schema(wrapper.alias)
         if limit and schemas_served(wrapper.alias) >= limit:
+            if getattr(wrapper, "pool", None) is not None and wrapper.connection is not None:
+                _SERVED.pop(wrapper.connection, None)
+                wrapper.connection.close()
             wrapper.close()

@@ -14,16 +14,16 @@ from agents.settings_schema import (
     NAME_MAX_LENGTH,
     VERSION_FIELDS,
 )
-from core.serializers import InputSerializer
+from core.serializers import CachedFieldsMixin, InputSerializer
 
 
-class AgentVersionOutput(serializers.ModelSerializer[AgentVersion]):
+class AgentVersionOutput(CachedFieldsMixin, serializers.ModelSerializer[AgentVersion]):
     class Meta:
         model = AgentVersion
         fields = ["number", *VERSION_FIELDS, "created_at"]
 
 
-class AgentOutput(serializers.ModelSerializer[Agent]):
+class AgentOutput(CachedFieldsMixin, serializers.ModelSerializer[Agent]):
     current_version = AgentVersionOutput()
 
     class Meta:

@@ -134,6 +134,10 @@ TEMPLATES = [
 
 DATABASES = {"default": services.database_config(services.database_url())}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+# The web server (`manage.py serve`, config/serving.py) takes connections from a pool of at most
+# this many per worker process instead of opening one per request (~10 ms here, more than a
+# whole API request: docs/decisions.md 98). 0: no pool, CONN_MAX_AGE applies.
+WEB_DB_POOL_MAX_SIZE = env.int("WEB_DB_POOL_MAX_SIZE", default=4)
 # A kept connection is closed after serving this many different workspace schemas: each one
 # leaves catalogue cache in the PostgreSQL backend (tenants/connections.py; 0: never).
 DB_CONN_MAX_SCHEMAS = env.int("DB_CONN_MAX_SCHEMAS", default=50)
@@ -490,6 +494,9 @@ MARKETPLACE_SEMANTIC_MAX_DISTANCE: float | None = env.float(
 )
 # Paid listings (docs/marketplace.md): the platform's fee when staff set no fee rule, how long
 # a sale's earnings are held before they can be paid out, and the smallest payout (cents).
+# The public front page and search results are kept rendered this long (marketplace/page_cache.py;
+# any listing, category or publisher write renews them at once; 0: not cached).
+MARKETPLACE_PAGE_CACHE_SECONDS = env.int("MARKETPLACE_PAGE_CACHE_SECONDS", default=30)
 MARKETPLACE_FEE_PERCENT = env.str("MARKETPLACE_FEE_PERCENT", default="20")
 MARKETPLACE_EARNINGS_HOLD_DAYS = env.int("MARKETPLACE_EARNINGS_HOLD_DAYS", default=7)
 MARKETPLACE_MIN_PAYOUT_CENTS = env.int("MARKETPLACE_MIN_PAYOUT_CENTS", default=1000)

@@ -22,6 +22,8 @@ CACHES["default"]["KEY_PREFIX"] = "test"
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test"
 CELERY_TASK_DEFAULT_QUEUE = "test"
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+# Each test's rows are rolled back but Redis is shared: a cached page would outlive its rows.
+MARKETPLACE_PAGE_CACHE_SECONDS = 0
 WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.recovery import redis_client
 from tenants.models import ApiKey
 
 if TYPE_CHECKING:
@@ -20,7 +23,48 @@ class _LiveRateThrottle(SimpleRateThrottle):
         return rates.get(self.scope or "")
 
 
-class ApiKeyRateThrottle(_LiveRateThrottle):
+class _CountingRateThrottle(_LiveRateThrottle):
+    """A counter per caller and clock window in Redis: one round trip a request (`INCR` and
+    `EXPIRE` in one pipeline), atomic across worker processes.
+
+    DRF's SimpleRateThrottle keeps every request's timestamp in one cached list that each
+    request reads, unpickles, extends, pickles and writes back: up to `rate` floats both ways
+    per request (600 at the key's default rate), two round trips, and two workers can both read
+    the list before either writes it. The fixed window lets up to twice the rate through in the
+    seconds around a window boundary (the end of one window and the start of the next); a
+    refused caller is told to retry when its window ends.
+    """
+
+    num_requests: int | None  # set by SimpleRateThrottle from the rate
+    duration: int | None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if self.rate is None or self.num_requests is None or not self.duration:
+            return True
+        ident = self.get_cache_key(request, view)
+        if ident is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        key = f"{_key_prefix()}:{ident}:{window}"
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, self.duration * 2)
+        used = int(pipe.execute()[0])
+        if used <= self.num_requests:
+            return True
+        self._wait = max(1.0, math.ceil(self.duration - now % self.duration))
+        return False
+
+    def wait(self) -> float | None:
+        return getattr(self, "_wait", None)
+
+
+def _key_prefix() -> str:
+    return str(settings.CACHES["default"].get("KEY_PREFIX") or "am")
+
+
+class ApiKeyRateThrottle(_CountingRateThrottle):
     """Per API key, counted in Redis (the default cache) across all workers."""
 
     scope = "api_key"
@@ -31,7 +75,7 @@ class ApiKeyRateThrottle(_LiveRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
 
 
-class SessionUserRateThrottle(_LiveRateThrottle):
+class SessionUserRateThrottle(_CountingRateThrottle):
     """Per signed-in user for browser-session calls; anonymous calls by address."""
 
     scope = "user"

@@ -44,9 +44,9 @@ from agents.services import agent_create
 from core.crypto import encrypt
 from marketplace import services as market
 from marketplace.models import Category, Listing, Purchase, Review
-from privacy.models import ExportJob
 from notifications.kinds import Kind
 from notifications.services import Event, notify
+from privacy.models import ExportJob
 from tenants import services as tenant_services
 from tenants.models import EmailDomain, Membership, Role, WorkspaceSignIn
 from tenants.permissions import API_KEY_SCOPES, Perm

@@ -2,9 +2,9 @@
 
 Starts embedded PostgreSQL and Valkey (unless DATABASE_URL / REDIS_URL are set), migrates the
 public schema and every workspace, provisions the workspace template, seeds the demo, then runs
-daphne, a Celery worker and Celery beat (workflow schedules, stalled-run recovery, run
-retention) until interrupted. A worker or beat that exits is restarted (core/supervise.py); the
-server's exit stops everything.
+the web server (`manage.py serve`: HTTP and websockets, `--workers` processes), a Celery worker
+and Celery beat (workflow schedules, stalled-run recovery, run retention) until interrupted. A
+worker or beat that exits is restarted (core/supervise.py); the server's exit stops everything.
 
 Billing: with no Stripe key configured, the Stripe emulator (tests/fakes/stripe_serve.py, a
 loopback fake of Stripe's API with stand-in hosted pages) runs as one more supervised process
@@ -155,6 +155,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
         parser.add_argument(
+            "--workers", type=int, default=2, help="web server processes (manage.py serve)"
+        )
+        parser.add_argument(
             "--no-billing-emulator",
             action="store_true",
             help="without Stripe keys, run with billing off instead of in billing test mode",
@@ -232,15 +235,22 @@ class Command(BaseCommand):
 
         supervisor = Supervisor(
             [
+                # The production web server (`manage.py serve`), with the dev settings this
+                # command runs under (the environment carries DJANGO_SETTINGS_MODULE).
                 Child(
-                    "daphne",
-                    launcher(
-                        "daphne",
-                        "-b",
-                        options["host"],
-                        "-p",
-                        str(options["port"]),
-                        "config.asgi:application",
+                    "web server",
+                    lambda: subprocess.Popen(
+                        [
+                            python,
+                            str(Path(settings.BASE_DIR) / "manage.py"),
+                            "serve",
+                            "--bind",
+                            f"{options['host']}:{options['port']}",
+                            "--workers",
+                            str(options["workers"]),
+                        ],
+                        env=child_env,
+                        start_new_session=True,
                     ),
                     restart=False,
                 ),
