@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from django_tenants.utils import schema_context
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from tests.helpers.browser import signed_in
+from tests.helpers.canvas import centre, drag, latest_version, node, out_port, saved
 from tests.helpers.personas import World, access_of
 from tests.helpers.workflows import drain, owners_workflow
 from workflows import services
-from workflows.models import Workflow, WorkflowVersion
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.browser
 
@@ -32,41 +33,8 @@ def workflow(committed_world: World) -> Workflow:
     return owners_workflow(committed_world, "Canvas flow", START)
 
 
-def _latest(world: World, workflow: Workflow) -> WorkflowVersion:
-    with schema_context(world.workspace_a.schema_name):
-        version = WorkflowVersion.objects.filter(workflow=workflow).order_by("-number").first()
-        assert version is not None
-        return version
-
-
-def _centre(page: Page, selector: str) -> tuple[float, float]:
-    box = page.locator(selector).bounding_box()
-    assert box is not None, selector
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
-def _drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(end[0], end[1], steps=10)
-    page.mouse.up()
-
-
-def _saved(page: Page, version: int) -> None:
-    expect(page.locator(".wf-canvas")).to_have_attribute("data-base", str(version))
-    expect(page.locator("[data-canvas-status]")).to_contain_text(f"version {version}")
-
-
-def _node(step: str) -> str:
-    return f'.wf-node[data-step="{step}"]'
-
-
-def _port(step: str, branch: str = "") -> str:
-    return f'{_node(step)} .wf-port--out[data-port="{branch}"]'
-
-
 def _edges(world: World, workflow: Workflow) -> list[dict[str, str]]:
-    return list(_latest(world, workflow).definition["edges"])
+    return list(latest_version(world, workflow.pk).definition["edges"])
 
 
 def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
@@ -87,17 +55,17 @@ def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
     left, top = canvas["x"], canvas["y"]
 
     # Drag a condition from the palette and drop it under the start step.
-    _drag(page, _centre(page, '[data-add-type="condition"]'), (left + 300, top + 200))
-    _saved(page, 2)
-    expect(page.locator(_node("condition_1"))).to_be_visible()
+    drag(page, centre(page, '[data-add-type="condition"]'), (left + 300, top + 200))
+    saved(page, 2)
+    expect(page.locator(node("condition_1"))).to_be_visible()
     # An approval and two transforms, side by side further down.
-    _drag(page, _centre(page, '[data-add-type="approval"]'), (left + 160, top + 330))
-    _saved(page, 3)
-    _drag(page, _centre(page, '[data-add-type="transform"]'), (left + 460, top + 330))
-    _saved(page, 4)
-    _drag(page, _centre(page, '[data-add-type="transform"]'), (left + 160, top + 460))
-    _saved(page, 5)
-    assert [s["id"] for s in _latest(world, workflow).definition["steps"]] == [
+    drag(page, centre(page, '[data-add-type="approval"]'), (left + 160, top + 330))
+    saved(page, 3)
+    drag(page, centre(page, '[data-add-type="transform"]'), (left + 460, top + 330))
+    saved(page, 4)
+    drag(page, centre(page, '[data-add-type="transform"]'), (left + 160, top + 460))
+    saved(page, 5)
+    assert [s["id"] for s in latest_version(world, workflow.pk).definition["steps"]] == [
         "start",
         "condition_1",
         "approval_1",
@@ -106,12 +74,12 @@ def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
     ]
 
     # Wire it by dragging from output ports: the condition's true and false branches.
-    _drag(page, _centre(page, _port("start")), _centre(page, _node("condition_1")))
-    _saved(page, 6)
-    _drag(page, _centre(page, _port("condition_1", "true")), _centre(page, _node("approval_1")))
-    _saved(page, 7)
-    _drag(page, _centre(page, _port("condition_1", "false")), _centre(page, _node("transform_1")))
-    _saved(page, 8)
+    drag(page, centre(page, out_port("start")), centre(page, node("condition_1")))
+    saved(page, 6)
+    drag(page, centre(page, out_port("condition_1", "true")), centre(page, node("approval_1")))
+    saved(page, 7)
+    drag(page, centre(page, out_port("condition_1", "false")), centre(page, node("transform_1")))
+    saved(page, 8)
     assert _edges(world, workflow) == [
         {"from": "start", "to": "condition_1"},
         {"from": "condition_1", "to": "approval_1", "branch": "true"},
@@ -119,7 +87,7 @@ def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
     ]
 
     # Keyboard only: focus the approval, C opens the connect menu, pick "approved → transform_2".
-    page.locator(_node("approval_1")).focus()
+    page.locator(node("approval_1")).focus()
     page.keyboard.press("c")
     menu = page.locator("[data-connect-menu]")
     expect(menu).to_be_visible()
@@ -130,7 +98,7 @@ def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
         page.keyboard.press("Tab")
     expect(choice).to_be_focused()
     page.keyboard.press("Enter")
-    _saved(page, 9)
+    saved(page, 9)
     assert {"from": "approval_1", "to": "transform_2", "branch": "approved"} in _edges(
         world, workflow
     )
@@ -138,52 +106,54 @@ def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
     expect(page.locator(".wf-node.has-problem")).to_have_count(0)
 
     # Move a step with the keyboard: saved when the keys stop, nothing else changes.
-    page.locator(_node("transform_1")).focus()
+    page.locator(node("transform_1")).focus()
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
-    _saved(page, 10)
+    saved(page, 10)
     moved = next(
-        s for s in _latest(world, workflow).definition["steps"] if s["id"] == "transform_1"
+        s
+        for s in latest_version(world, workflow.pk).definition["steps"]
+        if s["id"] == "transform_1"
     )
     assert moved["position"]["x"] % 8 == 0
-    expect(page.locator(_node("transform_1"))).to_be_focused()
+    expect(page.locator(node("transform_1"))).to_be_focused()
 
     # Delete an edge: click it, press Delete; undo brings it back, redo removes it again.
     page.locator('.wf-edge-hit[data-source="condition_1"][data-target="transform_1"]').click()
     expect(page.locator("[data-canvas-status]")).to_contain_text("selected")
     page.keyboard.press("Delete")
-    _saved(page, 11)
+    saved(page, 11)
     false_edge = {"from": "condition_1", "to": "transform_1", "branch": "false"}
     assert false_edge not in _edges(world, workflow)
-    expect(page.locator(_node("transform_1"))).to_have_class(
+    expect(page.locator(node("transform_1"))).to_have_class(
         "wf-node wf-node--transform has-problem"
     )
     page.keyboard.press("Control+z")
-    _saved(page, 12)
+    saved(page, 12)
     assert false_edge in _edges(world, workflow)
     page.keyboard.press("Control+Shift+z")
-    _saved(page, 13)
+    saved(page, 13)
     assert false_edge not in _edges(world, workflow)
     page.get_by_role("button", name="Undo").click()
-    _saved(page, 14)
+    saved(page, 14)
     assert false_edge in _edges(world, workflow)
 
     # Copy and paste a step (Shift+click selects without opening the panel), then undo it.
-    page.locator(_node("transform_2")).click(modifiers=["Shift"])
-    expect(page.locator(_node("transform_2"))).to_have_attribute("data-picked", "")
+    page.locator(node("transform_2")).click(modifiers=["Shift"])
+    expect(page.locator(node("transform_2"))).to_have_attribute("data-picked", "")
     page.keyboard.press("Control+c")
     page.keyboard.press("Control+v")
-    _saved(page, 15)
-    expect(page.locator(_node("transform_copy_1"))).to_be_visible()
-    expect(page.locator(_node("transform_copy_1"))).to_have_attribute("data-picked", "")
+    saved(page, 15)
+    expect(page.locator(node("transform_copy_1"))).to_be_visible()
+    expect(page.locator(node("transform_copy_1"))).to_have_attribute("data-picked", "")
     page.screenshot(path=str(tmp_path / "canvas-pasted-1280.png"), full_page=True)
     page.keyboard.press("Control+z")
-    _saved(page, 16)
-    expect(page.locator(_node("transform_copy_1"))).to_have_count(0)
+    saved(page, 16)
+    expect(page.locator(node("transform_copy_1"))).to_have_count(0)
     expect(page.locator(".wf-node.has-problem")).to_have_count(0)
 
     # Clicking a step still opens today's side panel.
-    page.locator(_node("approval_1")).click()
+    page.locator(node("approval_1")).click()
     expect(page.locator("#builder-panel #step-title")).to_have_text("approval_1")
     page.screenshot(path=str(tmp_path / "canvas-1280.png"), full_page=True)
 
@@ -195,11 +165,11 @@ def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
     expect(page.locator("[data-run-note]")).to_contain_text("queued")
     with schema_context(world.workspace_a.schema_name):
         drain()
-    expect(page.locator(_node("start"))).to_have_attribute("data-run-status", "succeeded")
-    expect(page.locator(_node("condition_1"))).to_have_attribute("data-run-status", "succeeded")
-    expect(page.locator(_node("approval_1"))).to_have_attribute("data-run-status", "waiting")
-    expect(page.locator(_node("transform_1"))).to_have_attribute("data-run-status", "skipped")
-    expect(page.locator(f"{_node('approval_1')} .wf-node__run")).to_have_text("… waiting")
+    expect(page.locator(node("start"))).to_have_attribute("data-run-status", "succeeded")
+    expect(page.locator(node("condition_1"))).to_have_attribute("data-run-status", "succeeded")
+    expect(page.locator(node("approval_1"))).to_have_attribute("data-run-status", "waiting")
+    expect(page.locator(node("transform_1"))).to_have_attribute("data-run-status", "skipped")
+    expect(page.locator(f"{node('approval_1')} .wf-node__run")).to_have_text("… waiting")
     expect(page.locator("[data-run-note]")).to_contain_text("waiting")
     page.screenshot(path=str(tmp_path / "canvas-run-1280.png"), full_page=True)
     assert errors == []
@@ -210,7 +180,7 @@ def test_build_a_branching_flow_on_the_canvas_and_watch_it_run(
     small = phone.new_page()
     small.set_default_timeout(15_000)
     small.goto(f"/w/alpha/workflows/{workflow.pk}/?step=condition_1")
-    expect(small.locator(_node("approval_1"))).to_have_attribute("data-run-status", "waiting")
+    expect(small.locator(node("approval_1"))).to_have_attribute("data-run-status", "waiting")
     assert small.evaluate("document.documentElement.scrollWidth") <= 390
     sizes = small.locator(".wf-canvas").evaluate("c => [c.scrollWidth, c.clientWidth]")
     assert sizes[0] > sizes[1]  # wider than the phone: it scrolls (pans) inside its box
@@ -252,5 +222,5 @@ def test_a_stale_canvas_is_refused_with_the_conflict_message_and_a_reload(
     assert len(_edges(world, workflow)) == 0
     status.get_by_role("button", name="Reload").click()
     expect(page.locator(".wf-canvas")).to_have_attribute("data-base", "2")
-    expect(page.locator(_node("start"))).to_contain_text("Begin")
+    expect(page.locator(node("start"))).to_contain_text("Begin")
     context.close()

@@ -19,53 +19,18 @@ from playwright.sync_api import Browser, Page, expect
 
 from agents.models import AliasTarget, ModelAlias
 from tests.helpers.browser import signed_in
+from tests.helpers.canvas import centre, drag, in_port, latest_version, node, out_port, saved
 from tests.helpers.personas import World, access_of
 from tests.helpers.workflows import drain, owners_workflow
 from workflows import services
-from workflows.models import Workflow, WorkflowRun, WorkflowVersion
+from workflows.models import Workflow, WorkflowRun
 
 pytestmark = pytest.mark.browser
 
 
-def _centre(page: Page, selector: str) -> tuple[float, float]:
-    box = page.locator(selector).bounding_box()
-    assert box is not None, selector
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
-def _drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(end[0], end[1], steps=10)
-    page.mouse.up()
-
-
-def _saved(page: Page, version: int) -> None:
-    expect(page.locator(".wf-canvas")).to_have_attribute("data-base", str(version))
-    expect(page.locator("[data-canvas-status]")).to_contain_text(f"version {version}")
-
-
-def _node(step: str) -> str:
-    return f'.wf-node[data-step="{step}"]'
-
-
-def _out(step: str, port: str = "") -> str:
-    return f'{_node(step)} .wf-port--out[data-port="{port}"]'
-
-
-def _in(step: str) -> str:
-    return f"{_node(step)} .wf-port--in"
-
-
-def _latest(world: World, workflow_id: int) -> WorkflowVersion:
-    with schema_context(world.workspace_a.schema_name):
-        version = WorkflowVersion.objects.filter(workflow_id=workflow_id).order_by("-number")[0]
-        return version
-
-
 def _connect(page: Page, source: str, port: str, target: str, version: int) -> None:
-    _drag(page, _centre(page, _out(source, port)), _centre(page, _in(target)))
-    _saved(page, version)
+    drag(page, centre(page, out_port(source, port)), centre(page, in_port(target)))
+    saved(page, version)
 
 
 def test_a_newcomer_builds_runs_and_watches_a_branching_flow_on_the_canvas(
@@ -101,13 +66,13 @@ def test_a_newcomer_builds_runs_and_watches_a_branching_flow_on_the_canvas(
         ("transform", (left + 300, top + 480)),
     ]
     for version, (kind, at) in enumerate(drops, start=2):
-        _drag(page, _centre(page, f'[data-add-type="{kind}"]'), at)
-        _saved(page, version)
+        drag(page, centre(page, f'[data-add-type="{kind}"]'), at)
+        saved(page, version)
     ids = ["start", "condition_1", "approval_1", "transform_1", "llm_1", "transform_2"]
-    assert [s["id"] for s in _latest(world, workflow_id).definition["steps"]] == ids
+    assert [s["id"] for s in latest_version(world, workflow_id).definition["steps"]] == ids
     # The branch ports are labelled before they are wired.
-    expect(page.locator(f"{_node('condition_1')} .wf-port__text")).to_have_text(["true", "false"])
-    expect(page.locator(f"{_node('approval_1')} .wf-port__text")).to_have_text(
+    expect(page.locator(f"{node('condition_1')} .wf-port__text")).to_have_text(["true", "false"])
+    expect(page.locator(f"{node('approval_1')} .wf-port__text")).to_have_text(
         ["approved", "rejected"]
     )
 
@@ -117,7 +82,7 @@ def test_a_newcomer_builds_runs_and_watches_a_branching_flow_on_the_canvas(
     _connect(page, "condition_1", "false", "transform_1", 9)
     _connect(page, "approval_1", "approved", "llm_1", 10)
     _connect(page, "approval_1", "rejected", "transform_2", 11)
-    assert _latest(world, workflow_id).definition["edges"] == [
+    assert latest_version(world, workflow_id).definition["edges"] == [
         {"from": "start", "to": "condition_1"},
         {"from": "condition_1", "to": "approval_1", "branch": "true"},
         {"from": "condition_1", "to": "transform_1", "branch": "false"},
@@ -140,10 +105,10 @@ def test_a_newcomer_builds_runs_and_watches_a_branching_flow_on_the_canvas(
     # The workers work; the canvas follows (pushed: no reload, no polling).
     with schema_context(world.workspace_a.schema_name):
         drain()
-    expect(page.locator(_node("start"))).to_have_attribute("data-run-status", "succeeded")
-    expect(page.locator(_node("condition_1"))).to_have_attribute("data-run-status", "succeeded")
-    expect(page.locator(_node("approval_1"))).to_have_attribute("data-run-status", "waiting")
-    expect(page.locator(f"{_node('approval_1')} .wf-node__run")).to_have_text("… waiting")
+    expect(page.locator(node("start"))).to_have_attribute("data-run-status", "succeeded")
+    expect(page.locator(node("condition_1"))).to_have_attribute("data-run-status", "succeeded")
+    expect(page.locator(node("approval_1"))).to_have_attribute("data-run-status", "waiting")
+    expect(page.locator(f"{node('approval_1')} .wf-node__run")).to_have_text("… waiting")
     page.screenshot(path=str(tmp_path / "newcomer-waiting-1280.png"), full_page=True)
 
     # Approved on the run page, in another tab; the canvas tab follows.
@@ -151,13 +116,13 @@ def test_a_newcomer_builds_runs_and_watches_a_branching_flow_on_the_canvas(
     run_page.set_default_timeout(15_000)
     run_page.goto(run_url)
     run_page.get_by_role("button", name="Approve").click()
-    expect(page.locator(_node("approval_1"))).to_have_attribute("data-run-status", "succeeded")
+    expect(page.locator(node("approval_1"))).to_have_attribute("data-run-status", "succeeded")
     with schema_context(world.workspace_a.schema_name):
         drain()
         run = WorkflowRun.objects.get(workflow_id=workflow_id)
-    expect(page.locator(_node("llm_1"))).to_have_attribute("data-run-status", "succeeded")
-    expect(page.locator(_node("transform_1"))).to_have_attribute("data-run-status", "skipped")
-    expect(page.locator(_node("transform_2"))).to_have_attribute("data-run-status", "skipped")
+    expect(page.locator(node("llm_1"))).to_have_attribute("data-run-status", "succeeded")
+    expect(page.locator(node("transform_1"))).to_have_attribute("data-run-status", "skipped")
+    expect(page.locator(node("transform_2"))).to_have_attribute("data-run-status", "skipped")
     expect(page.locator("[data-run-note]")).to_contain_text("succeeded")
     assert run.status == "succeeded"
     page.screenshot(path=str(tmp_path / "newcomer-run-1280.png"), full_page=True)
@@ -169,7 +134,7 @@ def test_a_newcomer_builds_runs_and_watches_a_branching_flow_on_the_canvas(
     small = phone.new_page()
     small.set_default_timeout(15_000)
     small.goto(f"/w/alpha/workflows/{workflow_id}/?step=approval_1")
-    expect(small.locator(_node("llm_1"))).to_have_attribute("data-run-status", "succeeded")
+    expect(small.locator(node("llm_1"))).to_have_attribute("data-run-status", "succeeded")
     assert small.evaluate("document.documentElement.scrollWidth") <= 390
     expect(small.locator("#builder-panel #step-title")).to_have_text("approval_1")
     small.screenshot(path=str(tmp_path / "newcomer-390.png"), full_page=True)
@@ -227,12 +192,12 @@ def test_parallel_branch_ports_the_map_body_port_and_rubber_band_selection(
     expect(page.locator("[data-canvas-tools]")).to_be_visible()
 
     # A parallel step: one labelled port per branch, and one more for the next branch.
-    expect(page.locator(f"{_node('fan')} .wf-port__text")).to_have_text(["1"])
+    expect(page.locator(f"{node('fan')} .wf-port__text")).to_have_text(["1"])
     _connect(page, "fan", "branch 1", "a", 3)
-    expect(page.locator(f"{_node('fan')} .wf-port__text")).to_have_text(["1", "2"])
+    expect(page.locator(f"{node('fan')} .wf-port__text")).to_have_text(["1", "2"])
     _connect(page, "fan", "branch 2", "b", 4)
-    expect(page.locator(f"{_node('fan')} .wf-port__text")).to_have_text(["1", "2", "3"])
-    assert _latest(world, workflow.pk).definition["edges"][1:] == [
+    expect(page.locator(f"{node('fan')} .wf-port__text")).to_have_text(["1", "2", "3"])
+    assert latest_version(world, workflow.pk).definition["edges"][1:] == [
         {"from": "fan", "to": "a"},
         {"from": "fan", "to": "b"},
     ]
@@ -240,31 +205,33 @@ def test_parallel_branch_ports_the_map_body_port_and_rubber_band_selection(
     # A map: its body is a port; a code step dropped on it becomes what the map runs per item.
     canvas = page.locator(".wf-canvas").bounding_box()
     assert canvas is not None
-    _drag(page, _centre(page, '[data-add-type="map"]'), (canvas["x"] + 420, canvas["y"] + 80))
-    _saved(page, 5)
-    _drag(page, _centre(page, '[data-add-type="code"]'), (canvas["x"] + 420, canvas["y"] + 260))
-    _saved(page, 6)
-    expect(page.locator(f"{_node('map_1')} .wf-port__text")).to_have_text(["body", "done"])
+    drag(page, centre(page, '[data-add-type="map"]'), (canvas["x"] + 420, canvas["y"] + 80))
+    saved(page, 5)
+    drag(page, centre(page, '[data-add-type="code"]'), (canvas["x"] + 420, canvas["y"] + 260))
+    saved(page, 6)
+    expect(page.locator(f"{node('map_1')} .wf-port__text")).to_have_text(["body", "done"])
     _connect(page, "map_1", "body", "code_1", 7)
-    expect(page.locator(_node("code_1"))).to_have_count(0)
-    steps = {s["id"]: s for s in _latest(world, workflow.pk).definition["steps"]}
+    expect(page.locator(node("code_1"))).to_have_count(0)
+    steps = {s["id"]: s for s in latest_version(world, workflow.pk).definition["steps"]}
     assert steps["map_1"]["config"]["node"]["type"] == "code"
     page.screenshot(path=str(tmp_path / "ports-1280.png"), full_page=True)
 
     # Rubber band: Shift+drag a rectangle around a and b, drag one: both move; Delete: both go.
-    a, b = page.locator(_node("a")).bounding_box(), page.locator(_node("b")).bounding_box()
+    a, b = page.locator(node("a")).bounding_box(), page.locator(node("b")).bounding_box()
     assert a is not None
     assert b is not None
     page.keyboard.down("Shift")
-    _drag(page, (a["x"] - 12, a["y"] - 20), (b["x"] + b["width"] + 12, b["y"] + b["height"] + 20))
+    drag(page, (a["x"] - 12, a["y"] - 20), (b["x"] + b["width"] + 12, b["y"] + b["height"] + 20))
     page.keyboard.up("Shift")
     expect(page.locator(".wf-node[data-picked]")).to_have_count(2)
     expect(page.locator("[data-canvas-status]")).to_contain_text("2 steps selected")
-    before = {s["id"]: s["position"] for s in _latest(world, workflow.pk).definition["steps"]}
-    start = _centre(page, _node("a"))  # the status line above the canvas may have grown
-    _drag(page, start, (start[0], start[1] + 96))
-    _saved(page, 8)
-    after = {s["id"]: s["position"] for s in _latest(world, workflow.pk).definition["steps"]}
+    before = {
+        s["id"]: s["position"] for s in latest_version(world, workflow.pk).definition["steps"]
+    }
+    start = centre(page, node("a"))  # the status line above the canvas may have grown
+    drag(page, start, (start[0], start[1] + 96))
+    saved(page, 8)
+    after = {s["id"]: s["position"] for s in latest_version(world, workflow.pk).definition["steps"]}
     scale = page.locator(".wf-canvas svg").evaluate("s => s.getScreenCTM().a")  # px per unit
     assert after["a"]["y"] - before["a"]["y"] == pytest.approx(96 / scale, abs=8)  # grid: 8
     assert after["b"]["y"] - before["b"]["y"] == after["a"]["y"] - before["a"]["y"]
@@ -272,8 +239,8 @@ def test_parallel_branch_ports_the_map_body_port_and_rubber_band_selection(
     assert after["fan"] == before["fan"]
     expect(page.locator(".wf-node[data-picked]")).to_have_count(2)
     page.keyboard.press("Delete")
-    _saved(page, 9)
-    remaining = [s["id"] for s in _latest(world, workflow.pk).definition["steps"]]
+    saved(page, 9)
+    remaining = [s["id"] for s in latest_version(world, workflow.pk).definition["steps"]]
     assert remaining == ["start", "fan", "map_1"]
 
 
@@ -332,7 +299,7 @@ def test_on_a_phone_a_finger_pans_empty_canvas_and_moves_a_step(
     empty = (box["x"] + 300, box["y"] + 400)
     _touch_drag(page, empty, (empty[0] - 150, empty[1]))
     expect(canvas).not_to_have_js_property("scrollLeft", 0)
-    assert _latest(world, workflow.pk).number == 2
+    assert latest_version(world, workflow.pk).number == 2
     # Up and down: the canvas is as tall as its drawing on a phone, so the page scrolls.
     page_top = page.evaluate("window.scrollY")
     _touch_drag(page, empty, (empty[0], empty[1] - 100))
@@ -340,13 +307,13 @@ def test_on_a_phone_a_finger_pans_empty_canvas_and_moves_a_step(
     canvas.evaluate("c => c.scrollIntoView({block: 'start'})")
 
     # A finger on a step drags it; a tap opens it in the side panel.
-    start = _centre(page, _node("b"))  # in view now that the canvas is panned
+    start = centre(page, node("b"))  # in view now that the canvas is panned
     _touch_drag(page, start, (start[0], start[1] + 120))
-    _saved(page, 3)
-    moved = {s["id"]: s["position"] for s in _latest(world, workflow.pk).definition["steps"]}
+    saved(page, 3)
+    moved = {s["id"]: s["position"] for s in latest_version(world, workflow.pk).definition["steps"]}
     assert moved["b"]["y"] > 280
     assert moved["a"] == {"x": 16, "y": 280}
-    page.locator(_node("b")).tap()
+    page.locator(node("b")).tap()
     expect(page.locator("#builder-panel #step-title")).to_have_text("b")
     page.screenshot(path=str(tmp_path / "phone-touch-390.png"))
     context.close()
