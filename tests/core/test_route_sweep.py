@@ -237,6 +237,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "export_id": lambda i: i["export_id"],
     "domain_id": lambda i: i["domain_id"],
     "provider_id": lambda i: i["provider_id"],  # allauth's OpenID Connect login and callback
+    "organization_slug": lambda i: i["provider_id"],  # allauth's SAML login, ACS, metadata
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }
