@@ -69,6 +69,15 @@ def _label(s: Subject) -> str:
 # --- the public schema -----------------------------------------------------------------------
 PUBLIC_STEPS: list[Step] = [
     Step("account.EmailAddress", _by("user_id"), why="Sign-in addresses: deleted."),
+    Step(
+        "socialaccount.SocialAccount",
+        _by("user_id"),
+        why="Identities at workspace IdPs (OpenID Connect and SAML; the uid may be the email, "
+        "extra_data the IdP's claims or attributes): deleted.",
+    ),
+    Step(
+        "mfa.Authenticator", _by("user_id"), why="Two-factor secrets and recovery codes: deleted."
+    ),
     Step("tenants.Membership", _by("user_id"), why="Memberships: deleted."),
     Step(
         "tenants.Invitation",

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from privacy import services as privacy_services
 from tenants.models import AuditEvent, EmailDomain, Membership, Role, WorkspaceSignIn
 from tests.fakes.saml_idp import FakeSamlIdp, make_certificate
 from tests.helpers.personas import PASSWORD, World, logged_in, make_user
@@ -184,6 +185,18 @@ def test_an_existing_member_signs_in_through_saml_with_sso_required(
     assert User.objects.filter(email__iexact="member@alpha.test").count() == 1
     assert SocialAccount.objects.get().user == world.member
     assert client.get("/w/alpha/").status_code == 200
+
+
+def test_erasing_an_account_deletes_its_saml_identity(world: World, idp: FakeSamlIdp) -> None:
+    configure(world, idp)
+    client = browser()
+    redirect = start(client, idp, "member@alpha.test")
+    assert post_to_acs(client, idp, idp.respond(redirect, email="member@alpha.test")).status_code
+    assert SocialAccount.objects.get().uid == "member@alpha.test"  # the NameID: an address
+
+    privacy_services.account_delete(user=world.member, password=PASSWORD)
+
+    assert not SocialAccount.objects.exists()
 
 
 @pytest.mark.parametrize(
