@@ -69,6 +69,15 @@ def _label(s: Subject) -> str:
 # --- the public schema -----------------------------------------------------------------------
 PUBLIC_STEPS: list[Step] = [
     Step("account.EmailAddress", _by("user_id"), why="Sign-in addresses: deleted."),
+    Step(
+        "socialaccount.SocialAccount",
+        _by("user_id"),
+        why="Identities at workspace IdPs (OpenID Connect and SAML; the uid may be the email, "
+        "extra_data the IdP's claims or attributes): deleted.",
+    ),
+    Step(
+        "mfa.Authenticator", _by("user_id"), why="Two-factor secrets and recovery codes: deleted."
+    ),
     Step("tenants.Membership", _by("user_id"), why="Memberships: deleted."),
     Step(
         "tenants.Invitation",
@@ -116,11 +125,6 @@ PUBLIC_STEPS: list[Step] = [
     ),
     Step("privacy.ExportJob", _by("requested_by_id"), why="Their export archives: deleted."),
     Step(
-        "socialaccount.SocialAccount",
-        _by("user_id"),
-        why="Their links to a workspace's identity provider (SSO) and the claims it sent: deleted.",
-    ),
-    Step(
         "notifications.Notification",
         _by("user_id"),
         why="Their inbox and notification emails: deleted.",
@@ -129,11 +133,6 @@ PUBLIC_STEPS: list[Step] = [
         "notifications.Preference",
         _by("user_id"),
         why="Their notification preferences: deleted.",
-    ),
-    Step(
-        "mfa.Authenticator",
-        _by("user_id"),
-        why="Their two-factor secrets and recovery codes: deleted.",
     ),
     Step(
         "tenants.EmailDomain",

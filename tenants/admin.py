@@ -88,18 +88,29 @@ class WorkspaceSignInAdmin(admin.ModelAdmin):
     """Break-glass for a workspace whose IdP is gone: staff may turn its requirements off. The
     IdP itself is the owner's to change (the client secret is never shown here)."""
 
-    list_display = ("workspace", "display_name", "oidc_server_url", "sso_required", "mfa_required")
-    list_filter = ("sso_required", "mfa_required")
+    list_display = ("workspace", "display_name", "kind", "sso_required", "mfa_required")
+    list_filter = ("kind", "sso_required", "mfa_required")
     search_fields = ("workspace__name", "workspace__slug", "oidc_server_url")
     fields = (
         "workspace",
         "display_name",
         "oidc_server_url",
         "oidc_client_id",
+        "kind",
+        "saml_entity_id",
+        "saml_sso_url",
         "sso_required",
         "mfa_required",
     )
-    readonly_fields = ("workspace", "display_name", "oidc_server_url", "oidc_client_id")
+    readonly_fields = (
+        "workspace",
+        "display_name",
+        "oidc_server_url",
+        "oidc_client_id",
+        "kind",
+        "saml_entity_id",
+        "saml_sso_url",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -224,8 +224,9 @@ class AuditEvent(models.Model):
 
 
 class WorkspaceSignIn(models.Model):
-    """How people sign in to one workspace (docs/sso.md): its OpenID Connect identity provider,
-    and what it requires of a member's session (SSO for its verified domains, two-factor).
+    """How people sign in to one workspace (docs/sso.md): its identity provider (OpenID Connect
+    or SAML 2.0, `kind`), and what it requires of a member's session (SSO for its verified
+    domains, two-factor).
 
     The client secret is stored encrypted (core/crypto.py) and never rendered back in full.
     allauth sees this row as an in-memory SocialApp whose provider id is `provider_id`
@@ -240,6 +241,18 @@ class WorkspaceSignIn(models.Model):
     )
     oidc_client_id = models.CharField(max_length=255, blank=True)
     oidc_client_secret_encrypted = models.TextField(blank=True)
+    kind = models.CharField(
+        max_length=8,
+        choices=[("oidc", "OpenID Connect"), ("saml", "SAML 2.0")],
+        default="oidc",
+        help_text="Which protocol the workspace's identity provider speaks.",
+    )
+    saml_entity_id = models.CharField(max_length=500, blank=True)
+    saml_sso_url = models.URLField(max_length=500, blank=True)
+    saml_x509cert = models.TextField(blank=True, help_text="The IdP's signing certificate (PEM).")
+    saml_email_attribute = models.CharField(
+        max_length=255, blank=True, help_text="The attribute carrying the email (optional)."
+    )
     sso_required = models.BooleanField(
         default=False,
         help_text="Members whose email is in a verified domain must sign in through SSO.",
@@ -263,7 +276,18 @@ class WorkspaceSignIn(models.Model):
 
     @property
     def oidc_configured(self) -> bool:
-        return bool(self.oidc_server_url and self.oidc_client_id)
+        return self.kind == "oidc" and bool(self.oidc_server_url and self.oidc_client_id)
+
+    @property
+    def saml_configured(self) -> bool:
+        return self.kind == "saml" and bool(
+            self.saml_entity_id and self.saml_sso_url and self.saml_x509cert
+        )
+
+    @property
+    def configured(self) -> bool:
+        """Whether the workspace has an identity provider of either kind."""
+        return self.oidc_configured or self.saml_configured
 
 
 class EmailDomain(models.Model):

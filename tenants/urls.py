@@ -18,6 +18,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("audit/", views.audit_log, name="audit_log"),
     path("settings/", views.workspace_settings, name="workspace_settings"),
     path("settings/sign-in/", sso_views.sign_in_settings, name="sign_in_settings"),
+    path("settings/sign-in/saml/", sso_views.sign_in_saml, name="sign_in_saml"),
     path("settings/sign-in/idp/remove/", sso_views.sign_in_idp_remove, name="sign_in_idp_remove"),
     path("settings/sign-in/policy/", sso_views.sign_in_policy, name="sign_in_policy"),
     path("settings/sign-in/domains/", sso_views.email_domain_claim, name="email_domain_claim"),

@@ -52,6 +52,7 @@ SHARED_APPS = [
     "allauth.account",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
     "allauth.mfa",
     "rest_framework",
     "drf_spectacular",

@@ -1,4 +1,5 @@
-"""allauth's social-account adapter: each workspace's IdP is an allauth OpenID Connect app.
+"""allauth's social-account adapter: each workspace's IdP is an allauth OpenID Connect or SAML
+app (docs/decisions.md 104, 113).
 
 Apps are built in memory from `WorkspaceSignIn` rows (the secret decrypted only here), one per
 workspace, with provider id `workspace-<id>`; no SocialApp row, no app from settings. An app is
@@ -34,9 +35,20 @@ from tenants.sso.selectors import (
 from tenants.sso.services import sso_member_join
 
 OIDC = "openid_connect"
+SAML = "saml"
+
+# Where allauth's SAML provider looks for the email when the owner names no attribute.
+SAML_EMAIL_ATTRIBUTES = [
+    "urn:oid:0.9.2342.19200300.100.1.3",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    "email",
+    "mail",
+]
 
 
 def app_for(sign_in: WorkspaceSignIn) -> SocialApp:
+    if sign_in.kind == SAML:
+        return saml_app_for(sign_in)
     return SocialApp(
         provider=OIDC,
         provider_id=sign_in.provider_id,
@@ -44,6 +56,51 @@ def app_for(sign_in: WorkspaceSignIn) -> SocialApp:
         client_id=sign_in.oidc_client_id,
         secret=crypto.decrypt(sign_in.oidc_client_secret_encrypted),
         settings={"server_url": sign_in.oidc_server_url},
+    )
+
+
+def saml_app_for(sign_in: WorkspaceSignIn) -> SocialApp:
+    """allauth's SAML app: its "organization slug" (client id) is the provider id too, so the
+    ACS and metadata URLs are `/accounts/saml/workspace-<id>/…`. The assertion must be signed
+    by the stored certificate; responses the SP did not ask for (IdP-initiated) are refused;
+    SHA-1 signatures are refused (allauth's default, kept explicit)."""
+    email_attributes = list(SAML_EMAIL_ATTRIBUTES)
+    if sign_in.saml_email_attribute:
+        email_attributes.insert(0, sign_in.saml_email_attribute)
+    return SocialApp(
+        provider=SAML,
+        provider_id=sign_in.provider_id,
+        name=sign_in.display_name,
+        client_id=sign_in.provider_id,
+        settings={
+            "idp": {
+                "entity_id": sign_in.saml_entity_id,
+                "sso_url": sign_in.saml_sso_url,
+                "x509cert": sign_in.saml_x509cert,
+            },
+            "attribute_mapping": {
+                "uid": ["urn:oasis:names:tc:SAML:attribute:subject-id"],
+                "email": email_attributes,
+                "first_name": [
+                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+                    "urn:oid:2.5.4.42",
+                ],
+                "last_name": [
+                    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+                    "urn:oid:2.5.4.4",
+                ],
+            },
+            "advanced": {
+                "strict": True,
+                "want_assertion_signed": True,
+                "want_attribute_statement": False,
+                "reject_idp_initiated_sso": True,
+                "reject_deprecated_algorithm": True,
+                # Our own host may be `localhost` in development; the server never fetches
+                # the IdP's URL (the browser goes there), so a LAN name is harmless too.
+                "allow_single_label_domains": True,
+            },
+        },
     )
 
 
@@ -57,12 +114,21 @@ class WorkspaceSocialAdapter(DefaultSocialAccountAdapter):  # type: ignore[misc]
     def list_apps(
         self, request: HttpRequest | None, provider: str | None = None, client_id: str | None = None
     ) -> list[SocialApp]:
+        if provider == SAML:
+            # allauth's SAML views look an app up by its organization slug (our provider id).
+            sign_in = sign_in_by_provider_id(client_id or "")
+            if sign_in is None or sign_in.kind != SAML:
+                return []
+            return [saml_app_for(sign_in)]
         if not provider or not provider.startswith(PROVIDER_PREFIX):
             return []
         sign_in = sign_in_by_provider_id(provider)
-        if sign_in is None or (client_id and sign_in.oidc_client_id != client_id):
+        if sign_in is None:
             return []
-        return [app_for(sign_in)]
+        app = app_for(sign_in)
+        if client_id and app.client_id != client_id:
+            return []
+        return [app]
 
     def get_requests_session(self) -> Any:
         # Every request to an IdP (discovery, token, keys, userinfo) goes through the guard.

@@ -27,6 +27,41 @@ class IdpForm(forms.Form):
     )
 
 
+class SamlForm(forms.Form):
+    display_name = forms.CharField(
+        max_length=80,
+        label="Button label",
+        initial="Single sign-on",
+        help_text="What members see on the sign-in button, such as “Okta” or “Acme SSO”.",
+    )
+    entity_id = forms.CharField(
+        max_length=500,
+        label="IdP entity ID",
+        help_text="Your identity provider's entity ID (also called issuer), from its metadata.",
+        widget=forms.TextInput(attrs={"placeholder": "http://www.okta.com/exk…"}),
+    )
+    sso_url = forms.URLField(
+        max_length=500,
+        label="IdP single sign-on URL",
+        assume_scheme="https",
+        help_text="Where people are sent to sign in (HTTP-Redirect binding).",
+        widget=forms.URLInput(attrs={"placeholder": "https://login.example.com/app/sso/saml"}),
+    )
+    x509cert = forms.CharField(
+        max_length=10000,
+        required=False,
+        label="IdP signing certificate (PEM)",
+        help_text="-----BEGIN CERTIFICATE----- … Leave blank to keep the stored one.",
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+    )
+    email_attribute = forms.CharField(
+        max_length=255,
+        required=False,
+        label="Email attribute",
+        help_text="The attribute that carries the email, if not a standard one or the NameID.",
+    )
+
+
 class PolicyForm(forms.Form):
     sso_required = forms.BooleanField(
         required=False,

@@ -1,4 +1,5 @@
-"""allauth's OpenID Connect sign-in start (`/accounts/oidc/<provider>/login/`), made to fit:
+"""allauth's sign-in start (`/accounts/oidc/<provider>/login/`, and
+`/accounts/saml/<provider>/login/` for SAML), made to fit:
 
 - its confirmation page's form is redirected on to the workspace's IdP, and browsers apply the
   Content-Security-Policy's `form-action` to a form's redirects: that page's policy also allows
@@ -21,6 +22,7 @@ from core.security_headers import content_security_policy, form_targets
 from tenants.sso.selectors import sign_in_by_provider_id
 
 LOGIN_URL_NAME = "openid_connect_login"
+SAML_LOGIN_URL_NAME = "saml_login"
 OIDC_URL_NAMES = frozenset({LOGIN_URL_NAME, "openid_connect_callback"})
 
 
@@ -31,10 +33,18 @@ class IdpSignInMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         match = request.resolver_match
-        if match is not None and match.url_name == LOGIN_URL_NAME and response.status_code == 200:
-            sign_in = sign_in_by_provider_id(str(match.kwargs.get("provider_id", "")))
+        if (
+            match is not None
+            and match.url_name in {LOGIN_URL_NAME, SAML_LOGIN_URL_NAME}
+            and response.status_code == 200
+        ):
+            provider_id = match.kwargs.get("provider_id") or match.kwargs.get("organization_slug")
+            sign_in = sign_in_by_provider_id(str(provider_id or ""))
             if sign_in is not None:
-                parts = urlsplit(sign_in.oidc_server_url)
+                idp_url = (
+                    sign_in.saml_sso_url if sign_in.kind == "saml" else sign_in.oidc_server_url
+                )
+                parts = urlsplit(idp_url)
                 targets = form_targets(settings.CSP_FORM_ACTION_SOURCES, settings.STRIPE_API_BASE)
                 response.headers["Content-Security-Policy"] = content_security_policy(
                     settings.CSP_EXTRA_SOURCES, (*targets, f"{parts.scheme}://{parts.netloc}")

@@ -61,7 +61,7 @@ def session_refusal(*, request: Any, access: Access) -> SessionRefusal | None:
         return None
     if (
         sign_in.sso_required
-        and sign_in.oidc_configured
+        and sign_in.configured
         and not signed_in_through(request, user, sign_in.provider_id)
         and domain_verified_for(workspace=access.workspace, email=user.email)
     ):

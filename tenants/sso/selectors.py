@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cryptography import x509
 from django.db.models import QuerySet
 
 from tenants.models import EmailDomain, Workspace, WorkspaceSignIn
@@ -24,19 +25,19 @@ def sign_in_for(*, workspace: Workspace) -> WorkspaceSignIn | None:
 
 
 def sign_in_by_provider_id(provider_id: str) -> WorkspaceSignIn | None:
-    """The sign-in whose IdP allauth calls `provider_id` (`workspace-<id>`), if configured."""
+    """The sign-in whose IdP allauth calls `provider_id` (`workspace-<id>`, whether it speaks
+    OpenID Connect or SAML), if configured."""
     if not provider_id.startswith(PROVIDER_PREFIX):
         return None
     workspace_id = provider_id.removeprefix(PROVIDER_PREFIX)
     if not workspace_id.isdigit():
         return None
-    return (
+    sign_in = (
         WorkspaceSignIn.objects.select_related("workspace")
         .filter(workspace_id=int(workspace_id), workspace__is_template=False)
-        .exclude(oidc_server_url="")
-        .exclude(oidc_client_id="")
         .first()
     )
+    return sign_in if sign_in is not None and sign_in.configured else None
 
 
 def email_domains_for(*, workspace: Workspace) -> QuerySet[EmailDomain]:
@@ -52,7 +53,7 @@ def domain_verified_for(*, workspace: Workspace, email: str) -> bool:
 
 def sso_sign_in_for_email(*, email: str) -> WorkspaceSignIn | None:
     """The workspace whose IdP speaks for `email`: the one that verified its domain and
-    configured OpenID Connect (a domain is verified by one workspace at most)."""
+    configured an identity provider (a domain is verified by one workspace at most)."""
     domain = (
         EmailDomain.objects.filter(domain=email_domain_of(email), verified_at__isnull=False)
         .select_related("workspace__sign_in")
@@ -61,6 +62,18 @@ def sso_sign_in_for_email(*, email: str) -> WorkspaceSignIn | None:
     if domain is None:
         return None
     sign_in = sign_in_for(workspace=domain.workspace)
-    if sign_in is None or not sign_in.oidc_configured or domain.workspace.is_template:
+    if sign_in is None or not sign_in.configured or domain.workspace.is_template:
         return None
     return sign_in
+
+
+def certificate_summary(pem: str) -> str:
+    """Who issued a stored certificate and until when, for the settings page."""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return "(unreadable: paste it again)"
+    return (
+        f"{certificate.subject.rfc4514_string()}, valid until "
+        f"{certificate.not_valid_after_utc:%Y-%m-%d}"
+    )

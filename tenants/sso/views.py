@@ -18,7 +18,7 @@ from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Perm
 from tenants.sso import domains, selectors, services
-from tenants.sso.forms import DomainForm, IdpForm, PolicyForm, SsoStartForm
+from tenants.sso.forms import DomainForm, IdpForm, PolicyForm, SamlForm, SsoStartForm
 
 
 def _settings_url(slug: str) -> str:
@@ -31,6 +31,7 @@ def _page(
     idp_form: IdpForm | None = None,
     policy_form: PolicyForm | None = None,
     domain_form: DomainForm | None = None,
+    saml_form: SamlForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     access = page_access(request, Perm.SIGN_IN_MANAGE)
@@ -50,6 +51,16 @@ def _page(
                 "client_id": sign_in.oidc_client_id,
             }
         idp_form = IdpForm(initial=initial)
+    if saml_form is None:
+        saml_initial: dict[str, Any] = {}
+        if sign_in is not None and sign_in.saml_entity_id:
+            saml_initial = {
+                "display_name": sign_in.display_name,
+                "entity_id": sign_in.saml_entity_id,
+                "sso_url": sign_in.saml_sso_url,
+                "email_attribute": sign_in.saml_email_attribute,
+            }
+        saml_form = SamlForm(initial=saml_initial)
     if policy_form is None:
         policy_form = PolicyForm(
             initial={
@@ -61,6 +72,12 @@ def _page(
     callback_url = request.build_absolute_uri(
         reverse("openid_connect_callback", kwargs={"provider_id": provider_id})
     )
+    saml_urls = {
+        f"saml_{name}_url": request.build_absolute_uri(
+            reverse(f"saml_{name}", kwargs={"organization_slug": provider_id})
+        )
+        for name in ("metadata", "acs")
+    }
     claims = [
         {
             "claim": claim,
@@ -78,6 +95,11 @@ def _page(
             "idp_form": idp_form,
             "policy_form": policy_form,
             "domain_form": domain_form or DomainForm(),
+            "saml_form": saml_form,
+            "saml_cert_summary": selectors.certificate_summary(sign_in.saml_x509cert)
+            if sign_in is not None and sign_in.saml_x509cert
+            else "",
+            **saml_urls,
             "callback_url": callback_url,
             "claims": claims,
         },
@@ -108,6 +130,30 @@ def sign_in_settings(request: AppRequest) -> HttpResponse:
             messages.success(request, "Identity provider saved.")
             return redirect(_settings_url(access.workspace.slug))
     return _page(request, idp_form=form, status=400)
+
+
+@require_POST
+def sign_in_saml(request: AppRequest) -> HttpResponse:
+    """The SAML form posts here: saving it makes the workspace's IdP a SAML one."""
+    access = page_access(request, Perm.SIGN_IN_MANAGE)
+    form = SamlForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.sign_in_saml_update(
+                access=access,
+                display_name=data["display_name"],
+                entity_id=data["entity_id"],
+                sso_url=data["sso_url"],
+                x509cert=data["x509cert"],
+                email_attribute=data["email_attribute"],
+            )
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, "SAML identity provider saved.")
+            return redirect(_settings_url(access.workspace.slug))
+    return _page(request, saml_form=form, status=400)
 
 
 @require_POST
@@ -188,7 +234,10 @@ def sso_start(request: AppRequest) -> HttpResponse:
         if sign_in is None:
             form.add_error("email", "No workspace signs in people of this domain with SSO.")
         else:
-            login = reverse("openid_connect_login", kwargs={"provider_id": sign_in.provider_id})
+            if sign_in.kind == "saml":
+                login = reverse("saml_login", kwargs={"organization_slug": sign_in.provider_id})
+            else:
+                login = reverse("openid_connect_login", kwargs={"provider_id": sign_in.provider_id})
             dashboard = reverse(
                 "workspace_dashboard", kwargs={"workspace_slug": sign_in.workspace.slug}
             )

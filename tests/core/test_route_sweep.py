@@ -251,6 +251,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "domain_id": lambda i: i["domain_id"],
     "provider_id": lambda i: i["provider_id"],  # allauth's OpenID Connect login and callback
     "notification_id": lambda i: i["notification_id"],
+    "organization_slug": lambda i: i["provider_id"],  # allauth's SAML login, ACS, metadata
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }
