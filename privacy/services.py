@@ -12,7 +12,7 @@ import logging
 import secrets
 import shutil
 import zipfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -210,14 +210,41 @@ def account_sole_workspaces(*, user: User) -> list[Workspace]:
     )
 
 
-def account_delete(*, user: User, password: str) -> AccountErasure:
-    """Erase `user`: checks the password and the blockers, schedules the deletion of the
-    workspaces only they belong to, anonymises every public row about them and the account
-    itself (in one transaction), then queues the sweep of the workspace schemas."""
-    if not password or not user.check_password(password):
-        raise ValidationFailed(
-            "The password is not correct.", fields={"password": ["The password is not correct."]}
+SSO_DELETE_SIGN_IN_WINDOW = timedelta(minutes=10)
+
+
+def _confirm_it_is_them(
+    user: User, *, password: str, confirm_email: str, now: datetime | None
+) -> None:
+    """An account with a password confirms with it. One without (it signs in only through a
+    workspace's identity provider) confirms with its address, typed, and a sign-in within
+    SSO_DELETE_SIGN_IN_WINDOW: a session left open on a shared computer is not enough."""
+    if user.has_usable_password():
+        if not password or not user.check_password(password):
+            message = "The password is not correct."
+            raise ValidationFailed(message, fields={"password": [message]})
+        return
+    if confirm_email.strip().lower() != user.email.lower():
+        message = f"Type {user.email} exactly, to confirm."
+        raise ValidationFailed(message, fields={"confirm_email": [message]})
+    recent = (now or timezone.now()) - SSO_DELETE_SIGN_IN_WINDOW
+    if user.last_login is None or user.last_login < recent:
+        minutes = int(SSO_DELETE_SIGN_IN_WINDOW.total_seconds() // 60)
+        message = (
+            f"Sign out and sign in again through your organisation's sign-in (SSO), then "
+            f"delete the account within {minutes} minutes: this confirms it is you."
         )
+        raise ValidationFailed(message, fields={"confirm_email": [message]})
+
+
+def account_delete(
+    *, user: User, password: str = "", confirm_email: str = "", now: datetime | None = None
+) -> AccountErasure:
+    """Erase `user`: confirms it is them (`_confirm_it_is_them`) and checks the blockers,
+    schedules the deletion of the workspaces only they belong to, anonymises every public row
+    about them and the account itself (in one transaction), then queues the sweep of the
+    workspace schemas."""
+    _confirm_it_is_them(user, password=password, confirm_email=confirm_email, now=now)
     blockers = account_deletion_blockers(user=user)
     if blockers:
         names = ", ".join(w.name for w in blockers)

@@ -29,7 +29,7 @@ def _account_context(request: AppRequest, form: AccountDeleteForm | None = None)
     user = signed_in_user(request)
     return {
         "exports": selectors.exports_for_user(user=user),
-        "form": form or AccountDeleteForm(),
+        "form": form or AccountDeleteForm(has_password=user.has_usable_password()),
         "blockers": services.account_deletion_blockers(user=user),
         "sole_workspaces": services.account_sole_workspaces(user=user),
         "grace_days": settings.PRIVACY_WORKSPACE_GRACE_DAYS,
@@ -56,10 +56,14 @@ def account_export(request: AppRequest) -> HttpResponse:
 @require_POST
 def account_delete(request: AppRequest) -> HttpResponse:
     user = signed_in_user(request)
-    form = AccountDeleteForm(request.POST)
+    form = AccountDeleteForm(request.POST, has_password=user.has_usable_password())
     if form.is_valid():
         try:
-            services.account_delete(user=user, password=form.cleaned_data["password"])
+            services.account_delete(
+                user=user,
+                password=form.cleaned_data.get("password", ""),
+                confirm_email=form.cleaned_data.get("confirm_email", ""),
+            )
         except ApplicationError as exc:
             form_add_application_error(form, exc)
         else:

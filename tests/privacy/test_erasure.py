@@ -345,3 +345,35 @@ def test_a_wrong_password_is_shown_beside_the_field(member_client: Client) -> No
     assert response.status_code == 400
     assert "The password is not correct." in response.content.decode()
     assert Workspace.objects.filter(slug="alpha").exists()
+
+
+def test_an_sso_only_account_confirms_with_its_address_and_a_recent_sign_in(
+    world: World,
+) -> None:
+    # given: someone who signs in only through the workspace's identity provider (no password)
+    person = make_user("sso.only@alpha.test")
+    person.set_unusable_password()
+    person.save(update_fields=["password"])
+    client = logged_in(person)
+    User.objects.filter(pk=person.pk).update(last_login=timezone.now() - timedelta(minutes=30))
+    page = client.get(reverse("account_privacy")).content.decode()
+    assert 'name="confirm_email"' in page
+    assert 'name="password"' not in page
+
+    # when: the address is mistyped, or the sign-in is 30 minutes old: refused beside the field
+    wrong = client.post(reverse("account_delete"), {"confirm_email": "someone@else.test"})
+    assert wrong.status_code == 400
+    assert "Type sso.only@alpha.test exactly" in wrong.content.decode()
+    stale = client.post(reverse("account_delete"), {"confirm_email": "SSO.only@alpha.test"})
+    assert stale.status_code == 400
+    assert "sign in again" in stale.content.decode()
+    person.refresh_from_db()
+    assert person.is_active
+
+    # then: just after signing in again, the typed address deletes the account
+    User.objects.filter(pk=person.pk).update(last_login=timezone.now())
+    done = client.post(reverse("account_delete"), {"confirm_email": "sso.only@alpha.test"})
+    assert done.status_code == 302
+    person.refresh_from_db()
+    assert not person.is_active
+    assert person.email == f"deleted-user-{person.pk}@deleted.invalid"
