@@ -315,7 +315,8 @@ def agent_run_cancel(*, access: Access, agent_id: int, run_id: int) -> AgentRun:
     if run.status == AgentRun.Status.CANCELED:
         return run
     if run.status != AgentRun.Status.QUEUED:
-        raise Conflict(f"The run is {run.get_status_display().lower()}; only a queued run can be canceled.")
+        state = run.get_status_display().lower()
+        raise Conflict(f"The run is {state}; only a queued run can be canceled.")
     run.status = AgentRun.Status.CANCELED
     run.error = "Canceled before it started."
     run.finished_at = timezone.now()
