@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from agents.models import Agent, AgentRun
 from core.exceptions import NotFound
+from marketplace import selectors as marketplace_selectors
+from marketplace.models import Install, Listing
 from tenants.models import ApiKey
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, activate_public
@@ -70,6 +72,78 @@ def exposed_agent(*, secret: str, workspace_slug: str, agent_id: int) -> Target:
         name=agent.name,
         description=agent.description,
         category=agent.category,
+    )
+
+
+@dataclass(frozen=True)
+class ListingInfo:
+    """What a listing's card shows: public metadata of the marketplace page."""
+
+    slug: str
+    title: str
+    summary: str
+    category: str
+    publisher: str
+    examples: list[str]
+
+
+def public_agent_listing(*, slug: str) -> ListingInfo:
+    """A public agent listing (workflow templates have no A2A card). NotFound otherwise."""
+    listing = (
+        marketplace_selectors.public_listings()
+        .filter(slug=slug, kind=Listing.Kind.AGENT)
+        .select_related("publisher", "category", "current_version")
+        .defer("search_vector", "embedding")
+        .first()
+    )
+    if listing is None:
+        raise NotFound("No public agent listing with that slug.")
+    examples = listing.current_version.example_inputs if listing.current_version else []
+    return ListingInfo(
+        slug=listing.slug,
+        title=listing.title,
+        summary=listing.summary,
+        category=listing.category.name,
+        publisher=listing.publisher.display_name,
+        examples=[str(example) for example in examples if isinstance(example, str)][:5],
+    )
+
+
+def installed_listing_agent(*, secret: str, listing_slug: str) -> Target:
+    """The copy of listing `listing_slug` that the key's own workspace installed: a listing's
+    A2A endpoint runs the caller's installed copy (billed, budgeted and counted as that
+    workspace's run). NotFound, saying so, when that workspace has not installed it."""
+    access = key_access(secret)
+    access.require(Perm.RUN)
+    info = public_agent_listing(slug=listing_slug)
+    install = (
+        Install.objects.filter(
+            listing__slug=listing_slug,
+            workspace=access.workspace,
+            object_kind="agent",
+            uninstalled_at__isnull=True,
+        )
+        .order_by("-installed_at")
+        .first()
+    )
+    agent = None
+    if install is not None:
+        activate(access.workspace)
+        try:
+            agent = Agent.objects.filter(pk=install.object_id, archived_at__isnull=True).first()
+        finally:
+            activate_public()
+    if agent is None:
+        raise NotFound(
+            f"This API key's workspace has not installed {info.title!r}: install it from "
+            f"/marketplace/l/{info.slug}/ first."
+        )
+    return Target(
+        access=access,
+        agent_id=agent.pk,
+        name=info.title,
+        description=info.summary,
+        category=info.category,
     )
 
 

@@ -86,8 +86,11 @@ async def _db(fn: Callable[..., T], /, **kwargs: Any) -> T:
     """Run `fn` on Django's thread for sync code, as a Django view's request would."""
 
     def call() -> T:
-        close_old_connections()
-        return fn(**kwargs)
+        close_old_connections()  # as Django does when a request starts and finishes
+        try:
+            return fn(**kwargs)
+        finally:
+            close_old_connections()
 
     return await sync_to_async(call, thread_sensitive=True)()
 
@@ -293,6 +296,12 @@ async def _resolve(request: Request) -> Target | JSONResponse:
         request.headers.get("authorization", ""), request.headers.get("x-api-key", "")
     )
     try:
+        if "listing" in request.path_params:
+            return await _db(
+                selectors.installed_listing_agent,
+                secret=secret,
+                listing_slug=str(request.path_params["listing"]),
+            )
         return await _db(
             selectors.exposed_agent,
             secret=secret,
@@ -319,6 +328,18 @@ async def agent_card_endpoint(request: Request) -> Response:
     return JSONResponse(agent_card_to_dict(card), headers={"Cache-Control": "private, no-store"})
 
 
+async def listing_card_endpoint(request: Request) -> Response:
+    """Public, like the listing's marketplace page (decision 117)."""
+    try:
+        listing = await _db(
+            selectors.public_agent_listing, slug=str(request.path_params["listing"])
+        )
+    except NotFound as exc:
+        return _refusal(404, exc.code, exc.message)
+    card = cards.listing_card(listing, base_url=_base_url(request))
+    return JSONResponse(agent_card_to_dict(card), headers={"Cache-Control": "public, max-age=300"})
+
+
 def build_app() -> Starlette:
     dispatcher = JsonRpcDispatcher(
         request_handler=RunRequestHandler(),
@@ -333,10 +354,14 @@ def build_app() -> Starlette:
         request.scope[TARGET_STATE] = target
         return await dispatcher.handle_requests(request)
 
-    base = "/a2a/w/{slug}/agents/{agent_id:int}/"
+    card = ".well-known/agent-card.json"
+    agent = "/a2a/w/{slug}/agents/{agent_id:int}/"
+    listing = "/a2a/listings/{listing}/"
     return Starlette(
         routes=[
-            Route(base + ".well-known/agent-card.json", agent_card_endpoint, methods=["GET"]),
-            Route(base, rpc_endpoint, methods=["POST"]),
+            Route(agent + card, agent_card_endpoint, methods=["GET"]),
+            Route(agent, rpc_endpoint, methods=["POST"]),
+            Route(listing + card, listing_card_endpoint, methods=["GET"]),
+            Route(listing, rpc_endpoint, methods=["POST"]),
         ]
     )

@@ -11,8 +11,11 @@ from a2a.client.client import Client
 from a2a.types import AgentCard, Message, Part, Role, SendMessageRequest
 from django_tenants.utils import schema_context
 
+from accounts.models import User
 from agents import services as agent_services
 from agents.models import Agent
+from marketplace import services as marketplace_services
+from marketplace.models import Category, Listing
 from tenants import services as tenant_services
 from tenants.models import Workspace
 from tests.helpers.personas import World, access_of
@@ -73,3 +76,24 @@ def ask(text: str, **configuration: Any) -> SendMessageRequest:
     for field, value in configuration.items():
         setattr(request.configuration, field, value)
     return request
+
+
+def published_listing(world: World, *, slug: str = "calc-agent") -> Listing:
+    """Alpha's calculator agent published (approved) as a public agent listing."""
+    Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
+    source = make_agent(world, exposed=False, name="Listed calculator")
+    version = marketplace_services.listing_publish(
+        access=access_of(world.owner, world.workspace_a),
+        kind="agent",
+        source_id=source.pk,
+        title="Calculator for hire",
+        summary="Does sums.",
+        category_slug="support",
+        tags=["Math"],
+    )
+    Listing.objects.filter(pk=version.listing_id).update(slug=slug)
+    staff = User.objects.filter(email="mod@platform.test").first() or User.objects.create_superuser(
+        email="mod@platform.test", password="x"
+    )
+    marketplace_services.version_approve(user=staff, version=version)
+    return Listing.objects.get(pk=version.listing_id)
