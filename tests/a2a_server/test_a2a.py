@@ -147,6 +147,7 @@ def test_an_unknown_task_is_a_json_rpc_error_not_someone_elses_run(
             body: dict[str, Any] = response.json()
             return body
 
+    assert agent.current_version is not None
     with schema_context(committed_world.workspace_a.schema_name):
         run = AgentRun.objects.create(
             agent=agent, version=agent.current_version, input="hi", status="succeeded"
