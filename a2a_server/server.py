@@ -53,7 +53,9 @@ from a2a.utils.errors import (
     UnsupportedOperationError,
 )
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections
+from django.http.request import split_domain_port, validate_host
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -292,6 +294,8 @@ def _refusal(status: int, code: str, message: str) -> JSONResponse:
 
 
 async def _resolve(request: Request) -> Target | JSONResponse:
+    if not _host_allowed(request):
+        return _refusal(400, "bad_host", "This host is not served here.")
     secret = selectors.bearer_secret(
         request.headers.get("authorization", ""), request.headers.get("x-api-key", "")
     )
@@ -320,6 +324,13 @@ def _base_url(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
+def _host_allowed(request: Request) -> bool:
+    """Django's ALLOWED_HOSTS check, which Django's handler does for its own requests: cards
+    carry absolute URLs built from the Host header, and listing cards may be cached."""
+    domain, _port = split_domain_port(request.headers.get("host", ""))
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
 async def agent_card_endpoint(request: Request) -> Response:
     target = await _resolve(request)
     if isinstance(target, JSONResponse):
@@ -330,6 +341,8 @@ async def agent_card_endpoint(request: Request) -> Response:
 
 async def listing_card_endpoint(request: Request) -> Response:
     """Public, like the listing's marketplace page (decision 117)."""
+    if not _host_allowed(request):
+        return _refusal(400, "bad_host", "This host is not served here.")
     try:
         listing = await _db(
             selectors.public_agent_listing, slug=str(request.path_params["listing"])

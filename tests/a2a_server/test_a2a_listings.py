@@ -38,6 +38,13 @@ def test_a_listing_card_is_public_and_its_endpoint_runs_the_buyers_installed_cop
     assert card["documentationUrl"].endswith(f"/marketplace/l/{listing.slug}/")
     assert _get(f"{asgi_live_server.url}/a2a/listings/no-such/{CARD}").status_code == 404
 
+    async def spoofed() -> int:
+        async with http() as client:
+            response = await client.get(url + CARD, headers={"Host": "evil.example"})
+            return response.status_code
+
+    assert asyncio.run(spoofed()) == 400  # ALLOWED_HOSTS, as Django checks it
+
     buyer_secret = make_key(committed_world, workspace=committed_world.workspace_b)
 
     async def send(secret: str) -> Any:
