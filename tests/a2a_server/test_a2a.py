@@ -11,7 +11,7 @@ import pytest
 from a2a.types import GetTaskRequest, TaskState
 from django_tenants.utils import schema_context
 
-from agents.models import AgentRun
+from agents.models import AgentRun, AgentVersion
 from tests.helpers.a2a import CARD, a2a_client, agent_url, ask, card_of, http, make_agent, make_key
 from tests.helpers.personas import World
 
@@ -147,11 +147,9 @@ def test_an_unknown_task_is_a_json_rpc_error_not_someone_elses_run(
             body: dict[str, Any] = response.json()
             return body
 
-    assert agent.current_version is not None
     with schema_context(committed_world.workspace_a.schema_name):
-        run = AgentRun.objects.create(
-            agent=agent, version=agent.current_version, input="hi", status="succeeded"
-        )
+        version = AgentVersion.objects.get(agent=agent)
+        run = AgentRun.objects.create(agent=agent, version=version, input="hi", status="succeeded")
     for task_id in (str(run.pk), "nonsense"):
         body = asyncio.run(call(task_id))
         assert body["error"]["code"] == -32001, body  # TaskNotFound
