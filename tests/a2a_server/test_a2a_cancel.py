@@ -48,3 +48,37 @@ def test_cancel_a_submitted_task_then_it_reads_canceled_and_cannot_be_canceled_t
 
     with pytest.raises(TaskNotCancelableError, match="only a queued run"):
         asyncio.run(cancel_finished())
+
+
+def test_a_protocol_0_3_client_sends_message_send_and_tasks_get(
+    committed_world: World, asgi_live_server: Any
+) -> None:
+    """0.3 method names and shapes, no A2A-Version header: the SDK's compatibility adapter."""
+    agent = make_agent(committed_world)
+    secret = make_key(committed_world)
+    url = agent_url(asgi_live_server.url, committed_world.workspace_a, agent.pk)
+    message = {
+        "kind": "message",
+        "messageId": "m-1",
+        "role": "user",
+        "parts": [{"kind": "text", "text": "What is 6 * 7?"}],
+    }
+
+    async def call(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        async with http(secret) as client:
+            response = await client.post(
+                url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+            )
+            body: dict[str, Any] = response.json()
+            return body
+
+    sent = asyncio.run(
+        call("message/send", {"message": message, "configuration": {"blocking": False}})
+    )
+    task = sent["result"]
+    assert task["kind"] == "task", sent
+    assert task["status"]["state"] == "submitted"
+    fetched = asyncio.run(call("tasks/get", {"id": task["id"]}))
+    assert fetched["result"]["id"] == task["id"]
+    canceled = asyncio.run(call("tasks/cancel", {"id": task["id"]}))
+    assert canceled["result"]["status"]["state"] == "canceled"
