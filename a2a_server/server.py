@@ -85,7 +85,9 @@ _FINISHED = {AgentRun.Status.SUCCEEDED, AgentRun.Status.FAILED, AgentRun.Status.
 
 
 async def _db(fn: Callable[..., T], /, **kwargs: Any) -> T:
-    """Run `fn` on Django's thread for sync code, as a Django view's request would."""
+    """Run `fn` on a thread of the executor, with a connection of that thread opened and given
+    back (to the pool under `manage.py serve`) as a Django request does. Not the one shared
+    thread of `thread_sensitive`: waiting streams poll, and must not queue behind each other."""
 
     def call() -> T:
         close_old_connections()  # as Django does when a request starts and finishes
@@ -94,7 +96,7 @@ async def _db(fn: Callable[..., T], /, **kwargs: Any) -> T:
         finally:
             close_old_connections()
 
-    return await sync_to_async(call, thread_sensitive=True)()
+    return await sync_to_async(call, thread_sensitive=False)()
 
 
 def _context_id(run: AgentRun) -> str:
