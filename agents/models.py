@@ -171,6 +171,8 @@ class Agent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Reachable over A2A (a2a_server; docs/a2a.md): chosen by the workspace's owners and admins.
+    a2a_exposed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name", "id"]
@@ -259,6 +261,7 @@ class AgentRun(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="runs")
     version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="runs")

@@ -299,6 +299,37 @@ def agent_run_start(
     return run
 
 
+@transaction.atomic
+def agent_run_cancel(*, access: Access, agent_id: int, run_id: int) -> AgentRun:
+    """Cancel a run no worker has started: it will never execute (the executor claims only
+    queued and running runs). A started or finished run is a Conflict: the executor has no
+    point at which it could stop a model call half way."""
+    access.require(Perm.RUN)
+    run = (
+        AgentRun.objects.select_for_update(of=("self",))
+        .filter(pk=run_id, agent_id=agent_id)
+        .first()
+    )
+    if run is None:
+        raise NotFound("No run with that id for this agent.")
+    if run.status == AgentRun.Status.CANCELED:
+        return run
+    if run.status != AgentRun.Status.QUEUED:
+        state = run.get_status_display().lower()
+        raise Conflict(f"The run is {state}; only a queued run can be canceled.")
+    run.status = AgentRun.Status.CANCELED
+    run.error = "Canceled before it started."
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+    audit.record_for(
+        access,
+        action=audit.Action.AGENT_UPDATED,
+        target=run.agent,
+        metadata={"canceled_run": run.pk},
+    )
+    return run
+
+
 def _enqueue_run(run_id: int) -> None:
     recovery.mark_active(current_schema())
     enqueue(EXECUTE_RUN_TASK, run_id)

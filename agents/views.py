@@ -109,6 +109,7 @@ def agent_detail(request: AppRequest, agent_id: int) -> HttpResponse:
             "runs": agent.runs.select_related("version")[:10],
             "can_build": access.can(Perm.BUILD),
             "can_run": access.can(Perm.RUN),
+            "can_expose_a2a": access.can(Perm.WORKSPACE_UPDATE),
             "uses": references.uses_of(agent.pk, workspace_slug=access.workspace.slug),
         },
         status=400 if form.errors else 200,

@@ -3,6 +3,7 @@ and the workspace resolved before any consumer runs."""
 
 import logging
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -17,15 +18,26 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from a2a_server.server import build_app as build_a2a_app  # noqa: E402
 from billing.stripe_client import billing_mode  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from tenants.channels import WorkspaceScopeMiddleware  # noqa: E402
 
 logging.getLogger("billing").info(billing_mode())  # billing says on start whether it is on
 
+# A2A (docs/a2a.md, decision 116): the official SDK's JSON-RPC dispatcher in a Starlette app
+# under /a2a/; everything else is Django's.
+a2a_app = build_a2a_app()
+
+
+async def http_app(scope: Any, receive: Any, send: Any) -> None:
+    app = a2a_app if scope["path"].startswith("/a2a/") else django_asgi_app
+    await app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(WorkspaceScopeMiddleware(URLRouter(websocket_urlpatterns)))
         ),

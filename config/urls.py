@@ -30,6 +30,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("outbound/", include("agents.outbound.urls")),
     path("marketplace/", include("marketplace.workspace_urls")),
     path("billing/", include("billing.urls")),
+    path("a2a/", include("a2a_server.urls")),
     path("", include("agents.workspace_urls")),
 ]
 

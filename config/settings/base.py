@@ -63,6 +63,7 @@ SHARED_APPS = [
     "djstripe",
     "billing",
     "marketplace",
+    "a2a_server",  # A2A agent cards and JSON-RPC over agent runs (docs/a2a.md)
     "privacy",  # data rights: exports, erasure, workspace deletion (docs/privacy.md)
     "config",  # the composition root (config/apps.py): the dev and seed_demo commands
 ]

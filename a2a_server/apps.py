@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class A2aServerConfig(AppConfig):
+    name = "a2a_server"
+    verbose_name = "A2A server"
