@@ -35,6 +35,12 @@ class AgentForm(forms.Form):
     name = forms.CharField(max_length=NAME_MAX_LENGTH)
     description = forms.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False)
     category = forms.CharField(max_length=CATEGORY_MAX_LENGTH, required=False)
+    mcp_exposed = forms.BooleanField(
+        required=False,
+        label="Offer as an MCP tool",
+        help_text="MCP clients holding an API key of this workspace with the run scope can call "
+        "this agent as a tool (see the MCP docs).",
+    )
     model = forms.CharField(
         max_length=MODEL_MAX_LENGTH,
         # A picker of the names saving accepts (agents/gateway/model_names.py), grouped: this
@@ -185,7 +191,12 @@ class AgentForm(forms.Form):
 
     @classmethod
     def initial_from(cls, agent: Any, version: AgentVersion | None) -> dict[str, Any]:
-        initial = {"name": agent.name, "description": agent.description, "category": agent.category}
+        initial = {
+            "name": agent.name,
+            "description": agent.description,
+            "category": agent.category,
+            "mcp_exposed": agent.mcp_exposed,
+        }
         if version is not None:
             initial.update(
                 model=version.model,

@@ -171,6 +171,8 @@ class Agent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Offered as a tool on the workspace's MCP endpoint (mcp_server); owners opt in. Decision 114.
+    mcp_exposed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name", "id"]

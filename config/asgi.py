@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels with the session user
+"""ASGI entry point: HTTP through Django (but /mcp/w/… through the MCP endpoint), websockets through Channels with the session user
 and the workspace resolved before any consumer runs."""
 
 import logging
@@ -19,13 +19,14 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from billing.stripe_client import billing_mode  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+from mcp_server.server import with_mcp  # noqa: E402
 from tenants.channels import WorkspaceScopeMiddleware  # noqa: E402
 
 logging.getLogger("billing").info(billing_mode())  # billing says on start whether it is on
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": with_mcp(django_asgi_app),  # /mcp/w/<slug>/: the MCP endpoint
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(WorkspaceScopeMiddleware(URLRouter(websocket_urlpatterns)))
         ),

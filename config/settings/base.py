@@ -61,6 +61,7 @@ SHARED_APPS = [
     "channels",
     "djstripe",
     "billing",
+    "mcp_server",
     "marketplace",
     "privacy",  # data rights: exports, erasure, workspace deletion (docs/privacy.md)
     "config",  # the composition root (config/apps.py): the dev and seed_demo commands

@@ -1,0 +1,199 @@
+"""The per-workspace MCP endpoint: `/mcp/w/<workspace slug>/`, Streamable HTTP.
+
+A plain ASGI app in front of Django's (config/asgi.py): it authenticates the API key, then
+serves the request with the official SDK's stateless Streamable HTTP session manager around a
+low-level `Server` built for that workspace (its tools are the workspace's exposed agents).
+Stateless + JSON responses: every POST is self-contained, so it works the same under daphne and
+uvicorn workers, behind any load balancer, with no lifespan hook (decision 114).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+import mcp_types as types
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django_tenants.utils import schema_context
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+from agents.models import AgentRun
+from agents.services import agent_run_start
+from core.exceptions import ApplicationError, NotFound, PermissionDenied
+from mcp_server import selectors
+from tenants.permissions import Access, Perm
+from tenants.selectors import access_for_api_key
+from tenants.services import api_key_authenticate
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PREFIX = "/mcp/w/"
+PATH = re.compile(r"^/mcp/w/(?P<slug>[a-z0-9-]{1,63})/?$")
+POLL_SECONDS = 0.2
+FINISHED = {AgentRun.Status.SUCCEEDED, AgentRun.Status.FAILED}
+
+
+class Unauthenticated(ApplicationError):
+    code = "unauthenticated"
+    status = 401
+
+
+def _secret(scope: Scope) -> str:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    auth = headers.get("authorization", "")
+    if auth:
+        parts = auth.split()
+        if len(parts) == 2 and parts[0].lower() == "bearer":
+            return parts[1]
+        raise Unauthenticated("Malformed Authorization header: use 'Bearer <api key>'.")
+    secret = headers.get("x-api-key", "")
+    if not secret:
+        raise Unauthenticated("An API key is required: 'Authorization: Bearer <api key>'.")
+    return secret
+
+
+def _access(*, slug: str, secret: str) -> Access:
+    """The key's access, if it is a live key of the workspace in the path with the run scope."""
+    close_old_connections()
+    connection.set_schema_to_public()
+    try:
+        key = api_key_authenticate(secret=secret)
+    except NotFound as exc:
+        raise Unauthenticated(exc.message) from exc
+    if key.workspace.slug != slug:
+        # Not "another workspace's key": the endpoint of a workspace it cannot see is not found.
+        raise NotFound("No MCP endpoint for this API key at this address.")
+    access = access_for_api_key(api_key=key)
+    if not access.can(Perm.RUN):
+        raise PermissionDenied(
+            f"This API key lacks the '{Perm.RUN.value}' scope that MCP tool calls need."
+        )
+    return access
+
+
+def _text_result(text: str, *, error: bool = False) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=error)
+
+
+def build_server(access: Access) -> Server[Any]:
+    """An MCP server whose tools are `access`'s workspace's exposed agents."""
+    schema = access.workspace.schema_name
+
+    def list_tools() -> list[types.Tool]:
+        with schema_context(schema):
+            return [
+                types.Tool(
+                    name=selectors.tool_name(agent),
+                    title=agent.name,
+                    description=agent.description or f"Run the agent “{agent.name}”.",
+                    input_schema=selectors.INPUT_SCHEMA,
+                )
+                for agent in selectors.exposed_agents(access=access)
+            ]
+
+    def start(name: str, arguments: dict[str, Any]) -> int:
+        with schema_context(schema):
+            agent = selectors.exposed_agent_for_tool(access=access, name=name)
+            if agent is None:
+                raise NotFound(f"No tool named '{name}' in this workspace.")
+            text = arguments.get("input")
+            if not isinstance(text, str):
+                raise ApplicationError("Argument 'input': required, a string.")
+            return agent_run_start(access=access, agent_id=agent.pk, input=text).pk
+
+    def outcome(run_id: int) -> AgentRun:
+        with schema_context(schema):
+            return selectors.run_outcome(run_id=run_id)
+
+    async def on_list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=await sync_to_async(list_tools)())
+
+    async def on_call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        try:
+            run_id = await sync_to_async(start)(params.name, params.arguments or {})
+        except ApplicationError as exc:
+            detail = "; ".join(f"{f}: {' '.join(m)}" for f, m in exc.fields.items())
+            return _text_result(f"{exc.message} {detail}".strip(), error=True)
+        timeout = float(getattr(settings, "MCP_TOOL_TIMEOUT_SECONDS", 120))
+        with anyio.move_on_after(timeout):
+            while True:
+                run = await sync_to_async(outcome)(run_id)
+                if run.status in FINISHED:
+                    break
+                await anyio.sleep(POLL_SECONDS)
+        if run.status == AgentRun.Status.SUCCEEDED:
+            return _text_result(run.output)
+        if run.status == AgentRun.Status.FAILED:
+            return _text_result(f"Run {run_id} failed: {run.error or 'no detail'}", error=True)
+        return _text_result(
+            f"Run {run_id} is still {run.status} after {timeout:g} s; it goes on: follow it "
+            f"with GET /api/v1/runs/{run_id}/.",
+            error=True,
+        )
+
+    return Server(
+        "agent-market",
+        version="1",
+        title=f"Agent Market: {access.workspace.name}",
+        on_list_tools=on_list_tools,
+        on_call_tool=on_call_tool,
+    )
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="mcp"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
+    match = PATH.match(scope["path"])
+    if match is None:
+        await _refuse(send, 404, "Not an MCP endpoint: use /mcp/w/<workspace>/.")
+        return
+    try:
+        secret = _secret(scope)
+        access = await sync_to_async(_access)(slug=match["slug"], secret=secret)
+    except ApplicationError as exc:
+        await _refuse(send, exc.status, exc.message)
+        return
+    manager = StreamableHTTPSessionManager(
+        app=build_server(access), stateless=True, json_response=True
+    )
+    try:
+        async with manager.run():
+            await manager.handle_request(scope, receive, send)
+    finally:  # as Django's handler does at request_finished (CONN_MAX_AGE applies)
+        await sync_to_async(close_old_connections)()
+
+
+def with_mcp(django_app: ASGIApp) -> ASGIApp:
+    """`django_app` with `/mcp/w/…` answered by the MCP endpoint."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await mcp_app(scope, receive, send)
+        else:
+            await django_app(scope, receive, send)
+
+    return app
