@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -36,11 +36,13 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 PREFIX = "/mcp/w/"
 PATH = re.compile(r"^/mcp/w/(?P<slug>[a-z0-9-]{1,63})/?$")
-POLL_SECONDS = 0.2
+# The run is polled from its row: soon at first (offline and cached answers take milliseconds),
+# then less often, so a long run costs a query every half second at most.
+POLL_FIRST, POLL_GROWTH, POLL_MOST = 0.01, 1.5, 0.5
 FINISHED = {AgentRun.Status.SUCCEEDED, AgentRun.Status.FAILED}
 
 
@@ -50,7 +52,9 @@ class Unauthenticated(ApplicationError):
 
 
 def _secret(scope: Scope) -> str:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    headers: dict[str, str] = {
+        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+    }
     auth = headers.get("authorization", "")
     if auth:
         parts = auth.split()
@@ -66,7 +70,7 @@ def _secret(scope: Scope) -> str:
 def _access(*, slug: str, secret: str) -> Access:
     """The key's access, if it is a live key of the workspace in the path with the run scope."""
     close_old_connections()
-    connection.set_schema_to_public()
+    cast(Any, connection).set_schema_to_public()  # the key and its workspace are public rows
     try:
         key = api_key_authenticate(secret=secret)
     except NotFound as exc:
@@ -102,7 +106,7 @@ def build_server(access: Access) -> Server[Any]:
                 for agent in selectors.exposed_agents(access=access)
             ]
 
-    def start(name: str, arguments: dict[str, Any]) -> int:
+    def start(name: str, arguments: dict[str, Any]) -> tuple[int, int]:
         with schema_context(schema):
             agent = selectors.exposed_agent_for_tool(access=access, name=name)
             if agent is None:
@@ -110,7 +114,7 @@ def build_server(access: Access) -> Server[Any]:
             text = arguments.get("input")
             if not isinstance(text, str):
                 raise ApplicationError("Argument 'input': required, a string.")
-            return agent_run_start(access=access, agent_id=agent.pk, input=text).pk
+            return agent.pk, agent_run_start(access=access, agent_id=agent.pk, input=text).pk
 
     def outcome(run_id: int) -> AgentRun:
         with schema_context(schema):
@@ -125,24 +129,25 @@ def build_server(access: Access) -> Server[Any]:
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         try:
-            run_id = await sync_to_async(start)(params.name, params.arguments or {})
+            agent_id, run_id = await sync_to_async(start)(params.name, params.arguments or {})
         except ApplicationError as exc:
             detail = "; ".join(f"{f}: {' '.join(m)}" for f, m in exc.fields.items())
             return _text_result(f"{exc.message} {detail}".strip(), error=True)
-        timeout = float(getattr(settings, "MCP_TOOL_TIMEOUT_SECONDS", 120))
+        timeout = float(settings.MCP_TOOL_TIMEOUT_SECONDS)
+        pause = POLL_FIRST
+        run = await sync_to_async(outcome)(run_id)
         with anyio.move_on_after(timeout):
-            while True:
+            while run.status not in FINISHED:
+                await anyio.sleep(pause)
+                pause = min(pause * POLL_GROWTH, POLL_MOST)
                 run = await sync_to_async(outcome)(run_id)
-                if run.status in FINISHED:
-                    break
-                await anyio.sleep(POLL_SECONDS)
         if run.status == AgentRun.Status.SUCCEEDED:
             return _text_result(run.output)
         if run.status == AgentRun.Status.FAILED:
             return _text_result(f"Run {run_id} failed: {run.error or 'no detail'}", error=True)
         return _text_result(
             f"Run {run_id} is still {run.status} after {timeout:g} s; it goes on: follow it "
-            f"with GET /api/v1/runs/{run_id}/.",
+            f"with GET /api/v1/agents/{agent_id}/runs/{run_id}/.",
             error=True,
         )
 

@@ -147,16 +147,3 @@ def test_anonymous_wrong_keys_another_workspace_and_missing_scope_are_refused(
     assert "'run' scope" in unscoped.json()["error"]["message"]
     with schema_context(committed_world.workspace_a.schema_name):
         assert not AgentRun.objects.exists()
-
-
-def test_the_official_client_is_refused_cleanly_with_another_workspaces_key(
-    committed_world: World, asgi_live_server: SimpleNamespace
-) -> None:
-    bravo = _key(committed_world, ["run"], workspace_b=True)
-
-    async def body(client: Client) -> Any:
-        return await client.list_tools()
-
-    with pytest.raises(BaseException) as raised:
-        anyio.run(_session, _url(asgi_live_server), bravo, body)
-    assert "404" in repr(raised.value) or "No MCP endpoint" in repr(raised.value)

@@ -1,0 +1,41 @@
+"""An MCP tool call whose run outlasts the wait (no worker in this module: the run stays
+queued) answers a clear tool error naming the run, which goes on."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from django_tenants.utils import schema_context
+from mcp import Client
+
+from agents.models import AgentRun
+from tests.helpers.personas import World
+from tests.mcp_server.test_mcp_server import _agent, _key, _session, _url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_run_that_outlasts_the_wait_is_a_clear_tool_error_naming_the_run(
+    committed_world: World, asgi_live_server: SimpleNamespace, settings: Any
+) -> None:
+    settings.MCP_TOOL_TIMEOUT_SECONDS = 0.2  # and no worker: the run stays queued
+    agent = _agent(committed_world, "Support Helper", exposed=True)
+    secret = _key(committed_world, ["run"])
+
+    async def body(client: Client) -> types.CallToolResult:
+        return await client.call_tool(f"agent_{agent.pk}_support_helper", {"input": "Hi"})
+
+    result = anyio.run(_session, _url(asgi_live_server), secret, body)
+
+    with schema_context(committed_world.workspace_a.schema_name):
+        run = AgentRun.objects.get()
+    assert result.is_error
+    assert isinstance(result.content[0], types.TextContent)
+    assert result.content[0].text == (
+        f"Run {run.pk} is still queued after 0.2 s; it goes on: follow it with "
+        f"GET /api/v1/agents/{agent.pk}/runs/{run.pk}/."
+    )
