@@ -520,6 +520,8 @@ CSP_FORM_ACTION_SOURCES = [
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 # How long an MCP tool call (mcp_server) waits for its run before answering "still running".
 MCP_TOOL_TIMEOUT_SECONDS = env.float("MCP_TOOL_TIMEOUT_SECONDS", default=120)
+# How long an agent waits on a remote MCP server (agents/tools/mcp) for a list or a call.
+MCP_CLIENT_TIMEOUT_SECONDS = env.float("MCP_CLIENT_TIMEOUT_SECONDS", default=30)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # The http_request tool (agents/tools/http/): whole-request deadline, body cap, redirect hops.
