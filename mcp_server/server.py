@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from types import SimpleNamespace
 from typing import Any, cast
 
 import anyio
@@ -28,6 +29,7 @@ from agents.models import AgentRun
 from agents.services import agent_run_start
 from core.exceptions import ApplicationError, NotFound, PermissionDenied
 from mcp_server import selectors
+from tenants.api.throttling import AuthFailureThrottle
 from tenants.permissions import Access, Perm
 from tenants.selectors import access_for_api_key
 from tenants.services import api_key_authenticate
@@ -67,13 +69,35 @@ def _secret(scope: Scope) -> str:
     return secret
 
 
-def _access(*, slug: str, secret: str) -> Access:
-    """The key's access, if it is a live key of the workspace in the path with the run scope."""
+class Throttled(ApplicationError):
+    code = "throttled"
+    status = 429
+
+
+def _client(scope: Scope) -> Any:
+    """What DRF's throttles read of a request (the address, and X-Forwarded-For behind
+    NUM_PROXIES), from the ASGI scope."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name.lower() == b"x-forwarded-for":
+            headers["x-forwarded-for"] = value.decode("latin-1")
+    meta = {"REMOTE_ADDR": (scope.get("client") or ("", 0))[0]}
+    return SimpleNamespace(META=meta, headers=headers)
+
+
+def _access(*, scope: Scope, slug: str) -> Access:
+    """The key's access, if it is a live key of the workspace in the path with the run scope.
+    Failed keys count against the caller's address as on the REST API (AuthFailureThrottle)."""
     close_old_connections()
     cast(Any, connection).set_schema_to_public()  # the key and its workspace are public rows
+    failures, client = AuthFailureThrottle(), _client(scope)
+    wait = failures.wait_if_blocked(client)
+    if wait is not None:
+        raise Throttled(f"Too many failed API-key attempts; try again in {wait:.0f} s.")
     try:
-        key = api_key_authenticate(secret=secret)
-    except NotFound as exc:
+        key = api_key_authenticate(secret=_secret(scope))
+    except (NotFound, Unauthenticated) as exc:
+        failures.record_failure(client)
         raise Unauthenticated(exc.message) from exc
     if key.workspace.slug != slug:
         # Not "another workspace's key": the endpoint of a workspace it cannot see is not found.
@@ -177,8 +201,7 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         await _refuse(send, 404, "Not an MCP endpoint: use /mcp/w/<workspace>/.")
         return
     try:
-        secret = _secret(scope)
-        access = await sync_to_async(_access)(slug=match["slug"], secret=secret)
+        access = await sync_to_async(_access)(scope=scope, slug=match["slug"])
     except ApplicationError as exc:
         await _refuse(send, exc.status, exc.message)
         return

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django_tenants.utils import schema_context
 
-from agents.models import AllowedHost, McpServerConnection
+from agents.models import Agent, AllowedHost, McpServerConnection
 from tenants.models import Membership, Role
 from tests.fakes.mcp_remote import FakeMcpServer, fake_mcp_server
 from tests.helpers.personas import World, logged_in, make_user
@@ -92,3 +92,23 @@ def test_viewers_members_outsiders_and_anonymous_visitors_are_refused(
         assert getattr(client, method)(url).status_code == 302  # to sign in
     with schema_context(world.workspace_a.schema_name):
         assert McpServerConnection.objects.exists()
+
+
+def test_the_agent_form_offers_the_connected_tools(
+    world: World, owner_client: Client, remote: FakeMcpServer
+) -> None:
+    owner_client.post(_url(), {"name": "remote", "url": remote.url})
+    assert "mcp__remote__add" in owner_client.get(_url("agent_create")).content.decode()
+
+    form = {
+        "name": "Adder",
+        "model": "offline:demo",
+        "max_tokens": 512,
+        "max_tool_calls": 4,
+        "tools": ["calculator", "mcp__remote__add"],
+    }
+    assert owner_client.post(_url("agent_create"), form).status_code == 302
+    with schema_context(world.workspace_a.schema_name):
+        agent = Agent.objects.get(name="Adder")
+        assert agent.current_version is not None
+        assert agent.current_version.tools == ["calculator", "mcp__remote__add"]

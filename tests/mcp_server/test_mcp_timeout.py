@@ -39,3 +39,29 @@ def test_a_run_that_outlasts_the_wait_is_a_clear_tool_error_naming_the_run(
         f"Run {run.pk} is still queued after 0.2 s; it goes on: follow it with "
         f"GET /api/v1/agents/{agent.pk}/runs/{run.pk}/."
     )
+
+
+def test_guessing_keys_on_the_mcp_endpoint_is_throttled_like_the_api(
+    committed_world: World, asgi_live_server: SimpleNamespace, settings: Any
+) -> None:
+    import httpx2
+
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth_failure": "2/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    secret = _key(committed_world, ["run"])
+    headers = {"Accept": "application/json, text/event-stream"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+
+    def post(key: str) -> httpx2.Response:
+        return httpx2.post(
+            _url(asgi_live_server),
+            json=body,
+            headers={**headers, "Authorization": f"Bearer {key}"},
+        )
+
+    statuses = [post("amk_nope_nope").status_code for _ in range(3)]
+    blocked = post(secret)  # even a good key, from this address, until the window passes
+
+    assert statuses == [401, 401, 429]
+    assert blocked.status_code == 429
+    assert "Too many failed API-key attempts" in blocked.json()["error"]["message"]
