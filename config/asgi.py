@@ -1,5 +1,6 @@
-"""ASGI entry point: HTTP through Django (but /mcp/w/… through the MCP endpoint), websockets through Channels with the session user
-and the workspace resolved before any consumer runs."""
+"""ASGI entry point: HTTP through Django (but /mcp/w/… through the MCP endpoint, mcp_server),
+websockets through Channels with the session user and the workspace resolved before any
+consumer runs."""
 
 import logging
 import os
