@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             agent = agent_create(
                 access=access, name="Bench", model="offline:demo", mcp_exposed=True
             )
-        _, secret = api_key_create(access=access, name="bench", scopes=["run"])
+        # run: start (REST) and call (MCP); workspace.view: read the run back (REST).
+        _, secret = api_key_create(access=access, name="bench", scopes=["run", "workspace.view"])
         app.control.purge()
         stack.enter_context(worker(1, 300))
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

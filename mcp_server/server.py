@@ -73,6 +73,10 @@ class Throttled(ApplicationError):
     code = "throttled"
     status = 429
 
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"Too many failed API-key attempts; try again in {wait:.0f} s.")
+        self.retry_after = max(1, round(wait))
+
 
 def _client(scope: Scope) -> Any:
     """What DRF's throttles read of a request (the address, and X-Forwarded-For behind
@@ -93,7 +97,7 @@ def _access(*, scope: Scope, slug: str) -> Access:
     failures, client = AuthFailureThrottle(), _client(scope)
     wait = failures.wait_if_blocked(client)
     if wait is not None:
-        raise Throttled(f"Too many failed API-key attempts; try again in {wait:.0f} s.")
+        raise Throttled(wait)
     try:
         key = api_key_authenticate(secret=_secret(scope))
     except (NotFound, Unauthenticated) as exc:
@@ -184,13 +188,15 @@ def build_server(access: Access) -> Server[Any]:
     )
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
+async def _refuse(send: Send, status: int, message: str, *, retry_after: int = 0) -> None:
     body = json.dumps(
         {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}
     ).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="mcp"'))
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -203,7 +209,8 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         access = await sync_to_async(_access)(scope=scope, slug=match["slug"])
     except ApplicationError as exc:
-        await _refuse(send, exc.status, exc.message)
+        wait = exc.retry_after if isinstance(exc, Throttled) else 0
+        await _refuse(send, exc.status, exc.message, retry_after=wait)
         return
     manager = StreamableHTTPSessionManager(
         app=build_server(access), stateless=True, json_response=True

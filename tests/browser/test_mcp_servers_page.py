@@ -34,6 +34,7 @@ def test_the_mcp_servers_page_fits_and_hides_the_credential(
     page.goto("/w/alpha/mcp-servers/")
     page.screenshot(path=str(tmp_path / f"mcp-servers-{width}.png"), full_page=True)
     text = page.content()
+    assert "2 tools" in page.inner_text("main")
     assert "mcp__github__search_issues" in text
     assert SECRET not in text
     assert page.evaluate("document.documentElement.scrollWidth") <= width

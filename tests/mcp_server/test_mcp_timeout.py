@@ -3,6 +3,7 @@ queued) answers a clear tool error naming the run, which goes on."""
 
 from __future__ import annotations
 
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -47,9 +48,17 @@ def test_guessing_keys_on_the_mcp_endpoint_is_throttled_like_the_api(
     import httpx2
 
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth_failure": "2/min"}
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    # Behind one proxy, from an address of its own (failure counts live in Redis across tests).
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": rates,
+        "NUM_PROXIES": 1,
+    }
     secret = _key(committed_world, ["run"])
-    headers = {"Accept": "application/json, text/event-stream"}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "X-Forwarded-For": f"10.99.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}",
+    }
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 
     def post(key: str) -> httpx2.Response:
@@ -64,4 +73,5 @@ def test_guessing_keys_on_the_mcp_endpoint_is_throttled_like_the_api(
 
     assert statuses == [401, 401, 429]
     assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) > 0
     assert "Too many failed API-key attempts" in blocked.json()["error"]["message"]
