@@ -20,6 +20,7 @@ import mcp_types as types
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.http.request import split_domain_port, validate_host
 from django_tenants.utils import schema_context
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -188,6 +189,15 @@ def build_server(access: Access) -> Server[Any]:
     )
 
 
+def _host_allowed(scope: Scope) -> bool:
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"host"), "")
+    domain, _ = split_domain_port(host)
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
+
+
 async def _refuse(send: Send, status: int, message: str, *, retry_after: int = 0) -> None:
     body = json.dumps(
         {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}
@@ -205,6 +215,9 @@ async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     match = PATH.match(scope["path"])
     if match is None:
         await _refuse(send, 404, "Not an MCP endpoint: use /mcp/w/<workspace>/.")
+        return
+    if not _host_allowed(scope):  # as Django checks every other request (ALLOWED_HOSTS)
+        await _refuse(send, 400, "Invalid Host header.")
         return
     try:
         access = await sync_to_async(_access)(scope=scope, slug=match["slug"])

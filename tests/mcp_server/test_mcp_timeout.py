@@ -75,3 +75,22 @@ def test_guessing_keys_on_the_mcp_endpoint_is_throttled_like_the_api(
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) > 0
     assert "Too many failed API-key attempts" in blocked.json()["error"]["message"]
+
+
+def test_a_host_header_outside_allowed_hosts_is_refused_as_django_would(
+    committed_world: World, asgi_live_server: SimpleNamespace
+) -> None:
+    import httpx2
+
+    secret = _key(committed_world, ["run"])
+    response = httpx2.post(
+        _url(asgi_live_server),
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+        headers={
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {secret}",
+            "Host": "evil.example",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Invalid Host header."
