@@ -9,7 +9,13 @@ from django import forms
 from agents.cache.calibration import semantic_accuracy_statement
 from agents.gateway.aliases import MAX_TARGETS
 from agents.gateway.model_names import default_model, model_choices, model_problem
-from agents.models import AgentVersion, KnowledgeBase, MemoryMode, ProviderKind
+from agents.models import (
+    AgentVersion,
+    KnowledgeBase,
+    McpServerConnection,
+    MemoryMode,
+    ProviderKind,
+)
 from agents.settings_schema import (
     CATEGORY_MAX_LENGTH,
     COST_CAP_DECIMAL_PLACES,
@@ -28,13 +34,34 @@ from agents.settings_schema import (
     TEMPERATURE_MIN,
     output_schema_problem,
 )
+from agents.tools.mcp.client import tool_name
 from agents.tools.registry import BUILTIN_TOOLS
+
+BUILTIN_TOOL_CHOICES = [
+    (name, f"{name} — {tool.description.split('. ')[0].rstrip('.')}")
+    for name, tool in BUILTIN_TOOLS.items()
+]
+
+
+def mcp_tool_choices() -> list[tuple[str, str]]:
+    """The tools of this workspace's MCP server connections, as last fetched."""
+    return [
+        (tool_name(c, t["name"]), f"{tool_name(c, t['name'])} — {t['description'][:80]}")
+        for c in McpServerConnection.objects.order_by("name")
+        for t in c.tools
+    ]
 
 
 class AgentForm(forms.Form):
     name = forms.CharField(max_length=NAME_MAX_LENGTH)
     description = forms.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False)
     category = forms.CharField(max_length=CATEGORY_MAX_LENGTH, required=False)
+    mcp_exposed = forms.BooleanField(
+        required=False,
+        label="Offer as an MCP tool",
+        help_text="MCP clients holding an API key of this workspace with the run scope can call "
+        "this agent as a tool (see the MCP docs).",
+    )
     model = forms.CharField(
         max_length=MODEL_MAX_LENGTH,
         # A picker of the names saving accepts (agents/gateway/model_names.py), grouped: this
@@ -54,10 +81,7 @@ class AgentForm(forms.Form):
         min_value=MAX_TOKENS.low, max_value=MAX_TOKENS.high, initial=MAX_TOKENS_DEFAULT
     )
     tools = forms.MultipleChoiceField(
-        choices=[
-            (name, f"{name} — {tool.description.split('. ')[0].rstrip('.')}")
-            for name, tool in BUILTIN_TOOLS.items()
-        ],
+        choices=[],  # BUILTIN_TOOL_CHOICES and this workspace's MCP tools, in __init__
         widget=forms.CheckboxSelectMultiple,
         required=False,
     )
@@ -146,6 +170,8 @@ class AgentForm(forms.Form):
         model_widget.choices = model_choices(current)
         field = cast(forms.TypedMultipleChoiceField, self.fields["knowledge_base_ids"])
         field.choices = [(kb.pk, kb.name) for kb in KnowledgeBase.objects.all()]
+        tools = cast(forms.MultipleChoiceField, self.fields["tools"])
+        tools.choices = [*BUILTIN_TOOL_CHOICES, *mcp_tool_choices()]
         self.fields["cache_semantic"].help_text = (
             "Off by default: a rephrased question can ask something else. "
             + semantic_accuracy_statement()
@@ -185,7 +211,12 @@ class AgentForm(forms.Form):
 
     @classmethod
     def initial_from(cls, agent: Any, version: AgentVersion | None) -> dict[str, Any]:
-        initial = {"name": agent.name, "description": agent.description, "category": agent.category}
+        initial = {
+            "name": agent.name,
+            "description": agent.description,
+            "category": agent.category,
+            "mcp_exposed": agent.mcp_exposed,
+        }
         if version is not None:
             initial.update(
                 model=version.model,

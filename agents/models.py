@@ -173,6 +173,8 @@ class Agent(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     # Reachable over A2A (a2a_server; docs/a2a.md): chosen by the workspace's owners and admins.
     a2a_exposed = models.BooleanField(default=False)
+    # Offered as a tool on the workspace's MCP endpoint (mcp_server); owners opt in. Decision 114.
+    mcp_exposed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name", "id"]
@@ -585,3 +587,34 @@ class CacheReport(models.Model):
 
     def __str__(self) -> str:
         return f"wrong cache answer reported {self.created_at:%Y-%m-%d}"
+
+
+class McpServerConnection(models.Model):
+    """A remote MCP server (Streamable HTTP) whose tools this workspace's agents may use
+    (docs/mcp.md). Its URL passes the outbound guard and the host allowlist on every connection;
+    the optional credential header value is encrypted at rest and shown only by its hint."""
+
+    name = models.SlugField(
+        max_length=20, unique=True, help_text="Lower case letters, digits and _; in tool names."
+    )
+    url = models.URLField(max_length=2000)
+    header_name = models.CharField(max_length=100, default="Authorization", blank=True)
+    credential_encrypted = models.TextField(blank=True)
+    credential_hint = models.CharField(max_length=8, blank=True)
+    # The tools as last fetched and validated: [{"name", "description", "input_schema"}].
+    tools = models.JSONField(default=list, blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_credential(self, value: str) -> None:
+        self.credential_encrypted = crypto.encrypt(value) if value else ""
+        self.credential_hint = crypto.mask(value) if value else ""
+
+    def credential(self) -> str:
+        return crypto.decrypt(self.credential_encrypted) if self.credential_encrypted else ""

@@ -147,7 +147,13 @@ def agent_free_name(base: str, *, suffix: str = " (copy)") -> str:
 
 @transaction.atomic
 def agent_create(
-    *, access: Access, name: str, description: str = "", category: str = "", **config: Any
+    *,
+    access: Access,
+    name: str,
+    description: str = "",
+    category: str = "",
+    mcp_exposed: bool = False,
+    **config: Any,
 ) -> Agent:
     access.require(Perm.BUILD)
     name = _checked_name(name)
@@ -166,7 +172,11 @@ def agent_create(
     if errors:
         raise ValidationFailed(" ".join(messages), fields=errors)
     agent = Agent.objects.create(
-        name=name, description=description, category=category, created_by_id=access.actor_id
+        name=name,
+        description=description,
+        category=category,
+        mcp_exposed=mcp_exposed,
+        created_by_id=access.actor_id,
     )
     version = _new_version(agent, settings, by=access.actor_id)
     audit.record_for(
@@ -185,6 +195,10 @@ def _locked_agent(agent_id: int) -> Agent:
     return agent
 
 
+# Changed in place (not versioned): what people see, and whether MCP clients may call it.
+DESCRIPTIVE_FIELDS = ("name", "description", "category", "mcp_exposed")
+
+
 @transaction.atomic
 def agent_update(*, access: Access, agent_id: int, **changes: Any) -> Agent:
     """Change an agent: descriptive fields in place, behaviour as a new immutable version."""
@@ -196,10 +210,10 @@ def agent_update(*, access: Access, agent_id: int, **changes: Any) -> Agent:
         changes["name"] = _checked_name(changes["name"])
         if changes["name"].lower() != agent.name.lower():
             _require_free_name(changes["name"], exclude=agent.pk)
-    for field in ("name", "description", "category"):
+    for field in DESCRIPTIVE_FIELDS:
         if field in changes:
             setattr(agent, field, changes.pop(field))
-    agent.save(update_fields=["name", "description", "category", "updated_at"])
+    agent.save(update_fields=[*DESCRIPTIVE_FIELDS, "updated_at"])
     metadata: dict[str, Any] = {}
     if changes:
         current = agent.current_version

@@ -1,5 +1,7 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels with the session user
-and the workspace resolved before any consumer runs."""
+"""ASGI entry point: HTTP through Django (but /mcp/w/… through the MCP endpoint, mcp_server, and
+/a2a/… through the A2A dispatcher, a2a_server),
+websockets through Channels with the session user and the workspace resolved before any
+consumer runs."""
 
 import logging
 import os
@@ -21,6 +23,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from a2a_server.server import build_app as build_a2a_app  # noqa: E402
 from billing.stripe_client import billing_mode  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+from mcp_server.server import with_mcp  # noqa: E402
 from tenants.channels import WorkspaceScopeMiddleware  # noqa: E402
 
 logging.getLogger("billing").info(billing_mode())  # billing says on start whether it is on
@@ -30,8 +33,12 @@ logging.getLogger("billing").info(billing_mode())  # billing says on start wheth
 a2a_app = build_a2a_app()
 
 
+# MCP (docs/mcp.md, decision 114): /mcp/w/<slug>/ is the workspace's MCP endpoint.
+django_or_mcp = with_mcp(django_asgi_app)
+
+
 async def http_app(scope: Any, receive: Any, send: Any) -> None:
-    app = a2a_app if scope["path"].startswith("/a2a/") else django_asgi_app
+    app = a2a_app if scope["path"].startswith("/a2a/") else django_or_mcp
     await app(scope, receive, send)
 
 

@@ -28,6 +28,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("knowledge/", include("agents.knowledge.urls")),
     path("conversations/", include("agents.chat.urls")),
     path("outbound/", include("agents.outbound.urls")),
+    path("mcp-servers/", include("agents.mcp_servers.urls")),
     path("marketplace/", include("marketplace.workspace_urls")),
     path("billing/", include("billing.urls")),
     path("a2a/", include("a2a_server.urls")),

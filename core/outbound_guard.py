@@ -239,6 +239,68 @@ def guarded_client(*, timeout: float, follow_redirects: bool) -> httpx2.Client:
     )
 
 
+class GuardedAsyncBackend(httpcore2.AnyIOBackend):
+    """`GuardedBackend` for async clients (the `mcp` SDK's): the host resolved (in a thread),
+    checked, and the socket connected to a checked address."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        import anyio.to_thread
+
+        try:
+            addresses = await anyio.to_thread.run_sync(resolve_checked, host, port)
+        except AddressRefused as exc:
+            raise httpcore2.ConnectError(exc.message) from exc
+        except (OSError, UnicodeError) as exc:
+            raise httpcore2.ConnectError(f"'{host}' does not resolve: {exc}") from exc
+        for position, address in enumerate(addresses, start=1):
+            try:
+                return await super().connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout):
+                if position == len(addresses):
+                    raise
+        raise httpcore2.ConnectError(f"'{host}' has no address")  # pragma: no cover
+
+
+class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
+    """`GuardedTransport` for async clients."""
+
+    def __init__(self) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=GuardedAsyncBackend(),
+        )
+
+
+def guarded_async_client(
+    *, timeout: float, headers: dict[str, str] | None = None
+) -> httpx2.AsyncClient:
+    """An async httpx client for user-chosen URLs; redirects are not followed."""
+    return httpx2.AsyncClient(
+        transport=GuardedAsyncTransport(),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        headers=headers,
+    )
+
+
 class GuardedRequestsAdapter(requests.adapters.BaseAdapter):
     """A `requests` transport adapter that sends every request through `guarded_client`, for
     libraries built on requests (allauth's OpenID Connect client). requests follows redirects

@@ -37,6 +37,8 @@ from agents.providers.base import (
     Usage,
 )
 from agents.tools.base import NO_TOOL_CONTEXT, Tool, ToolContext, ToolFailed
+from agents.tools.mcp.client import PREFIX as MCP_PREFIX
+from agents.tools.mcp.tool import mcp_tools
 from agents.tools.registry import BUILTIN_TOOLS
 from core import tracing
 from core.exceptions import ValidationFailed
@@ -78,13 +80,22 @@ class LoopResult:
 
 
 def tools_by_name(names: list[str]) -> dict[str, Tool]:
-    unknown = sorted(set(names) - set(BUILTIN_TOOLS))
+    """Built-in tools by name, and `mcp__<connection>__<tool>` for a tool of one of the
+    workspace's MCP server connections (as last fetched; in the current schema)."""
+    remote_names = [n for n in names if n.startswith(MCP_PREFIX)]
+    remote, missing = mcp_tools(remote_names) if remote_names else ({}, [])
+    unknown = sorted((set(names) - set(remote_names) - set(BUILTIN_TOOLS)) | set(missing))
     if unknown:
         raise ValidationFailed(
             f"Unknown tool(s): {', '.join(unknown)}.",
-            fields={"tools": [f"Choose from: {', '.join(sorted(BUILTIN_TOOLS))}."]},
+            fields={
+                "tools": [
+                    f"Choose from: {', '.join(sorted(BUILTIN_TOOLS))}, or a tool of an MCP "
+                    "server connection (mcp__<connection>__<tool>)."
+                ]
+            },
         )
-    return {name: BUILTIN_TOOLS[name] for name in names}
+    return {name: remote[name] if name in remote else BUILTIN_TOOLS[name] for name in names}
 
 
 def _run_tool(tools: dict[str, Tool], call: ToolCall, context: ToolContext) -> ToolStep:

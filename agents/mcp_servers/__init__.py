@@ -1,0 +1,1 @@
+"""A workspace's connections to remote MCP servers (writes in services, reads in selectors)."""
