@@ -21,6 +21,7 @@ from django_tenants.utils import schema_context
 from agents.models import Agent
 from agents.services import agent_archive, agent_update
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from evals.services import publish_gate_check
 from marketplace import pricing, snapshot
 from marketplace.icons import ICON_ERROR, is_single_icon
 from marketplace.models import (
@@ -150,6 +151,8 @@ def _take_snapshot(
             agent = Agent.objects.filter(pk=source_id, archived_at__isnull=True).first()
             if agent is None:
                 raise NotFound("No active agent with that id in this workspace.")
+            # The workspace may require a passing evaluation first (docs/evals.md).
+            publish_gate_check(agent_id=agent.pk)
             definition = snapshot.agent_snapshot(agent, notes=notes)
         else:
             workflow = Workflow.objects.filter(pk=source_id, archived_at__isnull=True).first()
