@@ -29,6 +29,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("conversations/", include("agents.chat.urls")),
     path("outbound/", include("agents.outbound.urls")),
     path("marketplace/", include("marketplace.workspace_urls")),
+    path("evals/", include("evals.urls")),
     path("billing/", include("billing.urls")),
     path("", include("agents.workspace_urls")),
 ]

@@ -42,6 +42,7 @@ from agents.models import (
 )
 from agents.services import agent_create
 from core.crypto import encrypt
+from evals.models import Case, CaseResult, Dataset, Evaluation, Suite
 from marketplace import services as market
 from marketplace.models import Category, Listing, Purchase, Review
 from notifications.kinds import Kind
@@ -154,6 +155,22 @@ def _seed(world: World, viewer: User) -> Ids:
         credential.save()
         ids["credential_id"] = credential.pk
         ids["alias_id"] = ModelAlias.objects.create(name=f"alias-{MARKER}").pk
+        dataset = Dataset.objects.create(name=f"Dataset {MARKER}")
+        case = Case.objects.create(dataset=dataset, position=1, input=f"case {MARKER}")
+        ids["dataset_id"] = dataset.pk
+        suite = Suite.objects.create(
+            name=f"Suite {MARKER}", dataset=dataset, evaluators=[{"kind": "exact"}]
+        )
+        evaluation = Evaluation.objects.create(
+            suite=suite,
+            agent_id=agent.pk,
+            agent_version_id=version.pk,
+            agent_version_number=version.number,
+            agent_name=agent.name,
+            cases_total=1,
+        )
+        CaseResult.objects.create(evaluation=evaluation, case=case, output=f"out {MARKER}")
+        ids["evaluation_id"] = evaluation.pk
         published_agent = agent_create(
             access=owner, name="Public helper", model="offline:demo", system_prompt="Be brief."
         )
@@ -241,6 +258,8 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "host_id": lambda i: i["host_id"],
     "credential_id": lambda i: i["credential_id"],
     "alias_id": lambda i: i["alias_id"],
+    "dataset_id": lambda i: i["dataset_id"],
+    "evaluation_id": lambda i: i["evaluation_id"],
     "membership_id": lambda i: i["membership_id"],
     "invitation_id": lambda i: i["invitation_id"],
     "key_id": lambda i: i["api_key_id"],
