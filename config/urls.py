@@ -47,6 +47,7 @@ urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
     path("api/v1/", include("workflows.api.urls")),
+    path("api/v1/", include("evals.api.urls")),
     path("api/v1/", include("marketplace.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.
