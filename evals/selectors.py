@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db.models import Count, QuerySet
 
+from agents.models import Agent
 from core.exceptions import NotFound
 from evals.models import CaseResult, Dataset, Evaluation, GatePolicy, Suite
 from tenants.permissions import Access, Perm
@@ -65,6 +68,20 @@ def comparison_rows(
             key = result.case.position if earlier is None else -result.pk
             rows[key] = (result.case.input, result.case.expected, None, result)
     return [rows[key] for key in sorted(rows, key=lambda k: (k < 0, abs(k)))]
+
+
+def latest_passed_score(*, agent_id: int) -> tuple[Decimal, int] | None:
+    """(score, cases) of the latest passed evaluation of the agent's current version, for a
+    marketplace listing whose publisher chose to show it. In the agent's schema."""
+    agent = Agent.objects.filter(pk=agent_id).first()
+    if agent is None or agent.current_version_id is None:
+        return None
+    latest = Evaluation.objects.filter(
+        agent_version_id=agent.current_version_id, status=Evaluation.Status.PASSED
+    ).first()
+    if latest is None or latest.score is None:
+        return None
+    return latest.score.quantize(Decimal("0.0001")), latest.cases_done
 
 
 def gate_policy() -> GatePolicy:

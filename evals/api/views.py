@@ -30,7 +30,11 @@ class DatasetListApi(WorkspaceAPIView):
             serializer=s.DatasetOutput,
         )
 
-    @extend_schema(request=s.DatasetInput, responses={201: s.DatasetOutput})
+    @extend_schema(
+        operation_id="evals_datasets_upload",
+        request=s.DatasetInput,
+        responses={201: s.DatasetOutput},
+    )
     def post(self, request: Request) -> Response:
         data = s.DatasetInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -67,7 +71,9 @@ class SuiteListApi(WorkspaceAPIView):
             serializer=s.SuiteOutput,
         )
 
-    @extend_schema(request=s.SuiteInput, responses={201: s.SuiteOutput})
+    @extend_schema(
+        operation_id="evals_suites_create", request=s.SuiteInput, responses={201: s.SuiteOutput}
+    )
     def post(self, request: Request) -> Response:
         data = s.SuiteInput(data=request.data)
         data.is_valid(raise_exception=True)

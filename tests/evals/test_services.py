@@ -17,7 +17,7 @@ from evals import evaluators, services
 from evals.evaluators import Answer, evaluate
 from evals.models import CaseResult, Evaluation, Suite
 from marketplace import services as market
-from marketplace.models import Category
+from marketplace.models import Category, ListingVersion
 from tenants.models import Membership, Role
 from tenants.permissions import Access
 from tests.helpers.personas import World, access_of, make_user
@@ -203,14 +203,15 @@ def test_a_failing_case_fails_the_evaluation_below_its_threshold(owner_access: A
 # -- the publish gate -----------------------------------------------------------------------
 
 
-def _publish(access: Access, agent_id: int) -> None:
-    market.listing_publish(
+def _publish(access: Access, agent_id: int, *, show_score: bool = False) -> ListingVersion:
+    return market.listing_publish(
         access=access,
         kind="agent",
         source_id=agent_id,
         title="Greeter",
         summary="Greets.",
         category_slug="support",
+        show_evaluation_score=show_score,
     )
 
 
@@ -248,7 +249,10 @@ def test_publishing_waits_for_a_passing_evaluation_when_the_workspace_requires_i
             access=owner_access, suite_id=lenient.pk, agent_id=agent.pk
         )
         services.evaluation_execute(passing.pk)
-    _publish(owner_access, agent.pk)
+    version = _publish(owner_access, agent.pk, show_score=True)
+    # The publisher opted in: the listing version carries the passing score.
+    assert (version.evaluation_score, version.evaluation_cases) == (Decimal(1), 2)
+    assert _publish(owner_access, agent.pk).evaluation_score is None  # not opted in
 
 
 def test_without_the_gate_publishing_needs_no_evaluation(owner_access: Access) -> None:
