@@ -69,7 +69,7 @@ def test_evaluation_results_and_comparison_fit_desk_and_phone(
         page = context.new_page()
         page.goto(detail)
         expect(page.get_by_role("heading", name=f"Evaluation #{first.pk}")).to_be_visible()
-        expect(page.locator("#evaluation-progress")).to_contain_text("1/3")
+        expect(page.locator("#evaluation-progress")).to_contain_text("Score33%")
         expect(page.get_by_text("✓ regex /(?i)hello/").first).to_be_visible()
         page.screenshot(path=str(shots / f"evaluation-{width}.png"), full_page=True)
         assert page.evaluate(_EXTRA_WIDTH) <= 0
