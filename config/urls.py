@@ -30,6 +30,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("outbound/", include("agents.outbound.urls")),
     path("mcp-servers/", include("agents.mcp_servers.urls")),
     path("marketplace/", include("marketplace.workspace_urls")),
+    path("evals/", include("evals.urls")),
     path("billing/", include("billing.urls")),
     path("a2a/", include("a2a_server.urls")),
     path("", include("agents.workspace_urls")),
@@ -48,6 +49,7 @@ urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
     path("api/v1/", include("workflows.api.urls")),
+    path("api/v1/", include("evals.api.urls")),
     path("api/v1/", include("marketplace.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.

@@ -182,6 +182,12 @@ class ListingVersion(models.Model):
     pricing = models.CharField(max_length=16, choices=Listing.Pricing.choices, default="free")
     price_cents = models.PositiveIntegerField(default=0)
     currency = models.CharField(max_length=3, default="usd")
+    # Opt-in by the publisher: the latest passed evaluation of the source when it was submitted
+    # (docs/evals.md). Null when not shown.
+    evaluation_score = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True, help_text="Share of cases passed."
+    )
+    evaluation_cases = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

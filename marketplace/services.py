@@ -21,6 +21,8 @@ from django_tenants.utils import schema_context
 from agents.models import Agent
 from agents.services import agent_archive, agent_update
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from evals.selectors import latest_passed_score
+from evals.services import publish_gate_check
 from marketplace import pricing, snapshot
 from marketplace.icons import ICON_ERROR, is_single_icon
 from marketplace.models import (
@@ -150,6 +152,8 @@ def _take_snapshot(
             agent = Agent.objects.filter(pk=source_id, archived_at__isnull=True).first()
             if agent is None:
                 raise NotFound("No active agent with that id in this workspace.")
+            # The workspace may require a passing evaluation first (docs/evals.md).
+            publish_gate_check(agent_id=agent.pk)
             definition = snapshot.agent_snapshot(agent, notes=notes)
         else:
             workflow = Workflow.objects.filter(pk=source_id, archived_at__isnull=True).first()
@@ -210,6 +214,7 @@ def listing_publish(
     pricing: str = Listing.Pricing.FREE,
     price_cents: int = 0,
     currency: str = "usd",
+    show_evaluation_score: bool = False,
 ) -> ListingVersion:
     """Submit an agent or workflow of this workspace for review: a new listing the first time,
     then a new version (number + 1) of the listing. The version waits for moderation; the
@@ -242,6 +247,10 @@ def listing_publish(
         ).values("listing_id")
         listing = Listing.objects.select_for_update().filter(pk__in=earlier).first()
     definition, tools, providers, notes = _take_snapshot(access.workspace, kind, source_id)
+    score = None
+    if show_evaluation_score and kind == Listing.Kind.AGENT:
+        with schema_context(access.workspace.schema_name):
+            score = latest_passed_score(agent_id=source_id)
     if listing is None:
         listing = Listing.objects.create(
             publisher=publisher,
@@ -268,6 +277,8 @@ def listing_publish(
         pricing=pricing,
         price_cents=price_cents,
         currency=currency,
+        evaluation_score=score[0] if score else None,
+        evaluation_cases=score[1] if score else None,
     )
     audit.record_for(
         access,

@@ -132,6 +132,12 @@ class PublishForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="One per line.",
     )
+    show_evaluation_score = forms.BooleanField(
+        label="Show the latest evaluation score on the listing",
+        required=False,
+        help_text="The share of cases the agent's current version passed in its latest passed "
+        "evaluation (agents only).",
+    )
     pricing = forms.ChoiceField(
         label="Price model",
         choices=PRICINGS,
@@ -190,6 +196,7 @@ class PublishForm(forms.Form):
             "pricing": data["pricing"],
             "price_cents": data["price_cents"],
             "currency": data["currency"],
+            "show_evaluation_score": bool(data.get("show_evaluation_score")),
         }
 
     def listing_fields(self) -> list[forms.BoundField]:

@@ -192,6 +192,8 @@ SEMANTIC_400 = {
     "workflows_import": "`document` must parse as JSON or YAML holding a valid definition",
     "workflow_templates_instantiate": "a given `name` must not be another workflow's name",
     "marketplace_listings_publish": "`category` must exist; `source_id` must be publishable",
+    "evals_datasets_upload": "`content` must parse as the CSV or JSONL `filename` names",
+    "evals_suites_create": "each evaluator spec is checked by kind; `dataset` must exist",
     "runs_list_all": "`date_to` must not be before `date_from`",
     "workflow_runs_list": "the same date rule",
 }

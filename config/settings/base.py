@@ -72,6 +72,7 @@ TENANT_APPS = [
     "guardian",
     "agents",
     "workflows",
+    "evals",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

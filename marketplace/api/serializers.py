@@ -138,6 +138,11 @@ class ListingPublishInput(InputSerializer):
         child=serializers.CharField(max_length=30), max_length=10, required=False, default=list
     )
     icon = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
+    show_evaluation_score = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Show the agent's latest passed evaluation score on the listing.",
+    )
     changelog = serializers.CharField(required=False, allow_blank=True, default="")
     example_inputs = serializers.ListField(
         child=serializers.CharField(max_length=2000),

@@ -43,6 +43,7 @@ from agents.models import (
 )
 from agents.services import agent_create
 from core.crypto import encrypt
+from evals.models import Case, CaseResult, Dataset, Evaluation, Suite
 from marketplace import services as market
 from marketplace.models import Category, Listing, Purchase, Review
 from notifications.kinds import Kind
@@ -159,6 +160,22 @@ def _seed(world: World, viewer: User) -> Ids:
         credential.save()
         ids["credential_id"] = credential.pk
         ids["alias_id"] = ModelAlias.objects.create(name=f"alias-{MARKER}").pk
+        dataset = Dataset.objects.create(name=f"Dataset {MARKER}")
+        case = Case.objects.create(dataset=dataset, position=1, input=f"case {MARKER}")
+        ids["dataset_id"] = dataset.pk
+        suite = Suite.objects.create(
+            name=f"Suite {MARKER}", dataset=dataset, evaluators=[{"kind": "exact"}]
+        )
+        evaluation = Evaluation.objects.create(
+            suite=suite,
+            agent_id=agent.pk,
+            agent_version_id=version.pk,
+            agent_version_number=version.number,
+            agent_name=agent.name,
+            cases_total=1,
+        )
+        CaseResult.objects.create(evaluation=evaluation, case=case, output=f"out {MARKER}")
+        ids["evaluation_id"] = evaluation.pk
         published_agent = agent_create(
             access=owner, name="Public helper", model="offline:demo", system_prompt="Be brief."
         )
@@ -247,6 +264,8 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "connection_id": lambda i: i["connection_id"],
     "credential_id": lambda i: i["credential_id"],
     "alias_id": lambda i: i["alias_id"],
+    "dataset_id": lambda i: i["dataset_id"],
+    "evaluation_id": lambda i: i["evaluation_id"],
     "membership_id": lambda i: i["membership_id"],
     "invitation_id": lambda i: i["invitation_id"],
     "key_id": lambda i: i["api_key_id"],
@@ -301,6 +320,9 @@ BY_ROUTE: dict[str, dict[str, Callable[[Ids], Any]]] = {
     "api-invitation": {"pk": lambda i: i["invitation_id"]},
     "api-key": {"pk": lambda i: i["api_key_id"]},
     "api-agent": {"pk": lambda i: i["agent_id"]},
+    "api-evals-dataset": {"pk": lambda i: i["dataset_id"]},
+    "api-evals-evaluation": {"pk": lambda i: i["evaluation_id"]},
+    "api-evals-evaluation-results": {"pk": lambda i: i["evaluation_id"]},
     "api-agent-runs": {"pk": lambda i: i["agent_id"]},
     "api-agent-run": {"pk": lambda i: i["agent_id"], "run_id": lambda i: i["agent_run_id"]},
     "api-workflow-template": {"key": lambda i: "support-triage"},
