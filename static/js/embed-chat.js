@@ -18,11 +18,15 @@
   var waitForHost = root.dataset.framed === "1" && location.hash === "#host-token";
   var polling = null;
 
+  // Kept in localStorage (the visitor's history survives a reload); in memory as well, for
+  // browsers that give a third-party frame no storage (then history lasts as long as the page).
+  var memory = null;
   function stored() {
-    try { return JSON.parse(localStorage.getItem(storeKey) || "null"); } catch (e) { return null; }
+    try { return JSON.parse(localStorage.getItem(storeKey) || "null") || memory; } catch (e) { return memory; }
   }
   function store(value) {
-    try { localStorage.setItem(storeKey, JSON.stringify(value)); } catch (e) { /* private mode */ }
+    memory = value;
+    try { localStorage.setItem(storeKey, JSON.stringify(value)); } catch (e) { /* no storage */ }
   }
   function messageOf(body, status) {
     return (body && body.error && body.error.message) || "Something went wrong (" + status + ").";

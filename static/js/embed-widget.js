@@ -1,7 +1,7 @@
 /* Agent Market chat widget: one line on the host page,
      <script src="https://HOST/static/js/embed-widget.js" data-chat="https://HOST/s/SPACE/KEY/frame/" async></script>
    optional data-colour="#4f46e5", data-label="Chat with us", data-end-user-token="…" (minted by
-   the host's own server; never an API key). Draws a chat bubble in a closed shadow root (styles
+   the host's own server; never an API key). Draws a chat bubble in a shadow root (styles
    set through the CSSOM, so a strict host Content-Security-Policy without 'unsafe-inline'
    still renders it) and opens the chat in an iframe on first click. No network before then. */
 (function () {
@@ -19,7 +19,7 @@
   var host = document.createElement("div");
   host.setAttribute("data-agentmarket-widget", "");
   css(host, { position: "fixed", right: "16px", bottom: "16px", zIndex: "2147483000" });
-  var shadow = host.attachShadow ? host.attachShadow({ mode: "closed" }) : host;
+  var shadow = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
 
   var button = document.createElement("button");
   button.type = "button";
