@@ -387,11 +387,24 @@ class Conversation(models.Model):
         default=0, help_text="How many turns the summary covers."
     )
     created_by_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # A visitor's conversation through a share link or widget (docs/embed.md): the share and
+    # the end user's id (chosen by the workspace's backend, or random for anonymous visitors).
+    share = models.ForeignKey(
+        "ChatShare", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    end_user_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["share", "end_user_id"],
+                condition=Q(share__isnull=False),
+                name="conversation_one_per_end_user",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
@@ -618,3 +631,29 @@ class McpServerConnection(models.Model):
 
     def credential(self) -> str:
         return crypto.decrypt(self.credential_encrypted) if self.credential_encrypted else ""
+
+
+class ChatShare(models.Model):
+    """An agent shared as a public chat page and a script widget (docs/embed.md). The key in
+    its URL is the only secret; regenerating it breaks old links and tokens, revoking it
+    answers 404 everywhere."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="shares")
+    key = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=80, help_text="The name visitors see.")
+    greeting = models.CharField(max_length=300, blank=True)
+    accent_colour = models.CharField(max_length=7, default="#4f46e5")
+    show_powered_by = models.BooleanField(default=True)
+    allowed_origins = models.JSONField(default=list, blank=True)
+    logo = models.BinaryField(null=True, blank=True)
+    logo_type = models.CharField(max_length=32, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title

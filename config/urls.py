@@ -6,6 +6,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as accounts_views
+from agents.embed import urls as embed_urls
 from billing import views as billing_views
 from core import views as core_views
 from tenants import urls as tenants_urls
@@ -27,6 +28,7 @@ workspace_patterns: list[URLPattern | URLResolver] = [
     path("workflows/", include("workflows.urls")),
     path("knowledge/", include("agents.knowledge.urls")),
     path("conversations/", include("agents.chat.urls")),
+    path("shares/", include("agents.embed.urls")),
     path("outbound/", include("agents.outbound.urls")),
     path("mcp-servers/", include("agents.mcp_servers.urls")),
     path("marketplace/", include("marketplace.workspace_urls")),
@@ -52,6 +54,9 @@ urlpatterns = [
     path("api/v1/", include("evals.api.urls")),
     path("api/v1/", include("marketplace.api.urls")),
     path("api/v1/", include("billing.api.urls")),
+    path("api/v1/", include("agents.embed.api_urls")),
+    # Shared chats (docs/embed.md): public pages, the key in the URL is the secret.
+    path("s/", include(embed_urls.public_patterns)),
     # Inbound webhooks (HMAC-signed, no session): workflow triggers and webhook-wait steps.
     path("hooks/workflows/", include("workflows.hook_urls")),
     # Stripe's webhooks, one URL per endpoint registered by `manage.py billing_webhook_endpoint`:

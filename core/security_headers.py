@@ -25,7 +25,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 
-def content_security_policy(extra_sources: str = "", form_targets: Iterable[str] = ()) -> str:
+def content_security_policy(
+    extra_sources: str = "", form_targets: Iterable[str] = (), frame_ancestors: str = "'none'"
+) -> str:
     extra = f" {extra_sources.strip()}" if extra_sources.strip() else ""
     forms = "".join(f" {target}" for target in form_targets)
     directives = {
@@ -39,7 +41,7 @@ def content_security_policy(extra_sources: str = "", form_targets: Iterable[str]
         "object-src": "'none'",
         "base-uri": "'self'",
         "form-action": "'self'" + forms,
-        "frame-ancestors": "'none'",
+        "frame-ancestors": frame_ancestors,
     }
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
@@ -77,6 +79,13 @@ def form_targets(hosted: Iterable[str], api_base: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=8)
 def _policy(extra_sources: str, targets: tuple[str, ...]) -> str:
     return content_security_policy(extra_sources, targets)
+
+
+def policy_with_frame_ancestors(frame_ancestors: str) -> str:
+    """The same policy, but framable by `frame_ancestors` (the embeddable chat's allowed
+    sites, agents/embed/views.py); a view sets it, the middleware then leaves it alone."""
+    targets = form_targets(settings.CSP_FORM_ACTION_SOURCES, settings.STRIPE_API_BASE)
+    return content_security_policy(settings.CSP_EXTRA_SOURCES, targets, frame_ancestors)
 
 
 class SecurityHeadersMiddleware:

@@ -120,6 +120,24 @@ def turn_start(*, access: Access, conversation_id: int, question: str) -> Conver
         return _new_turn(conversation, version, text)
 
 
+def question_clean(question: str) -> str:
+    """The question stripped and checked (required, at most MAX_INPUT_CHARS)."""
+    return _question(question)
+
+
+def chattable(agent: Agent | None, *, field: str) -> AgentVersion:
+    """The version that answers a new turn with `agent` (404 when missing, 409 archived)."""
+    return _chattable(agent, field=field)
+
+
+def turn_queue(
+    conversation: Conversation, version: AgentVersion, question: str
+) -> ConversationTurn:
+    """A new turn queued for the answering worker (inside the caller's transaction); the
+    share pages' visitors ask through this like members do."""
+    return _new_turn(conversation, version, question)
+
+
 def _expire_stale(conversation_id: int) -> int:
     cutoff = timezone.now() - timedelta(seconds=live.STREAM_TTL_SECONDS)
     return ConversationTurn.objects.filter(

@@ -378,6 +378,9 @@ if DEBUG:
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=services.local_dir() / "media")
 MEDIA_URL = "/media/"
 
+# How long a shared chat's visitor token lasts (docs/embed.md).
+EMBED_TOKEN_SECONDS = env.int("EMBED_TOKEN_SECONDS", default=3600)
+
 # --- REST API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -400,6 +403,11 @@ REST_FRAMEWORK = {
         "user": env.str("API_USER_RATE", default="300/min"),
         # Failed API-key authentications per client address (tenants/api/throttling.py).
         "auth_failure": env.str("API_AUTH_FAILURE_RATE", default="20/min"),
+        # Shared chats (docs/embed.md): new anonymous visitors per address, questions per
+        # visitor and per address.
+        "embed_address": env.str("EMBED_NEW_VISITOR_RATE", default="30/hour"),
+        "embed_visitor": env.str("EMBED_VISITOR_RATE", default="60/hour"),
+        "embed_message_address": env.str("EMBED_ADDRESS_RATE", default="300/hour"),
     },
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",

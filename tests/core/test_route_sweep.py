@@ -30,6 +30,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from agents.embed.services import share_create
 from agents.models import (
     AgentRun,
     AllowedHost,
@@ -179,6 +180,9 @@ def _seed(world: World, viewer: User) -> Ids:
         published_agent = agent_create(
             access=owner, name="Public helper", model="offline:demo", system_prompt="Be brief."
         )
+        shared = share_create(access=owner, agent_id=ids["agent_id"], title=f"Share {MARKER}")
+        ids["share_id"] = shared.pk
+        ids["share_key"] = shared.key
     ids["membership_id"] = Membership.objects.get(user=viewer, workspace=a).pk
     invitation, token = tenant_services.invitation_create(
         access=owner, email=f"{MARKER}@example.com", role=Role.MEMBER
@@ -277,6 +281,9 @@ BY_NAME: dict[str, Callable[[Ids], Any]] = {
     "provider_id": lambda i: i["provider_id"],  # allauth's OpenID Connect login and callback
     "notification_id": lambda i: i["notification_id"],
     "organization_slug": lambda i: i["provider_id"],  # allauth's SAML login, ACS, metadata
+    "share_id": lambda i: i["share_id"],
+    "share_key": lambda i: i["share_key"],  # a shared chat's public routes (agents/embed)
+    "space": lambda i: i["workspace_slug"],
     "resume_token": lambda i: "r" * 40,  # an unknown token: the hook must refuse it cleanly
     "uidb36": lambda i: "1",
 }
@@ -492,6 +499,12 @@ def _digest_of_a(world: World, users: list[User]) -> str:
 
 # Routes whose secret token is the permission: whoever holds the link may see what it opens.
 CAPABILITY_ROUTES = {
+    # A shared chat: the key in its URL is the permission (docs/embed.md).
+    "share_page",
+    "share_frame",
+    "share_logo",
+    "api-share-visitor-tokens",
+    "api-share-visitor-conversation",
     "invitation_accept",  # the invitation's own page: workspace, inviter and invited address
 }
 
