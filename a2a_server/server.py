@@ -65,6 +65,7 @@ from a2a_server import cards, selectors, services
 from a2a_server.selectors import Target, Unauthenticated
 from agents.models import AgentRun
 from core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
+from tenants.api.throttling import AuthFailureThrottle, asgi_client
 
 T = TypeVar("T")
 
@@ -298,6 +299,15 @@ def _refusal(status: int, code: str, message: str) -> JSONResponse:
 async def _resolve(request: Request) -> Target | JSONResponse:
     if not _host_allowed(request):
         return _refusal(400, "bad_host", "This host is not served here.")
+    # Failed keys count against the caller's address with the REST API's and MCP's.
+    client = asgi_client(request.scope)
+    wait = await _db(AuthFailureThrottle().wait_if_blocked, request=client)
+    if wait is not None:
+        refusal = _refusal(
+            429, "throttled", f"Too many failed API-key attempts; try again in {wait:.0f} s."
+        )
+        refusal.headers["Retry-After"] = str(max(1, round(wait)))
+        return refusal
     secret = selectors.bearer_secret(
         request.headers.get("authorization", ""), request.headers.get("x-api-key", "")
     )
@@ -315,6 +325,8 @@ async def _resolve(request: Request) -> Target | JSONResponse:
             agent_id=int(request.path_params["agent_id"]),
         )
     except Unauthenticated as exc:
+        if secret:  # a key that failed; no key at all is not a guess
+            await _db(AuthFailureThrottle().record_failure, request=client)
         return _refusal(401, "not_authenticated", str(exc))
     except PermissionDenied as exc:
         return _refusal(403, exc.code, exc.message)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from types import SimpleNamespace
 from typing import Any, cast
 
 import anyio
@@ -30,7 +29,7 @@ from agents.models import AgentRun
 from agents.services import agent_run_start
 from core.exceptions import ApplicationError, NotFound, PermissionDenied
 from mcp_server import selectors
-from tenants.api.throttling import AuthFailureThrottle
+from tenants.api.throttling import AuthFailureThrottle, asgi_client
 from tenants.permissions import Access, Perm
 from tenants.selectors import access_for_api_key
 from tenants.services import api_key_authenticate
@@ -79,23 +78,12 @@ class Throttled(ApplicationError):
         self.retry_after = max(1, round(wait))
 
 
-def _client(scope: Scope) -> Any:
-    """What DRF's throttles read of a request (the address, and X-Forwarded-For behind
-    NUM_PROXIES), from the ASGI scope."""
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        if name.lower() == b"x-forwarded-for":
-            headers["x-forwarded-for"] = value.decode("latin-1")
-    meta = {"REMOTE_ADDR": (scope.get("client") or ("", 0))[0]}
-    return SimpleNamespace(META=meta, headers=headers)
-
-
 def _access(*, scope: Scope, slug: str) -> Access:
     """The key's access, if it is a live key of the workspace in the path with the run scope.
     Failed keys count against the caller's address as on the REST API (AuthFailureThrottle)."""
     close_old_connections()
     cast(Any, connection).set_schema_to_public()  # the key and its workspace are public rows
-    failures, client = AuthFailureThrottle(), _client(scope)
+    failures, client = AuthFailureThrottle(), asgi_client(scope)
     wait = failures.wait_if_blocked(client)
     if wait is not None:
         raise Throttled(wait)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -133,3 +135,15 @@ class AuthFailureThrottle(_LiveRateThrottle):
         if window:
             self.history.insert(0, self.now)
             self.cache.set(self.key, self.history, window)
+
+
+def asgi_client(scope: Mapping[str, Any]) -> Any:
+    """What the throttles read of a request (its address, and X-Forwarded-For behind
+    NUM_PROXIES), from an ASGI scope: for the endpoints served beside Django (MCP, A2A),
+    whose failed keys count with the REST API's (`AuthFailureThrottle`)."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name.lower() == b"x-forwarded-for":
+            headers["x-forwarded-for"] = value.decode("latin-1")
+    meta = {"REMOTE_ADDR": (scope.get("client") or ("", 0))[0]}
+    return SimpleNamespace(META=meta, headers=headers)
