@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -16,7 +18,7 @@ from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
 from tenants.access import page_access
 from tenants.http import AppRequest
-from tenants.permissions import Perm
+from tenants.permissions import Access, Perm
 from tenants.sso import domains, selectors, services
 from tenants.sso.forms import DomainForm, IdpForm, PolicyForm, SamlForm, SsoStartForm
 
@@ -107,53 +109,70 @@ def _page(
     )
 
 
+def _idp_save(
+    request: AppRequest,
+    access: Access,
+    form: forms.Form,
+    save: Callable[[dict[str, Any]], object],
+    *,
+    done: str,
+    form_name: str,
+) -> HttpResponse:
+    """Either IdP form: valid and saved, back to the page with `done`; else the page again
+    with the form's errors beside its fields."""
+    if form.is_valid():
+        try:
+            save(form.cleaned_data)
+        except ApplicationError as exc:
+            form_add_application_error(form, exc)
+        else:
+            messages.success(request, done)
+            return redirect(_settings_url(access.workspace.slug))
+    shown: dict[str, Any] = {form_name: form}  # the form again, in its place on the page
+    return _page(request, status=400, **shown)
+
+
 @require_http_methods(["GET", "POST"])
 def sign_in_settings(request: AppRequest) -> HttpResponse:
     """The IdP form posts here; the page shows the domains and requirements too."""
     access = page_access(request, Perm.SIGN_IN_MANAGE)
     if request.method != "POST":
         return _page(request)
-    form = IdpForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            services.sign_in_idp_update(
-                access=access,
-                display_name=data["display_name"],
-                server_url=data["server_url"],
-                client_id=data["client_id"],
-                client_secret=data["client_secret"],
-            )
-        except ApplicationError as exc:
-            form_add_application_error(form, exc)
-        else:
-            messages.success(request, "Identity provider saved.")
-            return redirect(_settings_url(access.workspace.slug))
-    return _page(request, idp_form=form, status=400)
+    return _idp_save(
+        request,
+        access,
+        IdpForm(request.POST),
+        lambda data: services.sign_in_idp_update(
+            access=access,
+            display_name=data["display_name"],
+            server_url=data["server_url"],
+            client_id=data["client_id"],
+            client_secret=data["client_secret"],
+        ),
+        done="Identity provider saved.",
+        form_name="idp_form",
+    )
 
 
 @require_POST
 def sign_in_saml(request: AppRequest) -> HttpResponse:
     """The SAML form posts here: saving it makes the workspace's IdP a SAML one."""
     access = page_access(request, Perm.SIGN_IN_MANAGE)
-    form = SamlForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            services.sign_in_saml_update(
-                access=access,
-                display_name=data["display_name"],
-                entity_id=data["entity_id"],
-                sso_url=data["sso_url"],
-                x509cert=data["x509cert"],
-                email_attribute=data["email_attribute"],
-            )
-        except ApplicationError as exc:
-            form_add_application_error(form, exc)
-        else:
-            messages.success(request, "SAML identity provider saved.")
-            return redirect(_settings_url(access.workspace.slug))
-    return _page(request, saml_form=form, status=400)
+    return _idp_save(
+        request,
+        access,
+        SamlForm(request.POST),
+        lambda data: services.sign_in_saml_update(
+            access=access,
+            display_name=data["display_name"],
+            entity_id=data["entity_id"],
+            sso_url=data["sso_url"],
+            x509cert=data["x509cert"],
+            email_attribute=data["email_attribute"],
+        ),
+        done="SAML identity provider saved.",
+        form_name="saml_form",
+    )
 
 
 @require_POST
