@@ -586,6 +586,32 @@ def test_a_run_opened_midway_shows_each_step_as_it_is(
     assert f'ws-connect="/ws/w/alpha/workflows/runs/{run.pk}/"' in html
 
 
+def test_a_version_id_used_again_shows_its_own_diagram(world: World, owner_client: Client) -> None:
+    """Ids start again in a workspace deleted and re-created under the same schema name (here:
+    the sequence restarted by hand); the page never draws the old version's diagram."""
+    first = _start(world, _workflow(world, CHAIN, "Chain"), {"q": "x"})
+    assert 'data-step="a" data-status="queued"' in owner_client.get(_detail(first)).content.decode()
+    with in_a(world):
+        reused = first.version_id
+        WorkflowRun.objects.filter(pk=first.pk).delete()
+        Workflow.objects.filter(pk=first.workflow_id).update(active_version=None)
+        WorkflowVersion.objects.filter(pk=reused).delete()
+        Workflow.objects.filter(pk=first.workflow_id).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, false)",
+                ["workflows_workflowversion", reused],
+            )
+
+    second = _start(world, _workflow(world, TRIAGE, "Triage"), {"ticket": "help"})
+
+    assert second.version_id == reused
+    html = owner_client.get(_detail(second)).content.decode()
+    assert 'data-step="classify" data-status="queued"' in html
+    assert 'data-step="reply" data-status="pending"' in html
+    assert 'data-step="a"' not in html
+
+
 def test_a_failed_run_shows_its_error_totals_and_what_can_be_done(
     world: World, owner_client: Client, fake_openai_model: FakeOpenAI, settings: Any
 ) -> None:

@@ -277,13 +277,15 @@ class DiagramView:
     edges: list[EdgeState]
 
 
-_diagrams: dict[tuple[str, int], Diagram] = {}
+_diagrams: dict[tuple[str, int, Any], Diagram] = {}
 
 
 def _diagram_of(run: WorkflowRun) -> Diagram:
     """The layout of the run's version; versions never change, so it is computed once per
-    process (keyed by schema too: ids repeat across workspaces)."""
-    key = (current_schema(), run.version_id)
+    process, keyed by schema (ids repeat across workspaces) and by the version's creation time
+    (ids start again in a workspace deleted and re-created under the same schema name), as the
+    engine's plans are (workflows/engine/plans.py)."""
+    key = (current_schema(), run.version_id, run.version.created_at)
     diagram = _diagrams.get(key)
     if diagram is None:
         if len(_diagrams) >= DIAGRAM_CACHE_SIZE:
