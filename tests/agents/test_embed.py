@@ -608,6 +608,7 @@ def test_the_visitors_list_is_paginated_in_constant_queries(
 ) -> None:
     with schema_context(world.workspace_a.schema_name):
         version = share.agent.current_version
+        assert version is not None
         for n in range(27):
             conversation = Conversation.objects.create(
                 agent=share.agent, share=share, end_user_id=f"customer-{n}"
