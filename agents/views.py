@@ -14,6 +14,7 @@ from agents import references, selectors, services
 from agents import usage as usage_reports
 from agents.cache import responses as cache
 from agents.cache.calibration import semantic_accuracy_statement
+from agents.embed import selectors as embed_selectors
 from agents.forms import (
     AgentForm,
     AliasForm,
@@ -111,6 +112,7 @@ def agent_detail(request: AppRequest, agent_id: int) -> HttpResponse:
             "can_run": access.can(Perm.RUN),
             "can_expose_a2a": access.can(Perm.WORKSPACE_UPDATE),
             "uses": references.uses_of(agent.pk, workspace_slug=access.workspace.slug),
+            "shares": embed_selectors.agent_shares(access=access, agent_id=agent.pk),
         },
         status=400 if form.errors else 200,
     )

@@ -66,6 +66,7 @@ class Action(models.TextChoices):
     SHARE_UPDATED = "share.updated", "Chat share updated"
     SHARE_REGENERATED = "share.regenerated", "Chat share link regenerated"
     SHARE_REVOKED = "share.revoked", "Chat share revoked"
+    SHARE_CONVERSATION_DELETED = "share.conversation_deleted", "Visitor conversation deleted"
     PROVIDER_KEY_ADDED = "provider_key.added", "Provider key added"
     PROVIDER_KEY_REMOVED = "provider_key.removed", "Provider key removed"
     PROVIDER_KEY_CHECKED = "provider_key.checked", "Provider key checked"

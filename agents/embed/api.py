@@ -167,6 +167,9 @@ class AnonymousTokenApi(_VisitorApi):
 
 class VisitorConversationApi(_VisitorApi):
     throttle_classes = [VisitorMessageThrottle, VisitorMessageAddressThrottle]
+    # POST asks a question: one run of the workspace's plan (402 when the plan or budget is
+    # used up; docs/embed.md). GET returns a streaming turn's text so far as its `answer`.
+    counts_against_plan = True
 
     def check_throttles(self, request: Request) -> None:
         if request.method == "POST":  # reading one's history is not counted

@@ -1,15 +1,23 @@
-"""Reads for shares: the owner's list and one share (through `Access`), and for visitors the
-live share behind a public URL (switching to its workspace's schema) and their conversation."""
+"""Reads for shares: the owner's list and one share (through `Access`); for members (viewers
+too) the visitors' conversations of a share; for visitors the live share behind a public URL
+(switching to its workspace's schema) and their own conversation."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import logging
 
+import redis
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+
+from agents.chat import live
+from agents.embed.tokens import ANONYMOUS_PREFIX
 from agents.models import ChatShare, Conversation, ConversationTurn
 from core.exceptions import NotFound
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
-from tenants.schemas import activate
+from tenants.schemas import activate, current_schema
+
+logger = logging.getLogger(__name__)
 
 GONE = "This chat link does not exist or is no longer shared."
 
@@ -63,7 +71,92 @@ def visitor_conversation(*, share: ChatShare, end_user_id: str) -> Conversation 
     return Conversation.objects.filter(share=share, end_user_id=end_user_id).first()
 
 
+# A failed turn's reason as a visitor reads it. The budgets' refusals ("Refused before
+# calling …", agents.gateway.budgets) name the workspace's plan and spend figures: for members.
+VISITOR_LIMIT_REACHED = (
+    "This chat has reached its limit for now and cannot answer new questions. "
+    "Please try again later."
+)
+BUDGET_REFUSAL_PREFIX = "Refused before calling"
+
+
 def visitor_turns(*, conversation: Conversation | None) -> list[ConversationTurn]:
+    """The visitor's turns, oldest first. A turn still answering carries the text streamed so
+    far as its `answer` (the chat's Redis buffer that `live.TurnPublisher` fills; empty when
+    Redis cannot be read: the saved answer follows), so polling shows the answer growing."""
     if conversation is None:
         return []
-    return list(conversation.turns.order_by("created_at", "id"))
+    turns = list(conversation.turns.order_by("created_at", "id"))
+    for turn in turns:
+        if turn.status == ConversationTurn.Status.STREAMING:
+            try:
+                partial, _ = live.buffered(current_schema(), turn)
+            except (redis.RedisError, OSError):
+                logger.warning("embed: could not read turn %s's buffer", turn.pk, exc_info=True)
+            else:
+                turn.answer = partial.text
+        elif turn.error.startswith(BUDGET_REFUSAL_PREFIX):
+            turn.error = VISITOR_LIMIT_REACHED
+    return turns
+
+
+# ------------------------------------------------------------------ members' read-only view
+
+
+def share_for_members(*, access: Access, share_id: int) -> ChatShare:
+    """A share (revoked ones too: their conversations stay) for anyone in the workspace."""
+    access.require(Perm.WORKSPACE_VIEW)
+    share = ChatShare.objects.select_related("agent").filter(pk=share_id).first()
+    if share is None:
+        raise NotFound("No share with that id in this workspace.")
+    return share
+
+
+def visitor_label(end_user_id: str) -> str:
+    """How members see a visitor: the workspace backend's own id, or "Anonymous visitor" and
+    the start of the random id (enough to tell two apart)."""
+    if end_user_id.startswith(ANONYMOUS_PREFIX):
+        return f"Anonymous visitor {end_user_id.removeprefix(ANONYMOUS_PREFIX)[:6]}"
+    return end_user_id
+
+
+def share_conversations(*, access: Access, share: ChatShare) -> QuerySet[Conversation]:
+    """The visitors' conversations of `share`, newest activity first, each with its number of
+    turns and its last question and answer (one query per page)."""
+    access.require(Perm.WORKSPACE_VIEW)
+    last = ConversationTurn.objects.filter(conversation=OuterRef("pk")).order_by(
+        "-created_at", "-id"
+    )
+    return (
+        Conversation.objects.filter(share=share)
+        .annotate(
+            turn_count=Count("turns"),
+            last_question=Subquery(last.values("question")[:1]),
+            last_answer=Subquery(last.values("answer")[:1]),
+        )
+        .order_by("-updated_at", "-id")
+    )
+
+
+def share_conversation_get(
+    *, access: Access, share: ChatShare, conversation_id: int
+) -> Conversation:
+    access.require(Perm.WORKSPACE_VIEW)
+    conversation = Conversation.objects.filter(pk=conversation_id, share=share).first()
+    if conversation is None:
+        raise NotFound("No visitor conversation with that id for this share.")
+    return conversation
+
+
+def share_conversation_turns(*, conversation: Conversation) -> list[ConversationTurn]:
+    return list(conversation.turns.select_related("version").order_by("created_at", "id"))
+
+
+def agent_shares(*, access: Access, agent_id: int) -> list[ChatShare]:
+    """The agent's shares that have visitor conversations or are live (for its page's link)."""
+    access.require(Perm.WORKSPACE_VIEW)
+    return list(
+        ChatShare.objects.filter(agent_id=agent_id)
+        .annotate(conversation_count=Count("conversations"))
+        .order_by("-created_at", "-id")
+    )

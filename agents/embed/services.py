@@ -13,7 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.chat import services as chat
+from agents.embed import selectors
+from agents.gateway import budgets, config_cache, spend
 from agents.models import Agent, ChatShare, Conversation, ConversationTurn
+from billing import quotas
 from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants import audit
 from tenants.permissions import Access, Perm
@@ -182,9 +185,62 @@ def share_revoke(*, access: Access, share_id: int) -> ChatShare:
     return share
 
 
+@transaction.atomic
+def share_conversation_delete(*, access: Access, share_id: int, conversation_id: int) -> None:
+    """Owners and admins delete one visitor's conversation (audited: whose, how many turns).
+    The visitor starts afresh with their next question."""
+    access.require(Perm.WORKSPACE_UPDATE)
+    share = selectors.share_for_members(access=access, share_id=share_id)
+    conversation = selectors.share_conversation_get(
+        access=access, share=share, conversation_id=conversation_id
+    )
+    audit.record_for(
+        access,
+        action=audit.Action.SHARE_CONVERSATION_DELETED,
+        target=share,
+        metadata={
+            "conversation_id": conversation.pk,
+            "end_user_id": conversation.end_user_id,
+            "turns": conversation.turns.count(),
+        },
+    )
+    conversation.delete()
+
+
+# What a visitor reads when the workspace's plan or budget refuses their question: the owner's
+# reason (plan names, figures, the Billing page) is for the workspace, not for the public.
+VISITOR_LIMIT_REACHED = selectors.VISITOR_LIMIT_REACHED
+
+
+def _workspace_room_require() -> None:
+    """Refuse a visitor's question before anything is queued or charged when the workspace
+    could not pay for it: the plan's runs this period are used up (each question counts one
+    run, like an API run; `quotas.run_reserve`, inside the caller's transaction, so a refused
+    or failed ask gives it back), the workspace is read-only, the plan's included AI spend is
+    used up (plans without overage), or the workspace's monthly budget is. Same status and code
+    as the API's refusals (402 `quota_exceeded` / `budget_exceeded`), a visitor's message."""
+    try:
+        quotas.run_reserve(workspace_id=None)
+    except quotas.QuotaExceeded:
+        raise quotas.QuotaExceeded(VISITOR_LIMIT_REACHED) from None
+    allowance = quotas.ai_spend_allowance(config_cache.billing_view())
+    if allowance is not None and allowance.paused:
+        raise quotas.QuotaExceeded(VISITOR_LIMIT_REACHED)
+    if (
+        allowance is not None
+        and allowance.capped
+        and spend.spend_since(allowance.period_start) >= allowance.included_usd
+    ):
+        raise budgets.BudgetExceeded(VISITOR_LIMIT_REACHED)
+    cap = config_cache.monthly_cap()
+    if cap is not None and spend.spend_since(budgets.month_start()) >= cap:
+        raise budgets.BudgetExceeded(VISITOR_LIMIT_REACHED)
+
+
 def visitor_ask(*, share: ChatShare, end_user_id: str, question: str) -> ConversationTurn:
     """The visitor's next question in their own conversation (created on the first), queued
-    for the chat worker like a member's turn."""
+    for the chat worker like a member's turn, once the workspace's plan and budget have room
+    for it (`_workspace_room_require`)."""
     text = chat.question_clean(question)
     with transaction.atomic():
         conversation = (
@@ -212,5 +268,6 @@ def visitor_ask(*, share: ChatShare, end_user_id: str, question: str) -> Convers
                 "The previous answer is still coming.",
                 fields={"question": ["Wait for the current answer to finish, then send this."]},
             )
+        _workspace_room_require()
         conversation.save(update_fields=["updated_at"])
         return chat.turn_queue(conversation, version, text)

@@ -1,12 +1,15 @@
 """Share pages: for the workspace's owners and admins the list of shares and one share's
 settings (branding, allowed sites, the link and the widget snippet, regenerate, revoke); for
-everyone the public chat page, its framed variant for the widget and the logo."""
+everyone in the workspace (viewers too) the visitors' conversations of a share, read-only
+(owners and admins may delete one); for everyone the public chat page, its framed variant for
+the widget and the logo."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
@@ -15,6 +18,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents import selectors as agent_selectors
+from agents.chat import live
 from agents.embed import selectors, services
 from agents.embed.forms import ShareCreateForm, ShareSettingsForm
 from agents.models import ChatShare
@@ -97,6 +101,7 @@ def share_detail(request: AppRequest, share_id: int) -> HttpResponse:
         "page_url": _public_url(request, slug, share, "share_page"),
         "frame_url": _public_url(request, slug, share, "share_frame"),
         "widget_src": request.build_absolute_uri(static("js/embed-widget.js")),
+        "conversation_count": selectors.share_conversations(access=access, share=share).count(),
         "token_api": request.build_absolute_uri(
             reverse("api-share-end-user-tokens", kwargs={"share_id": share.pk})
         ),
@@ -120,6 +125,63 @@ def share_revoke(request: AppRequest, share_id: int) -> HttpResponse:
     share = services.share_revoke(access=access, share_id=share_id)
     messages.success(request, f"“{share.title}” is no longer shared.")
     return redirect("share_list", workspace_slug=access.workspace.slug)
+
+
+# ------------------------------------------------------------------ visitors' conversations
+
+CONVERSATIONS_PAGE_SIZE = 25
+
+
+@require_GET
+def share_conversations(request: AppRequest, share_id: int) -> HttpResponse:
+    access = page_access(request)
+    share = selectors.share_for_members(access=access, share_id=share_id)
+    conversations = selectors.share_conversations(access=access, share=share)
+    page = Paginator(conversations, CONVERSATIONS_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [(c, selectors.visitor_label(c.end_user_id)) for c in page.object_list]
+    return render(
+        request,
+        "agents/embed/conversations.html",
+        {
+            "share": share,
+            "page": page,
+            "rows": rows,
+            "can_manage": access.can(Perm.WORKSPACE_UPDATE),
+        },
+    )
+
+
+@require_GET
+def share_conversation(request: AppRequest, share_id: int, conversation_id: int) -> HttpResponse:
+    access = page_access(request)
+    share = selectors.share_for_members(access=access, share_id=share_id)
+    conversation = selectors.share_conversation_get(
+        access=access, share=share, conversation_id=conversation_id
+    )
+    turns = selectors.share_conversation_turns(conversation=conversation)
+    return render(
+        request,
+        "agents/embed/conversation.html",
+        {
+            "share": share,
+            "conversation": conversation,
+            "visitor": selectors.visitor_label(conversation.end_user_id),
+            "views": [live.turn_view(turn) for turn in turns],
+            "can_manage": access.can(Perm.WORKSPACE_UPDATE),
+        },
+    )
+
+
+@require_POST
+def share_conversation_delete(
+    request: AppRequest, share_id: int, conversation_id: int
+) -> HttpResponse:
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
+    services.share_conversation_delete(
+        access=access, share_id=share_id, conversation_id=conversation_id
+    )
+    messages.success(request, "The visitor's conversation was deleted.")
+    return redirect("share_conversations", workspace_slug=access.workspace.slug, share_id=share_id)
 
 
 # ------------------------------------------------------------------ public pages

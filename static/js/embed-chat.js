@@ -1,7 +1,8 @@
 /* The shared chat (templates/agents/embed/public.html): gets a visitor token (from the host
    page through postMessage when the widget was given one, else an anonymous token kept in
    localStorage and renewed for the same visitor), shows the visitor's own conversation, sends
-   questions and follows the answer by polling while one is coming. Text only, no HTML. */
+   questions and follows the answer by polling (twice a second) while one is coming: the
+   text written so far grows in place. Text only, no HTML. */
 (function () {
   "use strict";
   var root = document.getElementById("embed-chat");
@@ -17,6 +18,7 @@
   var hostToken = null;
   var waitForHost = root.dataset.framed === "1" && location.hash === "#host-token";
   var polling = null;
+  var POLL_MS = 500;
 
   // Kept in localStorage (the visitor's history survives a reload); in memory as well, for
   // browsers that give a third-party frame no storage (then history lasts as long as the page).
@@ -97,7 +99,8 @@
     });
     list.parentNode.scrollTop = list.parentNode.scrollHeight;
     root.dataset.state = coming ? "answering" : "idle";
-    if (coming && !polling) polling = setTimeout(function () { polling = null; load(); }, 1000);
+    // While an answer is coming, its text so far is in the turn's `answer`: ask again soon.
+    if (coming && !polling) polling = setTimeout(function () { polling = null; load(); }, POLL_MS);
   }
 
   function load() {

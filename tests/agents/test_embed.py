@@ -1,12 +1,15 @@
 """Shared chats (docs/embed.md): the owner's pages (share, branding, regenerate, revoke) and who
 may see them; the public page and its framed variant (CSP frame-ancestors); visitor tokens
 (anonymous or minted by the workspace's backend with an API key), scoped to one share and
-short-lived; each visitor's own conversation answered through the chat's worker path; quotas."""
+short-lived; each visitor's own conversation answered through the chat's worker path, the
+answer's text growing while it is written; quotas (the embed's own and the workspace's plan
+and budget); members reading visitors' conversations."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,10 +21,14 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from agents import services as agent_services
+from agents.chat import live
 from agents.chat.answering import turn_answer
-from agents.embed import services, tokens
+from agents.embed import selectors, services, tokens
+from agents.gateway import budgets
 from agents.models import Agent, ChatShare, Conversation, ConversationTurn, UsageRecord
-from tenants.models import Membership, Role
+from agents.providers.base import TextDelta
+from billing.plans import default_plan, workspace_plan
+from tenants.models import AuditEvent, Membership, Role
 from tenants.permissions import Perm
 from tests.helpers.personas import World, access_of, key_client, logged_in, make_user
 
@@ -387,3 +394,240 @@ def test_quotas_answer_429_with_a_clear_message(
     assert again.status_code == 429
     assert again.json()["error"]["message"].startswith("You have sent too many messages")
     assert visitor.get(url).status_code == 200  # reading one's history is not counted
+
+
+# ------------------------------------------------------------------ the workspace's plan and budget
+
+
+def _ask(token: str, share: ChatShare, question: str) -> Any:
+    url = _public("api-share-visitor-conversation", share)
+    return _visitor(token).post(url, {"question": question}, format="json")
+
+
+def _turns(world: World) -> int:
+    with schema_context(world.workspace_a.schema_name):
+        return ConversationTurn.objects.count()
+
+
+def test_a_workspace_out_of_runs_refuses_the_visitors_question_and_queues_nothing(
+    settings: Any, world: World, share: ChatShare
+) -> None:
+    settings.BILLING_QUOTAS = True
+    plan = default_plan()
+    plan.runs_per_month = 1
+    plan.save(update_fields=["runs_per_month"])
+    token = _anonymous_token(share)
+
+    assert _ask(token, share, "First question").status_code == 202
+    _answer_latest(world)
+    assert workspace_plan(workspace=world.workspace_a).runs_used == 1  # a question is a run
+
+    refused = _ask(token, share, "Second question")
+    assert refused.status_code == 402
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded"  # the API's code for the same refusal
+    assert error["message"] == services.VISITOR_LIMIT_REACHED
+    assert "Billing" not in error["message"]  # the owner's reason is not the visitor's
+    assert _turns(world) == 1
+    assert workspace_plan(workspace=world.workspace_a).runs_used == 1
+
+    # A new visitor's first question creates no conversation either.
+    newcomer = _anonymous_token(share)
+    assert _ask(newcomer, share, "Hello?").status_code == 402
+    with schema_context(world.workspace_a.schema_name):
+        assert Conversation.objects.count() == 1
+
+
+@pytest.mark.parametrize("limit", ["monthly budget", "plan's included AI spend"])
+def test_a_workspace_over_its_budget_refuses_the_visitors_question_unsent(
+    settings: Any, world: World, share: ChatShare, limit: str
+) -> None:
+    with schema_context(world.workspace_a.schema_name):
+        UsageRecord.objects.create(
+            kind="openai_compatible", model="m1", outcome="ok", cost_usd=Decimal("0.50")
+        )
+        if limit == "monthly budget":
+            budgets.budget_set(
+                access=access_of(world.owner, world.workspace_a), monthly_cap_usd=Decimal("0.50")
+            )
+        else:
+            settings.BILLING_QUOTAS = True
+            plan = default_plan()
+            plan.included_ai_spend_usd = Decimal("0.25")
+            plan.save(update_fields=["included_ai_spend_usd"])
+    token = _anonymous_token(share)
+
+    refused = _ask(token, share, "Are you there?")
+    assert refused.status_code == 402
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert refused.json()["error"]["message"] == services.VISITOR_LIMIT_REACHED
+    assert _turns(world) == 0
+    with schema_context(world.workspace_a.schema_name):
+        assert UsageRecord.objects.count() == 1  # nothing was charged
+
+
+def test_a_budget_refusal_while_answering_reads_as_the_visitors_message(
+    world: World, share: ChatShare
+) -> None:
+    token = _anonymous_token(share)
+    assert _ask(token, share, "Hello").status_code == 202
+    with schema_context(world.workspace_a.schema_name):  # what the gateway's refusal leaves
+        ConversationTurn.objects.update(
+            status=ConversationTurn.Status.FAILED,
+            error="Refused before calling openai/gpt: it could cost up to $0.10, and this "
+            "workspace has $0.00 left of the $5.00 of AI spend its Free plan includes.",
+        )
+    turn = _visitor(token).get(_public("api-share-visitor-conversation", share)).json()["turns"][0]
+    assert turn["error"] == services.VISITOR_LIMIT_REACHED
+
+
+# ------------------------------------------------------------------ the answer as it is written
+
+
+def test_the_visitor_sees_the_answer_grow_while_it_is_written(
+    world: World, share: ChatShare
+) -> None:
+    token = _anonymous_token(share)
+    assert _ask(token, share, "Tell me a story").status_code == 202
+    url = _public("api-share-visitor-conversation", share)
+    with schema_context(world.workspace_a.schema_name):
+        turn = ConversationTurn.objects.get()
+        with live.TurnPublisher(schema_name=world.workspace_a.schema_name, turn=turn) as pub:
+            pub.on_event(TextDelta(text="Once upon "))
+            assert _visitor(token).get(url).json()["turns"][0]["answer"] == "Once upon "
+            pub.on_event(TextDelta(text="a time"))
+    growing = _visitor(token).get(url).json()["turns"][0]
+    assert (growing["status"], growing["answer"]) == ("streaming", "Once upon a time")
+
+    final = _answer_latest(world)  # the saved answer replaces what was streamed
+    done = _visitor(token).get(url).json()["turns"][0]
+    assert (done["status"], done["answer"]) == ("done", final.answer)
+
+
+# ------------------------------------------------------------------ members read visitors' chats
+
+
+def _conversations(share: ChatShare) -> str:
+    return _page("share_conversations", share_id=share.pk)
+
+
+def _conversation(share: ChatShare, conversation_id: int, suffix: str = "") -> str:
+    name = "share_conversation" + suffix
+    return _page(name, share_id=share.pk, conversation_id=conversation_id)
+
+
+def _visited(world: World, share: ChatShare, question: str = "Where is my order?") -> int:
+    token = tokens.token_sign(share=share, end_user_id="customer-42").token
+    assert _ask(token, share, question).status_code == 202
+    _answer_latest(world)
+    with schema_context(world.workspace_a.schema_name):
+        return Conversation.objects.get(share=share, end_user_id="customer-42").pk
+
+
+@pytest.fixture
+def viewer_client(world: World) -> Client:
+    viewer = make_user("viewer@alpha.test")
+    Membership.objects.create(user=viewer, workspace=world.workspace_a, role=Role.VIEWER)
+    return logged_in(viewer)
+
+
+def test_members_and_viewers_read_visitors_conversations_but_only_admins_delete(
+    world: World,
+    owner_client: Client,
+    member_client: Client,
+    viewer_client: Client,
+    share: ChatShare,
+) -> None:
+    empty = viewer_client.get(_conversations(share))
+    assert empty.status_code == 200
+    assert "No visitor has asked anything yet" in empty.content.decode()
+
+    conversation_id = _visited(world, share)
+    anonymous = _visitor(_anonymous_token(share))
+    anonymous.post(
+        _public("api-share-visitor-conversation", share), {"question": "Hi"}, format="json"
+    )
+    for client in (viewer_client, member_client, owner_client):
+        page = client.get(_conversations(share)).content.decode()
+        assert "customer-42" in page
+        assert "Anonymous visitor" in page
+        assert "Where is my order?" in page  # the last message
+        one = client.get(_conversation(share, conversation_id))
+        assert one.status_code == 200
+        assert "Where is my order?" in one.content.decode()
+        assert "Read-only" in one.content.decode()
+    assert (
+        'aria-label="Delete customer-42'
+        not in viewer_client.get(_conversations(share)).content.decode()
+    )
+    assert (
+        'aria-label="Delete customer-42' in owner_client.get(_conversations(share)).content.decode()
+    )
+
+    for client in (viewer_client, member_client):
+        denied = client.post(_conversation(share, conversation_id, "_delete"))
+        assert denied.status_code == 403
+    deleted = owner_client.post(_conversation(share, conversation_id, "_delete"))
+    assert deleted.status_code == 302
+    with schema_context(world.workspace_a.schema_name):
+        assert not Conversation.objects.filter(pk=conversation_id).exists()
+    event = AuditEvent.objects.get(action="share.conversation_deleted")
+    assert event.metadata["end_user_id"] == "customer-42"
+    assert event.metadata["turns"] == 1
+    assert owner_client.get(_conversation(share, conversation_id)).status_code == 404
+
+
+def test_visitors_conversations_are_404_to_outsiders_and_under_another_share(
+    world: World, outsider_client: Client, owner_client: Client, agent: Agent, share: ChatShare
+) -> None:
+    conversation_id = _visited(world, share)
+    assert outsider_client.get(_conversations(share)).status_code == 404
+    assert outsider_client.get(_conversation(share, conversation_id)).status_code == 404
+    assert outsider_client.post(_conversation(share, conversation_id, "_delete")).status_code == 404
+    with schema_context(world.workspace_a.schema_name):
+        other = services.share_create(
+            access=access_of(world.owner, world.workspace_a), agent_id=agent.pk
+        )
+    assert owner_client.get(_conversation(other, conversation_id)).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["share_conversations", "share_conversation"])
+def test_anonymous_people_are_sent_to_sign_in_from_visitors_conversations(
+    world: World, name: str, share: ChatShare
+) -> None:
+    kwargs: dict[str, int] = {"share_id": share.pk}
+    if name == "share_conversation":
+        kwargs["conversation_id"] = _visited(world, share)
+    response = Client().get(_page(name, **kwargs))
+    assert response.status_code == 302
+    assert "/accounts/login/" in response["Location"]
+
+
+def test_the_visitors_list_is_paginated_in_constant_queries(
+    world: World, owner_client: Client, share: ChatShare, django_assert_max_num_queries: Any
+) -> None:
+    with schema_context(world.workspace_a.schema_name):
+        version = share.agent.current_version
+        assert version is not None
+        for n in range(27):
+            conversation = Conversation.objects.create(
+                agent=share.agent, share=share, end_user_id=f"customer-{n}"
+            )
+            ConversationTurn.objects.create(
+                conversation=conversation, version=version, question=f"Question {n}", answer="Ok"
+            )
+    with django_assert_max_num_queries(13):
+        first = owner_client.get(_conversations(share)).content.decode()
+    assert "Page 1 of 2" in first
+    assert "customer-26" in first
+    assert "customer-0<" not in first
+    second = owner_client.get(_conversations(share) + "?page=2").content.decode()
+    assert "customer-0<" in second
+
+
+def test_the_agents_page_links_to_its_shares_conversations(
+    world: World, viewer_client: Client, agent: Agent, share: ChatShare
+) -> None:
+    page = viewer_client.get(_page("agent_detail", agent_id=agent.pk)).content.decode()
+    assert _conversations(share) in page
+    assert selectors.visitor_label("anon-abcdefghij") == "Anonymous visitor abcdef"

@@ -2,7 +2,8 @@
 reloads and sees their history, another visitor does not; the widget on a customer's site
 under a strict CSP opens the chat in a frame there, and the frame is refused on a site that
 is not allowed; the backend-minted token reaches the frame without an API key in the page;
-screenshots of the settings page, the public page and the host page at 1280 and 390."""
+the owner reads what visitors asked; screenshots of the settings page, the visitors'
+conversations, the public page and the host page at 1280 and 390."""
 
 from __future__ import annotations
 
@@ -159,6 +160,25 @@ def _owner_pages(world: World, browser: Browser, base: str, share: ChatShare, sh
         page.screenshot(path=str(shots / f"share-settings-{width}.png"), full_page=True)
         page.goto("/w/alpha/shares/")
         page.screenshot(path=str(shots / f"share-list-{width}.png"), full_page=True)
+        # What visitors asked, read-only: the list, one conversation, the agent's page link.
+        page.goto(f"/w/alpha/shares/{share.pk}/")
+        page.get_by_role("link", name="Conversations from the share link").click()
+        expect(
+            page.get_by_role("heading", name="Conversations from the share link")
+        ).to_be_visible()
+        expect(page.get_by_text("When should I water tomatoes?")).to_be_visible()
+        page.screenshot(path=str(shots / f"share-conversations-{width}.png"), full_page=True)
+        page.get_by_role("row").filter(has_text="When should I water tomatoes?").get_by_role(
+            "link"
+        ).click()
+        expect(page.get_by_text("Read-only: only the visitor can continue")).to_be_visible()
+        expect(page.locator(".chat-turn__bubble")).to_have_text(["When should I water tomatoes?"])
+        page.screenshot(path=str(shots / f"share-conversation-{width}.png"), full_page=True)
+        page.goto(f"/w/alpha/agents/{share.agent_id}/")
+        expect(
+            page.get_by_role("link", name="Conversations from “Acme garden help”")
+        ).to_be_visible()
+        page.screenshot(path=str(shots / f"agent-shares-{width}.png"), full_page=True)
         context.close()
 
 

@@ -183,6 +183,13 @@ def _seed(world: World, viewer: User) -> Ids:
         shared = share_create(access=owner, agent_id=ids["agent_id"], title=f"Share {MARKER}")
         ids["share_id"] = shared.pk
         ids["share_key"] = shared.key
+        visited = Conversation.objects.create(
+            agent_id=ids["agent_id"], share=shared, end_user_id="anon-sweep", title=f"V {MARKER}"
+        )
+        ConversationTurn.objects.create(
+            conversation=visited, version=version, question=f"Q {MARKER}", answer=f"A {MARKER}"
+        )
+        ids["share_conversation_id"] = visited.pk
     ids["membership_id"] = Membership.objects.get(user=viewer, workspace=a).pk
     invitation, token = tenant_services.invitation_create(
         access=owner, email=f"{MARKER}@example.com", role=Role.MEMBER
@@ -311,6 +318,8 @@ BY_ROUTE: dict[str, dict[str, Callable[[Ids], Any]]] = {
         "run_id": lambda i: i["workflow_run_id"],
         "step_id": lambda i: i["approval_step_id"],
     },
+    "share_conversation": {"conversation_id": lambda i: i["share_conversation_id"]},
+    "share_conversation_delete": {"conversation_id": lambda i: i["share_conversation_id"]},
     "workflow_template_use": {"key": lambda i: "support-triage"},
     "workflow_hook_trigger": {"token": lambda i: i["trigger_token"]},
     "invitation_accept": {"token": lambda i: i["invitation_token"]},
