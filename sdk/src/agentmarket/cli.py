@@ -408,14 +408,13 @@ def _read_file(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    # SUPPRESS: given before or after the subcommand, it is not reset by the subparser.
+    # `--json` after the subcommand too; SUPPRESS keeps a subcommand from resetting one given
+    # before it (the main parser's own `--json` is a separate action with default False).
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     parser = argparse.ArgumentParser(
-        prog="agentmarket",
-        description="Agent Market from the command line (docs/sdk.md).",
-        parents=[common],
+        prog="agentmarket", description="Agent Market from the command line (docs/sdk.md)."
     )
-    parser.set_defaults(json=False)
+    parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     parser.add_argument(
         "--poll-interval",
