@@ -42,10 +42,16 @@ class ApiError(AgentMarketError):
 
     def describe(self) -> str:
         """The message and each field's problems on one line."""
-        if not self.fields:
+        # A message that already spells out a field's problems is not repeated.
+        unsaid = {
+            name: errors
+            for name, errors in self.fields.items()
+            if not all(error in self.message for error in errors)
+        }
+        if not unsaid:
             return self.message
         problems = "; ".join(
-            f"{name}: {' '.join(errors)}" for name, errors in sorted(self.fields.items())
+            f"{name}: {' '.join(errors)}" for name, errors in sorted(unsaid.items())
         )
         return f"{self.message} ({problems})"
 
