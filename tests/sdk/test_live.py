@@ -258,7 +258,8 @@ def test_errors_are_one_line_with_the_reason_and_a_nonzero_status(
     elsewhere = cli("agents", "run", agent.pk, "--input", "What is 6 * 7?")
     assert elsewhere.code == 1
     assert elsewhere.err == (
-        f"agentmarket: Agent {agent.pk} was not found in this workspace. (HTTP 404)\n"
+        f"agentmarket: Agent {agent.pk}: No active agent with that id in this workspace. "
+        "(HTTP 404)\n"
     )
 
     login(cli, asgi_live_server, make_key(committed_world, ["workspace.view"]))
@@ -314,7 +315,8 @@ def test_the_installed_command_logs_in_lists_and_runs_as_a_subprocess(
     missing = agentmarket("agents", "run", 999999, "--input", "x")
     assert missing.returncode == 1
     assert (
-        missing.stderr == "agentmarket: Agent 999999 was not found in this workspace. (HTTP 404)\n"
+        missing.stderr
+        == "agentmarket: Agent 999999: No active agent with that id in this workspace. (HTTP 404)\n"
     )
     assert key not in missing.stderr + answered.stdout + answered.stderr
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from agentmarket import config, errors
 from agentmarket import models as m
-from agentmarket.client import Client, mask_key
+from agentmarket.client import Client, __version__, mask_key
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -415,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentmarket", description="Agent Market from the command line (docs/sdk.md)."
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--version", action="version", version=f"agentmarket {__version__}")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     parser.add_argument(
         "--poll-interval",
@@ -520,9 +521,9 @@ def _describe(exc: errors.ApiError, args: argparse.Namespace) -> str:
     if isinstance(exc, errors.AuthenticationFailed):
         return f"{exc.describe()} Check the key, or log in again with `agentmarket login`."
     if isinstance(exc, errors.NotFound):
-        subject = _subject(args)
+        subject = _subject(args)  # the API's sentence does not repeat the id asked for
         if subject:
-            return f"{subject} was not found in this workspace."
+            return f"{subject}: {exc.describe()}"
     if isinstance(exc, errors.RateLimited) and exc.retry_after is not None:
         return f"{exc.describe()} Retry in {exc.retry_after:g} s."
     return exc.describe()
