@@ -356,3 +356,43 @@ def test_the_client_pages_runs_and_raises_the_apis_errors(
     narrow = Client(asgi_live_server.url, make_key(committed_world, ["run"]))
     with pytest.raises(PermissionDenied, match=r"does not allow 'workspace\.view'"):
         narrow.workspace()
+
+
+@pytest.mark.worker
+def test_a_failed_run_exits_1_with_its_error_and_the_account_commands(
+    committed_world: World, asgi_live_server: Any, worker_queue: str, cli: Cli, config_file: Path
+) -> None:
+    with schema_context(committed_world.workspace_a.schema_name):
+        broken = workflow_services.workflow_create(
+            access=access_of(committed_world.owner, committed_world.workspace_a),
+            name="Broken",
+            definition={
+                "schema_version": 1,
+                "steps": [{"id": "bad", "type": "transform", "config": {"value": "{{ 1 / 0 }}"}}],
+                "edges": [],
+                "output": {"text": "{{ steps.bad }}"},
+            },
+        )
+    key = make_key(committed_world, EVERYTHING)
+    login(cli, asgi_live_server, key)
+
+    failed = cli("workflows", "run", broken.pk, "--watch")
+    assert failed.code == 1
+    assert any(line.startswith("  step bad (transform) failed") for line in failed.out.splitlines())
+    run_id = int(failed.out.splitlines()[-1].split()[1])
+    assert failed.out.splitlines()[-1] == f"run {run_id} failed"
+    assert failed.err.startswith(f"agentmarket: Run {run_id} failed: ")
+    assert "division by zero" in failed.err
+
+    shown = cli("runs", "show", run_id)
+    assert shown.code == 0
+    assert shown.out.splitlines()[0] == f"run {run_id} of Broken v1: failed"
+    assert shown.out.splitlines()[2].split()[:4] == ["bad", "transform", "failed", "1"]
+
+    who = cli("whoami")
+    prefix = "_".join(key.split("_")[:2])
+    assert who.out == f"Alpha Inc (alpha) at {asgi_live_server.url}, key {prefix}_…\n"
+
+    assert cli("logout").out == f"Removed {config_file}.\n"
+    assert not config_file.exists()
+    assert cli("whoami").code == 2
