@@ -10,7 +10,7 @@ ensure_venv() {
   fi
   [ -x "$VENV/bin/python" ] || "$python" -m venv "$VENV"
   local stamp="$VENV/.installed-${extras:-base}"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ sdk/pyproject.toml -nt "$stamp" ]; then
     echo "• Installing dependencies into $VENV…"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     if [ -n "$extras" ]; then
@@ -18,6 +18,9 @@ ensure_venv() {
     else
       "$VENV/bin/python" -m pip install -q .
     fi
+    # The Python SDK and the `agentmarket` command (sdk/, docs/sdk.md): editable, so the tests
+    # exercise the working tree's copy.
+    "$VENV/bin/python" -m pip install -q -e ./sdk
     touch "$stamp"
   fi
 }

@@ -1,0 +1,61 @@
+"""Agent Market's Python SDK: `Client` for the REST API (docs/sdk.md), and the `agentmarket`
+command (`agentmarket.cli`)."""
+
+from agentmarket.client import Client, Page, __version__, mask_key
+from agentmarket.errors import (
+    AgentMarketError,
+    ApiError,
+    AuthenticationFailed,
+    Conflict,
+    ConnectionFailed,
+    InvalidRequest,
+    NotFound,
+    PaymentRequired,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    WaitTimedOut,
+)
+from agentmarket.models import (
+    Agent,
+    AgentRun,
+    ListingVersionStatus,
+    MyListing,
+    PublishedVersion,
+    RunEvent,
+    Step,
+    Workflow,
+    WorkflowRun,
+    Workspace,
+)
+
+__all__ = [
+    "Agent",
+    "AgentMarketError",
+    "AgentRun",
+    "ApiError",
+    "AuthenticationFailed",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "InvalidRequest",
+    "ListingVersionStatus",
+    "MyListing",
+    "NotFound",
+    "Page",
+    "PaymentRequired",
+    "PermissionDenied",
+    "PublishedVersion",
+    "RateLimited",
+    "RunEvent",
+    "ServerError",
+    "ServiceUnavailable",
+    "Step",
+    "WaitTimedOut",
+    "Workflow",
+    "WorkflowRun",
+    "Workspace",
+    "__version__",
+    "mask_key",
+]
