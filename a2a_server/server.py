@@ -3,15 +3,18 @@
 The official SDK does the wire: `JsonRpcDispatcher` parses JSON-RPC (spec 1.0, and 0.3's
 `message/send` and `message/stream` through its compatibility adapter), streams SSE and
 shapes errors. `RunRequestHandler` maps the methods onto agent runs: a task is a run (its id
-is the run's id), `SendMessage` starts one through agents.services.agent_run_start and waits
-for it, `SendStreamingMessage` streams its state changes and answer, `GetTask` reads it,
-`CancelTask` cancels it. Authentication happens before the dispatcher, so a wrong key, a key
-of another workspace and an agent that is not exposed are plain HTTP 401, 404 and 404."""
+is the run's id) and a context is a conversation of runs (decision 125), `SendMessage` starts
+one through agents.services.agent_run_start and waits for it, `SendStreamingMessage` relays
+its state changes and its answer as the worker writes it (agents/runs/live.py), `GetTask`
+reads it, `CancelTask` cancels it. Authentication happens before the dispatcher, so a wrong
+key, a key of another workspace and an agent that is not exposed are plain HTTP 401, 404 and
+404."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from a2a.server.context import ServerCallContext
@@ -64,12 +67,16 @@ from starlette.routing import Route
 from a2a_server import cards, selectors, services
 from a2a_server.selectors import Target, Unauthenticated
 from agents.models import AgentRun
+from agents.runs import live
 from core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from tenants.api.throttling import AuthFailureThrottle, asgi_client
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.25
+# A waiting call reads the run again this often even when the worker says nothing (a lost
+# message, a worker that died): the database is the truth, the channel layer only wakes it.
+RECHECK_SECONDS = 2.0
 # SendMessage waits this long for the answer, then returns the task still working (the
 # client reads it later with GetTask): a slow model must not hold a connection forever.
 WAIT_SECONDS = 120.0
@@ -101,6 +108,11 @@ async def _db(fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 
 def _context_id(run: AgentRun) -> str:
+    """The contextId issued with the run's conversation; `run-<id>` for a run of none (runs
+    started before contexts existed, or whose context was deleted)."""
+    conversation = run.conversation if run.conversation_id is not None else None
+    if conversation is not None and conversation.context_id:
+        return conversation.context_id
     return f"run-{run.pk}"
 
 
@@ -123,9 +135,11 @@ def _status(run: AgentRun) -> TaskStatus:
     return status
 
 
-def _answer(run: AgentRun) -> Artifact:
+def _answer(run: AgentRun, text: str | None = None) -> Artifact:
     return Artifact(
-        artifact_id=f"run-{run.pk}-answer", name="answer", parts=[Part(text=run.output)]
+        artifact_id=f"run-{run.pk}-answer",
+        name="answer",
+        parts=[Part(text=run.output if text is None else text)],
     )
 
 
@@ -158,7 +172,8 @@ def _input_text(params: SendMessageRequest) -> str:
     message = params.message
     if message.task_id:
         raise UnsupportedOperationError(
-            message="Each message starts a new task; continuing a task is not supported."
+            message="Each message starts a new task; continuing a task is not supported "
+            "(continue its context: send contextId)."
         )
     texts = [part.text for part in message.parts if part.WhichOneof("content") == "text"]
     if not texts:
@@ -178,9 +193,56 @@ class RunRequestHandler(RequestHandler):
     async def _start(self, params: SendMessageRequest, context: ServerCallContext) -> AgentRun:
         text = _input_text(params)
         try:
-            return await _db(services.a2a_run_start, target=_target(context), text=text)
+            return await _db(
+                services.a2a_run_start,
+                target=_target(context),
+                text=text,
+                context_id=params.message.context_id,
+            )
         except ApplicationError as exc:
             raise _a2a_error(exc) from exc
+
+    async def _follow(self, target: Target, run: AgentRun) -> AsyncIterator[AgentRun | str]:
+        """The run as it changes (read again from the database whenever the worker says
+        something, and every RECHECK_SECONDS) and, for a run of a context, its answer's
+        pieces as the worker writes them (str), until it has finished. Joins the run's group
+        before reading the run and its buffer, so no piece falls in between; pieces already
+        in the buffer are dropped when they arrive again."""
+        layer = live.layer()
+        channel = ""
+        group = live.run_group(target.access.workspace.schema_name, run)
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(group, channel)
+        except Exception:  # the channel layer is down: read the run every RECHECK_SECONDS
+            logger.warning("a2a: run %s is followed without its live pieces", run.pk, exc_info=True)
+            channel = ""
+        try:
+            run = await self._read(target, run.pk)
+            yield run
+            seen = 0
+            if channel and run.status not in _FINISHED and run.conversation_id is not None:
+                pieces = await _db(
+                    live.buffered, schema_name=target.access.workspace.schema_name, run=run
+                )
+                seen = len(pieces)
+                if pieces:
+                    yield "".join(pieces)
+            while run.status not in _FINISHED:
+                message = await _receive(layer, channel)
+                if message is not None and message.get("type") == live.DELTA:
+                    if int(message["seq"]) > seen:
+                        seen = int(message["seq"])
+                        yield str(message["text"])
+                    continue
+                run = await self._read(target, run.pk)
+                yield run
+        finally:
+            if channel:
+                try:
+                    await layer.group_discard(group, channel)
+                except Exception:
+                    logger.warning("a2a: could not leave %s", group, exc_info=True)
 
     async def _read(self, target: Target, run_id: int) -> AgentRun:
         run = await _db(selectors.run_of, target=target, run_id=run_id)
@@ -194,11 +256,13 @@ class RunRequestHandler(RequestHandler):
         run = await self._start(params, context)
         if params.configuration.return_immediately:
             return _task(run)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT_SECONDS
-        while run.status not in _FINISHED and loop.time() < deadline:
-            await asyncio.sleep(POLL_SECONDS)
-            run = await self._read(_target(context), run.pk)
+        try:
+            async with asyncio.timeout(WAIT_SECONDS):
+                async for item in self._follow(_target(context), run):
+                    if isinstance(item, AgentRun):
+                        run = item
+        except TimeoutError:
+            pass  # the task is returned still working; GetTask reads it later
         return _task(run)
 
     async def on_message_send_stream(
@@ -206,25 +270,38 @@ class RunRequestHandler(RequestHandler):
     ) -> AsyncGenerator[Event, None]:
         run = await self._start(params, context)
         yield _task(run)
-        seen = run.status
-        while run.status not in _FINISHED:
-            await asyncio.sleep(POLL_SECONDS)
-            run = await self._read(_target(context), run.pk)
+        task_id, context_id = str(run.pk), _context_id(run)
+        seen, streamed = run.status, ""
+        async for item in self._follow(_target(context), run):
+            if isinstance(item, str):  # a piece of the answer, as the worker writes it
+                yield TaskArtifactUpdateEvent(
+                    task_id=task_id,
+                    context_id=context_id,
+                    artifact=_answer(run, item),
+                    append=bool(streamed),
+                    last_chunk=False,
+                )
+                streamed += item
+                continue
+            run = item
             if run.status != seen and run.status not in _FINISHED:
                 seen = run.status
                 yield TaskStatusUpdateEvent(
-                    task_id=str(run.pk), context_id=_context_id(run), status=_status(run)
+                    task_id=task_id, context_id=context_id, status=_status(run)
                 )
         if run.status == AgentRun.Status.SUCCEEDED:
+            # The saved answer is the truth: when the pieces add up to it, the last chunk
+            # closes the artifact; otherwise (a repair round, a guardrail, a lost piece) the
+            # whole answer replaces what was streamed.
+            same = bool(streamed) and streamed == run.output
             yield TaskArtifactUpdateEvent(
-                task_id=str(run.pk),
-                context_id=_context_id(run),
-                artifact=_answer(run),
+                task_id=task_id,
+                context_id=context_id,
+                artifact=_answer(run, "" if same else None),
+                append=same,
                 last_chunk=True,
             )
-        yield TaskStatusUpdateEvent(
-            task_id=str(run.pk), context_id=_context_id(run), status=_status(run)
-        )
+        yield TaskStatusUpdateEvent(task_id=task_id, context_id=context_id, status=_status(run))
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
         return _task(await self._read(_target(context), _run_id(params.id)))
@@ -279,6 +356,24 @@ class RunRequestHandler(RequestHandler):
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext
     ) -> AgentCard:
         raise UnsupportedOperationError(message="There is no extended agent card.")
+
+
+async def _receive(layer: Any, channel: str) -> dict[str, Any] | None:
+    """The next message on `channel`, or None after RECHECK_SECONDS (or at once when there
+    is no channel: the layer is down, so the caller reads the run on a timer)."""
+    if not channel:
+        await asyncio.sleep(RECHECK_SECONDS)
+        return None
+    try:
+        async with asyncio.timeout(RECHECK_SECONDS):
+            message: dict[str, Any] = await layer.receive(channel)
+            return message
+    except TimeoutError:
+        return None
+    except Exception:  # the channel layer went away: the caller reads the run instead
+        logger.warning("a2a: could not receive on %s", channel, exc_info=True)
+        await asyncio.sleep(RECHECK_SECONDS)
+        return None
 
 
 class TargetContextBuilder(ServerCallContextBuilder):
