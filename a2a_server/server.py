@@ -13,8 +13,9 @@ key, a key of another workspace and an agent that is not exposed are plain HTTP 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
 
 from a2a.server.context import ServerCallContext
@@ -202,7 +203,7 @@ class RunRequestHandler(RequestHandler):
         except ApplicationError as exc:
             raise _a2a_error(exc) from exc
 
-    async def _follow(self, target: Target, run: AgentRun) -> AsyncIterator[AgentRun | str]:
+    async def _follow(self, target: Target, run: AgentRun) -> AsyncGenerator[AgentRun | str, None]:
         """The run as it changes (read again from the database whenever the worker says
         something, and every RECHECK_SECONDS) and, for a run of a context, its answer's
         pieces as the worker writes them (str), until it has finished. Joins the run's group
@@ -257,8 +258,11 @@ class RunRequestHandler(RequestHandler):
         if params.configuration.return_immediately:
             return _task(run)
         try:
-            async with asyncio.timeout(WAIT_SECONDS):
-                async for item in self._follow(_target(context), run):
+            async with (
+                asyncio.timeout(WAIT_SECONDS),
+                contextlib.aclosing(self._follow(_target(context), run)) as follow,
+            ):
+                async for item in follow:
                     if isinstance(item, AgentRun):
                         run = item
         except TimeoutError:
@@ -272,23 +276,24 @@ class RunRequestHandler(RequestHandler):
         yield _task(run)
         task_id, context_id = str(run.pk), _context_id(run)
         seen, streamed = run.status, ""
-        async for item in self._follow(_target(context), run):
-            if isinstance(item, str):  # a piece of the answer, as the worker writes it
-                yield TaskArtifactUpdateEvent(
-                    task_id=task_id,
-                    context_id=context_id,
-                    artifact=_answer(run, item),
-                    append=bool(streamed),
-                    last_chunk=False,
-                )
-                streamed += item
-                continue
-            run = item
-            if run.status != seen and run.status not in _FINISHED:
-                seen = run.status
-                yield TaskStatusUpdateEvent(
-                    task_id=task_id, context_id=context_id, status=_status(run)
-                )
+        async with contextlib.aclosing(self._follow(_target(context), run)) as follow:
+            async for item in follow:
+                if isinstance(item, str):  # a piece of the answer, as the worker writes it
+                    yield TaskArtifactUpdateEvent(
+                        task_id=task_id,
+                        context_id=context_id,
+                        artifact=_answer(run, item),
+                        append=bool(streamed),
+                        last_chunk=False,
+                    )
+                    streamed += item
+                    continue
+                run = item
+                if run.status != seen and run.status not in _FINISHED:
+                    seen = run.status
+                    yield TaskStatusUpdateEvent(
+                        task_id=task_id, context_id=context_id, status=_status(run)
+                    )
         if run.status == AgentRun.Status.SUCCEEDED:
             # The saved answer is the truth: when the pieces add up to it, the last chunk
             # closes the artifact; otherwise (a repair round, a guardrail, a lost piece) the
