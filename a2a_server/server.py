@@ -209,28 +209,18 @@ class RunRequestHandler(RequestHandler):
         pieces as the worker writes them (str), until it has finished. Joins the run's group
         before reading the run and its buffer, so no piece falls in between; pieces already
         in the buffer are dropped when they arrive again."""
-        layer = live.layer()
-        channel = ""
-        group = live.run_group(target.access.workspace.schema_name, run)
-        try:
-            channel = await layer.new_channel()
-            await layer.group_add(group, channel)
-        except Exception:  # the channel layer is down: read the run every RECHECK_SECONDS
-            logger.warning("a2a: run %s is followed without its live pieces", run.pk, exc_info=True)
-            channel = ""
-        try:
+        schema = target.access.workspace.schema_name
+        async with _Inbox(live.run_group(schema, run)) as inbox:
             run = await self._read(target, run.pk)
             yield run
             seen = 0
-            if channel and run.status not in _FINISHED and run.conversation_id is not None:
-                pieces = await _db(
-                    live.buffered, schema_name=target.access.workspace.schema_name, run=run
-                )
+            if inbox.open and run.status not in _FINISHED and run.conversation_id is not None:
+                pieces = await _db(live.buffered, schema_name=schema, run=run)
                 seen = len(pieces)
                 if pieces:
                     yield "".join(pieces)
             while run.status not in _FINISHED:
-                message = await _receive(layer, channel)
+                message = await inbox.next()
                 if message is not None and message.get("type") == live.DELTA:
                     if int(message["seq"]) > seen:
                         seen = int(message["seq"])
@@ -238,12 +228,6 @@ class RunRequestHandler(RequestHandler):
                     continue
                 run = await self._read(target, run.pk)
                 yield run
-        finally:
-            if channel:
-                try:
-                    await layer.group_discard(group, channel)
-                except Exception:
-                    logger.warning("a2a: could not leave %s", group, exc_info=True)
 
     async def _read(self, target: Target, run_id: int) -> AgentRun:
         run = await _db(selectors.run_of, target=target, run_id=run_id)
@@ -363,22 +347,61 @@ class RunRequestHandler(RequestHandler):
         raise UnsupportedOperationError(message="There is no extended agent card.")
 
 
-async def _receive(layer: Any, channel: str) -> dict[str, Any] | None:
-    """The next message on `channel`, or None after RECHECK_SECONDS (or at once when there
-    is no channel: the layer is down, so the caller reads the run on a timer)."""
-    if not channel:
-        await asyncio.sleep(RECHECK_SECONDS)
-        return None
-    try:
-        async with asyncio.timeout(RECHECK_SECONDS):
-            message: dict[str, Any] = await layer.receive(channel)
-            return message
-    except TimeoutError:
-        return None
-    except Exception:  # the channel layer went away: the caller reads the run instead
-        logger.warning("a2a: could not receive on %s", channel, exc_info=True)
-        await asyncio.sleep(RECHECK_SECONDS)
-        return None
+class _Inbox:
+    """The messages of one run's channel-layer group, for as long as the `async with` lasts.
+    One task receives them into a queue (a channel layer's receive is never cancelled half
+    way, which could drop a message); `next` waits at most RECHECK_SECONDS. When the layer is
+    down the inbox stays empty and the caller reads the run on that timer instead."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.layer = live.layer()
+        self.channel = ""
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.pump: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> bool:
+        return bool(self.channel)
+
+    async def __aenter__(self) -> _Inbox:
+        try:
+            channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, channel)
+        except Exception:
+            logger.warning("a2a: %s is followed without its live pieces", self.group, exc_info=True)
+            return self
+        self.channel = channel
+        self.pump = asyncio.create_task(self._pump())
+        return self
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                self.queue.put_nowait(await self.layer.receive(self.channel))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the layer went away: the caller reads the run on a timer
+            logger.warning("a2a: stopped receiving on %s", self.group, exc_info=True)
+
+    async def next(self) -> dict[str, Any] | None:
+        """The next message, or None after RECHECK_SECONDS."""
+        try:
+            async with asyncio.timeout(RECHECK_SECONDS):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pump
+        if self.channel:
+            try:
+                await self.layer.group_discard(self.group, self.channel)
+            except Exception:
+                logger.warning("a2a: could not leave %s", self.group, exc_info=True)
 
 
 class TargetContextBuilder(ServerCallContextBuilder):
