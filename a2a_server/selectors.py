@@ -150,6 +150,10 @@ def installed_listing_agent(*, secret: str, listing_slug: str) -> Target:
 def run_of(target: Target, run_id: int) -> AgentRun | None:
     activate(target.access.workspace)
     try:
-        return AgentRun.objects.filter(pk=run_id, agent_id=target.agent_id).first()
+        return (
+            AgentRun.objects.select_related("conversation")
+            .filter(pk=run_id, agent_id=target.agent_id)
+            .first()
+        )
     finally:
         activate_public()

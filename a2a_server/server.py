@@ -3,14 +3,18 @@
 The official SDK does the wire: `JsonRpcDispatcher` parses JSON-RPC (spec 1.0, and 0.3's
 `message/send` and `message/stream` through its compatibility adapter), streams SSE and
 shapes errors. `RunRequestHandler` maps the methods onto agent runs: a task is a run (its id
-is the run's id), `SendMessage` starts one through agents.services.agent_run_start and waits
-for it, `SendStreamingMessage` streams its state changes and answer, `GetTask` reads it,
-`CancelTask` cancels it. Authentication happens before the dispatcher, so a wrong key, a key
-of another workspace and an agent that is not exposed are plain HTTP 401, 404 and 404."""
+is the run's id) and a context is a conversation of runs (decision 125), `SendMessage` starts
+one through agents.services.agent_run_start and waits for it, `SendStreamingMessage` relays
+its state changes and its answer as the worker writes it (agents/runs/live.py), `GetTask`
+reads it, `CancelTask` cancels it. Authentication happens before the dispatcher, so a wrong
+key, a key of another workspace and an agent that is not exposed are plain HTTP 401, 404 and
+404."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
 
@@ -64,12 +68,16 @@ from starlette.routing import Route
 from a2a_server import cards, selectors, services
 from a2a_server.selectors import Target, Unauthenticated
 from agents.models import AgentRun
+from agents.runs import live
 from core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied
 from tenants.api.throttling import AuthFailureThrottle, asgi_client
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.25
+# A waiting call reads the run again this often even when the worker says nothing (a lost
+# message, a worker that died): the database is the truth, the channel layer only wakes it.
+RECHECK_SECONDS = 2.0
 # SendMessage waits this long for the answer, then returns the task still working (the
 # client reads it later with GetTask): a slow model must not hold a connection forever.
 WAIT_SECONDS = 120.0
@@ -101,6 +109,11 @@ async def _db(fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 
 def _context_id(run: AgentRun) -> str:
+    """The contextId issued with the run's conversation; `run-<id>` for a run of none (runs
+    started before contexts existed, or whose context was deleted)."""
+    conversation = run.conversation if run.conversation_id is not None else None
+    if conversation is not None and conversation.context_id:
+        return conversation.context_id
     return f"run-{run.pk}"
 
 
@@ -123,9 +136,11 @@ def _status(run: AgentRun) -> TaskStatus:
     return status
 
 
-def _answer(run: AgentRun) -> Artifact:
+def _answer(run: AgentRun, text: str | None = None) -> Artifact:
     return Artifact(
-        artifact_id=f"run-{run.pk}-answer", name="answer", parts=[Part(text=run.output)]
+        artifact_id=f"run-{run.pk}-answer",
+        name="answer",
+        parts=[Part(text=run.output if text is None else text)],
     )
 
 
@@ -158,7 +173,8 @@ def _input_text(params: SendMessageRequest) -> str:
     message = params.message
     if message.task_id:
         raise UnsupportedOperationError(
-            message="Each message starts a new task; continuing a task is not supported."
+            message="Each message starts a new task; continuing a task is not supported "
+            "(continue its context: send contextId)."
         )
     texts = [part.text for part in message.parts if part.WhichOneof("content") == "text"]
     if not texts:
@@ -178,9 +194,40 @@ class RunRequestHandler(RequestHandler):
     async def _start(self, params: SendMessageRequest, context: ServerCallContext) -> AgentRun:
         text = _input_text(params)
         try:
-            return await _db(services.a2a_run_start, target=_target(context), text=text)
+            return await _db(
+                services.a2a_run_start,
+                target=_target(context),
+                text=text,
+                context_id=params.message.context_id,
+            )
         except ApplicationError as exc:
             raise _a2a_error(exc) from exc
+
+    async def _follow(self, target: Target, run: AgentRun) -> AsyncGenerator[AgentRun | str, None]:
+        """The run as it changes (read again from the database whenever the worker says
+        something, and every RECHECK_SECONDS) and, for a run of a context, its answer's
+        pieces as the worker writes them (str), until it has finished. Joins the run's group
+        before reading the run and its buffer, so no piece falls in between; pieces already
+        in the buffer are dropped when they arrive again."""
+        schema = target.access.workspace.schema_name
+        async with _Inbox(live.run_group(schema, run)) as inbox:
+            run = await self._read(target, run.pk)
+            yield run
+            seen = 0
+            if inbox.open and run.status not in _FINISHED and run.conversation_id is not None:
+                pieces = await _db(live.buffered, schema_name=schema, run=run)
+                seen = len(pieces)
+                if pieces:
+                    yield "".join(pieces)
+            while run.status not in _FINISHED:
+                message = await inbox.next()
+                if message is not None and message.get("type") == live.DELTA:
+                    if int(message["seq"]) > seen:
+                        seen = int(message["seq"])
+                        yield str(message["text"])
+                    continue
+                run = await self._read(target, run.pk)
+                yield run
 
     async def _read(self, target: Target, run_id: int) -> AgentRun:
         run = await _db(selectors.run_of, target=target, run_id=run_id)
@@ -194,11 +241,16 @@ class RunRequestHandler(RequestHandler):
         run = await self._start(params, context)
         if params.configuration.return_immediately:
             return _task(run)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT_SECONDS
-        while run.status not in _FINISHED and loop.time() < deadline:
-            await asyncio.sleep(POLL_SECONDS)
-            run = await self._read(_target(context), run.pk)
+        try:
+            async with (
+                asyncio.timeout(WAIT_SECONDS),
+                contextlib.aclosing(self._follow(_target(context), run)) as follow,
+            ):
+                async for item in follow:
+                    if isinstance(item, AgentRun):
+                        run = item
+        except TimeoutError:
+            pass  # the task is returned still working; GetTask reads it later
         return _task(run)
 
     async def on_message_send_stream(
@@ -206,25 +258,39 @@ class RunRequestHandler(RequestHandler):
     ) -> AsyncGenerator[Event, None]:
         run = await self._start(params, context)
         yield _task(run)
-        seen = run.status
-        while run.status not in _FINISHED:
-            await asyncio.sleep(POLL_SECONDS)
-            run = await self._read(_target(context), run.pk)
-            if run.status != seen and run.status not in _FINISHED:
-                seen = run.status
-                yield TaskStatusUpdateEvent(
-                    task_id=str(run.pk), context_id=_context_id(run), status=_status(run)
-                )
+        task_id, context_id = str(run.pk), _context_id(run)
+        seen, streamed = run.status, ""
+        async with contextlib.aclosing(self._follow(_target(context), run)) as follow:
+            async for item in follow:
+                if isinstance(item, str):  # a piece of the answer, as the worker writes it
+                    yield TaskArtifactUpdateEvent(
+                        task_id=task_id,
+                        context_id=context_id,
+                        artifact=_answer(run, item),
+                        append=bool(streamed),
+                        last_chunk=False,
+                    )
+                    streamed += item
+                    continue
+                run = item
+                if run.status != seen and run.status not in _FINISHED:
+                    seen = run.status
+                    yield TaskStatusUpdateEvent(
+                        task_id=task_id, context_id=context_id, status=_status(run)
+                    )
         if run.status == AgentRun.Status.SUCCEEDED:
+            # The saved answer is the truth: when the pieces add up to it, the last chunk
+            # closes the artifact; otherwise (a repair round, a guardrail, a lost piece) the
+            # whole answer replaces what was streamed.
+            same = bool(streamed) and streamed == run.output
             yield TaskArtifactUpdateEvent(
-                task_id=str(run.pk),
-                context_id=_context_id(run),
-                artifact=_answer(run),
+                task_id=task_id,
+                context_id=context_id,
+                artifact=_answer(run, "" if same else None),
+                append=same,
                 last_chunk=True,
             )
-        yield TaskStatusUpdateEvent(
-            task_id=str(run.pk), context_id=_context_id(run), status=_status(run)
-        )
+        yield TaskStatusUpdateEvent(task_id=task_id, context_id=context_id, status=_status(run))
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
         return _task(await self._read(_target(context), _run_id(params.id)))
@@ -279,6 +345,63 @@ class RunRequestHandler(RequestHandler):
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext
     ) -> AgentCard:
         raise UnsupportedOperationError(message="There is no extended agent card.")
+
+
+class _Inbox:
+    """The messages of one run's channel-layer group, for as long as the `async with` lasts.
+    One task receives them into a queue (a channel layer's receive is never cancelled half
+    way, which could drop a message); `next` waits at most RECHECK_SECONDS. When the layer is
+    down the inbox stays empty and the caller reads the run on that timer instead."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.layer = live.layer()
+        self.channel = ""
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.pump: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> bool:
+        return bool(self.channel)
+
+    async def __aenter__(self) -> _Inbox:
+        try:
+            channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, channel)
+        except Exception:
+            logger.warning("a2a: %s is followed without its live pieces", self.group, exc_info=True)
+            return self
+        self.channel = channel
+        self.pump = asyncio.create_task(self._pump())
+        return self
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                self.queue.put_nowait(await self.layer.receive(self.channel))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the layer went away: the caller reads the run on a timer
+            logger.warning("a2a: stopped receiving on %s", self.group, exc_info=True)
+
+    async def next(self) -> dict[str, Any] | None:
+        """The next message, or None after RECHECK_SECONDS."""
+        try:
+            async with asyncio.timeout(RECHECK_SECONDS):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pump
+        if self.channel:
+            try:
+                await self.layer.group_discard(self.group, self.channel)
+            except Exception:
+                logger.warning("a2a: could not leave %s", self.group, exc_info=True)
 
 
 class TargetContextBuilder(ServerCallContextBuilder):

@@ -1,15 +1,19 @@
 """Writes of the A2A server: the owner's choice to expose an agent, and runs started or
 canceled through A2A (through the agents app's own services: ledger, budgets, quotas and
-audit apply as for any run)."""
+audit apply as for any run). A message is a run that is the next turn of its context, a
+conversation of runs (decision 125)."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.db import transaction
 
 from a2a_server.selectors import Target
 from agents import services as agent_services
-from agents.models import Agent, AgentRun
-from core.exceptions import NotFound
+from agents.chat.services import title_from
+from agents.models import Agent, AgentRun, Conversation
+from core.exceptions import Conflict, NotFound, ValidationFailed
 from tenants import audit
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, activate_public
@@ -34,12 +38,58 @@ def agent_a2a_expose_set(*, access: Access, agent_id: int, exposed: bool) -> Age
     return agent
 
 
-def a2a_run_start(*, target: Target, text: str) -> AgentRun:
+CONTEXT_PREFIX = "ctx-"
+UNKNOWN_CONTEXT = "No context with that id for this agent; leave contextId out to start one."
+
+
+def _context(target: Target, context_id: str, text: str) -> Conversation:
+    """The conversation of `context_id` (locked: one message answers at a time), or a new one
+    when `context_id` is empty. Only contexts this endpoint issued for this agent in this
+    workspace are found; any other id is the same error, which says nothing of it."""
+    if not context_id:
+        return Conversation.objects.create(
+            agent_id=target.agent_id,
+            title=title_from(text),
+            context_id=f"{CONTEXT_PREFIX}{uuid.uuid4().hex}",
+        )
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(context_id=context_id, agent_id=target.agent_id)
+        .first()
+        if context_id.startswith(CONTEXT_PREFIX)
+        else None
+    )
+    if conversation is None:
+        raise ValidationFailed(UNKNOWN_CONTEXT, fields={"contextId": [UNKNOWN_CONTEXT]})
+    busy = AgentRun.objects.filter(
+        conversation=conversation, status__in=[AgentRun.Status.QUEUED, AgentRun.Status.RUNNING]
+    ).first()
+    if busy is not None:
+        message = (
+            f"The context's previous message (task {busy.pk}) is still being answered; send "
+            "this one when it has finished."
+        )
+        raise Conflict(message, fields={"contextId": [message]})
+    conversation.save(update_fields=["updated_at"])
+    return conversation
+
+
+def a2a_run_start(*, target: Target, text: str, context_id: str = "") -> AgentRun:
+    """A run of the target agent with `text` as its input, the next turn of context
+    `context_id` (a new context when empty). The agents app's run start does every check
+    (input, quota, purchase); a refused run leaves no new context behind."""
     activate(target.access.workspace)
     try:
-        return agent_services.agent_run_start(
-            access=target.access, agent_id=target.agent_id, input=text
-        )
+        with transaction.atomic():
+            conversation = _context(target, context_id, text)
+            run = agent_services.agent_run_start(
+                access=target.access,
+                agent_id=target.agent_id,
+                input=text,
+                conversation_id=conversation.pk,
+            )
+        run.conversation = conversation
+        return run
     finally:
         activate_public()
 
@@ -47,8 +97,10 @@ def a2a_run_start(*, target: Target, text: str) -> AgentRun:
 def a2a_run_cancel(*, target: Target, run_id: int) -> AgentRun:
     activate(target.access.workspace)
     try:
-        return agent_services.agent_run_cancel(
+        run = agent_services.agent_run_cancel(
             access=target.access, agent_id=target.agent_id, run_id=run_id
         )
+        _ = run.conversation  # loaded here, in the workspace's schema: the task names it
+        return run
     finally:
         activate_public()

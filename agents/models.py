@@ -295,6 +295,14 @@ class AgentRun(models.Model):
         help_text="Attempts started; more than one means a worker was lost mid-run and the run "
         "was started again (agents/runs/executor.py).",
     )
+    conversation = models.ForeignKey(
+        "Conversation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        help_text="The A2A context this run is a turn of: it sees the earlier runs (memory).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -393,6 +401,9 @@ class Conversation(models.Model):
         "ChatShare", null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
     )
     end_user_id = models.CharField(max_length=128, blank=True)
+    # An A2A context (docs/a2a.md, decision 125): the opaque contextId issued to the remote
+    # caller; its turns are agent runs (AgentRun.conversation), not chat turns.
+    context_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -403,7 +414,12 @@ class Conversation(models.Model):
                 fields=["share", "end_user_id"],
                 condition=Q(share__isnull=False),
                 name="conversation_one_per_end_user",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["context_id"],
+                condition=~Q(context_id=""),
+                name="conversation_unique_context_id",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -280,8 +280,11 @@ def agent_run_start(
     agent_id: int,
     input: str,
     callback_url: str = "",
+    conversation_id: int | None = None,
 ) -> AgentRun:
-    """Queue a run of the agent's current version; the worker picks it up after commit."""
+    """Queue a run of the agent's current version; the worker picks it up after commit. A
+    run of `conversation_id` (an A2A context: the caller checked that it is this agent's) is
+    its next turn: it sees the earlier runs as the version's memory mode says."""
     access.require(Perm.RUN)
     text = (input or "").strip()
     if not text:
@@ -306,6 +309,7 @@ def agent_run_start(
             created_by_id=access.actor_id,
             api_key_prefix=access.api_key.prefix if access.api_key else "",
             callback_url=callback_url,
+            conversation_id=conversation_id,
         )
         # robust: a broker outage must not fail a request whose run is committed; the
         # recovery sweep sends runs still queued (agents/runs/executor.py, runs_recover).

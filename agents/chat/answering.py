@@ -10,7 +10,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from agents.chat import live, memory
+from agents import memory
+from agents.chat import live
 from agents.execution import answer_with_version
 from agents.gateway.calls import UsageContext, spent_before_failing
 from agents.models import Conversation, ConversationTurn, MemoryMode

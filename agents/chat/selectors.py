@@ -1,5 +1,7 @@
 """Reads for chat. Each person sees their own conversations; owners and admins (who may read
-the audit log) may also see everyone's. A conversation someone may not see is "not found"."""
+the audit log) may also see everyone's. A conversation someone may not see is "not found".
+A2A contexts (conversations of runs, decision 125) are not chats: their turns are runs, shown
+in the agent's run history."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def can_see_everyones(*, access: Access) -> bool:
 
 def _visible(access: Access) -> QuerySet[Conversation]:
     access.require(Perm.WORKSPACE_VIEW)
-    conversations = Conversation.objects.all()
+    conversations = Conversation.objects.filter(context_id="")
     if can_see_everyones(access=access):
         return conversations
     if access.user is None:

@@ -18,10 +18,12 @@ from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from agents import memory
 from agents.execution import answer_with_version
 from agents.gateway.calls import GatewayError, UsageContext, spent_before_failing
-from agents.models import AgentRun
-from agents.providers.base import Message
+from agents.models import AgentRun, MemoryMode
+from agents.runs import live
+from agents.tools.loop import OnEvent
 from agents.webhooks import webhook_enqueue
 from core import recovery
 from core.exceptions import ApplicationError
@@ -121,17 +123,34 @@ def execute_run(run_id: int) -> str | None:
 
 
 def _execute(run: AgentRun) -> str:
+    """A run of a conversation (an A2A context, decision 125) is its next turn: the version's
+    memory mode decides which earlier runs the model sees, its text is published as it is
+    written (agents/runs/live.py), and a summary-memory conversation's summary is refreshed
+    after it, as after a chat turn."""
+    if run.conversation_id is None:
+        return _answer(run, on_event=None)
+    with live.RunPublisher(schema_name=current_schema(), run=run) as publisher:
+        publisher.status(run.status)
+        status = _answer(run, on_event=publisher.on_event)
+        publisher.status(status)
+    if status == AgentRun.Status.SUCCEEDED and run.version.memory_mode == MemoryMode.SUMMARY:
+        memory.summary_refresh(conversation_id=run.conversation_id, version=run.version)
+    return status
+
+
+def _answer(run: AgentRun, *, on_event: OnEvent | None) -> str:
     version = run.version
     try:
         answer = answer_with_version(
             version,
-            messages=[Message(role="user", content=run.input)],
+            messages=memory.messages_for_run(run),
             context=UsageContext(
                 agent_id=run.agent_id,
                 run_id=run.pk,
                 run_cap_usd=version.max_cost_per_run_usd,
                 user_id=run.created_by_id,
             ),
+            on_event=on_event,
         )
     except (GatewayError, ApplicationError) as exc:
         usage, run.cost_usd = spent_before_failing(exc)

@@ -86,9 +86,14 @@ def test_a_streamed_message_sends_the_task_then_its_answer_then_its_end(
     kinds = [event.WhichOneof("payload") for event in events]
     assert kinds[0] == "task"
     assert events[0].task.status.state == TaskState.TASK_STATE_SUBMITTED
+    # The answer arrives as the worker writes it: appended pieces, then the last chunk.
     answers = [event.artifact_update for event in events if event.HasField("artifact_update")]
-    assert len(answers) == 1
-    assert "42" in answers[0].artifact.parts[0].text
+    assert [answer.append for answer in answers] == [False] + [True] * (len(answers) - 1)
+    assert answers[-1].last_chunk
+    streamed = "".join(answer.artifact.parts[0].text for answer in answers)
+    assert "42" in streamed
+    with schema_context(committed_world.workspace_a.schema_name):
+        assert AgentRun.objects.get(pk=int(events[0].task.id)).output == streamed
     assert kinds[-1] == "status_update"
     assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
 

@@ -82,3 +82,15 @@ def test_a_protocol_0_3_client_sends_message_send_and_tasks_get(
     assert fetched["result"]["id"] == task["id"]
     canceled = asyncio.run(call("tasks/cancel", {"id": task["id"]}))
     assert canceled["result"]["status"]["state"] == "canceled"
+    # 0.3's contextId continues the context too (decision 125).
+    assert task["contextId"].startswith("ctx-")
+    again = {**message, "messageId": "m-2", "contextId": task["contextId"]}
+    continued = asyncio.run(
+        call("message/send", {"message": again, "configuration": {"blocking": False}})
+    )
+    assert continued["result"]["contextId"] == task["contextId"], continued
+    assert continued["result"]["id"] != task["id"]
+    foreign = {**message, "messageId": "m-3", "contextId": "ctx-elsewhere"}
+    refused = asyncio.run(call("message/send", {"message": foreign}))
+    assert refused["error"]["code"] == -32602
+    assert "contextId" in refused["error"]["message"]

@@ -8,12 +8,24 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from a2a.types import TaskState
+from a2a.utils.errors import InvalidParamsError
 from django_tenants.utils import schema_context
 
-from agents.models import AgentRun
+from agents.models import AgentRun, Conversation
 from marketplace import services as marketplace_services
-from tests.helpers.a2a import CARD, a2a_client, ask, card_of, http, make_key, published_listing
+from tests.helpers.a2a import (
+    CARD,
+    a2a_client,
+    agent_url,
+    ask,
+    card_of,
+    http,
+    make_agent,
+    make_key,
+    published_listing,
+)
 from tests.helpers.personas import World, access_of
 
 
@@ -75,3 +87,44 @@ def test_a_listing_card_is_public_and_its_endpoint_runs_the_buyers_installed_cop
     with schema_context(committed_world.workspace_b.schema_name):
         run = AgentRun.objects.get(pk=int(task.id))
     assert run.agent_id == installed.object_id  # bravo's copy, in bravo's schema
+
+
+def test_a_listing_context_continues_in_the_buyers_copy_and_nowhere_else(
+    committed_world: World, asgi_live_server: Any
+) -> None:
+    """Contexts through a listing's endpoint are conversations of the caller's installed copy;
+    its context id means nothing at the publisher's own agent (decision 125)."""
+    listing = published_listing(committed_world)
+    url = f"{asgi_live_server.url}/a2a/listings/{listing.slug}/"
+    installed = marketplace_services.install(
+        access=access_of(committed_world.outsider, committed_world.workspace_b), listing=listing
+    )
+    buyer_secret = make_key(committed_world, workspace=committed_world.workspace_b)
+    publisher_agent = make_agent(committed_world, name="Publisher's own")
+    publisher_url = agent_url(asgi_live_server.url, committed_world.workspace_a, publisher_agent.pk)
+    publisher_secret = make_key(committed_world)
+
+    async def send(to: str, secret: str, context_id: str = "") -> Any:
+        async with http(secret) as client:
+            a2a = a2a_client(client, await card_of(client, to), streaming=False)
+            request = ask("What is 6 * 7?", return_immediately=True)
+            request.message.context_id = context_id
+            [response] = [event async for event in a2a.send_message(request)]
+            return response.task
+
+    first = asyncio.run(send(url, buyer_secret))
+    assert first.context_id.startswith("ctx-")
+    with schema_context(committed_world.workspace_b.schema_name):
+        AgentRun.objects.filter(pk=int(first.id)).update(status=AgentRun.Status.SUCCEEDED)
+    second = asyncio.run(send(url, buyer_secret, first.context_id))
+    assert second.context_id == first.context_id
+    with schema_context(committed_world.workspace_b.schema_name):
+        runs = list(AgentRun.objects.filter(pk__in=[int(first.id), int(second.id)]))
+        assert {run.agent_id for run in runs} == {installed.object_id}
+        assert len({run.conversation_id for run in runs}) == 1
+        assert Conversation.objects.get().context_id == first.context_id
+
+    with pytest.raises(InvalidParamsError, match="contextId"):
+        asyncio.run(send(publisher_url, publisher_secret, first.context_id))
+    with schema_context(committed_world.workspace_a.schema_name):
+        assert not AgentRun.objects.filter(agent=publisher_agent).exists()

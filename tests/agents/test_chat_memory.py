@@ -15,7 +15,7 @@ from django.urls import reverse
 from agents import services as agent_services
 from agents.chat import services
 from agents.chat.answering import turn_answer
-from agents.chat.memory import SUMMARY_ACK, SUMMARY_INTRO, SUMMARY_SYSTEM
+from agents.memory import SUMMARY_ACK, SUMMARY_INTRO, SUMMARY_SYSTEM
 from agents.models import (
     Agent,
     AliasTarget,

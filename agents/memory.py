@@ -1,5 +1,6 @@
 """What a turn sends to the model, by the answering version's memory mode, and the running
-summary of summary-mode conversations.
+summary of summary-mode conversations. A conversation's exchanges are its chat turns, or the
+agent runs of an A2A context (a run's input and output; decision 125); both follow these rules.
 
 - `none`: the question alone.
 - `last_turns`: the last N answered turns (question and answer), then the question.
@@ -7,7 +8,7 @@ summary of summary-mode conversations.
   summary does not cover yet (normally none; at most N), then the question. After each answered
   turn one gateway call folds the new turns into the summary (`summary_refresh`).
 
-Only answered turns count: a failed turn has no answer to remember.
+Only answered turns (succeeded runs) count: a failed one has no answer to remember.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 
 from agents.gateway.calls import UsageContext, gateway_complete
-from agents.models import AgentVersion, Conversation, ConversationTurn, MemoryMode
+from agents.models import AgentRun, AgentVersion, Conversation, ConversationTurn, MemoryMode
 from agents.providers.base import ChatRequest, Message
 from core.exceptions import ApplicationError
 
@@ -32,34 +33,43 @@ SUMMARY_SYSTEM = (
 SUMMARY_MAX_TOKENS = 400
 
 
-def _answered(conversation_id: int, *, before: int | None = None) -> list[ConversationTurn]:
+Exchange = tuple[str, str]  # (question, answer)
+
+
+def _answered(
+    conversation_id: int, *, before_turn: int | None = None, before_run: int | None = None
+) -> list[Exchange]:
+    """The conversation's answered exchanges, oldest first: its chat turns and its runs."""
     turns = ConversationTurn.objects.filter(
         conversation_id=conversation_id, status=ConversationTurn.Status.DONE
     )
-    if before is not None:
-        turns = turns.filter(pk__lt=before)
-    return list(turns.order_by("created_at", "id"))
+    runs = AgentRun.objects.filter(
+        conversation_id=conversation_id, status=AgentRun.Status.SUCCEEDED
+    )
+    if before_turn is not None:
+        turns = turns.filter(pk__lt=before_turn)
+    if before_run is not None:
+        runs = runs.filter(pk__lt=before_run)
+    dated = list(turns.values_list("created_at", "pk", "question", "answer"))
+    dated += runs.values_list("created_at", "pk", "input", "output")
+    return [(question, answer) for _, _, question, answer in sorted(dated)]
 
 
-def _exchange(turn: ConversationTurn) -> list[Message]:
-    return [
-        Message(role="user", content=turn.question),
-        Message(role="assistant", content=turn.answer),
-    ]
+def _exchange(exchange: Exchange) -> list[Message]:
+    question, answer = exchange
+    return [Message(role="user", content=question), Message(role="assistant", content=answer)]
 
 
-def messages_for_turn(turn: ConversationTurn) -> list[Message]:
-    version: AgentVersion = turn.version
-    question = Message(role="user", content=turn.question)
+def _messages(
+    version: AgentVersion, conversation_id: int, question: str, previous: list[Exchange]
+) -> list[Message]:
+    asked = Message(role="user", content=question)
     if version.memory_mode == MemoryMode.NONE:
-        return [question]
-    previous = _answered(turn.conversation_id, before=turn.pk)
+        return [asked]
     keep = max(version.memory_turns, 1)
     messages: list[Message] = []
     if version.memory_mode == MemoryMode.SUMMARY:
-        conversation = Conversation.objects.only("summary", "summary_turns").get(
-            pk=turn.conversation_id
-        )
+        conversation = Conversation.objects.only("summary", "summary_turns").get(pk=conversation_id)
         if conversation.summary:
             messages += [
                 Message(role="user", content=SUMMARY_INTRO + conversation.summary),
@@ -68,11 +78,29 @@ def messages_for_turn(turn: ConversationTurn) -> list[Message]:
         previous = previous[conversation.summary_turns :]
     for earlier in previous[-keep:]:
         messages += _exchange(earlier)
-    return [*messages, question]
+    return [*messages, asked]
 
 
-def _summary_prompt(summary: str, turns: list[ConversationTurn]) -> str:
-    exchanges = "\n\n".join(f"User: {t.question}\nAssistant: {t.answer}" for t in turns)
+def messages_for_turn(turn: ConversationTurn) -> list[Message]:
+    version: AgentVersion = turn.version
+    if version.memory_mode == MemoryMode.NONE:
+        return [Message(role="user", content=turn.question)]
+    previous = _answered(turn.conversation_id, before_turn=turn.pk)
+    return _messages(version, turn.conversation_id, turn.question, previous)
+
+
+def messages_for_run(run: AgentRun) -> list[Message]:
+    """A run of a conversation (an A2A context) is its next turn; any other run sends its
+    input alone."""
+    version: AgentVersion = run.version
+    if run.conversation_id is None or version.memory_mode == MemoryMode.NONE:
+        return [Message(role="user", content=run.input)]
+    previous = _answered(run.conversation_id, before_run=run.pk)
+    return _messages(version, run.conversation_id, run.input, previous)
+
+
+def _summary_prompt(summary: str, turns: list[Exchange]) -> str:
+    exchanges = "\n\n".join(f"User: {question}\nAssistant: {answer}" for question, answer in turns)
     return (
         f"New exchanges:\n\n{exchanges}\n\n"
         f"Summary so far:\n\n{summary or '(none yet: this is the start of the conversation)'}"
