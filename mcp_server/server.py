@@ -2,7 +2,8 @@
 
 A plain ASGI app in front of Django's (config/asgi.py): it authenticates the API key, then
 serves the request with the official SDK's stateless Streamable HTTP session manager around a
-low-level `Server` built for that workspace (its tools are the workspace's exposed agents).
+low-level `Server` built for that workspace (its tools are the workspace's exposed agents and
+published workflows).
 Stateless + JSON responses: every POST is self-contained, so it works the same under daphne and
 uvicorn workers, behind any load balancer, with no lifespan hook (decision 114).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
@@ -20,6 +22,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http.request import split_domain_port, validate_host
+from django.urls import reverse
 from django_tenants.utils import schema_context
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -33,6 +36,8 @@ from tenants.api.throttling import AuthFailureThrottle, asgi_client
 from tenants.permissions import Access, Perm
 from tenants.selectors import access_for_api_key
 from tenants.services import api_key_authenticate
+from workflows.models import RUN_FINISHED, RunStatus, WorkflowRun
+from workflows.triggers import api_run_start
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +51,8 @@ PATH = re.compile(r"^/mcp/w/(?P<slug>[a-z0-9-]{1,63})/?$")
 # then less often, so a long run costs a query every half second at most.
 POLL_FIRST, POLL_GROWTH, POLL_MOST = 0.01, 1.5, 0.5
 FINISHED = {AgentRun.Status.SUCCEEDED, AgentRun.Status.FAILED}
+# A workflow run waiting for a person (an approval, a webhook) is not waited for: it may be days.
+WORKFLOW_SETTLED = {*RUN_FINISHED, RunStatus.WAITING}
 
 
 class Unauthenticated(ApplicationError):
@@ -103,70 +110,179 @@ def _access(*, scope: Scope, slug: str) -> Access:
     return access
 
 
-def _text_result(text: str, *, error: bool = False) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=error)
+def _text_result(text: str, *, error: bool = False, structured: Any = None) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(text=text)], structured_content=structured, is_error=error
+    )
 
 
-def build_server(access: Access) -> Server[Any]:
-    """An MCP server whose tools are `access`'s workspace's exposed agents."""
-    schema = access.workspace.schema_name
+def _refusal(exc: ApplicationError) -> types.CallToolResult:
+    """A refused start as a tool error: the service's message, plus any field's message it
+    does not already contain (the inputs check words every problem in both)."""
+    extra = [
+        f"{field}: {text}"
+        for field, texts in exc.fields.items()
+        for text in texts
+        if text not in exc.message
+    ]
+    return _text_result(" ".join([exc.message, *extra]), error=True)
 
-    def list_tools() -> list[types.Tool]:
-        with schema_context(schema):
-            return [
+
+@dataclass(frozen=True)
+class _Started:
+    """A run a tool call started: its id, and where the REST API follows it."""
+
+    run_id: int
+    follow: str
+    workflow: bool = False
+
+
+class _Tools:
+    """The tools of `access`'s workspace: its exposed agents and published workflows. Reads and
+    writes are synchronous (Django's ORM), in the workspace's schema; the waits are async."""
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+        self.schema = access.workspace.schema_name
+
+    def list(self) -> list[types.Tool]:
+        with schema_context(self.schema):
+            agents = [
                 types.Tool(
                     name=selectors.tool_name(agent),
                     title=agent.name,
                     description=agent.description or f"Run the agent “{agent.name}”.",
                     input_schema=selectors.INPUT_SCHEMA,
                 )
-                for agent in selectors.exposed_agents(access=access)
+                for agent in selectors.exposed_agents(access=self.access)
             ]
+            workflows = [
+                types.Tool(
+                    name=selectors.workflow_tool_name(workflow),
+                    title=workflow.name,
+                    description=workflow.description or f"Run the workflow “{workflow.name}”.",
+                    input_schema=selectors.workflow_input_schema(workflow),
+                )
+                for workflow in selectors.exposed_workflows(access=self.access)
+            ]
+            return agents + workflows
 
-    def start(name: str, arguments: dict[str, Any]) -> tuple[int, int]:
-        with schema_context(schema):
-            agent = selectors.exposed_agent_for_tool(access=access, name=name)
+    def start(self, name: str, arguments: dict[str, Any]) -> _Started:
+        with schema_context(self.schema):
+            if name.startswith("workflow_"):
+                return self._start_workflow(name, arguments)
+            agent = selectors.exposed_agent_for_tool(access=self.access, name=name)
             if agent is None:
                 raise NotFound(f"No tool named '{name}' in this workspace.")
             text = arguments.get("input")
             if not isinstance(text, str):
                 raise ApplicationError("Argument 'input': required, a string.")
-            return agent.pk, agent_run_start(access=access, agent_id=agent.pk, input=text).pk
+            run_id = agent_run_start(access=self.access, agent_id=agent.pk, input=text).pk
+            return _Started(run_id, f"/api/v1/agents/{agent.pk}/runs/{run_id}/")
 
-    def outcome(run_id: int) -> AgentRun:
-        with schema_context(schema):
+    def _start_workflow(self, name: str, arguments: dict[str, Any]) -> _Started:
+        workflow = selectors.exposed_workflow_for_tool(access=self.access, name=name)
+        if workflow is None:
+            raise NotFound(f"No tool named '{name}' in this workspace.")
+        # As POST /api/v1/workflows/{id}/runs/: the inputs checked, quotas, the key's prefix.
+        run = api_run_start(access=self.access, workflow=workflow, inputs=arguments)
+        follow = reverse("api-workflow-run", kwargs={"run_id": run.pk})
+        return _Started(run.pk, follow, workflow=True)
+
+    def agent_run(self, run_id: int) -> AgentRun:
+        with schema_context(self.schema):
             return selectors.run_outcome(run_id=run_id)
+
+    def workflow_run(self, run_id: int) -> WorkflowRun:
+        with schema_context(self.schema):
+            return selectors.workflow_run_outcome(run_id=run_id)
+
+    def waiting(self, started: _Started) -> types.CallToolResult:
+        """A run waiting for a person: not an error; where to decide and to follow it."""
+        with schema_context(self.schema):
+            step = selectors.workflow_run_waiting_step(run_id=started.run_id)
+        page = settings.SITE_URL.rstrip("/") + reverse(
+            "workflow_run_detail",
+            kwargs={"workspace_slug": self.access.workspace.slug, "run_id": started.run_id},
+        )
+        webhook = step is not None and step.node_type == "webhook_wait"
+        at = f" at step “{step.node_id}”" if step is not None else ""
+        return _text_result(
+            f"Run {started.run_id} waits for {'a webhook' if webhook else 'approval'}{at}: "
+            f"see it at {page}. It goes on from there: follow it with GET {started.follow}."
+        )
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        try:
+            started = await sync_to_async(self.start)(name, arguments)
+        except ApplicationError as exc:
+            return _refusal(exc)
+        if started.workflow:
+            return await self._workflow_result(started)
+        run: AgentRun = await _wait(started, self.agent_run, lambda r: r.status in FINISHED)
+        if run.status == AgentRun.Status.SUCCEEDED:
+            return _text_result(run.output)
+        if run.status == AgentRun.Status.FAILED:
+            return _text_result(
+                f"Run {started.run_id} failed: {run.error or 'no detail'}", error=True
+            )
+        return _still_going(started, run.status)
+
+    async def _workflow_result(self, started: _Started) -> types.CallToolResult:
+        run: WorkflowRun = await _wait(
+            started, self.workflow_run, lambda r: r.status in WORKFLOW_SETTLED
+        )
+        if run.status == RunStatus.SUCCEEDED:
+            # A JSON object is also structured content (the only kind every protocol version
+            # takes); any other output is the text alone.
+            structured = run.output if isinstance(run.output, dict) else None
+            return _text_result(_json(run.output), structured=structured)
+        if run.status == RunStatus.WAITING:
+            return await sync_to_async(self.waiting)(started)
+        if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+            detail = run.error or "no detail"
+            return _text_result(f"Run {started.run_id} {run.status}: {detail}", error=True)
+        return _still_going(started, run.status)
+
+
+async def _wait(started: _Started, read: Callable[[int], Any], done: Callable[[Any], bool]) -> Any:
+    """The run, polled from its row until `done(run)` or MCP_TOOL_TIMEOUT_SECONDS passed."""
+    pause = POLL_FIRST
+    run = await sync_to_async(read)(started.run_id)
+    with anyio.move_on_after(float(settings.MCP_TOOL_TIMEOUT_SECONDS)):
+        while not done(run):
+            await anyio.sleep(pause)
+            pause = min(pause * POLL_GROWTH, POLL_MOST)
+            run = await sync_to_async(read)(started.run_id)
+    return run
+
+
+def _still_going(started: _Started, status: str) -> types.CallToolResult:
+    timeout = float(settings.MCP_TOOL_TIMEOUT_SECONDS)
+    return _text_result(
+        f"Run {started.run_id} is still {status} after {timeout:g} s; it goes on: follow it "
+        f"with GET {started.follow}.",
+        error=True,
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def build_server(access: Access) -> Server[Any]:
+    """An MCP server whose tools are `access`'s workspace's exposed agents and workflows."""
+    tools = _Tools(access)
 
     async def on_list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=await sync_to_async(list_tools)())
+        return types.ListToolsResult(tools=await sync_to_async(tools.list)())
 
     async def on_call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        try:
-            agent_id, run_id = await sync_to_async(start)(params.name, params.arguments or {})
-        except ApplicationError as exc:
-            detail = "; ".join(f"{f}: {' '.join(m)}" for f, m in exc.fields.items())
-            return _text_result(f"{exc.message} {detail}".strip(), error=True)
-        timeout = float(settings.MCP_TOOL_TIMEOUT_SECONDS)
-        pause = POLL_FIRST
-        run = await sync_to_async(outcome)(run_id)
-        with anyio.move_on_after(timeout):
-            while run.status not in FINISHED:
-                await anyio.sleep(pause)
-                pause = min(pause * POLL_GROWTH, POLL_MOST)
-                run = await sync_to_async(outcome)(run_id)
-        if run.status == AgentRun.Status.SUCCEEDED:
-            return _text_result(run.output)
-        if run.status == AgentRun.Status.FAILED:
-            return _text_result(f"Run {run_id} failed: {run.error or 'no detail'}", error=True)
-        return _text_result(
-            f"Run {run_id} is still {run.status} after {timeout:g} s; it goes on: follow it "
-            f"with GET /api/v1/agents/{agent_id}/runs/{run_id}/.",
-            error=True,
-        )
+        return await tools.call(params.name, params.arguments or {})
 
     return Server(
         "agent-market",

@@ -29,6 +29,8 @@ class Workflow(models.Model):
     )
     # Installed from the marketplace: the public ListingVersion id it is a pinned copy of.
     listing_version_id = models.BigIntegerField(null=True, blank=True)
+    # Offered to MCP clients as a tool (mcp_server; docs/mcp.md). Owner's choice, off by default.
+    mcp_exposed = models.BooleanField(default=False)
     created_by_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

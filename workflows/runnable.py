@@ -75,3 +75,32 @@ def inputs_check(definition: Mapping[str, Any], inputs: Any) -> dict[str, Any]:
             fields={"inputs": problems},
         )
     return checked
+
+
+def inputs_json_schema(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of the inputs `inputs_check` accepts for `definition`: one
+    property per declared input with its type, description and default; required when declared
+    required without a default (a default fills a missing one). Undeclared names are left out
+    (`additionalProperties: false`): `inputs_check` lets them through, but nothing reads them.
+    Every object this schema accepts passes `inputs_check` (an "integer" also accepts 3.0 in
+    both; a "number", an integer)."""
+    declared: Mapping[str, Any] = definition.get("inputs") or {}
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, spec in declared.items():
+        prop: dict[str, Any] = {"type": spec.get("type", "string")}
+        if spec.get("description"):
+            prop["description"] = spec["description"]
+        if "default" in spec:
+            prop["default"] = copy.deepcopy(spec["default"])
+        elif spec.get("required"):
+            required.append(name)
+        properties[name] = prop
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = required
+    return schema

@@ -201,16 +201,26 @@ def workflow_create(
 
 @transaction.atomic
 def workflow_update(
-    *, access: Access, workflow: Workflow, name: str, description: str, category: str
+    *,
+    access: Access,
+    workflow: Workflow,
+    name: str,
+    description: str,
+    category: str,
+    mcp_exposed: bool | None = None,
 ) -> Workflow:
     """Change the descriptive details in place (no new version). Allowed while archived, so a
-    name clash that blocks a restore can be resolved."""
+    name clash that blocks a restore can be resolved. `mcp_exposed` (None: unchanged) offers
+    the workflow to MCP clients as a tool (mcp_server, docs/mcp.md); the audit entry's
+    `changes` name every field that changed, old and new."""
     access.require(Perm.BUILD)
     name, description, category = _details(name, description, category)
     locked = _locked(workflow.pk)
     if locked.archived_at is None and name.lower() != locked.name.lower():
         _require_free_name(name, exclude=locked.pk)
-    new = {"name": name, "description": description, "category": category}
+    new: dict[str, Any] = {"name": name, "description": description, "category": category}
+    if mcp_exposed is not None:
+        new["mcp_exposed"] = mcp_exposed
     changes = {f: [getattr(locked, f), v] for f, v in new.items() if getattr(locked, f) != v}
     if not changes:
         return locked

@@ -1,5 +1,5 @@
-"""An MCP tool call whose run outlasts the wait (no worker in this module: the run stays
-queued) answers a clear tool error naming the run, which goes on."""
+"""An MCP tool call whose run (an agent's or a workflow's) outlasts the wait (no worker in this
+module: the run stays queued) answers a clear tool error naming the run, which goes on."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from django_tenants.utils import schema_context
 from mcp import Client
 
 from agents.models import AgentRun
-from tests.helpers.personas import World
+from tests.helpers.personas import World, access_of
+from tests.helpers.workflows import flow, transform
 from tests.mcp_server.test_mcp_server import _agent, _key, _session, _url
+from workflows import services
+from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,3 +97,37 @@ def test_a_host_header_outside_allowed_hosts_is_refused_as_django_would(
     )
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "Invalid Host header."
+
+
+def test_a_workflow_run_that_outlasts_the_wait_names_the_run_to_follow(
+    committed_world: World, asgi_live_server: SimpleNamespace, settings: Any
+) -> None:
+    settings.MCP_TOOL_TIMEOUT_SECONDS = 0.2  # and no worker: the run stays queued
+    access = access_of(committed_world.owner, committed_world.workspace_a)
+    with schema_context(committed_world.workspace_a.schema_name):
+        workflow = services.workflow_create(
+            access=access, name="Slow", definition=flow([transform("a", "done")], [])
+        )
+        services.workflow_update(
+            access=access,
+            workflow=workflow,
+            name="Slow",
+            description="",
+            category="",
+            mcp_exposed=True,
+        )
+    secret = _key(committed_world, ["run"])
+
+    async def body(client: Client) -> types.CallToolResult:
+        return await client.call_tool(f"workflow_{workflow.pk}_slow", {})
+
+    result = anyio.run(_session, _url(asgi_live_server), secret, body)
+
+    with schema_context(committed_world.workspace_a.schema_name):
+        run = WorkflowRun.objects.get()
+    assert result.is_error
+    assert isinstance(result.content[0], types.TextContent)
+    assert result.content[0].text == (
+        f"Run {run.pk} is still queued after 0.2 s; it goes on: follow it with "
+        f"GET /api/v1/workflows/runs/{run.pk}/."
+    )

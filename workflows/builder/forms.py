@@ -475,6 +475,17 @@ class WorkflowForm(forms.Form):
     category = forms.CharField(max_length=40, required=False)
 
 
+class WorkflowSettingsForm(WorkflowForm):
+    """The builder's Details form: what creating one asks, and whether MCP clients may run it."""
+
+    mcp_exposed = forms.BooleanField(
+        required=False,
+        label="Offer as an MCP tool",
+        help_text="MCP clients holding an API key of this workspace with the run scope can run "
+        "the published version as a tool, with its run inputs as arguments (see the MCP docs).",
+    )
+
+
 class SourceForm(forms.Form):
     base = forms.IntegerField(widget=forms.HiddenInput)
     format = forms.ChoiceField(choices=[("json", "JSON"), ("yaml", "YAML")], initial="json")

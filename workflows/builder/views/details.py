@@ -14,7 +14,7 @@ from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Perm
 from workflows import selectors, services
-from workflows.builder.forms import WorkflowForm
+from workflows.builder.forms import WorkflowSettingsForm
 from workflows.builder.views.common import detail_url
 from workflows.builder.views.page import after_edit, builder_page
 
@@ -23,7 +23,7 @@ from workflows.builder.views.page import after_edit, builder_page
 def workflow_settings(request: AppRequest, workflow_id: int) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     workflow = selectors.workflow_get(access=access, workflow_id=workflow_id)
-    form = WorkflowForm(request.POST)
+    form = WorkflowSettingsForm(request.POST)
     if form.is_valid():
         try:
             workflow = services.workflow_update(

@@ -34,7 +34,7 @@ from workflows.builder.forms import (
     InputsFormSet,
     StepForm,
     TypePickForm,
-    WorkflowForm,
+    WorkflowSettingsForm,
     inputs_initial,
 )
 from workflows.builder.issues import split_issue
@@ -150,11 +150,12 @@ def _overview_forms(
     """The overview panel's forms not already in `forms`: details, run inputs, connect."""
     forms.setdefault(
         "settings",
-        WorkflowForm(
+        WorkflowSettingsForm(
             initial={
                 "name": workflow.name,
                 "description": workflow.description,
                 "category": workflow.category,
+                "mcp_exposed": workflow.mcp_exposed,
             }
         ),
     )
