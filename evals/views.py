@@ -18,6 +18,7 @@ from evals.forms import CompareForm, DatasetForm, GateForm, StartForm, SuiteForm
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
+from workflows.selectors import workflow_list
 
 
 def _suite_form(access: Access, data: Any = None) -> SuiteForm:
@@ -27,7 +28,8 @@ def _suite_form(access: Access, data: Any = None) -> SuiteForm:
 
 def _start_form(access: Access, data: Any = None) -> StartForm:
     suites = [(s.pk, s.name) for s in selectors.suites_list(access=access)]
-    return StartForm(data, suites=suites, agents=agent_choices(access=access))
+    workflows = [(w.pk, w.name) for w in workflow_list(access=access)]
+    return StartForm(data, suites=suites, agents=agent_choices(access=access), workflows=workflows)
 
 
 def _index(request: AppRequest, access: Access, status: int = 200, **forms: Any) -> HttpResponse:
@@ -125,6 +127,7 @@ def evaluation_start(request: AppRequest) -> HttpResponse:
                 access=access,
                 suite_id=data["suite"],
                 agent_id=data["agent"],
+                workflow_id=data["workflow"],
                 version_number=data["version"],
             )
         except ApplicationError as exc:
@@ -163,7 +166,7 @@ def evaluation_detail(request: AppRequest, evaluation_id: int) -> HttpResponse:
         "evaluation": evaluation,
         "results": selectors.evaluation_results(evaluation=evaluation),
         "others": selectors.evaluations_list(access=access)
-        .filter(suite=evaluation.suite)
+        .filter(suite=evaluation.suite, target=evaluation.target)
         .exclude(pk=evaluation.pk)[:20],
     }
     template = "evals/evaluation.html"

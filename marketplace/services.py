@@ -159,6 +159,7 @@ def _take_snapshot(
             workflow = Workflow.objects.filter(pk=source_id, archived_at__isnull=True).first()
             if workflow is None:
                 raise NotFound("No active workflow with that id in this workspace.")
+            publish_gate_check(workflow_id=workflow.pk)
             definition = snapshot.workflow_snapshot(workflow, notes=notes)
         providers = snapshot.providers_of(snapshot.models_named(kind, definition))
     return definition, snapshot.required_tools(kind, definition), providers, notes
@@ -248,9 +249,13 @@ def listing_publish(
         listing = Listing.objects.select_for_update().filter(pk__in=earlier).first()
     definition, tools, providers, notes = _take_snapshot(access.workspace, kind, source_id)
     score = None
-    if show_evaluation_score and kind == Listing.Kind.AGENT:
+    if show_evaluation_score:
         with schema_context(access.workspace.schema_name):
-            score = latest_passed_score(agent_id=source_id)
+            score = (
+                latest_passed_score(agent_id=source_id)
+                if kind == Listing.Kind.AGENT
+                else latest_passed_score(workflow_id=source_id)
+            )
     if listing is None:
         listing = Listing.objects.create(
             publisher=publisher,

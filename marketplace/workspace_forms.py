@@ -135,8 +135,7 @@ class PublishForm(forms.Form):
     show_evaluation_score = forms.BooleanField(
         label="Show the latest evaluation score on the listing",
         required=False,
-        help_text="The share of cases the agent's current version passed in its latest passed "
-        "evaluation (agents only).",
+        help_text="The share of cases the current version passed in its latest passed evaluation.",
     )
     pricing = forms.ChoiceField(
         label="Price model",

@@ -109,7 +109,8 @@ class EvaluationListApi(WorkspaceAPIView):
         evaluation = services.evaluation_start(
             access=self.access,
             suite_id=data.validated_data["suite"],
-            agent_id=data.validated_data["agent"],
+            agent_id=data.validated_data.get("agent"),
+            workflow_id=data.validated_data.get("workflow"),
             version_number=data.validated_data.get("version"),
         )
         location = reverse("api-evals-evaluation", kwargs={"pk": evaluation.pk})
