@@ -140,11 +140,13 @@ def _payouts_context(access: Access) -> dict[str, Any]:
 def marketplace_publish(request: AppRequest) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     form = PublishForm(request.POST or None, sources=_sources())
+    status = 400
     if request.method == "POST" and form.is_valid():
         try:
             version = services.listing_publish(access=access, **form.service_arguments())
         except ApplicationError as exc:
             form_add_application_error(form, exc)
+            status = exc.status  # e.g. 409: the release gate wants a passing evaluation
         else:
             messages.success(
                 request,
@@ -152,7 +154,7 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
                 "You will see the decision here.",
             )
             return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
-    return _publish_page(request, access, form, status=400 if form.errors else 200)
+    return _publish_page(request, access, form, status=status if form.errors else 200)
 
 
 def _publish_page(
