@@ -92,6 +92,15 @@ class GateForm(forms.Form):
     )
 
 
+class UpgradeGateForm(forms.Form):
+    require_for_upgrade = forms.BooleanField(
+        required=False,
+        label="Require a passing evaluation before installs auto-upgrade",
+        help_text="An install that upgrades automatically does so only after the new version "
+        "passed the suite chosen for it (on the Marketplace page).",
+    )
+
+
 class CompareForm(forms.Form):
     left = forms.IntegerField(min_value=1)
     right = forms.IntegerField(min_value=1)

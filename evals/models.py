@@ -198,6 +198,11 @@ class GatePolicy(models.Model):
         help_text="An agent or workflow may be published to the marketplace only when the "
         "latest evaluation of its current version passed.",
     )
+    require_for_upgrade = models.BooleanField(
+        default=False,
+        help_text="An install upgrades automatically only after the new version passed the "
+        "evaluation suite chosen for it.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

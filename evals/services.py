@@ -19,6 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from agents.execution import answer_with_version
 from agents.gateway.calls import UsageContext
@@ -144,7 +145,7 @@ def evaluation_start(
             created_by_id=access.actor_id,
             **target,
         )
-        transaction.on_commit(lambda: _enqueue(evaluation.pk), robust=True)
+        transaction.on_commit(partial(_enqueue, evaluation.pk, current_schema()), robust=True)
     return evaluation
 
 
@@ -197,9 +198,12 @@ def _workflow_target(workflow_id: int, version_number: int | None) -> dict[str, 
     }
 
 
-def _enqueue(evaluation_id: int) -> None:
-    recovery.mark_active(current_schema())
-    enqueue(RUN_EVALUATION_TASK, evaluation_id)
+def _enqueue(evaluation_id: int, schema: str, countdown: float | None = None) -> None:
+    """Send the evaluation's task to the workspace `schema` (the caller's schema when it
+    registered the callback: a caller in the public schema may have left it by commit)."""
+    with schema_context(schema):
+        recovery.mark_active(schema)
+        enqueue(RUN_EVALUATION_TASK, evaluation_id, countdown=countdown)
 
 
 def _answer_case(version: AgentVersion, case: Case) -> tuple[evaluators.Answer, str]:
@@ -439,7 +443,7 @@ def evaluation_execute(evaluation_id: int) -> str | None:
             evaluation, workflow_version, cases
         ):
             again = partial(
-                enqueue, RUN_EVALUATION_TASK, evaluation.pk, countdown=WORKFLOW_POLL_SECONDS
+                _enqueue, evaluation.pk, current_schema(), countdown=WORKFLOW_POLL_SECONDS
             )
             transaction.on_commit(again)
             return str(Evaluation.Status.RUNNING)
@@ -460,10 +464,14 @@ def evaluation_execute(evaluation_id: int) -> str | None:
 
 
 @transaction.atomic
-def gate_policy_set(*, access: Access, require_for_publish: bool) -> GatePolicy:
+def gate_policy_set(
+    *, access: Access, require_for_publish: bool, require_for_upgrade: bool | None = None
+) -> GatePolicy:
     access.require(Perm.WORKSPACE_UPDATE)
     policy = GatePolicy.objects.select_for_update().first() or GatePolicy()
     policy.require_for_publish = require_for_publish
+    if require_for_upgrade is not None:
+        policy.require_for_upgrade = require_for_upgrade
     policy.save()
     return policy
 

@@ -14,7 +14,14 @@ from agents.selectors import agent_choices
 from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
 from evals import selectors, services
-from evals.forms import CompareForm, DatasetForm, GateForm, StartForm, SuiteForm
+from evals.forms import (
+    CompareForm,
+    DatasetForm,
+    GateForm,
+    StartForm,
+    SuiteForm,
+    UpgradeGateForm,
+)
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
@@ -47,6 +54,9 @@ def _index(request: AppRequest, access: Access, status: int = 200, **forms: Any)
         "suite_form": forms.get("suite_form") or _suite_form(access),
         "start_form": forms.get("start_form") or _start_form(access),
         "gate_form": GateForm(initial={"require_for_publish": policy.require_for_publish}),
+        "upgrade_gate_form": UpgradeGateForm(
+            initial={"require_for_upgrade": policy.require_for_upgrade}
+        ),
         "compare_form": CompareForm(),
     }
     return render(request, "evals/index.html", context, status=status)
@@ -147,12 +157,20 @@ def gates(request: AppRequest) -> HttpResponse:
     form = GateForm(request.POST)
     form.is_valid()
     required = bool(form.cleaned_data.get("require_for_publish"))
-    services.gate_policy_set(access=access, require_for_publish=required)
+    upgrades = UpgradeGateForm(request.POST)
+    upgrades.is_valid()
+    for_upgrade = bool(upgrades.cleaned_data.get("require_for_upgrade"))
+    services.gate_policy_set(
+        access=access, require_for_publish=required, require_for_upgrade=for_upgrade
+    )
     messages.success(
         request,
-        "Publishing now requires a passing evaluation."
-        if required
-        else "Publishing no longer requires an evaluation.",
+        (
+            "Publishing now requires a passing evaluation."
+            if required
+            else "Publishing no longer requires an evaluation."
+        )
+        + (" Automatic upgrades of installs wait for a passing evaluation." if for_upgrade else ""),
     )
     return redirect("evals", workspace_slug=access.workspace.slug)
 

@@ -21,6 +21,7 @@ from django_tenants.utils import schema_context
 from agents.models import Agent
 from agents.services import agent_archive, agent_update
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.queue import enqueue
 from evals.selectors import latest_passed_score
 from evals.services import publish_gate_check
 from marketplace import pricing, snapshot
@@ -48,6 +49,7 @@ from workflows import agent_refs
 from workflows.models import Workflow, WorkflowVersion
 from workflows.services import version_save, workflow_archive
 
+AUTO_UPGRADE_TASK = "marketplace.auto_upgrade"
 STATS_WINDOW = 1000
 MAX_REASON = 2000
 
@@ -427,6 +429,8 @@ def version_approve(*, user: Any, version: ListingVersion) -> ListingVersion:
                 "updated_at",
             ]
         )
+        # Installs that upgrade automatically move on (marketplace/auto_upgrade.py).
+        transaction.on_commit(lambda: enqueue(AUTO_UPGRADE_TASK), robust=True)
 
     index_listing(listing)
     return locked

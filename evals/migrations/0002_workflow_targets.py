@@ -118,4 +118,9 @@ class Migration(migrations.Migration):
                 fields=("evaluation", "case"), name="evals_case_run_once"
             ),
         ),
+            migrations.AddField(
+            model_name='gatepolicy',
+            name='require_for_upgrade',
+            field=models.BooleanField(default=False, help_text='An install upgrades automatically only after the new version passed the evaluation suite chosen for it.'),
+        ),
     ]
