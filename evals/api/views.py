@@ -102,7 +102,11 @@ class EvaluationListApi(WorkspaceAPIView):
             serializer=s.EvaluationOutput,
         )
 
-    @extend_schema(request=s.EvaluationInput, responses={202: s.EvaluationOutput})
+    @extend_schema(
+        operation_id="evals_evaluations_start",
+        request=s.EvaluationInput,
+        responses={202: s.EvaluationOutput},
+    )
     def post(self, request: Request) -> Response:
         data = s.EvaluationInput(data=request.data)
         data.is_valid(raise_exception=True)
