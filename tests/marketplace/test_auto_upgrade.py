@@ -20,7 +20,7 @@ from evals import services as evals
 from evals.models import Evaluation
 from marketplace import auto_upgrade
 from marketplace import services as market
-from marketplace.models import Category, Install, Listing
+from marketplace.models import Category, CreatorAccount, Install, Listing, Publisher
 from tenants.audit import Action
 from tenants.models import AuditEvent, Membership, Role
 from tests.helpers.personas import World, access_of, logged_in, make_user
@@ -190,6 +190,42 @@ def test_with_the_gate_a_failing_evaluation_keeps_the_old_version(
     # A manual upgrade is still possible.
     market.upgrade(access=setup.bravo, install=install)
     assert setup.installed().version.number == 2
+
+
+def test_a_paid_version_without_a_purchase_is_not_installed(setup: Setup, settings: Any) -> None:
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_" + "key" * 8  # billing on: paid listings sell
+    settings.STRIPE_LIVE_MODE = False
+    CreatorAccount.objects.create(
+        publisher=Publisher.objects.get(),
+        stripe_account_id="acct_creator",
+        details_submitted=True,
+        charges_enabled=True,
+        payouts_enabled=True,
+    )
+    auto_upgrade.auto_upgrade_set(
+        access=setup.bravo, install=setup.install, enabled=True, suite_id=None
+    )
+    with schema_context(setup.alpha.workspace.schema_name):
+        agent_update(access=setup.alpha, agent_id=setup.agent.pk, system_prompt="Paid now.")
+    version = market.listing_publish(
+        access=setup.alpha,
+        kind="agent",
+        source_id=setup.agent.pk,
+        title="Helper",
+        summary="Helps.",
+        category_slug="support",
+        pricing="one_time",
+        price_cents=1900,
+    )
+    market.version_approve(user=setup.staff, version=version)
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    install = setup.installed()
+    assert install.version.number == 1
+    assert install.auto_note.startswith(
+        "Version 2 was not installed automatically: “Helper” is a paid listing ($19.00 one-time)"
+    )
+    assert _audits(Action.LISTING_AUTO_UPGRADE_HELD) == 1
 
 
 def test_the_gate_needs_a_suite_chosen_for_the_install(setup: Setup) -> None:
