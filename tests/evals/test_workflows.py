@@ -128,13 +128,13 @@ def test_each_case_is_a_run_whose_output_cost_and_latency_are_judged(
     assert france.passed, (france.error, france.verdicts)
     assert json.loads(france.output) == {"answer": "Paris"}
     assert france.cost_usd > 0
-    run = WorkflowRun.objects.get(pk=france.run_id)
+    run = WorkflowRun.objects.get(pk=france.run_id or 0)
     assert run.status == RunStatus.SUCCEEDED
     assert run.cost_usd == france.cost_usd  # the run's own figures
     # The expensive answer fails the cost threshold, naming it.
     assert not germany.passed
     assert [v["passed"] for v in germany.verdicts] == [True, False, True]
-    assert WorkflowRun.objects.get(pk=germany.run_id).inputs == {"q": "Capital of Germany?"}
+    assert WorkflowRun.objects.get(pk=germany.run_id or 0).inputs == {"q": "Capital of Germany?"}
     # The case whose inputs do not fit names the input, and no run was started for it.
     assert not spain.passed
     assert "q: required (a string)" in spain.error
@@ -164,7 +164,7 @@ def test_a_run_that_fails_fails_its_case_with_the_runs_error(owner_access: Acces
         )
         settle(evaluation)
         ok, zero, word = _results(evaluation)
-        assert WorkflowRun.objects.get(pk=zero.run_id).status == RunStatus.FAILED
+        assert WorkflowRun.objects.get(pk=zero.run_id or 0).status == RunStatus.FAILED
     assert ok.passed
     assert not zero.passed
     assert zero.error
@@ -189,7 +189,7 @@ def test_an_approval_step_fails_its_case_and_cancels_the_run(owner_access: Acces
         )
         assert settle(evaluation) == Evaluation.Status.FAILED
         (result,) = _results(evaluation)
-        run = WorkflowRun.objects.get(pk=result.run_id)
+        run = WorkflowRun.objects.get(pk=result.run_id or 0)
     assert "Step “review” waits for a person's approval" in result.error
     assert run.status == RunStatus.CANCELLED
 

@@ -148,7 +148,7 @@ def test_with_the_gate_a_passing_evaluation_lets_the_upgrade_through(setup: Setu
     )
     with schema_context(setup.bravo.workspace.schema_name):
         # The trial copy that was evaluated is archived; the install's own copy is not.
-        trial = Agent.objects.get(pk=evaluation.agent_id)
+        trial = Agent.objects.get(pk=evaluation.agent_id or 0)
         assert trial.archived_at is not None
         assert Agent.objects.get(pk=install.object_id).archived_at is None
         assert Evaluation.objects.count() == 1
