@@ -51,9 +51,14 @@ class SuiteForm(forms.Form):
 
 class StartForm(forms.Form):
     suite = forms.TypedChoiceField(coerce=int, choices=())
-    agent = forms.TypedChoiceField(coerce=int, choices=())
+    agent = forms.TypedChoiceField(coerce=int, choices=(), required=False, empty_value=None)
+    workflow = forms.TypedChoiceField(
+        coerce=int, choices=(), required=False, empty_value=None, label="or a workflow"
+    )
     version = forms.IntegerField(
-        required=False, min_value=1, help_text="Leave empty for the agent's current version."
+        required=False,
+        min_value=1,
+        help_text="Leave empty for the agent's current version (the workflow's active one).",
     )
 
     def __init__(
@@ -61,17 +66,38 @@ class StartForm(forms.Form):
         *args: Any,
         suites: list[tuple[int, str]],
         agents: list[tuple[int, str]],
+        workflows: list[tuple[int, str]],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["suite"].choices = suites  # type: ignore[attr-defined]
-        self.fields["agent"].choices = agents  # type: ignore[attr-defined]
+        self.fields["agent"].choices = [("", "—"), *agents]  # type: ignore[attr-defined]
+        self.fields["workflow"].choices = [("", "—"), *workflows]  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if data is not None and not self.errors:
+            if data.get("agent") is None and data.get("workflow") is None:
+                self.add_error("agent", "Choose an agent or a workflow.")
+            elif data.get("agent") is not None and data.get("workflow") is not None:
+                self.add_error("workflow", "Choose an agent or a workflow, not both.")
+        return data
 
 
 class GateForm(forms.Form):
     require_for_publish = forms.BooleanField(
         required=False,
-        label="Require a passing evaluation before publishing an agent to the marketplace",
+        label="Require a passing evaluation before publishing an agent or a workflow to the "
+        "marketplace",
+    )
+
+
+class UpgradeGateForm(forms.Form):
+    require_for_upgrade = forms.BooleanField(
+        required=False,
+        label="Require a passing evaluation before installs auto-upgrade",
+        help_text="An install that upgrades automatically does so only after the new version "
+        "passed the suite chosen for it (on the Marketplace page).",
     )
 
 

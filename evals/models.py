@@ -1,6 +1,6 @@
 """Evaluations, in each workspace's schema: datasets of cases, suites (a dataset and its
-evaluators), evaluations of one agent version and their per-case results, and the workspace's
-release gates."""
+evaluators), evaluations of one agent or workflow version and their per-case results (and, for a
+workflow, the run that answers each case), and the workspace's release gates."""
 
 from __future__ import annotations
 
@@ -79,11 +79,18 @@ class Evaluation(models.Model):
         PASSED = "passed", "Passed"
         FAILED = "failed", "Failed"
 
+    class Target(models.TextChoices):
+        AGENT = "agent", "Agent"
+        WORKFLOW = "workflow", "Workflow"
+
     suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="evaluations")
-    agent_id = models.BigIntegerField(db_index=True)
-    agent_version_id = models.BigIntegerField()
-    agent_version_number = models.PositiveIntegerField()
-    agent_name = models.CharField(max_length=80)
+    target = models.CharField(max_length=16, choices=Target.choices, default=Target.AGENT)
+    agent_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    agent_version_id = models.BigIntegerField(null=True, blank=True)
+    workflow_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    workflow_version_id = models.BigIntegerField(null=True, blank=True)
+    version_number = models.PositiveIntegerField()
+    target_name = models.CharField(max_length=80, help_text="The agent's or workflow's name.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     cases_total = models.PositiveIntegerField(default=0)
     cases_done = models.PositiveIntegerField(default=0)
@@ -95,9 +102,30 @@ class Evaluation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(
+                        target="agent",
+                        agent_version_id__isnull=False,
+                        workflow_version_id__isnull=True,
+                    )
+                    | models.Q(
+                        target="workflow",
+                        workflow_version_id__isnull=False,
+                        agent_version_id__isnull=True,
+                    )
+                ),
+                name="evals_evaluation_one_target",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.suite} on {self.agent_name} v{self.agent_version_number}"
+        return f"{self.suite} on {self.target_name} v{self.version_number}"
+
+    @property
+    def is_workflow(self) -> bool:
+        return self.target == self.Target.WORKFLOW
 
     @property
     def finished(self) -> bool:
@@ -127,6 +155,9 @@ class CaseResult(models.Model):
     passed = models.BooleanField(default=False)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     latency_ms = models.PositiveIntegerField(default=0)
+    run_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The workflow run that answered it (workflows only)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -139,13 +170,38 @@ class CaseResult(models.Model):
         return f"{self.evaluation_id}/{self.case_id}"
 
 
+class CaseRun(models.Model):
+    """The workflow run started for one case of a workflow evaluation, written in the run's own
+    transaction. Unique per (evaluation, case): a redelivered or parallel task never starts (or
+    pays for) a second run of a case, and a task killed mid-way finds the runs it started."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="case_runs")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="+")
+    run_id = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["evaluation_id", "case_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["evaluation", "case"], name="evals_case_run_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.evaluation_id}/{self.case_id} → run {self.run_id}"
+
+
 class GatePolicy(models.Model):
     """The workspace's release gates (one row)."""
 
     require_for_publish = models.BooleanField(
         default=False,
-        help_text="An agent version may be published to the marketplace only when its latest "
-        "evaluation passed.",
+        help_text="An agent or workflow may be published to the marketplace only when the "
+        "latest evaluation of its current version passed.",
+    )
+    require_for_upgrade = models.BooleanField(
+        default=False,
+        help_text="An install upgrades automatically only after the new version passed the "
+        "evaluation suite chosen for it.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -10,6 +10,7 @@ from agents.models import Agent
 from core.exceptions import NotFound
 from evals.models import CaseResult, Dataset, Evaluation, GatePolicy, Suite
 from tenants.permissions import Access, Perm
+from workflows.models import Workflow
 
 
 def datasets_list(*, access: Access) -> QuerySet[Dataset]:
@@ -70,15 +71,23 @@ def comparison_rows(
     return [rows[key] for key in sorted(rows, key=lambda k: (k < 0, abs(k)))]
 
 
-def latest_passed_score(*, agent_id: int) -> tuple[Decimal, int] | None:
-    """(score, cases) of the latest passed evaluation of the agent's current version, for a
-    marketplace listing whose publisher chose to show it. In the agent's schema."""
-    agent = Agent.objects.filter(pk=agent_id).first()
-    if agent is None or agent.current_version_id is None:
-        return None
-    latest = Evaluation.objects.filter(
-        agent_version_id=agent.current_version_id, status=Evaluation.Status.PASSED
-    ).first()
+def latest_passed_score(
+    *, agent_id: int | None = None, workflow_id: int | None = None
+) -> tuple[Decimal, int] | None:
+    """(score, cases) of the latest passed evaluation of the agent's current version (the
+    workflow's active version), for a marketplace listing whose publisher chose to show it. In
+    the agent's or workflow's schema."""
+    if workflow_id is not None:
+        workflow = Workflow.objects.filter(pk=workflow_id).first()
+        if workflow is None or workflow.active_version_id is None:
+            return None
+        where = {"workflow_version_id": workflow.active_version_id}
+    else:
+        agent = Agent.objects.filter(pk=agent_id or 0).first()
+        if agent is None or agent.current_version_id is None:
+            return None
+        where = {"agent_version_id": agent.current_version_id}
+    latest = Evaluation.objects.filter(status=Evaluation.Status.PASSED, **where).first()
     if latest is None or latest.score is None:
         return None
     return latest.score.quantize(Decimal("0.0001")), latest.cases_done

@@ -14,10 +14,18 @@ from agents.selectors import agent_choices
 from core.exceptions import ApplicationError
 from core.forms import form_add_application_error
 from evals import selectors, services
-from evals.forms import CompareForm, DatasetForm, GateForm, StartForm, SuiteForm
+from evals.forms import (
+    CompareForm,
+    DatasetForm,
+    GateForm,
+    StartForm,
+    SuiteForm,
+    UpgradeGateForm,
+)
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
+from workflows.selectors import workflow_list
 
 
 def _suite_form(access: Access, data: Any = None) -> SuiteForm:
@@ -27,7 +35,8 @@ def _suite_form(access: Access, data: Any = None) -> SuiteForm:
 
 def _start_form(access: Access, data: Any = None) -> StartForm:
     suites = [(s.pk, s.name) for s in selectors.suites_list(access=access)]
-    return StartForm(data, suites=suites, agents=agent_choices(access=access))
+    workflows = [(w.pk, w.name) for w in workflow_list(access=access)]
+    return StartForm(data, suites=suites, agents=agent_choices(access=access), workflows=workflows)
 
 
 def _index(request: AppRequest, access: Access, status: int = 200, **forms: Any) -> HttpResponse:
@@ -45,6 +54,9 @@ def _index(request: AppRequest, access: Access, status: int = 200, **forms: Any)
         "suite_form": forms.get("suite_form") or _suite_form(access),
         "start_form": forms.get("start_form") or _start_form(access),
         "gate_form": GateForm(initial={"require_for_publish": policy.require_for_publish}),
+        "upgrade_gate_form": UpgradeGateForm(
+            initial={"require_for_upgrade": policy.require_for_upgrade}
+        ),
         "compare_form": CompareForm(),
     }
     return render(request, "evals/index.html", context, status=status)
@@ -125,6 +137,7 @@ def evaluation_start(request: AppRequest) -> HttpResponse:
                 access=access,
                 suite_id=data["suite"],
                 agent_id=data["agent"],
+                workflow_id=data["workflow"],
                 version_number=data["version"],
             )
         except ApplicationError as exc:
@@ -144,12 +157,20 @@ def gates(request: AppRequest) -> HttpResponse:
     form = GateForm(request.POST)
     form.is_valid()
     required = bool(form.cleaned_data.get("require_for_publish"))
-    services.gate_policy_set(access=access, require_for_publish=required)
+    upgrades = UpgradeGateForm(request.POST)
+    upgrades.is_valid()
+    for_upgrade = bool(upgrades.cleaned_data.get("require_for_upgrade"))
+    services.gate_policy_set(
+        access=access, require_for_publish=required, require_for_upgrade=for_upgrade
+    )
     messages.success(
         request,
-        "Publishing now requires a passing evaluation."
-        if required
-        else "Publishing no longer requires an evaluation.",
+        (
+            "Publishing now requires a passing evaluation."
+            if required
+            else "Publishing no longer requires an evaluation."
+        )
+        + (" Automatic upgrades of installs wait for a passing evaluation." if for_upgrade else ""),
     )
     return redirect("evals", workspace_slug=access.workspace.slug)
 
@@ -163,7 +184,7 @@ def evaluation_detail(request: AppRequest, evaluation_id: int) -> HttpResponse:
         "evaluation": evaluation,
         "results": selectors.evaluation_results(evaluation=evaluation),
         "others": selectors.evaluations_list(access=access)
-        .filter(suite=evaluation.suite)
+        .filter(suite=evaluation.suite, target=evaluation.target)
         .exclude(pk=evaluation.pk)[:20],
     }
     template = "evals/evaluation.html"

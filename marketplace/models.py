@@ -11,6 +11,8 @@ Prices fit without a rewrite: a listing has a pricing model and a price; free is
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
@@ -218,6 +220,35 @@ class Install(models.Model):
     installed_at = models.DateTimeField(auto_now_add=True)
     upgraded_at = models.DateTimeField(null=True, blank=True)
     uninstalled_at = models.DateTimeField(null=True, blank=True)
+    # Automatic upgrades (docs/marketplace.md, marketplace/auto_upgrade.py).
+    auto_upgrade = models.BooleanField(
+        default=False, help_text="Upgrade automatically when a new version is approved."
+    )
+    auto_upgrade_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The owner or admin who turned it on: automatic upgrades act as them.",
+    )
+    gate_suite_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The installing workspace's evaluation suite a new version must pass first.",
+    )
+    auto_version = models.ForeignKey(
+        ListingVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The version the automatic upgrade handled (or is handling): once per version.",
+    )
+    auto_state = models.CharField(max_length=16, blank=True)  # evaluating, upgraded, held
+    auto_evaluation_id = models.BigIntegerField(null=True, blank=True)
+    auto_trial: Any = models.JSONField(default=dict, blank=True)  # the copy being evaluated
+    auto_note = models.CharField(max_length=600, blank=True)
 
     class Meta:
         ordering = ["-installed_at"]

@@ -21,6 +21,7 @@ from django_tenants.utils import schema_context
 from agents.models import Agent
 from agents.services import agent_archive, agent_update
 from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.queue import enqueue
 from evals.selectors import latest_passed_score
 from evals.services import publish_gate_check
 from marketplace import pricing, snapshot
@@ -48,6 +49,7 @@ from workflows import agent_refs
 from workflows.models import Workflow, WorkflowVersion
 from workflows.services import version_save, workflow_archive
 
+AUTO_UPGRADE_TASK = "marketplace.auto_upgrade"
 STATS_WINDOW = 1000
 MAX_REASON = 2000
 
@@ -159,6 +161,7 @@ def _take_snapshot(
             workflow = Workflow.objects.filter(pk=source_id, archived_at__isnull=True).first()
             if workflow is None:
                 raise NotFound("No active workflow with that id in this workspace.")
+            publish_gate_check(workflow_id=workflow.pk)
             definition = snapshot.workflow_snapshot(workflow, notes=notes)
         providers = snapshot.providers_of(snapshot.models_named(kind, definition))
     return definition, snapshot.required_tools(kind, definition), providers, notes
@@ -248,9 +251,13 @@ def listing_publish(
         listing = Listing.objects.select_for_update().filter(pk__in=earlier).first()
     definition, tools, providers, notes = _take_snapshot(access.workspace, kind, source_id)
     score = None
-    if show_evaluation_score and kind == Listing.Kind.AGENT:
+    if show_evaluation_score:
         with schema_context(access.workspace.schema_name):
-            score = latest_passed_score(agent_id=source_id)
+            score = (
+                latest_passed_score(agent_id=source_id)
+                if kind == Listing.Kind.AGENT
+                else latest_passed_score(workflow_id=source_id)
+            )
     if listing is None:
         listing = Listing.objects.create(
             publisher=publisher,
@@ -422,6 +429,8 @@ def version_approve(*, user: Any, version: ListingVersion) -> ListingVersion:
                 "updated_at",
             ]
         )
+        # Installs that upgrade automatically move on (marketplace/auto_upgrade.py).
+        transaction.on_commit(lambda: enqueue(AUTO_UPGRADE_TASK), robust=True)
 
     index_listing(listing)
     return locked

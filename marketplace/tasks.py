@@ -6,9 +6,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from billing.stripe_client import secret_key, stripe_client
+from marketplace.auto_upgrade import auto_upgrade_sweep
 from marketplace.earnings import earnings_release
 from marketplace.payouts import payouts_run
 from marketplace.purchases import FLUSH_TASK, run_charges_flush, run_charges_invoice
+from marketplace.services import AUTO_UPGRADE_TASK
 
 
 @shared_task(name=FLUSH_TASK, max_retries=0)  # type: ignore[untyped-decorator, unused-ignore]
@@ -55,3 +57,13 @@ def pay_creators() -> int:
         return 0
     earnings_release()
     return payouts_run().sent
+
+
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name=AUTO_UPGRADE_TASK, max_retries=0, ignore_result=True
+)
+def auto_upgrade() -> int:
+    """Every minute and after a version is approved: installs that upgrade automatically move
+    one step towards their listing's current version; returns how many were upgraded. Safe to
+    run twice or overlap (marketplace/auto_upgrade.py)."""
+    return auto_upgrade_sweep()

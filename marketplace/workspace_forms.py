@@ -135,8 +135,7 @@ class PublishForm(forms.Form):
     show_evaluation_score = forms.BooleanField(
         label="Show the latest evaluation score on the listing",
         required=False,
-        help_text="The share of cases the agent's current version passed in its latest passed "
-        "evaluation (agents only).",
+        help_text="The share of cases the current version passed in its latest passed evaluation.",
     )
     pricing = forms.ChoiceField(
         label="Price model",
@@ -239,3 +238,22 @@ class PayoutsSetupForm(forms.Form):
         initial=DEFAULT_COUNTRY,
         help_text="Where you or your business is based. Stripe asks for the rest.",
     )
+
+
+class AutoUpgradeForm(forms.Form):
+    """An install's automatic upgrades (owners and admins), on the workspace's marketplace page."""
+
+    enabled = forms.BooleanField(required=False, label="Upgrade automatically to new versions")
+    suite = forms.TypedChoiceField(
+        coerce=int,
+        required=False,
+        empty_value=None,
+        choices=(),
+        label="Evaluation a new version must pass",
+        help_text="Needed when this workspace requires a passing evaluation before installs "
+        "upgrade automatically.",
+    )
+
+    def __init__(self, *args: Any, suites: list[tuple[int, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["suite"].choices = [("", "No evaluation"), *suites]  # type: ignore[attr-defined]

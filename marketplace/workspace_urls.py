@@ -14,6 +14,11 @@ urlpatterns = [
     path("payouts/return/", views.payouts_return, name="marketplace_payouts_return"),
     path("installs/<int:install_id>/upgrade/", views.install_upgrade, name="marketplace_upgrade"),
     path(
+        "installs/<int:install_id>/auto-upgrade/",
+        views.install_auto_upgrade,
+        name="marketplace_auto_upgrade",
+    ),
+    path(
         "installs/<int:install_id>/uninstall/",
         views.install_uninstall,
         name="marketplace_uninstall",

@@ -21,9 +21,16 @@ from agents.models import Agent
 from billing.stripe_client import billing_mode, stripe_mode
 from core.exceptions import ApplicationError, NotFound, ServiceUnavailable
 from core.forms import form_add_application_error
-from marketplace import connect, fees, purchases, selectors, services
+from evals.models import Suite
+from evals.selectors import gate_policy
+from marketplace import auto_upgrade, connect, fees, purchases, selectors, services
 from marketplace.models import Category, Listing, ListingVersion, Review
-from marketplace.workspace_forms import PayoutsSetupForm, PublishForm, ReplyForm
+from marketplace.workspace_forms import (
+    AutoUpgradeForm,
+    PayoutsSetupForm,
+    PublishForm,
+    ReplyForm,
+)
 from tenants.access import page_access
 from tenants.http import AppRequest
 from tenants.permissions import Access, Perm
@@ -41,16 +48,32 @@ def _diff(old: ListingVersion, new: ListingVersion) -> list[str]:
     )
 
 
+def _suites() -> list[tuple[int, str]]:
+    return list(Suite.objects.order_by("name").values_list("pk", "name"))
+
+
 def _installed_rows(access: Access) -> list[dict[str, Any]]:
     rows = []
+    can_manage = access.can(Perm.WORKSPACE_UPDATE)
+    suites = _suites() if can_manage else []
     for install in selectors.workspace_installs(access=access, definitions=True):
         current = install.listing.current_version
         newer = current is not None and current.number > install.version.number
+        auto_form = (
+            AutoUpgradeForm(
+                initial={"enabled": install.auto_upgrade, "suite": install.gate_suite_id},
+                suites=suites,
+                prefix=f"auto-{install.pk}",
+            )
+            if can_manage
+            else None
+        )
         rows.append(
             {
                 "install": install,
                 "update": current if newer else None,
                 "diff": _diff(install.version, current) if newer and current else [],
+                "auto_form": auto_form,
             }
         )
     return rows
@@ -71,6 +94,7 @@ def marketplace_workspace(request: AppRequest) -> HttpResponse:
             "purchases": list(purchases.workspace_purchases(access=access)[:50]),
             "can_buy": access.can(Perm.BILLING_MANAGE),
             "can_see_earnings": access.can(Perm.BILLING_VIEW),
+            "upgrade_gate": gate_policy().require_for_upgrade,
         },
     )
 
@@ -140,11 +164,13 @@ def _payouts_context(access: Access) -> dict[str, Any]:
 def marketplace_publish(request: AppRequest) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
     form = PublishForm(request.POST or None, sources=_sources())
+    status = 400
     if request.method == "POST" and form.is_valid():
         try:
             version = services.listing_publish(access=access, **form.service_arguments())
         except ApplicationError as exc:
             form_add_application_error(form, exc)
+            status = exc.status  # e.g. 409: the release gate wants a passing evaluation
         else:
             messages.success(
                 request,
@@ -152,7 +178,7 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
                 "You will see the decision here.",
             )
             return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
-    return _publish_page(request, access, form, status=400 if form.errors else 200)
+    return _publish_page(request, access, form, status=status if form.errors else 200)
 
 
 def _publish_page(
@@ -260,6 +286,31 @@ def install_upgrade(request: AppRequest, install_id: int) -> HttpResponse:
     else:
         messages.success(
             request, f"“{upgraded.listing.title}” upgraded to version {upgraded.version.number}."
+        )
+    return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+
+
+@require_POST
+def install_auto_upgrade(request: AppRequest, install_id: int) -> HttpResponse:
+    access = page_access(request, Perm.WORKSPACE_UPDATE)
+    install = selectors.workspace_install(access=access, install_id=install_id)
+    form = AutoUpgradeForm(request.POST, suites=_suites(), prefix=f"auto-{install.pk}")
+    if not form.is_valid():
+        messages.error(request, "Choose one of this workspace's evaluation suites.")
+        return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
+    enabled = bool(form.cleaned_data["enabled"])
+    try:
+        auto_upgrade.auto_upgrade_set(
+            access=access, install=install, enabled=enabled, suite_id=form.cleaned_data["suite"]
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"“{install.listing.title}” now upgrades automatically to new versions."
+            if enabled
+            else f"“{install.listing.title}” stays on its version until you upgrade it.",
         )
     return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
 

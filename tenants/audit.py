@@ -55,6 +55,8 @@ class Action(models.TextChoices):
     LISTING_SUBMITTED = "marketplace.version_submitted", "Listing version submitted"
     LISTING_INSTALLED = "marketplace.installed", "Listing installed"
     LISTING_UPGRADED = "marketplace.upgraded", "Listing upgraded"
+    LISTING_AUTO_UPGRADE_SET = "marketplace.auto_upgrade_set", "Automatic upgrades changed"
+    LISTING_AUTO_UPGRADE_HELD = "marketplace.auto_upgrade_held", "Automatic upgrade held back"
     LISTING_UNINSTALLED = "marketplace.uninstalled", "Listing uninstalled"
     PAYOUTS_SETUP_STARTED = "marketplace.payouts_setup_started", "Payouts setup started"
     FEE_RULE_CHANGED = "marketplace.fee_rule_changed", "Platform fee changed (staff)"

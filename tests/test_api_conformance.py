@@ -194,6 +194,7 @@ SEMANTIC_400 = {
     "marketplace_listings_publish": "`category` must exist; `source_id` must be publishable",
     "evals_datasets_upload": "`content` must parse as the CSV or JSONL `filename` names",
     "evals_suites_create": "each evaluator spec is checked by kind; `dataset` must exist",
+    "evals_evaluations_start": "exactly one of `agent` and `workflow`",
     "runs_list_all": "`date_to` must not be before `date_from`",
     "workflow_runs_list": "the same date rule",
 }

@@ -270,6 +270,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=23),
         "options": {"expires": 3000},
     },
+    # Installs that upgrade automatically (marketplace/auto_upgrade.py): new versions, and the
+    # evaluations a new version must pass first.
+    "marketplace-auto-upgrade": {
+        "task": "marketplace.auto_upgrade",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "marketplace-pay-creators": {
         "task": "marketplace.pay_creators",
         "schedule": crontab(minute=41),

@@ -62,21 +62,43 @@ class SuiteOutput(serializers.ModelSerializer[Suite]):
 
 class EvaluationInput(serializers.Serializer[Any]):
     suite = serializers.IntegerField(min_value=1)
-    agent = serializers.IntegerField(min_value=1)
-    version = serializers.IntegerField(
-        min_value=1, required=False, allow_null=True, help_text="Default: the current version."
+    agent = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="The agent (or a workflow)."
     )
+    workflow = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="The workflow (or an agent)."
+    )
+    version = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="Default: the agent's current version, the workflow's active one.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if (attrs.get("agent") is None) == (attrs.get("workflow") is None):
+            raise serializers.ValidationError(
+                {"agent": ["Give an agent or a workflow (one of them)."]}
+            )
+        return attrs
 
 
 class EvaluationOutput(serializers.ModelSerializer[Evaluation]):
     score = serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True)
+    agent_version_number = serializers.IntegerField(
+        source="version_number", read_only=True, help_text="Deprecated: use version_number."
+    )
 
     class Meta:
         model = Evaluation
         fields = [
             "id",
             "suite",
+            "target",
+            "target_name",
             "agent_id",
+            "workflow_id",
+            "version_number",
             "agent_version_number",
             "status",
             "cases_total",
@@ -111,4 +133,5 @@ class CaseResultOutput(serializers.ModelSerializer[CaseResult]):
             "verdicts",
             "cost_usd",
             "latency_ms",
+            "run_id",
         ]

@@ -102,14 +102,19 @@ class EvaluationListApi(WorkspaceAPIView):
             serializer=s.EvaluationOutput,
         )
 
-    @extend_schema(request=s.EvaluationInput, responses={202: s.EvaluationOutput})
+    @extend_schema(
+        operation_id="evals_evaluations_start",
+        request=s.EvaluationInput,
+        responses={202: s.EvaluationOutput},
+    )
     def post(self, request: Request) -> Response:
         data = s.EvaluationInput(data=request.data)
         data.is_valid(raise_exception=True)
         evaluation = services.evaluation_start(
             access=self.access,
             suite_id=data.validated_data["suite"],
-            agent_id=data.validated_data["agent"],
+            agent_id=data.validated_data.get("agent"),
+            workflow_id=data.validated_data.get("workflow"),
             version_number=data.validated_data.get("version"),
         )
         location = reverse("api-evals-evaluation", kwargs={"pk": evaluation.pk})

@@ -141,7 +141,8 @@ class ListingPublishInput(InputSerializer):
     show_evaluation_score = serializers.BooleanField(
         required=False,
         default=False,
-        help_text="Show the agent's latest passed evaluation score on the listing.",
+        help_text="Show the latest passed evaluation score of the agent's current version (the "
+        "workflow's active version) on the listing.",
     )
     changelog = serializers.CharField(required=False, allow_blank=True, default="")
     example_inputs = serializers.ListField(

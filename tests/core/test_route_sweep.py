@@ -171,8 +171,8 @@ def _seed(world: World, viewer: User) -> Ids:
             suite=suite,
             agent_id=agent.pk,
             agent_version_id=version.pk,
-            agent_version_number=version.number,
-            agent_name=agent.name,
+            version_number=version.number,
+            target_name=agent.name,
             cases_total=1,
         )
         CaseResult.objects.create(evaluation=evaluation, case=case, output=f"out {MARKER}")

@@ -135,7 +135,7 @@ def test_an_admin_sets_the_publish_gate(world: World, owner_client: Client) -> N
     with schema_context(world.workspace_a.schema_name):
         assert GatePolicy.objects.get().require_for_publish
     page = owner_client.get(_url("evals")).content.decode()
-    assert "Agents are published only when" in page
+    assert "Agents and workflows are published only when" in page
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(client: Client) -> None:
