@@ -27,6 +27,7 @@ import logging
 
 from django.db import transaction
 from django.db.models import F
+from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from agents.models import Agent
@@ -39,6 +40,8 @@ from evals.services import evaluation_start
 from marketplace import pricing, services, snapshot
 from marketplace.models import Install, Listing, ListingVersion
 from marketplace.services import AUTO_UPGRADE_TASK
+from notifications.kinds import Kind
+from notifications.services import Event, notify_later
 from tenants import audit
 from tenants.models import Membership, Role
 from tenants.permissions import Access, Perm
@@ -146,6 +149,8 @@ def _acting_access(install: Install) -> Access | None:
 
 
 def _hold(install: Install, new: ListingVersion, note: str) -> str:
+    """Keep the install where it is, say why on its row and in the audit log, and tell the
+    installing workspace's owners and admins (once per install and version)."""
     install.auto_state = HELD
     install.auto_note = note[:600]
     install.save(update_fields=_FIELDS)
@@ -154,6 +159,20 @@ def _hold(install: Install, new: ListingVersion, note: str) -> str:
         workspace=install.workspace,
         target=install,
         metadata={"listing": install.listing.slug, "version": new.number, "reason": note},
+    )
+    workspace = install.workspace
+    notify_later(
+        recipients=lambda: Membership.objects.filter(
+            workspace_id=workspace.pk, role__in=[Role.OWNER, Role.ADMIN], user__is_active=True
+        ).values_list("user_id", flat=True),
+        event=Event(
+            kind=Kind.AUTO_UPGRADE_HELD,
+            dedupe_key=f"auto-upgrade-held:{install.pk}:{new.pk}",
+            title=f"“{install.listing.title}” was not upgraded to version {new.number}",
+            body=note,
+            url=reverse("marketplace_workspace", kwargs={"workspace_slug": workspace.slug}),
+            workspace_id=workspace.pk,
+        ),
     )
     return HELD
 

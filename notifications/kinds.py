@@ -15,6 +15,7 @@ class Kind(models.TextChoices):
     LISTING_MODERATED = "listing_moderated", "Moderation decisions on my listings"
     REVIEW_REPLY = "review_reply", "Replies to my reviews"
     INVITATION = "invitation", "Invitations to a workspace"
+    AUTO_UPGRADE_HELD = "auto_upgrade_held", "Automatic upgrades that were held"
 
 
 # (in the inbox, by email) when a person has not chosen otherwise.
@@ -25,6 +26,7 @@ DEFAULTS: dict[str, tuple[bool, bool]] = {
     Kind.LISTING_MODERATED: (True, True),
     Kind.REVIEW_REPLY: (True, False),
     Kind.INVITATION: (True, False),
+    Kind.AUTO_UPGRADE_HELD: (True, True),
 }
 
 # The invitation email carries the one-time link and goes to an address, not to an account

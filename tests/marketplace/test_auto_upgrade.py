@@ -21,6 +21,7 @@ from evals.models import Evaluation
 from marketplace import auto_upgrade
 from marketplace import services as market
 from marketplace.models import Category, CreatorAccount, Install, Listing, Publisher
+from notifications.models import Notification
 from tenants.audit import Action
 from tenants.models import AuditEvent, Membership, Role
 from tests.helpers.personas import World, access_of, logged_in, make_user
@@ -155,7 +156,7 @@ def test_with_the_gate_a_passing_evaluation_lets_the_upgrade_through(setup: Setu
 
 
 def test_with_the_gate_a_failing_evaluation_keeps_the_old_version(
-    setup: Setup, outsider_client: Client
+    setup: Setup, outsider_client: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
     setup.gate()
     suite_id = setup.suite("never-said")
@@ -166,9 +167,17 @@ def test_with_the_gate_a_failing_evaluation_keeps_the_old_version(
     auto_upgrade.auto_upgrade_sweep()
     evaluation = setup.run_evaluation()
     assert evaluation.status == Evaluation.Status.FAILED
-    assert auto_upgrade.auto_upgrade_sweep() == 0
-    assert auto_upgrade.auto_upgrade_sweep() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auto_upgrade.auto_upgrade_sweep() == 0
+        assert auto_upgrade.auto_upgrade_sweep() == 0
     install = setup.installed()
+    # The installing workspace's owner is told once, in the inbox and by email.
+    (notice,) = Notification.objects.filter(kind="auto_upgrade_held")
+    assert notice.user_id == setup.world.outsider.pk
+    assert notice.title == "“Helper” was not upgraded to version 2"
+    assert notice.body == install.auto_note
+    assert notice.url == "/w/bravo/marketplace/"
+    assert notice.email == Notification.Email.PENDING
     assert install.version.number == 1
     assert install.auto_state == "held"
     assert (
