@@ -39,6 +39,7 @@ def agent_a2a_expose_set(*, access: Access, agent_id: int, exposed: bool) -> Age
 
 
 CONTEXT_PREFIX = "ctx-"
+RUN_CONTEXT_PREFIX = "run-"
 UNKNOWN_CONTEXT = "No context with that id for this agent; leave contextId out to start one."
 
 
@@ -52,13 +53,15 @@ def _context(target: Target, context_id: str, text: str) -> Conversation:
             title=title_from(text),
             context_id=f"{CONTEXT_PREFIX}{uuid.uuid4().hex}",
         )
-    conversation = (
-        Conversation.objects.select_for_update()
-        .filter(context_id=context_id, agent_id=target.agent_id)
-        .first()
-        if context_id.startswith(CONTEXT_PREFIX)
-        else None
-    )
+    conversation = None
+    if context_id.startswith(CONTEXT_PREFIX):
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(context_id=context_id, agent_id=target.agent_id)
+            .first()
+        )
+    elif context_id.startswith(RUN_CONTEXT_PREFIX):
+        conversation = _run_context(target, context_id)
     if conversation is None:
         raise ValidationFailed(UNKNOWN_CONTEXT, fields={"contextId": [UNKNOWN_CONTEXT]})
     busy = AgentRun.objects.filter(
@@ -71,6 +74,36 @@ def _context(target: Target, context_id: str, text: str) -> Conversation:
         )
         raise Conflict(message, fields={"contextId": [message]})
     conversation.save(update_fields=["updated_at"])
+    return conversation
+
+
+def _run_context(target: Target, context_id: str) -> Conversation | None:
+    """`run-<id>`: the context id a task carries when its run has no conversation (a task from
+    before contexts were conversations, or one whose conversation was deleted). Continuing it
+    makes that run the first turn of a conversation that keeps the same id, so a client that
+    kept the id goes on where it was. Only a run of this agent with no other context counts."""
+    run_id = context_id.removeprefix(RUN_CONTEXT_PREFIX)
+    if not run_id.isdigit():
+        return None
+    run = (
+        AgentRun.objects.select_for_update()
+        .filter(pk=int(run_id), agent_id=target.agent_id)
+        .only("pk", "input", "conversation_id")
+        .first()
+    )
+    if run is None:
+        return None
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(context_id=context_id, agent_id=target.agent_id)
+        .first()
+    )
+    if conversation is not None or run.conversation_id is not None:
+        return conversation
+    conversation = Conversation.objects.create(
+        agent_id=target.agent_id, title=title_from(run.input), context_id=context_id
+    )
+    AgentRun.objects.filter(pk=run.pk).update(conversation=conversation)
     return conversation
 
 

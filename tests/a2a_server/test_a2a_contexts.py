@@ -137,6 +137,46 @@ def test_a_message_in_the_returned_context_is_the_next_turn_and_the_model_sees_t
         assert conversation.title == FIRST
 
 
+@pytest.mark.worker
+def test_a_task_from_before_contexts_continues_under_its_own_context_id(
+    committed_world: World, asgi_live_server: Any, worker_queue: str, fake: FakeOpenAI
+) -> None:
+    """A task whose run has no conversation (answered before contexts were conversations, or
+    its conversation deleted since) carries `run-<id>`; a client that sends it back continues
+    from that exchange, under the same id."""
+    agent = _agent(committed_world, fake.base_url)
+    secret = make_key(committed_world)
+    url = agent_url(asgi_live_server.url, committed_world.workspace_a, agent.pk)
+    fake.queue(FIRST_ANSWER)
+    [first] = _send(url, secret, ask(FIRST), streaming=False)
+    assert first.task.status.state == TaskState.TASK_STATE_COMPLETED
+    with schema_context(committed_world.workspace_a.schema_name):
+        Conversation.objects.filter(context_id=first.task.context_id).delete()
+    run_context = f"run-{first.task.id}"
+    assert _get(url, secret, first.task.id).context_id == run_context
+    fake.queue(SECOND_ANSWER)
+    fake.queue("Still teal.")
+
+    [second] = _send(url, secret, _in(ask(SECOND), run_context), streaming=False)
+    [third] = _send(url, secret, _in(ask("Sure?"), run_context), streaming=False)
+
+    assert second.task.context_id == third.task.context_id == run_context
+    assert second.task.artifacts[0].parts[0].text == SECOND_ANSWER
+    assert _sent(fake, 1) == [("user", FIRST), ("assistant", FIRST_ANSWER), ("user", SECOND)]
+    assert _sent(fake, 2)[-3:] == [
+        ("user", SECOND),
+        ("assistant", SECOND_ANSWER),
+        ("user", "Sure?"),
+    ]
+    with schema_context(committed_world.workspace_a.schema_name):
+        conversation = Conversation.objects.get(context_id=run_context)
+        assert set(conversation.runs.values_list("pk", flat=True)) == {
+            int(first.task.id),
+            int(second.task.id),
+            int(third.task.id),
+        }
+
+
 def test_a_foreign_or_unknown_context_is_refused_naming_context_id(
     committed_world: World, asgi_live_server: Any, fake: FakeOpenAI
 ) -> None:
