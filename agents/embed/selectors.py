@@ -153,7 +153,8 @@ def share_conversation_turns(*, conversation: Conversation) -> list[Conversation
 
 
 def agent_shares(*, access: Access, agent_id: int) -> list[ChatShare]:
-    """The agent's shares that have visitor conversations or are live (for its page's link)."""
+    """Every share of the agent, newest first, each with its number of visitor conversations
+    (the agent page's *Shared chats* card links each to its conversations)."""
     access.require(Perm.WORKSPACE_VIEW)
     return list(
         ChatShare.objects.filter(agent_id=agent_id)
