@@ -18,31 +18,26 @@ already included (`SocketView`). So a page opened late shows the answer so far, 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-import redis
 from asgiref.sync import async_to_sync
-from channels.layers import BaseChannelLayer, get_channel_layer
 from django import forms
-from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
+from agents import streaming
 from agents.models import ConversationTurn
 from agents.providers.base import TextDelta, ToolCallReady
+from agents.streaming import BufferedPublisher
 from agents.tools.loop import LoopEvent, ToolStepDone
 from core.formatting import cost_text, duration_text
 
-logger = logging.getLogger(__name__)
-
-# How long a streaming turn's pieces are kept for late joiners; also when a turn that is still
-# "answering" is considered abandoned (its worker died) and shown as failed.
-STREAM_TTL_SECONDS = 15 * 60
+# How long a streaming turn's pieces are kept for late joiners (agents/streaming.py) is also
+# when a turn that is still "answering" is considered abandoned (its worker died) and shown as
+# failed.
+STREAM_TTL_SECONDS = streaming.STREAM_TTL_SECONDS
 
 
 def conversation_group(schema_name: str, conversation_id: int) -> str:
@@ -52,21 +47,7 @@ def conversation_group(schema_name: str, conversation_id: int) -> str:
 
 
 def _buffer_key(schema_name: str, turn: ConversationTurn) -> str:
-    """Keyed by the turn's creation time too: ids start again in a re-created workspace."""
-    prefix: str = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    created = int(turn.created_at.timestamp() * 1_000_000)
-    return f"{prefix}:chat:{schema_name}:{turn.pk}:{created}"
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
-def _layer() -> BaseChannelLayer:
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("Chat needs a channel layer (CHANNEL_LAYERS).")
-    return layer
+    return streaming.buffer_key("chat", schema_name, turn.pk, turn.created_at)
 
 
 # ----------------------------------------------------------------------------- presentation
@@ -176,10 +157,9 @@ def _step_html(turn_id: int, step: StepView, *, append: bool) -> str:
 # ----------------------------------------------------------------------------- the buffer
 
 
-def _partial(records: list[bytes | str]) -> Partial:
+def _partial(records: list[dict[str, Any]]) -> Partial:
     partial = Partial()
-    for raw in records:
-        record = json.loads(raw)
+    for record in records:
         if record["k"] == "text":
             partial.text += record["text"]
         else:
@@ -189,11 +169,7 @@ def _partial(records: list[bytes | str]) -> Partial:
 
 def buffered(schema_name: str, turn: ConversationTurn) -> tuple[Partial, int]:
     """A streaming turn's pieces so far, and how many there were (the last `seq` included)."""
-    client = _redis()
-    try:
-        records = client.lrange(_buffer_key(schema_name, turn), 0, -1)
-    finally:
-        client.close()
+    records = streaming.buffered_records(_buffer_key(schema_name, turn))
     return _partial(records), len(records)
 
 
@@ -207,39 +183,24 @@ def fragment(*, kind: str, turn_id: int, html: str, seq: int = 0) -> dict[str, A
 def publish_started(schema_name: str, turn: ConversationTurn) -> None:
     """Tell every open page of the conversation that a turn began (before it is queued)."""
     html = f'<div hx-swap-oob="beforeend:#turns">{render_turn(turn)}</div>'
-    async_to_sync(_layer().group_send)(
+    async_to_sync(streaming.channel_layer().group_send)(
         conversation_group(schema_name, turn.conversation_id),
         fragment(kind="started", turn_id=turn.pk, html=html),
     )
 
 
-class TurnPublisher:
+class TurnPublisher(BufferedPublisher):
     """Streams one turn's events to its conversation's group, in order, from synchronous code
-    (the Celery worker). One private event loop for the whole turn keeps one Redis connection
-    for the channel layer instead of one per piece. Publishing is best effort: a Redis hiccup
-    costs the live view a piece (the final fragment and the saved turn are complete), never
-    the answer."""
+    (the Celery worker)."""
 
     def __init__(self, *, schema_name: str, turn: ConversationTurn) -> None:
-        self.group = conversation_group(schema_name, turn.conversation_id)
-        self.key = _buffer_key(schema_name, turn)
+        super().__init__(
+            group=conversation_group(schema_name, turn.conversation_id),
+            key=_buffer_key(schema_name, turn),
+            name=f"chat turn {turn.pk}",
+        )
         self.turn_id = turn.pk
         self.calls: dict[str, int] = {}
-        self.redis = _redis()
-        self.loop = asyncio.new_event_loop()
-        self.layer = _layer()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.redis.close()
-        self.loop.close()  # channels_redis closes its connections with the loop
 
     def on_event(self, event: LoopEvent) -> None:
         """The `on_event` callback of `answer_with_version`."""
@@ -264,29 +225,15 @@ class TurnPublisher:
             html = _step_html(self.turn_id, _step(index, record, done=True), append=not known)
         else:
             return
-        self._publish(record, html)
-
-    def _publish(self, record: dict[str, Any], html: str) -> None:
-        try:
-            pipe = self.redis.pipeline()
-            pipe.rpush(self.key, json.dumps(record))
-            pipe.expire(self.key, STREAM_TTL_SECONDS)
-            seq, _ = pipe.execute()
-            self._send(fragment(kind="event", turn_id=self.turn_id, html=html, seq=int(seq)))
-        except (redis.RedisError, OSError):
-            logger.warning("chat: could not publish to turn %s", self.turn_id, exc_info=True)
+        self.publish(
+            record,
+            lambda seq: fragment(kind="event", turn_id=self.turn_id, html=html, seq=seq),
+        )
 
     def finished(self, turn: ConversationTurn) -> None:
         """The saved turn replaces whatever was streamed. The buffer stays until it expires,
         so a socket that read the turn as streaming can still tell which pieces it has."""
-        html = render_turn(turn, oob=True)
-        try:
-            self._send(fragment(kind="final", turn_id=turn.pk, html=html))
-        except (redis.RedisError, OSError):
-            logger.warning("chat: could not publish the end of turn %s", turn.pk, exc_info=True)
-
-    def _send(self, message: dict[str, Any]) -> None:
-        self.loop.run_until_complete(self.layer.group_send(self.group, message))
+        self.send(fragment(kind="final", turn_id=turn.pk, html=render_turn(turn, oob=True)))
 
 
 # ----------------------------------------------------------------------------- one socket

@@ -13,109 +13,55 @@ without streaming, as before)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-from types import TracebackType
-from typing import Any, Self
+from channels.layers import BaseChannelLayer
 
-import redis
-from channels.layers import BaseChannelLayer, get_channel_layer
-from django.conf import settings
-
+from agents import streaming
 from agents.models import AgentRun
 from agents.providers.base import TextDelta
+from agents.streaming import BufferedPublisher
 from agents.tools.loop import LoopEvent
 
-logger = logging.getLogger(__name__)
-
-# How long a run's pieces are kept for late listeners.
-STREAM_TTL_SECONDS = 15 * 60
 DELTA = "run.delta"
 STATUS = "run.status"
 
 
-def _created(run: AgentRun) -> int:
-    """Keyed by the run's creation time too: ids start again in a re-created workspace."""
-    return int(run.created_at.timestamp() * 1_000_000)
-
-
 def run_group(schema_name: str, run: AgentRun) -> str:
-    """The run's group, prefixed with the schema (group names are global in Redis)."""
-    return f"{schema_name}.run.{run.pk}.{_created(run)}"
+    """The run's group, prefixed with the schema (group names are global in Redis) and keyed
+    by the run's creation time too (ids start again in a re-created workspace)."""
+    return f"{schema_name}.run.{run.pk}.{int(run.created_at.timestamp() * 1_000_000)}"
 
 
 def _buffer_key(schema_name: str, run: AgentRun) -> str:
-    prefix: str = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    return f"{prefix}:run:{schema_name}:{run.pk}:{_created(run)}"
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return streaming.buffer_key("run", schema_name, run.pk, run.created_at)
 
 
 def layer() -> BaseChannelLayer:
-    found = get_channel_layer()
-    if found is None:
-        raise RuntimeError("Streaming runs need a channel layer (CHANNEL_LAYERS).")
-    return found
+    return streaming.channel_layer()
 
 
 def buffered(schema_name: str, run: AgentRun) -> list[str]:
     """The pieces of the run's answer published so far (piece n has `seq` n + 1)."""
-    client = _redis()
-    try:
-        records = client.lrange(_buffer_key(schema_name, run), 0, -1)
-    finally:
-        client.close()
-    return [str(json.loads(raw)["text"]) for raw in records]
+    return [str(r["text"]) for r in streaming.buffered_records(_buffer_key(schema_name, run))]
 
 
-class RunPublisher:
-    """Publishes one run's text and status changes from the (synchronous) worker. One
-    private event loop for the whole run keeps one channel-layer connection. Best effort: a
-    Redis hiccup costs the listener a piece (the saved run is complete), never the answer."""
+class RunPublisher(BufferedPublisher):
+    """Publishes one run's text and status changes from the (synchronous) worker."""
 
     def __init__(self, *, schema_name: str, run: AgentRun) -> None:
-        self.group = run_group(schema_name, run)
-        self.key = _buffer_key(schema_name, run)
-        self.run_id = run.pk
-        self.redis = _redis()
-        self.loop = asyncio.new_event_loop()
-        self.layer = layer()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.redis.close()
-        self.loop.close()  # channels_redis closes its connections with the loop
+        super().__init__(
+            group=run_group(schema_name, run),
+            key=_buffer_key(schema_name, run),
+            name=f"run {run.pk}",
+        )
 
     def on_event(self, event: LoopEvent) -> None:
         """The `on_event` callback of `answer_with_version`: text only (tool steps are not
         part of an A2A answer)."""
         if not isinstance(event, TextDelta) or not event.text:
             return
-        try:
-            pipe = self.redis.pipeline()
-            pipe.rpush(self.key, json.dumps({"text": event.text}))
-            pipe.expire(self.key, STREAM_TTL_SECONDS)
-            seq, _ = pipe.execute()
-            self._send({"type": DELTA, "seq": int(seq), "text": event.text})
-        except (redis.RedisError, OSError):
-            logger.warning("run %s: could not publish a piece", self.run_id, exc_info=True)
+        text = event.text
+        self.publish({"text": text}, lambda seq: {"type": DELTA, "seq": seq, "text": text})
 
     def status(self, status: str) -> None:
         """The run was claimed or finished: listeners read it again from the database."""
-        try:
-            self._send({"type": STATUS, "status": status})
-        except (redis.RedisError, OSError):
-            logger.warning("run %s: could not publish its status", self.run_id, exc_info=True)
-
-    def _send(self, message: dict[str, Any]) -> None:
-        self.loop.run_until_complete(self.layer.group_send(self.group, message))
+        self.send({"type": STATUS, "status": status})
