@@ -66,10 +66,11 @@ def page_key(params: Mapping[str, str], fields: tuple[str, ...], part: str) -> s
     return f"marketplace:pages:{digest}"
 
 
-def cached_html(key: str, render: Callable[[], str]) -> str:
+def cached_html(key: str, render: Callable[[], str], *, now: float | None = None) -> str:
     """The HTML kept under `key` for the current generation, or `render()` kept for next time
     (never kept when the setting is 0). A stale entry is rendered again by one request at a
-    time; the others serve it meanwhile."""
+    time; the others serve it meanwhile. `now`: the clock (seconds since the epoch)."""
+    now = time.time() if now is None else now
     seconds = _seconds()
     if seconds <= 0:
         return render()
@@ -78,16 +79,18 @@ def cached_html(key: str, render: Callable[[], str]) -> str:
     entry = found.get(key)
     if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == current:
         _, fresh_until, html = entry
-        if time.time() < fresh_until or not cache.add(
+        if now < fresh_until or not cache.add(
             f"{key}:regenerating", 1, REGENERATE_LOCK_SECONDS
         ):
             return str(html)
-        html = render()
-        cache.set(key, (current, time.time() + seconds, html), seconds * 2)
-        cache.delete(f"{key}:regenerating")
+        try:
+            html = render()
+            cache.set(key, (current, now + seconds, html), seconds * 2)
+        finally:
+            cache.delete(f"{key}:regenerating")
         return html
     html = render()
-    cache.set(key, (current, time.time() + seconds, html), seconds * 2)
+    cache.set(key, (current, now + seconds, html), seconds * 2)
     return html
 
 
