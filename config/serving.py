@@ -45,7 +45,6 @@ def pool_databases(databases: dict[str, dict[str, Any]], max_size: int) -> None:
 pool_databases(settings.DATABASES, settings.WEB_DB_POOL_MAX_SIZE)
 
 
-
 def warm_and_freeze() -> None:
     """Load what the first requests would (every URL pattern, so every view module and what it
     imports), then move every object alive now out of the garbage collector's reach.

@@ -79,9 +79,7 @@ def cached_html(key: str, render: Callable[[], str], *, now: float | None = None
     entry = found.get(key)
     if isinstance(entry, tuple) and len(entry) == 3 and entry[0] == current:
         _, fresh_until, html = entry
-        if now < fresh_until or not cache.add(
-            f"{key}:regenerating", 1, REGENERATE_LOCK_SECONDS
-        ):
+        if now < fresh_until or not cache.add(f"{key}:regenerating", 1, REGENERATE_LOCK_SECONDS):
             return str(html)
         try:
             html = render()

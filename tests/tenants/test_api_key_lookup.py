@@ -34,9 +34,9 @@ def _key(world: World) -> tuple[ApiKey, str]:
 
 
 def test_the_key_is_found_with_its_workspace_from_any_schema(world: World) -> None:
-    key, secret = _key(world)
+    key, _ = _key(world)
     with schema_context(world.workspace_b.schema_name):
-        found = api_key_by_hash(key_hash=services._digest(secret))
+        found = api_key_by_hash(key_hash=key.key_hash)
         # The lookup did not move the connection: the next query still runs in bravo.
         assert current_schema() == world.workspace_b.schema_name
         assert Agent.objects.count() == 0
@@ -50,9 +50,9 @@ def test_the_key_is_found_with_its_workspace_from_any_schema(world: World) -> No
 
 
 def test_the_lookup_sets_no_search_path(world: World, django_assert_num_queries: Any) -> None:
-    _, secret = _key(world)
+    key, _ = _key(world)
     with django_assert_num_queries(1) as captured:
-        api_key_by_hash(key_hash=services._digest(secret))
+        api_key_by_hash(key_hash=key.key_hash)
     assert "search_path" not in captured.captured_queries[0]["sql"]
     assert '"public"."tenants_apikey"' in captured.captured_queries[0]["sql"]
 
