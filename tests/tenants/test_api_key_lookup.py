@@ -88,4 +88,4 @@ def test_a_key_of_a_workspace_scheduled_for_deletion_is_refused_at_once(world: W
         deletion_requested_at=timezone.now()
     )
     assert api.get(AGENTS).status_code == 401
-    assert connection.schema_name == "public"  # type: ignore[attr-defined]
+    assert connection.schema_name == "public"
