@@ -12,7 +12,6 @@ connection rules: only the server imports this module.
 
 from __future__ import annotations
 
-import gc
 import os
 from typing import Any
 
@@ -44,26 +43,6 @@ def pool_databases(databases: dict[str, dict[str, Any]], max_size: int) -> None:
 
 pool_databases(settings.DATABASES, settings.WEB_DB_POOL_MAX_SIZE)
 
-
-def warm_and_freeze() -> None:
-    """Load what the first requests would (every URL pattern, so every view module and what it
-    imports), then move every object alive now out of the garbage collector's reach.
-
-    A worker holds some 500,000 objects after start-up, nearly all of them for good (modules,
-    classes, URL patterns, settings). A full collection walks them all: 100-300 ms of CPU
-    here, during which the worker answers nothing, and one came every few hundred requests:
-    the p99 spikes of issue 17 (docs/decisions.md 129). Frozen objects are never examined
-    again; what requests create is collected as before."""
-    from django.urls import get_resolver
-
-    get_resolver().url_patterns  # noqa: B018 (imports the views)
-    get_resolver().reverse_dict  # noqa: B018 (builds the reverse lookup once)
-    gc.collect()
-    gc.freeze()
-
-
 from config.asgi import application  # noqa: E402
-
-warm_and_freeze()
 
 __all__ = ["application"]
