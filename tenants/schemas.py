@@ -8,9 +8,10 @@ gives the rest of the code typed functions (and one place to look for schema swi
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import QuerySet
 from django_tenants.utils import get_public_schema_name, schema_context
 
@@ -28,6 +29,25 @@ def activate(workspace: Workspace) -> None:
 
 def activate_public() -> None:
     cast(Any, connection).set_schema_to_public()
+
+
+@contextmanager
+def schema_qualified(alias: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Run statements that name every table with its schema (`"public"."tenants_apikey"`)
+    without the `SET search_path` django-tenants would put before them: they read the same
+    rows whatever the path is. The schema selected stays selected; the next ordinary query sets
+    the path as usual. Saves a round trip where the schema changes right after (an API key's
+    lookup is followed by its workspace's queries: docs/decisions.md 128)."""
+    wrapper: Any = connections[alias]
+    wrapper.ensure_connection()
+    # django-tenants' own guard against setting the path while it sets the path: while it is
+    # up, opening a cursor leaves the path alone (and the path it remembers, if any, stands).
+    before = wrapper._setting_search_path  # noqa: SLF001
+    wrapper._setting_search_path = True  # noqa: SLF001
+    try:
+        yield
+    finally:
+        wrapper._setting_search_path = before  # noqa: SLF001
 
 
 def current_schema() -> str:

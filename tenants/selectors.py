@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
+from django_tenants.utils import get_public_schema_name
 
 from core.exceptions import NotFound
 from tenants.audit import ACCOUNT_ACTIONS, Action
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, Workspace
 from tenants.permissions import ROLE_PERMISSIONS, Access, Perm
+from tenants.schemas import schema_qualified
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -100,6 +104,74 @@ def access_for_membership(*, membership: Membership, user: User) -> Access:
     """`user`'s access through `membership` (theirs): their role in its workspace. For callers
     that already hold the membership (a page listing the user's workspaces, a command)."""
     return Access(workspace=membership.workspace, user=user, role=membership.role)
+
+
+@dataclass(frozen=True)
+class _KeyQuery:
+    sql: str
+    key_fields: list[str]  # attnames, in the SELECT's order
+    workspace_fields: list[str]
+    converters: list[tuple[int, Any, Any]]  # (column, converter, expression), in order
+
+
+@functools.cache
+def _key_query() -> _KeyQuery:
+    """The key-with-its-workspace lookup, written once: the same SELECT the ORM makes for
+    `ApiKey.objects.select_related("workspace").filter(key_hash=…)`, but with both tables
+    named in the public schema (so it needs no `SET search_path`) and compiled once per
+    process instead of on every API call (≈0.4 ms of a 5 ms list; docs/decisions.md 128)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    public = quote(get_public_schema_name())
+    columns: list[str] = []
+    converters: list[tuple[int, Any, Any]] = []
+    for alias, model in (("k", ApiKey), ("w", Workspace)):
+        for field in model._meta.concrete_fields:
+            expression = field.get_col(alias)
+            converters += [
+                (len(columns), converter, expression)
+                for converter in (
+                    *connection.ops.get_db_converters(expression),
+                    *expression.get_db_converters(connection),
+                )
+            ]
+            columns.append(f"{alias}.{quote(str(field.column))}")
+    # Only names from the models' metadata go into the text; the hash is a parameter.
+    key_table, workspace_table = ApiKey._meta.db_table, Workspace._meta.db_table
+    workspace_pk = quote(str(Workspace._meta.get_field("id").column))
+    workspace_id = quote(str(ApiKey._meta.get_field("workspace").column))
+    key_hash = quote(str(ApiKey._meta.get_field("key_hash").column))
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {public}.{quote(key_table)} k "  # noqa: S608
+        f"INNER JOIN {public}.{quote(workspace_table)} w "
+        f"ON w.{workspace_pk} = k.{workspace_id} "
+        f"WHERE k.{key_hash} = %s"
+    )
+    return _KeyQuery(
+        sql=sql,
+        key_fields=[f.attname for f in ApiKey._meta.concrete_fields],
+        workspace_fields=[f.attname for f in Workspace._meta.concrete_fields],
+        converters=converters,
+    )
+
+
+def api_key_by_hash(*, key_hash: str) -> ApiKey | None:
+    """The API key with this hash and its workspace (whatever their state), or None. Runs
+    without touching the connection's search path (`schema_qualified`)."""
+    query = _key_query()
+    connection = connections[DEFAULT_DB_ALIAS]
+    with schema_qualified(), connection.cursor() as cursor:
+        cursor.execute(query.sql, [key_hash])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, converter, expression in query.converters:
+        values[index] = converter(values[index], expression, connection)
+    split = len(query.key_fields)
+    key = ApiKey.from_db(DEFAULT_DB_ALIAS, query.key_fields, values[:split])
+    key.workspace = Workspace.from_db(DEFAULT_DB_ALIAS, query.workspace_fields, values[split:])
+    return key
 
 
 def access_for_api_key(*, api_key: ApiKey) -> Access:

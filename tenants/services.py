@@ -20,7 +20,7 @@ from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFail
 from core.hooks import MemberInviting, WorkspaceCreated, member_inviting, workspace_created
 from notifications.kinds import Kind
 from notifications.services import Event, notifications_resolve_on_commit, notify_later
-from tenants import audit, provisioning
+from tenants import audit, provisioning, selectors
 from tenants.models import ApiKey, Invitation, Membership, Role, Workspace
 from tenants.permissions import (
     API_KEY_SCOPES,
@@ -492,7 +492,7 @@ def api_key_authenticate(*, secret: str) -> ApiKey:
     """The active key for a presented secret, or NotFound with a message safe to show."""
     if not secret.startswith(API_KEY_PREFIX) or len(secret) > 128:
         raise NotFound("Malformed API key.")
-    key = ApiKey.objects.select_related("workspace").filter(key_hash=_digest(secret)).first()
+    key = selectors.api_key_by_hash(key_hash=_digest(secret))
     if key is None:
         raise NotFound("Unknown API key.")
     now = timezone.now()

@@ -7,7 +7,12 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from core.exceptions import NotFound
-from tenants.api.throttling import AuthFailureThrottle
+from tenants.api.throttling import (
+    BLOCKED_DETAIL,
+    FAILURES_UNCHECKED,
+    AuthFailureThrottle,
+    counts_failures,
+)
 from tenants.models import ApiKey
 from tenants.services import api_key_authenticate
 
@@ -52,19 +57,30 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 problem = "Malformed Authorization header: use 'Bearer <api key>'."
         if not secret and not problem:
             return None
-        # Every failure below counts against the caller's address (finding 8).
+        # Every failure below counts against the caller's address (finding 8); an address
+        # that used up its failures is refused with any key. The key is looked up first: for
+        # a working key the failures are read in the key throttle's round trip (decision 128).
         failures = AuthFailureThrottle()
-        wait = failures.wait_if_blocked(request)
-        if wait is not None:
-            raise exceptions.Throttled(wait, detail="Too many failed API-key attempts.")
         try:
             if problem:
                 raise NotFound(problem)
             key = api_key_authenticate(secret=secret)
         except NotFound as exc:
+            self._refuse_if_blocked(failures, request)
             failures.record_failure(request)
             raise exceptions.AuthenticationFailed(exc.message) from exc
+        view = request.parser_context.get("view") if request.parser_context else None
+        if counts_failures(view):
+            setattr(request, FAILURES_UNCHECKED, True)
+        else:
+            self._refuse_if_blocked(failures, request)
         return ApiKeyPrincipal(key), key
+
+    @staticmethod
+    def _refuse_if_blocked(failures: AuthFailureThrottle, request: Request) -> None:
+        wait = failures.wait_if_blocked(request)
+        if wait is not None:
+            raise exceptions.Throttled(wait, detail=BLOCKED_DETAIL)
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'

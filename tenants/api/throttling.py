@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -41,21 +42,33 @@ class _CountingRateThrottle(_LiveRateThrottle):
     duration: int | None
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if self.rate is None or self.num_requests is None or not self.duration:
+        pipe = redis_client().pipeline(transaction=False)
+        if not self._queue_count(pipe, request, view):
             return True
+        return self._counted(pipe.execute()[0])
+
+    def _queue_count(self, pipe: Any, request: Request, view: APIView) -> bool:
+        """Queue this request's `INCR` and `EXPIRE` on `pipe`; False when nothing is counted
+        (no rate, or not this throttle's kind of caller)."""
+        if self.rate is None or self.num_requests is None or not self.duration:
+            return False
         ident = self.get_cache_key(request, view)
         if ident is None:
-            return True
-        now = self.timer()
-        window = int(now // self.duration)
+            return False
+        self._now = self.timer()
+        window = int(self._now // self.duration)
         key = f"{_key_prefix()}:{ident}:{window}"
-        pipe = redis_client().pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, self.duration * 2)
-        used = int(pipe.execute()[0])
-        if used <= self.num_requests:
+        return True
+
+    def _counted(self, used: Any) -> bool:
+        """Whether the request counted by `_queue_count` is within the rate (`used`: what the
+        `INCR` answered)."""
+        if int(used) <= (self.num_requests or 0):
             return True
-        self._wait = max(1.0, math.ceil(self.duration - now % self.duration))
+        duration = self.duration or 1
+        self._wait = max(1.0, math.ceil(duration - self._now % duration))
         return False
 
     def wait(self) -> float | None:
@@ -66,8 +79,16 @@ def _key_prefix() -> str:
     return str(settings.CACHES["default"].get("KEY_PREFIX") or "am")
 
 
+# Set on a request by ApiKeyAuthentication when a working key was presented and the address's
+# failed attempts are still to be checked: ApiKeyRateThrottle reads them in its own round trip.
+FAILURES_UNCHECKED = "_api_key_failures_unchecked"
+BLOCKED_DETAIL = "Too many failed API-key attempts."
+
+
 class ApiKeyRateThrottle(_CountingRateThrottle):
-    """Per API key, counted in Redis (the default cache) across all workers."""
+    """Per API key, counted in Redis (the default cache) across all workers. For a call with a
+    working key it also reads the address's failed attempts (AuthFailureThrottle) in the same
+    round trip: a blocked address is refused here, with every key (docs/decisions.md 128)."""
 
     scope = "api_key"
 
@@ -75,6 +96,29 @@ class ApiKeyRateThrottle(_CountingRateThrottle):
         if not isinstance(request.auth, ApiKey):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        failures = AuthFailureThrottle() if getattr(request, FAILURES_UNCHECKED, False) else None
+        pipe = redis_client().pipeline(transaction=False)
+        counting = self._queue_count(pipe, request, view)
+        if failures is not None:
+            failures.queue_read(pipe, request)
+        if not counting and failures is None:
+            return True
+        answers = pipe.execute()
+        if failures is not None:
+            setattr(request, FAILURES_UNCHECKED, False)
+            wait = failures.wait_from(answers[-1])
+            if wait is not None:
+                raise exceptions.Throttled(wait, detail=BLOCKED_DETAIL)
+        return self._counted(answers[0]) if counting else True
+
+
+def counts_failures(view: Any) -> bool:
+    """Whether `view` throttles with ApiKeyRateThrottle, which checks the address's failed
+    attempts for a working key in its round trip (otherwise authentication checks them)."""
+    classes = getattr(view, "throttle_classes", ())
+    return any(isinstance(c, type) and issubclass(c, ApiKeyRateThrottle) for c in classes)
 
 
 class SessionUserRateThrottle(_CountingRateThrottle):
@@ -97,44 +141,66 @@ class AuthFailureThrottle(_LiveRateThrottle):
     address used up its failures in the window, every key it presents is refused with 429
     until the oldest failure leaves the window, so keys cannot be guessed at speed.
 
-    Only failures are counted (a working key costs nothing here). The history lives in the
-    default cache (Redis) like the other throttles; this class is the only code that touches
-    it, and a Redis outage propagates as redis' ConnectionError, which the API's exception
-    handler answers as 503, never 500.
+    Only failures are written (a working key's call reads them in the key throttle's round
+    trip, ApiKeyRateThrottle). The history (timestamps, newest first, comma-separated) lives in
+    Redis beside the other throttles' counters; this class is the only code that touches it,
+    and a Redis outage propagates as redis' ConnectionError, which the API's exception handler
+    answers as 503, never 500.
     """
 
     scope = "auth_failure"
     num_requests: int | None  # set by SimpleRateThrottle from the rate
     duration: int | None
+    history: list[float]
+    _failures_key: str
 
     def get_cache_key(self, request: Request, view: APIView | None) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
-    def _window(self, request: Request) -> int:
-        """Load this address's failures still inside the window; the window's length in
-        seconds, 0 when failures are not limited."""
+    def queue_read(self, pipe: Any, request: Request) -> bool:
+        """Queue the read of this address's failures on `pipe`; False (nothing queued) when
+        failures are not limited."""
+        self.history = []
         if self.rate is None or not self.duration:
-            return 0
-        self.key = self.get_cache_key(request, None)
+            return False
+        self._failures_key = f"{_key_prefix()}:{self.get_cache_key(request, None)}"
         self.now = self.timer()
-        self.history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
-        return self.duration
+        pipe.get(self._failures_key)
+        return True
 
-    def wait_if_blocked(self, request: Request) -> float | None:
-        """Seconds until this address may try a key again, or None when it may now."""
-        window = self._window(request)
+    def wait_from(self, stored: bytes | None) -> float | None:
+        """Seconds until this address may try a key again, or None when it may now, from what
+        `queue_read`'s GET answered."""
+        if self.rate is None or not self.duration:
+            return None
+        window = self.duration
+        text = stored.decode() if stored else ""
+        self.history = [
+            t for t in map(float, filter(None, text.split(","))) if t > self.now - window
+        ]
         limit = self.num_requests or 0
-        if not window or limit <= 0 or len(self.history) < limit:
+        if limit <= 0 or len(self.history) < limit:
             return None
         # Free again when the failure that filled the window (newest first) leaves it.
         oldest: float = self.history[limit - 1]
         return max(window - (self.now - oldest), 1.0)
 
+    def wait_if_blocked(self, request: Request) -> float | None:
+        """Seconds until this address may try a key again, or None when it may now."""
+        pipe = redis_client().pipeline(transaction=False)
+        if not self.queue_read(pipe, request):
+            return None
+        return self.wait_from(pipe.execute()[0])
+
     def record_failure(self, request: Request) -> None:
-        window = self._window(request)
-        if window:
-            self.history.insert(0, self.now)
-            self.cache.set(self.key, self.history, window)
+        """Add a failure now (after `wait_if_blocked` or `wait_from` for this request)."""
+        if self.rate is None or not self.duration:
+            return
+        if not hasattr(self, "_failures_key"):
+            self.wait_if_blocked(request)
+        self.history.insert(0, self.now)
+        kept = self.history[: max(self.num_requests or 0, 1)]
+        redis_client().set(self._failures_key, ",".join(repr(t) for t in kept), ex=self.duration)
 
 
 def asgi_client(scope: Mapping[str, Any]) -> Any:

@@ -41,14 +41,15 @@ def test_the_agents_list_costs_the_same_queries_for_1_or_13_agents(
     api = key_client(world, ["workspace.view"])
     _agents(world, 1)
     api.get("/api/v1/agents/")  # the key's first use records last_used_at (once a minute)
-    # SET search_path public, the key (with its workspace), SET search_path to the workspace
-    # and the page (not full: it is the last, so no COUNT). The throttles read Redis only.
-    with django_assert_num_queries(4):
+    # The key with its workspace (schema-qualified: no SET search_path before it), SET
+    # search_path to the workspace and the page (not full: it is the last, so no COUNT). The
+    # throttles read Redis only.
+    with django_assert_num_queries(3):
         one = api.get("/api/v1/agents/")
     _agents(world, 12, start=1)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(3):
         thirteen = api.get("/api/v1/agents/")
-    with django_assert_num_queries(5):  # a full page: the total needs the COUNT
+    with django_assert_num_queries(4):  # a full page: the total needs the COUNT
         paged = api.get("/api/v1/agents/", {"limit": 5, "offset": 5})
     assert one.status_code == thirteen.status_code == 200
     assert one.json()["count"] == 1
@@ -68,10 +69,10 @@ def test_a_run_start_through_the_api_has_a_fixed_query_budget(
     api = key_client(world, ["run", "workspace.view"])
     _agents(world, 1)
     agent_id = api.get("/api/v1/agents/").json()["results"][0]["id"]
-    # The key, the agent and its version, the run row; SET search_path twice; in a test the
+    # The key, the agent and its version, the run row; SET search_path once; in a test the
     # service's transaction is a savepoint and its release (a transaction's BEGIN and COMMIT
     # are not queries in production).
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(7):
         started = api.post(f"/api/v1/agents/{agent_id}/runs/", {"input": "Hi"}, format="json")
     assert started.status_code == 202
 
@@ -104,7 +105,7 @@ def test_the_throttle_counts_across_requests_without_queries(
     api.get("/api/v1/agents/")
     settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["api_key"] = "4/min"
     cache.clear()
-    with django_assert_max_num_queries(4):  # the same as without a limit close by
+    with django_assert_max_num_queries(3):  # the same as without a limit close by
         statuses = [api.get("/api/v1/agents/").status_code for _ in range(1)]
     statuses += [api.get("/api/v1/agents/").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 200, 429]

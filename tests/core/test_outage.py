@@ -24,7 +24,9 @@ UNREACHABLE = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
 
 def test_the_api_answers_503_when_redis_is_down(world: World, settings: Any) -> None:
     client = key_client(world, ["workspace.view"])
-    # The throttles read the cache (Redis) before the view runs: it is down.
+    # The throttles read Redis before the view runs (their counters, the address's failed
+    # keys): it is down, for them and for the cache.
+    settings.REDIS_URL = UNREACHABLE
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
