@@ -204,6 +204,30 @@ def test_a_workflow_runs_watched_and_tailed_and_travels_through_export_and_impor
     assert as_json["steps"] == document["steps"]
 
 
+def test_a_run_is_cancelled_from_the_command_line(
+    committed_world: World, asgi_live_server: Any, cli: Cli
+) -> None:
+    """No worker: the run waits in the queue, and `runs cancel` stops it."""
+    workflow = make_workflow(committed_world)
+    login(cli, asgi_live_server, make_key(committed_world, EVERYTHING))
+    started = cli("workflows", "run", workflow.pk, "--input", "name=Never")
+    run_id = int(started.out.split()[2])
+
+    cancelled = cli("runs", "cancel", run_id)
+
+    assert cancelled.code == 0, cancelled
+    assert cancelled.out.strip() == f"Run {run_id} of Greeter v1 is cancelled."
+    assert cli("runs", "show", run_id).out.splitlines()[0] == (
+        f"run {run_id} of Greeter v1: cancelled"
+    )
+    again = cli("runs", "cancel", run_id)
+    assert (again.code, again.out) == (1, "")
+    assert again.err == "agentmarket: This run has already ended. (HTTP 409)\n"
+    missing = cli("runs", "cancel", 999999)
+    assert missing.code == 1
+    assert "No workflow run with that id" in missing.err
+
+
 # --- the marketplace ---------------------------------------------------------------------
 
 

@@ -310,6 +310,16 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        run = client.cancel_workflow_run(args.run_id)
+    if args.json:
+        out_json(run.raw)
+    else:
+        out(f"Run {run.id} of {run.workflow_name} v{run.version} is {run.status}.")
+    return EXIT_OK
+
+
 def cmd_workflows_export(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         document = client.export_workflow(
@@ -482,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--name", help="default: the document's name")
     imp.add_argument("--format", choices=["yaml", "json"], help="default: from the file name")
 
-    runs = commands.add_parser("runs", help="watch workflow runs").add_subparsers(
+    runs = commands.add_parser("runs", help="watch, show and cancel workflow runs").add_subparsers(
         dest="subcommand", metavar="COMMAND", required=True
     )
     for name in ("watch", "tail"):
@@ -492,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
         follow.add_argument("run_id", type=int, metavar="RUN_ID")
     show = command(runs, "show", cmd_runs_show, "a run and its steps, now")
     show.add_argument("run_id", type=int, metavar="RUN_ID")
+    cancel = command(runs, "cancel", cmd_runs_cancel, "stop a run (its running steps finish)")
+    cancel.add_argument("run_id", type=int, metavar="RUN_ID")
 
     listings = commands.add_parser("listings", help="publish to the marketplace").add_subparsers(
         dest="subcommand", metavar="COMMAND", required=True
