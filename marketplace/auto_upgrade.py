@@ -203,7 +203,8 @@ def _hold(install: Install, new: ListingVersion, note: str, *, state: str = HELD
 @transaction.atomic
 def auto_upgrade_step(*, install_id: int) -> str:
     """Move one install one step towards its listing's current version; returns where it is:
-    "off", "current", "evaluating", "upgraded" or "held"."""
+    "off", "current", "evaluating", "upgraded", "held", "unpaid" (held until bought) or
+    "moved" (a newer version was approved during the step: the next sweep starts over)."""
     install = (
         Install.objects.select_for_update(of=("self",))
         .select_related("listing", "version", "workspace")
