@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
@@ -22,6 +23,7 @@ from agents.models import UsageRecord
 from core.exceptions import Conflict, ValidationFailed
 from evals import services
 from evals.models import CaseResult, CaseRun, Evaluation, Suite
+from evals.tasks import recover_stalled
 from marketplace import services as market
 from marketplace.models import Category, ListingVersion
 from tenants.models import Membership, Role
@@ -497,7 +499,10 @@ def test_an_evaluation_nobody_works_on_is_sent_again(
         assert services.evaluations_recover() == []  # too recent to tell
         long_ago = timezone.now() - services.STALLED_AFTER - timedelta(seconds=1)
         Evaluation.objects.filter(pk__in=[polled.pk, lost.pk]).update(created_at=long_ago)
-        assert services.evaluations_recover() == [lost.pk]
+    # the beat task, every minute, in every workspace
+    assert settings.CELERY_BEAT_SCHEDULE["evals-recover-stalled"]["task"] == "evals.recover_stalled"
+    assert recover_stalled() == 1
+    with schema_context(owner_access.workspace.schema_name):
         assert services.evaluations_recover() == []  # not flooded: once a minute at most
         drain()
         assert services.evaluation_execute(lost.pk) == Evaluation.Status.PASSED  # the worker
