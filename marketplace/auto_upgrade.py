@@ -105,9 +105,11 @@ def auto_upgrade_set(
     locked.gate_suite_id = suite_id
     fields = ["auto_upgrade", "auto_upgrade_by", "gate_suite_id"]
     if not enabled or locked.auto_state in (HELD, UNPAID):
-        # Off: stop an evaluation's trial copy. On again: a held version is tried once more.
+        # Off: stop an evaluation (its trial copy archived). On again: a held version is tried
+        # once more. The note of a finished upgrade stays.
         services.install_trial_discard(locked)
-        locked.auto_state, locked.auto_evaluation_id, locked.auto_note = "", None, ""
+        if locked.auto_state in (EVALUATING, HELD, UNPAID):
+            locked.auto_state, locked.auto_evaluation_id, locked.auto_note = "", None, ""
         fields += _FIELDS
     locked.save(update_fields=fields)
     audit.record_for(
