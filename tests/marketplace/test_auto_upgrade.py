@@ -535,3 +535,20 @@ def test_an_upgrade_goes_only_to_the_version_that_was_checked(setup: Setup) -> N
     )
     assert auto_upgrade.auto_upgrade_sweep() == 1
     assert setup.installed().version.number == 3
+
+
+def test_a_version_approved_after_the_evaluation_passed_is_evaluated_too(setup: Setup) -> None:
+    _gated_and_evaluating(setup)
+    v2_trial = _trial(setup)
+    passed = setup.run_evaluation()
+    assert passed.status == Evaluation.Status.PASSED
+    setup.new_version()  # version 3 approved before the sweep upgrades to 2
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    install = setup.installed()
+    assert install.version.number == 1  # neither 2 (superseded) nor 3 (unchecked)
+    assert install.auto_state == "evaluating"
+    assert install.auto_note.startswith("Evaluating version 3 (evaluation #")
+    with schema_context(setup.bravo.workspace.schema_name):
+        v2_trial.refresh_from_db()
+        assert v2_trial.archived_at is not None
+        assert Evaluation.objects.exclude(pk=passed.pk).get().finished is False
