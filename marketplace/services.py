@@ -624,7 +624,8 @@ def install_trial_discard(install: Install) -> None:
         if trial["kind"] == Listing.Kind.WORKFLOW:
             workflow = Workflow.objects.filter(pk=trial["id"], archived_at__isnull=True).first()
             if workflow is not None:
-                workflow_archive(access=system, workflow=workflow)
+                with contextlib.suppress(ApplicationError):  # deleted meanwhile
+                    workflow_archive(access=system, workflow=workflow)
         agent_ids = [*trial.get("agents", [])]
         if trial["kind"] == Listing.Kind.AGENT:
             agent_ids.append(trial["id"])
