@@ -4,19 +4,30 @@ worker one case at a time), and the release gate the marketplace asks before pub
 An agent version answers each case in the evaluation's task. A workflow version answers each
 case with an ordinary run (quota, budgets, ledger), started by the task; the task then comes
 back every `WORKFLOW_POLL_SECONDS` to record the runs that ended and start the next cases, at
-most `WORKFLOW_CASES_AT_ONCE` runs at a time, until every case has a result."""
+most `WORKFLOW_CASES_AT_ONCE` runs at a time, until every case has a result.
+
+One pass at a time per evaluation: a pass holds the evaluation's session advisory lock (a
+delivery that finds it taken leaves, the holder sends the next pass). One chain of passes: each
+re-send carries a new token, noted in Redis (`_chain_key`, expiring after `CHAIN_TTL_SECONDS`);
+a message carrying an older token leaves, so a redelivered or duplicated message that did a
+pass takes the chain over and the older one ends. A re-send that could not be published, or a
+worker lost between passes, leaves an evaluation queued or running that nobody works on:
+`evaluations_recover` (the `evals.recover_stalled` beat task) sends it again."""
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+import redis
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -49,6 +60,13 @@ RUN_EVALUATION_TASK = "evals.run_evaluation"
 WORKFLOW_POLL_SECONDS = 1.0
 WORKFLOW_CASES_AT_ONCE = 5
 WORKFLOW_CASE_TIMEOUT = timedelta(minutes=15)
+# A chain's token outlives many passes; once it expired, the chain is taken for dead.
+CHAIN_TTL_SECONDS = 120
+# Queued or running this long with nobody on it and no live chain: sent again (at most once per
+# RECOVER_EVERY_SECONDS).
+STALLED_AFTER = timedelta(minutes=2)
+RECOVER_EVERY_SECONDS = 60
+RECOVER_BATCH = 500
 
 
 def _name(name: str) -> str:
@@ -198,12 +216,91 @@ def _workflow_target(workflow_id: int, version_number: int | None) -> dict[str, 
     }
 
 
-def _enqueue(evaluation_id: int, schema: str, countdown: float | None = None) -> None:
+def _enqueue(
+    evaluation_id: int, schema: str, countdown: float | None = None, chain: str | None = None
+) -> None:
     """Send the evaluation's task to the workspace `schema` (the caller's schema when it
-    registered the callback: a caller in the public schema may have left it by commit)."""
+    registered the callback: a caller in the public schema may have left it by commit); with
+    `chain`, as the next pass of that chain (noted first). A broker that does not answer loses
+    the message: `evaluations_recover` sends it again later."""
     with schema_context(schema):
         recovery.mark_active(schema)
-        enqueue(RUN_EVALUATION_TASK, evaluation_id, countdown=countdown)
+        try:
+            if chain is not None:
+                _chain_set(evaluation_id, chain)
+            args = (evaluation_id,) if chain is None else (evaluation_id, chain)
+            enqueue(RUN_EVALUATION_TASK, *args, countdown=countdown)
+        except Exception:  # the broker's errors vary by transport; recovery makes up for it
+            logger.warning("sending evaluation %s failed", evaluation_id, exc_info=True)
+
+
+def evaluation_lock_key(evaluation_id: int) -> int:
+    """The session advisory lock a pass of the evaluation holds (in the current schema)."""
+    return recovery.advisory_key(current_schema(), "evaluation", evaluation_id)
+
+
+def _try_lock(key: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock(key: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    except Exception:  # the connection went away, and the lock with it
+        logger.debug("advisory unlock failed", exc_info=True)
+
+
+def _chain_key(evaluation_id: int) -> str:
+    prefix = settings.CACHES["default"].get("KEY_PREFIX") or "am"
+    return f"{prefix}:evals:chain:{current_schema()}:{evaluation_id}"
+
+
+def _chain_set(evaluation_id: int, token: str) -> None:
+    try:
+        recovery.redis_client().set(_chain_key(evaluation_id), token, ex=CHAIN_TTL_SECONDS)
+    except (redis.RedisError, OSError):
+        logger.debug("noting evaluation %s's chain failed", evaluation_id, exc_info=True)
+
+
+def evaluation_chain(evaluation_id: int) -> str | None:
+    """The token of the evaluation's live chain of passes (None: none, or Redis is down)."""
+    try:
+        value = recovery.redis_client().get(_chain_key(evaluation_id))
+    except (redis.RedisError, OSError):
+        return None
+    return value.decode() if isinstance(value, bytes) else None
+
+
+def _chain_forget(evaluation_id: int) -> None:
+    try:
+        recovery.redis_client().delete(_chain_key(evaluation_id))
+    except (redis.RedisError, OSError):
+        logger.debug("forgetting evaluation %s's chain failed", evaluation_id, exc_info=True)
+
+
+def evaluations_recover() -> list[int]:
+    """In the current workspace: send again the evaluations queued or running for more than
+    STALLED_AFTER that no pass works on (their lock is free) and no chain polls (its token
+    expired): a lost message, a lost worker or a re-send that failed to publish. Returns
+    their ids."""
+    ids = list(
+        Evaluation.objects.filter(
+            status__in=[Evaluation.Status.QUEUED, Evaluation.Status.RUNNING],
+            created_at__lt=timezone.now() - STALLED_AFTER,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:RECOVER_BATCH]
+    )
+    idle = recovery.unheld({pk: evaluation_lock_key(pk) for pk in ids})
+    stuck = [pk for pk in idle if evaluation_chain(pk) is None]
+    schema = current_schema()
+    due = recovery.resend_due("evaluation", schema, stuck, every_seconds=RECOVER_EVERY_SECONDS)
+    for pk in due:
+        _enqueue(pk, schema)
+    return due
 
 
 def _answer_case(version: AgentVersion, case: Case) -> tuple[evaluators.Answer, str]:
@@ -420,10 +517,25 @@ def _count(evaluation: Evaluation) -> None:
     )
 
 
-def evaluation_execute(evaluation_id: int) -> str | None:
+def evaluation_execute(evaluation_id: int, chain: str | None = None) -> str | None:
     """The worker's whole job for an evaluation (for a workflow, one pass of it: the task is
     sent again, after WORKFLOW_POLL_SECONDS, until every case has a result). At least once: a
-    redelivery answers only the cases without a result (or run) and decides the same outcome."""
+    redelivery answers only the cases without a result (or run) and decides the same outcome.
+    None, doing nothing, when another pass holds the evaluation or `chain` is an older chain's
+    token (see the module's docstring)."""
+    key = evaluation_lock_key(evaluation_id)
+    if not _try_lock(key):
+        return None
+    try:
+        live = evaluation_chain(evaluation_id) if chain is not None else None
+        if live is not None and live != chain:
+            return None
+        return _execute(evaluation_id)
+    finally:
+        _unlock(key)
+
+
+def _execute(evaluation_id: int) -> str | None:
     evaluation = Evaluation.objects.select_related("suite").filter(pk=evaluation_id).first()
     if evaluation is None:
         return None
@@ -443,9 +555,13 @@ def evaluation_execute(evaluation_id: int) -> str | None:
             evaluation, workflow_version, cases
         ):
             again = partial(
-                _enqueue, evaluation.pk, current_schema(), countdown=WORKFLOW_POLL_SECONDS
+                _enqueue,
+                evaluation.pk,
+                current_schema(),
+                countdown=WORKFLOW_POLL_SECONDS,
+                chain=uuid.uuid4().hex,
             )
-            transaction.on_commit(again)
+            transaction.on_commit(again, robust=True)
             return str(Evaluation.Status.RUNNING)
     else:
         version = AgentVersion.objects.filter(pk=evaluation.agent_version_id or 0).first()
@@ -460,6 +576,7 @@ def evaluation_execute(evaluation_id: int) -> str | None:
     passed = complete and score >= evaluation.suite.pass_threshold
     status = Evaluation.Status.PASSED if passed else Evaluation.Status.FAILED
     Evaluation.objects.filter(pk=evaluation.pk).update(status=status, finished_at=timezone.now())
+    _chain_forget(evaluation.pk)
     return str(status)
 
 

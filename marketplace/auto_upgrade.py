@@ -7,32 +7,42 @@ approved) moves each such install whose listing has a newer current version forw
 at a time, through `services.upgrade` acting as the person who turned it on (so permissions,
 purchases and the upgrade itself are the ordinary ones):
 
-- a paid version the workspace has no purchase for, or a person no longer owner or admin:
-  held, with the reason on the install's row and in the audit log;
+- a paid version the workspace has no purchase for: held (`unpaid`), with the reason on the
+  install's row and in the audit log, and checked again by every sweep, so the purchase lets
+  it through;
+- a person no longer owner or admin, or a version that cannot be evaluated or installed: held,
+  with the reason on the install's row and in the audit log; turning automatic upgrades on
+  again tries once more;
 - the evaluation gate on: a trial copy of the new version is installed beside the old one and
   evaluated with the chosen suite; once the evaluation ends the copy is archived, and the
-  install is upgraded if it passed or held (naming the evaluation) if it failed;
+  install is upgraded if it passed or held (naming the evaluation) if it failed, or did not
+  end within `GATE_TIMEOUT`;
 - otherwise: upgraded.
 
 Each step runs in one transaction holding the install's row lock and records the version it
 handled (`auto_version`) and how far it got (`auto_state`), so a sweep that runs twice or
 overlaps another never upgrades or evaluates twice for one version, and a sweep killed mid-way
-leaves the install as it was before the step.
+leaves the install as it was before the step. The trial copy is archived on every way out
+(turned off, the person demoted, upgraded or uninstalled by hand, the gate switched off, a newer
+version), by `services.install_trial_discard`, which needs nobody's role. `services.upgrade` is
+told the version this step checked: a newer one approved meanwhile is refused (Conflict), and
+the next sweep starts over for it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from agents.models import Agent
-from agents.services import agent_archive
-from core.exceptions import ApplicationError, NotFound, ValidationFailed
+from core.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
 from core.queue import enqueue
 from evals.models import Evaluation, Suite
 from evals.selectors import gate_policy
@@ -45,12 +55,16 @@ from notifications.services import Event, notify_later
 from tenants import audit
 from tenants.models import Membership, Role
 from tenants.permissions import Access, Perm
-from workflows.models import Workflow
-from workflows.services import workflow_archive
 
 logger = logging.getLogger(__name__)
 
 EVALUATING, UPGRADED, HELD = "evaluating", "upgraded", "held"
+# Held until the workspace buys the version: every sweep checks again (no new audit or notice).
+UNPAID = "unpaid"
+# The listing's current version changed during the step: the next sweep starts over for it.
+MOVED = "moved"
+# An evaluation the gate waits for longer than this is given up: the install is held.
+GATE_TIMEOUT = timedelta(hours=6)
 _FIELDS = ["auto_version", "auto_state", "auto_evaluation_id", "auto_trial", "auto_note"]
 
 
@@ -89,7 +103,15 @@ def auto_upgrade_set(
     locked.auto_upgrade = enabled
     locked.auto_upgrade_by_id = access.actor_id if enabled else None
     locked.gate_suite_id = suite_id
-    locked.save(update_fields=["auto_upgrade", "auto_upgrade_by", "gate_suite_id"])
+    fields = ["auto_upgrade", "auto_upgrade_by", "gate_suite_id"]
+    if not enabled or locked.auto_state in (HELD, UNPAID):
+        # Off: stop an evaluation (its trial copy archived). On again: a held version is tried
+        # once more. The note of a finished upgrade stays.
+        services.install_trial_discard(locked)
+        if locked.auto_state in (EVALUATING, HELD, UNPAID):
+            locked.auto_state, locked.auto_evaluation_id, locked.auto_note = "", None, ""
+        fields += _FIELDS
+    locked.save(update_fields=fields)
     audit.record_for(
         access,
         action=audit.Action.LISTING_AUTO_UPGRADE_SET,
@@ -103,7 +125,8 @@ def auto_upgrade_set(
 
 def auto_upgrades_due() -> list[int]:
     """Installs with automatic upgrades on whose listing's current version is not theirs and
-    not yet settled (upgraded or held) for that version."""
+    not yet settled (upgraded or held) for that version; those held for want of a purchase
+    are due every time (the purchase may have come)."""
     return list(
         Install.objects.filter(
             auto_upgrade=True,
@@ -148,10 +171,12 @@ def _acting_access(install: Install) -> Access | None:
     return Access(workspace=install.workspace, user=membership.user, role=membership.role)
 
 
-def _hold(install: Install, new: ListingVersion, note: str) -> str:
-    """Keep the install where it is, say why on its row and in the audit log, and tell the
-    installing workspace's owners and admins (once per install and version)."""
-    install.auto_state = HELD
+def _hold(install: Install, new: ListingVersion, note: str, *, state: str = HELD) -> str:
+    """Keep the install where it is (and archive its trial copy), say why on its row and in
+    the audit log, and tell the installing workspace's owners and admins (once per install and
+    version)."""
+    services.install_trial_discard(install)
+    install.auto_state = state
     install.auto_note = note[:600]
     install.save(update_fields=_FIELDS)
     audit.record(
@@ -174,13 +199,14 @@ def _hold(install: Install, new: ListingVersion, note: str) -> str:
             workspace_id=workspace.pk,
         ),
     )
-    return HELD
+    return state
 
 
 @transaction.atomic
 def auto_upgrade_step(*, install_id: int) -> str:
     """Move one install one step towards its listing's current version; returns where it is:
-    "off", "current", "evaluating", "upgraded" or "held"."""
+    "off", "current", "evaluating", "upgraded", "held", "unpaid" (held until bought) or
+    "moved" (a newer version was approved during the step: the next sweep starts over)."""
     install = (
         Install.objects.select_for_update(of=("self",))
         .select_related("listing", "version", "workspace")
@@ -192,9 +218,12 @@ def auto_upgrade_step(*, install_id: int) -> str:
     listing = install.listing
     new = listing.current_version
     if new is None or not listing.is_public or new.pk == install.version_id:
+        if install.auto_trial:
+            services.install_trial_discard(install)
+            install.save(update_fields=_FIELDS)
         return "current"
     if install.auto_version_id != new.pk:  # a version not seen yet: start over for it
-        _trial_discard(install)
+        services.install_trial_discard(install)
         install.auto_version = new
         install.auto_state, install.auto_evaluation_id, install.auto_note = "", None, ""
         install.auto_trial = {}
@@ -213,9 +242,16 @@ def auto_upgrade_step(*, install_id: int) -> str:
     try:
         pricing.install_require_purchase(workspace_id=install.workspace_id, version=new)
     except pricing.PurchaseRequired as exc:
+        if install.auto_state == UNPAID:  # still no purchase: said so already
+            return UNPAID
         return _hold(
-            install, new, f"Version {new.number} was not installed automatically: {exc.message}"
+            install,
+            new,
+            f"Version {new.number} was not installed automatically: {exc.message}",
+            state=UNPAID,
         )
+    if install.auto_state == UNPAID:  # bought since: go on
+        install.auto_state, install.auto_note = "", ""
     gated = False
     with schema_context(install.workspace.schema_name):
         if gate_policy().require_for_upgrade:
@@ -223,8 +259,16 @@ def auto_upgrade_step(*, install_id: int) -> str:
             waiting = _gate(access, install, new, stays)
             if waiting is not None:
                 return waiting
+    services.install_trial_discard(install)  # e.g. the gate switched off mid-evaluation
     try:
-        services.upgrade(access=access, install=install)
+        services.upgrade(access=access, install=install, expected_version_id=new.pk)
+    except Conflict as exc:
+        if Listing.objects.filter(pk=listing.pk, current_version_id=new.pk).exists():
+            return _hold(
+                install, new, f"Version {new.number} could not be installed: {exc.message}"
+            )
+        install.save(update_fields=_FIELDS)
+        return MOVED  # a newer version was approved meanwhile: never installed unchecked
     except ApplicationError as exc:
         return _hold(install, new, f"Version {new.number} could not be installed: {exc.message}")
     after = f" after evaluation #{install.auto_evaluation_id} passed" if gated else ""
@@ -248,9 +292,18 @@ def _gate(access: Access, install: Install, new: ListingVersion, stays: str) -> 
                 f"Version {new.number} was not installed automatically: this workspace requires "
                 f"a passing evaluation first and no suite is chosen for this install; {stays}.",
             )
-        install.auto_trial = _trial_create(access, install, new)
-        target = {f"{install.auto_trial['kind']}_id": install.auto_trial["id"]}
-        started = evaluation_start(access=access, suite_id=install.gate_suite_id, **target)
+        try:
+            with transaction.atomic():  # the trial copy and its evaluation, or neither
+                trial = _trial_create(access, install, new)
+                target: dict[str, Any] = {f"{trial['kind']}_id": trial["id"]}
+                started = evaluation_start(access=access, suite_id=install.gate_suite_id, **target)
+        except ApplicationError as exc:
+            return _hold(
+                install,
+                new,
+                f"Version {new.number} could not be evaluated: {exc.message.rstrip('.')}; {stays}.",
+            )
+        install.auto_trial = trial
         install.auto_state = EVALUATING
         install.auto_evaluation_id = started.pk
         install.auto_note = (
@@ -260,8 +313,16 @@ def _gate(access: Access, install: Install, new: ListingVersion, stays: str) -> 
         return EVALUATING
     evaluation = Evaluation.objects.filter(pk=install.auto_evaluation_id or 0).first()
     if evaluation is not None and not evaluation.finished:
-        return EVALUATING
-    _trial_discard(install)
+        if timezone.now() - evaluation.created_at < GATE_TIMEOUT:
+            return EVALUATING
+        hours = int(GATE_TIMEOUT.total_seconds() // 3600)
+        return _hold(
+            install,
+            new,
+            f"Evaluation #{evaluation.pk} of version {new.number} did not end within {hours} "
+            f"hours; {stays}.",
+        )
+    services.install_trial_discard(install)
     if evaluation is None:
         return _hold(install, new, f"The evaluation of version {new.number} was deleted; {stays}.")
     if evaluation.status == Evaluation.Status.PASSED:
@@ -291,26 +352,3 @@ def _trial_create(access: Access, install: Install, new: ListingVersion) -> dict
         .values_list("pk", flat=True)
     )
     return {"kind": kind, "id": object_id, "agents": agents}
-
-
-def _trial_discard(install: Install) -> None:
-    """Archive the trial copy, if any (its evaluation and runs stay)."""
-    trial = install.auto_trial or {}
-    if not trial:
-        return
-    access = _acting_access(install)
-    install.auto_trial = {}
-    if access is None:
-        return
-    with schema_context(install.workspace.schema_name):
-        if trial["kind"] == Listing.Kind.WORKFLOW:
-            workflow = Workflow.objects.filter(pk=trial["id"], archived_at__isnull=True).first()
-            if workflow is not None:
-                with contextlib.suppress(ApplicationError):
-                    workflow_archive(access=access, workflow=workflow)
-        agent_ids = [*trial.get("agents", [])]
-        if trial["kind"] == Listing.Kind.AGENT:
-            agent_ids.append(trial["id"])
-        for agent_id in agent_ids:
-            with contextlib.suppress(ApplicationError):
-                agent_archive(access=access, agent_id=agent_id)

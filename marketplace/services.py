@@ -20,7 +20,7 @@ from django_tenants.utils import schema_context
 
 from agents.models import Agent
 from agents.services import agent_archive, agent_update
-from core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.exceptions import ApplicationError, Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.queue import enqueue
 from evals.selectors import latest_passed_score
 from evals.services import publish_gate_check
@@ -43,7 +43,7 @@ from marketplace.search_index import index_listing
 from notifications.kinds import Kind
 from notifications.services import Event, notify_on_commit
 from tenants import audit
-from tenants.models import Workspace
+from tenants.models import Role, Workspace
 from tenants.permissions import Access, Perm
 from workflows import agent_refs
 from workflows.models import Workflow, WorkflowVersion
@@ -610,9 +610,42 @@ def _upgrade_workflow(access: Access, install: Install, new: ListingVersion) -> 
     Workflow.objects.filter(pk=workflow.pk).update(listing_version_id=new.pk)
 
 
+def install_trial_discard(install: Install) -> None:
+    """Archive the trial copy an automatic upgrade is evaluating for `install`, if any (its
+    evaluation and runs stay), and forget it on the row (the caller saves). The platform's own
+    cleanup: it acts with nobody's role, so it works after the person who turned automatic
+    upgrades on left or was demoted."""
+    trial = install.auto_trial or {}
+    install.auto_trial = {}
+    if not trial:
+        return
+    system = Access(workspace=install.workspace, role=Role.OWNER)
+    with schema_context(install.workspace.schema_name):
+        if trial["kind"] == Listing.Kind.WORKFLOW:
+            workflow = Workflow.objects.filter(pk=trial["id"], archived_at__isnull=True).first()
+            if workflow is not None:
+                with contextlib.suppress(ApplicationError):  # deleted meanwhile
+                    workflow_archive(access=system, workflow=workflow)
+        agent_ids = [*trial.get("agents", [])]
+        if trial["kind"] == Listing.Kind.AGENT:
+            agent_ids.append(trial["id"])
+        for agent_id in agent_ids:
+            with contextlib.suppress(ApplicationError):  # deleted by hand: nothing to archive
+                agent_archive(access=system, agent_id=agent_id)
+
+
+def _stop_automatic_evaluation(install: Install) -> None:
+    """An install upgraded or uninstalled by hand: the evaluation of its trial copy is moot."""
+    if install.auto_trial:
+        install_trial_discard(install)
+        install.auto_state, install.auto_note = "", ""
+        install.save(update_fields=["auto_trial", "auto_state", "auto_note"])
+
+
 @transaction.atomic
-def upgrade(*, access: Access, install: Install) -> Install:
-    """Move an install to the listing's current version: a new version of the copy."""
+def upgrade(*, access: Access, install: Install, expected_version_id: int | None = None) -> Install:
+    """Move an install to the listing's current version: a new version of the copy. With
+    `expected_version_id`, only to that version (Conflict when the listing has moved on)."""
 
     access.require(Perm.BUILD)
     locked = _locked_install(access, install)
@@ -621,6 +654,11 @@ def upgrade(*, access: Access, install: Install) -> Install:
         raise NotFound("This listing is not available.")
     if new.pk == locked.version_id:
         raise Conflict(f"Already on the latest version ({new.number}).")
+    if expected_version_id is not None and new.pk != expected_version_id:
+        raise Conflict(
+            f"The listing's current version is now version {new.number}, not the one checked."
+        )
+    _stop_automatic_evaluation(locked)
     with schema_context(access.workspace.schema_name):
         if locked.object_kind == Listing.Kind.AGENT:
             spec = new.definition["agent"]
@@ -654,6 +692,7 @@ def uninstall(*, access: Access, install: Install) -> Install:
 
     access.require(Perm.BUILD)
     locked = _locked_install(access, install)
+    _stop_automatic_evaluation(locked)
     with schema_context(access.workspace.schema_name):
         if locked.object_kind == Listing.Kind.AGENT:
             with contextlib.suppress(NotFound):  # deleted by hand: nothing left to archive

@@ -221,6 +221,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Evaluations nobody works on (a lost message or worker, a re-send that failed to publish):
+    # sent again (evals/services.py, evaluations_recover).
+    "evals-recover-stalled": {
+        "task": "evals.recover_stalled",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "billing-expire-grace": {
         "task": "billing.expire_grace",
         "schedule": crontab(minute="*/15"),

@@ -6,19 +6,24 @@ and the listing score for workflows (service, page and API)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from agents.models import UsageRecord
 from core.exceptions import Conflict, ValidationFailed
 from evals import services
-from evals.models import CaseResult, CaseRun, Evaluation
+from evals.models import CaseResult, CaseRun, Evaluation, Suite
+from evals.tasks import recover_stalled
 from marketplace import services as market
 from marketplace.models import Category, ListingVersion
 from tenants.models import Membership, Role
@@ -424,3 +429,80 @@ def test_the_gate_follows_the_active_version(owner_access: Access) -> None:
             summary="Greets.",
             category_slug="support",
         )
+
+
+# -- one pass and one chain at a time; evaluations nobody works on are sent again -------------
+
+
+def _greeter_evaluation(access: Access, name: str = "Greeter flow") -> Evaluation:
+    workflow = _workflow(access, GREETER, name=name)
+    suite = Suite.objects.first()
+    suite_id = (
+        suite.pk
+        if suite is not None
+        else _suite(access, [{"input": "Ada"}], [{"kind": "regex", "pattern": "Hello"}])
+    )
+    return services.evaluation_start(access=access, suite_id=suite_id, workflow_id=workflow.pk)
+
+
+def test_a_second_delivery_while_a_pass_runs_does_nothing(owner_access: Access) -> None:
+    with schema_context(owner_access.workspace.schema_name):
+        evaluation = _greeter_evaluation(owner_access)
+        key = services.evaluation_lock_key(evaluation.pk)
+        other = connections.create_connection("default")  # the worker doing the first pass
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+            assert services.evaluation_execute(evaluation.pk) is None
+            assert not CaseRun.objects.filter(evaluation=evaluation).exists()
+            with other.cursor() as cursor:  # that pass ends
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        finally:
+            other.close()
+        assert settle(evaluation) == Evaluation.Status.PASSED
+        assert WorkflowRun.objects.count() == 1
+
+
+def test_an_older_chain_of_passes_ends_when_a_newer_one_took_over(
+    owner_access: Access, django_capture_on_commit_callbacks: Any
+) -> None:
+    with schema_context(owner_access.workspace.schema_name):
+        evaluation = _greeter_evaluation(owner_access)
+        with django_capture_on_commit_callbacks(execute=True):  # the pass sends the next one
+            assert services.evaluation_execute(evaluation.pk) == Evaluation.Status.RUNNING
+        first = services.evaluation_chain(evaluation.pk)
+        assert first is not None
+        # A redelivered first message does a pass and takes the chain over ...
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.evaluation_execute(evaluation.pk) == Evaluation.Status.RUNNING
+        newer = services.evaluation_chain(evaluation.pk)
+        assert newer not in (None, first)
+        # ... so the older chain's next message does nothing and sends nothing.
+        with django_capture_on_commit_callbacks(execute=False) as sent:
+            assert services.evaluation_execute(evaluation.pk, first) is None
+        assert sent == []
+        drain()
+        assert services.evaluation_execute(evaluation.pk, newer) == Evaluation.Status.PASSED
+        assert services.evaluation_chain(evaluation.pk) is None
+        assert WorkflowRun.objects.count() == 1
+
+
+def test_an_evaluation_nobody_works_on_is_sent_again(
+    owner_access: Access, django_capture_on_commit_callbacks: Any
+) -> None:
+    with schema_context(owner_access.workspace.schema_name):
+        polled = _greeter_evaluation(owner_access)
+        with django_capture_on_commit_callbacks(execute=True):  # its chain goes on
+            services.evaluation_execute(polled.pk)
+        lost = _greeter_evaluation(owner_access, name="Other flow")
+        services.evaluation_execute(lost.pk)  # its re-send was never published
+        assert services.evaluations_recover() == []  # too recent to tell
+        long_ago = timezone.now() - services.STALLED_AFTER - timedelta(seconds=1)
+        Evaluation.objects.filter(pk__in=[polled.pk, lost.pk]).update(created_at=long_ago)
+    # the beat task, every minute, in every workspace
+    assert settings.CELERY_BEAT_SCHEDULE["evals-recover-stalled"]["task"] == "evals.recover_stalled"
+    assert recover_stalled() == 1
+    with schema_context(owner_access.workspace.schema_name):
+        assert services.evaluations_recover() == []  # not flooded: once a minute at most
+        drain()
+        assert services.evaluation_execute(lost.pk) == Evaluation.Status.PASSED  # the worker

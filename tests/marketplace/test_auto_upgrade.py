@@ -5,26 +5,36 @@ only (members, viewers, outsiders and anonymous visitors refused)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from accounts.models import User
 from agents.models import Agent
 from agents.services import agent_create, agent_update
-from core.exceptions import PermissionDenied, ValidationFailed
+from billing.models import Plan
+from billing.plans import default_plan
+from core.exceptions import Conflict, PermissionDenied, ValidationFailed
 from evals import services as evals
 from evals.models import Evaluation
 from marketplace import auto_upgrade
 from marketplace import services as market
-from marketplace.models import Category, CreatorAccount, Install, Listing, Publisher
+from marketplace.models import Category, CreatorAccount, Install, Listing, Publisher, Purchase
 from notifications.models import Notification
 from tenants.audit import Action
 from tenants.models import AuditEvent, Membership, Role
+from tenants.permissions import Access
 from tests.helpers.personas import World, access_of, logged_in, make_user
+from tests.helpers.workflows import flow, transform
+from workflows import services as workflow_services
+from workflows.models import Workflow
+from workflows.services import workflow_create
 
 pytestmark = pytest.mark.django_db
 
@@ -321,3 +331,224 @@ def test_members_viewers_outsiders_and_anonymous_cannot(setup: Setup, world: Wor
     assert anonymous.status_code == 302
     assert "/accounts/login/" in anonymous["Location"]
     assert not setup.installed().auto_upgrade
+
+
+# -- ways out: held versions tried again, trial copies archived, limits ------------------------
+
+
+def _trial(setup: Setup) -> Agent:
+    """The trial copy of version 2 the evaluation evaluates."""
+    with schema_context(setup.bravo.workspace.schema_name):
+        return Agent.objects.get(pk=Evaluation.objects.get().agent_id or 0)
+
+
+def _gated_and_evaluating(setup: Setup, access: Access | None = None) -> Agent:
+    setup.gate()
+    suite_id = setup.suite("offline")
+    auto_upgrade.auto_upgrade_set(
+        access=access or setup.bravo, install=setup.install, enabled=True, suite_id=suite_id
+    )
+    setup.new_version()
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    assert setup.installed().auto_state == "evaluating"
+    trial = _trial(setup)
+    assert trial.archived_at is None
+    return trial
+
+
+def test_turning_it_on_again_retries_a_held_version(setup: Setup, world: World) -> None:
+    admin = make_user("admin@bravo.test")
+    Membership.objects.create(user=admin, workspace=world.workspace_b, role=Role.ADMIN)
+    access = access_of(admin, world.workspace_b)
+    auto_upgrade.auto_upgrade_set(access=access, install=setup.install, enabled=True, suite_id=None)
+    Membership.objects.filter(user=admin, workspace=world.workspace_b).update(role=Role.MEMBER)
+    setup.new_version()
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    assert "Turn automatic upgrades on again" in setup.installed().auto_note
+    # the owner does as the note says
+    auto_upgrade.auto_upgrade_set(
+        access=setup.bravo, install=setup.install, enabled=True, suite_id=None
+    )
+    assert setup.installed().auto_note == ""
+    assert auto_upgrade.auto_upgrade_sweep() == 1
+    install = setup.installed()
+    assert install.version.number == 2
+    assert install.auto_note == "Upgraded automatically to version 2."
+
+
+def test_a_paid_version_held_goes_through_once_bought(setup: Setup, settings: Any) -> None:
+    test_a_paid_version_without_a_purchase_is_not_installed(setup, settings)
+    listing = Listing.objects.get()
+    version = listing.current_version
+    assert version is not None
+    Purchase.objects.create(  # what the payment's webhook leaves
+        buyer=setup.bravo.workspace,
+        listing=listing,
+        version=version,
+        publisher=listing.publisher,
+        pricing=version.pricing,
+        unit_amount_cents=version.price_cents,
+        currency=version.currency,
+        fee_percent=Decimal(10),
+        status=Purchase.Status.ACTIVE,
+    )
+    assert auto_upgrade.auto_upgrade_sweep() == 1
+    install = setup.installed()
+    assert install.version.number == 2
+    assert install.auto_note == "Upgraded automatically to version 2."
+    assert _audits(Action.LISTING_AUTO_UPGRADE_HELD) == 1
+
+
+def test_a_version_that_cannot_be_evaluated_is_held(world: World, settings: Any) -> None:
+    """The installing workspace is at its plan's workflow limit: the trial copy cannot be made.
+    The install is held with the reason, once, instead of failing every minute."""
+    Category.objects.get_or_create(slug="support", defaults={"name": "Support"})
+    staff = User.objects.create_superuser(email="mod@platform.test", password="x")
+    alpha = access_of(world.owner, world.workspace_a)
+    bravo = access_of(world.outsider, world.workspace_b)
+    with schema_context(world.workspace_a.schema_name):
+        workflow = workflow_create(
+            access=alpha, name="Greeter", definition=flow([transform("greet", "Hello")], [])
+        )
+
+    def publish() -> None:
+        version = market.listing_publish(
+            access=alpha,
+            kind="workflow",
+            source_id=workflow.pk,
+            title="Greeter",
+            summary="Greets.",
+            category_slug="support",
+        )
+        market.version_approve(user=staff, version=version)
+
+    publish()
+    install = market.install(access=bravo, listing=Listing.objects.get())
+    with schema_context(world.workspace_b.schema_name):
+        evals.gate_policy_set(access=bravo, require_for_publish=False, require_for_upgrade=True)
+        dataset = evals.dataset_import(
+            access=bravo, name="Checks", filename="c.jsonl", data=b'{"input": "hi"}\n'
+        )
+        suite = evals.suite_create(
+            access=bravo,
+            name="Suite",
+            dataset_id=dataset.pk,
+            evaluators_spec=[{"kind": "regex", "pattern": "Hello"}],
+        )
+    auto_upgrade.auto_upgrade_set(access=bravo, install=install, enabled=True, suite_id=suite.pk)
+    with schema_context(world.workspace_a.schema_name):
+        workflow_services.version_save(
+            access=alpha,
+            workflow=workflow,
+            definition=flow([transform("greet", "Hello there")], []),
+            publish=True,
+        )
+    publish()
+    settings.BILLING_QUOTAS = True
+    Plan.objects.filter(pk=default_plan().pk).update(workflows=1)  # bravo has its one
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    held = Install.objects.select_related("version").get(pk=install.pk)
+    assert held.version.number == 1
+    assert held.auto_state == "held"
+    assert held.auto_note == (
+        "Version 2 could not be evaluated: This workspace has 1 workflows, the most its "
+        f"{default_plan().name} plan allows. An owner or admin can upgrade the plan "
+        f"({default_plan().name} now) on the Billing page; this install stays on version 1."
+    )
+    assert _audits(Action.LISTING_AUTO_UPGRADE_HELD) == 1
+    with schema_context(world.workspace_b.schema_name):
+        assert Workflow.objects.count() == 1  # no half-made trial copy
+        assert Evaluation.objects.count() == 0
+
+
+def test_turning_it_off_during_an_evaluation_archives_the_trial(setup: Setup) -> None:
+    _gated_and_evaluating(setup)
+    auto_upgrade.auto_upgrade_set(
+        access=setup.bravo, install=setup.install, enabled=False, suite_id=None
+    )
+    assert _trial(setup).archived_at is not None
+    install = setup.installed()
+    assert (install.auto_state, install.auto_trial, install.version.number) == ("", {}, 1)
+
+
+def test_a_demoted_enabler_during_an_evaluation_archives_the_trial(
+    setup: Setup, world: World
+) -> None:
+    admin = make_user("admin@bravo.test")
+    Membership.objects.create(user=admin, workspace=world.workspace_b, role=Role.ADMIN)
+    _gated_and_evaluating(setup, access_of(admin, world.workspace_b))
+    Membership.objects.filter(user=admin, workspace=world.workspace_b).update(role=Role.MEMBER)
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    install = setup.installed()
+    assert install.auto_state == "held"
+    assert "no longer an owner or admin" in install.auto_note
+    assert _trial(setup).archived_at is not None
+
+
+def test_an_upgrade_by_hand_during_an_evaluation_archives_the_trial(setup: Setup) -> None:
+    _gated_and_evaluating(setup)
+    market.upgrade(access=setup.bravo, install=setup.installed())
+    assert _trial(setup).archived_at is not None
+    assert setup.installed().auto_trial == {}
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+
+
+def test_an_evaluation_that_does_not_end_holds_the_upgrade(setup: Setup) -> None:
+    _gated_and_evaluating(setup)
+    with schema_context(setup.bravo.workspace.schema_name):
+        evaluation = Evaluation.objects.get()  # never run: no worker took it
+        Evaluation.objects.filter(pk=evaluation.pk).update(
+            created_at=timezone.now() - auto_upgrade.GATE_TIMEOUT + timedelta(minutes=1)
+        )
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    assert setup.installed().auto_state == "evaluating"
+    with schema_context(setup.bravo.workspace.schema_name):
+        Evaluation.objects.filter(pk=evaluation.pk).update(
+            created_at=timezone.now() - auto_upgrade.GATE_TIMEOUT - timedelta(minutes=1)
+        )
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    install = setup.installed()
+    assert install.version.number == 1
+    assert install.auto_state == "held"
+    assert install.auto_note == (
+        f"Evaluation #{evaluation.pk} of version 2 did not end within 6 hours; "
+        "this install stays on version 1."
+    )
+    assert _trial(setup).archived_at is not None
+
+
+def test_an_upgrade_goes_only_to_the_version_that_was_checked(setup: Setup) -> None:
+    """The step checked version 2 (its purchase, its evaluation); if version 3 was approved in
+    the meantime, the upgrade is refused rather than installing 3 unchecked."""
+    setup.new_version()
+    v2 = Listing.objects.get().current_version
+    assert v2 is not None
+    setup.new_version()
+    with pytest.raises(Conflict) as refused:
+        market.upgrade(access=setup.bravo, install=setup.install, expected_version_id=v2.pk)
+    assert "version 3" in refused.value.message
+    assert setup.installed().version.number == 1
+    # the sweep starts over for version 3, and checks it (here: nothing to check)
+    auto_upgrade.auto_upgrade_set(
+        access=setup.bravo, install=setup.install, enabled=True, suite_id=None
+    )
+    assert auto_upgrade.auto_upgrade_sweep() == 1
+    assert setup.installed().version.number == 3
+
+
+def test_a_version_approved_after_the_evaluation_passed_is_evaluated_too(setup: Setup) -> None:
+    _gated_and_evaluating(setup)
+    v2_trial = _trial(setup)
+    passed = setup.run_evaluation()
+    assert passed.status == Evaluation.Status.PASSED
+    setup.new_version()  # version 3 approved before the sweep upgrades to 2
+    assert auto_upgrade.auto_upgrade_sweep() == 0
+    install = setup.installed()
+    assert install.version.number == 1  # neither 2 (superseded) nor 3 (unchecked)
+    assert install.auto_state == "evaluating"
+    assert install.auto_note.startswith("Evaluating version 3 (evaluation #")
+    with schema_context(setup.bravo.workspace.schema_name):
+        v2_trial.refresh_from_db()
+        assert v2_trial.archived_at is not None
+        assert Evaluation.objects.exclude(pk=passed.pk).get().finished is False
