@@ -21,8 +21,7 @@ from agents.models import Agent
 from billing.stripe_client import billing_mode, stripe_mode
 from core.exceptions import ApplicationError, NotFound, ServiceUnavailable
 from core.forms import form_add_application_error
-from evals.models import Suite
-from evals.selectors import gate_policy
+from evals.selectors import gate_policy, suites_list
 from marketplace import auto_upgrade, connect, fees, purchases, selectors, services
 from marketplace.models import Category, Listing, ListingVersion, Review
 from marketplace.workspace_forms import (
@@ -48,14 +47,14 @@ def _diff(old: ListingVersion, new: ListingVersion) -> list[str]:
     )
 
 
-def _suites() -> list[tuple[int, str]]:
-    return list(Suite.objects.order_by("name").values_list("pk", "name"))
+def _suites(access: Access) -> list[tuple[int, str]]:
+    return list(suites_list(access=access).order_by("name").values_list("pk", "name"))
 
 
 def _installed_rows(access: Access) -> list[dict[str, Any]]:
     rows = []
     can_manage = access.can(Perm.WORKSPACE_UPDATE)
-    suites = _suites() if can_manage else []
+    suites = _suites(access) if can_manage else []
     for install in selectors.workspace_installs(access=access, definitions=True):
         current = install.listing.current_version
         newer = current is not None and current.number > install.version.number
@@ -294,7 +293,7 @@ def install_upgrade(request: AppRequest, install_id: int) -> HttpResponse:
 def install_auto_upgrade(request: AppRequest, install_id: int) -> HttpResponse:
     access = page_access(request, Perm.WORKSPACE_UPDATE)
     install = selectors.workspace_install(access=access, install_id=install_id)
-    form = AutoUpgradeForm(request.POST, suites=_suites(), prefix=f"auto-{install.pk}")
+    form = AutoUpgradeForm(request.POST, suites=_suites(access), prefix=f"auto-{install.pk}")
     if not form.is_valid():
         messages.error(request, "Choose one of this workspace's evaluation suites.")
         return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
