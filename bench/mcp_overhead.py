@@ -165,9 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         results = anyio.run(measure, base, workspace.slug, agent.pk, secret, args.runs)
 
     rows = {kind: [ms(v) for v in values] for kind, values in results.items()}
-    print(f"{'path':<6} {'runs':>5} {'median ms':>10} {'p95 ms':>9}")
+    baseline = statistics.median(rows["rest"])
+    print(f"{'path':<6} {'runs':>5} {'median ms':>10} {'p95 ms':>9} {'vs rest':>8}")
     for kind, values in rows.items():
-        print(f"{kind:<6} {len(values):>5} {statistics.median(values):>10.1f} {p95(values):>9.1f}")
+        median = statistics.median(values)
+        print(
+            f"{kind:<6} {len(values):>5} {median:>10.1f} {p95(values):>9.1f} "
+            f"{median / baseline:>8.2f}"
+        )
     overhead = statistics.median(rows["mcp"]) - statistics.median(rows["rest"])
     print(f"mcp_overhead_median_ms={overhead:.1f}")
     return 0
