@@ -15,8 +15,8 @@ def test_resolving_an_exposed_agent_takes_a_fixed_number_of_queries(
     agent = make_agent(world)
     secret = make_key(world)
     selectors.exposed_agent(secret=secret, workspace_slug="alpha", agent_id=agent.pk)  # warm
-    # The key with its workspace, the schema switches and the agent (last use written once a
-    # minute at most: not here, after the warm-up).
-    with django_assert_num_queries(4):
+    # The key with its workspace (schema-qualified: no schema switch before it), the switch to
+    # the workspace and the agent (last use written once a minute at most: not after warm-up).
+    with django_assert_num_queries(3):
         target = selectors.exposed_agent(secret=secret, workspace_slug="alpha", agent_id=agent.pk)
     assert target.agent_id == agent.pk

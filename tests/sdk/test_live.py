@@ -29,7 +29,7 @@ from workflows import services as workflow_services
 from workflows.models import Workflow
 
 EVERYTHING = ["workspace.view", "build", "run"]
-GREETING = {
+GREETING: dict[str, Any] = {
     "schema_version": 1,
     "inputs": {"name": {"type": "string", "required": True}},
     "steps": [
@@ -38,6 +38,12 @@ GREETING = {
     ],
     "edges": [{"from": "greet", "to": "shout"}],
     "output": {"text": "{{ steps.shout }}"},
+}
+# An approval first: a run of it waits for a person, so it is still going when cancelled.
+HELD: dict[str, Any] = {
+    **GREETING,
+    "steps": [{"id": "ask", "type": "approval", "config": {"message": "Go?"}}, *GREETING["steps"]],
+    "edges": [{"from": "ask", "to": "greet", "branch": "approved"}, *GREETING["edges"]],
 }
 SCRIPT = Path(sys.executable).parent / "agentmarket"
 
@@ -207,8 +213,14 @@ def test_a_workflow_runs_watched_and_tailed_and_travels_through_export_and_impor
 def test_a_run_is_cancelled_from_the_command_line(
     committed_world: World, asgi_live_server: Any, cli: Cli
 ) -> None:
-    """No worker: the run waits in the queue, and `runs cancel` stops it."""
-    workflow = make_workflow(committed_world)
+    """A run that waits (for an approval, or in the queue when no worker is up) is stopped by
+    `runs cancel`."""
+    with schema_context(committed_world.workspace_a.schema_name):
+        workflow = workflow_services.workflow_create(
+            access=access_of(committed_world.owner, committed_world.workspace_a),
+            name="Greeter",
+            definition=HELD,
+        )
     login(cli, asgi_live_server, make_key(committed_world, EVERYTHING))
     started = cli("workflows", "run", workflow.pk, "--input", "name=Never")
     run_id = int(started.out.split()[2])
