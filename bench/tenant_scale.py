@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.gateway import _admin, drop_database, p95, say  # noqa: E402
+from bench.gateway import admin_sql, drop_database, p95, say  # noqa: E402
 from bench.tenant_provisioning import ProbeMigrations  # noqa: E402
 
 TARGETS = {"noop": 10.0, "additive": 60.0, "provision_p95": 0.2, "conn_mb": 100.0}
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with contextlib.ExitStack() as stack:
         os.environ.update(stack.enter_context(embedded_services(root=ROOT / ".local" / "bench")))
-        _admin("CREATE DATABASE {}", database)
+        admin_sql("CREATE DATABASE {}", database)
         stack.callback(drop_database, database)
         probe = ProbeMigrations(Path(stack.enter_context(tempfile.TemporaryDirectory())))
         os.environ["BENCH_DATABASE_NAME"] = database
