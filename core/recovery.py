@@ -56,6 +56,23 @@ def advisory_key(*parts: object) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def advisory_try_lock(key: int) -> bool:
+    """Take the session advisory lock `key` on this connection, if nobody holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        return bool(cursor.fetchone()[0])
+
+
+def advisory_unlock(key: int) -> None:
+    """Give back the session advisory lock `key`. A connection that went away took its locks
+    with it: nothing to do then."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    except Exception:
+        logger.debug("advisory unlock failed", exc_info=True)
+
+
 _HELD_SQL = (
     "SELECT ((classid::bigint << 32) | objid::bigint) FROM pg_locks "
     "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "

@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -237,20 +237,6 @@ def _enqueue(
 def evaluation_lock_key(evaluation_id: int) -> int:
     """The session advisory lock a pass of the evaluation holds (in the current schema)."""
     return recovery.advisory_key(current_schema(), "evaluation", evaluation_id)
-
-
-def _try_lock(key: int) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        return bool(cursor.fetchone()[0])
-
-
-def _unlock(key: int) -> None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-    except Exception:  # the connection went away, and the lock with it
-        logger.debug("advisory unlock failed", exc_info=True)
 
 
 def _chain_key(evaluation_id: int) -> str:
@@ -524,7 +510,7 @@ def evaluation_execute(evaluation_id: int, chain: str | None = None) -> str | No
     None, doing nothing, when another pass holds the evaluation or `chain` is an older chain's
     token (see the module's docstring)."""
     key = evaluation_lock_key(evaluation_id)
-    if not _try_lock(key):
+    if not recovery.advisory_try_lock(key):
         return None
     try:
         live = evaluation_chain(evaluation_id) if chain is not None else None
@@ -532,7 +518,7 @@ def evaluation_execute(evaluation_id: int, chain: str | None = None) -> str | No
             return None
         return _execute(evaluation_id)
     finally:
-        _unlock(key)
+        recovery.advisory_unlock(key)
 
 
 def _execute(evaluation_id: int) -> str | None:

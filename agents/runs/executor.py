@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -49,20 +49,6 @@ MAX_ATTEMPTS = 3
 
 def run_lock_key(run_id: int) -> int:
     return recovery.advisory_key(current_schema(), "agent-run", run_id)
-
-
-def _try_lock(key: int) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        return bool(cursor.fetchone()[0])
-
-
-def _unlock(key: int) -> None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-    except Exception:  # the connection went away, and the lock with it
-        logger.debug("advisory unlock failed", exc_info=True)
 
 
 def _claim(run_id: int) -> AgentRun | None:
@@ -111,7 +97,7 @@ def _claim(run_id: int) -> AgentRun | None:
 
 def execute_run(run_id: int) -> str | None:
     key = run_lock_key(run_id)
-    if not _try_lock(key):
+    if not recovery.advisory_try_lock(key):
         return None  # a live executor has it: this message is a duplicate
     try:
         run = _claim(run_id)
@@ -119,7 +105,7 @@ def execute_run(run_id: int) -> str | None:
             return None
         return _execute(run)
     finally:
-        _unlock(key)
+        recovery.advisory_unlock(key)
 
 
 def _execute(run: AgentRun) -> str:

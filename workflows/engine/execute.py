@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents.gateway import replay
-from core import metrics, tracing
+from core import metrics, recovery, tracing
 from tenants.schemas import current_schema
 from workflows import events, nodes
 from workflows.engine.dispatch import _after_commit
@@ -70,14 +70,6 @@ def _wait_for_executor(key: int) -> bool:
         return True
     except OperationalError:
         return False
-
-
-def _unlock_executor(key: int) -> None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-    except Exception:  # the connection went away, and the lock with it
-        logger.debug("advisory unlock failed", exc_info=True)
 
 
 @dataclass
@@ -442,4 +434,4 @@ def step_execute(step_id: int) -> str:
         return "done"
     finally:
         if not unlocked:
-            _unlock_executor(key)
+            recovery.advisory_unlock(key)
