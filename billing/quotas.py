@@ -277,6 +277,11 @@ def ai_spend_allowance(view: PlanView | None) -> SpendAllowance | None:
     )
 
 
+# How every refusal of a model call for money begins (here and in agents.gateway.budgets):
+# the embedded chat tells a visitor the chat reached its limit instead of the workspace's figures.
+REFUSAL_PREFIX = "Refused before calling"
+
+
 def ai_spend_refusal_text(
     allowance: SpendAllowance, *, call: str, worst: Decimal, spent: Decimal
 ) -> str:
@@ -285,7 +290,7 @@ def ai_spend_refusal_text(
     left = max(allowance.included_usd - spent, Decimal(0))
     renews = date_format(timezone.localtime(allowance.period_end), "j M Y")
     return (
-        f"Refused before calling {call}: it could cost up to {cost_text(worst)}, and this "
+        f"{REFUSAL_PREFIX} {call}: it could cost up to {cost_text(worst)}, and this "
         f"workspace has {cost_text(left)} left of the {cost_text(allowance.included_usd)} of AI "
         f"spend its {allowance.plan_name} plan includes until {renews}. An owner or admin can "
         "upgrade the plan on the Billing page."

@@ -12,6 +12,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from agents.chat import live
 from agents.embed.tokens import ANONYMOUS_PREFIX
 from agents.models import ChatShare, Conversation, ConversationTurn
+from billing import quotas
 from core.exceptions import NotFound
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
@@ -71,13 +72,12 @@ def visitor_conversation(*, share: ChatShare, end_user_id: str) -> Conversation 
     return Conversation.objects.filter(share=share, end_user_id=end_user_id).first()
 
 
-# A failed turn's reason as a visitor reads it. The budgets' refusals ("Refused before
-# calling …", agents.gateway.budgets) name the workspace's plan and spend figures: for members.
+# A failed turn's reason as a visitor reads it. The budgets' refusals (quotas.REFUSAL_PREFIX,
+# agents.gateway.budgets) name the workspace's plan and spend figures: for members.
 VISITOR_LIMIT_REACHED = (
     "This chat has reached its limit for now and cannot answer new questions. "
     "Please try again later."
 )
-BUDGET_REFUSAL_PREFIX = "Refused before calling"
 
 
 def visitor_turns(*, conversation: Conversation | None) -> list[ConversationTurn]:
@@ -95,7 +95,7 @@ def visitor_turns(*, conversation: Conversation | None) -> list[ConversationTurn
                 logger.warning("embed: could not read turn %s's buffer", turn.pk, exc_info=True)
             else:
                 turn.answer = partial.text
-        elif turn.error.startswith(BUDGET_REFUSAL_PREFIX):
+        elif turn.error.startswith(quotas.REFUSAL_PREFIX):
             turn.error = VISITOR_LIMIT_REACHED
     return turns
 

@@ -66,7 +66,7 @@ def check_before_call(
     worst = max_cost(kind, model, request)
     if run_cap is not None and run_spent + worst > run_cap:
         raise BudgetExceeded(
-            f"Refused before calling {kind}/{model}: it could cost up to ${worst}, and this run "
+            f"{quotas.REFUSAL_PREFIX} {kind}/{model}: it could cost up to ${worst}, and this run "
             f"has ${max(run_cap - run_spent, Decimal(0))} left of its ${run_cap} cap."
         )
     priced = config_cache.price_for(kind, model) is not None
@@ -91,7 +91,7 @@ def _check_workspace_spend(call: str, worst: Decimal, *, priced: bool) -> None:
     if priced:
         allowance = quotas.ai_spend_allowance(config_cache.billing_view())
         if allowance is not None and allowance.paused:  # chat turns and embeddings too
-            raise BudgetExceeded(f"Refused before calling {call}. {allowance.paused}")
+            raise BudgetExceeded(f"{quotas.REFUSAL_PREFIX} {call}. {allowance.paused}")
         if allowance is not None and allowance.capped and worst > 0:
             spent = spend.spend_since(allowance.period_start)
             if spent + worst > allowance.included_usd:
@@ -104,7 +104,7 @@ def _check_workspace_spend(call: str, worst: Decimal, *, priced: bool) -> None:
     spent = spend.spend_since(month_start())
     if spent + worst > cap:
         raise BudgetExceeded(
-            f"Refused before calling {call}: it could cost up to ${worst}, and the "
+            f"{quotas.REFUSAL_PREFIX} {call}: it could cost up to ${worst}, and the "
             f"workspace has ${max(cap - spent, Decimal(0))} left of its "
             f"${cap} monthly budget. An owner can raise it on the Usage page."
         )
