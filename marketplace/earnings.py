@@ -419,6 +419,14 @@ def refundable_cents(*, sale_ref: str) -> int:
     return kept - int(under_way or 0)
 
 
+def purchase_sales(*, purchase_id: int, limit: int) -> list[tuple[LedgerEntry, int]]:
+    """A purchase's latest `limit` sales, each with what may still be refunded of it."""
+    sales = LedgerEntry.objects.filter(purchase_id=purchase_id, kind=Kind.SALE).order_by(
+        "-occurred_at", "-id"
+    )[:limit]
+    return [(sale, refundable_cents(sale_ref=sale.sale_ref)) for sale in sales]
+
+
 def refund_check(
     *, purchase_id: int, sale_ref: str, amount_cents: int, reason: str
 ) -> tuple[Purchase, LedgerEntry, str]:

@@ -478,7 +478,7 @@ class Purchase(models.Model):
         indexes = [models.Index(fields=["publisher", "-created_at"], name="purchase_publisher")]
 
     def __str__(self) -> str:
-        return f"{self.listing} for {self.buyer_id} ({self.get_pricing_display()})"
+        return f"{self.listing} for {self.buyer} ({self.get_pricing_display()})"
 
     @property
     def runnable(self) -> bool:
@@ -570,7 +570,8 @@ class Refund(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Refund {self.pk} of {self.sale_ref}: {self.amount_cents} {self.currency}"
+        amount = f"{(self.amount_cents or 0) / 100:.2f} {self.currency.upper()}"
+        return f"Refund {self.pk} of {self.sale_ref}: {amount}"
 
     @property
     def idempotency_key(self) -> str:

@@ -1,4 +1,5 @@
-"""The back-office for creators' money (imported by MarketplaceConfig.ready()): the ledger
+"""The back-office for creators' money (imported by MarketplaceConfig.ready()): purchases
+(read-only, each sale with what is left to refund and a "Refund" link), the ledger
 (read-only: rows are never changed), payouts (unsent ones with the error and what to do;
 "Retry now", "Cancel payout"), creators' bank payouts (failed ones with what to do) and
 refunds ("Add refund": a purchase, its sale, an amount up to what is left, a reason; "Retry"
@@ -12,20 +13,111 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.utils.html import format_html
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from accounts.models import User
+from billing.stripe_client import stripe_mode
 from core.admin import ReadOnlyAdmin
 from core.exceptions import ApplicationError
 from marketplace import earnings, payouts
 from marketplace.connect import BANK_FIX_STAFF
-from marketplace.models import BankPayout, LedgerEntry, Payout, Refund
+from marketplace.models import BankPayout, LedgerEntry, Payout, Purchase, Refund
 
 
 def _cents(value: int, currency: str) -> str:
     return f"{value / 100:,.2f} {currency.upper()}"
+
+
+SALES_SHOWN = 50  # a per-run purchase has a sale per invoice line: the latest are shown
+
+
+def _refund_url(purchase: Purchase, sale: LedgerEntry, left: int) -> str:
+    query: dict[str, str | int] = {
+        "purchase": purchase.pk,
+        "sale_ref": sale.sale_ref,
+        "amount": f"{left / 100:.2f}",
+    }
+    return f"{reverse('admin:marketplace_refund_add')}?{urlencode(query)}"
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(ReadOnlyAdmin):
+    """Workspaces' purchases of paid listings: where staff find the one to refund. Its page
+    lists its sales (what the buyer paid, the fee, the creator's share, what is left to refund)
+    with a "Refund" link to a refund form filled in for that sale."""
+
+    list_display = ["created_at", "listing", "buyer", "pricing", "price", "status"]
+    list_filter = ["status", "pricing", "currency"]
+    search_fields = [
+        "listing__title",
+        "buyer__name",
+        "buyer__slug",
+        "stripe_checkout_session_id",
+        "stripe_payment_intent_id",
+        "stripe_subscription_id",
+    ]
+    list_select_related = ["listing", "buyer"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "listing",
+        "version",
+        "buyer",
+        "bought_by",
+        "pricing",
+        "price",
+        "fee_percent",
+        "status",
+        "sales",
+        "current_period_end",
+        "activated_at",
+        "first_success_at",
+        "ended_at",
+        "stripe_checkout_session_id",
+        "stripe_payment_intent_id",
+        "stripe_subscription_id",
+        "created_at",
+    )
+
+    @admin.display(description="Price", ordering="unit_amount_cents")
+    def price(self, purchase: Purchase) -> str:
+        return _cents(purchase.unit_amount_cents, purchase.currency)
+
+    @admin.display(description="Sales (latest first) and refunds")
+    def sales(self, purchase: Purchase) -> str:
+        rows = earnings.purchase_sales(purchase_id=purchase.pk, limit=SALES_SHOWN)
+        if not rows:
+            return "No sale recorded yet (Stripe has not confirmed a payment)."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{sale.occurred_at:%Y-%m-%d %H:%M}",
+                    sale.sale_ref,
+                    _cents(sale.gross_cents, sale.currency),
+                    _cents(sale.fee_cents, sale.currency),
+                    _cents(sale.amount_cents, sale.currency),
+                    _cents(left, sale.currency),
+                    format_html('<a href="{}">Refund…</a>', _refund_url(purchase, sale, left))
+                    if left > 0
+                    else "—",
+                )
+                for sale, left in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Date</th><th>Sale</th><th>Buyer paid</th><th>Platform fee"
+            "</th><th>Creator's share</th><th>Left to refund</th><th></th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            body,
+        )
 
 
 @admin.register(LedgerEntry)
@@ -41,6 +133,18 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, entry: LedgerEntry) -> str:
         return _cents(entry.amount_cents, entry.currency)
+
+
+class PayNowForm(forms.Form):
+    days_ahead = forms.IntegerField(
+        label="Days ahead",
+        min_value=0,
+        max_value=payouts.DAYS_AHEAD_MAX,
+        initial=0,
+        help_text="0: as of now, what the hourly tasks would do. In Stripe test mode only, more "
+        "acts as if that many days had passed (e.g. 8 to end a 7-day hold), to try a payout "
+        "without waiting.",
+    )
 
 
 @admin.register(Payout)
@@ -68,6 +172,39 @@ class PayoutAdmin(admin.ModelAdmin):
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, payout: Payout) -> str:
         return _cents(payout.amount_cents, payout.currency)
+
+    def get_urls(self) -> list[URLPattern]:
+        pay_now = path(
+            "pay-now/",
+            self.admin_site.admin_view(self.pay_now_view),
+            name="marketplace_payout_pay_now",
+        )
+        return [pay_now, *super().get_urls()]
+
+    def pay_now_view(self, request: HttpRequest) -> HttpResponse:
+        """GET: the form. POST: end the holds that are over and pay what is available (the
+        hourly tasks, at once; `payouts.creators_pay_now`), then back to the list."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        form = PayNowForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                report = payouts.creators_pay_now(days_ahead=form.cleaned_data["days_ahead"])
+            except ApplicationError as exc:
+                for field, problems in (exc.fields or {"__all__": [exc.message]}).items():
+                    form.add_error(field if field in form.fields else None, problems)
+            else:
+                level = messages.ERROR if report.payouts.failed else messages.SUCCESS
+                self.message_user(request, f"Paid creators {report}.", level)
+                return redirect(reverse("admin:marketplace_payout_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Pay creators now",
+            "opts": self.opts,
+            "form": form,
+            "mode": stripe_mode(),
+        }
+        return TemplateResponse(request, "admin/marketplace/payout/pay_now.html", context)
 
     @admin.display(description="Error and what to do")
     def what_to_do(self, payout: Payout) -> str:
@@ -195,7 +332,7 @@ class RefundAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["sale_ref", "stripe_refund_id", "reason"]
     raw_id_fields = ["purchase"]
-    list_select_related = ["purchase__listing", "by"]
+    list_select_related = ["purchase__listing", "purchase__buyer", "by"]
     actions = ["retry"]
 
     @admin.display(description="Amount", ordering="amount_cents")
@@ -227,7 +364,8 @@ class RefundAdmin(admin.ModelAdmin):
             reason=form.cleaned_data["reason"],
             by=request.user,  # type: ignore[arg-type]
         )
-        obj.pk = refund.pk
+        for field in Refund._meta.concrete_fields:  # the admin's message names what was saved
+            setattr(obj, field.attname, getattr(refund, field.attname))
         obj._state.adding = False
         try:
             earnings.refund_complete(refund_id=refund.pk)

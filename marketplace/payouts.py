@@ -34,12 +34,13 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
-from billing.stripe_client import stripe_client
-from core.exceptions import ValidationFailed
+from billing.stripe_client import stripe_client, stripe_mode
+from core.exceptions import Conflict, ValidationFailed
 from marketplace.earnings import (
     Bucket,
     Kind,
     Leg,
+    earnings_release,
     ledger_append,
     positions,
     publisher_lock,
@@ -300,6 +301,46 @@ def payouts_run(*, now: datetime | None = None) -> PayoutReport:
         sent += done.status == Payout.Status.PAID
         failed += done.status == Payout.Status.PENDING
     return PayoutReport(booked=booked, sent=sent, failed=failed)
+
+
+DAYS_AHEAD_MAX = 60
+
+
+@dataclass(frozen=True)
+class PayNowReport:
+    as_of: datetime
+    released: int  # sales whose hold ended
+    payouts: PayoutReport
+
+    def __str__(self) -> str:
+        return (
+            f"as of {self.as_of:%Y-%m-%d %H:%M} UTC: {self.released} sale(s) became available; "
+            f"{self.payouts.booked} payout(s) booked, {self.payouts.sent} sent, "
+            f"{self.payouts.failed} failed"
+        )
+
+
+def creators_pay_now(*, days_ahead: int = 0, now: datetime | None = None) -> PayNowReport:
+    """What the hourly beat tasks do (end the holds that are over, pay available balances), at
+    once. `days_ahead` acts as if that many days had passed, to see a sale become available and
+    paid without waiting for the hold: Stripe test mode only (real money is never paid early).
+    `manage.py pay_creators` and the Payouts admin's "Pay creators now" call this."""
+    mode = stripe_mode()
+    if mode == "off":
+        raise Conflict("Billing is off: there is no Stripe account to pay creators from.")
+    if not 0 <= days_ahead <= DAYS_AHEAD_MAX:
+        raise ValidationFailed(
+            f"Days ahead: from 0 to {DAYS_AHEAD_MAX} (got {days_ahead}).",
+            fields={"days_ahead": [f"From 0 to {DAYS_AHEAD_MAX}."]},
+        )
+    if days_ahead and mode != "test":
+        raise ValidationFailed(
+            "Days ahead: only in Stripe test mode (real money is not paid early).",
+            fields={"days_ahead": ["Only in Stripe test mode: real money is not paid early."]},
+        )
+    as_of = (now or timezone.now()) + timedelta(days=days_ahead)
+    released = earnings_release(now=as_of)
+    return PayNowReport(as_of=as_of, released=released, payouts=payouts_run(now=as_of))
 
 
 class PayoutNotFinished(Exception):

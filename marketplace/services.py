@@ -769,6 +769,24 @@ def record_run(
 # --- reviews ---------------------------------------------------------------------------------
 
 
+def reviewer_workspaces(*, listing: Listing, workspaces: list[Workspace]) -> list[Workspace]:
+    """Those of `workspaces` that may review `listing` (`review_save`'s rule, for the page's
+    picker): it is installed there and ran at least once; for a paid listing (with billing
+    on), it was also bought there and ran successfully."""
+    allowed = set(
+        Install.objects.filter(
+            listing=listing, workspace__in=workspaces, runs_completed__gte=1
+        ).values_list("workspace_id", flat=True)
+    )
+    if allowed and listing.pricing != Listing.Pricing.FREE and pricing.checkout_active():
+        allowed &= set(
+            Purchase.objects.filter(
+                buyer__in=workspaces, listing=listing, first_success_at__isnull=False
+            ).values_list("buyer_id", flat=True)
+        )
+    return [w for w in workspaces if w.pk in allowed]
+
+
 @transaction.atomic
 def review_save(*, access: Access, listing: Listing, rating: int, text: str = "") -> Review:
     """A workspace's review (one per workspace; saving again edits it). Only a workspace that

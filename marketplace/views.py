@@ -21,7 +21,7 @@ from core.exceptions import ApplicationError, Conflict
 from core.forms import form_add_application_error
 from marketplace import page_cache, purchases, selectors, services
 from marketplace.forms import SearchForm
-from marketplace.models import Category, Install, Listing, Review
+from marketplace.models import Category, Install, Listing, Purchase, Review
 from marketplace.pricing import billing_notice, price_terms
 from marketplace.workspace_forms import FlagForm, InstallForm, ReviewForm, workspace_labels
 from tenants.http import AppRequest
@@ -130,8 +130,14 @@ def _listing_response(
                         options.bought, workspace_labels(holders, mine), strict=True
                     )
                 ],
+                # Checkout came back before Stripe's webhook: the buttons refresh until it has.
+                awaiting_payment=any(
+                    p.status == Purchase.Status.PENDING for _, p in options.bought
+                ),
             )
-        reviewers = [m.workspace for m in runners if m.workspace_id in installed]
+        reviewers = services.reviewer_workspaces(
+            listing=detail, workspaces=[m.workspace for m in runners]
+        )
         if review_form is None and reviewers:
             review_form = ReviewForm(
                 workspaces=reviewers,
@@ -140,7 +146,12 @@ def _listing_response(
             )
         context.update(
             install_form=InstallForm(workspaces=choices, among=mine) if choices else None,
-            installed_in=[label for _, label in workspace_labels(reviewers, mine)],
+            installed_in=[
+                label
+                for _, label in workspace_labels(
+                    [m.workspace for m in runners if m.workspace_id in installed], mine
+                )
+            ],
             review_form=review_form,
             editing_review=bool(review_form is not None and review_form.initial.get("rating")),
             flag_form=flag_form or FlagForm(),
@@ -254,7 +265,9 @@ def listing_review(request: AppRequest, slug: str) -> HttpResponse:
     memberships = _memberships(request.user, Perm.RUN)
     form = ReviewForm(
         request.POST,
-        workspaces=[m.workspace for m in memberships],
+        workspaces=services.reviewer_workspaces(
+            listing=listing, workspaces=[m.workspace for m in memberships]
+        ),
         among=_user_workspaces(request.user),
     )
     if form.is_valid():

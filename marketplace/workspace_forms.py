@@ -83,6 +83,13 @@ class ReviewForm(WorkspaceChoiceForm):
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["workspace"].error_messages["invalid_choice"] = (
+            "This workspace cannot review it: only a workspace that installed it and ran it "
+            "(for a paid listing: bought it and ran it successfully) may."
+        )
+
 
 class FlagForm(forms.Form):
     reason = forms.ChoiceField(

@@ -10,7 +10,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection
 from django.test import Client
 from django.urls import reverse
@@ -166,6 +166,48 @@ def test_the_command_advances_the_clock_in_test_mode(world: World, fake_stripe: 
     call_command("pay_creators", days_ahead=8, stdout=out)
     assert "1 sale(s) became available; 1 payout(s) booked, 1 sent" in out.getvalue()
     assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 2000
+
+
+def test_staff_pay_creators_now_from_the_admin_with_the_test_clock(
+    world: World, fake_stripe: FakeStripe, settings: Any
+) -> None:
+    shop = make_shop(workspace=world.workspace_a)
+    purchase = make_purchase(shop, buyer=world.workspace_b)
+    earnings.sale_record(
+        purchase=purchase, gross_cents=2500, stripe_ref="ch_admin", occurred_at=timezone.now()
+    )
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    listed = client.get(reverse("admin:marketplace_payout_changelist")).content.decode()
+    url = reverse("admin:marketplace_payout_pay_now")
+    assert url in listed
+    assert "Stripe test mode" in client.get(url).content.decode()
+
+    bad = client.post(url, {"days_ahead": "-1"})
+    assert bad.status_code == 200
+    assert "greater than or equal to 0" in bad.content.decode()
+    now = client.post(url, {"days_ahead": "0"}, follow=True)
+    assert "0 sale(s) became available; 0 payout(s) booked" in now.content.decode()
+    assert earnings.balances(publisher_id=shop.publisher.pk)["pending"] == 2000
+
+    paid = client.post(url, {"days_ahead": "8"}, follow=True)
+    assert "1 sale(s) became available; 1 payout(s) booked, 1 sent" in paid.content.decode()
+    assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 2000
+    assert len(_transfers(fake_stripe)) == 1
+
+    # real money is never paid early: live mode refuses the clock, naming the field
+    settings.STRIPE_LIVE_MODE = True
+    settings.STRIPE_LIVE_SECRET_KEY = "sk_live_" + "x" * 24
+    live = client.post(url, {"days_ahead": "8"})
+    assert live.status_code == 200
+    assert "Only in Stripe test mode: real money is not paid early." in live.content.decode()
+    with pytest.raises(CommandError, match="--days-ahead: Only in Stripe test mode"):
+        call_command("pay_creators", days_ahead=8, stdout=StringIO())
+    # members of the platform who are not staff never reach it
+    member = Client()
+    member.force_login(world.owner)
+    assert member.get(url).status_code == 302
 
 
 def test_staff_see_a_failed_payout_with_what_to_do_and_retry_it(

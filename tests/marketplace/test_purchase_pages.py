@@ -62,7 +62,12 @@ def test_owners_buy_through_checkout_and_members_are_told_who_can(
 ) -> None:
     url = reverse("marketplace_listing", kwargs={"slug": paid.slug})
     page = _as(world.outsider).get(url).content.decode()
-    assert "Buy and install · $19.00 one-time" in page
+    # one workspace can buy it: the button names it
+    assert (
+        f'Buy and install for <span class="mk-install__name" title="{world.workspace_b.name}">'
+        f"{world.workspace_b.name}</span> · $19.00 one-time"
+    ) in page
+    assert "hx-trigger" not in page.split('id="listing-actions"')[1].split(">")[0]
     assert "Billing is not active yet" not in page
 
     member = _member_of_b("member")
@@ -81,6 +86,10 @@ def test_owners_buy_through_checkout_and_members_are_told_who_can(
     assert purchase.status == Purchase.Status.PENDING
     again = _as(world.outsider).get(url).content.decode()
     assert "Waiting for Stripe to confirm the payment for Bravo" in again
+    # back from Checkout before Stripe's webhook: the buttons refresh themselves until it lands
+    actions = again.split('id="listing-actions"')[1].split(">")[0]
+    assert 'hx-trigger="every 3s"' in actions
+    assert 'hx-select="#listing-actions"' in actions
 
     # a member cannot buy for bravo, even by posting the form
     refused = _as(member).post(

@@ -10,13 +10,22 @@ publisher not onboarded, Stripe down (503, no half-made purchase), a viewer."""
 from __future__ import annotations
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from django_tenants.utils import schema_context
 
 from accounts.models import User
 from agents.models import AgentRun
 from core.exceptions import Conflict, PermissionDenied, ServiceUnavailable
 from marketplace import services
-from marketplace.models import CreatorAccount, Install, Listing, ListingVersion, Purchase
+from marketplace.models import (
+    CreatorAccount,
+    Install,
+    Listing,
+    ListingVersion,
+    Purchase,
+    Review,
+)
 from marketplace.pricing import PurchaseRequired
 from marketplace.purchases import PurchaseRefused, purchase_cancel, purchase_start
 from tenants.models import Membership, Role
@@ -239,7 +248,23 @@ def test_reviews_of_a_paid_listing_come_only_from_buyers_who_ran_it(shop: Shop) 
 
     with pytest.raises(PermissionDenied, match="bought it and ran it successfully"):
         services.review_save(access=shop.buyer, listing=listing, rating=5)
+    # the page offers no review form, says who may review, and refuses a posted one by field
+    buyer = Client()
+    buyer.force_login(shop.world.outsider)
+    url = reverse("marketplace_listing", kwargs={"slug": listing.slug})
+    page = buyer.get(url).content.decode()
+    assert "mk-review-form" not in page
+    assert "Workspaces that bought it and ran it successfully can review it." in page
+    posted = buyer.post(
+        reverse("marketplace_review", kwargs={"slug": listing.slug}),
+        {"workspace": shop.world.workspace_b.slug, "rating": "5"},
+    )
+    assert posted.status_code == 400
+    assert "This workspace cannot review it" in posted.content.decode()
+    assert not Review.objects.exists()
 
     assert shop.run(agent).status == AgentRun.Status.SUCCEEDED
+    form = buyer.get(url).content.decode().split("mk-review-form")[1].split("</form>")[0]
+    assert f'value="{shop.world.workspace_b.slug}"' in form
     review = services.review_save(access=shop.buyer, listing=listing, rating=4, text="Good.")
     assert review.rating == 4

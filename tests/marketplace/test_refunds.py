@@ -205,3 +205,47 @@ def test_stripe_failing_leaves_the_refund_pending_and_retry_finishes_it_once(
     earnings.refund_complete(refund_id=refund.pk)
     assert fake_stripe.get(charge)["amount_refunded"] == 500
     assert earnings.balances(publisher_id=shop.publisher.pk)["pending"] == 2000 - 400
+
+
+def test_staff_find_a_purchase_and_refund_one_of_its_sales_from_its_page(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _, purchase, charge = _sold(world, fake_stripe)
+    _refund(purchase, 500)
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+
+    # found by the listing's title; read-only
+    listed = client.get(
+        reverse("admin:marketplace_purchase_changelist"), {"q": purchase.listing.title}
+    )
+    assert listed.status_code == 200
+    assert purchase.listing.title in listed.content.decode()
+    assert client.get(reverse("admin:marketplace_purchase_add")).status_code == 403
+    page = client.get(reverse("admin:marketplace_purchase_change", args=[purchase.pk]))
+    html = page.content.decode()
+    assert 'name="_save"' not in html
+    # its sale: paid 25.00, fee 5.00, creator's share 20.00, 20.00 left after the 5.00 refund
+    assert charge in html
+    cells = [f"<td>{money} USD</td>" for money in ("25.00", "5.00", "20.00", "20.00")]
+    assert "".join(cells) in html
+    refund_link = reverse("admin:marketplace_refund_add") + (
+        f"?purchase={purchase.pk}&amp;sale_ref={charge}&amp;amount=20.00"
+    )
+    assert refund_link in html
+
+    # the link opens the refund form filled in for that sale
+    form = client.get(refund_link.replace("&amp;", "&")).content.decode()
+    assert f'value="{purchase.pk}"' in form
+    assert f'value="{charge}"' in form
+    assert 'value="20.00"' in form
+    done = client.post(
+        reverse("admin:marketplace_refund_add"),
+        {"purchase": purchase.pk, "sale_ref": charge, "amount": "20.00", "reason": "asked"},
+    )
+    assert done.status_code == 302
+    assert earnings.refundable_cents(sale_ref=charge) == 0
+    # nothing is left to refund: no link any more
+    html = client.get(reverse("admin:marketplace_purchase_change", args=[purchase.pk]))
+    assert "Refund…" not in html.content.decode()

@@ -1,5 +1,6 @@
 """Run the creators' money tasks now, optionally as of a later moment (test mode: advance the
-clock past the hold to see a sale become available and paid).
+clock past the hold to see a sale become available and paid). The Payouts admin's "Pay
+creators now" does the same from the back-office.
 
     manage.py pay_creators                 # what the hourly beat tasks do
     manage.py pay_creators --days-ahead 8  # as if 8 days had passed (refused in live mode)
@@ -7,15 +8,12 @@ clock past the hold to see a sale become available and paid).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
-from billing.stripe_client import stripe_mode
-from marketplace.earnings import earnings_release
-from marketplace.payouts import payouts_run
+from core.exceptions import ApplicationError
+from marketplace.payouts import creators_pay_now
 
 
 class Command(BaseCommand):
@@ -30,16 +28,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        days = options["days_ahead"]
-        mode = stripe_mode()
-        if mode == "off":
-            raise CommandError("Billing is off: there is no Stripe account to pay creators from.")
-        if days and mode != "test":
-            raise CommandError("--days-ahead: only in Stripe test mode (real money is not early).")
-        now = timezone.now() + timedelta(days=days)
-        released = earnings_release(now=now)
-        report = payouts_run(now=now)
-        self.stdout.write(
-            f"as of {now:%Y-%m-%d %H:%M} UTC: {released} sale(s) became available; "
-            f"{report.booked} payout(s) booked, {report.sent} sent, {report.failed} failed"
-        )
+        try:
+            report = creators_pay_now(days_ahead=options["days_ahead"])
+        except ApplicationError as exc:
+            problem = exc.fields.get("days_ahead")
+            raise CommandError(f"--days-ahead: {problem[0]}" if problem else exc.message) from exc
+        self.stdout.write(str(report))
