@@ -149,7 +149,13 @@ class RunStarting:
     kind: Literal["agent", "workflow"]
     schema_name: str
     listing_version_id: int
+    # Where it is about to answer: "run" (an agent or workflow run: the only place a per-run
+    # purchase is charged), "chat" (a member's conversation turn), "shared_chat" (a visitor of
+    # an embedded or shared chat), "evaluation" (an agent evaluation's case, answered without a
+    # run), "step" (an agent step of another workflow's run).
+    surface: Literal["run", "chat", "shared_chat", "evaluation", "step"] = "run"
 
 
-# The marketplace refuses (402) a paid listing's copy without a runnable purchase.
+# The marketplace refuses (402) a paid listing's copy without a runnable purchase, and a
+# per-run purchase's copy anywhere but in a run (only runs are charged).
 run_starting: Veto[RunStarting] = Veto("run_starting")

@@ -187,27 +187,31 @@ class Command(BaseCommand):
             call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
             call_command("migrate_workspaces", verbosity=0)  # the template first, then the rest
             embedded_database = "DATABASE_URL" in env
-            if options["seed"] or (embedded_database and not options["no_seed"]):
+            seeded = options["seed"] or (embedded_database and not options["no_seed"])
+            if seeded:
                 call_command("seed_demo")
             elif not options["no_seed"]:
                 self.stdout.write("• Demo seed skipped: DATABASE_URL is set (use --seed to force).")
             connections.close_all()
             child_env = child_environment(env, host=options["host"], port=options["port"])
             if emulate:
-                self._billing_setup(child_env)
+                self._billing_setup(child_env, seeded=seeded)
             self._serve(child_env, options, extra)
 
-    def _billing_setup(self, child_env: dict[str, str]) -> None:
+    def _billing_setup(self, child_env: dict[str, str], *, seeded: bool) -> None:
         """Mirror the plans to the emulator and register the dev server's webhook endpoint
         with it (so its events reach dj-stripe's view), in processes that read the emulator's
-        settings from their environment like the server and worker do. A failure is reported,
-        not fatal: the platform still runs, and the commands can be run again by hand."""
+        settings from their environment like the server and worker do; after the demo seed,
+        add its paid listing (whose summary is shown). A failure is reported, not fatal: the
+        platform still runs, and the commands can be run again by hand."""
         self.stdout.write("• Mirroring the plans to the Stripe emulator and registering webhooks…")
-        for command in (
+        commands = [
             ["billing_sync_plans"],
             ["billing_webhook_endpoint", "--url", child_env["SITE_URL"]],
-            ["seed_demo_shop"],  # the paid demo listing (needs the emulator)
-        ):
+        ]
+        if seeded:  # the paid demo listing: needs the emulator and the demo's logins
+            commands.append(["seed_demo_shop"])
+        for command in commands:
             done = subprocess.run(
                 [sys.executable, "manage.py", *command, "-v", "0"],
                 cwd=settings.BASE_DIR,
@@ -221,6 +225,8 @@ class Command(BaseCommand):
                     f"  {command[0]} failed; billing test mode may not work fully:\n"
                     + (done.stderr.strip() or done.stdout.strip())
                 )
+            elif command[0] == "seed_demo_shop" and done.stdout.strip():
+                self.stdout.write(done.stdout.rstrip())
 
     def _serve(
         self, child_env: dict[str, str], options: dict[str, Any], extra: list[Child]
