@@ -584,8 +584,19 @@ def _workspace_id(schema_name: str) -> int | None:
     return Workspace.objects.filter(schema_name=schema_name).values_list("pk", flat=True).first()
 
 
+OFF_RUN = {
+    "chat": "in a chat",
+    "shared_chat": "in a shared or embedded chat",
+    "evaluation": "an evaluation's cases (they are not runs)",
+    "step": "as a step of another workflow",
+}
+
+
 def run_gate(event: RunStarting) -> None:
-    """core.hooks.run_starting: a paid listing's copy needs a runnable purchase (402)."""
+    """core.hooks.run_starting: a paid listing's copy needs a runnable purchase (402); a per-run
+    purchase's copy answers only in runs (`event.surface == "run"`), the only place a success
+    is charged, and stops when an invoice of per-run charges is unpaid past the grace period.
+    What the purchase says decides, not the copy's version (an upgrade keeps the purchase)."""
     if not checkout_active():
         return
     version = (
@@ -596,8 +607,17 @@ def run_gate(event: RunStarting) -> None:
     listing = version.listing
     buyer_id = _workspace_id(event.schema_name)
     purchases = Purchase.objects.filter(buyer_id=buyer_id, listing=listing)
-    if purchases.filter(status__in=RUNNABLE).exists():
-        if version.pricing == Listing.Pricing.PER_RUN and (since := _unpaid_since(buyer_id)):
+    runnable = purchases.filter(status__in=RUNNABLE).first()
+    if runnable is not None:
+        if runnable.pricing != Purchase.Pricing.PER_RUN:
+            return
+        if event.surface != "run":
+            raise PurchaseRequired(
+                f"“{listing.title}” is bought per successful run ({price_terms(runnable)}), and "
+                f"only runs are charged: it cannot answer {OFF_RUN[event.surface]}. Run it from "
+                "its page, the API or its own workflow instead."
+            )
+        if since := _unpaid_since(buyer_id):
             raise PurchaseRequired(
                 f"“{listing.title}” is charged per run, and an invoice of this workspace's "
                 f"per-run charges has been unpaid since {since:%Y-%m-%d} (past the "
