@@ -15,7 +15,7 @@ from django_tenants.utils import schema_context
 from agents.gateway.budgets import BudgetExceeded
 from agents.models import Agent, AgentRun, UsageRecord, WorkspaceBudget
 from agents.services import agent_create, agent_run_start
-from marketplace.models import Category, Listing, Publisher, Purchase, RunCharge
+from marketplace.models import Category, Publisher, Purchase, RunCharge
 from tests.fakes import FakeStripe
 from tests.helpers.agents import run_now
 from tests.helpers.marketplace import make_listing

@@ -119,9 +119,7 @@ def test_a_per_run_purchase_upgraded_to_a_one_time_version_still_shows_its_per_r
     _buy(world, listing, Purchase.Pricing.PER_RUN, 25)
     agent = _upgraded_copy(world, listing, "one_time", 1900)
 
-    assert _notice(world, agent, django_assert_num_queries).startswith(
-        "$0.25 per successful run"
-    )
+    assert _notice(world, agent, django_assert_num_queries).startswith("$0.25 per successful run")
 
 
 @pytest.mark.parametrize("pricing", [Purchase.Pricing.ONE_TIME, Purchase.Pricing.MONTHLY])
