@@ -49,13 +49,16 @@ def billing_notice(listing: Listing) -> str:
     )
 
 
-def per_run_notice(version: ListingVersion) -> str:
-    """What the run form of a per-run listing's copy says before every run; "" otherwise."""
-    if version.pricing != Listing.Pricing.PER_RUN or not checkout_active():
+def per_run_notice(purchase: Purchase | None) -> str:
+    """What the run form of a copy says before every run when its workspace's runnable purchase
+    (`purchase`) is per run: that purchase's price, which is what each run is charged (an
+    upgrade to a version at another price or pricing keeps the purchase). "" for a one-time or
+    monthly purchase (whatever the copy's version says), none, or while checkout is off."""
+    if purchase is None or purchase.pricing != Purchase.Pricing.PER_RUN or not checkout_active():
         return ""
     return (
-        f"${version.price_cents / 100:,.2f} per successful run, added to this workspace's next "
-        "invoice; failed runs are not charged."
+        f"{price_terms(purchase)}, added to this workspace's next invoice (an answer from the "
+        "response cache is a successful run too); failed and cancelled runs are not charged."
     )
 
 

@@ -38,15 +38,21 @@ from typing import Any
 import stripe
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
-from django.db.models import Case, Max, Min, Q, QuerySet, Sum, Value, When
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, Exists, Max, Min, OuterRef, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
+from django.utils.formats import date_format
 
+from agents.gateway import budgets, config_cache, spend
+from agents.gateway.budgets import BudgetExceeded
+from agents.models import AgentRun
+from billing import quotas
 from billing.meter import permanent_refusal, retry_at
 from billing.models import WorkspacePlan
 from billing.stripe_client import billing_mode, stripe_client, stripe_errors
 from billing.subscriptions import customer_ensure
 from core.exceptions import ApplicationError, Conflict, NotFound, ServiceUnavailable
+from core.formatting import cost_text
 from core.hooks import RunFinished, RunStarting
 from core.queue import enqueue
 from core.recovery import advisory_key
@@ -55,7 +61,9 @@ from marketplace.models import Listing, ListingVersion, Purchase, RunCharge
 from marketplace.pricing import PurchaseRequired, checkout_active, listing_path, price_terms
 from tenants.models import Membership, Workspace
 from tenants.permissions import Access, Perm
+from tenants.schemas import each_live_workspace, live_workspaces
 from tenants.selectors import access_for_membership
+from workflows.models import RunStatus, WorkflowRun
 
 logger = logging.getLogger(__name__)
 
@@ -595,7 +603,10 @@ OFF_RUN = {
 def run_gate(event: RunStarting) -> None:
     """core.hooks.run_starting: a paid listing's copy needs a runnable purchase (402); a per-run
     purchase's copy answers only in runs (`event.surface == "run"`), the only place a success
-    is charged, and stops when an invoice of per-run charges is unpaid past the grace period.
+    is charged, and stops when an invoice of per-run charges is unpaid past the grace period
+    or when the workspace's AI spend (plan allowance or monthly budget) is used up (402
+    budget_exceeded: a model call would be refused later, but an answer from the response
+    cache would succeed and be charged).
     What the purchase says decides, not the copy's version (an upgrade keeps the purchase)."""
     if not checkout_active():
         return
@@ -624,6 +635,8 @@ def run_gate(event: RunStarting) -> None:
                 f"{settings.BILLING_GRACE_DAYS}-day grace period): an owner or admin can pay it "
                 "from the workspace's Billing page (Manage payment); runs resume once it is paid."
             )
+        if refusal := _spend_used_up(listing.title):
+            raise BudgetExceeded(refusal)
         return
     ended = purchases.filter(status=Purchase.Status.ENDED).exclude(activated_at=None).exists()
     how = "renew it" if ended else "buy it"
@@ -903,3 +916,129 @@ def run_charges_invoice(client: stripe.StripeClient, *, now: datetime | None = N
             logger.info("run charges of workspace %s invoiced: %s", workspace_id, invoice_id)
             made += 1
     return made
+
+
+# --- charges whose run_finished was never heard ------------------------------------------------
+
+# How far back the sweep looks, and how long it leaves a finished run to its own hook first.
+RECONCILE_WINDOW = timedelta(days=7)
+RECONCILE_GRACE = timedelta(minutes=5)
+RECONCILE_BATCH = 500
+
+
+def _uncharged_runs(
+    purchase: Purchase, *, since: datetime, until: datetime, limit: int
+) -> list[int]:
+    """The ids of the succeeded runs of `purchase`'s copies (in the current, buyer's schema)
+    that finished in [since, until) and have no charge of it: one query."""
+    versions = ListingVersion.objects.filter(listing_id=purchase.listing_id).values("pk")
+    charged = RunCharge.objects.filter(purchase_id=purchase.pk, run_id=OuterRef("pk"))
+    runs: QuerySet[AgentRun] | QuerySet[WorkflowRun]
+    if purchase.listing.kind == Listing.Kind.AGENT:
+        runs = AgentRun.objects.filter(
+            status=AgentRun.Status.SUCCEEDED, agent__listing_version_id__in=versions
+        )
+    else:
+        runs = WorkflowRun.objects.filter(
+            status=RunStatus.SUCCEEDED, workflow__listing_version_id__in=versions
+        )
+    missed = (
+        runs.filter(finished_at__gte=since, finished_at__lt=until)
+        .exclude(Exists(charged))
+        .order_by("finished_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    return list(missed[:limit])
+
+
+def run_charges_reconcile(*, now: datetime | None = None, batch_size: int = RECONCILE_BATCH) -> int:
+    """Record the per-run charges `run_charge_record` missed: a worker that died between a
+    run's committed success and the hook, or a database error inside the hook (hooks never
+    raise), leaves a succeeded run without its charge. For each runnable per-run purchase, the
+    succeeded runs of its copies in the buyer's schema that finished after the purchase was
+    activated, within RECONCILE_WINDOW and at least RECONCILE_GRACE ago (the hook's own time),
+    with no charge, get one: the same row the hook writes (one per purchase and run,
+    `ignore_conflicts`, idempotency key `per-run-<purchase>-<run>`), so a charge the hook writes
+    meanwhile is not doubled. Failed and cancelled runs are never charged. At most
+    `batch_size` runs per purchase and pass (the next pass takes the rest). A purchase that is
+    no longer runnable is left alone (what it missed is not charged after it ended). Returns
+    how many charges were recorded; nothing while billing is off."""
+    if not checkout_active():
+        return 0
+    now = now or timezone.now()
+    by_buyer: dict[int, list[Purchase]] = {}
+    for purchase in (
+        Purchase.objects.filter(pricing=Purchase.Pricing.PER_RUN, status__in=RUNNABLE)
+        .select_related("listing")
+        .order_by("buyer_id", "pk")
+    ):
+        by_buyer.setdefault(purchase.buyer_id, []).append(purchase)
+    recorded = 0
+    for workspace in each_live_workspace(live_workspaces().filter(pk__in=by_buyer).order_by("pk")):
+        for purchase in by_buyer[workspace.pk]:
+            since = max(now - RECONCILE_WINDOW, purchase.activated_at or purchase.created_at)
+            try:
+                missed = _uncharged_runs(
+                    purchase, since=since, until=now - RECONCILE_GRACE, limit=batch_size
+                )
+                if not missed:
+                    continue
+                amount = purchase.unit_amount_cents
+                RunCharge.objects.bulk_create(
+                    [
+                        RunCharge(purchase=purchase, run_id=run, amount_cents=amount)
+                        for run in missed
+                    ],
+                    ignore_conflicts=True,
+                )
+                Purchase.objects.filter(pk=purchase.pk, first_success_at=None).update(
+                    first_success_at=now
+                )
+            except DatabaseError:
+                logger.exception(
+                    "per-run charges of purchase %s not reconciled (schema %s)",
+                    purchase.pk,
+                    workspace.schema_name,
+                )
+                continue
+            logger.warning(
+                "per-run charges recorded by the reconciliation sweep (their run_finished hook "
+                "was not heard): purchase %s, %s run(s): %s",
+                purchase.pk,
+                len(missed),
+                missed[:20],
+            )
+            recorded += len(missed)
+    if recorded:
+        transaction.on_commit(_flush_soon, robust=True)
+    return recorded
+
+
+def _spend_used_up(title: str) -> str:
+    """Why a per-run copy's run is refused before it starts (run_gate), or "": the workspace's
+    AI spend is used up, read as the gateway reads it before a model call (billing.quotas'
+    allowance of a plan without overage, then the workspace's monthly budget). The model call
+    would be refused anyway, but an answer from the response cache costs no AI spend and would
+    succeed and be charged: a spent budget stops the listing's charges too."""
+    charged = f"“{title}” is charged per successful run"
+    allowance = quotas.ai_spend_allowance(config_cache.billing_view())
+    if allowance is not None and allowance.capped:
+        spent = spend.spend_since(allowance.period_start)
+        if spent >= allowance.included_usd:
+            renews = date_format(timezone.localtime(allowance.period_end), "j M Y")
+            return (
+                f"{charged}, and this workspace has used all {cost_text(allowance.included_usd)} "
+                f"of AI spend its {allowance.plan_name} plan includes until {renews}: its runs "
+                "are refused until then, answers from the response cache included. An owner or "
+                "admin can upgrade the plan on the Billing page."
+            )
+    cap = config_cache.monthly_cap()
+    if cap is not None:
+        spent = spend.spend_since(budgets.month_start())
+        if spent >= cap:
+            return (
+                f"{charged}, and this workspace has used all of its {cost_text(cap)} monthly AI "
+                "budget: its runs are refused until next month, answers from the response cache "
+                "included. An owner can raise the budget on the Usage page."
+            )
+    return ""

@@ -9,7 +9,12 @@ from billing.stripe_client import secret_key, stripe_client
 from marketplace.auto_upgrade import auto_upgrade_sweep
 from marketplace.earnings import earnings_release
 from marketplace.payouts import payouts_run
-from marketplace.purchases import FLUSH_TASK, run_charges_flush, run_charges_invoice
+from marketplace.purchases import (
+    FLUSH_TASK,
+    run_charges_flush,
+    run_charges_invoice,
+    run_charges_reconcile,
+)
 from marketplace.services import AUTO_UPGRADE_TASK
 
 
@@ -34,6 +39,17 @@ def invoice_run_charges() -> int:
     if not secret_key():
         return 0
     return run_charges_invoice(stripe_client())
+
+
+@shared_task(  # type: ignore[untyped-decorator, unused-ignore]
+    name="marketplace.reconcile_run_charges", max_retries=0, ignore_result=True
+)
+def reconcile_run_charges() -> int:
+    """Hourly: record the per-run charges of succeeded runs whose run_finished hook was never
+    heard (a worker lost between the run's commit and the hook, a failing hook); returns how
+    many (logged as a warning when any). Safe to overlap or repeat: one charge per purchase and
+    run (marketplace/purchases.py `run_charges_reconcile`). Nothing while billing is off."""
+    return run_charges_reconcile()
 
 
 @shared_task(  # type: ignore[untyped-decorator, unused-ignore]

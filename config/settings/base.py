@@ -259,6 +259,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Per-run charges whose run_finished hook was lost (a worker died after the run's commit):
+    # recorded from the runs themselves (the last 7 days).
+    "marketplace-reconcile-run-charges": {
+        "task": "marketplace.reconcile_run_charges",
+        "schedule": crontab(minute=17),
+        "options": {"expires": 3000},
+    },
     "billing-expire-comps": {
         "task": "billing.expire_comps",
         "schedule": crontab(minute="7,37"),  # a comp ends at midnight: within half an hour

@@ -8,6 +8,7 @@ from marketplace import pricing
 from marketplace.markdown import render_markdown
 from marketplace.models import Listing, ListingVersion, Purchase
 from marketplace.pricing import price_label
+from tenants.schemas import current_schema
 
 register = template.Library()
 
@@ -38,15 +39,27 @@ def billing_notice(listing: Listing | None) -> dict[str, str]:
 
 @register.inclusion_tag("marketplace/_billing_notice.html")
 def installed_billing_notice(listing_version_id: int | None) -> dict[str, str]:
-    """{% installed_billing_notice agent.listing_version_id %}: the same notice on the pages
-    that run an installed copy, or with billing on, a per-run listing's price before every run
-    (one query, only for a copy of a listing)."""
+    """{% installed_billing_notice agent.listing_version_id %}: on the pages that run an
+    installed copy, the "not charged yet" notice while billing is off, or with billing on, the
+    per-run price of the workspace's purchase (not the copy's version: an upgrade keeps the
+    purchase) before every run. One query, only for a copy of a listing."""
     if not listing_version_id:
         return {"notice": ""}
-    version = ListingVersion.objects.select_related("listing").filter(pk=listing_version_id).first()
-    if version is None:
-        return {"notice": ""}
-    return {"notice": pricing.billing_notice(version.listing) or pricing.per_run_notice(version)}
+    if not pricing.checkout_active():
+        version = (
+            ListingVersion.objects.select_related("listing").filter(pk=listing_version_id).first()
+        )
+        return {"notice": pricing.billing_notice(version.listing) if version else ""}
+    purchase = (
+        Purchase.objects.filter(
+            buyer__schema_name=current_schema(),
+            listing__versions=listing_version_id,
+            status__in=(Purchase.Status.ACTIVE, Purchase.Status.CANCELING),
+        )
+        .only("pricing", "unit_amount_cents", "currency")
+        .first()
+    )
+    return {"notice": pricing.per_run_notice(purchase)}
 
 
 @register.filter(name="example_text")

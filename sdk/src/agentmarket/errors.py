@@ -65,7 +65,11 @@ class AuthenticationFailed(ApiError):
 
 
 class PaymentRequired(ApiError):
-    """402: the workspace's plan allowance is used up."""
+    """402: the request needs money that is not there; `code` says which: "quota_exceeded"
+    (the plan's allowance is used up, or the workspace is read-only after a failed payment),
+    "budget_exceeded" (the workspace's AI spend is used up: its monthly budget or what its plan
+    includes) or "purchase_required" (a copy of a paid marketplace listing without an active
+    purchase). `message` names the limit or listing and how to lift it (docs/api.md)."""
 
 
 class PermissionDenied(ApiError):
