@@ -194,7 +194,7 @@ def test_a_dispute_before_its_sale_is_recorded_is_retried_then_freezes_it(
 
 
 def test_a_dispute_of_a_payment_that_is_not_a_purchase_is_left_alone(
-    fake_stripe: FakeStripe,
+    world: World, fake_stripe: FakeStripe
 ) -> None:
     charge = fake_stripe.add_charge(4900, "usd")  # a plan's, or anything else
     dispute = fake_stripe.dispute(charge["id"])

@@ -276,7 +276,9 @@ def test_a_refund_retried_after_stripe_forgot_its_key_is_not_made_twice(
     # given a paid-out sale whose transfer reversal fails (Stripe answers 5xx) after the
     # buyer's refund was made
     shop, purchase, charge, payout = _paid_out(world, fake_stripe)
-    fake_stripe.fail_next(f"/v1/transfers/{payout.stripe_transfer_id}/reversals", 500, times=3)
+    fake_stripe.fail_next(
+        f"/v1/transfers/{payout.stripe_transfer_id}/reversals", status=500, times=3
+    )
     refund = earnings.refund_create(
         purchase_id=purchase.pk, sale_ref="", amount_cents=1000, reason="asked", by=None
     )
@@ -460,7 +462,9 @@ def test_staff_cancel_a_pending_refund_stripe_never_made(
 
 def test_a_refund_stripe_made_cannot_be_canceled(world: World, fake_stripe: FakeStripe) -> None:
     _, purchase, _, payout = _paid_out(world, fake_stripe)
-    fake_stripe.fail_next(f"/v1/transfers/{payout.stripe_transfer_id}/reversals", 500, times=3)
+    fake_stripe.fail_next(
+        f"/v1/transfers/{payout.stripe_transfer_id}/reversals", status=500, times=3
+    )
     refund = earnings.refund_create(
         purchase_id=purchase.pk, sale_ref="", amount_cents=1000, reason="asked", by=None
     )
