@@ -250,8 +250,8 @@ def test_staff_find_a_purchase_and_refund_one_of_its_sales_from_its_page(
     assert done.status_code == 302
     assert earnings.refundable_cents(sale_ref=charge) == 0
     # nothing is left to refund: no link any more
-    html = client.get(reverse("admin:marketplace_purchase_change", args=[purchase.pk]))
-    assert "Refund…" not in html.content.decode()
+    again = client.get(reverse("admin:marketplace_purchase_change", args=[purchase.pk]))
+    assert "Refund…" not in again.content.decode()
 
 
 # --- Fixes after the audit: a refund is made once, refused or canceled cleanly, and never races
