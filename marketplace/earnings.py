@@ -305,11 +305,14 @@ def _take_back(
     key: str,
     stripe_id: str,
     frozen: int = 0,
+    look_first: bool = False,
 ) -> list[Leg]:
     """The rows that take the creator's share of `gross_back` back from `sale`: first `frozen`
     (what a dispute froze), then pending, available, paid. The paid part is reversed from the
-    payout's transfer (idempotency key `<key>-reversal`) or, when Stripe refuses, is a
-    clawback against the available balance. Call holding the publisher's lock."""
+    payout's transfer (idempotency key and `metadata.key` `<key>-reversal`; with `look_first`,
+    when the operation may be older than Stripe keeps keys, a reversal an earlier attempt made
+    is looked up by that metadata and adopted) or, when Stripe refuses, is a clawback against
+    the available balance. Call holding the publisher's lock."""
     share, fee = _share_back(sale, gross_back)
     at = positions(sale.sale_ref)
     left = share
@@ -325,7 +328,11 @@ def _take_back(
             left -= take
     if left:
         transfer = _paid_transfer(sale)
-        reversal = _reverse(transfer, left, sale=sale, key=f"{key}-reversal") if transfer else ""
+        reversal = (
+            _reverse(transfer, left, sale=sale, key=f"{key}-reversal", look_first=look_first)
+            if transfer
+            else ""
+        )
         if reversal:
             legs.append(Leg(Bucket.PAID, Kind.TRANSFER_REVERSAL, -left, stripe_id=reversal))
         else:
@@ -339,14 +346,25 @@ def _take_back(
     return legs
 
 
-def _reverse(transfer_id: str, amount: int, *, sale: LedgerEntry, key: str) -> str:
+def _reverse(
+    transfer_id: str, amount: int, *, sale: LedgerEntry, key: str, look_first: bool = False
+) -> str:
     """Reverse `amount` of the payout transfer; the reversal's id, or "" when Stripe refused
     (the connected account's balance is short). Stripe unreachable raises (nothing is
-    recorded; the caller's retry repeats the same idempotent call)."""
+    recorded; the caller's retry repeats the same idempotent call). `look_first`: adopt a
+    reversal of the transfer whose `metadata.key` is `key` instead (made by an attempt whose
+    bookkeeping did not commit, longer ago than Stripe keeps idempotency keys)."""
+    client = stripe_client()
     try:
-        reversal = stripe_client().v1.transfers.reversals.create(
+        if look_first:
+            made = client.v1.transfers.reversals.list(transfer_id, params={"limit": 100})
+            for found in made.data:
+                if (found.to_dict().get("metadata") or {}).get("key") == key:
+                    logger.info("%s: adopting reversal %s", key, found.id)
+                    return str(found.id)
+        reversal = client.v1.transfers.reversals.create(
             transfer_id,
-            params={"amount": amount, "metadata": {"sale_ref": sale.sale_ref}},
+            params={"amount": amount, "metadata": {"sale_ref": sale.sale_ref, "key": key}},
             options={"idempotency_key": key},
         )
     except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
@@ -588,6 +606,7 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
                 kind=Kind.REFUND,
                 key=refund.idempotency_key,
                 stripe_id=stripe_refund_id,
+                look_first=now - refund.created_at >= IDEMPOTENCY_WINDOW,
             )
             ledger_append(
                 key=refund.idempotency_key, sale=sale, legs=legs, occurred_at=now, refund=refund
@@ -1068,6 +1087,7 @@ def _dispute_lost(sale: LedgerEntry, dispute_id: str, amount: int, now: datetime
         key=key,
         stripe_id=dispute_id,
         frozen=frozen,
+        look_first=True,  # its webhook may be retried for days: look before reversing again
     )
     taken = -sum(leg.amount for leg in legs if leg.bucket == Bucket.FROZEN)
     if frozen > taken:  # froze more than the loss takes (a refund came first): give it back

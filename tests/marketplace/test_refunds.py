@@ -494,3 +494,45 @@ def test_a_refund_stripe_made_but_we_never_heard_of_is_adopted_not_canceled(
     assert refund.stripe_refund_id == made.id
     assert earnings.refund_complete(refund_id=refund.pk).status == Refund.Status.DONE
     assert fake_stripe.get(charge)["amount_refunded"] == 300
+
+
+def test_a_reversal_made_before_the_bookkeeping_died_is_adopted_a_day_later(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, charge, payout = _paid_out(world, fake_stripe)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=1250, reason="asked", by=None
+    )
+    # Stripe refunds and reverses; the process "dies" before the refund is marked done
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION pg_temp.killed() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'worker killed before the bookkeeping'; END $$
+            LANGUAGE plpgsql;
+            CREATE TRIGGER killed BEFORE UPDATE ON marketplace_refund
+                FOR EACH ROW WHEN (NEW.status = 'done') EXECUTE FUNCTION pg_temp.killed();
+            """
+        )
+    with pytest.raises(DatabaseError, match="killed"):
+        earnings.refund_complete(refund_id=refund.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER killed ON marketplace_refund")
+    reversals = [o for o in fake_stripe.objects.values() if o["object"] == "transfer_reversal"]
+    assert [r["amount"] for r in reversals] == [1000]
+    assert not LedgerEntry.objects.filter(refund=refund).exists()
+
+    # Retry a day later: Stripe forgot both keys; neither the refund nor the reversal is redone
+    fake_stripe.forget_idempotency_keys()
+    done = earnings.refund_complete(refund_id=refund.pk, now=refund.created_at + timedelta(days=1))
+
+    assert done.status == Refund.Status.DONE
+    (reversal,) = [o for o in fake_stripe.objects.values() if o["object"] == "transfer_reversal"]
+    assert (done.stripe_reversal_id, reversal["transfer"]) == (
+        reversal["id"],
+        payout.stripe_transfer_id,
+    )
+    assert len(_stripe_refunds(fake_stripe)) == 1
+    assert fake_stripe.get(charge)["amount_refunded"] == 1250
+    assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 1000
+    assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 1000
