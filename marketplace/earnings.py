@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.stripe_client import stripe_client
-from core.exceptions import ServiceUnavailable, ValidationFailed
+from core.exceptions import Conflict, ServiceUnavailable, ValidationFailed
 from marketplace import fees
 from marketplace.models import LedgerEntry, Payout, Publisher, Purchase, Refund, RunCharge
 from tenants import audit
@@ -53,6 +53,20 @@ Kind = LedgerEntry.Kind
 # The creator's balances, in the order pages show them.
 BUCKETS: tuple[str, ...] = (Bucket.PENDING, Bucket.AVAILABLE, Bucket.FROZEN, Bucket.PAID)
 REASON_MAX = 240
+# Stripe keeps an idempotency key for at least 24 hours; with an hour's margin, an operation
+# this old may have made an object its key no longer finds (marketplace/payouts.py too).
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
+# Audit actions the money's other sides write (tenants/audit.py's Action holds the creator's):
+# the buyer's workspace sees its purchase paid, canceled, refunded; the publisher's sees a
+# refund Stripe refused, or one staff canceled.
+PURCHASE_PAID = "money.purchase_paid"
+PURCHASE_CANCELED = "money.purchase_canceled"
+PURCHASE_REFUNDED = "money.purchase_refunded"
+REFUND_FAILED = "money.refund_failed"
+REFUND_CANCELED = "money.refund_canceled"
+# Dispute statuses (Stripe): closed in the seller's favour, and the ones still open.
+DISPUTE_RELEASED = ("won", "warning_closed", "prevented")
+DISPUTE_OPEN = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
 
 
 @dataclass(frozen=True)
@@ -291,11 +305,14 @@ def _take_back(
     key: str,
     stripe_id: str,
     frozen: int = 0,
+    look_first: bool = False,
 ) -> list[Leg]:
     """The rows that take the creator's share of `gross_back` back from `sale`: first `frozen`
     (what a dispute froze), then pending, available, paid. The paid part is reversed from the
-    payout's transfer (idempotency key `<key>-reversal`) or, when Stripe refuses, is a
-    clawback against the available balance. Call holding the publisher's lock."""
+    payout's transfer (idempotency key and `metadata.key` `<key>-reversal`; with `look_first`,
+    when the operation may be older than Stripe keeps keys, a reversal an earlier attempt made
+    is looked up by that metadata and adopted) or, when Stripe refuses, is a clawback against
+    the available balance. Call holding the publisher's lock."""
     share, fee = _share_back(sale, gross_back)
     at = positions(sale.sale_ref)
     left = share
@@ -311,7 +328,11 @@ def _take_back(
             left -= take
     if left:
         transfer = _paid_transfer(sale)
-        reversal = _reverse(transfer, left, sale=sale, key=f"{key}-reversal") if transfer else ""
+        reversal = (
+            _reverse(transfer, left, sale=sale, key=f"{key}-reversal", look_first=look_first)
+            if transfer
+            else ""
+        )
         if reversal:
             legs.append(Leg(Bucket.PAID, Kind.TRANSFER_REVERSAL, -left, stripe_id=reversal))
         else:
@@ -325,20 +346,32 @@ def _take_back(
     return legs
 
 
-def _reverse(transfer_id: str, amount: int, *, sale: LedgerEntry, key: str) -> str:
+def _reverse(
+    transfer_id: str, amount: int, *, sale: LedgerEntry, key: str, look_first: bool = False
+) -> str:
     """Reverse `amount` of the payout transfer; the reversal's id, or "" when Stripe refused
     (the connected account's balance is short). Stripe unreachable raises (nothing is
-    recorded; the caller's retry repeats the same idempotent call)."""
+    recorded; the caller's retry repeats the same idempotent call). `look_first`: adopt a
+    reversal of the transfer whose `metadata.key` is `key` instead (made by an attempt whose
+    bookkeeping did not commit, longer ago than Stripe keeps idempotency keys)."""
+    client = stripe_client()
     try:
-        reversal = stripe_client().v1.transfers.reversals.create(
+        if look_first:
+            made = client.v1.transfers.reversals.list(transfer_id, params={"limit": 100})
+            for found in made.data:
+                if (found.to_dict().get("metadata") or {}).get("key") == key:
+                    logger.info("%s: adopting reversal %s", key, found.id)
+                    return str(found.id)
+        reversal = client.v1.transfers.reversals.create(
             transfer_id,
-            params={"amount": amount, "metadata": {"sale_ref": sale.sale_ref}},
+            params={"amount": amount, "metadata": {"sale_ref": sale.sale_ref, "key": key}},
             options={"idempotency_key": key},
         )
     except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
         raise ServiceUnavailable(
-            f"Stripe could not be reached to reverse transfer {transfer_id}; nothing was "
-            "recorded. Try again shortly."
+            f"Stripe could not be reached to reverse transfer {transfer_id} ({exc}): the "
+            "creator's share is not taken back yet. Trying again repeats the same reversal "
+            "(same idempotency key)."
         ) from exc
     except stripe.StripeError as exc:
         logger.warning("transfer %s not reversed (%s): clawback instead", transfer_id, exc)
@@ -411,7 +444,8 @@ def _sale_invoice(sale: LedgerEntry) -> str:
 
 
 def refundable_cents(*, sale_ref: str) -> int:
-    """What may still be refunded of a sale: its gross less refunds done or under way."""
+    """What may still be refunded of a sale: its gross less refunds done or under way (a
+    refund Stripe refused, or one staff canceled, no longer counts)."""
     kept = _kept_gross(sale_ref)
     under_way = Refund.objects.filter(sale_ref=sale_ref, status=Refund.Status.PENDING).aggregate(
         total=Sum("amount_cents")
@@ -439,6 +473,29 @@ def refund_check(
     return purchase, sale, reason
 
 
+def _open_dispute(sale_ref: str) -> str:
+    """The id of a dispute of the sale that is still open (its freeze is recorded, frozen
+    money or none, and its close is not), or ""."""
+    opened = (
+        LedgerEntry.objects.filter(sale_ref=sale_ref, kind=Kind.DISPUTE_FREEZE)
+        .values_list("stripe_id", flat=True)
+        .distinct()
+    )
+    for dispute_id in opened:
+        if not _done(f"dispute-{dispute_id}-{sale_ref}-closed"):
+            return str(dispute_id)
+    return ""
+
+
+def _payout_sending(sale_ref: str) -> Payout | None:
+    """A payout booked with this sale's money that is not sent yet (PENDING): a refund now
+    could not reverse it and would let the whole payout go out after a clawback."""
+    booked = LedgerEntry.objects.filter(
+        sale_ref=sale_ref, kind=Kind.PAYOUT, bucket=Bucket.PAID, amount_cents__gt=0
+    ).values("payout_id")
+    return Payout.objects.filter(pk__in=booked, status=Payout.Status.PENDING).first()
+
+
 def _refund_valid(
     *, purchase_id: int, sale_ref: str, amount_cents: int, reason: str
 ) -> tuple[Purchase, LedgerEntry, str]:
@@ -463,11 +520,18 @@ def _refund_valid(
             f"Sale: {sale_ref or 'this purchase has no recorded sale'} is not a sale of "
             f"purchase {purchase_id}; pick one of {[s.sale_ref for s in sales] or 'none'}.",
         )
-    if positions(sale.sale_ref)[Bucket.FROZEN] > 0:
+    if dispute_id := _open_dispute(sale.sale_ref):
         raise _invalid(
             "sale_ref",
-            f"Sale {sale.sale_ref} is disputed: Stripe settles it with the dispute; wait for "
-            "it to close before refunding.",
+            f"Sale {sale.sale_ref} is disputed ({dispute_id}): Stripe refuses to refund a "
+            "disputed charge and settles it with the dispute; wait for it to close before "
+            "refunding.",
+        )
+    if payout := _payout_sending(sale.sale_ref):
+        raise _invalid(
+            "sale_ref",
+            f"Sale {sale.sale_ref}: a payout of this money is being sent (payout {payout.pk}, "
+            f"{payout.period}): retry or cancel it in Marketplace → Payouts first, then refund.",
         )
     refundable = refundable_cents(sale_ref=sale.sale_ref)
     if not 0 < amount_cents <= refundable:
@@ -505,30 +569,32 @@ def refund_create(
 
 
 def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
-    """Refund at Stripe (idempotency key `refund-<id>`), then take the creator's share back
-    (see the module's docstring). Safe to call again after any failure: Stripe answers the same
-    refund, and the bookkeeping is done once. Stripe failing leaves the refund pending with
-    `last_error` and raises ServiceUnavailable saying what to do."""
+    """Carry out a pending refund; every step happens once, whatever fails and however often
+    it is retried:
+
+    1. the Stripe refund (idempotency key `refund-<id>`, `metadata.refund_id`): its id is saved
+       as soon as Stripe answers (its own write, before anything else can fail), and a refund
+       with an id is never created again; one older than IDEMPOTENCY_WINDOW without an id is
+       first looked up at Stripe (Stripe may have made it, then forgotten the key);
+    2. when it leaves nothing of a one-time or monthly purchase paid for, the purchase's
+       subscription is canceled at Stripe (`_subscription_end`), before the books say so;
+    3. under the publisher's lock: the creator's share taken back (see the module's
+       docstring), the refund done, the purchase refunded (`_purchase_refunded_if_whole`).
+
+    Stripe refusing the refund for good (an InvalidRequestError: the charge is disputed, the
+    amount too large) marks it failed and raises Conflict; any other failure leaves it pending
+    with `last_error` and raises ServiceUnavailable saying what to do (admin: "Retry")."""
+    now = now or timezone.now()
     refund = Refund.objects.select_related("purchase").get(pk=refund_id)
-    if refund.status == Refund.Status.DONE:
+    if refund.status != Refund.Status.PENDING:
         return refund
     sale = sale_entry(refund.sale_ref)
     assert sale is not None  # noqa: S101 - refund_create checked it
     try:
-        stripe_refund = stripe_client().v1.refunds.create(
-            params=cast(
-                Any,
-                {
-                    **_refund_target(sale),
-                    "amount": refund.amount_cents,
-                    "metadata": {
-                        "refund_id": str(refund.pk),
-                        "purchase_id": str(refund.purchase_id),
-                    },
-                },
-            ),
-            options={"idempotency_key": refund.idempotency_key},
-        )
+        stripe_refund_id = refund.stripe_refund_id or _stripe_refund(refund, sale, now=now)
+        ended = _leaves_nothing(refund.purchase, gross_back=refund.amount_cents)
+        if ended:
+            _subscription_end(refund.purchase)
         with transaction.atomic():
             publisher_lock(sale.publisher_id)
             refund = Refund.objects.select_for_update().select_related("purchase").get(pk=refund_id)
@@ -539,17 +605,14 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
                 gross_back=refund.amount_cents,
                 kind=Kind.REFUND,
                 key=refund.idempotency_key,
-                stripe_id=str(stripe_refund.id),
+                stripe_id=stripe_refund_id,
+                look_first=now - refund.created_at >= IDEMPOTENCY_WINDOW,
             )
             ledger_append(
-                key=refund.idempotency_key,
-                sale=sale,
-                legs=legs,
-                occurred_at=now or timezone.now(),
-                refund=refund,
+                key=refund.idempotency_key, sale=sale, legs=legs, occurred_at=now, refund=refund
             )
             refund.status = Refund.Status.DONE
-            refund.stripe_refund_id = str(stripe_refund.id)
+            refund.stripe_refund_id = stripe_refund_id
             refund.stripe_reversal_id = next(
                 (leg.stripe_id for leg in legs if leg.kind == Kind.TRANSFER_REVERSAL), ""
             )
@@ -563,7 +626,7 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
                     "updated_at",
                 ]
             )
-            _purchase_refunded_if_whole(refund.purchase, now=now)
+            _purchase_refunded_if_whole(refund.purchase, now=now, subscription_ended=ended)
             _audit(
                 action=audit.Action.REFUNDED,
                 sale=sale,
@@ -579,29 +642,228 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
                 },
             )
             return refund
-    except stripe.StripeError as exc:
-        message = (
-            f"Stripe did not refund {refund.sale_ref} ({exc.user_message or exc}). The refund is "
-            "saved as pending: retry it from Marketplace → Refunds (action “Retry”)."
-        )
-        Refund.objects.filter(pk=refund_id).update(last_error=message)
-        raise ServiceUnavailable(message) from exc
     except ServiceUnavailable as exc:
-        Refund.objects.filter(pk=refund_id).update(
-            last_error=f"{exc.message} Retry it from Marketplace → Refunds (action “Retry”)."
+        made = Refund.objects.filter(pk=refund_id).values_list("stripe_refund_id", flat=True)[0]
+        already = (
+            f" The buyer's refund {made} is made and saved: a retry never refunds again."
+            if made
+            else ""
         )
-        raise
+        message = (
+            f"{exc.message}{already} The refund is saved as pending: retry it from "
+            "Marketplace → Refunds (action “Retry”)."
+        )
+        Refund.objects.filter(pk=refund_id).update(last_error=message, updated_at=timezone.now())
+        raise ServiceUnavailable(message) from exc
 
 
-def _purchase_refunded_if_whole(purchase: Purchase, *, now: datetime | None) -> None:
-    """A purchase whose every sale went back to the buyer is refunded: it stops running."""
-    kept = LedgerEntry.objects.filter(purchase=purchase).aggregate(gross=Sum("gross_cents"))[
-        "gross"
-    ]
-    if int(kept or 0) == 0 and purchase.status != Purchase.Status.REFUNDED:
-        purchase.status = Purchase.Status.REFUNDED
-        purchase.ended_at = now or timezone.now()
-        purchase.save(update_fields=["status", "ended_at", "updated_at"])
+def _stripe_refund(refund: Refund, sale: LedgerEntry, *, now: datetime) -> str:
+    """Step 1 of `refund_complete`: the Stripe refund's id, made now (or found), saved on the
+    row at once. Raises Conflict (the refund marked failed) when Stripe refuses it for good,
+    ServiceUnavailable when it could not be reached or failed (nothing was refunded)."""
+    target = _refund_target(sale)
+    try:
+        made = _refund_made(refund, target) if now - refund.created_at >= IDEMPOTENCY_WINDOW else ""
+        made = made or str(
+            stripe_client()
+            .v1.refunds.create(
+                params=cast(
+                    Any,
+                    {
+                        **target,
+                        "amount": refund.amount_cents,
+                        "metadata": {
+                            "refund_id": str(refund.pk),
+                            "purchase_id": str(refund.purchase_id),
+                        },
+                    },
+                ),
+                options={"idempotency_key": refund.idempotency_key},
+            )
+            .id
+        )
+    except stripe.InvalidRequestError as exc:
+        message = (
+            f"Stripe refused to refund {refund.sale_ref}: {exc.user_message or exc}. Nothing "
+            "was refunded and the refund is marked failed (it no longer counts against what is "
+            "left to refund): once the cause is fixed, add a new refund."
+        )
+        with transaction.atomic():
+            publisher_lock(sale.publisher_id)
+            Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
+                status=Refund.Status.FAILED, last_error=message, updated_at=timezone.now()
+            )
+            _audit(
+                action=REFUND_FAILED,
+                sale=sale,
+                metadata={
+                    "refund_id": refund.pk,
+                    "amount_cents": refund.amount_cents,
+                    "error": str(exc),
+                },
+            )
+        raise Conflict(message) from exc
+    except stripe.StripeError as exc:
+        raise ServiceUnavailable(
+            f"Stripe did not refund {refund.sale_ref} ({exc.user_message or exc}); nothing was "
+            "refunded yet."
+        ) from exc
+    with transaction.atomic():  # its own commit (a savepoint inside a caller's transaction)
+        Refund.objects.filter(pk=refund.pk).update(stripe_refund_id=made, updated_at=timezone.now())
+    refund.stripe_refund_id = made
+    return made
+
+
+def _refund_made(refund: Refund, target: Mapping[str, str]) -> str:
+    """The id of the Stripe refund an earlier attempt made for `refund` (its
+    `metadata.refund_id`, among the refunds of the charge or payment intent), or ""."""
+    found = stripe_client().v1.refunds.list(params=cast(Any, {**target, "limit": 100}))
+    for made in found.data:
+        if (made.to_dict().get("metadata") or {}).get("refund_id") == str(refund.pk):
+            logger.info("refund %s: adopting Stripe refund %s", refund.pk, made.id)
+            return str(made.id)
+    return ""
+
+
+def refund_cancel(*, refund_id: int, by: User | None) -> Refund:
+    """Staff give up on a pending refund Stripe never made (admin: "Cancel refund"): canceled,
+    it no longer counts against what is left to refund. Refused once Stripe has a refund for
+    it, saved or found at Stripe now by its `metadata.refund_id` whatever its age (then it is
+    adopted: "Retry" finishes the bookkeeping)."""
+    refund = Refund.objects.get(pk=refund_id)
+    if refund.status != Refund.Status.PENDING:
+        raise Conflict(
+            f"Refund {refund.pk} is {refund.get_status_display().lower()}: only a refund "
+            "waiting for Stripe can be canceled."
+        )
+    sale = sale_entry(refund.sale_ref)
+    assert sale is not None  # noqa: S101 - refund_create checked it
+    if not refund.stripe_refund_id:
+        try:
+            found = _refund_made(refund, _refund_target(sale))
+        except stripe.StripeError as exc:
+            raise ServiceUnavailable(
+                f"Stripe could not say whether it made refund {refund.pk} ({exc}); nothing was "
+                "canceled. Try again shortly."
+            ) from exc
+        if found:
+            Refund.objects.filter(pk=refund.pk).update(stripe_refund_id=found)
+            refund.stripe_refund_id = found
+    if refund.stripe_refund_id:
+        raise Conflict(
+            f"Stripe made refund {refund.pk} ({refund.stripe_refund_id}): the buyer has the "
+            "money back, so it cannot be canceled. Use “Retry” to finish it."
+        )
+    with transaction.atomic():
+        publisher_lock(sale.publisher_id)
+        canceled = Refund.objects.filter(
+            pk=refund.pk, status=Refund.Status.PENDING, stripe_refund_id=""
+        ).update(
+            status=Refund.Status.CANCELED,
+            last_error=f"Canceled by {by.email if by else 'staff'}: Stripe never refunded it.",
+            updated_at=timezone.now(),
+        )
+        if not canceled:
+            raise Conflict(f"Refund {refund.pk} changed meanwhile: reload and look again.")
+        _audit(
+            action=REFUND_CANCELED,
+            sale=sale,
+            by=by,
+            metadata={"refund_id": refund.pk, "amount_cents": refund.amount_cents},
+        )
+    refund.refresh_from_db()
+    return refund
+
+
+def _kept_by(purchase: Purchase) -> int:
+    """What the buyer still has paid for a purchase: its sales' gross less what went back."""
+    kept = LedgerEntry.objects.filter(purchase=purchase).aggregate(gross=Sum("gross_cents"))
+    return int(kept["gross"] or 0)
+
+
+def _leaves_nothing(purchase: Purchase, *, gross_back: int) -> bool:
+    """Whether `gross_back` more going back to the buyer refunds the whole purchase (only a
+    one-time or monthly purchase is refunded as a whole; a per-run one goes on)."""
+    if purchase.pricing == Purchase.Pricing.PER_RUN:
+        return False
+    return purchase.status != Purchase.Status.REFUNDED and _kept_by(purchase) - gross_back <= 0
+
+
+def _subscription_end(purchase: Purchase) -> None:
+    """Cancel a monthly purchase's subscription at Stripe now, before it is marked refunded:
+    it must not bill the buyer again (idempotency key `purchase-<id>-refund-cancel`; one
+    Stripe has already ended is left alone). Stripe failing raises ServiceUnavailable and the
+    purchase stays as it is: the caller's retry cancels it."""
+    subscription_id = purchase.stripe_subscription_id
+    if (
+        purchase.pricing != Purchase.Pricing.MONTHLY
+        or not subscription_id
+        or purchase.status == Purchase.Status.ENDED
+    ):
+        return
+    client = stripe_client()
+    try:
+        try:
+            client.v1.subscriptions.cancel(
+                subscription_id,
+                options={"idempotency_key": f"purchase-{purchase.pk}-refund-cancel"},
+            )
+        except stripe.InvalidRequestError:
+            if client.v1.subscriptions.retrieve(subscription_id).status not in (
+                "canceled",
+                "incomplete_expired",
+            ):
+                raise
+    except stripe.StripeError as exc:
+        raise ServiceUnavailable(
+            f"Stripe did not cancel subscription {subscription_id} of refunded purchase "
+            f"{purchase.pk} ({exc.user_message or exc}): the purchase stays as it is until it "
+            "is canceled, so that it does not bill the buyer again."
+        ) from exc
+
+
+def _purchase_refunded_if_whole(
+    purchase: Purchase, *, now: datetime, subscription_ended: bool = False
+) -> None:
+    """A one-time or monthly purchase whose every sale went back to the buyer is refunded: it
+    stops running, a monthly one's subscription canceled at Stripe first (unless the caller
+    did: `subscription_ended`; Stripe failing raises, so nothing is recorded and the caller's
+    retry comes back here). The buyer's workspace audits it. A per-run purchase goes on: a
+    refunded run is one charge, not the purchase."""
+    if purchase.pricing == Purchase.Pricing.PER_RUN or purchase.status == Purchase.Status.REFUNDED:
+        return
+    if _kept_by(purchase) > 0:
+        return
+    if not subscription_ended:
+        _subscription_end(purchase)
+    purchase.status = Purchase.Status.REFUNDED
+    purchase.ended_at = now
+    purchase.save(update_fields=["status", "ended_at", "updated_at"])
+    purchase_audit(purchase=purchase, action=PURCHASE_REFUNDED)
+
+
+def purchase_audit(
+    *, purchase: Purchase, action: str, by: Any = None, metadata: Mapping[str, Any] | None = None
+) -> None:
+    """An audit event of the buyer's side of `purchase`, in the buyer's workspace
+    (PURCHASE_PAID, PURCHASE_CANCELED, PURCHASE_REFUNDED)."""
+    purchase = Purchase.objects.select_related("buyer", "listing").get(pk=purchase.pk)
+    audit.record(
+        action=action,
+        actor=by,
+        workspace=purchase.buyer,
+        target=purchase,
+        target_label=f"{purchase.listing.title} ({purchase.get_pricing_display().lower()})",
+        metadata={
+            "purchase_id": purchase.pk,
+            "listing_id": purchase.listing_id,
+            "pricing": purchase.pricing,
+            "unit_amount_cents": purchase.unit_amount_cents,
+            "currency": purchase.currency,
+            "status": purchase.status,
+            **(metadata or {}),
+        },
+    )
 
 
 # --- Disputes (from Stripe's webhooks, re-read: marketplace/payout_events.py)
@@ -672,32 +934,91 @@ def dispute_sync(*, dispute: Mapping[str, Any], now: datetime | None = None) -> 
     copy, not the event's), for each marketplace sale it is about (`_disputed_sales`: a
     one-time sale, or the sales on a disputed invoice payment, each with its part of the
     amount): open → the sale's disputed share that is not paid yet is frozen;
-    won (or an inquiry closed) → unfrozen to where it was (available once the hold is over);
-    lost → taken back like a refund of the disputed amount (reversal, else clawback).
+    won, prevented (or an inquiry closed) → unfrozen to where it was (available once the hold
+    is over); lost → taken back like a refund of the disputed amount (reversal, else
+    clawback); a status not known here is logged and stays frozen.
     Idempotent and order-free: each step is recorded once, and a close first freezes.
-    Returns the dispute's status, or "" when it is not about a marketplace sale."""
+    Returns the dispute's status, or "" when it is not about a marketplace sale; raises
+    SaleNotRecorded when it is about a purchase whose sale is not recorded yet."""
     now = now or timezone.now()
     dispute_id = str(dispute["id"])
     status = str(dispute.get("status") or "")
     charge = dispute.get("charge") or ""
     intent = dispute.get("payment_intent") or ""
-    sales = _disputed_sales(
-        charge if isinstance(charge, str) else str(charge.get("id", "")),
-        intent if isinstance(intent, str) else str(intent.get("id", "")),
-        int(dispute.get("amount") or 0),
-    )
+    charge_id = charge if isinstance(charge, str) else str(charge.get("id", ""))
+    intent_id = intent if isinstance(intent, str) else str(intent.get("id", ""))
+    sales = _disputed_sales(charge_id, intent_id, int(dispute.get("amount") or 0))
     if not sales:
+        _sale_not_recorded_yet(charge_id, intent_id, dispute_id)
         return ""
+    if status not in (*DISPUTE_RELEASED, "lost", *DISPUTE_OPEN):
+        logger.warning("dispute %s has status %r, unknown here: kept frozen", dispute_id, status)
     with transaction.atomic():
         for publisher_id in sorted({sale.publisher_id for sale, _ in sales}):
             publisher_lock(publisher_id)
         for sale, amount in sales:
             _dispute_freeze(sale, dispute_id, amount, now)
-            if status in ("won", "warning_closed"):
+            if status in DISPUTE_RELEASED:
                 _dispute_won(sale, dispute_id, now)
             elif status == "lost":
                 _dispute_lost(sale, dispute_id, amount, now)
     return status
+
+
+class SaleNotRecorded(Exception):
+    """A dispute of a marketplace payment whose sale is not recorded yet (its webhook is still
+    on its way): the dispute's webhook is tried again (billing/webhooks.py's backoff) once it
+    is, so the dispute is applied to it."""
+
+
+def _sale_not_recorded_yet(charge: str, payment_intent: str, dispute_id: str) -> None:
+    """Raise SaleNotRecorded when the disputed payment is a marketplace purchase's (its
+    payment intent or charge carries `metadata.purchase_id`; an invoice's: one of its lines
+    does, or its subscription is a purchase's) though no sale of it is recorded; return when
+    it is not about a marketplace sale (a plan's invoice)."""
+    client = stripe_client()
+    try:
+        paid = (
+            client.v1.payment_intents.retrieve(payment_intent)
+            if payment_intent
+            else client.v1.charges.retrieve(charge)
+        ).to_dict()
+        invoice: dict[str, Any] = {}
+        if not (paid.get("metadata") or {}).get("purchase_id") and payment_intent:
+            found = client.v1.invoice_payments.list(
+                params={
+                    "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                    "limit": 1,
+                }
+            )
+            if found.data:
+                invoice = client.v1.invoices.retrieve(str(found.data[0].invoice)).to_dict()
+    except stripe.StripeError as exc:
+        raise ServiceUnavailable(
+            f"Stripe could not say what dispute {dispute_id} is about ({exc}); it is applied "
+            "when its webhook is retried."
+        ) from exc
+    purchase_id = (paid.get("metadata") or {}).get("purchase_id")
+    lines = (invoice.get("lines") or {}).get("data") or []
+    purchase_id = purchase_id or any(
+        (line.get("metadata") or {}).get("purchase_id") for line in lines
+    )
+    subscription = (
+        ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        or invoice.get("subscription")
+        or ""
+    )
+    if isinstance(subscription, dict):
+        subscription = subscription.get("id", "")
+    ours = bool(purchase_id) or (
+        bool(subscription)
+        and Purchase.objects.filter(stripe_subscription_id=str(subscription)).exists()
+    )
+    if ours:
+        raise SaleNotRecorded(
+            f"dispute {dispute_id}: the sale it is about (charge {charge or '-'}, payment "
+            f"{payment_intent or '-'}) is not recorded yet; applied when the webhook is retried"
+        )
 
 
 def _dispute_freeze(sale: LedgerEntry, dispute_id: str, amount: int, now: datetime) -> None:
@@ -766,6 +1087,7 @@ def _dispute_lost(sale: LedgerEntry, dispute_id: str, amount: int, now: datetime
         key=key,
         stripe_id=dispute_id,
         frozen=frozen,
+        look_first=True,  # its webhook may be retried for days: look before reversing again
     )
     taken = -sum(leg.amount for leg in legs if leg.bucket == Bucket.FROZEN)
     if frozen > taken:  # froze more than the loss takes (a refund came first): give it back

@@ -547,6 +547,8 @@ class Refund(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Waiting for Stripe"
         DONE = "done", "Refunded"
+        FAILED = "failed", "Refused by Stripe"
+        CANCELED = "canceled", "Canceled by staff"
 
     purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="refunds")
     sale_ref = models.CharField(max_length=255)

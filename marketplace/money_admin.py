@@ -3,7 +3,8 @@
 (read-only: rows are never changed), payouts (unsent ones with the error and what to do;
 "Retry now", "Cancel payout"), creators' bank payouts (failed ones with what to do) and
 refunds ("Add refund": a purchase, its sale, an amount up to what is left, a reason; "Retry"
-for one Stripe did not finish). Every action goes through `marketplace.earnings` /
+for one Stripe did not finish; "Cancel refund" for a pending one Stripe never made; one Stripe
+refused is shown failed, with its error). Every action goes through `marketplace.earnings` /
 `marketplace.payouts`."""
 
 from __future__ import annotations
@@ -240,11 +241,19 @@ class PayoutAdmin(admin.ModelAdmin):
         assert isinstance(staff, User)  # noqa: S101 - the admin requires a signed-in staff user
         for payout in queryset:
             try:
-                payouts.payout_cancel(
+                done = payouts.payout_cancel(
                     payout_id=payout.pk, by=staff, reason="Canceled by staff in the admin"
                 )
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
+                continue
+            if done.status == Payout.Status.PAID:
+                self.message_user(
+                    request,
+                    f"Payout {done.pk} was not canceled: Stripe had already made its transfer "
+                    f"({done.stripe_transfer_id}), so it is now marked paid. Nothing else to do.",
+                    messages.WARNING,
+                )
             else:
                 self.message_user(request, f"Payout {payout.pk} canceled.", messages.SUCCESS)
 
@@ -333,7 +342,7 @@ class RefundAdmin(admin.ModelAdmin):
     search_fields = ["sale_ref", "stripe_refund_id", "reason"]
     raw_id_fields = ["purchase"]
     list_select_related = ["purchase__listing", "purchase__buyer", "by"]
-    actions = ["retry"]
+    actions = ["retry", "cancel_refund"]
 
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, refund: Refund) -> str:
@@ -381,3 +390,20 @@ class RefundAdmin(admin.ModelAdmin):
                 self.message_user(request, exc.message, messages.ERROR)
             else:
                 self.message_user(request, f"Refund {refund.pk} done.", messages.SUCCESS)
+
+    @admin.action(description="Cancel refund (only one Stripe never made)")
+    def cancel_refund(self, request: HttpRequest, queryset: QuerySet[Refund]) -> None:
+        staff = request.user
+        assert isinstance(staff, User)  # noqa: S101 - the admin requires a signed-in staff user
+        for refund in queryset:
+            try:
+                earnings.refund_cancel(refund_id=refund.pk, by=staff)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Refund {refund.pk} canceled: nothing was refunded, and its amount can be "
+                    "refunded again.",
+                    messages.SUCCESS,
+                )

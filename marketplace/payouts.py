@@ -5,6 +5,7 @@ minimum (`minimum_payout_cents`).
     payouts_run(now=..)            # the periodic task: retry unsent payouts, then book new ones
     payout_send(payout_id=..)      # (re)send one payout's transfer (admin action "Retry now")
     payout_cancel(payout_id=.., by=staff, reason=..)  # give an unsent payout's money back
+                                   # (or adopt the transfer Stripe made for it)
 
 Never twice (docs/decisions.md): the Payout row (unique per creator, period and currency) and
 the ledger rows moving its amount from available to paid are written in one transaction,
@@ -35,7 +36,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.stripe_client import stripe_client, stripe_mode
-from core.exceptions import Conflict, ValidationFailed
+from core.exceptions import Conflict, ServiceUnavailable, ValidationFailed
 from marketplace.earnings import (
     Bucket,
     Kind,
@@ -182,30 +183,44 @@ def payout_send(*, payout_id: int, now: datetime | None = None) -> Payout:
                 metadata={"error": str(exc), "attempts": payout.attempts},
             )
             return payout
-        payout.status = Payout.Status.PAID
-        payout.stripe_transfer_id = str(transfer.id)
-        payout.paid_at = now
-        payout.last_error = ""
-        payout.save()
-        audit.record(
-            action=audit.Action.PAYOUT_SENT,
-            workspace=payout.creator.publisher.workspace,
-            target=payout,
-            metadata={
-                "amount_cents": payout.amount_cents,
-                "transfer": payout.stripe_transfer_id,
-                "period": payout.period,
-            },
-        )
+        _mark_paid(payout, transfer, now=now)
         return payout
+
+
+def _mark_paid(
+    payout: Payout, transfer: stripe.Transfer, *, now: datetime, by: User | None = None
+) -> None:
+    """The payout is paid by `transfer`. Call holding the payout's row lock."""
+    payout.status = Payout.Status.PAID
+    payout.stripe_transfer_id = str(transfer.id)
+    payout.paid_at = now
+    payout.last_error = ""
+    payout.save()
+    audit.record(
+        action=audit.Action.PAYOUT_SENT,
+        actor=by,
+        workspace=payout.creator.publisher.workspace,
+        target=payout,
+        metadata={
+            "amount_cents": payout.amount_cents,
+            "transfer": payout.stripe_transfer_id,
+            "period": payout.period,
+        },
+    )
 
 
 def _transfer_made(payout: Payout, *, now: datetime) -> stripe.Transfer | None:
     """The transfer an earlier attempt made for `payout` when Stripe may have forgotten its
-    idempotency key (the payout is older than IDEMPOTENCY_WINDOW): found by the payout's
-    transfer group and destination. None when there is none, or the key still answers."""
+    idempotency key (the payout is older than IDEMPOTENCY_WINDOW): `_transfer_found`. None when
+    there is none, or the key still answers."""
     if now - payout.created_at < IDEMPOTENCY_WINDOW:
         return None
+    return _transfer_found(payout)
+
+
+def _transfer_found(payout: Payout) -> stripe.Transfer | None:
+    """The transfer Stripe made for `payout`, found by its transfer group and destination
+    (whatever the payout's age), or None."""
     found = stripe_client().v1.transfers.list(
         params={"transfer_group": payout.transfer_group, "limit": 10}
     )
@@ -232,8 +247,10 @@ def _what_to_do(exc: stripe.StripeError) -> str:
 
 def payout_cancel(*, payout_id: int, by: User, reason: str, now: datetime | None = None) -> Payout:
     """Staff give up on an unsent payout: its amount goes back to available (the next period
-    pays it). Refused when Stripe may already have made the transfer: retry first, since the
-    same key then answers with it."""
+    pays it). Only a pending payout; and first Stripe is asked for its transfer (by its
+    transfer group, whatever the payout's age: a run killed after Stripe made it leaves the
+    payout pending): when there is one, the payout is adopted as paid instead, and returned
+    PAID (the caller tells staff). Stripe unreachable: ServiceUnavailable, nothing canceled."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed(
@@ -250,6 +267,19 @@ def payout_cancel(*, payout_id: int, by: User, reason: str, now: datetime | None
                 "still being sent can be canceled.",
                 fields={"status": [payout.status]},
             )
+        try:
+            transfer = _transfer_found(payout)
+        except stripe.StripeError as exc:
+            raise ServiceUnavailable(
+                f"Stripe could not say whether it made payout {payout.pk}'s transfer ({exc}); "
+                "nothing was canceled. Try again shortly."
+            ) from exc
+        if transfer is not None:
+            logger.warning(
+                "payout %s: not canceled, Stripe made transfer %s", payout.pk, transfer.id
+            )
+            _mark_paid(payout, transfer, now=now, by=by)
+            return payout
         for leg in LedgerEntry.objects.filter(payout=payout, bucket=Bucket.PAID):
             sale = sale_entry(leg.sale_ref)
             assert sale is not None  # noqa: S101

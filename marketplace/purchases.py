@@ -57,6 +57,7 @@ from core.hooks import RunFinished, RunStarting
 from core.queue import enqueue
 from core.recovery import advisory_key
 from marketplace import fees, services
+from marketplace.earnings import PURCHASE_CANCELED, PURCHASE_PAID, purchase_audit
 from marketplace.models import Listing, ListingVersion, Purchase, RunCharge
 from marketplace.pricing import PurchaseRequired, checkout_active, listing_path, price_terms
 from tenants.models import Membership, Workspace
@@ -326,6 +327,7 @@ def _activate(purchase_id: int, **fields: Any) -> bool:
             return False
         purchase.status, purchase.activated_at = Purchase.Status.ACTIVE, timezone.now()
         purchase.save(update_fields=["status", "activated_at", *fields, "updated_at"])
+        purchase_audit(purchase=purchase, action=PURCHASE_PAID, by=purchase.bought_by)
         transaction.on_commit(lambda: _install_for_buyer(purchase_id), robust=True)
     return True
 
@@ -582,6 +584,7 @@ def purchase_cancel(*, access: Access, purchase_id: int) -> Purchase:
         ).to_dict()
     _apply_subscription(subscription)
     purchase.refresh_from_db()
+    purchase_audit(purchase=purchase, action=PURCHASE_CANCELED, by=access.user)
     return purchase
 
 

@@ -7,18 +7,23 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.db.models import Sum
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from agents.models import AgentRun
 from billing.models import WorkspacePlan
 from billing.stripe_sync import plans_sync
 from billing.subscriptions import checkout_start
+from core.exceptions import ServiceUnavailable
 from marketplace import earnings
 from marketplace.models import LedgerEntry, Payout, Purchase, Refund
 from marketplace.payouts import payouts_run
-from marketplace.purchases import run_charges_flush, run_charges_invoice
+from marketplace.purchases import purchase_cancel, run_charges_flush, run_charges_invoice
+from tenants.models import AuditEvent
+from tests.fakes.stripe_api import StripeError
 from tests.helpers.purchases import URLS, Shop, pay, sale
 
 LATER = timedelta(days=8)  # past the hold
@@ -214,3 +219,87 @@ def test_the_admin_says_which_field_when_an_invoice_sale_cannot_be_refunded(
     assert "credit note in the Stripe dashboard" in " ".join(form.errors["sale_ref"])
     assert not Refund.objects.exists()
     assert not [r for r in shop.fake.requests if r.path == "/v1/refunds"]
+
+
+def test_a_monthly_purchase_refunded_in_full_stops_billing_and_the_buyer_sees_it(
+    shop: Shop, settings: Any
+) -> None:
+    purchase = shop.buy(shop.listing("monthly", 900))
+    buyer = shop.world.workspace_b
+    paid = AuditEvent.objects.get(action="money.purchase_paid", workspace=buyer)
+    assert paid.target_id == str(purchase.pk)
+    subscription_id = purchase.stripe_subscription_id
+    invoice_id = str(shop.fake.get(subscription_id)["latest_invoice"])
+
+    refund = _refund(purchase, invoice_id, 900)
+
+    assert refund.status == Refund.Status.DONE
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.REFUNDED
+    # its subscription is canceled at Stripe: the next month bills nothing
+    assert shop.fake.get(subscription_id)["status"] == "canceled"
+    (cancel,) = [
+        r
+        for r in shop.fake.requests
+        if r.method == "DELETE" and r.path == f"/v1/subscriptions/{subscription_id}"
+    ]
+    assert cancel.headers["idempotency-key"] == f"purchase-{purchase.pk}-refund-cancel"
+    with pytest.raises(StripeError, match="canceled"):
+        shop.fake.close_period(subscription_id)
+    assert LedgerEntry.objects.filter(purchase=purchase, kind="sale").count() == 1
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.REFUNDED
+    refunded = AuditEvent.objects.get(action="money.purchase_refunded")
+    assert (refunded.workspace, refunded.target_id) == (buyer, str(purchase.pk))
+
+
+def test_a_failed_subscription_cancel_keeps_the_refund_pending_and_retry_finishes_it(
+    shop: Shop, settings: Any
+) -> None:
+    purchase = shop.buy(shop.listing("monthly", 900))
+    subscription_id = purchase.stripe_subscription_id
+    invoice_id = str(shop.fake.get(subscription_id)["latest_invoice"])
+    intent = _paid_by(shop, invoice_id)
+    shop.fake.fail_next(f"/v1/subscriptions/{subscription_id}", status=500, times=3)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref=invoice_id, amount_cents=900, reason="x", by=None
+    )
+
+    with pytest.raises(ServiceUnavailable, match=f"did not cancel subscription {subscription_id}"):
+        earnings.refund_complete(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.PENDING
+    assert "Retry" in refund.last_error
+    assert shop.fake.get(subscription_id)["status"] == "active"
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.ACTIVE  # not refunded until canceled
+    assert not LedgerEntry.objects.filter(refund=refund).exists()
+
+    assert earnings.refund_complete(refund_id=refund.pk).status == Refund.Status.DONE
+    assert shop.fake.get(subscription_id)["status"] == "canceled"
+    assert shop.fake.get(intent["latest_charge"])["amount_refunded"] == 900
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.REFUNDED
+
+
+def test_refunding_one_per_run_charge_keeps_the_purchase_running(shop: Shop, settings: Any) -> None:
+    purchase, lines = _per_run_sales(shop, settings, 1)
+
+    refund = _refund(purchase, lines[0], 25)
+
+    assert refund.status == Refund.Status.DONE
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.ACTIVE
+    assert purchase.runnable
+    assert not AuditEvent.objects.filter(action="money.purchase_refunded").exists()
+    run = shop.run(shop.copy(purchase.listing), "Again.")
+    assert run.status == AgentRun.Status.SUCCEEDED
+
+
+def test_the_buyer_workspace_audits_a_cancel(shop: Shop, settings: Any) -> None:
+    purchase = shop.buy(shop.listing("monthly", 900))
+    purchase_cancel(access=shop.buyer, purchase_id=purchase.pk)
+    event = AuditEvent.objects.get(action="money.purchase_canceled")
+    assert (event.workspace, event.actor) == (shop.world.workspace_b, shop.world.outsider)
+    assert event.metadata["status"] == Purchase.Status.CANCELING

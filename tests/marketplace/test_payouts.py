@@ -17,9 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from core.exceptions import ServiceUnavailable
 from marketplace import earnings
 from marketplace.models import Payout
 from marketplace.payouts import payout_cancel, payouts_run
+from tenants.models import AuditEvent
 from tests.fakes import FakeStripe
 from tests.helpers.money import Shop, make_purchase, make_shop
 from tests.helpers.personas import World
@@ -232,3 +234,89 @@ def test_staff_see_a_failed_payout_with_what_to_do_and_retry_it(
     payout.refresh_from_db()
     assert payout.status == Payout.Status.PAID
     assert len(_transfers(fake_stripe)) == 1
+
+
+def _killed_after_the_transfer(fake: FakeStripe) -> Payout:
+    """A payout run whose process "dies" once Stripe made the transfer, before the row says so."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION pg_temp.killed() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'worker killed before the bookkeeping'; END $$
+            LANGUAGE plpgsql;
+            CREATE TRIGGER killed BEFORE UPDATE ON marketplace_payout
+                FOR EACH ROW WHEN (NEW.status = 'paid') EXECUTE FUNCTION pg_temp.killed();
+            """
+        )
+    with pytest.raises(DatabaseError, match="killed"):
+        payouts_run(now=DUE)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER killed ON marketplace_payout; DROP FUNCTION pg_temp.killed()")
+    (payout,) = Payout.objects.all()
+    assert payout.status == Payout.Status.PENDING
+    assert len(_transfers(fake)) == 1
+    return payout
+
+
+def test_cancelling_a_payout_whose_transfer_stripe_made_adopts_it_instead(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop = _earned(world, fake_stripe)
+    payout = _killed_after_the_transfer(fake_stripe)
+    fake_stripe.forget_idempotency_keys()
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+
+    answer = client.post(
+        reverse("admin:marketplace_payout_changelist"),
+        {"action": "cancel_payout", "_selected_action": [payout.pk]},
+        follow=True,
+    )
+
+    (transfer,) = _transfers(fake_stripe)
+    assert "was not canceled: Stripe had already made its transfer" in answer.content.decode()
+    payout.refresh_from_db()
+    assert (payout.status, payout.stripe_transfer_id) == (Payout.Status.PAID, transfer["id"])
+    assert not AuditEvent.objects.filter(action="money.payout_canceled").exists()
+    assert AuditEvent.objects.filter(action="money.payout_sent", actor=staff).exists()
+    # the next runs pay nothing more: the creator got it once
+    assert payouts_run(now=DUE + timedelta(days=2)).booked == 0
+    assert len(_transfers(fake_stripe)) == 1
+    assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 2000
+    assert earnings.balances(publisher_id=shop.publisher.pk) == {
+        "pending": 0,
+        "available": 0,
+        "frozen": 0,
+        "paid": 2000,
+    }
+
+
+def test_a_payout_is_not_canceled_when_stripe_cannot_say_whether_it_was_made(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _earned(world, fake_stripe)
+    payout = _killed_after_the_transfer(fake_stripe)
+    fake_stripe.fail_next("/v1/transfers", status=503, times=3)
+    with pytest.raises(ServiceUnavailable, match="nothing was canceled"):
+        payout_cancel(payout_id=payout.pk, by=world.owner, reason="stuck")
+    payout.refresh_from_db()
+    assert payout.status == Payout.Status.PENDING
+
+
+def test_failed_and_canceled_payouts_are_in_the_creators_audit_log(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop = _earned(world, fake_stripe)
+    fake_stripe.fail_next("/v1/transfers", status=400, message="Payouts disabled.")
+    payouts_run(now=DUE)
+    (payout,) = Payout.objects.all()
+    payout_cancel(payout_id=payout.pk, by=world.owner, reason="account closed")
+
+    events = AuditEvent.objects.filter(workspace=shop.publisher.workspace, target_id=str(payout.pk))
+    (failed,) = events.filter(action="money.payout_failed")
+    assert "Payouts disabled." in failed.metadata["error"]
+    assert failed.metadata["attempts"] == 1
+    (canceled,) = events.filter(action="money.payout_canceled")
+    assert canceled.actor == world.owner
+    assert canceled.metadata == {"reason": "account closed", "amount_cents": 2000}

@@ -6,13 +6,16 @@ and the next payout nets it. A full refund stops the purchase from running."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from django.db import DatabaseError, connection
 from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from core.exceptions import ValidationFailed
+from billing.stripe_client import stripe_client
+from core.exceptions import Conflict, ServiceUnavailable, ValidationFailed
 from marketplace import earnings
 from marketplace.models import LedgerEntry, Payout, Purchase, Refund
 from marketplace.payouts import payouts_run
@@ -247,5 +250,289 @@ def test_staff_find_a_purchase_and_refund_one_of_its_sales_from_its_page(
     assert done.status_code == 302
     assert earnings.refundable_cents(sale_ref=charge) == 0
     # nothing is left to refund: no link any more
-    html = client.get(reverse("admin:marketplace_purchase_change", args=[purchase.pk]))
-    assert "Refund…" not in html.content.decode()
+    again = client.get(reverse("admin:marketplace_purchase_change", args=[purchase.pk]))
+    assert "Refund…" not in again.content.decode()
+
+
+# --- Fixes after the audit: a refund is made once, refused or canceled cleanly, and never races
+# a payout or a dispute.
+
+
+def _paid_out(world: World, fake: FakeStripe) -> tuple[Shop, Purchase, str, Payout]:
+    shop, purchase, charge = _sold(world, fake)
+    earnings.earnings_release(now=DUE)
+    payouts_run(now=DUE)
+    (payout,) = Payout.objects.all()
+    return shop, purchase, charge, payout
+
+
+def _stripe_refunds(fake: FakeStripe) -> list[dict[str, Any]]:
+    return [o for o in fake.objects.values() if o["object"] == "refund"]
+
+
+def test_a_refund_retried_after_stripe_forgot_its_key_is_not_made_twice(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    # given a paid-out sale whose transfer reversal fails (Stripe answers 5xx) after the
+    # buyer's refund was made
+    shop, purchase, charge, payout = _paid_out(world, fake_stripe)
+    fake_stripe.fail_next(
+        f"/v1/transfers/{payout.stripe_transfer_id}/reversals", status=500, times=3
+    )
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=1000, reason="asked", by=None
+    )
+    with pytest.raises(ServiceUnavailable) as caught:
+        earnings.refund_complete(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.PENDING
+    (made,) = _stripe_refunds(fake_stripe)
+    assert refund.stripe_refund_id == made["id"]  # saved at once, in its own commit
+    assert f"The buyer's refund {made['id']} is made and saved" in caught.value.message
+    assert "nothing was recorded" not in refund.last_error
+    assert "Retry" in refund.last_error
+    assert not LedgerEntry.objects.filter(refund=refund).exists()
+
+    # when staff press Retry a day later (Stripe has forgotten the idempotency key)
+    fake_stripe.forget_idempotency_keys()
+    done = earnings.refund_complete(refund_id=refund.pk)
+
+    # then the buyer is refunded once, and the creator's share reversed once
+    assert done.status == Refund.Status.DONE
+    assert fake_stripe.get(charge)["amount_refunded"] == 1000
+    assert len(_stripe_refunds(fake_stripe)) == 1
+    assert [r.method for r in fake_stripe.requests if r.path == "/v1/refunds"] == ["POST"]
+    assert fake_stripe.get(done.stripe_reversal_id)["amount"] == 800
+    assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 2000 - 800
+
+
+def test_a_refund_killed_before_its_stripe_id_was_saved_is_found_at_stripe_a_day_later(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _, purchase, charge = _sold(world, fake_stripe)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=700, reason="asked", by=None
+    )
+    # the database fails the save of Stripe's answer (the process "dies" right after Stripe)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION pg_temp.killed() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'worker killed before the bookkeeping'; END $$
+            LANGUAGE plpgsql;
+            CREATE TRIGGER killed BEFORE UPDATE ON marketplace_refund
+                FOR EACH ROW WHEN (NEW.stripe_refund_id <> '') EXECUTE FUNCTION pg_temp.killed();
+            """
+        )
+    with pytest.raises(DatabaseError, match="killed"):
+        earnings.refund_complete(refund_id=refund.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER killed ON marketplace_refund")
+    refund.refresh_from_db()
+    assert (refund.status, refund.stripe_refund_id) == (Refund.Status.PENDING, "")
+    assert len(_stripe_refunds(fake_stripe)) == 1
+
+    # a day later: the key is forgotten, the refund is looked up by its metadata and adopted
+    fake_stripe.forget_idempotency_keys()
+    done = earnings.refund_complete(refund_id=refund.pk, now=refund.created_at + timedelta(days=1))
+    assert done.status == Refund.Status.DONE
+    (made,) = _stripe_refunds(fake_stripe)
+    assert done.stripe_refund_id == made["id"]
+    assert fake_stripe.get(charge)["amount_refunded"] == 700
+
+
+def test_a_refund_is_refused_while_the_payout_of_its_money_is_being_sent(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, _ = _sold(world, fake_stripe)
+    earnings.earnings_release(now=DUE)
+    fake_stripe.fail_next("/v1/transfers", status=400, times=1)
+    payouts_run(now=DUE)
+    (payout,) = Payout.objects.all()
+    assert payout.status == Payout.Status.PENDING
+
+    with pytest.raises(ValidationFailed) as caught:
+        earnings.refund_create(
+            purchase_id=purchase.pk, sale_ref="", amount_cents=2500, reason="asked", by=None
+        )
+    assert "sale_ref" in caught.value.fields
+    assert "a payout of this money is being sent" in caught.value.message
+    assert "retry or cancel it in Marketplace → Payouts first" in caught.value.message
+    assert not Refund.objects.exists()
+
+    # once the payout is sent, the refund reverses it: nothing is paid twice
+    payouts_run(now=DUE + timedelta(hours=1))
+    payout.refresh_from_db()
+    assert payout.status == Payout.Status.PAID
+    refund = _refund(purchase, 2500)
+    assert fake_stripe.get(refund.stripe_reversal_id)["amount"] == 2000
+    assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 0
+    assert earnings.balances(publisher_id=shop.publisher.pk) == {
+        "pending": 0,
+        "available": 0,
+        "frozen": 0,
+        "paid": 0,
+    }
+
+
+def test_a_refund_is_refused_while_the_sale_has_an_open_dispute_even_on_paid_money(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _, purchase, charge, _ = _paid_out(world, fake_stripe)
+    dispute = fake_stripe.dispute(charge)
+    earnings.dispute_sync(dispute=fake_stripe.get(dispute["id"]), now=DUE)
+    assert earnings.positions(charge)["frozen"] == 0  # paid already: nothing to freeze
+
+    with pytest.raises(ValidationFailed) as caught:
+        earnings.refund_create(
+            purchase_id=purchase.pk, sale_ref="", amount_cents=2500, reason="asked", by=None
+        )
+    assert "sale_ref" in caught.value.fields
+    assert f"is disputed ({dispute['id']})" in caught.value.message
+
+    # once it is won, the sale can be refunded again
+    fake_stripe.close_dispute(dispute["id"], won=True)
+    earnings.dispute_sync(dispute=fake_stripe.get(dispute["id"]), now=DUE)
+    assert earnings.refundable_cents(sale_ref=charge) == 2500
+    assert earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=100, reason="asked", by=None
+    )
+
+
+def test_a_refund_stripe_refuses_for_good_fails_and_stops_counting(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    # the buyer disputed the charge at their bank; its webhook has not arrived yet
+    _, purchase, charge = _sold(world, fake_stripe)
+    fake_stripe.dispute(charge)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=2500, reason="asked", by=None
+    )
+    with pytest.raises(Conflict, match="marked failed"):
+        earnings.refund_complete(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.FAILED
+    assert "has been disputed" in refund.last_error
+    assert earnings.refundable_cents(sale_ref=charge) == 2500
+    assert earnings.refund_complete(refund_id=refund.pk).status == Refund.Status.FAILED
+    assert len([r for r in fake_stripe.requests if r.path == "/v1/refunds"]) == 1
+    event = AuditEvent.objects.get(action="money.refund_failed")
+    assert event.workspace == world.workspace_a
+    assert event.metadata["refund_id"] == refund.pk
+
+    # staff see it refused, with Stripe's error
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    listed = client.get(reverse("admin:marketplace_refund_changelist")).content.decode()
+    assert "Refused by Stripe" in listed
+    assert "has been disputed" in listed
+
+
+def test_staff_cancel_a_pending_refund_stripe_never_made(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _, purchase, charge = _sold(world, fake_stripe)
+    fake_stripe.fail_next("/v1/refunds", status=500, times=3)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=2000, reason="asked", by=None
+    )
+    with pytest.raises(ServiceUnavailable):
+        earnings.refund_complete(refund_id=refund.pk)
+    assert earnings.refundable_cents(sale_ref=charge) == 500
+
+    staff = User.objects.create_superuser(email="staff@platform.test", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    answer = client.post(
+        reverse("admin:marketplace_refund_changelist"),
+        {"action": "cancel_refund", "_selected_action": [refund.pk]},
+        follow=True,
+    )
+    assert f"Refund {refund.pk} canceled" in answer.content.decode()
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.CANCELED
+    assert earnings.refundable_cents(sale_ref=charge) == 2500
+    assert not _stripe_refunds(fake_stripe)
+    assert AuditEvent.objects.filter(action="money.refund_canceled", actor=staff).exists()
+    # a canceled refund is never carried out afterwards
+    assert earnings.refund_complete(refund_id=refund.pk).status == Refund.Status.CANCELED
+    assert not _stripe_refunds(fake_stripe)
+
+
+def test_a_refund_stripe_made_cannot_be_canceled(world: World, fake_stripe: FakeStripe) -> None:
+    _, purchase, _, payout = _paid_out(world, fake_stripe)
+    fake_stripe.fail_next(
+        f"/v1/transfers/{payout.stripe_transfer_id}/reversals", status=500, times=3
+    )
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=1000, reason="asked", by=None
+    )
+    with pytest.raises(ServiceUnavailable):
+        earnings.refund_complete(refund_id=refund.pk)
+    with pytest.raises(Conflict, match="Use “Retry” to finish it"):
+        earnings.refund_cancel(refund_id=refund.pk, by=None)
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.PENDING
+    assert earnings.refund_complete(refund_id=refund.pk).status == Refund.Status.DONE
+
+
+def test_a_refund_stripe_made_but_we_never_heard_of_is_adopted_not_canceled(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    _, purchase, charge = _sold(world, fake_stripe)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=300, reason="asked", by=None
+    )
+    # Stripe made it, but the answer never reached us (here: made directly with its metadata)
+    made = stripe_client().v1.refunds.create(
+        params={"charge": charge, "amount": 300, "metadata": {"refund_id": str(refund.pk)}}
+    )
+    with pytest.raises(Conflict, match=f"Stripe made refund {refund.pk}"):
+        earnings.refund_cancel(refund_id=refund.pk, by=None)
+    refund.refresh_from_db()
+    assert refund.stripe_refund_id == made.id
+    assert earnings.refund_complete(refund_id=refund.pk).status == Refund.Status.DONE
+    assert fake_stripe.get(charge)["amount_refunded"] == 300
+
+
+def test_a_reversal_made_before_the_bookkeeping_died_is_adopted_a_day_later(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, charge, payout = _paid_out(world, fake_stripe)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=1250, reason="asked", by=None
+    )
+    # Stripe refunds and reverses; the process "dies" before the refund is marked done
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION pg_temp.killed() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'worker killed before the bookkeeping'; END $$
+            LANGUAGE plpgsql;
+            CREATE TRIGGER killed BEFORE UPDATE ON marketplace_refund
+                FOR EACH ROW WHEN (NEW.status = 'done') EXECUTE FUNCTION pg_temp.killed();
+            """
+        )
+    with pytest.raises(DatabaseError, match="killed"):
+        earnings.refund_complete(refund_id=refund.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER killed ON marketplace_refund")
+    reversals = [o for o in fake_stripe.objects.values() if o["object"] == "transfer_reversal"]
+    assert [r["amount"] for r in reversals] == [1000]
+    assert not LedgerEntry.objects.filter(refund=refund).exists()
+
+    # Retry a day later: Stripe forgot both keys; neither the refund nor the reversal is redone
+    fake_stripe.forget_idempotency_keys()
+    done = earnings.refund_complete(refund_id=refund.pk, now=refund.created_at + timedelta(days=1))
+
+    assert done.status == Refund.Status.DONE
+    (reversal,) = [o for o in fake_stripe.objects.values() if o["object"] == "transfer_reversal"]
+    assert (done.stripe_reversal_id, reversal["transfer"]) == (
+        reversal["id"],
+        payout.stripe_transfer_id,
+    )
+    assert len(_stripe_refunds(fake_stripe)) == 1
+    assert fake_stripe.get(charge)["amount_refunded"] == 1250
+    assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 1000
+    assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 1000
