@@ -40,7 +40,7 @@ def paid(publisher: Publisher, categories: dict[str, Category]) -> Listing:
         publisher=publisher,
         stripe_account_id="acct_creator",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
     return listing
