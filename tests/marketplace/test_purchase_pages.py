@@ -194,6 +194,7 @@ def test_a_listing_whose_publisher_cannot_be_paid_says_so_instead_of_buy(
     )
     assert not Purchase.objects.filter(listing=paid).exists()
     # a purchase made before keeps working: bought, installable
+    assert paid.current_version is not None
     Purchase.objects.create(
         buyer=world.workspace_b,
         listing=paid,
