@@ -270,6 +270,9 @@ def test_staff_see_price_and_payouts_status_in_the_moderation_queue(
     html = detail.content.decode()
     assert "https://dashboard.stripe.com/test/connect/accounts/acct_alphaonboarded" in html
     assert "<li>your date of birth</li>" in html
+    assert "Transfers active" in html  # Stripe's capability our transfers need
+    listed = admin.get("/admin/marketplace/creatoraccount/?transfers_active__exact=1")
+    assert "acct_alphaonboarded" in listed.content.decode()
     assert 'name="_save"' not in html
 
 
