@@ -512,7 +512,7 @@ def measure_per_run_charge(count: int, workspace: Any, user: Any) -> Any:
                 defaults={
                     "stripe_account_id": "acct_bench",
                     "details_submitted": True,
-                    "charges_enabled": True,
+                    "transfers_active": True,
                     "payouts_enabled": True,
                 },
             )

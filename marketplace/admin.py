@@ -124,17 +124,23 @@ class ListingAdmin(admin.ModelAdmin):
         self.message_user(request, f"Relisted {len(queryset)} listing(s).")
 
 
+def _transfers_text(account: CreatorAccount) -> str:
+    return f"transfers capability {'active' if account.transfers_active else 'not active'}"
+
+
 def _payout_text(account: CreatorAccount | None) -> str:
+    """The account's payouts status for staff, with Stripe's `transfers` capability (what our
+    transfers to the creator need)."""
     status = payout_status(account)
     if account is None:
         return "Not set up"
     if status.state == "onboarded":
-        return "Onboarded"
+        return f"Onboarded ({_transfers_text(account)})"
     if status.state == "disabled":
-        return f"Disabled: {status.disabled}"
+        return f"Disabled: {status.disabled} ({_transfers_text(account)})"
     if status.requirements:
-        return "Requirements due: " + "; ".join(status.requirements)
-    return "Pending verification"
+        return f"Requirements due: {'; '.join(status.requirements)} ({_transfers_text(account)})"
+    return f"Pending verification ({_transfers_text(account)})"
 
 
 def _pretty(definition: Any) -> list[str]:
@@ -410,11 +416,11 @@ class CreatorAccountAdmin(ReadOnlyAdmin):
         "publisher",
         "stripe_account",
         "status",
-        "charges_enabled",
+        "transfers_active",
         "payouts_enabled",
         "synced_at",
     ]
-    list_filter = ["details_submitted", "charges_enabled", "payouts_enabled"]
+    list_filter = ["details_submitted", "transfers_active", "payouts_enabled", "charges_enabled"]
     list_select_related = ["publisher"]
     search_fields = ["publisher__display_name", "publisher__slug", "stripe_account_id"]
     fields = readonly_fields = (
@@ -425,8 +431,9 @@ class CreatorAccountAdmin(ReadOnlyAdmin):
         "country",
         "default_currency",
         "details_submitted",
-        "charges_enabled",
+        "transfers_active",
         "payouts_enabled",
+        "charges_enabled",
         "disabled_reason",
         "synced_at",
         "created_at",

@@ -1,6 +1,13 @@
 """Creators' payout accounts: a publisher's Stripe Connect (Express) account, onboarded on
 Stripe's hosted pages through account links.
 
+The platform charges buyers and transfers to creators (separate charges and transfers), so an
+account requests only Stripe's `transfers` capability, and "onboarded" is details submitted,
+payouts enabled and `transfers` active (`charges_enabled` needs `card_payments`, which a
+creator's account never has). A creator outside the platform's country
+(`settings.STRIPE_PLATFORM_COUNTRY`) gets an account under Stripe's recipient service agreement:
+cross-border payouts only work with those (decision 135).
+
 Invariants: a publisher has at most one connected account (created with an idempotency key
 derived from the publisher, and `CreatorAccount.publisher` is unique), and our copy of its status
 is only ever written from what Stripe answers when we read the account, never from a webhook's
@@ -15,10 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from djstripe.event_handlers import djstripe_receiver
 from djstripe.models import Event
+from stripe.params import AccountCreateParams
 
 from billing.stripe_client import stripe_client, stripe_errors, stripe_mode
 from marketplace.models import BankPayout, CreatorAccount, Publisher
@@ -104,6 +113,36 @@ class PayoutStatus:
     requirements: list[str] = field(default_factory=list)
     disabled: str = ""
 
+    @property
+    def recipient(self) -> bool:
+        """The account is payouts-only (Stripe's recipient agreement: outside our country)."""
+        account = self.account
+        return (
+            account is not None
+            and bool(account.country)
+            and (service_agreement(account.country) == "recipient")
+        )
+
+    @property
+    def platform_country(self) -> str:
+        """The platform's country, as the setup form names it ("United States")."""
+        return country_name(platform_country())
+
+
+def platform_country() -> str:
+    return str(getattr(settings, "STRIPE_PLATFORM_COUNTRY", "") or DEFAULT_COUNTRY).upper()
+
+
+def country_name(code: str) -> str:
+    return dict(COUNTRIES).get(code, code)
+
+
+def service_agreement(country: str) -> str:
+    """Stripe's service agreement for a creator's account in `country`: "recipient" outside
+    the platform's country (cross-border payouts need it; such an account can only receive
+    transfers, which is all a creator's needs), else "full"."""
+    return "full" if country.upper() == platform_country() else "recipient"
+
 
 def payout_status(account: CreatorAccount | None) -> PayoutStatus:
     if account is None:
@@ -136,6 +175,9 @@ def _apply(account: CreatorAccount, remote: Any) -> None:
     account.details_submitted = bool(remote.get("details_submitted"))
     account.charges_enabled = bool(remote.get("charges_enabled"))
     account.payouts_enabled = bool(remote.get("payouts_enabled"))
+    # Stripe's capability statuses by name ("active", "inactive", "pending"); the Express
+    # account's `transfers` is what the platform's transfers need.
+    account.transfers_active = (remote.get("capabilities") or {}).get("transfers") == "active"
     account.requirements_due = list(requirements.get("currently_due") or [])
     account.disabled_reason = requirements.get("disabled_reason") or ""
     account.synced_at = timezone.now()
@@ -146,6 +188,7 @@ def _apply(account: CreatorAccount, remote: Any) -> None:
             "details_submitted",
             "charges_enabled",
             "payouts_enabled",
+            "transfers_active",
             "requirements_due",
             "disabled_reason",
             "synced_at",
@@ -155,20 +198,25 @@ def _apply(account: CreatorAccount, remote: Any) -> None:
 
 def creator_account_create(*, publisher: Publisher, country: str) -> tuple[CreatorAccount, bool]:
     """The publisher's Express account, created at Stripe the first time (one idempotency key
-    per publisher: a retry or a second click gets the same account). (account, created)."""
+    per publisher: a retry or a second click gets the same account). It requests only the
+    `transfers` capability, under the recipient service agreement when `country` is not the
+    platform's (`service_agreement`). (account, created)."""
     existing = CreatorAccount.objects.filter(publisher=publisher).first()
     if existing is not None:
         return existing, False
+    params: AccountCreateParams = {
+        "type": "express",
+        "country": country,
+        "capabilities": {"transfers": {"requested": True}},
+        "business_profile": {"name": publisher.display_name},
+        "metadata": {"publisher_id": str(publisher.pk)},
+    }
+    if service_agreement(country) == "recipient":
+        params["tos_acceptance"] = {"service_agreement": "recipient"}
     client = stripe_client()
     with stripe_errors("create your payouts account"):
         remote = client.v1.accounts.create(
-            params={
-                "type": "express",
-                "country": country,
-                "capabilities": {"transfers": {"requested": True}},
-                "business_profile": {"name": publisher.display_name},
-                "metadata": {"publisher_id": str(publisher.pk)},
-            },
+            params=params,
             options={"idempotency_key": f"creator-account-{publisher.pk}"},
         )
     with transaction.atomic():

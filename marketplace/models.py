@@ -389,7 +389,12 @@ class FeeRule(models.Model):
 class CreatorAccount(models.Model):
     """A publisher's Stripe Connect account (Express): created when the publisher starts
     onboarding, kept current from `account.updated` (re-read from Stripe, never from the event's
-    copy). A paid listing is sold only for an onboarded publisher."""
+    copy). A paid listing is sold only for an onboarded publisher.
+
+    The platform charges buyers itself and transfers to creators (separate charges and
+    transfers), so a creator's account only needs Stripe's `transfers` capability: it never
+    takes card payments, and `charges_enabled` (which needs `card_payments`) stays false for
+    it. Onboarded means: details submitted, payouts enabled and `transfers` active."""
 
     publisher = models.OneToOneField(
         Publisher, on_delete=models.PROTECT, related_name="creator_account"
@@ -400,6 +405,9 @@ class CreatorAccount(models.Model):
     details_submitted = models.BooleanField(default=False)
     charges_enabled = models.BooleanField(default=False)
     payouts_enabled = models.BooleanField(default=False)
+    transfers_active = models.BooleanField(
+        default=False, help_text="Stripe's `transfers` capability is active: we may pay it."
+    )
     # Stripe's `requirements.currently_due` (field names) and `requirements.disabled_reason`.
     requirements_due = ArrayField(models.CharField(max_length=120), default=list, blank=True)
     disabled_reason = models.CharField(max_length=120, blank=True)
@@ -411,7 +419,7 @@ class CreatorAccount(models.Model):
 
     @property
     def onboarded(self) -> bool:
-        return self.details_submitted and self.charges_enabled and self.payouts_enabled
+        return self.details_submitted and self.payouts_enabled and self.transfers_active
 
 
 class Purchase(models.Model):

@@ -525,6 +525,12 @@ class BuyOptions:
     buyers: list[Workspace]  # where the user may buy it (not bought yet, not the publisher)
     runnable_in: set[int]  # workspace ids whose purchase lets the listing be installed and run
     bought: list[tuple[Workspace, Purchase]]  # the user's workspaces' live purchases
+    # Why it cannot be bought now ("" when it can): the publisher's payouts are not set up
+    # (no `buyers` then; purchases already made keep working).
+    unavailable: str = ""
+
+
+NOT_SELLABLE = "Not available to buy right now: the publisher's payouts are not set up."
 
 
 def listing_buy_options(
@@ -532,7 +538,9 @@ def listing_buy_options(
 ) -> BuyOptions | None:
     """The buy options of `listing` for a user whose workspaces are `mine`, of which they
     manage billing in `managers`; None when it is free or paid listings are not sold (billing
-    off). The publisher's own workspace is never a buyer: it would pay itself."""
+    off). The publisher's own workspace is never a buyer: it would pay itself, and nobody is
+    while the publisher's payouts account is not onboarded (`unavailable` says so). Two
+    queries."""
     version = listing.current_version
     if not checkout_active() or version is None or version.pricing == Listing.Pricing.FREE:
         return None
@@ -540,6 +548,8 @@ def listing_buy_options(
         p.buyer_id: p
         for p in Purchase.objects.filter(listing=listing, buyer__in=mine, status__in=LIVE)
     }
+    account = CreatorAccount.objects.filter(publisher_id=listing.publisher_id).first()
+    sellable = account is not None and account.onboarded
     return BuyOptions(
         pricing=version.pricing,
         terms=price_terms(version),
@@ -547,11 +557,13 @@ def listing_buy_options(
         buyers=[
             w
             for w in managers
-            if not (w.pk in bought and bought[w.pk].runnable)
+            if sellable
+            and not (w.pk in bought and bought[w.pk].runnable)
             and w.pk != listing.publisher.workspace_id
         ],
         runnable_in={pk for pk, purchase in bought.items() if purchase.runnable},
         bought=[(w, bought[w.pk]) for w in mine if w.pk in bought],
+        unavailable="" if sellable else NOT_SELLABLE,
     )
 
 

@@ -401,12 +401,38 @@ def _moderation_notice(version: ListingVersion) -> None:
     )
 
 
+def _payouts_missing(publisher: Publisher) -> str:
+    """Why `publisher` cannot be paid, in words for staff ("" when its account is onboarded)."""
+    account = CreatorAccount.objects.filter(publisher=publisher).first()
+    if account is None:
+        return "has not set up payouts"
+    if account.onboarded:
+        return ""
+    if account.disabled_reason and not account.disabled_reason.startswith("requirements."):
+        return f"has a payouts account Stripe restricted ({account.disabled_reason})"
+    if account.requirements_due or not account.details_submitted:
+        return "has not finished payouts setup: Stripe still needs details"
+    return "has a payouts account Stripe has not enabled for transfers yet"
+
+
 @transaction.atomic
 def version_approve(*, user: Any, version: ListingVersion) -> ListingVersion:
-    """Approve a pending version; it becomes the one installs get (if newer than the current)."""
+    """Approve a pending version; it becomes the one installs get (if newer than the current).
+    A paid version is approved only while its publisher's payouts account is onboarded: it
+    could not be bought otherwise (Conflict naming the payouts status)."""
     _require_staff(user)
     locked = _locked_version(version)
     listing = Listing.objects.select_for_update().get(pk=locked.listing_id)
+    if locked.pricing != Listing.Pricing.FREE:
+        publisher = Publisher.objects.get(pk=listing.publisher_id)
+        missing = _payouts_missing(publisher)
+        if missing:
+            raise Conflict(
+                f"Version {locked.number} of “{listing.title}” is paid, but its publisher "
+                f"{publisher.display_name} {missing}, so it could not be bought. It stays "
+                "pending: approve it once their payouts are set up, or request changes (a free "
+                "version needs no payouts)."
+            )
     _decide(locked, user, ListingVersion.Status.APPROVED, "")
     current = listing.current_version
     if current is None or current.number < locked.number:

@@ -120,6 +120,7 @@ def _listing_response(
             context.update(
                 selling=options.pricing,
                 own_listing=options.own_listing,
+                unavailable=options.unavailable,
                 terms=options.terms,
                 buy_form=InstallForm(workspaces=options.buyers, among=mine)
                 if options.buyers

@@ -470,6 +470,9 @@ DJSTRIPE_WEBHOOK_SECRET = secret("DJSTRIPE_WEBHOOK_SECRET", "") or ""
 # Where the stripe SDK sends its calls: Stripe itself, or the loopback fake in tests and the
 # embedded test mode.
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
+# The country of the platform's own Stripe account: creators elsewhere get payouts-only accounts
+# under Stripe's recipient service agreement (cross-border payouts; marketplace/connect.py).
+STRIPE_PLATFORM_COUNTRY = env.str("STRIPE_PLATFORM_COUNTRY", default="US").upper()
 # Plans limit workspaces (billing/quotas.py) when billing is on: by default when Stripe keys are
 # set. A self-hosted platform without billing has no plan limits.
 BILLING_QUOTAS = env.bool(

@@ -5,12 +5,20 @@ onboarding page, login links, and `account.updated` when an account changes.
     link = client.v1.account_links.create(params={"account": account.id, ...})
     # a person opens link.url (the fake's /test/connect/onboarding/<id> page) and submits it,
     # or a test calls:
-    fake.complete_onboarding(account.id)  # details submitted, charges and payouts enabled
+    fake.complete_onboarding(account.id)  # details submitted, requested capabilities active
+    fake.connected_account("acct_creator")  # a test's account, already onboarded
 
 A new account needs what Stripe's example account needs (`requirements.currently_due`), with
-charges and payouts disabled until onboarding completes. Links are single use and expire after
-five minutes, as Stripe's do: opening a used or expired one redirects to its `refresh_url`.
-Connected accounts are kept apart from the platform's own (`GET /v1/account`).
+charges and payouts disabled until onboarding completes. Capabilities are Stripe's: only those
+requested at creation (`capabilities[<name>][requested]=true`) exist, "inactive" until onboarding
+activates them; `charges_enabled` needs `card_payments` active, so an account that only
+receives transfers never has charges enabled. `tos_acceptance[service_agreement]` is "full"
+(the default) or "recipient"; a recipient account cannot request `card_payments`, and an account
+in another country than the platform's (US) must be a recipient one (Stripe's cross-border
+payouts). A transfer goes only to a connected account whose `transfers` capability is active
+(`transfer_destination_error`). Links are single use and expire after five minutes, as Stripe's
+do: opening a used or expired one redirects to its `refresh_url`. Connected accounts are kept
+apart from the platform's own (`GET /v1/account`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from tests.fakes.server import Exchange, RecordedRequest
 
 LINK_LIFETIME = 300
 ACCOUNT_TYPES = ("express", "standard", "custom")
+SERVICE_AGREEMENTS = ("full", "recipient")
+PLATFORM_COUNTRY = "US"  # the fake platform's own account (Stripe's example account)
 
 Object = dict[str, Any]
 
@@ -66,28 +76,100 @@ class StripeConnectMixin:
             raise api.StripeError(
                 400, f"Invalid type: must be one of {', '.join(ACCOUNT_TYPES)}", param="type"
             )
+        country = params.get("country") or PLATFORM_COUNTRY
+        agreement = (params.get("tos_acceptance") or {}).get("service_agreement") or "full"
+        if agreement not in SERVICE_AGREEMENTS:
+            raise api.StripeError(
+                400,
+                f"Invalid tos_acceptance[service_agreement]: must be one of "
+                f"{', '.join(SERVICE_AGREEMENTS)}",
+                param="tos_acceptance[service_agreement]",
+            )
+        requested = [
+            name
+            for name, ask in (params.get("capabilities") or {}).items()
+            if api._bool((ask or {}).get("requested"))  # noqa: SLF001 - the fake's form booleans
+        ]
+        if agreement == "recipient" and "card_payments" in requested:
+            raise api.StripeError(
+                400,
+                "The `card_payments` capability cannot be requested for an account under the "
+                "`recipient` service agreement.",
+                param="capabilities[card_payments]",
+            )
+        if agreement == "full" and country != PLATFORM_COUNTRY:
+            # Stripe: cross-border payouts only work with accounts under the recipient agreement
+            raise api.StripeError(
+                400,
+                f"Connected accounts in {country} must be created with "
+                "`tos_acceptance[service_agreement]=recipient` when the platform is in "
+                f"{PLATFORM_COUNTRY} (cross-border payouts).",
+                param="tos_acceptance[service_agreement]",
+            )
         with self._state:
             # The platform's account first, so `GET /v1/account` never answers a creator's.
             self._account(request, {}, match)
-            account = self._new(
-                "account",
-                "acct",
-                type=kind,
-                country=params.get("country") or "US",
-                email=params.get("email"),
-                default_currency="usd",
-                charges_enabled=False,
-                payouts_enabled=False,
-                details_submitted=False,
-                capabilities={"transfers": "inactive"},
-                controller={"type": "application", "is_controller": True},
-                _connected=True,
-            )
+            account = self._new_connected(kind, country, agreement, requested)
+            account["email"] = params.get("email")
             business = params.get("business_profile") or {}
             if business.get("name"):
                 account["business_profile"]["name"] = business["name"]
             self._apply_metadata(account, params)
         return 200, self._public(account)
+
+    def _new_connected(
+        self: Any,
+        kind: str,
+        country: str,
+        agreement: str,
+        requested: list[str],
+        account_id: str | None = None,
+    ) -> Object:
+        account = self._new(
+            "account",
+            "acct",
+            type=kind,
+            country=country,
+            email=None,
+            default_currency="usd",
+            charges_enabled=False,
+            payouts_enabled=False,
+            details_submitted=False,
+            capabilities=dict.fromkeys(requested, "inactive"),
+            controller={"type": "application", "is_controller": True},
+            _connected=True,
+        )
+        account["tos_acceptance"] = {
+            **(account.get("tos_acceptance") or {}),
+            "service_agreement": agreement,
+        }
+        if account_id is not None:  # a test's own id
+            del self.objects[account["id"]]
+            account["id"] = account_id
+            self.objects[account_id] = account
+        return account
+
+    def transfer_destination_error(self: Any, destination: str) -> api.StripeError | None:
+        """Why Stripe would refuse a transfer to `destination` (None when it would not): an
+        account the platform does not have, or one whose `transfers` capability is not active
+        (not onboarded yet, or restricted since), with Stripe's codes."""
+        account = self.objects.get(destination)
+        if account is None or not account.get("_connected"):
+            return api.StripeError(
+                400,
+                f"No such destination: '{destination}'",
+                code="resource_missing",
+                param="destination",
+            )
+        if account["capabilities"].get("transfers") != "active":
+            return api.StripeError(
+                400,
+                "Your destination account needs to have at least one of the following "
+                "capabilities enabled: transfers, crypto_transfers, legacy_payments",
+                code="insufficient_capabilities_for_transfer",
+                param="destination",
+            )
+        return None
 
     def _connect_account_list(
         self: Any, request: RecordedRequest, params: Object, match: re.Match[str]
@@ -168,16 +250,18 @@ class StripeConnectMixin:
 
     def complete_onboarding(self: Any, account_id: str) -> Object:
         """Finish an account's onboarding as its owner would on Stripe's pages: details
-        submitted, charges and payouts enabled, nothing due; emits `account.updated` (delivered
-        now unless `hold_events`). Returns the account."""
+        submitted, every requested capability active, payouts enabled, charges enabled only
+        with `card_payments` (as Stripe's), nothing due; emits `account.updated` (delivered now
+        unless `hold_events`). Returns the account."""
         with self._state:
             account = self._connected(account_id)
+            capabilities = dict.fromkeys(account["capabilities"], "active")
             self._connect_set(
                 account,
                 details_submitted=True,
-                charges_enabled=True,
+                charges_enabled=capabilities.get("card_payments") == "active",
                 payouts_enabled=True,
-                capabilities={"transfers": "active", "card_payments": "active"},
+                capabilities=capabilities,
                 currently_due=[],
                 disabled_reason=None,
             )
@@ -185,18 +269,54 @@ class StripeConnectMixin:
             self.flush_events()
         return self._public(account)
 
+    def connected_account(
+        self: Any,
+        account_id: str | None = None,
+        *,
+        country: str = PLATFORM_COUNTRY,
+        capabilities: tuple[str, ...] = ("transfers",),
+        onboarded: bool = True,
+    ) -> Object:
+        """A connected account as the platform makes them (Express, `capabilities` requested,
+        the recipient agreement outside the platform's country), with the test's own id when
+        given (a row a test stored), onboarded unless `onboarded=False`. Emits nothing.
+        Returns the account; an existing one with that id is answered as it is."""
+        with self._state:
+            if account_id is not None and account_id in self.objects:
+                return self._public(self._connected(account_id))
+            agreement = "full" if country == PLATFORM_COUNTRY else "recipient"
+            account = self._new_connected(
+                "express", country, agreement, list(capabilities), account_id
+            )
+            if onboarded:
+                account.update(
+                    details_submitted=True,
+                    charges_enabled="card_payments" in capabilities,
+                    payouts_enabled=True,
+                    capabilities=dict.fromkeys(capabilities, "active"),
+                )
+                account["requirements"].update(
+                    currently_due=[], eventually_due=[], past_due=[], disabled_reason=None
+                )
+        return self._public(account)
+
     def require(
         self: Any, account_id: str, currently_due: list[str], *, disabled_reason: str | None = None
     ) -> Object:
         """Stripe asks the account for more (`requirements.currently_due`); with
-        `disabled_reason`, charges and payouts stop. Emits `account.updated`."""
+        `disabled_reason`, charges, payouts and its capabilities stop (transfers to it are
+        refused). Emits `account.updated`."""
         with self._state:
             account = self._connected(account_id)
             stopped = disabled_reason is not None
+            capabilities = dict(account["capabilities"])
+            if stopped:
+                capabilities = dict.fromkeys(capabilities, "inactive")
             self._connect_set(
                 account,
                 charges_enabled=account["charges_enabled"] and not stopped,
                 payouts_enabled=account["payouts_enabled"] and not stopped,
+                capabilities=capabilities,
                 currently_due=list(currently_due),
                 disabled_reason=disabled_reason,
             )
@@ -235,7 +355,13 @@ class StripeConnectMixin:
         """GET /test/connect/onboarding/{link}: the stand-in for Stripe's onboarding (a Submit
         button completes it, then back to the link's `return_url`; "Not now" goes back without);
         POST /test/connect/onboarding/{link}/complete. A used or expired link redirects to its
-        `refresh_url`, as Stripe does. False for any other path."""
+        `refresh_url`, as Stripe does. POST /test/connect/accounts/{id}: `connected_account(id)`
+        over HTTP (an onboarded account for a row a test stored; tests/helpers/money.py). False
+        for any other path."""
+        seeded = re.fullmatch(r"/test/connect/accounts/(acct_[A-Za-z0-9_]+)", path)
+        if method == "POST" and seeded is not None:
+            out.send_json(200, self.connected_account(seeded[1]))
+            return True
         dashboard = re.fullmatch(r"/test/connect/dashboard/([^/]+)", path)
         if dashboard is not None and dashboard[1] in self.objects:
             account = self.objects[dashboard[1]]
@@ -269,7 +395,9 @@ class StripeConnectMixin:
         lid, back = html.escape(link["id"]), html.escape(link["_return_url"])
         body = (
             f"<p>Setting up payouts for <strong>{html.escape(account['id'])}</strong> "
-            f"({html.escape(account['country'])}). No details are needed: Submit completes "
+            f"({html.escape(account['country'])}, "
+            f"{html.escape(account['tos_acceptance'].get('service_agreement') or 'full')} "
+            "service agreement). No details are needed: Submit completes "
             "onboarding as if Stripe verified everything.</p>"
             f"{f'<p>Stripe would ask for:</p><ul>{due}</ul>' if due else ''}"
             f'<form method="post" action="/test/connect/onboarding/{lid}/complete">'

@@ -277,13 +277,9 @@ class StripeMoneyMixin:
         self, request: RecordedRequest, params: Object, match: re.Match[str]
     ) -> tuple[int, Object]:
         destination = params.get("destination") or ""
-        if not destination.startswith("acct_"):
-            raise _error(
-                400,
-                f"No such destination: '{destination}'",
-                param="destination",
-                code="resource_missing",
-            )
+        refused = self.transfer_destination_error(destination)  # stripe_connect.py
+        if refused is not None:
+            raise refused
         amount = _amount(params.get("amount"), "amount")
         transfer = self._new(
             "transfer",

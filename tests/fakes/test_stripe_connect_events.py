@@ -48,6 +48,7 @@ def test_connected_account_events_reach_only_connect_endpoints(fake: FakeStripe)
 
 def test_a_bank_payout_fails_and_the_money_stays_in_the_account(fake: FakeStripe) -> None:
     client = fake.sdk_client()
+    fake.connected_account(ACCOUNT)  # onboarded: transfers capability active
     client.v1.transfers.create(params={"amount": 3000, "currency": "usd", "destination": ACCOUNT})
 
     failed = fake.pay_out(ACCOUNT, failure_code="account_closed")
@@ -74,6 +75,7 @@ def test_transfers_are_listed_by_group_and_a_forgotten_key_makes_a_new_one(
     fake: FakeStripe,
 ) -> None:
     client = fake.sdk_client()
+    fake.connected_account(ACCOUNT)  # onboarded: transfers capability active
     params: Any = {
         "amount": 500,
         "currency": "usd",

@@ -43,6 +43,7 @@ def test_a_charge_is_refunded_in_parts_never_beyond_what_is_left(fake: FakeStrip
 
 def test_a_reversal_is_refused_once_the_account_paid_its_balance_out(fake: FakeStripe) -> None:
     client = fake.sdk_client()
+    fake.connected_account(ACCOUNT)  # onboarded: Stripe transfers only to an active account
     transfer = client.v1.transfers.create(
         params={
             "amount": 2000,

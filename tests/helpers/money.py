@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from decimal import Decimal
+
+from django.conf import settings
 
 from marketplace.models import Category, CreatorAccount, Listing, Publisher, Purchase
 from tenants.models import Workspace
@@ -22,7 +26,9 @@ class Shop:
 
 def make_shop(*, workspace: Workspace, account: str = "acct_creator000001") -> Shop:
     """Workspace `workspace` publishes a one-time paid listing, with an onboarded creator
-    account `account`."""
+    account `account` (transfers capability active). When the Stripe fake is running
+    (`settings.STRIPE_API_BASE` on loopback), the account exists there too, onboarded: the fake
+    refuses transfers to an account it does not have, as Stripe does."""
     number = next(_counter)
     publisher = Publisher.objects.create(
         workspace=workspace, slug=f"seller-{number}", display_name=f"Seller {number}"
@@ -33,9 +39,10 @@ def make_shop(*, workspace: Workspace, account: str = "acct_creator000001") -> S
         country="US",
         default_currency="usd",
         details_submitted=True,
-        charges_enabled=True,
         payouts_enabled=True,
+        transfers_active=True,
     )
+    _at_the_fake(account)
     category, _ = Category.objects.get_or_create(slug="money", defaults={"name": "Money"})
     listing = make_listing(
         publisher=publisher,
@@ -47,6 +54,17 @@ def make_shop(*, workspace: Workspace, account: str = "acct_creator000001") -> S
         index=False,
     )
     return Shop(publisher, creator, listing)
+
+
+def _at_the_fake(account: str) -> None:
+    """The connected account `account` at the running Stripe fake, onboarded (its test-only
+    `POST /test/connect/accounts/{id}`); nothing when Stripe is not the fake."""
+    base = str(getattr(settings, "STRIPE_API_BASE", ""))
+    if urllib.parse.urlsplit(base).hostname not in ("127.0.0.1", "localhost"):
+        return
+    request = urllib.request.Request(f"{base}/test/connect/accounts/{account}", method="POST")  # noqa: S310 - the loopback fake
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - the loopback fake
+        assert answer.status == 200
 
 
 def make_purchase(

@@ -59,13 +59,14 @@ class Shop:
         type(version).objects.filter(pk=version.pk).update(pricing=pricing, price_cents=cents)
         Listing.objects.filter(pk=version.listing_id).update(pricing=pricing, price_cents=cents)
         listing = Listing.objects.get(pk=version.listing_id)
+        self.fake.connected_account("acct_creator")  # onboarded at Stripe: transfers active
         CreatorAccount.objects.get_or_create(
             publisher=listing.publisher,
             defaults={
                 "stripe_account_id": "acct_creator",
                 "details_submitted": True,
-                "charges_enabled": True,
                 "payouts_enabled": True,
+                "transfers_active": True,
             },
         )
         return listing

@@ -218,7 +218,7 @@ def test_a_paid_version_without_a_purchase_is_not_installed(setup: Setup, settin
         publisher=Publisher.objects.get(),
         stripe_account_id="acct_creator",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
     auto_upgrade.auto_upgrade_set(

@@ -3,8 +3,11 @@ fake, which posts signed `account.updated` webhooks to dj-stripe's view on the r
 server. An owner sets up payouts (one Express account, whatever the retries), is sent to the
 hosted onboarding, completes it and comes back to an onboarded status; an expired link is
 refreshed; what Stripe still needs is listed in plain words; events delivered three times and
-out of order leave the current state. Members cannot set up payouts, outsiders do not see the
-pages; billing off and Stripe down say so. The fake's Connect endpoints, through the SDK."""
+out of order leave the current state. A creator's account asks only for `transfers` (under
+Stripe's recipient agreement outside the platform's country) and is onboarded once `transfers`
+is active, though Stripe never enables charges on it. Members cannot set up payouts, outsiders
+do not see the pages; billing off and Stripe down say so. The fake's Connect endpoints,
+through the SDK."""
 
 from __future__ import annotations
 
@@ -99,6 +102,9 @@ def test_an_owner_sets_up_payouts_and_sees_them_onboarded(
     assert account.publisher == publisher
     assert (remote["type"], remote["country"]) == ("express", "GB")
     assert remote["metadata"] == {"publisher_id": str(publisher.pk)}
+    # outside the platform's country (US): Stripe's recipient agreement, transfers only
+    assert remote["tos_acceptance"]["service_agreement"] == "recipient"
+    assert remote["capabilities"] == {"transfers": "inactive"}
     assert not account.onboarded
     assert AuditEvent.objects.filter(
         action="marketplace.payouts_setup_started", workspace=committed_world.workspace_a
@@ -122,6 +128,10 @@ def test_an_owner_sets_up_payouts_and_sees_them_onboarded(
     assert _delivered(connect) == [200]
     account.refresh_from_db()
     assert account.onboarded
+    # a transfers-only account: Stripe never enables charges on it, and it needs none
+    assert (account.transfers_active, account.payouts_enabled) == (True, True)
+    assert account.charges_enabled is False
+    assert connect.get(account.stripe_account_id)["capabilities"] == {"transfers": "active"}
     assert account.requirements_due == []
     assert account.synced_at is not None
 
@@ -130,6 +140,7 @@ def test_an_owner_sets_up_payouts_and_sees_them_onboarded(
     assert returned.redirect_chain[-1][0] == _url("marketplace_publish")
     assert "Payouts are set up: you can publish paid versions." in html
     assert "Your payouts account is ready" in html
+    assert "It is a payouts-only account" in html  # a GB creator on a US platform
     assert "Set up payouts" not in html
     assert "Continue setup" not in html
     # the used link cannot be replayed: Stripe sends the creator to the refresh URL
@@ -143,6 +154,10 @@ def test_an_expired_link_is_refreshed_and_the_return_reads_the_account(
 ) -> None:
     owner = logged_in(committed_world.owner)
     first = _onboarding_url(owner.post(_url("marketplace_payouts_setup"), {"country": "US"}))
+    # the platform's own country: Stripe's full agreement, still only `transfers` requested
+    remote = connect.get(CreatorAccount.objects.get().stripe_account_id)
+    assert remote["tos_acceptance"]["service_agreement"] == "full"
+    assert remote["capabilities"] == {"transfers": "inactive"}
     connect.clock_offset = 301  # links live five minutes
     expired = _get(first)
     assert expired.status == 303
@@ -165,6 +180,19 @@ def test_an_expired_link_is_refreshed_and_the_return_reads_the_account(
     assert "Continue setup" in html
 
 
+def test_the_platform_country_decides_the_service_agreement(
+    connect: FakeStripe, committed_world: World, settings: Any
+) -> None:
+    settings.STRIPE_PLATFORM_COUNTRY = "GB"
+    owner = logged_in(committed_world.owner)
+    page = owner.get(_url("marketplace_publish")).content.decode()
+    assert "Outside United Kingdom, Stripe opens a payouts-only account" in page
+    _onboarding_url(owner.post(_url("marketplace_payouts_setup"), {"country": "US"}))
+    remote = connect.get(CreatorAccount.objects.get().stripe_account_id)
+    assert remote["tos_acceptance"]["service_agreement"] == "recipient"  # US is abroad now
+    assert remote["capabilities"] == {"transfers": "inactive"}
+
+
 def test_requirements_and_a_disabled_account_are_shown_in_plain_words(
     connect: FakeStripe, committed_world: World
 ) -> None:
@@ -175,7 +203,8 @@ def test_requirements_and_a_disabled_account_are_shown_in_plain_words(
     account.refresh_from_db()
     assert account.onboarded
 
-    # later Stripe needs an identity document; charges and payouts stop meanwhile
+    # later Stripe needs an identity document; transfers and payouts stop meanwhile (the
+    # account.updated webhook re-reads it)
     connect.require(
         account.stripe_account_id,
         ["individual.verification.document"],
@@ -183,6 +212,8 @@ def test_requirements_and_a_disabled_account_are_shown_in_plain_words(
     )
     account.refresh_from_db()
     assert not account.onboarded
+    assert (account.transfers_active, account.payouts_enabled) == (False, False)
+    assert connect.transfer_destination_error(account.stripe_account_id) is not None
     html = owner.get(_url("marketplace_publish")).content.decode()
     assert "Stripe needs the details listed below before it can pay you." in html
     assert "<li>an identity document</li>" in html
@@ -302,13 +333,18 @@ def _client(fake: FakeStripe) -> stripe.StripeClient:
 
 def test_fake_accounts_round_trip_apart_from_the_platforms(fake: FakeStripe) -> None:
     client = _client(fake)
+    params: Any = {
+        "type": "express",
+        "country": "DE",
+        "capabilities": {"transfers": {"requested": True}},
+        "tos_acceptance": {"service_agreement": "recipient"},
+        "metadata": {"publisher_id": "7"},
+    }
     created = client.v1.accounts.create(
-        params={"type": "express", "country": "DE", "metadata": {"publisher_id": "7"}},
-        options={"idempotency_key": "creator-account-7"},
+        params=params, options={"idempotency_key": "creator-account-7"}
     )
     replay = client.v1.accounts.create(
-        params={"type": "express", "country": "DE", "metadata": {"publisher_id": "7"}},
-        options={"idempotency_key": "creator-account-7"},
+        params=params, options={"idempotency_key": "creator-account-7"}
     )
     assert replay.id == created.id
     assert created.id.startswith("acct_")
@@ -333,16 +369,97 @@ def test_fake_accounts_round_trip_apart_from_the_platforms(fake: FakeStripe) -> 
     with pytest.raises(stripe.InvalidRequestError, match="not completed onboarding"):
         client.v1.accounts.login_links.create(created.id)
     done = fake.complete_onboarding(created.id)
+    # only what was asked for is active; no card_payments, so charges stay disabled
     assert (done["charges_enabled"], done["payouts_enabled"], done["details_submitted"]) == (
-        True,
+        False,
         True,
         True,
     )
+    assert done["capabilities"] == {"transfers": "active"}
     assert done["requirements"]["currently_due"] == []
     assert fake.events[-1]["type"] == "account.updated"
-    assert fake.events[-1]["data"]["previous_attributes"]["charges_enabled"] is False
+    previous = fake.events[-1]["data"]["previous_attributes"]
+    assert previous["capabilities"] == {"transfers": "inactive"}
+    assert previous["payouts_enabled"] is False
     login = client.v1.accounts.login_links.create(created.id)
     assert _get(login.url).status == 200
+
+
+def test_fake_capabilities_agreements_and_who_may_receive_transfers(fake: FakeStripe) -> None:
+    client = _client(fake)
+    # a full account asking for card payments too: charges are enabled once onboarded
+    both = client.v1.accounts.create(
+        params={
+            "type": "express",
+            "country": "US",
+            "capabilities": {
+                "card_payments": {"requested": True},
+                "transfers": {"requested": True},
+            },
+        }
+    )
+    assert both.tos_acceptance.service_agreement == "full"
+    done = fake.complete_onboarding(both.id)
+    assert done["charges_enabled"] is True
+    assert done["capabilities"] == {"card_payments": "active", "transfers": "active"}
+    # the recipient agreement cannot take card payments; cross-border needs it
+    with pytest.raises(stripe.InvalidRequestError, match="card_payments") as caught:
+        client.v1.accounts.create(
+            params={
+                "type": "express",
+                "country": "FR",
+                "capabilities": {"card_payments": {"requested": True}},
+                "tos_acceptance": {"service_agreement": "recipient"},
+            }
+        )
+    assert caught.value.http_status == 400
+    with pytest.raises(stripe.InvalidRequestError, match="recipient") as caught:
+        client.v1.accounts.create(
+            params={
+                "type": "express",
+                "country": "GB",
+                "capabilities": {"transfers": {"requested": True}},
+            }
+        )
+    assert caught.value.param == "tos_acceptance[service_agreement]"
+
+    # transfers: not to an account the platform does not have, nor to one not onboarded yet
+    def send(destination: str) -> Any:
+        return client.v1.transfers.create(
+            params={"amount": 700, "currency": "usd", "destination": destination}
+        )
+
+    with pytest.raises(stripe.InvalidRequestError, match="No such destination") as caught:
+        send("acct_nobodyknows")
+    assert (caught.value.http_status, caught.value.code) == (400, "resource_missing")
+    waiting = client.v1.accounts.create(
+        params={"type": "express", "capabilities": {"transfers": {"requested": True}}}
+    )
+    with pytest.raises(stripe.InvalidRequestError, match="capabilities enabled") as caught:
+        send(waiting.id)
+    assert (caught.value.http_status, caught.value.code) == (
+        400,
+        "insufficient_capabilities_for_transfer",
+    )
+    fake.complete_onboarding(waiting.id)
+    assert send(waiting.id).amount == 700
+    assert fake.balance_of(waiting.id) == 700
+    # restricted later: refused again
+    fake.require(waiting.id, ["individual.dob.day"], disabled_reason="requirements.past_due")
+    assert fake.get(waiting.id)["capabilities"] == {"transfers": "inactive"}
+    with pytest.raises(stripe.InvalidRequestError, match="capabilities enabled"):
+        send(waiting.id)
+    assert fake.balance_of(waiting.id) == 700
+
+    # a test's own stored id, onboarded, directly or over HTTP (tests/helpers/money.py)
+    seeded = fake.connected_account("acct_storedbyatest")
+    assert (seeded["id"], seeded["capabilities"]) == ("acct_storedbyatest", {"transfers": "active"})
+    assert _post(f"{fake.url}/test/connect/accounts/acct_overhttp").status == 200
+    assert send("acct_overhttp").destination == "acct_overhttp"
+    abroad = fake.connected_account(country="IE", onboarded=False)
+    assert abroad["tos_acceptance"]["service_agreement"] == "recipient"
+    with pytest.raises(stripe.InvalidRequestError, match="capabilities enabled"):
+        send(abroad["id"])
 
 
 def test_fake_account_links_open_a_test_onboarding_page(fake: FakeStripe) -> None:
@@ -395,6 +512,7 @@ def test_fake_requirements_and_a_disabled_account(fake: FakeStripe) -> None:
     assert again.requirements.past_due == ["individual.dob.day"]
     assert again.requirements.disabled_reason == "requirements.past_due"
     assert (again.charges_enabled, again.payouts_enabled) == (False, False)
+    assert again.capabilities.to_dict() == {}  # nothing was requested
     assert again.details_submitted is True
 
 
@@ -406,7 +524,10 @@ def test_the_demo_creator_is_onboarded_against_the_emulator(
     account = demo_creator_account(publisher=publisher)
     assert account is not None
     assert account.onboarded
-    assert fake_stripe.get(account.stripe_account_id)["payouts_enabled"] is True
+    remote = fake_stripe.get(account.stripe_account_id)
+    assert (remote["payouts_enabled"], remote["capabilities"]) == (True, {"transfers": "active"})
+    assert account.transfers_active
+    assert not account.charges_enabled
     assert demo_creator_account(publisher=publisher) == account  # idempotent
     assert CreatorAccount.objects.count() == 1
     settings.STRIPE_TEST_SECRET_KEY = ""

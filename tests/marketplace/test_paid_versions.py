@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from accounts.models import User
 from agents.services import agent_create
-from core.exceptions import ValidationFailed
+from core.exceptions import Conflict, ValidationFailed
 from marketplace import fees, services
 from marketplace.models import (
     Category,
@@ -61,7 +61,7 @@ def _onboarded(world: World) -> CreatorAccount:
         publisher=publisher,
         stripe_account_id="acct_alphaonboarded",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
 
@@ -270,6 +270,9 @@ def test_staff_see_price_and_payouts_status_in_the_moderation_queue(
     html = detail.content.decode()
     assert "https://dashboard.stripe.com/test/connect/accounts/acct_alphaonboarded" in html
     assert "<li>your date of birth</li>" in html
+    assert "Transfers active" in html  # Stripe's capability our transfers need
+    listed = admin.get("/admin/marketplace/creatoraccount/?transfers_active__exact=1")
+    assert "acct_alphaonboarded" in listed.content.decode()
     assert 'name="_save"' not in html
 
 
@@ -350,3 +353,58 @@ def test_the_split_edges() -> None:
     for bad_amount, bad_percent in [(-1, Decimal(20)), (100, Decimal("100.01")), (1, Decimal(-1))]:
         with pytest.raises(ValueError, match=r"negative|between"):
             fees.split(bad_amount, bad_percent)
+
+
+def test_a_paid_version_is_not_approved_while_its_publisher_cannot_be_paid(
+    world: World, agent_id: int, staff: User
+) -> None:
+    account = _onboarded(world)
+    alpha = logged_in(world.owner)
+    alpha.post(_url(), _form(agent_id, pricing="one_time", price="19"))
+    alpha.post(_url(), _form(agent_id, pricing="one_time", price="25"))
+    v1, v2 = ListingVersion.objects.order_by("number")
+    # submitted while onboarded; then Stripe restricts the account (transfers stop)
+    CreatorAccount.objects.filter(pk=account.pk).update(
+        transfers_active=False,
+        payouts_enabled=False,
+        requirements_due=["individual.verification.document"],
+        disabled_reason="requirements.past_due",
+    )
+    with pytest.raises(Conflict, match="not finished payouts setup") as refused:
+        services.version_approve(user=staff, version=v1)
+    assert "Alpha Inc" in refused.value.message
+    v1.refresh_from_db()
+    assert v1.status == ListingVersion.Status.PENDING
+    assert v1.listing.current_version is None
+
+    # the moderation queue says why, for each version (the bulk action and the form)
+    admin = logged_in(staff)
+    queue = "/admin/marketplace/listingversion/"
+    done = admin.post(
+        queue + "?status__exact=pending",
+        {"action": "approve", "_selected_action": [str(v1.pk), str(v2.pk)]},
+        follow=True,
+    )
+    html = done.content.decode()
+    assert html.count("is paid, but its publisher Alpha Inc has not finished payouts") == 2
+    assert "Approved 0 version(s)." in html
+    assert "transfers capability not active" in html  # the queue's payouts column
+    form = admin.post(f"{queue}{v1.pk}/change/", {"decision": "approve", "reason": ""}, follow=True)
+    assert "has not finished payouts setup" in form.content.decode()
+    assert ListingVersion.objects.filter(status=ListingVersion.Status.PENDING).count() == 2
+
+    # a restriction Stripe decided, and no account at all, are named too
+    CreatorAccount.objects.filter(pk=account.pk).update(disabled_reason="rejected.fraud")
+    with pytest.raises(Conflict, match=r"Stripe restricted \(rejected.fraud\)"):
+        services.version_approve(user=staff, version=v1)
+    CreatorAccount.objects.filter(pk=account.pk).delete()
+    with pytest.raises(Conflict, match="has not set up payouts"):
+        services.version_approve(user=staff, version=v1)
+
+    # a free version needs no payouts
+    alpha.post(_url(), _form(agent_id, pricing="free"))
+    free = ListingVersion.objects.get(number=3)
+    assert services.version_approve(user=staff, version=free).status == "approved"
+    # onboarded again: the paid one is approved
+    _onboarded(world)
+    assert services.version_approve(user=staff, version=v2).status == "approved"

@@ -49,7 +49,9 @@ def fake(committed_world: World, live_server: Any, settings: Any) -> Iterator[Fa
 def _paid(world: World, fake: FakeStripe) -> tuple[Shop, Purchase, Payout]:
     """Alpha's creator (a real connected account at the fake) sold for 25.00 ten days ago and
     was paid 20.00 by transfer."""
-    account = stripe_client().v1.accounts.create(params={"type": "express"})
+    account = stripe_client().v1.accounts.create(
+        params={"type": "express", "capabilities": {"transfers": {"requested": True}}}
+    )
     fake.complete_onboarding(account.id)
     shop = make_shop(workspace=world.workspace_a, account=account.id)
     purchase = make_purchase(shop, buyer=world.workspace_b, amount=2500)

@@ -40,7 +40,7 @@ def paid(publisher: Publisher, categories: dict[str, Category]) -> Listing:
         publisher=publisher,
         stripe_account_id="acct_creator",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
     return listing
@@ -159,3 +159,58 @@ def test_with_billing_off_the_listing_still_says_it_is_not_charged(
     assert "Billing is not active yet" in page
     assert "Buy and install" not in page
     assert ">Install" in page
+
+
+def test_a_listing_whose_publisher_cannot_be_paid_says_so_instead_of_buy(
+    world: World,
+    fake_stripe: FakeStripe,
+    paid: Listing,
+    django_assert_max_num_queries: Any,
+) -> None:
+    url = reverse("marketplace_listing", kwargs={"slug": paid.slug})
+    outsider = _as(world.outsider)
+    outsider.get(url)  # warm the caches
+    with django_assert_max_num_queries(40) as onboarded:
+        assert "Buy and install" in outsider.get(url).content.decode()
+    # Stripe restricted the publisher's account since (account.updated)
+    CreatorAccount.objects.filter(publisher=paid.publisher).update(
+        transfers_active=False, payouts_enabled=False, disabled_reason="requirements.past_due"
+    )
+    with django_assert_max_num_queries(len(onboarded.captured_queries)):
+        page = outsider.get(url).content.decode()
+    assert "Not available to buy right now: the publisher&#x27;s payouts are not set up." in page
+    assert "Buy and install" not in page
+    assert "mk-buy" not in page
+    # a member is told the same, not who could buy
+    member = _member_of_b("member")
+    Membership.objects.create(user=member, workspace=world.workspace_b, role=Role.MEMBER)
+    as_member = _as(member).get(url).content.decode()
+    assert "Not available to buy right now" in as_member
+    assert "Only a workspace's owners and admins can buy this listing." not in as_member
+    # posting the form anyway is refused before Stripe, nothing pending
+    outsider.post(
+        reverse("marketplace_buy", kwargs={"slug": paid.slug}),
+        {"workspace": world.workspace_b.slug},
+    )
+    assert not Purchase.objects.filter(listing=paid).exists()
+    # a purchase made before keeps working: bought, installable
+    assert paid.current_version is not None
+    Purchase.objects.create(
+        buyer=world.workspace_b,
+        listing=paid,
+        version=paid.current_version,
+        publisher=paid.publisher,
+        pricing=Purchase.Pricing.ONE_TIME,
+        unit_amount_cents=1900,
+        fee_percent=Decimal("20"),
+        status=Purchase.Status.ACTIVE,
+    )
+    page = outsider.get(url).content.decode()
+    assert "Bought for Bravo" in page
+    assert "Install" in page.split("mk-install")[-1]
+    # onboarded again: for sale again
+    CreatorAccount.objects.filter(publisher=paid.publisher).update(
+        transfers_active=True, payouts_enabled=True, disabled_reason=""
+    )
+    member_page = _as(member).get(url).content.decode()
+    assert "Not available to buy right now" not in member_page

@@ -47,7 +47,7 @@ def _paid_listing(world: World, pricing: str = "one_time", cents: int = 1900) ->
         publisher=listing.publisher,
         stripe_account_id="acct_creator",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
     return listing
