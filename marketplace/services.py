@@ -9,6 +9,7 @@ everything a workspace does goes through its `Access`. Statistics are numbers on
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -795,15 +796,16 @@ def record_run(
 # --- reviews ---------------------------------------------------------------------------------
 
 
-def reviewer_workspaces(*, listing: Listing, workspaces: list[Workspace]) -> list[Workspace]:
+def reviewer_workspaces(
+    *, listing: Listing, workspaces: list[Workspace], installs: Iterable[Install] | None = None
+) -> list[Workspace]:
     """Those of `workspaces` that may review `listing` (`review_save`'s rule, for the page's
     picker): it is installed there and ran at least once; for a paid listing (with billing
-    on), it was also bought there and ran successfully."""
-    allowed = set(
-        Install.objects.filter(
-            listing=listing, workspace__in=workspaces, runs_completed__gte=1
-        ).values_list("workspace_id", flat=True)
-    )
+    on), it was also bought there and ran successfully. `installs`: the listing's installs in
+    those workspaces (uninstalled ones included), when the caller has them already."""
+    if installs is None:
+        installs = Install.objects.filter(listing=listing, workspace__in=workspaces)
+    allowed = {i.workspace_id for i in installs if i.runs_completed >= 1}
     if allowed and listing.pricing != Listing.Pricing.FREE and pricing.checkout_active():
         allowed &= set(
             Purchase.objects.filter(

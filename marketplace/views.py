@@ -101,14 +101,10 @@ def _listing_response(
     if request.user.is_authenticated:
         builders = _memberships(request.user, Perm.BUILD)
         runners = _memberships(request.user, Perm.RUN)
-        installed = {
-            i.workspace_id: i
-            for i in Install.objects.filter(
-                listing=detail,
-                workspace__in=[m.workspace for m in runners],
-                uninstalled_at__isnull=True,
-            )
-        }
+        installs = list(
+            Install.objects.filter(listing=detail, workspace__in=[m.workspace for m in runners])
+        )
+        installed = {i.workspace_id: i for i in installs if i.uninstalled_at is None}
         # Labels tell apart the user's workspaces of the same name, in every picker.
         mine = _user_workspaces(request.user)
         choices = [m.workspace for m in builders if m.workspace_id not in installed]
@@ -137,7 +133,7 @@ def _listing_response(
                 ),
             )
         reviewers = services.reviewer_workspaces(
-            listing=detail, workspaces=[m.workspace for m in runners]
+            listing=detail, workspaces=[m.workspace for m in runners], installs=installs
         )
         if review_form is None and reviewers:
             review_form = ReviewForm(
