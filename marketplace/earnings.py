@@ -56,14 +56,13 @@ REASON_MAX = 240
 # Stripe keeps an idempotency key for at least 24 hours; with an hour's margin, an operation
 # this old may have made an object its key no longer finds (marketplace/payouts.py too).
 IDEMPOTENCY_WINDOW = timedelta(hours=23)
-# Audit actions the money's other sides write (tenants/audit.py's Action holds the creator's):
-# the buyer's workspace sees its purchase paid, canceled, refunded; the publisher's sees a
-# refund Stripe refused, or one staff canceled.
-PURCHASE_PAID = "money.purchase_paid"
-PURCHASE_CANCELED = "money.purchase_canceled"
-PURCHASE_REFUNDED = "money.purchase_refunded"
-REFUND_FAILED = "money.refund_failed"
-REFUND_CANCELED = "money.refund_canceled"
+# Audit actions the money's other sides write: the buyer's workspace sees its purchase paid,
+# canceled, refunded; the publisher's sees a refund Stripe refused, or one staff canceled.
+PURCHASE_PAID = audit.Action.PURCHASE_PAID.value
+PURCHASE_CANCELED = audit.Action.PURCHASE_CANCELED.value
+PURCHASE_REFUNDED = audit.Action.PURCHASE_REFUNDED.value
+REFUND_FAILED = audit.Action.REFUND_FAILED.value
+REFUND_CANCELED = audit.Action.REFUND_CANCELED.value
 # Dispute statuses (Stripe): closed in the seller's favour, and the ones still open.
 DISPUTE_RELEASED = ("won", "warning_closed", "prevented")
 DISPUTE_OPEN = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")

@@ -95,6 +95,11 @@ class Action(models.TextChoices):
     DISPUTE_LOST = "money.dispute_lost", "Dispute lost (earnings reversed)"
     TRANSFER_REVERSED = "money.transfer_reversed", "Payout transfer reversed in Stripe"
     BANK_PAYOUT_FAILED = "money.bank_payout_failed", "Bank payout failed (Stripe)"
+    REFUND_FAILED = "money.refund_failed", "Refund refused by Stripe"
+    REFUND_CANCELED = "money.refund_canceled", "Refund canceled (staff)"
+    PURCHASE_PAID = "money.purchase_paid", "Purchase paid (buyer)"
+    PURCHASE_CANCELED = "money.purchase_canceled", "Purchase canceled (buyer)"
+    PURCHASE_REFUNDED = "money.purchase_refunded", "Purchase refunded (buyer)"
     # Data rights (privacy/, docs/privacy.md)
     ACCOUNT_EXPORT_REQUESTED = "privacy.account_export_requested", "Account export requested"
     ACCOUNT_EXPORT_DOWNLOADED = "privacy.account_export_downloaded", "Account export downloaded"
