@@ -1279,10 +1279,23 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                 currency=invoice["currency"],
                 quantity=item["quantity"],
                 subscription=subscription["id"],
-                metadata={},
+                # Stripe: "for line items with type=subscription, metadata reflects the current
+                # metadata from the subscription associated with the line item"
+                metadata=dict(subscription["metadata"]),
                 period={"start": item["current_period_start"], "end": item["current_period_end"]},
                 description=f"{item['quantity'] or ''} × {item['price']['id']}".strip(),
             )
+            line["parent"] = {
+                "type": "subscription_item_details",
+                "invoice_item_details": None,
+                "subscription_item_details": {
+                    "invoice_item": None,
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": subscription["id"],
+                    "subscription_item": item["id"],
+                },
+            }
             line["pricing"] = {
                 "type": "price_details",
                 "price_details": {

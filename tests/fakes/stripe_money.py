@@ -46,6 +46,15 @@ FAILURES = {
 }
 
 
+def stripe_fee(amount: int) -> int:
+    """The fake's processing fee for a card charge of `amount` (minor units): Stripe's
+    standard US card pricing, 2.9 % + 30 ¢, with the percentage rounded half up to the cent,
+    and never more than the charge. The fake applies it in every currency (real Stripe prices
+    by country and card); a test that needs other figures reads them from the balance
+    transaction rather than recomputing this."""
+    return min(amount, (amount * 29 + 500) // 1000 + 30)
+
+
 class StripeMoneyMixin:
     """Routes and test knobs; `FakeStripe` provides `_new`, `get`, `emit`, `_list`, `_state`."""
 
@@ -66,6 +75,12 @@ class StripeMoneyMixin:
             ("GET", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_list),
             ("GET", r"/v1/disputes", self._list_of("dispute", "charge", "payment_intent")),
             ("GET", r"/v1/disputes/(?P<id>[^/]+)", self._retrieve("dispute")),
+            ("GET", r"/v1/balance_transactions", self._list_of("balance_transaction", "source", "type")),
+            (
+                "GET",
+                r"/v1/balance_transactions/(?P<id>[^/]+)",
+                self._retrieve("balance_transaction"),
+            ),
             ("GET", r"/v1/payouts", self._payout_list),
             ("GET", r"/v1/payouts/(?P<id>[^/]+)", self._payout_retrieve),
         ]
@@ -154,7 +169,39 @@ class StripeMoneyMixin:
             "url": f"/v1/charges/{charge['id']}/refunds",
         }
         intent["latest_charge"] = charge["id"]
+        self._charge_settled(charge)
         return intent, charge
+
+    def _charge_settled(self, charge: Object) -> Object:
+        """The platform's balance transaction for a succeeded charge (`charge.balance_transaction`
+        is its id): Stripe's fee by the fake's rule `stripe_fee`, net = amount - fee, available
+        two days later (Stripe's standard US payout schedule). Call holding the state lock."""
+        fee = stripe_fee(charge["amount"])
+        transaction = self._new(
+            "balance_transaction",
+            "txn",
+            amount=charge["amount"],
+            currency=charge["currency"],
+            description=None,
+            fee=fee,
+            fee_details=[
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": charge["currency"],
+                    "description": "Stripe processing fees",
+                    "type": "stripe_fee",
+                }
+            ],
+            net=charge["amount"] - fee,
+            reporting_category="charge",
+            source=charge["id"],
+            status="pending",
+            type="charge",
+            available_on=self.now() + 2 * 86400,
+        )
+        charge["balance_transaction"] = transaction["id"]
+        return transaction
 
     def balance_of(self, account: str) -> int:
         """The connected account's balance in cents (transfers in, reversals and payouts out)."""

@@ -239,6 +239,7 @@ class PaymentsMixin:
         )
         charge["metadata"] = dict(intent["metadata"])
         intent["latest_charge"] = charge["id"]
+        self._charge_settled(charge)
         session.update(url=None, status="complete", payment_status="paid")
         session["payment_intent"] = intent["id"]
         session["amount_total"] = session["amount_subtotal"] = total
