@@ -75,7 +75,11 @@ class StripeMoneyMixin:
             ("GET", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_list),
             ("GET", r"/v1/disputes", self._list_of("dispute", "charge", "payment_intent")),
             ("GET", r"/v1/disputes/(?P<id>[^/]+)", self._retrieve("dispute")),
-            ("GET", r"/v1/balance_transactions", self._list_of("balance_transaction", "source", "type")),
+            (
+                "GET",
+                r"/v1/balance_transactions",
+                self._list_of("balance_transaction", "source", "type"),
+            ),
             (
                 "GET",
                 r"/v1/balance_transactions/(?P<id>[^/]+)",
