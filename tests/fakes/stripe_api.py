@@ -47,6 +47,7 @@ import stripe
 
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
 from tests.fakes.stripe_connect import StripeConnectMixin
+from tests.fakes.stripe_fees import ApplicationFeesMixin
 from tests.fakes.stripe_money import StripeMoneyMixin
 from tests.fakes.stripe_payments import PaymentsMixin
 
@@ -179,7 +180,9 @@ class Delivery:
 Handler = Callable[[RecordedRequest, Object, "re.Match[str]"], tuple[int, Object]]
 
 
-class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer):
+class FakeStripe(
+    StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, ApplicationFeesMixin, FakeServer
+):
     """Fake of https://api.stripe.com. `base_url` is `http://127.0.0.1:PORT` (the SDK adds
     `/v1/...`). Test-only pages and endpoints live under `/test/` and need no key."""
 
@@ -285,6 +288,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                 *self._connect_routes(),
                 *self._money_routes(),
                 *self._payments_routes(),
+                *self._fees_routes(),
             ]
         ]
 
@@ -807,6 +811,10 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         if params.get("customer"):
             self.get(params["customer"], "customer")
         line_items = self._line_items_priced(params.get("line_items") or [])
+        if mode == "payment":  # a destination charge's terms, refused now as Stripe does
+            self._destination_params(
+                params.get("payment_intent_data") or {}, "payment_intent_data", None
+            )
         session = self._new(
             "checkout.session",
             "cs_test",

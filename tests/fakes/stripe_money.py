@@ -73,6 +73,11 @@ class StripeMoneyMixin:
             ("GET", r"/v1/transfers/(?P<id>[^/]+)", self._retrieve("transfer")),
             ("POST", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_create),
             ("GET", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_list),
+            (
+                "GET",
+                r"/v1/transfers/(?P<transfer>[^/]+)/reversals/(?P<id>[^/]+)",
+                self._reversal_retrieve,
+            ),
             ("GET", r"/v1/disputes", self._list_of("dispute", "charge", "payment_intent")),
             ("GET", r"/v1/disputes/(?P<id>[^/]+)", self._retrieve("dispute")),
             (
@@ -97,13 +102,26 @@ class StripeMoneyMixin:
         currency: str = "usd",
         customer: str | None = None,
         metadata: dict[str, str] | None = None,
+        *,
+        destination: str | None = None,
+        application_fee_amount: int | None = None,
     ) -> Object:
         """A succeeded charge and its payment intent (emits `payment_intent.succeeded` and
-        `charge.succeeded`); returns the charge."""
+        `charge.succeeded`); returns the charge. With `destination` (an `acct_…`), a
+        destination charge: the amount less `application_fee_amount` is transferred there and
+        the fee recorded (tests/fakes/stripe_fees.py)."""
+        terms: Object = {}
+        if destination is not None:
+            terms = {
+                "destination": destination,
+                "application_fee_amount": application_fee_amount,
+                "transfer_amount": None,
+            }
         with self._state:
             intent, charge = self._succeeded_payment(amount, currency, customer)
             intent["metadata"] = dict(metadata or {})
             charge["metadata"] = dict(metadata or {})
+            self._destination_charge(intent, charge, terms)
             self.emit("payment_intent.succeeded", intent)
             self.emit("charge.succeeded", charge)
         if not self.hold_events:
@@ -314,11 +332,10 @@ class StripeMoneyMixin:
             transfer_reversal=None,
             source_transfer_reversal=None,
         )
-        refund["_reverse_transfer"] = params.get("reverse_transfer") in (True, "true")
-        refund["_refund_application_fee"] = params.get("refund_application_fee") in (True, "true")
         self._apply_metadata(refund, params)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        self._refund_connect(charge, refund, params)  # reverse_transfer, refund_application_fee
         charge["refunds"]["data"].insert(0, self._public(refund))
         self.emit("refund.created", refund)
         self.emit("charge.refunded", charge)
@@ -335,18 +352,40 @@ class StripeMoneyMixin:
                 param="destination",
                 code="resource_missing",
             )
-        amount = _amount(params.get("amount"), "amount")
+        transfer = self._new_transfer(
+            amount=_amount(params.get("amount"), "amount"),
+            currency=params.get("currency") or "usd",
+            destination=destination,
+            transfer_group=params.get("transfer_group"),
+            source_transaction=params.get("source_transaction"),
+            metadata=params.get("metadata") or {},
+            description=params.get("description"),
+        )
+        return 200, self._public(transfer)
+
+    def _new_transfer(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        destination: str,
+        transfer_group: str | None,
+        source_transaction: str | None,
+        metadata: Object,
+        description: str | None = None,
+    ) -> Object:
+        """A transfer to a connected account, its balance credited (`transfer.created`)."""
         transfer = self._new(
             "transfer",
             "tr",
             amount=amount,
             amount_reversed=0,
             reversed=False,
-            currency=params.get("currency") or "usd",
+            currency=currency,
             destination=destination,
-            description=params.get("description"),
-            transfer_group=params.get("transfer_group"),
-            source_transaction=params.get("source_transaction"),
+            description=description,
+            transfer_group=transfer_group,
+            source_transaction=source_transaction,
             balance_transaction=None,
             destination_payment=None,
         )
@@ -356,10 +395,10 @@ class StripeMoneyMixin:
             "has_more": False,
             "url": f"/v1/transfers/{transfer['id']}/reversals",
         }
-        self._apply_metadata(transfer, params)
+        self._apply_metadata(transfer, {"metadata": metadata})
         self.connected_balances[destination] = self.connected_balances.get(destination, 0) + amount
         self.emit("transfer.created", transfer)
-        return 200, self._public(transfer)
+        return transfer
 
     def _reversal_create(
         self, request: RecordedRequest, params: Object, match: re.Match[str]
@@ -375,13 +414,23 @@ class StripeMoneyMixin:
                 param="amount",
             )
         account = transfer["destination"]
-        if self.connected_balances.get(account, 0) < amount:
+        # a destination charge's transfer may be reversed up to the charge whatever the
+        # account's balance (it goes negative); a separate transfer only from what is there
+        if not transfer.get("_destination_charge") and (
+            self.connected_balances.get(account, 0) < amount
+        ):
             raise _error(
                 400,
                 f"Insufficient funds in the connected account {account} to reverse "
                 f"{amount}: its balance is {self.connected_balances.get(account, 0)}.",
                 code="balance_insufficient",
             )
+        reversal = self._new_reversal(transfer, amount, params)
+        self._reversal_refunds_fee(transfer, params)
+        return 200, self._public(reversal)
+
+    def _new_reversal(self, transfer: Object, amount: int, params: Object) -> Object:
+        """Reverse `amount` of `transfer`: out of the account's balance (`transfer.reversed`)."""
         reversal = self._new(
             "transfer_reversal",
             "trr",
@@ -393,12 +442,12 @@ class StripeMoneyMixin:
             source_refund=None,
         )
         self._apply_metadata(reversal, params)
-        self.connected_balances[account] -= amount
+        self.connected_balances[transfer["destination"]] -= amount
         transfer["amount_reversed"] += amount
         transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
         transfer["reversals"]["data"].insert(0, self._public(reversal))
         self.emit("transfer.reversed", transfer)
-        return 200, self._public(reversal)
+        return reversal
 
     def _reversal_list(
         self, request: RecordedRequest, params: Object, match: re.Match[str]
@@ -407,6 +456,16 @@ class StripeMoneyMixin:
         return 200, self._list(
             "transfer_reversal", params, request.path, lambda r: r["transfer"] == transfer_id
         )
+
+    def _reversal_retrieve(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        reversal = self.get(match["id"], "transfer_reversal")
+        if reversal["transfer"] != match["transfer"]:
+            raise _error(
+                404, f"No such transfer reversal: '{match['id']}'", code="resource_missing"
+            )
+        return 200, self._public(reversal)
 
     def _payout_list(
         self, request: RecordedRequest, params: Object, match: re.Match[str]

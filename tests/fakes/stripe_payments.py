@@ -240,6 +240,9 @@ class PaymentsMixin:
         charge["metadata"] = dict(intent["metadata"])
         intent["latest_charge"] = charge["id"]
         self._charge_settled(charge)
+        self._destination_charge(
+            intent, charge, self._destination_params(intent_data, "payment_intent_data", total)
+        )
         session.update(url=None, status="complete", payment_status="paid")
         session["payment_intent"] = intent["id"]
         session["amount_total"] = session["amount_subtotal"] = total

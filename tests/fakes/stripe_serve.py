@@ -21,8 +21,8 @@ import os
 import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 

@@ -51,11 +51,13 @@ def test_a_restart_keeps_balances_tiers_and_idempotency_keys(tmp_path: Path) -> 
     with _emulator(state) as after:
         client = _client(after)
         assert after.balance_of(ACCOUNT) == 2000
-        assert after._tiers[price.id] == before._tiers[price.id]
+        assert after._tiers[price.id] == before._tiers[price.id]  # noqa: SLF001
         again = client.v1.transfers.create(
             params={"amount": 2000, "currency": "usd", "destination": ACCOUNT},
             options={"idempotency_key": "payout-1"},
         )
-        assert again.id == transfer.id and after.balance_of(ACCOUNT) == 2000
+        assert again.id == transfer.id
+        assert after.balance_of(ACCOUNT) == 2000
         reversal = client.v1.transfers.reversals.create(transfer.id, params={"amount": 500})
-        assert reversal.amount == 500 and after.balance_of(ACCOUNT) == 1500
+        assert reversal.amount == 500
+        assert after.balance_of(ACCOUNT) == 1500
