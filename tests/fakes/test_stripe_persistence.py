@@ -43,7 +43,7 @@ def test_a_restart_keeps_balances_tiers_and_idempotency_keys(tmp_path: Path) -> 
                 "tiers_mode": "graduated",
                 "tiers": [
                     {"up_to": 10, "unit_amount": 0},
-                    {"up_to": "inf", "unit_amount_decimal": "2.5"},
+                    {"up_to": "inf", "unit_amount": 3},
                 ],
             }
         )
