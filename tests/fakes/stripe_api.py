@@ -236,6 +236,7 @@ class FakeStripe(
         self._outbox: list[Object] = []
         self._idempotent: dict[tuple[str | None, str], tuple[str, int, bytes]] = {}
         self._faults: dict[str, list[tuple[int, str]]] = {}
+        self._delays: dict[str, list[float]] = {}
         self._tiers: dict[str, list[tuple[int | None, Decimal, int]]] = {}  # price id → tiers
         self._holds: dict[str, int] = {}
         self.holding = threading.Event()  # set while a held response waits (see `hold_after`)
@@ -370,6 +371,8 @@ class FakeStripe(
         if problem is not None:
             self.send_error(out, 401, message=problem)
             return
+        if self._slow_now(split.path):
+            return  # the fake stopped while Stripe was being slow: no answer
         with self._state:
             faults = self._faults.get(split.path)
             fault = faults.pop(0) if faults else None
@@ -423,6 +426,23 @@ class FakeStripe(
         text = message or ("An unknown error occurred." if status >= 500 else "Bad request.")
         with self._state:
             self._faults.setdefault(path, []).extend([(status, text)] * times)
+
+    def delay_next(self, path: str, seconds: float, *, times: int = 1) -> None:
+        """Wait `seconds` before handling each of the next `times` requests to `path` (a slow
+        Stripe, for client timeouts); the request is then carried out as usual (a caller that
+        gave up and retries with its idempotency key gets the same object). Stopping the fake
+        cuts the wait short, without an answer."""
+        with self._state:
+            self._delays.setdefault(path, []).extend([seconds] * times)
+
+    def _slow_now(self, path: str) -> bool:
+        """Wait here if `delay_next` asked for it; True when the fake stopped meanwhile."""
+        with self._state:
+            delays = self._delays.get(path)
+            delay = delays.pop(0) if delays else 0.0
+        if delay > 0:
+            self.sleep(delay)
+        return self._stopping.is_set()
 
     def forget_idempotency_keys(self) -> None:
         """Stripe keeps an idempotency key for 24 hours: after that, the same key makes a new
