@@ -440,8 +440,9 @@ class FakeStripe(
         with self._state:
             delays = self._delays.get(path)
             delay = delays.pop(0) if delays else 0.0
-        if delay > 0:
-            self.sleep(delay)
+        if delay <= 0:
+            return False
+        self.sleep(delay)
         return self._stopping.is_set()
 
     def forget_idempotency_keys(self) -> None:
