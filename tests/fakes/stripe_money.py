@@ -55,6 +55,12 @@ def stripe_fee(amount: int) -> int:
     return min(amount, (amount * 29 + 500) // 1000 + 30)
 
 
+OPEN_DISPUTE = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
+CLOSED_DISPUTE = ("warning_closed", "won", "lost", "prevented")
+REVIEWED = {"needs_response": "under_review", "warning_needs_response": "warning_under_review"}
+DISPUTE_FEE = 1500  # Stripe's US dispute fee, 15.00 USD (the fake applies it in every currency)
+
+
 class StripeMoneyMixin:
     """Routes and test knobs; `FakeStripe` provides `_new`, `get`, `emit`, `_list`, `_state`."""
 
@@ -256,9 +262,19 @@ class StripeMoneyMixin:
             self.flush_events()
         return self._public(payout)
 
-    def dispute(self, charge_id: str, *, amount: int | None = None) -> Object:
-        """The buyer disputes the charge: a `needs_response` dispute (emits
-        `charge.dispute.created`); returns it."""
+    def dispute(
+        self,
+        charge_id: str,
+        *,
+        amount: int | None = None,
+        inquiry: bool = False,
+        reason: str = "fraudulent",
+    ) -> Object:
+        """The buyer disputes the charge (emits `charge.dispute.created`); returns the dispute.
+        A chargeback is `needs_response` and Stripe takes the amount and its dispute fee from
+        the balance at once (`charge.dispute.funds_withdrawn`, the dispute's
+        `balance_transactions`). With `inquiry`, an inquiry (`warning_needs_response`): no
+        money moves; it closes as `warning_closed` or escalates (`update_dispute`)."""
         with self._state:
             charge = self.get(charge_id, "charge")
             dispute = self._new(
@@ -268,28 +284,104 @@ class StripeMoneyMixin:
                 payment_intent=charge["payment_intent"],
                 amount=charge["amount"] if amount is None else amount,
                 currency=charge["currency"],
-                status="needs_response",
-                reason="fraudulent",
-                is_charge_refundable=False,
+                status="warning_needs_response" if inquiry else "needs_response",
+                reason=reason,
+                is_charge_refundable=inquiry,
                 balance_transactions=[],
             )
             charge["disputed"] = True
             self.emit("charge.dispute.created", dispute)
+            if not inquiry:
+                self._dispute_funds(dispute, withdrawn=True)
         if not self.hold_events:
             self.flush_events()
         return self._public(dispute)
 
-    def close_dispute(self, dispute_id: str, *, won: bool) -> Object:
-        """The card network decides (emits `charge.dispute.closed`); returns the dispute."""
+    def update_dispute(self, dispute_id: str, *, status: str | None = None) -> Object:
+        """The dispute moves on (emits `charge.dispute.updated` with the previous status):
+        by default evidence went in (`needs_response` → `under_review`,
+        `warning_needs_response` → `warning_under_review`); `status="needs_response"`
+        escalates an inquiry to a chargeback (the funds are withdrawn then)."""
         with self._state:
             dispute = self.get(dispute_id, "dispute")
-            if dispute["status"] in ("won", "lost"):
+            current = dispute["status"]
+            if current in CLOSED_DISPUTE:
                 raise _error(400, f"Dispute {dispute_id} is already closed.")
-            dispute["status"] = "won" if won else "lost"
+            status = status or REVIEWED.get(current, current)
+            if status not in OPEN_DISPUTE:
+                raise _error(400, f"Invalid status for an open dispute: {status}.", param="status")
+            dispute["status"] = status
+            self.emit("charge.dispute.updated", dispute, previous_attributes={"status": current})
+            if current.startswith("warning_") and not status.startswith("warning_"):
+                dispute["is_charge_refundable"] = False
+                self._dispute_funds(dispute, withdrawn=True)
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(dispute)
+
+    def close_dispute(
+        self, dispute_id: str, *, won: bool | None = None, status: str | None = None
+    ) -> Object:
+        """The dispute ends (emits `charge.dispute.closed`); returns it. `won=True`: `won`
+        (a chargeback's funds come back: `charge.dispute.funds_reinstated`), or for an
+        inquiry `warning_closed`; `won=False`: `lost`. Or name the `status`: `won`, `lost`,
+        `warning_closed` or `prevented` (Stripe's status for a chargeback stopped before it
+        was filed, e.g. by Visa's Rapid Dispute Resolution; the fake sends the status and the
+        event only, not the refund that resolution makes)."""
+        with self._state:
+            dispute = self.get(dispute_id, "dispute")
+            if dispute["status"] in CLOSED_DISPUTE:
+                raise _error(400, f"Dispute {dispute_id} is already closed.")
+            inquiry = dispute["status"].startswith("warning_")
+            if status is None:
+                if won is None:
+                    raise _error(400, "Say how the dispute ends: won, or a status.")
+                status = ("warning_closed" if inquiry else "won") if won else "lost"
+            if status not in CLOSED_DISPUTE:
+                raise _error(400, f"Invalid closing status: {status}.", param="status")
+            dispute["status"] = status
+            if status == "won" and dispute["balance_transactions"]:
+                self._dispute_funds(dispute, withdrawn=False)
             self.emit("charge.dispute.closed", dispute)
         if not self.hold_events:
             self.flush_events()
         return self._public(dispute)
+
+    def _dispute_funds(self, dispute: Object, *, withdrawn: bool) -> None:
+        """The balance transaction of a chargeback's funds leaving (the amount and Stripe's
+        dispute fee, `DISPUTE_FEE`) or coming back (the amount; the fee is kept), on the
+        dispute, and its event. Call holding the state lock."""
+        amount = dispute["amount"] if not withdrawn else -dispute["amount"]
+        fee = DISPUTE_FEE if withdrawn else 0
+        transaction = self._new(
+            "balance_transaction",
+            "txn",
+            amount=amount,
+            currency=dispute["currency"],
+            description=f"Chargeback {'withdrawal' if withdrawn else 'reversal'} for "
+            f"{dispute['charge']}",
+            fee=fee,
+            fee_details=[]
+            if not fee
+            else [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": dispute["currency"],
+                    "description": "Dispute fee",
+                    "type": "stripe_fee",
+                }
+            ],
+            net=amount - fee,
+            reporting_category="dispute" if withdrawn else "dispute_reversal",
+            source=dispute["id"],
+            status="available",
+            type="adjustment",
+            available_on=self.now(),
+        )
+        dispute["balance_transactions"].append(self._public(transaction))
+        event = "funds_withdrawn" if withdrawn else "funds_reinstated"
+        self.emit(f"charge.dispute.{event}", dispute)
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -317,7 +409,10 @@ class StripeMoneyMixin:
                 param="amount",
                 code="amount_too_large",
             )
-        if charge["disputed"]:
+        if charge["disputed"] and not any(  # an inquiry leaves it refundable; a chargeback not
+            o["object"] == "dispute" and o["charge"] == charge["id"] and o["is_charge_refundable"]
+            for o in self.objects.values()
+        ):
             raise _error(400, f"Charge {charge['id']} has been disputed.", code="charge_disputed")
         refund = self._new(
             "refund",
