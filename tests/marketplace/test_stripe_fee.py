@@ -11,6 +11,7 @@ from typing import Any
 
 from django.test import Client
 
+from marketplace.purchases import run_charges_flush, run_charges_invoice
 from tests.fakes.stripe_money import stripe_fee
 from tests.helpers.purchases import Shop, sale
 
@@ -49,6 +50,25 @@ def test_a_monthly_sale_records_stripes_fee_on_its_invoices_payment(shop: Shop) 
     assert sale(invoice_id).stripe_fee_cents == stripe_fee(900) == 56
     row = _statement(shop)[invoice_id]
     assert (row["gross"], row["stripe_fee"]) == ("9.00", "0.56")
+
+
+def test_per_run_sales_share_the_fee_of_their_invoices_payment(shop: Shop, settings: Any) -> None:
+    settings.RUN_CHARGE_INVOICE_MIN_CENTS = 1
+    listing = shop.listing("per_run", 25)
+    shop.buy(listing)
+    agent = shop.copy(listing)
+    for n in range(2):
+        shop.run(agent, f"Text {n}.")
+    run_charges_flush(shop.client)
+    assert run_charges_invoice(shop.client) == 1
+    (invoice,) = [o for o in shop.fake.objects.values() if o["object"] == "invoice"]
+    shop.fake.collect_invoice(invoice["id"])
+
+    lines = [line["id"] for line in invoice["lines"]["data"]]
+    assert stripe_fee(50) == 31  # the invoice's one payment of 0.50
+    # each 0.25 line: 31 x 25 / 50 rounded down (the odd cent is nobody's sale)
+    assert [sale(line).stripe_fee_cents for line in lines] == [15, 15]
+    assert [_statement(shop)[line]["stripe_fee"] for line in lines] == ["0.15", "0.15"]
 
 
 def test_an_invoice_paid_outside_stripe_records_no_fee(shop: Shop) -> None:
