@@ -331,7 +331,12 @@ class PaymentsMixin:
             }
             line["parent"] = {
                 "type": "invoice_item_details",
-                "invoice_item_details": {"invoice_item": item["id"], "proration": False},
+                "invoice_item_details": {
+                    "invoice_item": item["id"],
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": item["subscription"],
+                },
                 "subscription_item_details": None,
             }
             lines.append(line)
