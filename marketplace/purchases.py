@@ -332,7 +332,14 @@ def _activate(purchase_id: int, **fields: Any) -> bool:
     return True
 
 
-def _sale(purchase_id: int, *, gross_cents: int, stripe_ref: str, at: datetime | None) -> None:
+def _sale(
+    purchase_id: int,
+    *,
+    gross_cents: int,
+    stripe_ref: str,
+    at: datetime | None,
+    stripe_fee_cents: int | None = None,
+) -> None:
     from marketplace.earnings import sale_record  # money's module (issue 15)
 
     if gross_cents <= 0:
@@ -343,14 +350,60 @@ def _sale(purchase_id: int, *, gross_cents: int, stripe_ref: str, at: datetime |
         gross_cents=gross_cents,
         stripe_ref=stripe_ref,
         occurred_at=at or timezone.now(),
+        stripe_fee_cents=stripe_fee_cents,
     )
+
+
+def _charge_fee(charge: Any) -> int | None:
+    """Stripe's fee on a charge retrieved with its `balance_transaction` expanded: None while
+    Stripe has not settled it yet (no balance transaction) or when it was not expanded."""
+    if not isinstance(charge, dict):
+        return None
+    transaction = charge.get("balance_transaction")
+    if not isinstance(transaction, dict) or transaction.get("fee") is None:
+        return None
+    return int(transaction["fee"])
+
+
+def _invoice_fee(client: stripe.StripeClient, invoice_id: str) -> tuple[int | None, int]:
+    """Stripe's fee on what paid the invoice, and the amount it paid: its paid invoice
+    payments' payment intents, each re-read with the latest charge's balance transaction.
+    (None, 0) when it was paid without a card payment (credit balance, out of band) or a fee
+    is not known yet. Call inside `stripe_errors`."""
+    fee, paid = 0, 0
+    payments = client.v1.invoice_payments.list(
+        params={"invoice": invoice_id, "status": "paid", "limit": 10}
+    )
+    for payment in payments.data:
+        intent_id = getattr(payment.payment, "payment_intent", None)
+        if not intent_id:
+            return None, 0
+        intent = client.v1.payment_intents.retrieve(
+            intent_id if isinstance(intent_id, str) else intent_id.id,
+            params={"expand": ["latest_charge.balance_transaction"]},
+        ).to_dict()
+        charge_fee = _charge_fee(intent.get("latest_charge"))
+        if charge_fee is None:
+            return None, 0
+        fee, paid = fee + charge_fee, paid + int(payment.amount_paid or 0)
+    return (fee, paid) if paid > 0 else (None, 0)
+
+
+def _fee_share(fee: int | None, paid: int, gross: int) -> int | None:
+    """A sale's part of Stripe's fee on the payment it shares with other lines of an invoice:
+    in proportion to its gross, rounded down (the rest is the other lines')."""
+    if fee is None or paid <= 0:
+        return None
+    return min(fee, fee * gross // paid)
 
 
 def payment_intent_succeeded(*, payment_intent_id: str) -> None:
     """A one-time purchase's payment, as Stripe has it: succeeded → active, one sale."""
     client = stripe_client()
     with stripe_errors("read the payment"):
-        intent = client.v1.payment_intents.retrieve(payment_intent_id).to_dict()
+        intent = client.v1.payment_intents.retrieve(
+            payment_intent_id, params={"expand": ["latest_charge.balance_transaction"]}
+        ).to_dict()
     purchase_id = _purchase_id(intent.get("metadata"))
     if purchase_id is None or intent.get("status") != "succeeded":
         return
@@ -362,6 +415,7 @@ def payment_intent_succeeded(*, payment_intent_id: str) -> None:
         gross_cents=int(intent.get("amount_received") or 0),
         stripe_ref=str(charge_id or intent["id"]),
         at=_at(intent.get("created")),
+        stripe_fee_cents=_charge_fee(charge),
     )
 
 
@@ -449,6 +503,20 @@ def _line_subscription(line: dict[str, Any]) -> str | None:
     return str(found) if found else None
 
 
+def _per_run_purchase(line: dict[str, Any]) -> int | None:
+    """The per-run purchase an invoice line is a charge of: only an invoice item's line
+    (`parent.type == "invoice_item_details"`, as our per-run charges are) carrying its
+    `purchase_id`. A subscription's line carries the subscription's metadata (Stripe copies
+    it onto `type=subscription` lines, so a monthly purchase's line has `purchase_id` too):
+    it is never a per-run line."""
+    parent = line.get("parent") or {}
+    if parent:
+        is_item = parent.get("type") == "invoice_item_details"
+    else:  # API versions before 2025-03 (no `parent`): the line's own type
+        is_item = line.get("type") == "invoiceitem"
+    return _purchase_id(line.get("metadata")) if is_item else None
+
+
 def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
     found = invoice.get("subscription")
     if not found:
@@ -501,9 +569,11 @@ def _unpaid_since(workspace_id: int | None) -> datetime | None:
 
 def invoice_paid(*, invoice_id: str) -> None:
     """A paid invoice, re-read with all its lines: a monthly purchase's lines are one sale
-    (keyed by the invoice); each per-run line (an invoice item carrying `purchase_id`) is one
-    sale (keyed by the line). Per-run items ride on whichever invoice of the workspace comes
-    next, so any paid invoice may carry them; their charges are noted as taken by it."""
+    (keyed by the invoice); each per-run line (an invoice item's line carrying `purchase_id`,
+    `_per_run_purchase`) is one sale (keyed by the line). Per-run items ride on whichever
+    invoice of the workspace comes next, so any paid invoice may carry them; their charges are
+    noted as taken by it. Each sale gets its share of Stripe's fee on the invoice's payment
+    (`_invoice_fee`; unknown → none recorded)."""
     client = stripe_client()
     with stripe_errors("read the invoice"):
         invoice = client.v1.invoices.retrieve(invoice_id).to_dict()
@@ -526,11 +596,12 @@ def invoice_paid(*, invoice_id: str) -> None:
     RunCharge.objects.filter(stripe_invoice_id=invoice["id"]).exclude(unpaid_since=None).update(
         unpaid_since=None, updated_at=timezone.now()
     )
+    sales: list[tuple[int, int, str]] = []  # (purchase, gross, Stripe id it is keyed by)
     monthly: dict[int, int] = {}
     for line in lines:
-        per_run = _purchase_id(line.get("metadata"))
+        per_run = _per_run_purchase(line)
         if per_run is not None:
-            _sale(per_run, gross_cents=int(line["amount"]), stripe_ref=line["id"], at=paid_at)
+            sales.append((per_run, int(line["amount"]), str(line["id"])))
             continue
         line_subscription = _line_subscription(line)
         purchase_id = (
@@ -542,8 +613,19 @@ def invoice_paid(*, invoice_id: str) -> None:
         )
         if purchase_id is not None:
             monthly[purchase_id] = monthly.get(purchase_id, 0) + int(line["amount"])
-    for purchase_id, gross in monthly.items():
-        _sale(purchase_id, gross_cents=gross, stripe_ref=str(invoice["id"]), at=paid_at)
+    sales += [(purchase_id, gross, str(invoice["id"])) for purchase_id, gross in monthly.items()]
+    if not sales:
+        return
+    with stripe_errors("read Stripe's fee on the invoice's payment"):
+        fee, paid = _invoice_fee(client, invoice_id)
+    for purchase_id, gross, ref in sales:
+        _sale(
+            purchase_id,
+            gross_cents=gross,
+            stripe_ref=ref,
+            at=paid_at,
+            stripe_fee_cents=_fee_share(fee, paid, gross),
+        )
 
 
 # --- reading and cancelling ---------------------------------------------------------------

@@ -47,6 +47,7 @@ import stripe
 
 from tests.fakes.server import Exchange, FakeServer, RecordedRequest
 from tests.fakes.stripe_connect import StripeConnectMixin
+from tests.fakes.stripe_fees import ApplicationFeesMixin
 from tests.fakes.stripe_money import StripeMoneyMixin
 from tests.fakes.stripe_payments import PaymentsMixin
 
@@ -179,7 +180,9 @@ class Delivery:
 Handler = Callable[[RecordedRequest, Object, "re.Match[str]"], tuple[int, Object]]
 
 
-class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer):
+class FakeStripe(
+    StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, ApplicationFeesMixin, FakeServer
+):
     """Fake of https://api.stripe.com. `base_url` is `http://127.0.0.1:PORT` (the SDK adds
     `/v1/...`). Test-only pages and endpoints live under `/test/` and need no key."""
 
@@ -233,6 +236,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         self._outbox: list[Object] = []
         self._idempotent: dict[tuple[str | None, str], tuple[str, int, bytes]] = {}
         self._faults: dict[str, list[tuple[int, str]]] = {}
+        self._delays: dict[str, list[float]] = {}
         self._tiers: dict[str, list[tuple[int | None, Decimal, int]]] = {}  # price id → tiers
         self._holds: dict[str, int] = {}
         self.holding = threading.Event()  # set while a held response waits (see `hold_after`)
@@ -285,6 +289,7 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                 *self._connect_routes(),
                 *self._money_routes(),
                 *self._payments_routes(),
+                *self._fees_routes(),
             ]
         ]
 
@@ -366,6 +371,8 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         if problem is not None:
             self.send_error(out, 401, message=problem)
             return
+        if self._slow_now(split.path):
+            return  # the fake stopped while Stripe was being slow: no answer
         with self._state:
             faults = self._faults.get(split.path)
             fault = faults.pop(0) if faults else None
@@ -419,6 +426,24 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         text = message or ("An unknown error occurred." if status >= 500 else "Bad request.")
         with self._state:
             self._faults.setdefault(path, []).extend([(status, text)] * times)
+
+    def delay_next(self, path: str, seconds: float, *, times: int = 1) -> None:
+        """Wait `seconds` before handling each of the next `times` requests to `path` (a slow
+        Stripe, for client timeouts); the request is then carried out as usual (a caller that
+        gave up and retries with its idempotency key gets the same object). Stopping the fake
+        cuts the wait short, without an answer."""
+        with self._state:
+            self._delays.setdefault(path, []).extend([seconds] * times)
+
+    def _slow_now(self, path: str) -> bool:
+        """Wait here if `delay_next` asked for it; True when the fake stopped meanwhile."""
+        with self._state:
+            delays = self._delays.get(path)
+            delay = delays.pop(0) if delays else 0.0
+        if delay <= 0:
+            return False
+        self.sleep(delay)
+        return self._stopping.is_set()
 
     def forget_idempotency_keys(self) -> None:
         """Stripe keeps an idempotency key for 24 hours: after that, the same key makes a new
@@ -807,6 +832,10 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
         if params.get("customer"):
             self.get(params["customer"], "customer")
         line_items = self._line_items_priced(params.get("line_items") or [])
+        if mode == "payment":  # a destination charge's terms, refused now as Stripe does
+            self._destination_params(
+                params.get("payment_intent_data") or {}, "payment_intent_data", None
+            )
         session = self._new(
             "checkout.session",
             "cs_test",
@@ -1279,10 +1308,23 @@ class FakeStripe(StripeConnectMixin, StripeMoneyMixin, PaymentsMixin, FakeServer
                 currency=invoice["currency"],
                 quantity=item["quantity"],
                 subscription=subscription["id"],
-                metadata={},
+                # Stripe: "for line items with type=subscription, metadata reflects the current
+                # metadata from the subscription associated with the line item"
+                metadata=dict(subscription["metadata"]),
                 period={"start": item["current_period_start"], "end": item["current_period_end"]},
                 description=f"{item['quantity'] or ''} × {item['price']['id']}".strip(),
             )
+            line["parent"] = {
+                "type": "subscription_item_details",
+                "invoice_item_details": None,
+                "subscription_item_details": {
+                    "invoice_item": None,
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": subscription["id"],
+                    "subscription_item": item["id"],
+                },
+            }
             line["pricing"] = {
                 "type": "price_details",
                 "price_details": {

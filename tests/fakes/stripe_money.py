@@ -46,6 +46,21 @@ FAILURES = {
 }
 
 
+def stripe_fee(amount: int) -> int:
+    """The fake's processing fee for a card charge of `amount` (minor units): Stripe's
+    standard US card pricing, 2.9 % + 30 ¢, with the percentage rounded half up to the cent,
+    and never more than the charge. The fake applies it in every currency (real Stripe prices
+    by country and card); a test that needs other figures reads them from the balance
+    transaction rather than recomputing this."""
+    return min(amount, (amount * 29 + 500) // 1000 + 30)
+
+
+OPEN_DISPUTE = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
+CLOSED_DISPUTE = ("warning_closed", "won", "lost", "prevented")
+REVIEWED = {"needs_response": "under_review", "warning_needs_response": "warning_under_review"}
+DISPUTE_FEE = 1500  # Stripe's US dispute fee, 15.00 USD (the fake applies it in every currency)
+
+
 class StripeMoneyMixin:
     """Routes and test knobs; `FakeStripe` provides `_new`, `get`, `emit`, `_list`, `_state`."""
 
@@ -64,8 +79,23 @@ class StripeMoneyMixin:
             ("GET", r"/v1/transfers/(?P<id>[^/]+)", self._retrieve("transfer")),
             ("POST", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_create),
             ("GET", r"/v1/transfers/(?P<id>[^/]+)/reversals", self._reversal_list),
+            (
+                "GET",
+                r"/v1/transfers/(?P<transfer>[^/]+)/reversals/(?P<id>[^/]+)",
+                self._reversal_retrieve,
+            ),
             ("GET", r"/v1/disputes", self._list_of("dispute", "charge", "payment_intent")),
             ("GET", r"/v1/disputes/(?P<id>[^/]+)", self._retrieve("dispute")),
+            (
+                "GET",
+                r"/v1/balance_transactions",
+                self._list_of("balance_transaction", "source", "type"),
+            ),
+            (
+                "GET",
+                r"/v1/balance_transactions/(?P<id>[^/]+)",
+                self._retrieve("balance_transaction"),
+            ),
             ("GET", r"/v1/payouts", self._payout_list),
             ("GET", r"/v1/payouts/(?P<id>[^/]+)", self._payout_retrieve),
         ]
@@ -78,13 +108,26 @@ class StripeMoneyMixin:
         currency: str = "usd",
         customer: str | None = None,
         metadata: dict[str, str] | None = None,
+        *,
+        destination: str | None = None,
+        application_fee_amount: int | None = None,
     ) -> Object:
         """A succeeded charge and its payment intent (emits `payment_intent.succeeded` and
-        `charge.succeeded`); returns the charge."""
+        `charge.succeeded`); returns the charge. With `destination` (an `acct_…`), a
+        destination charge: the amount less `application_fee_amount` is transferred there and
+        the fee recorded (tests/fakes/stripe_fees.py)."""
+        terms: Object = {}
+        if destination is not None:
+            terms = {
+                "destination": destination,
+                "application_fee_amount": application_fee_amount,
+                "transfer_amount": None,
+            }
         with self._state:
             intent, charge = self._succeeded_payment(amount, currency, customer)
             intent["metadata"] = dict(metadata or {})
             charge["metadata"] = dict(metadata or {})
+            self._destination_charge(intent, charge, terms)
             self.emit("payment_intent.succeeded", intent)
             self.emit("charge.succeeded", charge)
         if not self.hold_events:
@@ -154,7 +197,39 @@ class StripeMoneyMixin:
             "url": f"/v1/charges/{charge['id']}/refunds",
         }
         intent["latest_charge"] = charge["id"]
+        self._charge_settled(charge)
         return intent, charge
+
+    def _charge_settled(self, charge: Object) -> Object:
+        """The platform's balance transaction for a succeeded charge (`charge.balance_transaction`
+        is its id): Stripe's fee by the fake's rule `stripe_fee`, net = amount - fee, available
+        two days later (Stripe's standard US payout schedule). Call holding the state lock."""
+        fee = stripe_fee(charge["amount"])
+        transaction = self._new(
+            "balance_transaction",
+            "txn",
+            amount=charge["amount"],
+            currency=charge["currency"],
+            description=None,
+            fee=fee,
+            fee_details=[
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": charge["currency"],
+                    "description": "Stripe processing fees",
+                    "type": "stripe_fee",
+                }
+            ],
+            net=charge["amount"] - fee,
+            reporting_category="charge",
+            source=charge["id"],
+            status="pending",
+            type="charge",
+            available_on=self.now() + 2 * 86400,
+        )
+        charge["balance_transaction"] = transaction["id"]
+        return transaction
 
     def balance_of(self, account: str) -> int:
         """The connected account's balance in cents (transfers in, reversals and payouts out)."""
@@ -187,9 +262,19 @@ class StripeMoneyMixin:
             self.flush_events()
         return self._public(payout)
 
-    def dispute(self, charge_id: str, *, amount: int | None = None) -> Object:
-        """The buyer disputes the charge: a `needs_response` dispute (emits
-        `charge.dispute.created`); returns it."""
+    def dispute(
+        self,
+        charge_id: str,
+        *,
+        amount: int | None = None,
+        inquiry: bool = False,
+        reason: str = "fraudulent",
+    ) -> Object:
+        """The buyer disputes the charge (emits `charge.dispute.created`); returns the dispute.
+        A chargeback is `needs_response` and Stripe takes the amount and its dispute fee from
+        the balance at once (`charge.dispute.funds_withdrawn`, the dispute's
+        `balance_transactions`). With `inquiry`, an inquiry (`warning_needs_response`): no
+        money moves; it closes as `warning_closed` or escalates (`update_dispute`)."""
         with self._state:
             charge = self.get(charge_id, "charge")
             dispute = self._new(
@@ -199,28 +284,104 @@ class StripeMoneyMixin:
                 payment_intent=charge["payment_intent"],
                 amount=charge["amount"] if amount is None else amount,
                 currency=charge["currency"],
-                status="needs_response",
-                reason="fraudulent",
-                is_charge_refundable=False,
+                status="warning_needs_response" if inquiry else "needs_response",
+                reason=reason,
+                is_charge_refundable=inquiry,
                 balance_transactions=[],
             )
             charge["disputed"] = True
             self.emit("charge.dispute.created", dispute)
+            if not inquiry:
+                self._dispute_funds(dispute, withdrawn=True)
         if not self.hold_events:
             self.flush_events()
         return self._public(dispute)
 
-    def close_dispute(self, dispute_id: str, *, won: bool) -> Object:
-        """The card network decides (emits `charge.dispute.closed`); returns the dispute."""
+    def update_dispute(self, dispute_id: str, *, status: str | None = None) -> Object:
+        """The dispute moves on (emits `charge.dispute.updated` with the previous status):
+        by default evidence went in (`needs_response` → `under_review`,
+        `warning_needs_response` → `warning_under_review`); `status="needs_response"`
+        escalates an inquiry to a chargeback (the funds are withdrawn then)."""
         with self._state:
             dispute = self.get(dispute_id, "dispute")
-            if dispute["status"] in ("won", "lost"):
+            current = dispute["status"]
+            if current in CLOSED_DISPUTE:
                 raise _error(400, f"Dispute {dispute_id} is already closed.")
-            dispute["status"] = "won" if won else "lost"
+            status = status or REVIEWED.get(current, current)
+            if status not in OPEN_DISPUTE:
+                raise _error(400, f"Invalid status for an open dispute: {status}.", param="status")
+            dispute["status"] = status
+            self.emit("charge.dispute.updated", dispute, previous_attributes={"status": current})
+            if current.startswith("warning_") and not status.startswith("warning_"):
+                dispute["is_charge_refundable"] = False
+                self._dispute_funds(dispute, withdrawn=True)
+        if not self.hold_events:
+            self.flush_events()
+        return self._public(dispute)
+
+    def close_dispute(
+        self, dispute_id: str, *, won: bool | None = None, status: str | None = None
+    ) -> Object:
+        """The dispute ends (emits `charge.dispute.closed`); returns it. `won=True`: `won`
+        (a chargeback's funds come back: `charge.dispute.funds_reinstated`), or for an
+        inquiry `warning_closed`; `won=False`: `lost`. Or name the `status`: `won`, `lost`,
+        `warning_closed` or `prevented` (Stripe's status for a chargeback stopped before it
+        was filed, e.g. by Visa's Rapid Dispute Resolution; the fake sends the status and the
+        event only, not the refund that resolution makes)."""
+        with self._state:
+            dispute = self.get(dispute_id, "dispute")
+            if dispute["status"] in CLOSED_DISPUTE:
+                raise _error(400, f"Dispute {dispute_id} is already closed.")
+            inquiry = dispute["status"].startswith("warning_")
+            if status is None:
+                if won is None:
+                    raise _error(400, "Say how the dispute ends: won, or a status.")
+                status = ("warning_closed" if inquiry else "won") if won else "lost"
+            if status not in CLOSED_DISPUTE:
+                raise _error(400, f"Invalid closing status: {status}.", param="status")
+            dispute["status"] = status
+            if status == "won" and dispute["balance_transactions"]:
+                self._dispute_funds(dispute, withdrawn=False)
             self.emit("charge.dispute.closed", dispute)
         if not self.hold_events:
             self.flush_events()
         return self._public(dispute)
+
+    def _dispute_funds(self, dispute: Object, *, withdrawn: bool) -> None:
+        """The balance transaction of a chargeback's funds leaving (the amount and Stripe's
+        dispute fee, `DISPUTE_FEE`) or coming back (the amount; the fee is kept), on the
+        dispute, and its event. Call holding the state lock."""
+        amount = dispute["amount"] if not withdrawn else -dispute["amount"]
+        fee = DISPUTE_FEE if withdrawn else 0
+        transaction = self._new(
+            "balance_transaction",
+            "txn",
+            amount=amount,
+            currency=dispute["currency"],
+            description=f"Chargeback {'withdrawal' if withdrawn else 'reversal'} for "
+            f"{dispute['charge']}",
+            fee=fee,
+            fee_details=[]
+            if not fee
+            else [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": dispute["currency"],
+                    "description": "Dispute fee",
+                    "type": "stripe_fee",
+                }
+            ],
+            net=amount - fee,
+            reporting_category="dispute" if withdrawn else "dispute_reversal",
+            source=dispute["id"],
+            status="available",
+            type="adjustment",
+            available_on=self.now(),
+        )
+        dispute["balance_transactions"].append(self._public(transaction))
+        event = "funds_withdrawn" if withdrawn else "funds_reinstated"
+        self.emit(f"charge.dispute.{event}", dispute)
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -248,7 +409,10 @@ class StripeMoneyMixin:
                 param="amount",
                 code="amount_too_large",
             )
-        if charge["disputed"]:
+        if charge["disputed"] and not any(  # an inquiry leaves it refundable; a chargeback not
+            o["object"] == "dispute" and o["charge"] == charge["id"] and o["is_charge_refundable"]
+            for o in self.objects.values()
+        ):
             raise _error(400, f"Charge {charge['id']} has been disputed.", code="charge_disputed")
         refund = self._new(
             "refund",
@@ -263,11 +427,10 @@ class StripeMoneyMixin:
             transfer_reversal=None,
             source_transfer_reversal=None,
         )
-        refund["_reverse_transfer"] = params.get("reverse_transfer") in (True, "true")
-        refund["_refund_application_fee"] = params.get("refund_application_fee") in (True, "true")
         self._apply_metadata(refund, params)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        self._refund_connect(charge, refund, params)  # reverse_transfer, refund_application_fee
         charge["refunds"]["data"].insert(0, self._public(refund))
         self.emit("refund.created", refund)
         self.emit("charge.refunded", charge)
@@ -280,18 +443,40 @@ class StripeMoneyMixin:
         refused = self.transfer_destination_error(destination)  # stripe_connect.py
         if refused is not None:
             raise refused
-        amount = _amount(params.get("amount"), "amount")
+        transfer = self._new_transfer(
+            amount=_amount(params.get("amount"), "amount"),
+            currency=params.get("currency") or "usd",
+            destination=destination,
+            transfer_group=params.get("transfer_group"),
+            source_transaction=params.get("source_transaction"),
+            metadata=params.get("metadata") or {},
+            description=params.get("description"),
+        )
+        return 200, self._public(transfer)
+
+    def _new_transfer(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        destination: str,
+        transfer_group: str | None,
+        source_transaction: str | None,
+        metadata: Object,
+        description: str | None = None,
+    ) -> Object:
+        """A transfer to a connected account, its balance credited (`transfer.created`)."""
         transfer = self._new(
             "transfer",
             "tr",
             amount=amount,
             amount_reversed=0,
             reversed=False,
-            currency=params.get("currency") or "usd",
+            currency=currency,
             destination=destination,
-            description=params.get("description"),
-            transfer_group=params.get("transfer_group"),
-            source_transaction=params.get("source_transaction"),
+            description=description,
+            transfer_group=transfer_group,
+            source_transaction=source_transaction,
             balance_transaction=None,
             destination_payment=None,
         )
@@ -301,10 +486,10 @@ class StripeMoneyMixin:
             "has_more": False,
             "url": f"/v1/transfers/{transfer['id']}/reversals",
         }
-        self._apply_metadata(transfer, params)
+        self._apply_metadata(transfer, {"metadata": metadata})
         self.connected_balances[destination] = self.connected_balances.get(destination, 0) + amount
         self.emit("transfer.created", transfer)
-        return 200, self._public(transfer)
+        return transfer
 
     def _reversal_create(
         self, request: RecordedRequest, params: Object, match: re.Match[str]
@@ -320,13 +505,23 @@ class StripeMoneyMixin:
                 param="amount",
             )
         account = transfer["destination"]
-        if self.connected_balances.get(account, 0) < amount:
+        # a destination charge's transfer may be reversed up to the charge whatever the
+        # account's balance (it goes negative); a separate transfer only from what is there
+        if not transfer.get("_destination_charge") and (
+            self.connected_balances.get(account, 0) < amount
+        ):
             raise _error(
                 400,
                 f"Insufficient funds in the connected account {account} to reverse "
                 f"{amount}: its balance is {self.connected_balances.get(account, 0)}.",
                 code="balance_insufficient",
             )
+        reversal = self._new_reversal(transfer, amount, params)
+        self._reversal_refunds_fee(transfer, params)
+        return 200, self._public(reversal)
+
+    def _new_reversal(self, transfer: Object, amount: int, params: Object) -> Object:
+        """Reverse `amount` of `transfer`: out of the account's balance (`transfer.reversed`)."""
         reversal = self._new(
             "transfer_reversal",
             "trr",
@@ -338,12 +533,12 @@ class StripeMoneyMixin:
             source_refund=None,
         )
         self._apply_metadata(reversal, params)
-        self.connected_balances[account] -= amount
+        self.connected_balances[transfer["destination"]] -= amount
         transfer["amount_reversed"] += amount
         transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
         transfer["reversals"]["data"].insert(0, self._public(reversal))
         self.emit("transfer.reversed", transfer)
-        return 200, self._public(reversal)
+        return reversal
 
     def _reversal_list(
         self, request: RecordedRequest, params: Object, match: re.Match[str]
@@ -352,6 +547,16 @@ class StripeMoneyMixin:
         return 200, self._list(
             "transfer_reversal", params, request.path, lambda r: r["transfer"] == transfer_id
         )
+
+    def _reversal_retrieve(
+        self, request: RecordedRequest, params: Object, match: re.Match[str]
+    ) -> tuple[int, Object]:
+        reversal = self.get(match["id"], "transfer_reversal")
+        if reversal["transfer"] != match["transfer"]:
+            raise _error(
+                404, f"No such transfer reversal: '{match['id']}'", code="resource_missing"
+            )
+        return 200, self._public(reversal)
 
     def _payout_list(
         self, request: RecordedRequest, params: Object, match: re.Match[str]

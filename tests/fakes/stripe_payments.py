@@ -239,6 +239,10 @@ class PaymentsMixin:
         )
         charge["metadata"] = dict(intent["metadata"])
         intent["latest_charge"] = charge["id"]
+        self._charge_settled(charge)
+        self._destination_charge(
+            intent, charge, self._destination_params(intent_data, "payment_intent_data", total)
+        )
         session.update(url=None, status="complete", payment_status="paid")
         session["payment_intent"] = intent["id"]
         session["amount_total"] = session["amount_subtotal"] = total
@@ -327,7 +331,12 @@ class PaymentsMixin:
             }
             line["parent"] = {
                 "type": "invoice_item_details",
-                "invoice_item_details": {"invoice_item": item["id"], "proration": False},
+                "invoice_item_details": {
+                    "invoice_item": item["id"],
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": item["subscription"],
+                },
                 "subscription_item_details": None,
             }
             lines.append(line)

@@ -5,7 +5,8 @@
 
 It serves `FakeStripe` (tests/fakes/stripe_api.py) on 127.0.0.1:PORT until SIGTERM or Ctrl-C,
 with the hosted checkout, portal and invoice pages a person clicks through. Its state (every
-object, event and meter event) is written to `--state` after each change and read back at
+object, event and meter event, the connected accounts' balances, tiered prices' tiers and the
+idempotency keys) is written to `--state` after each change and read back at
 start, so customers, subscriptions and invoices live as long as the local database next to
 it. It accepts only a `sk_test_` key and refuses to start under the production settings
 module: it exists so that nobody needs a Stripe account to try billing, never to take money.
@@ -20,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,21 @@ class EmulatedStripe(FakeStripe):
             self.events.extend(saved["events"])
             self.meter_events.extend(saved["meter_events"])
             self.clock_offset = saved["clock_offset"]
+            # connected accounts' balances (a reversal after a restart still finds the money),
+            # tiered prices' tiers, and the idempotency keys Stripe keeps for 24 hours
+            self.connected_balances.update(saved.get("connected_balances", {}))
+            self._tiers.update(
+                {
+                    price: [(up_to, Decimal(unit), flat) for up_to, unit, flat in tiers]
+                    for price, tiers in saved.get("tiers", {}).items()
+                }
+            )
+            self._idempotent.update(
+                {
+                    (api_key, key): (fingerprint, status, body.encode())
+                    for api_key, key, fingerprint, status, body in saved.get("idempotency", [])
+                }
+            )
             # invoice numbers and the like go on from where they were
             self._ids = itertools.count(len(self.objects) + len(self.meter_events) + 1)
 
@@ -60,6 +77,15 @@ class EmulatedStripe(FakeStripe):
                     "events": self.events,
                     "meter_events": self.meter_events,
                     "clock_offset": self.clock_offset,
+                    "connected_balances": self.connected_balances,
+                    "tiers": {
+                        price: [[up_to, str(unit), flat] for up_to, unit, flat in tiers]
+                        for price, tiers in self._tiers.items()
+                    },
+                    "idempotency": [
+                        [api_key, key, fingerprint, status, body.decode()]
+                        for (api_key, key), (fingerprint, status, body) in self._idempotent.items()
+                    ],
                 }
             )
         temporary = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}")

@@ -149,9 +149,17 @@ def test_a_subscription_takes_an_inline_monthly_price_and_invoice_items_join_its
     assert amounts == [25, 25, 900]
     assert invoice["total"] == 950
     runs = sorted(
-        line["metadata"]["run_id"] for line in invoice["lines"]["data"] if line["metadata"]
+        line["metadata"]["run_id"]
+        for line in invoice["lines"]["data"]
+        if line["parent"]["type"] == "invoice_item_details"
     )
     assert runs == ["1", "2"]
+    (subscription_line,) = [
+        line
+        for line in invoice["lines"]["data"]
+        if line["parent"]["type"] == "subscription_item_details"
+    ]  # Stripe copies the subscription's metadata onto its line
+    assert subscription_line["metadata"] == fake.get(subscription["id"])["metadata"]
     paged = client.v1.invoices.line_items.list(invoice["id"], params={"limit": 2})
     assert len(paged.data) == 2
     assert paged.has_more
