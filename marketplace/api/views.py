@@ -158,17 +158,27 @@ class ListingVersionsApi(PublicApiView):
         operation_id="marketplace_listing_versions_list",
         parameters=PAGE_PARAMETERS,
         responses=paginated(s.ListingVersionOutput),
-        description="Approved versions, newest first, with changelog and definition.",
+        description="Approved versions, newest first, with changelog, price and definition. "
+        "A paid version's `definition` is null except for the publisher's own workspace (its "
+        "API key): buyers get their copy by installing.",
     )
     def get(self, request: Request, slug: str) -> Response:
         listing = selectors.public_listing(slug=slug)
+        # Only a key of the publishing workspace sees paid definitions (what buyers pay for).
+        publisher_view = (
+            isinstance(request.auth, ApiKey)
+            and listing.publisher.workspace_id is not None
+            and request.auth.workspace_id == listing.publisher.workspace_id
+        )
         return paginated_response(
             view=self,
             request=request,
             queryset=listing.versions.filter(status=ListingVersion.Status.APPROVED).order_by(
                 "-number"
             ),
-            serializer=s.ListingVersionOutput,
+            serializer=s.PublisherListingVersionOutput
+            if publisher_view
+            else s.ListingVersionOutput,
         )
 
 
