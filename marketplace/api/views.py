@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
+from core.schema import ErrorOutput
 from marketplace import purchases, selectors, services
 from marketplace.api import serializers as s
 from marketplace.models import ListingVersion, Review
@@ -30,6 +31,12 @@ from tenants.api.views import WORKSPACE_PARAM
 from tenants.models import ApiKey
 from tenants.permissions import Perm
 from tenants.schemas import activate_public
+
+PURCHASE_REQUIRED = OpenApiResponse(
+    ErrorOutput,
+    description="The listing's current version is paid and this workspace has no runnable "
+    "purchase of it (`error.code` purchase_required); the message says where to buy it.",
+)
 
 # --- Bases
 
@@ -268,9 +275,9 @@ class ListingInstallApi(WorkspaceAPIView):
     @extend_schema(
         operation_id="marketplace_listings_install",
         request=None,
-        responses={201: s.InstallOutput},
+        responses={201: s.InstallOutput, 402: PURCHASE_REQUIRED},
         description="Copy the listing's current version into this workspace (needs `build`). "
-        "409 when it is already installed.",
+        "409 when it is already installed; 402 when it is paid and not bought.",
     )
     def post(self, request: Request, slug: str) -> Response:
         install = services.install(access=self.access, listing=selectors.public_listing(slug=slug))
@@ -300,8 +307,9 @@ class InstallUpgradeApi(WorkspaceAPIView):
     @extend_schema(
         operation_id="marketplace_installs_upgrade",
         request=None,
-        responses=s.InstallStateOutput,
-        description="Move the install to the listing's current version (409 when already there).",
+        responses={200: s.InstallStateOutput, 402: PURCHASE_REQUIRED},
+        description="Move the install to the listing's current version (409 when already there; "
+        "402 when that version is paid and this workspace has not bought the listing).",
     )
     def post(self, request: Request, install_id: int) -> Response:
         install = selectors.workspace_install(access=self.access, install_id=install_id)
