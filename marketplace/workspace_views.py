@@ -166,6 +166,7 @@ def _fee_preview(data: QueryDict, listing: Listing | None = None) -> dict[str, A
     per sale (`fees.split`): shown before they submit. For a new version of a published listing
     the listing's own category decides (it never changes; purchases pay its fee), whatever the
     form says."""
+    category: Category | None
     if listing is not None and listing.published_at is not None:
         category = listing.category
         percent = fees.fee_percent(listing)
@@ -240,10 +241,10 @@ def _publish_page(
     payouts_error: str = "",
     listing: Listing | None = None,
 ) -> HttpResponse:
+    fee_data = QueryDict(mutable=True)
     if form.is_bound:
-        fee_data = request.POST
+        fee_data.update(request.POST)
     else:  # what the form starts from (a new version starts from the listing's price)
-        fee_data = QueryDict(mutable=True)
         for name in ("category", "pricing", "price"):
             value = form[name].value()
             if value is not None:

@@ -79,6 +79,7 @@ def free_then_paid(world: World, staff: User, fake_stripe: FakeStripe) -> Instal
 
 def _buy(install: Install) -> Purchase:
     listing = Listing.objects.select_related("current_version").get(pk=install.listing_id)
+    assert listing.current_version is not None
     return Purchase.objects.create(
         buyer_id=install.workspace_id,
         listing=listing,
