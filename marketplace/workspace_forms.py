@@ -209,7 +209,10 @@ class PublishForm(forms.Form):
                 "A published listing keeps its category (and so its platform fee); write to "
                 "support to move it."
             )
-        if self.is_bound:  # a form posted without a price (an older page, a script) is free
+        # A form posted without a price model (an older page, a script) keeps the listing's
+        # price, as the API does (services.listing_publish); it validates as free.
+        self.price_given = self.is_bound and "pricing" in self.data
+        if self.is_bound:
             defaults = {"pricing": Listing.Pricing.FREE.value, "currency": CURRENCIES[0]}
             data = QueryDict(mutable=True)
             data.update(self.data)
@@ -241,9 +244,9 @@ class PublishForm(forms.Form):
             "example_inputs": [
                 line.strip() for line in data["example_inputs"].splitlines() if line.strip()
             ],
-            "pricing": data["pricing"],
-            "price_cents": data["price_cents"],
-            "currency": data["currency"],
+            "pricing": data["pricing"] if self.price_given else None,
+            "price_cents": data["price_cents"] if self.price_given else None,
+            "currency": data["currency"] if self.price_given else None,
             "show_evaluation_score": bool(data.get("show_evaluation_score")),
         }
 

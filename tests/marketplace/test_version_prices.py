@@ -280,3 +280,24 @@ def test_a_paid_workflow_template_needs_an_onboarded_publisher(world: World, sta
     assert listing.kind == "workflow"
     assert _price(listing) == ("one_time", 1900, "usd")
     assert version.definition["workflow"]["steps"][0]["id"] == "greet"
+
+
+def test_a_form_posted_without_a_price_model_keeps_the_price_too(
+    world: World, agent_id: int, staff: User
+) -> None:
+    _onboard(world)
+    alpha = logged_in(world.owner)
+    form = {
+        "source": f"agent:{agent_id}",
+        "title": "Invoice reader",
+        "summary": "Reads invoices.",
+        "category": "finance",
+    }
+    assert alpha.post(PUBLISH, {**form, "pricing": "monthly", "price": "9"}).status_code == 302
+    _approve(staff, 1)
+    # an older page or a script that sends no price fields
+    assert alpha.post(PUBLISH, form).status_code == 302
+    assert _price(ListingVersion.objects.get(number=2)) == ("monthly", 900, "usd")
+    # Free chosen on the form makes it free
+    assert alpha.post(PUBLISH, {**form, "pricing": "free"}).status_code == 302
+    assert _price(ListingVersion.objects.get(number=3)) == ("free", 0, "usd")
