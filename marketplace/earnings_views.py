@@ -15,28 +15,37 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from core.exceptions import NotFound, ValidationFailed
+from core.exceptions import NotFound
 from marketplace import earnings, selectors
 from marketplace.connect import EXPRESS_LOGIN_URL, bank_failure_words, bank_payout_problem
 from marketplace.models import CreatorAccount, LedgerEntry
 from tenants.access import page_access
 from tenants.http import AppRequest
-from tenants.permissions import Perm
+from tenants.permissions import Access, Perm
 
 CHART_DAYS = 30
 CHART_HEIGHT = 120
 BAR_WIDTH = 10  # viewBox units; the SVG stretches to the card's width
 
 
-def _day(request: AppRequest, name: str) -> date | None:
-    raw = request.GET.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        message = f"{name.title()}: a date like 2026-03-01 (got {raw!r})."
-        raise ValidationFailed(message, fields={name: [message]}) from None
+def _statement_range(request: AppRequest) -> tuple[date | None, date | None, dict[str, str]]:
+    """(from, to, errors by field) of the statement form: each date optional (YYYY-MM-DD),
+    From on or before To."""
+    days: dict[str, date | None] = {}
+    errors: dict[str, str] = {}
+    for name in ("from", "to"):
+        raw = request.GET.get(name, "").strip()
+        days[name] = None
+        if not raw:
+            continue
+        try:
+            days[name] = date.fromisoformat(raw)
+        except ValueError:
+            errors[name] = f"{name.title()}: a date like 2026-03-01 (got {raw!r})."
+    start, end = days["from"], days["to"]
+    if start and end and start > end:
+        errors["from"] = f"From: on or before To ({end.isoformat()})."
+    return start, end, errors
 
 
 def _chart(days: list[tuple[date, int]]) -> dict[str, Any]:
@@ -73,12 +82,27 @@ def _chart(days: list[tuple[date, int]]) -> dict[str, Any]:
 @require_GET
 def earnings_page(request: AppRequest) -> HttpResponse:
     access = page_access(request, Perm.BILLING_VIEW)
+    return _earnings_page(request, access)
+
+
+def _earnings_page(
+    request: AppRequest,
+    access: Access,
+    *,
+    statement_errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The page; with `statement_errors`, the statement form again with what the creator typed
+    and each date's problem beside it (400)."""
     publisher = earnings.creator_publisher(access=access)
     today = timezone.now().date()
     context: dict[str, Any] = {
         "publisher": publisher,
         "today": today,
         "hold_days": settings.MARKETPLACE_EARNINGS_HOLD_DAYS,
+        "statement_errors": statement_errors or {},
+        "statement_from": request.GET.get("from", "") if statement_errors else "",
+        "statement_to": (request.GET.get("to", "") if statement_errors else today.isoformat()),
     }
     if publisher is not None:
         start = today - timedelta(days=CHART_DAYS - 1)
@@ -107,7 +131,7 @@ def earnings_page(request: AppRequest) -> HttpResponse:
             chart_start=start,
             has_entries=LedgerEntry.objects.filter(publisher=publisher).exists(),
         )
-    return render(request, "marketplace/earnings.html", context)
+    return render(request, "marketplace/earnings.html", context, status=status)
 
 
 STATEMENT_COLUMNS = [
@@ -139,10 +163,9 @@ def earnings_statement(request: AppRequest) -> HttpResponse:
     publisher = earnings.creator_publisher(access=access)
     if publisher is None:
         raise NotFound("This workspace has not published anything: there is no statement.")
-    start, end = _day(request, "from"), _day(request, "to")
-    if start and end and start > end:
-        message = f"From: on or before To ({end.isoformat()})."
-        raise ValidationFailed(message, fields={"from": [message]})
+    start, end, problems = _statement_range(request)
+    if problems:  # the Earnings page again, the problem beside the date
+        return _earnings_page(request, access, statement_errors=problems, status=400)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     name = f"earnings-{publisher.slug}-{start or 'start'}-{end or 'today'}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'

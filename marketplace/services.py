@@ -200,6 +200,29 @@ def _listing_fields(
     }
 
 
+def _kept_price(
+    listing: Listing | None, pricing: str | None, price_cents: int | None, currency: str | None
+) -> tuple[str, int, str]:
+    """A new version's (pricing, price_cents, currency): what was given, the rest kept from the
+    listing's current price (its approved current version's; before any approval, its newest
+    submitted version's); free for a new listing. A price kept across a change of price model
+    only between paid models (a paid version's price must be given again only when going from
+    free to paid)."""
+    kept: tuple[str, int, str] = (Listing.Pricing.FREE, 0, "usd")
+    if listing is not None:
+        if listing.current_version_id is not None:
+            kept = (listing.pricing, listing.price_cents, listing.currency)
+        else:
+            latest = listing.versions.order_by("-number").first()
+            if latest is not None:
+                kept = (latest.pricing, latest.price_cents, latest.currency)
+    new_pricing = pricing if pricing is not None else kept[0]
+    if price_cents is None:
+        paid_both = Listing.Pricing.FREE not in (new_pricing, kept[0])
+        price_cents = kept[1] if paid_both else 0
+    return new_pricing, price_cents, currency if currency is not None else kept[2]
+
+
 @transaction.atomic
 def listing_publish(
     *,
@@ -215,16 +238,19 @@ def listing_publish(
     changelog: str = "",
     example_inputs: list[Any] | None = None,
     slug: str | None = None,
-    pricing: str = Listing.Pricing.FREE,
-    price_cents: int = 0,
-    currency: str = "usd",
+    pricing: str | None = None,
+    price_cents: int | None = None,
+    currency: str | None = None,
     show_evaluation_score: bool = False,
 ) -> ListingVersion:
     """Submit an agent or workflow of this workspace for review: a new listing the first time,
     then a new version (number + 1) of the listing. The version waits for moderation; the
     listing's text changes only while it has never been approved (afterwards it is public).
     The version carries its price (the listing takes it when the version is approved); a paid
-    one only from a publisher whose payouts account is onboarded."""
+    one only from a publisher whose payouts account is onboarded. A price part left out
+    (None) keeps the listing's current one (`_kept_price`): a new version sent without a price
+    does not make a paid listing free; only an explicit "free" does. A new listing without a
+    price is free."""
     access.require(Perm.BUILD)
     if kind not in Listing.Kind.values:
         raise ValidationFailed(
@@ -232,7 +258,6 @@ def listing_publish(
         )
     fields = _listing_fields(title, summary, description, category_slug, tags, icon)
     publisher = publisher_get_or_create(access=access)
-    _check_price(publisher, pricing, price_cents, currency)
     listing: Listing | None
     if slug:
         listing = Listing.objects.select_for_update().filter(slug=slug).first()
@@ -250,6 +275,8 @@ def listing_publish(
             listing__publisher=publisher, source_kind=kind, source_id=source_id
         ).values("listing_id")
         listing = Listing.objects.select_for_update().filter(pk__in=earlier).first()
+    pricing, price_cents, currency = _kept_price(listing, pricing, price_cents, currency)
+    _check_price(publisher, pricing, price_cents, currency)
     definition, tools, providers, notes = _take_snapshot(access.workspace, kind, source_id)
     score = None
     if show_evaluation_score:
@@ -672,7 +699,10 @@ def _stop_automatic_evaluation(install: Install) -> None:
 @transaction.atomic
 def upgrade(*, access: Access, install: Install, expected_version_id: int | None = None) -> Install:
     """Move an install to the listing's current version: a new version of the copy. With
-    `expected_version_id`, only to that version (Conflict when the listing has moved on)."""
+    `expected_version_id`, only to that version (Conflict when the listing has moved on).
+    A paid version needs a runnable purchase of the listing first (PurchaseRequired, 402, as
+    for installing and for automatic upgrades): else the copy would be moved onto a version it
+    cannot run."""
 
     access.require(Perm.BUILD)
     locked = _locked_install(access, install)
@@ -685,6 +715,15 @@ def upgrade(*, access: Access, install: Install, expected_version_id: int | None
         raise Conflict(
             f"The listing's current version is now version {new.number}, not the one checked."
         )
+    try:
+        pricing.install_require_purchase(workspace_id=access.workspace.pk, version=new)
+    except pricing.PurchaseRequired:
+        raise pricing.PurchaseRequired(
+            f"Version {new.number} of “{locked.listing.title}” is paid "
+            f"({pricing.price_terms(new)}): an owner or admin buys it first on "
+            f"{pricing.listing_path(locked.listing)}, then upgrades; this install stays on "
+            f"version {locked.version.number}."
+        ) from None
     _stop_automatic_evaluation(locked)
     with schema_context(access.workspace.schema_name):
         if locked.object_kind == Listing.Kind.AGENT:

@@ -108,6 +108,28 @@ class ReplyForm(forms.Form):
     text = forms.CharField(label="Reply", max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+def listing_initial(listing: Listing) -> dict[str, Any]:
+    """The publish form's fields as they are on `listing` (a new version starts from them):
+    its text, and its current price (the approved version's; before approval, the newest
+    submitted one's)."""
+    priced: Any = listing
+    if listing.current_version_id is None:
+        priced = listing.versions.order_by("-number").first() or listing
+    initial: dict[str, Any] = {
+        "title": listing.title,
+        "summary": listing.summary,
+        "description": listing.description,
+        "category": listing.category.slug,
+        "tags": ", ".join(listing.tags),
+        "icon": listing.icon,
+        "pricing": priced.pricing,
+        "currency": priced.currency,
+    }
+    if priced.pricing != Listing.Pricing.FREE:
+        initial["price"] = Decimal(priced.price_cents).scaleb(-2)  # 1900 → 19.00
+    return initial
+
+
 class PublishForm(forms.Form):
     source = forms.ChoiceField(label="What to publish")
     title = forms.CharField(label="Title", max_length=100)
@@ -165,9 +187,32 @@ class PublishForm(forms.Form):
         initial=CURRENCIES[0],
     )
 
-    def __init__(self, *args: Any, sources: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        sources: list[tuple[str, str]],
+        listing: Listing | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`listing`: the listing the chosen source was published to before (a new version
+        of it). Unbound, the form starts from that listing: its text, and its current price
+        (so a new version keeps it unless changed). Once the listing is published its
+        category is fixed (purchases pay its category's fee), so the field is read-only."""
+        if listing is not None and not args and "data" not in kwargs:
+            kwargs["initial"] = {**listing_initial(listing), **kwargs.get("initial", {})}
         super().__init__(*args, **kwargs)
-        if self.is_bound:  # a form posted without a price (an older page, a script) is free
+        if listing is not None and listing.published_at is not None:
+            category_field = self.fields["category"]
+            category_field.disabled = True
+            category_field.initial = listing.category.slug
+            category_field.help_text = (
+                "A published listing keeps its category (and so its platform fee); write to "
+                "support to move it."
+            )
+        # A form posted without a price model (an older page, a script) keeps the listing's
+        # price, as the API does (services.listing_publish); it validates as free.
+        self.price_given = self.is_bound and "pricing" in self.data
+        if self.is_bound:
             defaults = {"pricing": Listing.Pricing.FREE.value, "currency": CURRENCIES[0]}
             data = QueryDict(mutable=True)
             data.update(self.data)
@@ -199,9 +244,9 @@ class PublishForm(forms.Form):
             "example_inputs": [
                 line.strip() for line in data["example_inputs"].splitlines() if line.strip()
             ],
-            "pricing": data["pricing"],
-            "price_cents": data["price_cents"],
-            "currency": data["currency"],
+            "pricing": data["pricing"] if self.price_given else None,
+            "price_cents": data["price_cents"] if self.price_given else None,
+            "currency": data["currency"] if self.price_given else None,
             "show_evaluation_score": bool(data.get("show_evaluation_score")),
         }
 

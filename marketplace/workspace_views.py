@@ -22,8 +22,8 @@ from billing.stripe_client import billing_mode, stripe_mode
 from core.exceptions import ApplicationError, NotFound, ServiceUnavailable
 from core.forms import form_add_application_error
 from evals.selectors import gate_policy, suites_list
-from marketplace import auto_upgrade, connect, fees, purchases, selectors, services
-from marketplace.models import Category, Listing, ListingVersion, Review
+from marketplace import auto_upgrade, connect, fees, pricing, purchases, selectors, services
+from marketplace.models import Category, Listing, ListingVersion, Purchase, Review
 from marketplace.workspace_forms import (
     AutoUpgradeForm,
     PayoutsSetupForm,
@@ -51,13 +51,28 @@ def _suites(access: Access) -> list[tuple[int, str]]:
     return list(suites_list(access=access).order_by("name").values_list("pk", "name"))
 
 
+def _bought_listing_ids(access: Access) -> set[int]:
+    return set(
+        Purchase.objects.filter(buyer=access.workspace, status__in=purchases.RUNNABLE).values_list(
+            "listing_id", flat=True
+        )
+    )
+
+
 def _installed_rows(access: Access) -> list[dict[str, Any]]:
     rows = []
     can_manage = access.can(Perm.WORKSPACE_UPDATE)
     suites = _suites(access) if can_manage else []
+    bought: set[int] | None = None  # listings this workspace has a runnable purchase of
     for install in selectors.workspace_installs(access=access, definitions=True):
         current = install.listing.current_version
         newer = current is not None and current.number > install.version.number
+        unpaid = ""
+        if newer and current is not None and current.pricing != Listing.Pricing.FREE:
+            if bought is None:
+                bought = _bought_listing_ids(access) if pricing.checkout_active() else set()
+            if pricing.checkout_active() and install.listing_id not in bought:
+                unpaid = pricing.price_terms(current)
         auto_form = (
             AutoUpgradeForm(
                 initial={"enabled": install.auto_upgrade, "suite": install.gate_suite_id},
@@ -71,7 +86,10 @@ def _installed_rows(access: Access) -> list[dict[str, Any]]:
             {
                 "install": install,
                 "update": current if newer else None,
-                "diff": _diff(install.version, current) if newer and current else [],
+                # a paid version's definition is what buyers pay for: no diff before buying
+                "diff": _diff(install.version, current) if newer and current and not unpaid else [],
+                # the new version is paid and not bought: "buy it first", not an upgrade button
+                "unpaid_terms": unpaid,
                 "auto_form": auto_form,
             }
         )
@@ -125,12 +143,37 @@ def _sources() -> list[tuple[str, str]]:
     ]
 
 
-def _fee_preview(data: QueryDict) -> dict[str, Any]:
+def _listing_of_source(access: Access, source: str) -> Listing | None:
+    """The listing of this workspace's that the agent or workflow `source` ("agent:3") was
+    published to before: publishing it again submits a new version of that listing."""
+    kind, _, source_id = (source or "").partition(":")
+    if kind not in Listing.Kind.values or not source_id.isdigit():
+        return None
+    return (
+        Listing.objects.filter(
+            publisher__workspace=access.workspace,
+            versions__source_kind=kind,
+            versions__source_id=int(source_id),
+        )
+        .select_related("category")
+        .defer("search_vector", "embedding")
+        .first()
+    )
+
+
+def _fee_preview(data: QueryDict, listing: Listing | None = None) -> dict[str, Any]:
     """The platform fee for the category and price typed so far, and what the creator receives
-    per sale (`fees.split`): shown before they submit."""
-    category = Category.objects.filter(slug=data.get("category") or "").first()
-    percent = fees.fee_percent(Listing(category=category))
-    pricing = data.get("pricing") or Listing.Pricing.FREE
+    per sale (`fees.split`): shown before they submit. For a new version of a published listing
+    the listing's own category decides (it never changes; purchases pay its fee), whatever the
+    form says."""
+    category: Category | None
+    if listing is not None and listing.published_at is not None:
+        category = listing.category
+        percent = fees.fee_percent(listing)
+    else:
+        category = Category.objects.filter(slug=data.get("category") or "").first()
+        percent = fees.fee_percent(Listing(category=category))
+    price_model = data.get("pricing") or Listing.Pricing.FREE
     try:
         price = Decimal(data.get("price") or "0")
     except InvalidOperation:
@@ -139,14 +182,15 @@ def _fee_preview(data: QueryDict) -> dict[str, Any]:
     preview: dict[str, Any] = {
         "percent": f"{percent.normalize():f}",  # 20.00 → "20", 12.50 → "12.5"
         "category": category,
+        "category_fixed": listing is not None and listing.published_at is not None,
         "price_cents": cents,
     }
-    if pricing != Listing.Pricing.FREE and cents:
+    if price_model != Listing.Pricing.FREE and cents:
         preview["fee_cents"], preview["creator_cents"] = fees.split(cents, percent)
         preview["per"] = {
             Listing.Pricing.PER_RUN.value: "per successful run",
             Listing.Pricing.MONTHLY.value: "per month",
-        }.get(pricing, "per sale")
+        }.get(price_model, "per sale")
     return preview
 
 
@@ -162,7 +206,13 @@ def _payouts_context(access: Access) -> dict[str, Any]:
 @require_http_methods(["GET", "POST"])
 def marketplace_publish(request: AppRequest) -> HttpResponse:
     access = page_access(request, Perm.BUILD)
-    form = PublishForm(request.POST or None, sources=_sources())
+    data = request.POST if request.method == "POST" else request.GET
+    listing = _listing_of_source(access, data.get("source", ""))
+    if request.method == "POST":
+        form = PublishForm(request.POST, sources=_sources(), listing=listing)
+    else:
+        initial = {"source": data["source"]} if listing is not None else {}
+        form = PublishForm(sources=_sources(), listing=listing, initial=initial)
     status = 400
     if request.method == "POST" and form.is_valid():
         try:
@@ -177,7 +227,9 @@ def marketplace_publish(request: AppRequest) -> HttpResponse:
                 "You will see the decision here.",
             )
             return redirect("marketplace_workspace", workspace_slug=access.workspace.slug)
-    return _publish_page(request, access, form, status=status if form.errors else 200)
+    return _publish_page(
+        request, access, form, status=status if form.errors else 200, listing=listing
+    )
 
 
 def _publish_page(
@@ -187,13 +239,23 @@ def _publish_page(
     *,
     status: int = 200,
     payouts_error: str = "",
+    listing: Listing | None = None,
 ) -> HttpResponse:
+    fee_data = QueryDict(mutable=True)
+    if form.is_bound:
+        fee_data.update(request.POST)
+    else:  # what the form starts from (a new version starts from the listing's price)
+        for name in ("category", "pricing", "price"):
+            value = form[name].value()
+            if value is not None:
+                fee_data[name] = str(value)
     return render(
         request,
         "marketplace/publish.html",
         {
             "form": form,
-            "fee": _fee_preview(request.POST if form.is_bound else request.GET),
+            "listing": listing,
+            "fee": _fee_preview(fee_data, listing),
             **_payouts_context(access),
             "payouts_error": payouts_error,
         },
@@ -212,8 +274,11 @@ def _stripe_unavailable(
 @require_GET
 def publish_fee(request: AppRequest) -> HttpResponse:
     """The fee preview for the category and price in the query (htmx, as the creator types)."""
-    page_access(request, Perm.BUILD)
-    return render(request, "marketplace/_publish_fee.html", {"fee": _fee_preview(request.GET)})
+    access = page_access(request, Perm.BUILD)
+    listing = _listing_of_source(access, request.GET.get("source", ""))
+    return render(
+        request, "marketplace/_publish_fee.html", {"fee": _fee_preview(request.GET, listing)}
+    )
 
 
 def _onboarding_urls(request: AppRequest, access: Access) -> dict[str, str]:

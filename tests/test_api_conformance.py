@@ -27,14 +27,18 @@ import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from agents import services as agents_services
+from marketplace import earnings
+from marketplace.models import Payout
 from tenants import services as tenant_services
 from tenants.models import Membership, Role
 from tenants.permissions import API_KEY_SCOPES
 from tenants.schemas import activate, activate_public
+from tests.helpers.money import make_purchase, make_shop
 from tests.helpers.personas import World, access_of
 from workflows import library, runs
 from workflows.library import prepare
@@ -100,6 +104,7 @@ def real_objects(world: World) -> Iterator[None]:
         invitation, _ = tenant_services.invitation_create(
             access=access, email="invitee@conformance.test", role=Role.MEMBER
         )
+        _publisher_with_a_sale(world)
         REAL_IDS.update(
             {
                 "agent": [agent.pk],
@@ -120,6 +125,27 @@ def real_objects(world: World) -> Iterator[None]:
         activate_public()
     yield
     REAL_IDS.clear()
+
+
+def _publisher_with_a_sale(world: World) -> None:
+    """Alpha sold its paid listing and was paid out once: the earnings and payouts endpoints
+    answer 200 with rows, so their success bodies are checked against the schema too."""
+    shop = make_shop(workspace=world.workspace_a)
+    purchase = make_purchase(shop, buyer=world.workspace_b)
+    earnings.sale_record(
+        purchase=purchase,
+        gross_cents=2500,
+        stripe_ref="ch_conformance",
+        occurred_at=timezone.now(),
+    )
+    Payout.objects.create(
+        creator=shop.creator,
+        period=timezone.now().date().isoformat(),
+        amount_cents=2000,
+        status=Payout.Status.PAID,
+        stripe_transfer_id="tr_conformance",
+        paid_at=timezone.now(),
+    )
 
 
 def _kind(path: str, name: str) -> str | None:

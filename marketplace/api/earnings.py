@@ -66,6 +66,8 @@ class PayoutOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
             "paid_at",
             "created_at",
         ]
+        # Output only: every field is always present (required in the schema).
+        read_only_fields = fields
 
 
 def _publisher(view: WorkspaceAPIView) -> Publisher:

@@ -13,6 +13,12 @@ from rest_framework import serializers
 
 from core.serializers import InputSerializer
 from marketplace.models import Flag, Install, Listing, ListingVersion, Purchase, Review
+from marketplace.services import (
+    CURRENCIES,
+    MAX_PRICE_CENTS,
+    MIN_PER_RUN_PRICE_CENTS,
+    MIN_PRICE_CENTS,
+)
 
 SORTS = ["relevance", "rating", "installs", "new"]
 MODES = ["combined", "keyword", "semantic"]
@@ -118,8 +124,41 @@ class ListingDetailOutput(ListingOutput):
 
 
 class ListingVersionOutput(CurrentVersionOutput):
+    """An approved version. A paid version's definition is what buyers pay for: it is given
+    only to the publisher's own workspace (`PublisherListingVersionOutput`); anyone else gets
+    null and receives their copy by buying and installing."""
+
+    paid_definitions = False
+
+    definition = serializers.JSONField(
+        allow_null=True,
+        read_only=True,
+        help_text="The snapshot (agent settings and system prompt, or the workflow and its "
+        "agents). Null for a paid version unless the caller is the publisher's workspace (its "
+        "API key): buyers get their copy by installing.",
+    )
+
     class Meta(CurrentVersionOutput.Meta):
-        fields = [*CurrentVersionOutput.Meta.fields, "definition"]
+        fields = [
+            *CurrentVersionOutput.Meta.fields,
+            "pricing",
+            "price_cents",
+            "currency",
+            "definition",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, instance: ListingVersion) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if instance.pricing != Listing.Pricing.FREE and not self.paid_definitions:
+            data["definition"] = None
+        return data
+
+
+class PublisherListingVersionOutput(ListingVersionOutput):
+    """The same, for the publisher's own workspace: every definition."""
+
+    paid_definitions = True
 
 
 # --- Publishing
@@ -162,16 +201,23 @@ class ListingPublishInput(InputSerializer):
     pricing = serializers.ChoiceField(
         choices=Listing.Pricing.choices,
         required=False,
-        default=Listing.Pricing.FREE,
-        help_text="The version's price model. A paid one needs the publisher's payouts account "
-        "to be onboarded (Publish → Set up payouts).",
+        help_text="The version's price model. Left out: a new version keeps the listing's "
+        "current price (a new listing is free); `free` makes it free. A paid one needs the "
+        "publisher's payouts account to be onboarded (Publish → Set up payouts).",
     )
     price_cents = serializers.IntegerField(
         required=False,
-        default=0,
-        help_text="The price in cents: 50 to 1000000 for a paid version, 0 when free.",
+        min_value=0,
+        max_value=MAX_PRICE_CENTS,
+        help_text=f"The price in cents: {MIN_PRICE_CENTS} to {MAX_PRICE_CENTS} for a one-time "
+        f"or monthly version, {MIN_PER_RUN_PRICE_CENTS} to {MAX_PRICE_CENTS} per run, 0 when "
+        "free. Left out: the listing's current price when the version stays paid, else 0.",
     )
-    currency = serializers.ChoiceField(choices=[("usd", "USD")], required=False, default="usd")
+    currency = serializers.ChoiceField(
+        choices=[(c, c.upper()) for c in CURRENCIES],
+        required=False,
+        help_text="Left out: the listing's current currency.",
+    )
 
 
 class VersionStatusOutput(serializers.ModelSerializer[ListingVersion]):
@@ -198,6 +244,7 @@ class PublishedVersionOutput(VersionStatusOutput):
             "price_cents",
             "currency",
         ]
+        read_only_fields = fields
 
 
 class MyListingOutput(serializers.ModelSerializer[Listing]):
@@ -342,6 +389,8 @@ class PurchaseOutput(serializers.ModelSerializer[Purchase]):
             "ended_at",
             "created_at",
         ]
+        # Output only: every field is always present (required in the schema).
+        read_only_fields = fields
 
 
 class PurchaseStartInput(InputSerializer):

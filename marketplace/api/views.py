@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated, IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from core.pagination import PAGE_PARAMETERS, paginated, paginated_response
+from core.schema import ErrorOutput
 from marketplace import purchases, selectors, services
 from marketplace.api import serializers as s
 from marketplace.models import ListingVersion, Review
@@ -30,6 +31,12 @@ from tenants.api.views import WORKSPACE_PARAM
 from tenants.models import ApiKey
 from tenants.permissions import Perm
 from tenants.schemas import activate_public
+
+PURCHASE_REQUIRED = OpenApiResponse(
+    ErrorOutput,
+    description="The listing's current version is paid and this workspace has no runnable "
+    "purchase of it (`error.code` purchase_required); the message says where to buy it.",
+)
 
 # --- Bases
 
@@ -158,17 +165,27 @@ class ListingVersionsApi(PublicApiView):
         operation_id="marketplace_listing_versions_list",
         parameters=PAGE_PARAMETERS,
         responses=paginated(s.ListingVersionOutput),
-        description="Approved versions, newest first, with changelog and definition.",
+        description="Approved versions, newest first, with changelog, price and definition. "
+        "A paid version's `definition` is null except for the publisher's own workspace (its "
+        "API key): buyers get their copy by installing.",
     )
     def get(self, request: Request, slug: str) -> Response:
         listing = selectors.public_listing(slug=slug)
+        # Only a key of the publishing workspace sees paid definitions (what buyers pay for).
+        publisher_view = (
+            isinstance(request.auth, ApiKey)
+            and listing.publisher.workspace_id is not None
+            and request.auth.workspace_id == listing.publisher.workspace_id
+        )
         return paginated_response(
             view=self,
             request=request,
             queryset=listing.versions.filter(status=ListingVersion.Status.APPROVED).order_by(
                 "-number"
             ),
-            serializer=s.ListingVersionOutput,
+            serializer=s.PublisherListingVersionOutput
+            if publisher_view
+            else s.ListingVersionOutput,
         )
 
 
@@ -258,9 +275,9 @@ class ListingInstallApi(WorkspaceAPIView):
     @extend_schema(
         operation_id="marketplace_listings_install",
         request=None,
-        responses={201: s.InstallOutput},
+        responses={201: s.InstallOutput, 402: PURCHASE_REQUIRED},
         description="Copy the listing's current version into this workspace (needs `build`). "
-        "409 when it is already installed.",
+        "409 when it is already installed; 402 when it is paid and not bought.",
     )
     def post(self, request: Request, slug: str) -> Response:
         install = services.install(access=self.access, listing=selectors.public_listing(slug=slug))
@@ -290,8 +307,9 @@ class InstallUpgradeApi(WorkspaceAPIView):
     @extend_schema(
         operation_id="marketplace_installs_upgrade",
         request=None,
-        responses=s.InstallStateOutput,
-        description="Move the install to the listing's current version (409 when already there).",
+        responses={200: s.InstallStateOutput, 402: PURCHASE_REQUIRED},
+        description="Move the install to the listing's current version (409 when already there; "
+        "402 when that version is paid and this workspace has not bought the listing).",
     )
     def post(self, request: Request, install_id: int) -> Response:
         install = selectors.workspace_install(access=self.access, install_id=install_id)

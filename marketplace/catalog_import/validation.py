@@ -177,6 +177,9 @@ def _check_listing_fields(
         problems.add("changelog", "must be text")
 
 
+PAID_REFUSED = "catalogue listings are free: the platform publisher has no payouts account"
+
+
 def _check_pricing(data: dict[str, Any], problems: Problems) -> None:
     pricing = data.get("pricing", Listing.Pricing.FREE)
     price = data.get("price_cents", 0)
@@ -184,7 +187,9 @@ def _check_pricing(data: dict[str, Any], problems: Problems) -> None:
         problems.add("pricing", f"must be one of {', '.join(Listing.Pricing.values)}")
     elif not _is_int(price) or price < 0:
         problems.add("price_cents", "must be a whole number of cents, 0 or more")
-    elif pricing == Listing.Pricing.FREE and price:
+    elif pricing != Listing.Pricing.FREE:
+        # A paid listing needs a publisher that can be paid (a Connect account, onboarded):
+        # the platform publisher has none, so a priced item would show a price and install free.
+        problems.add("pricing", f"{PAID_REFUSED} (not {pricing!r})")
+    elif price:
         problems.add("price_cents", "must be 0 for a free listing")
-    elif pricing != Listing.Pricing.FREE and not price:
-        problems.add("price_cents", f"must be more than 0 for pricing {pricing!r}")

@@ -29,8 +29,10 @@ def listing_metadata(data: dict[str, Any]) -> dict[str, Any]:
         "tags": list(data.get("tags") or []),
         "icon": data.get("icon") or "",
         "providers": list(data.get("providers") or []),
-        "pricing": data.get("pricing") or Listing.Pricing.FREE,
-        "price_cents": data.get("price_cents") or 0,
+        # Always free (validation refuses a paid item: the platform publisher cannot be paid);
+        # written so a listing imported with a price before is made free again.
+        "pricing": Listing.Pricing.FREE,
+        "price_cents": 0,
     }
 
 

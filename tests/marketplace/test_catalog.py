@@ -104,7 +104,9 @@ def test_shipped_catalogue_imports_cleanly() -> None:
     assert kinds["agent"] >= 40
     assert kinds["workflow"] >= 15
     assert listings.values("category").distinct().count() >= 15
-    assert listings.exclude(pricing="free").exists()
+    # Catalogue listings are free: the platform publisher has no payouts account to be paid.
+    assert not listings.exclude(pricing="free").exists()
+    assert not ListingVersion.objects.exclude(pricing="free").exists()
     tools = catalog_tools()
     for listing in listings:
         version = listing.current_version
@@ -201,6 +203,7 @@ def test_bad_items_are_reported_and_good_ones_imported(folder: Path) -> None:
     _write(folder, "bad-kind", _agent("bad-kind", kind="plugin"))
     _write(folder, "broken", "slug: broken\ntitle: [unclosed\n")
     _write(folder, "priced-free", _agent("priced-free", pricing="free", price_cents=500))
+    _write(folder, "paid", _agent("paid", pricing="one_time", price_cents=1900))
     bad_tool = _agent("bad-tool")
     bad_tool["definition"]["agent"]["tools"] = ["knowledge_search", "teleport"]
     _write(folder, "bad-tool", bad_tool)
@@ -214,9 +217,15 @@ def test_bad_items_are_reported_and_good_ones_imported(folder: Path) -> None:
         ("writing/bad-kind.yaml", "kind"),
         ("writing/broken.yaml", "file"),
         ("writing/priced-free.yaml", "price_cents"),
+        ("writing/paid.yaml", "pricing"),
         ("writing/bad-tool.yaml", "definition.agent.tools"),
     } <= _errors(report)
-    assert len(report.failed) == 6
+    assert len(report.failed) == 7
+    (paid,) = [e for e in report.errors if e.source == "writing/paid.yaml"]
+    assert str(paid) == (
+        "writing/paid.yaml: pricing: catalogue listings are free: the platform publisher has "
+        "no payouts account (not 'one_time')"
+    )
     assert sorted(Listing.objects.values_list("slug", flat=True)) == ["alpha-agent", "beta-agent"]
 
 
@@ -261,7 +270,7 @@ def test_duplicate_slug_is_an_error(folder: Path) -> None:
 def test_csv_import(tmp_path: Path) -> None:
     shutil.copy(CATALOG_DIR / "categories.yaml", tmp_path / "categories.yaml")
     path = tmp_path / "listings.csv"
-    good = _agent("csv-agent", pricing="one_time", price_cents=900)
+    good = _agent("csv-agent", pricing="free", price_cents=0)
     columns = list(good)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -283,8 +292,7 @@ def test_csv_import(tmp_path: Path) -> None:
     assert report.created == ["csv-agent"]
     assert _errors(report) == {("listings.csv row 3", "category")}
     listing = Listing.objects.get(slug="csv-agent")
-    assert listing.pricing == "one_time"
-    assert listing.price_cents == 900
+    assert listing.pricing == "free"
     assert listing.tags == ["test"]
     assert listing.current_version is not None
     assert listing.current_version.required_tools == ["calculator"]

@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from marketplace import earnings
 from marketplace.payouts import payouts_run
+from tenants.models import Membership, Role
 from tests.fakes import FakeStripe
 from tests.helpers.money import Shop, make_purchase, make_shop
-from tests.helpers.personas import World, key_client
+from tests.helpers.personas import World, key_client, logged_in, make_user
 
 PAGE = "/w/alpha/marketplace/earnings/"
 CSV = "/w/alpha/marketplace/earnings/statement.csv"
@@ -141,3 +142,40 @@ def test_the_api_never_shows_another_workspaces_earnings(
     assert bravo.get(API + "earnings/").status_code == 404
     assert member_client.get(API + "earnings/", HTTP_X_WORKSPACE="alpha").status_code == 403
     assert key_client(world, ["workspace.view"]).get(API + "payouts/").status_code == 403
+
+
+def test_viewers_get_no_earnings_page_statement_or_api(paid_shop: Shop, world: World) -> None:
+    viewer = make_user("viewer@alpha.test")
+    Membership.objects.create(user=viewer, workspace=world.workspace_a, role=Role.VIEWER)
+    client = logged_in(viewer)
+    assert client.get(PAGE).status_code == 403
+    assert client.get(CSV).status_code == 403
+    assert client.get(API + "earnings/", HTTP_X_WORKSPACE="alpha").status_code == 403
+    assert client.get(API + "payouts/", HTTP_X_WORKSPACE="alpha").status_code == 403
+
+
+def test_statement_date_errors_are_shown_beside_the_dates(
+    paid_shop: Shop, owner_client: Client
+) -> None:
+    reversed_range = owner_client.get(CSV, {"from": "2026-03-10", "to": "2026-03-01"})
+    assert reversed_range.status_code == 400
+    assert reversed_range["Content-Type"].startswith("text/html")
+    html = reversed_range.content.decode()
+    assert "<h1>Earnings</h1>" in html  # the page itself, not an error page
+    assert (
+        '<ul class="errorlist" id="statement-from_error"><li>From: on or before To '
+        "(2026-03-01).</li></ul>"
+    ) in html
+    assert 'aria-describedby="statement-from_error"' in html
+    assert 'name="from" class="input"' in html
+    assert 'value="2026-03-10"' in html
+    assert 'id="balance-paid">$20.00</span>' in html  # the figures are still there
+
+    malformed = owner_client.get(CSV, {"from": "2026-02-30", "to": "nope"})
+    assert malformed.status_code == 400
+    html = malformed.content.decode()
+    assert "From: a date like 2026-03-01 (got &#x27;2026-02-30&#x27;)." in html
+    assert (
+        '<ul class="errorlist" id="statement-to_error"><li>To: a date like 2026-03-01 '
+        "(got &#x27;nope&#x27;).</li></ul>"
+    ) in html

@@ -12,16 +12,19 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from agentmarket import Client, InvalidRequest, NotFound, PermissionDenied
+from agentmarket import Client, InvalidArgument, InvalidRequest, NotFound, PermissionDenied
 from agentmarket.cli import main
 from django_tenants.utils import schema_context
 
-from marketplace.models import Category
+from accounts.models import User
+from marketplace import services
+from marketplace.models import Category, CreatorAccount, Listing, ListingVersion
 from tenants import services as tenant_services
 from tests.helpers.a2a import make_agent
 from tests.helpers.personas import World, access_of
@@ -263,12 +266,86 @@ def test_publishing_a_listing_submits_it_for_review_and_lists_it_pending(
 
     submitted = cli(*publish, "--category", "support")
     assert submitted.code == 0, submitted
-    assert submitted.out.splitlines()[0] == "Submitted calculator version 1 for review (pending)."
+    assert submitted.out.splitlines()[0] == (
+        "Submitted calculator version 1 for review (pending, free)."
+    )
 
     listed = cli("listings", "list")
     assert listed.out.splitlines()[1].split() == [
         "calculator", "agent", "Calculator", "no", "v1", "pending", "-",
     ]  # fmt: skip
+
+
+def test_a_price_is_set_from_the_command_line_and_kept_by_a_version_sent_without_one(
+    committed_world: World, asgi_live_server: Any, cli: Cli
+) -> None:
+    Category.objects.create(slug="support", name="Customer support")
+    agent = make_agent(committed_world)
+    publisher = services.publisher_get_or_create(
+        access=access_of(committed_world.owner, committed_world.workspace_a)
+    )
+    CreatorAccount.objects.create(
+        publisher=publisher,
+        stripe_account_id="acct_clionboarded",
+        details_submitted=True,
+        charges_enabled=True,
+        payouts_enabled=True,
+    )
+    staff = User.objects.create_superuser(email="mod@platform.test", password="x")
+    login(cli, asgi_live_server, make_key(committed_world, EVERYTHING))
+    publish = (
+        "listings", "publish", "--kind", "agent", "--id", agent.pk, "--title", "Calculator",
+        "--summary", "Does sums.", "--category", "support",
+    )  # fmt: skip
+
+    # checked before anything is sent: exit 2, the flag and the problem
+    for flags, error in [
+        (("--pricing", "one_time", "--price", "abc"), "price: 'abc' is not an amount in dollars"),
+        (("--pricing", "one_time", "--price", "9.999"), "price: '9.999' has more than two"),
+        (("--pricing", "free", "--price", "5"), "price: a free version has no price"),
+    ]:
+        refused = cli(*publish, *flags)
+        assert (refused.code, refused.out) == (2, ""), refused
+        assert refused.err.startswith(f"agentmarket: {error}"), refused.err
+    bad_model = cli(*publish, "--pricing", "yearly")
+    assert bad_model.code == 2
+    assert "invalid choice: 'yearly'" in bad_model.err
+    # the server's bounds come back naming the field
+    too_cheap = cli(*publish, "--pricing", "monthly", "--price", "0.10")
+    assert too_cheap.code == 1
+    assert "The price is at least $0.50" in too_cheap.err
+    assert not ListingVersion.objects.exists()
+
+    paid = cli(*publish, "--pricing", "one_time", "--price", "9.00")
+    assert paid.code == 0, paid
+    assert paid.out.splitlines()[0] == (
+        "Submitted calculator version 1 for review (pending, $9.00 one-time)."
+    )
+    services.version_approve(user=staff, version=ListingVersion.objects.get(number=1))
+
+    # a new version without --pricing keeps the listing's price
+    kept = cli(*publish, "--changelog", "Faster.")
+    assert kept.code == 0, kept
+    assert "(pending, $9.00 one-time)" in kept.out
+    assert (ListingVersion.objects.get(number=2).pricing, Listing.objects.get().pricing) == (
+        "one_time",
+        "one_time",
+    )
+    # and --pricing free makes it free
+    assert "(pending, free)" in cli(*publish, "--pricing", "free").out
+
+    with Client(asgi_live_server.url, make_key(committed_world, EVERYTHING)) as client:
+        with pytest.raises(InvalidArgument, match="more than two decimals"):
+            client.publish_listing(
+                kind="agent", source_id=agent.pk, title="Calculator", summary="Does sums.",
+                category="support", pricing="per_run", price="0.255",
+            )  # fmt: skip
+        version = client.publish_listing(
+            kind="agent", source_id=agent.pk, title="Calculator", summary="Does sums.",
+            category="support", pricing="per_run", price=Decimal("0.25"),
+        )  # fmt: skip
+        assert (version.pricing, version.price_cents) == ("per_run", 25)
+    assert ListingVersion.objects.count() == 4
 
 
 # --- errors ------------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """Agent Market's Python SDK: `Client` for the REST API (docs/sdk.md), and the `agentmarket`
 command (`agentmarket.cli`)."""
 
-from agentmarket.client import Client, Page, __version__, mask_key
+from agentmarket.client import PRICINGS, Client, Page, __version__, mask_key, price_to_cents
 from agentmarket.errors import (
     AgentMarketError,
     ApiError,
     AuthenticationFailed,
     Conflict,
     ConnectionFailed,
+    InvalidArgument,
     InvalidRequest,
     NotFound,
     PaymentRequired,
@@ -31,6 +32,7 @@ from agentmarket.models import (
 )
 
 __all__ = [
+    "PRICINGS",
     "Agent",
     "AgentMarketError",
     "AgentRun",
@@ -39,6 +41,7 @@ __all__ = [
     "Client",
     "Conflict",
     "ConnectionFailed",
+    "InvalidArgument",
     "InvalidRequest",
     "ListingVersionStatus",
     "MyListing",
@@ -58,4 +61,5 @@ __all__ = [
     "Workspace",
     "__version__",
     "mask_key",
+    "price_to_cents",
 ]

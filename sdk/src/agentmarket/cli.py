@@ -357,6 +357,14 @@ def cmd_workflows_import(args: argparse.Namespace) -> int:
 # --- marketplace
 
 
+def _price_label(version: m.PublishedVersion) -> str:
+    if version.pricing == "free":
+        return "free"
+    unit = {"one_time": "one-time", "per_run": "per run", "monthly": "a month"}
+    amount = f"${version.price_cents / 100:,.2f}"
+    return f"{amount} {unit.get(version.pricing, version.pricing)}"
+
+
 def cmd_listings_publish(args: argparse.Namespace) -> int:
     description = _read_file(args.description_file) if args.description_file else args.description
     with client_for(args) as client:
@@ -372,11 +380,17 @@ def cmd_listings_publish(args: argparse.Namespace) -> int:
             example_inputs=args.example or [],
             slug=args.slug,
             icon=args.icon or "",
+            pricing=args.pricing,
+            price=args.price,
+            currency=args.currency,
         )
     if args.json:
         out_json(version.raw)
     else:
-        out(f"Submitted {version.listing} version {version.number} for review ({version.status}).")
+        out(
+            f"Submitted {version.listing} version {version.number} for review ({version.status}, "
+            f"{_price_label(version)})."
+        )
         out("Follow it with: agentmarket listings list")
     return EXIT_OK
 
@@ -525,6 +539,16 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--changelog")
     publish.add_argument("--slug", help="a new version of this listing of yours")
     publish.add_argument("--icon")
+    publish.add_argument(
+        "--pricing",
+        choices=["free", "one_time", "per_run", "monthly"],
+        help="the version's price model (default: a new version keeps the listing's price; "
+        "a new listing is free)",
+    )
+    publish.add_argument(
+        "--price", metavar="DOLLARS", help="the price in dollars, e.g. 9.00 (0.25 per run)"
+    )
+    publish.add_argument("--currency", choices=["usd"], help="default: the listing's (usd)")
     command(listings, "list", cmd_listings_list, "this workspace's listings and their review")
     return parser
 
@@ -563,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except UsageError as exc:
+    except (UsageError, errors.InvalidArgument) as exc:
         note(f"agentmarket: {exc}")
         return EXIT_USAGE
     except errors.ApiError as exc:

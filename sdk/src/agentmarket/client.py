@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Generic
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +29,63 @@ class Page(Generic[m.M]):
     count: int | None
     results: tuple[m.M, ...]
     next_offset: int | None
+
+
+PRICINGS = ("free", "one_time", "per_run", "monthly")
+
+
+def price_to_cents(price: str | int | Decimal) -> int:
+    """A price in dollars ("9", "9.00", `Decimal("0.25")`) as cents; `errors.InvalidArgument`
+    for anything that is not a non-negative amount with at most two decimals. (The server
+    checks the bounds: $0.50 to $10,000, $0.05 per run.)"""
+    if isinstance(price, float | bool):
+        raise errors.InvalidArgument('price: give dollars as a string or Decimal, e.g. "9.00".')
+    text = str(price).strip().removeprefix("$")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise errors.InvalidArgument(
+            f"price: {str(price)!r} is not an amount in dollars, e.g. 9.00."
+        ) from None
+    if not amount.is_finite() or amount < 0:
+        raise errors.InvalidArgument(
+            f"price: {str(price)!r} is not an amount in dollars, e.g. 9.00."
+        )
+    cents = amount * 100
+    if cents != cents.to_integral_value():
+        raise errors.InvalidArgument(f"price: {str(price)!r} has more than two decimals (cents).")
+    return int(cents)
+
+
+def price_fields(
+    pricing: str | None, price: str | int | Decimal | None, currency: str | None
+) -> dict[str, Any]:
+    """The publish body's price fields; a part left out (None) is not sent, so the server keeps
+    the listing's current one (a new listing is free)."""
+    body: dict[str, Any] = {}
+    if pricing is not None:
+        if pricing not in PRICINGS:
+            raise errors.InvalidArgument(
+                f"pricing: one of {', '.join(PRICINGS)} (not {pricing!r})."
+            )
+        body["pricing"] = pricing
+    if price is not None:
+        cents = price_to_cents(price)
+        if pricing == "free" and cents:
+            raise errors.InvalidArgument("price: a free version has no price (leave it out).")
+        if pricing not in (None, "free") and not cents:
+            raise errors.InvalidArgument(f"price: a {pricing} version needs a price above 0.")
+        body["price_cents"] = cents
+    elif pricing == "free":
+        body["price_cents"] = 0
+    if currency is not None:
+        code = currency.strip().lower()
+        if len(code) != 3 or not code.isalpha():
+            raise errors.InvalidArgument(
+                f"currency: a three-letter code such as usd (not {currency!r})."
+            )
+        body["currency"] = code
+    return body
 
 
 def mask_key(key: str) -> str:
@@ -355,9 +413,18 @@ class Client:
         example_inputs: Sequence[str] = (),
         slug: str | None = None,
         icon: str = "",
+        pricing: str | None = None,
+        price: str | int | Decimal | None = None,
+        currency: str | None = None,
     ) -> m.PublishedVersion:
         """Submit an agent or workflow (`kind`) for review: a new listing, or a new version of
-        `slug`. The version is `pending` until staff moderate it."""
+        `slug`. The version is `pending` until staff moderate it.
+
+        `pricing` is one of `PRICINGS`; `price` is in dollars (`"9.00"`, sent as cents). Left
+        out, a new version keeps the listing's current price (a new listing is free);
+        `pricing="free"` makes it free. Raises `errors.InvalidArgument` before sending for a
+        price that is not an amount."""
+        prices = price_fields(pricing, price, currency)
         body: dict[str, Any] = {
             "kind": kind,
             "source_id": source_id,
@@ -369,6 +436,7 @@ class Client:
             "changelog": changelog,
             "example_inputs": list(example_inputs),
             "icon": icon,
+            **prices,
         }
         if slug:
             body["slug"] = slug

@@ -77,6 +77,9 @@ ENDPOINTS: dict[str, Endpoint] = {
             "example_inputs",
             "icon",
             "slug",
+            "pricing",
+            "price_cents",
+            "currency",
         ),
     ),
     "listings_published": Endpoint(

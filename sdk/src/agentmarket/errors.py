@@ -18,6 +18,10 @@ class WaitTimedOut(AgentMarketError):
     """A run did not finish within the time the caller was willing to wait."""
 
 
+class InvalidArgument(AgentMarketError, ValueError):
+    """An argument is invalid before anything is sent (e.g. a price that is not an amount)."""
+
+
 class ApiError(AgentMarketError):
     """The API answered an error. `message` is the API's own sentence; `fields` maps each
     invalid field to its problems (400)."""
