@@ -18,6 +18,12 @@ from tests.fakes.stripe_money import stripe_fee
 ACCOUNT = "acct_1CreatorFake01"
 
 
+@pytest.fixture(autouse=True)
+def _onboarded_account(fake: FakeStripe) -> None:
+    """Stripe transfers only to an existing account whose transfers capability is active."""
+    fake.connected_account(ACCOUNT)
+
+
 def test_each_charge_has_a_balance_transaction_with_stripes_fee(fake: FakeStripe) -> None:
     client = fake.sdk_client()
     charge = fake.add_charge(1900, "usd")

@@ -16,6 +16,12 @@ from tests.fakes import FakeStripe
 ACCOUNT = "acct_1CreatorFake01"
 
 
+@pytest.fixture(autouse=True)
+def _onboarded_account(fake: FakeStripe) -> None:
+    """Stripe transfers only to an existing account whose transfers capability is active."""
+    fake.connected_account(ACCOUNT)
+
+
 def _transfer(fake: FakeStripe, amount: int = 2000) -> Any:
     return fake.sdk_client().v1.transfers.create(
         params={"amount": amount, "currency": "usd", "destination": ACCOUNT}

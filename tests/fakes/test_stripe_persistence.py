@@ -28,6 +28,7 @@ def _client(emulator: EmulatedStripe) -> stripe.StripeClient:
 def test_a_restart_keeps_balances_tiers_and_idempotency_keys(tmp_path: Path) -> None:
     state = tmp_path / "stripe.json"
     with _emulator(state) as before:
+        before.connected_account(ACCOUNT)  # Stripe transfers only to an onboarded account
         client = _client(before)
         transfer = client.v1.transfers.create(
             params={"amount": 2000, "currency": "usd", "destination": ACCOUNT},

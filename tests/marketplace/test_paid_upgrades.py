@@ -64,7 +64,7 @@ def free_then_paid(world: World, staff: User, fake_stripe: FakeStripe) -> Instal
         publisher=listing.publisher,
         stripe_account_id="acct_alphaonboarded",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
     with schema_context(world.workspace_a.schema_name):

@@ -58,7 +58,7 @@ def _onboard(world: World) -> CreatorAccount:
         publisher=publisher,
         stripe_account_id="acct_alphaonboarded",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
 

@@ -288,7 +288,7 @@ def test_a_price_is_set_from_the_command_line_and_kept_by_a_version_sent_without
         publisher=publisher,
         stripe_account_id="acct_clionboarded",
         details_submitted=True,
-        charges_enabled=True,
+        transfers_active=True,
         payouts_enabled=True,
     )
     staff = User.objects.create_superuser(email="mod@platform.test", password="x")
