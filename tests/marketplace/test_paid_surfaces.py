@@ -189,6 +189,19 @@ def test_a_member_cannot_chat_with_a_copy_without_a_purchase_and_nothing_is_queu
         assert "active purchase of it" in refused.value.fields["question"][0]
         assert conversation.turns.count() == 2
 
+    # the conversation page's composer (its no-JavaScript form) shows it beside the question
+    page = logged_in(world.outsider).post(
+        reverse(
+            "conversation_send",
+            kwargs={"workspace_slug": "bravo", "conversation_id": conversation.pk},
+        ),
+        {"question": "Q"},
+    )
+    assert page.status_code == 400
+    assert "active purchase of it" in page.context["form"].errors["question"][0]
+    with schema_context(world.workspace_b.schema_name):
+        assert conversation.turns.count() == 2
+
 
 def test_a_visitor_of_a_shared_copy_without_a_purchase_reads_a_visitors_message(
     world: World, publisher: Publisher, categories: dict[str, Category]
