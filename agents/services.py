@@ -255,6 +255,11 @@ def agent_archive(*, access: Access, agent_id: int) -> Agent:
 
 @transaction.atomic
 def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
+    """A new agent with the source's current configuration, named "<name> (copy)". The
+    duplicate of an installed listing's copy is still a copy of that listing version
+    (`listing_version_id` kept): the marketplace asks for the same purchase before it answers
+    and a per-run purchase charges its runs (core.hooks.run_starting / run_finished), so
+    duplicating never makes a free copy of what was sold (a free listing's stays free)."""
     access.require(Perm.BUILD)
     source = _locked_agent(agent_id)
     current = source.current_version
@@ -266,11 +271,13 @@ def agent_duplicate(*, access: Access, agent_id: int) -> Agent:
         description=source.description,
         category=source.category,
         created_by_id=access.actor_id,
+        listing_version_id=source.listing_version_id,
     )
     _new_version(copy, config, by=access.actor_id)
-    audit.record_for(
-        access, action=audit.Action.AGENT_CREATED, target=copy, metadata={"copied_from": source.pk}
-    )
+    metadata: dict[str, Any] = {"copied_from": source.pk}
+    if source.listing_version_id is not None:
+        metadata["listing_version_id"] = source.listing_version_id
+    audit.record_for(access, action=audit.Action.AGENT_CREATED, target=copy, metadata=metadata)
     return copy
 
 

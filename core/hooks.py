@@ -159,3 +159,21 @@ class RunStarting:
 # The marketplace refuses (402) a paid listing's copy without a runnable purchase, and a
 # per-run purchase's copy anywhere but in a run (only runs are charged).
 run_starting: Veto[RunStarting] = Veto("run_starting")
+
+
+@dataclass(frozen=True)
+class CopyExporting:
+    """A workflow is about to leave its workspace as a document (an export file, the export
+    API). Asked only when it, or an agent one of its steps binds, is an installed listing's
+    copy: `listing_version_id` is the workflow's own (None when it is not a copy),
+    `agent_listing_version_ids` the bound agents'."""
+
+    schema_name: str
+    name: str
+    listing_version_id: int | None
+    agent_listing_version_ids: tuple[int, ...] = ()
+
+
+# The marketplace refuses (403) exporting a copy of a paid listing, or a workflow whose steps
+# bind copies of paid agents: the document would be a free copy of what was sold.
+copy_exporting: Veto[CopyExporting] = Veto("copy_exporting")

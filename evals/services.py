@@ -38,6 +38,7 @@ from agents.models import Agent, AgentVersion
 from agents.providers.base import Message
 from core import recovery
 from core.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
+from core.hooks import RunStarting, run_starting
 from core.queue import enqueue
 from evals import evaluators
 from evals.models import Case, CaseResult, CaseRun, Dataset, Evaluation, GatePolicy, Suite
@@ -180,6 +181,20 @@ def _agent_target(agent_id: int, version_number: int | None) -> dict[str, Any]:
         raise ValidationFailed(
             "No such version.", fields={"version": [f"{agent.name} has no such version."]}
         )
+    if agent.listing_version_id is not None:
+        # A listing's copy answers the cases without runs: the marketplace decides (a paid
+        # listing's copy needs a runnable purchase; a per-run purchase's copy answers only in
+        # runs, which are what it charges: 402, and no evaluation is created). A workflow
+        # target's cases are runs (`runs.run_start`): asked and charged like any run.
+        try:
+            run_starting.check(
+                RunStarting(
+                    "agent", current_schema(), agent.listing_version_id, surface="evaluation"
+                )
+            )
+        except ApplicationError as exc:
+            exc.fields = exc.fields or {"agent": [exc.message]}  # beside the agent picker
+            raise
     return {
         "target": Evaluation.Target.AGENT,
         "agent_id": agent.pk,

@@ -23,8 +23,11 @@ from typing import Any
 
 import yaml
 
+from agents.models import Agent
 from core.exceptions import NotFound, ValidationFailed
+from core.hooks import CopyExporting, copy_exporting
 from tenants.permissions import Access, Perm
+from tenants.schemas import current_schema
 from workflows import agent_refs, services
 from workflows.models import Workflow, WorkflowVersion
 
@@ -116,11 +119,48 @@ def _version_of(workflow_or_version: Workflow | WorkflowVersion) -> WorkflowVers
     return version
 
 
-def export_definition(workflow_or_version: Workflow | WorkflowVersion, fmt: str) -> str:
-    """The document of a version (a workflow: its active version) as JSON or YAML text."""
+def export_check(workflow: Workflow, version: WorkflowVersion) -> None:
+    """A document leaves the workspace and imports anywhere as an ordinary workflow: a copy of
+    a paid marketplace listing, or a version whose steps bind agents copied from one, is not
+    exported (403 naming the listing; core.hooks.copy_exporting, answered by the marketplace).
+    Asked only when something is a listing's copy."""
+    bound = agent_refs.agent_ids(version.definition)
+    agent_listings = (
+        sorted(
+            {
+                pk
+                for pk in Agent.objects.filter(pk__in=bound).values_list(
+                    "listing_version_id", flat=True
+                )
+                if pk is not None
+            }
+        )
+        if bound
+        else []
+    )
+    if workflow.listing_version_id is None and not agent_listings:
+        return
+    copy_exporting.check(
+        CopyExporting(
+            schema_name=current_schema(),
+            name=workflow.name,
+            listing_version_id=workflow.listing_version_id,
+            agent_listing_version_ids=tuple(agent_listings),
+        )
+    )
+
+
+def export_definition(
+    workflow_or_version: Workflow | WorkflowVersion, fmt: str, *, leaving: bool = True
+) -> str:
+    """The document of a version (a workflow: its active version) as JSON or YAML text.
+    `leaving`: it is a download or the export API (`export_check`); the builder's own JSON/YAML
+    view, editing the workflow in place, passes False."""
     fmt = _check_format(fmt, allow_none=False) or "json"
     version = _version_of(workflow_or_version)
     workflow = version.workflow
+    if leaving:
+        export_check(workflow, version)
     document = {
         "format": FORMAT,
         "name": workflow.name,

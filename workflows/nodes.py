@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 
@@ -31,6 +31,8 @@ from agents.tools.base import ToolContext, ToolFailed
 from agents.tools.loop import run_tool_loop
 from agents.tools.registry import BUILTIN_TOOLS
 from core.exceptions import ApplicationError
+from core.hooks import RunStarting, run_starting
+from tenants.schemas import current_schema
 from workflows.expressions import ExpressionError, evaluate, render
 from workflows.limits import plan_limits
 from workflows.models import Workflow
@@ -331,6 +333,37 @@ def _llm(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
     )
 
 
+def _listing_check(
+    listing_version_id: int | None,
+    kind: Literal["agent", "workflow"],
+    scope: Mapping[str, Any],
+    *,
+    input: Any = None,
+) -> None:
+    """A step that makes a listing's copy answer (an agent step, a sub-workflow) asks the
+    marketplace first (core.hooks.run_starting), unless the copy came with this workflow's own
+    listing (installing a workflow listing copies its step agents with the workflow's listing
+    version: the run itself was asked, and is what a per-run purchase charges). An agent step
+    is not a run (surface "step": a per-run purchase's copy is refused, nothing charges it); a
+    sub-workflow's child is a run of its own, charged like one. A refusal fails the step with
+    the marketplace's message (402 `purchase_required` in the run's error)."""
+    if listing_version_id is None:
+        return
+    run = scope.get("run") or {}
+    own = (
+        Workflow.objects.filter(pk=run.get("workflow") or 0)
+        .values_list("listing_version_id", flat=True)
+        .first()
+    )
+    if own == listing_version_id:
+        return
+    surface: Literal["run", "step"] = "step" if kind == "agent" else "run"
+    try:
+        run_starting.check(RunStarting(kind, current_schema(), listing_version_id, surface=surface))
+    except ApplicationError as exc:
+        raise StepFailed(exc.message, input=input) from exc
+
+
 def _agent(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
     # By id only: a rename, or another agent taking the name, never changes what runs
     # (workflows/agent_refs.py). Saving binds a name to its id; workflows.0003 bound old ones.
@@ -349,6 +382,7 @@ def _agent(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outcome:
         raise StepFailed(f"The agent '{agent.name}' is archived.")
     if agent.current_version is None:
         raise StepFailed(f"The agent '{agent.name}' has no saved version yet.")
+    _listing_check(agent.listing_version_id, "agent", scope, input={"prompt": prompt})
     name = agent.name
     version = agent.current_version
     try:
@@ -432,6 +466,7 @@ def _sub_workflow(node: NodeSpec, scope: Mapping[str, Any], joined: Any) -> Outc
         version_require_runnable(workflow=workflow, version=version)
     except ApplicationError as exc:
         raise StepFailed(f"The workflow '{name}': {exc.message}") from exc
+    _listing_check(workflow.listing_version_id, "workflow", scope)
     inputs = _render(node.config.get("inputs") or {}, scope, "config.inputs")
     try:
         checked = inputs_check(version.definition, inputs)

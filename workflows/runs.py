@@ -142,6 +142,15 @@ def webhook_wait_resume(*, token: str, payload: Any) -> StepRun:
     return step
 
 
+def _listing_check_of_run(run_id: int) -> None:
+    """Retrying a step or resuming a run runs the copy again: the marketplace is asked as for
+    a new run (`listing_run_check`; a per-run purchase still charges the run once, when it
+    succeeds). The run's own workflow, even when it is a sub-workflow's child."""
+    workflow = Workflow.objects.filter(runs__pk=run_id).first()
+    if workflow is not None:
+        listing_run_check(workflow)
+
+
 def step_retry(*, access: Access, step: StepRun) -> None:
     """Give a failed step a new attempt; its run goes back to running."""
     access.require(Perm.RUN)
@@ -154,6 +163,7 @@ def step_retry(*, access: Access, step: StepRun) -> None:
         raise Conflict(  # the step's state, not the request, is what is wrong
             "Only a failed step can be retried.", fields={"step": ["This step did not fail."]}
         )
+    _listing_check_of_run(step.run_id)
     engine.steps_retry(run_id=step.run_id, step_ids=[step.pk])
 
 
@@ -165,6 +175,7 @@ def run_resume(*, access: Access, run: WorkflowRun) -> None:
         raise Conflict(
             "Only a failed run can be resumed.", fields={"run": [f"This run is {run.status}."]}
         )
+    _listing_check_of_run(run.pk)
     engine.steps_retry(run_id=run.pk, step_ids=None)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import partial
+from typing import Literal
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,7 +16,8 @@ from agents.chat import live
 from agents.chat.selectors import conversation_get
 from agents.models import Agent, AgentVersion, Conversation, ConversationTurn
 from agents.services import MAX_INPUT_CHARS
-from core.exceptions import Conflict, NotFound, ValidationFailed
+from core.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
+from core.hooks import RunStarting, run_starting
 from core.queue import enqueue
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
@@ -65,7 +67,11 @@ def _new_turn(conversation: Conversation, version: AgentVersion, question: str) 
     return turn
 
 
-def _chattable(agent: Agent | None, *, field: str) -> AgentVersion:
+def _chattable(
+    agent: Agent | None, *, field: str, surface: Literal["chat"] | None = None
+) -> AgentVersion:
+    """The version that answers; with `surface`, also asks the marketplace (`listing_check`),
+    whose refusal is shown beside `field` (the agent picker, or the composer)."""
     if agent is None or agent.current_version is None:
         raise NotFound("No agent with that id in this workspace.", fields={field: ["Not found."]})
     if agent.archived_at is not None:
@@ -73,7 +79,24 @@ def _chattable(agent: Agent | None, *, field: str) -> AgentVersion:
             f"“{agent.name}” is archived, so it cannot be chatted with.",
             fields={field: [f"“{agent.name}” is archived; restore it to chat with it."]},
         )
+    if surface is not None:
+        try:
+            listing_check(agent, surface=surface)
+        except ApplicationError as exc:
+            exc.fields = exc.fields or {field: [exc.message]}
+            raise
     return agent.current_version
+
+
+def listing_check(agent: Agent, *, surface: Literal["chat", "shared_chat"]) -> None:
+    """An installed listing's copy answers a chat turn only if the marketplace allows it
+    (core.hooks.run_starting; 402 `purchase_required`): a paid listing's copy needs a runnable
+    purchase, and a per-run purchase's copy answers only in runs (a turn is not a run and is
+    never charged). Asked before a turn is queued, so a refusal queues and counts nothing."""
+    if agent.listing_version_id is not None:
+        run_starting.check(
+            RunStarting("agent", current_schema(), agent.listing_version_id, surface=surface)
+        )
 
 
 def conversation_start(*, access: Access, agent_id: int, question: str) -> Conversation:
@@ -84,7 +107,7 @@ def conversation_start(*, access: Access, agent_id: int, question: str) -> Conve
     text = _question(question)
     with transaction.atomic():
         agent = Agent.objects.select_related("current_version").filter(pk=agent_id).first()
-        version = _chattable(agent, field="agent")
+        version = _chattable(agent, field="agent", surface="chat")
         conversation = Conversation.objects.create(
             agent_id=agent_id, title=title_from(text), created_by_id=user_id
         )
@@ -107,7 +130,7 @@ def turn_start(*, access: Access, conversation_id: int, question: str) -> Conver
         if conversation is None:
             raise NotFound("No conversation of yours with that id in this workspace.")
         agent = Agent.objects.select_related("current_version").get(pk=conversation.agent_id)
-        version = _chattable(agent, field="question")
+        version = _chattable(agent, field="question", surface="chat")
         _expire_stale(conversation.pk)
         if conversation.turns.filter(status=ConversationTurn.Status.STREAMING).exists():
             raise Conflict(

@@ -11,9 +11,10 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from agents.chat import live
 from agents.embed.tokens import ANONYMOUS_PREFIX
-from agents.models import ChatShare, Conversation, ConversationTurn
+from agents.models import Agent, ChatShare, Conversation, ConversationTurn
 from billing import quotas
-from core.exceptions import NotFound
+from core.exceptions import ApplicationError, NotFound
+from core.hooks import RunStarting, run_starting
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, current_schema
@@ -78,6 +79,30 @@ VISITOR_LIMIT_REACHED = (
     "This chat has reached its limit for now and cannot answer new questions. "
     "Please try again later."
 )
+
+
+# What a visitor reads when the marketplace refuses the shared agent (a paid listing's copy
+# without a runnable purchase, or a per-run purchase's copy: only runs are charged). The reason
+# names the workspace's purchases: the share's page shows it to the owners
+# (`shared_chat_refusal`), the public sees only that the chat cannot answer.
+VISITOR_UNAVAILABLE = (
+    "This chat cannot answer questions at the moment. Please contact the site's owner."
+)
+
+
+def shared_chat_refusal(agent: Agent) -> str:
+    """Why visitors of a share of `agent` are refused, for the workspace's owners ("" when they
+    are not): the marketplace's answer for a copy of a paid listing (core.hooks.run_starting,
+    surface "shared_chat"), asked for copies only."""
+    if agent.listing_version_id is None:
+        return ""
+    try:
+        run_starting.check(
+            RunStarting("agent", current_schema(), agent.listing_version_id, surface="shared_chat")
+        )
+    except ApplicationError as exc:
+        return exc.message
+    return ""
 
 
 def visitor_turns(*, conversation: Conversation | None) -> list[ConversationTurn]:

@@ -17,7 +17,7 @@ from agents.embed import selectors
 from agents.gateway import budgets, config_cache, spend
 from agents.models import Agent, ChatShare, Conversation, ConversationTurn
 from billing import quotas
-from core.exceptions import Conflict, NotFound, ValidationFailed
+from core.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
 from tenants import audit
 from tenants.permissions import Access, Perm
 
@@ -210,6 +210,15 @@ def share_conversation_delete(*, access: Access, share_id: int, conversation_id:
 # What a visitor reads when the workspace's plan or budget refuses their question: the owner's
 # reason (plan names, figures, the Billing page) is for the workspace, not for the public.
 VISITOR_LIMIT_REACHED = selectors.VISITOR_LIMIT_REACHED
+VISITOR_UNAVAILABLE = selectors.VISITOR_UNAVAILABLE
+
+
+class SharedChatUnavailable(ApplicationError):
+    """The marketplace refused the shared agent (a copy of a paid listing): 402 like its own
+    refusal, with a visitor's message; the owners read the reason on the share's page."""
+
+    code = "chat_unavailable"
+    status = 402
 
 
 def _workspace_room_require() -> None:
@@ -239,10 +248,16 @@ def _workspace_room_require() -> None:
 
 def visitor_ask(*, share: ChatShare, end_user_id: str, question: str) -> ConversationTurn:
     """The visitor's next question in their own conversation (created on the first), queued
-    for the chat worker like a member's turn, once the workspace's plan and budget have room
-    for it (`_workspace_room_require`)."""
+    for the chat worker like a member's turn, once the marketplace allows the shared agent (a
+    paid listing's copy: `chat.listing_check`) and the workspace's plan and budget have room
+    for it (`_workspace_room_require`). A refusal queues, creates and counts nothing."""
     text = chat.question_clean(question)
     with transaction.atomic():
+        version = chat.chattable(share.agent, field="question")
+        try:
+            chat.listing_check(share.agent, surface="shared_chat")
+        except ApplicationError:
+            raise SharedChatUnavailable(VISITOR_UNAVAILABLE) from None
         conversation = (
             Conversation.objects.select_for_update()
             .filter(share=share, end_user_id=end_user_id)
@@ -261,7 +276,6 @@ def visitor_ask(*, share: ChatShare, end_user_id: str, question: str) -> Convers
                 conversation = Conversation.objects.select_for_update().get(
                     share=share, end_user_id=end_user_id
                 )
-        version = chat.chattable(share.agent, field="question")
         chat.turns_expire_stale(conversation_id=conversation.pk)
         if conversation.turns.filter(status=ConversationTurn.Status.STREAMING).exists():
             raise Conflict(

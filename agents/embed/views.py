@@ -102,6 +102,9 @@ def share_detail(request: AppRequest, share_id: int) -> HttpResponse:
         "frame_url": _public_url(request, slug, share, "share_frame"),
         "widget_src": request.build_absolute_uri(static("js/embed-widget.js")),
         "conversation_count": selectors.share_conversations(access=access, share=share).count(),
+        # A copy of a paid listing the marketplace would refuse here (visitors only read that
+        # the chat cannot answer): the owners read why.
+        "visitor_refusal": selectors.shared_chat_refusal(share.agent),
         "token_api": request.build_absolute_uri(
             reverse("api-share-end-user-tokens", kwargs={"share_id": share.pk})
         ),

@@ -62,7 +62,7 @@ def workflow_source(request: AppRequest, workflow_id: int) -> HttpResponse:
             initial={
                 "base": latest.number,
                 "format": fmt,
-                "text": io.export_definition(latest, fmt),
+                "text": io.export_definition(latest, fmt, leaving=False),
             }
         )
     return render(
