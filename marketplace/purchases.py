@@ -713,6 +713,12 @@ def run_gate(event: RunStarting) -> None:
                 f"only runs are charged: it cannot answer {OFF_RUN[event.surface]}. Run it from "
                 "its page, the API or its own workflow instead."
             )
+        if listing.kind != event.kind:  # a step agent of a per-run workflow, run on its own
+            raise PurchaseRequired(
+                f"This agent is a step of “{listing.title}”, a workflow bought per successful "
+                f"run ({price_terms(runnable)}): it answers only in that workflow's runs, which "
+                "are what is charged. Run the workflow instead."
+            )
         if since := _unpaid_since(buyer_id):
             raise PurchaseRequired(
                 f"“{listing.title}” is charged per run, and an invoice of this workspace's "

@@ -144,6 +144,20 @@ def publisher_get_or_create(*, access: Access) -> Publisher:
     )
 
 
+def _not_a_copy(listing_version_id: int | None, name: str) -> None:
+    """An installed listing's copy is someone else's work (and, when paid, what they sell): it
+    is never published again (the publish page offers no copies; this holds for the API)."""
+    if listing_version_id is None:
+        return
+    listing = Listing.objects.filter(versions__pk=listing_version_id).only("title").first()
+    origin = f"“{listing.title}” from the marketplace" if listing else "a marketplace listing"
+    raise ValidationFailed(
+        f"“{name}” is an installed copy of {origin}: it cannot be published. Publish an agent "
+        "or workflow of your own.",
+        fields={"source_id": ["An installed copy of a marketplace listing."]},
+    )
+
+
 def _take_snapshot(
     workspace: Workspace, kind: str, source_id: int
 ) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
@@ -155,6 +169,7 @@ def _take_snapshot(
             agent = Agent.objects.filter(pk=source_id, archived_at__isnull=True).first()
             if agent is None:
                 raise NotFound("No active agent with that id in this workspace.")
+            _not_a_copy(agent.listing_version_id, agent.name)
             # The workspace may require a passing evaluation first (docs/evals.md).
             publish_gate_check(agent_id=agent.pk)
             definition = snapshot.agent_snapshot(agent, notes=notes)
@@ -162,6 +177,7 @@ def _take_snapshot(
             workflow = Workflow.objects.filter(pk=source_id, archived_at__isnull=True).first()
             if workflow is None:
                 raise NotFound("No active workflow with that id in this workspace.")
+            _not_a_copy(workflow.listing_version_id, workflow.name)
             publish_gate_check(workflow_id=workflow.pk)
             definition = snapshot.workflow_snapshot(workflow, notes=notes)
         providers = snapshot.providers_of(snapshot.models_named(kind, definition))

@@ -23,6 +23,7 @@ from agents.models import Agent, ModelAlias
 from agents.services import agent_create, agent_free_name
 from agents.settings_schema import PROFILE_FIELDS, SPEC_FIELDS
 from core.exceptions import NotFound, ValidationFailed
+from marketplace.models import Listing, ListingVersion
 from tenants.permissions import Access
 from workflows import agent_refs
 from workflows.library.prepare import default_model_alias_ensure
@@ -126,8 +127,22 @@ def workflow_snapshot(workflow: Any, *, notes: list[str] | None = None) -> dict[
                 "(or has archived).",
                 fields={"source_id": [f"No active agent named “{name}”."]},
             )
+        if agent.listing_version_id is not None and _paid(agent.listing_version_id):
+            raise ValidationFailed(
+                f"The workflow's step agent “{agent.name}” is an installed copy of a paid "
+                "marketplace listing: publishing it would give away what its creator sells.",
+                fields={"source_id": [f"“{agent.name}” is a paid listing's copy."]},
+            )
         specs.append(agent_spec(agent, notes=notes))
     return {"workflow": document, "agents": specs}
+
+
+def _paid(listing_version_id: int) -> bool:
+    return (
+        ListingVersion.objects.filter(pk=listing_version_id)
+        .exclude(pricing=Listing.Pricing.FREE)
+        .exists()
+    )
 
 
 def required_tools(kind: str, definition: dict[str, Any]) -> list[str]:

@@ -335,6 +335,39 @@ def test_a_workflow_copys_own_step_agents_run_in_its_runs_charged_once_per_run(
         assert "as a step of another workflow" in step(elsewhere, "a").error
     assert list(RunCharge.objects.values_list("run_id", "amount_cents")) == [(run.pk, 40)]
 
+    # nor does it answer on its own: only the workflow's runs are charged
+    with schema_context(world.workspace_b.schema_name), pytest.raises(PurchaseRequired) as no:
+        agent_run_start(access=_buyer(world), agent_id=agent.pk, input="Hi")
+    assert "answers only in that workflow's runs" in no.value.message
+    with schema_context(world.workspace_b.schema_name):
+        assert not AgentRun.objects.exists()
+    assert RunCharge.objects.count() == 1
+
+
+def test_an_installed_copy_is_never_published_again(
+    world: World, publisher: Publisher, categories: dict[str, Category]
+) -> None:
+    listing = _paid(publisher, categories, kind="agent", pricing="one_time", cents=1900)
+    _buy(world, listing)
+    copy = _agent_copy(world, listing, name="Bought copy")
+    api = key_client(world, ["workspace.view", "build"], workspace=world.workspace_b)
+    body = {"kind": "agent", "source_id": copy.pk, "title": "Mine now", "summary": "Resold."}
+    body |= {"category": "support"}
+    refused = api.post("/api/v1/marketplace/listings/", body, format="json")
+    assert refused.status_code == 400, refused.content
+    assert "installed copy of “Paid agent”" in refused.json()["error"]["message"]
+    assert "source_id" in refused.json()["error"]["fields"]
+
+    # nor inside a workflow of one's own: its step agent would be given away
+    with schema_context(world.workspace_b.schema_name):
+        workflow = make_workflow(flow([_agent_step(copy)], []), name="Wrapper")
+    body = {"kind": "workflow", "source_id": workflow.pk, "title": "Wrapper", "summary": "W."}
+    body |= {"category": "support"}
+    wrapped = api.post("/api/v1/marketplace/listings/", body, format="json")
+    assert wrapped.status_code == 400, wrapped.content
+    assert "installed copy of a paid marketplace listing" in wrapped.json()["error"]["message"]
+    assert Listing.objects.count() == 1
+
 
 def test_a_sub_workflow_step_asks_for_a_workflow_copys_purchase(
     world: World, publisher: Publisher, categories: dict[str, Category]
