@@ -152,8 +152,9 @@ class RunStarting:
     # Where it is about to answer: "run" (an agent or workflow run: the only place a per-run
     # purchase is charged), "chat" (a member's conversation turn), "shared_chat" (a visitor of
     # an embedded or shared chat), "evaluation" (an agent evaluation's case, answered without a
-    # run), "step" (an agent step of another workflow's run).
-    surface: Literal["run", "chat", "shared_chat", "evaluation", "step"] = "run"
+    # run), "step" (an agent step of another workflow's run), "step_test" (the builder's
+    # "Test this step": one step answered without a run).
+    surface: Literal["run", "chat", "shared_chat", "evaluation", "step", "step_test"] = "run"
 
 
 # The marketplace refuses (402) a paid listing's copy without a runnable purchase, and a

@@ -495,6 +495,33 @@ def _payout_sending(sale_ref: str) -> Payout | None:
     return Payout.objects.filter(pk__in=booked, status=Payout.Status.PENDING).first()
 
 
+def _refund_blocked(sale_ref: str) -> str:
+    """Why the sale cannot be refunded now (checked when a refund is made and again when it is
+    carried out or retried), or "": an open dispute, or a payout of its money being sent."""
+    if dispute_id := _open_dispute(sale_ref):
+        return (
+            f"Sale {sale_ref} is disputed ({dispute_id}): Stripe refuses to refund a disputed "
+            "charge and settles it with the dispute; wait for it to close before refunding."
+        )
+    if payout := _payout_sending(sale_ref):
+        return (
+            f"Sale {sale_ref}: a payout of this money is being sent (payout {payout.pk}, "
+            f"{payout.period}): retry or cancel it in Marketplace → Payouts first, then refund."
+        )
+    return ""
+
+
+class _MustWait(Exception):
+    """Under the publisher's lock: the refund must wait (`_refund_wait`, after the rollback)."""
+
+
+def _refund_wait(refund_id: int, blocked: str) -> Conflict:
+    """A pending refund that must wait (`_refund_blocked`): said on the row and to the caller."""
+    message = f"{blocked} The refund stays pending: retry it once that is settled."
+    Refund.objects.filter(pk=refund_id).update(last_error=message, updated_at=timezone.now())
+    return Conflict(message)
+
+
 def _refund_valid(
     *, purchase_id: int, sale_ref: str, amount_cents: int, reason: str
 ) -> tuple[Purchase, LedgerEntry, str]:
@@ -519,19 +546,8 @@ def _refund_valid(
             f"Sale: {sale_ref or 'this purchase has no recorded sale'} is not a sale of "
             f"purchase {purchase_id}; pick one of {[s.sale_ref for s in sales] or 'none'}.",
         )
-    if dispute_id := _open_dispute(sale.sale_ref):
-        raise _invalid(
-            "sale_ref",
-            f"Sale {sale.sale_ref} is disputed ({dispute_id}): Stripe refuses to refund a "
-            "disputed charge and settles it with the dispute; wait for it to close before "
-            "refunding.",
-        )
-    if payout := _payout_sending(sale.sale_ref):
-        raise _invalid(
-            "sale_ref",
-            f"Sale {sale.sale_ref}: a payout of this money is being sent (payout {payout.pk}, "
-            f"{payout.period}): retry or cancel it in Marketplace → Payouts first, then refund.",
-        )
+    if blocked := _refund_blocked(sale.sale_ref):
+        raise _invalid("sale_ref", blocked)
     refundable = refundable_cents(sale_ref=sale.sale_ref)
     if not 0 < amount_cents <= refundable:
         raise _invalid(
@@ -589,6 +605,8 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
         return refund
     sale = sale_entry(refund.sale_ref)
     assert sale is not None  # noqa: S101 - refund_create checked it
+    if not refund.stripe_refund_id and (blocked := _refund_blocked(sale.sale_ref)):
+        raise _refund_wait(refund_id, blocked)  # a payout booked or a dispute opened since
     try:
         stripe_refund_id = refund.stripe_refund_id or _stripe_refund(refund, sale, now=now)
         ended = _leaves_nothing(refund.purchase, gross_back=refund.amount_cents)
@@ -599,6 +617,12 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
             refund = Refund.objects.select_for_update().select_related("purchase").get(pk=refund_id)
             if refund.status == Refund.Status.DONE:
                 return refund
+            if payout := _payout_sending(sale.sale_ref):  # booked while Stripe refunded
+                raise _MustWait(
+                    f"Refund {stripe_refund_id} is made at Stripe, but payout {payout.pk} of "
+                    "this sale's money is being sent: once it is, the retry takes the creator's "
+                    "share back from its transfer."
+                )
             legs = _take_back(
                 sale=sale,
                 gross_back=refund.amount_cents,
@@ -641,6 +665,8 @@ def refund_complete(*, refund_id: int, now: datetime | None = None) -> Refund:
                 },
             )
             return refund
+    except _MustWait as wait:  # out of the lock's transaction, so the row keeps the reason
+        raise _refund_wait(refund_id, str(wait)) from None
     except ServiceUnavailable as exc:
         made = Refund.objects.filter(pk=refund_id).values_list("stripe_refund_id", flat=True)[0]
         already = (
@@ -661,8 +687,14 @@ def _stripe_refund(refund: Refund, sale: LedgerEntry, *, now: datetime) -> str:
     row at once. Raises Conflict (the refund marked failed) when Stripe refuses it for good,
     ServiceUnavailable when it could not be reached or failed (nothing was refunded)."""
     target = _refund_target(sale)
-    try:
+    try:  # the lookup first, apart: its failing must never mark a refund Stripe made "failed"
         made = _refund_made(refund, target) if now - refund.created_at >= IDEMPOTENCY_WINDOW else ""
+    except stripe.StripeError as exc:
+        raise ServiceUnavailable(
+            f"Stripe could not be asked whether {refund.sale_ref} was already refunded "
+            f"({exc.user_message or exc}); nothing new was refunded."
+        ) from exc
+    try:
         made = made or str(
             stripe_client()
             .v1.refunds.create(

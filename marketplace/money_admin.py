@@ -20,8 +20,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.views.decorators.csrf import csrf_protect
 
 from accounts.models import User
 from billing.stripe_client import stripe_mode
@@ -347,6 +349,22 @@ class RefundAdmin(admin.ModelAdmin):
     @admin.display(description="Amount", ordering="amount_cents")
     def amount(self, refund: Refund) -> str:
         return _cents(refund.amount_cents, refund.currency)
+
+    @method_decorator(csrf_protect)
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Without the admin's request-wide transaction: saving a refund calls Stripe, and
+        `earnings.refund_complete` commits Stripe's refund id as soon as Stripe answers, so a
+        later failure can never roll back the record of money that moved (nor let staff refund
+        it again)."""
+        view = self._changeform_view  # type: ignore[attr-defined]  # Django's, not in stubs
+        response: HttpResponse = view(request, object_id, form_url, extra_context)
+        return response
 
     def get_readonly_fields(self, request: HttpRequest, obj: Refund | None = None) -> list[str]:
         if obj is None:

@@ -389,12 +389,22 @@ def _invoice_fee(client: stripe.StripeClient, invoice_id: str) -> tuple[int | No
     return (fee, paid) if paid > 0 else (None, 0)
 
 
-def _fee_share(fee: int | None, paid: int, gross: int) -> int | None:
-    """A sale's part of Stripe's fee on the payment it shares with other lines of an invoice:
-    in proportion to its gross, rounded down (the rest is the other lines')."""
+def stripe_fee_shares(fee: int | None, paid: int, grosses: list[int]) -> list[int | None]:
+    """Each sale's part of Stripe's fee on the payment it shares with the invoice's other
+    lines: in proportion to its gross, by the running total (each share is the rounded
+    cumulative part less the parts before it, half up), so the shares add up exactly and never
+    to more than the fee (a credit balance may have paid part of the invoice: the payment is
+    then less than the sales; what the payment does not cover has no fee)."""
     if fee is None or paid <= 0:
-        return None
-    return min(fee, fee * gross // paid)
+        return [None] * len(grosses)
+    shares: list[int | None] = []
+    running = before = 0
+    for gross in grosses:
+        running += gross
+        upto = min(fee, (2 * fee * running + paid) // (2 * paid))
+        shares.append(upto - before)
+        before = upto
+    return shares
 
 
 def payment_intent_succeeded(*, payment_intent_id: str) -> None:
@@ -618,14 +628,9 @@ def invoice_paid(*, invoice_id: str) -> None:
         return
     with stripe_errors("read Stripe's fee on the invoice's payment"):
         fee, paid = _invoice_fee(client, invoice_id)
-    for purchase_id, gross, ref in sales:
-        _sale(
-            purchase_id,
-            gross_cents=gross,
-            stripe_ref=ref,
-            at=paid_at,
-            stripe_fee_cents=_fee_share(fee, paid, gross),
-        )
+    shares = stripe_fee_shares(fee, paid, [gross for _, gross, _ in sales])
+    for (purchase_id, gross, ref), share in zip(sales, shares, strict=True):
+        _sale(purchase_id, gross_cents=gross, stripe_ref=ref, at=paid_at, stripe_fee_cents=share)
 
 
 # --- reading and cancelling ---------------------------------------------------------------
@@ -682,6 +687,7 @@ OFF_RUN = {
     "shared_chat": "in a shared or embedded chat",
     "evaluation": "an evaluation's cases (they are not runs)",
     "step": "as a step of another workflow",
+    "step_test": "in a step test (a test is not a run)",
 }
 
 
@@ -698,12 +704,14 @@ def run_gate(event: RunStarting) -> None:
     version = (
         ListingVersion.objects.select_related("listing").filter(pk=event.listing_version_id).first()
     )
-    if version is None or version.pricing == Listing.Pricing.FREE:
+    if version is None:
         return
     listing = version.listing
     buyer_id = _workspace_id(event.schema_name)
     purchases = Purchase.objects.filter(buyer_id=buyer_id, listing=listing)
     runnable = purchases.filter(status__in=RUNNABLE).first()
+    if runnable is None and version.pricing == Listing.Pricing.FREE:
+        return  # a free version, not bought: nothing to ask
     if runnable is not None:
         if runnable.pricing != Purchase.Pricing.PER_RUN:
             return

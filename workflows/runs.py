@@ -7,7 +7,7 @@ anything and enqueues what became ready after commit.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from django.db import transaction
 
@@ -96,11 +96,14 @@ def run_start(
         return run
 
 
-def listing_run_check(workflow: Workflow) -> None:
+def listing_run_check(workflow: Workflow, *, surface: Literal["run", "step_test"] = "run") -> None:
     """An installed listing's copy runs only if the marketplace allows it (a paid listing needs
-    a runnable purchase): asked through a hook, since workflows never import the marketplace."""
+    a runnable purchase; a per-run one answers only in runs, not in a step test): asked through
+    a hook, since workflows never import the marketplace."""
     if workflow.listing_version_id is not None:
-        run_starting.check(RunStarting("workflow", current_schema(), workflow.listing_version_id))
+        run_starting.check(
+            RunStarting("workflow", current_schema(), workflow.listing_version_id, surface)
+        )
 
 
 def run_cancel(*, access: Access, run: WorkflowRun) -> None:

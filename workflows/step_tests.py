@@ -219,7 +219,9 @@ def step_test(
     step = _step(version, step_id)
     inputs, steps = _check_sample(sample)
     _require_testable(version, step)
-    listing_run_check(workflow)  # an installed paid listing's steps cost like its runs
+    # an installed paid listing's copy is tested only with a runnable purchase, and not at all
+    # when bought per run (a test is not a run: nothing would charge it)
+    listing_run_check(workflow, surface="step_test")
     node_type = str(step["type"])
     scope = {
         "input": inputs,

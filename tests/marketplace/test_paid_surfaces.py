@@ -37,6 +37,7 @@ from tests.helpers.personas import World, access_of, key_client, logged_in
 from tests.helpers.workflows import drain, flow, make_workflow, step, transform
 from workflows import io, runs
 from workflows.models import RunStatus, Workflow, WorkflowRun
+from workflows.step_tests import step_test
 
 pytestmark = pytest.mark.django_db
 
@@ -334,6 +335,14 @@ def test_a_workflow_copys_own_step_agents_run_in_its_runs_charged_once_per_run(
         assert elsewhere.status == RunStatus.FAILED
         assert "as a step of another workflow" in step(elsewhere, "a").error
     assert list(RunCharge.objects.values_list("run_id", "amount_cents")) == [(run.pk, 40)]
+
+    # nor is its step tested in the builder: a test is not a run, nothing would charge it
+    version = workflow.active_version
+    assert version is not None
+    sample: dict[str, Any] = {"input": {}, "steps": {}}
+    with schema_context(world.workspace_b.schema_name), pytest.raises(PurchaseRequired) as test:
+        step_test(access=_buyer(world), version=version, step_id="a", sample=sample)
+    assert "in a step test (a test is not a run)" in test.value.message
 
     # nor does it answer on its own: only the workflow's runs are charged
     with schema_context(world.workspace_b.schema_name), pytest.raises(PurchaseRequired) as no:

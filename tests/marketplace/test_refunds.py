@@ -536,3 +536,39 @@ def test_a_reversal_made_before_the_bookkeeping_died_is_adopted_a_day_later(
     assert fake_stripe.get(charge)["amount_refunded"] == 1250
     assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 1000
     assert earnings.balances(publisher_id=shop.publisher.pk)["paid"] == 1000
+
+
+def test_a_pending_refund_retried_after_a_payout_was_booked_waits_for_it(
+    world: World, fake_stripe: FakeStripe
+) -> None:
+    shop, purchase, charge = _sold(world, fake_stripe)
+    # staff refund while Stripe is down: the refund is saved, pending
+    fake_stripe.fail_next("/v1/refunds", status=500, times=3)
+    refund = earnings.refund_create(
+        purchase_id=purchase.pk, sale_ref="", amount_cents=2500, reason="asked", by=None
+    )
+    with pytest.raises(ServiceUnavailable):
+        earnings.refund_complete(refund_id=refund.pk)
+    # meanwhile the hold ends and a payout of that money is booked, but not sent yet
+    earnings.earnings_release(now=DUE)
+    fake_stripe.fail_next("/v1/transfers", status=400, times=1)
+    payouts_run(now=DUE)
+    (payout,) = Payout.objects.all()
+    assert payout.status == Payout.Status.PENDING
+
+    # Retry waits: nothing refunded, no clawback, the reason on the row
+    with pytest.raises(Conflict, match="a payout of this money is being sent"):
+        earnings.refund_complete(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.PENDING
+    assert "stays pending: retry it once that is settled" in refund.last_error
+    assert fake_stripe.get(charge)["amount_refunded"] == 0
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CLAWBACK).exists()
+
+    # once the payout is sent, the retry refunds and reverses its transfer: paid once, back once
+    payouts_run(now=DUE + timedelta(hours=1))
+    done = earnings.refund_complete(refund_id=refund.pk)
+    assert done.status == Refund.Status.DONE
+    assert fake_stripe.get(done.stripe_reversal_id)["amount"] == 2000
+    assert fake_stripe.balance_of(shop.creator.stripe_account_id) == 0
+    assert len([r for r in fake_stripe.requests if r.path == "/v1/transfers"]) == 2  # 1 failed

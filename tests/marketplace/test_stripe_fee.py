@@ -10,8 +10,10 @@ import io
 from typing import Any
 
 from django.test import Client
+from hypothesis import given
+from hypothesis import strategies as st
 
-from marketplace.purchases import run_charges_flush, run_charges_invoice
+from marketplace.purchases import run_charges_flush, run_charges_invoice, stripe_fee_shares
 from tests.fakes.stripe_money import stripe_fee
 from tests.helpers.purchases import Shop, sale
 
@@ -66,9 +68,28 @@ def test_per_run_sales_share_the_fee_of_their_invoices_payment(shop: Shop, setti
 
     lines = [line["id"] for line in invoice["lines"]["data"]]
     assert stripe_fee(50) == 31  # the invoice's one payment of 0.50
-    # each 0.25 line: 31 x 25 / 50 rounded down (the odd cent is nobody's sale)
-    assert [sale(line).stripe_fee_cents for line in lines] == [15, 15]
-    assert [_statement(shop)[line]["stripe_fee"] for line in lines] == ["0.15", "0.15"]
+    # each 0.25 line half of 0.31, by the running total: 16 then 15, the whole fee to the cent
+    assert [sale(line).stripe_fee_cents for line in lines] == [16, 15]
+    assert [_statement(shop)[line]["stripe_fee"] for line in lines] == ["0.16", "0.15"]
+
+
+@given(
+    fee=st.integers(min_value=0, max_value=100_000),
+    grosses=st.lists(st.integers(min_value=1, max_value=1_000_000), min_size=1, max_size=12),
+    others=st.integers(min_value=-500_000, max_value=500_000),
+)
+def teststripe_fee_shares_add_up_to_the_sales_part_of_the_fee_exactly(
+    fee: int, grosses: list[int], others: int
+) -> None:
+    """Whatever else the payment paid (a plan's line: more; a credit balance: less), the sales'
+    shares are whole cents, never negative, and add up to their rounded part of the fee, never
+    more than the fee."""
+    paid = max(1, sum(grosses) + others)
+    shares = stripe_fee_shares(fee, paid, grosses)
+    assert all(isinstance(share, int) and share >= 0 for share in shares)
+    total = sum(share or 0 for share in shares)
+    assert total == min(fee, (2 * fee * sum(grosses) + paid) // (2 * paid))
+    assert total <= fee
 
 
 def test_an_invoice_paid_outside_stripe_records_no_fee(shop: Shop) -> None:
