@@ -656,7 +656,8 @@ def purchase_cancel(*, access: Access, purchase_id: int) -> Purchase:
     if purchase.pricing != Purchase.Pricing.MONTHLY:
         raise PurchaseRefused(
             "Only monthly purchases can be cancelled: a one-time purchase is yours for good, and "
-            "a per-run one charges only the runs you make (uninstall the copy to stop)."
+            "a per-run one charges only the runs you make (uninstall the copy, and archive any "
+            "duplicate of it, to stop)."
         )
     if purchase.status != Purchase.Status.ACTIVE or not purchase.stripe_subscription_id:
         raise PurchaseRefused(
