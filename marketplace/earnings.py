@@ -445,19 +445,35 @@ def _sale_invoice(sale: LedgerEntry) -> str:
 def refundable_cents(*, sale_ref: str) -> int:
     """What may still be refunded of a sale: its gross less refunds done or under way (a
     refund Stripe refused, or one staff canceled, no longer counts)."""
-    kept = _kept_gross(sale_ref)
-    under_way = Refund.objects.filter(sale_ref=sale_ref, status=Refund.Status.PENDING).aggregate(
-        total=Sum("amount_cents")
-    )["total"]
-    return kept - int(under_way or 0)
+    return _refundable([sale_ref])[sale_ref]
+
+
+def _refundable(refs: list[str]) -> dict[str, int]:
+    """`refundable_cents` of each of `refs`, in two queries."""
+    kept = dict(
+        LedgerEntry.objects.filter(sale_ref__in=refs)
+        .values("sale_ref")
+        .annotate(total=Sum("gross_cents"))
+        .values_list("sale_ref", "total")
+    )
+    under_way = dict(
+        Refund.objects.filter(sale_ref__in=refs, status=Refund.Status.PENDING)
+        .values("sale_ref")
+        .annotate(total=Sum("amount_cents"))
+        .values_list("sale_ref", "total")
+    )
+    return {ref: int(kept.get(ref) or 0) - int(under_way.get(ref) or 0) for ref in refs}
 
 
 def purchase_sales(*, purchase_id: int, limit: int) -> list[tuple[LedgerEntry, int]]:
     """A purchase's latest `limit` sales, each with what may still be refunded of it."""
-    sales = LedgerEntry.objects.filter(purchase_id=purchase_id, kind=Kind.SALE).order_by(
-        "-occurred_at", "-id"
-    )[:limit]
-    return [(sale, refundable_cents(sale_ref=sale.sale_ref)) for sale in sales]
+    sales = list(
+        LedgerEntry.objects.filter(purchase_id=purchase_id, kind=Kind.SALE).order_by(
+            "-occurred_at", "-id"
+        )[:limit]
+    )
+    left = _refundable([sale.sale_ref for sale in sales])
+    return [(sale, left[sale.sale_ref]) for sale in sales]
 
 
 def refund_check(

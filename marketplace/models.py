@@ -490,7 +490,11 @@ class Purchase(models.Model):
 
     @property
     def runnable(self) -> bool:
-        return self.status in (self.Status.ACTIVE, self.Status.CANCELING)
+        return self.status in PURCHASE_RUNNABLE
+
+
+# The statuses in which a purchase lets its copies run (canceling: until the period ends).
+PURCHASE_RUNNABLE = (Purchase.Status.ACTIVE, Purchase.Status.CANCELING)
 
 
 # --- Money after a sale (issue 15): the creator ledger, payouts and refunds -------------------

@@ -38,6 +38,7 @@ from accounts.models import User
 from billing.stripe_client import stripe_client, stripe_mode
 from core.exceptions import Conflict, ServiceUnavailable, ValidationFailed
 from marketplace.earnings import (
+    IDEMPOTENCY_WINDOW,
     Bucket,
     Kind,
     Leg,
@@ -51,10 +52,6 @@ from marketplace.models import CreatorAccount, LedgerEntry, Payout
 from tenants import audit
 
 logger = logging.getLogger(__name__)
-
-# Stripe keeps an idempotency key for at least 24 hours; with an hour's margin, a payout this
-# old may have a transfer its key no longer finds.
-IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from billing.stripe_client import stripe_mode
 from core.exceptions import ApplicationError
-from marketplace.models import Listing, ListingVersion, Purchase
+from marketplace.models import PURCHASE_RUNNABLE, Listing, ListingVersion, Purchase
 
 
 def checkout_active() -> bool:
@@ -90,7 +90,7 @@ def install_require_purchase(*, workspace_id: int, version: ListingVersion) -> N
     purchase of its listing (the install a payment completes comes after the payment)."""
     if version.pricing == Listing.Pricing.FREE or not checkout_active():
         return
-    runnable = [Purchase.Status.ACTIVE, Purchase.Status.CANCELING]
+    runnable = PURCHASE_RUNNABLE
     if Purchase.objects.filter(
         buyer_id=workspace_id, listing_id=version.listing_id, status__in=runnable
     ).exists():

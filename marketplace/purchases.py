@@ -58,7 +58,7 @@ from core.queue import enqueue
 from core.recovery import advisory_key
 from marketplace import fees, services
 from marketplace.earnings import PURCHASE_CANCELED, PURCHASE_PAID, purchase_audit
-from marketplace.models import Listing, ListingVersion, Purchase, RunCharge
+from marketplace.models import PURCHASE_RUNNABLE, Listing, ListingVersion, Purchase, RunCharge
 from marketplace.pricing import PurchaseRequired, checkout_active, listing_path, price_terms
 from tenants.models import Membership, Workspace
 from tenants.permissions import Access, Perm
@@ -72,7 +72,7 @@ FLUSH_TASK = "marketplace.flush_run_charges"
 FLUSH_QUEUED_KEY = "marketplace:run-charges-flush-queued"
 FLUSH_DELAY_SECONDS = 5
 LIVE = (Purchase.Status.PENDING, Purchase.Status.ACTIVE, Purchase.Status.CANCELING)
-RUNNABLE = (Purchase.Status.ACTIVE, Purchase.Status.CANCELING)
+RUNNABLE = PURCHASE_RUNNABLE
 SUBSCRIPTION_ENDED = ("canceled", "incomplete_expired", "unpaid")
 OUTCOME_FIELDS = [
     "status",

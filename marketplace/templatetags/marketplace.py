@@ -6,7 +6,7 @@ from django.utils.safestring import SafeString
 
 from marketplace import pricing
 from marketplace.markdown import render_markdown
-from marketplace.models import Listing, ListingVersion, Purchase
+from marketplace.models import PURCHASE_RUNNABLE, Listing, ListingVersion, Purchase
 from marketplace.pricing import price_label
 from tenants.schemas import current_schema
 
@@ -54,7 +54,7 @@ def installed_billing_notice(listing_version_id: int | None) -> dict[str, str]:
         Purchase.objects.filter(
             buyer__schema_name=current_schema(),
             listing__versions=listing_version_id,
-            status__in=(Purchase.Status.ACTIVE, Purchase.Status.CANCELING),
+            status__in=PURCHASE_RUNNABLE,
         )
         .only("pricing", "unit_amount_cents", "currency")
         .first()
