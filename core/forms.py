@@ -5,7 +5,7 @@ from django import forms
 from core.exceptions import ApplicationError
 
 
-def form_add_application_error(form: forms.Form, exc: ApplicationError) -> None:
+def form_add_application_error(form: forms.BaseForm, exc: ApplicationError) -> None:
     """Put a service's error beside the field it names (or above the form)."""
     placed = False
     for field, messages in exc.fields.items():

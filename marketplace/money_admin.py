@@ -29,6 +29,7 @@ from accounts.models import User
 from billing.stripe_client import stripe_mode
 from core.admin import ReadOnlyAdmin
 from core.exceptions import ApplicationError
+from core.forms import form_add_application_error
 from marketplace import earnings, payouts
 from marketplace.connect import BANK_FIX_STAFF
 from marketplace.models import BankPayout, LedgerEntry, Payout, Purchase, Refund
@@ -194,8 +195,7 @@ class PayoutAdmin(admin.ModelAdmin):
             try:
                 report = payouts.creators_pay_now(days_ahead=form.cleaned_data["days_ahead"])
             except ApplicationError as exc:
-                for field, problems in (exc.fields or {"__all__": [exc.message]}).items():
-                    form.add_error(field if field in form.fields else None, problems)
+                form_add_application_error(form, exc)
             else:
                 level = messages.ERROR if report.payouts.failed else messages.SUCCESS
                 self.message_user(request, f"Paid creators {report}.", level)
@@ -331,8 +331,7 @@ class RefundForm(forms.ModelForm):
                 reason=data.get("reason") or "",
             )
         except ApplicationError as exc:
-            for field, problems in (exc.fields or {"__all__": [exc.message]}).items():
-                self.add_error(field if field in self.fields else None, problems)
+            form_add_application_error(self, exc)
         return data
 
 
