@@ -28,7 +28,7 @@ from agents.tools.loop import tools_by_name
 from billing import quotas
 from core import recovery
 from core.exceptions import Conflict, NotFound, ValidationFailed
-from core.hooks import RunStarting, run_starting
+from core.hooks import listing_copy_check
 from core.queue import enqueue
 from tenants import audit
 from tenants.permissions import Access, Perm
@@ -306,8 +306,7 @@ def agent_run_start(
         agent = Agent.objects.filter(pk=agent_id, archived_at__isnull=True).first()
         if agent is None or agent.current_version is None:
             raise NotFound("No active agent with that id in this workspace.")
-        if agent.listing_version_id is not None:  # an installed listing: may it run?
-            run_starting.check(RunStarting("agent", current_schema(), agent.listing_version_id))
+        listing_copy_check("agent", agent.listing_version_id)  # an installed listing: may it run?
         quotas.run_reserve(workspace_id=access.workspace.pk)
         run = AgentRun.objects.create(
             agent=agent,

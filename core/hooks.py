@@ -14,7 +14,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
+
+from django.db import connection
 
 from core.exceptions import ApplicationError
 
@@ -140,6 +142,10 @@ class MemberInviting:
 member_inviting: Veto[MemberInviting] = Veto("member_inviting")
 
 
+# Where a listing's copy is about to answer (RunStarting.surface).
+Surface = Literal["run", "chat", "shared_chat", "evaluation", "step", "step_test"]
+
+
 @dataclass(frozen=True)
 class RunStarting:
     """A run of an installed listing's copy is about to be created (inside the starting
@@ -154,12 +160,23 @@ class RunStarting:
     # an embedded or shared chat), "evaluation" (an agent evaluation's case, answered without a
     # run), "step" (an agent step of another workflow's run), "step_test" (the builder's
     # "Test this step": one step answered without a run).
-    surface: Literal["run", "chat", "shared_chat", "evaluation", "step", "step_test"] = "run"
+    surface: Surface = "run"
 
 
 # The marketplace refuses (402) a paid listing's copy without a runnable purchase, and a
 # per-run purchase's copy anywhere but in a run (only runs are charged).
 run_starting: Veto[RunStarting] = Veto("run_starting")
+
+
+def listing_copy_check(
+    kind: Literal["agent", "workflow"], listing_version_id: int | None, *, surface: Surface = "run"
+) -> None:
+    """Ask `run_starting` whether an installed listing's copy (`listing_version_id` set) may
+    answer on `surface` in the current workspace's schema; ordinary agents and workflows pass
+    without a question. Raises the marketplace's refusal (402)."""
+    if listing_version_id is not None:
+        schema = str(cast(Any, connection).schema_name)
+        run_starting.check(RunStarting(kind, schema, listing_version_id, surface))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from agents.models import Agent, AgentVersion
 from agents.providers.base import Message
 from core import recovery
 from core.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
-from core.hooks import RunStarting, run_starting
+from core.hooks import listing_copy_check
 from core.queue import enqueue
 from evals import evaluators
 from evals.models import Case, CaseResult, CaseRun, Dataset, Evaluation, GatePolicy, Suite
@@ -187,11 +187,7 @@ def _agent_target(agent_id: int, version_number: int | None) -> dict[str, Any]:
         # runs, which are what it charges: 402, and no evaluation is created). A workflow
         # target's cases are runs (`runs.run_start`): asked and charged like any run.
         try:
-            run_starting.check(
-                RunStarting(
-                    "agent", current_schema(), agent.listing_version_id, surface="evaluation"
-                )
-            )
+            listing_copy_check("agent", agent.listing_version_id, surface="evaluation")
         except ApplicationError as exc:
             exc.fields = exc.fields or {"agent": [exc.message]}  # beside the agent picker
             raise

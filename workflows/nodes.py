@@ -31,8 +31,7 @@ from agents.tools.base import ToolContext, ToolFailed
 from agents.tools.loop import run_tool_loop
 from agents.tools.registry import BUILTIN_TOOLS
 from core.exceptions import ApplicationError
-from core.hooks import RunStarting, run_starting
-from tenants.schemas import current_schema
+from core.hooks import listing_copy_check
 from workflows.expressions import ExpressionError, evaluate, render
 from workflows.limits import plan_limits
 from workflows.models import Workflow
@@ -357,9 +356,8 @@ def _listing_check(
     )
     if own == listing_version_id:
         return
-    surface: Literal["run", "step"] = "step" if kind == "agent" else "run"
     try:
-        run_starting.check(RunStarting(kind, current_schema(), listing_version_id, surface=surface))
+        listing_copy_check(kind, listing_version_id, surface="step" if kind == "agent" else "run")
     except ApplicationError as exc:
         raise StepFailed(exc.message, input=input) from exc
 

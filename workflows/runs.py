@@ -13,7 +13,7 @@ from django.db import transaction
 
 from billing import quotas
 from core.exceptions import Conflict, NotFound, ValidationFailed
-from core.hooks import RunStarting, run_starting
+from core.hooks import listing_copy_check
 from notifications.services import notifications_resolve_on_commit
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
@@ -100,10 +100,7 @@ def listing_run_check(workflow: Workflow, *, surface: Literal["run", "step_test"
     """An installed listing's copy runs only if the marketplace allows it (a paid listing needs
     a runnable purchase; a per-run one answers only in runs, not in a step test): asked through
     a hook, since workflows never import the marketplace."""
-    if workflow.listing_version_id is not None:
-        run_starting.check(
-            RunStarting("workflow", current_schema(), workflow.listing_version_id, surface)
-        )
+    listing_copy_check("workflow", workflow.listing_version_id, surface=surface)
 
 
 def run_cancel(*, access: Access, run: WorkflowRun) -> None:

@@ -17,7 +17,7 @@ from agents.chat.selectors import conversation_get
 from agents.models import Agent, AgentVersion, Conversation, ConversationTurn
 from agents.services import MAX_INPUT_CHARS
 from core.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
-from core.hooks import RunStarting, run_starting
+from core.hooks import listing_copy_check
 from core.queue import enqueue
 from tenants.permissions import Access, Perm
 from tenants.schemas import current_schema
@@ -93,10 +93,7 @@ def listing_check(agent: Agent, *, surface: Literal["chat", "shared_chat"]) -> N
     (core.hooks.run_starting; 402 `purchase_required`): a paid listing's copy needs a runnable
     purchase, and a per-run purchase's copy answers only in runs (a turn is not a run and is
     never charged). Asked before a turn is queued, so a refusal queues and counts nothing."""
-    if agent.listing_version_id is not None:
-        run_starting.check(
-            RunStarting("agent", current_schema(), agent.listing_version_id, surface=surface)
-        )
+    listing_copy_check("agent", agent.listing_version_id, surface=surface)
 
 
 def conversation_start(*, access: Access, agent_id: int, question: str) -> Conversation:

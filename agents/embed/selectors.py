@@ -14,7 +14,7 @@ from agents.embed.tokens import ANONYMOUS_PREFIX
 from agents.models import Agent, ChatShare, Conversation, ConversationTurn
 from billing import quotas
 from core.exceptions import ApplicationError, NotFound
-from core.hooks import RunStarting, run_starting
+from core.hooks import listing_copy_check
 from tenants.models import Workspace
 from tenants.permissions import Access, Perm
 from tenants.schemas import activate, current_schema
@@ -94,12 +94,8 @@ def shared_chat_refusal(agent: Agent) -> str:
     """Why visitors of a share of `agent` are refused, for the workspace's owners ("" when they
     are not): the marketplace's answer for a copy of a paid listing (core.hooks.run_starting,
     surface "shared_chat"), asked for copies only."""
-    if agent.listing_version_id is None:
-        return ""
     try:
-        run_starting.check(
-            RunStarting("agent", current_schema(), agent.listing_version_id, surface="shared_chat")
-        )
+        listing_copy_check("agent", agent.listing_version_id, surface="shared_chat")
     except ApplicationError as exc:
         return exc.message
     return ""
