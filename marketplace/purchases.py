@@ -43,10 +43,9 @@ from django.db.models import Case, Exists, Max, Min, OuterRef, Q, QuerySet, Sum,
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from agents.gateway import budgets, config_cache, spend
+from agents.gateway import budgets
 from agents.gateway.budgets import BudgetExceeded
 from agents.models import AgentRun
-from billing import quotas
 from billing.meter import permanent_refusal, retry_at
 from billing.models import WorkspacePlan
 from billing.stripe_client import billing_mode, stripe_client, stripe_errors
@@ -1121,24 +1120,19 @@ def _spend_used_up(title: str) -> str:
     would be refused anyway, but an answer from the response cache costs no AI spend and would
     succeed and be charged: a spent budget stops the listing's charges too."""
     charged = f"“{title}” is charged per successful run"
-    allowance = quotas.ai_spend_allowance(config_cache.billing_view())
-    if allowance is not None and allowance.capped:
-        spent = spend.spend_since(allowance.period_start)
-        if spent >= allowance.included_usd:
-            renews = date_format(timezone.localtime(allowance.period_end), "j M Y")
-            return (
-                f"{charged}, and this workspace has used all {cost_text(allowance.included_usd)} "
-                f"of AI spend its {allowance.plan_name} plan includes until {renews}: its runs "
-                "are refused until then, answers from the response cache included. An owner or "
-                "admin can upgrade the plan on the Billing page."
-            )
-    cap = config_cache.monthly_cap()
-    if cap is not None:
-        spent = spend.spend_since(budgets.month_start())
-        if spent >= cap:
-            return (
-                f"{charged}, and this workspace has used all of its {cost_text(cap)} monthly AI "
-                "budget: its runs are refused until next month, answers from the response cache "
-                "included. An owner can raise the budget on the Usage page."
-            )
-    return ""
+    used_up = budgets.spend_used_up()
+    if used_up is None:
+        return ""
+    if (allowance := used_up.allowance) is not None:
+        renews = date_format(timezone.localtime(allowance.period_end), "j M Y")
+        return (
+            f"{charged}, and this workspace has used all {cost_text(allowance.included_usd)} "
+            f"of AI spend its {allowance.plan_name} plan includes until {renews}: its runs "
+            "are refused until then, answers from the response cache included. An owner or "
+            "admin can upgrade the plan on the Billing page."
+        )
+    return (
+        f"{charged}, and this workspace has used all of its {cost_text(used_up.cap or 0)} "
+        "monthly AI budget: its runs are refused until next month, answers from the response "
+        "cache included. An owner can raise the budget on the Usage page."
+    )

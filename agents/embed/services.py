@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents.chat import services as chat
 from agents.embed import selectors
-from agents.gateway import budgets, config_cache, spend
+from agents.gateway import budgets, config_cache
 from agents.models import Agent, ChatShare, Conversation, ConversationTurn
 from billing import quotas
 from core.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
@@ -235,14 +235,7 @@ def _workspace_room_require() -> None:
     allowance = quotas.ai_spend_allowance(config_cache.billing_view())
     if allowance is not None and allowance.paused:
         raise quotas.QuotaExceeded(VISITOR_LIMIT_REACHED)
-    if (
-        allowance is not None
-        and allowance.capped
-        and spend.spend_since(allowance.period_start) >= allowance.included_usd
-    ):
-        raise budgets.BudgetExceeded(VISITOR_LIMIT_REACHED)
-    cap = config_cache.monthly_cap()
-    if cap is not None and spend.spend_since(budgets.month_start()) >= cap:
+    if budgets.spend_used_up() is not None:
         raise budgets.BudgetExceeded(VISITOR_LIMIT_REACHED)
 
 

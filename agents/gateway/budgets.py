@@ -4,6 +4,7 @@ text, its output at `max_tokens`), so a call that could overrun is never paid fo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -81,6 +82,32 @@ def check_before_embedding(*, kind: str, model: str, texts: list[str]) -> None:
         return
     estimate = Usage(input_tokens=sum(estimate_text_tokens(text) for text in texts))
     _check_workspace_spend(f"{kind}/{model}", usage_cost(estimate, price), priced=True)
+
+
+@dataclass(frozen=True)
+class SpendUsedUp:
+    """Which AI-spend limit the workspace has used up: the plan's included spend (`allowance`,
+    a plan without overage) or its monthly budget (`cap`)."""
+
+    allowance: quotas.SpendAllowance | None = None
+    cap: Decimal | None = None
+
+
+def spend_used_up() -> SpendUsedUp | None:
+    """The limit the workspace's AI spend has reached, checked before work that would answer
+    without a model call (a visitor's question, a per-run listing's run: an answer from the
+    response cache costs no spend), or None. `_check_workspace_spend` guards each call."""
+    allowance = quotas.ai_spend_allowance(config_cache.billing_view())
+    if (
+        allowance is not None
+        and allowance.capped
+        and spend.spend_since(allowance.period_start) >= allowance.included_usd
+    ):
+        return SpendUsedUp(allowance=allowance)
+    cap = config_cache.monthly_cap()
+    if cap is not None and spend.spend_since(month_start()) >= cap:
+        return SpendUsedUp(cap=cap)
+    return None
 
 
 def _check_workspace_spend(call: str, worst: Decimal, *, priced: bool) -> None:
