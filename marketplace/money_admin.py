@@ -116,10 +116,11 @@ class PurchaseAdmin(ReadOnlyAdmin):
                 for sale, left in rows
             ),
         )
-        return format_html(
+        return format_html(  # scrolls sideways inside its row on a phone
+            '<div style="overflow-x:auto;max-width:calc(100vw - 40px)">'
             "<table><thead><tr><th>Date</th><th>Sale</th><th>Buyer paid</th><th>Platform fee"
             "</th><th>Creator's share</th><th>Left to refund</th><th></th></tr></thead>"
-            "<tbody>{}</tbody></table>",
+            "<tbody>{}</tbody></table></div>",
             body,
         )
 
